@@ -1,0 +1,45 @@
+# The two commands: `make run` and `make test`. Both create/refresh .venv themselves.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: run test install lint format contracts clean-state
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## Start NATS, Redis and the four services with rules/ and demo data; Ctrl-C stops all.
+run: install
+	$(BIN)/goalwatch up
+
+## Lint, type-check and run every test, integration tests against real servers included.
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy goalwatch services
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy goalwatch services
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+## Regenerate JSON Schema and AsyncAPI documents in contracts/ from the models.
+contracts: install
+	$(BIN)/goalwatch contracts write
+
+## Forget everything `make run` stored (NATS streams, Redis data).
+clean-state:
+	rm -rf .goalwatch

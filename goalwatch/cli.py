@@ -1,0 +1,114 @@
+"""The ``goalwatch`` command: ``up`` runs everything locally; ``contracts`` keeps contracts/ current."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+from goalwatch.devstack import SERVICES, Stack, StackError, StackSettings
+
+
+def _up(_: argparse.Namespace) -> int:
+    from goalwatch.demo import load_demo
+
+    settings = StackSettings()
+    stack = Stack(settings=settings)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    print(
+        f"goalwatch: starting NATS, Redis and {', '.join(SERVICES)} (data in {settings.state_dir}/)"
+    )
+    try:
+        stack.start()
+    except StackError as exc:
+        print(f"goalwatch: {exc}", file=sys.stderr)
+        return 2
+    try:
+        demo = load_demo(goals_url=settings.url("goals"), ingestion_url=settings.url("ingestion"))
+        print(
+            f"goalwatch: demo data loaded ({demo['accepted']} events accepted, "
+            f"{demo['duplicated']} already known)"
+        )
+        print(_banner(settings))
+        while not stop.wait(0.5):
+            for process in stack.exited():
+                print(
+                    f"goalwatch: {process} stopped unexpectedly; its log ends:\n{stack.log_tail(process)}",
+                    file=sys.stderr,
+                )
+                stop.set()
+    finally:
+        print("goalwatch: stopping services, then Redis, then NATS ...")
+        stack.stop()
+        print("goalwatch: stopped.")
+    return 0
+
+
+def _banner(settings: StackSettings) -> str:
+    rows = [
+        ("ingestion", f"{settings.url('ingestion')}   POST /v1/events"),
+        ("goals", f"{settings.url('goals')}   POST/GET /v1/people"),
+        ("evaluator", f"{settings.url('evaluator')}   GET /v1/rules"),
+        ("notifier", f"{settings.url('notifier')}   GET /v1/alerts"),
+        ("nats", settings.nats_url),
+        ("redis", settings.redis_url),
+        ("logs", f"{settings.state_dir}/logs/<name>.log"),
+    ]
+    lines = [f"  {name:<10} {where}" for name, where in rows]
+    return "\n".join(
+        [
+            "goalwatch is running:",
+            *lines,
+            "  API docs   <service URL>/docs; health /healthz, /readyz; metrics /metrics",
+            f"Try: curl -s '{settings.url('notifier')}/v1/alerts?recipient=zhang-wei'",
+            "Ctrl-C stops everything.",
+        ]
+    )
+
+
+def _contracts(args: argparse.Namespace) -> int:
+    from goalwatch.contracts.export import render_contracts, write_contracts
+
+    directory = Path(args.dir)
+    if args.action == "write":
+        for path in write_contracts(directory):
+            print(path)
+        return 0
+    stale = [
+        name
+        for name, text in render_contracts().items()
+        if not (directory / name).exists() or (directory / name).read_text() != text
+    ]
+    if stale:
+        print("contracts/ is out of date: run `make contracts`; differs: " + ", ".join(stale))
+        return 1
+    print("contracts/ is up to date")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``goalwatch`` command."""
+    parser = argparse.ArgumentParser(prog="goalwatch", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    up = commands.add_parser("up", help="start NATS, Redis and every service with demo data")
+    up.set_defaults(func=_up)
+    contracts = commands.add_parser("contracts", help="write or check contracts/")
+    contracts.add_argument("action", choices=["write", "check"])
+    contracts.add_argument("--dir", default="contracts", help="target folder (default contracts)")
+    contracts.set_defaults(func=_contracts)
+    args = parser.parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

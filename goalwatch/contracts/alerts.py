@@ -1,0 +1,120 @@
+"""Alerts published by the evaluator and the notifications made of them."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import AwareDatetime, Field
+
+from goalwatch.contracts.base import Contract
+
+
+class Severity(StrEnum):
+    """How loud an alert is: info, warning (yellow) or critical (red)."""
+
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+class AlertState(StrEnum):
+    """Lifecycle state of an alert."""
+
+    FIRING = "firing"
+    RESOLVED = "resolved"
+
+
+class Observation(Contract):
+    """One metric observation attached to an alert as evidence."""
+
+    event_id: str = Field(description="Id of the metric event.")
+    time: AwareDatetime = Field(description="Event time of the observation.")
+    value: float = Field(description="Observed value.")
+
+
+class AlertFired(Contract):
+    """A rule's condition started to hold for a subject."""
+
+    fingerprint: str = Field(
+        description="Stable id of this alert: the same rule, subject and metric give the same value."
+    )
+    rule_id: str = Field(description="Id of the rule that fired.")
+    rule_name: str = Field(description="Human-readable name of the rule.")
+    kind: str = Field(description="Rule kind: threshold, overdue, fraud or dependency_impact.")
+    severity: Severity = Field(description="Severity given by the rule.")
+    subject: str = Field(description="Who or what the alert is about.")
+    metric: str = Field(description="Metric the rule watches.")
+    value: float = Field(description="Value of the observation that made the rule fire.")
+    message: str = Field(description="Rendered alert message.")
+    notify: list[str] = Field(
+        description="Who to notify, as roles (subject, manager) or explicit person ids."
+    )
+    labels: dict[str, str] = Field(default_factory=dict, description="Labels of the last event.")
+    started_at: AwareDatetime = Field(description="Event time at which the condition began.")
+    fired_at: AwareDatetime = Field(description="Wall-clock time the evaluator fired the alert.")
+    event_id: str = Field(description="Id of the event that made the rule fire.")
+    history: list[Observation] = Field(
+        default_factory=list, description="The observations behind the alert, oldest first."
+    )
+
+
+class AlertResolved(Contract):
+    """A firing alert's condition stopped holding."""
+
+    fingerprint: str = Field(description="Fingerprint of the alert that resolved.")
+    rule_id: str = Field(description="Id of the rule.")
+    rule_name: str = Field(description="Human-readable name of the rule.")
+    severity: Severity = Field(description="Severity given by the rule.")
+    subject: str = Field(description="Who or what the alert is about.")
+    metric: str = Field(description="Metric the rule watches.")
+    value: float = Field(description="Value of the observation that cleared the condition.")
+    message: str = Field(description="Rendered resolution message.")
+    notify: list[str] = Field(description="Who to notify, as for the firing alert.")
+    started_at: AwareDatetime = Field(description="Event time at which the condition began.")
+    resolved_at: AwareDatetime = Field(description="Wall-clock time the evaluator resolved it.")
+    event_id: str = Field(description="Id of the event that cleared the condition.")
+
+
+class Recipient(Contract):
+    """A person a notification is addressed to."""
+
+    id: str = Field(description="Person id.")
+    name: str = Field(description="Display name.")
+    email: str | None = Field(default=None, description="E-mail address, if known.")
+    role: str = Field(description="Why they receive it: subject, manager, or explicit.")
+
+
+class DeliveryStatus(StrEnum):
+    """Outcome of a delivery attempt."""
+
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class NotificationSent(Contract):
+    """The notifier delivered (or gave up delivering) an alert to a channel."""
+
+    id: str = Field(description="Unique id of this notification.")
+    fingerprint: str = Field(description="Fingerprint of the alert.")
+    rule_id: str = Field(description="Id of the rule.")
+    state: AlertState = Field(description="Alert state that was notified.")
+    channel: str = Field(description="Channel name, e.g. webhook.")
+    recipients: list[Recipient] = Field(description="Who the notification was addressed to.")
+    status: DeliveryStatus = Field(description="sent, or failed after all retries.")
+    attempts: int = Field(ge=1, description="Delivery attempts made.")
+    error: str | None = Field(default=None, description="Last error when status is failed.")
+    at: AwareDatetime = Field(description="When the outcome was known.")
+
+
+class DeadLetter(Contract):
+    """A message that could not be processed, kept for an operator to inspect and replay."""
+
+    origin_subject: str = Field(description="Subject the message arrived on.")
+    reason: str = Field(description="Why it was rejected, in words an operator can act on.")
+    errors: list[dict[str, str]] = Field(
+        default_factory=list, description="Field-level errors: loc, msg."
+    )
+    payload: str = Field(
+        description="The original message body (UTF-8, replacement for bad bytes)."
+    )
+    at: AwareDatetime = Field(description="When it was dead-lettered.")

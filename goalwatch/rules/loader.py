@@ -1,0 +1,304 @@
+"""Load a directory of rule files, reporting every problem as ``file:line: field: message``.
+
+The YAML is composed into nodes first, so each validation error can be traced back to the line
+it came from. All files are read and all errors collected before giving up, so HR sees the whole
+list at once instead of fixing one error per restart.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import yaml
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from goalwatch.rules.spec import RuleSpec, ThresholdCondition
+
+_EXAMPLES: Final[dict[str, str]] = {
+    "id": "id: report-rework-rate-high",
+    "name": "name: Report rework rate above 8% on 3 consecutive days",
+    "kind": "kind: threshold",
+    "metric": "metric: report_rework_rate",
+    "condition": 'condition: {op: ">", value: 0.08, consecutive: 3}',
+    "condition.op": 'op: ">"',
+    "condition.value": "value: 0.08",
+    "severity": "severity: warning",
+    "notify": "notify: [subject, manager]",
+    "message": 'message: "{subject}: rework rate {value:.0%}"',
+}
+# Which model describes the mapping at a location, to list the fields it allows.
+_MODELS: Final[dict[tuple[str, ...], type[BaseModel]]] = {
+    (): RuleSpec,
+    ("condition",): ThresholdCondition,
+}
+
+
+@dataclass(frozen=True)
+class RuleError:
+    """One problem in one rule file."""
+
+    file: str
+    line: int | None
+    field: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        return (
+            f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        )
+
+
+class RuleLoadError(Exception):
+    """The rules could not be loaded; ``errors`` lists every problem found."""
+
+    def __init__(self, errors: Sequence[RuleError]) -> None:
+        self.errors = list(errors)
+        super().__init__("\n".join(str(error) for error in self.errors))
+
+
+@dataclass(frozen=True)
+class LoadedRule:
+    """A validated rule and the file it came from."""
+
+    spec: RuleSpec
+    path: Path
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    rule: LoadedRule | None
+    rule_id: str | None
+    id_line: int | None
+    errors: list[RuleError]
+
+
+def load_rules(directory: Path) -> list[LoadedRule]:
+    """Load every ``*.yaml`` file in ``directory`` (one rule per file), ordered by file name.
+
+    Raises :class:`RuleLoadError` listing every error of every file, including rule ids used
+    by more than one file.
+    """
+    if not directory.is_dir():
+        raise RuleLoadError(
+            [
+                RuleError(
+                    str(directory), None, None, "rules directory not found (or not a directory)"
+                )
+            ]
+        )
+    errors: list[RuleError] = []
+    rules: list[LoadedRule] = []
+    first_seen: dict[str, tuple[Path, int | None]] = {}
+    for path in sorted(directory.glob("*.yaml")):
+        parsed = _parse_file(path)
+        errors.extend(parsed.errors)
+        # Checked on the raw id too, so a clash shows even while one of the files is invalid.
+        rule_id = parsed.rule_id
+        if rule_id is not None and rule_id in first_seen:
+            other, other_line = first_seen[rule_id]
+            errors.append(
+                RuleError(
+                    str(path),
+                    parsed.id_line,
+                    "id",
+                    f"'{rule_id}' is already the id of {_where(other, other_line)}; "
+                    "rule ids must be unique",
+                )
+            )
+            continue
+        if rule_id is not None:
+            first_seen[rule_id] = (path, parsed.id_line)
+        if parsed.rule is not None:
+            rules.append(parsed.rule)
+    if errors:
+        raise RuleLoadError(errors)
+    return rules
+
+
+def load_rule_file(path: Path) -> LoadedRule:
+    """Load one rule file; raises :class:`RuleLoadError` with every error in it."""
+    parsed = _parse_file(path)
+    if parsed.rule is None:
+        raise RuleLoadError(parsed.errors)
+    return parsed.rule
+
+
+def _where(path: Path, line: int | None) -> str:
+    return str(path) if line is None else f"{path}:{line}"
+
+
+def _parse_file(path: Path) -> _Parsed:
+    file = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return _Parsed(
+            None, None, None, [RuleError(file, None, None, f"cannot read the file: {exc}")]
+        )
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        data = None if node is None else loader.construct_document(node)
+    except yaml.MarkedYAMLError as exc:
+        return _Parsed(None, None, None, [_yaml_error(file, exc)])
+    finally:
+        loader.dispose()
+    if node is None:
+        return _Parsed(
+            None, None, None, [RuleError(file, None, None, "the file is empty; write a rule")]
+        )
+    if not isinstance(node, MappingNode) or not isinstance(data, dict):
+        return _Parsed(
+            None,
+            None,
+            _line(node),
+            [
+                RuleError(
+                    file,
+                    _line(node),
+                    None,
+                    "expected a rule: a mapping of fields such as id:, name:, kind:, metric:",
+                )
+            ],
+        )
+    errors = list(_duplicate_keys(file, node))
+    rule_id = data.get("id") if isinstance(data.get("id"), str) else None
+    id_line, _ = _locate(node, ("id",))
+    try:
+        spec = RuleSpec.model_validate(data)
+    except ValidationError as exc:
+        errors.extend(_validation_error(file, node, error) for error in exc.errors())
+        return _Parsed(None, rule_id, id_line, errors)
+    if errors:
+        return _Parsed(None, rule_id, id_line, errors)
+    return _Parsed(LoadedRule(spec=spec, path=path), rule_id, id_line, [])
+
+
+def _line(node: Node) -> int:
+    return int(node.start_mark.line) + 1
+
+
+def _yaml_error(file: str, exc: yaml.MarkedYAMLError) -> RuleError:
+    mark = exc.problem_mark or exc.context_mark
+    line = None if mark is None else int(mark.line) + 1
+    problem = exc.problem or exc.context or "cannot be parsed"
+    if isinstance(exc, yaml.composer.ComposerError) and "another document" in problem:
+        return RuleError(
+            file, line, None, "one rule per file: move the rule after --- to its own file"
+        )
+    message = f"not valid YAML: {problem}"
+    if mark is not None and mark.buffer:
+        lines = str(mark.buffer).splitlines()
+        source_line = lines[mark.line] if mark.line < len(lines) else ""
+        if "op:" in source_line or "chomping" in problem:
+            # A bare > or >= starts a YAML block scalar; HR meets this on their first rule.
+            message += ' — quote comparison operators, e.g. op: ">="'
+    return RuleError(file, line, None, message)
+
+
+def _duplicate_keys(file: str, node: Node, path: str = "") -> Iterable[RuleError]:
+    """PyYAML keeps the last of two equal keys silently; a rule file must not."""
+    if isinstance(node, MappingNode):
+        seen: dict[str, int] = {}
+        for key, value in node.value:
+            name = str(key.value) if isinstance(key, ScalarNode) else "?"
+            field = f"{path}.{name}" if path else name
+            if name in seen:
+                yield RuleError(
+                    file, _line(key), field, f"appears twice (first on line {seen[name]})"
+                )
+            else:
+                seen[name] = _line(key)
+            yield from _duplicate_keys(file, value, field)
+    elif isinstance(node, SequenceNode):
+        for index, item in enumerate(node.value):
+            yield from _duplicate_keys(file, item, f"{path}[{index}]")
+
+
+def _locate(node: Node, loc: Sequence[int | str]) -> tuple[int, Node]:
+    """The deepest node on ``loc`` that exists and its line (the key's line in a mapping)."""
+    line = _line(node)
+    current = node
+    for part in loc:
+        if isinstance(current, MappingNode):
+            for key, value in current.value:
+                if isinstance(key, ScalarNode) and key.value == str(part):
+                    line, current = _line(key), value
+                    break
+            else:
+                break
+        elif isinstance(current, SequenceNode) and isinstance(part, int):
+            if part >= len(current.value):
+                break
+            current = current.value[part]
+            line = _line(current)
+        else:
+            break
+    return line, current
+
+
+def _field_name(loc: Sequence[int | str]) -> str | None:
+    name = ""
+    for part in loc:
+        if part == "[key]":
+            continue
+        if isinstance(part, int):
+            name += f"[{part}]"
+        else:
+            name += f".{part}" if name else part
+    return name or None
+
+
+def _validation_error(file: str, root: Node, error: ErrorDetails) -> RuleError:
+    loc = tuple(error["loc"])
+    line, node = _locate(root, loc)
+    # Quote what the author typed (yes, 042), not what YAML made of it (True, 34).
+    written = node.value if isinstance(node, ScalarNode) else repr(error.get("input"))
+    return RuleError(file, line, _field_name(loc), _describe(error, written))
+
+
+def _describe(error: ErrorDetails, written: str) -> str:
+    """Pydantic's wording for generic errors, rewritten for someone editing YAML."""
+    kind = error["type"]
+    loc = tuple(str(part) for part in error["loc"])
+    ctx = error.get("ctx") or {}
+    if kind == "missing":
+        example = _EXAMPLES.get(".".join(loc))
+        return f"required field is missing; add e.g. {example}" if example else "required"
+    if kind == "extra_forbidden":
+        model = _MODELS.get(loc[:-1])
+        if model is None:
+            return f"unknown field '{loc[-1]}'"
+        allowed = list(model.model_fields)
+        close = difflib.get_close_matches(loc[-1], allowed, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        return f"unknown field '{loc[-1]}'; {hint}allowed: {', '.join(allowed)}"
+    if kind in ("float_parsing", "float_type"):
+        if written.strip().endswith("%"):
+            return f"{written} is not a number; write a fraction, e.g. 0.08 for 8%"
+        return f"{written} is not a number"
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return f"{written} is not a whole number"
+    if kind == "string_type":
+        return f'expected text, got {written}; quote it: "{written}"'
+    if kind in ("dict_type", "model_type"):
+        example = _EXAMPLES.get(".".join(loc), "where: {department: radiology}")
+        return f"expected a mapping, e.g. {example}"
+    if kind == "list_type":
+        return "expected a list, e.g. [subject, manager]"
+    if kind == "too_short":
+        return "must not be empty" + (", e.g. [subject, manager]" if loc == ("notify",) else "")
+    if kind == "greater_than_equal":
+        return f"must be at least {ctx.get('ge')}, got {written}"
+    if kind == "less_than_equal":
+        return f"must be at most {ctx.get('le')}, got {written}"
+    if kind == "string_too_long":
+        return f"is too long (at most {ctx.get('max_length')} characters)"
+    return str(error["msg"])

@@ -1,0 +1,193 @@
+"""The rule language HR writes: one rule per YAML file, validated by these models.
+
+Every check raises an error whose text says what is wrong and what to write instead; the loader
+adds the file and line.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from goalwatch.contracts import Severity
+from goalwatch.contracts.metrics import MetricName
+from goalwatch.rules.template import TemplateError, check_template
+
+Op = Literal[">", ">=", "<", "<=", "==", "!="]
+OPS: Final[tuple[str, ...]] = (">", ">=", "<", "<=", "==", "!=")
+SUPPORTED_KINDS: Final[tuple[str, ...]] = ("threshold",)
+PLANNED_KINDS: Final[tuple[str, ...]] = ("overdue", "fraud", "dependency_impact")
+MAX_CONSECUTIVE: Final = 1000
+
+_RULE_ID = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+_LABEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_METRIC_NAME: TypeAdapter[str] = TypeAdapter(MetricName)
+# durable_rules' JSON reader rejects exponents without a fraction ("1e-05", error 204), which
+# is how Python writes numbers this small or large; thresholds stay inside the plain range.
+_SMALLEST, _LARGEST = 1e-4, 1e16
+
+
+def _error(kind: str, message: str) -> PydanticCustomError:
+    return PydanticCustomError(f"rule_{kind}", message)
+
+
+def _check_kind(value: Any) -> Any:
+    if value in SUPPORTED_KINDS:
+        return value
+    supported = ", ".join(SUPPORTED_KINDS)
+    if value in PLANNED_KINDS:
+        raise _error("kind", f"kind '{value}' is not supported yet; supported: {supported}")
+    raise _error("kind", f"'{value}' is not a rule kind; supported: {supported}")
+
+
+def _check_op(value: Any) -> Any:
+    if value in OPS:
+        return value
+    if value == "":
+        raise _error(
+            "op",
+            'is empty: a bare > starts a block of text in YAML; quote the operator, e.g. op: ">"',
+        )
+    raise _error("op", f"'{value}' is not one of {', '.join(OPS)} — write e.g. op: \">\"")
+
+
+def _check_severity(value: Any) -> Any:
+    allowed = [s.value for s in Severity]
+    if value in allowed:
+        return value
+    raise _error(
+        "severity",
+        f"'{value}' is not one of {', '.join(allowed)} (warning is yellow, critical is red)",
+    )
+
+
+def _check_label_name(name: str) -> str:
+    if not _LABEL_NAME.match(name):
+        raise _error(
+            "label", f"'{name}' is not a label name: use letters, digits and _, e.g. department"
+        )
+    return name
+
+
+def _check_recipient(recipient: str) -> str:
+    if not recipient.strip():
+        raise _error("notify", "empty recipient: use subject, manager or a person id")
+    return recipient.strip()
+
+
+LabelName = Annotated[str, AfterValidator(_check_label_name)]
+Recipient = Annotated[str, AfterValidator(_check_recipient)]
+
+
+class Frozen(BaseModel):
+    """Immutable model that rejects fields it does not know."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ThresholdCondition(Frozen):
+    """``value <op> threshold`` on ``consecutive`` observations in a row, by event time."""
+
+    op: Annotated[Op, BeforeValidator(_check_op)] = Field(
+        description="Comparison of the observed value with the threshold."
+    )
+    value: float = Field(description="The threshold.")
+    consecutive: int = Field(
+        1,
+        ge=1,
+        le=MAX_CONSECUTIVE,
+        description="How many observations in a row (by event time) must breach before firing.",
+    )
+
+    @field_validator("value")
+    @classmethod
+    def _engine_range(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise _error("value", "the threshold must be a finite number")
+        if value != 0 and not _SMALLEST <= abs(value) < _LARGEST:
+            raise _error(
+                "value",
+                f"{value} is outside what the rules engine compares reliably: use 0 or a number "
+                "between 0.0001 and 1e16 in size (scale the metric, e.g. per thousand)",
+            )
+        return value
+
+
+class RuleSpec(Frozen):
+    """One alert rule, as written in ``rules/<name>.yaml``."""
+
+    id: str = Field(description="Unique id: lower-case letters, digits and hyphens.")
+    name: str = Field(min_length=1, max_length=200, description="Human-readable name.")
+    description: str | None = Field(default=None, description="What the rule is for.")
+    kind: Annotated[Literal["threshold"], BeforeValidator(_check_kind)] = Field(
+        description="Rule kind; only threshold for now."
+    )
+    metric: str = Field(description="Metric the rule watches, e.g. report_rework_rate.")
+    where: dict[LabelName, str] = Field(
+        default_factory=dict,
+        description="Label filters: the rule only sees events whose labels have these values.",
+    )
+    condition: ThresholdCondition = Field(description="When the rule fires.")
+    severity: Annotated[Severity, BeforeValidator(_check_severity)] = Field(
+        description="info, warning (yellow) or critical (red)."
+    )
+    notify: list[Recipient] = Field(
+        min_length=1,
+        description="Who to notify: subject, manager, or explicit person ids.",
+    )
+    message: str = Field(
+        min_length=1,
+        description="Alert text, a str.format template, e.g. '{subject}: {value:.0%}'.",
+    )
+
+    @field_validator("id")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        if not _RULE_ID.match(value):
+            raise _error(
+                "id",
+                f"'{value}' is not a valid id: use lower-case letters, digits and hyphens, "
+                "e.g. report-rework-rate-high",
+            )
+        return value
+
+    @field_validator("metric")
+    @classmethod
+    def _metric_name(cls, value: str) -> str:
+        try:
+            return _METRIC_NAME.validate_python(value)
+        except ValidationError:
+            raise _error(
+                "metric",
+                f"'{value}' is not a metric name: use lower snake_case (dots allowed), "
+                "e.g. report_rework_rate",
+            ) from None
+
+    @field_validator("notify")
+    @classmethod
+    def _recipients_once(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise _error("notify", "lists someone twice; name each recipient once")
+        return value
+
+    @field_validator("message")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        try:
+            check_template(value)
+        except TemplateError as exc:
+            raise _error("message", str(exc)) from None
+        return value

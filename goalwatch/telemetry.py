@@ -1,0 +1,96 @@
+"""Logging, Prometheus metrics and the health endpoints every service exposes."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Mapping
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from pythonjsonlogger.json import JsonFormatter
+
+EVENTS_ACCEPTED = Counter(
+    "goalwatch_events_accepted_total", "Metric events accepted by ingestion.", ["transport"]
+)
+EVENTS_DUPLICATE = Counter(
+    "goalwatch_events_duplicate_total", "Metric events recognised as resends.", ["transport"]
+)
+EVENTS_REJECTED = Counter(
+    "goalwatch_events_rejected_total", "Metric events rejected as invalid.", ["transport"]
+)
+RULE_EVALUATIONS = Counter(
+    "goalwatch_rule_evaluations_total", "Rule evaluations by outcome.", ["rule", "outcome"]
+)
+ALERTS_FIRED = Counter("goalwatch_alerts_fired_total", "Alerts fired.", ["rule", "severity"])
+ALERTS_RESOLVED = Counter("goalwatch_alerts_resolved_total", "Alerts resolved.", ["rule"])
+NOTIFICATIONS_SENT = Counter(
+    "goalwatch_notifications_sent_total", "Notifications delivered.", ["channel"]
+)
+NOTIFICATIONS_FAILED = Counter(
+    "goalwatch_notifications_failed_total", "Notifications given up after retries.", ["channel"]
+)
+HANDLER_SECONDS = Histogram(
+    "goalwatch_handler_seconds",
+    "Time spent handling one message or request.",
+    ["service", "handler"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+ReadyCheck = Callable[[], Awaitable[bool]]
+
+
+def configure_logging(service: str, level: str = "INFO") -> None:
+    """Log one JSON object per line on stderr, tagged with the service name.
+
+    Pass ``extra={"event_id": ...}`` (or ``fingerprint``) to carry ids through the logs.
+    """
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonFormatter(
+            "{asctime}{levelname}{name}{message}",
+            style="{",
+            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            static_fields={"service": service},
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+    # Access logs are per request: useful when debugging, noise otherwise.
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+
+
+def ops_router(checks: Mapping[str, ReadyCheck]) -> APIRouter:
+    """``/healthz`` (process alive), ``/readyz`` (every dependency answers), ``/metrics``."""
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz", summary="Liveness")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz", summary="Readiness: NATS and Redis connections are up")
+    async def readyz() -> JSONResponse:
+        results: dict[str, str] = {}
+        for name, check in checks.items():
+            try:
+                ok = await check()
+            except Exception as exc:  # a failing dependency is an answer, not a crash
+                results[name] = f"down: {exc}"
+                continue
+            results[name] = "up" if ok else "down"
+        ready = all(v == "up" for v in results.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready", "checks": results},
+            status_code=200 if ready else 503,
+        )
+
+    @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return router

@@ -1,0 +1,1 @@
+"""The evaluator service: threshold rules over metric events, alerts out to JetStream."""

@@ -1,0 +1,3 @@
+from services.evaluator.app import main
+
+main()

@@ -1,0 +1,87 @@
+"""Turn an alert transition into the AlertFired / AlertResolved message that is published."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from goalwatch.contracts import AlertFired, AlertResolved, AlertState, MetricRecorded, Observation
+from goalwatch.rules.spec import RuleSpec
+from goalwatch.rules.template import render
+from services.evaluator.streaks import Transition
+
+
+def message_id(fp: str, transition: Transition) -> str:
+    """JetStream de-duplication id: one fired and one resolved message per alert episode.
+
+    An episode is identified by the event time its streak started, so a redelivered event
+    republishing the same transition is dropped by the stream.
+    """
+    verb = "fired" if transition.state is AlertState.FIRING else "resolved"
+    return f"{fp}:{verb}:{transition.started_at.isoformat()}"
+
+
+def build_fired(
+    *, rule: RuleSpec, event: MetricRecorded, fp: str, transition: Transition, now: datetime
+) -> AlertFired:
+    """The alert for ``rule`` that ``event`` made fire."""
+    return AlertFired(
+        fingerprint=fp,
+        rule_id=rule.id,
+        rule_name=rule.name,
+        kind=rule.kind,
+        severity=rule.severity,
+        subject=event.subject,
+        metric=event.metric,
+        value=event.value,
+        message=render_message(rule, event),
+        notify=list(rule.notify),
+        labels=dict(event.labels),
+        started_at=transition.started_at,
+        fired_at=now,
+        event_id=event.id,
+        history=[
+            Observation(event_id=point.event_id, time=point.time, value=point.value)
+            for point in transition.history
+        ],
+    )
+
+
+def build_resolved(
+    *, rule: RuleSpec, event: MetricRecorded, fp: str, transition: Transition, now: datetime
+) -> AlertResolved:
+    """The notice that ``event`` cleared ``rule``'s alert."""
+    condition = rule.condition
+    return AlertResolved(
+        fingerprint=fp,
+        rule_id=rule.id,
+        rule_name=rule.name,
+        severity=rule.severity,
+        subject=event.subject,
+        metric=event.metric,
+        value=event.value,
+        message=(
+            f"Resolved: {rule.name} — {event.subject}: {event.metric} is {event.value:g}, "
+            f"no longer {condition.op} {condition.value:g}"
+        ),
+        notify=list(rule.notify),
+        started_at=transition.started_at,
+        resolved_at=now,
+        event_id=event.id,
+    )
+
+
+def render_message(rule: RuleSpec, event: MetricRecorded) -> str:
+    """The rule's message template filled in for ``event``."""
+    return render(
+        rule.message,
+        subject=event.subject,
+        metric=event.metric,
+        value=event.value,
+        threshold=rule.condition.value,
+        op=rule.condition.op,
+        consecutive=rule.condition.consecutive,
+        rule_id=rule.id,
+        rule_name=rule.name,
+        severity=rule.severity.value,
+        labels=event.labels,
+    )

@@ -1,0 +1,207 @@
+"""The evaluator service: metric events in, alerts fired and resolved out."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, HTTPException
+from faststream import AckPolicy
+from faststream.nats import ConsumerConfig, NatsMessage, PullSub
+from pydantic import BaseModel, Field, ValidationError
+from redis.asyncio import Redis
+
+from goalwatch import __version__
+from goalwatch.contracts import (
+    AlertFired,
+    AlertResolved,
+    DeadLetter,
+    MetricRecorded,
+    Severity,
+    subjects,
+)
+from goalwatch.messaging import ensure_streams, new_broker, stream
+from goalwatch.rules import LoadedRule, RuleLoadError, load_rules
+from goalwatch.serving import serve
+from goalwatch.settings import ServiceSettings
+from goalwatch.telemetry import HANDLER_SECONDS, configure_logging, ops_router
+from services.evaluator.engine import RuleEngine
+from services.evaluator.evaluation import Evaluator
+from services.evaluator.streaks import StreakStore
+
+logger = logging.getLogger(__name__)
+
+
+class EvaluatorSettings(ServiceSettings):
+    """Settings of the evaluator service."""
+
+    port: int = Field(8003, validation_alias="GOALWATCH_EVALUATOR_PORT", description="HTTP port.")
+    rules_dir: Path = Field(
+        Path("rules"),
+        validation_alias="GOALWATCH_RULES_DIR",
+        description="Directory of rule files (*.yaml, one rule per file), read at start-up.",
+    )
+
+
+class RuleRead(BaseModel):
+    """A loaded rule, as served by ``GET /v1/rules``."""
+
+    id: str = Field(description="Rule id.")
+    name: str = Field(description="Human-readable name.")
+    description: str | None = Field(description="What the rule is for.")
+    kind: str = Field(description="Rule kind.")
+    metric: str = Field(description="Metric the rule watches.")
+    where: dict[str, str] = Field(description="Label filters.")
+    condition: dict[str, Any] = Field(description="op, value and consecutive.")
+    severity: Severity = Field(description="Severity of the alerts it fires.")
+    notify: list[str] = Field(description="Who is notified.")
+    message: str = Field(description="Message template.")
+    file: str = Field(description="File the rule was loaded from.")
+
+    @classmethod
+    def of(cls, rule: LoadedRule) -> RuleRead:
+        """The API view of a loaded rule."""
+        spec = rule.spec
+        return cls(
+            id=spec.id,
+            name=spec.name,
+            description=spec.description,
+            kind=spec.kind,
+            metric=spec.metric,
+            where=dict(spec.where),
+            condition=spec.condition.model_dump(),
+            severity=spec.severity,
+            notify=list(spec.notify),
+            message=spec.message,
+            file=str(rule.path),
+        )
+
+
+def create_app(settings: EvaluatorSettings) -> FastAPI:
+    """Build the evaluator; raises :class:`RuleLoadError` if the rules do not load."""
+    rules = load_rules(settings.rules_dir)
+    rules_by_id = {rule.spec.id: rule for rule in rules}
+    broker = new_broker(settings.nats_url, name="evaluator")
+    redis: Redis = Redis.from_url(settings.redis_url, decode_responses=True)
+
+    async def publish(alert: AlertFired | AlertResolved, subject: str, msg_id: str) -> None:
+        await broker.publish(
+            alert, subject, stream=subjects.STREAM_ALERTS, headers={"Nats-Msg-Id": msg_id}
+        )
+
+    evaluator = Evaluator(
+        engine=RuleEngine([rule.spec for rule in rules]),
+        streaks=StreakStore(redis),
+        publish=publish,
+    )
+
+    @broker.subscriber(
+        subjects.METRICS_RECORDED,
+        stream=stream(subjects.STREAM_METRICS),
+        durable="evaluator",
+        pull_sub=PullSub(batch_size=100, timeout=5.0),
+        config=ConsumerConfig(max_deliver=5, ack_wait=30),
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+    )
+    async def on_metric_recorded(msg: NatsMessage) -> None:
+        with HANDLER_SECONDS.labels(service="evaluator", handler="metric_recorded").time():
+            try:
+                event = MetricRecorded.model_validate_json(msg.body)
+            except ValidationError as exc:
+                await dead_letter(msg, exc)
+                return
+            await evaluator.handle(event)
+
+    async def dead_letter(msg: NatsMessage, exc: ValidationError) -> None:
+        # Ingestion validated the event, so this is a bug or a foreign publisher: keep the
+        # message for an operator instead of redelivering it five times.
+        letter = DeadLetter(
+            origin_subject=subjects.METRICS_RECORDED,
+            reason="not a valid MetricRecorded event",
+            errors=[
+                {"loc": ".".join(str(p) for p in error["loc"]), "msg": error["msg"]}
+                for error in exc.errors()
+            ],
+            payload=msg.body.decode("utf-8", errors="replace"),
+            at=datetime.now(UTC),
+        )
+        headers = {}
+        with contextlib.suppress(Exception):  # metadata is missing outside a real JetStream
+            headers["Nats-Msg-Id"] = f"evaluator:{msg.raw_message.metadata.sequence.stream}"
+        await broker.publish(
+            letter, subjects.DEADLETTER_METRICS, stream=subjects.STREAM_DEADLETTER, headers=headers
+        )
+        logger.warning(
+            "dead-lettered an invalid metric event (%d errors, first: %s: %s)",
+            len(letter.errors),
+            letter.errors[0]["loc"],
+            letter.errors[0]["msg"],
+        )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await ensure_streams(settings.nats_url)
+        await broker.start()
+        logger.info(
+            "rules loaded from %s: %s", settings.rules_dir, ", ".join(rules_by_id) or "none"
+        )
+        try:
+            yield
+        finally:
+            await broker.stop()
+            await redis.aclose()
+
+    async def redis_up() -> bool:
+        return bool(await redis.ping())
+
+    app = FastAPI(title="goalwatch evaluator", version=__version__, lifespan=lifespan)
+    app.include_router(ops_router({"nats": lambda: broker.ping(1.0), "redis": redis_up}))
+
+    @app.get("/v1/rules", summary="The rules loaded at start-up, ordered by file name")
+    async def list_rules() -> list[RuleRead]:
+        return [RuleRead.of(rule) for rule in rules]
+
+    @app.get("/v1/rules/{rule_id}", summary="One loaded rule")
+    async def get_rule(rule_id: str) -> RuleRead:
+        rule = rules_by_id.get(rule_id)
+        if rule is None:
+            loaded = ", ".join(rules_by_id) or "none"
+            raise HTTPException(
+                status_code=404,
+                detail=f"no rule with id '{rule_id}' is loaded (loaded: {loaded}); "
+                f"rules are read from {settings.rules_dir} at start-up",
+            )
+        return RuleRead.of(rule)
+
+    return app
+
+
+def main() -> None:
+    """Run the evaluator with settings from the environment; exit 2 if the rules are invalid."""
+    settings = EvaluatorSettings()
+    configure_logging("evaluator", settings.log_level)
+    try:
+        app = create_app(settings)
+    except RuleLoadError as exc:
+        count = len(exc.errors)
+        print(
+            f"goalwatch: the evaluator cannot start: {count} error{'s' if count != 1 else ''} "
+            f"in the rules in {settings.rules_dir} (set by GOALWATCH_RULES_DIR):",
+            file=sys.stderr,
+        )
+        for error in exc.errors:
+            print(f"  {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    serve(
+        app,
+        host=settings.host,
+        port=settings.port,
+        service="evaluator",
+        env_var="GOALWATCH_EVALUATOR_PORT",
+    )

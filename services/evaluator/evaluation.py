@@ -1,0 +1,85 @@
+"""One metric event through the rules: engine verdicts, streak state, alerts published."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Protocol
+
+from goalwatch.contracts import AlertFired, AlertResolved, AlertState, MetricRecorded, subjects
+from goalwatch.telemetry import ALERTS_FIRED, ALERTS_RESOLVED, RULE_EVALUATIONS
+from services.evaluator.alerts import build_fired, build_resolved, message_id
+from services.evaluator.engine import RuleEngine
+from services.evaluator.streaks import Point, Transition, fingerprint
+
+logger = logging.getLogger(__name__)
+
+Publish = Callable[[AlertFired | AlertResolved, str, str], Awaitable[None]]
+"""``publish(alert, subject, msg_id)``: publish to JetStream and wait for the ack."""
+
+
+class Streaks(Protocol):
+    """Where observations and alert state are kept (:class:`StreakStore` in production)."""
+
+    async def record(
+        self, *, rule_id: str, subject: str, metric: str, consecutive: int, point: Point
+    ) -> Transition | None:
+        """Record ``point``; return the alert transition it causes, if any."""
+
+
+class Evaluator:
+    """Evaluates each metric event against every rule and publishes alert transitions."""
+
+    def __init__(self, *, engine: RuleEngine, streaks: Streaks, publish: Publish) -> None:
+        self._engine = engine
+        self._streaks = streaks
+        self._publish = publish
+
+    async def handle(self, event: MetricRecorded) -> None:
+        """Evaluate ``event``; safe to call again for the same event (JetStream redelivery).
+
+        Publishing is awaited before returning, so the caller acks the event only once every
+        alert it caused is stored in the alerts stream.
+        """
+        for rule, breach in self._engine.evaluate(event):
+            RULE_EVALUATIONS.labels(rule=rule.id, outcome="breach" if breach else "clear").inc()
+            transition = await self._streaks.record(
+                rule_id=rule.id,
+                subject=event.subject,
+                metric=event.metric,
+                consecutive=rule.condition.consecutive,
+                point=Point(event.id, event.time, event.value, breach),
+            )
+            if transition is None:
+                continue
+            fp = fingerprint(rule.id, event.subject, event.metric)
+            now = datetime.now(UTC)
+            extra = {
+                "event_id": event.id,
+                "fingerprint": fp,
+                "rule_id": rule.id,
+                "replayed": transition.replayed,
+            }
+            if transition.state is AlertState.FIRING:
+                fired = build_fired(rule=rule, event=event, fp=fp, transition=transition, now=now)
+                # Counted once per transition: a replay is the same alert, published again.
+                if not transition.replayed:
+                    ALERTS_FIRED.labels(rule=rule.id, severity=rule.severity.value).inc()
+                await self._publish(fired, subjects.ALERTS_FIRED, message_id(fp, transition))
+                logger.info("%s: %s", _verb("fired", transition), fired.message, extra=extra)
+            else:
+                resolved = build_resolved(
+                    rule=rule, event=event, fp=fp, transition=transition, now=now
+                )
+                if not transition.replayed:
+                    ALERTS_RESOLVED.labels(rule=rule.id).inc()
+                await self._publish(resolved, subjects.ALERTS_RESOLVED, message_id(fp, transition))
+                logger.info("%s: %s", _verb("resolved", transition), resolved.message, extra=extra)
+
+
+def _verb(verb: str, transition: Transition) -> str:
+    if transition.replayed:
+        # The first publish may have been lost; the stream drops it if it was not.
+        return f"alert {verb} (published again for a redelivered event)"
+    return f"alert {verb}"

@@ -1,0 +1,235 @@
+"""Consecutive breaches and alert state per (rule, subject, metric), kept in Redis.
+
+A rule with ``consecutive: N`` fires when the latest N observations *by event time* all breach,
+so late and backfilled events are put in their place instead of being counted as the newest.
+The decision itself is :func:`decide`, a pure function; :class:`StreakStore` reads and writes
+the state around it in one optimistic Redis transaction.
+
+Redis keys (``{fp}`` is the alert fingerprint; the braces make it a cluster hash tag, keeping a
+key's three entries on one shard for the transaction):
+
+- ``goalwatch:evaluator:{fp}:obs``   ZSET event id, scored by event time (epoch seconds)
+- ``goalwatch:evaluator:{fp}:data``  HASH event id -> JSON {time, value, breach, transition}
+- ``goalwatch:evaluator:{fp}:alert`` HASH state (firing|resolved), started_at, event_id
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+from redis.asyncio import Redis
+from redis.exceptions import WatchError
+
+from goalwatch.contracts import AlertState
+
+KEY_PREFIX: Final = "goalwatch:evaluator:"
+# Observations kept per key beyond what the rule needs, for context and late arrivals.
+MIN_KEPT: Final = 10
+# Optimistic transaction retries before giving up (the message is then redelivered).
+MAX_ATTEMPTS: Final = 50
+
+
+def fingerprint(rule_id: str, subject: str, metric: str) -> str:
+    """Stable id of the alert of ``rule_id`` about ``subject``'s ``metric``."""
+    return hashlib.sha256(f"{rule_id}|{subject}|{metric}".encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Point:
+    """One observation of a metric, and whether it breached the rule's threshold."""
+
+    event_id: str
+    time: datetime
+    value: float
+    breach: bool
+
+
+@dataclass(frozen=True)
+class Transition:
+    """The alert started (firing) or stopped (resolved)."""
+
+    state: AlertState
+    started_at: datetime
+    # For firing: the latest ``consecutive`` observations, oldest first.
+    history: tuple[Point, ...] = ()
+    # True when a redelivered event returns the transition it caused the first time.
+    replayed: bool = False
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What one new observation does to a key's state."""
+
+    transition: Transition | None
+    drop: tuple[str, ...] = field(default=())  # event ids trimmed from the kept observations
+    duplicate: bool = False  # the event was seen before: nothing changes
+
+
+def _order(point: Point) -> tuple[datetime, str]:
+    return point.time, point.event_id
+
+
+def decide(
+    *,
+    kept: Sequence[Point],
+    new: Point,
+    firing: bool,
+    started_at: datetime | None,
+    consecutive: int,
+) -> Decision:
+    """Add ``new`` to the ``kept`` observations of a key whose alert is ``firing`` (or not).
+
+    Firing iff the latest ``consecutive`` observations by event time all breach. Not firing
+    to firing is a firing transition; firing to not firing a resolved one; otherwise nothing.
+    """
+    if any(point.event_id == new.event_id for point in kept):
+        return Decision(transition=None, duplicate=True)
+    points = sorted([*kept, new], key=_order)
+    latest = points[-consecutive:]
+    holding = len(latest) == consecutive and all(point.breach for point in latest)
+    transition: Transition | None = None
+    if holding and not firing:
+        transition = Transition(AlertState.FIRING, _streak_start(points), tuple(latest))
+    elif firing and not holding:
+        transition = Transition(AlertState.RESOLVED, started_at or new.time)
+    limit = max(consecutive, MIN_KEPT)
+    drop = tuple(point.event_id for point in points[:-limit])
+    return Decision(transition=transition, drop=drop)
+
+
+def _streak_start(points: Sequence[Point]) -> datetime:
+    """Event time of the first observation of the breaching run that ends the sequence."""
+    start = points[-1].time
+    for point in reversed(points):
+        if not point.breach:
+            break
+        start = point.time
+    return start
+
+
+class _Keys:
+    def __init__(self, fp: str) -> None:
+        base = f"{KEY_PREFIX}{{{fp}}}"
+        self.obs = f"{base}:obs"
+        self.data = f"{base}:data"
+        self.alert = f"{base}:alert"
+
+
+class StreakStore:
+    """Observations and alert state in Redis, updated atomically per key."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        # FastStream handles a fetched batch concurrently; events of one key wait for each
+        # other here instead of retrying the Redis transaction over and over. The WATCH
+        # below still guards against other replicas.
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    async def record(
+        self, *, rule_id: str, subject: str, metric: str, consecutive: int, point: Point
+    ) -> Transition | None:
+        """Record ``point`` and return the alert transition it causes, if any.
+
+        Idempotent: recording an event id again changes nothing and returns the transition
+        the event caused the first time (marked ``replayed``), so that a redelivered event
+        whose alert was not yet published can publish it. Two concurrent calls for the same
+        key cannot both fire: the transaction is retried if the key changed underneath it.
+        """
+        fp = fingerprint(rule_id, subject, metric)
+        lock = self._locks.get(fp)
+        if lock is None:
+            lock = self._locks[fp] = asyncio.Lock()
+        async with lock:
+            return await self._record(fp, consecutive=consecutive, point=point)
+
+    async def _record(self, fp: str, *, consecutive: int, point: Point) -> Transition | None:
+        keys = _Keys(fp)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for _ in range(MAX_ATTEMPTS):
+                try:
+                    await pipe.watch(keys.obs, keys.data, keys.alert)
+                    raw = _texts(await pipe.hgetall(keys.data))
+                    alert = _texts(await pipe.hgetall(keys.alert))
+                    if point.event_id in raw:
+                        # Leaving the pipeline block resets it, which unwatches.
+                        return _replay(raw[point.event_id])
+                    decision = decide(
+                        kept=[_point(event_id, data) for event_id, data in raw.items()],
+                        new=point,
+                        firing=alert.get("state") == AlertState.FIRING,
+                        started_at=_time(alert["started_at"]) if "started_at" in alert else None,
+                        consecutive=consecutive,
+                    )
+                    pipe.multi()  # type: ignore[no-untyped-call]  # untyped in redis-py
+                    pipe.zadd(keys.obs, {point.event_id: point.time.timestamp()})
+                    pipe.hset(keys.data, point.event_id, _dump(point, decision.transition))
+                    if decision.drop:
+                        pipe.zrem(keys.obs, *decision.drop)
+                        pipe.hdel(keys.data, *decision.drop)
+                    if decision.transition is not None:
+                        pipe.hset(
+                            keys.alert,
+                            mapping={
+                                "state": decision.transition.state.value,
+                                "started_at": decision.transition.started_at.isoformat(),
+                                "event_id": point.event_id,
+                            },
+                        )
+                    await pipe.execute()
+                    return decision.transition
+                except WatchError:
+                    continue
+        raise RuntimeError(
+            f"gave up recording event {point.event_id!r} (alert {fp}) after {MAX_ATTEMPTS} "
+            "attempts: another replica kept changing the same key"
+        )
+
+
+def _texts(mapping: dict[bytes | str, bytes | str]) -> dict[str, str]:
+    """The client decodes responses; the annotations of redis-py do not know that."""
+    return {str(key): str(value) for key, value in mapping.items()}
+
+
+def _time(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def _point(event_id: str, data: str) -> Point:
+    doc = json.loads(data)
+    return Point(event_id, _time(doc["time"]), float(doc["value"]), bool(doc["breach"]))
+
+
+def _dump(point: Point, transition: Transition | None) -> str:
+    doc: dict[str, Any] = {
+        "time": point.time.isoformat(),
+        "value": point.value,
+        "breach": point.breach,
+        "transition": None,
+    }
+    if transition is not None:
+        doc["transition"] = {
+            "state": transition.state.value,
+            "started_at": transition.started_at.isoformat(),
+            "history": [
+                [p.event_id, p.time.isoformat(), p.value, p.breach] for p in transition.history
+            ],
+        }
+    return json.dumps(doc)
+
+
+def _replay(data: str) -> Transition | None:
+    doc = json.loads(data).get("transition")
+    if doc is None:
+        return None
+    history = tuple(
+        Point(event_id, _time(time), float(value), bool(breach))
+        for event_id, time, value, breach in doc["history"]
+    )
+    return Transition(AlertState(doc["state"]), _time(doc["started_at"]), history, replayed=True)

@@ -1,0 +1,3 @@
+from services.goals.app import main
+
+main()

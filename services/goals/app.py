@@ -1,0 +1,96 @@
+"""The goals service: people and their manager chains (goals and alignment come next)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+from fastapi import Body, FastAPI, HTTPException, Query
+from pydantic import BaseModel, Field
+from redis.asyncio import Redis
+
+from goalwatch import __version__
+from goalwatch.contracts import PersonRead, PersonUpsert
+from goalwatch.messaging import ensure_streams, new_broker
+from goalwatch.serving import serve
+from goalwatch.settings import ServiceSettings
+from goalwatch.telemetry import configure_logging, ops_router
+from services.goals.people import ManagerCycleError, PeopleStore
+
+
+class GoalsSettings(ServiceSettings):
+    """Settings of the goals service."""
+
+    port: int = Field(8002, validation_alias="GOALWATCH_GOALS_PORT", description="HTTP port.")
+
+
+class PeopleUpserted(BaseModel):
+    """Result of a batch upsert."""
+
+    upserted: int = Field(description="How many people were created or replaced.")
+
+
+def create_app(settings: GoalsSettings) -> FastAPI:
+    """Build the goals app: HTTP API over Redis, NATS for the streams it will publish."""
+    broker = new_broker(settings.nats_url, name="goals")
+    redis: Redis = Redis.from_url(settings.redis_url, decode_responses=True)
+    store = PeopleStore(redis)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await ensure_streams(settings.nats_url)
+        await broker.start()
+        try:
+            yield
+        finally:
+            await broker.stop()
+            await redis.aclose()
+
+    async def redis_up() -> bool:
+        return bool(await redis.ping())
+
+    app = FastAPI(title="goalwatch goals", version=__version__, lifespan=lifespan)
+    app.include_router(ops_router({"nats": lambda: broker.ping(1.0), "redis": redis_up}))
+
+    @app.post("/v1/people", summary="Create or replace people (one or a batch)")
+    async def upsert_people(
+        people: Annotated[list[PersonUpsert] | PersonUpsert, Body()],
+    ) -> PeopleUpserted:
+        batch = people if isinstance(people, list) else [people]
+        try:
+            count = await store.upsert(people=batch)
+        except ManagerCycleError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from exc
+        return PeopleUpserted(upserted=count)
+
+    @app.get("/v1/people/{person_id}", summary="One person with their manager chain")
+    async def get_person(person_id: str) -> PersonRead:
+        person = await store.get(person_id=person_id)
+        if person is None:
+            raise HTTPException(
+                status_code=404,
+                detail=f"no person with id '{person_id}'; add them with POST /v1/people",
+            )
+        return person
+
+    @app.get("/v1/people", summary="People, ordered by id")
+    async def list_people(
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> list[PersonRead]:
+        return await store.list(limit=limit)
+
+    return app
+
+
+def main() -> None:
+    """Run the goals service with settings from the environment."""
+    settings = GoalsSettings()
+    configure_logging("goals", settings.log_level)
+    serve(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        service="goals",
+        env_var="GOALWATCH_GOALS_PORT",
+    )

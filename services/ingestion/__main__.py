@@ -1,0 +1,3 @@
+from services.ingestion.app import main
+
+main()

@@ -1,0 +1,185 @@
+"""``POST /v1/events``: metric events over HTTP, plain JSON or CloudEvents structured mode."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from goalwatch.contracts import MetricCloudEvent, MetricRecorded
+from goalwatch.telemetry import HANDLER_SECONDS
+from services.ingestion.intake import IngestReport, ingest
+from services.ingestion.publisher import Publisher, PublishOutcome
+from services.ingestion.schemas import (
+    EventRef,
+    IngestResult,
+    IngestUnavailable,
+    Problem,
+)
+from services.ingestion.validation import BodyError, body_format
+
+# Seconds a client should wait before resending after a 503: long enough for a NATS reconnect.
+RETRY_AFTER_SECONDS = 5
+
+_DESCRIPTION = """\
+Send one metric event (a JSON object) or a batch (a JSON array).
+
+Content types: `application/json` (a `MetricRecorded` or an array of them),
+`application/cloudevents+json` (one CloudEvent of type `goalwatch.metric.recorded.v1`) and
+`application/cloudevents-batch+json` (an array of such CloudEvents).
+
+Each event is validated on its own: valid events are stored even when others in the same
+request are rejected. An event whose id was already stored is counted as `duplicated` and is
+not evaluated again, so resending a request is always safe.
+
+* **200**: at least one event was accepted or duplicated; `rejects` lists the others by index.
+* **422**: every event was rejected; `rejects` says why.
+* **400** the body is not JSON or is empty, **413** too many events (or too many bytes),
+  **415** unsupported content type.
+* **503** NATS could not store the events; `published` / `unpublished` say which were stored.
+  Retry after `Retry-After` seconds.
+"""
+
+
+def events_router(*, publisher: Publisher, max_batch: int, max_body_bytes: int) -> APIRouter:
+    """The ingestion HTTP API, publishing through ``publisher``."""
+    router = APIRouter(prefix="/v1", tags=["events"])
+
+    @router.post(
+        "/events",
+        summary="Send metric events (one or a batch)",
+        description=_DESCRIPTION,
+        response_model=IngestResult,
+        responses={
+            400: {"model": Problem, "description": "The body is not JSON, or is empty."},
+            413: {"model": Problem, "description": "Too many events or bytes in one request."},
+            415: {"model": Problem, "description": "Unsupported content type."},
+            422: {"model": IngestResult, "description": "Every event was rejected."},
+            503: {"model": IngestUnavailable, "description": "NATS could not store events."},
+        },
+        openapi_extra={"requestBody": _request_body()},
+    )
+    async def post_events(request: Request) -> JSONResponse:
+        with HANDLER_SECONDS.labels(service="ingestion", handler="post_events").time():
+            return await _handle(request)
+
+    async def _handle(request: Request) -> JSONResponse:
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > max_body_bytes:
+            return _problem(413, _too_big(int(declared), max_body_bytes))
+        body = await request.body()
+        if len(body) > max_body_bytes:
+            return _problem(413, _too_big(len(body), max_body_bytes))
+        try:
+            fmt = body_format(request.headers.get("content-type"))
+            report = await ingest(
+                body=body, fmt=fmt, max_batch=max_batch, publisher=publisher, transport="http"
+            )
+        except BodyError as exc:
+            return _problem(exc.status, exc.message)
+
+        if report.failed:
+            error = report.failed[0].error
+            unavailable = IngestUnavailable(
+                detail=f"NATS did not store {len(report.failed)} of {len(report.outcomes)} "
+                f"valid events ({type(error).__name__}: {error}). Resend the request after "
+                f"{RETRY_AFTER_SECONDS} s: events already stored are recognised by their id.",
+                published=[_ref(i, o.event.id) for i, o in _indexed(report) if o.stored],
+                unpublished=[_ref(i, o.event.id) for i, o in _indexed(report) if not o.stored],
+                rejects=report.rejects,
+            )
+            return _json(503, unavailable, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+        result = IngestResult(
+            accepted=report.accepted,
+            duplicated=report.duplicated,
+            rejected=len(report.rejects),
+            rejects=report.rejects,
+        )
+        return _json(200 if report.outcomes else 422, result)
+
+    return router
+
+
+def document_event_bodies(app: FastAPI) -> None:
+    """Put the event models into the OpenAPI components the request body refers to.
+
+    The handler reads the raw body (to report errors per event), so FastAPI cannot infer it.
+    """
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for model in (MetricRecorded, MetricCloudEvent):
+                model_schema = model.model_json_schema(ref_template=_REF)
+                components.update(model_schema.pop("$defs", {}))
+                components[model.__name__] = model_schema
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+_REF = "#/components/schemas/{model}"
+
+
+def _request_body() -> dict[str, Any]:
+    def one_or_many(name: str) -> dict[str, Any]:
+        ref = {"$ref": _REF.format(model=name)}
+        return {"oneOf": [ref, {"type": "array", "items": ref, "minItems": 1}]}
+
+    example = MetricRecorded.model_json_schema()["properties"]
+    return {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": one_or_many("MetricRecorded"),
+                "example": {name: field["examples"][0] for name, field in example.items()},
+            },
+            "application/cloudevents+json": {
+                "schema": {"$ref": _REF.format(model="MetricCloudEvent")}
+            },
+            "application/cloudevents-batch+json": {
+                "schema": {
+                    "type": "array",
+                    "items": {"$ref": _REF.format(model="MetricCloudEvent")},
+                    "minItems": 1,
+                }
+            },
+        },
+    }
+
+
+def _indexed(report: IngestReport) -> list[tuple[int, PublishOutcome]]:
+    return [
+        (item.index, outcome)
+        for item, outcome in zip(report.parsed.events, report.outcomes, strict=True)
+    ]
+
+
+def _ref(index: int, event_id: str) -> EventRef:
+    return EventRef(index=index, id=event_id)
+
+
+def _too_big(size: int, limit: int) -> str:
+    return (
+        f"body too large: {size} bytes, at most {limit}; split the events into smaller "
+        "requests (or raise GOALWATCH_INGEST_MAX_BODY_BYTES)"
+    )
+
+
+def _problem(status: int, detail: str) -> JSONResponse:
+    return _json(status, Problem(detail=detail))
+
+
+def _json(status: int, model: BaseModel, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(model.model_dump(mode="json"), status_code=status, headers=headers)

@@ -1,0 +1,1 @@
+"""Notifier: alerts to recipients, on the webhook channel and in the inbox."""

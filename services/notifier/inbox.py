@@ -1,0 +1,226 @@
+"""The web inbox: one entry per alert, newest first, kept in Redis.
+
+Keys (prefix ``goalwatch:notifier:``)
+
+- ``alert:{fingerprint}``: JSON of :class:`InboxAlert`, the alert's latest known transition. A
+  resolution updates the same entry: its state becomes resolved and it keeps ``started_at``,
+  ``fired_at``, labels and history from the firing.
+- ``index:all``, ``index:recipient:{person_id}``, ``index:rule:{rule_id}``,
+  ``index:state:{state}``: sorted sets of fingerprints scored by ``updated_at`` (Unix seconds).
+
+Transitions can arrive out of order (fired and resolved are consumed separately, and
+JetStream redelivers), so an entry only moves forward: episode ``started_at`` first, then
+firing before resolved. An older transition only fills in fields the entry lacks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from pydantic import AwareDatetime, Field
+from redis.asyncio import Redis
+from redis.exceptions import WatchError
+
+from goalwatch.contracts import AlertState, Recipient
+from goalwatch.contracts.base import Contract
+from services.notifier.notification import AlertNotification
+
+PREFIX = "goalwatch:notifier:"
+INDEX_ALL = f"{PREFIX}index:all"
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 500
+
+
+def alert_key(fingerprint: str) -> str:
+    """Redis key of one inbox entry."""
+    return f"{PREFIX}alert:{fingerprint}"
+
+
+def recipient_index(person_id: str) -> str:
+    """Sorted set of the alerts addressed to one person."""
+    return f"{PREFIX}index:recipient:{person_id}"
+
+
+def rule_index(rule_id: str) -> str:
+    """Sorted set of the alerts of one rule."""
+    return f"{PREFIX}index:rule:{rule_id}"
+
+
+def state_index(state: AlertState) -> str:
+    """Sorted set of the alerts currently in one state."""
+    return f"{PREFIX}index:state:{state.value}"
+
+
+class InboxAlert(AlertNotification):
+    """An inbox entry: the alert's latest transition and when it happened."""
+
+    updated_at: AwareDatetime = Field(
+        description="Time of the latest transition (fired_at or resolved_at); sort key."
+    )
+
+    def notification(self) -> AlertNotification:
+        """The entry as the notification channels send it."""
+        return AlertNotification.model_validate(
+            {k: v for k, v in dict(self).items() if k != "updated_at"}
+        )
+
+
+class InboxPage(Contract):
+    """``GET /v1/alerts`` response."""
+
+    alerts: list[InboxAlert] = Field(description="Matching alerts, newest update first.")
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """Result of recording a transition.
+
+    ``current`` is False when the inbox already held a later transition of the same alert: the
+    incoming one is stale and should not be announced again.
+    """
+
+    alert: InboxAlert
+    current: bool
+
+
+def _order(notification: AlertNotification) -> tuple[datetime, int]:
+    return (notification.started_at, 0 if notification.state is AlertState.FIRING else 1)
+
+
+def _union(first: list[Recipient], second: list[Recipient]) -> list[Recipient]:
+    seen = {r.id for r in first}
+    return [*first, *(r for r in second if r.id not in seen)]
+
+
+def _fill(base: AlertNotification, other: AlertNotification) -> dict[str, Any]:
+    """``base``'s fields, with what only the firing carries taken from ``other`` when missing."""
+    fields = dict(base)
+    fields["kind"] = base.kind or other.kind
+    fields["fired_at"] = base.fired_at or other.fired_at
+    fields["history"] = base.history or other.history
+    fields["labels"] = base.labels or other.labels
+    fields["recipients"] = _union(base.recipients, other.recipients)
+    return fields
+
+
+def merge(previous: InboxAlert | None, incoming: AlertNotification) -> Recorded:
+    """What the inbox holds after ``incoming`` arrives on top of ``previous``."""
+    if previous is None:
+        return Recorded(
+            alert=InboxAlert.model_validate({**dict(incoming), "updated_at": incoming.changed_at}),
+            current=True,
+        )
+    same_episode = previous.started_at == incoming.started_at
+    if _order(incoming) < _order(previous):
+        if not same_episode:
+            return Recorded(alert=previous, current=False)
+        return Recorded(alert=InboxAlert.model_validate(_fill(previous, incoming)), current=False)
+    fields = _fill(incoming, previous) if same_episode else dict(incoming)
+    fields["updated_at"] = incoming.changed_at
+    return Recorded(alert=InboxAlert.model_validate(fields), current=True)
+
+
+def _matches(
+    alert: InboxAlert, *, recipient: str | None, rule: str | None, state: AlertState | None
+) -> bool:
+    if recipient is not None and all(r.id != recipient for r in alert.recipients):
+        return False
+    if rule is not None and alert.rule_id != rule:
+        return False
+    return state is None or alert.state is state
+
+
+class Inbox:
+    """Redis-backed inbox of alerts, queried by recipient, rule and state."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+
+    async def record(self, notification: AlertNotification) -> Recorded:
+        """Store a transition (merged with what is stored) and update the indexes atomically."""
+        key = alert_key(notification.fingerprint)
+        # redis-py leaves the pipeline's MULTI/reset untyped.
+        pipe: Any
+        async with self._redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(key)
+                    raw = await pipe.get(key)
+                    previous = InboxAlert.model_validate_json(raw) if raw else None
+                    result = merge(previous, notification)
+                    if result.alert == previous:
+                        await pipe.reset()
+                        return result
+                    pipe.multi()
+                    self._write(pipe, previous=previous, alert=result.alert)
+                    await pipe.execute()
+                    return result
+                except WatchError:
+                    # Another replica updated the same alert meanwhile: merge again on top of it.
+                    continue
+
+    @staticmethod
+    def _write(pipe: Any, *, previous: InboxAlert | None, alert: InboxAlert) -> None:
+        fingerprint = alert.fingerprint
+        entry = {fingerprint: alert.updated_at.timestamp()}
+        pipe.set(alert_key(fingerprint), alert.model_dump_json())
+        pipe.zadd(INDEX_ALL, entry)
+        pipe.zadd(rule_index(alert.rule_id), entry)
+        pipe.zadd(state_index(alert.state), entry)
+        for state in AlertState:
+            if state is not alert.state:
+                pipe.zrem(state_index(state), fingerprint)
+        for recipient in alert.recipients:
+            pipe.zadd(recipient_index(recipient.id), entry)
+        if previous is not None:
+            kept = {r.id for r in alert.recipients}
+            for gone in (r.id for r in previous.recipients if r.id not in kept):
+                pipe.zrem(recipient_index(gone), fingerprint)
+
+    async def get(self, fingerprint: str) -> InboxAlert | None:
+        """One entry by fingerprint, or None."""
+        raw = await self._redis.get(alert_key(fingerprint))
+        return InboxAlert.model_validate_json(raw) if raw else None
+
+    async def list(
+        self,
+        *,
+        recipient: str | None = None,
+        rule: str | None = None,
+        state: AlertState | None = None,
+        limit: int = DEFAULT_LIMIT,
+    ) -> list[InboxAlert]:
+        """Entries matching every given filter, most recently updated first, at most ``limit``."""
+        if recipient is not None:
+            index = recipient_index(recipient)
+        elif rule is not None:
+            index = rule_index(rule)
+        elif state is not None:
+            index = state_index(state)
+        else:
+            index = INDEX_ALL
+        # The most selective index is walked newest first; the other filters are applied to
+        # the entries read, in pages, until enough match.
+        page = max(limit, DEFAULT_LIMIT)
+        found: list[InboxAlert] = []
+        start = 0
+        while len(found) < limit:
+            # decode_responses=True: members come back as str.
+            fingerprints = cast(
+                list[str], await self._redis.zrevrange(index, start, start + page - 1)
+            )
+            if not fingerprints:
+                break
+            raws = await self._redis.mget([alert_key(f) for f in fingerprints])
+            for raw in raws:
+                if not raw:
+                    continue
+                alert = InboxAlert.model_validate_json(raw)
+                if _matches(alert, recipient=recipient, rule=rule, state=state):
+                    found.append(alert)
+                    if len(found) == limit:
+                        break
+            start += page
+        return found

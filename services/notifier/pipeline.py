@@ -1,0 +1,318 @@
+"""What happens to one alert message: recipients, inbox, channels, outcomes, dead letters.
+
+The steps, in order: parse the message (an invalid one is dead-lettered and acknowledged);
+resolve recipients through the goals service; record the transition in the inbox (always,
+whatever the channels do); deliver it on every configured channel, once per transition; publish
+one ``NotificationSent`` per channel outcome; dead-letter a delivery that failed for good so an
+operator can replay it. Failures that may pass (goals or Redis unreachable) ask for the message
+to be redelivered later, with a growing delay, until the last allowed delivery dead-letters it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+from pydantic import ValidationError
+
+from goalwatch.contracts import (
+    AlertFired,
+    AlertResolved,
+    DeadLetter,
+    DeliveryStatus,
+    NotificationSent,
+    subjects,
+)
+from goalwatch.contracts.base import Contract
+from goalwatch.telemetry import NOTIFICATIONS_FAILED, NOTIFICATIONS_SENT
+from services.notifier.channels import Channel, DeliveryResult
+from services.notifier.claims import DeliveryClaims, claim_key
+from services.notifier.inbox import Inbox
+from services.notifier.notification import Alert, AlertNotification, build_notification
+from services.notifier.recipients import PersonDirectory, resolve_recipients
+
+logger = logging.getLogger(__name__)
+
+INBOX_CHANNEL = "inbox"
+
+_MODELS: dict[str, type[AlertFired] | type[AlertResolved]] = {
+    subjects.ALERTS_FIRED: AlertFired,
+    subjects.ALERTS_RESOLVED: AlertResolved,
+}
+
+
+class Publish(Protocol):
+    """Publishes a contract message to JetStream, de-duplicated by ``msg_id``."""
+
+    async def __call__(self, message: Contract, *, subject: str, stream: str, msg_id: str) -> None:
+        """Publish and wait for the stream's acknowledgement."""
+        ...
+
+
+class DeliveryInProgress(Exception):
+    """Another delivery of the same transition holds the claim; try again later."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What to tell JetStream: ack, or nack with a redelivery delay in seconds."""
+
+    ack: bool
+    delay: float | None = None
+
+
+ACK = Verdict(ack=True)
+
+
+def notification_id(
+    *, channel: str, notification: AlertNotification, status: DeliveryStatus
+) -> str:
+    """Stable id of one outcome of one transition on one channel (also its Nats-Msg-Id).
+
+    Redeliveries of the same outcome share the id, so JetStream drops the copies; a failure
+    and a later successful replay have different ids.
+    """
+    key = "|".join(
+        (
+            channel,
+            notification.fingerprint,
+            notification.state.value,
+            notification.started_at.isoformat(),
+            status.value,
+        )
+    )
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Notifier:
+    """Turns alert messages into inbox entries and channel deliveries."""
+
+    def __init__(
+        self,
+        *,
+        directory: PersonDirectory,
+        inbox: Inbox,
+        claims: DeliveryClaims,
+        channels: Sequence[Channel],
+        publish: Publish,
+        redelivery_backoff: float = 5.0,
+        redelivery_backoff_max: float = 300.0,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self._directory = directory
+        self._inbox = inbox
+        self._claims = claims
+        self._channels = tuple(channels)
+        self._publish = publish
+        self._redelivery_backoff = redelivery_backoff
+        self._redelivery_backoff_max = redelivery_backoff_max
+        self._clock = clock
+
+    async def process(
+        self, *, subject: str, body: bytes, delivered: int, max_deliver: int
+    ) -> Verdict:
+        """Handle one message from ``subject``; ``delivered`` counts this delivery (1 = first)."""
+        model = _MODELS[subject]
+        try:
+            alert = model.model_validate_json(body)
+        except ValidationError as exc:
+            errors = [
+                {"loc": ".".join(str(part) for part in error["loc"]) or "$", "msg": error["msg"]}
+                for error in exc.errors()
+            ]
+            logger.error("invalid %s on %s dead-lettered: %s", model.__name__, subject, errors[:3])
+            await self._dead_letter(
+                origin_subject=subject,
+                reason=(
+                    f"not a valid {model.__name__} ({len(errors)} error(s)); fix the publisher "
+                    f"and republish the corrected payload to {subject}"
+                ),
+                errors=errors,
+                body=body,
+                msg_id="invalid:" + hashlib.sha256(body).hexdigest()[:32],
+            )
+            return ACK
+        try:
+            await self.notify(alert=alert, origin_subject=subject, body=body)
+        except Exception as exc:
+            extra = {"fingerprint": alert.fingerprint}
+            if delivered >= max_deliver:
+                logger.error(
+                    "giving up on alert after %d deliveries: %s", delivered, exc, extra=extra
+                )
+                await self._dead_letter(
+                    origin_subject=subject,
+                    reason=(
+                        f"not processed after {delivered} deliveries, last error: {exc}; "
+                        f"republish the payload to {subject} once the cause is fixed"
+                    ),
+                    errors=[],
+                    body=body,
+                    msg_id="gaveup:" + hashlib.sha256(body).hexdigest()[:32],
+                )
+                return ACK
+            delay = min(
+                self._redelivery_backoff * 2 ** (max(delivered, 1) - 1),
+                self._redelivery_backoff_max,
+            )
+            logger.warning(
+                "alert not processed (delivery %d of %d), retrying in %.0fs: %s",
+                delivered,
+                max_deliver,
+                delay,
+                exc,
+                extra=extra,
+            )
+            return Verdict(ack=False, delay=delay)
+        return ACK
+
+    async def notify(self, *, alert: Alert, origin_subject: str, body: bytes) -> None:
+        """Resolve, record and deliver one alert transition; raises on transient failures."""
+        extra = {"fingerprint": alert.fingerprint}
+        audience = await resolve_recipients(
+            directory=self._directory,
+            subject=alert.subject,
+            notify=alert.notify,
+            fingerprint=alert.fingerprint,
+        )
+        incoming = build_notification(
+            alert=alert, subject=audience.subject, recipients=audience.recipients
+        )
+        recorded = await self._inbox.record(incoming)
+        NOTIFICATIONS_SENT.labels(INBOX_CHANNEL).inc()
+        if not recorded.current:
+            logger.info(
+                "%s transition arrived after a later one; inbox updated, not re-announced",
+                incoming.state.value,
+                extra=extra,
+            )
+            return
+        notification = recorded.alert.notification()
+        await self._publish_outcome(
+            notification,
+            channel=INBOX_CHANNEL,
+            result=DeliveryResult(status=DeliveryStatus.SENT, attempts=1),
+        )
+        for channel in self._channels:
+            await self._deliver(
+                channel, notification=notification, origin_subject=origin_subject, body=body
+            )
+
+    async def _deliver(
+        self,
+        channel: Channel,
+        *,
+        notification: AlertNotification,
+        origin_subject: str,
+        body: bytes,
+    ) -> None:
+        extra = {"fingerprint": notification.fingerprint, "channel": channel.name}
+        key = claim_key(channel=channel.name, notification=notification)
+        claim = await self._claims.acquire(key)
+        if not claim.acquired:
+            if claim.delivered is None:
+                raise DeliveryInProgress(
+                    f"{channel.name} delivery of this {notification.state.value} transition "
+                    "is under way elsewhere"
+                )
+            logger.info("already delivered on %s; not sending again", channel.name, extra=extra)
+            # The earlier attempt may have stopped before publishing its outcome; the
+            # Nats-Msg-Id makes a second copy a no-op within the stream's duplicate window.
+            await self._publish_outcome(notification, channel=channel.name, result=claim.delivered)
+            return
+        try:
+            result = await channel.deliver(notification=notification)
+        except BaseException:
+            await self._claims.release(key)
+            raise
+        if result.status is DeliveryStatus.SENT:
+            await self._claims.mark_sent(key, result)
+            NOTIFICATIONS_SENT.labels(channel.name).inc()
+            logger.info(
+                "%s notification sent on %s (%d attempt(s))",
+                notification.state.value,
+                channel.name,
+                result.attempts,
+                extra=extra,
+            )
+            await self._publish_outcome(notification, channel=channel.name, result=result)
+            return
+        # Not kept: a replay of the dead letter must be able to try again.
+        await self._claims.release(key)
+        NOTIFICATIONS_FAILED.labels(channel.name).inc()
+        logger.error(
+            "%s notification failed on %s after %d attempt(s): %s",
+            notification.state.value,
+            channel.name,
+            result.attempts,
+            result.error,
+            extra=extra,
+        )
+        await self._publish_outcome(notification, channel=channel.name, result=result)
+        await self._dead_letter(
+            origin_subject=origin_subject,
+            reason=(
+                f"{channel.name} delivery failed after {result.attempts} attempt(s): "
+                f"{result.error}; fix the receiver, then republish the payload to {origin_subject}"
+            ),
+            errors=[],
+            body=body,
+            msg_id="failed:"
+            + notification_id(
+                channel=channel.name, notification=notification, status=result.status
+            ),
+        )
+
+    async def _publish_outcome(
+        self, notification: AlertNotification, *, channel: str, result: DeliveryResult
+    ) -> None:
+        outcome_id = notification_id(
+            channel=channel, notification=notification, status=result.status
+        )
+        await self._publish(
+            NotificationSent(
+                id=outcome_id,
+                fingerprint=notification.fingerprint,
+                rule_id=notification.rule_id,
+                state=notification.state,
+                channel=channel,
+                recipients=notification.recipients,
+                status=result.status,
+                attempts=result.attempts,
+                error=result.error,
+                at=self._clock(),
+            ),
+            subject=subjects.NOTIFICATIONS_SENT,
+            stream=subjects.STREAM_NOTIFICATIONS,
+            msg_id=outcome_id,
+        )
+
+    async def _dead_letter(
+        self,
+        *,
+        origin_subject: str,
+        reason: str,
+        errors: list[dict[str, str]],
+        body: bytes,
+        msg_id: str,
+    ) -> None:
+        await self._publish(
+            DeadLetter(
+                origin_subject=origin_subject,
+                reason=reason,
+                errors=errors,
+                payload=body.decode("utf-8", errors="replace"),
+                at=self._clock(),
+            ),
+            subject=subjects.DEADLETTER_ALERTS,
+            stream=subjects.STREAM_DEADLETTER,
+            msg_id=msg_id,
+        )

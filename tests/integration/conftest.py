@@ -1,0 +1,129 @@
+"""The whole installation, for real: nats-server, redis-server and four service processes.
+
+One stack per test session (start-up takes seconds); tests isolate themselves by using
+their own subject ids. A real HTTP server in this process stands in for a webhook receiver.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from goalwatch.devstack import Stack, StackSettings
+
+REPO = Path(__file__).resolve().parents[2]
+WEBHOOK_SECRET = "integration-secret"
+
+
+def free_port() -> int:
+    """A port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One request the webhook receiver got."""
+
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class WebhookReceiver:
+    """A real HTTP server recording every POST; tests wait on what arrives."""
+
+    def __init__(self) -> None:
+        self.deliveries: list[Delivery] = []
+        self._changed = threading.Condition()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with receiver._changed:
+                    receiver.deliveries.append(
+                        Delivery({k.lower(): v for k, v in self.headers.items()}, body)
+                    )
+                    receiver._changed.notify_all()
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hook"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def wait_for(
+        self, predicate: Callable[[list[Delivery]], bool], timeout: float = 30.0
+    ) -> list[Delivery]:
+        """Block until ``predicate(deliveries)`` holds; fail the test after ``timeout``."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: predicate(self.deliveries), timeout=timeout):
+                raise AssertionError(
+                    f"webhook: expected deliveries did not arrive in {timeout} s; got "
+                    f"{[d.json for d in self.deliveries]}"
+                )
+            return list(self.deliveries)
+
+    def for_fingerprint(self, fingerprint: str) -> list[dict[str, Any]]:
+        """Payloads delivered so far for one alert."""
+        with self._changed:
+            return [d.json for d in self.deliveries if d.json.get("fingerprint") == fingerprint]
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture(scope="session")
+def webhook() -> Iterator[WebhookReceiver]:
+    receiver = WebhookReceiver()
+    yield receiver
+    receiver.close()
+
+
+@pytest.fixture(scope="session")
+def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> StackSettings:
+    return StackSettings(
+        state_dir=tmp_path_factory.mktemp("state"),
+        rules_dir=REPO / "rules",
+        nats_port=free_port(),
+        redis_port=free_port(),
+        ingestion_port=free_port(),
+        goals_port=free_port(),
+        evaluator_port=free_port(),
+        notifier_port=free_port(),
+    )
+
+
+@pytest.fixture(scope="session")
+def stack(stack_settings: StackSettings, webhook: WebhookReceiver) -> Iterator[Stack]:
+    running = Stack(
+        settings=stack_settings,
+        env={
+            "GOALWATCH_WEBHOOK_URL": webhook.url,
+            "GOALWATCH_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "GOALWATCH_LOG_LEVEL": "DEBUG",
+        },
+    )
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()

@@ -1,0 +1,77 @@
+"""`goalwatch up`'s supervisor: clear errors for taken ports, data kept across restarts."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import httpx
+import pytest
+
+from goalwatch.devstack import Stack, StackError, StackSettings
+from tests.integration.conftest import REPO, free_port
+from tests.integration.helpers import (
+    add_doctor,
+    await_notification,
+    inbox,
+    post_events,
+    rework_event,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def _settings(state_dir: Path) -> StackSettings:
+    return StackSettings(
+        state_dir=state_dir,
+        rules_dir=REPO / "rules",
+        nats_port=free_port(),
+        redis_port=free_port(),
+        ingestion_port=free_port(),
+        goals_port=free_port(),
+        evaluator_port=free_port(),
+        notifier_port=free_port(),
+    )
+
+
+def test_a_taken_port_names_the_variable_to_set(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", settings.redis_port))
+        holder.listen()
+        with pytest.raises(StackError, match="GOALWATCH_REDIS_PORT=<port>"):
+            Stack(settings=settings).start()
+
+
+def test_a_second_start_finds_the_data_of_the_first(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    first = Stack(settings=settings)
+    first.start()
+    try:
+        with httpx.Client(timeout=10.0) as http:
+            doctor, head = add_doctor(http, settings.url("goals"))
+            post_events(
+                http, settings.url("ingestion"), [rework_event(doctor, d, 0.5) for d in (1, 2, 3)]
+            )
+            # The notifier publishes what it delivered; wait for that before stopping.
+            await_notification(settings.nats_url, subject_id=doctor)
+            assert len(inbox(http, settings.url("notifier"), recipient=head)) == 1
+    finally:
+        first.stop()
+
+    second = Stack(settings=settings)
+    second.start()
+    try:
+        with httpx.Client(timeout=10.0) as http:
+            person = http.get(f"{settings.url('goals')}/v1/people/{doctor}").json()
+            assert person["managers"] == [head]
+            assert [a["state"] for a in inbox(http, settings.url("notifier"), recipient=head)] == [
+                "firing"
+            ]
+            # A resend after the restart is still recognised: JetStream kept its de-dup window.
+            again = http.post(
+                f"{settings.url('ingestion')}/v1/events", json=rework_event(doctor, 3, 0.5)
+            )
+            assert again.json()["duplicated"] == 1
+    finally:
+        second.stop()

@@ -1,0 +1,187 @@
+"""Metric events in over HTTP, alerts out on a webhook and in the inbox, through real servers."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from goalwatch.devstack import Stack
+from tests.integration.conftest import WEBHOOK_SECRET, Delivery, WebhookReceiver
+from tests.integration.helpers import add_doctor, post_events, rework_event
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def http(stack: Stack) -> Iterator[httpx.Client]:
+    with httpx.Client(timeout=10.0) as client:
+        yield client
+
+
+def _url(stack: Stack, service: str) -> str:
+    return stack.settings.url(service)
+
+
+def _of_subject(subject: str, state: str) -> object:
+    def predicate(deliveries: list[Delivery]) -> bool:
+        return any(
+            d.json["subject"]["id"] == subject and d.json["state"] == state for d in deliveries
+        )
+
+    return predicate
+
+
+def _deliveries(webhook: WebhookReceiver, subject: str) -> list[dict[str, object]]:
+    return [d.json for d in webhook.deliveries if d.json["subject"]["id"] == subject]
+
+
+def test_alert_fires_once_while_breaching_and_resolves(
+    stack: Stack, http: httpx.Client, webhook: WebhookReceiver
+) -> None:
+    doctor, head = add_doctor(http, _url(stack, "goals"))
+    ingestion = _url(stack, "ingestion")
+
+    post_events(
+        http, ingestion, [rework_event(doctor, d, v) for d, v in [(1, 0.11), (2, 0.09), (3, 0.12)]]
+    )
+    webhook.wait_for(_of_subject(doctor, "firing"))
+
+    # Still breaching on day 4: no second alert. Day 5 clears it.
+    post_events(http, ingestion, [rework_event(doctor, 4, 0.15), rework_event(doctor, 5, 0.02)])
+    webhook.wait_for(_of_subject(doctor, "resolved"))
+
+    states = [d["state"] for d in _deliveries(webhook, doctor)]
+    assert states == ["firing", "resolved"]
+    fired = _deliveries(webhook, doctor)[0]
+    assert fired["rule_id"] == "report-rework-rate-high"
+    assert fired["severity"] == "warning"
+    assert [o["value"] for o in fired["history"]] == [0.11, 0.09, 0.12]
+    recipients = {(r["id"], r["role"]) for r in fired["recipients"]}
+    assert recipients == {(doctor, "subject"), (head, "manager")}
+
+    # The manager sees it in the inbox, resolved now, newest first.
+    inbox = http.get(f"{_url(stack, 'notifier')}/v1/alerts", params={"recipient": head}).json()
+    assert [a["fingerprint"] for a in inbox["alerts"]] == [fired["fingerprint"]]
+    assert inbox["alerts"][0]["state"] == "resolved"
+    firing_only = http.get(
+        f"{_url(stack, 'notifier')}/v1/alerts", params={"recipient": head, "state": "firing"}
+    ).json()
+    assert firing_only["alerts"] == []
+
+
+def test_webhook_is_signed_with_the_shared_secret(
+    stack: Stack, http: httpx.Client, webhook: WebhookReceiver
+) -> None:
+    doctor, _ = add_doctor(http, _url(stack, "goals"))
+    post_events(http, _url(stack, "ingestion"), [rework_event(doctor, d, 0.2) for d in (1, 2, 3)])
+    delivery = next(
+        d
+        for d in webhook.wait_for(_of_subject(doctor, "firing"))
+        if d.json["subject"]["id"] == doctor
+    )
+    timestamp = delivery.headers["x-goalwatch-timestamp"]
+    expected = hmac.new(
+        WEBHOOK_SECRET.encode(), timestamp.encode() + b"." + delivery.body, hashlib.sha256
+    ).hexdigest()
+    assert delivery.headers["x-goalwatch-signature"] == f"sha256={expected}"
+
+
+def test_two_over_one_under_two_over_does_not_fire(
+    stack: Stack, http: httpx.Client, webhook: WebhookReceiver
+) -> None:
+    ingestion = _url(stack, "ingestion")
+    doctor, _ = add_doctor(http, _url(stack, "goals"))
+    values = [0.2, 0.2, 0.01, 0.2, 0.2]
+    post_events(http, ingestion, [rework_event(doctor, d, v) for d, v in enumerate(values, 1)])
+
+    # The evaluator handles the stream in order: once a later subject's alert arrives, every
+    # event above has been evaluated.
+    sentinel, _ = add_doctor(http, _url(stack, "goals"))
+    post_events(http, ingestion, [rework_event(sentinel, d, 0.3) for d in (1, 2, 3)])
+    webhook.wait_for(_of_subject(sentinel, "firing"))
+    assert _deliveries(webhook, doctor) == []
+
+
+def test_backfilled_events_count_by_event_time(
+    stack: Stack, http: httpx.Client, webhook: WebhookReceiver
+) -> None:
+    doctor, _ = add_doctor(http, _url(stack, "goals"))
+    # Arrive as day 3, day 1, day 2: consecutive by event time all the same.
+    batch = [rework_event(doctor, d, 0.1) for d in (3, 1, 2)]
+    answer = http.post(f"{_url(stack, 'ingestion')}/v1/events", json=batch).json()
+    assert answer["accepted"] == 3
+    delivered = webhook.wait_for(_of_subject(doctor, "firing"))
+    fired = next(d.json for d in delivered if d.json["subject"]["id"] == doctor)
+    assert [o["time"][:10] for o in fired["history"]] == ["2026-11-01", "2026-11-02", "2026-11-03"]
+
+
+def test_resent_event_is_a_duplicate_and_not_evaluated_twice(
+    stack: Stack, http: httpx.Client, webhook: WebhookReceiver
+) -> None:
+    ingestion = _url(stack, "ingestion")
+    doctor, _ = add_doctor(http, _url(stack, "goals"))
+    first = http.post(f"{ingestion}/v1/events", json=rework_event(doctor, 1, 0.2)).json()
+    assert (first["accepted"], first["duplicated"]) == (1, 0)
+    # The same day sent three times must not count as three consecutive days.
+    for _ in range(2):
+        again = http.post(f"{ingestion}/v1/events", json=rework_event(doctor, 1, 0.2)).json()
+        assert (again["accepted"], again["duplicated"]) == (0, 1)
+    post_events(http, ingestion, [rework_event(doctor, 2, 0.2)])
+
+    sentinel, _ = add_doctor(http, _url(stack, "goals"))
+    post_events(http, ingestion, [rework_event(sentinel, d, 0.3) for d in (1, 2, 3)])
+    webhook.wait_for(_of_subject(sentinel, "firing"))
+    assert _deliveries(webhook, doctor) == []
+
+
+def test_invalid_events_are_rejected_by_index_with_the_field(
+    stack: Stack, http: httpx.Client
+) -> None:
+    good = rework_event("someone", 1, 0.01)
+    no_offset = {**rework_event("someone", 2, 0.01), "time": "2026-11-02T18:00:00"}
+    not_a_number = {**rework_event("someone", 3, 0.01), "value": "high"}
+    response = http.post(
+        f"{_url(stack, 'ingestion')}/v1/events", json=[good, no_offset, not_a_number]
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["accepted"] + body["duplicated"], body["rejected"]) == (1, 2)
+    by_index = {r["index"]: r for r in body["rejects"]}
+    assert set(by_index) == {1, 2}
+    assert by_index[1]["errors"][0]["field"] == "time"
+    assert "offset" in by_index[1]["errors"][0]["message"]
+    assert by_index[2]["errors"][0]["field"] == "value"
+
+    all_bad = http.post(f"{_url(stack, 'ingestion')}/v1/events", json=[no_offset])
+    assert all_bad.status_code == 422
+    not_json = http.post(
+        f"{_url(stack, 'ingestion')}/v1/events",
+        content=b"{not json",
+        headers={"content-type": "application/json"},
+    )
+    assert not_json.status_code == 400
+    assert "JSON" in not_json.text
+
+
+def test_rules_are_listed(stack: Stack, http: httpx.Client) -> None:
+    rules = http.get(f"{_url(stack, 'evaluator')}/v1/rules").json()
+    ids = [r["id"] for r in rules]
+    assert "report-rework-rate-high" in ids
+
+
+@pytest.mark.parametrize("service", ["ingestion", "goals", "evaluator", "notifier"])
+def test_every_service_is_healthy_ready_and_exports_metrics(
+    stack: Stack, http: httpx.Client, service: str
+) -> None:
+    base = _url(stack, service)
+    assert http.get(f"{base}/healthz").status_code == 200
+    ready = http.get(f"{base}/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"]["nats"] == "up"
+    metrics = http.get(f"{base}/metrics")
+    assert metrics.status_code == 200
+    assert "goalwatch_handler_seconds" in metrics.text

@@ -1,0 +1,228 @@
+"""The evaluator without servers: events in, alerts published, and its HTTP API."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from goalwatch.contracts import AlertFired, AlertResolved, AlertState, MetricRecorded, subjects
+from goalwatch.rules import load_rules
+from services.evaluator.app import EvaluatorSettings, create_app
+from services.evaluator.engine import RuleEngine
+from services.evaluator.evaluation import Evaluator
+from services.evaluator.streaks import Point, Transition, decide, fingerprint
+
+REPO = Path(__file__).resolve().parents[2]
+DAY0 = datetime(2026, 11, 1, 18, tzinfo=UTC)
+
+
+class MemoryStreaks:
+    """The StreakStore's contract over a dict, built on the same decide()."""
+
+    def __init__(self) -> None:
+        self.kept: dict[str, list[Point]] = {}
+        self.caused: dict[tuple[str, str], Transition | None] = {}
+        self.alerts: dict[str, Transition] = {}
+
+    async def record(
+        self, *, rule_id: str, subject: str, metric: str, consecutive: int, point: Point
+    ) -> Transition | None:
+        fp = fingerprint(rule_id, subject, metric)
+        if (fp, point.event_id) in self.caused:
+            earlier = self.caused[(fp, point.event_id)]
+            return None if earlier is None else dataclasses.replace(earlier, replayed=True)
+        alert = self.alerts.get(fp)
+        kept = self.kept.setdefault(fp, [])
+        decision = decide(
+            kept=kept,
+            new=point,
+            firing=alert is not None and alert.state is AlertState.FIRING,
+            started_at=alert.started_at if alert else None,
+            consecutive=consecutive,
+        )
+        self.kept[fp] = [p for p in [*kept, point] if p.event_id not in decision.drop]
+        self.caused[(fp, point.event_id)] = decision.transition
+        if decision.transition is not None:
+            self.alerts[fp] = decision.transition
+        return decision.transition
+
+
+class Published:
+    def __init__(self) -> None:
+        self.messages: list[tuple[AlertFired | AlertResolved, str, str]] = []
+        self.fail_next = False
+
+    async def __call__(self, alert: AlertFired | AlertResolved, subject: str, msg_id: str) -> None:
+        if self.fail_next:
+            self.fail_next = False
+            raise ConnectionError("NATS is down")
+        self.messages.append((alert, subject, msg_id))
+
+
+def rework(day: int, value: float, subject: str = "emp-1042", **labels: str) -> MetricRecorded:
+    return MetricRecorded(
+        id=f"{subject}-{day}",
+        metric="report_rework_rate",
+        value=value,
+        time=DAY0 + timedelta(days=day),
+        subject=subject,
+        source="his",
+        labels=labels or {"department": "radiology"},
+    )
+
+
+@pytest.fixture
+def setup() -> tuple[Evaluator, Published]:
+    rules = [rule.spec for rule in load_rules(REPO / "rules")]
+    published = Published()
+    evaluator = Evaluator(engine=RuleEngine(rules), streaks=MemoryStreaks(), publish=published)
+    return evaluator, published
+
+
+async def test_shipped_rule_fires_once_with_history_then_resolves(
+    setup: tuple[Evaluator, Published],
+) -> None:
+    evaluator, published = setup
+    for day, value in enumerate([0.09, 0.10, 0.11, 0.12]):
+        await evaluator.handle(rework(day, value))
+    [(fired, subject, msg_id)] = published.messages
+    fp = fingerprint("report-rework-rate-high", "emp-1042", "report_rework_rate")
+    assert subject == subjects.ALERTS_FIRED
+    assert isinstance(fired, AlertFired)
+    assert msg_id == f"{fp}:fired:{DAY0.isoformat()}"
+    assert fired.fingerprint == fp
+    assert fired.event_id == "emp-1042-2"
+    assert fired.started_at == DAY0
+    assert fired.notify == ["subject", "manager"]
+    assert fired.severity == "warning"
+    assert [(o.event_id, o.value) for o in fired.history] == [
+        ("emp-1042-0", 0.09),
+        ("emp-1042-1", 0.10),
+        ("emp-1042-2", 0.11),
+    ]
+    assert fired.message.startswith("emp-1042: report rework rate 11% is above 8% for 3")
+    assert "(department: radiology)" in fired.message
+
+    await evaluator.handle(rework(4, 0.05))
+    resolved, subject, msg_id = published.messages[-1]
+    assert isinstance(resolved, AlertResolved)
+    assert subject == subjects.ALERTS_RESOLVED
+    assert msg_id == f"{fp}:resolved:{DAY0.isoformat()}"
+    assert (resolved.fingerprint, resolved.event_id, resolved.value) == (fp, "emp-1042-4", 0.05)
+    assert len(published.messages) == 2
+
+
+async def test_two_over_one_under_two_over_publishes_nothing(
+    setup: tuple[Evaluator, Published],
+) -> None:
+    evaluator, published = setup
+    for day, value in enumerate([0.09, 0.10, 0.02, 0.11, 0.12]):
+        await evaluator.handle(rework(day, value))
+    assert published.messages == []
+
+
+async def test_subjects_have_separate_streaks(setup: tuple[Evaluator, Published]) -> None:
+    evaluator, published = setup
+    for day in range(3):
+        await evaluator.handle(rework(day, 0.2, subject="emp-1"))
+        if day < 2:
+            await evaluator.handle(rework(day, 0.2, subject="emp-2"))
+    assert [m[0].subject for m in published.messages] == ["emp-1"]
+
+
+async def test_redelivery_after_a_failed_publish_publishes_with_the_same_id(
+    setup: tuple[Evaluator, Published],
+) -> None:
+    evaluator, published = setup
+    await evaluator.handle(rework(0, 0.2))
+    await evaluator.handle(rework(1, 0.2))
+    published.fail_next = True
+    with pytest.raises(ConnectionError):
+        await evaluator.handle(rework(2, 0.2))
+    await evaluator.handle(rework(2, 0.2))  # JetStream redelivers the event
+    await evaluator.handle(rework(2, 0.2))  # ... and once more after a lost ack
+    ids = [msg_id for _, _, msg_id in published.messages]
+    assert len(ids) == 2 and len(set(ids)) == 1  # the stream's de-duplication keeps one
+
+
+async def test_events_no_rule_watches_publish_nothing(setup: tuple[Evaluator, Published]) -> None:
+    evaluator, published = setup
+    await evaluator.handle(
+        MetricRecorded(
+            id="x",
+            metric="calls_per_hour",
+            value=1e6,
+            time=DAY0,
+            subject="emp-1",
+            source="crm",
+        )
+    )
+    assert published.messages == []
+
+
+# HTTP API (the app is built but not started: no NATS or Redis needed)
+
+
+def client(rules_dir: Path) -> TestClient:
+    settings = EvaluatorSettings(rules_dir=rules_dir)
+    return TestClient(create_app(settings))
+
+
+def test_get_rules_lists_the_loaded_rules() -> None:
+    response = client(REPO / "rules").get("/v1/rules")
+    assert response.status_code == 200
+    body = {rule["id"]: rule for rule in response.json()}
+    rule = body["report-rework-rate-high"]
+    assert rule["condition"] == {"op": ">", "value": 0.08, "consecutive": 3}
+    assert rule["kind"] == "threshold"
+    assert rule["metric"] == "report_rework_rate"
+    assert rule["where"] == {}
+    assert rule["severity"] == "warning"
+    assert rule["notify"] == ["subject", "manager"]
+    assert rule["file"].endswith("rules/report-rework-rate.yaml")
+
+
+def test_get_one_rule_and_a_missing_one() -> None:
+    api = client(REPO / "rules")
+    assert api.get("/v1/rules/report-rework-rate-high").json()["id"] == "report-rework-rate-high"
+    missing = api.get("/v1/rules/nope")
+    assert missing.status_code == 404
+    assert "no rule with id 'nope' is loaded" in missing.json()["detail"]
+    assert "report-rework-rate-high" in missing.json()["detail"]
+
+
+def test_settings_defaults() -> None:
+    fields = EvaluatorSettings.model_fields
+    assert fields["port"].default == 8003
+    assert fields["rules_dir"].default == Path("rules")
+
+
+def test_invalid_rules_stop_start_up_with_exit_2_and_file_line_messages(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text(
+        (REPO / "rules" / "report-rework-rate.yaml")
+        .read_text(encoding="utf-8")
+        .replace('op: ">"', "op: gt"),
+        encoding="utf-8",
+    )
+    env = {**os.environ, "GOALWATCH_RULES_DIR": str(tmp_path), "GOALWATCH_EVALUATOR_PORT": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "services.evaluator"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert "the evaluator cannot start: 1 error in the rules" in done.stderr
+    assert f"{tmp_path}/bad.yaml:" in done.stderr
+    assert "condition.op: 'gt' is not one of >, >=, <, <=, ==, !=" in done.stderr

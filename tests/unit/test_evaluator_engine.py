@@ -1,0 +1,87 @@
+"""RuleEngine: which rules an event reaches, and their verdicts."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime
+from typing import Any
+
+from goalwatch.contracts import MetricRecorded
+from goalwatch.rules.spec import RuleSpec
+from services.evaluator.engine import RuleEngine
+
+_ids = itertools.count()
+
+
+def rule(rule_id: str, metric: str, op: str, value: float, **extra: Any) -> RuleSpec:
+    return RuleSpec.model_validate(
+        {
+            "id": rule_id,
+            "name": rule_id,
+            "kind": "threshold",
+            "metric": metric,
+            "condition": {"op": op, "value": value},
+            "severity": "info",
+            "notify": ["subject"],
+            "message": "{subject}",
+            **extra,
+        }
+    )
+
+
+def event(metric: str, value: float, **labels: str) -> MetricRecorded:
+    return MetricRecorded(
+        id=f"e{next(_ids)}",
+        metric=metric,
+        value=value,
+        time=datetime(2026, 11, 20, tzinfo=UTC),
+        subject="emp-1",
+        source="test",
+        labels=labels,
+    )
+
+
+RULES = [
+    rule("rework-all", "report_rework_rate", ">", 0.08),
+    rule("rework-radiology", "report_rework_rate", ">=", 0.05, where={"department": "radiology"}),
+    rule("feedback-low", "feedback_score", "<", 4.5),
+]
+
+
+def verdicts(engine: RuleEngine, ev: MetricRecorded) -> list[tuple[str, bool]]:
+    return [(spec.id, breach) for spec, breach in engine.evaluate(ev)]
+
+
+def test_event_reaches_only_rules_of_its_metric_and_labels() -> None:
+    engine = RuleEngine(RULES)
+    assert verdicts(engine, event("report_rework_rate", 0.06, department="radiology")) == [
+        ("rework-all", False),
+        ("rework-radiology", True),
+    ]
+    assert verdicts(engine, event("report_rework_rate", 0.06, department="cardiology")) == [
+        ("rework-all", False)
+    ]
+    assert verdicts(engine, event("report_rework_rate", 0.09)) == [("rework-all", True)]
+    assert verdicts(engine, event("feedback_score", 4.4)) == [("feedback-low", True)]
+    assert verdicts(engine, event("feedback_score", 4.5)) == [("feedback-low", False)]
+
+
+def test_unrelated_metric_reaches_no_rule() -> None:
+    assert RuleEngine(RULES).evaluate(event("calls_per_hour", 1000.0)) == []
+
+
+def test_no_rules() -> None:
+    assert RuleEngine([]).evaluate(event("report_rework_rate", 1.0)) == []
+
+
+def test_same_event_posted_again_gets_the_same_verdict() -> None:
+    engine = RuleEngine(RULES)
+    ev = event("report_rework_rate", 0.2)
+    assert verdicts(engine, ev) == verdicts(engine, ev) == [("rework-all", True)]
+
+
+def test_many_events_on_one_sid_do_not_accumulate_state() -> None:
+    engine = RuleEngine(RULES)
+    for n in range(2000):
+        ev = event("report_rework_rate", 0.1 if n % 2 else 0.01, department="radiology")
+        assert [b for _, b in engine.evaluate(ev)] == [n % 2 == 1, n % 2 == 1]

@@ -1,0 +1,300 @@
+"""Inbox: how transitions merge, and ordering/filters over a small in-memory Redis fake."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+import pytest
+from redis.asyncio import Redis
+
+from goalwatch.contracts import AlertState, Observation, Recipient, Severity
+from services.notifier.inbox import Inbox, merge, recipient_index
+from services.notifier.notification import AlertNotification, SubjectRef
+
+T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
+
+
+class FakeRedis:
+    """The few Redis commands the notifier uses, in memory, with decode_responses=True."""
+
+    def __init__(self) -> None:
+        self.strings: dict[str, str] = {}
+        self.zsets: dict[str, dict[str, float]] = {}
+        self.ttls: dict[str, float] = {}
+
+    async def get(self, key: str) -> str | None:
+        return self.strings.get(key)
+
+    async def mget(self, keys: Iterable[str]) -> list[str | None]:
+        return [self.strings.get(k) for k in keys]
+
+    async def set(
+        self, key: str, value: str, *, nx: bool = False, ex: timedelta | int | None = None
+    ) -> bool | None:
+        if nx and key in self.strings:
+            return None
+        self.strings[key] = value
+        if ex is not None:
+            self.ttls[key] = ex.total_seconds() if isinstance(ex, timedelta) else float(ex)
+        return True
+
+    async def delete(self, *keys: str) -> int:
+        removed = sum(1 for k in keys if self.strings.pop(k, None) is not None)
+        for k in keys:
+            self.ttls.pop(k, None)
+        return removed
+
+    async def zadd(self, key: str, mapping: dict[str, float]) -> int:
+        self.zsets.setdefault(key, {}).update(mapping)
+        return len(mapping)
+
+    async def zrem(self, key: str, *members: str) -> int:
+        zset = self.zsets.get(key, {})
+        return sum(1 for m in members if zset.pop(m, None) is not None)
+
+    async def zrevrange(self, key: str, start: int, stop: int) -> list[str]:
+        ordered = sorted(self.zsets.get(key, {}).items(), key=lambda kv: (kv[1], kv[0]))
+        ordered.reverse()
+        return [member for member, _ in ordered[start : stop + 1]]
+
+    def pipeline(self, transaction: bool = True) -> FakePipeline:
+        return FakePipeline(self)
+
+
+class FakePipeline:
+    """WATCH/MULTI/EXEC as redis-py's asyncio pipeline exposes them (no concurrency here)."""
+
+    def __init__(self, redis: FakeRedis) -> None:
+        self.redis = redis
+        self.queued: list[tuple[str, tuple[Any, ...]]] | None = None
+
+    async def __aenter__(self) -> FakePipeline:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        self.queued = None
+
+    async def watch(self, *_: str) -> None:
+        return None
+
+    async def get(self, key: str) -> str | None:
+        return await self.redis.get(key)
+
+    async def reset(self) -> None:
+        self.queued = None
+
+    def multi(self) -> None:
+        self.queued = []
+
+    def __getattr__(self, name: str) -> Any:
+        def queue(*args: Any) -> None:
+            assert self.queued is not None, f"{name} outside MULTI"
+            self.queued.append((name, args))
+
+        return queue
+
+    async def execute(self) -> list[Any]:
+        assert self.queued is not None
+        results = [await getattr(self.redis, name)(*args) for name, args in self.queued]
+        self.queued = None
+        return results
+
+
+def fake_inbox() -> tuple[Inbox, FakeRedis]:
+    redis = FakeRedis()
+    return Inbox(cast(Redis, redis)), redis
+
+
+def person(pid: str, role: str = "subject") -> Recipient:
+    return Recipient(id=pid, name=pid.upper(), role=role)
+
+
+def firing(
+    fingerprint: str = "fp-1",
+    *,
+    rule: str = "rework-high",
+    at: datetime = T0,
+    started: datetime | None = None,
+    recipients: list[Recipient] | None = None,
+) -> AlertNotification:
+    return AlertNotification(
+        state=AlertState.FIRING,
+        fingerprint=fingerprint,
+        rule_id=rule,
+        rule_name=rule,
+        kind="threshold",
+        severity=Severity.WARNING,
+        subject=SubjectRef(id="emp-1", name="Dr Li"),
+        metric="report_rework_rate",
+        value=0.11,
+        message="high",
+        started_at=started or at - timedelta(days=2),
+        fired_at=at,
+        history=[Observation(event_id="e1", time=at, value=0.11)],
+        labels={"department": "radiology"},
+        recipients=recipients or [person("emp-1"), person("mgr-1", "manager")],
+    )
+
+
+def resolved(
+    fire: AlertNotification, *, at: datetime, recipients: list[Recipient] | None = None
+) -> AlertNotification:
+    return AlertNotification(
+        state=AlertState.RESOLVED,
+        fingerprint=fire.fingerprint,
+        rule_id=fire.rule_id,
+        rule_name=fire.rule_name,
+        severity=fire.severity,
+        subject=fire.subject,
+        metric=fire.metric,
+        value=0.05,
+        message="back to normal",
+        started_at=fire.started_at,
+        resolved_at=at,
+        recipients=recipients or fire.recipients,
+    )
+
+
+# --- merge: pure -------------------------------------------------------------------------
+
+
+def test_resolution_keeps_what_the_firing_said() -> None:
+    fire = firing()
+    first = merge(None, fire)
+    assert first.current and first.alert.updated_at == fire.fired_at
+    then = merge(first.alert, resolved(fire, at=T0 + timedelta(hours=3)))
+    assert then.current
+    alert = then.alert
+    assert alert.state is AlertState.RESOLVED
+    assert alert.started_at == fire.started_at
+    assert alert.fired_at == fire.fired_at
+    assert alert.resolved_at == T0 + timedelta(hours=3)
+    assert alert.updated_at == T0 + timedelta(hours=3)
+    assert alert.kind == "threshold"
+    assert alert.labels == {"department": "radiology"}
+    assert len(alert.history) == 1
+    assert alert.message == "back to normal"
+    assert alert.notification().state is AlertState.RESOLVED
+
+
+def test_firing_after_its_own_resolution_is_stale_but_fills_gaps() -> None:
+    fire = firing()
+    # The resolution overtook the firing (separate consumers, redelivery).
+    first = merge(None, resolved(fire, at=T0 + timedelta(hours=1)))
+    assert first.alert.fired_at is None
+    late = merge(first.alert, fire)
+    assert not late.current
+    assert late.alert.state is AlertState.RESOLVED
+    assert late.alert.fired_at == fire.fired_at
+    assert late.alert.labels == fire.labels
+
+
+def test_a_new_episode_replaces_the_old_one() -> None:
+    old = firing(at=T0)
+    gone = merge(merge(None, old).alert, resolved(old, at=T0 + timedelta(hours=1))).alert
+    again = firing(at=T0 + timedelta(days=1), started=T0 + timedelta(hours=20))
+    result = merge(gone, again)
+    assert result.current
+    assert result.alert.state is AlertState.FIRING
+    assert result.alert.started_at == again.started_at
+    assert result.alert.resolved_at is None
+    # And the old episode's resolution arriving late does not reopen history.
+    stale = merge(result.alert, resolved(old, at=T0 + timedelta(hours=1)))
+    assert not stale.current
+    assert stale.alert == result.alert
+
+
+def test_redelivered_transition_is_current_and_unchanged() -> None:
+    fire = firing()
+    first = merge(None, fire).alert
+    again = merge(first, fire)
+    assert again.current
+    assert again.alert == first
+
+
+def test_resolution_adds_new_recipients_and_keeps_old_ones() -> None:
+    fire = firing(recipients=[person("emp-1")])
+    first = merge(None, fire).alert
+    res = merge(first, resolved(fire, at=T0 + timedelta(hours=1), recipients=[person("dir-1")]))
+    assert [r.id for r in res.alert.recipients] == ["dir-1", "emp-1"]
+
+
+# --- Inbox over the fake ---------------------------------------------------------------
+
+
+async def test_newest_first_with_filters() -> None:
+    inbox, _ = fake_inbox()
+    a = firing("fp-a", rule="rework-high", at=T0, recipients=[person("emp-1"), person("mgr-1")])
+    b = firing("fp-b", rule="feedback-low", at=T0 + timedelta(hours=1), recipients=[person("t-1")])
+    c = firing("fp-c", rule="rework-high", at=T0 + timedelta(hours=2), recipients=[person("mgr-1")])
+    for n in (b, a, c):
+        await inbox.record(n)
+    # a resolves last: it becomes the most recently updated.
+    await inbox.record(resolved(a, at=T0 + timedelta(hours=3)))
+
+    async def fps(**filters: Any) -> list[str]:
+        return [x.fingerprint for x in await inbox.list(**filters)]
+
+    assert await fps() == ["fp-a", "fp-c", "fp-b"]
+    assert await fps(recipient="mgr-1") == ["fp-a", "fp-c"]
+    assert await fps(rule="rework-high") == ["fp-a", "fp-c"]
+    assert await fps(state=AlertState.FIRING) == ["fp-c", "fp-b"]
+    assert await fps(state=AlertState.RESOLVED) == ["fp-a"]
+    assert await fps(recipient="mgr-1", state=AlertState.FIRING) == ["fp-c"]
+    assert await fps(rule="feedback-low", recipient="mgr-1") == []
+    assert await fps(recipient="nobody") == []
+    assert await fps(limit=2) == ["fp-a", "fp-c"]
+
+
+async def test_filters_page_through_many_entries() -> None:
+    inbox, _ = fake_inbox()
+    for i in range(120):
+        rule = "wanted" if i % 40 == 0 else "other"
+        await inbox.record(firing(f"fp-{i:03d}", rule=rule, at=T0 + timedelta(minutes=i)))
+    found = await inbox.list(recipient="emp-1", rule="wanted", limit=5)
+    assert [x.fingerprint for x in found] == ["fp-080", "fp-040", "fp-000"]
+
+
+async def test_get_one_and_missing() -> None:
+    inbox, _ = fake_inbox()
+    await inbox.record(firing("fp-x"))
+    got = await inbox.get("fp-x")
+    assert got is not None and got.state is AlertState.FIRING
+    assert await inbox.get("fp-missing") is None
+
+
+async def test_recipient_dropped_in_a_new_episode_leaves_their_index() -> None:
+    inbox, redis = fake_inbox()
+    await inbox.record(firing(at=T0, recipients=[person("emp-1"), person("old-mgr")]))
+    await inbox.record(
+        firing(
+            at=T0 + timedelta(days=3), started=T0 + timedelta(days=2), recipients=[person("emp-1")]
+        )
+    )
+    assert "fp-1" not in redis.zsets.get(recipient_index("old-mgr"), {})
+    assert await inbox.list(recipient="old-mgr") == []
+
+
+async def test_stale_transition_changes_nothing_in_redis() -> None:
+    inbox, redis = fake_inbox()
+    fire = firing()
+    await inbox.record(fire)
+    await inbox.record(resolved(fire, at=T0 + timedelta(hours=1)))
+    before = (dict(redis.strings), {k: dict(v) for k, v in redis.zsets.items()})
+    result = await inbox.record(fire)
+    assert not result.current
+    assert (redis.strings, redis.zsets) == before
+
+
+@pytest.mark.parametrize("state", list(AlertState))
+async def test_each_alert_is_in_exactly_one_state_index(state: AlertState) -> None:
+    inbox, _ = fake_inbox()
+    fire = firing()
+    await inbox.record(fire)
+    if state is AlertState.RESOLVED:
+        await inbox.record(resolved(fire, at=T0 + timedelta(hours=1)))
+    other = next(s for s in AlertState if s is not state)
+    assert [x.fingerprint for x in await inbox.list(state=state)] == ["fp-1"]
+    assert await inbox.list(state=other) == []

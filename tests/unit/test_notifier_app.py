@@ -1,0 +1,73 @@
+"""Notifier settings, channel registration and request validation (no servers needed)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from pydantic import ValidationError
+
+from services.notifier.app import NotifierSettings, build_channels, create_app
+from services.notifier.webhook import WebhookChannel
+
+
+def test_defaults_leave_the_webhook_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (
+        "GOALWATCH_NOTIFIER_PORT",
+        "GOALWATCH_GOALS_URL",
+        "GOALWATCH_WEBHOOK_URL",
+        "GOALWATCH_WEBHOOK_SECRET",
+        "GOALWATCH_WEBHOOK_MAX_ATTEMPTS",
+        "GOALWATCH_WEBHOOK_BACKOFF",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    settings = NotifierSettings()
+    assert settings.port == 8004
+    assert settings.goals_url == "http://127.0.0.1:8002"
+    assert settings.webhook_url is None
+    assert settings.webhook_max_attempts == 5
+    assert settings.webhook_backoff == 0.5
+    assert build_channels(settings, client=httpx.AsyncClient()) == []
+
+
+def test_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GOALWATCH_NOTIFIER_PORT", "28004")
+    monkeypatch.setenv("GOALWATCH_GOALS_URL", "http://goals:8002")
+    monkeypatch.setenv("GOALWATCH_WEBHOOK_URL", "https://hooks.example.org/goalwatch")
+    monkeypatch.setenv("GOALWATCH_WEBHOOK_SECRET", "s3cret")
+    monkeypatch.setenv("GOALWATCH_WEBHOOK_MAX_ATTEMPTS", "3")
+    settings = NotifierSettings()
+    assert settings.port == 28004
+    assert settings.goals_url == "http://goals:8002"
+    assert settings.webhook_max_attempts == 3
+    assert settings.webhook_secret is not None
+    # Never printed in logs or reprs.
+    assert "s3cret" not in repr(settings)
+    (channel,) = build_channels(settings, client=httpx.AsyncClient())
+    assert isinstance(channel, WebhookChannel) and channel.name == "webhook"
+
+
+def test_webhook_url_without_secret_stops_start_up() -> None:
+    with pytest.raises(ValidationError, match="GOALWATCH_WEBHOOK_SECRET is required"):
+        NotifierSettings(webhook_url="http://127.0.0.1:28100/hook")
+
+
+def test_webhook_url_must_be_http() -> None:
+    with pytest.raises(ValidationError, match="http:// or https://"):
+        NotifierSettings(webhook_url="ftp://x", webhook_secret="s")
+
+
+def test_blank_webhook_url_means_off() -> None:
+    assert NotifierSettings(webhook_url="  ").webhook_url is None
+
+
+async def test_unknown_state_filter_is_a_422_naming_the_choices() -> None:
+    app = create_app(NotifierSettings(redis_url="redis://127.0.0.1:1/0"))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://notifier") as client:
+        response = await client.get("/v1/alerts", params={"state": "open"})
+        too_many = await client.get("/v1/alerts", params={"limit": "100000"})
+    assert response.status_code == 422
+    (error,) = response.json()["detail"]
+    assert error["loc"] == ["query", "state"]
+    assert "'firing' or 'resolved'" in error["msg"]
+    assert too_many.status_code == 422

@@ -1,0 +1,311 @@
+"""The notifier's handling of one alert message, with fakes for goals, Redis, channels, NATS."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import cast
+
+import pytest
+from redis.asyncio import Redis
+
+from goalwatch.contracts import (
+    AlertFired,
+    AlertResolved,
+    AlertState,
+    DeadLetter,
+    DeliveryStatus,
+    NotificationSent,
+    PersonRead,
+    Severity,
+    subjects,
+)
+from goalwatch.contracts.base import Contract
+from services.notifier.channels import DeliveryResult
+from services.notifier.claims import DeliveryClaims, claim_key
+from services.notifier.inbox import Inbox
+from services.notifier.notification import AlertNotification, SubjectRef, build_notification
+from services.notifier.pipeline import Notifier, Verdict
+from services.notifier.recipients import GoalsUnavailable, resolve_recipients
+from tests.unit.test_inbox import FakeRedis
+
+T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
+MAX_DELIVER = 10
+
+
+class Directory:
+    def __init__(self) -> None:
+        self.down = False
+        self.people = {
+            "emp-1": PersonRead(id="emp-1", name="Dr Li", managers=["mgr-1"]),
+            "mgr-1": PersonRead(id="mgr-1", name="Head Wang"),
+        }
+
+    async def get_person(self, person_id: str) -> PersonRead | None:
+        if self.down:
+            raise GoalsUnavailable("goals service did not answer")
+        return self.people.get(person_id)
+
+
+class FakeChannel:
+    name = "webhook"
+
+    def __init__(self, *outcomes: DeliveryResult | Exception) -> None:
+        self.outcomes = list(outcomes) or [DeliveryResult(status=DeliveryStatus.SENT, attempts=1)]
+        self.delivered: list[AlertNotification] = []
+
+    async def deliver(self, *, notification: AlertNotification) -> DeliveryResult:
+        self.delivered.append(notification)
+        outcome = self.outcomes.pop(0) if len(self.outcomes) > 1 else self.outcomes[0]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+
+class Published:
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, Contract, str]] = []
+
+    async def __call__(self, message: Contract, *, subject: str, stream: str, msg_id: str) -> None:
+        expected_stream = {
+            subjects.NOTIFICATIONS_SENT: subjects.STREAM_NOTIFICATIONS,
+            subjects.DEADLETTER_ALERTS: subjects.STREAM_DEADLETTER,
+        }[subject]
+        assert stream == expected_stream
+        self.messages.append((subject, message, msg_id))
+
+    def outcomes(self) -> list[NotificationSent]:
+        return [m for s, m, _ in self.messages if isinstance(m, NotificationSent)]
+
+    def dead_letters(self) -> list[DeadLetter]:
+        return [m for s, m, _ in self.messages if isinstance(m, DeadLetter)]
+
+
+class World:
+    def __init__(self, channel: FakeChannel | None = None) -> None:
+        self.redis = FakeRedis()
+        self.directory = Directory()
+        self.channel = channel or FakeChannel()
+        self.published = Published()
+        self.inbox = Inbox(cast(Redis, self.redis))
+        self.notifier = Notifier(
+            directory=self.directory,
+            inbox=self.inbox,
+            claims=DeliveryClaims(cast(Redis, self.redis)),
+            channels=[self.channel],
+            publish=self.published,
+            clock=lambda: T0,
+        )
+
+    async def send(self, message: AlertFired | AlertResolved, *, delivered: int = 1) -> Verdict:
+        subject = (
+            subjects.ALERTS_FIRED if isinstance(message, AlertFired) else subjects.ALERTS_RESOLVED
+        )
+        return await self.notifier.process(
+            subject=subject,
+            body=message.model_dump_json().encode(),
+            delivered=delivered,
+            max_deliver=MAX_DELIVER,
+        )
+
+
+def fired(**overrides: object) -> AlertFired:
+    fields: dict[str, object] = {
+        "fingerprint": "fp-1",
+        "rule_id": "rework-high",
+        "rule_name": "Rework above 8%",
+        "kind": "threshold",
+        "severity": Severity.WARNING,
+        "subject": "emp-1",
+        "metric": "report_rework_rate",
+        "value": 0.11,
+        "message": "Dr Li: rework 11%",
+        "notify": ["subject", "manager"],
+        "labels": {"department": "radiology"},
+        "started_at": T0 - timedelta(days=2),
+        "fired_at": T0,
+        "event_id": "e-3",
+    }
+    return AlertFired.model_validate({**fields, **overrides})
+
+
+def resolved_of(alert: AlertFired) -> AlertResolved:
+    return AlertResolved(
+        fingerprint=alert.fingerprint,
+        rule_id=alert.rule_id,
+        rule_name=alert.rule_name,
+        severity=alert.severity,
+        subject=alert.subject,
+        metric=alert.metric,
+        value=0.05,
+        message="Dr Li: rework back to 5%",
+        notify=alert.notify,
+        started_at=alert.started_at,
+        resolved_at=T0 + timedelta(hours=5),
+        event_id="e-9",
+    )
+
+
+async def test_fired_alert_reaches_inbox_and_webhook() -> None:
+    world = World()
+    assert await world.send(fired()) == Verdict(ack=True)
+    (sent,) = world.channel.delivered
+    assert sent.state is AlertState.FIRING
+    assert [(r.id, r.role) for r in sent.recipients] == [("emp-1", "subject"), ("mgr-1", "manager")]
+    assert sent.subject.name == "Dr Li"
+    assert [(o.channel, o.status) for o in world.published.outcomes()] == [
+        ("inbox", DeliveryStatus.SENT),
+        ("webhook", DeliveryStatus.SENT),
+    ]
+    listed = await world.inbox.list(recipient="mgr-1")
+    assert [a.fingerprint for a in listed] == ["fp-1"]
+    assert world.published.dead_letters() == []
+
+
+async def test_resolution_updates_the_same_entry_and_is_delivered() -> None:
+    world = World()
+    alert = fired()
+    await world.send(alert)
+    assert await world.send(resolved_of(alert)) == Verdict(ack=True)
+    assert [n.state for n in world.channel.delivered] == [AlertState.FIRING, AlertState.RESOLVED]
+    last = world.channel.delivered[-1]
+    # The resolution notice carries the firing's context.
+    assert last.fired_at == T0 and last.labels == {"department": "radiology"}
+    entries = await world.inbox.list()
+    assert len(entries) == 1 and entries[0].state is AlertState.RESOLVED
+
+
+async def test_redelivery_after_success_does_not_deliver_twice() -> None:
+    world = World()
+    await world.send(fired())
+    await world.send(fired(), delivered=2)
+    assert len(world.channel.delivered) == 1
+    ids = [
+        msg_id
+        for _, m, msg_id in world.published.messages
+        if isinstance(m, NotificationSent) and m.channel == "webhook"
+    ]
+    # The outcome is republished under the same Nats-Msg-Id, which JetStream de-duplicates.
+    assert len(ids) == 2 and ids[0] == ids[1]
+
+
+async def test_final_failure_is_reported_dead_lettered_and_acked() -> None:
+    failure = DeliveryResult(status=DeliveryStatus.FAILED, attempts=5, error="HTTP 503")
+    world = World(FakeChannel(failure))
+    alert = fired()
+    assert await world.send(alert) == Verdict(ack=True)
+    webhook = [o for o in world.published.outcomes() if o.channel == "webhook"]
+    assert [(o.status, o.attempts, o.error) for o in webhook] == [
+        (DeliveryStatus.FAILED, 5, "HTTP 503")
+    ]
+    (dead,) = world.published.dead_letters()
+    assert dead.origin_subject == subjects.ALERTS_FIRED
+    assert "after 5 attempt(s)" in dead.reason
+    # The payload is the original message, ready to be republished.
+    assert AlertFired.model_validate_json(dead.payload) == alert
+    # The failed delivery left no claim: a replay tries again.
+    key = claim_key(channel="webhook", notification=world.channel.delivered[0])
+    assert key not in world.redis.strings
+    # The inbox has it regardless.
+    assert await world.inbox.get("fp-1") is not None
+
+
+async def test_replay_after_failure_delivers() -> None:
+    failure = DeliveryResult(status=DeliveryStatus.FAILED, attempts=5, error="HTTP 503")
+    ok = DeliveryResult(status=DeliveryStatus.SENT, attempts=1)
+    world = World(FakeChannel(failure, ok))
+    await world.send(fired())
+    await world.send(fired())
+    assert len(world.channel.delivered) == 2
+    statuses = [o.status for o in world.published.outcomes() if o.channel == "webhook"]
+    assert statuses == [DeliveryStatus.FAILED, DeliveryStatus.SENT]
+    ids = {o.id for o in world.published.outcomes() if o.channel == "webhook"}
+    assert len(ids) == 2
+
+
+async def test_channel_crash_releases_the_claim_and_asks_for_redelivery() -> None:
+    world = World(FakeChannel(RuntimeError("boom")))
+    verdict = await world.send(fired())
+    assert not verdict.ack and verdict.delay == 5.0
+    assert not any(k.startswith("goalwatch:notifier:claim:") for k in world.redis.strings)
+
+
+async def test_delivery_under_way_elsewhere_is_retried_later() -> None:
+    world = World()
+    alert = fired()
+    # Another replica holds the claim for this transition.
+    audience = await resolve_recipients(
+        directory=world.directory, subject="emp-1", notify=alert.notify, fingerprint="fp-1"
+    )
+    notification = build_notification(
+        alert=alert, subject=SubjectRef(id="emp-1", name="Dr Li"), recipients=audience.recipients
+    )
+    world.redis.strings[claim_key(channel="webhook", notification=notification)] = "pending"
+    verdict = await world.send(alert, delivered=3)
+    assert not verdict.ack and verdict.delay == 20.0
+    assert world.channel.delivered == []
+
+
+async def test_goals_down_nacks_with_growing_delay_then_dead_letters() -> None:
+    world = World()
+    world.directory.down = True
+    assert await world.send(fired(), delivered=1) == Verdict(ack=False, delay=5.0)
+    assert await world.send(fired(), delivered=2) == Verdict(ack=False, delay=10.0)
+    assert await world.send(fired(), delivered=9) == Verdict(ack=False, delay=300.0)
+    assert world.published.messages == []
+    assert await world.send(fired(), delivered=MAX_DELIVER) == Verdict(ack=True)
+    (dead,) = world.published.dead_letters()
+    assert f"after {MAX_DELIVER} deliveries" in dead.reason
+    assert "goals service did not answer" in dead.reason
+
+
+async def test_invalid_message_is_dead_lettered_with_field_errors() -> None:
+    world = World()
+    body = b'{"fingerprint": "fp-1", "severity": "loud"}'
+    verdict = await world.notifier.process(
+        subject=subjects.ALERTS_FIRED, body=body, delivered=1, max_deliver=MAX_DELIVER
+    )
+    assert verdict == Verdict(ack=True)
+    (dead,) = world.published.dead_letters()
+    assert dead.payload == body.decode()
+    locs = {e["loc"] for e in dead.errors}
+    assert {"severity", "rule_id"} <= locs
+    assert "not a valid AlertFired" in dead.reason
+    assert world.channel.delivered == []
+
+
+async def test_non_json_message_is_dead_lettered() -> None:
+    world = World()
+    verdict = await world.notifier.process(
+        subject=subjects.ALERTS_RESOLVED, body=b"\xff not json", delivered=1, max_deliver=3
+    )
+    assert verdict.ack
+    (dead,) = world.published.dead_letters()
+    assert "not a valid AlertResolved" in dead.reason
+
+
+async def test_stale_firing_is_recorded_but_not_announced() -> None:
+    world = World()
+    alert = fired()
+    await world.send(resolved_of(alert))
+    await world.send(alert)
+    assert [n.state for n in world.channel.delivered] == [AlertState.RESOLVED]
+    entry = await world.inbox.get("fp-1")
+    assert entry is not None
+    assert entry.state is AlertState.RESOLVED and entry.fired_at == T0
+
+
+@pytest.mark.parametrize("channels", [0, 1])
+async def test_inbox_is_written_with_or_without_channels(channels: int) -> None:
+    world = World()
+    if not channels:
+        world.notifier = Notifier(
+            directory=world.directory,
+            inbox=world.inbox,
+            claims=DeliveryClaims(cast(Redis, world.redis)),
+            channels=[],
+            publish=world.published,
+            clock=lambda: T0,
+        )
+    await world.send(fired())
+    assert await world.inbox.get("fp-1") is not None
+    assert [o.channel for o in world.published.outcomes()] == ["inbox", "webhook"][: 1 + channels]

@@ -1,0 +1,152 @@
+"""Recipient resolution against a fake goals service (httpx.MockTransport)."""
+
+from __future__ import annotations
+
+import logging
+
+import httpx
+import pytest
+
+from goalwatch.contracts import PersonRead
+from services.notifier.recipients import (
+    Audience,
+    GoalsClient,
+    GoalsUnavailable,
+    resolve_recipients,
+)
+
+PEOPLE = {
+    "emp-1": PersonRead(
+        id="emp-1",
+        name="Dr Li",
+        email="li@example.org",
+        manager_id="mgr-1",
+        managers=["mgr-1", "dir-1"],
+    ),
+    "mgr-1": PersonRead(id="mgr-1", name="Head Wang", manager_id="dir-1", managers=["dir-1"]),
+    "dir-1": PersonRead(id="dir-1", name="Director Zhao"),
+    "orphan": PersonRead(id="orphan", name="No Manager"),
+    "lost": PersonRead(id="lost", name="Manager Unknown", managers=["ghost"]),
+    "a/b": PersonRead(id="a/b", name="Slash"),
+}
+
+
+class FakeGoals:
+    """Serves ``GET /v1/people/{id}`` from PEOPLE; ``fail_first`` answers start with 503."""
+
+    def __init__(self, *, fail_first: int = 0) -> None:
+        self.fail_first = fail_first
+        self.paths: list[str] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.paths.append(request.url.raw_path.decode())
+        if self.fail_first > 0:
+            self.fail_first -= 1
+            return httpx.Response(503)
+        prefix = "/v1/people/"
+        assert request.url.path.startswith(prefix)
+        person = PEOPLE.get(request.url.path.removeprefix(prefix))
+        if person is None:
+            return httpx.Response(404, json={"detail": "not found"})
+        return httpx.Response(200, content=person.model_dump_json())
+
+
+async def no_sleep(_: float) -> None:
+    return None
+
+
+def client(handler: FakeGoals | httpx.MockTransport) -> GoalsClient:
+    transport = (
+        handler if isinstance(handler, httpx.MockTransport) else httpx.MockTransport(handler)
+    )
+    return GoalsClient(
+        client=httpx.AsyncClient(transport=transport),
+        base_url="http://goals.test/",
+        sleep=no_sleep,
+    )
+
+
+async def resolve(subject: str, notify: list[str], goals: FakeGoals | None = None) -> Audience:
+    return await resolve_recipients(
+        directory=client(goals or FakeGoals()), subject=subject, notify=notify, fingerprint="fp"
+    )
+
+
+async def test_subject_and_nearest_manager() -> None:
+    audience = await resolve("emp-1", ["subject", "manager"])
+    assert audience.subject.name == "Dr Li"
+    assert [(r.id, r.name, r.role) for r in audience.recipients] == [
+        ("emp-1", "Dr Li", "subject"),
+        ("mgr-1", "Head Wang", "manager"),
+    ]
+    assert audience.recipients[0].email == "li@example.org"
+
+
+async def test_explicit_ids_and_one_entry_per_person() -> None:
+    audience = await resolve("emp-1", ["manager", "dir-1", "mgr-1", "subject", "emp-1"])
+    assert [(r.id, r.role) for r in audience.recipients] == [
+        ("mgr-1", "manager"),
+        ("dir-1", "explicit"),
+        ("emp-1", "subject"),
+    ]
+
+
+async def test_unknown_subject_is_still_notified_by_id(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        audience = await resolve("emp-404", ["subject", "manager"])
+    assert audience.subject.name == "emp-404"
+    assert [(r.id, r.name, r.role) for r in audience.recipients] == [
+        ("emp-404", "emp-404", "subject")
+    ]
+    assert any("not in the goals directory" in r.getMessage() for r in caplog.records)
+    assert any("no manager known" in r.getMessage() for r in caplog.records)
+
+
+async def test_unknown_manager_and_explicit_ids_are_kept() -> None:
+    audience = await resolve("lost", ["manager", "nobody"])
+    assert [(r.id, r.name, r.role) for r in audience.recipients] == [
+        ("ghost", "ghost", "manager"),
+        ("nobody", "nobody", "explicit"),
+    ]
+
+
+async def test_person_without_manager_gets_no_manager_recipient() -> None:
+    audience = await resolve("orphan", ["subject", "manager"])
+    assert [r.id for r in audience.recipients] == ["orphan"]
+
+
+async def test_ids_are_escaped_in_the_url() -> None:
+    goals = FakeGoals()
+    audience = await resolve("a/b", ["subject"], goals)
+    assert audience.subject.name == "Slash"
+    assert goals.paths == ["/v1/people/a%2Fb"]
+
+
+async def test_transient_errors_are_retried() -> None:
+    goals = FakeGoals(fail_first=2)
+    audience = await resolve("emp-1", ["subject"], goals)
+    assert audience.subject.name == "Dr Li"
+    assert len(goals.paths) == 3
+
+
+async def test_goals_down_raises_after_retries() -> None:
+    goals = FakeGoals(fail_first=100)
+    with pytest.raises(GoalsUnavailable, match="after 3 attempts"):
+        await resolve("emp-1", ["subject"], goals)
+    assert len(goals.paths) == 3
+
+
+async def test_goals_unreachable_raises() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    with pytest.raises(GoalsUnavailable, match="could not reach"):
+        await client(httpx.MockTransport(refuse)).get_person("emp-1")
+
+
+async def test_malformed_person_raises() -> None:
+    def garbage(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"id": "emp-1"})
+
+    with pytest.raises(GoalsUnavailable, match="not a PersonRead"):
+        await client(httpx.MockTransport(garbage)).get_person("emp-1")

@@ -1,0 +1,293 @@
+"""The rule language: validation errors that point at file:line, templates, the shipped rules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from textwrap import dedent
+
+import pytest
+
+from goalwatch.contracts import Severity
+from goalwatch.rules import RuleLoadError, load_rule_file, load_rules
+from goalwatch.rules.template import TemplateError, check_template, render
+
+REPO = Path(__file__).resolve().parents[2]
+
+VALID = """\
+id: report-rework-rate-high
+name: Report rework rate above 8% on 3 consecutive days
+kind: threshold
+metric: report_rework_rate
+where: {department: radiology}
+condition: {op: ">", value: 0.08, consecutive: 3}
+severity: warning
+notify: [subject, manager]
+message: "{subject}: rework rate {value:.0%} ({labels[department]})"
+"""
+
+
+def write(directory: Path, name: str, text: str) -> Path:
+    path = directory / name
+    path.write_text(dedent(text), encoding="utf-8")
+    return path
+
+
+def errors_of(directory: Path) -> list[str]:
+    with pytest.raises(RuleLoadError) as caught:
+        load_rules(directory)
+    return [str(error) for error in caught.value.errors]
+
+
+def test_valid_rule_loads(tmp_path: Path) -> None:
+    path = write(tmp_path, "rework.yaml", VALID)
+    [rule] = load_rules(tmp_path)
+    assert rule.path == path
+    spec = rule.spec
+    assert (spec.id, spec.kind, spec.metric) == (
+        "report-rework-rate-high",
+        "threshold",
+        "report_rework_rate",
+    )
+    assert spec.where == {"department": "radiology"}
+    assert (spec.condition.op, spec.condition.value, spec.condition.consecutive) == (">", 0.08, 3)
+    assert spec.severity is Severity.WARNING
+    assert spec.notify == ["subject", "manager"]
+
+
+def test_consecutive_defaults_to_one_and_where_to_empty(tmp_path: Path) -> None:
+    text = VALID.replace("where: {department: radiology}\n", "").replace(", consecutive: 3", "")
+    text = text.replace(" ({labels[department]})", "")
+    write(tmp_path, "r.yaml", text)
+    [rule] = load_rules(tmp_path)
+    assert rule.spec.condition.consecutive == 1
+    assert rule.spec.where == {}
+
+
+def test_wrong_operator_points_at_its_line(tmp_path: Path) -> None:
+    text = VALID.replace(
+        'condition: {op: ">", value: 0.08, consecutive: 3}',
+        ("condition:\n  op: gt\n  value: 0.08\n  consecutive: 3"),
+    )
+    write(tmp_path, "report-rework-rate.yaml", text)
+    assert errors_of(tmp_path) == [
+        f"{tmp_path}/report-rework-rate.yaml:7: condition.op: 'gt' is not one of "
+        '>, >=, <, <=, ==, != — write e.g. op: ">"'
+    ]
+
+
+def test_all_errors_of_all_files_are_reported(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "a.yaml",
+        VALID.replace("severity: warning", "severity: yellow").replace(
+            "metric: report_rework_rate", "metric: Report Rework"
+        ),
+    )
+    write(
+        tmp_path,
+        "b.yaml",
+        VALID.replace("id: report-rework-rate-high", "id: b").replace(
+            "kind: threshold", "kind: overdue"
+        ),
+    )
+    errors = errors_of(tmp_path)
+    assert errors == [
+        f"{tmp_path}/a.yaml:4: metric: 'Report Rework' is not a metric name: use lower "
+        "snake_case (dots allowed), e.g. report_rework_rate",
+        f"{tmp_path}/a.yaml:7: severity: 'yellow' is not one of info, warning, critical "
+        "(warning is yellow, critical is red)",
+        f"{tmp_path}/b.yaml:3: kind: kind 'overdue' is not supported yet; supported: threshold",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ("consecutive: 3", "consecutive: 0", "6: condition.consecutive: must be at least 1, got 0"),
+        ("value: 0.08", "value: 8%", "6: condition.value: 8% is not a number; write a fraction"),
+        ("value: 0.08", "value: 0.00001", "6: condition.value: 1e-05 is outside what the rules"),
+        ("consecutive: 3", "consecutive: 3, for: 72h", "6: condition.for: unknown field 'for'"),
+        (
+            "severity: warning",
+            "severity: warning\nseverty: info",
+            "8: severty: unknown field 'severty'; did you mean 'severity'?",
+        ),
+        (
+            "[subject, manager]",
+            "[subject, yes]",
+            '8: notify[1]: expected text, got yes; quote it: "yes"',
+        ),
+        ("[subject, manager]", "[]", "8: notify: must not be empty, e.g. [subject, manager]"),
+        ("[subject, manager]", "[subject, subject]", "8: notify: lists someone twice"),
+        (
+            "{department: radiology}",
+            "{department: 042}",
+            "5: where.department: expected text, got 042",
+        ),
+        (
+            "{department: radiology}",
+            "{dept name: x}",
+            "5: where.dept name: 'dept name' is not a label name",
+        ),
+        (
+            "id: report-rework-rate-high",
+            "id: Report_Rework",
+            "1: id: 'Report_Rework' is not a valid id",
+        ),
+        (
+            'condition: {op: ">", value: 0.08, consecutive: 3}',
+            "condition: 5",
+            "6: condition: expected a mapping, e.g. condition: {op:",
+        ),
+        ("[subject, manager]", "subject", "8: notify: expected a list, e.g. [subject, manager]"),
+        (
+            "kind: threshold",
+            "kind: ratio",
+            "3: kind: 'ratio' is not a rule kind; supported: threshold",
+        ),
+        (
+            "name: Report rework rate above 8% on 3 consecutive days\n",
+            "",
+            "1: name: required field is missing; add e.g. name: ",
+        ),
+        ('op: ">"', "op: >", "6: not valid YAML"),
+    ],
+)
+def test_field_errors(tmp_path: Path, old: str, new: str, expected: str) -> None:
+    assert old in VALID
+    write(tmp_path, "r.yaml", VALID.replace(old, new))
+    [error] = errors_of(tmp_path)
+    assert error.startswith(f"{tmp_path}/r.yaml:{expected}"), error
+
+
+def test_bare_operator_in_block_mapping_explains_quoting(tmp_path: Path) -> None:
+    text = VALID.replace(
+        'condition: {op: ">", value: 0.08, consecutive: 3}',
+        "condition:\n  op: >\n  value: 0.08",
+    )
+    write(tmp_path, "r.yaml", text)
+    [error] = errors_of(tmp_path)
+    assert error.startswith(f"{tmp_path}/r.yaml:7: condition.op: is empty: a bare > starts")
+
+
+def test_bare_greater_equal_is_a_yaml_error_with_a_hint(tmp_path: Path) -> None:
+    text = VALID.replace(
+        'condition: {op: ">", value: 0.08, consecutive: 3}', "condition:\n  op: >=\n  value: 1"
+    )
+    write(tmp_path, "r.yaml", text)
+    [error] = errors_of(tmp_path)
+    assert error.startswith(f"{tmp_path}/r.yaml:7: not valid YAML:")
+    assert error.endswith('quote comparison operators, e.g. op: ">="')
+
+
+def test_duplicate_ids_name_both_files(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", VALID)
+    write(tmp_path, "b.yaml", VALID)
+    assert errors_of(tmp_path) == [
+        f"{tmp_path}/b.yaml:1: id: 'report-rework-rate-high' is already the id of "
+        f"{tmp_path}/a.yaml:1; rule ids must be unique"
+    ]
+
+
+def test_duplicate_keys_empty_files_lists_and_two_documents(tmp_path: Path) -> None:
+    write(
+        tmp_path, "a.yaml", VALID.replace("severity: warning", "severity: warning\nseverity: info")
+    )
+    write(tmp_path, "b.yaml", "")
+    write(tmp_path, "c.yaml", "- id: x\n")
+    write(
+        tmp_path, "d.yaml", VALID.replace("id: report-rework-rate-high", "id: d") + "---\nid: e\n"
+    )
+    assert errors_of(tmp_path) == [
+        f"{tmp_path}/a.yaml:8: severity: appears twice (first on line 7)",
+        f"{tmp_path}/b.yaml: the file is empty; write a rule",
+        f"{tmp_path}/c.yaml:1: expected a rule: a mapping of fields such as id:, name:, kind:, metric:",
+        f"{tmp_path}/d.yaml:10: one rule per file: move the rule after --- to its own file",
+    ]
+
+
+def test_missing_directory(tmp_path: Path) -> None:
+    assert errors_of(tmp_path / "nope") == [
+        f"{tmp_path}/nope: rules directory not found (or not a directory)"
+    ]
+
+
+def test_only_yaml_files_at_the_top_are_rules(tmp_path: Path) -> None:
+    write(tmp_path, "r.yaml", VALID)
+    (tmp_path / "tests").mkdir()
+    write(tmp_path / "tests", "r.yaml", "given: []\n")
+    write(tmp_path, "README.md", "# rules\n")
+    assert [rule.spec.id for rule in load_rules(tmp_path)] == ["report-rework-rate-high"]
+
+
+def test_load_rule_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "r.yaml", VALID)
+    assert load_rule_file(path).spec.id == "report-rework-rate-high"
+    bad = write(tmp_path, "bad.yaml", VALID.replace("kind: threshold", "kind: fraud"))
+    with pytest.raises(RuleLoadError, match=r"bad.yaml:3: kind: kind 'fraud' is not supported yet"):
+        load_rule_file(bad)
+
+
+def test_shipped_rules_load_without_errors() -> None:
+    rules = {rule.spec.id: rule.spec for rule in load_rules(REPO / "rules")}
+    rule = rules["report-rework-rate-high"]
+    assert rule.metric == "report_rework_rate"
+    assert (rule.condition.op, rule.condition.value, rule.condition.consecutive) == (">", 0.08, 3)
+    assert rule.severity is Severity.WARNING
+    assert rule.notify == ["subject", "manager"]
+
+
+# Templates
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("{subject_name}: high", "use {subject}; recipient names are added by the notifier"),
+        ("{valeu}", "unknown field {valeu}; did you mean {value}?"),
+        ("{labels}", "write one label at a time, e.g. {labels[department]}"),
+        ("{subject[0]}", "only labels can be indexed"),
+        ("{value.real}", "only plain fields such as {value}"),
+        ("{}", "name the field instead of using a position"),
+        ("{0}", "name the field instead of using a position"),
+        ("{value:d}", "{value:d} cannot be rendered: Unknown format code 'd'"),
+        ("{subject:.0%}", "{subject:.0%} cannot be rendered"),
+        ("{value:{threshold}}", "nested fields in a format spec are not supported"),
+        ("rate {", "not a valid template"),
+        ("rate }", "not a valid template"),
+    ],
+)
+def test_bad_templates(template: str, message: str) -> None:
+    with pytest.raises(TemplateError) as caught:
+        check_template(template)
+    assert message in str(caught.value)
+
+
+def test_good_template_renders_every_field() -> None:
+    template = (
+        "{rule_id}/{rule_name}/{severity}: {subject} {metric} {value:.0%} {op} {threshold:.1%} "
+        "x{consecutive} in {labels[department]} ({labels[ward]}) {{literal}}"
+    )
+    check_template(template)
+    text = render(
+        template,
+        subject="emp-1",
+        metric="report_rework_rate",
+        value=0.113,
+        threshold=0.08,
+        op=">",
+        consecutive=3,
+        rule_id="r",
+        rule_name="R",
+        severity="warning",
+        labels={"department": "放射科"},
+    )
+    assert text == "r/R/warning: emp-1 report_rework_rate 11% > 8.0% x3 in 放射科 (-) {literal}"
+
+
+def test_template_error_in_a_rule_file_has_its_line(tmp_path: Path) -> None:
+    write(tmp_path, "r.yaml", VALID.replace("{subject}:", "{subject_name}:"))
+    assert errors_of(tmp_path) == [
+        f"{tmp_path}/r.yaml:9: message: {{subject_name}} is not available: use {{subject}}; "
+        "recipient names are added by the notifier"
+    ]

@@ -1,0 +1,201 @@
+"""Webhook channel: signature, verification, and which failures are retried."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from goalwatch.contracts import AlertState, DeliveryStatus, Recipient, Severity
+from services.notifier.notification import AlertNotification, SubjectRef
+from services.notifier.webhook import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    WebhookChannel,
+    parse_retry_after,
+    sign,
+    verify_signature,
+)
+
+SECRET = "s3cret"
+NOW = 1_790_000_000.0
+
+
+def notification() -> AlertNotification:
+    return AlertNotification(
+        state=AlertState.FIRING,
+        fingerprint="fp-1",
+        rule_id="rework-high",
+        rule_name="Rework above 8%",
+        kind="threshold",
+        severity=Severity.WARNING,
+        subject=SubjectRef(id="emp-1", name="Dr Li"),
+        metric="report_rework_rate",
+        value=0.11,
+        message="Dr Li: rework 11%",
+        started_at=datetime(2026, 11, 18, tzinfo=UTC),
+        fired_at=datetime(2026, 11, 20, tzinfo=UTC),
+        recipients=[Recipient(id="emp-1", name="Dr Li", role="subject")],
+    )
+
+
+class Recorder:
+    """Answers requests from a script of responses (or exceptions) and keeps what it got."""
+
+    def __init__(self, *answers: int | httpx.Response | Exception) -> None:
+        self.answers = list(answers)
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        if isinstance(answer, Exception):
+            raise answer
+        if isinstance(answer, int):
+            return httpx.Response(answer, text="ok" if answer < 300 else "nope")
+        return answer
+
+
+class Sleeps:
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+def channel(recorder: Recorder, sleeps: Sleeps, *, max_attempts: int = 5) -> WebhookChannel:
+    return WebhookChannel(
+        url="http://receiver.test/hook?token=abc",
+        secret=SecretStr(SECRET),
+        client=httpx.AsyncClient(transport=httpx.MockTransport(recorder)),
+        max_attempts=max_attempts,
+        backoff=0.5,
+        sleep=sleeps,
+        clock=lambda: NOW,
+    )
+
+
+def test_signature_matches_an_independent_hmac() -> None:
+    body = b'{"a": 1}'
+    expected = hmac.new(b"s3cret", b"1790000000." + body, hashlib.sha256).hexdigest()
+    assert sign(secret=SECRET, timestamp=1790000000, body=body) == f"sha256={expected}"
+
+
+def test_verify_accepts_fresh_and_rejects_tampering_and_replays() -> None:
+    body = b'{"state": "firing"}'
+    ts = int(NOW)
+    good = sign(secret=SECRET, timestamp=ts, body=body)
+    assert verify_signature(secret=SECRET, timestamp=str(ts), body=body, signature=good, now=NOW)
+    assert not verify_signature(
+        secret=SECRET, timestamp=ts, body=body + b" ", signature=good, now=NOW
+    )
+    assert not verify_signature(secret="other", timestamp=ts, body=body, signature=good, now=NOW)
+    assert not verify_signature(secret=SECRET, timestamp=ts + 1, body=body, signature=good, now=NOW)
+    # A genuine signature presented ten minutes later is a replay.
+    assert not verify_signature(
+        secret=SECRET, timestamp=ts, body=body, signature=good, now=NOW + 600
+    )
+    assert not verify_signature(
+        secret=SECRET, timestamp="yesterday", body=body, signature=good, now=NOW
+    )
+    assert not verify_signature(
+        secret=SECRET, timestamp=ts, body=body, signature=good.removeprefix("sha256="), now=NOW
+    )
+
+
+async def test_post_is_signed_json_of_the_notification() -> None:
+    recorder, sleeps = Recorder(204), Sleeps()
+    result = await channel(recorder, sleeps).deliver(notification=notification())
+    assert result.status is DeliveryStatus.SENT
+    assert result.attempts == 1
+    (request,) = recorder.requests
+    assert request.method == "POST"
+    assert request.headers["Content-Type"] == "application/json"
+    body = request.content
+    assert verify_signature(
+        secret=SECRET,
+        timestamp=request.headers[TIMESTAMP_HEADER],
+        body=body,
+        signature=request.headers[SIGNATURE_HEADER],
+        now=NOW,
+    )
+    payload = json.loads(body)
+    assert payload["version"] == "1"
+    assert payload["state"] == "firing"
+    assert payload["subject"] == {"id": "emp-1", "name": "Dr Li"}
+    assert payload["recipients"][0]["role"] == "subject"
+
+
+async def test_server_errors_are_retried_until_success() -> None:
+    recorder, sleeps = Recorder(503, 502, 200), Sleeps()
+    result = await channel(recorder, sleeps).deliver(notification=notification())
+    assert result.status is DeliveryStatus.SENT
+    assert result.attempts == 3
+    assert len(recorder.requests) == 3
+    assert len(sleeps.waits) == 2
+    # Exponential: 0.5 then 1.0, each plus at most 0.5 of jitter.
+    assert 0.5 <= sleeps.waits[0] <= 1.0
+    assert 1.0 <= sleeps.waits[1] <= 1.5
+
+
+async def test_client_error_is_not_retried() -> None:
+    recorder, sleeps = Recorder(400), Sleeps()
+    result = await channel(recorder, sleeps).deliver(notification=notification())
+    assert result.status is DeliveryStatus.FAILED
+    assert result.attempts == 1
+    assert sleeps.waits == []
+    assert result.error is not None and "HTTP 400" in result.error
+    # The URL's query may hold a token: it never appears in errors.
+    assert "token" not in result.error
+
+
+async def test_too_many_requests_honours_retry_after() -> None:
+    limited = httpx.Response(429, headers={"Retry-After": "7"})
+    recorder, sleeps = Recorder(limited, 200), Sleeps()
+    result = await channel(recorder, sleeps).deliver(notification=notification())
+    assert result.status is DeliveryStatus.SENT
+    assert sleeps.waits == [7.0]
+
+
+async def test_retry_after_is_capped() -> None:
+    limited = httpx.Response(429, headers={"Retry-After": "3600"})
+    recorder, sleeps = Recorder(limited, 200), Sleeps()
+    await channel(recorder, sleeps).deliver(notification=notification())
+    assert sleeps.waits == [30.0]
+
+
+async def test_unreachable_receiver_fails_after_max_attempts() -> None:
+    recorder, sleeps = Recorder(httpx.ConnectError("connection refused")), Sleeps()
+    result = await channel(recorder, sleeps, max_attempts=3).deliver(notification=notification())
+    assert result.status is DeliveryStatus.FAILED
+    assert result.attempts == 3
+    assert len(recorder.requests) == 3
+    assert result.error is not None and "ConnectError" in result.error
+
+
+async def test_timeout_is_retried() -> None:
+    recorder, sleeps = Recorder(httpx.ReadTimeout("slow"), 200), Sleeps()
+    result = await channel(recorder, sleeps).deliver(notification=notification())
+    assert result.status is DeliveryStatus.SENT
+    assert result.attempts == 2
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("12", 12.0),
+        (None, None),
+        ("soon", None),
+        ("Wed, 23 Sep 2026 08:53:40 GMT", 20.0),
+        ("Wed, 23 Sep 2026 08:52:00 GMT", 0.0),
+    ],
+)
+def test_parse_retry_after(header: str | None, expected: float | None) -> None:
+    now = datetime(2026, 9, 23, 8, 53, 20, tzinfo=UTC).timestamp()
+    assert parse_retry_after(header, now=now) == expected
