@@ -13,7 +13,7 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException
 from faststream import AckPolicy
-from faststream.nats import ConsumerConfig, NatsMessage, PullSub
+from faststream.nats import ConsumerConfig, NatsMessage
 from pydantic import BaseModel, Field, ValidationError
 from redis.asyncio import Redis
 
@@ -26,7 +26,7 @@ from goalwatch.contracts import (
     Severity,
     subjects,
 )
-from goalwatch.messaging import ensure_streams, new_broker, stream
+from goalwatch.messaging import ensure_streams, new_broker, pull_sub, stream
 from goalwatch.rules import LoadedRule, RuleLoadError, load_rules
 from goalwatch.serving import serve
 from goalwatch.settings import ServiceSettings
@@ -105,7 +105,7 @@ def create_app(settings: EvaluatorSettings) -> FastAPI:
         subjects.METRICS_RECORDED,
         stream=stream(subjects.STREAM_METRICS),
         durable="evaluator",
-        pull_sub=PullSub(batch_size=100, timeout=5.0),
+        pull_sub=pull_sub(100),
         config=ConsumerConfig(max_deliver=5, ack_wait=30),
         ack_policy=AckPolicy.NACK_ON_ERROR,
     )

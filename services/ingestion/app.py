@@ -9,13 +9,13 @@ from typing import Any
 
 from fastapi import FastAPI
 from faststream import AckPolicy
-from faststream.nats import ConsumerConfig, PullSub
+from faststream.nats import ConsumerConfig
 from faststream.nats.annotations import NatsMessage
 from pydantic import Field
 
 from goalwatch import __version__
 from goalwatch.contracts import subjects
-from goalwatch.messaging import ensure_streams, new_broker, stream
+from goalwatch.messaging import ensure_streams, new_broker, pull_sub, stream
 from goalwatch.serving import serve
 from goalwatch.settings import ServiceSettings
 from goalwatch.telemetry import HANDLER_SECONDS, configure_logging, ops_router
@@ -89,7 +89,7 @@ def create_app(settings: IngestionSettings, *, publisher: Publisher | None = Non
         subjects.METRICS_IN,
         stream=stream(subjects.STREAM_INGEST),
         durable="ingestion",
-        pull_sub=PullSub(batch_size=50, timeout=5.0),
+        pull_sub=pull_sub(50),
         config=ConsumerConfig(max_deliver=MAX_DELIVER, ack_wait=30),
         ack_policy=AckPolicy.NACK_ON_ERROR,
         decoder=_raw_body,

@@ -12,14 +12,14 @@ from typing import Annotated
 import httpx
 from fastapi import FastAPI, HTTPException, Path, Query
 from faststream import AckPolicy
-from faststream.nats import ConsumerConfig, NatsMessage, PullSub
+from faststream.nats import ConsumerConfig, NatsMessage
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from redis.asyncio import Redis
 
 from goalwatch import __version__
 from goalwatch.contracts import AlertState, subjects
 from goalwatch.contracts.base import Contract
-from goalwatch.messaging import ensure_streams, new_broker, stream
+from goalwatch.messaging import ensure_streams, new_broker, pull_sub, stream
 from goalwatch.serving import serve
 from goalwatch.settings import ServiceSettings
 from goalwatch.telemetry import HANDLER_SECONDS, configure_logging, ops_router
@@ -192,7 +192,7 @@ def create_app(settings: NotifierSettings) -> FastAPI:
             stream=stream(subjects.STREAM_ALERTS),
             durable=durable,
             # A fetched batch is handled concurrently; each message keeps itself alive.
-            pull_sub=PullSub(batch_size=10, timeout=5.0),
+            pull_sub=pull_sub(10),
             config=ConsumerConfig(max_deliver=MAX_DELIVER, ack_wait=ACK_WAIT_SECONDS),
             ack_policy=AckPolicy.NACK_ON_ERROR,
         )
