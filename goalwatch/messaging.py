@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import Literal
 
 import nats
 from faststream.nats import JStream, NatsBroker, PullSub
@@ -68,7 +69,7 @@ STREAMS: tuple[StreamConfig, ...] = (
 FETCH_TIMEOUT_SECONDS = 0.5
 
 
-def pull_sub(batch_size: int) -> PullSub:
+def pull_sub(batch_size: int) -> PullSub[Literal[False]]:
     """Pull-consumer settings every service uses: fetch up to ``batch_size`` at a time."""
     return PullSub(batch_size=batch_size, timeout=FETCH_TIMEOUT_SECONDS)
 
