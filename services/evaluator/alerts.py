@@ -23,7 +23,12 @@ def message_id(fp: str, transition: Transition) -> str:
 def build_fired(
     *, rule: RuleSpec, event: MetricRecorded, fp: str, transition: Transition, now: datetime
 ) -> AlertFired:
-    """The alert for ``rule`` that ``event`` made fire."""
+    """The alert for ``rule`` that ``event`` made fire.
+
+    Its value is the latest observation by event time: with backfilled events the one that
+    completed the streak may be an older day, and the manager wants the current figure.
+    """
+    value = transition.history[-1].value if transition.history else event.value
     return AlertFired(
         fingerprint=fp,
         rule_id=rule.id,
@@ -32,8 +37,8 @@ def build_fired(
         severity=rule.severity,
         subject=event.subject,
         metric=event.metric,
-        value=event.value,
-        message=render_message(rule, event),
+        value=value,
+        message=render_message(rule, event, value=value),
         notify=list(rule.notify),
         labels=dict(event.labels),
         started_at=transition.started_at,
@@ -70,13 +75,13 @@ def build_resolved(
     )
 
 
-def render_message(rule: RuleSpec, event: MetricRecorded) -> str:
-    """The rule's message template filled in for ``event``."""
+def render_message(rule: RuleSpec, event: MetricRecorded, *, value: float) -> str:
+    """The rule's message template filled in for ``event``, showing ``value``."""
     return render(
         rule.message,
         subject=event.subject,
         metric=event.metric,
-        value=event.value,
+        value=value,
         threshold=rule.condition.value,
         op=rule.condition.op,
         consecutive=rule.condition.consecutive,

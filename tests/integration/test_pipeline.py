@@ -111,12 +111,13 @@ def test_backfilled_events_count_by_event_time(
 ) -> None:
     doctor, _ = add_doctor(http, _url(stack, "goals"))
     # Arrive as day 3, day 1, day 2: consecutive by event time all the same.
-    batch = [rework_event(doctor, d, 0.1) for d in (3, 1, 2)]
+    batch = [rework_event(doctor, d, v) for d, v in [(3, 0.13), (1, 0.11), (2, 0.12)]]
     answer = http.post(f"{_url(stack, 'ingestion')}/v1/events", json=batch).json()
     assert answer["accepted"] == 3
     delivered = webhook.wait_for(_of_subject(doctor, "firing"))
     fired = next(d.json for d in delivered if d.json["subject"]["id"] == doctor)
     assert [o["time"][:10] for o in fired["history"]] == ["2026-11-01", "2026-11-02", "2026-11-03"]
+    assert fired["value"] == 0.13
 
 
 def test_resent_event_is_a_duplicate_and_not_evaluated_twice(

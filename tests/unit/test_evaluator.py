@@ -119,6 +119,19 @@ async def test_shipped_rule_fires_once_with_history_then_resolves(
     assert len(published.messages) == 2
 
 
+async def test_a_backfilled_day_completing_the_streak_reports_the_latest_value(
+    setup: tuple[Evaluator, Published],
+) -> None:
+    evaluator, published = setup
+    for day, value in [(2, 0.13), (0, 0.11), (1, 0.12)]:
+        await evaluator.handle(rework(day, value))
+    [(fired, _, _)] = published.messages
+    assert isinstance(fired, AlertFired)
+    assert fired.event_id == "emp-1042-1"  # the late day completed the streak ...
+    assert fired.value == 0.13  # ... but the alert shows the newest day's figure
+    assert fired.message.startswith("emp-1042: report rework rate 13% ")
+
+
 async def test_two_over_one_under_two_over_publishes_nothing(
     setup: tuple[Evaluator, Published],
 ) -> None:
