@@ -95,6 +95,12 @@ def _contracts(args: argparse.Namespace) -> int:
     return 0
 
 
+def _webhook_receiver(_: argparse.Namespace) -> int:
+    from goalwatch.receiver import ReceiverSettings, run
+
+    return run(ReceiverSettings())
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``goalwatch`` command."""
     parser = argparse.ArgumentParser(prog="goalwatch", description=__doc__)
@@ -105,6 +111,12 @@ def main(argv: list[str] | None = None) -> int:
     contracts.add_argument("action", choices=["write", "check"])
     contracts.add_argument("--dir", default="contracts", help="target folder (default contracts)")
     contracts.set_defaults(func=_contracts)
+    receiver = commands.add_parser(
+        "webhook-receiver",
+        help="print alerts POSTed to 127.0.0.1:$GOALWATCH_RECEIVER_PORT (9000), checking "
+        "signatures with $GOALWATCH_WEBHOOK_SECRET",
+    )
+    receiver.set_defaults(func=_webhook_receiver)
     args = parser.parse_args(argv)
     code: int = args.func(args)
     return code

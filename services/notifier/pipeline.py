@@ -176,7 +176,7 @@ class Notifier:
 
     async def notify(self, *, alert: Alert, origin_subject: str, body: bytes) -> None:
         """Resolve, record and deliver one alert transition; raises on transient failures."""
-        extra = {"fingerprint": alert.fingerprint}
+        extra = {"fingerprint": alert.fingerprint, "event_id": alert.event_id}
         audience = await resolve_recipients(
             directory=self._directory,
             subject=alert.subject,
@@ -196,6 +196,13 @@ class Notifier:
             )
             return
         notification = recorded.alert.notification()
+        logger.info(
+            "%s alert about %s in the inbox of %s",
+            notification.state.value,
+            notification.subject.id,
+            ", ".join(r.id for r in notification.recipients),
+            extra=extra,
+        )
         await self._publish_outcome(
             notification,
             channel=INBOX_CHANNEL,

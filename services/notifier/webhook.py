@@ -18,7 +18,7 @@ Verifying on the receiving side
     4. De-duplicate on ``fingerprint`` + ``state`` + ``started_at``: a retry after a timeout may
        deliver a request you already processed.
 
-    :func:`verify_signature` does steps 2 and 3.
+    :func:`goalwatch.contracts.signing.verify_signature` does steps 2 and 3.
 
 Retries
     Connection errors, timeouts, HTTP 5xx and 429 are retried with exponential backoff and
@@ -30,8 +30,6 @@ Retries
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -50,52 +48,15 @@ from tenacity import (
 from tenacity.wait import wait_base
 
 from goalwatch.contracts import DeliveryStatus
+from goalwatch.contracts.signing import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    sign,
+)
 from services.notifier.channels import DeliveryResult
 from services.notifier.notification import AlertNotification
 
 logger = logging.getLogger(__name__)
-
-SIGNATURE_HEADER = "X-Goalwatch-Signature"
-TIMESTAMP_HEADER = "X-Goalwatch-Timestamp"
-SIGNATURE_PREFIX = "sha256="
-DEFAULT_TOLERANCE_SECONDS = 300.0
-
-
-def _as_bytes(secret: str | bytes | SecretStr) -> bytes:
-    if isinstance(secret, SecretStr):
-        secret = secret.get_secret_value()
-    return secret.encode() if isinstance(secret, str) else secret
-
-
-def sign(*, secret: str | bytes | SecretStr, timestamp: int | str, body: bytes) -> str:
-    """The ``X-Goalwatch-Signature`` value for ``body`` signed at ``timestamp``."""
-    mac = hmac.new(_as_bytes(secret), f"{timestamp}.".encode() + body, hashlib.sha256)
-    return SIGNATURE_PREFIX + mac.hexdigest()
-
-
-def verify_signature(
-    *,
-    secret: str | bytes | SecretStr,
-    timestamp: int | str,
-    body: bytes,
-    signature: str,
-    tolerance: float = DEFAULT_TOLERANCE_SECONDS,
-    now: float | None = None,
-) -> bool:
-    """Whether ``signature`` is valid for ``body`` at ``timestamp``, and the timestamp is fresh.
-
-    ``timestamp`` and ``signature`` are the raw header values; ``tolerance`` is how far (seconds)
-    the timestamp may be from ``now`` (default: the current time) in either direction.
-    """
-    try:
-        stamp = int(timestamp)
-    except (TypeError, ValueError):
-        return False
-    current = time.time() if now is None else now
-    if abs(current - stamp) > tolerance:
-        return False
-    expected = sign(secret=secret, timestamp=stamp, body=body)
-    return hmac.compare_digest(expected.encode(), signature.strip().encode())
 
 
 class _Retryable(Exception):

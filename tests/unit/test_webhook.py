@@ -12,15 +12,14 @@ import pytest
 from pydantic import SecretStr
 
 from goalwatch.contracts import AlertState, DeliveryStatus, Recipient, Severity
-from services.notifier.notification import AlertNotification, SubjectRef
-from services.notifier.webhook import (
+from goalwatch.contracts.signing import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
-    WebhookChannel,
-    parse_retry_after,
     sign,
     verify_signature,
 )
+from services.notifier.notification import AlertNotification, SubjectRef
+from services.notifier.webhook import WebhookChannel, parse_retry_after
 
 SECRET = "s3cret"
 NOW = 1_790_000_000.0

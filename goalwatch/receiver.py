@@ -1,0 +1,76 @@
+"""A webhook receiver for trying goalwatch out: prints each alert it gets, signature checked.
+
+``goalwatch webhook-receiver`` listens on 127.0.0.1 (port 9000 unless told otherwise) and
+verifies every request with ``GOALWATCH_WEBHOOK_SECRET``, exactly as a real receiver should.
+"""
+
+from __future__ import annotations
+
+import json
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from goalwatch.contracts.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
+from goalwatch.serving import port_free, port_taken_message
+
+
+class ReceiverSettings(BaseSettings):
+    """Where the receiver listens and the secret it checks signatures with."""
+
+    model_config = SettingsConfigDict(env_prefix="GOALWATCH_", extra="ignore")
+
+    webhook_secret: SecretStr | None = Field(None, description="Shared signing secret.")
+    receiver_port: int = Field(9000, description="Port of the demo webhook receiver.")
+
+
+def describe(payload: dict[str, Any], *, verified: bool) -> str:
+    """One readable paragraph for a delivered alert."""
+    check = "signature ok" if verified else "SIGNATURE INVALID"
+    recipients = ", ".join(f"{r['name']} ({r['role']})" for r in payload.get("recipients", []))
+    return (
+        f"[{check}] {payload.get('state', '?').upper()} {payload.get('severity', '')} "
+        f"{payload.get('rule_id', '')}\n  {payload.get('message', '')}\n  to: {recipients}"
+    )
+
+
+def run(settings: ReceiverSettings) -> int:
+    """Serve until Ctrl-C."""
+    host, port = "127.0.0.1", settings.receiver_port
+    if not port_free(host, port):
+        print(port_taken_message("the webhook receiver", host, port, "GOALWATCH_RECEIVER_PORT"))
+        return 2
+    secret = settings.webhook_secret
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            verified = secret is not None and verify_signature(
+                secret=secret,
+                timestamp=self.headers.get(TIMESTAMP_HEADER, ""),
+                body=body,
+                signature=self.headers.get(SIGNATURE_HEADER, ""),
+            )
+            try:
+                print(describe(json.loads(body), verified=verified), flush=True)
+            except ValueError:
+                print(f"[not JSON] {body[:200]!r}", flush=True)
+            # Refuse what fails the check, as a real receiver would.
+            self.send_response(204 if verified or secret is None else 401)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    note = "" if secret else " (GOALWATCH_WEBHOOK_SECRET unset: signatures not checked)"
+    print(f"webhook receiver on http://{host}:{port}/{note}; Ctrl-C stops it", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0

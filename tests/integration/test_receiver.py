@@ -1,0 +1,56 @@
+"""`goalwatch webhook-receiver`: accepts what goalwatch signs, refuses what it did not."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from goalwatch.contracts.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from tests.integration.conftest import free_port
+
+pytestmark = pytest.mark.integration
+
+
+def test_receiver_checks_signatures_and_prints_the_alert() -> None:
+    port = free_port()
+    env = {**os.environ, "GOALWATCH_WEBHOOK_SECRET": "demo", "GOALWATCH_RECEIVER_PORT": str(port)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "goalwatch.cli", "webhook-receiver"],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert "webhook receiver on" in process.stdout.readline()  # listening from here on
+        payload = {
+            "state": "firing",
+            "severity": "warning",
+            "rule_id": "report-rework-rate-high",
+            "message": "li-na: report rework rate 12%",
+            "recipients": [{"name": "Dr. Zhang Wei", "role": "manager"}],
+        }
+        body = json.dumps(payload).encode()
+        stamp = str(int(time.time()))
+        signed = {
+            TIMESTAMP_HEADER: stamp,
+            SIGNATURE_HEADER: sign(secret="demo", timestamp=stamp, body=body),
+        }
+        url = f"http://127.0.0.1:{port}/"
+        assert httpx.post(url, content=body, headers=signed).status_code == 204
+        assert process.stdout.readline().startswith("[signature ok] FIRING warning")
+        assert "li-na: report rework rate 12%" in process.stdout.readline()
+        assert "Dr. Zhang Wei (manager)" in process.stdout.readline()
+
+        forged = {**signed, SIGNATURE_HEADER: sign(secret="guess", timestamp=stamp, body=body)}
+        assert httpx.post(url, content=body, headers=forged).status_code == 401
+        assert process.stdout.readline().startswith("[SIGNATURE INVALID]")
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
