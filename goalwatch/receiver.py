@@ -40,7 +40,8 @@ def run(settings: ReceiverSettings) -> int:
     """Serve until Ctrl-C."""
     host, port = "127.0.0.1", settings.receiver_port
     if not port_free(host, port):
-        print(port_taken_message("the webhook receiver", host, port, "GOALWATCH_RECEIVER_PORT"))
+        message = port_taken_message("the webhook receiver", host, port, "GOALWATCH_RECEIVER_PORT")
+        print(f"goalwatch: {message}")
         return 2
     secret = settings.webhook_secret
 

@@ -26,7 +26,7 @@ def port_free(host: str, port: int) -> bool:
 def port_taken_message(what: str, host: str, port: int, env_var: str) -> str:
     """The one wording for a taken port, naming the variable that moves it."""
     return (
-        f"goalwatch: {what} cannot listen on {host}:{port}: the port is already in use. "
+        f"{what} cannot listen on {host}:{port}: the port is already in use. "
         f"Stop whatever holds it, or choose another port with {env_var}=<port>."
     )
 
@@ -34,6 +34,7 @@ def port_taken_message(what: str, host: str, port: int, env_var: str) -> str:
 def serve(app: FastAPI, *, host: str, port: int, service: str, env_var: str) -> None:
     """Serve ``app`` until SIGINT/SIGTERM; exit 2 with a clear message if the port is taken."""
     if not port_free(host, port):
-        print(port_taken_message(f"the {service} service", host, port, env_var), file=sys.stderr)
+        message = port_taken_message(f"the {service} service", host, port, env_var)
+        print(f"goalwatch: {message}", file=sys.stderr)
         raise SystemExit(2)
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)

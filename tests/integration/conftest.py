@@ -21,6 +21,8 @@ from goalwatch.devstack import Stack, StackSettings
 
 REPO = Path(__file__).resolve().parents[2]
 WEBHOOK_SECRET = "integration-secret"
+# The receiver answers 503 to alerts about subjects with this prefix: a receiver that is down.
+FAILING_PREFIX = "unreachable-"
 
 
 def free_port() -> int:
@@ -53,12 +55,12 @@ class WebhookReceiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                delivery = Delivery({k.lower(): v for k, v in self.headers.items()}, body)
                 with receiver._changed:
-                    receiver.deliveries.append(
-                        Delivery({k.lower(): v for k, v in self.headers.items()}, body)
-                    )
+                    receiver.deliveries.append(delivery)
                     receiver._changed.notify_all()
-                self.send_response(200)
+                failing = str(delivery.json["subject"]["id"]).startswith(FAILING_PREFIX)
+                self.send_response(503 if failing else 200)
                 self.end_headers()
 
             def log_message(self, format: str, *args: Any) -> None:
@@ -120,6 +122,9 @@ def stack(stack_settings: StackSettings, webhook: WebhookReceiver) -> Iterator[S
             "GOALWATCH_WEBHOOK_URL": webhook.url,
             "GOALWATCH_WEBHOOK_SECRET": WEBHOOK_SECRET,
             "GOALWATCH_LOG_LEVEL": "DEBUG",
+            # Retries as in production, only faster: 3 attempts, 50 ms apart at first.
+            "GOALWATCH_WEBHOOK_MAX_ATTEMPTS": "3",
+            "GOALWATCH_WEBHOOK_BACKOFF": "0.05",
         },
     )
     running.start()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 from collections.abc import Iterator
 
 import httpx
@@ -166,6 +167,33 @@ def test_invalid_events_are_rejected_by_index_with_the_field(
     )
     assert not_json.status_code == 400
     assert "JSON" in not_json.text
+
+
+def test_cloudevents_batches_are_accepted_and_evaluated(
+    stack: Stack, http: httpx.Client, webhook: WebhookReceiver
+) -> None:
+    doctor, _ = add_doctor(http, _url(stack, "goals"))
+    envelopes = [
+        {
+            "specversion": "1.0",
+            "id": event["id"],
+            "source": "his",
+            "type": "goalwatch.metric.recorded.v1",
+            "time": event["time"],
+            "subject": doctor,
+            "datacontenttype": "application/json",
+            "data": {"metric": event["metric"], "value": event["value"]},
+        }
+        for event in (rework_event(doctor, d, 0.3) for d in (1, 2, 3))
+    ]
+    response = http.post(
+        f"{_url(stack, 'ingestion')}/v1/events",
+        content=json.dumps(envelopes),
+        headers={"content-type": "application/cloudevents-batch+json"},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["accepted"] == 3
+    webhook.wait_for(_of_subject(doctor, "firing"))
 
 
 def test_rules_are_listed(stack: Stack, http: httpx.Client) -> None:
