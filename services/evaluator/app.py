@@ -9,11 +9,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException
-from faststream import AckPolicy
-from faststream.nats import ConsumerConfig, NatsMessage
+from faststream import AckPolicy, Context
+from faststream.nats import ConsumerConfig
+from faststream.nats.message import NatsBatchMessage
+from nats.aio.msg import Msg
 from pydantic import BaseModel, Field, ValidationError
 from redis.asyncio import Redis
 
@@ -26,7 +28,7 @@ from goalwatch.contracts import (
     Severity,
     subjects,
 )
-from goalwatch.messaging import ensure_streams, new_broker, pull_sub, stream
+from goalwatch.messaging import ensure_streams, new_broker, pull_batch, stream
 from goalwatch.rules import LoadedRule, RuleLoadError, load_rules
 from goalwatch.serving import serve
 from goalwatch.settings import ServiceSettings
@@ -36,6 +38,19 @@ from services.evaluator.evaluation import Evaluator
 from services.evaluator.streaks import StreakStore
 
 logger = logging.getLogger(__name__)
+
+# Deliveries of a batch before its events are dead-lettered instead of retried.
+MAX_DELIVER = 10
+# Longest pause between retries (they start at 1 s and double).
+MAX_RETRY_DELAY = 60.0
+
+
+def _delivered(raw: Msg) -> int:
+    """How many times JetStream has delivered ``raw`` (1 outside a real JetStream)."""
+    try:
+        return int(raw.metadata.num_delivered)
+    except Exception:  # in-memory test brokers carry no JetStream metadata
+        return 1
 
 
 class EvaluatorSettings(ServiceSettings):
@@ -105,44 +120,77 @@ def create_app(settings: EvaluatorSettings) -> FastAPI:
         subjects.METRICS_RECORDED,
         stream=stream(subjects.STREAM_METRICS),
         durable="evaluator",
-        pull_sub=pull_sub(100),
-        config=ConsumerConfig(max_deliver=5, ack_wait=30),
-        ack_policy=AckPolicy.NACK_ON_ERROR,
+        # One batch at a time, so each subject's events are evaluated in stream order.
+        pull_sub=pull_batch(100),
+        config=ConsumerConfig(max_deliver=MAX_DELIVER, ack_wait=30),
+        ack_policy=AckPolicy.MANUAL,
     )
-    async def on_metric_recorded(msg: NatsMessage) -> None:
-        with HANDLER_SECONDS.labels(service="evaluator", handler="metric_recorded").time():
+    async def on_metrics_recorded(msg: Annotated[NatsBatchMessage, Context("message")]) -> None:
+        with HANDLER_SECONDS.labels(service="evaluator", handler="metrics_recorded").time():
+            events = []
+            for raw in msg.raw_message:
+                try:
+                    events.append(MetricRecorded.model_validate_json(raw.data))
+                except ValidationError as exc:
+                    await dead_letter(
+                        raw,
+                        reason="not a valid MetricRecorded event",
+                        errors=[
+                            {"loc": ".".join(str(p) for p in error["loc"]), "msg": error["msg"]}
+                            for error in exc.errors()
+                        ],
+                    )
             try:
-                event = MetricRecorded.model_validate_json(msg.body)
-            except ValidationError as exc:
-                await dead_letter(msg, exc)
+                await evaluator.handle_batch(events)
+            except Exception as exc:
+                await retry_or_give_up(msg, exc)
                 return
-            await evaluator.handle(event)
+            await msg.ack()
 
-    async def dead_letter(msg: NatsMessage, exc: ValidationError) -> None:
-        # Ingestion validated the event, so this is a bug or a foreign publisher: keep the
-        # message for an operator instead of redelivering it five times.
+    async def retry_or_give_up(msg: NatsBatchMessage, exc: Exception) -> None:
+        # Redis or NATS trouble passes; retry with a growing delay, and only after the last
+        # delivery keep the events as dead letters (replaying them is safe: evaluation is
+        # idempotent per event id).
+        delivered = max(_delivered(raw) for raw in msg.raw_message)
+        if delivered < MAX_DELIVER:
+            delay = min(2.0 ** (delivered - 1), MAX_RETRY_DELAY)
+            logger.warning(
+                "evaluating %d event(s) failed (delivery %d of %d), retrying in %.0f s: %r",
+                len(msg.raw_message),
+                delivered,
+                MAX_DELIVER,
+                delay,
+                exc,
+            )
+            await msg.nack(delay=delay)
+            return
+        logger.error(
+            "evaluating %d event(s) failed %d times; dead-lettered: %r",
+            len(msg.raw_message),
+            delivered,
+            exc,
+        )
+        for raw in msg.raw_message:
+            await dead_letter(
+                raw, reason=f"evaluation failed {delivered} times: {exc!r}", errors=[]
+            )
+        await msg.ack()
+
+    async def dead_letter(raw: Msg, *, reason: str, errors: list[dict[str, str]]) -> None:
         letter = DeadLetter(
             origin_subject=subjects.METRICS_RECORDED,
-            reason="not a valid MetricRecorded event",
-            errors=[
-                {"loc": ".".join(str(p) for p in error["loc"]), "msg": error["msg"]}
-                for error in exc.errors()
-            ],
-            payload=msg.body.decode("utf-8", errors="replace"),
+            reason=reason,
+            errors=errors,
+            payload=raw.data.decode("utf-8", errors="replace"),
             at=datetime.now(UTC),
         )
         headers = {}
         with contextlib.suppress(Exception):  # metadata is missing outside a real JetStream
-            headers["Nats-Msg-Id"] = f"evaluator:{msg.raw_message.metadata.sequence.stream}"
+            headers["Nats-Msg-Id"] = f"evaluator:{raw.metadata.sequence.stream}"
         await broker.publish(
             letter, subjects.DEADLETTER_METRICS, stream=subjects.STREAM_DEADLETTER, headers=headers
         )
-        logger.warning(
-            "dead-lettered an invalid metric event (%d errors, first: %s: %s)",
-            len(letter.errors),
-            letter.errors[0]["loc"],
-            letter.errors[0]["msg"],
-        )
+        logger.warning("dead-lettered a metric event: %s", reason)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -35,6 +36,23 @@ class Evaluator:
         self._engine = engine
         self._streaks = streaks
         self._publish = publish
+
+    async def handle_batch(self, events: Sequence[MetricRecorded]) -> None:
+        """Evaluate a batch in stream order per subject, different subjects concurrently.
+
+        Order matters within a subject: handled out of order, "2 over, 1 under, 2 over" can
+        look like three in a row for a moment (the under day not yet recorded) and fire.
+        """
+        by_subject: dict[str, list[MetricRecorded]] = {}
+        for event in events:
+            by_subject.setdefault(event.subject, []).append(event)
+        async with asyncio.TaskGroup() as group:
+            for ordered in by_subject.values():
+                group.create_task(self._handle_in_order(ordered))
+
+    async def _handle_in_order(self, events: Sequence[MetricRecorded]) -> None:
+        for event in events:
+            await self.handle(event)
 
     async def handle(self, event: MetricRecorded) -> None:
         """Evaluate ``event``; safe to call again for the same event (JetStream redelivery).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import subprocess
@@ -139,6 +140,31 @@ async def test_two_over_one_under_two_over_publishes_nothing(
     for day, value in enumerate([0.09, 0.10, 0.02, 0.11, 0.12]):
         await evaluator.handle(rework(day, value))
     assert published.messages == []
+
+
+class SlowClearStreaks(MemoryStreaks):
+    """Like MemoryStreaks, but recording a non-breaching observation is slow."""
+
+    async def record(
+        self, *, rule_id: str, subject: str, metric: str, consecutive: int, point: Point
+    ) -> Transition | None:
+        if not point.breach:
+            for _ in range(10):  # let every other task run meanwhile
+                await asyncio.sleep(0)
+        return await super().record(
+            rule_id=rule_id, subject=subject, metric=metric, consecutive=consecutive, point=point
+        )
+
+
+async def test_a_batch_keeps_each_subjects_order_so_two_one_two_does_not_fire() -> None:
+    rules = [rule.spec for rule in load_rules(REPO / "rules")]
+    published = Published()
+    evaluator = Evaluator(engine=RuleEngine(rules), streaks=SlowClearStreaks(), publish=published)
+    late = [rework(day, value, subject="b") for day, value in enumerate([0.2, 0.2, 0.02, 0.2, 0.2])]
+    other = [rework(day, 0.3, subject="a") for day in range(3)]
+    batch = [e for pair in zip(late, other, strict=False) for e in pair] + late[3:]
+    await evaluator.handle_batch(batch)
+    assert [alert.subject for alert, _, _ in published.messages] == ["a"]
 
 
 async def test_subjects_have_separate_streaks(setup: tuple[Evaluator, Published]) -> None:
