@@ -7,12 +7,14 @@ Streams are provisioned once, here, with ``ensure_streams``; subscribers refer t
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal
 
 import nats
 from faststream.nats import JStream, NatsBroker, PullSub
-from nats.js.api import StorageType, StreamConfig
+from nats.js.api import AckPolicy, ConsumerConfig, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
 from goalwatch.contracts import subjects
@@ -84,13 +86,38 @@ def pull_batch(batch_size: int) -> PullSub[Literal[True]]:
     return PullSub(batch_size=batch_size, timeout=BATCH_WINDOW_SECONDS, batch=True)
 
 
+@dataclass(frozen=True)
+class Durable:
+    """A durable pull consumer, provisioned by :func:`ensure_streams` like the streams.
+
+    FastStream only creates a consumer that is missing; provisioning it here as well means a
+    changed setting (``max_deliver``, ``ack_wait``) also reaches one that already exists.
+    """
+
+    name: str
+    stream: str
+    subject: str
+    max_deliver: int
+    ack_wait: float
+
+    def config(self) -> ConsumerConfig:
+        """The consumer's settings, for ``ensure_streams`` and the FastStream subscriber alike."""
+        return ConsumerConfig(
+            durable_name=self.name,
+            filter_subject=self.subject,
+            ack_policy=AckPolicy.EXPLICIT,
+            max_deliver=self.max_deliver,
+            ack_wait=self.ack_wait,
+        )
+
+
 def stream(name: str) -> JStream:
     """A FastStream handle on a stream provisioned by :func:`ensure_streams`."""
     return JStream(name, declare=False)
 
 
-async def ensure_streams(nats_url: str) -> None:
-    """Create the goalwatch streams, or update them to the configuration above."""
+async def ensure_streams(nats_url: str, *, consumers: Sequence[Durable] = ()) -> None:
+    """Create the goalwatch streams and ``consumers``, or update them to these settings."""
     nc = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=3)
     try:
         js = nc.jetstream()
@@ -102,6 +129,8 @@ async def ensure_streams(nats_url: str) -> None:
                 await js.add_stream(config)
             else:
                 await js.update_stream(config)
+        for consumer in consumers:
+            await js.add_consumer(consumer.stream, consumer.config())
     finally:
         await nc.close()
 

@@ -11,14 +11,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class ServiceSettings(BaseSettings):
-    """What every service needs: where NATS and Redis are, where to listen, how to log."""
+    """What every service needs: where NATS and Redis are, where to listen, how to log.
 
-    model_config = SettingsConfigDict(
-        env_prefix="GOALWATCH_", extra="ignore", populate_by_name=True
-    )
+    Every setting is read from the environment variable `GOALWATCH_<FIELD NAME>`; a service's
+    port is a field named for the service (`goals_port` is `GOALWATCH_GOALS_PORT`).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="GOALWATCH_", extra="ignore")
 
     nats_url: str = Field("nats://127.0.0.1:4222", description="NATS server URL.")
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL.")
     host: str = Field("127.0.0.1", description="Interface the HTTP API listens on.")
-    port: int = Field(0, description="HTTP port; each service sets its own default.")
     log_level: str = Field("INFO", description="Log level (DEBUG, INFO, WARNING, ERROR).")

@@ -13,7 +13,6 @@ from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException
 from faststream import AckPolicy, Context
-from faststream.nats import ConsumerConfig
 from faststream.nats.message import NatsBatchMessage
 from nats.aio.msg import Msg
 from pydantic import BaseModel, Field, ValidationError
@@ -28,7 +27,7 @@ from goalwatch.contracts import (
     Severity,
     subjects,
 )
-from goalwatch.messaging import ensure_streams, new_broker, pull_batch, stream
+from goalwatch.messaging import Durable, ensure_streams, new_broker, pull_batch, stream
 from goalwatch.rules import LoadedRule, RuleLoadError, load_rules
 from goalwatch.serving import serve
 from goalwatch.settings import ServiceSettings
@@ -41,6 +40,13 @@ logger = logging.getLogger(__name__)
 
 # Deliveries of a batch before its events are dead-lettered instead of retried.
 MAX_DELIVER = 10
+CONSUMER = Durable(
+    name="evaluator",
+    stream=subjects.STREAM_METRICS,
+    subject=subjects.METRICS_RECORDED,
+    max_deliver=MAX_DELIVER,
+    ack_wait=30,
+)
 # Longest pause between retries (they start at 1 s and double).
 MAX_RETRY_DELAY = 60.0
 
@@ -56,10 +62,9 @@ def _delivered(raw: Msg) -> int:
 class EvaluatorSettings(ServiceSettings):
     """Settings of the evaluator service."""
 
-    port: int = Field(8003, validation_alias="GOALWATCH_EVALUATOR_PORT", description="HTTP port.")
+    evaluator_port: int = Field(8003, description="HTTP port (GOALWATCH_EVALUATOR_PORT).")
     rules_dir: Path = Field(
         Path("rules"),
-        validation_alias="GOALWATCH_RULES_DIR",
         description="Directory of rule files (*.yaml, one rule per file), read at start-up.",
     )
 
@@ -119,10 +124,10 @@ def create_app(settings: EvaluatorSettings) -> FastAPI:
     @broker.subscriber(
         subjects.METRICS_RECORDED,
         stream=stream(subjects.STREAM_METRICS),
-        durable="evaluator",
+        durable=CONSUMER.name,
         # One batch at a time, so each subject's events are evaluated in stream order.
         pull_sub=pull_batch(100),
-        config=ConsumerConfig(max_deliver=MAX_DELIVER, ack_wait=30),
+        config=CONSUMER.config(),
         ack_policy=AckPolicy.MANUAL,
     )
     async def on_metrics_recorded(msg: Annotated[NatsBatchMessage, Context("message")]) -> None:
@@ -194,7 +199,7 @@ def create_app(settings: EvaluatorSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await ensure_streams(settings.nats_url)
+        await ensure_streams(settings.nats_url, consumers=[CONSUMER])
         await broker.start()
         logger.info(
             "rules loaded from %s: %s", settings.rules_dir, ", ".join(rules_by_id) or "none"
@@ -249,7 +254,7 @@ def main() -> None:
     serve(
         app,
         host=settings.host,
-        port=settings.port,
+        port=settings.evaluator_port,
         service="evaluator",
         env_var="GOALWATCH_EVALUATOR_PORT",
     )

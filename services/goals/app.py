@@ -22,7 +22,7 @@ from services.goals.people import ManagerCycleError, PeopleStore
 class GoalsSettings(ServiceSettings):
     """Settings of the goals service."""
 
-    port: int = Field(8002, validation_alias="GOALWATCH_GOALS_PORT", description="HTTP port.")
+    goals_port: int = Field(8002, description="HTTP port (GOALWATCH_GOALS_PORT).")
 
 
 class PeopleUpserted(BaseModel):
@@ -90,7 +90,7 @@ def main() -> None:
     serve(
         create_app(settings),
         host=settings.host,
-        port=settings.port,
+        port=settings.goals_port,
         service="goals",
         env_var="GOALWATCH_GOALS_PORT",
     )

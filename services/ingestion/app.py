@@ -9,13 +9,12 @@ from typing import Any
 
 from fastapi import FastAPI
 from faststream import AckPolicy
-from faststream.nats import ConsumerConfig
 from faststream.nats.annotations import NatsMessage
 from pydantic import Field
 
 from goalwatch import __version__
 from goalwatch.contracts import subjects
-from goalwatch.messaging import ensure_streams, new_broker, pull_sub, stream
+from goalwatch.messaging import Durable, ensure_streams, new_broker, pull_sub, stream
 from goalwatch.serving import serve
 from goalwatch.settings import ServiceSettings
 from goalwatch.telemetry import HANDLER_SECONDS, configure_logging, ops_router
@@ -27,29 +26,33 @@ logger = logging.getLogger(__name__)
 
 # Deliveries of one ingest message before it is dead-lettered instead of retried.
 MAX_DELIVER = 5
+CONSUMER = Durable(
+    name="ingestion",
+    stream=subjects.STREAM_INGEST,
+    subject=subjects.METRICS_IN,
+    max_deliver=MAX_DELIVER,
+    ack_wait=30,
+)
 
 
 class IngestionSettings(ServiceSettings):
     """Settings of the ingestion service."""
 
-    port: int = Field(8001, validation_alias="GOALWATCH_INGESTION_PORT", description="HTTP port.")
-    max_batch: int = Field(
+    ingestion_port: int = Field(8001, description="HTTP port (GOALWATCH_INGESTION_PORT).")
+    ingest_max_batch: int = Field(
         1000,
         ge=1,
-        validation_alias="GOALWATCH_INGEST_MAX_BATCH",
         description="Most events in one request or NATS message; a larger batch is refused "
         "whole (HTTP 413, or a dead letter).",
     )
-    max_body_bytes: int = Field(
+    ingest_max_body_bytes: int = Field(
         10 * 1024 * 1024,
         ge=1,
-        validation_alias="GOALWATCH_INGEST_MAX_BODY_BYTES",
         description="Largest request body accepted, in bytes (HTTP 413 beyond).",
     )
-    publish_timeout: float = Field(
+    ingest_publish_timeout: float = Field(
         5.0,
         gt=0,
-        validation_alias="GOALWATCH_INGEST_PUBLISH_TIMEOUT",
         description="Seconds to wait for JetStream to confirm it stored one event.",
     )
 
@@ -83,14 +86,14 @@ def create_app(settings: IngestionSettings, *, publisher: Publisher | None = Non
     the app's lifespan, so nothing connects to NATS).
     """
     broker = new_broker(settings.nats_url, name="ingestion")
-    sink: Publisher = publisher or NatsPublisher(broker, timeout=settings.publish_timeout)
+    sink: Publisher = publisher or NatsPublisher(broker, timeout=settings.ingest_publish_timeout)
 
     @broker.subscriber(
         subjects.METRICS_IN,
         stream=stream(subjects.STREAM_INGEST),
-        durable="ingestion",
+        durable=CONSUMER.name,
         pull_sub=pull_sub(50),
-        config=ConsumerConfig(max_deliver=MAX_DELIVER, ack_wait=30),
+        config=CONSUMER.config(),
         ack_policy=AckPolicy.NACK_ON_ERROR,
         decoder=_raw_body,
     )
@@ -103,7 +106,7 @@ def create_app(settings: IngestionSettings, *, publisher: Publisher | None = Non
                 await ingest_message(
                     body=body,
                     content_type=_header(msg.headers, "content-type"),
-                    max_batch=settings.max_batch,
+                    max_batch=settings.ingest_max_batch,
                     publisher=sink,
                     msg_id=msg_id,
                 )
@@ -136,7 +139,7 @@ def create_app(settings: IngestionSettings, *, publisher: Publisher | None = Non
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await ensure_streams(settings.nats_url)
+        await ensure_streams(settings.nats_url, consumers=[CONSUMER])
         await broker.start()
         try:
             yield
@@ -150,8 +153,8 @@ def create_app(settings: IngestionSettings, *, publisher: Publisher | None = Non
     app.include_router(
         events_router(
             publisher=sink,
-            max_batch=settings.max_batch,
-            max_body_bytes=settings.max_body_bytes,
+            max_batch=settings.ingest_max_batch,
+            max_body_bytes=settings.ingest_max_body_bytes,
         )
     )
     document_event_bodies(app)
@@ -165,7 +168,7 @@ def main() -> None:
     serve(
         create_app(settings),
         host=settings.host,
-        port=settings.port,
+        port=settings.ingestion_port,
         service="ingestion",
         env_var="GOALWATCH_INGESTION_PORT",
     )

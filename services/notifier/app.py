@@ -12,14 +12,14 @@ from typing import Annotated
 import httpx
 from fastapi import FastAPI, HTTPException, Path, Query
 from faststream import AckPolicy
-from faststream.nats import ConsumerConfig, NatsMessage
+from faststream.nats import NatsMessage
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from redis.asyncio import Redis
 
 from goalwatch import __version__
 from goalwatch.contracts import AlertState, subjects
 from goalwatch.contracts.base import Contract
-from goalwatch.messaging import ensure_streams, new_broker, pull_sub, stream
+from goalwatch.messaging import Durable, ensure_streams, new_broker, pull_sub, stream
 from goalwatch.serving import serve
 from goalwatch.settings import ServiceSettings
 from goalwatch.telemetry import HANDLER_SECONDS, configure_logging, ops_router
@@ -38,54 +38,56 @@ ACK_WAIT_SECONDS = 60.0
 # Long webhook retries tell JetStream the message is still being worked on, well within ack_wait.
 KEEP_ALIVE_SECONDS = ACK_WAIT_SECONDS / 3
 
-CONSUMERS = (
-    (subjects.ALERTS_FIRED, "notifier-fired"),
-    (subjects.ALERTS_RESOLVED, "notifier-resolved"),
+CONSUMERS = tuple(
+    Durable(
+        name=name,
+        stream=subjects.STREAM_ALERTS,
+        subject=subject,
+        max_deliver=MAX_DELIVER,
+        ack_wait=ACK_WAIT_SECONDS,
+    )
+    for subject, name in (
+        (subjects.ALERTS_FIRED, "notifier-fired"),
+        (subjects.ALERTS_RESOLVED, "notifier-resolved"),
+    )
 )
 
 
 class NotifierSettings(ServiceSettings):
-    """Notifier settings; every field also reads the environment variable named in its alias."""
+    """Notifier settings; each is read from GOALWATCH_<FIELD NAME>."""
 
-    port: int = Field(8004, validation_alias="GOALWATCH_NOTIFIER_PORT", description="HTTP port.")
+    notifier_port: int = Field(8004, description="HTTP port (GOALWATCH_NOTIFIER_PORT).")
     goals_url: str = Field(
         "http://127.0.0.1:8002",
-        validation_alias="GOALWATCH_GOALS_URL",
         description="Base URL of the goals service, which resolves people and managers.",
     )
     goals_timeout: float = Field(
         5.0,
         gt=0,
-        validation_alias="GOALWATCH_GOALS_TIMEOUT",
         description="Seconds to wait for one goals-service request.",
     )
     webhook_url: str | None = Field(
         None,
-        validation_alias="GOALWATCH_WEBHOOK_URL",
         description="Generic webhook receiving every alert transition; unset turns it off.",
     )
     webhook_secret: SecretStr | None = Field(
         None,
-        validation_alias="GOALWATCH_WEBHOOK_SECRET",
         description="Shared secret for the X-Goalwatch-Signature HMAC; required with a URL.",
     )
     webhook_timeout: float = Field(
         5.0,
         gt=0,
-        validation_alias="GOALWATCH_WEBHOOK_TIMEOUT",
         description="Seconds to wait for one webhook POST.",
     )
     webhook_max_attempts: int = Field(
         5,
         ge=1,
         le=20,
-        validation_alias="GOALWATCH_WEBHOOK_MAX_ATTEMPTS",
         description="POST attempts before a notification is dead-lettered.",
     )
     webhook_backoff: float = Field(
         0.5,
         gt=0,
-        validation_alias="GOALWATCH_WEBHOOK_BACKOFF",
         description="First retry delay in seconds; doubles per attempt with jitter, cap 30 s.",
     )
 
@@ -184,16 +186,17 @@ def create_app(settings: NotifierSettings) -> FastAPI:
         publish=publish,
     )
 
-    def consume(subject: str, durable: str) -> None:
+    def consume(consumer: Durable) -> None:
+        subject = consumer.subject
         handler_name = subject.split(".")[-2]
 
         @broker.subscriber(
             subject,
-            stream=stream(subjects.STREAM_ALERTS),
-            durable=durable,
+            stream=stream(consumer.stream),
+            durable=consumer.name,
             # A fetched batch is handled concurrently; each message keeps itself alive.
             pull_sub=pull_sub(10),
-            config=ConsumerConfig(max_deliver=MAX_DELIVER, ack_wait=ACK_WAIT_SECONDS),
+            config=consumer.config(),
             ack_policy=AckPolicy.NACK_ON_ERROR,
         )
         async def handle(msg: NatsMessage) -> None:
@@ -210,14 +213,14 @@ def create_app(settings: NotifierSettings) -> FastAPI:
             else:
                 await msg.nack(delay=verdict.delay)
 
-    for subject, durable in CONSUMERS:
-        consume(subject, durable)
+    for consumer in CONSUMERS:
+        consume(consumer)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if not channels:
             logger.warning("webhook channel off (GOALWATCH_WEBHOOK_URL unset); inbox only")
-        await ensure_streams(settings.nats_url)
+        await ensure_streams(settings.nats_url, consumers=CONSUMERS)
         await broker.start()
         try:
             yield
@@ -290,7 +293,7 @@ def main() -> None:
     serve(
         create_app(settings),
         host=settings.host,
-        port=settings.port,
+        port=settings.notifier_port,
         service="notifier",
         env_var="GOALWATCH_NOTIFIER_PORT",
     )

@@ -13,6 +13,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from goalwatch.contracts import subjects
 from goalwatch.devstack import Stack
+from goalwatch.messaging import Durable, ensure_streams
 from tests.integration.conftest import Delivery, WebhookReceiver
 from tests.integration.helpers import add_doctor, rework_event, unique
 
@@ -72,3 +73,21 @@ async def test_invalid_event_on_nats_goes_to_the_dead_letter_stream(
         await sub.unsubscribe()
     assert letter["origin_subject"] == subjects.METRICS_IN
     assert any(e.get("field") == "time" or "time" in json.dumps(e) for e in letter["errors"])
+
+
+async def test_changed_consumer_settings_reach_an_existing_consumer(
+    stack: Stack, nc: Client
+) -> None:
+    name = unique("probe")
+    for max_deliver in (3, 7):
+        consumer = Durable(
+            name=name,
+            stream=subjects.STREAM_METRICS,
+            subject=subjects.METRICS_RECORDED,
+            max_deliver=max_deliver,
+            ack_wait=12,
+        )
+        await ensure_streams(stack.settings.nats_url, consumers=[consumer])
+    info = await nc.jetstream().consumer_info(subjects.STREAM_METRICS, name)
+    await nc.jetstream().delete_consumer(subjects.STREAM_METRICS, name)
+    assert (info.config.max_deliver, info.config.ack_wait) == (7, 12)

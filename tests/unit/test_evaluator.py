@@ -239,7 +239,7 @@ def test_get_one_rule_and_a_missing_one() -> None:
 
 def test_settings_defaults() -> None:
     fields = EvaluatorSettings.model_fields
-    assert fields["port"].default == 8003
+    assert fields["evaluator_port"].default == 8003
     assert fields["rules_dir"].default == Path("rules")
 
 

@@ -63,7 +63,7 @@ def publisher() -> FakePublisher:
 @pytest.fixture
 def client(publisher: FakePublisher) -> TestClient:
     # No `with`: the lifespan (NATS connection) does not run; the fake takes the events.
-    settings = IngestionSettings(max_batch=5, max_body_bytes=10_000)
+    settings = IngestionSettings(ingest_max_batch=5, ingest_max_body_bytes=10_000)
     return TestClient(create_app(settings, publisher=publisher))
 
 
@@ -220,7 +220,7 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GOALWATCH_INGESTION_PORT", "9001")
     monkeypatch.setenv("GOALWATCH_INGEST_MAX_BATCH", "20")
     settings = IngestionSettings()
-    assert (settings.port, settings.max_batch) == (9001, 20)
+    assert (settings.ingestion_port, settings.ingest_max_batch) == (9001, 20)
 
 
 # --- NATS ---------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ def test_defaults_leave_the_webhook_off(monkeypatch: pytest.MonkeyPatch) -> None
     ):
         monkeypatch.delenv(name, raising=False)
     settings = NotifierSettings()
-    assert settings.port == 8004
+    assert settings.notifier_port == 8004
     assert settings.goals_url == "http://127.0.0.1:8002"
     assert settings.webhook_url is None
     assert settings.webhook_max_attempts == 5
@@ -36,7 +36,7 @@ def test_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GOALWATCH_WEBHOOK_SECRET", "s3cret")
     monkeypatch.setenv("GOALWATCH_WEBHOOK_MAX_ATTEMPTS", "3")
     settings = NotifierSettings()
-    assert settings.port == 28004
+    assert settings.notifier_port == 28004
     assert settings.goals_url == "http://goals:8002"
     assert settings.webhook_max_attempts == 3
     assert settings.webhook_secret is not None

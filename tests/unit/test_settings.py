@@ -1,0 +1,29 @@
+"""Each setting comes from GOALWATCH_<field name>, and each service reads only its own port."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.evaluator.app import EvaluatorSettings
+from services.goals.app import GoalsSettings
+from services.ingestion.app import IngestionSettings
+from services.notifier.app import NotifierSettings
+
+
+def test_each_service_reads_its_own_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GOALWATCH_PORT", "1")  # not a goalwatch variable: ignored
+    monkeypatch.setenv("GOALWATCH_GOALS_PORT", "9102")
+    monkeypatch.setenv("GOALWATCH_INGESTION_PORT", "9101")
+    assert GoalsSettings().goals_port == 9102
+    assert IngestionSettings().ingestion_port == 9101
+    assert EvaluatorSettings().evaluator_port == 8003
+    assert NotifierSettings().notifier_port == 8004
+
+
+def test_settings_come_from_prefixed_field_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GOALWATCH_NATS_URL", "nats://10.0.0.5:4222")
+    monkeypatch.setenv("GOALWATCH_INGEST_MAX_BATCH", "7")
+    monkeypatch.setenv("GOALWATCH_WEBHOOK_MAX_ATTEMPTS", "2")
+    assert IngestionSettings().nats_url == "nats://10.0.0.5:4222"
+    assert IngestionSettings().ingest_max_batch == 7
+    assert NotifierSettings().webhook_max_attempts == 2
