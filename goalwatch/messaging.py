@@ -60,6 +60,8 @@ STREAMS: tuple[StreamConfig, ...] = (
         subjects=[f"{subjects.DEADLETTER_PREFIX}.>"],
         storage=StorageType.FILE,
         max_age=30 * _DAY,
+        # A batch retried for minutes must not dead-letter the same message twice.
+        duplicate_window=_DAY,
     ),
 )
 

@@ -44,7 +44,9 @@ class AlertFired(Contract):
     severity: Severity = Field(description="Severity given by the rule.")
     subject: str = Field(description="Who or what the alert is about.")
     metric: str = Field(description="Metric the rule watches.")
-    value: float = Field(description="Value of the observation that made the rule fire.")
+    value: float = Field(
+        description="Value of the newest observation by event time (the last of the history)."
+    )
     message: str = Field(description="Rendered alert message.")
     notify: list[str] = Field(
         description="Who to notify, as roles (subject, manager) or explicit person ids."
@@ -52,7 +54,10 @@ class AlertFired(Contract):
     labels: dict[str, str] = Field(default_factory=dict, description="Labels of the last event.")
     started_at: AwareDatetime = Field(description="Event time at which the condition began.")
     fired_at: AwareDatetime = Field(description="Wall-clock time the evaluator fired the alert.")
-    event_id: str = Field(description="Id of the event that made the rule fire.")
+    event_id: str = Field(
+        description="Id of the event that made the rule fire (with backfilled data, possibly "
+        "an older day than the newest observation)."
+    )
     history: list[Observation] = Field(
         default_factory=list, description="The observations behind the alert, oldest first."
     )

@@ -253,7 +253,9 @@ def _operations() -> dict[str, Any]:
             "send",
             "deadLetters",
             "ingestion",
-            "A service dead-letters what it cannot process (ingestion: invalid metric events).",
+            "A service dead-letters what it cannot process: ingestion and the evaluator invalid "
+            "metric events (origin metrics), the notifier alerts it could not deliver (origin "
+            "alerts).",
             ["DeadLetter"],
         ),
     }

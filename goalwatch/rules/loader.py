@@ -80,7 +80,7 @@ class _Parsed:
 
 
 def load_rules(directory: Path) -> list[LoadedRule]:
-    """Load every ``*.yaml`` file in ``directory`` (one rule per file), ordered by file name.
+    """Load every ``*.yaml`` and ``*.yml`` file in ``directory`` (one rule per file), by file name.
 
     Raises :class:`RuleLoadError` listing every error of every file, including rule ids used
     by more than one file.
@@ -96,7 +96,7 @@ def load_rules(directory: Path) -> list[LoadedRule]:
     errors: list[RuleError] = []
     rules: list[LoadedRule] = []
     first_seen: dict[str, tuple[Path, int | None]] = {}
-    for path in sorted(directory.glob("*.yaml")):
+    for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
         parsed = _parse_file(path)
         errors.extend(parsed.errors)
         # Checked on the raw id too, so a clash shows even while one of the files is invalid.

@@ -65,7 +65,7 @@ class EvaluatorSettings(ServiceSettings):
     evaluator_port: int = Field(8003, description="HTTP port (GOALWATCH_EVALUATOR_PORT).")
     rules_dir: Path = Field(
         Path("rules"),
-        description="Directory of rule files (*.yaml, one rule per file), read at start-up.",
+        description="Directory of rule files (*.yaml or *.yml, one rule per file), read at start-up.",
     )
 
 

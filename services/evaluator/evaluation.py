@@ -28,6 +28,11 @@ class Streaks(Protocol):
     ) -> Transition | None:
         """Record ``point``; return the alert transition it causes, if any."""
 
+    async def mark_published(
+        self, *, rule_id: str, subject: str, metric: str, event_id: str
+    ) -> None:
+        """Note that the transition caused by ``event_id`` was published."""
+
 
 class Evaluator:
     """Evaluates each metric event against every rule and publishes alert transitions."""
@@ -94,6 +99,9 @@ class Evaluator:
                     ALERTS_RESOLVED.labels(rule=rule.id).inc()
                 await self._publish(resolved, subjects.ALERTS_RESOLVED, message_id(fp, transition))
                 logger.info("%s: %s", _verb("resolved", transition), resolved.message, extra=extra)
+            await self._streaks.mark_published(
+                rule_id=rule.id, subject=event.subject, metric=event.metric, event_id=event.id
+            )
 
 
 def _verb(verb: str, transition: Transition) -> str:

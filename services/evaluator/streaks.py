@@ -138,8 +138,9 @@ class StreakStore:
         """Record ``point`` and return the alert transition it causes, if any.
 
         Idempotent: recording an event id again changes nothing and returns the transition
-        the event caused the first time (marked ``replayed``), so that a redelivered event
-        whose alert was not yet published can publish it. Two concurrent calls for the same
+        the event caused the first time (marked ``replayed``) until :meth:`mark_published`
+        confirms it went out, so a redelivered event whose alert was not yet published can
+        publish it, while a resend days later cannot announce an old alert again. Two concurrent calls for the same
         key cannot both fire: the transaction is retried if the key changed underneath it.
         """
         fp = fingerprint(rule_id, subject, metric)
@@ -148,6 +149,19 @@ class StreakStore:
             lock = self._locks[fp] = asyncio.Lock()
         async with lock:
             return await self._record(fp, consecutive=consecutive, point=point)
+
+    async def mark_published(
+        self, *, rule_id: str, subject: str, metric: str, event_id: str
+    ) -> None:
+        """Note that the transition ``event_id`` caused is in the alerts stream."""
+        keys = _Keys(fingerprint(rule_id, subject, metric))
+        raw = await self._redis.hget(keys.data, event_id)
+        if raw is None:  # trimmed meanwhile: nothing left to replay anyway
+            return
+        doc = json.loads(str(raw))
+        if doc.get("transition") is not None:
+            doc["transition"]["published"] = True
+            await self._redis.hset(keys.data, event_id, json.dumps(doc))
 
     async def _record(self, fp: str, *, consecutive: int, point: Point) -> Transition | None:
         keys = _Keys(fp)
@@ -217,6 +231,7 @@ def _dump(point: Point, transition: Transition | None) -> str:
         doc["transition"] = {
             "state": transition.state.value,
             "started_at": transition.started_at.isoformat(),
+            "published": False,
             "history": [
                 [p.event_id, p.time.isoformat(), p.value, p.breach] for p in transition.history
             ],
@@ -226,7 +241,7 @@ def _dump(point: Point, transition: Transition | None) -> str:
 
 def _replay(data: str) -> Transition | None:
     doc = json.loads(data).get("transition")
-    if doc is None:
+    if doc is None or doc.get("published"):
         return None
     history = tuple(
         Point(event_id, _time(time), float(value), bool(breach))

@@ -1,8 +1,9 @@
 """The notification the notifier sends for one alert transition, and how it is built.
 
 ``AlertNotification`` is the body of every generic webhook POST (one POST per transition, all
-recipients inside) and the shape of an inbox entry. Receivers should key on ``fingerprint`` plus
-``started_at``: together they name one episode of one alert, which fires once and resolves once.
+recipients inside) and the shape of an inbox entry. ``fingerprint`` plus ``started_at`` name one
+episode of one alert, which fires once and resolves once; receivers de-duplicate deliveries on
+those two and ``state``.
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ class MemoryStreaks:
         self.kept: dict[str, list[Point]] = {}
         self.caused: dict[tuple[str, str], Transition | None] = {}
         self.alerts: dict[str, Transition] = {}
+        self.published: set[tuple[str, str]] = set()
 
     async def record(
         self, *, rule_id: str, subject: str, metric: str, consecutive: int, point: Point
@@ -38,7 +39,9 @@ class MemoryStreaks:
         fp = fingerprint(rule_id, subject, metric)
         if (fp, point.event_id) in self.caused:
             earlier = self.caused[(fp, point.event_id)]
-            return None if earlier is None else dataclasses.replace(earlier, replayed=True)
+            if earlier is None or (fp, point.event_id) in self.published:
+                return None
+            return dataclasses.replace(earlier, replayed=True)
         alert = self.alerts.get(fp)
         kept = self.kept.setdefault(fp, [])
         decision = decide(
@@ -53,6 +56,11 @@ class MemoryStreaks:
         if decision.transition is not None:
             self.alerts[fp] = decision.transition
         return decision.transition
+
+    async def mark_published(
+        self, *, rule_id: str, subject: str, metric: str, event_id: str
+    ) -> None:
+        self.published.add((fingerprint(rule_id, subject, metric), event_id))
 
 
 class Published:
@@ -185,10 +193,19 @@ async def test_redelivery_after_a_failed_publish_publishes_with_the_same_id(
     published.fail_next = True
     with pytest.raises(ConnectionError):
         await evaluator.handle(rework(2, 0.2))
-    await evaluator.handle(rework(2, 0.2))  # JetStream redelivers the event
-    await evaluator.handle(rework(2, 0.2))  # ... and once more after a lost ack
-    ids = [msg_id for _, _, msg_id in published.messages]
-    assert len(ids) == 2 and len(set(ids)) == 1  # the stream's de-duplication keeps one
+    await evaluator.handle(rework(2, 0.2))  # JetStream redelivers the event: published now
+    await evaluator.handle(rework(2, 0.2))  # ... and once more after a lost ack: not again
+    assert [type(alert) for alert, _, _ in published.messages] == [AlertFired]
+
+
+async def test_a_resend_long_after_does_not_announce_an_old_alert_again(
+    setup: tuple[Evaluator, Published],
+) -> None:
+    evaluator, published = setup
+    for day in range(3):
+        await evaluator.handle(rework(day, 0.2))
+    await evaluator.handle(rework(2, 0.2))  # past the stream's de-duplication window
+    assert len(published.messages) == 1
 
 
 async def test_events_no_rule_watches_publish_nothing(setup: tuple[Evaluator, Published]) -> None:

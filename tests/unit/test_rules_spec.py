@@ -220,6 +220,12 @@ def test_only_yaml_files_at_the_top_are_rules(tmp_path: Path) -> None:
     assert [rule.spec.id for rule in load_rules(tmp_path)] == ["report-rework-rate-high"]
 
 
+def test_yml_files_are_rules_too(tmp_path: Path) -> None:
+    write(tmp_path, "a.yml", VALID)
+    write(tmp_path, "b.yaml", VALID.replace("id: report-rework-rate-high", "id: other"))
+    assert [rule.spec.id for rule in load_rules(tmp_path)] == ["report-rework-rate-high", "other"]
+
+
 def test_load_rule_file(tmp_path: Path) -> None:
     path = write(tmp_path, "r.yaml", VALID)
     assert load_rule_file(path).spec.id == "report-rework-rate-high"
