@@ -16,6 +16,7 @@ from typing import Any, Final
 # Field name -> a sample of the type it has when the evaluator renders the message.
 _SAMPLES: Final[dict[str, Any]] = {
     "subject": "emp-1042",
+    "subject_name": "Dr. Li Na",
     "metric": "report_rework_rate",
     "value": 0.11,
     "threshold": 0.08,
@@ -73,11 +74,6 @@ def _check_field(field: str, spec: str, placeholder: str) -> None:
             f"{{labels[department]}} are allowed"
         )
     name, key = match["name"], match["key"]
-    if name == "subject_name":
-        raise TemplateError(
-            "{subject_name} is not available: use {subject}; recipient names are added by "
-            "the notifier"
-        )
     if name not in FIELDS:
         close = difflib.get_close_matches(name, FIELDS, n=1)
         hint = f"did you mean {{{close[0]}}}? " if close else ""
@@ -94,6 +90,7 @@ def render(
     template: str,
     *,
     subject: str,
+    subject_name: str,
     metric: str,
     value: float,
     threshold: float,
@@ -107,6 +104,7 @@ def render(
     """Render a template checked by :func:`check_template`."""
     return template.format(
         subject=subject,
+        subject_name=subject_name,
         metric=metric,
         value=value,
         threshold=threshold,

@@ -21,7 +21,13 @@ def message_id(fp: str, transition: Transition) -> str:
 
 
 def build_fired(
-    *, rule: RuleSpec, event: MetricRecorded, fp: str, transition: Transition, now: datetime
+    *,
+    rule: RuleSpec,
+    event: MetricRecorded,
+    subject_name: str,
+    fp: str,
+    transition: Transition,
+    now: datetime,
 ) -> AlertFired:
     """The alert for ``rule`` that ``event`` made fire.
 
@@ -38,7 +44,7 @@ def build_fired(
         subject=event.subject,
         metric=event.metric,
         value=value,
-        message=render_message(rule, event, value=value),
+        message=render_message(rule, event, value=value, subject_name=subject_name),
         notify=list(rule.notify),
         labels=dict(event.labels),
         started_at=transition.started_at,
@@ -52,7 +58,13 @@ def build_fired(
 
 
 def build_resolved(
-    *, rule: RuleSpec, event: MetricRecorded, fp: str, transition: Transition, now: datetime
+    *,
+    rule: RuleSpec,
+    event: MetricRecorded,
+    subject_name: str,
+    fp: str,
+    transition: Transition,
+    now: datetime,
 ) -> AlertResolved:
     """The notice that ``event`` cleared ``rule``'s alert."""
     condition = rule.condition
@@ -65,7 +77,7 @@ def build_resolved(
         metric=event.metric,
         value=event.value,
         message=(
-            f"Resolved: {rule.name} — {event.subject}: {event.metric} is {event.value:g}, "
+            f"Resolved: {rule.name} — {subject_name}: {event.metric} is {event.value:g}, "
             f"no longer {condition.op} {condition.value:g}"
         ),
         notify=list(rule.notify),
@@ -75,11 +87,14 @@ def build_resolved(
     )
 
 
-def render_message(rule: RuleSpec, event: MetricRecorded, *, value: float) -> str:
+def render_message(
+    rule: RuleSpec, event: MetricRecorded, *, value: float, subject_name: str
+) -> str:
     """The rule's message template filled in for ``event``, showing ``value``."""
     return render(
         rule.message,
         subject=event.subject,
+        subject_name=subject_name,
         metric=event.metric,
         value=value,
         threshold=rule.condition.value,

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
+import httpx
 from fastapi import FastAPI, HTTPException
 from faststream import AckPolicy, Context
 from faststream.nats.message import NatsBatchMessage
@@ -34,6 +35,7 @@ from goalwatch.settings import ServiceSettings
 from goalwatch.telemetry import HANDLER_SECONDS, configure_logging, ops_router
 from services.evaluator.engine import RuleEngine
 from services.evaluator.evaluation import Evaluator
+from services.evaluator.names import GoalsNames
 from services.evaluator.streaks import StreakStore
 
 logger = logging.getLogger(__name__)
@@ -66,6 +68,10 @@ class EvaluatorSettings(ServiceSettings):
     rules_dir: Path = Field(
         Path("rules"),
         description="Directory of rule files (*.yaml or *.yml, one rule per file), read at start-up.",
+    )
+    goals_url: str = Field(
+        "http://127.0.0.1:8002",
+        description="Goals service, asked for subjects' names when an alert fires or resolves.",
     )
 
 
@@ -115,10 +121,13 @@ def create_app(settings: EvaluatorSettings) -> FastAPI:
             alert, subject, stream=subjects.STREAM_ALERTS, headers={"Nats-Msg-Id": msg_id}
         )
 
+    # A name lookup must not hold up alerting: a short timeout, then the id is used.
+    http = httpx.AsyncClient(timeout=httpx.Timeout(2.0))
     evaluator = Evaluator(
         engine=RuleEngine([rule.spec for rule in rules]),
         streaks=StreakStore(redis),
         publish=publish,
+        names=GoalsNames(http, goals_url=settings.goals_url),
     )
 
     @broker.subscriber(
@@ -209,6 +218,7 @@ def create_app(settings: EvaluatorSettings) -> FastAPI:
         finally:
             await broker.stop()
             await redis.aclose()
+            await http.aclose()
 
     async def redis_up() -> bool:
         return bool(await redis.ping())

@@ -12,6 +12,7 @@ from goalwatch.contracts import AlertFired, AlertResolved, AlertState, MetricRec
 from goalwatch.telemetry import ALERTS_FIRED, ALERTS_RESOLVED, RULE_EVALUATIONS
 from services.evaluator.alerts import build_fired, build_resolved, message_id
 from services.evaluator.engine import RuleEngine
+from services.evaluator.names import Names
 from services.evaluator.streaks import Point, Transition, fingerprint
 
 logger = logging.getLogger(__name__)
@@ -37,10 +38,13 @@ class Streaks(Protocol):
 class Evaluator:
     """Evaluates each metric event against every rule and publishes alert transitions."""
 
-    def __init__(self, *, engine: RuleEngine, streaks: Streaks, publish: Publish) -> None:
+    def __init__(
+        self, *, engine: RuleEngine, streaks: Streaks, publish: Publish, names: Names
+    ) -> None:
         self._engine = engine
         self._streaks = streaks
         self._publish = publish
+        self._names = names
 
     async def handle_batch(self, events: Sequence[MetricRecorded]) -> None:
         """Evaluate a batch in stream order per subject, different subjects concurrently.
@@ -77,6 +81,7 @@ class Evaluator:
             if transition is None:
                 continue
             fp = fingerprint(rule.id, event.subject, event.metric)
+            subject_name = await self._names.name_of(subject=event.subject)
             now = datetime.now(UTC)
             extra = {
                 "event_id": event.id,
@@ -85,7 +90,14 @@ class Evaluator:
                 "replayed": transition.replayed,
             }
             if transition.state is AlertState.FIRING:
-                fired = build_fired(rule=rule, event=event, fp=fp, transition=transition, now=now)
+                fired = build_fired(
+                    rule=rule,
+                    event=event,
+                    subject_name=subject_name,
+                    fp=fp,
+                    transition=transition,
+                    now=now,
+                )
                 # Counted once per transition: a replay is the same alert, published again.
                 if not transition.replayed:
                     ALERTS_FIRED.labels(rule=rule.id, severity=rule.severity.value).inc()
@@ -93,7 +105,12 @@ class Evaluator:
                 logger.info("%s: %s", _verb("fired", transition), fired.message, extra=extra)
             else:
                 resolved = build_resolved(
-                    rule=rule, event=event, fp=fp, transition=transition, now=now
+                    rule=rule,
+                    event=event,
+                    subject_name=subject_name,
+                    fp=fp,
+                    transition=transition,
+                    now=now,
                 )
                 if not transition.replayed:
                     ALERTS_RESOLVED.labels(rule=rule.id).inc()

@@ -60,6 +60,7 @@ def test_alert_fires_once_while_breaching_and_resolves(
     fired = _deliveries(webhook, doctor)[0]
     assert fired["rule_id"] == "report-rework-rate-high"
     assert fired["severity"] == "warning"
+    assert fired["message"].startswith(f"Dr {doctor}: report rework rate 12% is above 8%")
     assert [o["value"] for o in fired["history"]] == [0.11, 0.09, 0.12]
     recipients = {(r["id"], r["role"]) for r in fired["recipients"]}
     assert recipients == {(doctor, "subject"), (head, "manager")}

@@ -63,6 +63,16 @@ class MemoryStreaks:
         self.published.add((fingerprint(rule_id, subject, metric), event_id))
 
 
+class Names:
+    """Names as the goals service would give them: known for some subjects only."""
+
+    def __init__(self, **names: str) -> None:
+        self.names = names
+
+    async def name_of(self, *, subject: str) -> str:
+        return self.names.get(subject, subject)
+
+
 class Published:
     def __init__(self) -> None:
         self.messages: list[tuple[AlertFired | AlertResolved, str, str]] = []
@@ -91,7 +101,9 @@ def rework(day: int, value: float, subject: str = "emp-1042", **labels: str) -> 
 def setup() -> tuple[Evaluator, Published]:
     rules = [rule.spec for rule in load_rules(REPO / "rules")]
     published = Published()
-    evaluator = Evaluator(engine=RuleEngine(rules), streaks=MemoryStreaks(), publish=published)
+    evaluator = Evaluator(
+        engine=RuleEngine(rules), streaks=MemoryStreaks(), publish=published, names=Names()
+    )
     return evaluator, published
 
 
@@ -141,6 +153,22 @@ async def test_a_backfilled_day_completing_the_streak_reports_the_latest_value(
     assert fired.message.startswith("emp-1042: report rework rate 13% ")
 
 
+async def test_messages_name_the_subject_when_goals_knows_them() -> None:
+    rules = [rule.spec for rule in load_rules(REPO / "rules")]
+    published = Published()
+    evaluator = Evaluator(
+        engine=RuleEngine(rules),
+        streaks=MemoryStreaks(),
+        publish=published,
+        names=Names(**{"emp-1042": "Dr. Li Na"}),
+    )
+    for day, value in enumerate([0.2, 0.2, 0.2, 0.01]):
+        await evaluator.handle(rework(day, value))
+    fired, resolved = (alert for alert, _, _ in published.messages)
+    assert fired.message.startswith("Dr. Li Na: report rework rate 20% is above 8%")
+    assert "— Dr. Li Na: report_rework_rate is 0.01" in resolved.message
+
+
 async def test_two_over_one_under_two_over_publishes_nothing(
     setup: tuple[Evaluator, Published],
 ) -> None:
@@ -167,7 +195,9 @@ class SlowClearStreaks(MemoryStreaks):
 async def test_a_batch_keeps_each_subjects_order_so_two_one_two_does_not_fire() -> None:
     rules = [rule.spec for rule in load_rules(REPO / "rules")]
     published = Published()
-    evaluator = Evaluator(engine=RuleEngine(rules), streaks=SlowClearStreaks(), publish=published)
+    evaluator = Evaluator(
+        engine=RuleEngine(rules), streaks=SlowClearStreaks(), publish=published, names=Names()
+    )
     late = [rework(day, value, subject="b") for day, value in enumerate([0.2, 0.2, 0.02, 0.2, 0.2])]
     other = [rework(day, 0.3, subject="a") for day in range(3)]
     batch = [e for pair in zip(late, other, strict=False) for e in pair] + late[3:]

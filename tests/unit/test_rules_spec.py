@@ -249,7 +249,7 @@ def test_shipped_rules_load_without_errors() -> None:
 @pytest.mark.parametrize(
     ("template", "message"),
     [
-        ("{subject_name}: high", "use {subject}; recipient names are added by the notifier"),
+        ("{subject_nmae}: high", "unknown field {subject_nmae}; did you mean {subject_name}?"),
         ("{valeu}", "unknown field {valeu}; did you mean {value}?"),
         ("{labels}", "write one label at a time, e.g. {labels[department]}"),
         ("{subject[0]}", "only labels can be indexed"),
@@ -271,13 +271,15 @@ def test_bad_templates(template: str, message: str) -> None:
 
 def test_good_template_renders_every_field() -> None:
     template = (
-        "{rule_id}/{rule_name}/{severity}: {subject} {metric} {value:.0%} {op} {threshold:.1%} "
+        "{rule_id}/{rule_name}/{severity}: {subject_name} ({subject}) {metric} {value:.0%} {op} "
+        "{threshold:.1%} "
         "x{consecutive} in {labels[department]} ({labels[ward]}) {{literal}}"
     )
     check_template(template)
     text = render(
         template,
         subject="emp-1",
+        subject_name="Dr. Li Na",
         metric="report_rework_rate",
         value=0.113,
         threshold=0.08,
@@ -288,12 +290,14 @@ def test_good_template_renders_every_field() -> None:
         severity="warning",
         labels={"department": "放射科"},
     )
-    assert text == "r/R/warning: emp-1 report_rework_rate 11% > 8.0% x3 in 放射科 (-) {literal}"
+    assert text == (
+        "r/R/warning: Dr. Li Na (emp-1) report_rework_rate 11% > 8.0% x3 in 放射科 (-) {literal}"
+    )
 
 
 def test_template_error_in_a_rule_file_has_its_line(tmp_path: Path) -> None:
-    write(tmp_path, "r.yaml", VALID.replace("{subject}:", "{subject_name}:"))
-    assert errors_of(tmp_path) == [
-        f"{tmp_path}/r.yaml:9: message: {{subject_name}} is not available: use {{subject}}; "
-        "recipient names are added by the notifier"
-    ]
+    write(tmp_path, "r.yaml", VALID.replace("{subject}:", "{subjet}:"))
+    [error] = errors_of(tmp_path)
+    assert error.startswith(
+        f"{tmp_path}/r.yaml:9: message: unknown field {{subjet}}; did you mean {{subject}}?"
+    )
