@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test install lint format contracts clean-state
+.PHONY: run test install lint format contracts bench clean-state
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ format: install
 ## Regenerate JSON Schema and AsyncAPI documents in contracts/ from the models.
 contracts: install
 	$(BIN)/goalwatch contracts write
+
+## Measure the pipeline on its own servers next to the JetStream ceiling (see docs/benchmarks.md).
+bench: install
+	$(BIN)/goalwatch bench --transport nats
+	$(BIN)/goalwatch bench --transport http
 
 ## Forget everything `make run` stored (NATS streams, Redis data).
 clean-state:

@@ -95,6 +95,19 @@ def _contracts(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from goalwatch.bench import run
+
+    result = run(
+        subjects_count=args.subjects,
+        days=args.days,
+        transport=args.transport,
+        rules_dir=StackSettings().rules_dir,
+    )
+    print(result.report())
+    return 0
+
+
 def _webhook_receiver(_: argparse.Namespace) -> int:
     from goalwatch.receiver import ReceiverSettings, run
 
@@ -111,6 +124,15 @@ def main(argv: list[str] | None = None) -> int:
     contracts.add_argument("action", choices=["write", "check"])
     contracts.add_argument("--dir", default="contracts", help="target folder (default contracts)")
     contracts.set_defaults(func=_contracts)
+    bench = commands.add_parser(
+        "bench", help="measure the pipeline on its own servers next to the JetStream ceiling"
+    )
+    bench.add_argument("--subjects", type=int, default=2000, help="people (default 2000)")
+    bench.add_argument("--days", type=int, default=5, help="events per person (default 5)")
+    bench.add_argument(
+        "--transport", choices=["nats", "http"], default="nats", help="how the source sends"
+    )
+    bench.set_defaults(func=_bench)
     receiver = commands.add_parser(
         "webhook-receiver",
         help="print alerts POSTed to 127.0.0.1:$GOALWATCH_RECEIVER_PORT (9000), checking "

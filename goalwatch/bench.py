@@ -1,0 +1,320 @@
+"""``goalwatch bench``: the real pipeline on real servers, next to the raw JetStream ceiling.
+
+It starts its own installation (nats-server, redis-server and the four services, on free ports
+in a temporary folder), then measures in the same run:
+
+1. the ceiling: 200-byte messages through one JetStream stream with ``publish_async`` and a
+   pull consumer (``fetch(500)`` + ack), nothing else;
+2. the pipeline: metric events published by a source (on NATS, or POSTed in batches over HTTP),
+   validated by ingestion, evaluated against ``rules/``, alerted and put in the inbox.
+
+One subject in ten breaches the shipped rule's threshold every day and so fires exactly one
+alert, on its third day; the others stay under it, as most people do. Latencies are measured
+from the publication of the event that completes a streak to the alert on
+``goalwatch.alerts.fired.v1`` and to the notifier's inbox record on
+``goalwatch.notifications.sent.v1``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import nats
+from nats.aio.msg import Msg
+from nats.js.api import StorageType, StreamConfig
+
+from goalwatch.contracts import subjects
+from goalwatch.devstack import Stack, StackSettings
+
+_CEILING_STREAM = "GOALWATCH_BENCH_CEILING"
+_CEILING_SUBJECT = "goalwatch.bench.ceiling"
+_DAY0 = datetime(2026, 1, 1, 18, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Latencies:
+    """Percentiles of a set of latencies, in milliseconds."""
+
+    count: int
+    p50: float
+    p95: float
+    p99: float
+    max: float
+
+    @classmethod
+    def of(cls, seconds: Sequence[float]) -> Latencies:
+        """Summarise ``seconds``."""
+        ms = sorted(s * 1000 for s in seconds)
+        if len(ms) < 2:
+            value = ms[0] if ms else float("nan")
+            return cls(len(ms), value, value, value, value)
+        cuts = statistics.quantiles(ms, n=100, method="inclusive")
+        return cls(len(ms), cuts[49], cuts[94], cuts[98], ms[-1])
+
+    def row(self) -> str:
+        """``p50 / p95 / p99 / max`` in ms."""
+        return f"{self.p50:.0f} / {self.p95:.0f} / {self.p99:.0f} / {self.max:.0f} ms"
+
+
+@dataclass(frozen=True)
+class Result:
+    """What one benchmark run measured."""
+
+    transport: str
+    events: int
+    subjects: int
+    ceiling_per_s: float
+    ingest_per_s: float
+    pipeline_per_s: float
+    fired: Latencies
+    notified: Latencies
+    idle: Latencies
+
+    def report(self) -> str:
+        """A Markdown table of the run."""
+        share = 100 * self.pipeline_per_s / self.ceiling_per_s if self.ceiling_per_s else 0.0
+        return "\n".join(
+            [
+                f"| measure ({self.events} events, {self.subjects} subjects, "
+                f"source over {self.transport}) | result |",
+                "|---|---|",
+                f"| JetStream ceiling (publish_async + pull fetch 500 + ack) | "
+                f"{self.ceiling_per_s:,.0f} msgs/s |",
+                f"| events accepted by ingestion | {self.ingest_per_s:,.0f} events/s |",
+                f"| events through the pipeline (published → evaluated) | "
+                f"{self.pipeline_per_s:,.0f} events/s ({share:.0f}% of the ceiling) |",
+                f"| event → alert fired, p50 / p95 / p99 / max ({self.fired.count} alerts) | "
+                f"{self.fired.row()} |",
+                f"| event → in the manager's inbox, p50 / p95 / p99 / max | {self.notified.row()} |",
+                f"| one streak at a time on an idle pipeline: event → alert fired "
+                f"({self.idle.count} alerts) | {self.idle.row()} |",
+            ]
+        )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def measure_ceiling(nats_url: str, *, count: int) -> float:
+    """Messages per second through one JetStream stream, publisher to acking consumer."""
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream(publish_async_max_pending=4000)
+    try:
+        await js.add_stream(
+            StreamConfig(
+                name=_CEILING_STREAM, subjects=[_CEILING_SUBJECT], storage=StorageType.FILE
+            )
+        )
+        sub = await js.pull_subscribe(_CEILING_SUBJECT, durable="bench", stream=_CEILING_STREAM)
+        payload = json.dumps({"id": "x" * 120, "metric": "m", "value": 0.5}).encode()[:200]
+
+        async def consume() -> None:
+            received = 0
+            while received < count:
+                try:
+                    batch = await sub.fetch(500, timeout=1)
+                except (TimeoutError, nats.errors.TimeoutError):
+                    continue
+                for msg in batch:
+                    await msg.ack()
+                received += len(batch)
+
+        start = time.perf_counter()
+        consumer = asyncio.create_task(consume())
+        for _ in range(count):
+            await js.publish_async(_CEILING_SUBJECT, payload)
+        await js.publish_async_completed()
+        await consumer
+        return count / (time.perf_counter() - start)
+    finally:
+        await js.delete_stream(_CEILING_STREAM)
+        await nc.close()
+
+
+BREACHING_EVERY = 10
+
+
+def _events(run: str, *, subjects_count: int, days: int) -> list[dict[str, Any]]:
+    """Day by day, every subject's event for that day; one subject in ten breaches 8%."""
+    return [
+        {
+            "id": f"{run}-s{s}-d{d}",
+            "metric": "report_rework_rate",
+            "value": 0.2 if s % BREACHING_EVERY == 0 else 0.03,
+            "time": (_DAY0 + timedelta(days=d)).isoformat(),
+            "subject": f"{run}-s{s}",
+            "source": "bench",
+        }
+        for d in range(days)
+        for s in range(subjects_count)
+    ]
+
+
+async def measure_pipeline(
+    stack: Stack, *, subjects_count: int, days: int, transport: str
+) -> tuple[float, float, Latencies, Latencies]:
+    """(ingest/s, pipeline/s, event→fired, event→inbox) for one workload."""
+    settings = stack.settings
+    run = f"bench-{uuid.uuid4().hex[:6]}"
+    events = _events(run, subjects_count=subjects_count, days=days)
+    # The third day completes each breaching subject's streak.
+    trigger = {f"{run}-s{s}": f"{run}-s{s}-d2" for s in range(0, subjects_count, BREACHING_EVERY)}
+    published: dict[str, float] = {}
+    fired: list[float] = []
+    notified: list[float] = []
+    all_fired = asyncio.Event()
+    all_notified = asyncio.Event()
+
+    # Everyone known to goals, with a manager, as in production: the notifier looks them up.
+    people = [{"id": f"{run}-head", "name": "Head of department"}] + [
+        {"id": subject, "name": f"Dr {subject}", "manager_id": f"{run}-head"} for subject in trigger
+    ]
+    async with httpx.AsyncClient(timeout=60) as client:
+        response = await client.post(f"{settings.url('goals')}/v1/people", json=people)
+        response.raise_for_status()
+
+    nc = await nats.connect(settings.nats_url)
+    js = nc.jetstream(publish_async_max_pending=4000)
+
+    async def on_fired(msg: Msg) -> None:
+        alert = json.loads(msg.data)
+        if alert["subject"] in trigger:
+            fired.append(time.perf_counter() - published[trigger[alert["subject"]]])
+            if len(fired) == len(trigger):
+                all_fired.set()
+
+    async def on_notified(msg: Msg) -> None:
+        notification = json.loads(msg.data)
+        if notification["channel"] != "inbox" or notification["state"] != "firing":
+            return
+        subject = next((r["id"] for r in notification["recipients"] if r["role"] == "subject"), "")
+        if subject in trigger:
+            notified.append(time.perf_counter() - published[trigger[subject]])
+            if len(notified) == len(trigger):
+                all_notified.set()
+
+    await nc.subscribe(subjects.ALERTS_FIRED, cb=on_fired)
+    await nc.subscribe(subjects.NOTIFICATIONS_SENT, cb=on_notified)
+    start = time.perf_counter()
+    if transport == "nats":
+        for event in events:
+            published[event["id"]] = time.perf_counter()
+            await js.publish_async(subjects.METRICS_IN, json.dumps(event).encode())
+        await js.publish_async_completed()
+    else:
+        async with httpx.AsyncClient(timeout=30) as client:
+            for first in range(0, len(events), 100):
+                batch = events[first : first + 100]
+                now = time.perf_counter()
+                published.update((event["id"], now) for event in batch)
+                response = await client.post(f"{settings.url('ingestion')}/v1/events", json=batch)
+                response.raise_for_status()
+    if transport == "nats":
+        await _drained(js, subjects.STREAM_INGEST, "ingestion")
+    ingest_per_s = len(events) / (time.perf_counter() - start)
+    await _drained(js, subjects.STREAM_METRICS, "evaluator")
+    pipeline_per_s = len(events) / (time.perf_counter() - start)
+    await asyncio.wait_for(all_fired.wait(), timeout=120)
+    await asyncio.wait_for(all_notified.wait(), timeout=300)
+    await nc.close()
+    return ingest_per_s, pipeline_per_s, Latencies.of(fired), Latencies.of(notified)
+
+
+async def measure_idle_latency(stack: Stack, *, alerts: int) -> Latencies:
+    """Event → alert fired when nothing else is going on, one streak after another."""
+    settings = stack.settings
+    run = f"idle-{uuid.uuid4().hex[:6]}"
+    nc = await nats.connect(settings.nats_url)
+    arrived: asyncio.Queue[tuple[float, str]] = asyncio.Queue()
+
+    async def on_fired(msg: Msg) -> None:
+        await arrived.put((time.perf_counter(), json.loads(msg.data)["subject"]))
+
+    await nc.subscribe(subjects.ALERTS_FIRED, cb=on_fired)
+    latencies = []
+    async with httpx.AsyncClient(timeout=30) as client:
+        for n in range(alerts):
+            subject = f"{run}-{n}"
+            events = [
+                {
+                    "id": f"{subject}-d{d}",
+                    "metric": "report_rework_rate",
+                    "value": 0.2,
+                    "time": (_DAY0 + timedelta(days=d)).isoformat(),
+                    "subject": subject,
+                    "source": "bench",
+                }
+                for d in range(3)
+            ]
+            sent = time.perf_counter()
+            response = await client.post(f"{settings.url('ingestion')}/v1/events", json=events)
+            response.raise_for_status()
+            while True:
+                at, who = await asyncio.wait_for(arrived.get(), timeout=30)
+                if who == subject:
+                    latencies.append(at - sent)
+                    break
+    await nc.close()
+    return Latencies.of(latencies)
+
+
+async def _drained(js: Any, stream: str, consumer: str) -> None:
+    """Wait until ``consumer`` has nothing pending and nothing unacknowledged."""
+    while True:
+        info = await js.consumer_info(stream, consumer)
+        if info.num_pending == 0 and info.num_ack_pending == 0:
+            return
+        await asyncio.sleep(0.02)  # a benchmark polls the server's counters; tests do not
+
+
+def run(*, subjects_count: int, days: int, transport: str, rules_dir: Path) -> Result:
+    """Start an installation, measure, stop it."""
+    with tempfile.TemporaryDirectory(prefix="goalwatch-bench-") as state:
+        settings = StackSettings(
+            state_dir=Path(state),
+            rules_dir=rules_dir,
+            nats_port=_free_port(),
+            redis_port=_free_port(),
+            ingestion_port=_free_port(),
+            goals_port=_free_port(),
+            evaluator_port=_free_port(),
+            notifier_port=_free_port(),
+        )
+        stack = Stack(settings=settings)
+        stack.start()
+        try:
+            ceiling = asyncio.run(measure_ceiling(settings.nats_url, count=subjects_count * days))
+            ingest, pipeline, fired, notified = asyncio.run(
+                measure_pipeline(
+                    stack, subjects_count=subjects_count, days=days, transport=transport
+                )
+            )
+            idle = asyncio.run(measure_idle_latency(stack, alerts=50))
+        finally:
+            stack.stop()
+    return Result(
+        transport=transport,
+        events=subjects_count * days,
+        subjects=subjects_count,
+        ceiling_per_s=ceiling,
+        ingest_per_s=ingest,
+        pipeline_per_s=pipeline,
+        fired=fired,
+        notified=notified,
+        idle=idle,
+    )
