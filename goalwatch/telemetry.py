@@ -63,6 +63,9 @@ def configure_logging(service: str, level: str = "INFO") -> None:
         logging.getLogger(name).propagate = True
     # Access logs are per request: useful when debugging, noise otherwise.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # httpx logs every request URL at INFO: noise on hot paths, and a webhook URL may carry its
+    # token in the query string.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
 
 
 def ops_router(checks: Mapping[str, ReadyCheck]) -> APIRouter:

@@ -34,7 +34,7 @@ from goalwatch.serving import serve
 from goalwatch.settings import ServiceSettings
 from goalwatch.telemetry import HANDLER_SECONDS, configure_logging, ops_router
 from services.evaluator.engine import RuleEngine
-from services.evaluator.evaluation import Evaluator
+from services.evaluator.evaluation import Evaluator, Failure
 from services.evaluator.names import GoalsNames
 from services.evaluator.streaks import StreakStore
 
@@ -141,10 +141,10 @@ def create_app(settings: EvaluatorSettings) -> FastAPI:
     )
     async def on_metrics_recorded(msg: Annotated[NatsBatchMessage, Context("message")]) -> None:
         with HANDLER_SECONDS.labels(service="evaluator", handler="metrics_recorded").time():
-            events = []
+            received: list[tuple[Msg, MetricRecorded]] = []
             for raw in msg.raw_message:
                 try:
-                    events.append(MetricRecorded.model_validate_json(raw.data))
+                    received.append((raw, MetricRecorded.model_validate_json(raw.data)))
                 except ValidationError as exc:
                     await dead_letter(
                         raw,
@@ -154,41 +154,44 @@ def create_app(settings: EvaluatorSettings) -> FastAPI:
                             for error in exc.errors()
                         ],
                     )
-            try:
-                await evaluator.handle_batch(events)
-            except Exception as exc:
-                await retry_or_give_up(msg, exc)
-                return
-            await msg.ack()
+                    await raw.ack()
+            failures = await evaluator.handle_batch([event for _, event in received])
+            stopped: set[str] = set()  # subjects whose remaining events must be retried
+            for raw, event in received:
+                failure = failures.get(event.subject)
+                if failure is not None and (
+                    event.id == failure.event.id or event.subject in stopped
+                ):
+                    stopped.add(event.subject)
+                    await retry_or_give_up(raw, event=event, failure=failure)
+                else:
+                    await raw.ack()
 
-    async def retry_or_give_up(msg: NatsBatchMessage, exc: Exception) -> None:
-        # Redis or NATS trouble passes; retry with a growing delay, and only after the last
-        # delivery keep the events as dead letters (replaying them is safe: evaluation is
+    async def retry_or_give_up(raw: Msg, *, event: MetricRecorded, failure: Failure) -> None:
+        # Redis or NATS trouble passes: retry with a growing delay, and only after the last
+        # delivery keep the event as a dead letter (replaying it is safe: evaluation is
         # idempotent per event id).
-        delivered = max(_delivered(raw) for raw in msg.raw_message)
+        delivered = _delivered(raw)
+        what = (
+            f"evaluating {failure.event.subject!r} failed at event {failure.event.id!r}: "
+            f"{failure.error!r}"
+        )
+        extra = {"event_id": event.id}
         if delivered < MAX_DELIVER:
             delay = min(2.0 ** (delivered - 1), MAX_RETRY_DELAY)
             logger.warning(
-                "evaluating %d event(s) failed (delivery %d of %d), retrying in %.0f s: %r",
-                len(msg.raw_message),
+                "%s (delivery %d of %d), retrying in %.0f s",
+                what,
                 delivered,
                 MAX_DELIVER,
                 delay,
-                exc,
+                extra=extra,
             )
-            await msg.nack(delay=delay)
+            await raw.nak(delay=delay)
             return
-        logger.error(
-            "evaluating %d event(s) failed %d times; dead-lettered: %r",
-            len(msg.raw_message),
-            delivered,
-            exc,
-        )
-        for raw in msg.raw_message:
-            await dead_letter(
-                raw, reason=f"evaluation failed {delivered} times: {exc!r}", errors=[]
-            )
-        await msg.ack()
+        logger.error("%s; gave up after %d deliveries, dead-lettered", what, delivered, extra=extra)
+        await dead_letter(raw, reason=f"{what}; gave up after {delivered} deliveries", errors=[])
+        await raw.ack()
 
     async def dead_letter(raw: Msg, *, reason: str, errors: list[dict[str, str]]) -> None:
         letter = DeadLetter(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -35,6 +36,14 @@ class Streaks(Protocol):
         """Note that the transition caused by ``event_id`` was published."""
 
 
+@dataclass(frozen=True)
+class Failure:
+    """The event a subject's evaluation stopped at, and why."""
+
+    event: MetricRecorded
+    error: Exception
+
+
 class Evaluator:
     """Evaluates each metric event against every rule and publishes alert transitions."""
 
@@ -46,22 +55,28 @@ class Evaluator:
         self._publish = publish
         self._names = names
 
-    async def handle_batch(self, events: Sequence[MetricRecorded]) -> None:
+    async def handle_batch(self, events: Sequence[MetricRecorded]) -> dict[str, Failure]:
         """Evaluate a batch in stream order per subject, different subjects concurrently.
 
         Order matters within a subject: handled out of order, "2 over, 1 under, 2 over" can
         look like three in a row for a moment (the under day not yet recorded) and fire.
+        One subject's failure does not hold back the others: the result maps each subject
+        that failed to the event it failed on; that event and the subject's later ones in
+        the batch were not evaluated.
         """
         by_subject: dict[str, list[MetricRecorded]] = {}
         for event in events:
             by_subject.setdefault(event.subject, []).append(event)
-        async with asyncio.TaskGroup() as group:
-            for ordered in by_subject.values():
-                group.create_task(self._handle_in_order(ordered))
+        results = await asyncio.gather(*map(self._handle_in_order, by_subject.values()))
+        return {failure.event.subject: failure for failure in results if failure is not None}
 
-    async def _handle_in_order(self, events: Sequence[MetricRecorded]) -> None:
+    async def _handle_in_order(self, events: Sequence[MetricRecorded]) -> Failure | None:
         for event in events:
-            await self.handle(event)
+            try:
+                await self.handle(event)
+            except Exception as exc:
+                return Failure(event=event, error=exc)
+        return None
 
     async def handle(self, event: MetricRecorded) -> None:
         """Evaluate ``event``; safe to call again for the same event (JetStream redelivery).

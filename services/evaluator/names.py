@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import logging
 from typing import Protocol
+from urllib.parse import quote
 
 import httpx
+from pydantic import ValidationError
+
+from goalwatch.contracts import PersonRead
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +36,7 @@ class GoalsNames:
     async def name_of(self, *, subject: str) -> str:
         """The person's name; the id when goals has no such person or does not answer."""
         try:
-            response = await self._client.get(f"{self._base}/v1/people/{subject}")
+            response = await self._client.get(f"{self._base}/v1/people/{quote(subject, safe='')}")
         except httpx.HTTPError as exc:
             logger.warning("goals unreachable, naming %r by id: %s", subject, exc)
             return subject
@@ -42,5 +46,8 @@ class GoalsNames:
                     "goals answered %d for %r; naming it by id", response.status_code, subject
                 )
             return subject
-        name = response.json().get("name")
-        return name if isinstance(name, str) and name else subject
+        try:
+            return PersonRead.model_validate_json(response.content).name
+        except ValidationError:
+            logger.warning("goals answered something other than a person for %r", subject)
+            return subject

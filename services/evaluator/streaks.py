@@ -6,19 +6,16 @@ The decision itself is :func:`decide`, a pure function; :class:`StreakStore` rea
 the state around it in one optimistic Redis transaction.
 
 Redis keys (``{fp}`` is the alert fingerprint; the braces make it a cluster hash tag, keeping a
-key's three entries on one shard for the transaction):
+key's entries on one shard for the transaction):
 
-- ``goalwatch:evaluator:{fp}:obs``   ZSET event id, scored by event time (epoch seconds)
 - ``goalwatch:evaluator:{fp}:data``  HASH event id -> JSON {time, value, breach, transition}
 - ``goalwatch:evaluator:{fp}:alert`` HASH state (firing|resolved), started_at, event_id
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -117,7 +114,6 @@ def _streak_start(points: Sequence[Point]) -> datetime:
 class _Keys:
     def __init__(self, fp: str) -> None:
         base = f"{KEY_PREFIX}{{{fp}}}"
-        self.obs = f"{base}:obs"
         self.data = f"{base}:data"
         self.alert = f"{base}:alert"
 
@@ -127,10 +123,6 @@ class StreakStore:
 
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
-        # FastStream handles a fetched batch concurrently; events of one key wait for each
-        # other here instead of retrying the Redis transaction over and over. The WATCH
-        # below still guards against other replicas.
-        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     async def record(
         self, *, rule_id: str, subject: str, metric: str, consecutive: int, point: Point
@@ -140,15 +132,13 @@ class StreakStore:
         Idempotent: recording an event id again changes nothing and returns the transition
         the event caused the first time (marked ``replayed``) until :meth:`mark_published`
         confirms it went out, so a redelivered event whose alert was not yet published can
-        publish it, while a resend days later cannot announce an old alert again. Two concurrent calls for the same
-        key cannot both fire: the transaction is retried if the key changed underneath it.
+        publish it, while a resend days later cannot announce an old alert again. Two
+        replicas recording the same key cannot both fire: the transaction is retried if the
+        key changed underneath it.
         """
-        fp = fingerprint(rule_id, subject, metric)
-        lock = self._locks.get(fp)
-        if lock is None:
-            lock = self._locks[fp] = asyncio.Lock()
-        async with lock:
-            return await self._record(fp, consecutive=consecutive, point=point)
+        return await self._record(
+            fingerprint(rule_id, subject, metric), consecutive=consecutive, point=point
+        )
 
     async def mark_published(
         self, *, rule_id: str, subject: str, metric: str, event_id: str
@@ -168,7 +158,7 @@ class StreakStore:
         async with self._redis.pipeline(transaction=True) as pipe:
             for _ in range(MAX_ATTEMPTS):
                 try:
-                    await pipe.watch(keys.obs, keys.data, keys.alert)
+                    await pipe.watch(keys.data, keys.alert)
                     raw = _texts(await pipe.hgetall(keys.data))
                     alert = _texts(await pipe.hgetall(keys.alert))
                     if point.event_id in raw:
@@ -182,10 +172,8 @@ class StreakStore:
                         consecutive=consecutive,
                     )
                     pipe.multi()  # type: ignore[no-untyped-call]  # untyped in redis-py
-                    pipe.zadd(keys.obs, {point.event_id: point.time.timestamp()})
                     pipe.hset(keys.data, point.event_id, _dump(point, decision.transition))
                     if decision.drop:
-                        pipe.zrem(keys.obs, *decision.drop)
                         pipe.hdel(keys.data, *decision.drop)
                     if decision.transition is not None:
                         pipe.hset(

@@ -288,8 +288,6 @@ def main() -> None:
         print(f"goalwatch: invalid notifier settings:\n{problems}", file=sys.stderr)
         raise SystemExit(2) from None
     configure_logging("notifier", settings.log_level)
-    # httpx logs every request URL at INFO; webhook URLs may carry their token in the query.
-    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
     serve(
         create_app(settings),
         host=settings.host,

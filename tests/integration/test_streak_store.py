@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -37,3 +38,23 @@ async def test_a_transition_is_replayed_until_it_is_marked_published(stack: Stac
         assert await store.record(**key, point=points[1]) is None  # a resend after it went out
     finally:
         await redis.aclose()
+
+
+async def test_concurrent_writers_of_one_key_fire_once(stack: Stack) -> None:
+    # As two evaluator replicas would: separate connections, same key, at the same time.
+    clients = [Redis.from_url(stack.settings.redis_url, decode_responses=True) for _ in range(6)]
+    subject = unique("emp")
+    points = [Point(f"{subject}-{d}", DAY0 + timedelta(days=d), 0.5, True) for d in range(6)]
+    try:
+        transitions = await asyncio.gather(
+            *(
+                StreakStore(client).record(
+                    rule_id="r", subject=subject, metric="m", consecutive=3, point=point
+                )
+                for client, point in zip(clients, points, strict=True)
+            )
+        )
+    finally:
+        for client in clients:
+            await client.aclose()
+    assert [t.state for t in transitions if t is not None] == [AlertState.FIRING]

@@ -205,6 +205,36 @@ async def test_a_batch_keeps_each_subjects_order_so_two_one_two_does_not_fire() 
     assert [alert.subject for alert, _, _ in published.messages] == ["a"]
 
 
+class FailingStreaks(MemoryStreaks):
+    """Like MemoryStreaks, but Redis "fails" for one subject's second event."""
+
+    async def record(
+        self, *, rule_id: str, subject: str, metric: str, consecutive: int, point: Point
+    ) -> Transition | None:
+        if point.event_id == "bad-1":
+            raise ConnectionError("Redis timed out")
+        return await super().record(
+            rule_id=rule_id, subject=subject, metric=metric, consecutive=consecutive, point=point
+        )
+
+
+async def test_one_subjects_failure_does_not_hold_back_the_others() -> None:
+    rules = [rule.spec for rule in load_rules(REPO / "rules")]
+    published = Published()
+    evaluator = Evaluator(
+        engine=RuleEngine(rules), streaks=FailingStreaks(), publish=published, names=Names()
+    )
+    bad = [rework(day, 0.3, subject="bad") for day in range(3)]
+    good = [rework(day, 0.3, subject="good") for day in range(3)]
+    failures = await evaluator.handle_batch(
+        [e for pair in zip(bad, good, strict=True) for e in pair]
+    )
+    assert list(failures) == ["bad"]
+    assert failures["bad"].event.id == "bad-1"
+    assert isinstance(failures["bad"].error, ConnectionError)
+    assert [alert.subject for alert, _, _ in published.messages] == ["good"]
+
+
 async def test_subjects_have_separate_streaks(setup: tuple[Evaluator, Published]) -> None:
     evaluator, published = setup
     for day in range(3):

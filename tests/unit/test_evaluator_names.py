@@ -14,6 +14,10 @@ def handler(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused", request=request)
     if request.url.path == "/v1/people/broken":
         return httpx.Response(500, text="oops")
+    if request.url.raw_path == b"/v1/people/..%2Fpeople":
+        return httpx.Response(200, json=[{"id": "a", "name": "A"}])  # what a list would be
+    if request.url.path == "/v1/people/garbled":
+        return httpx.Response(200, text="<html>")
     return httpx.Response(404, json={"detail": "no person"})
 
 
@@ -24,3 +28,5 @@ async def test_names_come_from_goals_and_fall_back_to_the_id() -> None:
         assert await names.name_of(subject="nobody") == "nobody"
         assert await names.name_of(subject="down") == "down"
         assert await names.name_of(subject="broken") == "broken"
+        assert await names.name_of(subject="../people") == "../people"
+        assert await names.name_of(subject="garbled") == "garbled"
