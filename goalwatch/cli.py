@@ -9,21 +9,27 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+import httpx
+
 from goalwatch.devstack import SERVICES, Stack, StackError, StackSettings
+from goalwatch.settings import settings_or_exit
 
 
 def _up(_: argparse.Namespace) -> int:
     from goalwatch.demo import load_demo
 
-    settings = StackSettings()
+    settings = settings_or_exit(StackSettings)
     stack = Stack(settings=settings)
     stop = threading.Event()
 
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
+    def interrupt(signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt  # while starting: unwind, and Stack.start stops what it began
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
         stop.set()
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     print(
         f"goalwatch: starting NATS, Redis and {', '.join(SERVICES)} (data in {settings.state_dir}/)"
     )
@@ -32,25 +38,42 @@ def _up(_: argparse.Namespace) -> int:
     except StackError as exc:
         print(f"goalwatch: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("goalwatch: interrupted while starting; everything started is stopped again.")
+        return 130
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    code = 0
     try:
-        demo = load_demo(goals_url=settings.url("goals"), ingestion_url=settings.url("ingestion"))
-        print(
-            f"goalwatch: demo data loaded ({demo['accepted']} events accepted, "
-            f"{demo['duplicated']} already known)"
-        )
+        try:
+            demo = load_demo(
+                goals_url=settings.url("goals"), ingestion_url=settings.url("ingestion")
+            )
+            print(
+                f"goalwatch: demo data loaded ({demo['accepted']} events accepted, "
+                f"{demo['duplicated']} already known)"
+            )
+        except httpx.HTTPError as exc:
+            print(
+                f"goalwatch: the demo data was not loaded ({exc}); goalwatch runs without it. "
+                f"See {stack.log_dir}/ for the services' logs.",
+                file=sys.stderr,
+            )
         print(_banner(settings))
         while not stop.wait(0.5):
             for process in stack.exited():
                 print(
-                    f"goalwatch: {process} stopped unexpectedly; its log ends:\n{stack.log_tail(process)}",
+                    f"goalwatch: {process} stopped unexpectedly; its log ends:\n"
+                    f"{stack.log_tail(process)}",
                     file=sys.stderr,
                 )
+                code = 1
                 stop.set()
     finally:
         print("goalwatch: stopping services, then Redis, then NATS ...")
         stack.stop()
         print("goalwatch: stopped.")
-    return 0
+    return code
 
 
 def _banner(settings: StackSettings) -> str:
@@ -102,7 +125,7 @@ def _bench(args: argparse.Namespace) -> int:
         subjects_count=args.subjects,
         days=args.days,
         transport=args.transport,
-        rules_dir=StackSettings().rules_dir,
+        rules_dir=settings_or_exit(StackSettings).rules_dir,
     )
     print(result.report())
     return 0
@@ -111,7 +134,7 @@ def _bench(args: argparse.Namespace) -> int:
 def _webhook_receiver(_: argparse.Namespace) -> int:
     from goalwatch.receiver import ReceiverSettings, run
 
-    return run(ReceiverSettings())
+    return run(settings_or_exit(ReceiverSettings))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,6 +24,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from goalwatch.serving import port_free, port_taken_message
+from goalwatch.settings import Port
 
 SERVICES = ("goals", "ingestion", "evaluator", "notifier")
 
@@ -36,12 +37,12 @@ class StackSettings(BaseSettings):
     state_dir: Path = Field(Path(".goalwatch"), description="NATS and Redis data, and logs.")
     rules_dir: Path = Field(Path("rules"), description="Folder of rule files.")
     host: str = Field("127.0.0.1", description="Interface every server listens on.")
-    nats_port: int = Field(4222, description="NATS client port.")
-    redis_port: int = Field(6379, description="Redis port.")
-    ingestion_port: int = Field(8001, description="Ingestion HTTP port.")
-    goals_port: int = Field(8002, description="Goals HTTP port.")
-    evaluator_port: int = Field(8003, description="Evaluator HTTP port.")
-    notifier_port: int = Field(8004, description="Notifier HTTP port.")
+    nats_port: Port = Field(4222, description="NATS client port.")
+    redis_port: Port = Field(6379, description="Redis port.")
+    ingestion_port: Port = Field(8001, description="Ingestion HTTP port.")
+    goals_port: Port = Field(8002, description="Goals HTTP port.")
+    evaluator_port: Port = Field(8003, description="Evaluator HTTP port.")
+    notifier_port: Port = Field(8004, description="Notifier HTTP port.")
 
     def port(self, name: str) -> int:
         """The port of ``name`` (nats, redis or a service)."""

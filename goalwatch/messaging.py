@@ -53,6 +53,8 @@ STREAMS: tuple[StreamConfig, ...] = (
         subjects=[subjects.NOTIFICATIONS_SENT],
         storage=StorageType.FILE,
         max_age=90 * _DAY,
+        # Redeliveries of one alert can span half an hour of backoff; record each outcome once.
+        duplicate_window=_DAY,
     ),
     StreamConfig(
         name=subjects.STREAM_DEADLETTER,

@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from goalwatch.contracts.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from goalwatch.serving import port_free, port_taken_message
+from goalwatch.settings import Port
 
 
 class ReceiverSettings(BaseSettings):
@@ -23,12 +24,11 @@ class ReceiverSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GOALWATCH_", extra="ignore")
 
     webhook_secret: SecretStr | None = Field(None, description="Shared signing secret.")
-    receiver_port: int = Field(9000, description="Port of the demo webhook receiver.")
+    receiver_port: Port = Field(9000, description="Port of the demo webhook receiver.")
 
 
-def describe(payload: dict[str, Any], *, verified: bool) -> str:
-    """One readable paragraph for a delivered alert."""
-    check = "signature ok" if verified else "SIGNATURE INVALID"
+def describe(payload: dict[str, Any], *, check: str) -> str:
+    """One readable paragraph for a delivered alert, headed by the signature ``check``."""
     recipients = ", ".join(f"{r['name']} ({r['role']})" for r in payload.get("recipients", []))
     return (
         f"[{check}] {payload.get('state', '?').upper()} {payload.get('severity', '')} "
@@ -54,12 +54,22 @@ def run(settings: ReceiverSettings) -> int:
                 body=body,
                 signature=self.headers.get(SIGNATURE_HEADER, ""),
             )
+            check = (
+                "not checked"
+                if secret is None
+                else "signature ok"
+                if verified
+                else ("SIGNATURE INVALID")
+            )
             try:
-                print(describe(json.loads(body), verified=verified), flush=True)
-            except ValueError:
-                print(f"[not JSON] {body[:200]!r}", flush=True)
+                payload = json.loads(body)
+                if not isinstance(payload, dict):
+                    raise ValueError("not a JSON object")
+                print(describe(payload, check=check), flush=True)
+            except (ValueError, TypeError, KeyError, AttributeError):
+                print(f"[{check}] not an alert: {body[:200]!r}", flush=True)
             # Refuse what fails the check, as a real receiver would.
-            self.send_response(204 if verified or secret is None else 401)
+            self.send_response(401 if check == "SIGNATURE INVALID" else 204)
             self.end_headers()
 
         def log_message(self, format: str, *args: Any) -> None:

@@ -6,8 +6,16 @@ Settings are read from the environment (prefix ``GOALWATCH_``) only when a servi
 
 from __future__ import annotations
 
-from pydantic import Field
+import sys
+from typing import Annotated, TypeVar
+
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+"""A TCP port number."""
+
+S = TypeVar("S", bound=BaseSettings)
 
 
 class ServiceSettings(BaseSettings):
@@ -23,3 +31,24 @@ class ServiceSettings(BaseSettings):
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL.")
     host: str = Field("127.0.0.1", description="Interface the HTTP API listens on.")
     log_level: str = Field("INFO", description="Log level (DEBUG, INFO, WARNING, ERROR).")
+
+
+def settings_or_exit(cls: type[S]) -> S:
+    """``cls()`` from the environment, or exit 2 naming each bad variable and what is wrong.
+
+    Values are not echoed: they could be secrets.
+    """
+    try:
+        return cls()
+    except ValidationError as exc:
+        problems = "\n".join(
+            f"  {_variable(error['loc'])}: {error['msg']}"
+            for error in exc.errors(include_input=False, include_url=False)
+        )
+        print(f"goalwatch: invalid settings in the environment:\n{problems}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _variable(loc: tuple[int | str, ...]) -> str:
+    name = "_".join(str(part) for part in loc).upper()
+    return name if name.startswith("GOALWATCH_") else f"GOALWATCH_{name}"

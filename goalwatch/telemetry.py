@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Mapping
@@ -39,6 +40,7 @@ HANDLER_SECONDS = Histogram(
 )
 
 ReadyCheck = Callable[[], Awaitable[bool]]
+READY_TIMEOUT_SECONDS = 2.0
 
 
 def configure_logging(service: str, level: str = "INFO") -> None:
@@ -81,7 +83,11 @@ def ops_router(checks: Mapping[str, ReadyCheck]) -> APIRouter:
         results: dict[str, str] = {}
         for name, check in checks.items():
             try:
-                ok = await check()
+                # A dependency that hangs is down; the probe must answer in time either way.
+                ok = await asyncio.wait_for(check(), timeout=READY_TIMEOUT_SECONDS)
+            except TimeoutError:
+                results[name] = f"down: no answer within {READY_TIMEOUT_SECONDS:g} s"
+                continue
             except Exception as exc:  # a failing dependency is an answer, not a crash
                 results[name] = f"down: {exc}"
                 continue

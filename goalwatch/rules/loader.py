@@ -89,7 +89,11 @@ def load_rules(directory: Path) -> list[LoadedRule]:
         raise RuleLoadError(
             [
                 RuleError(
-                    str(directory), None, None, "rules directory not found (or not a directory)"
+                    str(directory),
+                    None,
+                    None,
+                    f"no rules folder at {directory.resolve()}; create it, or point "
+                    "GOALWATCH_RULES_DIR at the folder that holds the rule files",
                 )
             ]
         )

@@ -17,9 +17,9 @@ from faststream import AckPolicy, Context
 from faststream.nats.message import NatsBatchMessage
 from nats.aio.msg import Msg
 from pydantic import BaseModel, Field, ValidationError
-from redis.asyncio import Redis
 
 from goalwatch import __version__
+from goalwatch.connections import ready_checks, redis_client
 from goalwatch.contracts import (
     AlertFired,
     AlertResolved,
@@ -31,7 +31,7 @@ from goalwatch.contracts import (
 from goalwatch.messaging import Durable, ensure_streams, new_broker, pull_batch, stream
 from goalwatch.rules import LoadedRule, RuleLoadError, load_rules
 from goalwatch.serving import serve
-from goalwatch.settings import ServiceSettings
+from goalwatch.settings import Port, ServiceSettings, settings_or_exit
 from goalwatch.telemetry import HANDLER_SECONDS, configure_logging, ops_router
 from services.evaluator.engine import RuleEngine
 from services.evaluator.evaluation import Evaluator, Failure
@@ -64,7 +64,7 @@ def _delivered(raw: Msg) -> int:
 class EvaluatorSettings(ServiceSettings):
     """Settings of the evaluator service."""
 
-    evaluator_port: int = Field(8003, description="HTTP port (GOALWATCH_EVALUATOR_PORT).")
+    evaluator_port: Port = Field(8003, description="HTTP port (GOALWATCH_EVALUATOR_PORT).")
     rules_dir: Path = Field(
         Path("rules"),
         description="Directory of rule files (*.yaml or *.yml, one rule per file), read at start-up.",
@@ -114,7 +114,7 @@ def create_app(settings: EvaluatorSettings) -> FastAPI:
     rules = load_rules(settings.rules_dir)
     rules_by_id = {rule.spec.id: rule for rule in rules}
     broker = new_broker(settings.nats_url, name="evaluator")
-    redis: Redis = Redis.from_url(settings.redis_url, decode_responses=True)
+    redis = redis_client(settings.redis_url)
 
     async def publish(alert: AlertFired | AlertResolved, subject: str, msg_id: str) -> None:
         await broker.publish(
@@ -211,23 +211,25 @@ def create_app(settings: EvaluatorSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await ensure_streams(settings.nats_url, consumers=[CONSUMER])
-        await broker.start()
-        logger.info(
-            "rules loaded from %s: %s", settings.rules_dir, ", ".join(rules_by_id) or "none"
-        )
         try:
+            await ensure_streams(settings.nats_url, consumers=[CONSUMER])
+            await broker.start()
+            if rules_by_id:
+                logger.info("rules loaded from %s: %s", settings.rules_dir, ", ".join(rules_by_id))
+            else:
+                logger.warning(
+                    "no rule files (*.yaml, *.yml) in %s: events are accepted but nothing can "
+                    "fire; add rules there and restart the evaluator",
+                    settings.rules_dir.resolve(),
+                )
             yield
         finally:
             await broker.stop()
             await redis.aclose()
             await http.aclose()
 
-    async def redis_up() -> bool:
-        return bool(await redis.ping())
-
     app = FastAPI(title="goalwatch evaluator", version=__version__, lifespan=lifespan)
-    app.include_router(ops_router({"nats": lambda: broker.ping(1.0), "redis": redis_up}))
+    app.include_router(ops_router(ready_checks(broker=broker, redis=redis)))
 
     @app.get("/v1/rules", summary="The rules loaded at start-up, ordered by file name")
     async def list_rules() -> list[RuleRead]:
@@ -250,7 +252,7 @@ def create_app(settings: EvaluatorSettings) -> FastAPI:
 
 def main() -> None:
     """Run the evaluator with settings from the environment; exit 2 if the rules are invalid."""
-    settings = EvaluatorSettings()
+    settings = settings_or_exit(EvaluatorSettings)
     configure_logging("evaluator", settings.log_level)
     try:
         app = create_app(settings)

@@ -8,13 +8,13 @@ from typing import Annotated
 
 from fastapi import Body, FastAPI, HTTPException, Query
 from pydantic import BaseModel, Field
-from redis.asyncio import Redis
 
 from goalwatch import __version__
+from goalwatch.connections import ready_checks, redis_client
 from goalwatch.contracts import PersonRead, PersonUpsert
 from goalwatch.messaging import ensure_streams, new_broker
 from goalwatch.serving import serve
-from goalwatch.settings import ServiceSettings
+from goalwatch.settings import Port, ServiceSettings, settings_or_exit
 from goalwatch.telemetry import configure_logging, ops_router
 from services.goals.people import ManagerCycleError, PeopleStore
 
@@ -22,7 +22,7 @@ from services.goals.people import ManagerCycleError, PeopleStore
 class GoalsSettings(ServiceSettings):
     """Settings of the goals service."""
 
-    goals_port: int = Field(8002, description="HTTP port (GOALWATCH_GOALS_PORT).")
+    goals_port: Port = Field(8002, description="HTTP port (GOALWATCH_GOALS_PORT).")
 
 
 class PeopleUpserted(BaseModel):
@@ -34,24 +34,21 @@ class PeopleUpserted(BaseModel):
 def create_app(settings: GoalsSettings) -> FastAPI:
     """Build the goals app: HTTP API over Redis, NATS for the streams it will publish."""
     broker = new_broker(settings.nats_url, name="goals")
-    redis: Redis = Redis.from_url(settings.redis_url, decode_responses=True)
+    redis = redis_client(settings.redis_url)
     store = PeopleStore(redis)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await ensure_streams(settings.nats_url)
-        await broker.start()
         try:
+            await ensure_streams(settings.nats_url)
+            await broker.start()
             yield
         finally:
             await broker.stop()
             await redis.aclose()
 
-    async def redis_up() -> bool:
-        return bool(await redis.ping())
-
     app = FastAPI(title="goalwatch goals", version=__version__, lifespan=lifespan)
-    app.include_router(ops_router({"nats": lambda: broker.ping(1.0), "redis": redis_up}))
+    app.include_router(ops_router(ready_checks(broker=broker, redis=redis)))
 
     @app.post("/v1/people", summary="Create or replace people (one or a batch)")
     async def upsert_people(
@@ -85,7 +82,7 @@ def create_app(settings: GoalsSettings) -> FastAPI:
 
 def main() -> None:
     """Run the goals service with settings from the environment."""
-    settings = GoalsSettings()
+    settings = settings_or_exit(GoalsSettings)
     configure_logging("goals", settings.log_level)
     serve(
         create_app(settings),

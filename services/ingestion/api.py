@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from goalwatch.contracts import MetricCloudEvent, MetricRecorded
-from goalwatch.telemetry import HANDLER_SECONDS
+from goalwatch.telemetry import EVENTS_REJECTED, HANDLER_SECONDS
 from services.ingestion.intake import IngestReport, ingest
 from services.ingestion.publisher import Publisher, PublishOutcome
 from services.ingestion.schemas import (
@@ -69,12 +69,16 @@ def events_router(*, publisher: Publisher, max_batch: int, max_body_bytes: int) 
     async def _handle(request: Request) -> JSONResponse:
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > max_body_bytes:
-            return _problem(413, _too_big(int(declared), max_body_bytes))
+            return _refused(BodyError(_too_big(int(declared), max_body_bytes), status=413))
         body = await request.body()
         if len(body) > max_body_bytes:
-            return _problem(413, _too_big(len(body), max_body_bytes))
+            return _refused(BodyError(_too_big(len(body), max_body_bytes), status=413))
         try:
             fmt = body_format(request.headers.get("content-type"))
+        except BodyError as exc:
+            return _refused(exc)
+        try:
+            # ingest counts the events of a body it cannot read itself.
             report = await ingest(
                 body=body, fmt=fmt, max_batch=max_batch, publisher=publisher, transport="http"
             )
@@ -175,6 +179,12 @@ def _too_big(size: int, limit: int) -> str:
         f"body too large: {size} bytes, at most {limit}; split the events into smaller "
         "requests (or raise GOALWATCH_INGEST_MAX_BODY_BYTES)"
     )
+
+
+def _refused(error: BodyError) -> JSONResponse:
+    """A request refused before its events could be read: counted as rejected, then answered."""
+    EVENTS_REJECTED.labels(transport="http").inc(error.events)
+    return _problem(error.status, error.message)
 
 
 def _problem(status: int, detail: str) -> JSONResponse:

@@ -13,10 +13,11 @@ from faststream.nats.annotations import NatsMessage
 from pydantic import Field
 
 from goalwatch import __version__
+from goalwatch.connections import ready_checks
 from goalwatch.contracts import subjects
 from goalwatch.messaging import Durable, ensure_streams, new_broker, pull_sub, stream
 from goalwatch.serving import serve
-from goalwatch.settings import ServiceSettings
+from goalwatch.settings import Port, ServiceSettings, settings_or_exit
 from goalwatch.telemetry import HANDLER_SECONDS, configure_logging, ops_router
 from services.ingestion.api import document_event_bodies, events_router
 from services.ingestion.intake import PublishFailedError, dead_letter, ingest_message
@@ -38,7 +39,7 @@ CONSUMER = Durable(
 class IngestionSettings(ServiceSettings):
     """Settings of the ingestion service."""
 
-    ingestion_port: int = Field(8001, description="HTTP port (GOALWATCH_INGESTION_PORT).")
+    ingestion_port: Port = Field(8001, description="HTTP port (GOALWATCH_INGESTION_PORT).")
     ingest_max_batch: int = Field(
         1000,
         ge=1,
@@ -139,9 +140,9 @@ def create_app(settings: IngestionSettings, *, publisher: Publisher | None = Non
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await ensure_streams(settings.nats_url, consumers=[CONSUMER])
-        await broker.start()
         try:
+            await ensure_streams(settings.nats_url, consumers=[CONSUMER])
+            await broker.start()
             yield
         finally:
             await broker.stop()
@@ -149,7 +150,7 @@ def create_app(settings: IngestionSettings, *, publisher: Publisher | None = Non
     app = FastAPI(title="goalwatch ingestion", version=__version__, lifespan=lifespan)
     app.state.broker = broker  # for tests that drive the NATS path with TestNatsBroker
     # Ingestion keeps no state of its own (JetStream de-duplicates): Redis is not a dependency.
-    app.include_router(ops_router({"nats": lambda: broker.ping(1.0)}))
+    app.include_router(ops_router(ready_checks(broker=broker)))
     app.include_router(
         events_router(
             publisher=sink,
@@ -163,7 +164,7 @@ def create_app(settings: IngestionSettings, *, publisher: Publisher | None = Non
 
 def main() -> None:
     """Run the ingestion service with settings from the environment."""
-    settings = IngestionSettings()
+    settings = settings_or_exit(IngestionSettings)
     configure_logging("ingestion", settings.log_level)
     serve(
         create_app(settings),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from typing import Annotated
@@ -13,15 +12,15 @@ import httpx
 from fastapi import FastAPI, HTTPException, Path, Query
 from faststream import AckPolicy
 from faststream.nats import NatsMessage
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from redis.asyncio import Redis
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from goalwatch import __version__
+from goalwatch.connections import ready_checks, redis_client
 from goalwatch.contracts import AlertState, subjects
 from goalwatch.contracts.base import Contract
 from goalwatch.messaging import Durable, ensure_streams, new_broker, pull_sub, stream
 from goalwatch.serving import serve
-from goalwatch.settings import ServiceSettings
+from goalwatch.settings import Port, ServiceSettings, settings_or_exit
 from goalwatch.telemetry import HANDLER_SECONDS, configure_logging, ops_router
 from services.notifier.channels import Channel
 from services.notifier.claims import DeliveryClaims
@@ -56,7 +55,7 @@ CONSUMERS = tuple(
 class NotifierSettings(ServiceSettings):
     """Notifier settings; each is read from GOALWATCH_<FIELD NAME>."""
 
-    notifier_port: int = Field(8004, description="HTTP port (GOALWATCH_NOTIFIER_PORT).")
+    notifier_port: Port = Field(8004, description="HTTP port (GOALWATCH_NOTIFIER_PORT).")
     goals_url: str = Field(
         "http://127.0.0.1:8002",
         description="Base URL of the goals service, which resolves people and managers.",
@@ -101,7 +100,9 @@ class NotifierSettings(ServiceSettings):
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError(
-                f"GOALWATCH_WEBHOOK_URL must be an http:// or https:// URL, got {value!r}"
+                # Not echoed: webhook URLs often carry their token.
+                "GOALWATCH_WEBHOOK_URL must be an http:// or https:// URL, got one starting "
+                f"with {value.split(':', 1)[0]!r}:"
             )
         return value
 
@@ -148,6 +149,14 @@ def _delivered(msg: NatsMessage) -> int:
         return 1
 
 
+def _sequence(msg: NatsMessage) -> int | None:
+    """The message's stream sequence (None when it cannot tell)."""
+    try:
+        return int(msg.raw_message.metadata.sequence.stream)
+    except Exception:  # in-memory test brokers have no JetStream metadata
+        return None
+
+
 @asynccontextmanager
 async def _keep_alive(msg: NatsMessage) -> AsyncIterator[None]:
     async def beat() -> None:
@@ -170,7 +179,7 @@ async def _keep_alive(msg: NatsMessage) -> AsyncIterator[None]:
 def create_app(settings: NotifierSettings) -> FastAPI:
     """Build the notifier: consumers of both alert subjects, channels, inbox API."""
     broker = new_broker(settings.nats_url, name="notifier")
-    redis = Redis.from_url(settings.redis_url, decode_responses=True)
+    redis = redis_client(settings.redis_url)
     http = httpx.AsyncClient(timeout=httpx.Timeout(settings.goals_timeout))
     channels = build_channels(settings, client=http)
     inbox = Inbox(redis)
@@ -207,6 +216,7 @@ def create_app(settings: NotifierSettings) -> FastAPI:
                         body=msg.body,
                         delivered=_delivered(msg),
                         max_deliver=MAX_DELIVER,
+                        sequence=_sequence(msg),
                     )
             if verdict.ack:
                 await msg.ack()
@@ -220,20 +230,17 @@ def create_app(settings: NotifierSettings) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if not channels:
             logger.warning("webhook channel off (GOALWATCH_WEBHOOK_URL unset); inbox only")
-        await ensure_streams(settings.nats_url, consumers=CONSUMERS)
-        await broker.start()
         try:
+            await ensure_streams(settings.nats_url, consumers=CONSUMERS)
+            await broker.start()
             yield
         finally:
             await broker.stop()
             await http.aclose()
             await redis.aclose()
 
-    async def redis_ready() -> bool:
-        return bool(await redis.ping())
-
     app = FastAPI(title="goalwatch notifier", version=__version__, lifespan=lifespan)
-    app.include_router(ops_router({"nats": lambda: broker.ping(1.0), "redis": redis_ready}))
+    app.include_router(ops_router(ready_checks(broker=broker, redis=redis)))
 
     @app.get("/v1/alerts", response_model=InboxPage, tags=["inbox"], summary="Inbox")
     async def list_alerts(
@@ -277,16 +284,7 @@ def create_app(settings: NotifierSettings) -> FastAPI:
 
 def main() -> None:
     """Run the notifier with settings from the environment."""
-    try:
-        settings = NotifierSettings()
-    except ValidationError as exc:
-        # Without input values: they could include the webhook secret.
-        problems = "\n".join(
-            f"  {'.'.join(str(part) for part in error['loc']) or 'settings'}: {error['msg']}"
-            for error in exc.errors(include_input=False, include_url=False)
-        )
-        print(f"goalwatch: invalid notifier settings:\n{problems}", file=sys.stderr)
-        raise SystemExit(2) from None
+    settings = settings_or_exit(NotifierSettings)
     configure_logging("notifier", settings.log_level)
     serve(
         create_app(settings),

@@ -117,9 +117,20 @@ class Notifier:
         self._clock = clock
 
     async def process(
-        self, *, subject: str, body: bytes, delivered: int, max_deliver: int
+        self,
+        *,
+        subject: str,
+        body: bytes,
+        delivered: int,
+        max_deliver: int,
+        sequence: int | None = None,
     ) -> Verdict:
-        """Handle one message from ``subject``; ``delivered`` counts this delivery (1 = first)."""
+        """Handle one message from ``subject``; ``delivered`` counts this delivery (1 = first).
+
+        ``sequence`` is the message's place in the alerts stream: the same for every delivery
+        of it, new for a replay, so dead letters are kept once per message and again per replay.
+        """
+        key = f"{subject}:{sequence}" if sequence is not None else hashlib.sha256(body).hexdigest()
         model = _MODELS[subject]
         try:
             alert = model.model_validate_json(body)
@@ -137,11 +148,11 @@ class Notifier:
                 ),
                 errors=errors,
                 body=body,
-                msg_id="invalid:" + hashlib.sha256(body).hexdigest()[:32],
+                msg_id=f"invalid:{key}",
             )
             return ACK
         try:
-            await self.notify(alert=alert, origin_subject=subject, body=body)
+            await self.notify(alert=alert, origin_subject=subject, body=body, message_key=key)
         except Exception as exc:
             extra = {"fingerprint": alert.fingerprint}
             if delivered >= max_deliver:
@@ -156,7 +167,7 @@ class Notifier:
                     ),
                     errors=[],
                     body=body,
-                    msg_id="gaveup:" + hashlib.sha256(body).hexdigest()[:32],
+                    msg_id=f"gaveup:{key}",
                 )
                 return ACK
             delay = min(
@@ -174,7 +185,9 @@ class Notifier:
             return Verdict(ack=False, delay=delay)
         return ACK
 
-    async def notify(self, *, alert: Alert, origin_subject: str, body: bytes) -> None:
+    async def notify(
+        self, *, alert: Alert, origin_subject: str, body: bytes, message_key: str
+    ) -> None:
         """Resolve, record and deliver one alert transition; raises on transient failures."""
         extra = {"fingerprint": alert.fingerprint, "event_id": alert.event_id}
         audience = await resolve_recipients(
@@ -187,7 +200,6 @@ class Notifier:
             alert=alert, subject=audience.subject, recipients=audience.recipients
         )
         recorded = await self._inbox.record(incoming)
-        NOTIFICATIONS_SENT.labels(INBOX_CHANNEL).inc()
         if not recorded.current:
             logger.info(
                 "%s transition arrived after a later one; inbox updated, not re-announced",
@@ -196,6 +208,7 @@ class Notifier:
             )
             return
         notification = recorded.alert.notification()
+        NOTIFICATIONS_SENT.labels(INBOX_CHANNEL).inc()
         logger.info(
             "%s alert about %s in the inbox of %s",
             notification.state.value,
@@ -210,7 +223,11 @@ class Notifier:
         )
         for channel in self._channels:
             await self._deliver(
-                channel, notification=notification, origin_subject=origin_subject, body=body
+                channel,
+                notification=notification,
+                origin_subject=origin_subject,
+                body=body,
+                message_key=message_key,
             )
 
     async def _deliver(
@@ -220,6 +237,7 @@ class Notifier:
         notification: AlertNotification,
         origin_subject: str,
         body: bytes,
+        message_key: str,
     ) -> None:
         extra = {"fingerprint": notification.fingerprint, "channel": channel.name}
         key = claim_key(channel=channel.name, notification=notification)
@@ -272,10 +290,7 @@ class Notifier:
             ),
             errors=[],
             body=body,
-            msg_id="failed:"
-            + notification_id(
-                channel=channel.name, notification=notification, status=result.status
-            ),
+            msg_id=f"failed:{message_key}:{channel.name}",
         )
 
     async def _publish_outcome(

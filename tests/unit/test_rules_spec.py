@@ -208,7 +208,8 @@ def test_duplicate_keys_empty_files_lists_and_two_documents(tmp_path: Path) -> N
 
 def test_missing_directory(tmp_path: Path) -> None:
     assert errors_of(tmp_path / "nope") == [
-        f"{tmp_path}/nope: rules directory not found (or not a directory)"
+        f"{tmp_path}/nope: no rules folder at {(tmp_path / 'nope').resolve()}; create it, or "
+        "point GOALWATCH_RULES_DIR at the folder that holds the rule files"
     ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from goalwatch.settings import settings_or_exit
 from services.evaluator.app import EvaluatorSettings
 from services.goals.app import GoalsSettings
 from services.ingestion.app import IngestionSettings
@@ -27,3 +28,18 @@ def test_settings_come_from_prefixed_field_names(monkeypatch: pytest.MonkeyPatch
     assert IngestionSettings().nats_url == "nats://10.0.0.5:4222"
     assert IngestionSettings().ingest_max_batch == 7
     assert NotifierSettings().webhook_max_attempts == 2
+
+
+def test_a_bad_setting_names_the_variable_and_hides_the_value(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("GOALWATCH_NOTIFIER_PORT", "70000")
+    monkeypatch.setenv("GOALWATCH_WEBHOOK_URL", "ftp://hook.example/s3cret-token")
+    monkeypatch.setenv("GOALWATCH_WEBHOOK_SECRET", "s3cret")
+    with pytest.raises(SystemExit) as stopped:
+        settings_or_exit(NotifierSettings)
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert "GOALWATCH_NOTIFIER_PORT: Input should be less than or equal to 65535" in err
+    assert "GOALWATCH_WEBHOOK_URL" in err
+    assert "s3cret" not in err
