@@ -14,6 +14,7 @@ from typing import Literal
 
 import nats
 from faststream.nats import JStream, NatsBroker, PullSub
+from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
@@ -113,6 +114,23 @@ class Durable:
             max_deliver=self.max_deliver,
             ack_wait=self.ack_wait,
         )
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """Where a JetStream message sits in its stream, and how often it has been delivered."""
+
+    sequence: int | None  # stream sequence: the same for every delivery, new for a republish
+    count: int  # deliveries so far, this one included
+
+
+def delivery(raw: Msg) -> Delivery:
+    """The delivery facts of ``raw``; ``(None, 1)`` when it carries no JetStream metadata."""
+    try:
+        metadata = raw.metadata
+        return Delivery(int(metadata.sequence.stream), int(metadata.num_delivered))
+    except Exception:  # in-memory test brokers deliver plain messages
+        return Delivery(None, 1)
 
 
 def stream(name: str) -> JStream:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sys
 from collections.abc import AsyncIterator
@@ -28,7 +27,7 @@ from goalwatch.contracts import (
     Severity,
     subjects,
 )
-from goalwatch.messaging import Durable, ensure_streams, new_broker, pull_batch, stream
+from goalwatch.messaging import Durable, delivery, ensure_streams, new_broker, pull_batch, stream
 from goalwatch.rules import LoadedRule, RuleLoadError, load_rules
 from goalwatch.serving import serve
 from goalwatch.settings import Port, ServiceSettings, settings_or_exit
@@ -51,14 +50,6 @@ CONSUMER = Durable(
 )
 # Longest pause between retries (they start at 1 s and double).
 MAX_RETRY_DELAY = 60.0
-
-
-def _delivered(raw: Msg) -> int:
-    """How many times JetStream has delivered ``raw`` (1 outside a real JetStream)."""
-    try:
-        return int(raw.metadata.num_delivered)
-    except Exception:  # in-memory test brokers carry no JetStream metadata
-        return 1
 
 
 class EvaluatorSettings(ServiceSettings):
@@ -171,7 +162,7 @@ def create_app(settings: EvaluatorSettings) -> FastAPI:
         # Redis or NATS trouble passes: retry with a growing delay, and only after the last
         # delivery keep the event as a dead letter (replaying it is safe: evaluation is
         # idempotent per event id).
-        delivered = _delivered(raw)
+        delivered = delivery(raw).count
         what = (
             f"evaluating {failure.event.subject!r} failed at event {failure.event.id!r}: "
             f"{failure.error!r}"
@@ -201,9 +192,8 @@ def create_app(settings: EvaluatorSettings) -> FastAPI:
             payload=raw.data.decode("utf-8", errors="replace"),
             at=datetime.now(UTC),
         )
-        headers = {}
-        with contextlib.suppress(Exception):  # metadata is missing outside a real JetStream
-            headers["Nats-Msg-Id"] = f"evaluator:{raw.metadata.sequence.stream}"
+        sequence = delivery(raw).sequence
+        headers = {} if sequence is None else {"Nats-Msg-Id": f"evaluator:{sequence}"}
         await broker.publish(
             letter, subjects.DEADLETTER_METRICS, stream=subjects.STREAM_DEADLETTER, headers=headers
         )

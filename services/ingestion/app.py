@@ -15,7 +15,7 @@ from pydantic import Field
 from goalwatch import __version__
 from goalwatch.connections import ready_checks
 from goalwatch.contracts import subjects
-from goalwatch.messaging import Durable, ensure_streams, new_broker, pull_sub, stream
+from goalwatch.messaging import Durable, delivery, ensure_streams, new_broker, pull_sub, stream
 from goalwatch.serving import serve
 from goalwatch.settings import Port, ServiceSettings, settings_or_exit
 from goalwatch.telemetry import HANDLER_SECONDS, configure_logging, ops_router
@@ -71,15 +71,6 @@ def _header(headers: Mapping[str, Any], name: str) -> str | None:
     return None
 
 
-def _delivery(msg: NatsMessage) -> tuple[int | None, int]:
-    """Stream sequence and delivery count; unknown (None, 1) outside a real JetStream."""
-    try:
-        metadata = msg.raw_message.metadata
-    except Exception:  # in-memory test broker messages have no JetStream metadata
-        return None, 1
-    return metadata.sequence.stream, metadata.num_delivered
-
-
 def create_app(settings: IngestionSettings, *, publisher: Publisher | None = None) -> FastAPI:
     """Build the ingestion app.
 
@@ -99,7 +90,8 @@ def create_app(settings: IngestionSettings, *, publisher: Publisher | None = Non
         decoder=_raw_body,
     )
     async def on_metrics_in(body: bytes, msg: NatsMessage) -> None:
-        sequence, delivered = _delivery(msg)
+        facts = delivery(msg.raw_message)
+        sequence, delivered = facts.sequence, facts.count
         # The same id for every delivery of one message: a redelivered reject is dead-lettered once.
         msg_id = f"ingest-{sequence}" if sequence is not None else None
         with HANDLER_SECONDS.labels(service="ingestion", handler="metrics_in").time():

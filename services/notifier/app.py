@@ -18,7 +18,7 @@ from goalwatch import __version__
 from goalwatch.connections import ready_checks, redis_client
 from goalwatch.contracts import AlertState, subjects
 from goalwatch.contracts.base import Contract
-from goalwatch.messaging import Durable, ensure_streams, new_broker, pull_sub, stream
+from goalwatch.messaging import Durable, delivery, ensure_streams, new_broker, pull_sub, stream
 from goalwatch.serving import serve
 from goalwatch.settings import Port, ServiceSettings, settings_or_exit
 from goalwatch.telemetry import HANDLER_SECONDS, configure_logging, ops_router
@@ -141,22 +141,6 @@ def build_channels(settings: NotifierSettings, *, client: httpx.AsyncClient) -> 
     return channels
 
 
-def _delivered(msg: NatsMessage) -> int:
-    """How many times JetStream has delivered this message (1 when it cannot tell)."""
-    try:
-        return int(msg.raw_message.metadata.num_delivered)
-    except Exception:  # in-memory test brokers have no JetStream metadata
-        return 1
-
-
-def _sequence(msg: NatsMessage) -> int | None:
-    """The message's stream sequence (None when it cannot tell)."""
-    try:
-        return int(msg.raw_message.metadata.sequence.stream)
-    except Exception:  # in-memory test brokers have no JetStream metadata
-        return None
-
-
 @asynccontextmanager
 async def _keep_alive(msg: NatsMessage) -> AsyncIterator[None]:
     async def beat() -> None:
@@ -214,9 +198,9 @@ def create_app(settings: NotifierSettings) -> FastAPI:
                     verdict = await notifier.process(
                         subject=subject,
                         body=msg.body,
-                        delivered=_delivered(msg),
+                        delivered=delivery(msg.raw_message).count,
                         max_deliver=MAX_DELIVER,
-                        sequence=_sequence(msg),
+                        sequence=delivery(msg.raw_message).sequence,
                     )
             if verdict.ack:
                 await msg.ack()
