@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, get_args
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     TypeAdapter,
     ValidationError,
@@ -23,11 +21,12 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from goalwatch.contracts import Severity
+from goalwatch.contracts.base import Contract
 from goalwatch.contracts.metrics import MetricName
 from goalwatch.rules.template import TemplateError, check_template
 
 Op = Literal[">", ">=", "<", "<=", "==", "!="]
-OPS: Final[tuple[str, ...]] = (">", ">=", "<", "<=", "==", "!=")
+OPS: Final[tuple[str, ...]] = get_args(Op)
 SUPPORTED_KINDS: Final[tuple[str, ...]] = ("threshold",)
 PLANNED_KINDS: Final[tuple[str, ...]] = ("overdue", "fraud", "dependency_impact")
 MAX_CONSECUTIVE: Final = 1000
@@ -92,13 +91,7 @@ LabelName = Annotated[str, AfterValidator(_check_label_name)]
 Recipient = Annotated[str, AfterValidator(_check_recipient)]
 
 
-class Frozen(BaseModel):
-    """Immutable model that rejects fields it does not know."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ThresholdCondition(Frozen):
+class ThresholdCondition(Contract):
     """``value <op> threshold`` on ``consecutive`` observations in a row, by event time."""
 
     op: Annotated[Op, BeforeValidator(_check_op)] = Field(
@@ -126,7 +119,7 @@ class ThresholdCondition(Frozen):
         return value
 
 
-class RuleSpec(Frozen):
+class RuleSpec(Contract):
     """One alert rule, as written in ``rules/<name>.yaml``."""
 
     id: str = Field(description="Unique id: lower-case letters, digits and hyphens.")

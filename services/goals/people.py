@@ -33,14 +33,18 @@ class PeopleStore:
         self._redis = redis
 
     async def upsert(self, *, people: Sequence[PersonUpsert]) -> int:
-        """Create or replace ``people`` atomically; refuse a batch that makes a manager cycle."""
-        await self._check_no_cycle(people=people)
+        """Create or replace ``people`` atomically; refuse a batch that makes a manager cycle.
+
+        An id given twice in one batch counts once: the later entry wins.
+        """
+        latest = list({person.id: person for person in people}.values())
+        await self._check_no_cycle(people=latest)
         async with self._redis.pipeline(transaction=True) as pipe:
-            for person in people:
+            for person in latest:
                 pipe.set(_key(person.id), person.model_dump_json())
                 pipe.sadd(_IDS, person.id)
             await pipe.execute()
-        return len(people)
+        return len(latest)
 
     async def get(self, *, person_id: str) -> PersonRead | None:
         """One person with their manager chain (nearest first), or None."""
