@@ -225,7 +225,11 @@ def create_app(settings: EvaluatorSettings) -> FastAPI:
     async def list_rules() -> list[RuleRead]:
         return [RuleRead.of(rule) for rule in rules]
 
-    @app.get("/v1/rules/{rule_id}", summary="One loaded rule")
+    @app.get(
+        "/v1/rules/{rule_id}",
+        summary="One loaded rule",
+        responses={404: {"description": "No rule with that id is loaded."}},
+    )
     async def get_rule(rule_id: str) -> RuleRead:
         rule = rules_by_id.get(rule_id)
         if rule is None:

@@ -50,7 +50,14 @@ def create_app(settings: GoalsSettings) -> FastAPI:
     app = FastAPI(title="goalwatch goals", version=__version__, lifespan=lifespan)
     app.include_router(ops_router(ready_checks(broker=broker, redis=redis)))
 
-    @app.post("/v1/people", summary="Create or replace people (one or a batch)")
+    @app.post(
+        "/v1/people",
+        summary="Create or replace people (one or a batch)",
+        responses={
+            400: {"description": "The body is not JSON."},
+            422: {"description": "A person is invalid, or the batch makes a manager cycle."},
+        },
+    )
     async def upsert_people(
         people: Annotated[list[PersonUpsert] | PersonUpsert, Body()],
     ) -> PeopleUpserted:
@@ -61,7 +68,11 @@ def create_app(settings: GoalsSettings) -> FastAPI:
             raise HTTPException(status_code=422, detail=str(exc)) from exc
         return PeopleUpserted(upserted=count)
 
-    @app.get("/v1/people/{person_id}", summary="One person with their manager chain")
+    @app.get(
+        "/v1/people/{person_id}",
+        summary="One person with their manager chain",
+        responses={404: {"description": "No person with that id."}},
+    )
     async def get_person(person_id: str) -> PersonRead:
         person = await store.get(person_id=person_id)
         if person is None:
