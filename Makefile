@@ -36,7 +36,7 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-## Regenerate JSON Schema and AsyncAPI documents in contracts/ from the models.
+## Regenerate contracts/ (JSON Schema, AsyncAPI, the services' OpenAPI) from the code.
 contracts: install
 	$(BIN)/goalwatch contracts write
 

@@ -100,15 +100,17 @@ def _banner(settings: StackSettings) -> str:
 
 def _contracts(args: argparse.Namespace) -> int:
     from goalwatch.contracts.export import render_contracts, write_contracts
+    from services.openapi import render_openapi
 
     directory = Path(args.dir)
+    openapi = render_openapi()
     if args.action == "write":
-        for path in write_contracts(directory):
+        for path in write_contracts(directory, openapi):
             print(path)
         return 0
     stale = [
         name
-        for name, text in render_contracts().items()
+        for name, text in render_contracts(openapi).items()
         if not (directory / name).exists() or (directory / name).read_text() != text
     ]
     if stale:

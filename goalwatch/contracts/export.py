@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +33,13 @@ def public_models() -> list[type[BaseModel]]:
     return sorted(found, key=lambda m: m.__name__)
 
 
-def render_contracts() -> dict[str, str]:
-    """Every contract file: path relative to ``contracts/`` → file text."""
-    files: dict[str, str] = {}
+def render_contracts(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Every contract file: path relative to ``contracts/`` → file text.
+
+    ``extra`` adds files rendered elsewhere (the services' OpenAPI documents, which this
+    shared module does not import).
+    """
+    files: dict[str, str] = dict(extra or {})
     for model in public_models():
         files[f"schemas/{model.__name__}.json"] = _dump(model_schema(model))
     files["asyncapi.json"] = _dump(asyncapi_document())
@@ -42,12 +47,12 @@ def render_contracts() -> dict[str, str]:
     return dict(sorted(files.items()))
 
 
-def write_contracts(directory: Path) -> list[Path]:
+def write_contracts(directory: Path, extra: Mapping[str, str] | None = None) -> list[Path]:
     """Write every contract file under ``directory``; remove schema files of removed models.
 
     Returns the paths of all contract files, written or already current.
     """
-    rendered = render_contracts()
+    rendered = render_contracts(extra)
     paths: list[Path] = []
     for name, text in rendered.items():
         path = directory / name
@@ -327,6 +332,7 @@ def _readme(files: list[str]) -> str:
         for name in files
         if name.startswith("schemas/")
     ]
+    openapi_lines = [f"- [`{name}`]({name})" for name in files if name.startswith("openapi/")]
     channel_lines = [
         f"- `{channel['address']}` — {channel['description']}" for channel in _channels().values()
     ]
@@ -344,6 +350,16 @@ def _readme(files: list[str]) -> str:
             "",
             *schema_lines,
             "",
+            *(
+                [
+                    "- `openapi/`: the OpenAPI document of each service's HTTP API:",
+                    "",
+                    *openapi_lines,
+                    "",
+                ]
+                if openapi_lines
+                else []
+            ),
             "## Subjects",
             "",
             *channel_lines,

@@ -13,12 +13,24 @@ from goalwatch.contracts.export import (
     render_contracts,
     write_contracts,
 )
+from services.openapi import render_openapi
 
 CONTRACTS = Path(__file__).resolve().parents[2] / "contracts"
 
 
+def test_openapi_documents_are_the_served_ones() -> None:
+    documents = {name: json.loads(text) for name, text in render_openapi().items()}
+    assert set(documents) == {
+        f"openapi/{s}.json" for s in ("ingestion", "goals", "evaluator", "notifier")
+    }
+    assert "/v1/events" in documents["openapi/ingestion.json"]["paths"]
+    assert "/v1/people/{person_id}" in documents["openapi/goals.json"]["paths"]
+    assert "/v1/rules" in documents["openapi/evaluator.json"]["paths"]
+    assert "/v1/alerts" in documents["openapi/notifier.json"]["paths"]
+
+
 def test_contracts_directory_is_current() -> None:
-    rendered = render_contracts()
+    rendered = render_contracts(render_openapi())
     on_disk = {
         path.relative_to(CONTRACTS).as_posix() for path in CONTRACTS.rglob("*") if path.is_file()
     }
