@@ -16,6 +16,7 @@ from pydantic import (
     Field,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -145,6 +146,12 @@ class RuleSpec(Contract):
         min_length=1,
         description="Alert text, a str.format template, e.g. '{subject}: {value:.0%}'.",
     )
+    resolved_message: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Text when the alert resolves, same fields ({value} is the clearing "
+        "observation); a standard sentence when absent.",
+    )
 
     @field_validator("id")
     @classmethod
@@ -176,11 +183,13 @@ class RuleSpec(Contract):
             raise _error("notify", "lists someone twice; name each recipient once")
         return value
 
-    @field_validator("message")
+    @field_validator("message", "resolved_message")
     @classmethod
-    def _template(cls, value: str) -> str:
+    def _template(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return value
         try:
             check_template(value)
         except TemplateError as exc:
-            raise _error("message", str(exc)) from None
+            raise _error(str(info.field_name), str(exc)) from None
         return value

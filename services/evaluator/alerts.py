@@ -77,7 +77,9 @@ def build_resolved(
         metric=event.metric,
         value=event.value,
         message=(
-            f"Resolved: {rule.name} — {subject_name}: {event.metric} is {event.value:g}, "
+            render_message(rule, event, value=event.value, subject_name=subject_name, resolved=True)
+            if rule.resolved_message
+            else f"Resolved: {rule.name} — {subject_name}: {event.metric} is {event.value:g}, "
             f"no longer {condition.op} {condition.value:g}"
         ),
         notify=list(rule.notify),
@@ -88,11 +90,17 @@ def build_resolved(
 
 
 def render_message(
-    rule: RuleSpec, event: MetricRecorded, *, value: float, subject_name: str
+    rule: RuleSpec,
+    event: MetricRecorded,
+    *,
+    value: float,
+    subject_name: str,
+    resolved: bool = False,
 ) -> str:
-    """The rule's message template filled in for ``event``, showing ``value``."""
+    """The rule's message (or resolved message) template filled in for ``event``."""
+    template = rule.resolved_message if resolved and rule.resolved_message else rule.message
     return render(
-        rule.message,
+        template,
         subject=event.subject,
         subject_name=subject_name,
         metric=event.metric,

@@ -79,6 +79,7 @@ class RuleRead(BaseModel):
     severity: Severity = Field(description="Severity of the alerts it fires.")
     notify: list[str] = Field(description="Who is notified.")
     message: str = Field(description="Message template.")
+    resolved_message: str | None = Field(description="Resolved message template, if any.")
     file: str = Field(description="File the rule was loaded from.")
 
     @classmethod
@@ -96,6 +97,7 @@ class RuleRead(BaseModel):
             severity=spec.severity,
             notify=list(spec.notify),
             message=spec.message,
+            resolved_message=spec.resolved_message,
             file=str(rule.path),
         )
 

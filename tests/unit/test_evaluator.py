@@ -166,7 +166,25 @@ async def test_messages_name_the_subject_when_goals_knows_them() -> None:
         await evaluator.handle(rework(day, value))
     fired, resolved = (alert for alert, _, _ in published.messages)
     assert fired.message.startswith("Dr. Li Na: report rework rate 20% is above 8%")
-    assert "— Dr. Li Na: report_rework_rate is 0.01" in resolved.message
+    assert resolved.message == "Dr. Li Na: report rework rate back to 1%, within 8%"
+
+
+async def test_without_a_resolved_message_a_standard_sentence_is_sent() -> None:
+    rules = [
+        rule.spec.model_copy(update={"resolved_message": None})
+        for rule in load_rules(REPO / "rules")
+    ]
+    published = Published()
+    evaluator = Evaluator(
+        engine=RuleEngine(rules), streaks=MemoryStreaks(), publish=published, names=Names()
+    )
+    for day, value in enumerate([0.2, 0.2, 0.2, 0.01]):
+        await evaluator.handle(rework(day, value))
+    resolved = published.messages[-1][0]
+    assert resolved.message == (
+        "Resolved: Report rework rate above 8% on 3 consecutive days — emp-1042: "
+        "report_rework_rate is 0.01, no longer > 0.08"
+    )
 
 
 async def test_two_over_one_under_two_over_publishes_nothing(

@@ -296,6 +296,14 @@ def test_good_template_renders_every_field() -> None:
     )
 
 
+def test_resolved_message_is_checked_like_message(tmp_path: Path) -> None:
+    write(tmp_path, "r.yaml", VALID + 'resolved_message: "{subject_name} back to {valu}"\n')
+    [error] = errors_of(tmp_path)
+    assert error.startswith(
+        f"{tmp_path}/r.yaml:10: resolved_message: unknown field {{valu}}; did you mean {{value}}?"
+    )
+
+
 def test_template_error_in_a_rule_file_has_its_line(tmp_path: Path) -> None:
     write(tmp_path, "r.yaml", VALID.replace("{subject}:", "{subjet}:"))
     [error] = errors_of(tmp_path)
