@@ -45,6 +45,15 @@ def _up(_: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     code = 0
     try:
+        watching = threading.Event()
+        watcher = threading.Thread(
+            target=_print_alerts,
+            args=(settings.nats_url, stop, watching),
+            name="alerts",
+            daemon=True,
+        )
+        watcher.start()
+        watching.wait(timeout=5)  # so the demo's own alert shows up below
         try:
             demo = load_demo(
                 goals_url=settings.url("goals"), ingestion_url=settings.url("ingestion")
@@ -76,6 +85,42 @@ def _up(_: argparse.Namespace) -> int:
     return code
 
 
+def _print_alerts(nats_url: str, stop: threading.Event, watching: threading.Event) -> None:
+    """Print one line per alert fired or resolved while ``goalwatch up`` runs.
+
+    ``watching`` is set once the subscriptions are in place.
+    """
+    import asyncio
+    import json
+
+    import nats
+    from nats.aio.msg import Msg
+
+    from goalwatch.contracts import subjects
+
+    async def watch() -> None:
+        nc = await nats.connect(nats_url)
+
+        async def show(msg: Msg) -> None:
+            alert = json.loads(msg.data)
+            state = "FIRING  " if msg.subject == subjects.ALERTS_FIRED else "RESOLVED"
+            print(f"alert {state} [{alert['severity']}] {alert['message']}", flush=True)
+
+        await nc.subscribe(subjects.ALERTS_FIRED, cb=show)
+        await nc.subscribe(subjects.ALERTS_RESOLVED, cb=show)
+        await nc.flush()
+        watching.set()
+        await asyncio.to_thread(stop.wait)
+        await nc.close()
+
+    try:
+        asyncio.run(watch())
+    except Exception as exc:  # a convenience: the services run on without it
+        print(f"goalwatch: not showing alerts here ({exc})", file=sys.stderr)
+    finally:
+        watching.set()
+
+
 def _banner(settings: StackSettings) -> str:
     rows = [
         ("ingestion", f"{settings.url('ingestion')}   POST /v1/events"),
@@ -93,7 +138,7 @@ def _banner(settings: StackSettings) -> str:
             *lines,
             "  API docs   <service URL>/docs; health /healthz, /readyz; metrics /metrics",
             f"Try: curl -s '{settings.url('notifier')}/v1/alerts?recipient=zhang-wei'",
-            "Ctrl-C stops everything.",
+            "Alerts appear below as they fire and resolve. Ctrl-C stops everything.",
         ]
     )
 

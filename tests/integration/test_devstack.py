@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import httpx
@@ -75,3 +80,42 @@ def test_a_second_start_finds_the_data_of_the_first(tmp_path: Path) -> None:
             assert again.json()["duplicated"] == 1
     finally:
         second.stop()
+
+
+def test_goalwatch_up_runs_the_demo_shows_its_alert_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    settings = _settings(tmp_path / "state")
+    env = {
+        **os.environ,
+        "GOALWATCH_STATE_DIR": str(settings.state_dir),
+        "GOALWATCH_RULES_DIR": str(settings.rules_dir),
+        **{
+            f"GOALWATCH_{name.upper()}_PORT": str(settings.port(name))
+            for name in ("nats", "redis", "ingestion", "goals", "evaluator", "notifier")
+        },
+    }
+    up = subprocess.Popen(
+        [sys.executable, "-m", "goalwatch.cli", "up"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert up.stdout is not None
+    seen: list[str] = []
+    # If the alert never shows, end `up` so the read below returns and the asserts explain.
+    deadline = threading.Timer(90, up.kill)
+    deadline.start()
+    try:
+        for line in up.stdout:  # ends if `up` exits early; the asserts below then say why
+            seen.append(line)
+            if line.startswith("alert FIRING"):
+                break
+        assert any("demo data loaded (6 events accepted" in line for line in seen), seen
+        assert any(settings.url("notifier") in line for line in seen), seen
+        assert "Dr. Li Na: report rework rate 12% is above 8%" in seen[-1], seen
+    finally:
+        up.send_signal(signal.SIGINT)
+        rest, _ = up.communicate(timeout=60)
+        deadline.cancel()
+    assert up.returncode == 0, rest
+    assert rest.rstrip().endswith("goalwatch: stopped."), rest
