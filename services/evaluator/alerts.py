@@ -20,6 +20,22 @@ def message_id(fp: str, transition: Transition) -> str:
     return f"{fp}:{verb}:{transition.started_at.isoformat()}"
 
 
+def build_alert(
+    *,
+    rule: RuleSpec,
+    event: MetricRecorded,
+    subject_name: str,
+    fp: str,
+    transition: Transition,
+    now: datetime,
+) -> AlertFired | AlertResolved:
+    """The message announcing ``transition``: fired or resolved."""
+    build = build_fired if transition.state is AlertState.FIRING else build_resolved
+    return build(
+        rule=rule, event=event, subject_name=subject_name, fp=fp, transition=transition, now=now
+    )
+
+
 def build_fired(
     *,
     rule: RuleSpec,

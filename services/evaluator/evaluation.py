@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from goalwatch.contracts import AlertFired, AlertResolved, AlertState, MetricRecorded, subjects
+from goalwatch.contracts import AlertFired, AlertResolved, MetricRecorded, subjects
 from goalwatch.telemetry import ALERTS_FIRED, ALERTS_RESOLVED, RULE_EVALUATIONS
-from services.evaluator.alerts import build_fired, build_resolved, message_id
+from services.evaluator.alerts import build_alert, message_id
 from services.evaluator.engine import RuleEngine
 from services.evaluator.names import Names
 from services.evaluator.streaks import Point, Transition, fingerprint
@@ -104,33 +104,25 @@ class Evaluator:
                 "rule_id": rule.id,
                 "replayed": transition.replayed,
             }
-            if transition.state is AlertState.FIRING:
-                fired = build_fired(
-                    rule=rule,
-                    event=event,
-                    subject_name=subject_name,
-                    fp=fp,
-                    transition=transition,
-                    now=now,
-                )
-                # Counted once per transition: a replay is the same alert, published again.
-                if not transition.replayed:
-                    ALERTS_FIRED.labels(rule=rule.id, severity=rule.severity.value).inc()
-                await self._publish(fired, subjects.ALERTS_FIRED, message_id(fp, transition))
-                logger.info("%s: %s", _verb("fired", transition), fired.message, extra=extra)
+            alert = build_alert(
+                rule=rule,
+                event=event,
+                subject_name=subject_name,
+                fp=fp,
+                transition=transition,
+                now=now,
+            )
+            if isinstance(alert, AlertFired):
+                subject, verb = subjects.ALERTS_FIRED, "fired"
+                counter = ALERTS_FIRED.labels(rule=rule.id, severity=rule.severity.value)
             else:
-                resolved = build_resolved(
-                    rule=rule,
-                    event=event,
-                    subject_name=subject_name,
-                    fp=fp,
-                    transition=transition,
-                    now=now,
-                )
-                if not transition.replayed:
-                    ALERTS_RESOLVED.labels(rule=rule.id).inc()
-                await self._publish(resolved, subjects.ALERTS_RESOLVED, message_id(fp, transition))
-                logger.info("%s: %s", _verb("resolved", transition), resolved.message, extra=extra)
+                subject, verb = subjects.ALERTS_RESOLVED, "resolved"
+                counter = ALERTS_RESOLVED.labels(rule=rule.id)
+            # Counted once per transition: a replay is the same alert, published again.
+            if not transition.replayed:
+                counter.inc()
+            await self._publish(alert, subject, message_id(fp, transition))
+            logger.info("%s: %s", _verb(verb, transition), alert.message, extra=extra)
             await self._streaks.mark_published(
                 rule_id=rule.id, subject=event.subject, metric=event.metric, event_id=event.id
             )
