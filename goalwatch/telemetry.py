@@ -9,35 +9,43 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 from pythonjsonlogger.json import JsonFormatter
 
-EVENTS_ACCEPTED = Counter(
-    "goalwatch_events_accepted_total", "Metric events accepted by ingestion.", ["transport"]
-)
-EVENTS_DUPLICATE = Counter(
-    "goalwatch_events_duplicate_total", "Metric events recognised as resends.", ["transport"]
-)
-EVENTS_REJECTED = Counter(
-    "goalwatch_events_rejected_total", "Metric events rejected as invalid.", ["transport"]
-)
-RULE_EVALUATIONS = Counter(
-    "goalwatch_rule_evaluations_total", "Rule evaluations by outcome.", ["rule", "outcome"]
-)
-ALERTS_FIRED = Counter("goalwatch_alerts_fired_total", "Alerts fired.", ["rule", "severity"])
-ALERTS_RESOLVED = Counter("goalwatch_alerts_resolved_total", "Alerts resolved.", ["rule"])
-NOTIFICATIONS_SENT = Counter(
-    "goalwatch_notifications_sent_total", "Notifications delivered.", ["channel"]
-)
-NOTIFICATIONS_FAILED = Counter(
-    "goalwatch_notifications_failed_total", "Notifications given up after retries.", ["channel"]
-)
-HANDLER_SECONDS = Histogram(
-    "goalwatch_handler_seconds",
-    "Time spent handling one message or request.",
-    ["service", "handler"],
-    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-)
+_HANDLER_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+def service_registry() -> CollectorRegistry:
+    """A registry for one service's metrics, with the standard process and Python ones.
+
+    Each service counts on a registry of its own, so its ``/metrics`` shows what it observes
+    and nothing another service defines.
+    """
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return registry
+
+
+def handler_seconds(registry: CollectorRegistry) -> Histogram:
+    """``goalwatch_handler_seconds{service, handler}``: time to handle a message or request."""
+    return Histogram(
+        "goalwatch_handler_seconds",
+        "Time spent handling one message or request.",
+        ["service", "handler"],
+        buckets=_HANDLER_BUCKETS,
+        registry=registry,
+    )
+
 
 ReadyCheck = Callable[[], Awaitable[bool]]
 READY_TIMEOUT_SECONDS = 2.0
@@ -70,7 +78,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
 
 
-def ops_router(checks: Mapping[str, ReadyCheck]) -> APIRouter:
+def ops_router(checks: Mapping[str, ReadyCheck], *, registry: CollectorRegistry) -> APIRouter:
     """``/healthz`` (process alive), ``/readyz`` (every dependency answers), ``/metrics``."""
     router = APIRouter(tags=["operations"])
 
@@ -100,6 +108,6 @@ def ops_router(checks: Mapping[str, ReadyCheck]) -> APIRouter:
 
     @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
     async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return router

@@ -6,9 +6,11 @@ from goalwatch.contracts.alerts import (
     AlertState,
     DeadLetter,
     DeliveryStatus,
+    ErrorDetail,
     NotificationSent,
     Observation,
     Recipient,
+    RecipientRole,
     Severity,
 )
 from goalwatch.contracts.metrics import (
@@ -17,15 +19,18 @@ from goalwatch.contracts.metrics import (
     MetricData,
     MetricRecorded,
 )
+from goalwatch.contracts.notifications import AlertNotification, SubjectRef
 from goalwatch.contracts.people import PersonRead, PersonUpsert
 
 __all__ = [
     "CLOUDEVENT_TYPE",
     "AlertFired",
+    "AlertNotification",
     "AlertResolved",
     "AlertState",
     "DeadLetter",
     "DeliveryStatus",
+    "ErrorDetail",
     "MetricCloudEvent",
     "MetricData",
     "MetricRecorded",
@@ -34,5 +39,7 @@ __all__ = [
     "PersonRead",
     "PersonUpsert",
     "Recipient",
+    "RecipientRole",
     "Severity",
+    "SubjectRef",
 ]

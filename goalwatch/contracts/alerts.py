@@ -80,13 +80,21 @@ class AlertResolved(Contract):
     event_id: str = Field(description="Id of the event that cleared the condition.")
 
 
+class RecipientRole(StrEnum):
+    """Why a person receives a notification."""
+
+    SUBJECT = "subject"  # the alert is about them
+    MANAGER = "manager"  # they manage the subject
+    EXPLICIT = "explicit"  # the rule names them
+
+
 class Recipient(Contract):
     """A person a notification is addressed to."""
 
     id: str = Field(description="Person id.")
     name: str = Field(description="Display name.")
     email: str | None = Field(default=None, description="E-mail address, if known.")
-    role: str = Field(description="Why they receive it: subject, manager, or explicit.")
+    role: RecipientRole = Field(description="Why they receive it: subject, manager, or explicit.")
 
 
 class DeliveryStatus(StrEnum):
@@ -111,13 +119,26 @@ class NotificationSent(Contract):
     at: AwareDatetime = Field(description="When the outcome was known.")
 
 
+class ErrorDetail(Contract):
+    """One thing wrong with a dead-lettered message."""
+
+    loc: str = Field(
+        description="Where: a dotted field path (``value``, ``labels.floor``), prefixed with "
+        "``[index]`` for an event in a batch; ``$`` for the message as a whole."
+    )
+    msg: str = Field(description="What is wrong, and how to fix it when there is more to say.")
+    event_id: str | None = Field(
+        default=None, description="Id of the event the error is about, when it had one."
+    )
+
+
 class DeadLetter(Contract):
     """A message that could not be processed, kept for an operator to inspect and replay."""
 
     origin_subject: str = Field(description="Subject the message arrived on.")
     reason: str = Field(description="Why it was rejected, in words an operator can act on.")
-    errors: list[dict[str, str]] = Field(
-        default_factory=list, description="Field-level errors: loc, msg."
+    errors: list[ErrorDetail] = Field(
+        default_factory=list, description="Field-level errors, when the payload is at fault."
     )
     payload: str = Field(
         description="The original message body (UTF-8, replacement for bad bytes)."

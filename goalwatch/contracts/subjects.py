@@ -19,3 +19,10 @@ STREAM_METRICS: Final = "GOALWATCH_METRICS"
 STREAM_ALERTS: Final = "GOALWATCH_ALERTS"
 STREAM_NOTIFICATIONS: Final = "GOALWATCH_NOTIFICATIONS"
 STREAM_DEADLETTER: Final = "GOALWATCH_DEADLETTER"
+
+
+def dead_letter_subject(origin_subject: str) -> str:
+    """Where a message from ``origin_subject`` goes when it cannot be processed."""
+    if origin_subject.startswith("goalwatch.alerts."):
+        return DEADLETTER_ALERTS
+    return DEADLETTER_METRICS

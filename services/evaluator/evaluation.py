@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from goalwatch.contracts import AlertFired, AlertResolved, MetricRecorded, subjects
-from goalwatch.telemetry import ALERTS_FIRED, ALERTS_RESOLVED, RULE_EVALUATIONS
 from services.evaluator.alerts import build_alert, message_id
 from services.evaluator.engine import RuleEngine
+from services.evaluator.metrics import ALERTS_FIRED, ALERTS_RESOLVED, RULE_EVALUATIONS
 from services.evaluator.names import Names
 from services.evaluator.streaks import Point, Transition, fingerprint
 

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import Body, FastAPI, HTTPException, Query
 from pydantic import BaseModel, Field
+from redis.asyncio import Redis
 
-from goalwatch import __version__
-from goalwatch.connections import ready_checks, redis_client
+from goalwatch.connections import redis_client
 from goalwatch.contracts import PersonRead, PersonUpsert
-from goalwatch.messaging import ensure_streams, new_broker
+from goalwatch.problems import problem_responses
+from goalwatch.service import service_app
 from goalwatch.serving import serve
 from goalwatch.settings import Port, ServiceSettings, settings_or_exit
-from goalwatch.telemetry import configure_logging, ops_router
+from goalwatch.telemetry import configure_logging
+from services.goals.metrics import HANDLER_SECONDS, PEOPLE_UPSERTED, REGISTRY
 from services.goals.people import ManagerCycleError, PeopleStore
 
 
@@ -31,50 +31,46 @@ class PeopleUpserted(BaseModel):
     upserted: int = Field(description="How many people were created or replaced.")
 
 
-def create_app(settings: GoalsSettings) -> FastAPI:
-    """Build the goals app: HTTP API over Redis, NATS for the streams it will publish."""
-    broker = new_broker(settings.nats_url, name="goals")
-    redis = redis_client(settings.redis_url)
+def create_app(settings: GoalsSettings, *, redis: Redis | None = None) -> FastAPI:
+    """Build the goals app: an HTTP API over Redis (it opens NATS once it publishes)."""
+    redis = redis or redis_client(settings.redis_url)
     store = PeopleStore(redis)
 
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        try:
-            await ensure_streams(settings.nats_url)
-            await broker.start()
-            yield
-        finally:
-            await broker.stop()
-            await redis.aclose()
+    async def redis_up() -> bool:
+        return bool(await redis.ping())
 
-    app = FastAPI(title="goalwatch goals", version=__version__, lifespan=lifespan)
-    app.include_router(ops_router(ready_checks(broker=broker, redis=redis)))
+    app = service_app(
+        name="goals", checks={"redis": redis_up}, registry=REGISTRY, close=[redis.aclose]
+    )
+    timed = HANDLER_SECONDS.labels
 
     @app.post(
         "/v1/people",
         summary="Create or replace people (one or a batch)",
-        responses={
-            400: {"description": "The body is not JSON."},
-            422: {"description": "A person is invalid, or the batch makes a manager cycle."},
-        },
+        responses=problem_responses(
+            {422: "The body is not JSON, a person is invalid, or the batch makes a manager cycle."}
+        ),
     )
     async def upsert_people(
         people: Annotated[list[PersonUpsert] | PersonUpsert, Body()],
     ) -> PeopleUpserted:
-        batch = people if isinstance(people, list) else [people]
-        try:
-            count = await store.upsert(people=batch)
-        except ManagerCycleError as exc:
-            raise HTTPException(status_code=422, detail=str(exc)) from exc
-        return PeopleUpserted(upserted=count)
+        with timed(service="goals", handler="upsert_people").time():
+            batch = people if isinstance(people, list) else [people]
+            try:
+                count = await store.upsert(people=batch)
+            except ManagerCycleError as exc:
+                raise HTTPException(status_code=422, detail=str(exc)) from exc
+            PEOPLE_UPSERTED.inc(count)
+            return PeopleUpserted(upserted=count)
 
     @app.get(
         "/v1/people/{person_id}",
         summary="One person with their manager chain",
-        responses={404: {"description": "No person with that id."}},
+        responses=problem_responses({404: "No person with that id."}),
     )
     async def get_person(person_id: str) -> PersonRead:
-        person = await store.get(person_id=person_id)
+        with timed(service="goals", handler="get_person").time():
+            person = await store.get(person_id=person_id)
         if person is None:
             raise HTTPException(
                 status_code=404,

@@ -4,21 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
-from fastapi.openapi.utils import get_openapi
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
 
-from goalwatch.contracts import MetricCloudEvent, MetricRecorded
-from goalwatch.telemetry import EVENTS_REJECTED, HANDLER_SECONDS
+from goalwatch.contracts import MetricRecorded
+from goalwatch.problems import PROBLEM_JSON, problem
 from services.ingestion.intake import IngestReport, ingest
+from services.ingestion.metrics import EVENTS_REJECTED, HANDLER_SECONDS
 from services.ingestion.publisher import Publisher, PublishOutcome
-from services.ingestion.schemas import (
-    EventRef,
-    IngestResult,
-    IngestUnavailable,
-    Problem,
-)
+from services.ingestion.schemas import EventRef, IngestRejected, IngestResult, IngestUnavailable
 from services.ingestion.validation import BodyError, body_format
 
 # Seconds a client should wait before resending after a 503: long enough for a NATS reconnect.
@@ -54,11 +48,11 @@ def events_router(*, publisher: Publisher, max_batch: int, max_body_bytes: int) 
         description=_DESCRIPTION,
         response_model=IngestResult,
         responses={
-            400: {"model": Problem, "description": "The body is not JSON, or is empty."},
-            413: {"model": Problem, "description": "Too many events or bytes in one request."},
-            415: {"model": Problem, "description": "Unsupported content type."},
-            422: {"model": IngestResult, "description": "Every event was rejected."},
-            503: {"model": IngestUnavailable, "description": "NATS could not store events."},
+            400: _problem_doc("The body is not JSON, or is empty."),
+            413: _problem_doc("Too many events or bytes in one request."),
+            415: _problem_doc("Unsupported content type."),
+            422: _problem_doc("Every event was rejected.", IngestRejected),
+            503: _problem_doc("NATS could not store events.", IngestUnavailable),
         },
         openapi_extra={"requestBody": _request_body()},
     )
@@ -83,54 +77,41 @@ def events_router(*, publisher: Publisher, max_batch: int, max_body_bytes: int) 
                 body=body, fmt=fmt, max_batch=max_batch, publisher=publisher, transport="http"
             )
         except BodyError as exc:
-            return _problem(exc.status, exc.message)
+            return problem(exc.status, exc.message)
 
         if report.failed:
-            error = report.failed[0].error
             unavailable = IngestUnavailable(
+                status=503,
                 detail=f"NATS did not store {len(report.failed)} of {len(report.outcomes)} "
-                f"valid events ({type(error).__name__}: {error}). Resend the request after "
-                f"{RETRY_AFTER_SECONDS} s: events already stored are recognised by their id.",
+                f"valid events. Resend the request after {RETRY_AFTER_SECONDS} s: events "
+                "already stored are recognised by their id.",
                 published=[_ref(i, o.event.id) for i, o in _indexed(report) if o.stored],
                 unpublished=[_ref(i, o.event.id) for i, o in _indexed(report) if not o.stored],
                 rejects=report.rejects,
             )
-            return _json(503, unavailable, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
-
+            return _problem_of(unavailable, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+        if not report.outcomes:
+            count = len(report.rejects)
+            return _problem_of(
+                IngestRejected(
+                    status=422,
+                    detail=f"{'the event was' if count == 1 else f'all {count} events were'} "
+                    "rejected; rejects says why, by index and field",
+                    accepted=0,
+                    duplicated=0,
+                    rejected=count,
+                    rejects=report.rejects,
+                )
+            )
         result = IngestResult(
             accepted=report.accepted,
             duplicated=report.duplicated,
             rejected=len(report.rejects),
             rejects=report.rejects,
         )
-        return _json(200 if report.outcomes else 422, result)
+        return JSONResponse(result.model_dump(mode="json"))
 
     return router
-
-
-def document_event_bodies(app: FastAPI) -> None:
-    """Put the event models into the OpenAPI components the request body refers to.
-
-    The handler reads the raw body (to report errors per event), so FastAPI cannot infer it.
-    """
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = get_openapi(
-                title=app.title,
-                version=app.version,
-                description=app.description,
-                routes=app.routes,
-            )
-            components = schema.setdefault("components", {}).setdefault("schemas", {})
-            for model in (MetricRecorded, MetricCloudEvent):
-                model_schema = model.model_json_schema(ref_template=_REF)
-                components.update(model_schema.pop("$defs", {}))
-                components[model.__name__] = model_schema
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
 
 
 _REF = "#/components/schemas/{model}"
@@ -184,12 +165,17 @@ def _too_big(size: int, limit: int) -> str:
 def _refused(error: BodyError) -> JSONResponse:
     """A request refused before its events could be read: counted as rejected, then answered."""
     EVENTS_REJECTED.labels(transport="http").inc(error.events)
-    return _problem(error.status, error.message)
+    return problem(error.status, error.message)
 
 
-def _problem(status: int, detail: str) -> JSONResponse:
-    return _json(status, Problem(detail=detail))
+def _problem_of(answer: IngestRejected | IngestUnavailable, **kwargs: Any) -> JSONResponse:
+    members = answer.model_dump(mode="json", exclude={"status", "detail", "type", "title"})
+    return problem(answer.status, answer.detail, **kwargs, **members)
 
 
-def _json(status: int, model: BaseModel, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(model.model_dump(mode="json"), status_code=status, headers=headers)
+def _problem_doc(description: str, model: type[Any] | None = None) -> dict[str, Any]:
+    name = model.__name__ if model is not None else "Problem"
+    return {
+        "description": description,
+        "content": {PROBLEM_JSON: {"schema": {"$ref": _REF.format(model=name)}}},
+    }

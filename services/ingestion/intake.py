@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
-from goalwatch.contracts import DeadLetter, subjects
-from goalwatch.telemetry import EVENTS_ACCEPTED, EVENTS_DUPLICATE, EVENTS_REJECTED
+from goalwatch.consumers import ACK, Received, RedeliveryPolicy, Reject, Verdict
+from goalwatch.contracts import ErrorDetail
+from services.ingestion.metrics import EVENTS_ACCEPTED, EVENTS_DUPLICATE, EVENTS_REJECTED
 from services.ingestion.publisher import Publisher, PublishOutcome
 from services.ingestion.schemas import EventReject
 from services.ingestion.validation import (
@@ -47,10 +47,6 @@ class IngestReport:
     def failed(self) -> list[PublishOutcome]:
         """Valid events that could not be stored."""
         return [o for o in self.outcomes if not o.stored]
-
-
-class PublishFailedError(Exception):
-    """Some valid events could not be stored; the message must be redelivered."""
 
 
 async def ingest(
@@ -110,82 +106,69 @@ def _count_and_log(report: IngestReport, *, transport: str) -> None:
     )
 
 
-async def ingest_message(
-    *,
-    body: bytes,
-    content_type: str | None,
-    max_batch: int,
-    publisher: Publisher,
-    msg_id: str | None,
-) -> None:
-    """Handle one message from the NATS ingest subject.
+class MessageIntake:
+    """Handles messages from the NATS ingest subject, as HTTP requests are handled.
 
-    Valid events are stored like HTTP ones; anything rejected goes to the metrics dead-letter
-    subject (``msg_id`` keeps a redelivered message from being dead-lettered twice). Raises
-    :class:`PublishFailedError` when events could not be stored, so the message is redelivered.
+    Valid events are stored like HTTP ones. A body that cannot be read, or one with rejected
+    events, is kept whole as a dead letter with every reject named (the events of it that were
+    accepted are recognised by their id if it is replayed). Events that could not be stored are
+    retried by the consumer's policy: the message is redelivered.
     """
-    try:
+
+    def __init__(self, *, publisher: Publisher, max_batch: int, policy: RedeliveryPolicy) -> None:
+        self._publisher = publisher
+        self._max_batch = max_batch
+        self._policy = policy
+
+    async def handle(self, message: bytes, received: Received) -> Verdict:
+        """What becomes of one ingest message."""
         # NATS senders often set no or a generic content type: only CloudEvents types matter.
-        fmt = body_format(content_type, lenient=True)
-        report = await ingest(
-            body=body, fmt=fmt, max_batch=max_batch, publisher=publisher, transport="nats"
-        )
-    except BodyError as exc:
-        logger.info("message dead-lettered: %s", exc.message, extra={"transport": "nats"})
-        await publisher.publish_dead_letter(
-            dead_letter(body=body, reason=exc.message, rejects=[], batch=False), msg_id=msg_id
-        )
-        return
-    if report.failed:
-        first = report.failed[0].error
-        raise PublishFailedError(
-            f"{len(report.failed)} of {len(report.outcomes)} events could not be stored: {first}"
-        )
-    if report.rejects:
-        total = report.parsed.total
-        reason = (
-            f"{len(report.rejects)} of {total} events rejected"
-            + (
-                f"; the other {total - len(report.rejects)} were accepted"
-                if report.outcomes
-                else ""
+        fmt = body_format(received.header("content-type"), lenient=True)
+        try:
+            report = await ingest(
+                body=message,
+                fmt=fmt,
+                max_batch=self._max_batch,
+                publisher=self._publisher,
+                transport="nats",
             )
-            + ": "
-            + "; ".join(
-                f"[{r.index}] {', '.join(e.message for e in r.errors)}" for r in report.rejects[:5]
+        except BodyError as exc:
+            return Reject(reason=exc.message)
+        if report.failed:
+            first = report.failed[0].error
+            return self._policy.on_failure(
+                delivered=received.deliveries,
+                reason=f"{len(report.failed)} of {len(report.outcomes)} events could not be "
+                f"stored: {first}",
             )
-            + ("; ..." if len(report.rejects) > 5 else "")
-        )
-        await publisher.publish_dead_letter(
-            dead_letter(
-                body=body, reason=reason, rejects=report.rejects, batch=report.parsed.batch
-            ),
-            msg_id=msg_id,
-        )
+        if report.rejects:
+            return Reject(reason=_rejects_reason(report), errors=tuple(reject_errors(report)))
+        return ACK
 
 
-def dead_letter(*, body: bytes, reason: str, rejects: list[EventReject], batch: bool) -> DeadLetter:
-    """A dead letter for a message from the ingest subject.
-
-    ``errors`` holds one entry per field error: ``loc`` (``[index].field`` in a batch),
-    ``msg`` (message and hint) and ``id`` (the event id, when it had one).
-    """
-    errors: list[dict[str, str]] = []
-    for reject in rejects:
-        for error in reject.errors:
-            where = f"[{reject.index}]" if batch else ""
-            loc = f"{where}.{error.field}" if where and error.field else where or error.field
-            entry = {
-                "loc": loc,
-                "msg": f"{error.message} ({error.hint})" if error.hint else error.message,
-            }
-            if reject.id is not None:
-                entry["id"] = reject.id
-            errors.append(entry)
-    return DeadLetter(
-        origin_subject=subjects.METRICS_IN,
-        reason=reason,
-        errors=errors,
-        payload=body.decode("utf-8", errors="replace"),
-        at=datetime.now(UTC),
+def _rejects_reason(report: IngestReport) -> str:
+    total, rejects = report.parsed.total, report.rejects
+    return (
+        f"{len(rejects)} of {total} events rejected"
+        + (f"; the other {total - len(rejects)} were accepted" if report.outcomes else "")
+        + ": "
+        + "; ".join(f"[{r.index}] {', '.join(e.message for e in r.errors)}" for r in rejects[:5])
+        + ("; ..." if len(rejects) > 5 else "")
     )
+
+
+def reject_errors(report: IngestReport) -> list[ErrorDetail]:
+    """One error per field error: ``loc`` is ``[index].field`` in a batch, ``field`` alone."""
+    errors: list[ErrorDetail] = []
+    for reject in report.rejects:
+        for error in reject.errors:
+            where = f"[{reject.index}]" if report.parsed.batch else ""
+            loc = f"{where}.{error.field}" if where and error.field else where or error.field
+            errors.append(
+                ErrorDetail(
+                    loc=loc or "$",
+                    msg=f"{error.message} ({error.hint})" if error.hint else error.message,
+                    event_id=reject.id,
+                )
+            )
+    return errors

@@ -1,4 +1,4 @@
-"""Storing accepted events in JetStream, de-duplicated by event id, and dead letters."""
+"""Storing accepted events in JetStream, de-duplicated by event id."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Protocol
 
 from faststream.nats import NatsBroker
 
-from goalwatch.contracts import DeadLetter, MetricRecorded, subjects
+from goalwatch.contracts import MetricRecorded, subjects
 
 
 @dataclass(frozen=True)
@@ -33,16 +33,18 @@ class Publisher(Protocol):
         """Store ``events``; one outcome per event, in order. Never raises for one event."""
         ...
 
-    async def publish_dead_letter(self, letter: DeadLetter, *, msg_id: str | None) -> None:
-        """Store a dead letter; ``msg_id`` de-duplicates a redelivered original. Raises on failure."""
-        ...
-
 
 class NatsPublisher:
     """Publishes to JetStream through a FastStream broker."""
 
     def __init__(self, broker: NatsBroker, *, timeout: float) -> None:
-        self._broker = broker
+        self._publisher = broker.publisher(
+            subjects.METRICS_RECORDED,
+            stream=subjects.STREAM_METRICS,
+            schema=MetricRecorded,
+            title="ingestion:" + subjects.METRICS_RECORDED,
+            description="Every valid metric event, once per event id, for the evaluator.",
+        )
         self._timeout = timeout
 
     async def publish_events(self, events: Sequence[MetricRecorded]) -> list[PublishOutcome]:
@@ -61,9 +63,8 @@ class NatsPublisher:
         return outcomes
 
     async def _publish(self, event: MetricRecorded) -> bool:
-        ack = await self._broker.publish(
+        ack = await self._publisher.publish(
             event.model_dump_json(),
-            subjects.METRICS_RECORDED,
             # JetStream drops a second message with the same Nats-Msg-Id within the stream's
             # duplicate window, so a resent event is stored, and evaluated, once.
             headers={"Nats-Msg-Id": event.id, "content-type": "application/json"},
@@ -71,16 +72,3 @@ class NatsPublisher:
             timeout=self._timeout,
         )
         return bool(ack.duplicate)
-
-    async def publish_dead_letter(self, letter: DeadLetter, *, msg_id: str | None) -> None:
-        """Publish to the metrics dead-letter subject and wait for JetStream to store it."""
-        headers = {"content-type": "application/json"}
-        if msg_id is not None:
-            headers["Nats-Msg-Id"] = msg_id
-        await self._broker.publish(
-            letter.model_dump_json(),
-            subjects.DEADLETTER_METRICS,
-            headers=headers,
-            stream=subjects.STREAM_DEADLETTER,
-            timeout=self._timeout,
-        )

@@ -56,12 +56,24 @@ class EventRef(BaseModel):
     id: str = Field(description="The event's id.")
 
 
+class IngestRejected(IngestResult):
+    """Answer when every event was rejected (HTTP 422): a problem+json body with the counts."""
+
+    type: str = Field("about:blank", description="Problem type (RFC 9457).")
+    title: str = Field("Unprocessable Entity", description="HTTP reason.")
+    status: int = Field(422, description="HTTP status.")
+    detail: str = Field(description="What was wrong, in words.")
+
+
 class IngestUnavailable(BaseModel):
-    """Answer when NATS could not store the events (HTTP 503).
+    """Answer when NATS could not store the events (HTTP 503), as problem+json.
 
     Resending the whole request is safe: events already stored are recognised by their id.
     """
 
+    type: str = Field("about:blank", description="Problem type (RFC 9457).")
+    title: str = Field("Service Unavailable", description="HTTP reason.")
+    status: int = Field(503, description="HTTP status.")
     detail: str = Field(description="What failed and what to do.")
     published: list[EventRef] = Field(
         description="Events stored (or recognised as resends) before the failure."
@@ -70,9 +82,3 @@ class IngestUnavailable(BaseModel):
     rejects: list[EventReject] = Field(
         default_factory=list, description="Events that failed validation, as for a 200 answer."
     )
-
-
-class Problem(BaseModel):
-    """A request that could not be read at all (HTTP 400, 413, 415)."""
-
-    detail: str = Field(description="What is wrong with the request and how to fix it.")

@@ -2,54 +2,51 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
-from typing import Annotated
 
 import httpx
-from fastapi import FastAPI, HTTPException, Path, Query
-from faststream import AckPolicy
-from faststream.nats import NatsMessage
+from fastapi import FastAPI
+from faststream.nats import NatsBroker
 from pydantic import Field, SecretStr, field_validator, model_validator
+from redis.asyncio import Redis
 
-from goalwatch import __version__
 from goalwatch.connections import ready_checks, redis_client
-from goalwatch.contracts import AlertState, subjects
+from goalwatch.consumers import Consumers, ConsumerSpec, RedeliveryPolicy
+from goalwatch.contracts import AlertFired, AlertResolved, subjects
 from goalwatch.contracts.base import Contract
-from goalwatch.messaging import Durable, delivery, ensure_streams, new_broker, pull_sub, stream
+from goalwatch.goals_client import GoalsClient
+from goalwatch.messaging import new_broker
+from goalwatch.service import service_app
 from goalwatch.serving import serve
 from goalwatch.settings import Port, ServiceSettings, settings_or_exit
-from goalwatch.telemetry import HANDLER_SECONDS, configure_logging, ops_router
+from goalwatch.telemetry import configure_logging
+from services.notifier.api import inbox_router
 from services.notifier.channels import Channel
 from services.notifier.claims import DeliveryClaims
-from services.notifier.inbox import DEFAULT_LIMIT, MAX_LIMIT, Inbox, InboxAlert, InboxPage
+from services.notifier.inbox import Inbox
+from services.notifier.metrics import HANDLER_SECONDS, REGISTRY
 from services.notifier.pipeline import Notifier
-from services.notifier.recipients import GoalsClient
 from services.notifier.webhook import WebhookChannel
 
 logger = logging.getLogger(__name__)
 
-# Redeliveries allowed per alert message; the last one dead-letters instead of failing again.
-MAX_DELIVER = 10
-ACK_WAIT_SECONDS = 60.0
-# Long webhook retries tell JetStream the message is still being worked on, well within ack_wait.
-KEEP_ALIVE_SECONDS = ACK_WAIT_SECONDS / 3
-
-CONSUMERS = tuple(
-    Durable(
+# Redeliveries wait 5 s, doubling up to 5 min: goals or Redis trouble gets about half an hour.
+POLICY = RedeliveryPolicy(max_deliver=10, first_delay=5.0, max_delay=300.0)
+CONSUMERS = {
+    subject: ConsumerSpec(
         name=name,
         stream=subjects.STREAM_ALERTS,
         subject=subject,
-        max_deliver=MAX_DELIVER,
-        ack_wait=ACK_WAIT_SECONDS,
+        policy=POLICY,
+        ack_wait=60.0,
+        # A fetched batch is handled concurrently; each message keeps itself alive.
+        batch_size=10,
     )
     for subject, name in (
         (subjects.ALERTS_FIRED, "notifier-fired"),
         (subjects.ALERTS_RESOLVED, "notifier-resolved"),
     )
-)
+}
 
 
 class NotifierSettings(ServiceSettings):
@@ -117,12 +114,6 @@ class NotifierSettings(ServiceSettings):
         return self
 
 
-class FingerprintNotFound(Contract):
-    """404 body of ``GET /v1/alerts/{fingerprint}``."""
-
-    detail: str
-
-
 def build_channels(settings: NotifierSettings, *, client: httpx.AsyncClient) -> list[Channel]:
     """Every configured channel, explicitly; a misconfigured one raises here, at start-up."""
     channels: list[Channel] = []
@@ -141,35 +132,23 @@ def build_channels(settings: NotifierSettings, *, client: httpx.AsyncClient) -> 
     return channels
 
 
-@asynccontextmanager
-async def _keep_alive(msg: NatsMessage) -> AsyncIterator[None]:
-    async def beat() -> None:
-        while True:
-            await asyncio.sleep(KEEP_ALIVE_SECONDS)
-            try:
-                await msg.in_progress()
-            except Exception as exc:  # losing a heartbeat only risks a redelivery
-                logger.debug("in-progress heartbeat failed: %s", exc)
-
-    task = asyncio.create_task(beat())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with suppress(asyncio.CancelledError):
-            await task
-
-
-def create_app(settings: NotifierSettings) -> FastAPI:
+def create_app(
+    settings: NotifierSettings,
+    *,
+    broker: NatsBroker | None = None,
+    redis: Redis | None = None,
+    http: httpx.AsyncClient | None = None,
+) -> FastAPI:
     """Build the notifier: consumers of both alert subjects, channels, inbox API."""
-    broker = new_broker(settings.nats_url, name="notifier")
-    redis = redis_client(settings.redis_url)
-    http = httpx.AsyncClient(timeout=httpx.Timeout(settings.goals_timeout))
+    broker = broker or new_broker(settings.nats_url, name="notifier")
+    redis = redis or redis_client(settings.redis_url)
+    http = http or httpx.AsyncClient(timeout=httpx.Timeout(settings.goals_timeout))
     channels = build_channels(settings, client=http)
     inbox = Inbox(redis)
 
-    async def publish(message: Contract, *, subject: str, stream: str, msg_id: str) -> None:
-        await broker.publish(message, subject, headers={"Nats-Msg-Id": msg_id}, stream=stream)
+    async def publish(message: Contract, *, subject: str, stream: str, msg_id: str | None) -> None:
+        headers = {} if msg_id is None else {"Nats-Msg-Id": msg_id}
+        await broker.publish(message, subject, headers=headers, stream=stream)
 
     notifier = Notifier(
         directory=GoalsClient(client=http, base_url=settings.goals_url),
@@ -177,92 +156,37 @@ def create_app(settings: NotifierSettings) -> FastAPI:
         claims=DeliveryClaims(redis),
         channels=channels,
         publish=publish,
+        policy=POLICY,
     )
-
-    def consume(consumer: Durable) -> None:
-        subject = consumer.subject
-        handler_name = subject.split(".")[-2]
-
-        @broker.subscriber(
-            subject,
-            stream=stream(consumer.stream),
-            durable=consumer.name,
-            # A fetched batch is handled concurrently; each message keeps itself alive.
-            pull_sub=pull_sub(10),
-            config=consumer.config(),
-            ack_policy=AckPolicy.NACK_ON_ERROR,
+    consumers = Consumers(broker, service="notifier", seconds=HANDLER_SECONDS)
+    for model, subject in (
+        (AlertFired, subjects.ALERTS_FIRED),
+        (AlertResolved, subjects.ALERTS_RESOLVED),
+    ):
+        consumers.add(
+            CONSUMERS[subject],
+            model,
+            notifier,
+            description=f"Every {model.__name__}: recipients resolved, inbox updated, channels "
+            "notified once per transition.",
+            keep_alive=True,
         )
-        async def handle(msg: NatsMessage) -> None:
-            with HANDLER_SECONDS.labels("notifier", f"alerts_{handler_name}").time():
-                async with _keep_alive(msg):
-                    verdict = await notifier.process(
-                        subject=subject,
-                        body=msg.body,
-                        delivered=delivery(msg.raw_message).count,
-                        max_deliver=MAX_DELIVER,
-                        sequence=delivery(msg.raw_message).sequence,
-                    )
-            if verdict.ack:
-                await msg.ack()
-            else:
-                await msg.nack(delay=verdict.delay)
 
-    for consumer in CONSUMERS:
-        consume(consumer)
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    def announce() -> None:
         if not channels:
             logger.warning("webhook channel off (GOALWATCH_WEBHOOK_URL unset); inbox only")
-        try:
-            await ensure_streams(settings.nats_url, consumers=CONSUMERS)
-            await broker.start()
-            yield
-        finally:
-            await broker.stop()
-            await http.aclose()
-            await redis.aclose()
 
-    app = FastAPI(title="goalwatch notifier", version=__version__, lifespan=lifespan)
-    app.include_router(ops_router(ready_checks(broker=broker, redis=redis)))
-
-    @app.get("/v1/alerts", response_model=InboxPage, tags=["inbox"], summary="Inbox")
-    async def list_alerts(
-        recipient: Annotated[
-            str | None, Query(description="Only alerts addressed to this person id.")
-        ] = None,
-        rule: Annotated[str | None, Query(description="Only alerts of this rule id.")] = None,
-        state: Annotated[
-            AlertState | None, Query(description="Only alerts now in this state.")
-        ] = None,
-        limit: Annotated[
-            int, Query(ge=1, le=MAX_LIMIT, description="Most alerts to return.")
-        ] = DEFAULT_LIMIT,
-    ) -> InboxPage:
-        """Alerts matching every filter given, most recently updated first."""
-        alerts = await inbox.list(recipient=recipient, rule=rule, state=state, limit=limit)
-        return InboxPage(alerts=alerts)
-
-    @app.get(
-        "/v1/alerts/{fingerprint}",
-        response_model=InboxAlert,
-        responses={404: {"model": FingerprintNotFound}},
-        tags=["inbox"],
-        summary="One alert",
+    app = service_app(
+        name="notifier",
+        checks=ready_checks(broker=broker, redis=redis),
+        registry=REGISTRY,
+        nats_url=settings.nats_url,
+        broker=broker,
+        consumers=consumers,
+        close=[http.aclose, redis.aclose],
+        on_start=announce,
     )
-    async def get_alert(
-        fingerprint: Annotated[str, Path(description="Alert fingerprint.")],
-    ) -> InboxAlert:
-        """The inbox entry of one alert."""
-        alert = await inbox.get(fingerprint)
-        if alert is None:
-            raise HTTPException(
-                status_code=404,
-                detail=f"no alert with fingerprint {fingerprint!r} in the inbox; "
-                "list them with GET /v1/alerts",
-            )
-        return alert
-
+    app.include_router(inbox_router(inbox))
     return app
 
 

@@ -10,9 +10,8 @@ from typing import Protocol
 
 from pydantic import Field
 
-from goalwatch.contracts import DeliveryStatus
+from goalwatch.contracts import AlertNotification, DeliveryStatus
 from goalwatch.contracts.base import Contract
-from services.notifier.notification import AlertNotification
 
 
 class DeliveryResult(Contract):

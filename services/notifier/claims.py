@@ -16,9 +16,9 @@ from datetime import timedelta
 
 from redis.asyncio import Redis
 
+from goalwatch.contracts import AlertNotification
 from services.notifier.channels import DeliveryResult
 from services.notifier.inbox import PREFIX
-from services.notifier.notification import AlertNotification
 
 _PENDING = "pending"
 

@@ -23,9 +23,8 @@ from pydantic import AwareDatetime, Field
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
-from goalwatch.contracts import AlertState, Recipient
+from goalwatch.contracts import AlertNotification, AlertState, Recipient
 from goalwatch.contracts.base import Contract
-from services.notifier.notification import AlertNotification
 
 PREFIX = "goalwatch:notifier:"
 INDEX_ALL = f"{PREFIX}index:all"

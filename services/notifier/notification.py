@@ -1,77 +1,17 @@
-"""The notification the notifier sends for one alert transition, and how it is built.
-
-``AlertNotification`` is the body of every generic webhook POST (one POST per transition, all
-recipients inside) and the shape of an inbox entry. ``fingerprint`` plus ``started_at`` name one
-episode of one alert, which fires once and resolves once; receivers de-duplicate deliveries on
-those two and ``state``.
-"""
+"""How the notification for one alert transition is built from the alert that arrived."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Literal
-
-from pydantic import AwareDatetime, Field
-
 from goalwatch.contracts import (
     AlertFired,
+    AlertNotification,
     AlertResolved,
     AlertState,
-    Observation,
     Recipient,
-    Severity,
+    SubjectRef,
 )
-from goalwatch.contracts.base import Contract
 
 Alert = AlertFired | AlertResolved
-
-
-class SubjectRef(Contract):
-    """Who the alert is about, with a display name when the directory knows them."""
-
-    id: str = Field(description="Subject id, as in the metric events.")
-    name: str = Field(description="Display name; the id itself when the directory has no entry.")
-
-
-class AlertNotification(Contract):
-    """One alert transition (firing or resolved), addressed to its recipients."""
-
-    version: Literal["1"] = Field(
-        "1", description="Payload version; a breaking change gets a new number."
-    )
-    state: AlertState = Field(description="firing, or resolved.")
-    fingerprint: str = Field(description="Stable id of the alert (same rule, subject, metric).")
-    rule_id: str = Field(description="Id of the rule.")
-    rule_name: str = Field(description="Human-readable name of the rule.")
-    kind: str | None = Field(
-        default=None,
-        description="Rule kind (threshold, overdue, fraud, dependency_impact), when known.",
-    )
-    severity: Severity = Field(description="info, warning (yellow) or critical (red).")
-    subject: SubjectRef = Field(description="Who or what the alert is about.")
-    metric: str = Field(description="Metric the rule watches.")
-    value: float = Field(description="Value of the observation behind this transition.")
-    message: str = Field(description="Rendered message for this transition.")
-    started_at: AwareDatetime = Field(description="Event time at which the condition began.")
-    fired_at: AwareDatetime | None = Field(
-        default=None, description="When the alert fired, if the notifier saw it fire."
-    )
-    resolved_at: AwareDatetime | None = Field(
-        default=None, description="When the alert resolved; null while firing."
-    )
-    history: list[Observation] = Field(
-        default_factory=list, description="Observations behind the alert, oldest first."
-    )
-    recipients: list[Recipient] = Field(description="Who this notification is addressed to.")
-    labels: dict[str, str] = Field(
-        default_factory=dict, description="Labels of the event that fired the alert."
-    )
-
-    @property
-    def changed_at(self) -> datetime:
-        """Wall-clock time of this transition: resolved_at when resolved, else fired_at."""
-        moment = self.resolved_at if self.state is AlertState.RESOLVED else self.fired_at
-        return moment if moment is not None else self.started_at
 
 
 def build_notification(

@@ -1,6 +1,6 @@
 """What happens to one alert message: recipients, inbox, channels, outcomes, dead letters.
 
-The steps, in order: parse the message (an invalid one is dead-lettered and acknowledged);
+The steps, in order (an invalid message never gets here: the consumer dead-letters it):
 resolve recipients through the goals service; record the transition in the inbox (always,
 whatever the channels do); deliver it on every configured channel, once per transition; publish
 one ``NotificationSent`` per channel outcome; dead-letter a delivery that failed for good so an
@@ -13,59 +13,56 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from pydantic import ValidationError
-
+from goalwatch.consumers import (
+    ACK,
+    Received,
+    RedeliveryPolicy,
+    Verdict,
+    dead_letter,
+    dead_letter_id,
+)
 from goalwatch.contracts import (
     AlertFired,
+    AlertNotification,
     AlertResolved,
-    DeadLetter,
     DeliveryStatus,
     NotificationSent,
     subjects,
 )
 from goalwatch.contracts.base import Contract
-from goalwatch.telemetry import NOTIFICATIONS_FAILED, NOTIFICATIONS_SENT
+from goalwatch.goals_client import PersonDirectory
 from services.notifier.channels import Channel, DeliveryResult
 from services.notifier.claims import DeliveryClaims, claim_key
 from services.notifier.inbox import Inbox
-from services.notifier.notification import Alert, AlertNotification, build_notification
-from services.notifier.recipients import PersonDirectory, resolve_recipients
+from services.notifier.metrics import NOTIFICATIONS_FAILED, NOTIFICATIONS_SENT
+from services.notifier.notification import Alert, build_notification
+from services.notifier.recipients import resolve_recipients
 
 logger = logging.getLogger(__name__)
 
 INBOX_CHANNEL = "inbox"
 
-_MODELS: dict[str, type[AlertFired] | type[AlertResolved]] = {
-    subjects.ALERTS_FIRED: AlertFired,
-    subjects.ALERTS_RESOLVED: AlertResolved,
+_SUBJECTS: dict[type[Alert], str] = {
+    AlertFired: subjects.ALERTS_FIRED,
+    AlertResolved: subjects.ALERTS_RESOLVED,
 }
 
 
 class Publish(Protocol):
     """Publishes a contract message to JetStream, de-duplicated by ``msg_id``."""
 
-    async def __call__(self, message: Contract, *, subject: str, stream: str, msg_id: str) -> None:
+    async def __call__(
+        self, message: Contract, *, subject: str, stream: str, msg_id: str | None
+    ) -> None:
         """Publish and wait for the stream's acknowledgement."""
         ...
 
 
 class DeliveryInProgress(Exception):
     """Another delivery of the same transition holds the claim; try again later."""
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """What to tell JetStream: ack, or nack with a redelivery delay in seconds."""
-
-    ack: bool
-    delay: float | None = None
-
-
-ACK = Verdict(ack=True)
 
 
 def notification_id(
@@ -103,8 +100,7 @@ class Notifier:
         claims: DeliveryClaims,
         channels: Sequence[Channel],
         publish: Publish,
-        redelivery_backoff: float = 5.0,
-        redelivery_backoff_max: float = 300.0,
+        policy: RedeliveryPolicy,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self._directory = directory
@@ -112,82 +108,21 @@ class Notifier:
         self._claims = claims
         self._channels = tuple(channels)
         self._publish = publish
-        self._redelivery_backoff = redelivery_backoff
-        self._redelivery_backoff_max = redelivery_backoff_max
+        self._policy = policy
         self._clock = clock
 
-    async def process(
-        self,
-        *,
-        subject: str,
-        body: bytes,
-        delivered: int,
-        max_deliver: int,
-        sequence: int | None = None,
-    ) -> Verdict:
-        """Handle one message from ``subject``; ``delivered`` counts this delivery (1 = first).
-
-        ``sequence`` is the message's place in the alerts stream: the same for every delivery
-        of it, new for a replay, so dead letters are kept once per message and again per replay.
-        """
-        key = f"{subject}:{sequence}" if sequence is not None else hashlib.sha256(body).hexdigest()
-        model = _MODELS[subject]
+    async def handle(self, message: Alert, received: Received) -> Verdict:
+        """Handle one alert message; failures that may pass are retried by the policy."""
         try:
-            alert = model.model_validate_json(body)
-        except ValidationError as exc:
-            errors = [
-                {"loc": ".".join(str(part) for part in error["loc"]) or "$", "msg": error["msg"]}
-                for error in exc.errors()
-            ]
-            logger.error("invalid %s on %s dead-lettered: %s", model.__name__, subject, errors[:3])
-            await self._dead_letter(
-                origin_subject=subject,
-                reason=(
-                    f"not a valid {model.__name__} ({len(errors)} error(s)); fix the publisher "
-                    f"and republish the corrected payload to {subject}"
-                ),
-                errors=errors,
-                body=body,
-                msg_id=f"invalid:{key}",
-            )
-            return ACK
-        try:
-            await self.notify(alert=alert, origin_subject=subject, body=body, message_key=key)
+            await self.notify(alert=message, received=received)
         except Exception as exc:
-            extra = {"fingerprint": alert.fingerprint}
-            if delivered >= max_deliver:
-                logger.error(
-                    "giving up on alert after %d deliveries: %s", delivered, exc, extra=extra
-                )
-                await self._dead_letter(
-                    origin_subject=subject,
-                    reason=(
-                        f"not processed after {delivered} deliveries, last error: {exc}; "
-                        f"republish the payload to {subject} once the cause is fixed"
-                    ),
-                    errors=[],
-                    body=body,
-                    msg_id=f"gaveup:{key}",
-                )
-                return ACK
-            delay = min(
-                self._redelivery_backoff * 2 ** (max(delivered, 1) - 1),
-                self._redelivery_backoff_max,
+            return self._policy.on_failure(
+                delivered=received.deliveries,
+                reason=f"alert {message.fingerprint} not processed: {exc}",
             )
-            logger.warning(
-                "alert not processed (delivery %d of %d), retrying in %.0fs: %s",
-                delivered,
-                max_deliver,
-                delay,
-                exc,
-                extra=extra,
-            )
-            return Verdict(ack=False, delay=delay)
         return ACK
 
-    async def notify(
-        self, *, alert: Alert, origin_subject: str, body: bytes, message_key: str
-    ) -> None:
+    async def notify(self, *, alert: Alert, received: Received) -> None:
         """Resolve, record and deliver one alert transition; raises on transient failures."""
         extra = {"fingerprint": alert.fingerprint, "event_id": alert.event_id}
         audience = await resolve_recipients(
@@ -222,22 +157,15 @@ class Notifier:
             result=DeliveryResult(status=DeliveryStatus.SENT, attempts=1),
         )
         for channel in self._channels:
-            await self._deliver(
-                channel,
-                notification=notification,
-                origin_subject=origin_subject,
-                body=body,
-                message_key=message_key,
-            )
+            await self._deliver(channel, notification=notification, alert=alert, received=received)
 
     async def _deliver(
         self,
         channel: Channel,
         *,
         notification: AlertNotification,
-        origin_subject: str,
-        body: bytes,
-        message_key: str,
+        alert: Alert,
+        received: Received,
     ) -> None:
         extra = {"fingerprint": notification.fingerprint, "channel": channel.name}
         key = claim_key(channel=channel.name, notification=notification)
@@ -282,15 +210,18 @@ class Notifier:
             extra=extra,
         )
         await self._publish_outcome(notification, channel=channel.name, result=result)
-        await self._dead_letter(
-            origin_subject=origin_subject,
-            reason=(
-                f"{channel.name} delivery failed after {result.attempts} attempt(s): "
-                f"{result.error}; fix the receiver, then republish the payload to {origin_subject}"
+        origin = _SUBJECTS[type(alert)]
+        await self._publish(
+            dead_letter(
+                origin_subject=origin,
+                reason=f"{channel.name} delivery failed after {result.attempts} attempt(s): "
+                f"{result.error}; fix the receiver, then republish the payload to {origin}",
+                payload=alert.model_dump_json().encode(),
+                at=self._clock(),
             ),
-            errors=[],
-            body=body,
-            msg_id=f"failed:{message_key}:{channel.name}",
+            subject=subjects.dead_letter_subject(origin),
+            stream=subjects.STREAM_DEADLETTER,
+            msg_id=dead_letter_id(received, cause=f"failed-{channel.name}"),
         )
 
     async def _publish_outcome(
@@ -315,26 +246,4 @@ class Notifier:
             subject=subjects.NOTIFICATIONS_SENT,
             stream=subjects.STREAM_NOTIFICATIONS,
             msg_id=outcome_id,
-        )
-
-    async def _dead_letter(
-        self,
-        *,
-        origin_subject: str,
-        reason: str,
-        errors: list[dict[str, str]],
-        body: bytes,
-        msg_id: str,
-    ) -> None:
-        await self._publish(
-            DeadLetter(
-                origin_subject=origin_subject,
-                reason=reason,
-                errors=errors,
-                payload=body.decode("utf-8", errors="replace"),
-                at=self._clock(),
-            ),
-            subject=subjects.DEADLETTER_ALERTS,
-            stream=subjects.STREAM_DEADLETTER,
-            msg_id=msg_id,
         )

@@ -47,14 +47,13 @@ from tenacity import (
 )
 from tenacity.wait import wait_base
 
-from goalwatch.contracts import DeliveryStatus
+from goalwatch.contracts import AlertNotification, DeliveryStatus
 from goalwatch.contracts.signing import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     sign,
 )
 from services.notifier.channels import DeliveryResult
-from services.notifier.notification import AlertNotification
 
 logger = logging.getLogger(__name__)
 

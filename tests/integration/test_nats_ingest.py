@@ -11,9 +11,10 @@ import pytest
 from nats.aio.client import Client
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
+from goalwatch.consumers import ConsumerSpec, RedeliveryPolicy
 from goalwatch.contracts import subjects
 from goalwatch.devstack import Stack
-from goalwatch.messaging import Durable, ensure_streams
+from goalwatch.messaging import ensure_streams
 from tests.integration.conftest import Delivery, WebhookReceiver
 from tests.integration.helpers import add_doctor, rework_event, unique
 
@@ -72,7 +73,7 @@ async def test_invalid_event_on_nats_goes_to_the_dead_letter_stream(
     finally:
         await sub.unsubscribe()
     assert letter["origin_subject"] == subjects.METRICS_IN
-    assert any(e.get("field") == "time" or "time" in json.dumps(e) for e in letter["errors"])
+    assert [e["loc"] for e in letter["errors"]] == ["time"]
 
 
 async def test_changed_consumer_settings_reach_an_existing_consumer(
@@ -80,12 +81,13 @@ async def test_changed_consumer_settings_reach_an_existing_consumer(
 ) -> None:
     name = unique("probe")
     for max_deliver in (3, 7):
-        consumer = Durable(
+        consumer = ConsumerSpec(
             name=name,
             stream=subjects.STREAM_METRICS,
             subject=subjects.METRICS_RECORDED,
-            max_deliver=max_deliver,
+            policy=RedeliveryPolicy(max_deliver=max_deliver, first_delay=1, max_delay=1),
             ack_wait=12,
+            batch_size=1,
         )
         await ensure_streams(stack.settings.nats_url, consumers=[consumer])
     info = await nc.jetstream().consumer_info(subjects.STREAM_METRICS, name)

@@ -203,15 +203,45 @@ def test_rules_are_listed(stack: Stack, http: httpx.Client) -> None:
     assert "report-rework-rate-high" in ids
 
 
-@pytest.mark.parametrize("service", ["ingestion", "goals", "evaluator", "notifier"])
-def test_every_service_is_healthy_ready_and_exports_metrics(
+# What each service depends on, and a metric family only that service defines and observes.
+SERVICES = {
+    "ingestion": ({"nats"}, "goalwatch_events_accepted_total"),
+    "goals": ({"redis"}, "goalwatch_people_upserted_total"),
+    "evaluator": ({"nats", "redis"}, "goalwatch_rule_evaluations_total"),
+    "notifier": ({"nats", "redis"}, "goalwatch_notifications_sent_total"),
+}
+
+
+@pytest.mark.parametrize("service", list(SERVICES))
+def test_every_service_is_healthy_ready_and_exports_its_own_metrics(
     stack: Stack, http: httpx.Client, service: str
 ) -> None:
+    # Runs after the pipeline tests above: every service has observed something by now.
     base = _url(stack, service)
     assert http.get(f"{base}/healthz").status_code == 200
     ready = http.get(f"{base}/readyz")
     assert ready.status_code == 200
-    assert ready.json()["checks"]["nats"] == "up"
+    dependencies, own = SERVICES[service]
+    assert ready.json()["checks"] == dict.fromkeys(dependencies, "up")
     metrics = http.get(f"{base}/metrics")
     assert metrics.status_code == 200
-    assert "goalwatch_handler_seconds" in metrics.text
+    samples = _samples(metrics.text)
+    # Observed, not only defined: a sample with a value above zero.
+    assert any(name.startswith(own) and value > 0 for name, value in samples), own
+    assert any(
+        name.startswith("goalwatch_handler_seconds_count") and f'service="{service}"' in name
+        for name, value in samples
+        if value > 0
+    )
+    others = {family for name, (_, family) in SERVICES.items() if name != service}
+    assert not any(name.startswith(tuple(others)) for name, _ in samples)
+
+
+def _samples(text: str) -> list[tuple[str, float]]:
+    """``(name{labels}, value)`` of every sample in a Prometheus text exposition."""
+    samples = []
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples.append((name, float(value)))
+    return samples

@@ -320,7 +320,8 @@ def test_get_rules_lists_the_loaded_rules() -> None:
     assert rule["where"] == {}
     assert rule["severity"] == "warning"
     assert rule["notify"] == ["subject", "manager"]
-    assert rule["file"].endswith("rules/report-rework-rate.yaml")
+    # The file name only: where the rules directory sits on the host is nobody's business.
+    assert rule["file"] == "report-rework-rate.yaml"
 
 
 def test_get_one_rule_and_a_missing_one() -> None:

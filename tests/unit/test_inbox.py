@@ -1,110 +1,41 @@
-"""Inbox: how transitions merge, and ordering/filters over a small in-memory Redis fake."""
+"""Inbox: how transitions merge, and ordering/filters over fakeredis."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import pytest
+from fakeredis import FakeAsyncRedis
 from redis.asyncio import Redis
 
-from goalwatch.contracts import AlertState, Observation, Recipient, Severity
+from goalwatch.contracts import (
+    AlertNotification,
+    AlertState,
+    Observation,
+    Recipient,
+    Severity,
+    SubjectRef,
+)
 from services.notifier.inbox import Inbox, merge, recipient_index
-from services.notifier.notification import AlertNotification, SubjectRef
 
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
 
 
-class FakeRedis:
-    """The few Redis commands the notifier uses, in memory, with decode_responses=True."""
-
-    def __init__(self) -> None:
-        self.strings: dict[str, str] = {}
-        self.zsets: dict[str, dict[str, float]] = {}
-        self.ttls: dict[str, float] = {}
-
-    async def get(self, key: str) -> str | None:
-        return self.strings.get(key)
-
-    async def mget(self, keys: Iterable[str]) -> list[str | None]:
-        return [self.strings.get(k) for k in keys]
-
-    async def set(
-        self, key: str, value: str, *, nx: bool = False, ex: timedelta | int | None = None
-    ) -> bool | None:
-        if nx and key in self.strings:
-            return None
-        self.strings[key] = value
-        if ex is not None:
-            self.ttls[key] = ex.total_seconds() if isinstance(ex, timedelta) else float(ex)
-        return True
-
-    async def delete(self, *keys: str) -> int:
-        removed = sum(1 for k in keys if self.strings.pop(k, None) is not None)
-        for k in keys:
-            self.ttls.pop(k, None)
-        return removed
-
-    async def zadd(self, key: str, mapping: dict[str, float]) -> int:
-        self.zsets.setdefault(key, {}).update(mapping)
-        return len(mapping)
-
-    async def zrem(self, key: str, *members: str) -> int:
-        zset = self.zsets.get(key, {})
-        return sum(1 for m in members if zset.pop(m, None) is not None)
-
-    async def zrevrange(self, key: str, start: int, stop: int) -> list[str]:
-        ordered = sorted(self.zsets.get(key, {}).items(), key=lambda kv: (kv[1], kv[0]))
-        ordered.reverse()
-        return [member for member, _ in ordered[start : stop + 1]]
-
-    def pipeline(self, transaction: bool = True) -> FakePipeline:
-        return FakePipeline(self)
-
-
-class FakePipeline:
-    """WATCH/MULTI/EXEC as redis-py's asyncio pipeline exposes them (no concurrency here)."""
-
-    def __init__(self, redis: FakeRedis) -> None:
-        self.redis = redis
-        self.queued: list[tuple[str, tuple[Any, ...]]] | None = None
-
-    async def __aenter__(self) -> FakePipeline:
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        self.queued = None
-
-    async def watch(self, *_: str) -> None:
-        return None
-
-    async def get(self, key: str) -> str | None:
-        return await self.redis.get(key)
-
-    async def reset(self) -> None:
-        self.queued = None
-
-    def multi(self) -> None:
-        self.queued = []
-
-    def __getattr__(self, name: str) -> Any:
-        def queue(*args: Any) -> None:
-            assert self.queued is not None, f"{name} outside MULTI"
-            self.queued.append((name, args))
-
-        return queue
-
-    async def execute(self) -> list[Any]:
-        assert self.queued is not None
-        results = [await getattr(self.redis, name)(*args) for name, args in self.queued]
-        self.queued = None
-        return results
-
-
-def fake_inbox() -> tuple[Inbox, FakeRedis]:
-    redis = FakeRedis()
+def fake_inbox() -> tuple[Inbox, FakeAsyncRedis]:
+    redis = FakeAsyncRedis(decode_responses=True)
     return Inbox(cast(Redis, redis)), redis
+
+
+async def dump(redis: FakeAsyncRedis) -> dict[str, object]:
+    """Every key and its value (strings as text, sorted sets as member -> score)."""
+    state: dict[str, object] = {}
+    async for key in redis.scan_iter():
+        if await redis.type(key) == "zset":
+            state[key] = dict(await redis.zrange(key, 0, -1, withscores=True))
+        else:
+            state[key] = await redis.get(key)
+    return state
 
 
 def person(pid: str, role: str = "subject") -> Recipient:
@@ -273,7 +204,7 @@ async def test_recipient_dropped_in_a_new_episode_leaves_their_index() -> None:
             at=T0 + timedelta(days=3), started=T0 + timedelta(days=2), recipients=[person("emp-1")]
         )
     )
-    assert "fp-1" not in redis.zsets.get(recipient_index("old-mgr"), {})
+    assert await redis.zscore(recipient_index("old-mgr"), "fp-1") is None
     assert await inbox.list(recipient="old-mgr") == []
 
 
@@ -282,10 +213,10 @@ async def test_stale_transition_changes_nothing_in_redis() -> None:
     fire = firing()
     await inbox.record(fire)
     await inbox.record(resolved(fire, at=T0 + timedelta(hours=1)))
-    before = (dict(redis.strings), {k: dict(v) for k, v in redis.zsets.items()})
+    before = await dump(redis)
     result = await inbox.record(fire)
     assert not result.current
-    assert (redis.strings, redis.zsets) == before
+    assert await dump(redis) == before
 
 
 @pytest.mark.parametrize("state", list(AlertState))

@@ -8,12 +8,13 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from faststream.nats import TestNatsBroker
+from faststream.nats import JStream, TestNatsBroker
 
-from goalwatch.contracts import DeadLetter, MetricRecorded, subjects
-from goalwatch.telemetry import EVENTS_ACCEPTED, EVENTS_DUPLICATE, EVENTS_REJECTED
+from goalwatch.consumers import Ack, Received, RedeliveryPolicy, Reject, Retry
+from goalwatch.contracts import DeadLetter, ErrorDetail, MetricRecorded, subjects
 from services.ingestion.app import IngestionSettings, create_app
-from services.ingestion.intake import PublishFailedError, ingest_message
+from services.ingestion.intake import MessageIntake
+from services.ingestion.metrics import EVENTS_ACCEPTED, EVENTS_DUPLICATE, EVENTS_REJECTED
 from services.ingestion.publisher import PublishOutcome
 
 
@@ -22,7 +23,6 @@ class FakePublisher:
 
     def __init__(self, *, failing: set[str] | None = None) -> None:
         self.stored: list[MetricRecorded] = []
-        self.dead_letters: list[tuple[DeadLetter, str | None]] = []
         self.failing = failing or set()
         self._seen: set[str] = set()
 
@@ -38,9 +38,6 @@ class FakePublisher:
                 self.stored.append(event)
                 outcomes.append(PublishOutcome(event=event))
         return outcomes
-
-    async def publish_dead_letter(self, letter: DeadLetter, *, msg_id: str | None) -> None:
-        self.dead_letters.append((letter, msg_id))
 
 
 def event(**overrides: Any) -> dict[str, Any]:
@@ -137,7 +134,13 @@ def test_not_json_is_400(client: TestClient) -> None:
 def test_empty_array_is_400(client: TestClient) -> None:
     response = client.post("/v1/events", json=[])
     assert response.status_code == 400
-    assert response.json() == {"detail": "no events: the array is empty"}
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json() == {
+        "type": "about:blank",
+        "title": "Bad Request",
+        "status": 400,
+        "detail": "no events: the array is empty",
+    }
 
 
 def test_batch_too_large_is_413(client: TestClient) -> None:
@@ -226,51 +229,52 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 # --- NATS ---------------------------------------------------------------------------------
 
 
+POLICY = RedeliveryPolicy(max_deliver=3, first_delay=2.0, max_delay=30.0)
+
+
+def intake(publisher: FakePublisher) -> MessageIntake:
+    return MessageIntake(publisher=publisher, max_batch=10, policy=POLICY)
+
+
+def nats_message(
+    *, content_type: str | None = None, deliveries: int = 1, sequence: int | None = 7
+) -> Received:
+    headers = {} if content_type is None else {"Content-Type": content_type}
+    return Received("ingestion", sequence, deliveries, headers)
+
+
 async def test_nats_valid_events_are_stored(publisher: FakePublisher) -> None:
-    await ingest_message(
-        body=json.dumps([event(id="a"), event(id="b")]).encode(),
-        content_type=None,
-        max_batch=10,
-        publisher=publisher,
-        msg_id="ingest-1",
-    )
+    body = json.dumps([event(id="a"), event(id="b")]).encode()
+    verdict = await intake(publisher).handle(body, nats_message())
+    assert verdict == Ack()
     assert [e.id for e in publisher.stored] == ["a", "b"]
-    assert publisher.dead_letters == []
 
 
-async def test_nats_rejects_go_to_dead_letter(publisher: FakePublisher) -> None:
+async def test_nats_rejects_are_dead_lettered_with_each_error(publisher: FakePublisher) -> None:
     before = counter(EVENTS_REJECTED, "nats")
     body = json.dumps([event(id="a"), event(id="b", value="x")]).encode()
-    await ingest_message(
-        body=body, content_type="text/plain", max_batch=10, publisher=publisher, msg_id="ingest-7"
-    )
+    verdict = await intake(publisher).handle(body, nats_message(content_type="text/plain"))
     assert [e.id for e in publisher.stored] == ["a"]
-    [(letter, msg_id)] = publisher.dead_letters
-    assert msg_id == "ingest-7"
-    assert letter.origin_subject == subjects.METRICS_IN
-    assert letter.reason.startswith("1 of 2 events rejected; the other 1 were accepted: [1] ")
-    assert letter.errors == [
-        {
-            "loc": "[1].value",
-            "msg": 'value must be a JSON number, not a string "x" '
-            "(send the number without quotes: x)",
-            "id": "b",
-        }
-    ]
-    assert letter.payload == body.decode()
+    assert isinstance(verdict, Reject)
+    assert verdict.reason.startswith("1 of 2 events rejected; the other 1 were accepted: [1] ")
+    assert verdict.errors == (
+        ErrorDetail(
+            loc="[1].value",
+            msg='value must be a JSON number, not a string "x" (send the number without quotes: x)',
+            event_id="b",
+        ),
+    )
     assert counter(EVENTS_REJECTED, "nats") == before + 1
 
 
-async def test_nats_unreadable_body_goes_to_dead_letter(publisher: FakePublisher) -> None:
-    await ingest_message(
-        body=b"\xffnot json", content_type=None, max_batch=10, publisher=publisher, msg_id=None
-    )
-    [(letter, _)] = publisher.dead_letters
-    assert letter.reason.startswith("body is not valid UTF-8")
-    assert letter.payload == "\ufffdnot json"
+async def test_nats_unreadable_body_is_dead_lettered(publisher: FakePublisher) -> None:
+    verdict = await intake(publisher).handle(b"\xffnot json", nats_message())
+    assert isinstance(verdict, Reject)
+    assert verdict.reason.startswith("body is not valid UTF-8")
+    assert publisher.stored == []
 
 
-async def test_nats_cloudevent_header(publisher: FakePublisher) -> None:
+async def test_nats_cloudevent_header_in_any_case(publisher: FakePublisher) -> None:
     envelope = {
         "specversion": "1.0",
         "id": "ce-9",
@@ -280,32 +284,37 @@ async def test_nats_cloudevent_header(publisher: FakePublisher) -> None:
         "time": "2026-11-20T18:00:00Z",
         "data": {"metric": "feedback_score", "value": 4.2},
     }
-    await ingest_message(
-        body=json.dumps(envelope).encode(),
-        content_type="application/cloudevents+json",
-        max_batch=10,
-        publisher=publisher,
-        msg_id=None,
-    )
+    received = Received("ingestion", 1, 1, {"content-TYPE": "application/cloudevents+json"})
+    assert await intake(publisher).handle(json.dumps(envelope).encode(), received) == Ack()
     assert [e.id for e in publisher.stored] == ["ce-9"]
 
 
-async def test_nats_publish_failure_raises_for_redelivery() -> None:
+async def test_nats_events_not_stored_are_retried_then_dead_lettered() -> None:
     publisher = FakePublisher(failing={"a"})
-    with pytest.raises(PublishFailedError, match="1 of 1 events could not be stored"):
-        await ingest_message(
-            body=json.dumps(event(id="a")).encode(),
-            content_type=None,
-            max_batch=10,
-            publisher=publisher,
-            msg_id=None,
-        )
-    assert publisher.dead_letters == []
+    body = json.dumps(event(id="a")).encode()
+    first = await intake(publisher).handle(body, nats_message(deliveries=1))
+    assert first == Retry(delay=2.0, reason="1 of 1 events could not be stored: no PubAck")
+    second = await intake(publisher).handle(body, nats_message(deliveries=2))
+    assert isinstance(second, Retry) and second.delay == 4.0
+    last = await intake(publisher).handle(body, nats_message(deliveries=3))
+    assert isinstance(last, Reject)
+    assert last.reason == (
+        "1 of 1 events could not be stored: no PubAck; gave up after 3 deliveries"
+    )
+    assert last.cause == "gave-up"
 
 
-async def test_nats_subscriber_is_wired(publisher: FakePublisher) -> None:
+async def test_nats_subscriber_is_wired_and_dead_letters_rejects(publisher: FakePublisher) -> None:
     app = create_app(IngestionSettings(), publisher=publisher)
     broker = app.state.broker
+    letters: list[DeadLetter] = []
+
+    @broker.subscriber(
+        subjects.DEADLETTER_METRICS, stream=JStream(subjects.STREAM_DEADLETTER, declare=False)
+    )
+    async def keep(letter: DeadLetter) -> None:
+        letters.append(letter)
+
     async with TestNatsBroker(broker) as test_broker:
         await test_broker.publish(b"{not json", subjects.METRICS_IN)
         await test_broker.publish(
@@ -314,4 +323,6 @@ async def test_nats_subscriber_is_wired(publisher: FakePublisher) -> None:
             headers={"Content-Type": "application/json"},
         )
     assert [e.id for e in publisher.stored] == ["n-1"]
-    assert [d.reason.split(":")[0] for d, _ in publisher.dead_letters] == ["body is not valid JSON"]
+    assert [d.reason.split(":")[0] for d in letters] == ["body is not valid JSON"]
+    assert letters[0].origin_subject == subjects.METRICS_IN
+    assert letters[0].payload == "{not json"

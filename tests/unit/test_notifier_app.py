@@ -67,7 +67,13 @@ async def test_unknown_state_filter_is_a_422_naming_the_choices() -> None:
         response = await client.get("/v1/alerts", params={"state": "open"})
         too_many = await client.get("/v1/alerts", params={"limit": "100000"})
     assert response.status_code == 422
-    (error,) = response.json()["detail"]
-    assert error["loc"] == ["query", "state"]
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["status"] == 422 and problem["title"] == "Unprocessable Entity"
+    (error,) = problem["errors"]
+    assert error["loc"] == "query.state"
     assert "'firing' or 'resolved'" in error["msg"]
+    assert "query.state" in problem["detail"]
+    # The invalid input is not echoed back.
+    assert "open" not in response.text.replace("'", "")
     assert too_many.status_code == 422

@@ -6,10 +6,13 @@ from datetime import UTC, datetime, timedelta
 from typing import cast
 
 import pytest
+from fakeredis import FakeAsyncRedis
 from redis.asyncio import Redis
 
+from goalwatch.consumers import ACK, Received, RedeliveryPolicy, Reject, Retry, Verdict
 from goalwatch.contracts import (
     AlertFired,
+    AlertNotification,
     AlertResolved,
     AlertState,
     DeadLetter,
@@ -17,19 +20,21 @@ from goalwatch.contracts import (
     NotificationSent,
     PersonRead,
     Severity,
+    SubjectRef,
     subjects,
 )
 from goalwatch.contracts.base import Contract
+from goalwatch.goals_client import GoalsUnavailable
 from services.notifier.channels import DeliveryResult
 from services.notifier.claims import DeliveryClaims, claim_key
 from services.notifier.inbox import Inbox
-from services.notifier.notification import AlertNotification, SubjectRef, build_notification
-from services.notifier.pipeline import Notifier, Verdict
-from services.notifier.recipients import GoalsUnavailable, resolve_recipients
-from tests.unit.test_inbox import FakeRedis
+from services.notifier.notification import build_notification
+from services.notifier.pipeline import Notifier
+from services.notifier.recipients import resolve_recipients
 
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
 MAX_DELIVER = 10
+POLICY = RedeliveryPolicy(max_deliver=MAX_DELIVER, first_delay=5.0, max_delay=300.0)
 
 
 class Directory:
@@ -63,9 +68,11 @@ class FakeChannel:
 
 class Published:
     def __init__(self) -> None:
-        self.messages: list[tuple[str, Contract, str]] = []
+        self.messages: list[tuple[str, Contract, str | None]] = []
 
-    async def __call__(self, message: Contract, *, subject: str, stream: str, msg_id: str) -> None:
+    async def __call__(
+        self, message: Contract, *, subject: str, stream: str, msg_id: str | None
+    ) -> None:
         expected_stream = {
             subjects.NOTIFICATIONS_SENT: subjects.STREAM_NOTIFICATIONS,
             subjects.DEADLETTER_ALERTS: subjects.STREAM_DEADLETTER,
@@ -82,7 +89,7 @@ class Published:
 
 class World:
     def __init__(self, channel: FakeChannel | None = None) -> None:
-        self.redis = FakeRedis()
+        self.redis = FakeAsyncRedis(decode_responses=True)
         self.directory = Directory()
         self.channel = channel or FakeChannel()
         self.published = Published()
@@ -93,19 +100,18 @@ class World:
             claims=DeliveryClaims(cast(Redis, self.redis)),
             channels=[self.channel],
             publish=self.published,
+            policy=POLICY,
             clock=lambda: T0,
         )
 
-    async def send(self, message: AlertFired | AlertResolved, *, delivered: int = 1) -> Verdict:
-        subject = (
-            subjects.ALERTS_FIRED if isinstance(message, AlertFired) else subjects.ALERTS_RESOLVED
-        )
-        return await self.notifier.process(
-            subject=subject,
-            body=message.model_dump_json().encode(),
-            delivered=delivered,
-            max_deliver=MAX_DELIVER,
-        )
+    async def send(
+        self, message: AlertFired | AlertResolved, *, delivered: int = 1, sequence: int = 41
+    ) -> Verdict:
+        received = Received("notifier-fired", sequence, delivered)
+        return await self.notifier.handle(message, received)
+
+    async def keys(self, prefix: str) -> list[str]:
+        return [str(k) async for k in self.redis.scan_iter(match=f"{prefix}*")]
 
 
 def fired(**overrides: object) -> AlertFired:
@@ -147,7 +153,7 @@ def resolved_of(alert: AlertFired) -> AlertResolved:
 
 async def test_fired_alert_reaches_inbox_and_webhook() -> None:
     world = World()
-    assert await world.send(fired()) == Verdict(ack=True)
+    assert await world.send(fired()) == ACK
     (sent,) = world.channel.delivered
     assert sent.state is AlertState.FIRING
     assert [(r.id, r.role) for r in sent.recipients] == [("emp-1", "subject"), ("mgr-1", "manager")]
@@ -165,7 +171,7 @@ async def test_resolution_updates_the_same_entry_and_is_delivered() -> None:
     world = World()
     alert = fired()
     await world.send(alert)
-    assert await world.send(resolved_of(alert)) == Verdict(ack=True)
+    assert await world.send(resolved_of(alert)) == ACK
     assert [n.state for n in world.channel.delivered] == [AlertState.FIRING, AlertState.RESOLVED]
     last = world.channel.delivered[-1]
     # The resolution notice carries the firing's context.
@@ -192,7 +198,7 @@ async def test_final_failure_is_reported_dead_lettered_and_acked() -> None:
     failure = DeliveryResult(status=DeliveryStatus.FAILED, attempts=5, error="HTTP 503")
     world = World(FakeChannel(failure))
     alert = fired()
-    assert await world.send(alert) == Verdict(ack=True)
+    assert await world.send(alert) == ACK
     webhook = [o for o in world.published.outcomes() if o.channel == "webhook"]
     assert [(o.status, o.attempts, o.error) for o in webhook] == [
         (DeliveryStatus.FAILED, 5, "HTTP 503")
@@ -204,7 +210,10 @@ async def test_final_failure_is_reported_dead_lettered_and_acked() -> None:
     assert AlertFired.model_validate_json(dead.payload) == alert
     # The failed delivery left no claim: a replay tries again.
     key = claim_key(channel="webhook", notification=world.channel.delivered[0])
-    assert key not in world.redis.strings
+    assert await world.redis.get(key) is None
+    # Kept once per alert message and channel: a redelivery of it is not kept twice.
+    [(_, _, msg_id)] = [m for m in world.published.messages if isinstance(m[1], DeadLetter)]
+    assert msg_id == "deadletter:notifier-fired:41:failed-webhook"
     # The inbox has it regardless.
     assert await world.inbox.get("fp-1") is not None
 
@@ -225,8 +234,8 @@ async def test_replay_after_failure_delivers() -> None:
 async def test_channel_crash_releases_the_claim_and_asks_for_redelivery() -> None:
     world = World(FakeChannel(RuntimeError("boom")))
     verdict = await world.send(fired())
-    assert not verdict.ack and verdict.delay == 5.0
-    assert not any(k.startswith("goalwatch:notifier:claim:") for k in world.redis.strings)
+    assert isinstance(verdict, Retry) and verdict.delay == 5.0
+    assert await world.keys("goalwatch:notifier:claim:") == []
 
 
 async def test_delivery_under_way_elsewhere_is_retried_later() -> None:
@@ -239,48 +248,29 @@ async def test_delivery_under_way_elsewhere_is_retried_later() -> None:
     notification = build_notification(
         alert=alert, subject=SubjectRef(id="emp-1", name="Dr Li"), recipients=audience.recipients
     )
-    world.redis.strings[claim_key(channel="webhook", notification=notification)] = "pending"
+    await world.redis.set(claim_key(channel="webhook", notification=notification), "pending")
     verdict = await world.send(alert, delivered=3)
-    assert not verdict.ack and verdict.delay == 20.0
+    assert isinstance(verdict, Retry) and verdict.delay == 20.0
+    assert "under way elsewhere" in verdict.reason
     assert world.channel.delivered == []
 
 
-async def test_goals_down_nacks_with_growing_delay_then_dead_letters() -> None:
+async def test_goals_down_retries_with_growing_delay_then_dead_letters() -> None:
     world = World()
     world.directory.down = True
-    assert await world.send(fired(), delivered=1) == Verdict(ack=False, delay=5.0)
-    assert await world.send(fired(), delivered=2) == Verdict(ack=False, delay=10.0)
-    assert await world.send(fired(), delivered=9) == Verdict(ack=False, delay=300.0)
+    assert await world.send(fired(), delivered=1) == Retry(
+        delay=5.0, reason="alert fp-1 not processed: goals service did not answer"
+    )
+    assert await world.send(fired(), delivered=2) == Retry(
+        delay=10.0, reason="alert fp-1 not processed: goals service did not answer"
+    )
+    last_retry = await world.send(fired(), delivered=9)
+    assert isinstance(last_retry, Retry) and last_retry.delay == 300.0
     assert world.published.messages == []
-    assert await world.send(fired(), delivered=MAX_DELIVER) == Verdict(ack=True)
-    (dead,) = world.published.dead_letters()
-    assert f"after {MAX_DELIVER} deliveries" in dead.reason
-    assert "goals service did not answer" in dead.reason
-
-
-async def test_invalid_message_is_dead_lettered_with_field_errors() -> None:
-    world = World()
-    body = b'{"fingerprint": "fp-1", "severity": "loud"}'
-    verdict = await world.notifier.process(
-        subject=subjects.ALERTS_FIRED, body=body, delivered=1, max_deliver=MAX_DELIVER
-    )
-    assert verdict == Verdict(ack=True)
-    (dead,) = world.published.dead_letters()
-    assert dead.payload == body.decode()
-    locs = {e["loc"] for e in dead.errors}
-    assert {"severity", "rule_id"} <= locs
-    assert "not a valid AlertFired" in dead.reason
-    assert world.channel.delivered == []
-
-
-async def test_non_json_message_is_dead_lettered() -> None:
-    world = World()
-    verdict = await world.notifier.process(
-        subject=subjects.ALERTS_RESOLVED, body=b"\xff not json", delivered=1, max_deliver=3
-    )
-    assert verdict.ack
-    (dead,) = world.published.dead_letters()
-    assert "not a valid AlertResolved" in dead.reason
+    verdict = await world.send(fired(), delivered=MAX_DELIVER)
+    assert isinstance(verdict, Reject) and verdict.cause == "gave-up"
+    assert f"gave up after {MAX_DELIVER} deliveries" in verdict.reason
+    assert "goals service did not answer" in verdict.reason
 
 
 async def test_stale_firing_is_recorded_but_not_announced() -> None:
@@ -304,6 +294,7 @@ async def test_inbox_is_written_with_or_without_channels(channels: int) -> None:
             claims=DeliveryClaims(cast(Redis, world.redis)),
             channels=[],
             publish=world.published,
+            policy=POLICY,
             clock=lambda: T0,
         )
     await world.send(fired())

@@ -8,12 +8,8 @@ import httpx
 import pytest
 
 from goalwatch.contracts import PersonRead
-from services.notifier.recipients import (
-    Audience,
-    GoalsClient,
-    GoalsUnavailable,
-    resolve_recipients,
-)
+from goalwatch.goals_client import GoalsClient, GoalsUnavailable
+from services.notifier.recipients import Audience, resolve_recipients
 
 PEOPLE = {
     "emp-1": PersonRead(

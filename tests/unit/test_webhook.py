@@ -11,14 +11,20 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from goalwatch.contracts import AlertState, DeliveryStatus, Recipient, Severity
+from goalwatch.contracts import (
+    AlertNotification,
+    AlertState,
+    DeliveryStatus,
+    Recipient,
+    Severity,
+    SubjectRef,
+)
 from goalwatch.contracts.signing import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     sign,
     verify_signature,
 )
-from services.notifier.notification import AlertNotification, SubjectRef
 from services.notifier.webhook import WebhookChannel, parse_retry_after
 
 SECRET = "s3cret"

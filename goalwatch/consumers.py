@@ -1,0 +1,468 @@
+"""Message handlers, their verdicts, and the one redelivery policy every consumer follows.
+
+A service's message handling lives in a domain class with a ``handle`` method that takes the
+decoded contract model and returns a :data:`Verdict`: :class:`Ack`, :class:`Retry` (redeliver
+after a delay) or :class:`Reject` (keep the message as a dead letter, then ack). The functions
+here turn verdicts into JetStream acks, naks and dead letters, so no handler acks, naks or
+builds a dead letter itself, and every consumer retries, gives up and names its dead letters
+the same way:
+
+- :class:`RedeliveryPolicy` decides retry-or-dead-letter from the delivery count;
+- :func:`dead_letter` builds every dead letter; :func:`dead_letter_id` names it
+  (``Nats-Msg-Id``), once per message and cause, again for a replay (a new stream sequence);
+- :class:`Consumers` subscribes handlers and settles what escapes them: a payload that is
+  not the contract model never reaches a handler (FastStream's decoding raises, and it is
+  dead-lettered), and an exception is retried like any failure.
+"""
+
+import asyncio
+import inspect
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol, TypeVar, cast
+
+from faststream import AckPolicy
+from faststream.middlewares import ExceptionMiddleware
+from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy as JsAckPolicy
+from nats.js.api import ConsumerConfig
+from prometheus_client import Histogram
+from pydantic import BaseModel, ValidationError
+
+from goalwatch.contracts import DeadLetter, ErrorDetail, subjects
+
+logger = logging.getLogger(__name__)
+
+M = TypeVar("M", contravariant=True)
+
+
+# ---------------------------------------------------------------- verdicts
+
+
+@dataclass(frozen=True)
+class Ack:
+    """Done with the message: acknowledge it."""
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Not done, and it may work later: redeliver after ``delay`` seconds."""
+
+    delay: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class Reject:
+    """It will not work: keep the message as a dead letter for an operator, then ack it."""
+
+    reason: str
+    errors: tuple[ErrorDetail, ...] = ()
+    # Distinguishes dead letters of one message made for different causes (see dead_letter_id).
+    cause: str = "rejected"
+
+
+Verdict = Ack | Retry | Reject
+"""What a handler decided about one message."""
+
+ACK = Ack()
+
+
+@dataclass(frozen=True)
+class RedeliveryPolicy:
+    """How often a message is delivered before it is dead-lettered, and how far apart.
+
+    Delays start at ``first_delay`` seconds and double per delivery up to ``max_delay``; the
+    ``max_deliver``-th delivery that fails is the last: its message becomes a dead letter
+    instead of being redelivered (JetStream would otherwise drop it silently at the limit).
+    """
+
+    max_deliver: int
+    first_delay: float
+    max_delay: float
+
+    def delay(self, delivered: int) -> float:
+        """Seconds to wait before the delivery after delivery number ``delivered``."""
+        return float(min(self.first_delay * 2 ** (max(delivered, 1) - 1), self.max_delay))
+
+    def on_failure(self, *, delivered: int, reason: str) -> Retry | Reject:
+        """Retry, or, after the last allowed delivery, dead-letter the message."""
+        if delivered < self.max_deliver:
+            return Retry(delay=self.delay(delivered), reason=reason)
+        return Reject(reason=f"{reason}; gave up after {delivered} deliveries", cause="gave-up")
+
+
+# ---------------------------------------------------------------- consumers
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    """A durable pull consumer: what it reads, how it is redelivered, how much it fetches.
+
+    :func:`goalwatch.messaging.ensure_streams` provisions it like the streams: FastStream only
+    creates a consumer that is missing, so a changed setting (``max_deliver``, ``ack_wait``)
+    reaches one that already exists only this way.
+    """
+
+    name: str
+    stream: str
+    subject: str
+    policy: RedeliveryPolicy
+    ack_wait: float
+    batch_size: int
+
+    def config(self) -> ConsumerConfig:
+        """The consumer's JetStream settings."""
+        return ConsumerConfig(
+            durable_name=self.name,
+            filter_subject=self.subject,
+            ack_policy=JsAckPolicy.EXPLICIT,
+            max_deliver=self.policy.max_deliver,
+            ack_wait=self.ack_wait,
+        )
+
+
+@dataclass(frozen=True)
+class Received:
+    """Where a JetStream message sits in its stream, how often it came, and its headers."""
+
+    consumer: str
+    sequence: int | None  # stream sequence: the same for every delivery, new for a replay
+    deliveries: int = 1  # deliveries so far, this one included
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def header(self, name: str) -> str | None:
+        """A header by name, whatever its case: NATS headers are case-sensitive, senders are not."""
+        wanted = name.lower()
+        return next((v for k, v in self.headers.items() if k.lower() == wanted), None)
+
+
+def received(raw: Msg, *, consumer: str) -> Received:
+    """The delivery facts of ``raw``; sequence None when it carries no JetStream metadata."""
+    headers = dict(raw.headers or {})
+    try:
+        metadata = raw.metadata
+        sequence, deliveries = int(metadata.sequence.stream), int(metadata.num_delivered)
+    except Exception:  # in-memory test brokers deliver plain messages
+        return Received(consumer, None, headers=headers)
+    return Received(consumer, sequence, deliveries, headers)
+
+
+class Handler(Protocol[M]):
+    """Handles one message at a time."""
+
+    async def handle(self, message: M, received: Received) -> Verdict:
+        """Decide what becomes of ``message``."""
+        ...
+
+
+class BatchHandler(Protocol[M]):
+    """Handles a fetched batch at once, e.g. to keep per-key order across it."""
+
+    async def handle_batch(
+        self, messages: Sequence[M], received: Sequence[Received]
+    ) -> Sequence[Verdict]:
+        """One verdict per message, in order."""
+        ...
+
+
+# How long one pull request may wait for its batch to fill. A request that finds the stream
+# empty lingers on the server for this long and can hold back a message that arrives meanwhile
+# (seen as seconds of extra latency with 5 s); short requests keep an idle pipeline prompt at
+# the cost of a few empty fetches a second.
+FETCH_TIMEOUT_SECONDS = 0.5
+# How long a batch consumer keeps collecting before it handles what it has: the most latency
+# batching adds when traffic is light; under load batches fill long before.
+BATCH_WINDOW_SECONDS = 0.05
+
+
+@dataclass(frozen=True)
+class _Subscription:
+    spec: ConsumerSpec
+    model: type[BaseModel] | None  # None: the handler takes the raw bytes
+    batch: bool
+
+
+class Consumers:
+    """The durable consumers of one service: handlers subscribed, verdicts applied.
+
+    Whatever escapes a handler is settled here too, so no message is left to JetStream's
+    ``max_deliver``, which drops it without a trace: a payload that does not decode into the
+    handler's model is dead-lettered at once, any other exception is retried by the policy
+    and dead-lettered after the last delivery.
+    """
+
+    def __init__(self, broker: NatsBroker, *, service: str, seconds: Histogram) -> None:
+        """``seconds`` (labels service, handler) times every message or batch handled."""
+        self._broker = broker
+        self._service = service
+        self._seconds = seconds
+        self._by_subject: dict[str, _Subscription] = {}
+        broker.add_middleware(
+            ExceptionMiddleware(handlers={ValidationError: self._invalid, Exception: self._failed})
+        )
+
+    @property
+    def specs(self) -> list[ConsumerSpec]:
+        """Every consumer subscribed, for :func:`goalwatch.messaging.ensure_streams`."""
+        return [subscription.spec for subscription in self._by_subject.values()]
+
+    def add(
+        self,
+        spec: ConsumerSpec,
+        model: type[BaseModel] | type[bytes],
+        handler: Handler[Any],
+        *,
+        description: str,
+        keep_alive: bool = False,
+    ) -> None:
+        """Subscribe ``handler`` to ``spec``, one message per call, a fetched batch concurrently.
+
+        ``model`` is the contract the payload is decoded into (``bytes``: the raw body, for a
+        handler that reports errors in the payload itself). ``keep_alive`` tells JetStream,
+        every third of ``ack_wait``, that a slow message is still being worked on.
+        """
+        broker = self._broker
+        timer = self._seconds.labels(service=self._service, handler=spec.name)
+
+        async def on_message(body: Any, msg: NatsMessage) -> None:
+            facts = received(msg.raw_message, consumer=spec.name)
+            with timer.time():
+                async with _heartbeat(msg, every=spec.ack_wait / 3 if keep_alive else None):
+                    verdict = await handler.handle(body, facts)
+                await settle(broker, msg.raw_message, verdict, received=facts)
+
+        decoded = None if issubclass(model, bytes) else model
+        _annotate(on_message, model)
+        decoder = _raw if decoded is None else None
+        self._subscribe(spec, on_message, description, batch=False, decoder=decoder)
+        self._by_subject[spec.subject] = _Subscription(spec, decoded, batch=False)
+
+    def add_batch(
+        self,
+        spec: ConsumerSpec,
+        model: type[BaseModel],
+        handler: BatchHandler[Any],
+        *,
+        description: str,
+    ) -> None:
+        """Subscribe ``handler`` to ``spec`` for whole batches: one batch at a time, in order."""
+        broker = self._broker
+        timer = self._seconds.labels(service=self._service, handler=spec.name)
+
+        async def on_batch(body: list[Any], msg: NatsMessage) -> None:
+            raws = cast(list[Msg], msg.raw_message)
+            facts = [received(raw, consumer=spec.name) for raw in raws]
+            with timer.time():
+                verdicts = await handler.handle_batch(body, facts)
+                for raw, verdict, fact in zip(raws, verdicts, facts, strict=True):
+                    await settle(broker, raw, verdict, received=fact)
+
+        _annotate(on_batch, list[model])  # type: ignore[valid-type]
+        self._subscribe(spec, on_batch, description, batch=True, decoder=None)
+        self._by_subject[spec.subject] = _Subscription(spec, model, batch=True)
+
+    def _subscribe(
+        self,
+        spec: ConsumerSpec,
+        func: Callable[..., Awaitable[None]],
+        description: str,
+        *,
+        batch: bool,
+        decoder: Callable[[NatsMessage], Awaitable[Any]] | None,
+    ) -> None:
+        timeout = BATCH_WINDOW_SECONDS if batch else FETCH_TIMEOUT_SECONDS
+        self._broker.subscriber(
+            spec.subject,
+            stream=JStream(spec.stream, declare=False),
+            durable=spec.name,
+            pull_sub=PullSub(batch_size=spec.batch_size, timeout=timeout, batch=batch),
+            config=spec.config(),
+            ack_policy=AckPolicy.MANUAL,
+            decoder=decoder,
+            title=f"{spec.name}:{spec.subject}",
+            description=description,
+        )(func)
+
+    async def _invalid(self, exc: ValidationError, message: NatsMessage) -> None:
+        await self._settle_escaped(exc, message)
+
+    async def _failed(self, exc: Exception, message: NatsMessage) -> None:
+        await self._settle_escaped(exc, message)
+
+    async def _settle_escaped(self, exc: Exception, message: NatsMessage) -> None:
+        """Settle the messages a handler never gave a verdict for.
+
+        Each message that does not decode into the model is dead-lettered. When the error
+        came from elsewhere, a single message is retried (and dead-lettered after its last
+        delivery); the valid messages of a batch that held an invalid one are handed back at
+        once and come again without it.
+        """
+        raw: Msg | list[Msg] = message.raw_message
+        batch = raw if isinstance(raw, list) else [raw]
+        subscription = self._by_subject.get(batch[0].subject)
+        if subscription is None:  # not one of ours: leave it to JetStream's redelivery
+            raise exc
+        spec = subscription.spec
+        for one in batch:
+            facts = received(one, consumer=spec.name)
+            errors = _decode_errors(subscription.model, one.data)
+            if errors:
+                verdict: Verdict = Reject(
+                    reason=f"not a valid message for {one.subject} ({len(errors)} error(s)): "
+                    + "; ".join(f"{e.loc}: {e.msg}" for e in errors[:3])
+                    + f"; fix the publisher and republish the corrected payload to {one.subject}",
+                    errors=tuple(errors),
+                    cause="invalid",
+                )
+            elif subscription.batch and isinstance(exc, ValidationError):
+                await one.nak()
+                continue
+            else:
+                logger.exception("handler of %s failed", spec.name, exc_info=exc)
+                verdict = spec.policy.on_failure(
+                    delivered=facts.deliveries, reason=f"handling failed: {exc!r}"
+                )
+            await settle(self._broker, one, verdict, received=facts)
+
+
+async def _raw(msg: NatsMessage) -> bytes:
+    return bytes(msg.body)
+
+
+def _decode_errors(model: type[BaseModel] | None, data: bytes) -> list[ErrorDetail]:
+    if model is None:
+        return []
+    try:
+        model.model_validate_json(data)
+    except ValidationError as exc:
+        return validation_errors(exc)
+    return []
+
+
+def _annotate(func: Callable[..., Any], body: Any) -> None:
+    """Annotate ``func``'s body: FastStream decodes (and documents) by the annotation."""
+    signature = inspect.signature(func)
+    parameters = [
+        p.replace(annotation=body) if p.name == "body" else p.replace(annotation=NatsMessage)
+        for p in signature.parameters.values()
+    ]
+    func.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+
+
+@asynccontextmanager
+async def _heartbeat(msg: NatsMessage, *, every: float | None) -> AsyncIterator[None]:
+    if every is None:
+        yield
+        return
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await msg.in_progress()
+            except Exception as exc:  # losing a heartbeat only risks a redelivery
+                logger.debug("in-progress heartbeat failed: %s", exc)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
+
+
+# ---------------------------------------------------------------- settling and dead letters
+
+
+async def settle(broker: NatsBroker, raw: Msg, verdict: Verdict, *, received: Received) -> None:
+    """Tell JetStream what ``verdict`` says about ``raw``; a rejected message is kept first."""
+    extra = {"consumer": received.consumer, "sequence": received.sequence}
+    if isinstance(verdict, Ack):
+        await raw.ack()
+    elif isinstance(verdict, Retry):
+        logger.warning(
+            "%s (delivery %d), retrying in %.1f s",
+            verdict.reason,
+            received.deliveries,
+            verdict.delay,
+            extra=extra,
+        )
+        await raw.nak(delay=verdict.delay)
+    else:
+        logger.error("dead-lettered: %s", verdict.reason, extra=extra)
+        await publish_dead_letter(
+            broker,
+            dead_letter(
+                origin_subject=raw.subject,
+                reason=verdict.reason,
+                errors=verdict.errors,
+                payload=raw.data,
+            ),
+            msg_id=dead_letter_id(received, cause=verdict.cause),
+        )
+        await raw.ack()
+
+
+def dead_letter(
+    *,
+    origin_subject: str,
+    reason: str,
+    payload: bytes,
+    errors: Sequence[ErrorDetail] = (),
+    at: datetime | None = None,
+) -> DeadLetter:
+    """The dead letter of a message from ``origin_subject``, kept whole for a replay."""
+    return DeadLetter(
+        origin_subject=origin_subject,
+        reason=reason,
+        errors=list(errors),
+        payload=payload.decode("utf-8", errors="replace"),
+        at=at or datetime.now(UTC),
+    )
+
+
+def dead_letter_id(received: Received, *, cause: str) -> str | None:
+    """The ``Nats-Msg-Id`` of a dead letter: one per consumer, stream sequence and cause.
+
+    Every delivery of one message shares it, so a message redelivered after its dead letter
+    was stored (but before its ack) is kept once; a replay has a new sequence, so a replay that
+    fails again is kept again. None (no de-duplication) without a sequence.
+    """
+    if received.sequence is None:
+        return None
+    return message_id("deadletter", received.consumer, str(received.sequence), cause)
+
+
+def message_id(*parts: str) -> str:
+    """The one way goalwatch spells a ``Nats-Msg-Id``: its parts joined by ``:``."""
+    return ":".join(parts)
+
+
+async def publish_dead_letter(
+    broker: NatsBroker, letter: DeadLetter, *, msg_id: str | None
+) -> None:
+    """Store ``letter`` on its dead-letter subject and wait for the stream to confirm it."""
+    headers = {} if msg_id is None else {"Nats-Msg-Id": msg_id}
+    await broker.publish(
+        letter,
+        subjects.dead_letter_subject(letter.origin_subject),
+        stream=subjects.STREAM_DEADLETTER,
+        headers=headers,
+    )
+
+
+def validation_errors(exc: ValidationError, *, prefix: str = "") -> list[ErrorDetail]:
+    """Pydantic's errors as dead-letter error details (``loc`` dotted, ``$`` for the whole)."""
+    return [
+        ErrorDetail(
+            loc=prefix + (".".join(str(part) for part in error["loc"]) or "$"),
+            msg=error["msg"],
+        )
+        for error in exc.errors(include_url=False)
+    ]

@@ -1,0 +1,114 @@
+"""The one client of the goals service's people directory, and its one failure policy.
+
+Every service that asks goals about a person uses :class:`GoalsClient`:
+
+- a person goals does not know (404) is an answer: ``None``;
+- network trouble, a timeout, 429 or a 5xx is retried a few times with backoff, then raised as
+  :class:`GoalsUnavailable`, and so is any other unexpected answer. The caller's message is then
+  redelivered later by its consumer's policy: an alert waits for goals rather than going out
+  for good with a degraded text (a person's id where their name belongs, a manager missing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+from urllib.parse import quote
+
+import httpx
+from pydantic import ValidationError
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from goalwatch.contracts import PersonRead
+
+
+class GoalsUnavailable(Exception):
+    """The goals service could not answer a person lookup (after retries, or wrongly)."""
+
+
+class _Transient(Exception):
+    """A lookup failure worth retrying: network trouble, timeout, 5xx or 429."""
+
+
+class PersonDirectory(Protocol):
+    """Looks people up by id."""
+
+    async def get_person(self, person_id: str) -> PersonRead | None:
+        """The person, or None when the directory has no such id."""
+        ...
+
+
+class GoalsClient:
+    """``GET {goals_url}/v1/people/{id}`` with timeouts and retries of transient failures."""
+
+    def __init__(
+        self,
+        *,
+        client: httpx.AsyncClient,
+        base_url: str,
+        attempts: int = 3,
+        backoff: float = 0.2,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._client = client
+        self._base_url = base_url.rstrip("/")
+        self._attempts = attempts
+        self._backoff = backoff
+        self._sleep = sleep
+
+    async def get_person(self, person_id: str) -> PersonRead | None:
+        """The person with ``person_id``, or None on 404; raises GoalsUnavailable otherwise."""
+        url = f"{self._base_url}/v1/people/{quote(person_id, safe='')}"
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self._attempts),
+            wait=wait_exponential_jitter(multiplier=self._backoff, max=5.0, jitter=self._backoff),
+            retry=retry_if_exception_type(_Transient),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await self._get_once(url, person_id)
+        except _Transient as exc:
+            raise GoalsUnavailable(
+                f"goals service did not answer for person {person_id!r} after "
+                f"{self._attempts} attempts: {exc}"
+            ) from exc
+        raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
+
+    async def _get_once(self, url: str, person_id: str) -> PersonRead | None:
+        try:
+            response = await self._client.get(url)
+        except httpx.TimeoutException as exc:
+            raise _Transient(f"timed out ({type(exc).__name__}) on GET {url}") from exc
+        except httpx.TransportError as exc:
+            raise _Transient(f"could not reach {url}: {exc!r}") from exc
+        if response.status_code == 404:
+            return None
+        if response.status_code == 429 or response.status_code >= 500:
+            raise _Transient(f"GET {url} answered HTTP {response.status_code}")
+        if response.status_code != 200:
+            raise GoalsUnavailable(
+                f"GET {url} answered HTTP {response.status_code}: {response.text[:200]}"
+            )
+        try:
+            return PersonRead.model_validate_json(response.content)
+        except ValidationError as exc:
+            raise GoalsUnavailable(
+                f"GET {url} returned a body that is not a PersonRead: {exc}"
+            ) from exc
+
+    async def name_of(self, *, subject: str) -> str:
+        """The display name of ``subject``; its id when goals knows no such person.
+
+        Raises :class:`GoalsUnavailable` when goals cannot answer, like :meth:`get_person`.
+        """
+        person = await self.get_person(subject)
+        return subject if person is None else person.name

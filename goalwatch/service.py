@@ -1,0 +1,100 @@
+"""What every service's app is made of: one lifespan, health and metrics, problem+json errors.
+
+A service's ``create_app`` builds its clients and domain objects, subscribes its handlers with
+:class:`goalwatch.consumers.Consumers` and hands the rest to :func:`service_app`.
+
+Lifecycle, in order: streams and the service's consumers are provisioned, the broker starts
+(subscribers begin to pull), the app serves; on shutdown the broker stops first (it finishes
+what it holds), then every client is closed. FastStream's FastAPI integration (``NatsRouter``)
+would start the broker too, but it builds a broker of its own, where a service here takes one
+as an argument so that tests can pass theirs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from faststream.nats import NatsBroker
+from prometheus_client import CollectorRegistry
+from pydantic import BaseModel
+
+from goalwatch import __version__
+from goalwatch.consumers import Consumers
+from goalwatch.messaging import ensure_streams
+from goalwatch.problems import FieldProblem, Problem, install_problem_handlers
+from goalwatch.telemetry import ReadyCheck, ops_router
+
+logger = logging.getLogger(__name__)
+
+Close = Callable[[], Awaitable[None]]
+
+
+def service_app(
+    *,
+    name: str,
+    checks: Mapping[str, ReadyCheck],
+    registry: CollectorRegistry,
+    nats_url: str | None = None,
+    broker: NatsBroker | None = None,
+    consumers: Consumers | None = None,
+    close: Sequence[Close] = (),
+    on_start: Callable[[], None] | None = None,
+    schemas: Sequence[type[BaseModel]] = (),
+) -> FastAPI:
+    """The FastAPI app of service ``name``; routes are added by the caller.
+
+    ``broker`` (with ``nats_url`` to provision streams and ``consumers``) is started and
+    stopped with the app; ``close`` is awaited on shutdown; ``registry`` holds the service's
+    own metrics, served at ``/metrics``; ``schemas`` are added to the OpenAPI components
+    (models that a route answers with by hand).
+    """
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        try:
+            if broker is not None:
+                assert nats_url is not None, "a broker needs nats_url to provision streams"
+                await ensure_streams(nats_url, consumers=consumers.specs if consumers else ())
+                await broker.start()
+            if on_start is not None:
+                on_start()
+            yield
+        finally:
+            if broker is not None:
+                await broker.stop()
+            for closer in close:
+                await closer()
+
+    app = FastAPI(title=f"goalwatch {name}", version=__version__, lifespan=lifespan)
+    app.state.broker = broker  # what the service subscribes and publishes, for AsyncAPI
+    install_problem_handlers(app)
+    app.include_router(ops_router(checks, registry=registry))
+    _document(app, [Problem, FieldProblem, *schemas])
+    return app
+
+
+def _document(app: FastAPI, models: Sequence[type[BaseModel]]) -> None:
+    """Add ``models`` to the OpenAPI components, where hand-written responses refer to them."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for model in models:
+                model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(model_schema.pop("$defs", {}))
+                components[model.__name__] = model_schema
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

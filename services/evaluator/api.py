@@ -1,0 +1,78 @@
+"""The loaded rules over HTTP: ``GET /v1/rules`` and ``GET /v1/rules/{rule_id}``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel, Field
+
+from goalwatch.contracts import Severity
+from goalwatch.problems import problem_responses
+from goalwatch.rules import LoadedRule
+
+
+class RuleRead(BaseModel):
+    """A loaded rule, as served by ``GET /v1/rules``."""
+
+    id: str = Field(description="Rule id.")
+    name: str = Field(description="Human-readable name.")
+    description: str | None = Field(description="What the rule is for.")
+    kind: str = Field(description="Rule kind.")
+    metric: str = Field(description="Metric the rule watches.")
+    where: dict[str, str] = Field(description="Label filters.")
+    condition: dict[str, Any] = Field(description="op, value and consecutive.")
+    severity: Severity = Field(description="Severity of the alerts it fires.")
+    notify: list[str] = Field(description="Who is notified.")
+    message: str = Field(description="Message template.")
+    resolved_message: str | None = Field(description="Resolved message template, if any.")
+    file: str = Field(description="Name of the file in the rules directory it was loaded from.")
+
+    @classmethod
+    def of(cls, rule: LoadedRule) -> RuleRead:
+        """The API view of a loaded rule."""
+        spec = rule.spec
+        return cls(
+            id=spec.id,
+            name=spec.name,
+            description=spec.description,
+            kind=spec.kind,
+            metric=spec.metric,
+            where=dict(spec.where),
+            condition=spec.condition.model_dump(),
+            severity=spec.severity,
+            notify=list(spec.notify),
+            message=spec.message,
+            resolved_message=spec.resolved_message,
+            file=rule.path.name,
+        )
+
+
+def rules_router(rules: Sequence[LoadedRule], *, rules_dir: Path) -> APIRouter:
+    """The rules API over the rules loaded from ``rules_dir``."""
+    router = APIRouter(prefix="/v1", tags=["rules"])
+    by_id = {rule.spec.id: rule for rule in rules}
+
+    @router.get("/rules", summary="The rules loaded at start-up, ordered by file name")
+    async def list_rules() -> list[RuleRead]:
+        return [RuleRead.of(rule) for rule in rules]
+
+    @router.get(
+        "/rules/{rule_id}",
+        summary="One loaded rule",
+        responses=problem_responses({404: "No rule with that id is loaded."}),
+    )
+    async def get_rule(rule_id: str) -> RuleRead:
+        rule = by_id.get(rule_id)
+        if rule is None:
+            loaded = ", ".join(by_id) or "none"
+            raise HTTPException(
+                status_code=404,
+                detail=f"no rule with id '{rule_id}' is loaded (loaded: {loaded}); "
+                "rules are read from the rules directory at start-up",
+            )
+        return RuleRead.of(rule)
+
+    return router

@@ -1,0 +1,26 @@
+"""The ingestion service's Prometheus metrics, on its own registry."""
+
+from prometheus_client import Counter
+
+from goalwatch.telemetry import handler_seconds, service_registry
+
+REGISTRY = service_registry()
+EVENTS_ACCEPTED = Counter(
+    "goalwatch_events_accepted_total",
+    "Metric events accepted by ingestion.",
+    ["transport"],
+    registry=REGISTRY,
+)
+EVENTS_DUPLICATE = Counter(
+    "goalwatch_events_duplicate_total",
+    "Metric events recognised as resends.",
+    ["transport"],
+    registry=REGISTRY,
+)
+EVENTS_REJECTED = Counter(
+    "goalwatch_events_rejected_total",
+    "Metric events rejected as invalid.",
+    ["transport"],
+    registry=REGISTRY,
+)
+HANDLER_SECONDS = handler_seconds(REGISTRY)

@@ -1,0 +1,20 @@
+"""The notifier's Prometheus metrics, on its own registry."""
+
+from prometheus_client import Counter
+
+from goalwatch.telemetry import handler_seconds, service_registry
+
+REGISTRY = service_registry()
+NOTIFICATIONS_SENT = Counter(
+    "goalwatch_notifications_sent_total",
+    "Notifications delivered.",
+    ["channel"],
+    registry=REGISTRY,
+)
+NOTIFICATIONS_FAILED = Counter(
+    "goalwatch_notifications_failed_total",
+    "Notifications given up after retries.",
+    ["channel"],
+    registry=REGISTRY,
+)
+HANDLER_SECONDS = handler_seconds(REGISTRY)
