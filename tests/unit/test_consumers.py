@@ -1,0 +1,175 @@
+"""The kernel's consumer plumbing: the redelivery policy, and verdicts applied to messages."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import pytest
+from faststream.nats import JStream, NatsBroker, TestNatsBroker
+from faststream.nats.testing import PatchedMessage
+
+from goalwatch.consumers import (
+    ACK,
+    Consumers,
+    ConsumerSpec,
+    Received,
+    RedeliveryPolicy,
+    Reject,
+    Retry,
+    Verdict,
+    dead_letter_id,
+)
+from goalwatch.contracts import DeadLetter, MetricRecorded, subjects
+from goalwatch.telemetry import handler_seconds, service_registry
+
+POLICY = RedeliveryPolicy(max_deliver=4, first_delay=1.0, max_delay=3.0)
+SPEC = ConsumerSpec(
+    name="probe",
+    stream=subjects.STREAM_METRICS,
+    subject=subjects.METRICS_RECORDED,
+    policy=POLICY,
+    ack_wait=30,
+    batch_size=10,
+)
+EVENT = MetricRecorded(
+    id="e-1",
+    metric="report_rework_rate",
+    value=0.11,
+    time="2026-11-20T18:00:00+08:00",
+    subject="li-na",
+    source="his",
+)
+
+
+def test_delays_double_up_to_the_cap() -> None:
+    assert [POLICY.delay(n) for n in (1, 2, 3, 4, 5)] == [1.0, 2.0, 3.0, 3.0, 3.0]
+
+
+def test_failures_are_retried_until_the_last_delivery_then_rejected() -> None:
+    assert POLICY.on_failure(delivered=1, reason="redis down") == Retry(1.0, "redis down")
+    assert POLICY.on_failure(delivered=3, reason="redis down") == Retry(3.0, "redis down")
+    last = POLICY.on_failure(delivered=4, reason="redis down")
+    assert last == Reject("redis down; gave up after 4 deliveries", cause="gave-up")
+
+
+def test_dead_letter_ids_name_consumer_sequence_and_cause() -> None:
+    received = Received("evaluator", 812, 3)
+    assert dead_letter_id(received, cause="gave-up") == "deadletter:evaluator:812:gave-up"
+    # No sequence (an in-memory broker): nothing to de-duplicate on.
+    assert dead_letter_id(Received("evaluator", None), cause="invalid") is None
+
+
+class Settled:
+    """What the in-memory broker's messages were told: ack, or nak with a delay."""
+
+    def __init__(self) -> None:
+        self.acks = 0
+        self.naks: list[float | None] = []
+
+
+@pytest.fixture
+def settled(monkeypatch: pytest.MonkeyPatch) -> Iterator[Settled]:
+    record = Settled()
+
+    # Only the consumer under test counts, not the one reading the dead letters.
+    async def ack(self: PatchedMessage) -> None:
+        record.acks += self.subject == SPEC.subject
+
+    async def nak(self: PatchedMessage, delay: float | None = None) -> None:
+        if self.subject == SPEC.subject:
+            record.naks.append(delay)
+
+    monkeypatch.setattr(PatchedMessage, "ack", ack)
+    monkeypatch.setattr(PatchedMessage, "nak", nak)
+    yield record
+
+
+class Recording:
+    def __init__(self, *verdicts: Verdict | Exception) -> None:
+        self.verdicts = list(verdicts)
+        self.handled: list[MetricRecorded] = []
+
+    async def handle(self, message: MetricRecorded, received: Received) -> Verdict:
+        self.handled.append(message)
+        outcome = self.verdicts.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    async def handle_batch(
+        self, messages: Sequence[MetricRecorded], received: Sequence[Received]
+    ) -> list[Verdict]:
+        return [await self.handle(m, r) for m, r in zip(messages, received, strict=True)]
+
+
+def broker_with(handler: Recording, *, batch: bool = False) -> tuple[NatsBroker, list[DeadLetter]]:
+    broker = NatsBroker()
+    consumers = Consumers(broker, service="test", seconds=handler_seconds(service_registry()))
+    if batch:
+        consumers.add_batch(SPEC, MetricRecorded, handler, description="probe")
+    else:
+        consumers.add(SPEC, MetricRecorded, handler, description="probe")
+    letters: list[DeadLetter] = []
+
+    @broker.subscriber(
+        subjects.DEADLETTER_METRICS, stream=JStream(subjects.STREAM_DEADLETTER, declare=False)
+    )
+    async def keep(letter: DeadLetter) -> None:
+        letters.append(letter)
+
+    return broker, letters
+
+
+@pytest.mark.parametrize("batch", [False, True])
+async def test_a_valid_message_reaches_the_handler_as_its_model_and_is_acked(
+    settled: Settled, batch: bool
+) -> None:
+    handler = Recording(ACK)
+    broker, letters = broker_with(handler, batch=batch)
+    async with TestNatsBroker(broker) as test_broker:
+        await test_broker.publish(EVENT, subjects.METRICS_RECORDED)
+    assert handler.handled == [EVENT]
+    assert (settled.acks, settled.naks, letters) == (1, [], [])
+
+
+@pytest.mark.parametrize("batch", [False, True])
+async def test_an_invalid_payload_is_dead_lettered_without_reaching_the_handler(
+    settled: Settled, batch: bool
+) -> None:
+    handler = Recording()
+    broker, letters = broker_with(handler, batch=batch)
+    body = b'{"id": "e-2", "metric": "report_rework_rate", "value": "high"}'
+    async with TestNatsBroker(broker) as test_broker:
+        await test_broker.publish(body, subjects.METRICS_RECORDED)
+    assert handler.handled == []
+    (letter,) = letters
+    assert letter.origin_subject == subjects.METRICS_RECORDED
+    assert letter.payload == body.decode()
+    assert {e.loc for e in letter.errors} >= {"value", "time", "subject", "source"}
+    assert letter.reason.startswith(f"not a valid message for {subjects.METRICS_RECORDED}")
+    assert settled.acks == 1 and settled.naks == []
+
+
+async def test_a_retry_verdict_naks_with_its_delay(settled: Settled) -> None:
+    broker, letters = broker_with(Recording(Retry(delay=7.0, reason="goals down")))
+    async with TestNatsBroker(broker) as test_broker:
+        await test_broker.publish(EVENT, subjects.METRICS_RECORDED)
+    assert (settled.acks, settled.naks, letters) == (0, [7.0], [])
+
+
+async def test_a_reject_verdict_keeps_the_message_then_acks(settled: Settled) -> None:
+    broker, letters = broker_with(Recording(Reject(reason="cannot be stored")))
+    async with TestNatsBroker(broker) as test_broker:
+        await test_broker.publish(EVENT, subjects.METRICS_RECORDED)
+    (letter,) = letters
+    assert letter.reason == "cannot be stored"
+    assert MetricRecorded.model_validate_json(letter.payload) == EVENT
+    assert settled.acks == 1
+
+
+async def test_an_exception_from_a_handler_is_retried_by_the_policy(settled: Settled) -> None:
+    broker, letters = broker_with(Recording(RuntimeError("bug")))
+    async with TestNatsBroker(broker) as test_broker:
+        await test_broker.publish(EVENT, subjects.METRICS_RECORDED)
+    # First delivery: retried after the policy's first delay, not dropped, not dead-lettered.
+    assert (settled.acks, settled.naks, letters) == (0, [POLICY.first_delay], [])
