@@ -9,6 +9,7 @@ from goalwatch.contracts.alerts import (
     NotificationSent,
     Observation,
     Recipient,
+    RuleKind,
     Severity,
 )
 from goalwatch.contracts.metrics import (
@@ -34,5 +35,6 @@ __all__ = [
     "PersonRead",
     "PersonUpsert",
     "Recipient",
+    "RuleKind",
     "Severity",
 ]
