@@ -29,10 +29,10 @@ from goalwatch.contracts import (
 )
 from goalwatch.messaging import Durable, delivery, ensure_streams, new_broker, pull_batch, stream
 from goalwatch.rules import LoadedRule, RuleLoadError, load_rules
+from goalwatch.rules.engine import RuleEngine
 from goalwatch.serving import serve
 from goalwatch.settings import Port, ServiceSettings, settings_or_exit
 from goalwatch.telemetry import HANDLER_SECONDS, configure_logging, ops_router
-from services.evaluator.engine import RuleEngine
 from services.evaluator.evaluation import Evaluator, Failure
 from services.evaluator.names import GoalsNames
 from services.evaluator.streaks import StreakStore
