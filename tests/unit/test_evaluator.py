@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from goalwatch.contracts import AlertFired, AlertResolved, MetricRecorded, subjects
-from goalwatch.rules import load_rules
+from goalwatch.rules import evaluate, load_rules
 from goalwatch.rules.engine import RuleEngine
 from goalwatch.rules.runner import MemoryStreaks as KernelStreaks
 from goalwatch.rules.transitions import Point, Transition, fingerprint
@@ -293,6 +293,33 @@ async def test_events_no_rule_watches_publish_nothing(setup: tuple[Evaluator, Pu
         )
     )
     assert published.messages == []
+
+
+async def test_the_service_publishes_what_the_in_memory_evaluate_returns() -> None:
+    rules = [rule.spec for rule in load_rules(REPO / "rules")]
+    published = Published()
+    evaluator = Evaluator(
+        engine=RuleEngine(rules),
+        streaks=MemoryStreaks(),
+        publish=published,
+        names=Names(**{"b": "Bo"}),
+    )
+    values = [0.2, 0.2, 0.01, 0.2, 0.2, 0.2, 0.3, 0.01]
+    events = [rework(day, v, subject=s) for day, v in enumerate(values) for s in ("a", "b")]
+    events.insert(3, rework(9, 0.2, subject="a"))  # a late arrival of a later day
+    await evaluator.handle_batch(events)
+
+    def per_subject(alerts: list[AlertFired | AlertResolved]) -> dict[str, list[object]]:
+        # Subjects are evaluated concurrently by the service: only each one's order is fixed.
+        by_subject: dict[str, list[object]] = {}
+        for alert in alerts:
+            timeless = alert.model_dump(exclude={"fired_at", "resolved_at"})
+            by_subject.setdefault(alert.subject, []).append(timeless)
+        return by_subject
+
+    expected = evaluate(rules, events, names={"b": "Bo"})
+    assert len(expected) == 6
+    assert per_subject([alert for alert, _, _ in published.messages]) == per_subject(expected)
 
 
 # HTTP API (the app is built but not started: no NATS or Redis needed)
