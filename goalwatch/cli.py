@@ -12,6 +12,7 @@ from types import FrameType
 import httpx
 
 from goalwatch.devstack import SERVICES, Stack, StackError, StackSettings
+from goalwatch.rules.cli import add_rules_commands
 from goalwatch.settings import settings_or_exit
 
 
@@ -209,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         "signatures with $GOALWATCH_WEBHOOK_SECRET",
     )
     receiver.set_defaults(func=_webhook_receiver)
+    add_rules_commands(commands)
     args = parser.parse_args(argv)
     code: int = args.func(args)
     return code

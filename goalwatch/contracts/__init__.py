@@ -11,6 +11,7 @@ from goalwatch.contracts.alerts import (
     Observation,
     Recipient,
     RecipientRole,
+    RuleKind,
     Severity,
 )
 from goalwatch.contracts.metrics import (
@@ -40,6 +41,7 @@ __all__ = [
     "PersonUpsert",
     "Recipient",
     "RecipientRole",
+    "RuleKind",
     "Severity",
     "SubjectRef",
 ]

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime, Field, model_validator
 
 from goalwatch.contracts.base import Contract
 
@@ -17,11 +18,26 @@ class Severity(StrEnum):
     CRITICAL = "critical"
 
 
+class RuleKind(StrEnum):
+    """The kind of rule an alert comes from: threshold, overdue, fraud or dependency_impact."""
+
+    THRESHOLD = "threshold"
+    OVERDUE = "overdue"
+    FRAUD = "fraud"
+    DEPENDENCY_IMPACT = "dependency_impact"
+
+
 class AlertState(StrEnum):
     """Lifecycle state of an alert."""
 
     FIRING = "firing"
     RESOLVED = "resolved"
+
+
+_SUBJECT_NAME = (
+    "Display name of the subject from the people directory when the alert was built; the "
+    "subject id when the directory has none (also for alerts published before this field)."
+)
 
 
 class Observation(Contract):
@@ -32,6 +48,13 @@ class Observation(Contract):
     value: float = Field(description="Observed value.")
 
 
+def _name_defaults_to_subject(data: Any) -> Any:
+    """Alerts published before ``subject_name`` existed read as named by their subject id."""
+    if isinstance(data, dict) and "subject_name" not in data and "subject" in data:
+        return {**data, "subject_name": data["subject"]}
+    return data
+
+
 class AlertFired(Contract):
     """A rule's condition started to hold for a subject."""
 
@@ -40,9 +63,10 @@ class AlertFired(Contract):
     )
     rule_id: str = Field(description="Id of the rule that fired.")
     rule_name: str = Field(description="Human-readable name of the rule.")
-    kind: str = Field(description="Rule kind: threshold, overdue, fraud or dependency_impact.")
+    kind: RuleKind = Field(description="Rule kind: threshold, overdue, fraud or dependency_impact.")
     severity: Severity = Field(description="Severity given by the rule.")
     subject: str = Field(description="Who or what the alert is about.")
+    subject_name: str = Field(description=_SUBJECT_NAME)
     metric: str = Field(description="Metric the rule watches.")
     value: float = Field(
         description="Value of the newest observation by event time (the last of the history)."
@@ -62,6 +86,11 @@ class AlertFired(Contract):
         default_factory=list, description="The observations behind the alert, oldest first."
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _older_alerts_are_named_by_id(cls, data: Any) -> Any:
+        return _name_defaults_to_subject(data)
+
 
 class AlertResolved(Contract):
     """A firing alert's condition stopped holding."""
@@ -71,6 +100,7 @@ class AlertResolved(Contract):
     rule_name: str = Field(description="Human-readable name of the rule.")
     severity: Severity = Field(description="Severity given by the rule.")
     subject: str = Field(description="Who or what the alert is about.")
+    subject_name: str = Field(description=_SUBJECT_NAME)
     metric: str = Field(description="Metric the rule watches.")
     value: float = Field(description="Value of the observation that cleared the condition.")
     message: str = Field(description="Rendered resolution message.")
@@ -78,6 +108,11 @@ class AlertResolved(Contract):
     started_at: AwareDatetime = Field(description="Event time at which the condition began.")
     resolved_at: AwareDatetime = Field(description="Wall-clock time the evaluator resolved it.")
     event_id: str = Field(description="Id of the event that cleared the condition.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _older_alerts_are_named_by_id(cls, data: Any) -> Any:
+        return _name_defaults_to_subject(data)
 
 
 class RecipientRole(StrEnum):

@@ -21,15 +21,15 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from goalwatch.contracts import Severity
+from goalwatch.contracts import RuleKind, Severity
 from goalwatch.contracts.base import Contract
 from goalwatch.contracts.metrics import MetricName
 from goalwatch.rules.template import TemplateError, check_template
 
 Op = Literal[">", ">=", "<", "<=", "==", "!="]
 OPS: Final[tuple[str, ...]] = get_args(Op)
-SUPPORTED_KINDS: Final[tuple[str, ...]] = ("threshold",)
-PLANNED_KINDS: Final[tuple[str, ...]] = ("overdue", "fraud", "dependency_impact")
+SUPPORTED_KINDS: Final[tuple[RuleKind, ...]] = (RuleKind.THRESHOLD,)
+PLANNED_KINDS: Final[tuple[RuleKind, ...]] = tuple(k for k in RuleKind if k not in SUPPORTED_KINDS)
 MAX_CONSECUTIVE: Final = 1000
 
 _RULE_ID = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
@@ -46,7 +46,7 @@ def _error(kind: str, message: str) -> PydanticCustomError:
 
 def _check_kind(value: Any) -> Any:
     if value in SUPPORTED_KINDS:
-        return value
+        return RuleKind(value)
     supported = ", ".join(SUPPORTED_KINDS)
     if value in PLANNED_KINDS:
         raise _error("kind", f"kind '{value}' is not supported yet; supported: {supported}")
@@ -126,8 +126,9 @@ class RuleSpec(Contract):
     id: str = Field(description="Unique id: lower-case letters, digits and hyphens.")
     name: str = Field(min_length=1, max_length=200, description="Human-readable name.")
     description: str | None = Field(default=None, description="What the rule is for.")
-    kind: Annotated[Literal["threshold"], BeforeValidator(_check_kind)] = Field(
-        description="Rule kind; only threshold for now."
+    kind: Annotated[RuleKind, BeforeValidator(_check_kind)] = Field(
+        description="Rule kind; only threshold for now (overdue, fraud and dependency_impact "
+        "are planned)."
     )
     metric: str = Field(description="Metric the rule watches, e.g. report_rework_rate.")
     where: dict[LabelName, str] = Field(

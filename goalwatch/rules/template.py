@@ -3,6 +3,9 @@
 A template is checked when the rule is loaded, by parsing it and rendering every field with
 values of the types the evaluator passes, so a typo or a bad format spec is a load error with a
 line number instead of an alert that fails to render at three in the morning.
+
+A number that is whole and written without a format spec renders without a fraction: HR writes
+``value: 3`` and expects ``{threshold}`` to read ``3``, not Python's ``3.0``.
 """
 
 from __future__ import annotations
@@ -33,6 +36,27 @@ _AVAILABLE = ", ".join("{" + name + "}" for name in _SAMPLES) + ", {labels[<name
 
 class TemplateError(ValueError):
     """A message template that cannot be rendered; the text says what to write instead."""
+
+
+# Below this size a whole float's repr has no exponent, so it can be written as an integer.
+_PLAIN_WHOLE: Final = 1e16
+
+
+class _Formatter(string.Formatter):
+    """``str.format`` except that whole floats without a format spec drop the ``.0``."""
+
+    def format_field(self, value: Any, format_spec: str) -> Any:
+        if (
+            not format_spec
+            and isinstance(value, float)
+            and value.is_integer()
+            and abs(value) < _PLAIN_WHOLE
+        ):
+            value = int(value)
+        return super().format_field(value, format_spec)
+
+
+_FORMATTER: Final = _Formatter()
 
 
 class _Labels(dict[str, str]):
@@ -102,7 +126,8 @@ def render(
     labels: Mapping[str, str],
 ) -> str:
     """Render a template checked by :func:`check_template`."""
-    return template.format(
+    return _FORMATTER.format(
+        template,
         subject=subject,
         subject_name=subject_name,
         metric=metric,

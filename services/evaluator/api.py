@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
 
-from goalwatch.contracts import Severity
+from goalwatch.contracts import RuleKind, Severity
 from goalwatch.problems import problem_responses
 from goalwatch.rules import LoadedRule
 
@@ -20,7 +20,7 @@ class RuleRead(BaseModel):
     id: str = Field(description="Rule id.")
     name: str = Field(description="Human-readable name.")
     description: str | None = Field(description="What the rule is for.")
-    kind: str = Field(description="Rule kind.")
+    kind: RuleKind = Field(description="Rule kind.")
     metric: str = Field(description="Metric the rule watches.")
     where: dict[str, str] = Field(description="Label filters.")
     condition: dict[str, Any] = Field(description="op, value and consecutive.")

@@ -19,13 +19,13 @@ from goalwatch.contracts import AlertFired, AlertResolved, MetricRecorded, subje
 from goalwatch.goals_client import GoalsClient
 from goalwatch.messaging import new_broker
 from goalwatch.rules import LoadedRule, RuleLoadError, load_rules
+from goalwatch.rules.engine import RuleEngine
 from goalwatch.service import service_app
 from goalwatch.serving import serve
 from goalwatch.settings import Port, ServiceSettings, settings_or_exit
 from goalwatch.telemetry import configure_logging
 from services.evaluator.api import rules_router
 from services.evaluator.consumer import MetricsHandler
-from services.evaluator.engine import RuleEngine
 from services.evaluator.evaluation import Evaluator
 from services.evaluator.metrics import HANDLER_SECONDS, REGISTRY
 from services.evaluator.streaks import StreakStore

@@ -1,4 +1,9 @@
-"""One metric event through the rules: engine verdicts, streak state, alerts published."""
+"""One metric event through the rules: engine verdicts, streak state, alerts published.
+
+What a rule means (verdicts, decisions, the alert built from a transition) is the kernel's,
+:mod:`goalwatch.rules`, shared with :func:`goalwatch.rules.evaluate`; this module adds what a
+service needs around it: the Redis state, the subject's name, publishing, counters and logs.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +15,11 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from goalwatch.contracts import AlertFired, AlertResolved, MetricRecorded, subjects
-from services.evaluator.alerts import build_alert, message_id
-from services.evaluator.engine import RuleEngine
+from goalwatch.rules.announce import build_alert, message_id
+from goalwatch.rules.engine import RuleEngine
+from goalwatch.rules.transitions import Point, Transition
 from services.evaluator.metrics import ALERTS_FIRED, ALERTS_RESOLVED, RULE_EVALUATIONS
 from services.evaluator.names import Names
-from services.evaluator.streaks import Point, Transition, fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -95,23 +100,20 @@ class Evaluator:
             )
             if transition is None:
                 continue
-            fp = fingerprint(rule.id, event.subject, event.metric)
             subject_name = await self._names.name_of(subject=event.subject)
-            now = datetime.now(UTC)
-            extra = {
-                "event_id": event.id,
-                "fingerprint": fp,
-                "rule_id": rule.id,
-                "replayed": transition.replayed,
-            }
             alert = build_alert(
                 rule=rule,
                 event=event,
                 subject_name=subject_name,
-                fp=fp,
                 transition=transition,
-                now=now,
+                now=datetime.now(UTC),
             )
+            extra = {
+                "event_id": event.id,
+                "fingerprint": alert.fingerprint,
+                "rule_id": rule.id,
+                "replayed": transition.replayed,
+            }
             if isinstance(alert, AlertFired):
                 subject, verb = subjects.ALERTS_FIRED, "fired"
                 counter = ALERTS_FIRED.labels(rule=rule.id, severity=rule.severity.value)
@@ -121,7 +123,7 @@ class Evaluator:
             # Counted once per transition: a replay is the same alert, published again.
             if not transition.replayed:
                 counter.inc()
-            await self._publish(alert, subject, message_id(fp, transition))
+            await self._publish(alert, subject, message_id(alert.fingerprint, transition))
             logger.info("%s: %s", _verb(verb, transition), alert.message, extra=extra)
             await self._streaks.mark_published(
                 rule_id=rule.id, subject=event.subject, metric=event.metric, event_id=event.id

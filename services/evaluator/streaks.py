@@ -1,9 +1,8 @@
-"""Consecutive breaches and alert state per (rule, subject, metric), kept in Redis.
+"""Threshold state per (rule, subject, metric), kept in Redis around the kernel's decision.
 
-A rule with ``consecutive: N`` fires when the latest N observations *by event time* all breach,
-so late and backfilled events are put in their place instead of being counted as the newest.
-The decision itself is :func:`decide`, a pure function; :class:`StreakStore` reads and writes
-the state around it in one optimistic Redis transaction.
+What an observation means is :func:`goalwatch.rules.threshold.decide`, a pure function;
+:class:`StreakStore` reads the state it needs and writes what it returns in one optimistic
+Redis transaction, and remembers the transition each event caused until it is published.
 
 Redis keys (``{fp}`` is the alert fingerprint; the braces make it a cluster hash tag, keeping a
 key's entries on one shard for the transaction):
@@ -14,10 +13,7 @@ key's entries on one shard for the transaction):
 
 from __future__ import annotations
 
-import hashlib
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
@@ -25,90 +21,12 @@ from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
 from goalwatch.contracts import AlertState
+from goalwatch.rules.threshold import StreakState, decide
+from goalwatch.rules.transitions import Point, Transition, fingerprint
 
 KEY_PREFIX: Final = "goalwatch:evaluator:"
-# Observations kept per key beyond what the rule needs, for context and late arrivals.
-MIN_KEPT: Final = 10
 # Optimistic transaction retries before giving up (the message is then redelivered).
 MAX_ATTEMPTS: Final = 50
-
-
-def fingerprint(rule_id: str, subject: str, metric: str) -> str:
-    """Stable id of the alert of ``rule_id`` about ``subject``'s ``metric``."""
-    return hashlib.sha256(f"{rule_id}|{subject}|{metric}".encode()).hexdigest()[:16]
-
-
-@dataclass(frozen=True)
-class Point:
-    """One observation of a metric, and whether it breached the rule's threshold."""
-
-    event_id: str
-    time: datetime
-    value: float
-    breach: bool
-
-
-@dataclass(frozen=True)
-class Transition:
-    """The alert started (firing) or stopped (resolved)."""
-
-    state: AlertState
-    started_at: datetime
-    # For firing: the latest ``consecutive`` observations, oldest first.
-    history: tuple[Point, ...] = ()
-    # True when a redelivered event returns the transition it caused the first time.
-    replayed: bool = False
-
-
-@dataclass(frozen=True)
-class Decision:
-    """What one new observation does to a key's state."""
-
-    transition: Transition | None
-    drop: tuple[str, ...] = field(default=())  # event ids trimmed from the kept observations
-    duplicate: bool = False  # the event was seen before: nothing changes
-
-
-def _order(point: Point) -> tuple[datetime, str]:
-    return point.time, point.event_id
-
-
-def decide(
-    *,
-    kept: Sequence[Point],
-    new: Point,
-    firing: bool,
-    started_at: datetime | None,
-    consecutive: int,
-) -> Decision:
-    """Add ``new`` to the ``kept`` observations of a key whose alert is ``firing`` (or not).
-
-    Firing iff the latest ``consecutive`` observations by event time all breach. Not firing
-    to firing is a firing transition; firing to not firing a resolved one; otherwise nothing.
-    """
-    if any(point.event_id == new.event_id for point in kept):
-        return Decision(transition=None, duplicate=True)
-    points = sorted([*kept, new], key=_order)
-    latest = points[-consecutive:]
-    holding = len(latest) == consecutive and all(point.breach for point in latest)
-    transition: Transition | None = None
-    if holding and not firing:
-        transition = Transition(AlertState.FIRING, _streak_start(points), tuple(latest))
-    elif firing and not holding:
-        transition = Transition(AlertState.RESOLVED, started_at or new.time)
-    limit = max(consecutive, MIN_KEPT)
-    drop = tuple(point.event_id for point in points[:-limit])
-    return Decision(transition=transition, drop=drop)
-
-
-def _streak_start(points: Sequence[Point]) -> datetime:
-    """Event time of the first observation of the breaching run that ends the sequence."""
-    start = points[-1].time
-    for point in reversed(points):
-        if not point.breach:
-            break
-        start = point.time
-    return start
 
 
 class _Keys:
@@ -164,17 +82,19 @@ class StreakStore:
                     if point.event_id in raw:
                         # Leaving the pipeline block resets it, which unwatches.
                         return _replay(raw[point.event_id])
-                    decision = decide(
-                        kept=[_point(event_id, data) for event_id, data in raw.items()],
-                        new=point,
+                    state = StreakState(
+                        kept=tuple(_point(event_id, data) for event_id, data in raw.items()),
                         firing=alert.get("state") == AlertState.FIRING,
                         started_at=_time(alert["started_at"]) if "started_at" in alert else None,
-                        consecutive=consecutive,
                     )
+                    decision = decide(state, point, consecutive=consecutive)
+                    kept = {p.event_id for p in decision.state.kept}
+                    drop = [event_id for event_id in raw if event_id not in kept]
                     pipe.multi()  # type: ignore[no-untyped-call]  # untyped in redis-py
-                    pipe.hset(keys.data, point.event_id, _dump(point, decision.transition))
-                    if decision.drop:
-                        pipe.hdel(keys.data, *decision.drop)
+                    if point.event_id in kept:
+                        pipe.hset(keys.data, point.event_id, _dump(point, decision.transition))
+                    if drop:
+                        pipe.hdel(keys.data, *drop)
                     if decision.transition is not None:
                         pipe.hset(
                             keys.alert,

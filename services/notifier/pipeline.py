@@ -30,6 +30,7 @@ from goalwatch.contracts import (
     AlertResolved,
     DeliveryStatus,
     NotificationSent,
+    SubjectRef,
     subjects,
 )
 from goalwatch.contracts.base import Contract
@@ -132,7 +133,10 @@ class Notifier:
             fingerprint=alert.fingerprint,
         )
         incoming = build_notification(
-            alert=alert, subject=audience.subject, recipients=audience.recipients
+            alert=alert,
+            # Named by the evaluator when it fired: the notifier does not look the name up again.
+            subject=SubjectRef(id=alert.subject, name=alert.subject_name),
+            recipients=audience.recipients,
         )
         recorded = await self._inbox.record(incoming)
         if not recorded.current:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from goalwatch.contracts import PersonRead, Recipient, RecipientRole, SubjectRef
+from goalwatch.contracts import PersonRead, Recipient, RecipientRole
 from goalwatch.goals_client import PersonDirectory
 
 logger = logging.getLogger(__name__)
@@ -22,9 +22,8 @@ MANAGER = RecipientRole.MANAGER.value
 
 @dataclass(frozen=True)
 class Audience:
-    """The subject of an alert, named, and everyone to notify about it."""
+    """Everyone to notify about an alert, once each."""
 
-    subject: SubjectRef
     recipients: list[Recipient]
 
 
@@ -85,5 +84,4 @@ async def resolve_recipients(
                     extra={**log_extra, "person_id": role},
                 )
             add(_recipient(person, person_id=role, role=RecipientRole.EXPLICIT))
-    name = subject_person.name if subject_person is not None else subject
-    return Audience(subject=SubjectRef(id=subject, name=name), recipients=list(recipients.values()))
+    return Audience(recipients=list(recipients.values()))

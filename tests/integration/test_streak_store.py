@@ -10,7 +10,8 @@ from redis.asyncio import Redis
 
 from goalwatch.contracts import AlertState
 from goalwatch.devstack import Stack
-from services.evaluator.streaks import Point, StreakStore
+from goalwatch.rules.transitions import Point
+from services.evaluator.streaks import StreakStore
 from tests.integration.helpers import unique
 
 pytestmark = pytest.mark.integration

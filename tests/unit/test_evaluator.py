@@ -13,49 +13,40 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from goalwatch.contracts import AlertFired, AlertResolved, AlertState, MetricRecorded, subjects
-from goalwatch.rules import load_rules
+from goalwatch.contracts import AlertFired, AlertResolved, MetricRecorded, subjects
+from goalwatch.rules import evaluate, load_rules
+from goalwatch.rules.engine import RuleEngine
+from goalwatch.rules.runner import MemoryStreaks as KernelStreaks
+from goalwatch.rules.transitions import Point, Transition, fingerprint
 from services.evaluator.app import EvaluatorSettings, create_app
-from services.evaluator.engine import RuleEngine
 from services.evaluator.evaluation import Evaluator
-from services.evaluator.streaks import Point, Transition, decide, fingerprint
 
 REPO = Path(__file__).resolve().parents[2]
 DAY0 = datetime(2026, 11, 1, 18, tzinfo=UTC)
 
 
 class MemoryStreaks:
-    """The StreakStore's contract over a dict, built on the same decide()."""
+    """The StreakStore's contract in memory: the kernel's dict store, plus replays."""
 
     def __init__(self) -> None:
-        self.kept: dict[str, list[Point]] = {}
+        self.store = KernelStreaks()
         self.caused: dict[tuple[str, str], Transition | None] = {}
-        self.alerts: dict[str, Transition] = {}
         self.published: set[tuple[str, str]] = set()
 
     async def record(
         self, *, rule_id: str, subject: str, metric: str, consecutive: int, point: Point
     ) -> Transition | None:
-        fp = fingerprint(rule_id, subject, metric)
-        if (fp, point.event_id) in self.caused:
-            earlier = self.caused[(fp, point.event_id)]
-            if earlier is None or (fp, point.event_id) in self.published:
+        key = (fingerprint(rule_id, subject, metric), point.event_id)
+        if key in self.caused:
+            earlier = self.caused[key]
+            if earlier is None or key in self.published:
                 return None
             return dataclasses.replace(earlier, replayed=True)
-        alert = self.alerts.get(fp)
-        kept = self.kept.setdefault(fp, [])
-        decision = decide(
-            kept=kept,
-            new=point,
-            firing=alert is not None and alert.state is AlertState.FIRING,
-            started_at=alert.started_at if alert else None,
-            consecutive=consecutive,
+        transition = self.store.record(
+            rule_id=rule_id, subject=subject, metric=metric, consecutive=consecutive, point=point
         )
-        self.kept[fp] = [p for p in [*kept, point] if p.event_id not in decision.drop]
-        self.caused[(fp, point.event_id)] = decision.transition
-        if decision.transition is not None:
-            self.alerts[fp] = decision.transition
-        return decision.transition
+        self.caused[key] = transition
+        return transition
 
     async def mark_published(
         self, *, rule_id: str, subject: str, metric: str, event_id: str
@@ -123,6 +114,8 @@ async def test_shipped_rule_fires_once_with_history_then_resolves(
     assert fired.started_at == DAY0
     assert fired.notify == ["subject", "manager"]
     assert fired.severity == "warning"
+    assert fired.kind == "threshold"
+    assert fired.subject_name == "emp-1042"  # the directory does not know them
     assert [(o.event_id, o.value) for o in fired.history] == [
         ("emp-1042-0", 0.09),
         ("emp-1042-1", 0.10),
@@ -165,6 +158,7 @@ async def test_messages_name_the_subject_when_goals_knows_them() -> None:
     for day, value in enumerate([0.2, 0.2, 0.2, 0.01]):
         await evaluator.handle(rework(day, value))
     fired, resolved = (alert for alert, _, _ in published.messages)
+    assert fired.subject_name == resolved.subject_name == "Dr. Li Na"
     assert fired.message.startswith("Dr. Li Na: report rework rate 20% is above 8%")
     assert resolved.message == "Dr. Li Na: report rework rate back to 1%, within 8%"
 
@@ -299,6 +293,33 @@ async def test_events_no_rule_watches_publish_nothing(setup: tuple[Evaluator, Pu
         )
     )
     assert published.messages == []
+
+
+async def test_the_service_publishes_what_the_in_memory_evaluate_returns() -> None:
+    rules = [rule.spec for rule in load_rules(REPO / "rules")]
+    published = Published()
+    evaluator = Evaluator(
+        engine=RuleEngine(rules),
+        streaks=MemoryStreaks(),
+        publish=published,
+        names=Names(**{"b": "Bo"}),
+    )
+    values = [0.2, 0.2, 0.01, 0.2, 0.2, 0.2, 0.3, 0.01]
+    events = [rework(day, v, subject=s) for day, v in enumerate(values) for s in ("a", "b")]
+    events.insert(3, rework(9, 0.2, subject="a"))  # a late arrival of a later day
+    await evaluator.handle_batch(events)
+
+    def per_subject(alerts: list[AlertFired | AlertResolved]) -> dict[str, list[object]]:
+        # Subjects are evaluated concurrently by the service: only each one's order is fixed.
+        by_subject: dict[str, list[object]] = {}
+        for alert in alerts:
+            timeless = alert.model_dump(exclude={"fired_at", "resolved_at"})
+            by_subject.setdefault(alert.subject, []).append(timeless)
+        return by_subject
+
+    expected = evaluate(rules, events, names={"b": "Bo"})
+    assert len(expected) == 6
+    assert per_subject([alert for alert, _, _ in published.messages]) == per_subject(expected)
 
 
 # HTTP API (the app is built but not started: no NATS or Redis needed)

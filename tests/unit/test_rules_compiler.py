@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import copy
 import itertools
 import math
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
-from durable.engine import Host, MessageNotHandledException
 
 from goalwatch.contracts import MetricRecorded
 from goalwatch.rules.compiler import INVERSE, compile_rule, engine_number, event_message
+from goalwatch.rules.engine import RuleEngine
 from goalwatch.rules.spec import OPS, RuleSpec
 
 _ids = itertools.count()
@@ -46,28 +44,10 @@ def event(value: float, labels: dict[str, str] | None = None) -> MetricRecorded:
     )
 
 
-class Recorder(Host):  # type: ignore[misc]
-    """A durable_rules Host without timer threads whose actions record their names."""
-
-    def __init__(self) -> None:
-        self.fired: list[str] = []
-        super().__init__()
-
-    def _run(self) -> None:
-        return None
-
-    def get_action(self, action_name: str) -> Any:
-        return lambda _: self.fired.append(action_name)
-
-
 def run(spec: RuleSpec, value: float, labels: dict[str, str] | None = None) -> list[str] | None:
-    host = Recorder()
-    host.register_rulesets(copy.deepcopy(compile_rule(spec)))
-    try:
-        host.post(spec.id, event_message(spec, event(value, labels), sid="0"))
-    except MessageNotHandledException:
-        return None
-    return host.fired
+    """The rules of ``spec``'s ruleset that match the event, or None if none applies."""
+    verdicts = RuleEngine([spec]).evaluate(event(value, labels))
+    return [("breach" if breach else "clear") for _, breach in verdicts] or None
 
 
 def test_compiled_definition() -> None:

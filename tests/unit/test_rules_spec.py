@@ -7,7 +7,7 @@ from textwrap import dedent
 
 import pytest
 
-from goalwatch.contracts import Severity
+from goalwatch.contracts import RuleKind, Severity
 from goalwatch.rules import RuleLoadError, load_rule_file, load_rules
 from goalwatch.rules.template import TemplateError, check_template, render
 
@@ -310,3 +310,41 @@ def test_template_error_in_a_rule_file_has_its_line(tmp_path: Path) -> None:
     assert error.startswith(
         f"{tmp_path}/r.yaml:9: message: unknown field {{subjet}}; did you mean {{subject}}?"
     )
+
+
+@pytest.mark.parametrize(
+    ("template", "threshold", "value", "text"),
+    [
+        ("{threshold} {value}", 3.0, 2.0, "3 2"),
+        ("{threshold} {value}", 4.5, 0.11, "4.5 0.11"),
+        ("{threshold:.0%} {value:.1f} {threshold:g}", 3.0, 2.0, "300% 2.0 3"),
+        ("{threshold} {value}", -0.0, 1e20, "0 1e+20"),
+        ("{consecutive}", 3.0, 2.0, "3"),
+    ],
+)
+def test_whole_numbers_without_a_format_spec_render_without_a_fraction(
+    template: str, threshold: float, value: float, text: str
+) -> None:
+    assert (
+        render(
+            template,
+            subject="s",
+            subject_name="S",
+            metric="m",
+            value=value,
+            threshold=threshold,
+            op=">",
+            consecutive=3,
+            rule_id="r",
+            rule_name="R",
+            severity="info",
+            labels={},
+        )
+        == text
+    )
+
+
+def test_kind_is_the_contracts_rule_kind(tmp_path: Path) -> None:
+    write(tmp_path, "r.yaml", VALID)
+    [rule] = load_rules(tmp_path)
+    assert rule.spec.kind is RuleKind.THRESHOLD

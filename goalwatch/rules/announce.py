@@ -1,4 +1,4 @@
-"""Turn an alert transition into the AlertFired / AlertResolved message that is published."""
+"""Turn an alert transition into the AlertFired / AlertResolved message that announces it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import datetime
 from goalwatch.contracts import AlertFired, AlertResolved, AlertState, MetricRecorded, Observation
 from goalwatch.rules.spec import RuleSpec
 from goalwatch.rules.template import render
-from services.evaluator.streaks import Transition
+from goalwatch.rules.transitions import Transition, fingerprint
 
 
 def message_id(fp: str, transition: Transition) -> str:
@@ -25,15 +25,16 @@ def build_alert(
     rule: RuleSpec,
     event: MetricRecorded,
     subject_name: str,
-    fp: str,
     transition: Transition,
     now: datetime,
 ) -> AlertFired | AlertResolved:
-    """The message announcing ``transition``: fired or resolved."""
+    """The message announcing ``transition``, which ``event`` caused: fired or resolved.
+
+    ``subject_name`` is the subject's display name (its id when the directory has none);
+    ``now`` is the time stamped on the alert as fired or resolved.
+    """
     build = build_fired if transition.state is AlertState.FIRING else build_resolved
-    return build(
-        rule=rule, event=event, subject_name=subject_name, fp=fp, transition=transition, now=now
-    )
+    return build(rule=rule, event=event, subject_name=subject_name, transition=transition, now=now)
 
 
 def build_fired(
@@ -41,7 +42,6 @@ def build_fired(
     rule: RuleSpec,
     event: MetricRecorded,
     subject_name: str,
-    fp: str,
     transition: Transition,
     now: datetime,
 ) -> AlertFired:
@@ -52,12 +52,13 @@ def build_fired(
     """
     value = transition.history[-1].value if transition.history else event.value
     return AlertFired(
-        fingerprint=fp,
+        fingerprint=fingerprint(rule.id, event.subject, event.metric),
         rule_id=rule.id,
         rule_name=rule.name,
         kind=rule.kind,
         severity=rule.severity,
         subject=event.subject,
+        subject_name=subject_name,
         metric=event.metric,
         value=value,
         message=render_message(rule, event, value=value, subject_name=subject_name),
@@ -78,18 +79,18 @@ def build_resolved(
     rule: RuleSpec,
     event: MetricRecorded,
     subject_name: str,
-    fp: str,
     transition: Transition,
     now: datetime,
 ) -> AlertResolved:
     """The notice that ``event`` cleared ``rule``'s alert."""
     condition = rule.condition
     return AlertResolved(
-        fingerprint=fp,
+        fingerprint=fingerprint(rule.id, event.subject, event.metric),
         rule_id=rule.id,
         rule_name=rule.name,
         severity=rule.severity,
         subject=event.subject,
+        subject_name=subject_name,
         metric=event.metric,
         value=event.value,
         message=(

@@ -1,14 +1,23 @@
-"""RuleEngine: which rules an event reaches, and their verdicts."""
+"""RuleEngine, the durable_rules adapter: which rules an event reaches, and their verdicts.
+
+Some of these pin down what the adapter relies on in durable_rules itself (no threads, actions
+run during the call, swallowed exceptions): they fail if a new release behaves otherwise.
+"""
 
 from __future__ import annotations
 
 import itertools
+import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from goalwatch.contracts import MetricRecorded
+from goalwatch.rules import engine as engine_module
+from goalwatch.rules.engine import RuleEngine
 from goalwatch.rules.spec import RuleSpec
-from services.evaluator.engine import RuleEngine
 
 _ids = itertools.count()
 
@@ -85,3 +94,41 @@ def test_many_events_on_one_sid_do_not_accumulate_state() -> None:
     for n in range(2000):
         ev = event("report_rework_rate", 0.1 if n % 2 else 0.01, department="radiology")
         assert [b for _, b in engine.evaluate(ev)] == [n % 2 == 1, n % 2 == 1]
+
+
+def test_no_thread_is_started() -> None:
+    before = set(threading.enumerate())
+    engine = RuleEngine(RULES)
+    for n in range(50):
+        engine.evaluate(event("report_rework_rate", 0.1 if n % 2 else 0.01))
+    assert set(threading.enumerate()) == before
+
+
+def test_the_action_has_run_when_evaluate_returns() -> None:
+    # durable_rules could queue actions for a dispatch loop; the adapter runs none.
+    engine = RuleEngine([rule("only", "feedback_score", "<", 4.5)])
+    assert verdicts(engine, event("feedback_score", 1.0)) == [("only", True)]
+
+
+def test_an_exception_in_an_action_is_raised_and_the_next_event_is_judged_afresh(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def failing(outcomes: list[str], action: str) -> Callable[[Any], None]:
+        def record(_: Any) -> None:
+            if not outcomes and action == "breach":
+                outcomes.append("failed")
+                raise KeyError("boom")
+            outcomes.append(action)
+
+        return record
+
+    monkeypatch.setattr(engine_module, "_recorder", failing)
+    engine = RuleEngine([rule("only", "feedback_score", "<", 4.5)])
+    with pytest.raises(RuntimeError, match=r"rule 'only' failed on event 'e\d+': .*boom"):
+        engine.evaluate(event("feedback_score", 1.0))
+    assert verdicts(engine, event("feedback_score", 4.9)) == [("only", False)]
+
+
+def test_two_rules_with_one_id_are_refused() -> None:
+    with pytest.raises(ValueError, match="two rules have the id 'feedback-low'"):
+        RuleEngine([RULES[2], RULES[2]])

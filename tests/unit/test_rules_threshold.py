@@ -1,4 +1,4 @@
-"""The consecutive-breach decision, without Redis."""
+"""The threshold kind's decision: consecutive breaches by event time, state in and state out."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from goalwatch.contracts import AlertState
-from services.evaluator.streaks import MIN_KEPT, Decision, Point, decide, fingerprint
+from goalwatch.rules.threshold import MIN_KEPT, Decision, StreakState, decide
+from goalwatch.rules.transitions import Point, fingerprint
 
 DAY0 = datetime(2026, 11, 1, 18, tzinfo=UTC)
 
@@ -16,29 +17,21 @@ def obs(day: int, breach: bool, event_id: str | None = None) -> Point:
 
 
 class Key:
-    """Replays a sequence of observations through decide(), keeping state like the store."""
+    """Replays a sequence of observations through decide(), keeping the state it returns."""
 
     def __init__(self, consecutive: int = 3) -> None:
         self.consecutive = consecutive
-        self.kept: list[Point] = []
-        self.firing = False
-        self.started_at: datetime | None = None
+        self.state = StreakState()
         self.transitions: list[tuple[AlertState, datetime]] = []
 
+    @property
+    def kept(self) -> tuple[Point, ...]:
+        return self.state.kept
+
     def add(self, point: Point) -> Decision:
-        decision = decide(
-            kept=self.kept,
-            new=point,
-            firing=self.firing,
-            started_at=self.started_at,
-            consecutive=self.consecutive,
-        )
-        if decision.duplicate:
-            return decision
-        self.kept = [p for p in [*self.kept, point] if p.event_id not in decision.drop]
+        decision = decide(self.state, point, consecutive=self.consecutive)
+        self.state = decision.state
         if decision.transition is not None:
-            self.firing = decision.transition.state is AlertState.FIRING
-            self.started_at = decision.transition.started_at
             self.transitions.append((decision.transition.state, decision.transition.started_at))
         return decision
 
@@ -120,8 +113,9 @@ def test_resolves_when_the_latest_observation_clears_and_can_fire_again() -> Non
 def test_duplicate_event_id_is_a_no_op() -> None:
     key = Key()
     key.add_all([obs(0, True), obs(1, True)])
+    before = key.state
     decision = key.add(obs(1, True))
-    assert decision.duplicate and decision.transition is None and decision.drop == ()
+    assert decision.duplicate and decision.transition is None and decision.state is before
     assert len(key.kept) == 2
     # The same event id with other content is still the same event.
     assert key.add(Point("d1", day(9), 9.0, True)).duplicate
@@ -160,3 +154,20 @@ def test_fingerprint_is_stable_and_distinguishes_keys() -> None:
     assert fp == fingerprint("report-rework-rate-high", "emp-1042", "report_rework_rate")
     assert len(fp) == 16 and int(fp, 16) >= 0
     assert fp != fingerprint("report-rework-rate-high", "emp-1043", "report_rework_rate")
+
+
+def test_the_state_follows_the_alert_and_keeps_observations_in_event_time_order() -> None:
+    key = Key()
+    key.add_all([obs(2, True), obs(0, True), obs(1, True)])
+    assert key.state.firing and key.state.started_at == day(0)
+    assert [p.event_id for p in key.kept] == ["d0", "d1", "d2"]
+    key.add(obs(3, False))
+    assert not key.state.firing and key.state.started_at == day(0)
+
+
+def test_decide_does_not_change_the_state_it_is_given() -> None:
+    state = StreakState(kept=(obs(0, True), obs(1, True)))
+    decision = decide(state, obs(2, True), consecutive=3)
+    assert decision.transition is not None
+    assert [p.event_id for p in state.kept] == ["d0", "d1"] and not state.firing
+    assert decision.state.firing

@@ -1,0 +1,136 @@
+"""``goalwatch rules ...``: work with rule files without starting anything.
+
+``goalwatch rules run [--rules DIR] [--json] EVENTS.json`` runs the rules over a JSON array of
+MetricRecorded events (``-`` reads it from stdin) with :func:`goalwatch.rules.evaluate` and
+prints the alerts the evaluator would send, one line each; ``--json`` prints each as a JSON
+object ``{"state": "firing" | "resolved", "alert": {...}}`` instead. Invalid rules or events
+are reported with where they are (``file:line``, event index) and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Final, TextIO
+
+from pydantic import TypeAdapter, ValidationError
+
+from goalwatch.contracts import AlertFired, AlertResolved, MetricRecorded
+
+_EVENTS: Final[TypeAdapter[list[MetricRecorded]]] = TypeAdapter(list[MetricRecorded])
+# Errors shown for an invalid events file before the rest are only counted.
+_MAX_SHOWN: Final = 20
+
+
+def add_rules_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``rules`` and its subcommands to the ``goalwatch`` command's ``subparsers``."""
+    rules = subparsers.add_parser("rules", help="work with rule files without starting anything")
+    commands = rules.add_subparsers(dest="rules_command", required=True)
+    run = commands.add_parser(
+        "run",
+        help="print the alerts the rules would fire for a JSON array of metric events",
+        description="Run the rules over events in memory (no NATS, Redis or service) and print "
+        "the alerts they fire and resolve, in the order the evaluator would send them.",
+    )
+    run.add_argument(
+        "events",
+        metavar="EVENTS.json",
+        help="a JSON array of MetricRecorded events, as posted to /v1/events; - for stdin",
+    )
+    run.add_argument(
+        "--rules",
+        type=Path,
+        default=Path("rules"),
+        metavar="DIR",
+        help="folder of rule files (default: rules)",
+    )
+    run.add_argument(
+        "--json",
+        action="store_true",
+        help='one JSON object per alert: {"state": "firing" | "resolved", "alert": {...}}',
+    )
+    run.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from goalwatch.rules.loader import RuleLoadError, load_rules
+    from goalwatch.rules.runner import evaluate
+
+    try:
+        rules = [rule.spec for rule in load_rules(args.rules)]
+    except RuleLoadError as exc:
+        count = len(exc.errors)
+        print(
+            f"goalwatch: {count} error{'s' if count != 1 else ''} in the rules in {args.rules}:",
+            file=sys.stderr,
+        )
+        for error in exc.errors:
+            print(f"  {error}", file=sys.stderr)
+        return 2
+    if not rules:
+        print(f"goalwatch: no rule files (*.yaml, *.yml) in {args.rules}", file=sys.stderr)
+    events = _read_events(args.events)
+    if events is None:
+        return 2
+    alerts = evaluate(rules, events)
+    for alert in alerts:
+        print(_json_line(alert) if args.json else _text_line(alert))
+    fired = sum(isinstance(alert, AlertFired) for alert in alerts)
+    print(
+        f"goalwatch: {len(events)} event{'s' if len(events) != 1 else ''}, "
+        f"{len(rules)} rule{'s' if len(rules) != 1 else ''}: "
+        f"{fired} fired, {len(alerts) - fired} resolved",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _read_events(name: str) -> list[MetricRecorded] | None:
+    """The events in file ``name`` (``-``: stdin), or None after printing what is wrong."""
+    try:
+        text = sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"goalwatch: cannot read the events in {name}: {exc}", file=sys.stderr)
+        return None
+    try:
+        return _EVENTS.validate_json(text)
+    except ValidationError as exc:
+        _print_event_errors(name if name != "-" else "<stdin>", exc, sys.stderr)
+        return None
+
+
+def _print_event_errors(source: str, exc: ValidationError, out: TextIO) -> None:
+    errors = exc.errors(include_url=False)
+    count = len(errors)
+    print(f"goalwatch: {count} error{'s' if count != 1 else ''} in the events:", file=out)
+    for error in errors[:_MAX_SHOWN]:
+        loc = list(error["loc"])
+        if not loc:
+            what = "expected a JSON array of events, e.g. [{...}, {...}]"
+            if error["type"] == "json_invalid":
+                what = (
+                    f"not valid JSON: {error['ctx']['error'] if 'ctx' in error else error['msg']}"
+                )
+            print(f"  {source}: {what}", file=out)
+            continue
+        index, *field = loc
+        where = f"event [{index}]" + (f" {'.'.join(str(part) for part in field)}" if field else "")
+        print(f"  {source}: {where}: {error['msg']}", file=out)
+    if count > _MAX_SHOWN:
+        print(f"  ... and {count - _MAX_SHOWN} more", file=out)
+
+
+def _text_line(alert: AlertFired | AlertResolved) -> str:
+    if isinstance(alert, AlertFired):
+        state, at = "FIRING  ", alert.fired_at
+    else:
+        state, at = "RESOLVED", alert.resolved_at
+    # The message names the subject (see the rule's template).
+    return f"{state} {at.isoformat()} [{alert.severity}] {alert.rule_id}: {alert.message}"
+
+
+def _json_line(alert: AlertFired | AlertResolved) -> str:
+    state = "firing" if isinstance(alert, AlertFired) else "resolved"
+    return json.dumps({"state": state, "alert": alert.model_dump(mode="json")}, ensure_ascii=False)

@@ -1,0 +1,107 @@
+"""``goalwatch rules run``: the shipped rules over an events file, printed as lines or JSON."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from goalwatch.cli import main
+from goalwatch.contracts import AlertFired, AlertResolved
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def event(event_id: str, day: int, value: float) -> dict[str, object]:
+    return {
+        "id": event_id,
+        "metric": "report_rework_rate",
+        "value": value,
+        "time": f"2026-11-{day:02d}T18:00:00+08:00",
+        "subject": "zhou-min",
+        "source": "his",
+    }
+
+
+EVENTS = [event("a", 18, 0.1), event("b", 19, 0.1), event("d", 21, 0.13), event("c", 20, 0.04)]
+
+
+@pytest.fixture
+def events_file(tmp_path: Path) -> Path:
+    path = tmp_path / "events.json"
+    path.write_text(json.dumps(EVENTS), encoding="utf-8")
+    return path
+
+
+def run(*args: str) -> int:
+    return main(["rules", "run", "--rules", str(REPO / "rules"), *args])
+
+
+def test_prints_one_line_per_alert_and_a_summary(
+    events_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(str(events_file)) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [
+        "FIRING   2026-11-21T18:00:00+08:00 [warning] report-rework-rate-high: zhou-min: "
+        "report rework rate 13% is above 8% for 3 consecutive days",
+        "RESOLVED 2026-11-20T18:00:00+08:00 [warning] report-rework-rate-high: zhou-min: "
+        "report rework rate back to 4%, within 8%",
+    ]
+    assert err == "goalwatch: 4 events, 2 rules: 1 fired, 1 resolved\n"
+
+
+def test_json_lines_from_stdin_are_the_contract_models(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps(EVENTS)))
+    assert run("--json", "-") == 0
+    fired, resolved = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert fired["state"] == "firing" and resolved["state"] == "resolved"
+    assert AlertFired.model_validate(fired["alert"]).event_id == "d"
+    assert AlertResolved.model_validate(resolved["alert"]).event_id == "c"
+
+
+def test_invalid_rules_print_file_line_and_exit_2(
+    tmp_path: Path, events_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "bad.yaml").write_text(
+        (REPO / "rules" / "report-rework-rate.yaml")
+        .read_text(encoding="utf-8")
+        .replace('op: ">"', "op: gt"),
+        encoding="utf-8",
+    )
+    assert main(["rules", "run", "--rules", str(rules), str(events_file)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.splitlines()[0] == f"goalwatch: 1 error in the rules in {rules}:"
+    assert f"  {rules}/bad.yaml:" in err
+    assert "condition.op: 'gt' is not one of" in err
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (json.dumps([EVENTS[0], {**EVENTS[1], "time": "yesterday"}]), "event [1] time: "),
+        (json.dumps({"events": EVENTS}), "expected a JSON array of events"),
+        ("[{", "not valid JSON: "),
+    ],
+)
+def test_invalid_events_say_where_and_exit_2(
+    tmp_path: Path, text: str, expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "events.json"
+    path.write_text(text, encoding="utf-8")
+    assert run(str(path)) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert f"  {path}: {expected}" in err
+
+
+def test_a_missing_events_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(str(tmp_path / "nope.json")) == 2
+    assert "cannot read the events in" in capsys.readouterr().err
