@@ -11,12 +11,12 @@ from types import FrameType
 
 import httpx
 
-from goalwatch.devstack import SERVICES, Stack, StackError, StackSettings
+from goalwatch.dev.stack import SERVICES, Stack, StackError, StackSettings
 from goalwatch.settings import settings_or_exit
 
 
 def _up(_: argparse.Namespace) -> int:
-    from goalwatch.demo import load_demo
+    from goalwatch.dev.demo import load_demo
 
     settings = settings_or_exit(StackSettings)
     stack = Stack(settings=settings)
@@ -166,7 +166,7 @@ def _contracts(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from goalwatch.bench import run
+    from goalwatch.dev.bench import run
 
     result = run(
         subjects_count=args.subjects,
@@ -179,7 +179,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _webhook_receiver(_: argparse.Namespace) -> int:
-    from goalwatch.receiver import ReceiverSettings, run
+    from goalwatch.dev.receiver import ReceiverSettings, run
 
     return run(settings_or_exit(ReceiverSettings))
 

@@ -12,7 +12,7 @@ from nats.aio.client import Client
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from goalwatch.contracts import subjects
-from goalwatch.devstack import Stack
+from goalwatch.dev.stack import Stack
 from goalwatch.messaging import Durable, ensure_streams
 from tests.integration.conftest import Delivery, WebhookReceiver
 from tests.integration.helpers import add_doctor, rework_event, unique

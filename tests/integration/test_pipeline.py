@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from goalwatch.devstack import Stack
+from goalwatch.dev.stack import Stack
 from tests.integration.conftest import WEBHOOK_SECRET, Delivery, WebhookReceiver
 from tests.integration.helpers import add_doctor, post_events, rework_event
 

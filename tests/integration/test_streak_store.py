@@ -9,7 +9,7 @@ import pytest
 from redis.asyncio import Redis
 
 from goalwatch.contracts import AlertState
-from goalwatch.devstack import Stack
+from goalwatch.dev.stack import Stack
 from services.evaluator.streaks import Point, StreakStore
 from tests.integration.helpers import unique
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from goalwatch.devstack import Stack, StackError, StackSettings
+from goalwatch.dev.stack import Stack, StackError, StackSettings
 from tests.integration.conftest import REPO, free_port
 from tests.integration.helpers import (
     add_doctor,
