@@ -145,7 +145,7 @@ def _banner(settings: StackSettings) -> str:
 
 def _contracts(args: argparse.Namespace) -> int:
     from goalwatch.contracts.export import render_contracts, write_contracts
-    from services.openapi import render_openapi
+    from goalwatch.contracts.openapi import render_openapi
 
     directory = Path(args.dir)
     openapi = render_openapi()

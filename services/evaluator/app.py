@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -29,9 +28,9 @@ from goalwatch.contracts import (
 )
 from goalwatch.messaging import Durable, delivery, ensure_streams, new_broker, pull_batch, stream
 from goalwatch.rules import LoadedRule, RuleLoadError, load_rules
-from goalwatch.serving import serve
-from goalwatch.settings import Port, ServiceSettings, settings_or_exit
-from goalwatch.telemetry import HANDLER_SECONDS, configure_logging, ops_router
+from goalwatch.serving import ServiceInfo
+from goalwatch.settings import Port, ServiceSettings
+from goalwatch.telemetry import HANDLER_SECONDS, ops_router
 from services.evaluator.engine import RuleEngine
 from services.evaluator.evaluation import Evaluator, Failure
 from services.evaluator.names import GoalsNames
@@ -246,26 +245,29 @@ def create_app(settings: EvaluatorSettings) -> FastAPI:
     return app
 
 
-def main() -> None:
-    """Run the evaluator with settings from the environment; exit 2 if the rules are invalid."""
-    settings = settings_or_exit(EvaluatorSettings)
-    configure_logging("evaluator", settings.log_level)
-    try:
-        app = create_app(settings)
-    except RuleLoadError as exc:
-        count = len(exc.errors)
-        print(
-            f"goalwatch: the evaluator cannot start: {count} error{'s' if count != 1 else ''} "
+def _explain_startup_error(exc: Exception, settings: EvaluatorSettings) -> str | None:
+    """Invalid rules stop the evaluator with every error listed as file:line."""
+    if not isinstance(exc, RuleLoadError):
+        return None
+    count = len(exc.errors)
+    return "\n".join(
+        [
+            f"the evaluator cannot start: {count} error{'s' if count != 1 else ''} "
             f"in the rules in {settings.rules_dir} (set by GOALWATCH_RULES_DIR):",
-            file=sys.stderr,
-        )
-        for error in exc.errors:
-            print(f"  {error}", file=sys.stderr)
-        raise SystemExit(2) from None
-    serve(
-        app,
-        host=settings.host,
-        port=settings.evaluator_port,
-        service="evaluator",
-        env_var="GOALWATCH_EVALUATOR_PORT",
+            *(f"  {error}" for error in exc.errors),
+        ]
     )
+
+
+SERVICE = ServiceInfo(
+    name="evaluator",
+    settings=EvaluatorSettings,
+    create_app=create_app,
+    port_field="evaluator_port",
+    explain_startup_error=_explain_startup_error,
+    # The shipped rules, wherever the command runs: the routes do not depend on them.
+    document_settings=lambda: EvaluatorSettings.model_construct(
+        rules_dir=Path(__file__).resolve().parents[2] / "rules"
+    ),
+)
+"""How the kernel runs this service and renders its OpenAPI document (see pyproject.toml)."""

@@ -13,9 +13,9 @@ from goalwatch import __version__
 from goalwatch.connections import ready_checks, redis_client
 from goalwatch.contracts import PersonRead, PersonUpsert
 from goalwatch.messaging import ensure_streams, new_broker
-from goalwatch.serving import serve
-from goalwatch.settings import Port, ServiceSettings, settings_or_exit
-from goalwatch.telemetry import configure_logging, ops_router
+from goalwatch.serving import ServiceInfo
+from goalwatch.settings import Port, ServiceSettings
+from goalwatch.telemetry import ops_router
 from services.goals.people import ManagerCycleError, PeopleStore
 
 
@@ -91,14 +91,7 @@ def create_app(settings: GoalsSettings) -> FastAPI:
     return app
 
 
-def main() -> None:
-    """Run the goals service with settings from the environment."""
-    settings = settings_or_exit(GoalsSettings)
-    configure_logging("goals", settings.log_level)
-    serve(
-        create_app(settings),
-        host=settings.host,
-        port=settings.goals_port,
-        service="goals",
-        env_var="GOALWATCH_GOALS_PORT",
-    )
+SERVICE = ServiceInfo(
+    name="goals", settings=GoalsSettings, create_app=create_app, port_field="goals_port"
+)
+"""How the kernel runs this service and renders its OpenAPI document (see pyproject.toml)."""

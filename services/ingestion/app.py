@@ -16,9 +16,9 @@ from goalwatch import __version__
 from goalwatch.connections import ready_checks
 from goalwatch.contracts import subjects
 from goalwatch.messaging import Durable, delivery, ensure_streams, new_broker, pull_sub, stream
-from goalwatch.serving import serve
-from goalwatch.settings import Port, ServiceSettings, settings_or_exit
-from goalwatch.telemetry import HANDLER_SECONDS, configure_logging, ops_router
+from goalwatch.serving import ServiceInfo
+from goalwatch.settings import Port, ServiceSettings
+from goalwatch.telemetry import HANDLER_SECONDS, ops_router
 from services.ingestion.api import document_event_bodies, events_router
 from services.ingestion.intake import PublishFailedError, dead_letter, ingest_message
 from services.ingestion.publisher import NatsPublisher, Publisher
@@ -154,14 +154,7 @@ def create_app(settings: IngestionSettings, *, publisher: Publisher | None = Non
     return app
 
 
-def main() -> None:
-    """Run the ingestion service with settings from the environment."""
-    settings = settings_or_exit(IngestionSettings)
-    configure_logging("ingestion", settings.log_level)
-    serve(
-        create_app(settings),
-        host=settings.host,
-        port=settings.ingestion_port,
-        service="ingestion",
-        env_var="GOALWATCH_INGESTION_PORT",
-    )
+SERVICE = ServiceInfo(
+    name="ingestion", settings=IngestionSettings, create_app=create_app, port_field="ingestion_port"
+)
+"""How the kernel runs this service and renders its OpenAPI document (see pyproject.toml)."""

@@ -19,9 +19,9 @@ from goalwatch.connections import ready_checks, redis_client
 from goalwatch.contracts import AlertState, subjects
 from goalwatch.contracts.base import Contract
 from goalwatch.messaging import Durable, delivery, ensure_streams, new_broker, pull_sub, stream
-from goalwatch.serving import serve
-from goalwatch.settings import Port, ServiceSettings, settings_or_exit
-from goalwatch.telemetry import HANDLER_SECONDS, configure_logging, ops_router
+from goalwatch.serving import ServiceInfo
+from goalwatch.settings import Port, ServiceSettings
+from goalwatch.telemetry import HANDLER_SECONDS, ops_router
 from services.notifier.channels import Channel
 from services.notifier.claims import DeliveryClaims
 from services.notifier.inbox import DEFAULT_LIMIT, MAX_LIMIT, Inbox, InboxAlert, InboxPage
@@ -266,14 +266,7 @@ def create_app(settings: NotifierSettings) -> FastAPI:
     return app
 
 
-def main() -> None:
-    """Run the notifier with settings from the environment."""
-    settings = settings_or_exit(NotifierSettings)
-    configure_logging("notifier", settings.log_level)
-    serve(
-        create_app(settings),
-        host=settings.host,
-        port=settings.notifier_port,
-        service="notifier",
-        env_var="GOALWATCH_NOTIFIER_PORT",
-    )
+SERVICE = ServiceInfo(
+    name="notifier", settings=NotifierSettings, create_app=create_app, port_field="notifier_port"
+)
+"""How the kernel runs this service and renders its OpenAPI document (see pyproject.toml)."""

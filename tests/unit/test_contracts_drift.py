@@ -13,7 +13,7 @@ from goalwatch.contracts.export import (
     render_contracts,
     write_contracts,
 )
-from services.openapi import render_openapi
+from goalwatch.contracts.openapi import render_openapi
 
 CONTRACTS = Path(__file__).resolve().parents[2] / "contracts"
 
