@@ -1,4 +1,4 @@
-"""Run a service: the registry of services and one ``run_service``.
+"""Run a service: the registry of services, one ``run_service``, and docs pages that work offline.
 
 Each service defines one :class:`ServiceInfo` (module-level ``SERVICE`` in its ``app.py``) and
 names it in ``pyproject.toml`` under ``[project.entry-points."goalwatch.services"]``. The kernel
@@ -17,7 +17,14 @@ from importlib.metadata import entry_points
 from typing import Any, Generic, TypeVar, cast
 
 import uvicorn
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import (
+    get_redoc_html,
+    get_swagger_ui_html,
+    get_swagger_ui_oauth2_redirect_html,
+)
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 
 from goalwatch.settings import ServiceSettings, settings_or_exit
 from goalwatch.telemetry import configure_logging
@@ -145,3 +152,65 @@ def serve(app: FastAPI, *, host: str, port: int, service: str, env_var: str) -> 
         print(f"goalwatch: {message}", file=sys.stderr)
         raise SystemExit(2)
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+
+
+DOCS_ASSETS_PATH = "/docs/assets"
+"""Where :func:`offline_docs` serves the Swagger UI and ReDoc files."""
+
+
+def offline_docs(app: FastAPI) -> None:
+    """Serve ``/docs`` (Swagger UI) and ``/redoc`` from files shipped with the app, not a CDN.
+
+    FastAPI's own pages load their scripts from the internet, so they stay blank on a machine
+    without it. The files come from the ``fastapi-offline`` distribution.
+    """
+    docs_paths = {app.docs_url, app.swagger_ui_oauth2_redirect_url, app.redoc_url}
+    app.router.routes[:] = [
+        route for route in app.router.routes if getattr(route, "path", None) not in docs_paths
+    ]
+    app.mount(
+        DOCS_ASSETS_PATH,
+        StaticFiles(packages=[("fastapi_offline", "static")]),
+        name="docs-assets",
+    )
+    openapi_url = app.openapi_url or "/openapi.json"
+    oauth2_redirect_url = app.swagger_ui_oauth2_redirect_url
+    # No validator badge: it would send the document to validator.swagger.io.
+    parameters = {**(app.swagger_ui_parameters or {}), "validatorUrl": None}
+
+    def assets(request: Request) -> str:
+        return f"{request.scope.get('root_path', '')}{DOCS_ASSETS_PATH}"
+
+    if app.docs_url:
+
+        @app.get(app.docs_url, include_in_schema=False)
+        async def swagger_ui(request: Request) -> HTMLResponse:
+            root = request.scope.get("root_path", "")
+            return get_swagger_ui_html(
+                openapi_url=f"{root}{openapi_url}",
+                title=f"{app.title} - Swagger UI",
+                oauth2_redirect_url=f"{root}{oauth2_redirect_url}" if oauth2_redirect_url else None,
+                swagger_js_url=f"{assets(request)}/swagger-ui-bundle.js",
+                swagger_css_url=f"{assets(request)}/swagger-ui.css",
+                swagger_favicon_url=f"{assets(request)}/favicon.png",
+                swagger_ui_parameters=parameters,
+            )
+
+    if app.docs_url and oauth2_redirect_url:
+
+        @app.get(oauth2_redirect_url, include_in_schema=False)
+        async def swagger_ui_redirect() -> HTMLResponse:
+            return get_swagger_ui_oauth2_redirect_html()
+
+    if app.redoc_url:
+
+        @app.get(app.redoc_url, include_in_schema=False)
+        async def redoc(request: Request) -> HTMLResponse:
+            root = request.scope.get("root_path", "")
+            return get_redoc_html(
+                openapi_url=f"{root}{openapi_url}",
+                title=f"{app.title} - ReDoc",
+                redoc_js_url=f"{assets(request)}/redoc.standalone.js",
+                redoc_favicon_url=f"{assets(request)}/favicon.png",
+                with_google_fonts=False,
+            )

@@ -28,7 +28,7 @@ from goalwatch.contracts import (
 )
 from goalwatch.messaging import Durable, delivery, ensure_streams, new_broker, pull_batch, stream
 from goalwatch.rules import LoadedRule, RuleLoadError, load_rules
-from goalwatch.serving import ServiceInfo
+from goalwatch.serving import ServiceInfo, offline_docs
 from goalwatch.settings import Port, ServiceSettings
 from goalwatch.telemetry import HANDLER_SECONDS, ops_router
 from services.evaluator.engine import RuleEngine
@@ -242,6 +242,7 @@ def create_app(settings: EvaluatorSettings) -> FastAPI:
             )
         return RuleRead.of(rule)
 
+    offline_docs(app)
     return app
 
 

@@ -13,7 +13,7 @@ from goalwatch import __version__
 from goalwatch.connections import ready_checks, redis_client
 from goalwatch.contracts import PersonRead, PersonUpsert
 from goalwatch.messaging import ensure_streams, new_broker
-from goalwatch.serving import ServiceInfo
+from goalwatch.serving import ServiceInfo, offline_docs
 from goalwatch.settings import Port, ServiceSettings
 from goalwatch.telemetry import ops_router
 from services.goals.people import ManagerCycleError, PeopleStore
@@ -88,6 +88,7 @@ def create_app(settings: GoalsSettings) -> FastAPI:
     ) -> list[PersonRead]:
         return await store.list(limit=limit)
 
+    offline_docs(app)
     return app
 
 

@@ -16,7 +16,7 @@ from goalwatch import __version__
 from goalwatch.connections import ready_checks
 from goalwatch.contracts import subjects
 from goalwatch.messaging import Durable, delivery, ensure_streams, new_broker, pull_sub, stream
-from goalwatch.serving import ServiceInfo
+from goalwatch.serving import ServiceInfo, offline_docs
 from goalwatch.settings import Port, ServiceSettings
 from goalwatch.telemetry import HANDLER_SECONDS, ops_router
 from services.ingestion.api import document_event_bodies, events_router
@@ -151,6 +151,7 @@ def create_app(settings: IngestionSettings, *, publisher: Publisher | None = Non
         )
     )
     document_event_bodies(app)
+    offline_docs(app)
     return app
 
 

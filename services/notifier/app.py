@@ -19,7 +19,7 @@ from goalwatch.connections import ready_checks, redis_client
 from goalwatch.contracts import AlertState, subjects
 from goalwatch.contracts.base import Contract
 from goalwatch.messaging import Durable, delivery, ensure_streams, new_broker, pull_sub, stream
-from goalwatch.serving import ServiceInfo
+from goalwatch.serving import ServiceInfo, offline_docs
 from goalwatch.settings import Port, ServiceSettings
 from goalwatch.telemetry import HANDLER_SECONDS, ops_router
 from services.notifier.channels import Channel
@@ -263,6 +263,7 @@ def create_app(settings: NotifierSettings) -> FastAPI:
             )
         return alert
 
+    offline_docs(app)
     return app
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from pydantic import Field
 
 from goalwatch.serving import ServiceInfo, registered_services, run_service
@@ -128,3 +129,23 @@ def test_run_service_names_the_port_variable_when_the_port_is_taken(
     err = capsys.readouterr().err
     assert "the toy service cannot listen" in err
     assert "GOALWATCH_TOY_PORT=<port>" in err
+
+
+@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_docs_pages_name_no_other_host_and_their_files_are_served(service: str, page: str) -> None:
+    app = registered_services()[service].document_app()
+    client = TestClient(app)  # not entered, so the lifespan does not run: nothing connects
+    html = client.get(page)
+    assert html.status_code == 200
+    assert html.headers["content-type"].startswith("text/html")
+    assert not re.search(r"(https?:)?//", html.text), "the page loads from another host"
+    assets = re.findall(r'(?:src|href)="([^"]+)"', html.text)
+    assert len(assets) == (3 if page == "/docs" else 2), assets  # script, style (docs), icon
+    for asset in assets:
+        answer = client.get(asset)
+        assert answer.status_code == 200, asset
+        assert len(answer.content) > 1000, asset
+    if page == "/docs":  # no validator badge, which would send the document away
+        assert '"validatorUrl": null' in html.text
+    assert client.get(app.openapi_url or "").status_code == 200
