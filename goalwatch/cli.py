@@ -129,6 +129,7 @@ def _banner(settings: StackSettings) -> str:
         ("notifier", f"{settings.url('notifier')}   GET /v1/alerts"),
         ("nats", settings.nats_url),
         ("redis", settings.redis_url),
+        ("webhook", _webhook(settings.webhook_url)),
         ("logs", f"{settings.state_dir}/logs/<name>.log"),
     ]
     lines = [f"  {name:<10} {where}" for name, where in rows]
@@ -141,6 +142,19 @@ def _banner(settings: StackSettings) -> str:
             "Alerts appear below as they fire and resolve. Ctrl-C stops everything.",
         ]
     )
+
+
+def _webhook(url: str | None) -> str:
+    """Where alerts are POSTed, without query or credentials: webhook URLs carry tokens there."""
+    if not url or not url.strip():
+        return (
+            "none: alerts go to the inbox only (set GOALWATCH_WEBHOOK_URL and "
+            "GOALWATCH_WEBHOOK_SECRET to POST them to a receiver)"
+        )
+    parsed = httpx.URL(url)
+    port = f":{parsed.port}" if parsed.port else ""
+    hidden = " (query not shown)" if parsed.query else ""
+    return f"{parsed.scheme}://{parsed.host}{port}{parsed.path}   every alert, signed{hidden}"
 
 
 def _contracts(args: argparse.Namespace) -> int:
