@@ -72,7 +72,9 @@ async def test_invalid_event_on_nats_goes_to_the_dead_letter_stream(
     finally:
         await sub.unsubscribe()
     assert letter["origin_subject"] == subjects.METRICS_IN
-    assert any(e.get("field") == "time" or "time" in json.dumps(e) for e in letter["errors"])
+    # One error, for the one missing field, naming the event.
+    assert [(e["loc"], e["id"]) for e in letter["errors"]] == [("time", marker)], letter
+    assert letter["errors"][0]["msg"].startswith('time is required (add "time"'), letter
 
 
 async def test_changed_consumer_settings_reach_an_existing_consumer(
