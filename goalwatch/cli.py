@@ -11,13 +11,13 @@ from types import FrameType
 
 import httpx
 
-from goalwatch.devstack import SERVICES, Stack, StackError, StackSettings
+from goalwatch.dev.stack import SERVICES, Stack, StackError, StackSettings
 from goalwatch.rules.cli import add_rules_commands
 from goalwatch.settings import settings_or_exit
 
 
 def _up(_: argparse.Namespace) -> int:
-    from goalwatch.demo import load_demo
+    from goalwatch.dev.demo import load_demo
 
     settings = settings_or_exit(StackSettings)
     stack = Stack(settings=settings)
@@ -130,6 +130,7 @@ def _banner(settings: StackSettings) -> str:
         ("notifier", f"{settings.url('notifier')}   GET /v1/alerts"),
         ("nats", settings.nats_url),
         ("redis", settings.redis_url),
+        ("webhook", _webhook(settings.webhook_url)),
         ("logs", f"{settings.state_dir}/logs/<name>.log"),
     ]
     lines = [f"  {name:<10} {where}" for name, where in rows]
@@ -144,9 +145,22 @@ def _banner(settings: StackSettings) -> str:
     )
 
 
+def _webhook(url: str | None) -> str:
+    """Where alerts are POSTed, without query or credentials: webhook URLs carry tokens there."""
+    if not url or not url.strip():
+        return (
+            "none: alerts go to the inbox only (set GOALWATCH_WEBHOOK_URL and "
+            "GOALWATCH_WEBHOOK_SECRET to POST them to a receiver)"
+        )
+    parsed = httpx.URL(url)
+    port = f":{parsed.port}" if parsed.port else ""
+    hidden = " (query not shown)" if parsed.query else ""
+    return f"{parsed.scheme}://{parsed.host}{port}{parsed.path}   every alert, signed{hidden}"
+
+
 def _contracts(args: argparse.Namespace) -> int:
     from goalwatch.contracts.export import render_contracts, write_contracts
-    from services.openapi import render_openapi
+    from goalwatch.contracts.openapi import render_openapi
 
     directory = Path(args.dir)
     openapi = render_openapi()
@@ -167,7 +181,7 @@ def _contracts(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from goalwatch.bench import run
+    from goalwatch.dev.bench import run
 
     result = run(
         subjects_count=args.subjects,
@@ -180,7 +194,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _webhook_receiver(_: argparse.Namespace) -> int:
-    from goalwatch.receiver import ReceiverSettings, run
+    from goalwatch.dev.receiver import ReceiverSettings, run
 
     return run(settings_or_exit(ReceiverSettings))
 

@@ -4,7 +4,8 @@ A service's ``create_app`` builds its clients and domain objects, subscribes its
 :class:`goalwatch.consumers.Consumers` and hands the rest to :func:`service_app`.
 
 Lifecycle, in order: streams and the service's consumers are provisioned, the broker starts
-(subscribers begin to pull), the app serves; on shutdown the broker stops first (it finishes
+(subscribers begin to pull), the app serves (its API docs at ``/docs`` from local files, not a CDN); on shutdown the broker
+stops first (it finishes
 what it holds), then every client is closed. FastStream's FastAPI integration (``NatsRouter``)
 would start the broker too, but it builds a broker of its own, where a service here takes one
 as an argument so that tests can pass theirs.
@@ -27,6 +28,7 @@ from goalwatch import __version__
 from goalwatch.consumers import Consumers
 from goalwatch.messaging import ensure_streams
 from goalwatch.problems import FieldProblem, Problem, install_problem_handlers
+from goalwatch.serving import offline_docs
 from goalwatch.telemetry import ReadyCheck, ops_router
 
 logger = logging.getLogger(__name__)
@@ -75,6 +77,7 @@ def service_app(
     install_problem_handlers(app)
     app.include_router(ops_router(checks, registry=registry))
     _document(app, [Problem, FieldProblem, *schemas])
+    offline_docs(app)
     return app
 
 

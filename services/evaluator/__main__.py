@@ -1,3 +1,4 @@
-from services.evaluator.app import main
+from goalwatch.serving import run_service
+from services.evaluator.app import SERVICE
 
-main()
+run_service(SERVICE)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,9 +20,8 @@ from goalwatch.messaging import new_broker
 from goalwatch.rules import LoadedRule, RuleLoadError, load_rules
 from goalwatch.rules.engine import RuleEngine
 from goalwatch.service import service_app
-from goalwatch.serving import serve
-from goalwatch.settings import Port, ServiceSettings, settings_or_exit
-from goalwatch.telemetry import configure_logging
+from goalwatch.serving import ServiceInfo
+from goalwatch.settings import Port, ServiceSettings
 from services.evaluator.api import rules_router
 from services.evaluator.consumer import MetricsHandler
 from services.evaluator.evaluation import Evaluator
@@ -125,26 +123,29 @@ def _announce(rules: Sequence[LoadedRule], rules_dir: Path) -> None:
         )
 
 
-def main() -> None:
-    """Run the evaluator with settings from the environment; exit 2 if the rules are invalid."""
-    settings = settings_or_exit(EvaluatorSettings)
-    configure_logging("evaluator", settings.log_level)
-    try:
-        app = create_app(settings)
-    except RuleLoadError as exc:
-        count = len(exc.errors)
-        print(
-            f"goalwatch: the evaluator cannot start: {count} error{'s' if count != 1 else ''} "
+def _explain_startup_error(exc: Exception, settings: EvaluatorSettings) -> str | None:
+    """Invalid rules stop the evaluator with every error listed as file:line."""
+    if not isinstance(exc, RuleLoadError):
+        return None
+    count = len(exc.errors)
+    return "\n".join(
+        [
+            f"the evaluator cannot start: {count} error{'s' if count != 1 else ''} "
             f"in the rules in {settings.rules_dir} (set by GOALWATCH_RULES_DIR):",
-            file=sys.stderr,
-        )
-        for error in exc.errors:
-            print(f"  {error}", file=sys.stderr)
-        raise SystemExit(2) from None
-    serve(
-        app,
-        host=settings.host,
-        port=settings.evaluator_port,
-        service="evaluator",
-        env_var="GOALWATCH_EVALUATOR_PORT",
+            *(f"  {error}" for error in exc.errors),
+        ]
     )
+
+
+SERVICE = ServiceInfo(
+    name="evaluator",
+    settings=EvaluatorSettings,
+    create_app=create_app,
+    port_field="evaluator_port",
+    explain_startup_error=_explain_startup_error,
+    # The shipped rules, wherever the command runs: the routes do not depend on them.
+    document_settings=lambda: EvaluatorSettings.model_construct(
+        rules_dir=Path(__file__).resolve().parents[2] / "rules"
+    ),
+)
+"""How the kernel runs this service and renders its OpenAPI document (see pyproject.toml)."""

@@ -1,3 +1,4 @@
-from services.goals.app import main
+from goalwatch.serving import run_service
+from services.goals.app import SERVICE
 
-main()
+run_service(SERVICE)

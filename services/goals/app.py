@@ -12,9 +12,8 @@ from goalwatch.connections import redis_client
 from goalwatch.contracts import PersonRead, PersonUpsert
 from goalwatch.problems import problem_responses
 from goalwatch.service import service_app
-from goalwatch.serving import serve
-from goalwatch.settings import Port, ServiceSettings, settings_or_exit
-from goalwatch.telemetry import configure_logging
+from goalwatch.serving import ServiceInfo
+from goalwatch.settings import Port, ServiceSettings
 from services.goals.metrics import HANDLER_SECONDS, PEOPLE_UPSERTED, REGISTRY
 from services.goals.people import ManagerCycleError, PeopleStore
 
@@ -87,14 +86,7 @@ def create_app(settings: GoalsSettings, *, redis: Redis | None = None) -> FastAP
     return app
 
 
-def main() -> None:
-    """Run the goals service with settings from the environment."""
-    settings = settings_or_exit(GoalsSettings)
-    configure_logging("goals", settings.log_level)
-    serve(
-        create_app(settings),
-        host=settings.host,
-        port=settings.goals_port,
-        service="goals",
-        env_var="GOALWATCH_GOALS_PORT",
-    )
+SERVICE = ServiceInfo(
+    name="goals", settings=GoalsSettings, create_app=create_app, port_field="goals_port"
+)
+"""How the kernel runs this service and renders its OpenAPI document (see pyproject.toml)."""

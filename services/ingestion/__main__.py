@@ -1,3 +1,4 @@
-from services.ingestion.app import main
+from goalwatch.serving import run_service
+from services.ingestion.app import SERVICE
 
-main()
+run_service(SERVICE)

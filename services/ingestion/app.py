@@ -11,9 +11,8 @@ from goalwatch.consumers import Consumers, ConsumerSpec, RedeliveryPolicy
 from goalwatch.contracts import MetricCloudEvent, MetricRecorded, subjects
 from goalwatch.messaging import new_broker
 from goalwatch.service import service_app
-from goalwatch.serving import serve
-from goalwatch.settings import Port, ServiceSettings, settings_or_exit
-from goalwatch.telemetry import configure_logging
+from goalwatch.serving import ServiceInfo
+from goalwatch.settings import Port, ServiceSettings
 from services.ingestion.api import events_router
 from services.ingestion.intake import MessageIntake
 from services.ingestion.metrics import HANDLER_SECONDS, REGISTRY
@@ -92,14 +91,7 @@ def create_app(
     return app
 
 
-def main() -> None:
-    """Run the ingestion service with settings from the environment."""
-    settings = settings_or_exit(IngestionSettings)
-    configure_logging("ingestion", settings.log_level)
-    serve(
-        create_app(settings),
-        host=settings.host,
-        port=settings.ingestion_port,
-        service="ingestion",
-        env_var="GOALWATCH_INGESTION_PORT",
-    )
+SERVICE = ServiceInfo(
+    name="ingestion", settings=IngestionSettings, create_app=create_app, port_field="ingestion_port"
+)
+"""How the kernel runs this service and renders its OpenAPI document (see pyproject.toml)."""

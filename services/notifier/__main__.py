@@ -1,3 +1,4 @@
-from services.notifier.app import main
+from goalwatch.serving import run_service
+from services.notifier.app import SERVICE
 
-main()
+run_service(SERVICE)

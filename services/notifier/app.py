@@ -17,9 +17,8 @@ from goalwatch.contracts.base import Contract
 from goalwatch.goals_client import GoalsClient
 from goalwatch.messaging import new_broker
 from goalwatch.service import service_app
-from goalwatch.serving import serve
-from goalwatch.settings import Port, ServiceSettings, settings_or_exit
-from goalwatch.telemetry import configure_logging
+from goalwatch.serving import ServiceInfo
+from goalwatch.settings import Port, ServiceSettings
 from services.notifier.api import inbox_router
 from services.notifier.channels import Channel
 from services.notifier.claims import DeliveryClaims
@@ -190,14 +189,7 @@ def create_app(
     return app
 
 
-def main() -> None:
-    """Run the notifier with settings from the environment."""
-    settings = settings_or_exit(NotifierSettings)
-    configure_logging("notifier", settings.log_level)
-    serve(
-        create_app(settings),
-        host=settings.host,
-        port=settings.notifier_port,
-        service="notifier",
-        env_var="GOALWATCH_NOTIFIER_PORT",
-    )
+SERVICE = ServiceInfo(
+    name="notifier", settings=NotifierSettings, create_app=create_app, port_field="notifier_port"
+)
+"""How the kernel runs this service and renders its OpenAPI document (see pyproject.toml)."""

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from goalwatch.devstack import Stack, StackSettings
+from goalwatch.dev.stack import Stack, StackSettings
 
 REPO = Path(__file__).resolve().parents[2]
 WEBHOOK_SECRET = "integration-secret"

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import queue
+import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import IO, Any
 
 import httpx
 import nats
@@ -15,6 +18,14 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from goalwatch.contracts import subjects
 
 DAY0 = datetime(2026, 11, 1, 18, 0, tzinfo=UTC)
+
+# Every durable consumer of the pipeline, upstream first: (stream, consumer name).
+PIPELINE_CONSUMERS = (
+    (subjects.STREAM_INGEST, "ingestion"),
+    (subjects.STREAM_METRICS, "evaluator"),
+    (subjects.STREAM_ALERTS, "notifier-fired"),
+    (subjects.STREAM_ALERTS, "notifier-resolved"),
+)
 
 
 def unique(prefix: str) -> str:
@@ -90,3 +101,107 @@ async def _await_notification(nats_url: str, subject_id: str, *, wait: float) ->
                 return notification
     finally:
         await nc.close()
+
+
+def await_drained(nats_url: str, *, timeout: float = 30.0) -> None:
+    """Wait until every pipeline consumer has handled and acknowledged all it was given.
+
+    Checked upstream first, each once it is drained: a service acknowledges a message only after
+    publishing what follows from it, so once the evaluator is drained every alert its events
+    cause is in the ALERTS stream, and once the notifiers are drained every alert is delivered.
+    Call it after the events are accepted; fails the test after ``timeout``.
+    """
+    asyncio.run(_await_drained(nats_url, wait=timeout))
+
+
+async def _await_drained(nats_url: str, *, wait: float) -> None:
+    deadline = time.monotonic() + wait
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        for stream, consumer in PIPELINE_CONSUMERS:
+            while True:
+                info = await js.consumer_info(stream, consumer)
+                if info.num_pending == 0 and info.num_ack_pending == 0:
+                    break
+                if time.monotonic() > deadline:
+                    raise AssertionError(
+                        f"consumer {consumer} on {stream} did not drain in {wait} s: "
+                        f"{info.num_pending} pending, {info.num_ack_pending} unacknowledged, "
+                        f"{info.num_redelivered} redelivered"
+                    )
+                await asyncio.sleep(0.02)  # the server's counters: there is no event to await
+    finally:
+        await nc.close()
+
+
+def alerts_about(
+    nats_url: str, subject_id: str, *, timeout: float = 10.0
+) -> list[tuple[str, dict[str, Any]]]:
+    """Every alert in the ALERTS stream about ``subject_id``, in order, as (NATS subject, alert):
+    ``goalwatch.alerts.fired.v1`` or ``goalwatch.alerts.resolved.v1``."""
+    return asyncio.run(_alerts_about(nats_url, subject_id, wait=timeout))
+
+
+async def _alerts_about(
+    nats_url: str, subject_id: str, *, wait: float
+) -> list[tuple[str, dict[str, Any]]]:
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        last = (await js.stream_info(subjects.STREAM_ALERTS)).state.last_seq
+        if last == 0:
+            return []
+        # An ordered ephemeral consumer over the whole stream: it reads, it does not take.
+        sub = await js.subscribe(
+            "goalwatch.alerts.*.v1",
+            stream=subjects.STREAM_ALERTS,
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.ALL,
+        )
+        found: list[tuple[str, dict[str, Any]]] = []
+        deadline = time.monotonic() + wait
+        try:
+            while True:
+                msg = await sub.next_msg(timeout=max(0.1, deadline - time.monotonic()))
+                alert: dict[str, Any] = json.loads(msg.data)
+                if alert["subject"] == subject_id:
+                    found.append((msg.subject, alert))
+                if msg.metadata.sequence.stream >= last:
+                    return found
+        finally:
+            await sub.unsubscribe()
+    finally:
+        await nc.close()
+
+
+class Lines:
+    """The lines a child process writes, each read with a deadline.
+
+    A thread reads the pipe, so a child that prints nothing more fails the test in time
+    instead of blocking it.
+    """
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self.seen: list[str] = []
+
+        def pump() -> None:
+            for line in stream:
+                self._lines.put(line)
+            self._lines.put(None)  # end of output
+
+        threading.Thread(target=pump, name="child-output", daemon=True).start()
+
+    def next(self, timeout: float = 10.0) -> str:
+        """The next line; fails the test if none comes within ``timeout`` or output ended."""
+        try:
+            line = self._lines.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(
+                f"no output line within {timeout} s; so far: {self.seen}"
+            ) from None
+        if line is None:
+            raise AssertionError(f"the process ended its output; so far: {self.seen}")
+        self.seen.append(line)
+        return line

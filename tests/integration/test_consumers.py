@@ -20,7 +20,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy, StreamConfig
 
 from goalwatch.consumers import ACK, Consumers, ConsumerSpec, Received, RedeliveryPolicy, Verdict
 from goalwatch.contracts import MetricRecorded, subjects
-from goalwatch.devstack import Stack
+from goalwatch.dev.stack import Stack
 from goalwatch.messaging import ensure_streams, new_broker
 from goalwatch.telemetry import handler_seconds, service_registry
 from tests.integration.helpers import rework_event, unique

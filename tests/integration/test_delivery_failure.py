@@ -13,7 +13,7 @@ import pytest
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from goalwatch.contracts import subjects
-from goalwatch.devstack import Stack
+from goalwatch.dev.stack import Stack
 from tests.integration.conftest import FAILING_PREFIX, Delivery, WebhookReceiver
 from tests.integration.helpers import inbox, post_events, rework_event, unique
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from goalwatch.devstack import Stack
+from goalwatch.dev.stack import Stack
 from tests.integration.helpers import unique
 
 pytestmark = pytest.mark.integration

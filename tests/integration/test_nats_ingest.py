@@ -13,7 +13,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from goalwatch.consumers import ConsumerSpec, RedeliveryPolicy
 from goalwatch.contracts import subjects
-from goalwatch.devstack import Stack
+from goalwatch.dev.stack import Stack
 from goalwatch.messaging import ensure_streams
 from tests.integration.conftest import Delivery, WebhookReceiver
 from tests.integration.helpers import add_doctor, rework_event, unique
@@ -73,7 +73,9 @@ async def test_invalid_event_on_nats_goes_to_the_dead_letter_stream(
     finally:
         await sub.unsubscribe()
     assert letter["origin_subject"] == subjects.METRICS_IN
-    assert [e["loc"] for e in letter["errors"]] == ["time"]
+    # One error, for the one missing field, naming the event.
+    assert [(e["loc"], e["event_id"]) for e in letter["errors"]] == [("time", marker)], letter
+    assert letter["errors"][0]["msg"].startswith('time is required (add "time"'), letter
 
 
 async def test_changed_consumer_settings_reach_an_existing_consumer(

@@ -10,9 +10,16 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from goalwatch.devstack import Stack
+from goalwatch.contracts import subjects
+from goalwatch.dev.stack import Stack
 from tests.integration.conftest import WEBHOOK_SECRET, Delivery, WebhookReceiver
-from tests.integration.helpers import add_doctor, post_events, rework_event
+from tests.integration.helpers import (
+    add_doctor,
+    alerts_about,
+    await_drained,
+    post_events,
+    rework_event,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -55,6 +62,12 @@ def test_alert_fires_once_while_breaching_and_resolves(
     post_events(http, ingestion, [rework_event(doctor, 4, 0.15), rework_event(doctor, 5, 0.02)])
     webhook.wait_for(_of_subject(doctor, "resolved"))
 
+    # Nothing else is on its way: day 4 fired no second alert.
+    await_drained(stack.settings.nats_url)
+    assert [on for on, _ in alerts_about(stack.settings.nats_url, doctor)] == [
+        subjects.ALERTS_FIRED,
+        subjects.ALERTS_RESOLVED,
+    ]
     states = [d["state"] for d in _deliveries(webhook, doctor)]
     assert states == ["firing", "resolved"]
     fired = _deliveries(webhook, doctor)[0]
@@ -100,11 +113,8 @@ def test_two_over_one_under_two_over_does_not_fire(
     values = [0.2, 0.2, 0.01, 0.2, 0.2]
     post_events(http, ingestion, [rework_event(doctor, d, v) for d, v in enumerate(values, 1)])
 
-    # The evaluator handles the stream in order: once a later subject's alert arrives, every
-    # event above has been evaluated.
-    sentinel, _ = add_doctor(http, _url(stack, "goals"))
-    post_events(http, ingestion, [rework_event(sentinel, d, 0.3) for d in (1, 2, 3)])
-    webhook.wait_for(_of_subject(sentinel, "firing"))
+    await_drained(stack.settings.nats_url)
+    assert alerts_about(stack.settings.nats_url, doctor) == []
     assert _deliveries(webhook, doctor) == []
 
 
@@ -135,9 +145,8 @@ def test_resent_event_is_a_duplicate_and_not_evaluated_twice(
         assert (again["accepted"], again["duplicated"]) == (0, 1)
     post_events(http, ingestion, [rework_event(doctor, 2, 0.2)])
 
-    sentinel, _ = add_doctor(http, _url(stack, "goals"))
-    post_events(http, ingestion, [rework_event(sentinel, d, 0.3) for d in (1, 2, 3)])
-    webhook.wait_for(_of_subject(sentinel, "firing"))
+    await_drained(stack.settings.nats_url)
+    assert alerts_about(stack.settings.nats_url, doctor) == []
     assert _deliveries(webhook, doctor) == []
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from goalwatch.contracts.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from tests.integration.conftest import free_port
+from tests.integration.helpers import Lines
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +29,8 @@ def test_receiver_checks_signatures_and_prints_the_alert() -> None:
     )
     try:
         assert process.stdout is not None
-        assert "webhook receiver on" in process.stdout.readline()  # listening from here on
+        lines = Lines(process.stdout)
+        assert "webhook receiver on" in lines.next()  # listening from here on
         payload = {
             "state": "firing",
             "severity": "warning",
@@ -44,13 +46,13 @@ def test_receiver_checks_signatures_and_prints_the_alert() -> None:
         }
         url = f"http://127.0.0.1:{port}/"
         assert httpx.post(url, content=body, headers=signed).status_code == 204
-        assert process.stdout.readline().startswith("[signature ok] FIRING warning")
-        assert "li-na: report rework rate 12%" in process.stdout.readline()
-        assert "Dr. Zhang Wei (manager)" in process.stdout.readline()
+        assert lines.next().startswith("[signature ok] FIRING warning")
+        assert "li-na: report rework rate 12%" in lines.next()
+        assert "Dr. Zhang Wei (manager)" in lines.next()
 
         forged = {**signed, SIGNATURE_HEADER: sign(secret="guess", timestamp=stamp, body=body)}
         assert httpx.post(url, content=body, headers=forged).status_code == 401
-        assert process.stdout.readline().startswith("[SIGNATURE INVALID]")
+        assert lines.next().startswith("[SIGNATURE INVALID]")
     finally:
         process.terminate()
         process.wait(timeout=10)

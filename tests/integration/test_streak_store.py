@@ -9,7 +9,7 @@ import pytest
 from redis.asyncio import Redis
 
 from goalwatch.contracts import AlertState
-from goalwatch.devstack import Stack
+from goalwatch.dev.stack import Stack
 from goalwatch.rules.transitions import Point
 from services.evaluator.streaks import StreakStore
 from tests.integration.helpers import unique

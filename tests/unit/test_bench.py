@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from goalwatch.bench import Latencies
+from goalwatch.dev.bench import Latencies
 
 
 def test_percentiles_in_milliseconds() -> None:

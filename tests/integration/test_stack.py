@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from goalwatch.devstack import Stack, StackError, StackSettings
+from goalwatch.dev.stack import Stack, StackError, StackSettings
 from tests.integration.conftest import REPO, free_port
 from tests.integration.helpers import (
     add_doctor,
@@ -88,6 +88,7 @@ def test_goalwatch_up_runs_the_demo_shows_its_alert_and_stops_on_ctrl_c(tmp_path
         **os.environ,
         "GOALWATCH_STATE_DIR": str(settings.state_dir),
         "GOALWATCH_RULES_DIR": str(settings.rules_dir),
+        "GOALWATCH_WEBHOOK_URL": "",  # whatever the developer's shell says: no webhook
         **{
             f"GOALWATCH_{name.upper()}_PORT": str(settings.port(name))
             for name in ("nats", "redis", "ingestion", "goals", "evaluator", "notifier")
@@ -112,6 +113,7 @@ def test_goalwatch_up_runs_the_demo_shows_its_alert_and_stops_on_ctrl_c(tmp_path
                 break
         assert any("demo data loaded (6 events accepted" in line for line in seen), seen
         assert any(settings.url("notifier") in line for line in seen), seen
+        assert any(line.split()[:2] == ["webhook", "none:"] for line in seen), seen
         assert "Dr. Li Na: report rework rate 12% is above 8%" in seen[-1], seen
     finally:
         up.send_signal(signal.SIGINT)

@@ -36,7 +36,7 @@ from nats.aio.msg import Msg
 from nats.js.api import StorageType, StreamConfig
 
 from goalwatch.contracts import subjects
-from goalwatch.devstack import Stack, StackSettings
+from goalwatch.dev.stack import Stack, StackSettings
 
 _CEILING_STREAM = "GOALWATCH_BENCH_CEILING"
 _CEILING_SUBJECT = "goalwatch.bench.ceiling"

@@ -43,6 +43,9 @@ class StackSettings(BaseSettings):
     goals_port: Port = Field(8002, description="Goals HTTP port.")
     evaluator_port: Port = Field(8003, description="Evaluator HTTP port.")
     notifier_port: Port = Field(8004, description="Notifier HTTP port.")
+    webhook_url: str | None = Field(
+        None, description="The notifier's webhook (read by the notifier itself; shown here)."
+    )
 
     def port(self, name: str) -> int:
         """The port of ``name`` (nats, redis or a service)."""

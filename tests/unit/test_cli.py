@@ -1,0 +1,32 @@
+"""The start banner of `goalwatch up`."""
+
+from __future__ import annotations
+
+from goalwatch.cli import _banner
+from goalwatch.dev.stack import StackSettings
+
+
+def _webhook_line(settings: StackSettings) -> str:
+    return next(line for line in _banner(settings).splitlines() if line.split()[0] == "webhook")
+
+
+def test_the_banner_says_when_no_webhook_is_configured() -> None:
+    line = _webhook_line(StackSettings(webhook_url=None))
+    assert "none: alerts go to the inbox only" in line
+    assert "GOALWATCH_WEBHOOK_URL" in line
+    assert _webhook_line(StackSettings(webhook_url="  ")) == line
+
+
+def test_the_banner_shows_where_the_webhook_is_without_its_secrets() -> None:
+    url = "https://bot:p4ss@hooks.example.org:8443/cgi-bin/webhook/send?key=s3cret-token#x"
+    line = _webhook_line(StackSettings(webhook_url=url))
+    assert "https://hooks.example.org:8443/cgi-bin/webhook/send" in line
+    assert "(query not shown)" in line
+    for secret in ("s3cret-token", "key=", "p4ss", "bot"):
+        assert secret not in line
+
+
+def test_the_banner_shows_the_demo_receiver() -> None:
+    line = _webhook_line(StackSettings(webhook_url="http://127.0.0.1:9000/"))
+    assert line.split()[1] == "http://127.0.0.1:9000/"
+    assert "not shown" not in line
