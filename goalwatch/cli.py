@@ -11,9 +11,9 @@ from types import FrameType
 
 import httpx
 
-from goalwatch.dev.stack import SERVICES, Stack, StackError, StackSettings
+from goalwatch.dev.stack import Stack, StackError, StackSettings, services
 from goalwatch.rules.cli import add_rules_commands
-from goalwatch.settings import settings_or_exit
+from goalwatch.settings import redacted_url, settings_or_exit
 
 
 def _up(_: argparse.Namespace) -> int:
@@ -32,7 +32,7 @@ def _up(_: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, interrupt)
     signal.signal(signal.SIGTERM, interrupt)
     print(
-        f"goalwatch: starting NATS, Redis and {', '.join(SERVICES)} (data in {settings.state_dir}/)"
+        f"goalwatch: starting NATS, Redis and {', '.join(services())} (data in {settings.state_dir}/)"
     )
     try:
         stack.start()
@@ -152,25 +152,23 @@ def _webhook(url: str | None) -> str:
             "none: alerts go to the inbox only (set GOALWATCH_WEBHOOK_URL and "
             "GOALWATCH_WEBHOOK_SECRET to POST them to a receiver)"
         )
-    parsed = httpx.URL(url)
-    port = f":{parsed.port}" if parsed.port else ""
-    hidden = " (query not shown)" if parsed.query else ""
-    return f"{parsed.scheme}://{parsed.host}{port}{parsed.path}   every alert, signed{hidden}"
+    hidden = " (query not shown)" if httpx.URL(url).query else ""
+    return f"{redacted_url(url)}   every alert, signed{hidden}"
 
 
 def _contracts(args: argparse.Namespace) -> int:
     from goalwatch.contracts.export import render_contracts, write_contracts
-    from goalwatch.contracts.openapi import render_openapi
+    from goalwatch.contracts.interfaces import service_documents
 
     directory = Path(args.dir)
-    openapi = render_openapi()
+    documents = service_documents()
     if args.action == "write":
-        for path in write_contracts(directory, openapi):
+        for path in write_contracts(directory, documents):
             print(path)
         return 0
     stale = [
         name
-        for name, text in render_contracts(openapi).items()
+        for name, text in render_contracts(documents).items()
         if not (directory / name).exists() or (directory / name).read_text() != text
     ]
     if stale:
@@ -193,10 +191,23 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from goalwatch.serving import registered_services, run_service
+
+    run_service(registered_services()[args.service])
+    return 0
+
+
 def _webhook_receiver(_: argparse.Namespace) -> int:
     from goalwatch.dev.receiver import ReceiverSettings, run
 
     return run(settings_or_exit(ReceiverSettings))
+
+
+def _service_names() -> list[str]:
+    from goalwatch.serving import registered_services
+
+    return list(registered_services())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -205,6 +216,11 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("up", help="start NATS, Redis and every service with demo data")
     up.set_defaults(func=_up)
+    serve = commands.add_parser(
+        "serve", help="run one service with settings from GOALWATCH_* environment variables"
+    )
+    serve.add_argument("service", choices=sorted(_service_names()), help="which service")
+    serve.set_defaults(func=_serve)
     contracts = commands.add_parser("contracts", help="write or check contracts/")
     contracts.add_argument("action", choices=["write", "check"])
     contracts.add_argument("--dir", default="contracts", help="target folder (default contracts)")

@@ -85,15 +85,15 @@ class RedeliveryPolicy:
     first_delay: float
     max_delay: float
 
-    def delay(self, delivered: int) -> float:
-        """Seconds to wait before the delivery after delivery number ``delivered``."""
-        return float(min(self.first_delay * 2 ** (max(delivered, 1) - 1), self.max_delay))
+    def delay(self, deliveries: int) -> float:
+        """Seconds to wait before the next delivery, after ``deliveries`` so far."""
+        return float(min(self.first_delay * 2 ** (max(deliveries, 1) - 1), self.max_delay))
 
-    def on_failure(self, *, delivered: int, reason: str) -> Retry | Reject:
+    def on_failure(self, *, deliveries: int, reason: str) -> Retry | Reject:
         """Retry, or, after the last allowed delivery, dead-letter the message."""
-        if delivered < self.max_deliver:
-            return Retry(delay=self.delay(delivered), reason=reason)
-        return Reject(reason=f"{reason}; gave up after {delivered} deliveries", cause="gave-up")
+        if deliveries < self.max_deliver:
+            return Retry(delay=self.delay(deliveries), reason=reason)
+        return Reject(reason=f"{reason}; gave up after {deliveries} deliveries", cause="gave-up")
 
 
 # ---------------------------------------------------------------- consumers
@@ -187,6 +187,16 @@ class _Subscription:
     batch: bool
 
 
+def provisioned(stream: str) -> JStream:
+    """A reference to a stream :func:`goalwatch.messaging.ensure_streams` provisions.
+
+    Every subscriber and publisher must name its stream this way: given a bare name, FastStream
+    declares the stream when the broker starts and, finding it configured differently,
+    *replaces* its configuration with defaults (no age limit, a 2-minute duplicate window).
+    """
+    return JStream(stream, declare=False)
+
+
 class Consumers:
     """The durable consumers of one service: handlers subscribed, verdicts applied.
 
@@ -202,6 +212,7 @@ class Consumers:
         self._service = service
         self._seconds = seconds
         self._by_subject: dict[str, _Subscription] = {}
+        self._dead_letter_subjects: set[str] = set()
         broker.add_middleware(
             ExceptionMiddleware(handlers={ValidationError: self._invalid, Exception: self._failed})
         )
@@ -278,7 +289,7 @@ class Consumers:
         timeout = BATCH_WINDOW_SECONDS if batch else FETCH_TIMEOUT_SECONDS
         self._broker.subscriber(
             spec.subject,
-            stream=JStream(spec.stream, declare=False),
+            stream=provisioned(spec.stream),
             durable=spec.name,
             pull_sub=PullSub(batch_size=spec.batch_size, timeout=timeout, batch=batch),
             config=spec.config(),
@@ -287,6 +298,22 @@ class Consumers:
             title=f"{spec.name}:{spec.subject}",
             description=description,
         )(func)
+        self._declare_dead_letters(subjects.dead_letter_subject(spec.subject))
+
+    def _declare_dead_letters(self, subject: str) -> None:
+        """Declare the dead-letter subject :func:`settle` publishes to, for the AsyncAPI
+        document (publishing goes through :func:`publish_dead_letter`)."""
+        if subject in self._dead_letter_subjects:
+            return
+        self._dead_letter_subjects.add(subject)
+        self._broker.publisher(
+            subject,
+            stream=provisioned(subjects.STREAM_DEADLETTER),
+            schema=DeadLetter,
+            title=f"{self._service}:{subject}",
+            description="Messages this service could not process, with the reason and the "
+            "payload, kept for an operator to inspect and replay.",
+        )
 
     async def _invalid(self, exc: ValidationError, message: NatsMessage) -> None:
         await self._settle_escaped(exc, message)
@@ -325,7 +352,7 @@ class Consumers:
             else:
                 logger.exception("handler of %s failed", spec.name, exc_info=exc)
                 verdict = spec.policy.on_failure(
-                    delivered=facts.deliveries, reason=f"handling failed: {exc!r}"
+                    deliveries=facts.deliveries, reason=f"handling failed: {exc!r}"
                 )
             await settle(self._broker, one, verdict, received=facts)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from typing import Annotated, TypeVar
 
+import httpx
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -47,6 +48,13 @@ def settings_or_exit(cls: type[S]) -> S:
         )
         print(f"goalwatch: invalid settings in the environment:\n{problems}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def redacted_url(url: str) -> str:
+    """``url`` without credentials or query, fit for logs: webhook URLs carry tokens there."""
+    parsed = httpx.URL(url)
+    port = f":{parsed.port}" if parsed.port else ""
+    return f"{parsed.scheme}://{parsed.host}{port}{parsed.path}"
 
 
 def _variable(loc: tuple[int | str, ...]) -> str:

@@ -1,9 +1,11 @@
 """Render the message contracts as files other systems can read: JSON Schema and AsyncAPI.
 
 ``make contracts`` (``goalwatch contracts write``) writes them into ``contracts/``; a unit test
-fails when the files there no longer match the models. Everything is derived from the pydantic
-models in :mod:`goalwatch.contracts` and the names in :mod:`goalwatch.contracts.subjects`, and
-rendered deterministically (sorted keys, two-space indent, trailing newline).
+fails when the files there no longer match the code. Schemas come from the pydantic models in
+:mod:`goalwatch.contracts`; the AsyncAPI channels and operations from the subscribers and
+publishers the services declare on their brokers (:mod:`goalwatch.contracts.interfaces`); the
+OpenAPI documents from the services' apps. Everything is rendered deterministically (sorted
+keys, two-space indent, trailing newline).
 """
 
 from __future__ import annotations
@@ -14,12 +16,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from faststream.nats import NatsBroker
+from faststream.specification import AsyncAPI
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 import goalwatch.contracts as contracts
 from goalwatch import __version__
 from goalwatch.contracts import subjects
+from goalwatch.contracts.interfaces import ServiceDocuments, service_documents
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 ASYNCAPI_VERSION = "3.0.0"
@@ -33,26 +38,28 @@ def public_models() -> list[type[BaseModel]]:
     return sorted(found, key=lambda m: m.__name__)
 
 
-def render_contracts(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+def render_contracts(documents: ServiceDocuments | None = None) -> dict[str, str]:
     """Every contract file: path relative to ``contracts/`` → file text.
 
-    ``extra`` adds files rendered elsewhere (the services' OpenAPI documents, which this
-    shared module does not import).
+    ``documents`` are the services' OpenAPI documents and brokers (by default, built through
+    the service registry).
     """
-    files: dict[str, str] = dict(extra or {})
+    documents = documents or service_documents()
+    files: dict[str, str] = dict(documents.openapi)
     for model in public_models():
         files[f"schemas/{model.__name__}.json"] = _dump(model_schema(model))
-    files["asyncapi.json"] = _dump(asyncapi_document())
-    files["README.md"] = _readme(sorted(files))
+    asyncapi = asyncapi_document(documents.brokers)
+    files["asyncapi.json"] = _dump(asyncapi)
+    files["README.md"] = _readme(sorted(files), asyncapi)
     return dict(sorted(files.items()))
 
 
-def write_contracts(directory: Path, extra: Mapping[str, str] | None = None) -> list[Path]:
+def write_contracts(directory: Path, documents: ServiceDocuments | None = None) -> list[Path]:
     """Write every contract file under ``directory``; remove schema files of removed models.
 
     Returns the paths of all contract files, written or already current.
     """
-    rendered = render_contracts(extra)
+    rendered = render_contracts(documents)
     paths: list[Path] = []
     for name, text in rendered.items():
         path = directory / name
@@ -82,13 +89,50 @@ def component_schemas() -> dict[str, Any]:
     return schemas
 
 
-def asyncapi_document() -> dict[str, Any]:
-    """The AsyncAPI 3.0 document of every NATS subject goalwatch uses.
+def asyncapi_document(brokers: Mapping[str, NatsBroker]) -> dict[str, Any]:
+    """The AsyncAPI 3.0 document of what the services' brokers subscribe and publish.
 
-    Operations are seen from goalwatch as one application: it receives raw metric events and
-    sends alerts, notifications and dead letters; its internal subjects appear on both sides,
-    tagged with the service that sends or receives.
+    ``brokers`` maps each service to its broker as its app builds it. FastStream generates
+    the channels and operations from the subscribers and publishers declared on them, so the
+    document cannot list a subject no service uses, or miss one it does. Messages are then
+    pointed at goalwatch's own message components (with their headers and content types): a
+    pull batch is fetched as messages of one item each, and a consumer that takes raw bytes
+    says in :data:`RAW_PAYLOADS` what it accepts.
     """
+    # One broker at a time, to know which service each operation belongs to.
+    generated: dict[str, Any] = {"channels": {}, "operations": {}, "components": {}}
+    service_of: dict[str, str] = {}
+    for service, broker in brokers.items():
+        one = _generate(broker)
+        generated["channels"].update(one["channels"])
+        generated["operations"].update(one["operations"])
+        for part, found in one["components"].items():
+            generated["components"].setdefault(part, {}).update(found)
+        service_of.update(dict.fromkeys(one["operations"], service))
+    messages = _messages()
+    channels: dict[str, Any] = {}
+    operations: dict[str, Any] = {}
+    for key, channel in sorted(generated["channels"].items()):
+        address = channel["address"]
+        names = _message_names(generated, channel, address)
+        channels[key] = {
+            "address": address,
+            "description": f"{channel.get('description', '')} JetStream stream: "
+            f"`{_stream_of(address)}`.".strip(),
+            "messages": {
+                _lower_first(name): {"$ref": f"#/components/messages/{name}"} for name in names
+            },
+        }
+        operation = generated["operations"][key]
+        operations[key] = {
+            "action": operation["action"],
+            "channel": {"$ref": f"#/channels/{key}"},
+            "summary": f"{service_of[key]} {operation['action']}s on {address}.",
+            "tags": [{"name": service_of[key]}],
+            "messages": [
+                {"$ref": f"#/channels/{key}/messages/{_lower_first(name)}"} for name in names
+            ],
+        }
     return {
         "asyncapi": ASYNCAPI_VERSION,
         "info": {
@@ -96,11 +140,13 @@ def asyncapi_document() -> dict[str, Any]:
             "version": __version__,
             "description": (
                 "NATS subjects of goalwatch, the alerting backbone of performance management. "
-                "Other systems publish metric events on `goalwatch.metrics.in.v1` (or POST them "
+                f"Other systems publish metric events on `{subjects.METRICS_IN}` (or POST them "
                 "to the ingestion service's `/v1/events`); alerts, notification outcomes and "
-                "dead letters can be consumed by anyone. Every subject is captured by a "
-                "JetStream stream, named in each channel's description. Generated from the "
-                "models in goalwatch/contracts by `make contracts`: do not edit by hand."
+                "dead letters can be consumed by anyone. Each channel is one service's "
+                "subscriber or publisher, named `<consumer or service>:<subject>`, and names "
+                "the JetStream stream that captures its subject. Generated from the services' "
+                "brokers and the models in goalwatch/contracts by `make contracts`: do not edit "
+                "by hand."
             ),
         },
         "defaultContentType": "application/json",
@@ -111,159 +157,88 @@ def asyncapi_document() -> dict[str, Any]:
                 "description": "The nats-server that `make run` starts.",
             }
         },
-        "channels": _channels(),
-        "operations": _operations(),
-        "components": {"messages": _messages(), "schemas": component_schemas()},
-    }
-
-
-def _channels() -> dict[str, Any]:
-    origins = [
-        subject.removeprefix(f"{subjects.DEADLETTER_PREFIX}.")
-        for subject in (subjects.DEADLETTER_METRICS, subjects.DEADLETTER_ALERTS)
-    ]
-    return {
-        "metricsIn": _channel(
-            subjects.METRICS_IN,
-            subjects.STREAM_INGEST,
-            "Raw metric events from other systems, waiting for validation by ingestion. A "
-            "message holds one event or an array; with a `content-type` header of "
-            "`application/cloudevents+json` (or `application/cloudevents-batch+json`) it holds "
-            "CloudEvents. Invalid events go to the metrics dead-letter subject.",
-            ["MetricRecorded", "MetricRecordedBatch", "MetricCloudEvent", "MetricCloudEventBatch"],
-        ),
-        "metricsRecorded": _channel(
-            subjects.METRICS_RECORDED,
-            subjects.STREAM_METRICS,
-            "Validated metric events, one per message, de-duplicated by event id "
-            "(the `Nats-Msg-Id` header).",
-            ["MetricRecorded"],
-        ),
-        "alertsFired": _channel(
-            subjects.ALERTS_FIRED,
-            subjects.STREAM_ALERTS,
-            "A rule's condition started to hold for a subject.",
-            ["AlertFired"],
-        ),
-        "alertsResolved": _channel(
-            subjects.ALERTS_RESOLVED,
-            subjects.STREAM_ALERTS,
-            "A firing alert's condition stopped holding.",
-            ["AlertResolved"],
-        ),
-        "notificationsSent": _channel(
-            subjects.NOTIFICATIONS_SENT,
-            subjects.STREAM_NOTIFICATIONS,
-            "Outcome of delivering an alert to a channel.",
-            ["NotificationSent"],
-        ),
-        "deadLetters": {
-            **_channel(
-                f"{subjects.DEADLETTER_PREFIX}.{{origin}}",
-                subjects.STREAM_DEADLETTER,
-                "Messages that could not be processed, with the reason, kept for an operator "
-                "to inspect and replay.",
-                ["DeadLetter"],
-            ),
-            "parameters": {
-                "origin": {
-                    "enum": origins,
-                    "description": "What kind of message was dead-lettered: "
-                    + ", ".join(origins)
-                    + ".",
-                }
-            },
+        "channels": channels,
+        "operations": operations,
+        "components": {
+            "messages": {name: messages[name] for name in sorted(_used(channels, messages))},
+            "schemas": component_schemas(),
         },
     }
 
 
-def _channel(address: str, stream: str, description: str, messages: list[str]) -> dict[str, Any]:
-    return {
-        "address": address,
-        "description": f"{description} JetStream stream: `{stream}`.",
-        "messages": {
-            _lower_first(name): {"$ref": f"#/components/messages/{name}"} for name in messages
-        },
+RAW_PAYLOADS: dict[str, list[str]] = {
+    subjects.METRICS_IN: [
+        "MetricRecorded",
+        "MetricRecordedBatch",
+        "MetricCloudEvent",
+        "MetricCloudEventBatch",
+    ],
+}
+"""What a consumer that decodes the body itself accepts on its subject, by message name."""
+
+
+def _generate(broker: NatsBroker) -> dict[str, Any]:
+    """FastStream's AsyncAPI document of one broker's subscribers and publishers."""
+    specification = AsyncAPI(broker, schema_version=ASYNCAPI_VERSION).to_specification()
+    document: dict[str, Any] = specification.to_jsonable()
+    return document
+
+
+def _message_names(generated: dict[str, Any], channel: dict[str, Any], address: str) -> list[str]:
+    """The goalwatch message components a generated channel carries."""
+    schemas = generated["components"].get("schemas", {})
+    contracts_by_name = component_schemas()
+    names: list[str] = []
+    for ref in channel["messages"].values():
+        message = _resolve(generated, ref["$ref"])
+        name = message["payload"]["$ref"].rsplit("/", 1)[-1]
+        schema = schemas.get(name, {})
+        items = schema.get("items", {})
+        if name in contracts_by_name:
+            names.append(name)
+        elif schema.get("type") == "array" and "$ref" in items:
+            names.append(items["$ref"].rsplit("/", 1)[-1])
+        elif schema.get("format") == "binary" and address in RAW_PAYLOADS:
+            names.extend(RAW_PAYLOADS[address])
+        else:
+            raise ValueError(f"no goalwatch message documents the payload on {address}: {schema}")
+    return names
+
+
+def _resolve(document: dict[str, Any], ref: str) -> dict[str, Any]:
+    node: Any = document
+    for part in ref.removeprefix("#/").split("/"):
+        node = node[part]
+    return dict(node)
+
+
+def _used(channels: dict[str, Any], messages: dict[str, Any]) -> set[str]:
+    used = {
+        ref["$ref"].rsplit("/", 1)[-1]
+        for channel in channels.values()
+        for ref in channel["messages"].values()
     }
+    return used & set(messages)
 
 
-def _operations() -> dict[str, Any]:
-    def operation(
-        action: str, channel: str, service: str, summary: str, names: list[str]
-    ) -> dict[str, Any]:
-        return {
-            "action": action,
-            "channel": {"$ref": f"#/channels/{channel}"},
-            "summary": summary,
-            "tags": [{"name": service}],
-            "messages": [
-                {"$ref": f"#/channels/{channel}/messages/{_lower_first(name)}"} for name in names
-            ],
-        }
+def _stream_of(address: str) -> str:
+    from goalwatch.messaging import STREAMS  # messaging imports the contracts
 
-    return {
-        "receiveMetricsIn": operation(
-            "receive",
-            "metricsIn",
-            "ingestion",
-            "Ingestion validates raw metric events (durable pull consumer `ingestion`).",
-            ["MetricRecorded", "MetricRecordedBatch", "MetricCloudEvent", "MetricCloudEventBatch"],
-        ),
-        "sendMetricsRecorded": operation(
-            "send",
-            "metricsRecorded",
-            "ingestion",
-            "Ingestion stores each valid event.",
-            ["MetricRecorded"],
-        ),
-        "receiveMetricsRecorded": operation(
-            "receive",
-            "metricsRecorded",
-            "evaluator",
-            "The evaluator runs the rules on events.",
-            ["MetricRecorded"],
-        ),
-        "sendAlertsFired": operation(
-            "send", "alertsFired", "evaluator", "The evaluator fires an alert.", ["AlertFired"]
-        ),
-        "receiveAlertsFired": operation(
-            "receive",
-            "alertsFired",
-            "notifier",
-            "The notifier routes and delivers alerts.",
-            ["AlertFired"],
-        ),
-        "sendAlertsResolved": operation(
-            "send",
-            "alertsResolved",
-            "evaluator",
-            "The evaluator resolves an alert.",
-            ["AlertResolved"],
-        ),
-        "receiveAlertsResolved": operation(
-            "receive",
-            "alertsResolved",
-            "notifier",
-            "The notifier tells who was alerted.",
-            ["AlertResolved"],
-        ),
-        "sendNotificationsSent": operation(
-            "send",
-            "notificationsSent",
-            "notifier",
-            "The notifier records a delivery outcome.",
-            ["NotificationSent"],
-        ),
-        "sendDeadLetters": operation(
-            "send",
-            "deadLetters",
-            "ingestion",
-            "A service dead-letters what it cannot process: ingestion and the evaluator invalid "
-            "metric events (origin metrics), the notifier alerts it could not deliver (origin "
-            "alerts).",
-            ["DeadLetter"],
-        ),
-    }
+    for config in STREAMS:
+        if any(_matches(pattern, address) for pattern in config.subjects or []):
+            return str(config.name)
+    raise ValueError(f"no JetStream stream captures {address}")
+
+
+def _matches(pattern: str, subject: str) -> bool:
+    """NATS subject matching: ``*`` is one token, a final ``>`` one or more."""
+    wanted, tokens = pattern.split("."), subject.split(".")
+    for index, token in enumerate(wanted):
+        if token == ">":
+            return len(tokens) > index
+        if index >= len(tokens) or token not in ("*", tokens[index]):
+            return False
+    return len(tokens) == len(wanted)
 
 
 def _messages() -> dict[str, Any]:
@@ -326,7 +301,7 @@ def _lower_first(name: str) -> str:
     return name[:1].lower() + name[1:]
 
 
-def _readme(files: list[str]) -> str:
+def _readme(files: list[str], asyncapi: dict[str, Any]) -> str:
     schema_lines = [
         f"- [`{name}`]({name}): {_summary(getattr(contracts, Path(name).stem))}"
         for name in files
@@ -334,18 +309,19 @@ def _readme(files: list[str]) -> str:
     ]
     openapi_lines = [f"- [`{name}`]({name})" for name in files if name.startswith("openapi/")]
     channel_lines = [
-        f"- `{channel['address']}` — {channel['description']}" for channel in _channels().values()
+        f"- `{key}` ({operation['action']}): {asyncapi['channels'][key]['description']}"
+        for key, operation in asyncapi["operations"].items()
     ]
     return "\n".join(
         [
             "# goalwatch contracts",
             "",
-            "Generated from the pydantic models in `goalwatch/contracts/`: do not edit these files",
-            "by hand. `make contracts` regenerates them, and the unit tests fail when they no",
-            "longer match the models.",
+            "Generated from the pydantic models in `goalwatch/contracts/` and the services' apps:",
+            "do not edit these files by hand. `make contracts` regenerates them, and the unit",
+            "tests fail when they no longer match the code.",
             "",
-            "- [`asyncapi.json`](asyncapi.json): AsyncAPI 3.0 document of every NATS subject,",
-            "  who sends and receives on it, and the messages it carries.",
+            "- [`asyncapi.json`](asyncapi.json): AsyncAPI 3.0 document of what each service",
+            "  subscribes and publishes on NATS, generated from the services' brokers.",
             "- `schemas/`: one JSON Schema (draft 2020-12) per message model:",
             "",
             *schema_lines,
@@ -360,7 +336,7 @@ def _readme(files: list[str]) -> str:
                 if openapi_lines
                 else []
             ),
-            "## Subjects",
+            "## Subscribers and publishers",
             "",
             *channel_lines,
             "",

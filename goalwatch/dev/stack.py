@@ -23,10 +23,17 @@ import httpx
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from goalwatch.serving import port_free, port_taken_message
+from goalwatch.serving import port_free, port_taken_message, registered_services
 from goalwatch.settings import Port
 
-SERVICES = ("goals", "ingestion", "evaluator", "notifier")
+# Goals first: the evaluator and the notifier ask it about people as soon as events flow.
+START_FIRST = ("goals",)
+
+
+def services() -> list[str]:
+    """The registered services, in the order the stack starts them."""
+    names = list(registered_services())
+    return sorted(names, key=lambda name: (name not in START_FIRST, names.index(name)))
 
 
 class StackSettings(BaseSettings):
@@ -112,9 +119,9 @@ class Stack:
         try:
             self._start_nats()
             self._start_redis()
-            for service in SERVICES:
+            for service in services():
                 self._start_service(service)
-            for service in SERVICES:
+            for service in services():
                 self._wait_ready(service)
         except BaseException:
             self.stop()
@@ -148,7 +155,7 @@ class Stack:
             port_taken_message(
                 name, self.settings.host, self.settings.port(name), f"GOALWATCH_{name.upper()}_PORT"
             )
-            for name in ("nats", "redis", *SERVICES)
+            for name in ("nats", "redis", *services())
             if not port_free(self.settings.host, self.settings.port(name))
         ]
         if problems:
@@ -201,7 +208,7 @@ class Stack:
             "GOALWATCH_GOALS_URL": self.settings.url("goals"),
             "GOALWATCH_RULES_DIR": str(self.settings.rules_dir.resolve()),
         }
-        self._spawn(service, [sys.executable, "-m", f"services.{service}"], env)
+        self._spawn(service, [sys.executable, "-m", "goalwatch.cli", "serve", service], env)
 
     def _process(self, name: str) -> _Process:
         return next(p for p in self._processes if p.name == name)

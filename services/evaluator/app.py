@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 
 from goalwatch.connections import ready_checks, redis_client
 from goalwatch.consumers import Consumers, ConsumerSpec, RedeliveryPolicy
-from goalwatch.contracts import AlertFired, AlertResolved, MetricRecorded, subjects
+from goalwatch.contracts import MetricRecorded, subjects
 from goalwatch.goals_client import GoalsClient
 from goalwatch.messaging import new_broker
 from goalwatch.rules import LoadedRule, RuleLoadError, load_rules
@@ -26,6 +26,7 @@ from services.evaluator.api import rules_router
 from services.evaluator.consumer import MetricsHandler
 from services.evaluator.evaluation import Evaluator
 from services.evaluator.metrics import HANDLER_SECONDS, REGISTRY
+from services.evaluator.publishing import AlertPublisher
 from services.evaluator.streaks import StreakStore
 
 logger = logging.getLogger(__name__)
@@ -68,27 +69,10 @@ def create_app(
     broker = broker or new_broker(settings.nats_url, name="evaluator")
     redis = redis or redis_client(settings.redis_url)
     http = http or httpx.AsyncClient(timeout=httpx.Timeout(2.0))
-    alerts = {
-        subject: broker.publisher(
-            subject,
-            stream=subjects.STREAM_ALERTS,
-            schema=model,
-            title=f"evaluator:{subject}",
-            description=f"Every {model.__name__}, once per alert transition.",
-        )
-        for subject, model in (
-            (subjects.ALERTS_FIRED, AlertFired),
-            (subjects.ALERTS_RESOLVED, AlertResolved),
-        )
-    }
-
-    async def publish(alert: AlertFired | AlertResolved, subject: str, msg_id: str) -> None:
-        await alerts[subject].publish(alert, headers={"Nats-Msg-Id": msg_id})
-
     evaluator = Evaluator(
         engine=RuleEngine([rule.spec for rule in rules]),
         streaks=StreakStore(redis),
-        publish=publish,
+        publish=AlertPublisher(broker),
         names=GoalsClient(client=http, base_url=settings.goals_url),
     )
     consumers = Consumers(broker, service="evaluator", seconds=HANDLER_SECONDS)

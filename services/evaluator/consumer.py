@@ -40,7 +40,7 @@ class MetricsHandler:
             stopped.add(event.subject)
             verdicts.append(
                 self._policy.on_failure(
-                    delivered=facts.deliveries,
+                    deliveries=facts.deliveries,
                     reason=f"evaluating {event.subject!r} failed at event "
                     f"{failure.event.id!r}: {failure.error!r}",
                 )

@@ -23,7 +23,7 @@ from services.evaluator.names import Names
 
 logger = logging.getLogger(__name__)
 
-Publish = Callable[[AlertFired | AlertResolved, str, str], Awaitable[None]]
+PublishAlert = Callable[[AlertFired | AlertResolved, str, str], Awaitable[None]]
 """``publish(alert, subject, msg_id)``: publish to JetStream and wait for the ack."""
 
 
@@ -53,7 +53,7 @@ class Evaluator:
     """Evaluates each metric event against every rule and publishes alert transitions."""
 
     def __init__(
-        self, *, engine: RuleEngine, streaks: Streaks, publish: Publish, names: Names
+        self, *, engine: RuleEngine, streaks: Streaks, publish: PublishAlert, names: Names
     ) -> None:
         self._engine = engine
         self._streaks = streaks

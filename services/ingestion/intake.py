@@ -137,7 +137,7 @@ class MessageIntake:
         if report.failed:
             first = report.failed[0].error
             return self._policy.on_failure(
-                delivered=received.deliveries,
+                deliveries=received.deliveries,
                 reason=f"{len(report.failed)} of {len(report.outcomes)} events could not be "
                 f"stored: {first}",
             )

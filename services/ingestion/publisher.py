@@ -9,6 +9,7 @@ from typing import Protocol
 
 from faststream.nats import NatsBroker
 
+from goalwatch.consumers import provisioned
 from goalwatch.contracts import MetricRecorded, subjects
 
 
@@ -40,7 +41,7 @@ class NatsPublisher:
     def __init__(self, broker: NatsBroker, *, timeout: float) -> None:
         self._publisher = broker.publisher(
             subjects.METRICS_RECORDED,
-            stream=subjects.STREAM_METRICS,
+            stream=provisioned(subjects.STREAM_METRICS),
             schema=MetricRecorded,
             title="ingestion:" + subjects.METRICS_RECORDED,
             description="Every valid metric event, once per event id, for the evaluator.",

@@ -13,7 +13,6 @@ from redis.asyncio import Redis
 from goalwatch.connections import ready_checks, redis_client
 from goalwatch.consumers import Consumers, ConsumerSpec, RedeliveryPolicy
 from goalwatch.contracts import AlertFired, AlertResolved, subjects
-from goalwatch.contracts.base import Contract
 from goalwatch.goals_client import GoalsClient
 from goalwatch.messaging import new_broker
 from goalwatch.service import service_app
@@ -24,6 +23,7 @@ from services.notifier.channels import Channel
 from services.notifier.claims import DeliveryClaims
 from services.notifier.inbox import Inbox
 from services.notifier.metrics import HANDLER_SECONDS, REGISTRY
+from services.notifier.outcomes import NatsOutcomes
 from services.notifier.pipeline import Notifier
 from services.notifier.webhook import WebhookChannel
 
@@ -31,21 +31,22 @@ logger = logging.getLogger(__name__)
 
 # Redeliveries wait 5 s, doubling up to 5 min: goals or Redis trouble gets about half an hour.
 POLICY = RedeliveryPolicy(max_deliver=10, first_delay=5.0, max_delay=300.0)
-CONSUMERS = {
-    subject: ConsumerSpec(
+
+
+def _alert_consumer(subject: str, name: str) -> ConsumerSpec:
+    # A fetched batch is handled concurrently; each message keeps itself alive.
+    return ConsumerSpec(
         name=name,
         stream=subjects.STREAM_ALERTS,
         subject=subject,
         policy=POLICY,
         ack_wait=60.0,
-        # A fetched batch is handled concurrently; each message keeps itself alive.
         batch_size=10,
     )
-    for subject, name in (
-        (subjects.ALERTS_FIRED, "notifier-fired"),
-        (subjects.ALERTS_RESOLVED, "notifier-resolved"),
-    )
-}
+
+
+FIRED = _alert_consumer(subjects.ALERTS_FIRED, "notifier-fired")
+RESOLVED = _alert_consumer(subjects.ALERTS_RESOLVED, "notifier-resolved")
 
 
 class NotifierSettings(ServiceSettings):
@@ -144,32 +145,19 @@ def create_app(
     http = http or httpx.AsyncClient(timeout=httpx.Timeout(settings.goals_timeout))
     channels = build_channels(settings, client=http)
     inbox = Inbox(redis)
-
-    async def publish(message: Contract, *, subject: str, stream: str, msg_id: str | None) -> None:
-        headers = {} if msg_id is None else {"Nats-Msg-Id": msg_id}
-        await broker.publish(message, subject, headers=headers, stream=stream)
-
     notifier = Notifier(
         directory=GoalsClient(client=http, base_url=settings.goals_url),
         inbox=inbox,
         claims=DeliveryClaims(redis),
         channels=channels,
-        publish=publish,
+        outcomes=NatsOutcomes(broker),
         policy=POLICY,
     )
     consumers = Consumers(broker, service="notifier", seconds=HANDLER_SECONDS)
-    for model, subject in (
-        (AlertFired, subjects.ALERTS_FIRED),
-        (AlertResolved, subjects.ALERTS_RESOLVED),
-    ):
-        consumers.add(
-            CONSUMERS[subject],
-            model,
-            notifier,
-            description=f"Every {model.__name__}: recipients resolved, inbox updated, channels "
-            "notified once per transition.",
-            keep_alive=True,
-        )
+    for model, spec in ((AlertFired, FIRED), (AlertResolved, RESOLVED)):
+        description = f"Every {model.__name__}: recipients resolved, inbox updated, channels "
+        description += "notified once per transition."
+        consumers.add(spec, model, notifier, description=description, keep_alive=True)
 
     def announce() -> None:
         if not channels:

@@ -35,12 +35,12 @@ def claim_key(*, channel: str, notification: AlertNotification) -> str:
 class Claim:
     """Outcome of trying to claim a delivery.
 
-    ``acquired``: this process now owns the delivery. Otherwise ``delivered`` holds the stored
+    ``acquired``: this process now owns the delivery. Otherwise ``previous`` holds the stored
     result of an earlier successful delivery, or is None while another delivery is under way.
     """
 
     acquired: bool
-    delivered: DeliveryResult | None = None
+    previous: DeliveryResult | None = None
 
 
 class DeliveryClaims:
@@ -71,7 +71,7 @@ class DeliveryClaims:
             value = await self._redis.get(key)
         if value is None or value == _PENDING:
             return Claim(acquired=False)
-        return Claim(acquired=False, delivered=DeliveryResult.model_validate_json(value))
+        return Claim(acquired=False, previous=DeliveryResult.model_validate_json(value))
 
     async def mark_sent(self, key: str, result: DeliveryResult) -> None:
         """Record a successful delivery so redeliveries skip it."""

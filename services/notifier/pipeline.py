@@ -14,7 +14,6 @@ import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Protocol
 
 from goalwatch.consumers import (
     ACK,
@@ -33,13 +32,13 @@ from goalwatch.contracts import (
     SubjectRef,
     subjects,
 )
-from goalwatch.contracts.base import Contract
 from goalwatch.goals_client import PersonDirectory
 from services.notifier.channels import Channel, DeliveryResult
 from services.notifier.claims import DeliveryClaims, claim_key
 from services.notifier.inbox import Inbox
 from services.notifier.metrics import NOTIFICATIONS_FAILED, NOTIFICATIONS_SENT
 from services.notifier.notification import Alert, build_notification
+from services.notifier.outcomes import Outcomes
 from services.notifier.recipients import resolve_recipients
 
 logger = logging.getLogger(__name__)
@@ -50,16 +49,6 @@ _SUBJECTS: dict[type[Alert], str] = {
     AlertFired: subjects.ALERTS_FIRED,
     AlertResolved: subjects.ALERTS_RESOLVED,
 }
-
-
-class Publish(Protocol):
-    """Publishes a contract message to JetStream, de-duplicated by ``msg_id``."""
-
-    async def __call__(
-        self, message: Contract, *, subject: str, stream: str, msg_id: str | None
-    ) -> None:
-        """Publish and wait for the stream's acknowledgement."""
-        ...
 
 
 class DeliveryInProgress(Exception):
@@ -100,7 +89,7 @@ class Notifier:
         inbox: Inbox,
         claims: DeliveryClaims,
         channels: Sequence[Channel],
-        publish: Publish,
+        outcomes: Outcomes,
         policy: RedeliveryPolicy,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
@@ -108,7 +97,7 @@ class Notifier:
         self._inbox = inbox
         self._claims = claims
         self._channels = tuple(channels)
-        self._publish = publish
+        self._outcomes = outcomes
         self._policy = policy
         self._clock = clock
 
@@ -118,7 +107,7 @@ class Notifier:
             await self.notify(alert=message, received=received)
         except Exception as exc:
             return self._policy.on_failure(
-                delivered=received.deliveries,
+                deliveries=received.deliveries,
                 reason=f"alert {message.fingerprint} not processed: {exc}",
             )
         return ACK
@@ -175,7 +164,7 @@ class Notifier:
         key = claim_key(channel=channel.name, notification=notification)
         claim = await self._claims.acquire(key)
         if not claim.acquired:
-            if claim.delivered is None:
+            if claim.previous is None:
                 raise DeliveryInProgress(
                     f"{channel.name} delivery of this {notification.state.value} transition "
                     "is under way elsewhere"
@@ -183,7 +172,7 @@ class Notifier:
             logger.info("already delivered on %s; not sending again", channel.name, extra=extra)
             # The earlier attempt may have stopped before publishing its outcome; the
             # Nats-Msg-Id makes a second copy a no-op within the stream's duplicate window.
-            await self._publish_outcome(notification, channel=channel.name, result=claim.delivered)
+            await self._publish_outcome(notification, channel=channel.name, result=claim.previous)
             return
         try:
             result = await channel.deliver(notification=notification)
@@ -215,7 +204,7 @@ class Notifier:
         )
         await self._publish_outcome(notification, channel=channel.name, result=result)
         origin = _SUBJECTS[type(alert)]
-        await self._publish(
+        await self._outcomes.dead_letter(
             dead_letter(
                 origin_subject=origin,
                 reason=f"{channel.name} delivery failed after {result.attempts} attempt(s): "
@@ -223,8 +212,6 @@ class Notifier:
                 payload=alert.model_dump_json().encode(),
                 at=self._clock(),
             ),
-            subject=subjects.dead_letter_subject(origin),
-            stream=subjects.STREAM_DEADLETTER,
             msg_id=dead_letter_id(received, cause=f"failed-{channel.name}"),
         )
 
@@ -234,7 +221,7 @@ class Notifier:
         outcome_id = notification_id(
             channel=channel, notification=notification, status=result.status
         )
-        await self._publish(
+        await self._outcomes.sent(
             NotificationSent(
                 id=outcome_id,
                 fingerprint=notification.fingerprint,
@@ -247,7 +234,4 @@ class Notifier:
                 error=result.error,
                 at=self._clock(),
             ),
-            subject=subjects.NOTIFICATIONS_SENT,
-            stream=subjects.STREAM_NOTIFICATIONS,
-            msg_id=outcome_id,
         )

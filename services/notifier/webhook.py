@@ -53,6 +53,7 @@ from goalwatch.contracts.signing import (
     TIMESTAMP_HEADER,
     sign,
 )
+from goalwatch.settings import redacted_url
 from services.notifier.channels import DeliveryResult
 
 logger = logging.getLogger(__name__)
@@ -101,13 +102,6 @@ class _RetryAfterOrBackoff(wait_base):
         return float(self._backoff(retry_state))
 
 
-def _redacted(url: str) -> str:
-    """The URL without query or credentials: some webhook URLs carry their token there."""
-    parsed = httpx.URL(url)
-    port = f":{parsed.port}" if parsed.port else ""
-    return f"{parsed.scheme}://{parsed.host}{port}{parsed.path}"
-
-
 class WebhookChannel:
     """Posts signed :class:`AlertNotification` JSON to one URL."""
 
@@ -125,7 +119,7 @@ class WebhookChannel:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._url = url
-        self._where = _redacted(url)
+        self._where = redacted_url(url)
         self._secret = secret
         self._client = client
         self._timeout = timeout

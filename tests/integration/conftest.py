@@ -33,7 +33,7 @@ def free_port() -> int:
 
 
 @dataclass(frozen=True)
-class Delivery:
+class WebhookCall:
     """One request the webhook receiver got."""
 
     headers: dict[str, str]
@@ -48,14 +48,14 @@ class WebhookReceiver:
     """A real HTTP server recording every POST; tests wait on what arrives."""
 
     def __init__(self) -> None:
-        self.deliveries: list[Delivery] = []
+        self.deliveries: list[WebhookCall] = []
         self._changed = threading.Condition()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                delivery = Delivery({k.lower(): v for k, v in self.headers.items()}, body)
+                delivery = WebhookCall({k.lower(): v for k, v in self.headers.items()}, body)
                 with receiver._changed:
                     receiver.deliveries.append(delivery)
                     receiver._changed.notify_all()
@@ -72,8 +72,8 @@ class WebhookReceiver:
         self._thread.start()
 
     def wait_for(
-        self, predicate: Callable[[list[Delivery]], bool], timeout: float = 30.0
-    ) -> list[Delivery]:
+        self, predicate: Callable[[list[WebhookCall]], bool], timeout: float = 30.0
+    ) -> list[WebhookCall]:
         """Block until ``predicate(deliveries)`` holds; fail the test after ``timeout``."""
         with self._changed:
             if not self._changed.wait_for(lambda: predicate(self.deliveries), timeout=timeout):

@@ -14,7 +14,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from goalwatch.contracts import subjects
 from goalwatch.dev.stack import Stack
-from tests.integration.conftest import FAILING_PREFIX, Delivery, WebhookReceiver
+from tests.integration.conftest import FAILING_PREFIX, WebhookCall, WebhookReceiver
 from tests.integration.helpers import inbox, post_events, rework_event, unique
 
 pytestmark = pytest.mark.integration
@@ -65,7 +65,7 @@ def test_failed_webhook_is_retried_then_dead_lettered(
         assert letter["origin_subject"] == subjects.ALERTS_FIRED
         assert "503" in letter["reason"]
 
-        def attempts(deliveries: list[Delivery]) -> int:
+        def attempts(deliveries: list[WebhookCall]) -> int:
             return sum(d.json["subject"]["id"] == subject for d in deliveries)
 
         assert attempts(webhook.deliveries) == 3  # GOALWATCH_WEBHOOK_MAX_ATTEMPTS

@@ -15,7 +15,7 @@ from goalwatch.consumers import ConsumerSpec, RedeliveryPolicy
 from goalwatch.contracts import subjects
 from goalwatch.dev.stack import Stack
 from goalwatch.messaging import ensure_streams
-from tests.integration.conftest import Delivery, WebhookReceiver
+from tests.integration.conftest import WebhookCall, WebhookReceiver
 from tests.integration.helpers import add_doctor, rework_event, unique
 
 pytestmark = pytest.mark.integration
@@ -37,7 +37,7 @@ async def test_events_published_on_nats_fire_alerts(
     batch = [rework_event(doctor, d, 0.25) for d in (1, 2, 3)]
     await js.publish(subjects.METRICS_IN, json.dumps(batch).encode())
 
-    def fired(deliveries: list[Delivery]) -> bool:
+    def fired(deliveries: list[WebhookCall]) -> bool:
         return any(d.json["subject"]["id"] == doctor for d in deliveries)
 
     delivered = webhook.wait_for(fired)

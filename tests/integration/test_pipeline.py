@@ -12,7 +12,7 @@ import pytest
 
 from goalwatch.contracts import subjects
 from goalwatch.dev.stack import Stack
-from tests.integration.conftest import WEBHOOK_SECRET, Delivery, WebhookReceiver
+from tests.integration.conftest import WEBHOOK_SECRET, WebhookCall, WebhookReceiver
 from tests.integration.helpers import (
     add_doctor,
     alerts_about,
@@ -35,7 +35,7 @@ def _url(stack: Stack, service: str) -> str:
 
 
 def _of_subject(subject: str, state: str) -> object:
-    def predicate(deliveries: list[Delivery]) -> bool:
+    def predicate(deliveries: list[WebhookCall]) -> bool:
         return any(
             d.json["subject"]["id"] == subject and d.json["state"] == state for d in deliveries
         )

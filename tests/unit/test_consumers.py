@@ -46,9 +46,9 @@ def test_delays_double_up_to_the_cap() -> None:
 
 
 def test_failures_are_retried_until_the_last_delivery_then_rejected() -> None:
-    assert POLICY.on_failure(delivered=1, reason="redis down") == Retry(1.0, "redis down")
-    assert POLICY.on_failure(delivered=3, reason="redis down") == Retry(3.0, "redis down")
-    last = POLICY.on_failure(delivered=4, reason="redis down")
+    assert POLICY.on_failure(deliveries=1, reason="redis down") == Retry(1.0, "redis down")
+    assert POLICY.on_failure(deliveries=3, reason="redis down") == Retry(3.0, "redis down")
+    last = POLICY.on_failure(deliveries=4, reason="redis down")
     assert last == Reject("redis down; gave up after 4 deliveries", cause="gave-up")
 
 

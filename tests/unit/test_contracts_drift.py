@@ -9,21 +9,24 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from goalwatch.contracts import subjects
+import pytest
+from faststream.nats import NatsBroker
+
+from goalwatch.contracts import AlertFired, subjects
 from goalwatch.contracts.export import (
     asyncapi_document,
     public_models,
     render_contracts,
     write_contracts,
 )
-from goalwatch.contracts.openapi import render_openapi
+from goalwatch.contracts.interfaces import service_documents
 
 REPO = Path(__file__).resolve().parents[2]
 CONTRACTS = REPO / "contracts"
 
 
 def test_openapi_documents_are_the_served_ones() -> None:
-    documents = {name: json.loads(text) for name, text in render_openapi().items()}
+    documents = {name: json.loads(text) for name, text in service_documents().openapi.items()}
     assert set(documents) == {
         f"openapi/{s}.json" for s in ("ingestion", "goals", "evaluator", "notifier")
     }
@@ -34,7 +37,7 @@ def test_openapi_documents_are_the_served_ones() -> None:
 
 
 def test_contracts_directory_is_current() -> None:
-    rendered = render_contracts(render_openapi())
+    rendered = render_contracts()
     on_disk = {
         path.relative_to(CONTRACTS).as_posix() for path in CONTRACTS.rglob("*") if path.is_file()
     }
@@ -55,15 +58,14 @@ def test_contracts_directory_is_current() -> None:
 _RENDER = (
     "import json, sys\n"
     "from goalwatch.contracts.export import render_contracts\n"
-    "from goalwatch.contracts.openapi import render_openapi\n"
-    "json.dump(render_contracts(render_openapi()), sys.stdout)\n"
+    "json.dump(render_contracts(), sys.stdout)\n"
 )
 
 
 def test_rendering_does_not_depend_on_hash_order() -> None:
     # Set and str-hash iteration order changes with the hash seed: a document that took its
     # order from one would differ between these processes, so contracts/ would churn.
-    here = render_contracts(render_openapi())
+    here = render_contracts()
     for seed in ("1", "2"):
         done = subprocess.run(
             [sys.executable, "-c", _RENDER],
@@ -125,8 +127,12 @@ def _refs(node: Any) -> list[str]:
     return []
 
 
+def _asyncapi() -> dict[str, Any]:
+    return asyncapi_document(service_documents().brokers)
+
+
 def test_asyncapi_refs_resolve() -> None:
-    document = asyncapi_document()
+    document = _asyncapi()
     for ref in _refs(document):
         assert ref.startswith("#/"), ref
         node: Any = document
@@ -135,19 +141,68 @@ def test_asyncapi_refs_resolve() -> None:
             node = node[part]
 
 
-def test_asyncapi_covers_every_subject() -> None:
-    document = asyncapi_document()
-    addresses = {channel["address"] for channel in document["channels"].values()}
-    for subject in (
-        subjects.METRICS_IN,
-        subjects.METRICS_RECORDED,
-        subjects.ALERTS_FIRED,
-        subjects.ALERTS_RESOLVED,
-        subjects.NOTIFICATIONS_SENT,
-    ):
-        assert subject in addresses
-    dead_letters = document["channels"]["deadLetters"]
-    assert dead_letters["address"] == f"{subjects.DEADLETTER_PREFIX}.{{origin}}"
-    assert set(dead_letters["parameters"]["origin"]["enum"]) == {"metrics", "alerts"}
-    for operation in document["operations"].values():
-        assert operation["action"] in ("send", "receive")
+def test_asyncapi_is_what_the_services_subscribe_and_publish() -> None:
+    document = _asyncapi()
+    seen = {
+        (
+            operation["tags"][0]["name"],
+            operation["action"],
+            document["channels"][key]["address"],
+        )
+        for key, operation in document["operations"].items()
+    }
+    assert seen == {
+        ("ingestion", "receive", subjects.METRICS_IN),
+        ("ingestion", "send", subjects.METRICS_RECORDED),
+        ("ingestion", "send", subjects.DEADLETTER_METRICS),
+        ("evaluator", "receive", subjects.METRICS_RECORDED),
+        ("evaluator", "send", subjects.ALERTS_FIRED),
+        ("evaluator", "send", subjects.ALERTS_RESOLVED),
+        ("evaluator", "send", subjects.DEADLETTER_METRICS),
+        ("notifier", "receive", subjects.ALERTS_FIRED),
+        ("notifier", "receive", subjects.ALERTS_RESOLVED),
+        ("notifier", "send", subjects.NOTIFICATIONS_SENT),
+        ("notifier", "send", subjects.DEADLETTER_ALERTS),
+    }
+
+
+def _messages_on(document: dict[str, Any], key: str) -> list[str]:
+    return sorted(
+        ref["$ref"].rsplit("/", 1)[-1] for ref in document["channels"][key]["messages"].values()
+    )
+
+
+def test_asyncapi_messages_are_the_contracts() -> None:
+    document = _asyncapi()
+    # A pull batch is documented per message; raw bytes by what ingestion accepts.
+    assert _messages_on(document, f"evaluator:{subjects.METRICS_RECORDED}") == ["MetricRecorded"]
+    assert _messages_on(document, f"ingestion:{subjects.METRICS_IN}") == [
+        "MetricCloudEvent",
+        "MetricCloudEventBatch",
+        "MetricRecorded",
+        "MetricRecordedBatch",
+    ]
+    assert _messages_on(document, f"notifier:{subjects.DEADLETTER_ALERTS}") == ["DeadLetter"]
+    headers = document["components"]["messages"]["MetricRecorded"]["headers"]
+    assert "Nats-Msg-Id" in headers["properties"]
+
+
+def test_asyncapi_follows_a_new_subscriber() -> None:
+    broker = NatsBroker()
+
+    @broker.subscriber(subjects.ALERTS_FIRED, title="audit:" + subjects.ALERTS_FIRED)
+    async def audit(alert: AlertFired) -> None: ...
+
+    document = asyncapi_document({"audit": broker})
+    assert list(document["channels"]) == ["audit:" + subjects.ALERTS_FIRED]
+    assert document["operations"]["audit:" + subjects.ALERTS_FIRED]["action"] == "receive"
+
+
+def test_asyncapi_refuses_an_undocumented_payload() -> None:
+    broker = NatsBroker()
+
+    @broker.subscriber(subjects.ALERTS_FIRED, title="odd:" + subjects.ALERTS_FIRED)
+    async def odd(count: int) -> None: ...
+
+    with pytest.raises(ValueError, match="no goalwatch message documents the payload"):
+        asyncapi_document({"odd": broker})

@@ -70,15 +70,11 @@ class Published:
     def __init__(self) -> None:
         self.messages: list[tuple[str, Contract, str | None]] = []
 
-    async def __call__(
-        self, message: Contract, *, subject: str, stream: str, msg_id: str | None
-    ) -> None:
-        expected_stream = {
-            subjects.NOTIFICATIONS_SENT: subjects.STREAM_NOTIFICATIONS,
-            subjects.DEADLETTER_ALERTS: subjects.STREAM_DEADLETTER,
-        }[subject]
-        assert stream == expected_stream
-        self.messages.append((subject, message, msg_id))
+    async def sent(self, outcome: NotificationSent) -> None:
+        self.messages.append((subjects.NOTIFICATIONS_SENT, outcome, outcome.id))
+
+    async def dead_letter(self, letter: DeadLetter, *, msg_id: str | None) -> None:
+        self.messages.append((subjects.dead_letter_subject(letter.origin_subject), letter, msg_id))
 
     def outcomes(self) -> list[NotificationSent]:
         return [m for s, m, _ in self.messages if isinstance(m, NotificationSent)]
@@ -99,15 +95,15 @@ class World:
             inbox=self.inbox,
             claims=DeliveryClaims(cast(Redis, self.redis)),
             channels=[self.channel],
-            publish=self.published,
+            outcomes=self.published,
             policy=POLICY,
             clock=lambda: T0,
         )
 
     async def send(
-        self, message: AlertFired | AlertResolved, *, delivered: int = 1, sequence: int = 41
+        self, message: AlertFired | AlertResolved, *, deliveries: int = 1, sequence: int = 41
     ) -> Verdict:
-        received = Received("notifier-fired", sequence, delivered)
+        received = Received("notifier-fired", sequence, deliveries)
         return await self.notifier.handle(message, received)
 
     async def keys(self, prefix: str) -> list[str]:
@@ -185,7 +181,7 @@ async def test_resolution_updates_the_same_entry_and_is_delivered() -> None:
 async def test_redelivery_after_success_does_not_deliver_twice() -> None:
     world = World()
     await world.send(fired())
-    await world.send(fired(), delivered=2)
+    await world.send(fired(), deliveries=2)
     assert len(world.channel.delivered) == 1
     ids = [
         msg_id
@@ -251,7 +247,7 @@ async def test_delivery_under_way_elsewhere_is_retried_later() -> None:
         alert=alert, subject=SubjectRef(id="emp-1", name="Dr Li"), recipients=audience.recipients
     )
     await world.redis.set(claim_key(channel="webhook", notification=notification), "pending")
-    verdict = await world.send(alert, delivered=3)
+    verdict = await world.send(alert, deliveries=3)
     assert isinstance(verdict, Retry) and verdict.delay == 20.0
     assert "under way elsewhere" in verdict.reason
     assert world.channel.delivered == []
@@ -260,16 +256,16 @@ async def test_delivery_under_way_elsewhere_is_retried_later() -> None:
 async def test_goals_down_retries_with_growing_delay_then_dead_letters() -> None:
     world = World()
     world.directory.down = True
-    assert await world.send(fired(), delivered=1) == Retry(
+    assert await world.send(fired(), deliveries=1) == Retry(
         delay=5.0, reason="alert fp-1 not processed: goals service did not answer"
     )
-    assert await world.send(fired(), delivered=2) == Retry(
+    assert await world.send(fired(), deliveries=2) == Retry(
         delay=10.0, reason="alert fp-1 not processed: goals service did not answer"
     )
-    last_retry = await world.send(fired(), delivered=9)
+    last_retry = await world.send(fired(), deliveries=9)
     assert isinstance(last_retry, Retry) and last_retry.delay == 300.0
     assert world.published.messages == []
-    verdict = await world.send(fired(), delivered=MAX_DELIVER)
+    verdict = await world.send(fired(), deliveries=MAX_DELIVER)
     assert isinstance(verdict, Reject) and verdict.cause == "gave-up"
     assert f"gave up after {MAX_DELIVER} deliveries" in verdict.reason
     assert "goals service did not answer" in verdict.reason
@@ -295,7 +291,7 @@ async def test_inbox_is_written_with_or_without_channels(channels: int) -> None:
             inbox=world.inbox,
             claims=DeliveryClaims(cast(Redis, world.redis)),
             channels=[],
-            publish=world.published,
+            outcomes=world.published,
             policy=POLICY,
             clock=lambda: T0,
         )

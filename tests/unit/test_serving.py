@@ -49,7 +49,7 @@ def test_the_kernel_does_not_import_services() -> None:
     assert not found, found
     # Nor indirectly: the CLI and the contracts renderer load no service until asked to.
     code = (
-        "import sys, goalwatch.cli, goalwatch.contracts.openapi, goalwatch.dev.bench; "
+        "import sys, goalwatch.cli, goalwatch.contracts.interfaces, goalwatch.dev.bench; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'services'))"
     )
     done = subprocess.run(
