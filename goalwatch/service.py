@@ -13,8 +13,9 @@ as an argument so that tests can pass theirs.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -46,14 +47,16 @@ def service_app(
     consumers: Consumers | None = None,
     close: Sequence[Close] = (),
     on_start: Callable[[], None] | None = None,
+    background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
     schemas: Sequence[type[BaseModel]] = (),
 ) -> FastAPI:
     """The FastAPI app of service ``name``; routes are added by the caller.
 
     ``broker`` (with ``nats_url`` to provision streams and ``consumers``) is started and
     stopped with the app; ``close`` is awaited on shutdown; ``registry`` holds the service's
-    own metrics, served at ``/metrics``; ``schemas`` are added to the OpenAPI components
-    (models that a route answers with by hand).
+    own metrics, served at ``/metrics``; ``background`` tasks run while the app serves
+    (started after the broker, cancelled before it stops); ``schemas`` are added to the
+    OpenAPI components (models that a route answers with by hand).
     """
 
     @asynccontextmanager
@@ -65,7 +68,13 @@ def service_app(
                 await broker.start()
             if on_start is not None:
                 on_start()
-            yield
+            tasks = [asyncio.create_task(task()) for task in background]
+            try:
+                yield
+            finally:
+                for running in tasks:
+                    running.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
         finally:
             if broker is not None:
                 await broker.stop()

@@ -139,6 +139,28 @@ class Stack:
                 process.popen.wait()
         self._processes.clear()
 
+    def kill(self, name: str) -> None:
+        """``kill -9`` process ``name`` (``nats``, ``redis`` or a service) and reap it."""
+        process = self._process(name)
+        process.popen.kill()
+        process.popen.wait()
+
+    def restart(self, name: str) -> None:
+        """Start ``name`` again on the same port and data, and wait until it serves."""
+        index = self._processes.index(self._process(name))
+        if self._processes[index].popen.poll() is None:
+            raise StackError(f"{name} is still running: kill or stop it before a restart")
+        del self._processes[index]
+        if name == "nats":
+            self._start_nats()
+        elif name == "redis":
+            self._start_redis()
+        else:
+            self._start_service(name)
+            self._wait_ready(name)
+        # Back in its place, so stop() still stops services before the servers.
+        self._processes.insert(index, self._processes.pop())
+
     def exited(self) -> list[str]:
         """Names of processes that have stopped on their own."""
         return [p.name for p in self._processes if p.popen.poll() is not None]

@@ -12,6 +12,7 @@ from faststream.nats import NatsBroker
 from pydantic import Field
 from redis.asyncio import Redis
 
+from goalwatch.checkpoints import Checkpoint
 from goalwatch.connections import ready_checks, redis_client
 from goalwatch.consumers import Consumers, ConsumerSpec, RedeliveryPolicy
 from goalwatch.contracts import MetricRecorded, subjects
@@ -55,6 +56,12 @@ class EvaluatorSettings(ServiceSettings):
         "http://127.0.0.1:8002",
         description="Goals service, asked for subjects' names when an alert fires or resolves.",
     )
+    state_check_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="How often, with no events arriving, to check that Redis did not restart "
+        "and lose rule state (a batch always checks first).",
+    )
 
 
 def create_app(
@@ -75,11 +82,19 @@ def create_app(
         publish=AlertPublisher(broker),
         names=GoalsClient(client=http, base_url=settings.goals_url),
     )
+    checkpoint = Checkpoint(
+        redis=redis,
+        connection=lambda: broker.connection,
+        stream=CONSUMER.stream,
+        subject=CONSUMER.subject,
+        consumer=CONSUMER.name,
+    )
+    handler = MetricsHandler(evaluator=evaluator, policy=CONSUMER.policy, checkpoint=checkpoint)
     consumers = Consumers(broker, service="evaluator", seconds=HANDLER_SECONDS)
     consumers.add_batch(
         CONSUMER,
         MetricRecorded,
-        MetricsHandler(evaluator=evaluator, policy=CONSUMER.policy),
+        handler,
         description="Every stored metric event, against every rule for its metric.",
     )
     app = service_app(
@@ -91,6 +106,7 @@ def create_app(
         consumers=consumers,
         close=[redis.aclose, http.aclose],
         on_start=lambda: _announce(rules, settings.rules_dir),
+        background=[lambda: handler.watch(every=settings.state_check_seconds)],
     )
     app.include_router(rules_router(rules, rules_dir=settings.rules_dir))
     return app

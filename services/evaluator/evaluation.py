@@ -23,6 +23,10 @@ from services.evaluator.names import Names
 
 logger = logging.getLogger(__name__)
 
+# Subjects of one batch evaluated at once: well inside the Redis client's pool of 100
+# connections (a whole batch of 100 subjects at once exhausted it) and goals' capacity.
+SUBJECT_CONCURRENCY = 32
+
 PublishAlert = Callable[[AlertFired | AlertResolved, str, str], Awaitable[None]]
 """``publish(alert, subject, msg_id)``: publish to JetStream and wait for the ack."""
 
@@ -53,12 +57,21 @@ class Evaluator:
     """Evaluates each metric event against every rule and publishes alert transitions."""
 
     def __init__(
-        self, *, engine: RuleEngine, streaks: Streaks, publish: PublishAlert, names: Names
+        self,
+        *,
+        engine: RuleEngine,
+        streaks: Streaks,
+        publish: PublishAlert,
+        names: Names,
+        concurrency: int = SUBJECT_CONCURRENCY,
     ) -> None:
+        """``concurrency`` bounds the subjects evaluated at once (each holds a Redis connection
+        and may call goals)."""
         self._engine = engine
         self._streaks = streaks
         self._publish = publish
         self._names = names
+        self._concurrency = asyncio.Semaphore(concurrency)
 
     async def handle_batch(self, events: Sequence[MetricRecorded]) -> dict[str, Failure]:
         """Evaluate a batch in stream order per subject, different subjects concurrently.
@@ -72,8 +85,12 @@ class Evaluator:
         by_subject: dict[str, list[MetricRecorded]] = {}
         for event in events:
             by_subject.setdefault(event.subject, []).append(event)
-        results = await asyncio.gather(*map(self._handle_in_order, by_subject.values()))
+        results = await asyncio.gather(*map(self._handle_bounded, by_subject.values()))
         return {failure.event.subject: failure for failure in results if failure is not None}
+
+    async def _handle_bounded(self, events: Sequence[MetricRecorded]) -> Failure | None:
+        async with self._concurrency:
+            return await self._handle_in_order(events)
 
     async def _handle_in_order(self, events: Sequence[MetricRecorded]) -> Failure | None:
         for event in events:

@@ -18,3 +18,8 @@ ALERTS_RESOLVED = Counter(
     "goalwatch_alerts_resolved_total", "Alerts resolved.", ["rule"], registry=REGISTRY
 )
 HANDLER_SECONDS = handler_seconds(REGISTRY)
+STATE_REPLAYED = Counter(
+    "goalwatch_evaluator_state_replayed_total",
+    "Metric events applied again because Redis restarted and may have lost their writes.",
+    registry=REGISTRY,
+)

@@ -382,3 +382,34 @@ def test_invalid_rules_stop_start_up_with_exit_2_and_file_line_messages(tmp_path
     assert "the evaluator cannot start: 1 error in the rules" in done.stderr
     assert f"{tmp_path}/bad.yaml:" in done.stderr
     assert "condition.op: 'gt' is not one of >, >=, <, <=, ==, !=" in done.stderr
+
+
+async def test_a_batch_evaluates_a_bounded_number_of_subjects_at_once() -> None:
+    class Counting(MemoryStreaks):
+        def __init__(self) -> None:
+            super().__init__()
+            self.running = self.most = 0
+
+        async def record(
+            self, *, rule_id: str, subject: str, metric: str, consecutive: int, point: Point
+        ) -> Transition | None:
+            self.running += 1
+            self.most = max(self.most, self.running)
+            await asyncio.sleep(0)  # let every other subject that may run start
+            self.running -= 1
+            return await super().record(
+                rule_id=rule_id,
+                subject=subject,
+                metric=metric,
+                consecutive=consecutive,
+                point=point,
+            )
+
+    streaks = Counting()
+    rules = [rule.spec for rule in load_rules(REPO / "rules")]
+    evaluator = Evaluator(
+        engine=RuleEngine(rules), streaks=streaks, publish=Published(), names=Names(), concurrency=8
+    )
+    events = [rework(0, 0.09, subject=f"emp-{n}") for n in range(100)]
+    assert await evaluator.handle_batch(events) == {}
+    assert streaks.most == 8

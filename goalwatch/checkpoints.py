@@ -1,0 +1,185 @@
+"""Redis state that JetStream can rebuild: a checkpoint per consumer, a replay after a loss.
+
+A consumer that keeps state in Redis acks a message once its writes are done, but Redis with
+AOF ``everysec`` acknowledges writes before they reach the disk: a power cut loses up to the
+last second of them, while JetStream still holds every message. So each batch is bracketed:
+
+- :meth:`Checkpoint.begin` asks Redis who it is (``run_id``, new with every start of the
+  server). If it is not the instance the last checkpoint was committed to, writes may have
+  been lost since: it answers the range of stream sequences to replay — from the committed
+  ack floor to the last message delivered — and the caller re-applies those messages (the
+  state must be idempotent per message) before handling the batch.
+- :meth:`Checkpoint.commit`, after the batch's writes, stores the consumer's ack floor as it
+  was at ``begin`` with the ``run_id`` seen then, in one script that refuses if the server
+  restarted meanwhile. Every message at or below that floor was acked, so its writes came
+  before the checkpoint in Redis's append-only file: if the checkpoint survives a cut, so do
+  they.
+
+The cost is one ``INFO`` and one consumer-info request per batch and one script call after it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import suppress
+from dataclasses import dataclass
+from typing import Any, Final
+
+from nats.aio.client import Client
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import FetchTimeoutError, NotFoundError
+from redis.asyncio import Redis
+
+logger = logging.getLogger(__name__)
+
+KEY_PREFIX: Final = "goalwatch:checkpoint:"
+
+# Store the checkpoint only if the server is the one `begin` saw, atomically: a checkpoint
+# written to a restarted server would claim writes it never received.
+_COMMIT: Final = """
+if string.find(redis.call('INFO', 'server'), 'run_id:' .. ARGV[1], 1, true) then
+  redis.call('SET', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+REPLAY_BATCH: Final = 200
+
+
+@dataclass(frozen=True)
+class Replay:
+    """Stream sequences ``first`` to ``last`` (inclusive) must be applied again."""
+
+    first: int
+    last: int
+
+
+@dataclass(frozen=True)
+class _Committed:
+    floor: int
+    run_id: str
+
+
+class Checkpoint:
+    """Where one durable consumer's Redis state stands against its stream."""
+
+    def __init__(
+        self,
+        *,
+        redis: Redis,
+        connection: Callable[[], Client],
+        stream: str,
+        subject: str,
+        consumer: str,
+    ) -> None:
+        """``connection`` returns the connected NATS client (the broker's, once it started)."""
+        self._redis = redis
+        self._connection = connection
+        self._stream = stream
+        self._subject = subject
+        self._consumer = consumer
+        self._key = f"{KEY_PREFIX}{consumer}"
+        self._confirmed: str | None = None  # run_id the last commit went to, in this process
+        self._begun: _Committed | None = None
+
+    async def begin(self) -> Replay | None:
+        """Before a batch: what must be replayed first, if Redis may have lost writes."""
+        run_id = await self._run_id()
+        info = await self._connection().jetstream().consumer_info(self._stream, self._consumer)
+        floor = info.ack_floor.stream_seq if info.ack_floor else 0
+        delivered = info.delivered.stream_seq if info.delivered else 0
+        self._begun = _Committed(floor=floor or 0, run_id=run_id)
+        if run_id == self._confirmed:
+            return None
+        committed = await self._committed()
+        if committed is None:
+            # Never committed here: nothing to compare with (a first start, or a Redis that
+            # lost everything, which a checkpoint cannot tell apart).
+            if floor:
+                logger.warning(
+                    "no checkpoint for consumer %s in Redis: state is built from new messages "
+                    "only (stream %s is at ack floor %d)",
+                    self._consumer,
+                    self._stream,
+                    floor,
+                )
+            return None
+        if committed.run_id == run_id:
+            # The server that holds the checkpoint has run since: it lost nothing after it.
+            self._confirmed = run_id
+            return None
+        if committed.floor >= delivered:
+            return None
+        logger.warning(
+            "Redis restarted since consumer %s last committed its state (at stream sequence "
+            "%d): replaying %s sequences %d to %d",
+            self._consumer,
+            committed.floor,
+            self._stream,
+            committed.floor + 1,
+            delivered,
+        )
+        return Replay(first=committed.floor + 1, last=delivered)
+
+    async def commit(self) -> bool:
+        """After a batch's writes: record the floor seen at :meth:`begin`. False if Redis
+        restarted during the batch (the next :meth:`begin` then asks for a replay)."""
+        begun = self._begun
+        if begun is None:
+            raise RuntimeError("commit() without begin()")
+        value = json.dumps({"floor": begun.floor, "run_id": begun.run_id})
+        stored = await self._redis.eval(_COMMIT, 1, self._key, begun.run_id, value)
+        if stored:
+            self._confirmed = begun.run_id
+            return True
+        self._confirmed = None
+        logger.warning("Redis restarted during a batch of consumer %s", self._consumer)
+        return False
+
+    async def messages(self, replay: Replay) -> AsyncIterator[list[tuple[int, bytes]]]:
+        """The stream's messages in ``replay``, in order, as (sequence, data) batches."""
+        js = self._connection().jetstream()
+        config = ConsumerConfig(
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=replay.first,
+            ack_policy=AckPolicy.NONE,
+            # Removed by the server if this process dies before removing it.
+            inactive_threshold=60.0,
+        )
+        subscription = await js.pull_subscribe(self._subject, stream=self._stream, config=config)
+        try:
+            done = False
+            while not done:
+                try:
+                    fetched = await subscription.fetch(REPLAY_BATCH, timeout=1.0)
+                except FetchTimeoutError:
+                    return  # nothing more in the stream
+                batch: list[tuple[int, bytes]] = []
+                for msg in fetched:
+                    sequence = msg.metadata.sequence.stream
+                    if sequence > replay.last:
+                        done = True
+                        break
+                    batch.append((sequence, msg.data))
+                    done = sequence >= replay.last
+                if batch:
+                    yield batch
+        finally:
+            await subscription.unsubscribe()
+            if config.name:  # set by pull_subscribe: the ephemeral consumer's name
+                with suppress(NotFoundError):
+                    await js.delete_consumer(self._stream, config.name)
+
+    async def _run_id(self) -> str:
+        info: dict[str, Any] = await self._redis.info("server")
+        return str(info["run_id"])
+
+    async def _committed(self) -> _Committed | None:
+        raw = await self._redis.get(self._key)
+        if raw is None:
+            return None
+        doc = json.loads(str(raw))
+        return _Committed(floor=int(doc["floor"]), run_id=str(doc["run_id"]))
