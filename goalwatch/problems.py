@@ -108,7 +108,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         )
         return problem(
             503,
-            f"a service this one depends on did not answer; retry after {RETRY_AFTER_SECONDS} s",
+            f"the data store (Redis) did not answer; retry after {RETRY_AFTER_SECONDS} s",
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
 
