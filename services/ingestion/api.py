@@ -13,7 +13,7 @@ from services.ingestion.intake import IngestReport, ingest
 from services.ingestion.metrics import EVENTS_REJECTED, HANDLER_SECONDS
 from services.ingestion.publisher import Publisher, PublishOutcome
 from services.ingestion.schemas import EventRef, IngestRejected, IngestResult, IngestUnavailable
-from services.ingestion.validation import BodyError, body_format
+from services.ingestion.validation import BodyError, EventLimits, body_format
 
 # Seconds a client should wait before resending after a 503: long enough for a NATS reconnect.
 RETRY_AFTER_SECONDS = 5
@@ -38,7 +38,13 @@ not evaluated again, so resending a request is always safe.
 """
 
 
-def events_router(*, publisher: Publisher, max_batch: int, max_body_bytes: int) -> APIRouter:
+def events_router(
+    *,
+    publisher: Publisher,
+    max_batch: int,
+    max_body_bytes: int,
+    limits: EventLimits | None = None,
+) -> APIRouter:
     """The ingestion HTTP API, publishing through ``publisher``."""
     router = APIRouter(prefix="/v1", tags=["events"])
 
@@ -74,7 +80,12 @@ def events_router(*, publisher: Publisher, max_batch: int, max_body_bytes: int) 
         try:
             # ingest counts the events of a body it cannot read itself.
             report = await ingest(
-                body=body, fmt=fmt, max_batch=max_batch, publisher=publisher, transport="http"
+                body=body,
+                fmt=fmt,
+                max_batch=max_batch,
+                publisher=publisher,
+                transport="http",
+                limits=limits,
             )
         except BodyError as exc:
             return problem(exc.status, exc.message)
