@@ -444,14 +444,32 @@ def dead_letter(
     errors: Sequence[ErrorDetail] = (),
     at: datetime | None = None,
 ) -> DeadLetter:
-    """The dead letter of a message from ``origin_subject``, kept whole for a replay."""
+    """The dead letter of a message from ``origin_subject``, kept whole for a replay.
+
+    Text taken from the message (a reason or an error naming a field) may hold a lone
+    surrogate, which no JSON encoder can write as UTF-8: it is kept as its escape, so that
+    building the dead letter never fails and the message is not lost at ``max_deliver``.
+    """
     return DeadLetter(
         origin_subject=origin_subject,
-        reason=reason,
-        errors=list(errors),
+        reason=_printable(reason),
+        errors=[
+            error.model_copy(
+                update={
+                    "loc": _printable(error.loc),
+                    "msg": _printable(error.msg),
+                    "event_id": None if error.event_id is None else _printable(error.event_id),
+                }
+            )
+            for error in errors
+        ],
         payload=payload.decode("utf-8", errors="replace"),
         at=at or datetime.now(UTC),
     )
+
+
+def _printable(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def dead_letter_id(received: Received, *, cause: str) -> str | None:

@@ -21,9 +21,22 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
 
+from goalwatch.contracts.metrics import PERSON_ID_PATTERN
+from goalwatch.contracts.people import EMAIL_PATTERN
+
 logger = logging.getLogger(__name__)
 
+PATTERN_WORDS: dict[str, str] = {
+    PERSON_ID_PATTERN: "a person id: 1 to 128 of A-Z a-z 0-9 . _ @ -, not starting with a dot",
+    EMAIL_PATTERN: "an e-mail address: name@domain, without spaces",
+}
+"""How to say, in an answer, what a pattern of the contracts asks for."""
+
 PROBLEM_JSON = "application/problem+json"
+# An answer names what was wrong without carrying the input back: every piece of text taken
+# from a request is cut to this many characters, and at most MAX_LISTED errors are listed.
+MAX_ECHO = 100
+MAX_LISTED = 100
 # Seconds a client should wait after a 503: long enough for a Redis or NATS reconnect.
 RETRY_AFTER_SECONDS = 5
 
@@ -47,6 +60,13 @@ class Problem(BaseModel):
     errors: list[FieldProblem] | None = Field(
         default=None, description="Each invalid field, for a request that failed validation."
     )
+
+
+def clip(text: str, limit: int = MAX_ECHO) -> str:
+    """``text`` from a request, fit to answer with: at most ``limit`` characters, and any lone
+    surrogate (which no UTF-8 answer can carry) written as its escape, e.g. ``\\ud800``."""
+    cut = text if len(text) <= limit else text[: limit - 1] + "…"
+    return cut.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def problem(
@@ -86,12 +106,17 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def http_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+        if exc.status_code == 400 and exc.__cause__ is not None:
+            detail = _unreadable_body(exc.__cause__)
         return problem(exc.status_code, detail, headers=exc.headers)
 
     async def invalid_request(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         errors = [
-            {"loc": ".".join(str(part) for part in error["loc"]), "msg": error["msg"]}
+            {
+                "loc": ".".join(clip(str(part)) for part in error["loc"]),
+                "msg": clip(_in_words(error), 500),
+            }
             for error in exc.errors()
         ]
         count = len(errors)
@@ -99,7 +124,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem(
             422,
             f"{count} invalid field{'s' if count != 1 else ''} in the request; first: {first}",
-            errors=errors[:100],
+            errors=errors[:MAX_LISTED],
         )
 
     async def unavailable(request: Request, exc: Exception) -> JSONResponse:
@@ -125,3 +150,28 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RedisConnectionError, unavailable)
     app.add_exception_handler(RedisTimeoutError, unavailable)
     app.add_exception_handler(Exception, internal_error)
+
+
+def _in_words(error: Mapping[str, Any]) -> str:
+    """Pydantic's message, or a plainer one where it says less than the sender needs."""
+    kind, ctx = error.get("type"), error.get("ctx") or {}
+    if kind == "string_unicode":
+        return (
+            "not valid Unicode: it holds a lone surrogate (an unpaired \\ud800-\\udfff "
+            "escape); send the text as valid UTF-8"
+        )
+    if kind == "string_pattern_mismatch" and ctx.get("pattern") in PATTERN_WORDS:
+        return f"must be {PATTERN_WORDS[ctx['pattern']]}"
+    return str(error.get("msg", "invalid"))
+
+
+def _unreadable_body(cause: BaseException) -> str:
+    """Why FastAPI could not parse a JSON body, in words (its own answer says only that)."""
+    if isinstance(cause, ValueError) and "integer string conversion" in str(cause):
+        return (
+            "the body is not readable JSON: it holds an integer literal of more than 4300 "
+            "digits; send numbers that fit in a 64-bit float"
+        )
+    if isinstance(cause, UnicodeDecodeError):
+        return "the body is not valid UTF-8: send JSON encoded as UTF-8"
+    return "the body could not be read as JSON; send one JSON document encoded as UTF-8"

@@ -27,9 +27,11 @@ from pydantic import BaseModel
 
 from goalwatch import __version__
 from goalwatch.consumers import Consumers
+from goalwatch.guards import BodyLimits, HostAllowList, allowed_hosts
 from goalwatch.messaging import ensure_streams
 from goalwatch.problems import FieldProblem, Problem, install_problem_handlers
 from goalwatch.serving import offline_docs
+from goalwatch.settings import ServiceSettings
 from goalwatch.telemetry import ReadyCheck, ops_router
 
 logger = logging.getLogger(__name__)
@@ -40,6 +42,7 @@ Close = Callable[[], Awaitable[None]]
 def service_app(
     *,
     name: str,
+    settings: ServiceSettings,
     checks: Mapping[str, ReadyCheck],
     registry: CollectorRegistry,
     nats_url: str | None = None,
@@ -49,6 +52,7 @@ def service_app(
     on_start: Callable[[], None] | None = None,
     background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
     schemas: Sequence[type[BaseModel]] = (),
+    max_body_bytes: int | None = None,
 ) -> FastAPI:
     """The FastAPI app of service ``name``; routes are added by the caller.
 
@@ -56,7 +60,9 @@ def service_app(
     stopped with the app; ``close`` is awaited on shutdown; ``registry`` holds the service's
     own metrics, served at ``/metrics``; ``background`` tasks run while the app serves
     (started after the broker, cancelled before it stops); ``schemas`` are added to the
-    OpenAPI components (models that a route answers with by hand).
+    OpenAPI components (models that a route answers with by hand). From ``settings``: the
+    Host allow-list and the body limits (``max_body_bytes`` replaces
+    ``http_max_body_bytes``), see :mod:`goalwatch.guards`.
     """
 
     @asynccontextmanager
@@ -84,6 +90,15 @@ def service_app(
     app = FastAPI(title=f"goalwatch {name}", version=__version__, lifespan=lifespan)
     app.state.broker = broker  # what the service subscribes and publishes, for AsyncAPI
     install_problem_handlers(app)
+    # Added last, so run first: a foreign Host is refused before anything reads the body.
+    app.add_middleware(
+        BodyLimits,
+        max_bytes=max_body_bytes or settings.http_max_body_bytes,
+        timeout=settings.http_body_timeout,
+    )
+    app.add_middleware(
+        HostAllowList, hosts=allowed_hosts(settings.allowed_hosts, listen_host=settings.host)
+    )
     app.include_router(ops_router(checks, registry=registry))
     _document(app, [Problem, FieldProblem, *schemas])
     offline_docs(app)

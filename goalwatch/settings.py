@@ -7,11 +7,11 @@ Settings are read from the environment (prefix ``GOALWATCH_``) only when a servi
 from __future__ import annotations
 
 import sys
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import httpx
-from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 """A TCP port number."""
@@ -32,6 +32,29 @@ class ServiceSettings(BaseSettings):
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL.")
     host: str = Field("127.0.0.1", description="Interface the HTTP API listens on.")
     log_level: str = Field("INFO", description="Log level (DEBUG, INFO, WARNING, ERROR).")
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Host names the HTTP API answers to besides localhost, 127.0.0.1, ::1 and "
+        "`host`, comma-separated (`*.example.com` for a domain, `*` for any); a request with "
+        "another Host header is refused with 400.",
+    )
+    http_max_body_bytes: int = Field(
+        1024 * 1024,
+        ge=1,
+        description="Largest HTTP request body, in bytes (413 beyond); ingestion has its own.",
+    )
+    http_body_timeout: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds a client has to send a whole request body (408 after).",
+    )
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
 
 def settings_or_exit(cls: type[S]) -> S:

@@ -13,6 +13,15 @@ Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max
 # Lower snake_case, dots between parts: report_rework_rate, lms.feedback_score.
 METRIC_NAME_PATTERN: Final = r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$"
 MetricName = Annotated[str, StringConstraints(pattern=METRIC_NAME_PATTERN, max_length=200)]
+# Letters, digits and . _ @ -, not starting with a dot (so never "." or ".."): every such id
+# can be put in a URL path as it is, and a lookup of /v1/people/<id> always reaches it.
+PERSON_ID_PATTERN: Final = r"^[A-Za-z0-9_@-][A-Za-z0-9._@-]*$"
+PERSON_ID_MAX_LENGTH: Final = 128
+PersonId = Annotated[
+    str,
+    StringConstraints(pattern=PERSON_ID_PATTERN, min_length=1, max_length=PERSON_ID_MAX_LENGTH),
+]
+"""A person id: 1-128 of A-Z a-z 0-9 . _ @ -, not starting with a dot."""
 
 # CloudEvents ``type`` of a metric event sent in CloudEvents structured mode.
 CLOUDEVENT_TYPE: Final = "goalwatch.metric.recorded.v1"
@@ -44,8 +53,10 @@ class MetricRecorded(Contract):
         description="When the observation was made: ISO 8601 with a UTC offset.",
         examples=["2026-11-20T18:00:00+08:00"],
     )
-    subject: Name = Field(
-        description="Who or what the metric is about, e.g. an employee id.", examples=["emp-1042"]
+    subject: PersonId = Field(
+        description="Who the metric is about: a person id as goals knows it (1-128 of "
+        "A-Z a-z 0-9 . _ @ -, not starting with a dot), e.g. an employee id.",
+        examples=["emp-1042"],
     )
     source: Name = Field(description="The system that sent the event.", examples=["his"])
     labels: dict[str, str] = Field(
@@ -101,8 +112,9 @@ class MetricCloudEvent(Contract):
     type: Literal["goalwatch.metric.recorded.v1"] = Field(
         description="Event type: always goalwatch.metric.recorded.v1."
     )
-    subject: Name = Field(
-        description="Who or what the metric is about (required here, optional in CloudEvents).",
+    subject: PersonId = Field(
+        description="Who the metric is about: a person id (1-128 of A-Z a-z 0-9 . _ @ -, not "
+        "starting with a dot; required here, optional in CloudEvents).",
         examples=["emp-1042"],
     )
     time: AwareDatetime = Field(

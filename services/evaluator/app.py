@@ -99,6 +99,7 @@ def create_app(
     )
     app = service_app(
         name="evaluator",
+        settings=settings,
         checks=ready_checks(broker=broker, redis=redis),
         registry=REGISTRY,
         nats_url=settings.nats_url,

@@ -1,13 +1,12 @@
 """The goals HTTP API: ``/v1/people`` (goals and alignment come next)."""
 
-from __future__ import annotations
+from typing import Annotated, Any
 
-from typing import Annotated
-
-from fastapi import APIRouter, Body, HTTPException, Query
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Body, HTTPException, Path, Query
+from pydantic import BaseModel, Discriminator, Field, Tag
 
 from goalwatch.contracts import PersonRead, PersonUpsert
+from goalwatch.contracts.metrics import PERSON_ID_MAX_LENGTH, PERSON_ID_PATTERN
 from goalwatch.problems import problem_responses
 from services.goals.metrics import HANDLER_SECONDS, PEOPLE_UPSERTED
 from services.goals.people import ManagerCycleError, PeopleStore
@@ -19,20 +18,41 @@ class PeopleUpserted(BaseModel):
     upserted: int = Field(description="How many people were created or replaced.")
 
 
-def people_router(store: PeopleStore) -> APIRouter:
-    """People and their manager chains, kept in ``store``."""
+def people_router(store: PeopleStore, *, max_batch: int, max_body_bytes: int) -> APIRouter:
+    """People and their manager chains, kept in ``store``; at most ``max_batch`` per POST."""
     router = APIRouter(prefix="/v1", tags=["people"])
     timed = HANDLER_SECONDS.labels
+    batch_of_people = Annotated[list[PersonUpsert], Field(min_length=1, max_length=max_batch)]
+    # One branch by the body's shape, so that errors name the person (body.person.email, or
+    # body.people.3.email), not "body: should be a valid list" for a single person.
+    one_or_many = Annotated[
+        Annotated[batch_of_people, Tag("people")] | Annotated[PersonUpsert, Tag("person")],
+        Discriminator(_shape),
+    ]
+    person_id_path = Path(
+        pattern=PERSON_ID_PATTERN,
+        max_length=PERSON_ID_MAX_LENGTH,
+        description="Person id: 1-128 of A-Z a-z 0-9 . _ @ -, not starting with a dot.",
+    )
 
     @router.post(
         "/people",
         summary="Create or replace people (one or a batch)",
+        description=f"One person (a JSON object) or a batch (an array of 1 to {max_batch}). "
+        f"A body is at most {max_body_bytes} bytes and must arrive within the body timeout. "
+        "Ids (and manager ids) use a safe alphabet, so that every person can be looked up.",
         responses=problem_responses(
-            {422: "The body is not JSON, a person is invalid, or the batch makes a manager cycle."}
+            {
+                400: "The body cannot be read as JSON (e.g. an integer of over 4300 digits).",
+                408: "The body did not arrive in full within the body timeout.",
+                413: f"The body is larger than {max_body_bytes} bytes.",
+                422: "A person is invalid, the batch is empty or holds more than "
+                f"{max_batch} people, or it makes a manager cycle.",
+            }
         ),
     )
     async def upsert_people(
-        people: Annotated[list[PersonUpsert] | PersonUpsert, Body()],
+        people: Annotated[one_or_many, Body()],
     ) -> PeopleUpserted:
         with timed(service="goals", handler="upsert_people").time():
             batch = people if isinstance(people, list) else [people]
@@ -46,9 +66,11 @@ def people_router(store: PeopleStore) -> APIRouter:
     @router.get(
         "/people/{person_id}",
         summary="One person with their manager chain",
-        responses=problem_responses({404: "No person with that id."}),
+        responses=problem_responses(
+            {404: "No person with that id.", 422: "The id is not in the person id alphabet."}
+        ),
     )
-    async def get_person(person_id: str) -> PersonRead:
+    async def get_person(person_id: Annotated[str, person_id_path]) -> PersonRead:
         with timed(service="goals", handler="get_person").time():
             person = await store.get(person_id=person_id)
         if person is None:
@@ -65,3 +87,7 @@ def people_router(store: PeopleStore) -> APIRouter:
         return await store.list(limit=limit)
 
     return router
+
+
+def _shape(body: Any) -> str:
+    return "people" if isinstance(body, list) else "person"

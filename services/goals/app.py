@@ -19,6 +19,9 @@ class GoalsSettings(ServiceSettings):
     """Settings of the goals service."""
 
     goals_port: Port = Field(8002, description="HTTP port (GOALWATCH_GOALS_PORT).")
+    goals_max_batch: int = Field(
+        1000, ge=1, description="Most people in one POST /v1/people (422 beyond)."
+    )
 
 
 def create_app(settings: GoalsSettings, *, redis: Redis | None = None) -> FastAPI:
@@ -30,9 +33,17 @@ def create_app(settings: GoalsSettings, *, redis: Redis | None = None) -> FastAP
         return bool(await redis.ping())
 
     app = service_app(
-        name="goals", checks={"redis": redis_up}, registry=REGISTRY, close=[redis.aclose]
+        name="goals",
+        settings=settings,
+        checks={"redis": redis_up},
+        registry=REGISTRY,
+        close=[redis.aclose],
     )
-    app.include_router(people_router(store))
+    app.include_router(
+        people_router(
+            store, max_batch=settings.goals_max_batch, max_body_bytes=settings.http_max_body_bytes
+        )
+    )
     return app
 
 

@@ -13,7 +13,7 @@ from services.ingestion.intake import IngestReport, ingest
 from services.ingestion.metrics import EVENTS_REJECTED, HANDLER_SECONDS
 from services.ingestion.publisher import Publisher, PublishOutcome
 from services.ingestion.schemas import EventRef, IngestRejected, IngestResult, IngestUnavailable
-from services.ingestion.validation import BodyError, body_format
+from services.ingestion.validation import BodyError, EventLimits, body_format
 
 # Seconds a client should wait before resending after a 503: long enough for a NATS reconnect.
 RETRY_AFTER_SECONDS = 5
@@ -23,7 +23,13 @@ Send one metric event (a JSON object) or a batch (a JSON array).
 
 Content types: `application/json` (a `MetricRecorded` or an array of them),
 `application/cloudevents+json` (one CloudEvent of type `goalwatch.metric.recorded.v1`) and
-`application/cloudevents-batch+json` (an array of such CloudEvents).
+`application/cloudevents-batch+json` (an array of such CloudEvents). A JSON content type is
+required: a request with none, or a form or text type, is answered 415.
+
+Each event is also rejected on its own when it is larger than
+`GOALWATCH_INGEST_MAX_EVENT_BYTES` (64 KiB) as stored, when its `time` is more than
+`GOALWATCH_INGEST_MAX_FUTURE` (10 minutes) ahead of the ingestion clock, or when any field
+holds a lone surrogate or an integer literal of more than 310 digits.
 
 Each event is validated on its own: valid events are stored even when others in the same
 request are rejected. An event whose id was already stored is counted as `duplicated` and is
@@ -31,14 +37,21 @@ not evaluated again, so resending a request is always safe.
 
 * **200**: at least one event was accepted or duplicated; `rejects` lists the others by index.
 * **422**: every event was rejected; `rejects` says why.
-* **400** the body is not JSON or is empty, **413** too many events (or too many bytes),
-  **415** unsupported content type.
+* **400** the body is not JSON or is empty (or the Host is not allowed), **408** the body did
+  not arrive within the body timeout, **413** too many events (or too many bytes), **415** no
+  or an unsupported content type.
 * **503** NATS could not store the events; `published` / `unpublished` say which were stored.
   Retry after `Retry-After` seconds.
 """
 
 
-def events_router(*, publisher: Publisher, max_batch: int, max_body_bytes: int) -> APIRouter:
+def events_router(
+    *,
+    publisher: Publisher,
+    max_batch: int,
+    max_body_bytes: int,
+    limits: EventLimits | None = None,
+) -> APIRouter:
     """The ingestion HTTP API, publishing through ``publisher``."""
     router = APIRouter(prefix="/v1", tags=["events"])
 
@@ -49,8 +62,9 @@ def events_router(*, publisher: Publisher, max_batch: int, max_body_bytes: int) 
         response_model=IngestResult,
         responses={
             400: _problem_doc("The body is not JSON, or is empty."),
+            408: _problem_doc("The body did not arrive in full within the body timeout."),
             413: _problem_doc("Too many events or bytes in one request."),
-            415: _problem_doc("Unsupported content type."),
+            415: _problem_doc("No or an unsupported content type."),
             422: _problem_doc("Every event was rejected.", IngestRejected),
             503: _problem_doc("NATS could not store events.", IngestUnavailable),
         },
@@ -74,7 +88,12 @@ def events_router(*, publisher: Publisher, max_batch: int, max_body_bytes: int) 
         try:
             # ingest counts the events of a body it cannot read itself.
             report = await ingest(
-                body=body, fmt=fmt, max_batch=max_batch, publisher=publisher, transport="http"
+                body=body,
+                fmt=fmt,
+                max_batch=max_batch,
+                publisher=publisher,
+                transport="http",
+                limits=limits,
             )
         except BodyError as exc:
             return problem(exc.status, exc.message)

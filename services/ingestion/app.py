@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from fastapi import FastAPI
 from faststream.nats import NatsBroker
 from pydantic import Field
@@ -17,6 +19,7 @@ from services.ingestion.api import events_router
 from services.ingestion.intake import MessageIntake
 from services.ingestion.metrics import HANDLER_SECONDS, REGISTRY
 from services.ingestion.publisher import NatsPublisher, Publisher
+from services.ingestion.validation import EventLimits
 
 CONSUMER = ConsumerSpec(
     name="ingestion",
@@ -44,6 +47,19 @@ class IngestionSettings(ServiceSettings):
         ge=1,
         description="Largest request body accepted, in bytes (HTTP 413 beyond).",
     )
+    ingest_max_event_bytes: int = Field(
+        64 * 1024,
+        ge=1024,
+        le=1_000_000,
+        description="Largest event, as stored (its JSON), in bytes; a larger one is rejected "
+        "on its own. Must stay below the NATS server's max_payload (1 MiB by default).",
+    )
+    ingest_max_future: timedelta = Field(
+        timedelta(minutes=10),
+        ge=timedelta(0),
+        description="How far ahead of the ingestion clock an event's time may be (seconds, or "
+        "ISO 8601 such as PT10M); a later event is rejected on its own.",
+    )
     ingest_publish_timeout: float = Field(
         5.0,
         gt=0,
@@ -60,8 +76,11 @@ def create_app(
     """Build the ingestion app; ``publisher`` and ``broker`` replace the JetStream ones."""
     broker = broker or new_broker(settings.nats_url, name="ingestion")
     sink = publisher or NatsPublisher(broker, timeout=settings.ingest_publish_timeout)
+    limits = EventLimits(
+        max_event_bytes=settings.ingest_max_event_bytes, max_future=settings.ingest_max_future
+    )
     intake = MessageIntake(
-        publisher=sink, max_batch=settings.ingest_max_batch, policy=CONSUMER.policy
+        publisher=sink, max_batch=settings.ingest_max_batch, policy=CONSUMER.policy, limits=limits
     )
     consumers = Consumers(broker, service="ingestion", seconds=HANDLER_SECONDS)
     consumers.add(
@@ -73,6 +92,8 @@ def create_app(
     )
     app = service_app(
         name="ingestion",
+        settings=settings,
+        max_body_bytes=settings.ingest_max_body_bytes,
         # Ingestion keeps no state of its own (JetStream de-duplicates): no Redis.
         checks=ready_checks(broker=broker),
         registry=REGISTRY,
@@ -86,6 +107,7 @@ def create_app(
             publisher=sink,
             max_batch=settings.ingest_max_batch,
             max_body_bytes=settings.ingest_max_body_bytes,
+            limits=limits,
         )
     )
     return app

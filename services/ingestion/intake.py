@@ -13,6 +13,7 @@ from services.ingestion.schemas import EventReject
 from services.ingestion.validation import (
     BodyError,
     BodyFormat,
+    EventLimits,
     ParsedBody,
     body_format,
     parse_events,
@@ -50,16 +51,22 @@ class IngestReport:
 
 
 async def ingest(
-    *, body: bytes, fmt: BodyFormat, max_batch: int, publisher: Publisher, transport: str
+    *,
+    body: bytes,
+    fmt: BodyFormat,
+    max_batch: int,
+    publisher: Publisher,
+    transport: str,
+    limits: EventLimits | None = None,
 ) -> IngestReport:
-    """Validate ``body`` and store its valid events.
+    """Validate ``body`` (each event against ``limits`` too) and store its valid events.
 
     Raises :class:`BodyError` when the body cannot be read at all. Publishing failures are
     reported in :attr:`IngestReport.failed`, not raised, so the caller can say which events
     were stored.
     """
     try:
-        parsed = parse_events(body, fmt=fmt, max_batch=max_batch)
+        parsed = parse_events(body, fmt=fmt, max_batch=max_batch, limits=limits)
     except BodyError as exc:
         EVENTS_REJECTED.labels(transport=transport).inc(exc.events)
         raise
@@ -115,10 +122,18 @@ class MessageIntake:
     retried by the consumer's policy: the message is redelivered.
     """
 
-    def __init__(self, *, publisher: Publisher, max_batch: int, policy: RedeliveryPolicy) -> None:
+    def __init__(
+        self,
+        *,
+        publisher: Publisher,
+        max_batch: int,
+        policy: RedeliveryPolicy,
+        limits: EventLimits | None = None,
+    ) -> None:
         self._publisher = publisher
         self._max_batch = max_batch
         self._policy = policy
+        self._limits = limits
 
     async def handle(self, message: bytes, received: Received) -> Verdict:
         """What becomes of one ingest message."""
@@ -131,6 +146,7 @@ class MessageIntake:
                 max_batch=self._max_batch,
                 publisher=self._publisher,
                 transport="nats",
+                limits=self._limits,
             )
         except BodyError as exc:
             return Reject(reason=exc.message)

@@ -18,6 +18,7 @@ import difflib
 import json
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -25,12 +26,19 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from goalwatch.contracts import CLOUDEVENT_TYPE, MetricCloudEvent, MetricData, MetricRecorded
-from goalwatch.contracts.metrics import METRIC_NAME_PATTERN
+from goalwatch.contracts.metrics import METRIC_NAME_PATTERN, PERSON_ID_PATTERN
+from goalwatch.problems import clip
 from services.ingestion.schemas import EventReject, FieldError
 
 EXAMPLE_TIME = "2026-11-20T18:00:00+08:00"
 _METRIC_NAME = re.compile(METRIC_NAME_PATTERN)
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# No float is longer than this in decimal digits (1.8e308): a longer integer literal is not a
+# number an event can carry, and Python refuses to read one past 4300 digits at all.
+MAX_INTEGER_DIGITS = 310
+# What one rejected event's answer lists at most; the rest is counted.
+MAX_ERRORS_PER_EVENT = 20
 
 
 class BodyFormat(StrEnum):
@@ -56,6 +64,30 @@ class BodyError(Exception):
 
 
 @dataclass(frozen=True)
+class EventLimits:
+    """What one event may be beyond its schema: its size, and how far ahead its time is."""
+
+    max_event_bytes: int | None = None
+    """Largest event as stored (its JSON), in bytes: below the NATS ``max_payload``."""
+    max_future: timedelta | None = None
+    """How far after ``now`` an event's time may be."""
+    now: datetime | None = None
+    """The ingestion clock; the current time when None."""
+
+
+@dataclass(frozen=True)
+class _LongInteger:
+    """Stands in for an integer literal too long to be a number (see MAX_INTEGER_DIGITS)."""
+
+    digits: int
+
+
+def _integer(text: str) -> int | _LongInteger:
+    digits = len(text.lstrip("-"))
+    return int(text) if digits <= MAX_INTEGER_DIGITS else _LongInteger(digits)
+
+
+@dataclass(frozen=True)
 class IndexedEvent:
     """A valid event and its position in the body."""
 
@@ -78,12 +110,20 @@ class ParsedBody:
 
 
 def body_format(content_type: str | None, *, lenient: bool = False) -> BodyFormat:
-    """The format named by a ``Content-Type``; no content type means plain JSON.
+    """The format named by a ``Content-Type``.
 
-    ``lenient`` (for NATS, where senders often set no or a generic content type) reads any
-    type that is not CloudEvents as plain JSON.
+    Over HTTP a JSON type is required: a browser sends a cross-site "simple" request only
+    with no type or a form or text type, so refusing those keeps web pages from posting
+    events. ``lenient`` (for NATS, where senders often set no or a generic content type)
+    reads any type that is not CloudEvents as plain JSON.
     """
     media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    if media_type == "" and not lenient:
+        raise BodyError(
+            "no Content-Type: send the events with Content-Type: application/json (or a "
+            "CloudEvents type), e.g. curl -H 'Content-Type: application/json'",
+            status=415,
+        )
     if media_type in ("", BodyFormat.JSON.value):
         return BodyFormat.JSON
     if media_type == BodyFormat.CLOUDEVENT.value:
@@ -93,26 +133,37 @@ def body_format(content_type: str | None, *, lenient: bool = False) -> BodyForma
     if lenient or media_type.endswith("+json"):
         return BodyFormat.JSON
     raise BodyError(
-        f"unsupported content type '{media_type}': send {', '.join(SUPPORTED_CONTENT_TYPES)} "
+        f"unsupported content type '{clip(media_type)}': send {', '.join(SUPPORTED_CONTENT_TYPES)} "
         "(e.g. curl -H 'Content-Type: application/json')",
         status=415,
     )
 
 
-def parse_events(body: bytes, *, fmt: BodyFormat, max_batch: int) -> ParsedBody:
-    """Validate every event in ``body``.
+def parse_events(
+    body: bytes, *, fmt: BodyFormat, max_batch: int, limits: EventLimits | None = None
+) -> ParsedBody:
+    """Validate every event in ``body``, each against its schema and ``limits``.
 
     Raises :class:`BodyError` when the body is not JSON, has the wrong shape for ``fmt``, is an
     empty array, or holds more than ``max_batch`` events.
     """
+    limits = limits or EventLimits()
+    now = limits.now or datetime.now(UTC)
     items, batch = _items(body, fmt=fmt, max_batch=max_batch)
     events: list[IndexedEvent] = []
     rejects: list[EventReject] = []
     first_index: dict[str, int] = {}
     for index, item in enumerate(items):
         raw_id = item.get("id") if isinstance(item, dict) else None
-        reject_id = raw_id if isinstance(raw_id, str) else None
-        event, errors = _validate(item, fmt=fmt)
+        reject_id = clip(raw_id, 200) if isinstance(raw_id, str) else None
+        unreadable = _unreadable(item)
+        if unreadable:
+            event, errors = None, unreadable
+        else:
+            event, errors = _validate(item, fmt=fmt)
+        if event is not None:
+            errors = _beyond_limits(event, limits, now=now)
+            event = None if errors else event
         if event is not None and event.id in first_index:
             errors = [
                 FieldError(
@@ -124,7 +175,7 @@ def parse_events(body: bytes, *, fmt: BodyFormat, max_batch: int) -> ParsedBody:
             ]
             event = None
         if event is None:
-            rejects.append(EventReject(index=index, id=reject_id, errors=errors))
+            rejects.append(EventReject(index=index, id=reject_id, errors=_capped(errors)))
             continue
         first_index[event.id] = index
         events.append(IndexedEvent(index=index, event=event))
@@ -137,7 +188,7 @@ def _items(body: bytes, *, fmt: BodyFormat, max_batch: int) -> tuple[list[Any], 
             "body is empty: send one event as a JSON object, or an array of events", status=400
         )
     try:
-        document = json.loads(body)
+        document = json.loads(body, parse_int=_integer)
     except json.JSONDecodeError as exc:
         raise BodyError(f"body is not valid JSON: {exc}", status=400) from exc
     except UnicodeDecodeError as exc:
@@ -176,6 +227,93 @@ def _items(body: bytes, *, fmt: BodyFormat, max_batch: int) -> tuple[list[Any], 
     )
 
 
+def _unreadable(item: Any) -> list[FieldError]:
+    """What in ``item`` no event can carry, wherever it is: lone surrogates (in keys or
+    values) and integer literals longer than any number. Walked without recursion: the JSON
+    reader already bounds the depth, this must not add a limit of its own."""
+    found: list[FieldError] = []
+    stack: list[tuple[str, Any]] = [("", item)]
+    while stack and len(found) <= MAX_ERRORS_PER_EVENT:
+        path, value = stack.pop()
+        if isinstance(value, dict):
+            for key, child in value.items():
+                where = f"{path}.{clip(key)}" if path else clip(key)
+                if _SURROGATE.search(key):
+                    found.append(_surrogate_error(where, "a field name"))
+                stack.append((where, child))
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{i}]", child) for i, child in enumerate(value))
+        elif isinstance(value, str) and _SURROGATE.search(value):
+            found.append(_surrogate_error(path, "the text"))
+        elif isinstance(value, _LongInteger):
+            found.append(
+                FieldError(
+                    field=path,
+                    message=f"{path or 'the event'} is an integer literal of {value.digits} "
+                    f"digits; no number has more than {MAX_INTEGER_DIGITS}",
+                    hint="send a number a 64-bit float can hold, e.g. 0.11 or 1.5e9",
+                )
+            )
+    return found
+
+
+def _surrogate_error(path: str, what: str) -> FieldError:
+    return FieldError(
+        field=path,
+        message=f"{path or 'the event'} is not valid Unicode: {what} holds a lone surrogate "
+        "(an unpaired \\ud800-\\udfff escape)",
+        hint="send text as valid UTF-8; a character outside the BMP is one pair of escapes",
+    )
+
+
+def _beyond_limits(
+    event: MetricRecorded, limits: EventLimits, *, now: datetime
+) -> list[FieldError]:
+    errors: list[FieldError] = []
+    if limits.max_future is not None and event.time > now + limits.max_future:
+        ahead = event.time - now
+        errors.append(
+            FieldError(
+                field="time",
+                message=f"time {event.time.isoformat()} is {_duration(ahead)} ahead of the "
+                f"ingestion clock ({now.isoformat(timespec='seconds')}); at most "
+                f"{_duration(limits.max_future)} ahead is accepted",
+                hint="check the sender's clock and time zone; the bound is "
+                "GOALWATCH_INGEST_MAX_FUTURE",
+            )
+        )
+    if limits.max_event_bytes is not None:
+        size = len(event.model_dump_json())
+        if size > limits.max_event_bytes:
+            errors.append(
+                FieldError(
+                    field="",
+                    message=f"the event is {size} bytes as JSON, at most {limits.max_event_bytes}",
+                    hint="send fewer or shorter labels; the bound is "
+                    "GOALWATCH_INGEST_MAX_EVENT_BYTES",
+                )
+            )
+    return errors
+
+
+def _duration(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.4g} {unit}"
+    return f"{seconds} s"
+
+
+def _capped(errors: list[FieldError]) -> list[FieldError]:
+    if len(errors) <= MAX_ERRORS_PER_EVENT:
+        return errors
+    more = len(errors) - MAX_ERRORS_PER_EVENT + 1
+    return [
+        *errors[: MAX_ERRORS_PER_EVENT - 1],
+        FieldError(field="", message=f"and {more} more errors in this event", hint=None),
+    ]
+
+
 def _validate(item: Any, *, fmt: BodyFormat) -> tuple[MetricRecorded | None, list[FieldError]]:
     cloudevent = fmt is not BodyFormat.JSON
     if not isinstance(item, dict):
@@ -210,7 +348,7 @@ def _validate(item: Any, *, fmt: BodyFormat) -> tuple[MetricRecorded | None, lis
 
 def _describe(error: ErrorDetails, *, model: type[BaseModel], item: dict[str, Any]) -> FieldError:
     """A pydantic error in words a sender can act on."""
-    loc = [str(part) for part in error["loc"]]
+    loc = [clip(str(part)) for part in error["loc"]]
     field = ".".join(loc)
     kind = error["type"]
     value = error.get("input")
@@ -250,7 +388,7 @@ def _describe(error: ErrorDetails, *, model: type[BaseModel], item: dict[str, An
         return FieldError(
             field=field,
             message=f"{field} must be a JSON number, not {_what(value)}",
-            hint=f"send the number without quotes: {value.strip()}"
+            hint=f"send the number without quotes: {clip(value.strip(), 60)}"
             if isinstance(value, str)
             else None,
         )
@@ -262,7 +400,7 @@ def _describe(error: ErrorDetails, *, model: type[BaseModel], item: dict[str, An
             return FieldError(
                 field=field,
                 message=f"label values must be strings, not {_what(value)}",
-                hint=f'send "{name}": "{_plain(value)}"',
+                hint=f'send "{name}": "{clip(_plain(value), 60)}"',
             )
         return FieldError(
             field=field, message=f"{field} must be a string, not {_json_kind(value)}", hint=None
@@ -276,13 +414,20 @@ def _describe(error: ErrorDetails, *, model: type[BaseModel], item: dict[str, An
             message=f"{field} is too long: {length} characters, at most {ctx.get('max_length')}",
             hint=None,
         )
+    if kind == "string_pattern_mismatch" and ctx.get("pattern") == PERSON_ID_PATTERN:
+        return FieldError(
+            field=field,
+            message=f"{field} must be a person id: 1 to 128 of A-Z a-z 0-9 . _ @ -, not "
+            f"starting with a dot, not {_what(value)}",
+            hint="use the id the person has in goals (POST /v1/people takes the same alphabet)",
+        )
     if kind == "string_pattern_mismatch":
         suggestion = _snake(value) if isinstance(value, str) else ""
         return FieldError(
             field=field,
             message=f"{field} must be lower snake_case (a-z, 0-9, _; dots between parts), "
             f"not {_what(value)}",
-            hint=f"e.g. '{suggestion}'" if suggestion else "e.g. 'report_rework_rate'",
+            hint=f"e.g. '{clip(suggestion, 60)}'" if suggestion else "e.g. 'report_rework_rate'",
         )
     if kind == "dict_type":
         return FieldError(

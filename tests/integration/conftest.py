@@ -125,6 +125,8 @@ def stack(stack_settings: StackSettings, webhook: WebhookReceiver) -> Iterator[S
             # Retries as in production, only faster: 3 attempts, 50 ms apart at first.
             "GOALWATCH_WEBHOOK_MAX_ATTEMPTS": "3",
             "GOALWATCH_WEBHOOK_BACKOFF": "0.05",
+            # A client that stops sending its body is answered 408 after this long.
+            "GOALWATCH_HTTP_BODY_TIMEOUT": "2",
         },
     )
     running.start()

@@ -95,3 +95,36 @@ async def test_changed_consumer_settings_reach_an_existing_consumer(
     info = await nc.jetstream().consumer_info(subjects.STREAM_METRICS, name)
     await nc.jetstream().delete_consumer(subjects.STREAM_METRICS, name)
     assert (info.config.max_deliver, info.config.ack_wait) == (7, 12)
+
+
+@pytest.mark.parametrize(
+    ("what", "payload"),
+    [
+        ("lone surrogate in the id", b'{"id": "BAD-\\ud800", "metric": "m", "value": 1}'),
+        ("5000-digit integer", b'{"id": "BAD", "metric": "m", "value": ' + b"7" * 5000 + b"}"),
+    ],
+)
+async def test_bad_input_on_nats_is_dead_lettered_not_dropped(
+    stack: Stack, nc: Client, what: str, payload: bytes
+) -> None:
+    js = nc.jetstream()
+    marker = unique("unreadable")
+    payload = payload.replace(b"BAD", marker.encode())
+    ack = await js.publish(subjects.METRICS_IN, payload)
+    sub = await js.subscribe(
+        subjects.DEADLETTER_METRICS,
+        stream=subjects.STREAM_DEADLETTER,
+        config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
+    )
+    try:
+        while True:
+            msg = await sub.next_msg(timeout=30)
+            letter = json.loads(msg.data)
+            if marker in letter["payload"]:
+                break
+    finally:
+        await sub.unsubscribe()
+    assert ack.seq > 0
+    # Dead-lettered at the first delivery, as bad input, not after the retries ran out.
+    assert "gave up" not in letter["reason"], (what, letter["reason"])
+    assert letter["errors"], letter

@@ -121,3 +121,33 @@ def test_goalwatch_up_runs_the_demo_shows_its_alert_and_stops_on_ctrl_c(tmp_path
         deadline.cancel()
     assert up.returncode == 0, rest
     assert rest.rstrip().endswith("goalwatch: stopped."), rest
+
+
+def test_a_body_that_stops_arriving_is_timed_out(stack: Stack) -> None:
+    """The stack runs with a 2 s body timeout; a client that sends less than it promised
+    gets a 408 instead of holding the connection open."""
+
+    port = stack.settings.port("goals")
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(
+            b"POST /v1/people HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n[{"
+        )
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert b"did not arrive within 2 s" in answer
+
+
+def test_a_foreign_host_is_refused_by_every_service(stack: Stack) -> None:
+    with httpx.Client(timeout=10) as client:
+        for name in ("ingestion", "goals", "evaluator", "notifier"):
+            url = f"{stack.settings.url(name)}/healthz"
+            assert client.get(url).status_code == 200, name
+            refused = client.get(url, headers={"host": "rebound.example"})
+            assert refused.status_code == 400, name
+            assert refused.headers["content-type"] == "application/problem+json"

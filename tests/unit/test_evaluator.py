@@ -327,7 +327,7 @@ async def test_the_service_publishes_what_the_in_memory_evaluate_returns() -> No
 
 def client(rules_dir: Path) -> TestClient:
     settings = EvaluatorSettings(rules_dir=rules_dir)
-    return TestClient(create_app(settings))
+    return TestClient(create_app(settings), base_url="http://127.0.0.1")
 
 
 def test_get_rules_lists_the_loaded_rules() -> None:

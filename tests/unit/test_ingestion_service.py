@@ -40,6 +40,9 @@ class FakePublisher:
         return outcomes
 
 
+LOCAL = "http://127.0.0.1"  # the services answer to loopback names only, by default
+
+
 def event(**overrides: Any) -> dict[str, Any]:
     return {
         "id": "evt-1",
@@ -61,7 +64,7 @@ def publisher() -> FakePublisher:
 def client(publisher: FakePublisher) -> TestClient:
     # No `with`: the lifespan (NATS connection) does not run; the fake takes the events.
     settings = IngestionSettings(ingest_max_batch=5, ingest_max_body_bytes=10_000)
-    return TestClient(create_app(settings, publisher=publisher))
+    return TestClient(create_app(settings, publisher=publisher), base_url=LOCAL)
 
 
 def counter(metric: Any, transport: str) -> float:
@@ -187,7 +190,7 @@ def test_cloudevents_content_types(client: TestClient, publisher: FakePublisher)
 
 def test_nats_down_is_503_naming_what_was_stored() -> None:
     publisher = FakePublisher(failing={"b"})
-    client = TestClient(create_app(IngestionSettings(), publisher=publisher))
+    client = TestClient(create_app(IngestionSettings(), publisher=publisher), base_url=LOCAL)
     response = client.post(
         "/v1/events", json=[event(id="a"), event(id="b"), event(id="c", value="x")]
     )

@@ -212,8 +212,15 @@ def test_label_value_must_be_a_string() -> None:
 
 
 def test_empty_subject() -> None:
-    error = only_error(parse(event(subject="  ")))
+    error = only_error(parse(event(subject="")))
     assert (error.field, error.message) == ("subject", "subject must not be empty")
+
+
+@pytest.mark.parametrize("subject", ["  ", "a/b", "..", ".", "li na", "x" * 129, "é"])
+def test_subject_outside_the_person_id_alphabet_is_rejected(subject: str) -> None:
+    error = only_error(parse(event(subject=subject)))
+    assert error.field == "subject"
+    assert "person id" in error.message or "too long" in error.message
 
 
 def test_every_error_of_an_event_is_reported() -> None:
@@ -316,7 +323,6 @@ def test_cloudevent_content_type_and_shape_must_agree() -> None:
 @pytest.mark.parametrize(
     ("content_type", "expected"),
     [
-        (None, BodyFormat.JSON),
         ("application/json; charset=utf-8", BodyFormat.JSON),
         ("Application/CloudEvents+JSON", BodyFormat.CLOUDEVENT),
         ("application/cloudevents-batch+json", BodyFormat.CLOUDEVENT_BATCH),
@@ -325,6 +331,14 @@ def test_cloudevent_content_type_and_shape_must_agree() -> None:
 )
 def test_body_format(content_type: str | None, expected: BodyFormat) -> None:
     assert body_format(content_type) is expected
+
+
+def test_no_content_type_is_refused_over_http_and_read_as_json_on_nats() -> None:
+    with pytest.raises(BodyError) as caught:
+        body_format(None)
+    assert caught.value.status == 415
+    assert "Content-Type: application/json" in caught.value.message
+    assert body_format(None, lenient=True) is BodyFormat.JSON
 
 
 def test_unsupported_content_type_names_the_supported_ones() -> None:

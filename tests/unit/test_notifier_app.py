@@ -63,7 +63,7 @@ def test_blank_webhook_url_means_off() -> None:
 async def test_unknown_state_filter_is_a_422_naming_the_choices() -> None:
     app = create_app(NotifierSettings(redis_url="redis://127.0.0.1:1/0"))
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://notifier") as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
         response = await client.get("/v1/alerts", params={"state": "open"})
         too_many = await client.get("/v1/alerts", params={"limit": "100000"})
     assert response.status_code == 422

@@ -44,7 +44,9 @@ def _apps() -> dict[str, FastAPI]:
 def test_redis_down_is_503_with_retry_after(
     service: str, method: str, path: str, body: object
 ) -> None:
-    client = TestClient(_apps()[service], raise_server_exceptions=False)
+    client = TestClient(
+        _apps()[service], base_url="http://127.0.0.1", raise_server_exceptions=False
+    )
     response = client.request(method, path, json=body)
     assert response.status_code == 503, response.text
     assert response.headers["retry-after"].isdigit()

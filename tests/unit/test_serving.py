@@ -135,7 +135,9 @@ def test_run_service_names_the_port_variable_when_the_port_is_taken(
 @pytest.mark.parametrize("page", ["/docs", "/redoc"])
 def test_docs_pages_name_no_other_host_and_their_files_are_served(service: str, page: str) -> None:
     app = registered_services()[service].document_app()
-    client = TestClient(app)  # not entered, so the lifespan does not run: nothing connects
+    client = TestClient(
+        app, base_url="http://127.0.0.1"
+    )  # not entered, so the lifespan does not run: nothing connects
     html = client.get(page)
     assert html.status_code == 200
     assert html.headers["content-type"].startswith("text/html")
