@@ -63,7 +63,12 @@ class WebhookReceiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                subject = str(json.loads(body)["subject"]["id"])
+                try:
+                    subject = str(json.loads(body)["subject"]["id"])
+                except ValueError:  # cut short: the sender was killed while it sent
+                    self.send_response(400)
+                    self.end_headers()
+                    return
                 with receiver._changed:
                     held = receiver._held.get(subject)
                     if held is not None or subject in receiver.failing:
