@@ -3,8 +3,9 @@
 ``AlertNotification`` is the JSON of every generic webhook POST (one POST per transition, all
 recipients inside) and the shape of an inbox entry. Receivers code against it: its JSON Schema
 is ``contracts/schemas/AlertNotification.json``. ``fingerprint`` plus ``started_at`` name one
-episode of one alert, which fires once and resolves once; receivers de-duplicate deliveries on
-those two and ``state``.
+episode of one alert, which fires once and resolves once. Receivers de-duplicate deliveries on
+``idempotency_key`` (also sent as the ``Idempotency-Key`` header): one per transition,
+recipient set and channel, the same in every attempt and redelivery.
 """
 
 from __future__ import annotations
@@ -57,6 +58,12 @@ class AlertNotification(Contract):
     recipients: list[Recipient] = Field(description="Who this notification is addressed to.")
     labels: dict[str, str] = Field(
         default_factory=dict, description="Labels of the event that fired the alert."
+    )
+    idempotency_key: str | None = Field(
+        default=None,
+        description="Set on channel deliveries, null in the inbox: the same for every attempt "
+        "and redelivery of one transition to one recipient set on one channel (also the "
+        "Idempotency-Key header). A receiver that has processed a key drops the repeat.",
     )
 
     @property

@@ -96,6 +96,20 @@ class _Process:
     name: str
     popen: subprocess.Popen[bytes]
     log: Path
+    # What started it, so that restart() starts it again the same way.
+    argv: list[str]
+    env: Mapping[str, str]
+
+
+def _terminate(process: _Process) -> None:
+    """SIGTERM, then SIGKILL if it has not stopped within 20 s."""
+    if process.popen.poll() is None:
+        process.popen.send_signal(signal.SIGTERM)
+    try:
+        process.popen.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.popen.kill()
+        process.popen.wait()
 
 
 @dataclass
@@ -130,36 +144,37 @@ class Stack:
     def stop(self) -> None:
         """Stop services first (they drain their consumers), then Redis, then NATS."""
         for process in reversed(self._processes):
-            if process.popen.poll() is None:
-                process.popen.send_signal(signal.SIGTERM)
-            try:
-                process.popen.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.popen.kill()
-                process.popen.wait()
+            _terminate(process)
         self._processes.clear()
 
     def kill(self, name: str) -> None:
-        """``kill -9`` process ``name`` (``nats``, ``redis`` or a service) and reap it."""
+        """``kill -9`` one process (``nats``, ``redis`` or a service) and wait until it is gone.
+
+        Nothing is flushed or drained: what the process held in memory is lost, as in a crash.
+        Fault tests pair it with :meth:`restart`.
+        """
         process = self._process(name)
-        process.popen.kill()
+        if process.popen.poll() is None:
+            process.popen.kill()
         process.popen.wait()
 
     def restart(self, name: str) -> None:
-        """Start ``name`` again on the same port and data, and wait until it serves."""
-        index = self._processes.index(self._process(name))
-        if self._processes[index].popen.poll() is None:
-            raise StackError(f"{name} is still running: kill or stop it before a restart")
-        del self._processes[index]
-        if name == "nats":
-            self._start_nats()
-        elif name == "redis":
-            self._start_redis()
-        else:
-            self._start_service(name)
-            self._wait_ready(name)
-        # Back in its place, so stop() still stops services before the servers.
+        """Start one process again as it was started first; return once it is ready.
+
+        A process still running is stopped first (SIGTERM, as :meth:`stop` does). It keeps its
+        settings, port and data directory, and its log continues in the same file.
+        """
+        process = self._process(name)
+        _terminate(process)
+        index = self._processes.index(process)
+        self._spawn(name, process.argv, process.env)
+        # Same place in the list: stop() still stops services before Redis and NATS.
         self._processes.insert(index, self._processes.pop())
+        self._processes.remove(process)
+        if name in ("nats", "redis"):
+            self._wait_tcp(name, self.settings.port(name))
+        else:
+            self._wait_ready(name)
 
     def exited(self) -> list[str]:
         """Names of processes that have stopped on their own."""
@@ -195,7 +210,7 @@ class Stack:
                 # everything in order instead of every process dying at once.
                 start_new_session=True,
             )
-        self._processes.append(_Process(name, popen, log))
+        self._processes.append(_Process(name, popen, log, argv, dict(env or {})))
 
     def _start_nats(self) -> None:
         data = self.settings.state_dir / "nats"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 import httpx
 from fastapi import FastAPI
@@ -31,22 +32,43 @@ logger = logging.getLogger(__name__)
 
 # Redeliveries wait 5 s, doubling up to 5 min: goals or Redis trouble gets about half an hour.
 POLICY = RedeliveryPolicy(max_deliver=10, first_delay=5.0, max_delay=300.0)
+FIRED_CONSUMER = "notifier-fired"
+RESOLVED_CONSUMER = "notifier-resolved"
 
 
-def _alert_consumer(subject: str, name: str) -> ConsumerSpec:
-    # A fetched batch is handled concurrently; each message keeps itself alive.
-    return ConsumerSpec(
-        name=name,
-        stream=subjects.STREAM_ALERTS,
-        subject=subject,
-        policy=POLICY,
-        ack_wait=60.0,
-        batch_size=10,
+def policy(settings: NotifierSettings) -> RedeliveryPolicy:
+    """:data:`POLICY`, with deliveries enough for every webhook attempt (one per delivery)."""
+    deliveries = max(POLICY.max_deliver, settings.webhook_max_attempts)
+    return RedeliveryPolicy(deliveries, POLICY.first_delay, POLICY.max_delay)
+
+
+def alert_consumers(settings: NotifierSettings) -> tuple[ConsumerSpec, ConsumerSpec]:
+    """The consumers of fired and resolved alerts."""
+
+    def spec(subject: str, name: str) -> ConsumerSpec:
+        # A fetched batch is handled concurrently; each message keeps itself alive.
+        return ConsumerSpec(
+            name=name,
+            stream=subjects.STREAM_ALERTS,
+            subject=subject,
+            policy=policy(settings),
+            ack_wait=settings.notifier_ack_wait,
+            batch_size=10,
+        )
+
+    return (
+        spec(subjects.ALERTS_FIRED, FIRED_CONSUMER),
+        spec(subjects.ALERTS_RESOLVED, RESOLVED_CONSUMER),
     )
 
 
-FIRED = _alert_consumer(subjects.ALERTS_FIRED, "notifier-fired")
-RESOLVED = _alert_consumer(subjects.ALERTS_RESOLVED, "notifier-resolved")
+def claim_ttl(settings: NotifierSettings) -> timedelta:
+    """How long a delivery claim outlives its owner: a third of ``ack_wait``.
+
+    Shorter than ``ack_wait`` with room to spare, so the redelivery of a crashed process's
+    message (after ``ack_wait``) finds its claim gone; renewed every third of itself.
+    """
+    return timedelta(seconds=settings.notifier_ack_wait / 3)
 
 
 class NotifierSettings(ServiceSettings):
@@ -85,6 +107,14 @@ class NotifierSettings(ServiceSettings):
         0.5,
         gt=0,
         description="First retry delay in seconds; doubles per attempt with jitter, cap 30 s.",
+    )
+    notifier_ack_wait: float = Field(
+        60.0,
+        ge=1.0,
+        le=3600.0,
+        description="Seconds JetStream waits for the notifier to settle an alert before it "
+        "redelivers it (a crashed notifier's alerts come again after this); delivery claims "
+        "outlive a crashed owner by a third of it.",
     )
 
     @field_validator("webhook_url", mode="before")
@@ -148,13 +178,14 @@ def create_app(
     notifier = Notifier(
         directory=GoalsClient(client=http, base_url=settings.goals_url),
         inbox=inbox,
-        claims=DeliveryClaims(redis),
+        claims=DeliveryClaims(redis, pending_ttl=claim_ttl(settings)),
         channels=channels,
         outcomes=NatsOutcomes(broker),
-        policy=POLICY,
+        policy=policy(settings),
     )
     consumers = Consumers(broker, service="notifier", seconds=HANDLER_SECONDS)
-    for model, spec in ((AlertFired, FIRED), (AlertResolved, RESOLVED)):
+    fired, resolved = alert_consumers(settings)
+    for model, spec in ((AlertFired, fired), (AlertResolved, resolved)):
         description = f"Every {model.__name__}: recipients resolved, inbox updated, channels "
         description += "notified once per transition."
         consumers.add(spec, model, notifier, description=description, keep_alive=True)

@@ -17,16 +17,25 @@ from goalwatch.contracts.base import Contract
 class DeliveryResult(Contract):
     """What became of one notification on one channel."""
 
-    status: DeliveryStatus = Field(description="sent, or failed after all retries.")
+    status: DeliveryStatus = Field(description="sent, or failed.")
     attempts: int = Field(ge=1, description="Delivery attempts made.")
     error: str | None = Field(default=None, description="Last error when failed.")
+    retry_in: float | None = Field(
+        default=None,
+        ge=0,
+        description="Failed, but worth another attempt after this many seconds; None when "
+        "sent, or when the channel has given up (a permanent error, or no attempts left).",
+    )
 
 
 class Channel(Protocol):
     """Delivers notifications somewhere people read them.
 
-    ``deliver`` retries what is worth retrying itself and reports the final outcome; it raises
-    only for bugs, never for a receiver that is down or refuses the message.
+    ``deliver`` makes one attempt and reports it: sent, failed for good, or failed with the
+    delay after which another attempt is worth making (``retry_in``). It never waits for a
+    retry itself: the notifier asks JetStream to redeliver the alert after that delay, so a
+    failing receiver holds no consumer. It raises only for bugs, never for a receiver that
+    is down or refuses the message.
     """
 
     @property
@@ -34,6 +43,6 @@ class Channel(Protocol):
         """Channel name used in metrics labels and NotificationSent.channel."""
         ...
 
-    async def deliver(self, *, notification: AlertNotification) -> DeliveryResult:
-        """Deliver one notification and report the outcome."""
+    async def deliver(self, *, notification: AlertNotification, attempt: int) -> DeliveryResult:
+        """Make attempt number ``attempt`` (from 1) at delivering ``notification``."""
         ...

@@ -3,22 +3,38 @@
 JetStream delivers at least once: after a crash, a lost ack or an ack timeout the same alert
 arrives again. Before a channel delivers, the notifier claims the transition with ``SET NX``;
 a transition already delivered is skipped, and one being delivered elsewhere is retried later.
-A failed delivery releases its claim so a redelivery or an operator's replay can try again.
+A failed attempt releases its claim so a redelivery or an operator's replay can try again.
 
-This narrows duplicates to a crash between the receiver accepting the POST and the claim being
-marked sent; exactly-once delivery (receiver-side idempotency keys) is a later step.
+A claim that is being worked on is ``pending:<owner token>`` with a short TTL that its owner
+renews while the delivery runs (:meth:`DeliveryClaims.held`). A process that dies stops
+renewing, so its claim is gone within one TTL. The TTL is shorter than the consumer's
+``ack_wait``, and JetStream redelivers the dead process's message only after ``ack_wait``:
+the redelivery finds the claim gone and delivers at once. Only the owner (the token) renews
+or releases a pending claim, so a slow process whose claim lapsed cannot free another's.
+
+What is left is the crash between the receiver accepting a POST and the claim being marked
+sent: the redelivery sends again, with the same idempotency key, for the receiver to drop.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import secrets
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any, cast
 
 from redis.asyncio import Redis
+from redis.exceptions import WatchError
 
 from goalwatch.contracts import AlertNotification
 from services.notifier.channels import DeliveryResult
 from services.notifier.inbox import PREFIX
+
+logger = logging.getLogger(__name__)
 
 _PENDING = "pending"
 
@@ -31,52 +47,107 @@ def claim_key(*, channel: str, notification: AlertNotification) -> str:
     )
 
 
+def _pending(value: str | None) -> bool:
+    return value is not None and value.split(":", 1)[0] == _PENDING
+
+
 @dataclass(frozen=True)
 class Claim:
     """Outcome of trying to claim a delivery.
 
-    ``acquired``: this process now owns the delivery. Otherwise ``previous`` holds the stored
-    result of an earlier successful delivery, or is None while another delivery is under way.
+    ``acquired``: this process now owns the delivery, as ``token``. Otherwise ``previous``
+    holds the stored result of an earlier successful delivery, or is None while another
+    delivery is under way.
     """
 
     acquired: bool
     previous: DeliveryResult | None = None
+    token: str | None = None
 
 
 class DeliveryClaims:
-    """Claims in Redis: ``pending`` while delivering, the result JSON once sent."""
+    """Claims in Redis: ``pending:<token>`` while delivering, the result JSON once sent."""
 
     def __init__(
         self,
         redis: Redis,
         *,
-        pending_ttl: timedelta = timedelta(minutes=10),
+        pending_ttl: timedelta = timedelta(seconds=20),
         sent_ttl: timedelta = timedelta(days=3),
     ) -> None:
-        # pending_ttl outlives the longest delivery (attempts x timeout + capped waits) yet
-        # frees a claim left behind by a crashed process; sent_ttl outlives any redelivery.
+        """``pending_ttl`` must be shorter than the consumer's ``ack_wait`` (see the module);
+        ``sent_ttl`` outlives any redelivery of a delivered transition."""
         self._redis = redis
         self._pending_ttl = pending_ttl
         self._sent_ttl = sent_ttl
 
+    @property
+    def pending_ttl(self) -> timedelta:
+        """How long a claim outlives the last renewal of its owner."""
+        return self._pending_ttl
+
     async def acquire(self, key: str) -> Claim:
         """Claim ``key`` for delivery, or report who has it."""
-        if await self._redis.set(key, _PENDING, nx=True, ex=self._pending_ttl):
-            return Claim(acquired=True)
-        value = await self._redis.get(key)
-        if value is None:
-            # Expired between the two calls: try once more rather than give up.
-            if await self._redis.set(key, _PENDING, nx=True, ex=self._pending_ttl):
-                return Claim(acquired=True)
-            value = await self._redis.get(key)
-        if value is None or value == _PENDING:
+        token = f"{_PENDING}:{secrets.token_hex(8)}"
+        value: str | None = None
+        for _ in range(2):  # once more if it expired between the two calls
+            if await self._redis.set(key, token, nx=True, px=self._pending_ttl):
+                return Claim(acquired=True, token=token)
+            value = cast(str | None, await self._redis.get(key))
+            if value is not None:
+                break
+        if value is None or _pending(value):
             return Claim(acquired=False)
         return Claim(acquired=False, previous=DeliveryResult.model_validate_json(value))
 
+    async def renew(self, key: str, token: str) -> bool:
+        """Extend the owner's claim by one TTL; False if it is no longer the owner's."""
+        return await self._if_owned(key, token, lambda pipe: pipe.pexpire(key, self._pending_ttl))
+
     async def mark_sent(self, key: str, result: DeliveryResult) -> None:
         """Record a successful delivery so redeliveries skip it."""
+        # Unconditional: once the receiver has it, it is sent, whoever held the claim.
         await self._redis.set(key, result.model_dump_json(), ex=self._sent_ttl)
 
-    async def release(self, key: str) -> None:
-        """Give the claim up after a failed delivery."""
-        await self._redis.delete(key)
+    async def release(self, key: str, token: str) -> None:
+        """Give the owner's claim up after a failed attempt (someone else's is left alone)."""
+        await self._if_owned(key, token, lambda pipe: pipe.delete(key))
+
+    async def _if_owned(self, key: str, token: str, change: Callable[[Any], object]) -> bool:
+        # redis-py leaves the pipeline's MULTI/reset untyped.
+        pipe: Any
+        async with self._redis.pipeline(transaction=True) as pipe:
+            try:
+                await pipe.watch(key)
+                if await pipe.get(key) != token:
+                    return False
+                pipe.multi()
+                change(pipe)
+                await pipe.execute()
+            except WatchError:  # changed meanwhile: no longer ours to touch
+                return False
+        return True
+
+    @asynccontextmanager
+    async def held(self, key: str, token: str) -> AsyncIterator[None]:
+        """Renew the claim every third of its TTL while the block runs, so that it lives as
+        long as its owner and no longer."""
+        every = self._pending_ttl.total_seconds() / 3
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(every)
+                try:
+                    if not await self.renew(key, token):
+                        logger.warning("delivery claim %s lapsed while delivering", key)
+                        return
+                except Exception as exc:  # Redis trouble: the claim may lapse, a redo is safe
+                    logger.warning("renewing delivery claim %s failed: %s", key, exc)
+
+        task = asyncio.create_task(renew())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task

@@ -6,6 +6,11 @@ whatever the channels do); deliver it on every configured channel, once per tran
 one ``NotificationSent`` per channel outcome; dead-letter a delivery that failed for good so an
 operator can replay it. Failures that may pass (goals or Redis unreachable) ask for the message
 to be redelivered later, with a growing delay, until the last allowed delivery dead-letters it.
+
+A channel attempt that failed but may pass asks for a redelivery after the channel's own
+delay: each delivery of the message is one attempt (attempt n is delivery n), and nothing
+waits inside the handler, so a failing receiver holds neither the batch nor the consumer.
+Channels already delivered are skipped on the redelivery (their claims say so).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from goalwatch.consumers import (
     ACK,
     Received,
     RedeliveryPolicy,
+    Retry,
     Verdict,
     dead_letter,
     dead_letter_id,
@@ -75,6 +81,26 @@ def notification_id(
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
+def idempotency_key(*, channel: str, notification: AlertNotification) -> str:
+    """The key receivers de-duplicate on: one per transition, recipient set and channel.
+
+    Every attempt and redelivery of one transition to the same people on one channel carries
+    it, so a receiver that processed a request can drop its repeat (the one duplicate left:
+    the notifier died after the receiver's 2xx and before recording it).
+    """
+    recipients = ",".join(sorted(r.id for r in notification.recipients))
+    key = "|".join(
+        (
+            channel,
+            notification.fingerprint,
+            notification.state.value,
+            notification.started_at.isoformat(),
+            recipients,
+        )
+    )
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -104,16 +130,19 @@ class Notifier:
     async def handle(self, message: Alert, received: Received) -> Verdict:
         """Handle one alert message; failures that may pass are retried by the policy."""
         try:
-            await self.notify(alert=message, received=received)
+            retry = await self.notify(alert=message, received=received)
         except Exception as exc:
             return self._policy.on_failure(
                 deliveries=received.deliveries,
                 reason=f"alert {message.fingerprint} not processed: {exc}",
             )
-        return ACK
+        return retry or ACK
 
-    async def notify(self, *, alert: Alert, received: Received) -> None:
-        """Resolve, record and deliver one alert transition; raises on transient failures."""
+    async def notify(self, *, alert: Alert, received: Received) -> Retry | None:
+        """Resolve, record and deliver one alert transition; raises on transient failures.
+
+        Returns when to come back if a channel's attempt failed and may pass, else None.
+        """
         extra = {"fingerprint": alert.fingerprint, "event_id": alert.event_id}
         audience = await resolve_recipients(
             directory=self._directory,
@@ -134,7 +163,7 @@ class Notifier:
                 incoming.state.value,
                 extra=extra,
             )
-            return
+            return None
         notification = recorded.alert.notification()
         NOTIFICATIONS_SENT.labels(INBOX_CHANNEL).inc()
         logger.info(
@@ -149,8 +178,15 @@ class Notifier:
             channel=INBOX_CHANNEL,
             result=DeliveryResult(status=DeliveryStatus.SENT, attempts=1),
         )
+        retries: list[Retry] = []
         for channel in self._channels:
-            await self._deliver(channel, notification=notification, alert=alert, received=received)
+            # One channel's failure does not keep the others from delivering.
+            retry = await self._deliver(
+                channel, notification=notification, alert=alert, received=received
+            )
+            if retry is not None:
+                retries.append(retry)
+        return min(retries, key=lambda r: r.delay, default=None)
 
     async def _deliver(
         self,
@@ -159,9 +195,14 @@ class Notifier:
         notification: AlertNotification,
         alert: Alert,
         received: Received,
-    ) -> None:
+    ) -> Retry | None:
         extra = {"fingerprint": notification.fingerprint, "channel": channel.name}
         key = claim_key(channel=channel.name, notification=notification)
+        notification = notification.model_copy(
+            update={
+                "idempotency_key": idempotency_key(channel=channel.name, notification=notification)
+            }
+        )
         claim = await self._claims.acquire(key)
         if not claim.acquired:
             if claim.previous is None:
@@ -173,11 +214,16 @@ class Notifier:
             # The earlier attempt may have stopped before publishing its outcome; the
             # Nats-Msg-Id makes a second copy a no-op within the stream's duplicate window.
             await self._publish_outcome(notification, channel=channel.name, result=claim.previous)
-            return
+            return None
+        assert claim.token is not None  # acquired
         try:
-            result = await channel.deliver(notification=notification)
+            # Renewed while the attempt runs, so the claim dies with this process.
+            async with self._claims.held(key, claim.token):
+                result = await channel.deliver(
+                    notification=notification, attempt=received.deliveries
+                )
         except BaseException:
-            await self._claims.release(key)
+            await self._claims.release(key, claim.token)
             raise
         if result.status is DeliveryStatus.SENT:
             await self._claims.mark_sent(key, result)
@@ -190,9 +236,16 @@ class Notifier:
                 extra=extra,
             )
             await self._publish_outcome(notification, channel=channel.name, result=result)
-            return
-        # Not kept: a replay of the dead letter must be able to try again.
-        await self._claims.release(key)
+            return None
+        # Not kept: a redelivery or a replay of the dead letter must be able to try again.
+        await self._claims.release(key, claim.token)
+        # The last delivery JetStream makes (max_deliver) is the last attempt, whatever the
+        # channel would allow: a nak there would let the message vanish without a trace.
+        if result.retry_in is not None and received.deliveries < self._policy.max_deliver:
+            return Retry(
+                delay=result.retry_in,
+                reason=f"{channel.name} attempt {result.attempts} failed: {result.error}",
+            )
         NOTIFICATIONS_FAILED.labels(channel.name).inc()
         logger.error(
             "%s notification failed on %s after %d attempt(s): %s",
@@ -214,6 +267,7 @@ class Notifier:
             ),
             msg_id=dead_letter_id(received, cause=f"failed-{channel.name}"),
         )
+        return None
 
     async def _publish_outcome(
         self, notification: AlertNotification, *, channel: str, result: DeliveryResult

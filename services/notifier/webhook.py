@@ -7,6 +7,7 @@ Request
     - ``Content-Type: application/json``
     - ``X-Goalwatch-Timestamp: <unix seconds when this attempt was signed>``
     - ``X-Goalwatch-Signature: sha256=<hex HMAC-SHA256(secret, f"{timestamp}.".encode() + body)>``
+    - ``Idempotency-Key: <the notification's idempotency_key>``, the same in every attempt
 
 Verifying on the receiving side
     1. Read the raw body bytes *before* parsing JSON (re-serialising changes the bytes).
@@ -15,37 +16,30 @@ Verifying on the receiving side
        (``hmac.compare_digest``).
     3. Reject timestamps more than a few minutes from your clock, so a captured request cannot
        be replayed later; each retry is signed afresh, so honest retries always pass.
-    4. De-duplicate on ``fingerprint`` + ``state`` + ``started_at``: a retry after a timeout may
-       deliver a request you already processed.
+    4. De-duplicate on ``Idempotency-Key``: a retry after a timeout, or after the notifier
+       died before recording your answer, repeats a request you already processed.
 
     :func:`goalwatch.contracts.signing.verify_signature` does steps 2 and 3.
 
 Retries
-    Connection errors, timeouts, HTTP 5xx and 429 are retried with exponential backoff and
-    jitter (``Retry-After`` is honoured, capped); any other 4xx fails at once, because a receiver
-    that rejects the request will not change its mind. 2xx is success; redirects are not
-    followed (configure the final URL).
+    Each call makes one attempt. Connection errors, timeouts, HTTP 5xx and 429 are worth
+    another after exponential backoff with jitter (``Retry-After`` is honoured, capped), until
+    the attempts run out; any other 4xx fails at once, because a receiver that rejects the
+    request will not change its mind. 2xx is success; redirects are not followed (configure
+    the final URL). The waiting is JetStream's: the notifier naks the alert with the delay.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 
 import httpx
 from pydantic import SecretStr
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
-from tenacity.wait import wait_base
 
 from goalwatch.contracts import AlertNotification, DeliveryStatus
 from goalwatch.contracts.signing import (
@@ -57,6 +51,8 @@ from goalwatch.settings import redacted_url
 from services.notifier.channels import DeliveryResult
 
 logger = logging.getLogger(__name__)
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
 class _Retryable(Exception):
@@ -87,21 +83,6 @@ def parse_retry_after(value: str | None, *, now: float) -> float | None:
     return max(0.0, when.timestamp() - now)
 
 
-class _RetryAfterOrBackoff(wait_base):
-    """Wait what the receiver asked for (capped), else exponential backoff with jitter."""
-
-    def __init__(self, *, initial: float, cap: float) -> None:
-        self._cap = cap
-        self._backoff = wait_exponential_jitter(multiplier=initial, max=cap, jitter=initial)
-
-    def __call__(self, retry_state: RetryCallState) -> float:
-        outcome = retry_state.outcome
-        error = outcome.exception() if outcome is not None else None
-        if isinstance(error, _Retryable) and error.retry_after is not None:
-            return min(error.retry_after, self._cap)
-        return float(self._backoff(retry_state))
-
-
 class WebhookChannel:
     """Posts signed :class:`AlertNotification` JSON to one URL."""
 
@@ -115,8 +96,8 @@ class WebhookChannel:
         max_attempts: int = 5,
         backoff: float = 0.5,
         backoff_max: float = 30.0,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.time,
+        jitter: Callable[[], float] = random.random,
     ) -> None:
         self._url = url
         self._where = redacted_url(url)
@@ -126,50 +107,50 @@ class WebhookChannel:
         self._max_attempts = max_attempts
         self._backoff = backoff
         self._backoff_max = backoff_max
-        self._sleep = sleep
         self._clock = clock
+        self._jitter = jitter
 
     @property
     def name(self) -> str:
         """Always ``webhook``."""
         return "webhook"
 
-    async def deliver(self, *, notification: AlertNotification) -> DeliveryResult:
-        """POST the notification, retrying transient failures; report the outcome."""
-        body = notification.model_dump_json().encode()
-        fingerprint = notification.fingerprint
+    def retry_delay(self, attempt: int, *, retry_after: float | None = None) -> float:
+        """Seconds before attempt ``attempt + 1``: what the receiver asked for, else
+        ``backoff x 2^(attempt-1)`` plus up to ``backoff`` of jitter; at most ``backoff_max``."""
+        if retry_after is not None:
+            return min(retry_after, self._backoff_max)
+        delay = self._backoff * 2 ** (attempt - 1) + self._backoff * self._jitter()
+        return float(min(delay, self._backoff_max))
 
-        def log_retry(state: RetryCallState) -> None:
-            error = state.outcome.exception() if state.outcome is not None else None
-            wait = state.next_action.sleep if state.next_action is not None else 0.0
+    async def deliver(self, *, notification: AlertNotification, attempt: int) -> DeliveryResult:
+        """POST the notification once; say whether and when another attempt is worth it."""
+        body = notification.model_dump_json().encode()
+        extra = {"fingerprint": notification.fingerprint, "channel": self.name}
+        try:
+            await self._post_once(body, key=notification.idempotency_key)
+        except _Permanent as exc:
+            return DeliveryResult(status=DeliveryStatus.FAILED, attempts=attempt, error=str(exc))
+        except _Retryable as exc:
+            if attempt >= self._max_attempts:
+                return DeliveryResult(
+                    status=DeliveryStatus.FAILED, attempts=attempt, error=str(exc)
+                )
+            wait = self.retry_delay(attempt, retry_after=exc.retry_after)
             logger.warning(
                 "webhook attempt %d of %d failed (%s); retrying in %.1fs",
-                state.attempt_number,
+                attempt,
                 self._max_attempts,
-                error,
+                exc,
                 wait,
-                extra={"fingerprint": fingerprint, "channel": self.name},
+                extra=extra,
             )
+            return DeliveryResult(
+                status=DeliveryStatus.FAILED, attempts=attempt, error=str(exc), retry_in=wait
+            )
+        return DeliveryResult(status=DeliveryStatus.SENT, attempts=attempt)
 
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self._max_attempts),
-            wait=_RetryAfterOrBackoff(initial=self._backoff, cap=self._backoff_max),
-            retry=retry_if_exception_type(_Retryable),
-            before_sleep=log_retry,
-            sleep=self._sleep,
-            reraise=True,
-        )
-        attempts = 0
-        try:
-            async for attempt in retrying:
-                with attempt:
-                    attempts = attempt.retry_state.attempt_number
-                    await self._post_once(body)
-        except (_Retryable, _Permanent) as exc:
-            return DeliveryResult(status=DeliveryStatus.FAILED, attempts=attempts, error=str(exc))
-        return DeliveryResult(status=DeliveryStatus.SENT, attempts=attempts)
-
-    async def _post_once(self, body: bytes) -> None:
+    async def _post_once(self, body: bytes, *, key: str | None) -> None:
         # Signed per attempt: a retry long after the first try must still look fresh.
         timestamp = int(self._clock())
         headers = {
@@ -177,6 +158,8 @@ class WebhookChannel:
             TIMESTAMP_HEADER: str(timestamp),
             SIGNATURE_HEADER: sign(secret=self._secret, timestamp=timestamp, body=body),
         }
+        if key is not None:
+            headers[IDEMPOTENCY_HEADER] = key
         try:
             response = await self._client.post(
                 self._url, content=body, headers=headers, timeout=self._timeout

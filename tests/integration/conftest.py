@@ -34,10 +34,11 @@ def free_port() -> int:
 
 @dataclass(frozen=True)
 class WebhookCall:
-    """One request the webhook receiver got."""
+    """One request the webhook receiver got, and the status it answered (or will answer)."""
 
     headers: dict[str, str]
     body: bytes
+    status: int = 200
 
     @property
     def json(self) -> Any:
@@ -45,23 +46,45 @@ class WebhookCall:
 
 
 class WebhookReceiver:
-    """A real HTTP server recording every POST; tests wait on what arrives."""
+    """A real HTTP server recording every POST; tests wait on what arrives.
+
+    It answers 503 to alerts about subjects named with :data:`FAILING_PREFIX`, 500 to those
+    whose subject id is in :attr:`failing` (an outage a test ends by removing the id), and
+    holds the request of a subject passed to :meth:`hold` unanswered until it is released.
+    """
 
     def __init__(self) -> None:
         self.deliveries: list[WebhookCall] = []
+        self.failing: set[str] = set()
+        self._held: dict[str, threading.Event] = {}
         self._changed = threading.Condition()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                delivery = WebhookCall({k.lower(): v for k, v in self.headers.items()}, body)
+                try:
+                    subject = str(json.loads(body)["subject"]["id"])
+                except ValueError:  # cut short: the sender was killed while it sent
+                    self.send_response(400)
+                    self.end_headers()
+                    return
                 with receiver._changed:
-                    receiver.deliveries.append(delivery)
+                    held = receiver._held.get(subject)
+                    if held is not None or subject in receiver.failing:
+                        status = 500
+                    else:
+                        status = 503 if subject.startswith(FAILING_PREFIX) else 200
+                    headers = {k.lower(): v for k, v in self.headers.items()}
+                    receiver.deliveries.append(WebhookCall(headers, body, status))
                     receiver._changed.notify_all()
-                failing = str(delivery.json["subject"]["id"]).startswith(FAILING_PREFIX)
-                self.send_response(503 if failing else 200)
-                self.end_headers()
+                if held is not None:
+                    held.wait(timeout=60)
+                try:
+                    self.send_response(status)
+                    self.end_headers()
+                except OSError:  # the sender is gone (killed while it waited)
+                    pass
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -83,12 +106,36 @@ class WebhookReceiver:
                 )
             return list(self.deliveries)
 
+    def hold(self, subject_id: str) -> threading.Event:
+        """Leave requests about ``subject_id`` unanswered until the returned event is set
+        (they are then answered 500, to a sender that may have gone)."""
+        release = threading.Event()
+        with self._changed:
+            self._held[subject_id] = release
+        return release
+
+    def release(self, subject_id: str) -> None:
+        """Answer held requests about ``subject_id``; later ones are answered normally."""
+        with self._changed:
+            release = self._held.pop(subject_id, None)
+        if release is not None:
+            release.set()
+
+    def about(self, subject_id: str) -> list[WebhookCall]:
+        """Requests about one subject so far, in arrival order."""
+        with self._changed:
+            return [d for d in self.deliveries if d.json["subject"]["id"] == subject_id]
+
     def for_fingerprint(self, fingerprint: str) -> list[dict[str, Any]]:
         """Payloads delivered so far for one alert."""
         with self._changed:
             return [d.json for d in self.deliveries if d.json.get("fingerprint") == fingerprint]
 
     def close(self) -> None:
+        with self._changed:
+            held, self._held = list(self._held.values()), {}
+        for release in held:
+            release.set()
         self._server.shutdown()
         self._server.server_close()
 

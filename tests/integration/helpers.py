@@ -8,6 +8,7 @@ import queue
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
@@ -205,3 +206,66 @@ class Lines:
             raise AssertionError(f"the process ended its output; so far: {self.seen}")
         self.seen.append(line)
         return line
+
+
+def first_message(
+    nats_url: str,
+    subject: str,
+    *,
+    stream: str,
+    match: Callable[[dict[str, Any]], bool],
+    timeout: float = 30.0,
+) -> tuple[dict[str, Any], int]:
+    """The first message on ``subject`` for which ``match`` holds, with its stream sequence;
+    waits for it to be stored, failing the test after ``timeout``."""
+    return asyncio.run(_first_message(nats_url, subject, stream, match, wait=timeout))
+
+
+async def _first_message(
+    nats_url: str,
+    subject: str,
+    stream: str,
+    match: Callable[[dict[str, Any]], bool],
+    *,
+    wait: float,
+) -> tuple[dict[str, Any], int]:
+    nc = await nats.connect(nats_url)
+    try:
+        sub = await nc.jetstream().subscribe(
+            subject, stream=stream, config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
+        )
+        deadline = time.monotonic() + wait
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no matching message on {subject} within {wait} s")
+            try:
+                msg = await sub.next_msg(timeout=left)
+            except nats.errors.TimeoutError:
+                continue
+            doc: dict[str, Any] = json.loads(msg.data)
+            if match(doc):
+                return doc, int(msg.metadata.sequence.stream)
+    finally:
+        await nc.close()
+
+
+def replay_dead_letter(nats_url: str, sequence: int) -> None:
+    """Republish a dead letter's payload to its origin subject, as docs/operations.md says."""
+    asyncio.run(_replay_dead_letter(nats_url, sequence))
+
+
+async def _replay_dead_letter(nats_url: str, sequence: int) -> None:
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        stored = await js.get_msg(subjects.STREAM_DEADLETTER, sequence)
+        letter = json.loads(stored.data or b"{}")
+        # No Nats-Msg-Id, as documented: the original one could make the stream drop it.
+        await js.publish(
+            letter["origin_subject"],
+            letter["payload"].encode(),
+            headers={"content-type": "application/json"},
+        )
+    finally:
+        await nc.close()

@@ -29,7 +29,7 @@ from services.notifier.channels import DeliveryResult
 from services.notifier.claims import DeliveryClaims, claim_key
 from services.notifier.inbox import Inbox
 from services.notifier.notification import build_notification
-from services.notifier.pipeline import Notifier
+from services.notifier.pipeline import Notifier, idempotency_key
 from services.notifier.recipients import resolve_recipients
 
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
@@ -57,9 +57,11 @@ class FakeChannel:
     def __init__(self, *outcomes: DeliveryResult | Exception) -> None:
         self.outcomes = list(outcomes) or [DeliveryResult(status=DeliveryStatus.SENT, attempts=1)]
         self.delivered: list[AlertNotification] = []
+        self.attempts: list[int] = []
 
-    async def deliver(self, *, notification: AlertNotification) -> DeliveryResult:
+    async def deliver(self, *, notification: AlertNotification, attempt: int) -> DeliveryResult:
         self.delivered.append(notification)
+        self.attempts.append(attempt)
         outcome = self.outcomes.pop(0) if len(self.outcomes) > 1 else self.outcomes[0]
         if isinstance(outcome, Exception):
             raise outcome
@@ -246,7 +248,8 @@ async def test_delivery_under_way_elsewhere_is_retried_later() -> None:
     notification = build_notification(
         alert=alert, subject=SubjectRef(id="emp-1", name="Dr Li"), recipients=audience.recipients
     )
-    await world.redis.set(claim_key(channel="webhook", notification=notification), "pending")
+    key = claim_key(channel="webhook", notification=notification)
+    await world.redis.set(key, "pending:other-owner")
     verdict = await world.send(alert, deliveries=3)
     assert isinstance(verdict, Retry) and verdict.delay == 20.0
     assert "under way elsewhere" in verdict.reason
@@ -298,3 +301,46 @@ async def test_inbox_is_written_with_or_without_channels(channels: int) -> None:
     await world.send(fired())
     assert await world.inbox.get("fp-1") is not None
     assert [o.channel for o in world.published.outcomes()] == ["inbox", "webhook"][: 1 + channels]
+
+
+async def test_every_delivery_carries_one_idempotency_key_per_transition_and_recipients() -> None:
+    retry = DeliveryResult(status=DeliveryStatus.FAILED, attempts=1, error="HTTP 500", retry_in=1)
+    world = World(FakeChannel(retry, DeliveryResult(status=DeliveryStatus.SENT, attempts=2)))
+    alert = fired()
+    await world.send(alert)
+    await world.send(alert, deliveries=2)
+    await world.send(resolved_of(alert))
+    first, again, resolution = (n.idempotency_key for n in world.channel.delivered)
+    assert first is not None and first == again
+    assert resolution is not None and resolution != first
+    # Another recipient set is another notification.
+    other = idempotency_key(
+        channel="webhook",
+        notification=world.channel.delivered[0].model_copy(update={"recipients": []}),
+    )
+    assert other != first
+    # The inbox entry is not a delivery: it has no key.
+    entry = await world.inbox.get("fp-1")
+    assert entry is not None and entry.idempotency_key is None
+
+
+async def test_a_failed_attempt_that_may_pass_is_redelivered_not_waited_for() -> None:
+    retry = DeliveryResult(status=DeliveryStatus.FAILED, attempts=1, error="HTTP 500", retry_in=1.5)
+    world = World(FakeChannel(retry, DeliveryResult(status=DeliveryStatus.SENT, attempts=2)))
+    verdict = await world.send(fired())
+    assert verdict == Retry(delay=1.5, reason="webhook attempt 1 failed: HTTP 500")
+    # Nothing recorded yet but the inbox, and the claim is free for the redelivery.
+    assert [o.channel for o in world.published.outcomes()] == ["inbox"]
+    assert await world.keys("goalwatch:notifier:claim:") == []
+    assert await world.send(fired(), deliveries=2) == ACK
+    assert world.channel.attempts == [1, 2]  # attempt n is delivery n
+    webhook = [o for o in world.published.outcomes() if o.channel == "webhook"]
+    assert [(o.status, o.attempts) for o in webhook] == [(DeliveryStatus.SENT, 2)]
+
+
+async def test_the_last_delivery_is_the_last_attempt_whatever_the_channel_says() -> None:
+    retry = DeliveryResult(status=DeliveryStatus.FAILED, attempts=10, error="HTTP 500", retry_in=1)
+    world = World(FakeChannel(retry))
+    assert await world.send(fired(), deliveries=MAX_DELIVER) == ACK
+    (dead,) = world.published.dead_letters()
+    assert "webhook delivery failed after 10 attempt(s): HTTP 500" in dead.reason

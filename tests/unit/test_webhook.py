@@ -25,6 +25,7 @@ from goalwatch.contracts.signing import (
     sign,
     verify_signature,
 )
+from services.notifier.channels import DeliveryResult
 from services.notifier.webhook import WebhookChannel, parse_retry_after
 
 SECRET = "s3cret"
@@ -66,23 +67,15 @@ class Recorder:
         return answer
 
 
-class Sleeps:
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
-
-
-def channel(recorder: Recorder, sleeps: Sleeps, *, max_attempts: int = 5) -> WebhookChannel:
+def channel(recorder: Recorder, *, max_attempts: int = 5) -> WebhookChannel:
     return WebhookChannel(
         url="http://receiver.test/hook?token=abc",
         secret=SecretStr(SECRET),
         client=httpx.AsyncClient(transport=httpx.MockTransport(recorder)),
         max_attempts=max_attempts,
         backoff=0.5,
-        sleep=sleeps,
         clock=lambda: NOW,
+        jitter=lambda: 0.5,
     )
 
 
@@ -114,14 +107,15 @@ def test_verify_accepts_fresh_and_rejects_tampering_and_replays() -> None:
     )
 
 
-async def test_post_is_signed_json_of_the_notification() -> None:
-    recorder, sleeps = Recorder(204), Sleeps()
-    result = await channel(recorder, sleeps).deliver(notification=notification())
-    assert result.status is DeliveryStatus.SENT
-    assert result.attempts == 1
+async def test_post_is_signed_json_of_the_notification_with_its_key() -> None:
+    recorder = Recorder(204)
+    keyed = notification().model_copy(update={"idempotency_key": "k-1"})
+    result = await channel(recorder).deliver(notification=keyed, attempt=1)
+    assert result == DeliveryResult(status=DeliveryStatus.SENT, attempts=1)
     (request,) = recorder.requests
     assert request.method == "POST"
     assert request.headers["Content-Type"] == "application/json"
+    assert request.headers["Idempotency-Key"] == "k-1"
     body = request.content
     assert verify_signature(
         secret=SECRET,
@@ -133,28 +127,32 @@ async def test_post_is_signed_json_of_the_notification() -> None:
     payload = json.loads(body)
     assert payload["version"] == "1"
     assert payload["state"] == "firing"
+    assert payload["idempotency_key"] == "k-1"
     assert payload["subject"] == {"id": "emp-1", "name": "Dr Li"}
     assert payload["recipients"][0]["role"] == "subject"
 
 
-async def test_server_errors_are_retried_until_success() -> None:
-    recorder, sleeps = Recorder(503, 502, 200), Sleeps()
-    result = await channel(recorder, sleeps).deliver(notification=notification())
-    assert result.status is DeliveryStatus.SENT
-    assert result.attempts == 3
-    assert len(recorder.requests) == 3
-    assert len(sleeps.waits) == 2
-    # Exponential: 0.5 then 1.0, each plus at most 0.5 of jitter.
-    assert 0.5 <= sleeps.waits[0] <= 1.0
-    assert 1.0 <= sleeps.waits[1] <= 1.5
+@pytest.mark.parametrize("answer", [503, 502, 429, httpx.ReadTimeout("slow")])
+async def test_a_failure_that_may_pass_makes_one_attempt_and_asks_for_another(
+    answer: int | Exception,
+) -> None:
+    recorder = Recorder(answer)
+    result = await channel(recorder).deliver(notification=notification(), attempt=1)
+    assert len(recorder.requests) == 1  # no waiting, no second request inside the call
+    assert result.status is DeliveryStatus.FAILED and result.attempts == 1
+    assert result.retry_in == 0.75  # 0.5 x 2^0, plus half of 0.5 of jitter
+
+
+def test_retry_delays_double_with_jitter_up_to_the_cap() -> None:
+    webhook = channel(Recorder(200))
+    assert [webhook.retry_delay(n) for n in (1, 2, 3, 4, 8)] == [0.75, 1.25, 2.25, 4.25, 30.0]
 
 
 async def test_client_error_is_not_retried() -> None:
-    recorder, sleeps = Recorder(400), Sleeps()
-    result = await channel(recorder, sleeps).deliver(notification=notification())
+    recorder = Recorder(400)
+    result = await channel(recorder).deliver(notification=notification(), attempt=1)
     assert result.status is DeliveryStatus.FAILED
-    assert result.attempts == 1
-    assert sleeps.waits == []
+    assert result.retry_in is None
     assert result.error is not None and "HTTP 400" in result.error
     # The URL's query may hold a token: it never appears in errors.
     assert "token" not in result.error
@@ -162,33 +160,25 @@ async def test_client_error_is_not_retried() -> None:
 
 async def test_too_many_requests_honours_retry_after() -> None:
     limited = httpx.Response(429, headers={"Retry-After": "7"})
-    recorder, sleeps = Recorder(limited, 200), Sleeps()
-    result = await channel(recorder, sleeps).deliver(notification=notification())
-    assert result.status is DeliveryStatus.SENT
-    assert sleeps.waits == [7.0]
+    result = await channel(Recorder(limited)).deliver(notification=notification(), attempt=1)
+    assert result.retry_in == 7.0
 
 
 async def test_retry_after_is_capped() -> None:
     limited = httpx.Response(429, headers={"Retry-After": "3600"})
-    recorder, sleeps = Recorder(limited, 200), Sleeps()
-    await channel(recorder, sleeps).deliver(notification=notification())
-    assert sleeps.waits == [30.0]
+    result = await channel(Recorder(limited)).deliver(notification=notification(), attempt=2)
+    assert result.retry_in == 30.0
 
 
-async def test_unreachable_receiver_fails_after_max_attempts() -> None:
-    recorder, sleeps = Recorder(httpx.ConnectError("connection refused")), Sleeps()
-    result = await channel(recorder, sleeps, max_attempts=3).deliver(notification=notification())
-    assert result.status is DeliveryStatus.FAILED
-    assert result.attempts == 3
-    assert len(recorder.requests) == 3
-    assert result.error is not None and "ConnectError" in result.error
-
-
-async def test_timeout_is_retried() -> None:
-    recorder, sleeps = Recorder(httpx.ReadTimeout("slow"), 200), Sleeps()
-    result = await channel(recorder, sleeps).deliver(notification=notification())
-    assert result.status is DeliveryStatus.SENT
-    assert result.attempts == 2
+async def test_the_last_attempt_gives_up() -> None:
+    recorder = Recorder(httpx.ConnectError("connection refused"))
+    webhook = channel(recorder, max_attempts=3)
+    second = await webhook.deliver(notification=notification(), attempt=2)
+    assert second.retry_in is not None
+    last = await webhook.deliver(notification=notification(), attempt=3)
+    assert last.status is DeliveryStatus.FAILED and last.attempts == 3
+    assert last.retry_in is None
+    assert last.error is not None and "ConnectError" in last.error
 
 
 @pytest.mark.parametrize(
