@@ -139,6 +139,38 @@ class Stack:
                 process.popen.wait()
         self._processes.clear()
 
+    def kill(self, name: str) -> None:
+        """Kill ``name`` (nats, redis or a service) with SIGKILL, as a crash would, and reap it."""
+        process = self._process(name)
+        process.popen.kill()
+        process.popen.wait()
+
+    def restart(self, name: str) -> None:
+        """Start ``name`` again on the same ports and data and wait until it is ready.
+
+        For a process that has stopped (after :meth:`kill`, for instance); it keeps its place
+        in the stopping order.
+        """
+        old = self._process(name)
+        if old.popen.poll() is None:
+            raise StackError(f"{name} is still running; kill or stop it before restarting it")
+        index = self._processes.index(old)
+        self._processes.remove(old)
+        try:
+            if name == "nats":
+                self._start_nats()
+            elif name == "redis":
+                self._start_redis()
+            else:
+                self._start_service(name)
+                self._wait_ready(name)
+        finally:
+            # Back in its place whether or not it came up, so stop() still finds it.
+            if self._processes and self._processes[-1].name == name:
+                self._processes.insert(index, self._processes.pop())
+            else:
+                self._processes.insert(index, old)
+
     def exited(self) -> list[str]:
         """Names of processes that have stopped on their own."""
         return [p.name for p in self._processes if p.popen.poll() is not None]
