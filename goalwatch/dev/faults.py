@@ -332,12 +332,15 @@ class Run:
         await asyncio.sleep(max(0.0, self.started + seconds - time.monotonic()))
 
     async def in_flight(self) -> str:
-        """Messages fetched but not acknowledged, per pipeline consumer (none: "nothing")."""
-        busy = [
-            f"{info.name} {info.num_ack_pending}"
-            for info in await _consumers(self.nc.jetstream())
-            if info.num_ack_pending
-        ]
+        """Messages fetched but not acknowledged, per pipeline consumer (none: "nothing").
+
+        "not known" when NATS does not answer within a second (it is the process just killed).
+        """
+        try:
+            found = await asyncio.wait_for(_consumers(self.nc.jetstream()), timeout=1.0)
+        except (nats.errors.Error, TimeoutError):
+            return "not known"
+        busy = [f"{info.name} {info.num_ack_pending}" for info in found if info.num_ack_pending]
         return ", ".join(busy) or "nothing"
 
     async def restart(self, name: str, *, killed: float) -> None:
@@ -557,11 +560,13 @@ async def _stream(run: Run, client: httpx.AsyncClient, due: dict[Transition, flo
     return resent
 
 
-async def _settle(run: Run, expected: set[Transition], deadline: float) -> None:
-    js = run.nc.jetstream()
+async def _settle(
+    run: Run, js: JetStreamContext, expected: set[Transition], deadline: float
+) -> None:
     while time.monotonic() < deadline:
         try:
-            if expected <= run.receiver.received() and await _drained(js):
+            drained = await asyncio.wait_for(_drained(js), timeout=2.0)
+            if drained and expected <= run.receiver.received():
                 return
         except (nats.errors.Error, TimeoutError):
             pass  # a server just restarted; ask again
@@ -575,7 +580,13 @@ async def _measure(
     async with httpx.AsyncClient(timeout=30) as client:
         answer = await client.post(f"{settings.url('goals')}/v1/people", json=people(workload))
         answer.raise_for_status()
-    nc = await nats.connect(settings.nats_url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+
+    async def quiet(_: Exception) -> None:
+        pass  # connection errors while nats-server is down are the scenario, not news
+
+    nc = await nats.connect(
+        settings.nats_url, max_reconnect_attempts=-1, reconnect_time_wait=0.2, error_cb=quiet
+    )
     try:
         run = Run(stack=stack, receiver=receiver, nc=nc, workload=workload)
         due: dict[Transition, float] = {}
@@ -586,10 +597,13 @@ async def _measure(
         if fault is not None:
             await fault
         recovered = run.recovered or stream_end
-        await _settle(run, set(due), max(stream_end, recovered) + workload.settle)
-        js = nc.jetstream()
+        # A connection of its own: the first one may still be finding a restarted nats-server.
+        after = await nats.connect(settings.nats_url, error_cb=quiet)
+        js = after.jetstream()
+        await _settle(run, js, set(due), max(stream_end, recovered) + workload.settle)
         held = sum(i.num_pending + i.num_ack_pending for i in await _consumers(js))
         dead = (await js.stream_info(subjects.STREAM_DEADLETTER)).state.messages
+        await after.close()
         arrivals = receiver.snapshot()
         return Outcome(
             scenario=scenario.name,
