@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test install lint format contracts bench clean-state
+.PHONY: run test install lint format contracts bench faults clean-state
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ contracts: install
 bench: install
 	$(BIN)/goalwatch bench --transport nats
 	$(BIN)/goalwatch bench --transport http
+
+## Inject every fault into a stream of alerts and count what arrives (see docs/reliability.md).
+faults: install
+	$(BIN)/goalwatch faults
 
 ## Forget everything `make run` stored (NATS streams, Redis data).
 clean-state:

@@ -191,6 +191,35 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _faults(args: argparse.Namespace) -> int:
+    from goalwatch.dev.faults import Workload, report, run_scenario, scenarios
+
+    known = {scenario.name: scenario for scenario in scenarios()}
+    if args.list:
+        for scenario in known.values():
+            print(f"{scenario.name:<26} {scenario.description}")
+        return 0
+    unknown = [name for name in args.scenario if name not in known]
+    if unknown:
+        print(
+            f"goalwatch: unknown scenario {', '.join(unknown)}; "
+            "`goalwatch faults --list` shows them all",
+            file=sys.stderr,
+        )
+        return 2
+    chosen = [known[name] for name in args.scenario] or list(known.values())
+    workload = Workload(subjects=args.subjects, duration=args.duration, settle=args.settle)
+    rules_dir = settings_or_exit(StackSettings).rules_dir
+    outcomes = []
+    for scenario in chosen:
+        print(f"goalwatch: {scenario.name}: {scenario.description} ...", flush=True)
+        outcomes.append(run_scenario(scenario, workload, rules_dir=rules_dir))
+        print(outcomes[-1].row(), flush=True)
+    print()
+    print(report(outcomes))
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     from goalwatch.serving import registered_services, run_service
 
@@ -234,6 +263,35 @@ def main(argv: list[str] | None = None) -> int:
         "--transport", choices=["nats", "http"], default="nats", help="how the source sends"
     )
     bench.set_defaults(func=_bench)
+    faults = commands.add_parser(
+        "faults",
+        help="inject faults (kill -9, a Redis power cut, a failing webhook) into a stream of "
+        "alerts on their own servers and count what a webhook receiver got",
+    )
+    faults.add_argument(
+        "--scenario",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="run this scenario (repeatable; default: all, see --list)",
+    )
+    faults.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    faults.add_argument(
+        "--subjects", type=int, default=400, help="people, ten to a manager (default 400)"
+    )
+    faults.add_argument(
+        "--duration",
+        type=float,
+        default=40.0,
+        help="seconds the stream lasts; the fault lands halfway (default 40)",
+    )
+    faults.add_argument(
+        "--settle",
+        type=float,
+        default=90.0,
+        help="seconds to wait after the stream and the recovery for what is still due (default 90)",
+    )
+    faults.set_defaults(func=_faults)
     receiver = commands.add_parser(
         "webhook-receiver",
         help="print alerts POSTed to 127.0.0.1:$GOALWATCH_RECEIVER_PORT (9000), checking "

@@ -1,0 +1,26 @@
+"""One fault on every commit: kill -9 the evaluator inside a batch; nothing lost, nothing doubled.
+
+The full set of scenarios takes minutes and runs with `make faults` (docs/reliability.md).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from goalwatch.dev.faults import Workload, run_scenario, scenarios
+from tests.integration.conftest import REPO
+
+pytestmark = pytest.mark.integration
+
+
+def test_the_evaluator_killed_inside_a_batch_loses_and_doubles_nothing() -> None:
+    [scenario] = [s for s in scenarios() if s.name == "kill-evaluator-in-batch"]
+    outcome = run_scenario(
+        scenario, Workload(subjects=50, duration=3.0, settle=60.0), rules_dir=REPO / "rules"
+    )
+    assert any(note.startswith("kill -9 evaluator") for note in outcome.notes), outcome.row()
+    counts = outcome.counts
+    assert (counts.expected, counts.received) == (50, 50), outcome.row()
+    assert (counts.lost, counts.duplicated, counts.unexpected) == (0, 0, 0), outcome.row()
+    assert counts.degraded == 0, outcome.row()
+    assert (outcome.invalid, outcome.dead_letters, outcome.held) == (0, 0, 0), outcome.row()
