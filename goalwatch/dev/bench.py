@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import statistics
 import tempfile
 import time
@@ -102,12 +101,6 @@ class Result:
                 f"({self.idle.count} alerts) | {self.idle.row()} |",
             ]
         )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def measure_ceiling(nats_url: str, *, count: int) -> float:
@@ -285,16 +278,7 @@ async def _drained(js: Any, stream: str, consumer: str) -> None:
 def run(*, subjects_count: int, days: int, transport: str, rules_dir: Path) -> Result:
     """Start an installation, measure, stop it."""
     with tempfile.TemporaryDirectory(prefix="goalwatch-bench-") as state:
-        settings = StackSettings(
-            state_dir=Path(state),
-            rules_dir=rules_dir,
-            nats_port=_free_port(),
-            redis_port=_free_port(),
-            ingestion_port=_free_port(),
-            goals_port=_free_port(),
-            evaluator_port=_free_port(),
-            notifier_port=_free_port(),
-        )
+        settings = StackSettings.on_free_ports(Path(state), rules_dir)
         stack = Stack(settings=settings)
         stack.start()
         try:

@@ -25,7 +25,6 @@ import asyncio
 import json
 import os
 import secrets
-import socket
 import tempfile
 import threading
 import time
@@ -620,28 +619,13 @@ async def _measure(
         await nc.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def run_scenario(scenario: Scenario, workload: Workload, *, rules_dir: Path) -> Outcome:
     """Start an installation, stream the workload with the scenario's fault, count, stop."""
     secret = secrets.token_hex(16)
     receiver = Receiver(secret)
     try:
         with tempfile.TemporaryDirectory(prefix="goalwatch-faults-") as state:
-            settings = StackSettings(
-                state_dir=Path(state),
-                rules_dir=rules_dir,
-                nats_port=_free_port(),
-                redis_port=_free_port(),
-                ingestion_port=_free_port(),
-                goals_port=_free_port(),
-                evaluator_port=_free_port(),
-                notifier_port=_free_port(),
-            )
+            settings = StackSettings.on_free_ports(Path(state), rules_dir)
             stack = Stack(
                 settings=settings,
                 env={"GOALWATCH_WEBHOOK_URL": receiver.url, "GOALWATCH_WEBHOOK_SECRET": secret},

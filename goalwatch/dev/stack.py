@@ -36,6 +36,13 @@ def services() -> list[str]:
     return sorted(names, key=lambda name: (name not in START_FIRST, names.index(name)))
 
 
+def free_port() -> int:
+    """A port on 127.0.0.1 nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 class StackSettings(BaseSettings):
     """Where ``goalwatch up`` keeps its data and which ports it uses (all on 127.0.0.1)."""
 
@@ -53,6 +60,20 @@ class StackSettings(BaseSettings):
     webhook_url: str | None = Field(
         None, description="The notifier's webhook (read by the notifier itself; shown here)."
     )
+
+    @classmethod
+    def on_free_ports(cls, state_dir: Path, rules_dir: Path) -> StackSettings:
+        """A stack of its own beside any other: every server and service on a free port."""
+        return cls(
+            state_dir=state_dir,
+            rules_dir=rules_dir,
+            nats_port=free_port(),
+            redis_port=free_port(),
+            ingestion_port=free_port(),
+            goals_port=free_port(),
+            evaluator_port=free_port(),
+            notifier_port=free_port(),
+        )
 
     def port(self, name: str) -> int:
         """The port of ``name`` (nats, redis or a service)."""

@@ -7,7 +7,6 @@ their own subject ids. A real HTTP server in this process stands in for a webhoo
 from __future__ import annotations
 
 import json
-import socket
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -18,18 +17,12 @@ from typing import Any
 import pytest
 
 from goalwatch.dev.stack import Stack, StackSettings
+from goalwatch.dev.stack import free_port as free_port  # for the tests that import it here
 
 REPO = Path(__file__).resolve().parents[2]
 WEBHOOK_SECRET = "integration-secret"
 # The receiver answers 503 to alerts about subjects with this prefix: a receiver that is down.
 FAILING_PREFIX = "unreachable-"
-
-
-def free_port() -> int:
-    """A port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -149,16 +142,7 @@ def webhook() -> Iterator[WebhookReceiver]:
 
 @pytest.fixture(scope="session")
 def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> StackSettings:
-    return StackSettings(
-        state_dir=tmp_path_factory.mktemp("state"),
-        rules_dir=REPO / "rules",
-        nats_port=free_port(),
-        redis_port=free_port(),
-        ingestion_port=free_port(),
-        goals_port=free_port(),
-        evaluator_port=free_port(),
-        notifier_port=free_port(),
-    )
+    return StackSettings.on_free_ports(tmp_path_factory.mktemp("state"), REPO / "rules")
 
 
 @pytest.fixture(scope="session")

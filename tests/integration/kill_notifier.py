@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 
 from goalwatch.dev.stack import Stack, StackSettings
-from tests.integration.conftest import REPO, WEBHOOK_SECRET, WebhookCall, WebhookReceiver, free_port
+from tests.integration.conftest import REPO, WEBHOOK_SECRET, WebhookCall, WebhookReceiver
 from tests.integration.helpers import await_drained, post_events, rework_event, unique
 
 
@@ -35,16 +35,7 @@ def main() -> None:
     receiver = WebhookReceiver()
     with tempfile.TemporaryDirectory() as state:
         stack = Stack(
-            settings=StackSettings(
-                state_dir=Path(state),
-                rules_dir=REPO / "rules",
-                nats_port=free_port(),
-                redis_port=free_port(),
-                ingestion_port=free_port(),
-                goals_port=free_port(),
-                evaluator_port=free_port(),
-                notifier_port=free_port(),
-            ),
+            settings=StackSettings.on_free_ports(Path(state), REPO / "rules"),
             env={
                 "GOALWATCH_WEBHOOK_URL": receiver.url,
                 "GOALWATCH_WEBHOOK_SECRET": WEBHOOK_SECRET,

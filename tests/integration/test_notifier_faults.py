@@ -14,7 +14,7 @@ import pytest
 
 from goalwatch.contracts import subjects
 from goalwatch.dev.stack import Stack, StackSettings
-from tests.integration.conftest import REPO, WEBHOOK_SECRET, WebhookCall, WebhookReceiver, free_port
+from tests.integration.conftest import REPO, WEBHOOK_SECRET, WebhookCall, WebhookReceiver
 from tests.integration.helpers import (
     await_drained,
     first_message,
@@ -38,16 +38,7 @@ def receiver() -> Iterator[WebhookReceiver]:
 
 @pytest.fixture(scope="module")
 def faulty(tmp_path_factory: pytest.TempPathFactory, receiver: WebhookReceiver) -> Iterator[Stack]:
-    settings = StackSettings(
-        state_dir=tmp_path_factory.mktemp("faults"),
-        rules_dir=REPO / "rules",
-        nats_port=free_port(),
-        redis_port=free_port(),
-        ingestion_port=free_port(),
-        goals_port=free_port(),
-        evaluator_port=free_port(),
-        notifier_port=free_port(),
-    )
+    settings = StackSettings.on_free_ports(tmp_path_factory.mktemp("faults"), REPO / "rules")
     running = Stack(
         settings=settings,
         env={

@@ -15,7 +15,7 @@ import pytest
 
 from goalwatch.contracts import subjects
 from goalwatch.dev.stack import Stack, StackSettings
-from tests.integration.conftest import REPO, free_port
+from tests.integration.conftest import REPO
 from tests.integration.helpers import (
     add_doctor,
     alerts_about,
@@ -40,16 +40,7 @@ def _aof(redis_dir: Path) -> Path:
 @pytest.fixture
 def stack(tmp_path: Path) -> Stack:
     running = Stack(
-        settings=StackSettings(
-            state_dir=tmp_path,
-            rules_dir=REPO / "rules",
-            nats_port=free_port(),
-            redis_port=free_port(),
-            ingestion_port=free_port(),
-            goals_port=free_port(),
-            evaluator_port=free_port(),
-            notifier_port=free_port(),
-        ),
+        settings=StackSettings.on_free_ports(tmp_path, REPO / "rules"),
         env={"GOALWATCH_LOG_LEVEL": "DEBUG"},
     )
     running.start()

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from goalwatch.dev.stack import Stack, StackError, StackSettings
-from tests.integration.conftest import REPO, free_port
+from tests.integration.conftest import REPO
 from tests.integration.helpers import (
     add_doctor,
     await_notification,
@@ -27,16 +27,7 @@ pytestmark = pytest.mark.integration
 
 
 def _settings(state_dir: Path) -> StackSettings:
-    return StackSettings(
-        state_dir=state_dir,
-        rules_dir=REPO / "rules",
-        nats_port=free_port(),
-        redis_port=free_port(),
-        ingestion_port=free_port(),
-        goals_port=free_port(),
-        evaluator_port=free_port(),
-        notifier_port=free_port(),
-    )
+    return StackSettings.on_free_ports(state_dir, REPO / "rules")
 
 
 def test_a_taken_port_names_the_variable_to_set(tmp_path: Path) -> None:
