@@ -98,7 +98,9 @@ class NotifierSettings(ServiceSettings):
         description="Seconds to wait for one webhook POST.",
     )
     webhook_max_attempts: int = Field(
-        5,
+        # With the default backoff the attempts span about two minutes: a receiver that is
+        # down for a restart or a deploy gets every alert without a replay.
+        10,
         ge=1,
         le=20,
         description="POST attempts before a notification is dead-lettered.",

@@ -24,7 +24,7 @@ def test_defaults_leave_the_webhook_off(monkeypatch: pytest.MonkeyPatch) -> None
     assert settings.notifier_port == 8004
     assert settings.goals_url == "http://127.0.0.1:8002"
     assert settings.webhook_url is None
-    assert settings.webhook_max_attempts == 5
+    assert settings.webhook_max_attempts == 10
     assert settings.webhook_backoff == 0.5
     assert build_channels(settings, client=httpx.AsyncClient()) == []
 
