@@ -134,6 +134,7 @@ class Received:
     sequence: int | None  # stream sequence: the same for every delivery, new for a replay
     deliveries: int = 1  # deliveries so far, this one included
     headers: Mapping[str, str] = field(default_factory=dict)
+    stream: str | None = None
 
     def header(self, name: str) -> str | None:
         """A header by name, whatever its case: NATS headers are case-sensitive, senders are not."""
@@ -149,7 +150,7 @@ def received(raw: Msg, *, consumer: str) -> Received:
         sequence, deliveries = int(metadata.sequence.stream), int(metadata.num_delivered)
     except Exception:  # in-memory test brokers deliver plain messages
         return Received(consumer, None, headers=headers)
-    return Received(consumer, sequence, deliveries, headers)
+    return Received(consumer, sequence, deliveries, headers, stream=metadata.stream)
 
 
 class Handler(Protocol[M]):
@@ -430,6 +431,8 @@ async def settle(broker: NatsBroker, raw: Msg, verdict: Verdict, *, received: Re
                 reason=verdict.reason,
                 errors=verdict.errors,
                 payload=raw.data,
+                origin_stream=received.stream,
+                origin_sequence=received.sequence,
             ),
             msg_id=dead_letter_id(received, cause=verdict.cause),
         )
@@ -443,6 +446,8 @@ def dead_letter(
     payload: bytes,
     errors: Sequence[ErrorDetail] = (),
     at: datetime | None = None,
+    origin_stream: str | None = None,
+    origin_sequence: int | None = None,
 ) -> DeadLetter:
     """The dead letter of a message from ``origin_subject``, kept whole for a replay.
 
@@ -464,8 +469,38 @@ def dead_letter(
             for error in errors
         ],
         payload=payload.decode("utf-8", errors="replace"),
+        payload_bytes=len(payload),
+        origin_stream=origin_stream,
+        origin_sequence=origin_sequence,
         at=at or datetime.now(UTC),
     )
+
+
+def fitted(letter: DeadLetter, *, max_bytes: int) -> DeadLetter:
+    """``letter`` cut down so that its JSON takes at most ``max_bytes``.
+
+    A message close to the server's ``max_payload`` cannot be kept whole inside a dead letter
+    (the reason, the errors and JSON escaping add to it), and a dead letter that cannot be
+    stored would leave its message redelivered for ever. Its payload is then cut to what fits,
+    marked ``payload_truncated``; the dead letter names the stream and sequence that still
+    hold the whole body.
+    """
+
+    def size(keep: int) -> int:
+        return len(cut(keep).model_dump_json().encode())
+
+    def cut(keep: int) -> DeadLetter:
+        return letter.model_copy(update={"payload": payload[:keep], "payload_truncated": True})
+
+    payload = letter.payload
+    if len(letter.model_dump_json().encode()) <= max_bytes:
+        return letter
+    # Escaping makes a character take 1 to 6 bytes: search for the longest beginning that fits.
+    fits, too_long = 0, len(payload)
+    while too_long - fits > 1:
+        middle = (fits + too_long) // 2
+        fits, too_long = (middle, too_long) if size(middle) <= max_bytes else (fits, middle)
+    return cut(fits)
 
 
 def _printable(text: str) -> str:
@@ -484,6 +519,10 @@ def dead_letter_id(received: Received, *, cause: str) -> str | None:
     return message_id("deadletter", received.consumer, str(received.sequence), cause)
 
 
+# Bytes kept free for what NATS counts beside the JSON body: the subject and headers.
+_HEADROOM = 4096
+
+
 def message_id(*parts: str) -> str:
     """The one way goalwatch spells a ``Nats-Msg-Id``: its parts joined by ``:``."""
     return ":".join(parts)
@@ -492,14 +531,30 @@ def message_id(*parts: str) -> str:
 async def publish_dead_letter(
     broker: NatsBroker, letter: DeadLetter, *, msg_id: str | None
 ) -> None:
-    """Store ``letter`` on its dead-letter subject and wait for the stream to confirm it."""
+    """Store ``letter`` on its dead-letter subject and wait for the stream to confirm it.
+
+    A letter too large for the server's ``max_payload`` is stored with its payload cut
+    (:func:`fitted`).
+    """
     headers = {} if msg_id is None else {"Nats-Msg-Id": msg_id}
+    max_payload = _max_payload(broker)
+    if max_payload is not None:
+        letter = fitted(letter, max_bytes=max_payload - _HEADROOM)
     await broker.publish(
         letter,
         subjects.dead_letter_subject(letter.origin_subject),
         stream=subjects.STREAM_DEADLETTER,
         headers=headers,
     )
+
+
+def _max_payload(broker: NatsBroker) -> int | None:
+    """The connected server's ``max_payload``; None before connecting (or in a test broker)."""
+    try:
+        value = broker.connection.max_payload
+    except Exception:  # not connected: nothing to fit the letter to
+        return None
+    return value if isinstance(value, int) and value > _HEADROOM else None
 
 
 def validation_errors(exc: ValidationError, *, prefix: str = "") -> list[ErrorDetail]:

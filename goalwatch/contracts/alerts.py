@@ -176,6 +176,22 @@ class DeadLetter(Contract):
         default_factory=list, description="Field-level errors, when the payload is at fault."
     )
     payload: str = Field(
-        description="The original message body (UTF-8, replacement for bad bytes)."
+        description="The original message body (UTF-8, replacement for bad bytes); only its "
+        "beginning when ``payload_truncated``."
+    )
+    payload_bytes: int | None = Field(
+        default=None, ge=0, description="Size of the original message body, in bytes."
+    )
+    payload_truncated: bool = Field(
+        default=False,
+        description="True when the whole body would not fit in one NATS message beside the "
+        "rest of the dead letter: ``payload`` then holds its beginning, and the whole body is "
+        "read from ``origin_stream`` at ``origin_sequence`` while that stream keeps it.",
+    )
+    origin_stream: str | None = Field(
+        default=None, description="JetStream stream the message was read from, when known."
+    )
+    origin_sequence: int | None = Field(
+        default=None, ge=1, description="The message's sequence in ``origin_stream``."
     )
     at: AwareDatetime = Field(description="When it was dead-lettered.")

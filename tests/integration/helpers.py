@@ -261,10 +261,14 @@ async def _replay_dead_letter(nats_url: str, sequence: int) -> None:
         js = nc.jetstream()
         stored = await js.get_msg(subjects.STREAM_DEADLETTER, sequence)
         letter = json.loads(stored.data or b"{}")
+        payload = letter["payload"].encode()
+        if letter.get("payload_truncated"):  # the whole body is still in its own stream
+            original = await js.get_msg(letter["origin_stream"], letter["origin_sequence"])
+            payload = original.data or b""
         # No Nats-Msg-Id, as documented: the original one could make the stream drop it.
         await js.publish(
             letter["origin_subject"],
-            letter["payload"].encode(),
+            payload,
             headers={"content-type": "application/json"},
         )
     finally:

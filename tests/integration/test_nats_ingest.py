@@ -128,3 +128,36 @@ async def test_bad_input_on_nats_is_dead_lettered_not_dropped(
     # Dead-lettered at the first delivery, as bad input, not after the retries ran out.
     assert "gave up" not in letter["reason"], (what, letter["reason"])
     assert letter["errors"], letter
+
+
+async def test_a_message_near_max_payload_is_dead_lettered_with_its_payload_cut(
+    stack: Stack, nc: Client
+) -> None:
+    js = nc.jetstream()
+    marker = unique("huge")
+    head = b'{"id": "' + marker.encode() + b'", "metric": "m", "value": 1, "pad": "'
+    # Escaped quotes double in the dead letter's JSON: the whole body cannot fit in it.
+    pad = b'\\"' * ((nc.max_payload - len(head) - 1024) // 2)
+    payload = head + pad + b'"}'
+    ack = await js.publish(subjects.METRICS_IN, payload)
+    sub = await js.subscribe(
+        subjects.DEADLETTER_METRICS,
+        stream=subjects.STREAM_DEADLETTER,
+        config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
+    )
+    try:
+        while True:
+            msg = await sub.next_msg(timeout=30)
+            letter = json.loads(msg.data)
+            if marker in letter["payload"]:
+                break
+    finally:
+        await sub.unsubscribe()
+    assert len(msg.data) <= nc.max_payload
+    assert letter["payload_truncated"] is True
+    assert letter["payload_bytes"] == len(payload)
+    assert payload.decode().startswith(letter["payload"])
+    # The whole body is where the dead letter says.
+    assert (letter["origin_stream"], letter["origin_sequence"]) == (ack.stream, ack.seq)
+    original = await js.get_msg(letter["origin_stream"], letter["origin_sequence"])
+    assert original.data == payload

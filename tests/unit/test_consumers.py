@@ -17,7 +17,9 @@ from goalwatch.consumers import (
     Reject,
     Retry,
     Verdict,
+    dead_letter,
     dead_letter_id,
+    fitted,
 )
 from goalwatch.contracts import DeadLetter, MetricRecorded, subjects
 from goalwatch.telemetry import handler_seconds, service_registry
@@ -173,3 +175,27 @@ async def test_an_exception_from_a_handler_is_retried_by_the_policy(settled: Set
         await test_broker.publish(EVENT, subjects.METRICS_RECORDED)
     # First delivery: retried after the policy's first delay, not dropped, not dead-lettered.
     assert (settled.acks, settled.naks, letters) == (0, [POLICY.first_delay], [])
+
+
+@pytest.mark.parametrize("body", [b"a" * 10_000, b'\\"' * 5_000, "\u00e9".encode() * 5_000])
+def test_a_dead_letter_too_large_is_cut_to_fit_and_says_so(body: bytes) -> None:
+    letter = dead_letter(
+        origin_subject=subjects.METRICS_IN,
+        reason="event too large",
+        payload=body,
+        origin_stream=subjects.STREAM_INGEST,
+        origin_sequence=41,
+    )
+    cut = fitted(letter, max_bytes=4_000)
+    encoded = len(cut.model_dump_json().encode())
+    assert encoded <= 4_000
+    assert cut.payload_truncated and letter.payload.startswith(cut.payload)
+    # The longest beginning that fits: one more character would not.
+    longer = cut.model_copy(update={"payload": letter.payload[: len(cut.payload) + 1]})
+    assert len(longer.model_dump_json().encode()) > 4_000
+    assert (cut.payload_bytes, cut.origin_sequence) == (len(body), 41)
+
+
+def test_a_dead_letter_that_fits_is_kept_whole() -> None:
+    letter = dead_letter(origin_subject=subjects.METRICS_IN, reason="bad", payload=b"{}")
+    assert fitted(letter, max_bytes=4_000) is letter
