@@ -15,11 +15,10 @@ the same way:
   dead-lettered), and an exception is retried like any failure.
 """
 
-import asyncio
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar, cast
@@ -34,6 +33,7 @@ from prometheus_client import Histogram
 from pydantic import BaseModel, ValidationError
 
 from goalwatch.contracts import DeadLetter, ErrorDetail, subjects
+from goalwatch.renewal import renewing
 
 logger = logging.getLogger(__name__)
 
@@ -387,22 +387,9 @@ async def _heartbeat(msg: NatsMessage, *, every: float | None) -> AsyncIterator[
     if every is None:
         yield
         return
-
-    async def beat() -> None:
-        while True:
-            await asyncio.sleep(every)
-            try:
-                await msg.in_progress()
-            except Exception as exc:  # losing a heartbeat only risks a redelivery
-                logger.debug("in-progress heartbeat failed: %s", exc)
-
-    task = asyncio.create_task(beat())
-    try:
+    # A lost heartbeat only risks a redelivery, which every handler tolerates.
+    async with renewing(msg.in_progress, every=every, what="a message's ack deadline"):
         yield
-    finally:
-        task.cancel()
-        with suppress(asyncio.CancelledError):
-            await task
 
 
 # ---------------------------------------------------------------- settling and dead letters

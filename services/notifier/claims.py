@@ -18,11 +18,10 @@ sent: the redelivery sends again, with the same idempotency key, for the receive
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, cast
@@ -31,6 +30,7 @@ from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
 from goalwatch.contracts import AlertNotification
+from goalwatch.renewal import renewing
 from services.notifier.channels import DeliveryResult
 from services.notifier.inbox import PREFIX
 
@@ -133,21 +133,7 @@ class DeliveryClaims:
         """Renew the claim every third of its TTL while the block runs, so that it lives as
         long as its owner and no longer."""
         every = self._pending_ttl.total_seconds() / 3
-
-        async def renew() -> None:
-            while True:
-                await asyncio.sleep(every)
-                try:
-                    if not await self.renew(key, token):
-                        logger.warning("delivery claim %s lapsed while delivering", key)
-                        return
-                except Exception as exc:  # Redis trouble: the claim may lapse, a redo is safe
-                    logger.warning("renewing delivery claim %s failed: %s", key, exc)
-
-        task = asyncio.create_task(renew())
-        try:
+        async with renewing(
+            lambda: self.renew(key, token), every=every, what=f"delivery claim {key}"
+        ):
             yield
-        finally:
-            task.cancel()
-            with suppress(asyncio.CancelledError):
-                await task
