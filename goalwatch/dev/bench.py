@@ -32,8 +32,12 @@ from typing import Any
 import httpx
 import nats
 from nats.aio.msg import Msg
-from nats.js.api import StorageType, StreamConfig
+from nats.js.api import ConsumerConfig, StorageType, StreamConfig
+from prometheus_client.parser import text_string_to_metric_families
+from redis.asyncio import Redis
 
+from goalwatch.checkpoints import KEY_PREFIX as CHECKPOINT_PREFIX
+from goalwatch.checkpoints import Checkpoint
 from goalwatch.contracts import subjects
 from goalwatch.dev.stack import Stack, StackSettings
 
@@ -51,6 +55,7 @@ class Latencies:
     p95: float
     p99: float
     max: float
+    mean: float = float("nan")
 
     @classmethod
     def of(cls, seconds: Sequence[float]) -> Latencies:
@@ -58,9 +63,9 @@ class Latencies:
         ms = sorted(s * 1000 for s in seconds)
         if len(ms) < 2:
             value = ms[0] if ms else float("nan")
-            return cls(len(ms), value, value, value, value)
+            return cls(len(ms), value, value, value, value, value)
         cuts = statistics.quantiles(ms, n=100, method="inclusive")
-        return cls(len(ms), cuts[49], cuts[94], cuts[98], ms[-1])
+        return cls(len(ms), cuts[49], cuts[94], cuts[98], ms[-1], statistics.fmean(ms))
 
     def row(self) -> str:
         """``p50 / p95 / p99 / max`` in ms."""
@@ -80,6 +85,7 @@ class Result:
     fired: Latencies
     notified: Latencies
     idle: Latencies
+    checkpoint: Checkpointing
 
     def report(self) -> str:
         """A Markdown table of the run."""
@@ -99,8 +105,82 @@ class Result:
                 f"| event → in the manager's inbox, p50 / p95 / p99 / max | {self.notified.row()} |",
                 f"| one streak at a time on an idle pipeline: event → alert fired "
                 f"({self.idle.count} alerts) | {self.idle.row()} |",
+                f"| rule-state checkpoint, once per evaluator batch, p50 / p95 / p99 / max "
+                f"({self.checkpoint.each.count} rounds) | {self.checkpoint.each.row()} |",
+                f"| evaluator batches in the burst, events per batch, checkpoint share of "
+                f"batch time | {self.checkpoint.batches:,} batches, "
+                f"{self.events / max(self.checkpoint.batches, 1):.0f} events/batch, "
+                f"{self.checkpoint.share():.1%} |",
             ]
         )
+
+
+@dataclass(frozen=True)
+class Checkpointing:
+    """What the evaluator's rule-state checkpoint costs (``goalwatch/checkpoints.py``)."""
+
+    each: Latencies  # one begin() + commit(), as the evaluator does around every batch
+    batches: int  # batches the evaluator handled during the burst
+    handling_seconds: float  # their total handling time, checkpoints included
+
+    def share(self) -> float:
+        """The checkpoints' part of the evaluator's batch time, by the mean round."""
+        mean = self.each.mean / 1000
+        return self.batches * mean / self.handling_seconds if self.handling_seconds else 0.0
+
+
+async def measure_checkpoint(settings: StackSettings, *, rounds: int) -> Latencies:
+    """Time ``rounds`` checkpoint rounds against the installation's own servers.
+
+    A durable consumer of its own over the metrics stream stands in for the evaluator's, so
+    the round makes the same requests (Redis INFO, JetStream consumer info, the commit
+    script) without touching the evaluator's checkpoint.
+    """
+    nc = await nats.connect(settings.nats_url)
+    redis = Redis.from_url(settings.redis_url)
+    name = f"bench-checkpoint-{uuid.uuid4().hex[:6]}"
+    js = nc.jetstream()
+    await js.add_consumer(
+        subjects.STREAM_METRICS,
+        ConsumerConfig(durable_name=name, filter_subject=subjects.METRICS_RECORDED),
+    )
+    checkpoint = Checkpoint(
+        redis=redis,
+        connection=lambda: nc,
+        stream=subjects.STREAM_METRICS,
+        subject=subjects.METRICS_RECORDED,
+        consumer=name,
+    )
+    took = []
+    try:
+        for _ in range(rounds):
+            started = time.perf_counter()
+            await checkpoint.begin()
+            await checkpoint.commit()
+            took.append(time.perf_counter() - started)
+    finally:
+        await js.delete_consumer(subjects.STREAM_METRICS, name)
+        await redis.delete(f"{CHECKPOINT_PREFIX}{name}")
+        await redis.aclose()
+        await nc.close()
+    return Latencies.of(took)
+
+
+def evaluator_batches(settings: StackSettings) -> tuple[int, float]:
+    """How many batches the evaluator has handled, and their total time in seconds."""
+    text = httpx.get(f"{settings.url('evaluator')}/metrics", timeout=10).text
+    count, total = 0.0, 0.0
+    for family in text_string_to_metric_families(text):
+        if family.name != "goalwatch_handler_seconds":
+            continue
+        for sample in family.samples:
+            if sample.labels.get("handler") != "evaluator":
+                continue
+            if sample.name.endswith("_count"):
+                count = sample.value
+            elif sample.name.endswith("_sum"):
+                total = sample.value
+    return int(count), total
 
 
 async def measure_ceiling(nats_url: str, *, count: int) -> float:
@@ -288,7 +368,9 @@ def run(*, subjects_count: int, days: int, transport: str, rules_dir: Path) -> R
                     stack, subjects_count=subjects_count, days=days, transport=transport
                 )
             )
+            batches, handling = evaluator_batches(settings)
             idle = asyncio.run(measure_idle_latency(stack, alerts=50))
+            each = asyncio.run(measure_checkpoint(settings, rounds=500))
         finally:
             stack.stop()
     return Result(
@@ -301,4 +383,5 @@ def run(*, subjects_count: int, days: int, transport: str, rules_dir: Path) -> R
         fired=fired,
         notified=notified,
         idle=idle,
+        checkpoint=Checkpointing(each=each, batches=batches, handling_seconds=handling),
     )
