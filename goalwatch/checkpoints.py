@@ -16,16 +16,23 @@ last second of them, while JetStream still holds every message. So each batch is
   they.
 
 The cost is one ``INFO`` and one consumer-info request per batch and one script call after it.
+
+:class:`Recovery` is the loop around one or more checkpoints that every such consumer runs:
+catch up (replay what a restarted Redis may have lost) before handling messages, commit after,
+and check on a timer while no messages arrive, all taking turns under one lock. The evaluator
+brackets each batch with it; the notifier, which handles messages one by one and concurrently,
+checks Redis's ``run_id`` before each message and commits on the timer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from nats.aio.client import Client
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -63,6 +70,32 @@ class _Committed:
     run_id: str
 
 
+async def server_run_id(redis: Redis) -> str:
+    """The Redis server's ``run_id``: new each time the server starts."""
+    info: dict[str, Any] = await redis.info("server")
+    return str(info["run_id"])
+
+
+class StateCheckpoint(Protocol):
+    """Where a consumer's Redis state stands against its stream (:class:`Checkpoint`)."""
+
+    @property
+    def confirmed(self) -> str | None:
+        """The ``run_id`` of the Redis server the last commit of this process went to."""
+
+    async def run_id(self) -> str:
+        """The ``run_id`` of the Redis server now."""
+
+    async def begin(self) -> Replay | None:
+        """What must be applied again before the next messages, if anything."""
+
+    async def commit(self) -> bool:
+        """Record that the writes of the messages handled since :meth:`begin` are done."""
+
+    def messages(self, replay: Replay) -> AsyncIterator[list[tuple[int, bytes]]]:
+        """The stream's messages in ``replay``, in order."""
+
+
 class Checkpoint:
     """Where one durable consumer's Redis state stands against its stream."""
 
@@ -85,9 +118,19 @@ class Checkpoint:
         self._confirmed: str | None = None  # run_id the last commit went to, in this process
         self._begun: _Committed | None = None
 
+    @property
+    def confirmed(self) -> str | None:
+        """The ``run_id`` the last commit of this process went to (None before the first):
+        while Redis still answers with it, nothing was lost since."""
+        return self._confirmed
+
+    async def run_id(self) -> str:
+        """The Redis server's ``run_id`` now (one ``INFO``)."""
+        return await server_run_id(self._redis)
+
     async def begin(self) -> Replay | None:
         """Before a batch: what must be replayed first, if Redis may have lost writes."""
-        run_id = await self._run_id()
+        run_id = await self.run_id()
         info = await self._connection().jetstream().consumer_info(self._stream, self._consumer)
         floor = info.ack_floor.stream_seq if info.ack_floor else 0
         delivered = info.delivered.stream_seq if info.delivered else 0
@@ -173,13 +216,92 @@ class Checkpoint:
                 with suppress(NotFoundError):
                     await js.delete_consumer(self._stream, config.name)
 
-    async def _run_id(self) -> str:
-        info: dict[str, Any] = await self._redis.info("server")
-        return str(info["run_id"])
-
     async def _committed(self) -> _Committed | None:
         raw = await self._redis.get(self._key)
         if raw is None:
             return None
         doc = json.loads(str(raw))
         return _Committed(floor=int(doc["floor"]), run_id=str(doc["run_id"]))
+
+
+Apply = Callable[[list[tuple[int, bytes]]], Awaitable[int]]
+"""Applies replayed messages (stream sequence, data) to the state again; returns how many it
+applied. Raises if one could not be applied: the replay is then tried again, whole."""
+
+
+class Recovery:
+    """Keeps Redis state caught up with the streams of its checkpoints.
+
+    Each checkpoint comes with what re-applies its stream's messages. Catching up, committing
+    and the idle check take turns under :attr:`turn`, so each checkpoint's ``begin`` and
+    ``commit`` pair up.
+    """
+
+    def __init__(self, *, views: Sequence[tuple[StateCheckpoint, Apply]], what: str) -> None:
+        """``what`` names the state in logs ("rule state", "inbox")."""
+        if not views:
+            raise ValueError("Recovery needs at least one checkpoint")
+        self._views = tuple(views)
+        self._what = what
+        self.turn = asyncio.Lock()
+        """Held while catching up or committing; a batch consumer holds it around its batch."""
+
+    async def catch_up(self) -> None:
+        """Begin every checkpoint and replay what Redis may have lost; hold :attr:`turn`."""
+        for checkpoint, apply in self._views:
+            replay = await checkpoint.begin()
+            if replay is None:
+                continue
+            applied = 0
+            async for batch in checkpoint.messages(replay):
+                applied += await apply(batch)
+            logger.warning(
+                "%s replayed from stream sequences %d to %d: %d messages",
+                self._what,
+                replay.first,
+                replay.last,
+                applied,
+            )
+
+    async def commit(self) -> None:
+        """Commit every checkpoint; hold :attr:`turn`. A failure is logged, not raised: the
+        next catch-up then replays a little more."""
+        for checkpoint, _ in self._views:
+            try:
+                await checkpoint.commit()
+            except Exception as exc:
+                logger.warning("%s checkpoint not stored: %r", self._what, exc)
+
+    async def check(self) -> None:
+        """Catch up and commit, so a Redis restart is noticed while no messages arrive."""
+        async with self.turn:
+            await self.catch_up()
+            await self.commit()
+
+    async def ready(self) -> None:
+        """Before a message: one ``INFO``; if Redis is not the server every checkpoint last
+        committed to (a restart, or the first message of this process), catch up first.
+        Raises if that fails: the message must then wait for a retry."""
+        if self._confirms(await self._views[0][0].run_id()):
+            return
+        async with self.turn:
+            # Another message may have caught up while this one waited.
+            if self._confirms(await self._views[0][0].run_id()):
+                return
+            await self.catch_up()
+            await self.commit()
+
+    async def watch(self, *, every: float, at_once: bool = False) -> None:
+        """Run :meth:`check` every ``every`` seconds (first at once if ``at_once``) until
+        cancelled."""
+        if not at_once:
+            await asyncio.sleep(every)
+        while True:
+            try:
+                await self.check()
+            except Exception as exc:  # Redis or NATS down: the next check or message retries
+                logger.warning("%s check failed: %r", self._what, exc)
+            await asyncio.sleep(every)
+
+    def _confirms(self, run_id: str) -> bool:
+        return all(checkpoint.confirmed == run_id for checkpoint, _ in self._views)

@@ -57,6 +57,18 @@ class ServiceSettings(BaseSettings):
         return value
 
 
+class StateCheckSettings(ServiceSettings):
+    """Settings of a service whose Redis state is checkpointed against a stream
+    (:mod:`goalwatch.checkpoints`)."""
+
+    state_check_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="How often, with no messages arriving, to check that Redis did not restart "
+        "and lose state that must be replayed from the stream (messages always check first).",
+    )
+
+
 def settings_or_exit(cls: type[S]) -> S:
     """``cls()`` from the environment, or exit 2 naming each bad variable and what is wrong.
 

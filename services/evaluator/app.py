@@ -22,7 +22,7 @@ from goalwatch.rules import LoadedRule, RuleLoadError, load_rules
 from goalwatch.rules.engine import RuleEngine
 from goalwatch.service import service_app
 from goalwatch.serving import ServiceInfo
-from goalwatch.settings import Port, ServiceSettings
+from goalwatch.settings import Port, StateCheckSettings
 from services.evaluator.api import rules_router
 from services.evaluator.consumer import MetricsHandler
 from services.evaluator.evaluation import Evaluator
@@ -44,7 +44,7 @@ CONSUMER = ConsumerSpec(
 )
 
 
-class EvaluatorSettings(ServiceSettings):
+class EvaluatorSettings(StateCheckSettings):
     """Settings of the evaluator service."""
 
     evaluator_port: Port = Field(8003, description="HTTP port (GOALWATCH_EVALUATOR_PORT).")
@@ -55,12 +55,6 @@ class EvaluatorSettings(ServiceSettings):
     goals_url: str = Field(
         "http://127.0.0.1:8002",
         description="Goals service, asked for subjects' names when an alert fires or resolves.",
-    )
-    state_check_seconds: float = Field(
-        5.0,
-        gt=0,
-        description="How often, with no events arriving, to check that Redis did not restart "
-        "and lose rule state (a batch always checks first).",
     )
 
 

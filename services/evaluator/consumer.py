@@ -3,34 +3,18 @@ and rule state kept caught up with the stream when Redis loses writes."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
-from typing import Protocol
+from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from goalwatch.checkpoints import Replay
+from goalwatch.checkpoints import Recovery, StateCheckpoint
 from goalwatch.consumers import ACK, Received, RedeliveryPolicy, Verdict
 from goalwatch.contracts import MetricRecorded
 from services.evaluator.evaluation import Evaluator
 from services.evaluator.metrics import STATE_REPLAYED
 
 logger = logging.getLogger(__name__)
-
-
-class StateCheckpoint(Protocol):
-    """Where the rule state in Redis stands against the stream
-    (:class:`goalwatch.checkpoints.Checkpoint`)."""
-
-    async def begin(self) -> Replay | None:
-        """What must be applied again before the next batch, if anything."""
-
-    async def commit(self) -> bool:
-        """Record that the batch's writes are done."""
-
-    def messages(self, replay: Replay) -> AsyncIterator[list[tuple[int, bytes]]]:
-        """The stream's messages in ``replay``, in order."""
 
 
 class MetricsHandler:
@@ -52,17 +36,16 @@ class MetricsHandler:
     ) -> None:
         self._evaluator = evaluator
         self._policy = policy
-        self._checkpoint = checkpoint
         # Batches, replays and idle checks take turns: each begins and commits the checkpoint.
-        self._turn = asyncio.Lock()
+        self._recovery = Recovery(views=[(checkpoint, self._replay)], what="rule state")
 
     async def handle_batch(
         self, messages: Sequence[MetricRecorded], received: Sequence[Received]
     ) -> list[Verdict]:
         """One verdict per event, in order."""
-        async with self._turn:
+        async with self._recovery.turn:
             try:
-                await self._catch_up()
+                await self._recovery.catch_up()
             except Exception as exc:
                 logger.exception("rule state could not be brought up to date")
                 return [
@@ -73,7 +56,7 @@ class MetricsHandler:
                     for facts in received
                 ]
             failures = await self._evaluator.handle_batch(messages)
-            await self._commit()
+            await self._recovery.commit()
         verdicts: list[Verdict] = []
         stopped: set[str] = set()  # subjects whose remaining events must be retried
         for event, facts in zip(messages, received, strict=True):
@@ -93,46 +76,20 @@ class MetricsHandler:
 
     async def check(self) -> None:
         """Catch up without a batch, so a Redis restart while no events arrive is noticed."""
-        async with self._turn:
-            await self._catch_up()
-            await self._commit()
+        await self._recovery.check()
 
     async def watch(self, *, every: float) -> None:
         """Run :meth:`check` every ``every`` seconds until cancelled."""
-        while True:
-            await asyncio.sleep(every)
-            try:
-                await self.check()
-            except Exception as exc:  # Redis or NATS down: the next check or batch retries
-                logger.warning("rule state check failed: %r", exc)
+        await self._recovery.watch(every=every)
 
-    async def _catch_up(self) -> None:
-        replay = await self._checkpoint.begin()
-        if replay is None:
-            return
-        applied = 0
-        async for batch in self._checkpoint.messages(replay):
-            events = [event for _, data in batch if (event := _event(data)) is not None]
-            failures = await self._evaluator.handle_batch(events)
-            if failures:
-                failure = next(iter(failures.values()))
-                raise RuntimeError(f"replaying event {failure.event.id!r} failed") from (
-                    failure.error
-                )
-            applied += len(events)
-            STATE_REPLAYED.inc(len(events))
-        logger.warning(
-            "rule state replayed from stream sequences %d to %d: %d events",
-            replay.first,
-            replay.last,
-            applied,
-        )
-
-    async def _commit(self) -> None:
-        try:
-            await self._checkpoint.commit()
-        except Exception as exc:  # not committed: the next batch replays a little more
-            logger.warning("rule state checkpoint not stored: %r", exc)
+    async def _replay(self, batch: list[tuple[int, bytes]]) -> int:
+        events = [event for _, data in batch if (event := _event(data)) is not None]
+        failures = await self._evaluator.handle_batch(events)
+        if failures:
+            failure = next(iter(failures.values()))
+            raise RuntimeError(f"replaying event {failure.event.id!r} failed") from failure.error
+        STATE_REPLAYED.inc(len(events))
+        return len(events)
 
 
 def _event(data: bytes) -> MetricRecorded | None:

@@ -11,6 +11,7 @@ from faststream.nats import NatsBroker
 from pydantic import Field, SecretStr, field_validator, model_validator
 from redis.asyncio import Redis
 
+from goalwatch.checkpoints import Checkpoint, Recovery
 from goalwatch.connections import ready_checks, redis_client
 from goalwatch.consumers import Consumers, ConsumerSpec, RedeliveryPolicy
 from goalwatch.contracts import AlertFired, AlertResolved, subjects
@@ -18,7 +19,7 @@ from goalwatch.goals_client import GoalsClient
 from goalwatch.messaging import new_broker
 from goalwatch.service import service_app
 from goalwatch.serving import ServiceInfo
-from goalwatch.settings import Port, ServiceSettings
+from goalwatch.settings import Port, StateCheckSettings
 from services.notifier.api import inbox_router
 from services.notifier.channels import Channel
 from services.notifier.claims import DeliveryClaims
@@ -26,6 +27,7 @@ from services.notifier.inbox import Inbox
 from services.notifier.metrics import HANDLER_SECONDS, REGISTRY
 from services.notifier.outcomes import NatsOutcomes
 from services.notifier.pipeline import Notifier
+from services.notifier.recovery import InboxHandler, inbox_replay
 from services.notifier.webhook import WebhookChannel
 
 logger = logging.getLogger(__name__)
@@ -71,7 +73,7 @@ def claim_ttl(settings: NotifierSettings) -> timedelta:
     return timedelta(seconds=settings.notifier_ack_wait / 3)
 
 
-class NotifierSettings(ServiceSettings):
+class NotifierSettings(StateCheckSettings):
     """Notifier settings; each is read from GOALWATCH_<FIELD NAME>."""
 
     notifier_port: Port = Field(8004, description="HTTP port (GOALWATCH_NOTIFIER_PORT).")
@@ -187,10 +189,29 @@ def create_app(
     )
     consumers = Consumers(broker, service="notifier", seconds=HANDLER_SECONDS)
     fired, resolved = alert_consumers(settings)
-    for model, spec in ((AlertFired, fired), (AlertResolved, resolved)):
+    models = ((AlertFired, fired), (AlertResolved, resolved))
+    # One recovery for both consumers: a Redis restart costs both the same inbox writes.
+    recovery = Recovery(
+        views=[
+            (
+                Checkpoint(
+                    redis=redis,
+                    connection=lambda: broker.connection,
+                    stream=spec.stream,
+                    subject=spec.subject,
+                    consumer=spec.name,
+                ),
+                inbox_replay(notifier, model),
+            )
+            for model, spec in models
+        ],
+        what="inbox",
+    )
+    handler = InboxHandler(notifier=notifier, recovery=recovery, policy=policy(settings))
+    for model, spec in models:
         description = f"Every {model.__name__}: recipients resolved, inbox updated, channels "
         description += "notified once per transition."
-        consumers.add(spec, model, notifier, description=description, keep_alive=True)
+        consumers.add(spec, model, handler, description=description, keep_alive=True)
 
     def announce() -> None:
         if not channels:
@@ -206,6 +227,8 @@ def create_app(
         consumers=consumers,
         close=[http.aclose, redis.aclose],
         on_start=announce,
+        # At once too: the checkpoints exist, and a restart is noticed, before any alert.
+        background=[lambda: recovery.watch(every=settings.state_check_seconds, at_once=True)],
     )
     app.include_router(inbox_router(inbox))
     return app

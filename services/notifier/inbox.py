@@ -11,6 +11,10 @@ Keys (prefix ``goalwatch:notifier:``)
 Transitions can arrive out of order (fired and resolved are consumed separately, and
 JetStream redelivers), so an entry only moves forward: episode ``started_at`` first, then
 firing before resolved. An older transition only fills in fields the entry lacks.
+
+The merge is idempotent per transition: recording a transition the entry already reflects
+changes nothing (:func:`holds` says so without merging), which is what lets a replay from
+the alerts stream (:mod:`services.notifier.recovery`) pass over the entries Redis kept.
 """
 
 from __future__ import annotations
@@ -85,7 +89,28 @@ class Recorded:
 
 
 def _order(notification: AlertNotification) -> tuple[datetime, int]:
-    return (notification.started_at, 0 if notification.state is AlertState.FIRING else 1)
+    return _position(notification.state, notification.started_at)
+
+
+def _position(state: AlertState, started_at: datetime) -> tuple[datetime, int]:
+    return (started_at, 0 if state is AlertState.FIRING else 1)
+
+
+def holds(entry: InboxAlert | None, *, state: AlertState, started_at: datetime) -> bool:
+    """Whether ``entry`` already reflects the transition to ``state`` of the episode that
+    began at ``started_at``, so that merging it again would change nothing.
+
+    A later episode ignores an earlier one's transitions; within one episode, an entry holds
+    its own state, and a resolved entry holds the firing once the firing filled it in (only
+    a firing carries ``fired_at``).
+    """
+    if entry is None:
+        return False
+    if entry.started_at != started_at:
+        return _order(entry) > _position(state, started_at)
+    if state is entry.state:
+        return True
+    return state is AlertState.FIRING and entry.fired_at is not None
 
 
 def _union(first: list[Recipient], second: list[Recipient]) -> list[Recipient]:

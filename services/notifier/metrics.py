@@ -18,3 +18,10 @@ NOTIFICATIONS_FAILED = Counter(
     registry=REGISTRY,
 )
 HANDLER_SECONDS = handler_seconds(REGISTRY)
+INBOX_REPLAYED = Counter(
+    "goalwatch_notifier_inbox_replayed_total",
+    "Alert transitions read again from the alerts stream because Redis restarted and may have "
+    "lost inbox writes; outcome restored (the inbox lacked it) or kept (it was there).",
+    ["outcome"],
+    registry=REGISTRY,
+)

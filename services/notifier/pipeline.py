@@ -33,6 +33,7 @@ from goalwatch.contracts import (
     AlertFired,
     AlertNotification,
     AlertResolved,
+    AlertState,
     DeliveryStatus,
     NotificationSent,
     SubjectRef,
@@ -41,7 +42,7 @@ from goalwatch.contracts import (
 from goalwatch.goals_client import PersonDirectory
 from services.notifier.channels import Channel, DeliveryResult
 from services.notifier.claims import DeliveryClaims, claim_key
-from services.notifier.inbox import Inbox
+from services.notifier.inbox import Inbox, holds
 from services.notifier.metrics import NOTIFICATIONS_FAILED, NOTIFICATIONS_SENT
 from services.notifier.notification import Alert, build_notification
 from services.notifier.outcomes import Outcomes
@@ -144,18 +145,7 @@ class Notifier:
         Returns when to come back if a channel's attempt failed and may pass, else None.
         """
         extra = {"fingerprint": alert.fingerprint, "event_id": alert.event_id}
-        audience = await resolve_recipients(
-            directory=self._directory,
-            subject=alert.subject,
-            notify=alert.notify,
-            fingerprint=alert.fingerprint,
-        )
-        incoming = build_notification(
-            alert=alert,
-            # Named by the evaluator when it fired: the notifier does not look the name up again.
-            subject=SubjectRef(id=alert.subject, name=alert.subject_name),
-            recipients=audience.recipients,
-        )
+        incoming = await self._notification(alert)
         recorded = await self._inbox.record(incoming)
         if not recorded.current:
             logger.info(
@@ -187,6 +177,41 @@ class Notifier:
             if retry is not None:
                 retries.append(retry)
         return min(retries, key=lambda r: r.delay, default=None)
+
+    async def restore(self, alert: Alert) -> bool:
+        """Merge a transition replayed from the stream into the inbox, and nothing else;
+        True if the inbox lacked it. Raises on transient failures (goals, Redis).
+
+        The channels are not run and no outcome is published: the transition was handled
+        when it was first delivered (it was acknowledged), and its delivery claims may have
+        been lost with the inbox entry, so a channel would send it a second time. An entry
+        that already holds the transition is left as it is, without asking goals again.
+        """
+        state = AlertState.FIRING if isinstance(alert, AlertFired) else AlertState.RESOLVED
+        entry = await self._inbox.get(alert.fingerprint)
+        if holds(entry, state=state, started_at=alert.started_at):
+            return False
+        await self._inbox.record(await self._notification(alert))
+        logger.info(
+            "%s transition restored to the inbox from the stream",
+            state.value,
+            extra={"fingerprint": alert.fingerprint, "event_id": alert.event_id},
+        )
+        return True
+
+    async def _notification(self, alert: Alert) -> AlertNotification:
+        audience = await resolve_recipients(
+            directory=self._directory,
+            subject=alert.subject,
+            notify=alert.notify,
+            fingerprint=alert.fingerprint,
+        )
+        return build_notification(
+            alert=alert,
+            # Named by the evaluator when it fired: the notifier does not look the name up again.
+            subject=SubjectRef(id=alert.subject, name=alert.subject_name),
+            recipients=audience.recipients,
+        )
 
     async def _deliver(
         self,

@@ -1,4 +1,5 @@
-"""A power cut that costs Redis its last writes loses no alert and fires none twice.
+"""A power cut that costs Redis its last writes loses no alert, fires none twice, and leaves
+every alert in the notifier's inbox once, delivered once.
 
 Redis runs with AOF ``everysec``: a power cut can lose up to a second of writes that Redis had
 already confirmed. The test reproduces that exactly — ``kill -9`` of redis-server, its AOF cut
@@ -12,14 +13,17 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
 from goalwatch.contracts import subjects
 from goalwatch.dev.stack import Stack, StackSettings
-from tests.integration.conftest import REPO
+from services.notifier.inbox import recipient_index
+from tests.integration.conftest import REPO, WEBHOOK_SECRET, WebhookReceiver
 from tests.integration.helpers import (
     add_doctor,
     alerts_about,
     await_drained,
+    inbox,
     post_events,
     rework_event,
     unique,
@@ -37,11 +41,32 @@ def _aof(redis_dir: Path) -> Path:
     return max((redis_dir / "appendonlydir").glob("*.incr.aof"), key=lambda p: p.stat().st_mtime)
 
 
+def _cut(stack: Stack, size: int) -> None:
+    """Power cut: redis-server killed, its AOF back to ``size`` bytes, started again on it."""
+    aof = _aof(stack.settings.state_dir / "redis")
+    stack.kill("redis")
+    with aof.open("r+b") as file:
+        file.truncate(size)
+    stack.restart("redis")
+
+
+def _replayed(metrics: str, outcome: str) -> float:
+    """``goalwatch_notifier_inbox_replayed_total{outcome=...}`` from a /metrics page."""
+    prefix = f'goalwatch_notifier_inbox_replayed_total{{outcome="{outcome}"}} '
+    return sum(
+        float(line[len(prefix) :]) for line in metrics.splitlines() if line.startswith(prefix)
+    )
+
+
 @pytest.fixture
-def stack(tmp_path: Path) -> Stack:
+def stack(tmp_path: Path, webhook: WebhookReceiver) -> Stack:
     running = Stack(
         settings=StackSettings.on_free_ports(tmp_path, REPO / "rules"),
-        env={"GOALWATCH_LOG_LEVEL": "DEBUG"},
+        env={
+            "GOALWATCH_LOG_LEVEL": "DEBUG",
+            "GOALWATCH_WEBHOOK_URL": webhook.url,
+            "GOALWATCH_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        },
     )
     running.start()
     yield running  # type: ignore[misc]
@@ -72,13 +97,77 @@ def test_rule_state_lost_by_redis_is_replayed_from_the_stream(stack: Stack) -> N
         assert [on for on, _ in alerts_about(nats_url, fired[0])] == [subjects.ALERTS_FIRED]
         assert aof.stat().st_size > cut  # the evaluator wrote what the cut takes away
 
-        stack.kill("redis")
-        with aof.open("r+b") as file:
-            file.truncate(cut)
-        stack.restart("redis")
+        _cut(stack, cut)
 
         post_events(client, urls["ingestion"], [rework_event(d, 3, 12.0) for d in pending])
         await_drained(nats_url)
 
     for doctor in pending + fired:
         assert [on for on, _ in alerts_about(nats_url, doctor)] == [subjects.ALERTS_FIRED], doctor
+
+
+def test_inbox_lost_by_redis_is_replayed_and_nothing_is_delivered_twice(
+    stack: Stack, webhook: WebhookReceiver
+) -> None:
+    urls = {name: stack.settings.url(name) for name in ("goals", "ingestion", "notifier")}
+    nats_url = stack.settings.nats_url
+
+    def fire(doctors: list[str]) -> list[dict[str, object]]:
+        return [rework_event(d, day, 12.0) for d in doctors for day in (1, 2, 3)]
+
+    def resolve(doctors: list[str]) -> list[dict[str, object]]:
+        return [rework_event(d, 4, 0.01) for d in doctors]
+
+    with httpx.Client(timeout=10) as client:
+        # Everyone exists before the cut: goals keeps its people in the same Redis.
+        before, cut_firing, cut_resolved, after = (
+            [add_doctor(client, urls["goals"])[0] for _ in range(count)] for count in (2, 3, 3, 2)
+        )
+        # Alerts fired and resolved before the cut: the cut must leave them as they are.
+        post_events(client, urls["ingestion"], fire(before))
+        await_drained(nats_url)
+        post_events(client, urls["ingestion"], resolve(before[:1]))
+        await_drained(nats_url)
+
+        aof = _aof(stack.settings.state_dir / "redis")
+        cut = aof.stat().st_size
+        # The alerts of the last second before the cut: in the inbox and delivered, then gone
+        # from Redis (each resolution after its firing was handled, so both are announced).
+        post_events(client, urls["ingestion"], fire(cut_firing + cut_resolved))
+        await_drained(nats_url)
+        post_events(client, urls["ingestion"], resolve(cut_resolved))
+        await_drained(nats_url)
+        assert len(inbox(client, urls["notifier"], recipient=cut_resolved[0])) == 1
+        assert aof.stat().st_size > cut
+
+        _cut(stack, cut)
+        with redis.Redis.from_url(stack.settings.redis_url) as store:
+            # The cut took their inbox entries (what a replay must bring back).
+            assert not store.exists(*(recipient_index(d) for d in cut_firing + cut_resolved))
+
+        # Alerts keep arriving after the restart; the first one makes the notifier catch up.
+        post_events(client, urls["ingestion"], fire(after))
+        await_drained(nats_url)
+        metrics = client.get(f"{urls['notifier']}/metrics").text
+
+        expected = {d: ["firing"] for d in before[1:] + cut_firing + after}
+        expected |= {d: ["firing", "resolved"] for d in before[:1] + cut_resolved}
+        for doctor, states in expected.items():
+            [entry] = inbox(client, urls["notifier"], recipient=doctor)
+            assert entry["state"] == states[-1], doctor
+            assert entry["fired_at"] is not None and len(entry["history"]) == 3, doctor
+            # Recipients resolved again by the replay: the doctor and their head, by name.
+            subject, manager = entry["recipients"]
+            assert (subject["id"], subject["name"], manager["role"]) == (
+                doctor,
+                f"Dr {doctor}",
+                "manager",
+            ), doctor
+            # Delivered once per transition: the replay went to the inbox, not the webhook.
+            assert [call.json["state"] for call in webhook.about(doctor)] == states, doctor
+
+    # The nine transitions the cut took were restored. The replay reaches the last alert
+    # delivered, so the alerts of the fetch that noticed the restart may be merged by it too
+    # (then their own handling finds them in the inbox and still delivers them, once).
+    lost = len(cut_firing) + 2 * len(cut_resolved)
+    assert lost <= _replayed(metrics, "restored") <= lost + len(after)

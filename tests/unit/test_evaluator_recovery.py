@@ -28,6 +28,13 @@ class FakeCheckpoint:
         self.commits = 0
         self.fail_begin: Exception | None = None
 
+    @property
+    def confirmed(self) -> str | None:
+        return "redis-1" if self.replay is None else None
+
+    async def run_id(self) -> str:
+        return "redis-1"
+
     async def begin(self) -> Replay | None:
         self.begun += 1
         if self.fail_begin is not None:

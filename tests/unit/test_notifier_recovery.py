@@ -1,0 +1,203 @@
+"""The notifier's inbox caught up with the alerts stream after Redis lost writes (in memory)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+
+from goalwatch.checkpoints import Recovery, Replay
+from goalwatch.consumers import ACK, Received, Retry
+from goalwatch.contracts import AlertFired, AlertNotification, AlertResolved, AlertState
+from services.notifier.inbox import InboxAlert, holds, merge
+from services.notifier.metrics import INBOX_REPLAYED
+from services.notifier.recovery import InboxHandler, inbox_replay
+from tests.unit.test_inbox import T0, firing, resolved
+from tests.unit.test_notifier_pipeline import POLICY, World, fired, resolved_of
+
+
+class FakeCheckpoint:
+    """One consumer's checkpoint over an in-memory stream; ``restart()`` is a Redis restart."""
+
+    def __init__(self, stream: list[AlertFired] | list[AlertResolved]) -> None:
+        self.stream = stream
+        self.server = "redis-1"
+        self.committed_to: str | None = None
+        self.pending: Replay | None = None
+        self.begun = 0
+        self.commits = 0
+        self.run_ids = 0
+
+    def restart(self, replay: Replay) -> None:
+        self.server = "redis-2"
+        self.pending = replay
+
+    @property
+    def confirmed(self) -> str | None:
+        return self.committed_to
+
+    async def run_id(self) -> str:
+        self.run_ids += 1
+        return self.server
+
+    async def begin(self) -> Replay | None:
+        self.begun += 1
+        replay, self.pending = self.pending, None
+        return replay
+
+    async def commit(self) -> bool:
+        self.commits += 1
+        self.committed_to = self.server
+        return True
+
+    async def messages(self, replay: Replay) -> AsyncIterator[list[tuple[int, bytes]]]:
+        yield [(0, b"not json: dead-lettered when first delivered")]
+        yield [
+            (sequence, alert.model_dump_json().encode())
+            for sequence, alert in enumerate(self.stream, start=1)
+            if replay.first <= sequence <= replay.last
+        ]
+
+
+def _recovering(
+    world: World, fired_stream: list[AlertFired], resolved_stream: list[AlertResolved]
+) -> tuple[InboxHandler, FakeCheckpoint, FakeCheckpoint]:
+    fired_cp, resolved_cp = FakeCheckpoint(fired_stream), FakeCheckpoint(resolved_stream)
+    recovery = Recovery(
+        views=[
+            (fired_cp, inbox_replay(world.notifier, AlertFired)),
+            (resolved_cp, inbox_replay(world.notifier, AlertResolved)),
+        ],
+        what="inbox",
+    )
+    handler = InboxHandler(notifier=world.notifier, recovery=recovery, policy=POLICY)
+    return handler, fired_cp, resolved_cp
+
+
+def _received(sequence: int) -> Received:
+    return Received("notifier-fired", sequence, 1)
+
+
+def _replayed(outcome: str) -> float:
+    return INBOX_REPLAYED.labels(outcome)._value.get()
+
+
+# --- holds: the merge is idempotent per transition ----------------------------------------
+
+_FIRE = firing()
+_LATER = firing(at=T0 + timedelta(days=5))
+TRANSITIONS: list[AlertNotification] = [
+    _FIRE,
+    resolved(_FIRE, at=T0 + timedelta(hours=3)),
+    _LATER,
+    resolved(_LATER, at=T0 + timedelta(days=5, hours=3)),
+]
+
+
+def _entry(order: tuple[AlertNotification, ...]) -> InboxAlert | None:
+    entry: InboxAlert | None = None
+    for transition in order:
+        entry = merge(entry, transition).alert
+    return entry
+
+
+@pytest.mark.parametrize(
+    "order",
+    [order for n in range(4) for order in itertools.permutations(TRANSITIONS, n)],
+    ids=lambda order: "+".join(f"{t.state.value[0]}{TRANSITIONS.index(t)}" for t in order),
+)
+def test_holds_is_true_exactly_when_merging_again_changes_nothing(
+    order: tuple[AlertNotification, ...],
+) -> None:
+    entry = _entry(order)
+    for transition in TRANSITIONS:
+        merged = merge(entry, transition).alert
+        same = holds(entry, state=transition.state, started_at=transition.started_at)
+        assert same == (merged == entry), (transition.state, transition.started_at)
+        # Whatever it held, merging the same transition a second time changes nothing.
+        assert merge(merged, transition).alert == merged
+
+
+# --- the replay goes to the inbox only ----------------------------------------------------
+
+
+async def test_transitions_redis_lost_are_restored_to_the_inbox_without_a_delivery() -> None:
+    world = World()
+    first, second = fired(), fired(fingerprint="fp-2", subject="emp-1", event_id="e-4")
+    ending = resolved_of(first)
+    handler, fired_cp, resolved_cp = _recovering(world, [first, second], [ending])
+    for sequence, alert in enumerate((first, second, ending), start=1):
+        assert await handler.handle(alert, _received(sequence)) == ACK
+    assert len(world.channel.delivered) == 3
+    outcomes = len(world.published.outcomes())
+    await world.redis.flushall()  # the cut took every inbox write and every claim...
+    fired_cp.restart(Replay(first=1, last=2))  # ...and Redis came back as another server
+    resolved_cp.restart(Replay(first=1, last=1))
+    restored = _replayed("restored")
+
+    third = fired(fingerprint="fp-3", event_id="e-5")
+    assert await handler.handle(third, _received(3)) == ACK
+
+    assert _replayed("restored") - restored == 3
+    one = await world.inbox.get("fp-1")
+    assert one is not None and one.state is AlertState.RESOLVED
+    assert one.fired_at == first.fired_at and one.history == first.history  # filled in
+    two = await world.inbox.get("fp-2")
+    assert two is not None and two.state is AlertState.FIRING
+    # Only the new alert went out: a replayed transition is not delivered or announced again.
+    assert [n.fingerprint for n in world.channel.delivered[3:]] == ["fp-3"]
+    assert {o.fingerprint for o in world.published.outcomes()[outcomes:]} == {"fp-3"}
+    assert (fired_cp.commits, resolved_cp.commits) == (2, 2)  # at the start, after the replay
+
+
+async def test_a_replay_of_what_redis_kept_changes_nothing_and_asks_nobody() -> None:
+    world = World()
+    alert = fired()
+    handler, fired_cp, _ = _recovering(world, [alert], [])
+    await handler.handle(alert, _received(1))
+    before = {
+        key: await world.redis.get(key) for key in await world.keys("goalwatch:notifier:alert")
+    }
+    fired_cp.restart(Replay(first=1, last=1))
+    world.directory.down = True  # goals is not needed for an entry the inbox still holds
+    kept = _replayed("kept")
+    await handler.handle(fired(fingerprint="fp-9", event_id="e-9"), _received(2))
+    assert _replayed("kept") - kept == 1
+    assert (
+        await world.redis.get("goalwatch:notifier:alert:fp-1")
+        == before["goalwatch:notifier:alert:fp-1"]
+    )
+
+
+async def test_an_alert_waits_while_the_inbox_cannot_catch_up() -> None:
+    world = World()
+    alert = fired()
+    handler, fired_cp, _ = _recovering(world, [alert], [])
+    await handler.handle(fired(fingerprint="fp-0", event_id="e-0"), _received(1))
+    await world.redis.flushall()
+    fired_cp.restart(Replay(first=1, last=1))
+    world.directory.down = True  # the lost entry's recipients cannot be resolved now
+    verdict = await handler.handle(fired(fingerprint="fp-7", event_id="e-7"), _received(2))
+    assert isinstance(verdict, Retry)
+    assert "inbox could not be brought up to date" in verdict.reason
+    assert [n.fingerprint for n in world.channel.delivered] == ["fp-0"]  # fp-7 not handled
+    assert fired_cp.committed_to == "redis-1"  # not committed to the new server yet
+
+    world.directory.down = False
+    fired_cp.pending = Replay(first=1, last=1)  # the next begin asks again
+    assert await handler.handle(fired(fingerprint="fp-7", event_id="e-7"), _received(2)) == ACK
+    assert await world.inbox.get("fp-1") is not None
+    assert fired_cp.committed_to == "redis-2"
+
+
+async def test_a_caught_up_inbox_costs_one_run_id_per_alert() -> None:
+    world = World()
+    handler, fired_cp, resolved_cp = _recovering(world, [], [])
+    await handler.handle(fired(), _received(1))  # the first alert of a process catches up
+    begun = (fired_cp.begun, resolved_cp.begun)
+    for n in range(2, 5):
+        await handler.handle(fired(fingerprint=f"fp-{n}", event_id=f"e-{n}"), _received(n))
+    assert (fired_cp.begun, resolved_cp.begun) == begun
+    assert fired_cp.run_ids == 2 + 3  # twice at the first (before and under the lock)
