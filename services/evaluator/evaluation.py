@@ -112,7 +112,7 @@ class Evaluator:
                 rule_id=rule.id,
                 subject=event.subject,
                 metric=event.metric,
-                consecutive=rule.condition.consecutive,
+                consecutive=rule.threshold.consecutive,
                 point=Point(event.id, event.time, event.value, breach),
             )
             if transition is None:
