@@ -58,8 +58,6 @@ def _available(kind: RuleKind) -> str:
     return ", ".join("{" + name + "}" for name in SAMPLES[kind]) + ", {labels[<name>]}"
 
 
-
-
 class TemplateError(ValueError):
     """A message template that cannot be rendered; the text says what to write instead."""
 

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from goalwatch.checkpoints import Replay
 from goalwatch.consumers import ACK, Received, RedeliveryPolicy, Verdict
-from goalwatch.contracts import MetricRecorded
+from goalwatch.contracts import MetricRecorded, TimerFired
 from services.evaluator.evaluation import Evaluator
 from services.evaluator.metrics import STATE_REPLAYED
 
@@ -48,11 +48,19 @@ class MetricsHandler:
     """
 
     def __init__(
-        self, *, evaluator: Evaluator, policy: RedeliveryPolicy, checkpoint: StateCheckpoint
+        self,
+        *,
+        evaluator: Evaluator,
+        policy: RedeliveryPolicy,
+        checkpoint: StateCheckpoint,
+        timers_checkpoint: StateCheckpoint | None = None,
     ) -> None:
+        """``timers_checkpoint`` is the fired-timers consumer's: the rule state depends on
+        both streams, so a Redis restart replays both (events first), whichever notices."""
         self._evaluator = evaluator
         self._policy = policy
         self._checkpoint = checkpoint
+        self._timers_checkpoint = timers_checkpoint
         # Batches, replays and idle checks take turns: each begins and commits the checkpoint.
         self._turn = asyncio.Lock()
 
@@ -91,6 +99,38 @@ class MetricsHandler:
             )
         return verdicts
 
+    async def handle_timers(
+        self, messages: Sequence[TimerFired], received: Sequence[Received]
+    ) -> list[Verdict]:
+        """One verdict per fired timer, handled in turn with the event batches."""
+        async with self._turn:
+            try:
+                await self._catch_up()
+            except Exception as exc:
+                logger.exception("rule state could not be brought up to date")
+                return [
+                    self._policy.on_failure(
+                        deliveries=facts.deliveries,
+                        reason=f"rule state could not be brought up to date: {exc!r}",
+                    )
+                    for facts in received
+                ]
+            verdicts: list[Verdict] = []
+            for fired, facts in zip(messages, received, strict=True):
+                try:
+                    await self._evaluator.handle_timer(fired)
+                except Exception as exc:
+                    verdicts.append(
+                        self._policy.on_failure(
+                            deliveries=facts.deliveries,
+                            reason=f"timer {fired.name}/{fired.key} failed: {exc!r}",
+                        )
+                    )
+                else:
+                    verdicts.append(ACK)
+            await self._commit()
+        return verdicts
+
     async def check(self) -> None:
         """Catch up without a batch, so a Redis restart while no events arrive is noticed."""
         async with self._turn:
@@ -107,6 +147,31 @@ class MetricsHandler:
                 logger.warning("rule state check failed: %r", exc)
 
     async def _catch_up(self) -> None:
+        await self._catch_up_events()
+        if self._timers_checkpoint is not None:
+            await self._catch_up_timers(self._timers_checkpoint)
+
+    async def _catch_up_timers(self, checkpoint: StateCheckpoint) -> None:
+        replay = await checkpoint.begin()
+        if replay is None:
+            return
+        applied = 0
+        async for batch in checkpoint.messages(replay):
+            for _, data in batch:
+                try:
+                    fired = TimerFired.model_validate_json(data)
+                except ValidationError:
+                    continue  # dead-lettered when it was first delivered
+                await self._evaluator.handle_timer(fired)
+                applied += 1
+        logger.warning(
+            "rule state replayed fired timers from stream sequences %d to %d: %d timers",
+            replay.first,
+            replay.last,
+            applied,
+        )
+
+    async def _catch_up_events(self) -> None:
         replay = await self._checkpoint.begin()
         if replay is None:
             return
@@ -129,10 +194,26 @@ class MetricsHandler:
         )
 
     async def _commit(self) -> None:
-        try:
-            await self._checkpoint.commit()
-        except Exception as exc:  # not committed: the next batch replays a little more
-            logger.warning("rule state checkpoint not stored: %r", exc)
+        for checkpoint in (self._checkpoint, self._timers_checkpoint):
+            if checkpoint is None:
+                continue
+            try:
+                await checkpoint.commit()
+            except Exception as exc:  # not committed: the next batch replays a little more
+                logger.warning("rule state checkpoint not stored: %r", exc)
+
+
+class TimersHandler:
+    """The evaluator's fired timers, handled in turn with event batches by ``metrics``."""
+
+    def __init__(self, metrics: MetricsHandler) -> None:
+        self._metrics = metrics
+
+    async def handle_batch(
+        self, messages: Sequence[TimerFired], received: Sequence[Received]
+    ) -> list[Verdict]:
+        """One verdict per fired timer."""
+        return await self._metrics.handle_timers(messages, received)
 
 
 def _event(data: bytes) -> MetricRecorded | None:
