@@ -18,6 +18,7 @@ from nats.js.errors import NotFoundError
 
 from goalwatch.consumers import ConsumerSpec
 from goalwatch.contracts import subjects
+from goalwatch.timers import TIMERS_STREAM
 
 _DAY = timedelta(days=1).total_seconds()
 
@@ -65,6 +66,8 @@ STREAMS: tuple[StreamConfig, ...] = (
         # A batch retried for minutes must not dead-letter the same message twice.
         duplicate_window=_DAY,
     ),
+    # Durable timers: message schedules, bounded by the TTL of what they fire (timers.py).
+    TIMERS_STREAM,
 )
 
 

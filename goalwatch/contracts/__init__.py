@@ -22,6 +22,7 @@ from goalwatch.contracts.metrics import (
 )
 from goalwatch.contracts.notifications import AlertNotification, SubjectRef
 from goalwatch.contracts.people import PersonRead, PersonUpsert
+from goalwatch.contracts.timers import TimerFired
 
 __all__ = [
     "CLOUDEVENT_TYPE",
@@ -44,4 +45,5 @@ __all__ = [
     "RuleKind",
     "Severity",
     "SubjectRef",
+    "TimerFired",
 ]

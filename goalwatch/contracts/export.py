@@ -256,6 +256,7 @@ def _messages() -> dict[str, Any]:
         contracts.AlertResolved,
         contracts.NotificationSent,
         contracts.DeadLetter,
+        contracts.TimerFired,
     ):
         messages[model.__name__] = {
             "name": model.__name__,

@@ -13,16 +13,27 @@ NOTIFICATIONS_SENT: Final = "goalwatch.notifications.sent.v1"
 DEADLETTER_PREFIX: Final = "goalwatch.deadletter.v1"
 DEADLETTER_METRICS: Final = f"{DEADLETTER_PREFIX}.metrics"
 DEADLETTER_ALERTS: Final = f"{DEADLETTER_PREFIX}.alerts"
+DEADLETTER_TIMERS: Final = f"{DEADLETTER_PREFIX}.timers"
+# Durable timers (JetStream message schedules): one pending schedule per subject
+# ``goalwatch.timers.v1.schedule.<owner>.<name>.<key>``; when it falls due the server
+# publishes its payload to ``goalwatch.timers.v1.fired.<owner>``, which the owner consumes.
+TIMERS: Final = "goalwatch.timers.v1"
+TIMERS_SCHEDULE_PREFIX: Final = f"{TIMERS}.schedule"
+TIMERS_FIRED_PREFIX: Final = f"{TIMERS}.fired"
+TIMERS_FIRED_EVALUATOR: Final = f"{TIMERS_FIRED_PREFIX}.evaluator"
 
 STREAM_INGEST: Final = "GOALWATCH_INGEST"
 STREAM_METRICS: Final = "GOALWATCH_METRICS"
 STREAM_ALERTS: Final = "GOALWATCH_ALERTS"
 STREAM_NOTIFICATIONS: Final = "GOALWATCH_NOTIFICATIONS"
 STREAM_DEADLETTER: Final = "GOALWATCH_DEADLETTER"
+STREAM_TIMERS: Final = "GOALWATCH_TIMERS"
 
 
 def dead_letter_subject(origin_subject: str) -> str:
     """Where a message from ``origin_subject`` goes when it cannot be processed."""
     if origin_subject.startswith("goalwatch.alerts."):
         return DEADLETTER_ALERTS
+    if origin_subject.startswith(f"{TIMERS}."):
+        return DEADLETTER_TIMERS
     return DEADLETTER_METRICS

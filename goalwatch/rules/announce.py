@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from goalwatch.contracts import AlertFired, AlertResolved, AlertState, MetricRecorded, Observation
-from goalwatch.rules.spec import RuleSpec
+from goalwatch.rules.overdue import Seen
+from goalwatch.rules.spec import RuleSpec, duration_text
 from goalwatch.rules.template import render
 from goalwatch.rules.transitions import Transition, fingerprint
 
@@ -83,7 +84,7 @@ def build_resolved(
     now: datetime,
 ) -> AlertResolved:
     """The notice that ``event`` cleared ``rule``'s alert."""
-    condition = rule.condition
+    condition = rule.threshold
     return AlertResolved(
         fingerprint=fingerprint(rule.id, event.subject, event.metric),
         rule_id=rule.id,
@@ -122,11 +123,80 @@ def render_message(
         subject_name=subject_name,
         metric=event.metric,
         value=value,
-        threshold=rule.condition.value,
-        op=rule.condition.op,
-        consecutive=rule.condition.consecutive,
+        threshold=rule.threshold.value,
+        op=rule.threshold.op,
+        consecutive=rule.threshold.consecutive,
         rule_id=rule.id,
         rule_name=rule.name,
         severity=rule.severity.value,
         labels=event.labels,
+    )
+
+
+def build_absence_alert(
+    *,
+    rule: RuleSpec,
+    subject: str,
+    subject_name: str,
+    last: Seen,
+    transition: Transition,
+    now: datetime,
+) -> AlertFired | AlertResolved:
+    """The message announcing an overdue (absence) ``transition`` about ``subject``.
+
+    Firing: ``last`` is the last report before the silence, ``started_at`` the deadline it
+    missed. Resolved: ``last`` is the report that ended it.
+    """
+    fp = fingerprint(rule.id, subject, rule.metric)
+    fields = {
+        "subject": subject,
+        "subject_name": subject_name,
+        "metric": rule.metric,
+        "value": last.value,
+        "last_seen": last.time,
+        "absent_for": duration_text(rule.overdue.absent_for),
+        "due_at": transition.started_at,
+        "rule_id": rule.id,
+        "rule_name": rule.name,
+        "severity": rule.severity.value,
+    }
+    if transition.state is AlertState.FIRING:
+        return AlertFired(
+            fingerprint=fp,
+            rule_id=rule.id,
+            rule_name=rule.name,
+            kind=rule.kind,
+            severity=rule.severity,
+            subject=subject,
+            subject_name=subject_name,
+            metric=rule.metric,
+            value=last.value,
+            message=render(rule.message, labels=last.labels, **fields),
+            notify=list(rule.notify),
+            labels=dict(last.labels),
+            started_at=transition.started_at,
+            fired_at=now,
+            event_id=last.event_id,
+            history=[Observation(event_id=last.event_id, time=last.time, value=last.value)],
+        )
+    message = (
+        render(rule.resolved_message, labels=last.labels, **fields)
+        if rule.resolved_message
+        else f"Resolved: {rule.name} — {subject_name}: {rule.metric} reported again "
+        f"({last.value:g} at {last.time.isoformat()})"
+    )
+    return AlertResolved(
+        fingerprint=fp,
+        rule_id=rule.id,
+        rule_name=rule.name,
+        severity=rule.severity,
+        subject=subject,
+        subject_name=subject_name,
+        metric=rule.metric,
+        value=last.value,
+        message=message,
+        notify=list(rule.notify),
+        started_at=transition.started_at,
+        resolved_at=now,
+        event_id=last.event_id,
     )

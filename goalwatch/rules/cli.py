@@ -52,6 +52,21 @@ def add_rules_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentP
         help='one JSON object per alert: {"state": "firing" | "resolved", "alert": {...}}',
     )
     run.set_defaults(func=_run)
+    test = commands.add_parser(
+        "test",
+        help="run the rule tests (given these events, expect these alerts)",
+        description="Run every rule test file (*.yaml) in TESTS (default: RULES/tests) against "
+        "the rules in memory; exit 1 if any fails.",
+    )
+    test.add_argument("tests", nargs="?", type=Path, metavar="TESTS", help="folder of tests")
+    test.add_argument(
+        "--rules",
+        type=Path,
+        default=Path("rules"),
+        metavar="DIR",
+        help="folder of rule files (default: rules)",
+    )
+    test.set_defaults(func=_test)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -85,6 +100,35 @@ def _run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _test(args: argparse.Namespace) -> int:
+    from goalwatch.rules.loader import RuleLoadError, load_rules
+    from goalwatch.rules.testing import run_test
+
+    try:
+        rules = [rule.spec for rule in load_rules(args.rules)]
+    except RuleLoadError as exc:
+        print(
+            f"goalwatch: {len(exc.errors)} error(s) in the rules in {args.rules}:", file=sys.stderr
+        )
+        for error in exc.errors:
+            print(f"  {error}", file=sys.stderr)
+        return 2
+    folder = args.tests or args.rules / "tests"
+    paths = sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])
+    if not paths:
+        print(f"goalwatch: no rule tests (*.yaml) in {folder}", file=sys.stderr)
+        return 2
+    failed = 0
+    for path in paths:
+        outcome = run_test(path, rules)
+        print(f"{'FAIL' if outcome.failures else 'ok  '} {path}: {outcome.name}")
+        for line in outcome.failures:
+            print(f"     {line}")
+        failed += bool(outcome.failures)
+    print(f"goalwatch: {len(paths)} rule tests, {failed} failed", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _read_events(name: str) -> list[MetricRecorded] | None:

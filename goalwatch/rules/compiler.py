@@ -51,7 +51,7 @@ def label_key(name: str) -> str:
 
 def compile_rule(spec: RuleSpec) -> dict[str, Any]:
     """``{rule id: ruleset definition}``, ready for ``Host.register_rulesets`` (pass a copy)."""
-    op = spec.condition.op
+    op = spec.threshold.op
     return {
         spec.id: {
             BREACH: {"all": [{"m": _match(spec, op)}], "run": BREACH},
@@ -61,7 +61,7 @@ def compile_rule(spec: RuleSpec) -> dict[str, Any]:
 
 
 def _match(spec: RuleSpec, op: str) -> dict[str, Any]:
-    threshold = spec.condition.value
+    threshold = spec.threshold.value
     operator = _OPERATORS[op]
     comparison = {"value": threshold} if operator is None else {operator: {"value": threshold}}
     terms: list[dict[str, Any]] = [{"metric": spec.metric}]
@@ -80,7 +80,7 @@ def event_message(spec: RuleSpec, event: MetricRecorded, *, sid: str) -> dict[st
         "id": event.id,
         "sid": sid,
         "metric": event.metric,
-        "value": engine_number(event.value, spec.condition.value),
+        "value": engine_number(event.value, spec.threshold.value),
     }
     for name in spec.where:
         if name in event.labels:

@@ -25,7 +25,7 @@ from typing import Any, Final
 
 from durable.engine import MessageNotHandledException, Ruleset
 
-from goalwatch.contracts import MetricRecorded
+from goalwatch.contracts import MetricRecorded, RuleKind
 from goalwatch.rules.compiler import BREACH, CLEAR, compile_rule, event_message
 from goalwatch.rules.spec import RuleSpec
 
@@ -52,6 +52,8 @@ class RuleEngine:
         self._rulesets: dict[str, Any] = {}
         self._by_metric: dict[str, list[RuleSpec]] = defaultdict(list)
         for rule in rules:
+            if rule.kind is not RuleKind.THRESHOLD:
+                continue  # only threshold rules compare values; the others are decided on time
             if rule.id in self._rulesets:
                 raise ValueError(f"two rules have the id {rule.id!r}")
             # Ruleset() removes "run" from the definition it is given: build it from a copy.

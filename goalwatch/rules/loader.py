@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from goalwatch.rules.spec import RuleSpec, ThresholdCondition
+from goalwatch.rules.spec import CONDITION_MODELS, RuleSpec
 
 _EXAMPLES: Final[dict[str, str]] = {
     "id": "id: report-rework-rate-high",
@@ -28,6 +28,7 @@ _EXAMPLES: Final[dict[str, str]] = {
     "condition": 'condition: {op: ">", value: 0.08, consecutive: 3}',
     "condition.op": 'op: ">"',
     "condition.value": "value: 0.08",
+    "condition.absent_for": "absent_for: 2d",
     "severity": "severity: warning",
     "notify": "notify: [subject, manager]",
     "message": 'message: "{subject}: rework rate {value:.0%}"',
@@ -35,7 +36,7 @@ _EXAMPLES: Final[dict[str, str]] = {
 # Which model describes the mapping at a location, to list the fields it allows.
 _MODELS: Final[dict[tuple[str, ...], type[BaseModel]]] = {
     (): RuleSpec,
-    ("condition",): ThresholdCondition,
+    **{("condition", form): model for form, model in CONDITION_MODELS.items()},
 }
 
 
@@ -262,13 +263,20 @@ def _field_name(loc: Sequence[int | str]) -> str | None:
 
 def _validation_error(file: str, root: Node, error: ErrorDetails) -> RuleError:
     loc = tuple(error["loc"])
+    if len(loc) >= 2 and loc[0] == "condition" and loc[1] in CONDITION_MODELS:
+        # The condition's form (threshold or overdue) is part of pydantic's path, not the file's.
+        form = str(loc[1])
+        loc = (loc[0], *loc[2:])
+        error = {**error, "loc": loc}
+    else:
+        form = "threshold"
     line, node = _locate(root, loc)
     # Quote what the author typed (yes, 042), not what YAML made of it (True, 34).
     written = node.value if isinstance(node, ScalarNode) else repr(error.get("input"))
-    return RuleError(file, line, _field_name(loc), _describe(error, written))
+    return RuleError(file, line, _field_name(loc), _describe(error, written, form=form))
 
 
-def _describe(error: ErrorDetails, written: str) -> str:
+def _describe(error: ErrorDetails, written: str, *, form: str = "threshold") -> str:
     """Pydantic's wording for generic errors, rewritten for someone editing YAML."""
     kind = error["type"]
     loc = tuple(str(part) for part in error["loc"])
@@ -277,7 +285,8 @@ def _describe(error: ErrorDetails, written: str) -> str:
         example = _EXAMPLES.get(".".join(loc))
         return f"required field is missing; add e.g. {example}" if example else "required"
     if kind == "extra_forbidden":
-        model = _MODELS.get(loc[:-1])
+        parent = loc[:-1]
+        model = _MODELS.get((*parent, form) if parent == ("condition",) else parent)
         if model is None:
             return f"unknown field '{loc[-1]}'"
         allowed = list(model.model_fields)

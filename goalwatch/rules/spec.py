@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import math
 import re
+from datetime import timedelta
 from typing import Annotated, Any, Final, Literal, get_args
 
 from pydantic import (
     AfterValidator,
     BeforeValidator,
+    Discriminator,
     Field,
+    Tag,
     TypeAdapter,
     ValidationError,
     ValidationInfo,
+    field_serializer,
     field_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -28,7 +32,7 @@ from goalwatch.rules.template import TemplateError, check_template
 
 Op = Literal[">", ">=", "<", "<=", "==", "!="]
 OPS: Final[tuple[str, ...]] = get_args(Op)
-SUPPORTED_KINDS: Final[tuple[RuleKind, ...]] = (RuleKind.THRESHOLD,)
+SUPPORTED_KINDS: Final[tuple[RuleKind, ...]] = (RuleKind.THRESHOLD, RuleKind.OVERDUE)
 PLANNED_KINDS: Final[tuple[RuleKind, ...]] = tuple(k for k in RuleKind if k not in SUPPORTED_KINDS)
 MAX_CONSECUTIVE: Final = 1000
 
@@ -120,6 +124,99 @@ class ThresholdCondition(Contract):
         return value
 
 
+_DURATION = re.compile(r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
+_UNITS: Final = (("d", timedelta(days=1)), ("h", timedelta(hours=1)), ("m", timedelta(minutes=1)))
+MIN_ABSENCE: Final = timedelta(seconds=1)
+MAX_ABSENCE: Final = timedelta(days=366)
+
+
+def parse_duration(value: Any) -> timedelta:
+    """``2d``, ``36h``, ``1d12h``, ``90m``, ``30s``: a duration HR can write."""
+    if isinstance(value, timedelta):
+        return value
+    text = str(value).strip() if isinstance(value, str | int | float) else None
+    match = _DURATION.match(text) if text else None
+    if text is None or match is None or not any(match.groupdict().values()):
+        hint = " (a bare number has no unit)" if isinstance(value, int | float) else ""
+        raise _error(
+            "duration",
+            f"{value!r} is not a duration{hint}: write a number with its unit, d (days), "
+            "h (hours), m (minutes) or s (seconds), e.g. 2d, 36h or 1d12h",
+        )
+    parts = {unit: int(amount) for unit, amount in match.groupdict().items() if amount}
+    return timedelta(
+        days=parts.get("d", 0),
+        hours=parts.get("h", 0),
+        minutes=parts.get("m", 0),
+        seconds=parts.get("s", 0),
+    )
+
+
+def duration_text(duration: timedelta) -> str:
+    """``duration`` as HR writes it: 2d, 1d12h, 90m becomes 1h30m."""
+    left, text = duration, ""
+    for unit, size in _UNITS:
+        if left >= size:
+            text += f"{left // size}{unit}"
+            left -= (left // size) * size
+    if left or not text:
+        text += f"{int(left.total_seconds())}s"
+    return text
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+class OverdueCondition(Contract):
+    """An overdue rule's condition: what must happen in time.
+
+    Today one form, absence: a subject that reported ``metric`` once is expected to report
+    it again within ``absent_for``. The goal forms (``past_due``, ``no_check_in``,
+    ``behind_plan``) are planned as further fields here, exactly one of them per rule.
+    """
+
+    absent_for: Duration = Field(
+        description="Fires when a subject has not reported the metric for this long after "
+        "its last report (by event time), e.g. 2d, 36h, 1d12h."
+    )
+
+    @field_validator("absent_for")
+    @classmethod
+    def _bounds(cls, value: timedelta) -> timedelta:
+        if not MIN_ABSENCE <= value <= MAX_ABSENCE:
+            raise _error(
+                "duration",
+                f"{duration_text(value)} is out of range: write at least 1s and at most 366d",
+            )
+        return value
+
+    @field_serializer("absent_for")
+    def _as_written(self, value: timedelta) -> str:
+        return duration_text(value)
+
+
+def _condition_form(value: Any) -> str:
+    """Which condition model a ``condition`` mapping is written for: by its fields."""
+    if isinstance(value, OverdueCondition) or (isinstance(value, dict) and "absent_for" in value):
+        return RuleKind.OVERDUE.value
+    return RuleKind.THRESHOLD.value
+
+
+Condition = Annotated[
+    Annotated[ThresholdCondition, Tag(RuleKind.THRESHOLD.value)]
+    | Annotated[OverdueCondition, Tag(RuleKind.OVERDUE.value)],
+    Discriminator(_condition_form),
+]
+CONDITION_MODELS: Final[dict[str, type[Contract]]] = {
+    RuleKind.THRESHOLD.value: ThresholdCondition,
+    RuleKind.OVERDUE.value: OverdueCondition,
+}
+_CONDITION_EXAMPLES: Final[dict[RuleKind, str]] = {
+    RuleKind.THRESHOLD: 'condition: {op: ">", value: 0.08, consecutive: 3}',
+    RuleKind.OVERDUE: "condition: {absent_for: 2d}",
+}
+
+
 class RuleSpec(Contract):
     """One alert rule, as written in ``rules/<name>.yaml``."""
 
@@ -127,15 +224,17 @@ class RuleSpec(Contract):
     name: str = Field(min_length=1, max_length=200, description="Human-readable name.")
     description: str | None = Field(default=None, description="What the rule is for.")
     kind: Annotated[RuleKind, BeforeValidator(_check_kind)] = Field(
-        description="Rule kind; only threshold for now (overdue, fraud and dependency_impact "
-        "are planned)."
+        description="Rule kind: threshold or overdue (fraud and dependency_impact are planned)."
     )
     metric: str = Field(description="Metric the rule watches, e.g. report_rework_rate.")
     where: dict[LabelName, str] = Field(
         default_factory=dict,
         description="Label filters: the rule only sees events whose labels have these values.",
     )
-    condition: ThresholdCondition = Field(description="When the rule fires.")
+    condition: Condition = Field(
+        description="When the rule fires: {op, value, consecutive} for threshold, "
+        "{absent_for} for overdue."
+    )
     severity: Annotated[Severity, BeforeValidator(_check_severity)] = Field(
         description="info, warning (yellow) or critical (red)."
     )
@@ -177,6 +276,37 @@ class RuleSpec(Contract):
                 "e.g. report_rework_rate",
             ) from None
 
+    @field_validator("condition")
+    @classmethod
+    def _condition_of_kind(
+        cls, value: ThresholdCondition | OverdueCondition, info: ValidationInfo
+    ) -> ThresholdCondition | OverdueCondition:
+        kind = info.data.get("kind")
+        if kind is None:
+            return value  # the kind's own error says what is wrong
+        wanted = CONDITION_MODELS[RuleKind(kind).value]
+        if not isinstance(value, wanted):
+            raise _error(
+                "condition",
+                f"{'an' if kind is RuleKind.OVERDUE else 'a'} {kind} rule's condition is "
+                f"written like {_CONDITION_EXAMPLES[kind]}",
+            )
+        return value
+
+    @property
+    def threshold(self) -> ThresholdCondition:
+        """The condition of a threshold rule (a TypeError for any other kind)."""
+        if not isinstance(self.condition, ThresholdCondition):
+            raise TypeError(f"rule {self.id!r} is a {self.kind} rule, not a threshold rule")
+        return self.condition
+
+    @property
+    def overdue(self) -> OverdueCondition:
+        """The condition of an overdue rule (a TypeError for any other kind)."""
+        if not isinstance(self.condition, OverdueCondition):
+            raise TypeError(f"rule {self.id!r} is a {self.kind} rule, not an overdue rule")
+        return self.condition
+
     @field_validator("notify")
     @classmethod
     def _recipients_once(cls, value: list[str]) -> list[str]:
@@ -189,8 +319,9 @@ class RuleSpec(Contract):
     def _template(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None:
             return value
+        kind = info.data.get("kind", RuleKind.THRESHOLD)
         try:
-            check_template(value)
+            check_template(value, kind=RuleKind(kind))
         except TemplateError as exc:
             raise _error(str(info.field_name), str(exc)) from None
         return value

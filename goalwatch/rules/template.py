@@ -14,24 +14,48 @@ import difflib
 import re
 import string
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any, Final
 
-# Field name -> a sample of the type it has when the evaluator renders the message.
-_SAMPLES: Final[dict[str, Any]] = {
+from goalwatch.contracts import RuleKind
+
+_COMMON: Final[dict[str, Any]] = {
     "subject": "emp-1042",
     "subject_name": "Dr. Li Na",
     "metric": "report_rework_rate",
     "value": 0.11,
-    "threshold": 0.08,
-    "op": ">",
-    "consecutive": 3,
+}
+_RULE: Final[dict[str, Any]] = {
     "rule_id": "report-rework-rate-high",
     "rule_name": "Report rework rate above 8%",
     "severity": "warning",
 }
+# Field name -> a sample of the type it has when the evaluator renders the message, by kind.
+SAMPLES: Final[dict[RuleKind, dict[str, Any]]] = {
+    RuleKind.THRESHOLD: {
+        **_COMMON,
+        "threshold": 0.08,
+        "op": ">",
+        "consecutive": 3,
+        **_RULE,
+    },
+    # {value} is the last value reported, {last_seen} its event time, {due_at} when the
+    # next report was due (last_seen + absent_for).
+    RuleKind.OVERDUE: {
+        **_COMMON,
+        "last_seen": datetime(2026, 11, 18, 18, 0, tzinfo=UTC),
+        "absent_for": "2d",
+        "due_at": datetime(2026, 11, 20, 18, 0, tzinfo=UTC),
+        **_RULE,
+    },
+}
+_SAMPLES: Final = SAMPLES[RuleKind.THRESHOLD]
 FIELDS: Final[tuple[str, ...]] = (*_SAMPLES, "labels")
 _FIELD = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:\[(?P<key>[^\[\]]+)\])?$")
-_AVAILABLE = ", ".join("{" + name + "}" for name in _SAMPLES) + ", {labels[<name>]}"
+
+
+def _available(kind: RuleKind) -> str:
+    return ", ".join("{" + name + "}" for name in SAMPLES[kind]) + ", {labels[<name>]}"
 
 
 class TemplateError(ValueError):
@@ -66,8 +90,10 @@ class _Labels(dict[str, str]):
         return "-"
 
 
-def check_template(template: str) -> None:
-    """Raise :class:`TemplateError` unless ``template`` renders with the evaluator's fields."""
+def check_template(template: str, *, kind: RuleKind = RuleKind.THRESHOLD) -> None:
+    """Raise :class:`TemplateError` unless ``template`` renders with the fields the evaluator
+    passes for a rule of ``kind``."""
+    samples = SAMPLES[kind]
     try:
         parts = list(string.Formatter().parse(template))
     except ValueError as exc:
@@ -79,17 +105,20 @@ def check_template(template: str) -> None:
             continue
         placeholder = "{" + field + (f"!{conversion}" if conversion else "")
         placeholder += (f":{spec}" if spec else "") + "}"
-        _check_field(field, spec or "", placeholder)
+        _check_field(field, spec or "", placeholder, samples=samples, kind=kind)
         try:
-            render(placeholder, labels={}, **_SAMPLES)
+            render(placeholder, labels={}, **samples)
         except (ValueError, TypeError) as exc:
             raise TemplateError(f"{placeholder} cannot be rendered: {exc}") from exc
 
 
-def _check_field(field: str, spec: str, placeholder: str) -> None:
+def _check_field(
+    field: str, spec: str, placeholder: str, *, samples: Mapping[str, Any], kind: RuleKind
+) -> None:
+    available = _available(kind)
     if field == "" or field.isdigit():
         raise TemplateError(
-            f"{placeholder}: name the field instead of using a position; available: {_AVAILABLE}"
+            f"{placeholder}: name the field instead of using a position; available: {available}"
         )
     match = _FIELD.match(field)
     if match is None:
@@ -98,10 +127,14 @@ def _check_field(field: str, spec: str, placeholder: str) -> None:
             f"{{labels[department]}} are allowed"
         )
     name, key = match["name"], match["key"]
-    if name not in FIELDS:
-        close = difflib.get_close_matches(name, FIELDS, n=1)
+    fields = (*samples, "labels")
+    if name not in fields:
+        close = difflib.get_close_matches(name, fields, n=1)
         hint = f"did you mean {{{close[0]}}}? " if close else ""
-        raise TemplateError(f"unknown field {{{name}}}; {hint}available: {_AVAILABLE}")
+        elsewhere = [k for k in RuleKind if k in SAMPLES and k != kind and name in SAMPLES[k]]
+        if elsewhere and not close:
+            hint = f"{{{name}}} belongs to {elsewhere[0]} rules; "
+        raise TemplateError(f"unknown field {{{name}}}; {hint}available: {available}")
     if name == "labels" and key is None:
         raise TemplateError("write one label at a time, e.g. {labels[department]}")
     if name != "labels" and key is not None:
@@ -110,33 +143,6 @@ def _check_field(field: str, spec: str, placeholder: str) -> None:
         raise TemplateError(f"{placeholder}: nested fields in a format spec are not supported")
 
 
-def render(
-    template: str,
-    *,
-    subject: str,
-    subject_name: str,
-    metric: str,
-    value: float,
-    threshold: float,
-    op: str,
-    consecutive: int,
-    rule_id: str,
-    rule_name: str,
-    severity: str,
-    labels: Mapping[str, str],
-) -> str:
-    """Render a template checked by :func:`check_template`."""
-    return _FORMATTER.format(
-        template,
-        subject=subject,
-        subject_name=subject_name,
-        metric=metric,
-        value=value,
-        threshold=threshold,
-        op=op,
-        consecutive=consecutive,
-        rule_id=rule_id,
-        rule_name=rule_name,
-        severity=severity,
-        labels=_Labels(labels),
-    )
+def render(template: str, *, labels: Mapping[str, str], **fields: Any) -> str:
+    """Render a template checked by :func:`check_template` with its kind's ``fields``."""
+    return _FORMATTER.format(template, labels=_Labels(labels), **fields)

@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from goalwatch.checkpoints import Checkpoint
 from goalwatch.connections import ready_checks, redis_client
 from goalwatch.consumers import Consumers, ConsumerSpec, RedeliveryPolicy
-from goalwatch.contracts import MetricRecorded, subjects
+from goalwatch.contracts import MetricRecorded, TimerFired, subjects
 from goalwatch.goals_client import GoalsClient
 from goalwatch.messaging import new_broker
 from goalwatch.rules import LoadedRule, RuleLoadError, load_rules
@@ -23,9 +23,11 @@ from goalwatch.rules.engine import RuleEngine
 from goalwatch.service import service_app
 from goalwatch.serving import ServiceInfo
 from goalwatch.settings import Port, StateCheckSettings
+from goalwatch.timers import Timers, fired_subject
+from services.evaluator.absences import AbsenceStore
 from services.evaluator.api import rules_router
-from services.evaluator.consumer import MetricsHandler
-from services.evaluator.evaluation import Evaluator
+from services.evaluator.consumer import MetricsHandler, TimersHandler
+from services.evaluator.evaluation import OWNER, Evaluator
 from services.evaluator.metrics import HANDLER_SECONDS, REGISTRY
 from services.evaluator.publishing import AlertPublisher
 from services.evaluator.streaks import StreakStore
@@ -40,6 +42,15 @@ CONSUMER = ConsumerSpec(
     policy=RedeliveryPolicy(max_deliver=10, first_delay=1.0, max_delay=60.0),
     ack_wait=30,
     # One batch at a time, so each subject's events are evaluated in stream order.
+    batch_size=100,
+)
+
+TIMERS_CONSUMER = ConsumerSpec(
+    name="evaluator-timers",
+    stream=subjects.STREAM_TIMERS,
+    subject=fired_subject(OWNER),
+    policy=CONSUMER.policy,
+    ack_wait=30,
     batch_size=100,
 )
 
@@ -70,26 +81,44 @@ def create_app(
     broker = broker or new_broker(settings.nats_url, name="evaluator")
     redis = redis or redis_client(settings.redis_url)
     http = http or httpx.AsyncClient(timeout=httpx.Timeout(2.0))
+    timers = Timers(lambda: broker.connection)
     evaluator = Evaluator(
         engine=RuleEngine([rule.spec for rule in rules]),
         streaks=StreakStore(redis),
         publish=AlertPublisher(broker),
         names=GoalsClient(client=http, base_url=settings.goals_url),
+        rules=[rule.spec for rule in rules],
+        absences=AbsenceStore(redis),
+        arm=timers.arm,
     )
-    checkpoint = Checkpoint(
-        redis=redis,
-        connection=lambda: broker.connection,
-        stream=CONSUMER.stream,
-        subject=CONSUMER.subject,
-        consumer=CONSUMER.name,
+    checkpoint, timers_checkpoint = (
+        Checkpoint(
+            redis=redis,
+            connection=lambda: broker.connection,
+            stream=spec.stream,
+            subject=spec.subject,
+            consumer=spec.name,
+        )
+        for spec in (CONSUMER, TIMERS_CONSUMER)
     )
-    handler = MetricsHandler(evaluator=evaluator, policy=CONSUMER.policy, checkpoint=checkpoint)
+    handler = MetricsHandler(
+        evaluator=evaluator,
+        policy=CONSUMER.policy,
+        checkpoint=checkpoint,
+        timers_checkpoint=timers_checkpoint,
+    )
     consumers = Consumers(broker, service="evaluator", seconds=HANDLER_SECONDS)
     consumers.add_batch(
         CONSUMER,
         MetricRecorded,
         handler,
         description="Every stored metric event, against every rule for its metric.",
+    )
+    consumers.add_batch(
+        TIMERS_CONSUMER,
+        TimerFired,
+        TimersHandler(handler),
+        description="The evaluator's durable timers as they fall due: overdue deadlines.",
     )
     app = service_app(
         name="evaluator",

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from goalwatch.checkpoints import Recovery, StateCheckpoint
 from goalwatch.consumers import ACK, Received, RedeliveryPolicy, Verdict
-from goalwatch.contracts import MetricRecorded
+from goalwatch.contracts import MetricRecorded, TimerFired
 from services.evaluator.evaluation import Evaluator
 from services.evaluator.metrics import STATE_REPLAYED
 
@@ -32,12 +32,23 @@ class MetricsHandler:
     """
 
     def __init__(
-        self, *, evaluator: Evaluator, policy: RedeliveryPolicy, checkpoint: StateCheckpoint
+        self,
+        *,
+        evaluator: Evaluator,
+        policy: RedeliveryPolicy,
+        checkpoint: StateCheckpoint,
+        timers_checkpoint: StateCheckpoint | None = None,
     ) -> None:
+        """``timers_checkpoint`` is the fired-timers consumer's: the rule state depends on
+        both streams, so a Redis restart replays both (events first), whichever notices."""
         self._evaluator = evaluator
         self._policy = policy
-        # Batches, replays and idle checks take turns: each begins and commits the checkpoint.
-        self._recovery = Recovery(views=[(checkpoint, self._replay)], what="rule state")
+        views = [(checkpoint, self._replay)]
+        if timers_checkpoint is not None:
+            views.append((timers_checkpoint, self._replay_timers))
+        # Batches, timers, replays and idle checks take turns: each begins and commits the
+        # checkpoints.
+        self._recovery = Recovery(views=views, what="rule state")
 
     async def handle_batch(
         self, messages: Sequence[MetricRecorded], received: Sequence[Received]
@@ -74,6 +85,38 @@ class MetricsHandler:
             )
         return verdicts
 
+    async def handle_timers(
+        self, messages: Sequence[TimerFired], received: Sequence[Received]
+    ) -> list[Verdict]:
+        """One verdict per fired timer, handled in turn with the event batches."""
+        async with self._recovery.turn:
+            try:
+                await self._recovery.catch_up()
+            except Exception as exc:
+                logger.exception("rule state could not be brought up to date")
+                return [
+                    self._policy.on_failure(
+                        deliveries=facts.deliveries,
+                        reason=f"rule state could not be brought up to date: {exc!r}",
+                    )
+                    for facts in received
+                ]
+            verdicts: list[Verdict] = []
+            for fired, facts in zip(messages, received, strict=True):
+                try:
+                    await self._evaluator.handle_timer(fired)
+                except Exception as exc:
+                    verdicts.append(
+                        self._policy.on_failure(
+                            deliveries=facts.deliveries,
+                            reason=f"timer {fired.name}/{fired.key} failed: {exc!r}",
+                        )
+                    )
+                else:
+                    verdicts.append(ACK)
+            await self._recovery.commit()
+        return verdicts
+
     async def check(self) -> None:
         """Catch up without a batch, so a Redis restart while no events arrive is noticed."""
         await self._recovery.check()
@@ -90,6 +133,30 @@ class MetricsHandler:
             raise RuntimeError(f"replaying event {failure.event.id!r} failed") from failure.error
         STATE_REPLAYED.inc(len(events))
         return len(events)
+
+    async def _replay_timers(self, batch: list[tuple[int, bytes]]) -> int:
+        applied = 0
+        for _, data in batch:
+            try:
+                fired = TimerFired.model_validate_json(data)
+            except ValidationError:
+                continue  # dead-lettered when it was first delivered
+            await self._evaluator.handle_timer(fired)
+            applied += 1
+        return applied
+
+
+class TimersHandler:
+    """The evaluator's fired timers, handled in turn with event batches by ``metrics``."""
+
+    def __init__(self, metrics: MetricsHandler) -> None:
+        self._metrics = metrics
+
+    async def handle_batch(
+        self, messages: Sequence[TimerFired], received: Sequence[Received]
+    ) -> list[Verdict]:
+        """One verdict per fired timer."""
+        return await self._metrics.handle_timers(messages, received)
 
 
 def _event(data: bytes) -> MetricRecorded | None:

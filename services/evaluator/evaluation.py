@@ -11,13 +11,25 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Protocol
+from datetime import UTC, datetime, timedelta
+from typing import Final, Protocol
 
-from goalwatch.contracts import AlertFired, AlertResolved, MetricRecorded, subjects
-from goalwatch.rules.announce import build_alert, message_id
+from goalwatch.contracts import (
+    AlertFired,
+    AlertResolved,
+    MetricRecorded,
+    RuleKind,
+    TimerFired,
+    subjects,
+)
+from goalwatch.rules import overdue
+from goalwatch.rules.announce import build_absence_alert, build_alert, message_id
 from goalwatch.rules.engine import RuleEngine
-from goalwatch.rules.transitions import Point, Transition
+from goalwatch.rules.overdue import Due, Seen
+from goalwatch.rules.spec import RuleSpec
+from goalwatch.rules.transitions import Point, Transition, fingerprint
+from goalwatch.timers import TimerKey
+from services.evaluator.absences import Applied
 from services.evaluator.metrics import ALERTS_FIRED, ALERTS_RESOLVED, RULE_EVALUATIONS
 from services.evaluator.names import Names
 
@@ -45,6 +57,29 @@ class Streaks(Protocol):
         """Note that the transition caused by ``event_id`` was published."""
 
 
+class Absences(Protocol):
+    """Where overdue (absence) state is kept (:class:`AbsenceStore` in production)."""
+
+    async def apply(
+        self, fp: str, change: Seen | Due, *, now: datetime, absent_for: timedelta
+    ) -> Applied:
+        """Apply a report or a fired timer; idempotent per input."""
+
+    async def mark_published(self, fp: str) -> None:
+        """Note that the key's last transition was published."""
+
+
+class ArmTimer(Protocol):
+    """Arms (or moves) a durable timer (:meth:`goalwatch.timers.Timers.arm`)."""
+
+    async def __call__(self, key: TimerKey, at: datetime, *, data: dict[str, str]) -> int:
+        """Arm ``key`` for ``at``; the stream sequence of the arm."""
+
+
+OWNER: Final = "evaluator"
+"""The evaluator's timers fire on ``goalwatch.timers.v1.fired.evaluator``."""
+
+
 @dataclass(frozen=True)
 class Failure:
     """The event a subject's evaluation stopped at, and why."""
@@ -63,10 +98,18 @@ class Evaluator:
         streaks: Streaks,
         publish: PublishAlert,
         names: Names,
+        rules: Sequence[RuleSpec] = (),
+        absences: Absences | None = None,
+        arm: ArmTimer | None = None,
         concurrency: int = SUBJECT_CONCURRENCY,
     ) -> None:
         """``concurrency`` bounds the subjects evaluated at once (each holds a Redis connection
-        and may call goals)."""
+        and may call goals). ``rules`` with ``absences`` and ``arm`` evaluate overdue rules."""
+        self._overdue = {rule.id: rule for rule in rules if rule.kind is RuleKind.OVERDUE}
+        if self._overdue and (absences is None or arm is None):
+            raise ValueError("overdue rules need an absence store and timers")
+        self._absences = absences
+        self._arm = arm
         self._engine = engine
         self._streaks = streaks
         self._publish = publish
@@ -112,7 +155,7 @@ class Evaluator:
                 rule_id=rule.id,
                 subject=event.subject,
                 metric=event.metric,
-                consecutive=rule.condition.consecutive,
+                consecutive=rule.threshold.consecutive,
                 point=Point(event.id, event.time, event.value, breach),
             )
             if transition is None:
@@ -145,6 +188,67 @@ class Evaluator:
             await self._streaks.mark_published(
                 rule_id=rule.id, subject=event.subject, metric=event.metric, event_id=event.id
             )
+        for rule in self._overdue.values():
+            if overdue.applies(rule, event):
+                await self._absence(rule, event.subject, Seen.of(event))
+
+    async def handle_timer(self, fired: TimerFired) -> None:
+        """A timer of an overdue rule fell due; safe to call again for the same timer.
+
+        A timer of a rule no longer loaded is dropped (logged): its rule cannot fire.
+        """
+        rule = self._overdue.get(fired.data.get("rule_id", ""))
+        subject = fired.data.get("subject")
+        if rule is None or subject is None or fired.name != overdue.TIMER:
+            logger.warning(
+                "timer %s/%s for rule %r dropped: no such overdue rule is loaded",
+                fired.name,
+                fired.key,
+                fired.data.get("rule_id"),
+            )
+            return
+        await self._absence(rule, subject, Due(fired.due_at))
+
+    async def _absence(self, rule: RuleSpec, subject: str, change: Seen | Due) -> None:
+        assert self._absences is not None and self._arm is not None
+        fp = fingerprint(rule.id, subject, rule.metric)
+        applied = await self._absences.apply(
+            fp, change, now=datetime.now(UTC), absent_for=rule.overdue.absent_for
+        )
+        if applied.arm is not None:
+            # Armed before the input is acked; a redelivery arms the same time again.
+            await self._arm(
+                TimerKey(owner=OWNER, name=overdue.TIMER, key=fp),
+                applied.arm,
+                data={"rule_id": rule.id, "subject": subject, "metric": rule.metric},
+            )
+        transition = applied.transition
+        if transition is None or applied.last is None:
+            return
+        alert = build_absence_alert(
+            rule=rule,
+            subject=subject,
+            subject_name=await self._names.name_of(subject=subject),
+            last=applied.last,
+            transition=transition,
+            now=datetime.now(UTC),
+        )
+        if isinstance(alert, AlertFired):
+            on, verb = subjects.ALERTS_FIRED, "fired"
+            if not transition.replayed:
+                ALERTS_FIRED.labels(rule=rule.id, severity=rule.severity.value).inc()
+        else:
+            on, verb = subjects.ALERTS_RESOLVED, "resolved"
+            if not transition.replayed:
+                ALERTS_RESOLVED.labels(rule=rule.id).inc()
+        await self._publish(alert, on, message_id(fp, transition))
+        logger.info(
+            "%s: %s",
+            _verb(verb, transition),
+            alert.message,
+            extra={"fingerprint": fp, "rule_id": rule.id, "replayed": transition.replayed},
+        )
+        await self._absences.mark_published(fp)
 
 
 def _verb(verb: str, transition: Transition) -> str:

@@ -140,9 +140,35 @@ def webhook() -> Iterator[WebhookReceiver]:
     receiver.close()
 
 
+# An overdue rule whose deadline passes while a test waits: a ward round logged, then
+# nothing for a few seconds. Beside the shipped rules in the stack's rules folder.
+ABSENCE_METRIC = "ward_round_logged"
+ABSENCE_SECONDS = 3
+ABSENCE_RULE = f"""\
+id: ward-round-missing
+name: No ward round logged for {ABSENCE_SECONDS} seconds
+kind: overdue
+metric: {ABSENCE_METRIC}
+condition: {{absent_for: {ABSENCE_SECONDS}s}}
+severity: warning
+notify: [subject, manager]
+message: "{{subject_name}}: no ward round since {{last_seen:%H:%M:%S}}"
+"""
+
+
+def rules_with_absence(directory: Path) -> Path:
+    """A rules folder: the shipped rules and the short overdue rule above."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for rule in (REPO / "rules").glob("*.yaml"):
+        (directory / rule.name).write_text(rule.read_text(encoding="utf-8"), encoding="utf-8")
+    (directory / "ward-round-missing.yaml").write_text(ABSENCE_RULE, encoding="utf-8")
+    return directory
+
+
 @pytest.fixture(scope="session")
 def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> StackSettings:
-    return StackSettings.on_free_ports(tmp_path_factory.mktemp("state"), REPO / "rules")
+    rules = rules_with_absence(tmp_path_factory.mktemp("rules"))
+    return StackSettings.on_free_ports(tmp_path_factory.mktemp("state"), rules)
 
 
 @pytest.fixture(scope="session")

@@ -50,7 +50,7 @@ def test_prints_one_line_per_alert_and_a_summary(
         "RESOLVED 2026-11-20T18:00:00+08:00 [warning] report-rework-rate-high: zhou-min: "
         "report rework rate back to 4%, within 8%",
     ]
-    assert err == "goalwatch: 4 events, 2 rules: 1 fired, 1 resolved\n"
+    assert err == "goalwatch: 4 events, 3 rules: 1 fired, 1 resolved\n"
 
 
 def test_json_lines_from_stdin_are_the_contract_models(
@@ -105,3 +105,21 @@ def test_invalid_events_say_where_and_exit_2(
 def test_a_missing_events_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(str(tmp_path / "nope.json")) == 2
     assert "cannot read the events in" in capsys.readouterr().err
+
+
+def test_rules_test_runs_the_shipped_tests(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["rules", "test", "--rules", str(REPO / "rules")]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("ok   ")
+    assert err.endswith(" rule tests, 0 failed\n")
+
+
+def test_rules_test_fails_when_the_alerts_differ(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shipped = (REPO / "rules" / "tests" / "report-rework-rate-missing.yaml").read_text()
+    (tmp_path / "wrong.yaml").write_text(shipped.replace("2026-11-04T18:00", "2026-11-04T19:00"))
+    assert main(["rules", "test", "--rules", str(REPO / "rules"), str(tmp_path)]) == 1
+    out, _ = capsys.readouterr()
+    assert out.startswith("FAIL ")
+    assert "  firing report-rework-rate-missing zhou-min at 2026-11-04T18:00:00+08:00" in out

@@ -87,7 +87,7 @@ def test_all_errors_of_all_files_are_reported(tmp_path: Path) -> None:
         tmp_path,
         "b.yaml",
         VALID.replace("id: report-rework-rate-high", "id: b").replace(
-            "kind: threshold", "kind: overdue"
+            "kind: threshold", "kind: fraud"
         ),
     )
     errors = errors_of(tmp_path)
@@ -96,7 +96,8 @@ def test_all_errors_of_all_files_are_reported(tmp_path: Path) -> None:
         "snake_case (dots allowed), e.g. report_rework_rate",
         f"{tmp_path}/a.yaml:7: severity: 'yellow' is not one of info, warning, critical "
         "(warning is yellow, critical is red)",
-        f"{tmp_path}/b.yaml:3: kind: kind 'overdue' is not supported yet; supported: threshold",
+        f"{tmp_path}/b.yaml:3: kind: kind 'fraud' is not supported yet; "
+        "supported: threshold, overdue",
     ]
 
 
