@@ -1,41 +1,36 @@
-"""``goalwatch faults``: what reaches a webhook when a process dies, Redis loses data or the
-webhook fails.
+"""``goalwatch faults``: what reaches a webhook when a process dies, Redis loses data, the
+webhook fails or a burst arrives.
 
 Each scenario starts its own installation (nats-server, redis-server and the four services, on
 free ports in a temporary folder) with the notifier's webhook pointed at a receiver in this
-process that checks every signature, as a real receiver must. A source then streams
-``report_rework_rate`` events over HTTP: every subject breaches the shipped rule on three days,
-so each one fires exactly one alert, and the receiver should see exactly one ``firing`` POST per
-subject. Subjects come ten to a manager; batch ``k`` carries day 1 of group ``k``, day 2 of
-group ``k-1`` and day 3 of group ``k-2``, so alerts fire all through the stream and a fault in
-the middle meets work in every service.
+process that checks every signature, as a real receiver must
+(:mod:`goalwatch.dev.fault_counts`). A source then streams the workload
+(:mod:`goalwatch.dev.fault_workload`) over HTTP: one alert per subject, firing all through the
+stream, so a fault in the middle meets work in every service.
 
 Halfway through the stream, the scenario's fault lands: a ``kill -9`` and restart of one
-process (at that moment, or at the next moment that process is inside a batch), a Redis that
-loses its last second of AOF writes, or a webhook answering 500 for half the stream's length.
-The source resends a batch whose request failed, as the ingestion contract asks of it. When the
-stream is over and the fault recovered, the run waits until the receiver has every expected
-transition and every pipeline consumer has nothing pending and nothing unacknowledged, or until
-the settle time has passed, and then counts, per alert transition, what arrived.
+process (at that moment, at the next moment that process is inside a batch, four times over,
+or right after a webhook was answered), a Redis that loses its last second of AOF writes, a
+webhook answering 500 for half the stream's length, or a burst of 10,000 events posted at
+once. The source resends a batch whose request failed, as the ingestion contract asks of it.
+When the stream is over and the fault recovered, the run waits until the receiver has every
+expected transition and every pipeline consumer has nothing pending and nothing
+unacknowledged (both awaited), or at most the settle time, reads the services' logs for
+errors, and counts, per alert transition, what arrived.
 """
 
 from __future__ import annotations
 
 import asyncio
-import bisect
-import json
 import os
 import random
 import secrets
 import tempfile
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -46,462 +41,71 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from goalwatch.contracts import subjects
-from goalwatch.contracts.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
+from goalwatch.dev.fault_counts import (
+    LATE_AFTER,
+    Arrival,
+    Counts,
+    Outcome,
+    Receiver,
+    error_lines,
+    repeats_per_kill,
+    report,
+    tally,
+)
+from goalwatch.dev.fault_workload import (
+    DAY0,
+    DAYS,
+    PER_MANAGER,
+    Transition,
+    Workload,
+    batches,
+    burst_batches,
+    burst_days,
+    burst_people,
+    burst_subject_id,
+    burst_transitions,
+    expected_transitions,
+    people,
+    subject_id,
+)
 from goalwatch.dev.stack import Stack, StackSettings, services
 
-DAYS = 3  # the shipped rule fires on the third breaching day in a row
-PER_MANAGER = 10
-LATE_AFTER = 60.0  # seconds after it was due (or after recovery) that an arrival counts as late
+__all__ = [
+    "DAY0",
+    "DAYS",
+    "LATE_AFTER",
+    "PER_MANAGER",
+    "Arrival",
+    "Counts",
+    "Outcome",
+    "Receiver",
+    "Run",
+    "Scenario",
+    "Transition",
+    "Workload",
+    "batches",
+    "burst_batches",
+    "burst_days",
+    "burst_people",
+    "burst_subject_id",
+    "burst_transitions",
+    "error_lines",
+    "expected_transitions",
+    "logged_errors",
+    "people",
+    "repeats_per_kill",
+    "report",
+    "run_scenario",
+    "scenarios",
+    "subject_id",
+    "tally",
+]
+
 # Longest wait between two readings of the consumers' counters while settling: the reading
 # after the last acknowledgement may have been asked before it.
 _RECHECK = 2.0
-_DAY0 = datetime(2026, 1, 1, 18, tzinfo=UTC)
 # Streams whose durable consumers make up the pipeline, upstream first.
 _PIPELINE_STREAMS = (subjects.STREAM_INGEST, subjects.STREAM_METRICS, subjects.STREAM_ALERTS)
-
-Transition = tuple[str, str, datetime]
-"""One alert transition as a receiver keys it: (subject id, state, started_at)."""
-
-
-@dataclass(frozen=True)
-class Workload:
-    """How big a run is and how long it lasts.
-
-    ``burst_events`` and ``burst_subjects`` size the ``burst`` scenario's fault; ``kills`` is
-    how often ``kill-notifier-after-2xx`` kills the notifier.
-    """
-
-    subjects: int = 400
-    duration: float = 40.0
-    settle: float = 90.0
-    burst_events: int = 10_000
-    burst_subjects: int = 3_000
-    kills: int = 10
-
-    @property
-    def fault_at(self) -> float:
-        """Seconds into the stream at which the fault lands: halfway."""
-        return self.duration / 2
-
-    @property
-    def managers(self) -> int:
-        """Managers, one per ten subjects."""
-        return -(-self.subjects // PER_MANAGER)
-
-
-def subject_id(n: int) -> str:
-    """The id of subject ``n``."""
-    return f"s{n:04d}"
-
-
-def people(workload: Workload) -> list[dict[str, Any]]:
-    """The managers, then the subjects, ten to a manager."""
-    managers = [
-        {"id": f"m{m:03d}", "name": f"Head {m:03d}", "email": f"m{m:03d}@example.org"}
-        for m in range(workload.managers)
-    ]
-    staff = [
-        {"id": subject_id(n), "name": f"Dr {n:04d}", "manager_id": f"m{n // PER_MANAGER:03d}"}
-        for n in range(workload.subjects)
-    ]
-    return managers + staff
-
-
-def _event(n: int, day: int) -> dict[str, Any]:
-    return {
-        "id": f"{subject_id(n)}-d{day}",
-        "metric": "report_rework_rate",
-        "value": 0.2,
-        "time": (_DAY0 + timedelta(days=day)).isoformat(),
-        "subject": subject_id(n),
-        "source": "faults",
-    }
-
-
-def batches(workload: Workload) -> list[list[dict[str, Any]]]:
-    """The stream, batch by batch: batch ``k`` holds day ``d`` of manager group ``k - d``."""
-    groups = [
-        range(first, min(first + PER_MANAGER, workload.subjects))
-        for first in range(0, workload.subjects, PER_MANAGER)
-    ]
-    return [
-        [
-            _event(n, day)
-            for day in range(DAYS)
-            if 0 <= k - day < len(groups)
-            for n in groups[k - day]
-        ]
-        for k in range(len(groups) + DAYS - 1)
-    ]
-
-
-def expected_transitions(workload: Workload) -> list[Transition]:
-    """One ``firing`` per subject, starting at its first breaching day."""
-    return [(subject_id(n), "firing", _DAY0) for n in range(workload.subjects)]
-
-
-def burst_subject_id(n: int) -> str:
-    """The id of subject ``n`` of the burst (apart from the stream's subjects)."""
-    return f"b{n:04d}"
-
-
-def burst_people(workload: Workload) -> list[dict[str, Any]]:
-    """The burst's managers, then its subjects, ten to a manager."""
-    managers = -(-workload.burst_subjects // PER_MANAGER)
-    return [
-        *(
-            {"id": f"bm{m:03d}", "name": f"Head b{m:03d}", "email": f"bm{m:03d}@example.org"}
-            for m in range(managers)
-        ),
-        *(
-            {
-                "id": burst_subject_id(n),
-                "name": f"Dr b{n:04d}",
-                "manager_id": f"bm{n // PER_MANAGER:03d}",
-            }
-            for n in range(workload.burst_subjects)
-        ),
-    ]
-
-
-def burst_days(workload: Workload) -> list[int]:
-    """Breaching days per burst subject: the events dealt out as evenly as they go."""
-    base, extra = divmod(workload.burst_events, workload.burst_subjects)
-    return [base + (1 if n < extra else 0) for n in range(workload.burst_subjects)]
-
-
-def burst_batches(workload: Workload, *, max_batch: int = 1000) -> list[list[dict[str, Any]]]:
-    """The burst as requests of at most ``max_batch`` events, each subject's days in one
-    request and in order (a subject with more days than ``max_batch`` is split)."""
-    plan: list[list[dict[str, Any]]] = [[]]
-    for n, days in enumerate(burst_days(workload)):
-        events = [
-            _event(n, day) | {"id": f"{burst_subject_id(n)}-d{day}", "subject": burst_subject_id(n)}
-            for day in range(days)
-        ]
-        if len(plan[-1]) + len(events) > max_batch:
-            plan.append([])
-        for event in events:
-            if len(plan[-1]) == max_batch:
-                plan.append([])
-            plan[-1].append(event)
-    return [batch for batch in plan if batch]
-
-
-def burst_transitions(workload: Workload) -> list[Transition]:
-    """One ``firing`` per burst subject with at least three breaching days."""
-    return [
-        (burst_subject_id(n), "firing", _DAY0)
-        for n, days in enumerate(burst_days(workload))
-        if days >= DAYS
-    ]
-
-
-@dataclass(frozen=True)
-class Arrival:
-    """One POST the receiver accepted."""
-
-    transition: Transition
-    at: float
-    degraded: bool
-    """The subject's name was missing (its id stood in): goals was not asked or not reached."""
-    key: str = ""
-    """Its ``Idempotency-Key`` header."""
-
-
-class Receiver:
-    """A webhook receiver checking signatures and recording every alert transition it gets.
-
-    ``fail_until`` (a ``time.monotonic()`` value) makes it answer 500 until then. ``on_post``,
-    when set, is called once, from the request's thread, with the next valid POST before it is
-    answered; ``on_answered`` likewise once the next 2xx answer has been sent.
-    """
-
-    def __init__(self, secret: str) -> None:
-        self.secret = secret
-        self.arrivals: list[Arrival] = []
-        self.refused = 0
-        self.invalid = 0
-        self.cut = 0
-        """Requests whose body ended early: their sender died while sending."""
-        self.fail_until = 0.0
-        self.on_post: Callable[[], None] | None = None
-        self.on_answered: Callable[[], None] | None = None
-        self._lock = threading.Lock()
-        self._arrived = threading.Condition(self._lock)
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                body = self.rfile.read(length)
-                if len(body) < length:  # cut short: the sender was killed while it sent
-                    with receiver._lock:
-                        receiver.cut += 1
-                    return
-                status = receiver._take(
-                    body,
-                    self.headers.get(TIMESTAMP_HEADER, ""),
-                    self.headers.get(SIGNATURE_HEADER, ""),
-                    self.headers.get("Idempotency-Key", ""),
-                )
-                try:
-                    self.send_response(status)
-                    self.end_headers()  # unbuffered: the answer is on the wire after this
-                except OSError:
-                    return  # the sender is gone (killed while waiting for this answer)
-                if status < 300:
-                    receiver._answered()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hook"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def _take(self, body: bytes, timestamp: str, signature: str, key: str) -> int:
-        if not verify_signature(
-            secret=self.secret, timestamp=timestamp, body=body, signature=signature
-        ):
-            with self._lock:
-                self.invalid += 1
-            return 401
-        now = time.monotonic()
-        with self._lock:
-            if now < self.fail_until:
-                self.refused += 1
-                return 500
-            hook, self.on_post = self.on_post, None
-        if hook is not None:
-            hook()
-        payload = json.loads(body)
-        subject = payload["subject"]
-        transition = (
-            str(subject["id"]),
-            str(payload["state"]),
-            datetime.fromisoformat(payload["started_at"]),
-        )
-        with self._arrived:
-            self.arrivals.append(
-                Arrival(transition, time.monotonic(), subject.get("name") == subject["id"], key)
-            )
-            self._arrived.notify_all()
-        return 204
-
-    def arm(self, *, on_answered: Callable[[], None]) -> None:
-        """Call ``on_answered`` once, after the next 2xx answer has been sent."""
-        with self._lock:
-            self.on_answered = on_answered
-
-    def disarm(self) -> bool:
-        """Drop the hook :meth:`arm` set; False when a request took it first."""
-        with self._lock:
-            armed, self.on_answered = self.on_answered is not None, None
-        return armed
-
-    def _answered(self) -> None:
-        with self._lock:
-            hook, self.on_answered = self.on_answered, None
-        if hook is not None:
-            hook()
-
-    def snapshot(self) -> list[Arrival]:
-        """Every arrival so far, in order."""
-        with self._lock:
-            return list(self.arrivals)
-
-    def received(self) -> set[Transition]:
-        """The distinct transitions accepted so far."""
-        with self._lock:
-            return {a.transition for a in self.arrivals}
-
-    def wait_for(self, expected: set[Transition], timeout: float) -> bool:
-        """Block until every transition in ``expected`` has arrived, or ``timeout`` seconds
-        have passed; whether they all did."""
-        missing = set(expected)
-        read = 0  # arrivals already taken off ``missing``
-
-        def complete() -> bool:
-            nonlocal read
-            missing.difference_update(a.transition for a in self.arrivals[read:])
-            read = len(self.arrivals)
-            return not missing
-
-        with self._arrived:
-            return self._arrived.wait_for(complete, timeout=max(0.0, timeout))
-
-    def close(self) -> None:
-        """Stop serving."""
-        self._server.shutdown()
-        self._server.server_close()
-
-
-@dataclass(frozen=True)
-class Counts:
-    """Per alert transition, what the receiver got."""
-
-    expected: int
-    received: int
-    lost: int
-    duplicated: int
-    late: int
-    unexpected: int
-    degraded: int
-    latest: float | None
-    """Seconds from recovery to the last first arrival of an expected transition."""
-    rekeyed: int = 0
-    """Copies of a transition under an ``Idempotency-Key`` other than its first copy's."""
-
-
-def tally(
-    due: Mapping[Transition, float],
-    arrivals: Sequence[Arrival],
-    *,
-    recovered: float,
-    late_after: float = LATE_AFTER,
-) -> Counts:
-    """Count ``arrivals`` against the transitions ``due`` (each with when it was due).
-
-    A transition is late when its first arrival comes more than ``late_after`` seconds after
-    the later of its due time and ``recovered``; every copy after the first is a duplicate.
-    """
-    copies = Counter(a.transition for a in arrivals)
-    first: dict[Transition, Arrival] = {}
-    rekeyed = 0
-    for arrival in arrivals:
-        earlier = first.setdefault(arrival.transition, arrival)
-        rekeyed += earlier is not arrival and earlier.key != arrival.key
-    received = [t for t in due if t in first]
-    late = sum(1 for t in received if first[t].at - max(due[t], recovered) > late_after)
-    return Counts(
-        expected=len(due),
-        received=len(received),
-        lost=len(due) - len(received),
-        duplicated=sum(copies[t] - 1 for t in due if t in copies),
-        late=late,
-        unexpected=sum(n for t, n in copies.items() if t not in due),
-        degraded=sum(1 for a in arrivals if a.degraded),
-        latest=max(first[t].at for t in received) - recovered if received else None,
-        rekeyed=rekeyed,
-    )
-
-
-def repeats_per_kill(arrivals: Sequence[Arrival], kills: Sequence[float]) -> list[int]:
-    """For each kill (its ``time.monotonic()``), the repeats it caused.
-
-    A repeat is a copy after the first of a transition; the kill that caused it is the first
-    one after that first copy arrived (the notifier died before recording the answer). Copies
-    whose first arrival came after the last kill are not counted.
-    """
-    ordered = sorted(kills)
-    counts = [0] * len(ordered)
-    first: dict[Transition, float] = {}
-    for arrival in arrivals:
-        if arrival.transition not in first:
-            first[arrival.transition] = arrival.at
-            continue
-        index = bisect.bisect_left(ordered, first[arrival.transition])
-        if index < len(ordered):
-            counts[index] += 1
-    return counts
-
-
-def error_lines(log: str) -> list[str]:
-    """The lines of a service's log that report an error: a JSON record at level ERROR or
-    CRITICAL, or any line with a Python traceback in it (also one printed outside logging)."""
-    found = []
-    for line in log.splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            record = None
-        level = record.get("level") if isinstance(record, dict) else None
-        if level in ("ERROR", "CRITICAL") or "Traceback" in line:
-            found.append(line)
-    return found
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What one scenario measured."""
-
-    scenario: str
-    counts: Counts
-    dead_letters: int
-    held: int
-    """Messages still pending or unacknowledged in the pipeline's consumers when the run ended."""
-    refused: int
-    invalid: int
-    resent: int
-    seconds: float
-    notes: tuple[str, ...]
-    cut: int = 0
-    """Requests the receiver got only part of (the sender was killed sending them)."""
-    errors: Mapping[str, Sequence[str]] = field(default_factory=dict)
-    """Per service, the error lines of its log (see :func:`error_lines`)."""
-    allows_duplicates: bool = False
-    """Duplicates under the first copy's ``Idempotency-Key`` are the documented exception."""
-    quiet: bool = False
-    """An error logged by any service breaks the scenario."""
-
-    HEADER = (
-        "| scenario | expected | received | lost | duplicated | late | latest after recovery "
-        "| dead letters | held at end | errors logged | what happened |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|"
-    )
-
-    def problems(self) -> list[str]:
-        """How the scenario broke the promise; empty when it kept it."""
-        c = self.counts
-        found = [
-            f"{n} {what}"
-            for n, what in (
-                (c.lost, "lost"),
-                (c.late, "late"),
-                (c.unexpected, "unexpected"),
-                (self.dead_letters, "dead letters"),
-                (self.held, "held at the end"),
-                (self.invalid, "bad signatures"),
-            )
-            if n
-        ]
-        if c.duplicated and not (self.allows_duplicates and c.rekeyed == 0):
-            found.append(f"{c.duplicated} duplicated")
-        if c.rekeyed:
-            found.append(f"{c.rekeyed} copies under another Idempotency-Key")
-        logged = sum(len(lines) for lines in self.errors.values())
-        if self.quiet and logged:
-            found.append(f"{logged} errors logged")
-        return found
-
-    def row(self) -> str:
-        """One Markdown table row."""
-        c = self.counts
-        latest = "—" if c.latest is None else f"{c.latest:.1f} s"
-        logged = ", ".join(f"{name} {len(lines)}" for name, lines in self.errors.items() if lines)
-        extra = [
-            *self.notes,
-            *([f"{self.refused} POSTs answered 500"] if self.refused else []),
-            *([f"{self.invalid} bad signatures"] if self.invalid else []),
-            *([f"{self.cut} POSTs cut short by the kill"] if self.cut else []),
-            *([f"{c.unexpected} unexpected"] if c.unexpected else []),
-            *([f"{c.degraded} with the id for a name"] if c.degraded else []),
-            *([f"source resent {self.resent} batches"] if self.resent else []),
-            *([f"{c.rekeyed} copies under another Idempotency-Key"] if c.rekeyed else []),
-            f"{self.seconds:.0f} s",
-        ]
-        return (
-            f"| {self.scenario} | {c.expected} | {c.received} | {c.lost} | {c.duplicated} | "
-            f"{c.late} | {latest} | {self.dead_letters} | {self.held} | {logged or 0} | "
-            f"{'; '.join(extra)} |"
-        )
-
-
-def report(outcomes: Sequence[Outcome]) -> str:
-    """The Markdown table of a run."""
-    return "\n".join([Outcome.HEADER, *(o.row() for o in outcomes)])
 
 
 @dataclass
@@ -890,7 +494,7 @@ async def _stream(run: Run, client: httpx.AsyncClient) -> None:
         accepted = time.monotonic()
         for event in batch:
             if event["id"].endswith(f"-d{DAYS - 1}"):
-                run.due[(event["subject"], "firing", _DAY0)] = accepted
+                run.due[(event["subject"], "firing", DAY0)] = accepted
 
 
 async def _settle(run: Run, nc: NATS, deadline: float) -> bool:

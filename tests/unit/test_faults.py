@@ -14,24 +14,26 @@ import pytest
 
 from goalwatch.cli import main
 from goalwatch.contracts.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
-from goalwatch.dev.faults import (
+from goalwatch.dev.fault_counts import (
     Arrival,
     Counts,
     Outcome,
     Receiver,
+    error_lines,
+    repeats_per_kill,
+    tally,
+)
+from goalwatch.dev.fault_workload import (
     Workload,
     batches,
     burst_batches,
     burst_days,
     burst_people,
     burst_transitions,
-    error_lines,
     expected_transitions,
     people,
-    repeats_per_kill,
-    scenarios,
-    tally,
 )
+from goalwatch.dev.faults import scenarios
 from goalwatch.dev.stack import services
 
 START = datetime(2026, 1, 1, 18, tzinfo=UTC)
