@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     bench.set_defaults(func=_bench)
     faults = commands.add_parser(
         "faults",
-        help="inject faults (kill -9, a Redis power cut, a failing webhook) into a stream of "
+        help="inject faults (kill -9, a Redis power cut, a failing webhook, a burst) into a stream of "
         "alerts on their own servers and count what a webhook receiver got",
     )
     faults.add_argument(
