@@ -208,16 +208,29 @@ def _faults(args: argparse.Namespace) -> int:
         )
         return 2
     chosen = [known[name] for name in args.scenario] or list(known.values())
-    workload = Workload(subjects=args.subjects, duration=args.duration, settle=args.settle)
+    workload = Workload(
+        subjects=args.subjects,
+        duration=args.duration,
+        settle=args.settle,
+        burst_events=args.burst_events,
+        burst_subjects=args.burst_subjects,
+        kills=args.kills,
+    )
     rules_dir = settings_or_exit(StackSettings).rules_dir
     outcomes = []
     for scenario in chosen:
         print(f"goalwatch: {scenario.name}: {scenario.description} ...", flush=True)
         outcomes.append(run_scenario(scenario, workload, rules_dir=rules_dir))
         print(outcomes[-1].row(), flush=True)
+        for service, lines in outcomes[-1].errors.items():
+            for line in lines[:3]:  # enough to start from; the row has the count
+                print(f"goalwatch: {scenario.name}: {service} logged: {line[:500]}", flush=True)
     print()
     print(report(outcomes))
-    return 0
+    broken = [(o.scenario, o.problems()) for o in outcomes if o.problems()]
+    for name, problems in broken:
+        print(f"goalwatch: {name} broke the promise: {', '.join(problems)}", file=sys.stderr)
+    return 1 if broken else 0
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -265,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     bench.set_defaults(func=_bench)
     faults = commands.add_parser(
         "faults",
-        help="inject faults (kill -9, a Redis power cut, a failing webhook) into a stream of "
+        help="inject faults (kill -9, a Redis power cut, a failing webhook, a burst) into a stream of "
         "alerts on their own servers and count what a webhook receiver got",
     )
     faults.add_argument(
@@ -290,6 +303,24 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=90.0,
         help="seconds to wait after the stream and the recovery for what is still due (default 90)",
+    )
+    faults.add_argument(
+        "--burst-events",
+        type=int,
+        default=10_000,
+        help="events the burst scenario posts at once (default 10000)",
+    )
+    faults.add_argument(
+        "--burst-subjects",
+        type=int,
+        default=3_000,
+        help="subjects the burst's events are about (default 3000)",
+    )
+    faults.add_argument(
+        "--kills",
+        type=int,
+        default=10,
+        help="kills of the notifier in kill-notifier-after-2xx (default 10)",
     )
     faults.set_defaults(func=_faults)
     receiver = commands.add_parser(

@@ -1,38 +1,36 @@
-"""``goalwatch faults``: what reaches a webhook when a process dies, Redis loses data or the
-webhook fails.
+"""``goalwatch faults``: what reaches a webhook when a process dies, Redis loses data, the
+webhook fails or a burst arrives.
 
 Each scenario starts its own installation (nats-server, redis-server and the four services, on
 free ports in a temporary folder) with the notifier's webhook pointed at a receiver in this
-process that checks every signature, as a real receiver must. A source then streams
-``report_rework_rate`` events over HTTP: every subject breaches the shipped rule on three days,
-so each one fires exactly one alert, and the receiver should see exactly one ``firing`` POST per
-subject. Subjects come ten to a manager; batch ``k`` carries day 1 of group ``k``, day 2 of
-group ``k-1`` and day 3 of group ``k-2``, so alerts fire all through the stream and a fault in
-the middle meets work in every service.
+process that checks every signature, as a real receiver must
+(:mod:`goalwatch.dev.fault_counts`). A source then streams the workload
+(:mod:`goalwatch.dev.fault_workload`) over HTTP: one alert per subject, firing all through the
+stream, so a fault in the middle meets work in every service.
 
 Halfway through the stream, the scenario's fault lands: a ``kill -9`` and restart of one
-process (at that moment, or at the next moment that process is inside a batch), a Redis that
-loses its last second of AOF writes, or a webhook answering 500 for half the stream's length.
-The source resends a batch whose request failed, as the ingestion contract asks of it. When the
-stream is over and the fault recovered, the run waits until the receiver has every expected
-transition and every pipeline consumer has nothing pending and nothing unacknowledged, or until
-the settle time has passed, and then counts, per alert transition, what arrived.
+process (at that moment, at the next moment that process is inside a batch, four times over,
+or right after a webhook was answered), a Redis that loses its last second of AOF writes, a
+webhook answering 500 for half the stream's length, or a burst of 10,000 events posted at
+once. The source resends a batch whose request failed, as the ingestion contract asks of it.
+When the stream is over and the fault recovered, the run waits until the receiver has every
+expected transition and every pipeline consumer has nothing pending and nothing
+unacknowledged (both awaited), or at most the settle time, reads the services' logs for
+errors, and counts, per alert transition, what arrived.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
+import random
 import secrets
 import tempfile
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Coroutine, Sequence
+from contextlib import suppress
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,271 +41,71 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from goalwatch.contracts import subjects
-from goalwatch.contracts.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
+from goalwatch.dev.fault_counts import (
+    LATE_AFTER,
+    Arrival,
+    Counts,
+    Outcome,
+    Receiver,
+    error_lines,
+    repeats_per_kill,
+    report,
+    tally,
+)
+from goalwatch.dev.fault_workload import (
+    DAY0,
+    DAYS,
+    PER_MANAGER,
+    Transition,
+    Workload,
+    batches,
+    burst_batches,
+    burst_days,
+    burst_people,
+    burst_subject_id,
+    burst_transitions,
+    expected_transitions,
+    people,
+    subject_id,
+)
 from goalwatch.dev.stack import Stack, StackSettings, services
 
-DAYS = 3  # the shipped rule fires on the third breaching day in a row
-PER_MANAGER = 10
-LATE_AFTER = 60.0  # seconds after it was due (or after recovery) that an arrival counts as late
-_DAY0 = datetime(2026, 1, 1, 18, tzinfo=UTC)
+__all__ = [
+    "DAY0",
+    "DAYS",
+    "LATE_AFTER",
+    "PER_MANAGER",
+    "Arrival",
+    "Counts",
+    "Outcome",
+    "Receiver",
+    "Run",
+    "Scenario",
+    "Transition",
+    "Workload",
+    "batches",
+    "burst_batches",
+    "burst_days",
+    "burst_people",
+    "burst_subject_id",
+    "burst_transitions",
+    "error_lines",
+    "expected_transitions",
+    "logged_errors",
+    "people",
+    "repeats_per_kill",
+    "report",
+    "run_scenario",
+    "scenarios",
+    "subject_id",
+    "tally",
+]
+
+# Longest wait between two readings of the consumers' counters while settling: the reading
+# after the last acknowledgement may have been asked before it.
+_RECHECK = 2.0
 # Streams whose durable consumers make up the pipeline, upstream first.
 _PIPELINE_STREAMS = (subjects.STREAM_INGEST, subjects.STREAM_METRICS, subjects.STREAM_ALERTS)
-
-Transition = tuple[str, str, datetime]
-"""One alert transition as a receiver keys it: (subject id, state, started_at)."""
-
-
-@dataclass(frozen=True)
-class Workload:
-    """How big a run is and how long it lasts."""
-
-    subjects: int = 400
-    duration: float = 40.0
-    settle: float = 90.0
-
-    @property
-    def fault_at(self) -> float:
-        """Seconds into the stream at which the fault lands: halfway."""
-        return self.duration / 2
-
-    @property
-    def managers(self) -> int:
-        """Managers, one per ten subjects."""
-        return -(-self.subjects // PER_MANAGER)
-
-
-def subject_id(n: int) -> str:
-    """The id of subject ``n``."""
-    return f"s{n:04d}"
-
-
-def people(workload: Workload) -> list[dict[str, Any]]:
-    """The managers, then the subjects, ten to a manager."""
-    managers = [
-        {"id": f"m{m:03d}", "name": f"Head {m:03d}", "email": f"m{m:03d}@example.org"}
-        for m in range(workload.managers)
-    ]
-    staff = [
-        {"id": subject_id(n), "name": f"Dr {n:04d}", "manager_id": f"m{n // PER_MANAGER:03d}"}
-        for n in range(workload.subjects)
-    ]
-    return managers + staff
-
-
-def _event(n: int, day: int) -> dict[str, Any]:
-    return {
-        "id": f"{subject_id(n)}-d{day}",
-        "metric": "report_rework_rate",
-        "value": 0.2,
-        "time": (_DAY0 + timedelta(days=day)).isoformat(),
-        "subject": subject_id(n),
-        "source": "faults",
-    }
-
-
-def batches(workload: Workload) -> list[list[dict[str, Any]]]:
-    """The stream, batch by batch: batch ``k`` holds day ``d`` of manager group ``k - d``."""
-    groups = [
-        range(first, min(first + PER_MANAGER, workload.subjects))
-        for first in range(0, workload.subjects, PER_MANAGER)
-    ]
-    return [
-        [
-            _event(n, day)
-            for day in range(DAYS)
-            if 0 <= k - day < len(groups)
-            for n in groups[k - day]
-        ]
-        for k in range(len(groups) + DAYS - 1)
-    ]
-
-
-def expected_transitions(workload: Workload) -> list[Transition]:
-    """One ``firing`` per subject, starting at its first breaching day."""
-    return [(subject_id(n), "firing", _DAY0) for n in range(workload.subjects)]
-
-
-@dataclass(frozen=True)
-class Arrival:
-    """One POST the receiver accepted."""
-
-    transition: Transition
-    at: float
-    degraded: bool
-    """The subject's name was missing (its id stood in): goals was not asked or not reached."""
-
-
-class Receiver:
-    """A webhook receiver checking signatures and recording every alert transition it gets.
-
-    ``fail_until`` (a ``time.monotonic()`` value) makes it answer 500 until then; ``on_post``,
-    when set, is called once, from the request's thread, with the next valid POST before it is
-    answered.
-    """
-
-    def __init__(self, secret: str) -> None:
-        self.secret = secret
-        self.arrivals: list[Arrival] = []
-        self.refused = 0
-        self.invalid = 0
-        self.fail_until = 0.0
-        self.on_post: Callable[[], None] | None = None
-        self._lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                status = receiver._take(
-                    body,
-                    self.headers.get(TIMESTAMP_HEADER, ""),
-                    self.headers.get(SIGNATURE_HEADER, ""),
-                )
-                try:
-                    self.send_response(status)
-                    self.end_headers()
-                except OSError:
-                    pass  # the sender is gone (killed while waiting for this answer)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hook"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def _take(self, body: bytes, timestamp: str, signature: str) -> int:
-        if not verify_signature(
-            secret=self.secret, timestamp=timestamp, body=body, signature=signature
-        ):
-            with self._lock:
-                self.invalid += 1
-            return 401
-        now = time.monotonic()
-        with self._lock:
-            if now < self.fail_until:
-                self.refused += 1
-                return 500
-            hook, self.on_post = self.on_post, None
-        if hook is not None:
-            hook()
-        payload = json.loads(body)
-        subject = payload["subject"]
-        transition = (
-            str(subject["id"]),
-            str(payload["state"]),
-            datetime.fromisoformat(payload["started_at"]),
-        )
-        with self._lock:
-            self.arrivals.append(
-                Arrival(transition, time.monotonic(), subject.get("name") == subject["id"])
-            )
-        return 204
-
-    def snapshot(self) -> list[Arrival]:
-        """Every arrival so far, in order."""
-        with self._lock:
-            return list(self.arrivals)
-
-    def received(self) -> set[Transition]:
-        """The distinct transitions accepted so far."""
-        with self._lock:
-            return {a.transition for a in self.arrivals}
-
-    def close(self) -> None:
-        """Stop serving."""
-        self._server.shutdown()
-        self._server.server_close()
-
-
-@dataclass(frozen=True)
-class Counts:
-    """Per alert transition, what the receiver got."""
-
-    expected: int
-    received: int
-    lost: int
-    duplicated: int
-    late: int
-    unexpected: int
-    degraded: int
-    latest: float | None
-    """Seconds from recovery to the last first arrival of an expected transition."""
-
-
-def tally(
-    due: Mapping[Transition, float],
-    arrivals: Sequence[Arrival],
-    *,
-    recovered: float,
-    late_after: float = LATE_AFTER,
-) -> Counts:
-    """Count ``arrivals`` against the transitions ``due`` (each with when it was due).
-
-    A transition is late when its first arrival comes more than ``late_after`` seconds after
-    the later of its due time and ``recovered``; every copy after the first is a duplicate.
-    """
-    copies = Counter(a.transition for a in arrivals)
-    first: dict[Transition, float] = {}
-    for arrival in arrivals:
-        first.setdefault(arrival.transition, arrival.at)
-    received = [t for t in due if t in first]
-    late = sum(1 for t in received if first[t] - max(due[t], recovered) > late_after)
-    return Counts(
-        expected=len(due),
-        received=len(received),
-        lost=len(due) - len(received),
-        duplicated=sum(copies[t] - 1 for t in due if t in copies),
-        late=late,
-        unexpected=sum(n for t, n in copies.items() if t not in due),
-        degraded=sum(1 for a in arrivals if a.degraded),
-        latest=max(first[t] for t in received) - recovered if received else None,
-    )
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What one scenario measured."""
-
-    scenario: str
-    counts: Counts
-    dead_letters: int
-    held: int
-    """Messages still pending or unacknowledged in the pipeline's consumers when the run ended."""
-    refused: int
-    invalid: int
-    resent: int
-    seconds: float
-    notes: tuple[str, ...]
-
-    HEADER = (
-        "| scenario | expected | received | lost | duplicated | late | latest after recovery "
-        "| dead letters | held at end | what happened |\n|---|---|---|---|---|---|---|---|---|---|"
-    )
-
-    def row(self) -> str:
-        """One Markdown table row."""
-        c = self.counts
-        latest = "—" if c.latest is None else f"{c.latest:.1f} s"
-        extra = [
-            *self.notes,
-            *([f"{self.refused} POSTs answered 500"] if self.refused else []),
-            *([f"{self.invalid} bad signatures"] if self.invalid else []),
-            *([f"{c.unexpected} unexpected"] if c.unexpected else []),
-            *([f"{c.degraded} with the id for a name"] if c.degraded else []),
-            *([f"source resent {self.resent} batches"] if self.resent else []),
-            f"{self.seconds:.0f} s",
-        ]
-        return (
-            f"| {self.scenario} | {c.expected} | {c.received} | {c.lost} | {c.duplicated} | "
-            f"{c.late} | {latest} | {self.dead_letters} | {self.held} | {'; '.join(extra)} |"
-        )
-
-
-def report(outcomes: Sequence[Outcome]) -> str:
-    """The Markdown table of a run."""
-    return "\n".join([Outcome.HEADER, *(o.row() for o in outcomes)])
 
 
 @dataclass
@@ -321,6 +119,14 @@ class Run:
     started: float = field(default_factory=time.monotonic)
     recovered: float | None = None
     notes: list[str] = field(default_factory=list)
+    due: dict[Transition, float] = field(default_factory=dict)
+    """Every transition the run must produce, with when the event completing it was accepted."""
+    kills: list[float] = field(default_factory=list)
+    """When each ``kill -9`` of the scenario landed."""
+    resent: int = 0
+    """Requests the source sent again after a failure."""
+    epilogue: list[Callable[[Sequence[Arrival]], str]] = field(default_factory=list)
+    """Notes a fault can only write from every arrival of the run, once it is over."""
 
     def since(self, moment: float) -> str:
         """``moment`` as seconds into the stream."""
@@ -342,12 +148,29 @@ class Run:
         busy = [f"{info.name} {info.num_ack_pending}" for info in found if info.num_ack_pending]
         return ", ".join(busy) or "nothing"
 
-    async def restart(self, name: str, *, killed: float) -> None:
-        """Start ``name`` again and note when it was killed and when it was back."""
+    def kill(self, name: str) -> float:
+        """``kill -9`` ``name`` now; when it landed."""
+        self.stack.kill(name)
+        self.kills.append(time.monotonic())
+        return self.kills[-1]
+
+    async def restart(self, name: str, *, killed: float, note: bool = True) -> None:
+        """Start ``name`` again and (unless told not to) note when it was killed and when it
+        was back."""
         await asyncio.to_thread(self.stack.restart, name)
         self.recovered = time.monotonic()
+        if note:
+            self.notes.append(
+                f"kill -9 {name} at {self.since(killed)}, "
+                f"ready again at {self.since(self.recovered)}"
+            )
+
+    def note_kills(self, name: str) -> None:
+        """One note for several kills of ``name``: when they landed, and when it was back."""
+        at = ", ".join(f"{k - self.started:.1f}" for k in self.kills)
+        back = "—" if self.recovered is None else self.since(self.recovered)
         self.notes.append(
-            f"kill -9 {name} at {self.since(killed)}, ready again at {self.since(self.recovered)}"
+            f"kill -9 {name} {len(self.kills)} times, at {at} s; ready again at {back}"
         )
 
 
@@ -361,13 +184,17 @@ class Scenario:
     name: str
     description: str
     fault: Fault | None
+    allows_duplicates: bool = False
+    """It kills the notifier, which may die between a receiver's 2xx and recording it: a copy
+    under the first one's ``Idempotency-Key`` is then the documented exception (webhook.md)."""
+    quiet: bool = False
+    """No service may log an error while it runs."""
 
 
 def _kill_at_fault_time(name: str) -> Fault:
     async def fault(run: Run) -> None:
         await run.until(run.workload.fault_at)
-        killed = time.monotonic()
-        run.stack.kill(name)
+        killed = run.kill(name)
         run.notes.append(f"unacknowledged at the kill: {await run.in_flight()}")
         await run.restart(name, killed=killed)
 
@@ -383,7 +210,7 @@ def _kill_on_message(name: str, subject: str) -> Fault:
 
         async def kill(_: Msg) -> None:
             if not done.is_set():
-                run.stack.kill(name)
+                run.kill(name)
                 done.set()
 
         sub = await run.nc.subscribe(subject, cb=kill)
@@ -391,8 +218,8 @@ def _kill_on_message(name: str, subject: str) -> Fault:
             await asyncio.wait_for(done.wait(), timeout=run.workload.duration)
         except TimeoutError:
             run.notes.append(f"no message on {subject}: killed at the end of the wait")
-            run.stack.kill(name)
-        killed = time.monotonic()
+            run.kill(name)
+        killed = run.kills[-1]
         await sub.unsubscribe()
         run.notes.append(f"unacknowledged at the kill: {await run.in_flight()}")
         await run.restart(name, killed=killed)
@@ -408,15 +235,15 @@ def _kill_on_webhook(name: str) -> Fault:
         done = threading.Event()
 
         def kill() -> None:
-            run.stack.kill(name)
+            run.kill(name)
             done.set()
 
         run.receiver.on_post = kill
         if not await asyncio.to_thread(done.wait, run.workload.duration):
             run.receiver.on_post = None
             run.notes.append("no webhook POST came: killed at the end of the wait")
-            run.stack.kill(name)
-        killed = time.monotonic()
+            run.kill(name)
+        killed = run.kills[-1]
         run.notes.append(f"unacknowledged at the kill: {await run.in_flight()}")
         await run.restart(name, killed=killed)
 
@@ -430,8 +257,7 @@ async def _aof_cut(run: Run) -> None:
     while time.monotonic() < run.started + run.workload.fault_at:
         sizes.append((time.monotonic(), aof.stat().st_size if aof.exists() else 0))
         await asyncio.sleep(0.1)  # sampling the file's size, as a power cut would find it
-    run.stack.kill("redis")
-    killed = time.monotonic()
+    killed = run.kill("redis")
     size = aof.stat().st_size
     keep = max((s for at, s in sizes if at <= killed - 1.0), default=0)
     os.truncate(aof, keep)
@@ -450,6 +276,87 @@ async def _webhook_outage(run: Run) -> None:
     run.notes.append(f"webhook answered 500 from {run.since(began)} to {run.since(run.recovered)}")
 
 
+def _kill_repeatedly(name: str, times: int) -> Fault:
+    """Kill ``name`` ``times`` times, evenly over the stream's second half, each time
+    restarting it: the next kill may meet it catching up on what the last one left."""
+
+    async def fault(run: Run) -> None:
+        gap = run.workload.duration / 2 / times
+        for n in range(times):
+            await run.until(run.workload.fault_at + n * gap)
+            killed = run.kill(name)
+            await run.restart(name, killed=killed, note=False)
+        run.note_kills(name)
+
+    return fault
+
+
+def _kill_after_answers(name: str) -> Fault:
+    """Kill ``name`` within 20 ms after a webhook was answered 2xx, ``workload.kills``
+    times over the stream's second half: the window between a receiver's answer and the
+    notifier recording it, which only the ``Idempotency-Key`` covers."""
+
+    async def fault(run: Run) -> None:
+        gap = run.workload.duration / 2 / max(1, run.workload.kills)
+        for n in range(run.workload.kills):
+            await run.until(run.workload.fault_at + n * gap)
+            done = threading.Event()
+
+            def kill(done: threading.Event = done) -> None:
+                time.sleep(random.uniform(0, 0.02))  # a random moment of the window
+                run.kill(name)
+                done.set()
+
+            run.receiver.arm(on_answered=kill)
+            answered = await asyncio.to_thread(done.wait, run.workload.duration)
+            if not answered and run.receiver.disarm():
+                run.notes.append(f"no webhook answered after kill {n}: stopped there")
+                break
+            await asyncio.to_thread(done.wait)  # taken just before the disarm: it kills
+            await run.restart(name, killed=run.kills[-1], note=False)
+        run.note_kills(name)
+        run.epilogue.append(lambda arrivals: _repeats_note(arrivals, run.kills))
+
+    return fault
+
+
+def _repeats_note(arrivals: Sequence[Arrival], kills: Sequence[float]) -> str:
+    per_kill = repeats_per_kill(arrivals, kills)
+    return (
+        f"repeats per kill {', '.join(map(str, per_kill))} "
+        f"({sum(1 for n in per_kill if n)} of {len(per_kill)} kills caused one; "
+        f"most in one kill {max(per_kill, default=0)})"
+    )
+
+
+async def _burst(run: Run) -> None:
+    """Post ``burst_events`` events for ``burst_subjects`` new subjects all at once, halfway
+    through the stream: every request of up to 1,000 events concurrently."""
+    workload = run.workload
+    settings = run.stack.settings
+    async with httpx.AsyncClient(timeout=120) as client:
+        everyone = burst_people(workload)
+        for first in range(0, len(everyone), 1000):  # goals takes up to 1,000 at a time
+            answer = await client.post(
+                f"{settings.url('goals')}/v1/people", json=everyone[first : first + 1000]
+            )
+            answer.raise_for_status()
+        await run.until(workload.fault_at)
+        plan = burst_batches(workload)
+        began = time.monotonic()
+        url = f"{settings.url('ingestion')}/v1/events"
+        await asyncio.gather(*(_post(run, client, url, batch) for batch in plan))
+    accepted = time.monotonic()
+    for transition in burst_transitions(workload):
+        run.due[transition] = accepted
+    run.recovered = accepted
+    run.notes.append(
+        f"burst of {sum(map(len, plan)):,} events for {workload.burst_subjects:,} subjects in "
+        f"{len(plan)} concurrent requests at {run.since(began)}, all accepted "
+        f"{accepted - began:.1f} s later"
+    )
+
+
 # How to catch a service inside a batch: the first thing it does that can be seen from outside.
 _IN_BATCH: dict[str, tuple[str, Callable[[str], Fault]]] = {
     "ingestion": (
@@ -466,27 +373,48 @@ _IN_BATCH: dict[str, tuple[str, Callable[[str], Fault]]] = {
     ),
     "notifier": ("at the next webhook POST, before it is answered", _kill_on_webhook),
 }
+# The notifier may die between a receiver's 2xx and recording it (docs/webhook.md).
+_MAY_REPEAT = {"notifier"}
 
 
 def scenarios() -> list[Scenario]:
     """Every scenario, in the order ``goalwatch faults`` runs them."""
-    found = [Scenario("none", "no fault: the baseline", None)]
+    found = [Scenario("none", "no fault: the baseline", None, quiet=True)]
     for name in services():
+        repeats = name in _MAY_REPEAT
         found.append(
             Scenario(
                 f"kill-{name}",
                 f"kill -9 {name} halfway through the stream, then restart it",
                 _kill_at_fault_time(name),
+                allows_duplicates=repeats,
             )
         )
         if name in _IN_BATCH:
             when, make = _IN_BATCH[name]
             found.append(
                 Scenario(
-                    f"kill-{name}-in-batch", f"kill -9 {name} {when}, then restart it", make(name)
+                    f"kill-{name}-in-batch",
+                    f"kill -9 {name} {when}, then restart it",
+                    make(name),
+                    allows_duplicates=repeats,
                 )
             )
     found += [
+        Scenario(
+            "kill-evaluator-4x",
+            "kill -9 the evaluator four times in the stream's second half (20 s by default), "
+            "restarting it each time",
+            _kill_repeatedly("evaluator", 4),
+        ),
+        Scenario(
+            "kill-notifier-after-2xx",
+            "kill -9 the notifier within 20 ms after a webhook was answered 2xx, --kills times "
+            "(10 by default) in the stream's second half, restarting it each time: how often "
+            "a receiver sees a repeat",
+            _kill_after_answers("notifier"),
+            allows_duplicates=True,
+        ),
         Scenario(
             "kill-nats",
             "kill -9 nats-server halfway, restart it on the same store",
@@ -507,6 +435,13 @@ def scenarios() -> list[Scenario]:
             "webhook-500",
             "the webhook answers 500 from halfway for half the stream's length (20 s by default)",
             _webhook_outage,
+        ),
+        Scenario(
+            "burst",
+            "halfway, 10,000 events for 3,000 more subjects (--burst-events, --burst-subjects) "
+            "posted at once: all evaluated and delivered, and no service logs an error",
+            _burst,
+            quiet=True,
         ),
     ]
     return found
@@ -532,44 +467,68 @@ async def _drained(js: JetStreamContext) -> bool:
     return True
 
 
-async def _stream(run: Run, client: httpx.AsyncClient, due: dict[Transition, float]) -> int:
-    """POST the batches, paced over the workload's duration; returns how many were resent."""
+async def _post(run: Run, client: httpx.AsyncClient, url: str, batch: list[dict[str, Any]]) -> None:
+    """POST one batch until ingestion accepts it, as a source following its contract does."""
+    while True:
+        try:
+            response = await client.post(url, json=batch)
+            if response.status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        run.resent += 1
+        await asyncio.sleep(0.5)  # the source's own retry interval
+    answer = response.json()
+    if answer.get("rejected"):
+        raise RuntimeError(f"ingestion rejected events of a batch: {answer}")
+
+
+async def _stream(run: Run, client: httpx.AsyncClient) -> None:
+    """POST the batches, paced over the workload's duration, noting when each is due."""
     plan = batches(run.workload)
     gap = run.workload.duration / max(1, len(plan) - 1)
     url = f"{run.stack.settings.url('ingestion')}/v1/events"
-    resent = 0
     for k, batch in enumerate(plan):
         await run.until(k * gap)
-        while True:
-            try:
-                response = await client.post(url, json=batch)
-                if response.status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            resent += 1
-            await asyncio.sleep(0.5)  # the source's own retry interval
-        answer = response.json()
-        if answer.get("rejected"):
-            raise RuntimeError(f"ingestion rejected events of batch {k}: {answer}")
+        await _post(run, client, url, batch)
         accepted = time.monotonic()
         for event in batch:
             if event["id"].endswith(f"-d{DAYS - 1}"):
-                due[(event["subject"], "firing", _DAY0)] = accepted
-    return resent
+                run.due[(event["subject"], "firing", DAY0)] = accepted
 
 
-async def _settle(
-    run: Run, js: JetStreamContext, expected: set[Transition], deadline: float
-) -> None:
-    while time.monotonic() < deadline:
-        try:
-            drained = await asyncio.wait_for(_drained(js), timeout=2.0)
-            if drained and expected <= run.receiver.received():
-                return
-        except (nats.errors.Error, TimeoutError):
-            pass  # a server just restarted; ask again
-        await asyncio.sleep(0.1)  # the server's counters: there is no event to await
+async def _settle(run: Run, nc: NATS, deadline: float) -> bool:
+    """Wait until every transition due has arrived and the pipeline is drained, or until
+    ``deadline``; whether it settled.
+
+    Arrivals are awaited on the receiver. The consumers' counters have no event of their own,
+    but they only reach "drained" through an acknowledgement, so they are read again at
+    every acknowledgement that passes (``$JS.ACK.>``), and at least every few seconds, in
+    case the last one went by while NATS was being asked.
+    """
+    left = deadline - time.monotonic()
+    if not await asyncio.to_thread(run.receiver.wait_for, set(run.due), left):
+        return False
+    js = nc.jetstream()
+    acked = asyncio.Event()
+
+    async def on_ack(_: Msg) -> None:
+        acked.set()
+
+    sub = await nc.subscribe("$JS.ACK.>", cb=on_ack)
+    try:
+        while True:
+            acked.clear()
+            with suppress(nats.errors.Error, TimeoutError):  # a server just restarted
+                if await asyncio.wait_for(_drained(js), timeout=2.0):
+                    return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            with suppress(TimeoutError):
+                await asyncio.wait_for(acked.wait(), timeout=min(left, _RECHECK))
+    finally:
+        await sub.unsubscribe()
 
 
 async def _measure(
@@ -588,39 +547,60 @@ async def _measure(
     )
     try:
         run = Run(stack=stack, receiver=receiver, nc=nc, workload=workload)
-        due: dict[Transition, float] = {}
         fault = asyncio.create_task(scenario.fault(run)) if scenario.fault else None
         async with httpx.AsyncClient(timeout=10) as client:
-            resent = await _stream(run, client, due)
+            await _stream(run, client)
         stream_end = time.monotonic()
         if fault is not None:
             await fault
         recovered = run.recovered or stream_end
         # A connection of its own: the first one may still be finding a restarted nats-server.
         after = await nats.connect(settings.nats_url, error_cb=quiet)
-        js = after.jetstream()
-        await _settle(run, js, set(due), max(stream_end, recovered) + workload.settle)
-        held = sum(i.num_pending + i.num_ack_pending for i in await _consumers(js))
-        dead = (await js.stream_info(subjects.STREAM_DEADLETTER)).state.messages
-        await after.close()
+        try:
+            settled = await _settle(run, after, max(stream_end, recovered) + workload.settle)
+            js = after.jetstream()
+            held = sum(i.num_pending + i.num_ack_pending for i in await _consumers(js))
+            dead = (await js.stream_info(subjects.STREAM_DEADLETTER)).state.messages
+        finally:
+            await after.close()
         arrivals = receiver.snapshot()
+        notes = [*run.notes, *(write(arrivals) for write in run.epilogue)]
+        if not settled:
+            notes.append(f"stopped waiting after --settle {workload.settle:.0f} s")
         return Outcome(
             scenario=scenario.name,
-            counts=tally(due, arrivals, recovered=recovered),
+            counts=tally(run.due, arrivals, recovered=recovered),
             dead_letters=dead,
             held=held,
             refused=receiver.refused,
             invalid=receiver.invalid,
-            resent=resent,
+            cut=receiver.cut,
+            resent=run.resent,
             seconds=time.monotonic() - run.started,
-            notes=tuple(run.notes),
+            notes=tuple(notes),
+            allows_duplicates=scenario.allows_duplicates,
+            quiet=scenario.quiet,
         )
     finally:
         await nc.close()
 
 
+def logged_errors(stack: Stack) -> dict[str, list[str]]:
+    """Per service, the error lines of its log so far (a restarted service's log goes on in
+    the same file)."""
+    return {
+        name: error_lines((stack.log_dir / f"{name}.log").read_text(errors="replace"))
+        for name in services()
+        if (stack.log_dir / f"{name}.log").exists()
+    }
+
+
 def run_scenario(scenario: Scenario, workload: Workload, *, rules_dir: Path) -> Outcome:
-    """Start an installation, stream the workload with the scenario's fault, count, stop."""
+    """Start an installation, stream the workload with the scenario's fault, count, stop.
+
+    The services' logs are read before they are stopped: what a shutdown logs is not the
+    scenario's.
+    """
     secret = secrets.token_hex(16)
     receiver = Receiver(secret)
     try:
@@ -632,7 +612,8 @@ def run_scenario(scenario: Scenario, workload: Workload, *, rules_dir: Path) -> 
             )
             stack.start()
             try:
-                return asyncio.run(_measure(stack, receiver, scenario, workload))
+                outcome = asyncio.run(_measure(stack, receiver, scenario, workload))
+                return replace(outcome, errors=logged_errors(stack))
             finally:
                 stack.stop()
     finally:

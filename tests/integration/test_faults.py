@@ -24,3 +24,6 @@ def test_the_evaluator_killed_inside_a_batch_loses_and_doubles_nothing() -> None
     assert (counts.lost, counts.duplicated, counts.unexpected) == (0, 0, 0), outcome.row()
     assert counts.degraded == 0, outcome.row()
     assert (outcome.invalid, outcome.dead_letters, outcome.held) == (0, 0, 0), outcome.row()
+    assert outcome.problems() == [], outcome.row()
+    # It ended on "everything arrived and the pipeline is drained", not on the settle time.
+    assert not any(note.startswith("stopped waiting") for note in outcome.notes), outcome.row()

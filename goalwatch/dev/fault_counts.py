@@ -1,0 +1,327 @@
+"""What ``goalwatch faults`` counts: a webhook receiver checking signatures and recording each
+alert transition, the arithmetic over what it got, and the table a run prints."""
+
+from __future__ import annotations
+
+import bisect
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from goalwatch.contracts.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
+from goalwatch.dev.fault_workload import Transition
+
+LATE_AFTER = 60.0  # seconds after it was due (or after recovery) that an arrival counts as late
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """One POST the receiver accepted."""
+
+    transition: Transition
+    at: float
+    degraded: bool
+    """The subject's name was missing (its id stood in): goals was not asked or not reached."""
+    key: str = ""
+    """Its ``Idempotency-Key`` header."""
+
+
+class Receiver:
+    """A webhook receiver checking signatures and recording every alert transition it gets.
+
+    ``fail_until`` (a ``time.monotonic()`` value) makes it answer 500 until then. ``on_post``,
+    when set, is called once, from the request's thread, with the next valid POST before it is
+    answered; ``on_answered`` likewise once the next 2xx answer has been sent.
+    """
+
+    def __init__(self, secret: str) -> None:
+        self.secret = secret
+        self.arrivals: list[Arrival] = []
+        self.refused = 0
+        self.invalid = 0
+        self.cut = 0
+        """Requests whose body ended early: their sender died while sending."""
+        self.fail_until = 0.0
+        self.on_post: Callable[[], None] | None = None
+        self.on_answered: Callable[[], None] | None = None
+        self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                body = self.rfile.read(length)
+                if len(body) < length:  # cut short: the sender was killed while it sent
+                    with receiver._lock:
+                        receiver.cut += 1
+                    return
+                status = receiver._take(
+                    body,
+                    self.headers.get(TIMESTAMP_HEADER, ""),
+                    self.headers.get(SIGNATURE_HEADER, ""),
+                    self.headers.get("Idempotency-Key", ""),
+                )
+                try:
+                    self.send_response(status)
+                    self.end_headers()  # unbuffered: the answer is on the wire after this
+                except OSError:
+                    return  # the sender is gone (killed while waiting for this answer)
+                if status < 300:
+                    receiver._answered()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hook"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def _take(self, body: bytes, timestamp: str, signature: str, key: str) -> int:
+        if not verify_signature(
+            secret=self.secret, timestamp=timestamp, body=body, signature=signature
+        ):
+            with self._lock:
+                self.invalid += 1
+            return 401
+        now = time.monotonic()
+        with self._lock:
+            if now < self.fail_until:
+                self.refused += 1
+                return 500
+            hook, self.on_post = self.on_post, None
+        if hook is not None:
+            hook()
+        payload = json.loads(body)
+        subject = payload["subject"]
+        transition = (
+            str(subject["id"]),
+            str(payload["state"]),
+            datetime.fromisoformat(payload["started_at"]),
+        )
+        with self._arrived:
+            self.arrivals.append(
+                Arrival(transition, time.monotonic(), subject.get("name") == subject["id"], key)
+            )
+            self._arrived.notify_all()
+        return 204
+
+    def arm(self, *, on_answered: Callable[[], None]) -> None:
+        """Call ``on_answered`` once, after the next 2xx answer has been sent."""
+        with self._lock:
+            self.on_answered = on_answered
+
+    def disarm(self) -> bool:
+        """Drop the hook :meth:`arm` set; False when a request took it first."""
+        with self._lock:
+            armed, self.on_answered = self.on_answered is not None, None
+        return armed
+
+    def _answered(self) -> None:
+        with self._lock:
+            hook, self.on_answered = self.on_answered, None
+        if hook is not None:
+            hook()
+
+    def snapshot(self) -> list[Arrival]:
+        """Every arrival so far, in order."""
+        with self._lock:
+            return list(self.arrivals)
+
+    def received(self) -> set[Transition]:
+        """The distinct transitions accepted so far."""
+        with self._lock:
+            return {a.transition for a in self.arrivals}
+
+    def wait_for(self, expected: set[Transition], timeout: float) -> bool:
+        """Block until every transition in ``expected`` has arrived, or ``timeout`` seconds
+        have passed; whether they all did."""
+        missing = set(expected)
+        read = 0  # arrivals already taken off ``missing``
+
+        def complete() -> bool:
+            nonlocal read
+            missing.difference_update(a.transition for a in self.arrivals[read:])
+            read = len(self.arrivals)
+            return not missing
+
+        with self._arrived:
+            return self._arrived.wait_for(complete, timeout=max(0.0, timeout))
+
+    def close(self) -> None:
+        """Stop serving."""
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Per alert transition, what the receiver got."""
+
+    expected: int
+    received: int
+    lost: int
+    duplicated: int
+    late: int
+    unexpected: int
+    degraded: int
+    latest: float | None
+    """Seconds from recovery to the last first arrival of an expected transition."""
+    rekeyed: int = 0
+    """Copies of a transition under an ``Idempotency-Key`` other than its first copy's."""
+
+
+def tally(
+    due: Mapping[Transition, float],
+    arrivals: Sequence[Arrival],
+    *,
+    recovered: float,
+    late_after: float = LATE_AFTER,
+) -> Counts:
+    """Count ``arrivals`` against the transitions ``due`` (each with when it was due).
+
+    A transition is late when its first arrival comes more than ``late_after`` seconds after
+    the later of its due time and ``recovered``; every copy after the first is a duplicate.
+    """
+    copies = Counter(a.transition for a in arrivals)
+    first: dict[Transition, Arrival] = {}
+    rekeyed = 0
+    for arrival in arrivals:
+        earlier = first.setdefault(arrival.transition, arrival)
+        rekeyed += earlier is not arrival and earlier.key != arrival.key
+    received = [t for t in due if t in first]
+    late = sum(1 for t in received if first[t].at - max(due[t], recovered) > late_after)
+    return Counts(
+        expected=len(due),
+        received=len(received),
+        lost=len(due) - len(received),
+        duplicated=sum(copies[t] - 1 for t in due if t in copies),
+        late=late,
+        unexpected=sum(n for t, n in copies.items() if t not in due),
+        degraded=sum(1 for a in arrivals if a.degraded),
+        latest=max(first[t].at for t in received) - recovered if received else None,
+        rekeyed=rekeyed,
+    )
+
+
+def repeats_per_kill(arrivals: Sequence[Arrival], kills: Sequence[float]) -> list[int]:
+    """For each kill (its ``time.monotonic()``), the repeats it caused.
+
+    A repeat is a copy after the first of a transition; the kill that caused it is the first
+    one after that first copy arrived (the notifier died before recording the answer). Copies
+    whose first arrival came after the last kill are not counted.
+    """
+    ordered = sorted(kills)
+    counts = [0] * len(ordered)
+    first: dict[Transition, float] = {}
+    for arrival in arrivals:
+        if arrival.transition not in first:
+            first[arrival.transition] = arrival.at
+            continue
+        index = bisect.bisect_left(ordered, first[arrival.transition])
+        if index < len(ordered):
+            counts[index] += 1
+    return counts
+
+
+def error_lines(log: str) -> list[str]:
+    """The lines of a service's log that report an error: a JSON record at level ERROR or
+    CRITICAL, or any line with a Python traceback in it (also one printed outside logging)."""
+    found = []
+    for line in log.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        level = record.get("level") if isinstance(record, dict) else None
+        if level in ("ERROR", "CRITICAL") or "Traceback" in line:
+            found.append(line)
+    return found
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one scenario measured."""
+
+    scenario: str
+    counts: Counts
+    dead_letters: int
+    held: int
+    """Messages still pending or unacknowledged in the pipeline's consumers when the run ended."""
+    refused: int
+    invalid: int
+    resent: int
+    seconds: float
+    notes: tuple[str, ...]
+    cut: int = 0
+    """Requests the receiver got only part of (the sender was killed sending them)."""
+    errors: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    """Per service, the error lines of its log (see :func:`error_lines`)."""
+    allows_duplicates: bool = False
+    """Duplicates under the first copy's ``Idempotency-Key`` are the documented exception."""
+    quiet: bool = False
+    """An error logged by any service breaks the scenario."""
+
+    HEADER = (
+        "| scenario | expected | received | lost | duplicated | late | latest after recovery "
+        "| dead letters | held at end | errors logged | what happened |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|"
+    )
+
+    def problems(self) -> list[str]:
+        """How the scenario broke the promise; empty when it kept it."""
+        c = self.counts
+        found = [
+            f"{n} {what}"
+            for n, what in (
+                (c.lost, "lost"),
+                (c.late, "late"),
+                (c.unexpected, "unexpected"),
+                (self.dead_letters, "dead letters"),
+                (self.held, "held at the end"),
+                (self.invalid, "bad signatures"),
+            )
+            if n
+        ]
+        if c.duplicated and not (self.allows_duplicates and c.rekeyed == 0):
+            found.append(f"{c.duplicated} duplicated")
+        if c.rekeyed:
+            found.append(f"{c.rekeyed} copies under another Idempotency-Key")
+        logged = sum(len(lines) for lines in self.errors.values())
+        if self.quiet and logged:
+            found.append(f"{logged} errors logged")
+        return found
+
+    def row(self) -> str:
+        """One Markdown table row."""
+        c = self.counts
+        latest = "—" if c.latest is None else f"{c.latest:.1f} s"
+        logged = ", ".join(f"{name} {len(lines)}" for name, lines in self.errors.items() if lines)
+        extra = [
+            *self.notes,
+            *([f"{self.refused} POSTs answered 500"] if self.refused else []),
+            *([f"{self.invalid} bad signatures"] if self.invalid else []),
+            *([f"{self.cut} POSTs cut short by the kill"] if self.cut else []),
+            *([f"{c.unexpected} unexpected"] if c.unexpected else []),
+            *([f"{c.degraded} with the id for a name"] if c.degraded else []),
+            *([f"source resent {self.resent} batches"] if self.resent else []),
+            *([f"{c.rekeyed} copies under another Idempotency-Key"] if c.rekeyed else []),
+            f"{self.seconds:.0f} s",
+        ]
+        return (
+            f"| {self.scenario} | {c.expected} | {c.received} | {c.lost} | {c.duplicated} | "
+            f"{c.late} | {latest} | {self.dead_letters} | {self.held} | {logged or 0} | "
+            f"{'; '.join(extra)} |"
+        )
+
+
+def report(outcomes: Sequence[Outcome]) -> str:
+    """The Markdown table of a run."""
+    return "\n".join([Outcome.HEADER, *(o.row() for o in outcomes)])
