@@ -57,15 +57,8 @@ class MetricsHandler:
         async with self._recovery.turn:
             try:
                 await self._recovery.catch_up()
-            except Exception as exc:
-                logger.exception("rule state could not be brought up to date")
-                return [
-                    self._policy.on_failure(
-                        deliveries=facts.deliveries,
-                        reason=f"rule state could not be brought up to date: {exc!r}",
-                    )
-                    for facts in received
-                ]
+            except Exception as exc:  # Redis or NATS trouble: the batch waits for it
+                return self._all_wait(received, exc)
             failures = await self._evaluator.handle_batch(messages)
             await self._recovery.commit()
         verdicts: list[Verdict] = []
@@ -92,15 +85,8 @@ class MetricsHandler:
         async with self._recovery.turn:
             try:
                 await self._recovery.catch_up()
-            except Exception as exc:
-                logger.exception("rule state could not be brought up to date")
-                return [
-                    self._policy.on_failure(
-                        deliveries=facts.deliveries,
-                        reason=f"rule state could not be brought up to date: {exc!r}",
-                    )
-                    for facts in received
-                ]
+            except Exception as exc:  # Redis or NATS trouble: the batch waits for it
+                return self._all_wait(received, exc)
             verdicts: list[Verdict] = []
             for fired, facts in zip(messages, received, strict=True):
                 try:
@@ -116,6 +102,16 @@ class MetricsHandler:
                     verdicts.append(ACK)
             await self._recovery.commit()
         return verdicts
+
+    def _all_wait(self, received: Sequence[Received], exc: Exception) -> list[Verdict]:
+        # Each verdict is logged where it is applied (a warning while it is retried).
+        return [
+            self._policy.on_failure(
+                deliveries=facts.deliveries,
+                reason=f"rule state could not be brought up to date: {exc!r}",
+            )
+            for facts in received
+        ]
 
     async def check(self) -> None:
         """Catch up without a batch, so a Redis restart while no events arrive is noticed."""

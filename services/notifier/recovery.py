@@ -63,7 +63,7 @@ class InboxHandler:
         try:
             await self._recovery.ready()
         except Exception as exc:  # Redis, NATS or goals trouble: the alert waits for it
-            logger.exception("inbox could not be brought up to date")
+            # The verdict is logged where it is applied (a warning while it is retried).
             return self._policy.on_failure(
                 deliveries=received.deliveries,
                 reason=f"inbox could not be brought up to date: {exc!r}",
