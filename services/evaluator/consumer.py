@@ -3,7 +3,6 @@ and rule state kept caught up with the stream when Redis loses writes."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 
 from pydantic import ValidationError
@@ -13,8 +12,6 @@ from goalwatch.consumers import ACK, Received, RedeliveryPolicy, Verdict
 from goalwatch.contracts import MetricRecorded, TimerFired
 from services.evaluator.evaluation import Evaluator
 from services.evaluator.metrics import STATE_REPLAYED
-
-logger = logging.getLogger(__name__)
 
 
 class MetricsHandler:

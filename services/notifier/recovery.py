@@ -19,8 +19,6 @@ notices a restart while no alerts arrive.
 
 from __future__ import annotations
 
-import logging
-
 from pydantic import ValidationError
 
 from goalwatch.checkpoints import Apply, Recovery
@@ -28,8 +26,6 @@ from goalwatch.consumers import Received, RedeliveryPolicy, Verdict
 from services.notifier.metrics import INBOX_REPLAYED
 from services.notifier.notification import Alert
 from services.notifier.pipeline import Notifier
-
-logger = logging.getLogger(__name__)
 
 
 def inbox_replay(notifier: Notifier, model: type[Alert]) -> Apply:
