@@ -22,7 +22,11 @@ def test_people_chains_cycles_and_repeats(stack: Stack) -> None:
             {"id": ceo, "name": "CEO"},
             {"id": lead, "name": "Lead", "manager_id": vp},
         ]
-        assert http.post(f"{goals}/v1/people", json=batch).json() == {"upserted": 3}
+        assert http.post(f"{goals}/v1/people", json=batch).json() == {
+            "upserted": 3,
+            "created": 3,
+            "replaced": 0,
+        }
         person = http.get(f"{goals}/v1/people/{lead}").json()
         assert (person["name"], person["managers"]) == ("Lead", [vp, ceo])
 
