@@ -179,6 +179,14 @@ def _contracts(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    if args.mode == "impact":
+        from goalwatch.dev import graph_bench
+
+        impact = graph_bench.run(
+            goals=args.goals, walks=args.walks, rules_dir=settings_or_exit(StackSettings).rules_dir
+        )
+        print(impact.report())
+        return 0
     from goalwatch.dev.bench import run
 
     result = run(
@@ -262,6 +270,14 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument(
         "--transport", choices=["nats", "http"], default="nats", help="how the source sends"
     )
+    bench.add_argument(
+        "--mode",
+        choices=["pipeline", "impact"],
+        default="pipeline",
+        help="pipeline: events to alerts (default); impact: the impact walk of a goal graph",
+    )
+    bench.add_argument("--goals", type=int, default=100_000, help="impact: goals (100000)")
+    bench.add_argument("--walks", type=int, default=1000, help="impact: walks timed (1000)")
     bench.set_defaults(func=_bench)
     faults = commands.add_parser(
         "faults",

@@ -259,7 +259,7 @@ def _messages() -> dict[str, Any]:
         return {"type": "array", "items": ref(name), "minItems": 1}
 
     messages: dict[str, Any] = {}
-    for model in (
+    published: tuple[type[BaseModel], ...] = (
         contracts.MetricRecorded,
         contracts.MetricCloudEvent,
         contracts.AlertFired,
@@ -267,7 +267,8 @@ def _messages() -> dict[str, Any]:
         contracts.NotificationSent,
         contracts.DeadLetter,
         *_GOAL_EVENTS,
-    ):
+    )
+    for model in published:
         messages[model.__name__] = {
             "name": model.__name__,
             "title": model.__name__,

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import defaultdict
+from collections.abc import Sequence
 
 from faststream.nats import NatsBroker
 from faststream.nats.publisher.usecase import LogicPublisher
@@ -21,6 +23,7 @@ from redis.asyncio import Redis
 
 from goalwatch.consumers import provisioned
 from goalwatch.contracts import subjects
+from goalwatch.contracts.goal_events import GoalEvent
 from services.goals import keys
 from services.goals.events import SUBJECT_OF, ChangeRecord, events_of
 from services.goals.metrics import EVENTS_PUBLISHED, OUTBOX_PENDING
@@ -47,9 +50,19 @@ class GoalEventPublisher:
             for model, subject in SUBJECT_OF.items()
         }
 
-    async def publish(self, record: ChangeRecord) -> None:
-        """Publish every event of ``record``, in order; raise if JetStream does not ack one."""
-        for event in events_of(record):
+    async def publish(self, records: Sequence[ChangeRecord]) -> None:
+        """Publish every event of ``records``; raise if JetStream does not ack one.
+
+        The events of one goal go one after the other, in order; different goals' go
+        concurrently, as awaiting every ack in turn is about ten times slower.
+        """
+        by_goal: dict[str, list[GoalEvent]] = defaultdict(list)
+        for record in records:
+            by_goal[record.goal_id].extend(events_of(record))
+        await asyncio.gather(*(self._in_order(events) for events in by_goal.values()))
+
+    async def _in_order(self, events: Sequence[GoalEvent]) -> None:
+        for event in events:
             await self._publishers[SUBJECT_OF[type(event)]].publish(
                 event.model_dump_json(),
                 headers={"Nats-Msg-Id": event.event_id, "content-type": "application/json"},
@@ -79,15 +92,20 @@ class Outbox:
                 if not raw:
                     OUTBOX_PENDING.set(0)
                     return True
+                try:
+                    await self._publisher.publish(
+                        [ChangeRecord.model_validate_json(t) for t in raw]
+                    )
+                except Exception as exc:  # NATS down, timeout: the relay tries again
+                    logger.warning("goal events not published yet (%r); will retry", exc)
+                    OUTBOX_PENDING.set(await self._redis.llen(keys.OUTBOX))
+                    self._failed.set()
+                    return False
+                # By value, not by position: another replica may have flushed them already.
+                pipe = self._redis.pipeline(transaction=False)
                 for text in raw:
-                    try:
-                        await self._publisher.publish(ChangeRecord.model_validate_json(text))
-                    except Exception as exc:  # NATS down, timeout: the relay tries again
-                        logger.warning("goal events not published yet (%r); will retry", exc)
-                        OUTBOX_PENDING.set(await self._redis.llen(keys.OUTBOX))
-                        self._failed.set()
-                        return False
-                    await self._redis.lrem(keys.OUTBOX, 1, text)
+                    pipe.lrem(keys.OUTBOX, 1, text)
+                await pipe.execute()
 
     async def relay(self) -> None:
         """Run while the service serves: flush at start, and again after any failed flush."""
