@@ -59,10 +59,16 @@ def _up(_: argparse.Namespace) -> int:
             demo = load_demo(
                 goals_url=settings.url("goals"), ingestion_url=settings.url("ingestion")
             )
-            print(
-                f"goalwatch: demo data loaded ({demo['accepted']} events accepted, "
-                f"{demo['duplicated']} already known)"
-            )
+            if demo is None:
+                print(
+                    "goalwatch: the store already holds data; the demo is loaded only into "
+                    "an empty one (`make clean-state` empties it)"
+                )
+            else:
+                print(
+                    "goalwatch: demo company loaded (5 org units, 12 people, 7 goals; "
+                    f"{demo['accepted']} events accepted, {demo['duplicated']} already known)"
+                )
         except httpx.HTTPError as exc:
             print(
                 f"goalwatch: the demo data was not loaded ({exc}); goalwatch runs without it. "
@@ -125,7 +131,7 @@ def _print_alerts(nats_url: str, stop: threading.Event, watching: threading.Even
 def _banner(settings: StackSettings) -> str:
     rows = [
         ("ingestion", f"{settings.url('ingestion')}   POST /v1/events"),
-        ("goals", f"{settings.url('goals')}   POST/GET /v1/people"),
+        ("goals", f"{settings.url('goals')}   /v1/people /v1/org-units /v1/goals"),
         ("evaluator", f"{settings.url('evaluator')}   GET /v1/rules"),
         ("notifier", f"{settings.url('notifier')}   GET /v1/alerts"),
         ("nats", settings.nats_url),
