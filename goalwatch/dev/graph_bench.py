@@ -35,18 +35,21 @@ class ImpactResult:
     links: int
     load_seconds: float
     walks: Latencies
+    server: Latencies
     affected_mean: float
     affected_max: int
 
     def report(self) -> str:
         """The lines to paste into docs/benchmarks.md."""
-        w = self.walks
+        w, s = self.walks, self.server
         return "\n".join(
             [
                 f"graph: {self.goals} goals, {self.links} links, depth {DEPTH}, loaded over "
                 f"HTTP in {self.load_seconds:.1f} s ({self.goals / self.load_seconds:.0f} goals/s)",
                 f"GET /v1/goals/{{id}}/impact, {self.walks.count} key results: "
                 f"p50 / p95 / p99 / max {w.p50:.1f} / {w.p95:.1f} / {w.p99:.1f} / {w.max:.1f} ms",
+                f"  in the service (walk script + reads, Server-Timing): p50 / p95 / p99 / max "
+                f"{s.p50:.1f} / {s.p95:.1f} / {s.p99:.1f} / {s.max:.1f} ms",
                 f"affected goals per answer: mean {self.affected_mean:.1f}, "
                 f"max {self.affected_max}",
             ]
@@ -125,12 +128,15 @@ def run(*, goals: int, walks: int, rules_dir: Path) -> ImpactResult:
                 rng = random.Random(11)
                 picks = [rng.choice(levels[-1])["id"] for _ in range(walks)]
                 seconds: list[float] = []
+                server: list[float] = []
                 sizes: list[int] = []
                 for goal_id in picks:
                     began = time.perf_counter()
                     answer = http.get(f"{url}/v1/goals/{goal_id}/impact")
                     seconds.append(time.perf_counter() - began)
                     answer.raise_for_status()
+                    timing = answer.headers["server-timing"]
+                    server.append(float(timing.split("dur=")[1]) / 1000)
                     sizes.append(len(answer.json()["affected"]))
         finally:
             stack.stop()
@@ -139,6 +145,7 @@ def run(*, goals: int, walks: int, rules_dir: Path) -> ImpactResult:
         links=links,
         load_seconds=load,
         walks=Latencies.of(seconds),
+        server=Latencies.of(server),
         affected_mean=sum(sizes) / len(sizes),
         affected_max=max(sizes),
     )

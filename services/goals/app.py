@@ -16,6 +16,7 @@ from services.goals.api import people_router
 from services.goals.goal_store import GoalStore
 from services.goals.goals_api import goals_router
 from services.goals.impact import ImpactWalk
+from services.goals.import_api import import_router
 from services.goals.metrics import REGISTRY
 from services.goals.org_units import OrgUnitStore
 from services.goals.outbox import GoalEventPublisher, Outbox
@@ -70,10 +71,21 @@ def create_app(
             people, max_batch=settings.goals_max_batch, max_body_bytes=settings.http_max_body_bytes
         )
     )
+    units = OrgUnitStore(redis)
+    # Before the JSON routes, so that /v1/goals/import is not read as a goal id.
+    app.include_router(
+        import_router(
+            people=people,
+            units=units,
+            goals=goals,
+            flush=outbox.flush,
+            max_batch=settings.goals_max_batch,
+        )
+    )
     app.include_router(
         goals_router(
             goals=goals,
-            units=OrgUnitStore(redis),
+            units=units,
             impact=ImpactWalk(redis),
             flush=outbox.flush,
             max_batch=settings.goals_max_batch,

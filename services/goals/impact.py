@@ -26,19 +26,24 @@ class ImpactWalk:
         self._script = redis.register_script(IMPACT)
         self._max = max_affected
 
-    async def steps(self, goal_id: str) -> list[tuple[str, str, LinkKind, float, int]]:
-        """The walk alone: ``(goal, reached from, link, share, depth)``, nearest first."""
-        raw, _truncated = await self._script(
-            keys=[keys.OUTBOX], args=[keys.GRAPH, goal_id, self._max]
-        )
+    async def steps(self, goal_id: str) -> list[tuple[str, str, LinkKind, float, int]] | None:
+        """The walk alone: ``(goal, reached from, link, share, depth)``, nearest first; None
+        if there is no such goal."""
+        answer = await self._script(keys=[keys.OUTBOX], args=[keys.GRAPH, goal_id, self._max])
+        if not answer:
+            return None
+        raw, _truncated = answer
         return [
             (str(g), str(via), LinkKind(str(link)), float(share), int(depth))
             for g, via, link, share, depth in raw
         ]
 
-    async def impact(self, goal_id: str) -> GoalImpact:
-        """Every goal affected if ``goal_id`` fails, with the path, weight, owner, manager."""
+    async def impact(self, goal_id: str) -> GoalImpact | None:
+        """Every goal affected if ``goal_id`` fails, with the path, weight, owner, manager;
+        None if there is no such goal."""
         steps = await self.steps(goal_id)
+        if steps is None:
+            return None
         reached = {g: (via, link, share, depth) for g, via, link, share, depth in steps}
         goal_ids = [s[0] for s in steps]
         docs = await self._redis.mget([keys.goal(g) for g in goal_ids]) if goal_ids else []

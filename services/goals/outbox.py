@@ -16,6 +16,7 @@ import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Protocol
 
 from faststream.nats import NatsBroker
 from faststream.nats.publisher.usecase import LogicPublisher
@@ -72,12 +73,18 @@ class GoalEventPublisher:
             EVENTS_PUBLISHED.labels(event=type(event).__name__).inc()
 
 
+class EventSink(Protocol):
+    """Where the outbox sends change records (the JetStream publisher, or a test's)."""
+
+    async def publish(self, records: Sequence[ChangeRecord]) -> None:
+        """Publish the events of ``records``; raise unless every one was acknowledged."""
+        ...
+
+
 class Outbox:
     """Flushes the outbox: after each write, at start, and with backoff after a failure."""
 
-    def __init__(
-        self, redis: Redis, publisher: GoalEventPublisher, *, retry_delay: float = 1.0
-    ) -> None:
+    def __init__(self, redis: Redis, publisher: EventSink, *, retry_delay: float = 1.0) -> None:
         self._redis = redis
         self._publisher = publisher
         self._retry_delay = retry_delay

@@ -125,6 +125,7 @@ unless it answers ``ok``.
 
 IMPACT: Final = r"""
 local P, start, max_nodes = ARGV[1], ARGV[2], tonumber(ARGV[3])
+if redis.call('EXISTS', P .. 'goal:' .. start) == 0 then return false end
 local visited, totals, out = {[start] = true}, {}, {}
 local frontier, depth = {start}, 0
 while #frontier > 0 do
@@ -163,6 +164,6 @@ return {out, 0}
 """
 """Breadth-first walk of what a goal's failure reaches: ``ARGV`` = prefix, goal, node limit.
 
-Answers ``{steps, truncated}``; each step is ``{goal, reached from, link, share, depth}``,
+Answers nil when there is no such goal, else ``{steps, truncated}``; each step is ``{goal, reached from, link, share, depth}``,
 every goal once, by a shortest path.
 """

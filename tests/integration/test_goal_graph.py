@@ -267,3 +267,26 @@ def test_org_units_people_and_goal_listings(stack: Stack) -> None:
             params={"org_unit_id": dept, "period": "2026-Q4", "due_before": "2026-12-02T00:00:00+08:00"},
         ).json()["goals"]  # fmt: skip
         assert [g["id"] for g in due] == [goals[0]["id"]]
+
+
+def test_csv_import_reports_bad_cells_by_row_and_column(stack: Stack) -> None:
+    url = stack.settings.url("goals")
+    parent, child = unique("obj"), unique("kr")
+    good = (
+        "id,title,type,owner_id,contributes_to,target_value,current_value\n"
+        f"{parent},Parent,objective,li-na,,,\n"
+        f"{child},Child,key_result,li-na,{parent}:2,10,5\n"
+    )
+    csv_type = {"content-type": "text/csv"}
+    with httpx.Client(timeout=10) as http:
+        answer = http.post(f"{url}/v1/goals/import", content=good, headers=csv_type)
+        assert answer.json() == {"created": 2, "replaced": 0, "unchanged": 0}, answer.text
+        assert http.get(f"{url}/v1/goals/{parent}").json()["progress"] == 50
+        bad = "id,title,type,owner_id\nok-1,Fine,kpi,li-na\nbad 2,Not fine,mission,li-na\n"
+        refused = http.post(f"{url}/v1/goals/import", content=bad, headers=csv_type)
+        assert refused.status_code == 422
+        locs = [e["loc"] for e in refused.json()["errors"]]
+        assert locs == ["row 2 (line 3), column id", "row 2 (line 3), column type"]
+        assert http.get(f"{url}/v1/goals/ok-1").status_code == 404  # all or nothing
+        wrong = http.post(f"{url}/v1/goals/import", content=good)
+        assert wrong.status_code == 415
