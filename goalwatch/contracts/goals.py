@@ -118,7 +118,11 @@ class Contribution(Contract):
 
 
 class GoalUpsert(Contract):
-    """Create or replace a goal, with its outgoing links (which replace the stored ones)."""
+    """Create or replace a goal, with its outgoing links (which replace the stored ones).
+
+    ``status`` and ``current_value`` left out of the body keep what is stored (check-ins
+    change them); every other field left out takes its default.
+    """
 
     id: GoalId = Field(description="Goal id (1-128 of A-Z a-z 0-9 . _ @ -).",
                        examples=["kr-store-expansion"])  # fmt: skip
@@ -134,9 +138,14 @@ class GoalUpsert(Contract):
     )
     start_value: float | None = Field(default=None, description="Value at the start.")
     target_value: float | None = Field(default=None, description="Value that means done.")
-    current_value: float | None = Field(default=None, description="Latest value.")
+    current_value: float | None = Field(
+        default=None, description="Latest value (left out: the stored one is kept)."
+    )
     unit: Unit | None = Field(default=None, description="Unit of the values, e.g. %, CNY, stores.")
-    status: GoalStatus = Field(default=GoalStatus.ON_TRACK, description="Where the goal stands.")
+    status: GoalStatus = Field(
+        default=GoalStatus.ON_TRACK,
+        description="Where the goal stands (left out: the stored one is kept; on_track when new).",
+    )
     cadence: Cadence = Field(default=Cadence.WEEKLY, description="Expected check-in cadence.")
     contributes_to: list[Contribution] = Field(
         default_factory=list,

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 
 ORG_UNITS: list[dict[str, Any]] = [
-    {"id": "acme", "name": "Acme Health", "kind": "company", "head_id": "wang-fang",
+    {"id": "acme", "name": "Acme Health", "kind": "company", "head_id": "qian-yu",
      "hrbp_id": "sun-li"},
     {"id": "radiology", "name": "Radiology", "kind": "department", "parent_id": "acme",
      "head_id": "zhang-wei", "hrbp_id": "sun-li"},
@@ -40,14 +40,14 @@ def _person(pid: str, name: str, manager: str | None, unit: str, **extra: Any) -
 
 
 PEOPLE: list[dict[str, Any]] = [
-    _person("wang-fang", "Wang Fang (CEO)", None, "acme"),
-    _person("sun-li", "Sun Li (HRBP)", "wang-fang", "acme"),
-    _person("zhang-wei", "Dr. Zhang Wei", "wang-fang", "radiology", department="radiology"),
+    _person("qian-yu", "Qian Yu (CEO)", None, "acme"),
+    _person("sun-li", "Sun Li (HRBP)", "qian-yu", "acme"),
+    _person("zhang-wei", "Dr. Zhang Wei", "qian-yu", "radiology", department="radiology"),
     _person("li-na", "Dr. Li Na", "zhang-wei", "radiology-reading", department="radiology"),
     _person("chen-jie", "Dr. Chen Jie", "zhang-wei", "radiology-reading", department="radiology"),
     _person("liu-yang", "Dr. Liu Yang", "li-na", "radiology-reading", department="radiology"),
     _person("huang-lei", "Huang Lei", "li-na", "radiology-reading", department="radiology"),
-    _person("zhao-min", "Zhao Min", "wang-fang", "supply-chain", language="en"),
+    _person("zhao-min", "Zhao Min", "qian-yu", "supply-chain", language="en"),
     _person("zhou-tao", "Zhou Tao", "zhao-min", "supply-stores"),
     _person("wu-hao", "Wu Hao", "zhou-tao", "supply-stores"),
     _person("xu-jing", "Xu Jing", "zhou-tao", "supply-stores"),
@@ -71,7 +71,7 @@ def demo_goals(now: datetime) -> list[dict[str, Any]]:
 
     return [
         goal("obj-acme-growth", "Grow safely: better care in more places", "objective",
-             "wang-fang", "acme"),
+             "qian-yu", "acme"),
         goal("obj-radiology-quality", "Radiology reports right the first time", "objective",
              "zhang-wei", "radiology", contributes_to=[{"goal_id": "obj-acme-growth", "weight": 1}]),
         goal("obj-supply-expansion", "Supply twenty percent more stores", "objective",

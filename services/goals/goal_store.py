@@ -37,6 +37,8 @@ MAX_ATTEMPTS = 8
 MAX_WALK = 200_000
 # Deepest walk of the alignment tree on reads (roll-up, tree).
 MAX_DEPTH = 32
+# Fields an upsert that leaves them out keeps as stored (check-ins set them).
+CHECKED_IN_FIELDS = frozenset({"status", "current_value"})
 
 
 class GraphError(ValueError):
@@ -279,11 +281,16 @@ class GoalStore:
 
     def _next(self, goal: GoalUpsert, old: GoalRead | None, now: datetime) -> GoalRead:
         """What ``goal`` becomes when stored over ``old``: check-in state and version kept."""
+        fields = goal.model_dump()
         kept: dict[str, Any] = {}
         if old is not None:
             kept = {"last_check_in_at": old.last_check_in_at, "confidence": old.confidence}
+            # Check-ins move these: a goal tool that re-sends a goal's definition without
+            # them must not undo the owner's last check-in.
+            for field in CHECKED_IN_FIELDS - goal.model_fields_set:
+                fields[field] = getattr(old, field)
         new = GoalRead(
-            **goal.model_dump(),
+            **fields,
             **kept,
             version=(old.version if old else 0) + 1,
             updated_at=now,

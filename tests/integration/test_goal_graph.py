@@ -110,6 +110,16 @@ def test_progress_rolls_up_by_weight_and_check_ins_are_kept(stack: Stack) -> Non
         ]
         stored = http.get(f"{url}/v1/goals/{kr1}").json()
         assert (stored["current_value"], stored["status"], stored["version"]) == (90, "at_risk", 3)
+        # The goal tool re-sends the definition: the owner's check-in is not undone.
+        renamed = {**body[1], "title": "Renamed"}
+        del renamed["current_value"]
+        post_goals(http, url, renamed).raise_for_status()
+        stored = http.get(f"{url}/v1/goals/{kr1}").json()
+        assert (stored["title"], stored["current_value"], stored["status"]) == (
+            "Renamed",
+            90,
+            "at_risk",
+        )
 
         tree = http.get(f"{url}/v1/goals/{task}/tree").json()
         assert [(n["goal"]["id"], n["depth"]) for n in tree["ancestors"]] == [
