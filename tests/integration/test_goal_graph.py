@@ -72,6 +72,23 @@ async def test_two_concurrent_writes_cannot_close_a_cycle(stack: Stack) -> None:
         await redis.aclose()
 
 
+async def test_two_concurrent_posts_cannot_close_a_cycle(stack: Stack) -> None:
+    url = stack.settings.url("goals")
+    async with httpx.AsyncClient(timeout=10) as http:
+        for _ in range(10):
+            a, b, c = unique("a"), unique("b"), unique("c")
+            base = await http.post(
+                f"{url}/v1/goals", json=[goal(c, contributes_to=[{"goal_id": a}])]
+            )
+            assert base.status_code == 200
+            # a → b and b → c race; with c → a stored, together they would close a → b → c → a.
+            answers = await asyncio.gather(
+                http.post(f"{url}/v1/goals", json=goal(a, contributes_to=[{"goal_id": b}])),
+                http.post(f"{url}/v1/goals", json=goal(b, contributes_to=[{"goal_id": c}])),
+            )  # fmt: skip
+            assert sorted(r.status_code for r in answers) == [200, 422], [r.text for r in answers]
+
+
 def test_progress_rolls_up_by_weight_and_check_ins_are_kept(stack: Stack) -> None:
     url = stack.settings.url("goals")
     objective, kr1, kr2, task = unique("obj"), unique("kr1"), unique("kr2"), unique("task")
