@@ -3,8 +3,8 @@
 Writes go through one script (:data:`services.goals.scripts.UPSERT_GOALS`) that checks the
 versions read, refuses a link closing a cycle, writes the goals with their links in both
 directions and their indexes, and appends the change records to the outbox, all in one
-step. Reads are by level: one pipelined round trip per level of the graph, never one per
-goal.
+step. The same script keeps every goal's rolled-up progress, so reads never walk the tree for
+it; walks that must (tree) take one pipelined round trip per level, never one per goal.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from goalwatch.contracts.goals import (
     TreeNode,
 )
 from services.goals import keys
-from services.goals.progress import own_progress, rolled_up
+from services.goals.progress import own_progress
 from services.goals.scripts import UPSERT_GOALS
 
 # A script answer of "conflict" means another writer changed a goal between our read and
@@ -174,29 +174,13 @@ class GoalStore:
         return {i: GoalRead.model_validate_json(r) for i, r in zip(ids, raw, strict=True) if r}
 
     async def with_progress(self, goals: Sequence[GoalRead]) -> list[GoalRead]:
-        """``goals`` with their progress rolled up from everything below them."""
+        """``goals`` with their progress rolled up (kept by the write script: one HMGET)."""
         if not goals:
             return []
-        own: dict[str, float | None] = {g.id: g.progress for g in goals}
-        children: dict[str, dict[str, float]] = {}
-        frontier = [g.id for g in goals]
-        for _ in range(MAX_DEPTH):
-            pipe = self._redis.pipeline(transaction=False)
-            for goal_id in frontier:
-                pipe.hgetall(keys.down(goal_id))
-            levels: list[dict[str, str]] = await pipe.execute()
-            found: list[str] = []
-            for goal_id, below in zip(frontier, levels, strict=True):
-                children[goal_id] = {child: float(w) for child, w in below.items()}
-                found.extend(c for c in below if c not in children and c not in own)
-            if not found:
-                break
-            loaded = await self.load(ids=found)
-            own.update({i: loaded[i].progress if i in loaded else None for i in found})
-            frontier = found
+        rolled = await self._redis.hmget(keys.PROGRESS, [g.id for g in goals])
         return [
-            g.model_copy(update={"progress": rolled_up(g.id, own=own, children=children)})
-            for g in goals
+            g.model_copy(update={"progress": round(float(value), 4)}) if value else g
+            for g, value in zip(goals, rolled, strict=True)
         ]
 
     async def walk(self, *, goal_id: str, direction: str) -> list[tuple[str, str, float, int]]:
@@ -327,7 +311,10 @@ def _index_keys(goal: GoalRead) -> list[str]:
 def _item(new: GoalRead, old: GoalRead | None, *, links: bool = True) -> dict[str, Any]:
     old_index = _index_keys(old) if old else []
     new_index = _index_keys(new)
+    # Left out when unknown: the script would see JSON null as a value.
+    own = {} if new.progress is None else {"own": repr(new.progress)}
     return {
+        **own,
         "id": new.id,
         "doc": new.model_dump_json(),
         "expect": old.version if old else 0,

@@ -82,16 +82,23 @@ for _, it in ipairs(items) do
 end
 
 -- 3. Write: links (both directions), indexes, the goal, and its change record in the outbox.
+local dirty = {}  -- goals whose rolled-up progress may have moved
 for _, it in ipairs(items) do
   local key = P .. 'goal:' .. it.id
   local old = redis.call('GET', key)
+  dirty[#dirty + 1] = it.id
+  if it.own then redis.call('HSET', P .. 'own', it.id, it.own) else redis.call('HDEL', P .. 'own', it.id) end
   if it.links then
     local up = P .. 'up:' .. it.id
-    for _, p in ipairs(redis.call('HKEYS', up)) do redis.call('HDEL', P .. 'down:' .. p, it.id) end
+    for _, p in ipairs(redis.call('HKEYS', up)) do
+      redis.call('HDEL', P .. 'down:' .. p, it.id)
+      dirty[#dirty + 1] = p
+    end
     redis.call('DEL', up)
     for _, pw in ipairs(it.parents) do
       redis.call('HSET', up, pw[1], pw[2])
       redis.call('HSET', P .. 'down:' .. pw[1], it.id, pw[2])
+      dirty[#dirty + 1] = pw[1]
     end
     local deps = P .. 'deps:' .. it.id
     for _, d in ipairs(redis.call('SMEMBERS', deps)) do redis.call('SREM', P .. 'rdeps:' .. d, it.id) end
@@ -114,9 +121,42 @@ for _, it in ipairs(items) do
   end
   redis.call('RPUSH', KEYS[1], record .. '}')
 end
+
+-- 4. Roll progress up: recompute each goal written (and each parent it joined or left), then every goal
+--    above one whose progress moved. A goal with contributors of known progress has their
+--    weighted mean, clamped to 0-100; any other goal its own progress, if known.
+local progress = P .. 'progress'
+local head, steps = 1, 0
+while head <= #dirty do
+  local node = dirty[head]
+  head = head + 1
+  steps = steps + 1
+  if steps > max_walk then break end
+  local below = redis.call('HGETALL', P .. 'down:' .. node)
+  local total, weighted = 0, 0
+  for j = 1, #below, 2 do
+    local value = redis.call('HGET', progress, below[j])
+    if value then
+      local w = tonumber(below[j + 1])
+      total = total + w
+      weighted = weighted + w * tonumber(value)
+    end
+  end
+  local value
+  if total > 0 then
+    value = tostring(math.min(100, math.max(0, weighted / total)))
+  else
+    value = redis.call('HGET', P .. 'own', node)
+  end
+  if value ~= redis.call('HGET', progress, node) then
+    if value then redis.call('HSET', progress, node, value) else redis.call('HDEL', progress, node) end
+    for _, parent in ipairs(redis.call('HKEYS', P .. 'up:' .. node)) do dirty[#dirty + 1] = parent end
+  end
+end
 return {'ok'}
 """
-"""Check and write a batch of goals: ``ARGV`` = graph prefix, items (JSON), walk limit.
+"""Check and write a batch of goals, and roll their progress up: ``ARGV`` = graph prefix,
+items (JSON), walk limit.
 
 Answers ``ok``, ``conflict <id>`` (read again and retry), ``duplicate <id>`` (a check-in id
 already recorded), ``cycle up|deps <id> … <id>`` or ``too_large <id>``; nothing is written

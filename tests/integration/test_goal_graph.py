@@ -317,3 +317,22 @@ def test_csv_import_reports_bad_cells_by_row_and_column(stack: Stack) -> None:
         assert http.get(f"{url}/v1/goals/ok-1").status_code == 404  # all or nothing
         wrong = http.post(f"{url}/v1/goals/import", content=good)
         assert wrong.status_code == 415
+
+
+def test_moving_a_contributor_moves_both_parents_progress(stack: Stack) -> None:
+    url = stack.settings.url("goals")
+    p, q, x, y, z = (unique(n) for n in "pqxyz")
+    values = {"start_value": 0, "target_value": 10}
+    with httpx.Client(timeout=10) as http:
+        post_goals(http, url, [
+            goal(p, type="objective"), goal(q, type="objective"),
+            goal(x, contributes_to=[{"goal_id": p}], current_value=5, **values),
+            goal(y, contributes_to=[{"goal_id": p}], current_value=10, **values),
+            goal(z, contributes_to=[{"goal_id": p}]),  # no values: not counted as 0 %
+        ]).raise_for_status()  # fmt: skip
+        assert http.get(f"{url}/v1/goals/{p}").json()["progress"] == 75
+        assert http.get(f"{url}/v1/goals/{q}").json()["progress"] is None
+        post_goals(http, url, goal(y, contributes_to=[{"goal_id": q}], **values)).raise_for_status()
+        listed = http.get(f"{url}/v1/goals", params={"owner_id": f"owner-{p}"}).json()["goals"]
+        assert [g["progress"] for g in listed] == [50]
+        assert http.get(f"{url}/v1/goals/{q}").json()["progress"] == 100

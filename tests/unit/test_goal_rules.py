@@ -1,4 +1,4 @@
-"""The goals service's pure parts: progress, roll-up, the events of a change, CSV rows."""
+"""The goals service's pure parts: own progress, the events of a change, CSV rows."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from goalwatch.contracts.goals import GoalRead
 from services.goals.csv_import import CsvError, parse_rows
 from services.goals.events import ChangeRecord, events_of
-from services.goals.progress import own_progress, rolled_up
+from services.goals.progress import own_progress
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -30,15 +30,6 @@ def test_own_progress(
     start: float | None, target: float, current: float | None, expected: float | None
 ) -> None:
     assert own_progress(start=start, target=target, current=current) == expected
-
-
-def test_roll_up_is_the_weighted_mean_of_known_contributors() -> None:
-    own = {"obj": 0.0, "a": 50.0, "b": None, "c": 100.0}
-    children = {"obj": {"a": 3.0, "b": 1.0}, "b": {"c": 1.0}}
-    assert rolled_up("obj", own=own, children=children) == 62.5
-    assert rolled_up("a", own=own, children=children) == 50.0
-    # A contributor with no progress at all does not count as 0 %.
-    assert rolled_up("obj", own=own, children={"obj": {"a": 1.0, "x": 1.0}}) == 50.0
 
 
 def _goal(version: int, **fields: object) -> GoalRead:
