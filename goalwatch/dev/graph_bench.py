@@ -36,6 +36,8 @@ class ImpactResult:
     load_seconds: float
     walks: Latencies
     server: Latencies
+    top: Latencies
+    page: Latencies
     affected_mean: float
     affected_max: int
 
@@ -52,6 +54,11 @@ class ImpactResult:
                 f"{s.p50:.1f} / {s.p95:.1f} / {s.p99:.1f} / {s.max:.1f} ms",
                 f"affected goals per answer: mean {self.affected_mean:.1f}, "
                 f"max {self.affected_max}",
+                f"GET /v1/goals/<company objective> (progress of the {self.goals - 1} below), "
+                f"100 times: "
+                f"p50 / p99 {self.top.p50:.1f} / {self.top.p99:.1f} ms",
+                f"GET /v1/goals?limit=100, 100 times: "
+                f"p50 / p99 {self.page.p50:.1f} / {self.page.p99:.1f} ms",
             ]
         )
 
@@ -126,7 +133,8 @@ def run(*, goals: int, walks: int, rules_dir: Path) -> ImpactResult:
                     ).raise_for_status()
                 load = time.perf_counter() - began
                 rng = random.Random(11)
-                picks = [rng.choice(levels[-1])["id"] for _ in range(walks)]
+                deepest = next(level for level in reversed(levels) if level)
+                picks = [rng.choice(deepest)["id"] for _ in range(walks)]
                 seconds: list[float] = []
                 server: list[float] = []
                 sizes: list[int] = []
@@ -138,6 +146,15 @@ def run(*, goals: int, walks: int, rules_dir: Path) -> ImpactResult:
                     timing = answer.headers["server-timing"]
                     server.append(float(timing.split("dur=")[1]) / 1000)
                     sizes.append(len(answer.json()["affected"]))
+                reads: dict[str, list[float]] = {"top": [], "page": []}
+                for _ in range(100):
+                    for name, path in (
+                        ("top", f"/v1/goals/{levels[0][0]['id']}"),
+                        ("page", "/v1/goals?limit=100"),
+                    ):
+                        began = time.perf_counter()
+                        http.get(f"{url}{path}").raise_for_status()
+                        reads[name].append(time.perf_counter() - began)
         finally:
             stack.stop()
     return ImpactResult(
@@ -146,6 +163,8 @@ def run(*, goals: int, walks: int, rules_dir: Path) -> ImpactResult:
         load_seconds=load,
         walks=Latencies.of(seconds),
         server=Latencies.of(server),
+        top=Latencies.of(reads["top"]),
+        page=Latencies.of(reads["page"]),
         affected_mean=sum(sizes) / len(sizes),
         affected_max=max(sizes),
     )
