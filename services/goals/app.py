@@ -78,7 +78,7 @@ def create_app(
             people=people,
             units=units,
             goals=goals,
-            flush=outbox.flush,
+            flush=outbox.after_write,
             max_batch=settings.goals_max_batch,
         )
     )
@@ -87,7 +87,7 @@ def create_app(
             goals=goals,
             units=units,
             impact=ImpactWalk(redis),
-            flush=outbox.flush,
+            flush=outbox.after_write,
             max_batch=settings.goals_max_batch,
         )
     )

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from redis.asyncio import Redis
 
@@ -183,14 +183,17 @@ class GoalStore:
             for g, value in zip(goals, rolled, strict=True)
         ]
 
-    async def walk(self, *, goal_id: str, direction: str) -> list[tuple[str, str, float, int]]:
-        """Goals above (``up``) or below (``down``) ``goal_id`` through contributes_to links:
-        ``(goal, reached from, weight, depth)``, nearest first, each once."""
+    async def walk(
+        self, *, goal_id: str, direction: Literal["up", "down"], max_depth: int = MAX_DEPTH
+    ) -> list[tuple[str, str, float, int]]:
+        """Goals above (``up``) or below (``down``) ``goal_id`` through contributes_to links,
+        at most ``max_depth`` links away: ``(goal, reached from, weight, depth)``, nearest
+        first, each once."""
         key = keys.up if direction == "up" else keys.down
         seen = {goal_id}
         found: list[tuple[str, str, float, int]] = []
         frontier = [goal_id]
-        for depth in range(1, MAX_DEPTH + 1):
+        for depth in range(1, min(max_depth, MAX_DEPTH) + 1):
             pipe = self._redis.pipeline(transaction=False)
             for node in frontier:
                 pipe.hgetall(key(node))

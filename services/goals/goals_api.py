@@ -170,17 +170,14 @@ def goals_router(
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         cursor: Annotated[FilterId, Query(description="next_cursor of the previous page.")] = None,
     ) -> GoalPage:
-        filters = {
-            field: str(value.value if hasattr(value, "value") else value)
-            for field, value in (
-                ("owner_id", owner_id),
-                ("org_unit_id", org_unit_id),
-                ("status", status),
-                ("type", type),
-                ("period", period),
-            )
-            if value is not None
+        given = {
+            "owner_id": owner_id,
+            "org_unit_id": org_unit_id,
+            "status": status.value if status else None,
+            "type": type.value if type else None,
+            "period": period,
         }
+        filters = {field: value for field, value in given.items() if value is not None}
         with timed(service="goals", handler="list_goals").time():
             page, next_cursor = await goals.page(
                 limit=limit, cursor=cursor, filters=filters, due_before=due_before
@@ -244,12 +241,17 @@ def goals_router(
         summary="A goal's alignment tree: ancestors and descendants, and its dependencies",
         responses=problem_responses({404: "No goal with that id."}),
     )
-    async def tree(goal_id: GoalIdPath) -> GoalTree:
+    async def tree(
+        goal_id: GoalIdPath,
+        depth: Annotated[
+            int, Query(ge=1, le=32, description="How many levels down to list descendants.")
+        ] = 32,
+    ) -> GoalTree:
         with timed(service="goals", handler="tree").time():
             goal = await one_goal(goal_id)
             ancestors = await goals.tree_nodes(await goals.walk(goal_id=goal_id, direction="up"))
             descendants = await goals.tree_nodes(
-                await goals.walk(goal_id=goal_id, direction="down")
+                await goals.walk(goal_id=goal_id, direction="down", max_depth=depth)
             )
             deps, dependents = await goals.dependencies(goal_id=goal_id)
         return GoalTree(

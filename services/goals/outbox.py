@@ -114,6 +114,13 @@ class Outbox:
                     pipe.lrem(keys.OUTBOX, 1, text)
                 await pipe.execute()
 
+    async def after_write(self) -> bool:
+        """Flush after a write, unless the relay is already retrying a failed publish: then a
+        write answers at once, its events following with the others when NATS is back."""
+        if self._failed.is_set():
+            return False
+        return await self.flush()
+
     async def relay(self) -> None:
         """Run while the service serves: flush at start, and again after any failed flush."""
         delay = self._retry_delay

@@ -145,6 +145,8 @@ def test_progress_rolls_up_by_weight_and_check_ins_are_kept(stack: Stack) -> Non
         ]
         below = http.get(f"{url}/v1/goals/{objective}/tree").json()["descendants"]
         assert {n["goal"]["id"] for n in below} == {kr1, kr2, task}
+        near = http.get(f"{url}/v1/goals/{objective}/tree", params={"depth": 1}).json()
+        assert {n["goal"]["id"] for n in near["descendants"]} == {kr1, kr2}
 
         missing = http.post(
             f"{url}/v1/goals/{unique('none')}/check-ins", json={"value": 1, "by": "x"}

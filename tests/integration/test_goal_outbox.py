@@ -45,6 +45,9 @@ async def test_a_change_whose_publish_failed_is_published_by_the_next_flush(stac
         await GoalStore(redis).upsert(goals=[GoalUpsert.model_validate(goal)])
         assert await outbox.flush() is False  # stored, its events still owed
         assert await redis.llen(keys.OUTBOX) == 1
+        # While the relay retries, a write does not wait for NATS as well.
+        assert await outbox.after_write() is False
+        assert await redis.llen(keys.OUTBOX) == 1
         assert await outbox.flush() is True
         assert sink.published == [f"{goal_id}:1:created", f"{goal_id}:1:status_changed"]
         assert await redis.llen(keys.OUTBOX) == 0
