@@ -4,20 +4,17 @@ check-in history, impact through diamonds and cross links, one event per change.
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 import httpx
-import nats
 import pytest
-from nats.js.api import ConsumerConfig, DeliverPolicy
 from redis.asyncio import Redis
 
 from goalwatch.contracts import subjects
 from goalwatch.contracts.goals import GoalUpsert
 from goalwatch.dev.stack import Stack
 from services.goals.goal_store import GoalStore, GraphError
-from tests.integration.helpers import unique
+from tests.integration.helpers import goal_events, unique
 
 pytestmark = pytest.mark.integration
 
@@ -212,34 +209,11 @@ def test_every_change_is_published_once(stack: Stack) -> None:
         (subjects.GOAL_UPDATED, 4),
         (subjects.GOAL_LINK_REMOVED, 4),
     ]
-    events = asyncio.run(_goal_events(stack.settings.nats_url, child, count=len(expected)))
+    events = asyncio.run(goal_events(stack.settings.nats_url, child, count=len(expected)))
     assert [(subject, e["version"]) for subject, e in events] == expected
     status = events[5][1]
     assert (status["previous_status"], status["status"]) == ("on_track", "invalid")
     assert events[2][1]["changed"] == ["contributes_to"]
-
-
-async def _goal_events(nats_url: str, goal_id: str, *, count: int) -> list[tuple[str, Any]]:
-    """The events about ``goal_id`` in GOALWATCH_GOALS, waiting for ``count`` and one more
-    (to see that nothing follows them, up to a short wait)."""
-    nc = await nats.connect(nats_url)
-    try:
-        sub = await nc.jetstream().subscribe(
-            subjects.GOALS_ALL,
-            stream=subjects.STREAM_GOALS,
-            config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
-        )
-        found: list[tuple[str, Any]] = []
-        while True:
-            try:
-                msg = await sub.next_msg(timeout=10 if len(found) < count else 1)
-            except nats.errors.TimeoutError:
-                return found
-            event = json.loads(msg.data)
-            if event["goal_id"] == goal_id:
-                found.append((msg.subject, event))
-    finally:
-        await nc.close()
 
 
 def test_bad_input_is_answered_4xx_naming_the_field(stack: Stack) -> None:
