@@ -21,6 +21,7 @@ GOAL_LINK_REMOVED: Final = "goalwatch.goals.link_removed.v1"
 DEADLETTER_PREFIX: Final = "goalwatch.deadletter.v1"
 DEADLETTER_METRICS: Final = f"{DEADLETTER_PREFIX}.metrics"
 DEADLETTER_ALERTS: Final = f"{DEADLETTER_PREFIX}.alerts"
+DEADLETTER_GOALS: Final = f"{DEADLETTER_PREFIX}.goals"
 
 STREAM_INGEST: Final = "GOALWATCH_INGEST"
 STREAM_METRICS: Final = "GOALWATCH_METRICS"
@@ -34,4 +35,6 @@ def dead_letter_subject(origin_subject: str) -> str:
     """Where a message from ``origin_subject`` goes when it cannot be processed."""
     if origin_subject.startswith("goalwatch.alerts."):
         return DEADLETTER_ALERTS
+    if origin_subject.startswith("goalwatch.goals."):
+        return DEADLETTER_GOALS
     return DEADLETTER_METRICS

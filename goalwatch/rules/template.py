@@ -140,3 +140,9 @@ def render(
         severity=severity,
         labels=_Labels(labels),
     )
+
+
+def render_fields(template: str, fields: Mapping[str, Any]) -> str:
+    """Render ``template`` with ``fields`` as :func:`render` does (whole floats without a
+    format spec drop the ``.0``), for rule kinds with fields of their own."""
+    return _FORMATTER.format(template, **fields)

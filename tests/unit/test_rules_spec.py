@@ -96,7 +96,7 @@ def test_all_errors_of_all_files_are_reported(tmp_path: Path) -> None:
         "snake_case (dots allowed), e.g. report_rework_rate",
         f"{tmp_path}/a.yaml:7: severity: 'yellow' is not one of info, warning, critical "
         "(warning is yellow, critical is red)",
-        f"{tmp_path}/b.yaml:3: kind: kind 'overdue' is not supported yet; supported: threshold",
+        f"{tmp_path}/b.yaml:3: kind: kind 'overdue' is not supported yet; supported: threshold, dependency_impact",
     ]
 
 
@@ -143,7 +143,7 @@ def test_all_errors_of_all_files_are_reported(tmp_path: Path) -> None:
         (
             "kind: threshold",
             "kind: ratio",
-            "3: kind: 'ratio' is not a rule kind; supported: threshold",
+            "3: kind: 'ratio' is not a rule kind; supported: threshold, dependency_impact",
         ),
         (
             "name: Report rework rate above 8% on 3 consecutive days\n",
