@@ -91,9 +91,7 @@ class AlertFired(Contract):
     history: list[Observation] = Field(
         default_factory=list, description="The observations behind the alert, oldest first."
     )
-    impact: ImpactAnalysis | None = Field(
-        default=None, description=_IMPACT
-    )
+    impact: ImpactAnalysis | None = Field(default=None, description=_IMPACT)
 
     @model_validator(mode="before")
     @classmethod
