@@ -240,3 +240,20 @@ def test_filters_apply_to_the_goal_that_changed() -> None:
     assert isinstance(decide(ImpactState(), change(2, "invalid", "on_track"), spec), Advance)
     objective = change(2, "invalid", "on_track", type="objective", org_unit_id="retail")
     assert isinstance(decide(ImpactState(), objective, spec), Fire)
+
+
+def test_the_webhook_body_carries_the_impact_of_the_alert() -> None:
+    from goalwatch.contracts import Recipient, RecipientRole, SubjectRef
+    from services.notifier.notification import build_notification
+
+    spec = rule()
+    state = fired_state(spec, change(2, "invalid", "on_track"))
+    alert = announcements(rule=spec, state=state, now=T0)[0].alert
+    body = build_notification(
+        alert=alert,
+        subject=SubjectRef(id="li", name="Li Na"),
+        recipients=[Recipient(id="li", name="Li Na", role=RecipientRole.SUBJECT)],
+    )
+    assert body.kind == "dependency_impact"
+    assert body.impact is not None and body.impact == alert.impact
+    assert [g.goal_id for g in body.impact.affected] == ["o1"]
