@@ -47,6 +47,14 @@ class PersonDirectory(Protocol):
         ...
 
 
+class GoalImpacts(Protocol):
+    """Computes what a goal's failure reaches."""
+
+    async def get_impact(self, goal_id: str) -> GoalImpact | None:
+        """Every goal affected if ``goal_id`` fails, or None when goals has no such goal."""
+        ...
+
+
 class GoalsClient:
     """``GET {goals_url}/v1/people/{id}``, ``/v1/goals/{id}`` and ``/v1/goals/{id}/impact``
     with timeouts and retries of transient failures."""

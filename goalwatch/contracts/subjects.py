@@ -29,6 +29,7 @@ TIMERS: Final = "goalwatch.timers.v1"
 TIMERS_SCHEDULE_PREFIX: Final = f"{TIMERS}.schedule"
 TIMERS_FIRED_PREFIX: Final = f"{TIMERS}.fired"
 TIMERS_FIRED_EVALUATOR: Final = f"{TIMERS_FIRED_PREFIX}.evaluator"
+DEADLETTER_GOALS: Final = f"{DEADLETTER_PREFIX}.goals"
 
 STREAM_INGEST: Final = "GOALWATCH_INGEST"
 STREAM_METRICS: Final = "GOALWATCH_METRICS"
@@ -45,4 +46,6 @@ def dead_letter_subject(origin_subject: str) -> str:
         return DEADLETTER_ALERTS
     if origin_subject.startswith(f"{TIMERS}."):
         return DEADLETTER_TIMERS
+    if origin_subject.startswith("goalwatch.goals."):
+        return DEADLETTER_GOALS
     return DEADLETTER_METRICS

@@ -24,6 +24,7 @@ DAY0 = datetime(2026, 11, 1, 18, 0, tzinfo=UTC)
 PIPELINE_CONSUMERS = (
     (subjects.STREAM_INGEST, "ingestion"),
     (subjects.STREAM_METRICS, "evaluator"),
+    (subjects.STREAM_GOALS, "evaluator-impact"),
     (subjects.STREAM_ALERTS, "notifier-fired"),
     (subjects.STREAM_ALERTS, "notifier-resolved"),
 )
