@@ -59,10 +59,16 @@ def _up(_: argparse.Namespace) -> int:
             demo = load_demo(
                 goals_url=settings.url("goals"), ingestion_url=settings.url("ingestion")
             )
-            print(
-                f"goalwatch: demo data loaded ({demo['accepted']} events accepted, "
-                f"{demo['duplicated']} already known)"
-            )
+            if demo is None:
+                print(
+                    "goalwatch: the store already holds data; the demo is loaded only into "
+                    "an empty one (`make clean-state` empties it)"
+                )
+            else:
+                print(
+                    "goalwatch: demo company loaded (5 org units, 12 people, 7 goals; "
+                    f"{demo['accepted']} events accepted, {demo['duplicated']} already known)"
+                )
         except httpx.HTTPError as exc:
             print(
                 f"goalwatch: the demo data was not loaded ({exc}); goalwatch runs without it. "
@@ -125,7 +131,7 @@ def _print_alerts(nats_url: str, stop: threading.Event, watching: threading.Even
 def _banner(settings: StackSettings) -> str:
     rows = [
         ("ingestion", f"{settings.url('ingestion')}   POST /v1/events"),
-        ("goals", f"{settings.url('goals')}   POST/GET /v1/people"),
+        ("goals", f"{settings.url('goals')}   /v1/people /v1/org-units /v1/goals"),
         ("evaluator", f"{settings.url('evaluator')}   GET /v1/rules"),
         ("notifier", f"{settings.url('notifier')}   GET /v1/alerts"),
         ("nats", settings.nats_url),
@@ -179,6 +185,14 @@ def _contracts(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    if args.mode == "impact":
+        from goalwatch.dev import graph_bench
+
+        impact = graph_bench.run(
+            goals=args.goals, walks=args.walks, rules_dir=settings_or_exit(StackSettings).rules_dir
+        )
+        print(impact.report())
+        return 0
     from goalwatch.dev.bench import run
 
     result = run(
@@ -275,6 +289,14 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument(
         "--transport", choices=["nats", "http"], default="nats", help="how the source sends"
     )
+    bench.add_argument(
+        "--mode",
+        choices=["pipeline", "impact"],
+        default="pipeline",
+        help="pipeline: events to alerts (default); impact: the impact walk of a goal graph",
+    )
+    bench.add_argument("--goals", type=int, default=100_000, help="impact: goals (100000)")
+    bench.add_argument("--walks", type=int, default=1000, help="impact: walks timed (1000)")
     bench.set_defaults(func=_bench)
     faults = commands.add_parser(
         "faults",

@@ -1,6 +1,7 @@
-"""The one client of the goals service's people directory, and its one failure policy.
+"""The one client of the goals service, and its one failure policy.
 
-Every service that asks goals about a person uses :class:`GoalsClient`:
+Every service that asks goals about a person, a goal or a goal's impact uses
+:class:`GoalsClient`:
 
 - a person goals does not know (404) is an answer: ``None``;
 - network trouble, a timeout, 429 or a 5xx is retried a few times with backoff, then raised as
@@ -13,11 +14,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Protocol, TypeVar
 from urllib.parse import quote
 
 import httpx
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
@@ -25,7 +26,9 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from goalwatch.contracts import PersonRead
+from goalwatch.contracts import GoalImpact, GoalRead, PersonRead
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class GoalsUnavailable(Exception):
@@ -44,8 +47,17 @@ class PersonDirectory(Protocol):
         ...
 
 
+class GoalImpacts(Protocol):
+    """Computes what a goal's failure reaches."""
+
+    async def get_impact(self, goal_id: str) -> GoalImpact | None:
+        """Every goal affected if ``goal_id`` fails, or None when goals has no such goal."""
+        ...
+
+
 class GoalsClient:
-    """``GET {goals_url}/v1/people/{id}`` with timeouts and retries of transient failures."""
+    """``GET {goals_url}/v1/people/{id}``, ``/v1/goals/{id}`` and ``/v1/goals/{id}/impact``
+    with timeouts and retries of transient failures."""
 
     def __init__(
         self,
@@ -64,7 +76,18 @@ class GoalsClient:
 
     async def get_person(self, person_id: str) -> PersonRead | None:
         """The person with ``person_id``, or None on 404; raises GoalsUnavailable otherwise."""
-        url = f"{self._base_url}/v1/people/{quote(person_id, safe='')}"
+        return await self._get(f"/v1/people/{quote(person_id, safe='')}", PersonRead)
+
+    async def get_goal(self, goal_id: str) -> GoalRead | None:
+        """The goal with ``goal_id`` (progress rolled up), or None on 404."""
+        return await self._get(f"/v1/goals/{quote(goal_id, safe='')}", GoalRead)
+
+    async def get_impact(self, goal_id: str) -> GoalImpact | None:
+        """Every goal affected if ``goal_id`` fails, or None if goals knows no such goal."""
+        return await self._get(f"/v1/goals/{quote(goal_id, safe='')}/impact", GoalImpact)
+
+    async def _get(self, path: str, model: type[M]) -> M | None:
+        url = f"{self._base_url}{path}"
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._attempts),
             wait=wait_exponential_jitter(multiplier=self._backoff, max=5.0, jitter=self._backoff),
@@ -75,15 +98,14 @@ class GoalsClient:
         try:
             async for attempt in retrying:
                 with attempt:
-                    return await self._get_once(url, person_id)
+                    return await self._get_once(url, model)
         except _Transient as exc:
             raise GoalsUnavailable(
-                f"goals service did not answer for person {person_id!r} after "
-                f"{self._attempts} attempts: {exc}"
+                f"goals service did not answer GET {path} after {self._attempts} attempts: {exc}"
             ) from exc
         raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
 
-    async def _get_once(self, url: str, person_id: str) -> PersonRead | None:
+    async def _get_once(self, url: str, model: type[M]) -> M | None:
         try:
             response = await self._client.get(url)
         except httpx.TimeoutException as exc:
@@ -99,10 +121,10 @@ class GoalsClient:
                 f"GET {url} answered HTTP {response.status_code}: {response.text[:200]}"
             )
         try:
-            return PersonRead.model_validate_json(response.content)
+            return model.model_validate_json(response.content)
         except ValidationError as exc:
             raise GoalsUnavailable(
-                f"GET {url} returned a body that is not a PersonRead: {exc}"
+                f"GET {url} returned a body that is not a {model.__name__}: {exc}"
             ) from exc
 
     async def name_of(self, *, subject: str) -> str:

@@ -49,6 +49,15 @@ STREAMS: tuple[StreamConfig, ...] = (
         duplicate_window=_DAY,
     ),
     StreamConfig(
+        name=subjects.STREAM_GOALS,
+        description="Changes to the goal graph: goals created, updated, checked in, re-linked.",
+        subjects=[subjects.GOALS_ALL],
+        storage=StorageType.FILE,
+        max_age=365 * _DAY,
+        # An event relayed again from the outbox after a failed publish is stored once.
+        duplicate_window=_DAY,
+    ),
+    StreamConfig(
         name=subjects.STREAM_NOTIFICATIONS,
         description="Delivery outcomes recorded by the notifier.",
         subjects=[subjects.NOTIFICATIONS_SENT],

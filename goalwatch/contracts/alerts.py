@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import AwareDatetime, Field, model_validator
 
 from goalwatch.contracts.base import Contract
+from goalwatch.contracts.impact import ImpactAnalysis
 
 
 class Severity(StrEnum):
@@ -37,6 +38,11 @@ class AlertState(StrEnum):
 _SUBJECT_NAME = (
     "Display name of the subject from the people directory when the alert was built; the "
     "subject id when the directory has none (also for alerts published before this field)."
+)
+
+_IMPACT = (
+    "dependency_impact alerts only (null for other kinds): the goal that failed and the "
+    "subject's goals that rest on it, with the path to each and the weight carried."
 )
 
 
@@ -85,6 +91,7 @@ class AlertFired(Contract):
     history: list[Observation] = Field(
         default_factory=list, description="The observations behind the alert, oldest first."
     )
+    impact: ImpactAnalysis | None = Field(default=None, description=_IMPACT)
 
     @model_validator(mode="before")
     @classmethod
@@ -108,6 +115,11 @@ class AlertResolved(Contract):
     started_at: AwareDatetime = Field(description="Event time at which the condition began.")
     resolved_at: AwareDatetime = Field(description="Wall-clock time the evaluator resolved it.")
     event_id: str = Field(description="Id of the event that cleared the condition.")
+    impact: ImpactAnalysis | None = Field(
+        default=None,
+        description=_IMPACT + " On resolution: the goals the firing listed, and the failing "
+        "goal with the status it left for.",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -241,6 +241,16 @@ def _matches(pattern: str, subject: str) -> bool:
     return len(tokens) == len(wanted)
 
 
+_GOAL_EVENTS: tuple[type[BaseModel], ...] = (
+    contracts.GoalCreated,
+    contracts.GoalUpdated,
+    contracts.GoalStatusChanged,
+    contracts.GoalCheckedIn,
+    contracts.GoalLinkAdded,
+    contracts.GoalLinkRemoved,
+)
+
+
 def _messages() -> dict[str, Any]:
     def ref(name: str) -> dict[str, str]:
         return {"$ref": _COMPONENT_REF.format(model=name)}
@@ -249,7 +259,7 @@ def _messages() -> dict[str, Any]:
         return {"type": "array", "items": ref(name), "minItems": 1}
 
     messages: dict[str, Any] = {}
-    for model in (
+    published: tuple[type[BaseModel], ...] = (
         contracts.MetricRecorded,
         contracts.MetricCloudEvent,
         contracts.AlertFired,
@@ -257,7 +267,9 @@ def _messages() -> dict[str, Any]:
         contracts.NotificationSent,
         contracts.DeadLetter,
         contracts.TimerFired,
-    ):
+        *_GOAL_EVENTS,
+    )
+    for model in published:
         messages[model.__name__] = {
             "name": model.__name__,
             "title": model.__name__,
@@ -275,6 +287,16 @@ def _messages() -> dict[str, Any]:
             }
         },
     }
+    for model in _GOAL_EVENTS:
+        messages[model.__name__]["headers"] = {
+            "type": "object",
+            "properties": {
+                "Nats-Msg-Id": {
+                    "type": "string",
+                    "description": "The event's event_id: a change relayed again is stored once.",
+                }
+            },
+        }
     messages["MetricCloudEvent"]["contentType"] = "application/cloudevents+json"
     messages["MetricRecordedBatch"] = {
         "name": "MetricRecordedBatch",

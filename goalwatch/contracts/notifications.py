@@ -17,6 +17,7 @@ from pydantic import AwareDatetime, Field
 
 from goalwatch.contracts.alerts import AlertState, Observation, Recipient, Severity
 from goalwatch.contracts.base import Contract
+from goalwatch.contracts.impact import ImpactAnalysis
 
 
 class SubjectRef(Contract):
@@ -54,6 +55,12 @@ class AlertNotification(Contract):
     )
     history: list[Observation] = Field(
         default_factory=list, description="Observations behind the alert, oldest first."
+    )
+    impact: ImpactAnalysis | None = Field(
+        default=None,
+        description="dependency_impact alerts only: the goal that failed (failing_goal) and "
+        "the subject's goals that rest on it (affected), each with its path from the failing "
+        "goal, its depth and the weight carried; null for other kinds.",
     )
     recipients: list[Recipient] = Field(description="Who this notification is addressed to.")
     labels: dict[str, str] = Field(

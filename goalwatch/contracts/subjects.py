@@ -9,6 +9,14 @@ METRICS_RECORDED: Final = "goalwatch.metrics.recorded.v1"
 ALERTS_FIRED: Final = "goalwatch.alerts.fired.v1"
 ALERTS_RESOLVED: Final = "goalwatch.alerts.resolved.v1"
 NOTIFICATIONS_SENT: Final = "goalwatch.notifications.sent.v1"
+# Changes to the goal graph, published by goals (goalwatch.contracts.goal_events).
+GOALS_ALL: Final = "goalwatch.goals.*.v1"
+GOAL_CREATED: Final = "goalwatch.goals.created.v1"
+GOAL_UPDATED: Final = "goalwatch.goals.updated.v1"
+GOAL_STATUS_CHANGED: Final = "goalwatch.goals.status_changed.v1"
+GOAL_CHECKED_IN: Final = "goalwatch.goals.checked_in.v1"
+GOAL_LINK_ADDED: Final = "goalwatch.goals.link_added.v1"
+GOAL_LINK_REMOVED: Final = "goalwatch.goals.link_removed.v1"
 # Dead letters: ``goalwatch.deadletter.v1.<origin>``, e.g. ``...metrics`` for rejected events.
 DEADLETTER_PREFIX: Final = "goalwatch.deadletter.v1"
 DEADLETTER_METRICS: Final = f"{DEADLETTER_PREFIX}.metrics"
@@ -21,10 +29,12 @@ TIMERS: Final = "goalwatch.timers.v1"
 TIMERS_SCHEDULE_PREFIX: Final = f"{TIMERS}.schedule"
 TIMERS_FIRED_PREFIX: Final = f"{TIMERS}.fired"
 TIMERS_FIRED_EVALUATOR: Final = f"{TIMERS_FIRED_PREFIX}.evaluator"
+DEADLETTER_GOALS: Final = f"{DEADLETTER_PREFIX}.goals"
 
 STREAM_INGEST: Final = "GOALWATCH_INGEST"
 STREAM_METRICS: Final = "GOALWATCH_METRICS"
 STREAM_ALERTS: Final = "GOALWATCH_ALERTS"
+STREAM_GOALS: Final = "GOALWATCH_GOALS"
 STREAM_NOTIFICATIONS: Final = "GOALWATCH_NOTIFICATIONS"
 STREAM_DEADLETTER: Final = "GOALWATCH_DEADLETTER"
 STREAM_TIMERS: Final = "GOALWATCH_TIMERS"
@@ -36,4 +46,6 @@ def dead_letter_subject(origin_subject: str) -> str:
         return DEADLETTER_ALERTS
     if origin_subject.startswith(f"{TIMERS}."):
         return DEADLETTER_TIMERS
+    if origin_subject.startswith("goalwatch.goals."):
+        return DEADLETTER_GOALS
     return DEADLETTER_METRICS

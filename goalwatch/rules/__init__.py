@@ -13,12 +13,22 @@
 from goalwatch.rules.announce import build_alert, message_id
 from goalwatch.rules.compiler import compile_rule, event_message
 from goalwatch.rules.engine import RuleEngine
-from goalwatch.rules.loader import LoadedRule, RuleError, RuleLoadError, load_rule_file, load_rules
+from goalwatch.rules.impact_spec import ImpactRuleSpec
+from goalwatch.rules.loader import (
+    LoadedRule,
+    RuleError,
+    RuleLoadError,
+    impact_rules,
+    load_rule_file,
+    load_rules,
+    metric_rules,
+)
 from goalwatch.rules.runner import evaluate
 from goalwatch.rules.spec import RuleSpec, ThresholdCondition
 from goalwatch.rules.transitions import Point, Transition, fingerprint
 
 __all__ = [
+    "ImpactRuleSpec",
     "LoadedRule",
     "Point",
     "RuleEngine",
@@ -32,7 +42,9 @@ __all__ = [
     "evaluate",
     "event_message",
     "fingerprint",
+    "impact_rules",
     "load_rule_file",
     "load_rules",
     "message_id",
+    "metric_rules",
 ]

@@ -70,11 +70,11 @@ def add_rules_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentP
 
 
 def _run(args: argparse.Namespace) -> int:
-    from goalwatch.rules.loader import RuleLoadError, load_rules
+    from goalwatch.rules.loader import RuleLoadError, load_rules, metric_rules
     from goalwatch.rules.runner import evaluate
 
     try:
-        rules = [rule.spec for rule in load_rules(args.rules)]
+        rules = metric_rules(load_rules(args.rules))
     except RuleLoadError as exc:
         count = len(exc.errors)
         print(
@@ -103,11 +103,11 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _test(args: argparse.Namespace) -> int:
-    from goalwatch.rules.loader import RuleLoadError, load_rules
+    from goalwatch.rules.loader import RuleLoadError, load_rules, metric_rules
     from goalwatch.rules.testing import run_test
 
     try:
-        rules = [rule.spec for rule in load_rules(args.rules)]
+        rules = metric_rules(load_rules(args.rules))
     except RuleLoadError as exc:
         print(
             f"goalwatch: {len(exc.errors)} error(s) in the rules in {args.rules}:", file=sys.stderr

@@ -18,6 +18,8 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from goalwatch.contracts import RuleKind
+from goalwatch.rules.impact_spec import ImpactRuleSpec, ImpactWhen
 from goalwatch.rules.spec import CONDITION_MODELS, RuleSpec
 
 _EXAMPLES: Final[dict[str, str]] = {
@@ -32,6 +34,17 @@ _EXAMPLES: Final[dict[str, str]] = {
     "severity": "severity: warning",
     "notify": "notify: [subject, manager]",
     "message": 'message: "{subject}: rework rate {value:.0%}"',
+    "when": "when: {status: [invalid, off_track]}",
+    "when.status": "status: [invalid, off_track]",
+}
+# dependency_impact rules have a model of their own; its errors reach _describe by these.
+_IMPACT_MODELS: Final[dict[tuple[str, ...], type[BaseModel]]] = {
+    (): ImpactRuleSpec,
+    ("when",): ImpactWhen,
+}
+_IMPACT_EXAMPLES: Final[dict[str, str]] = {
+    "notify": "notify: [owner, manager]",
+    "message": 'message: "{goal_title} is {status}: {affected_count} of your goals rest on it"',
 }
 # Which model describes the mapping at a location, to list the fields it allows.
 _MODELS: Final[dict[tuple[str, ...], type[BaseModel]]] = {
@@ -68,8 +81,18 @@ class RuleLoadError(Exception):
 class LoadedRule:
     """A validated rule and the file it came from."""
 
-    spec: RuleSpec
+    spec: RuleSpec | ImpactRuleSpec
     path: Path
+
+
+def metric_rules(rules: Iterable[LoadedRule]) -> list[RuleSpec]:
+    """The rules judged on metric events (threshold), in order."""
+    return [rule.spec for rule in rules if isinstance(rule.spec, RuleSpec)]
+
+
+def impact_rules(rules: Iterable[LoadedRule]) -> list[ImpactRuleSpec]:
+    """The dependency_impact rules, judged on goal status changes, in order."""
+    return [rule.spec for rule in rules if isinstance(rule.spec, ImpactRuleSpec)]
 
 
 @dataclass(frozen=True)
@@ -176,10 +199,13 @@ def _parse_file(path: Path) -> _Parsed:
     errors = list(_duplicate_keys(file, node))
     rule_id = data.get("id") if isinstance(data.get("id"), str) else None
     id_line, _ = _locate(node, ("id",))
+    impact = data.get("kind") == RuleKind.DEPENDENCY_IMPACT.value
     try:
-        spec = RuleSpec.model_validate(data)
+        spec: RuleSpec | ImpactRuleSpec = (ImpactRuleSpec if impact else RuleSpec).model_validate(
+            data
+        )
     except ValidationError as exc:
-        errors.extend(_validation_error(file, node, error) for error in exc.errors())
+        errors.extend(_validation_error(file, node, error, impact=impact) for error in exc.errors())
         return _Parsed(None, rule_id, id_line, errors)
     if errors:
         return _Parsed(None, rule_id, id_line, errors)
@@ -261,7 +287,9 @@ def _field_name(loc: Sequence[int | str]) -> str | None:
     return name or None
 
 
-def _validation_error(file: str, root: Node, error: ErrorDetails) -> RuleError:
+def _validation_error(
+    file: str, root: Node, error: ErrorDetails, *, impact: bool = False
+) -> RuleError:
     loc = tuple(error["loc"])
     if len(loc) >= 2 and loc[0] == "condition" and loc[1] in CONDITION_MODELS:
         # The condition's form (threshold or overdue) is part of pydantic's path, not the file's.
@@ -273,20 +301,26 @@ def _validation_error(file: str, root: Node, error: ErrorDetails) -> RuleError:
     line, node = _locate(root, loc)
     # Quote what the author typed (yes, 042), not what YAML made of it (True, 34).
     written = node.value if isinstance(node, ScalarNode) else repr(error.get("input"))
-    return RuleError(file, line, _field_name(loc), _describe(error, written, form=form))
+    return RuleError(
+        file, line, _field_name(loc), _describe(error, written, form=form, impact=impact)
+    )
 
 
-def _describe(error: ErrorDetails, written: str, *, form: str = "threshold") -> str:
+def _describe(
+    error: ErrorDetails, written: str, *, form: str = "threshold", impact: bool = False
+) -> str:
     """Pydantic's wording for generic errors, rewritten for someone editing YAML."""
     kind = error["type"]
     loc = tuple(str(part) for part in error["loc"])
     ctx = error.get("ctx") or {}
+    examples = {**_EXAMPLES, **_IMPACT_EXAMPLES} if impact else _EXAMPLES
+    models = _IMPACT_MODELS if impact else _MODELS
     if kind == "missing":
-        example = _EXAMPLES.get(".".join(loc))
+        example = examples.get(".".join(loc))
         return f"required field is missing; add e.g. {example}" if example else "required"
     if kind == "extra_forbidden":
         parent = loc[:-1]
-        model = _MODELS.get((*parent, form) if parent == ("condition",) else parent)
+        model = models.get((*parent, form) if parent == ("condition",) and not impact else parent)
         if model is None:
             return f"unknown field '{loc[-1]}'"
         allowed = list(model.model_fields)
@@ -302,12 +336,13 @@ def _describe(error: ErrorDetails, written: str, *, form: str = "threshold") -> 
     if kind == "string_type":
         return f'expected text, got {written}; quote it: "{written}"'
     if kind in ("dict_type", "model_type"):
-        example = _EXAMPLES.get(".".join(loc), "where: {department: radiology}")
+        example = examples.get(".".join(loc), "where: {department: radiology}")
         return f"expected a mapping, e.g. {example}"
+    recipients = "[owner, manager]" if impact else "[subject, manager]"
     if kind == "list_type":
-        return "expected a list, e.g. [subject, manager]"
+        return f"expected a list, e.g. {recipients}"
     if kind == "too_short":
-        return "must not be empty" + (", e.g. [subject, manager]" if loc == ("notify",) else "")
+        return "must not be empty" + (f", e.g. {recipients}" if loc == ("notify",) else "")
     if kind == "greater_than_equal":
         return f"must be at least {ctx.get('ge')}, got {written}"
     if kind == "less_than_equal":

@@ -32,7 +32,13 @@ from goalwatch.rules.template import TemplateError, check_template
 
 Op = Literal[">", ">=", "<", "<=", "==", "!="]
 OPS: Final[tuple[str, ...]] = get_args(Op)
-SUPPORTED_KINDS: Final[tuple[RuleKind, ...]] = (RuleKind.THRESHOLD, RuleKind.OVERDUE)
+SUPPORTED_KINDS: Final[tuple[RuleKind, ...]] = (
+    RuleKind.THRESHOLD,
+    RuleKind.OVERDUE,
+    RuleKind.DEPENDENCY_IMPACT,
+)
+# Kinds with a shape of their own, read by another model (the loader picks it by kind).
+OWN_SHAPE_KINDS: Final[tuple[RuleKind, ...]] = (RuleKind.DEPENDENCY_IMPACT,)
 PLANNED_KINDS: Final[tuple[RuleKind, ...]] = tuple(k for k in RuleKind if k not in SUPPORTED_KINDS)
 MAX_CONSECUTIVE: Final = 1000
 
@@ -49,12 +55,27 @@ def _error(kind: str, message: str) -> PydanticCustomError:
 
 
 def _check_kind(value: Any) -> Any:
+    if value in OWN_SHAPE_KINDS:
+        raise _error(
+            "kind", f"a {value} rule has no metric or condition: read it with its own model"
+        )
     if value in SUPPORTED_KINDS:
         return RuleKind(value)
     supported = ", ".join(SUPPORTED_KINDS)
     if value in PLANNED_KINDS:
         raise _error("kind", f"kind '{value}' is not supported yet; supported: {supported}")
     raise _error("kind", f"'{value}' is not a rule kind; supported: {supported}")
+
+
+def check_rule_id(value: str) -> str:
+    """A rule id: lower-case letters, digits and hyphens."""
+    if not _RULE_ID.match(value):
+        raise _error(
+            "id",
+            f"'{value}' is not a valid id: use lower-case letters, digits and hyphens, "
+            "e.g. report-rework-rate-high",
+        )
+    return value
 
 
 def _check_op(value: Any) -> Any:
@@ -76,6 +97,10 @@ def _check_severity(value: Any) -> Any:
         "severity",
         f"'{value}' is not one of {', '.join(allowed)} (warning is yellow, critical is red)",
     )
+
+
+# Shared with the rule kinds that have a model of their own.
+check_severity = _check_severity
 
 
 def _check_label_name(name: str) -> str:

@@ -146,3 +146,9 @@ def _check_field(
 def render(template: str, *, labels: Mapping[str, str], **fields: Any) -> str:
     """Render a template checked by :func:`check_template` with its kind's ``fields``."""
     return _FORMATTER.format(template, labels=_Labels(labels), **fields)
+
+
+def render_fields(template: str, fields: Mapping[str, Any]) -> str:
+    """Render ``template`` with ``fields`` as :func:`render` does (whole floats without a
+    format spec drop the ``.0``), for rule kinds with fields of their own."""
+    return _FORMATTER.format(template, **fields)

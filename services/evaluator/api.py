@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from goalwatch.contracts import RuleKind, Severity
 from goalwatch.problems import problem_responses
-from goalwatch.rules import LoadedRule
+from goalwatch.rules import ImpactRuleSpec, LoadedRule
 
 
 class RuleRead(BaseModel):
@@ -21,9 +21,12 @@ class RuleRead(BaseModel):
     name: str = Field(description="Human-readable name.")
     description: str | None = Field(description="What the rule is for.")
     kind: RuleKind = Field(description="Rule kind.")
-    metric: str = Field(description="Metric the rule watches.")
-    where: dict[str, str] = Field(description="Label filters.")
-    condition: dict[str, Any] = Field(description="op, value and consecutive.")
+    metric: str | None = Field(description="Metric the rule watches; null for dependency_impact.")
+    where: dict[str, str] = Field(description="Label filters (threshold rules).")
+    condition: dict[str, Any] = Field(
+        description="threshold: op, value and consecutive; dependency_impact: when (status, "
+        "type, org_unit) and min_weight."
+    )
     severity: Severity = Field(description="Severity of the alerts it fires.")
     notify: list[str] = Field(description="Who is notified.")
     message: str = Field(description="Message template.")
@@ -34,14 +37,19 @@ class RuleRead(BaseModel):
     def of(cls, rule: LoadedRule) -> RuleRead:
         """The API view of a loaded rule."""
         spec = rule.spec
+        if isinstance(spec, ImpactRuleSpec):
+            metric, where = None, {}
+            condition = {"when": spec.when.model_dump(mode="json"), "min_weight": spec.min_weight}
+        else:
+            metric, where, condition = spec.metric, dict(spec.where), spec.condition.model_dump()
         return cls(
             id=spec.id,
             name=spec.name,
             description=spec.description,
             kind=spec.kind,
-            metric=spec.metric,
-            where=dict(spec.where),
-            condition=spec.condition.model_dump(),
+            metric=metric,
+            where=where,
+            condition=condition,
             severity=spec.severity,
             notify=list(spec.notify),
             message=spec.message,

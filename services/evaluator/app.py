@@ -15,10 +15,10 @@ from redis.asyncio import Redis
 from goalwatch.checkpoints import Checkpoint
 from goalwatch.connections import ready_checks, redis_client
 from goalwatch.consumers import Consumers, ConsumerSpec, RedeliveryPolicy
-from goalwatch.contracts import MetricRecorded, TimerFired, subjects
+from goalwatch.contracts import GoalStatusChanged, MetricRecorded, TimerFired, subjects
 from goalwatch.goals_client import GoalsClient
 from goalwatch.messaging import new_broker
-from goalwatch.rules import LoadedRule, RuleLoadError, load_rules
+from goalwatch.rules import LoadedRule, RuleLoadError, impact_rules, load_rules, metric_rules
 from goalwatch.rules.engine import RuleEngine
 from goalwatch.service import service_app
 from goalwatch.serving import ServiceInfo
@@ -28,6 +28,8 @@ from services.evaluator.absences import AbsenceStore
 from services.evaluator.api import rules_router
 from services.evaluator.consumer import MetricsHandler, TimersHandler
 from services.evaluator.evaluation import OWNER, Evaluator
+from services.evaluator.impact_consumer import ImpactEvaluator, ImpactHandler
+from services.evaluator.impact_store import ImpactStore
 from services.evaluator.metrics import HANDLER_SECONDS, REGISTRY
 from services.evaluator.publishing import AlertPublisher
 from services.evaluator.streaks import StreakStore
@@ -54,6 +56,17 @@ TIMERS_CONSUMER = ConsumerSpec(
     batch_size=100,
 )
 
+IMPACT_CONSUMER = ConsumerSpec(
+    name="evaluator-impact",
+    stream=subjects.STREAM_GOALS,
+    subject=subjects.GOAL_STATUS_CHANGED,
+    # As for metrics: goals, Redis or NATS trouble passes within minutes.
+    policy=RedeliveryPolicy(max_deliver=10, first_delay=1.0, max_delay=60.0),
+    ack_wait=30,
+    # One batch at a time, so each goal's changes are applied in stream order.
+    batch_size=50,
+)
+
 
 class EvaluatorSettings(StateCheckSettings):
     """Settings of the evaluator service."""
@@ -65,7 +78,8 @@ class EvaluatorSettings(StateCheckSettings):
     )
     goals_url: str = Field(
         "http://127.0.0.1:8002",
-        description="Goals service, asked for subjects' names when an alert fires or resolves.",
+        description="Goals service, asked for subjects' names when an alert fires or resolves "
+        "and for a failing goal's impact.",
     )
 
 
@@ -82,12 +96,14 @@ def create_app(
     redis = redis or redis_client(settings.redis_url)
     http = http or httpx.AsyncClient(timeout=httpx.Timeout(2.0))
     timers = Timers(lambda: broker.connection)
+    goals = GoalsClient(client=http, base_url=settings.goals_url)
+    publish = AlertPublisher(broker)
     evaluator = Evaluator(
-        engine=RuleEngine([rule.spec for rule in rules]),
+        engine=RuleEngine(metric_rules(rules)),
         streaks=StreakStore(redis),
-        publish=AlertPublisher(broker),
-        names=GoalsClient(client=http, base_url=settings.goals_url),
-        rules=[rule.spec for rule in rules],
+        publish=publish,
+        names=goals,
+        rules=metric_rules(rules),
         absences=AbsenceStore(redis),
         arm=timers.arm,
     )
@@ -120,6 +136,30 @@ def create_app(
         TimersHandler(handler),
         description="The evaluator's durable timers as they fall due: overdue deadlines.",
     )
+    impact_handler = ImpactHandler(
+        evaluator=ImpactEvaluator(
+            rules=impact_rules(rules),
+            store=ImpactStore(redis),
+            impacts=goals,
+            names=goals,
+            publish=publish,
+        ),
+        policy=IMPACT_CONSUMER.policy,
+        checkpoint=Checkpoint(
+            redis=redis,
+            connection=lambda: broker.connection,
+            stream=IMPACT_CONSUMER.stream,
+            subject=IMPACT_CONSUMER.subject,
+            consumer=IMPACT_CONSUMER.name,
+        ),
+    )
+    consumers.add_batch(
+        IMPACT_CONSUMER,
+        GoalStatusChanged,
+        impact_handler,
+        description="Every goal status change, against every dependency_impact rule: one "
+        "alert per owner of the goals that rest on a failing goal.",
+    )
     app = service_app(
         name="evaluator",
         settings=settings,
@@ -130,7 +170,10 @@ def create_app(
         consumers=consumers,
         close=[redis.aclose, http.aclose],
         on_start=lambda: _announce(rules, settings.rules_dir),
-        background=[lambda: handler.watch(every=settings.state_check_seconds)],
+        background=[
+            lambda: handler.watch(every=settings.state_check_seconds),
+            lambda: impact_handler.watch(every=settings.state_check_seconds),
+        ],
     )
     app.include_router(rules_router(rules, rules_dir=settings.rules_dir))
     return app

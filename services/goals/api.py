@@ -16,6 +16,8 @@ class PeopleUpserted(BaseModel):
     """Result of a batch upsert."""
 
     upserted: int = Field(description="How many people were created or replaced.")
+    created: int = Field(description="How many were new.")
+    replaced: int = Field(description="How many replaced a stored person.")
 
 
 def people_router(store: PeopleStore, *, max_batch: int, max_body_bytes: int) -> APIRouter:
@@ -57,11 +59,11 @@ def people_router(store: PeopleStore, *, max_batch: int, max_body_bytes: int) ->
         with timed(service="goals", handler="upsert_people").time():
             batch = people if isinstance(people, list) else [people]
             try:
-                count = await store.upsert(people=batch)
+                created, replaced = await store.upsert(people=batch)
             except ManagerCycleError as exc:
                 raise HTTPException(status_code=422, detail=str(exc)) from exc
-            PEOPLE_UPSERTED.inc(count)
-            return PeopleUpserted(upserted=count)
+            PEOPLE_UPSERTED.inc(created + replaced)
+            return PeopleUpserted(upserted=created + replaced, created=created, replaced=replaced)
 
     @router.get(
         "/people/{person_id}",
@@ -80,11 +82,25 @@ def people_router(store: PeopleStore, *, max_batch: int, max_body_bytes: int) ->
             )
         return person
 
-    @router.get("/people", summary="People, ordered by id")
+    @router.get(
+        "/people",
+        summary="People, ordered by id, with their manager chains",
+        description="Read in bulk (one round trip for the page, one per level of the manager "
+        "chains). The next page starts after the last id of this one.",
+    )
     async def list_people(
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        after: Annotated[
+            str | None,
+            Query(
+                pattern=PERSON_ID_PATTERN,
+                max_length=PERSON_ID_MAX_LENGTH,
+                description="Last id of the previous page.",
+            ),
+        ] = None,
     ) -> list[PersonRead]:
-        return await store.list(limit=limit)
+        with timed(service="goals", handler="list_people").time():
+            return await store.list(limit=limit, after=after)
 
     return router
 

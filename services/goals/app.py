@@ -1,17 +1,25 @@
-"""The goals service: people and their manager chains (goals and alignment come next)."""
+"""The goals service: people, org units and the goal graph; every change to a goal published."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
+from faststream.nats import NatsBroker
 from pydantic import Field
 from redis.asyncio import Redis
 
-from goalwatch.connections import redis_client
+from goalwatch.connections import ready_checks, redis_client
+from goalwatch.messaging import new_broker
 from goalwatch.service import service_app
 from goalwatch.serving import ServiceInfo
 from goalwatch.settings import Port, ServiceSettings
 from services.goals.api import people_router
+from services.goals.goal_store import GoalStore
+from services.goals.goals_api import goals_router
+from services.goals.impact import ImpactWalk
+from services.goals.import_api import import_router
 from services.goals.metrics import REGISTRY
+from services.goals.org_units import OrgUnitStore
+from services.goals.outbox import GoalEventPublisher, Outbox
 from services.goals.people import PeopleStore
 
 
@@ -20,28 +28,67 @@ class GoalsSettings(ServiceSettings):
 
     goals_port: Port = Field(8002, description="HTTP port (GOALWATCH_GOALS_PORT).")
     goals_max_batch: int = Field(
-        1000, ge=1, description="Most people in one POST /v1/people (422 beyond)."
+        1000,
+        ge=1,
+        description="Most items in one POST /v1/people, /v1/org-units or /v1/goals (422 beyond).",
+    )
+    goals_publish_timeout: float = Field(
+        5.0, gt=0, description="Seconds to wait for JetStream to confirm one goal event."
+    )
+    goals_relay_retry: float = Field(
+        1.0,
+        gt=0,
+        description="Seconds before the first retry of goal events that could not be "
+        "published (doubling up to 30 s).",
     )
 
 
-def create_app(settings: GoalsSettings, *, redis: Redis | None = None) -> FastAPI:
-    """Build the goals app: an HTTP API over Redis (it opens NATS once it publishes)."""
+def create_app(
+    settings: GoalsSettings, *, redis: Redis | None = None, broker: NatsBroker | None = None
+) -> FastAPI:
+    """Build the goals app: an HTTP API over Redis, publishing goal changes to JetStream."""
     redis = redis or redis_client(settings.redis_url)
-    store = PeopleStore(redis)
-
-    async def redis_up() -> bool:
-        return bool(await redis.ping())
-
+    broker = broker or new_broker(settings.nats_url, name="goals")
+    people = PeopleStore(redis)
+    goals = GoalStore(redis)
+    outbox = Outbox(
+        redis,
+        GoalEventPublisher(broker, timeout=settings.goals_publish_timeout),
+        retry_delay=settings.goals_relay_retry,
+    )
     app = service_app(
         name="goals",
         settings=settings,
-        checks={"redis": redis_up},
+        checks=ready_checks(broker=broker, redis=redis),
         registry=REGISTRY,
+        nats_url=settings.nats_url,
+        broker=broker,
         close=[redis.aclose],
+        background=[outbox.relay],
     )
     app.include_router(
         people_router(
-            store, max_batch=settings.goals_max_batch, max_body_bytes=settings.http_max_body_bytes
+            people, max_batch=settings.goals_max_batch, max_body_bytes=settings.http_max_body_bytes
+        )
+    )
+    units = OrgUnitStore(redis)
+    # Before the JSON routes, so that /v1/goals/import is not read as a goal id.
+    app.include_router(
+        import_router(
+            people=people,
+            units=units,
+            goals=goals,
+            flush=outbox.after_write,
+            max_batch=settings.goals_max_batch,
+        )
+    )
+    app.include_router(
+        goals_router(
+            goals=goals,
+            units=units,
+            impact=ImpactWalk(redis),
+            flush=outbox.after_write,
+            max_batch=settings.goals_max_batch,
         )
     )
     return app

@@ -32,10 +32,11 @@ class PeopleStore:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
 
-    async def upsert(self, *, people: Sequence[PersonUpsert]) -> int:
+    async def upsert(self, *, people: Sequence[PersonUpsert]) -> tuple[int, int]:
         """Create or replace ``people`` atomically; refuse a batch that makes a manager cycle.
 
-        An id given twice in one batch counts once: the later entry wins.
+        An id given twice in one batch counts once: the later entry wins. Returns how many
+        were (created, replaced).
         """
         latest = list({person.id: person for person in people}.values())
         await self._check_no_cycle(people=latest)
@@ -43,8 +44,9 @@ class PeopleStore:
             for person in latest:
                 pipe.set(_key(person.id), person.model_dump_json())
                 pipe.sadd(_IDS, person.id)
-            await pipe.execute()
-        return len(latest)
+            added = await pipe.execute()
+        created = sum(int(flag) for flag in added[1::2])
+        return created, len(latest) - created
 
     async def get(self, *, person_id: str) -> PersonRead | None:
         """One person with their manager chain (nearest first), or None."""
@@ -61,11 +63,45 @@ class PeopleStore:
             manager_id = manager.manager_id if manager else None
         return PersonRead(**person.model_dump(), managers=managers)
 
-    async def list(self, *, limit: int) -> list[PersonRead]:
-        """Up to ``limit`` people, ordered by id."""
-        ids = sorted(str(i) for i in await self._redis.smembers(_IDS))[:limit]
-        people = [await self.get(person_id=person_id) for person_id in ids]
-        return [p for p in people if p is not None]
+    async def list(self, *, limit: int, after: str | None = None) -> list[PersonRead]:
+        """Up to ``limit`` people with ids after ``after``, ordered by id.
+
+        Read in bulk: one MGET for the page, then one per level of the manager chains.
+        """
+        stored = (str(i) for i in await self._redis.smembers(_IDS))
+        ids = sorted(i for i in stored if after is None or i > after)
+        page = await self._load_many(ids[:limit])
+        known = dict(page)
+        missing = {p.manager_id for p in page.values() if p.manager_id} - known.keys()
+        tried = set(known)
+        for _ in range(MAX_CHAIN):
+            if not missing:
+                break
+            tried |= missing
+            found = await self._load_many(sorted(missing))
+            known.update(found)
+            missing = {p.manager_id for p in found.values() if p.manager_id} - tried
+        return [
+            PersonRead(**person.model_dump(), managers=_chain(person, known))
+            for person in page.values()
+        ]
+
+    async def _load_many(self, ids: Sequence[str]) -> dict[str, PersonUpsert]:
+        if not ids:
+            return {}
+        raw = await self._redis.mget([_key(i) for i in ids])
+        return {i: PersonUpsert.model_validate_json(r) for i, r in zip(ids, raw, strict=True) if r}
+
+    async def count(self) -> int:
+        """How many people are stored."""
+        return int(await self._redis.scard(_IDS))
+
+    async def existing(self, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` are stored."""
+        if not ids:
+            return set()
+        flags = await self._redis.smismember(_IDS, list(ids))
+        return {i for i, flag in zip(ids, flags, strict=True) if flag}
 
     async def _load(self, person_id: str) -> PersonUpsert | None:
         raw = await self._redis.get(_key(person_id))
@@ -92,3 +128,16 @@ class PeopleStore:
                     )
                 chain.append(manager_id)
                 manager_id = await manager_of(manager_id)
+
+
+def _chain(person: PersonUpsert, known: dict[str, PersonUpsert]) -> list[str]:
+    """``person``'s managers, nearest first, as far as ``known`` reaches."""
+    managers: list[str] = []
+    seen = {person.id}
+    manager_id = person.manager_id
+    while manager_id and manager_id not in seen and len(managers) < MAX_CHAIN:
+        managers.append(manager_id)
+        seen.add(manager_id)
+        manager = known.get(manager_id)
+        manager_id = manager.manager_id if manager else None
+    return managers

@@ -125,6 +125,7 @@ def _fill(base: AlertNotification, other: AlertNotification) -> dict[str, Any]:
     fields["fired_at"] = base.fired_at or other.fired_at
     fields["history"] = base.history or other.history
     fields["labels"] = base.labels or other.labels
+    fields["impact"] = base.impact or other.impact
     fields["recipients"] = _union(base.recipients, other.recipients)
     return fields
 

@@ -28,6 +28,7 @@ def build_notification(
         "value": alert.value,
         "message": alert.message,
         "started_at": alert.started_at,
+        "impact": alert.impact,
         "recipients": recipients,
     }
     if isinstance(alert, AlertFired):

@@ -1,7 +1,8 @@
 """Who receives an alert: the rule's ``notify`` roles resolved against the goals service.
 
-Roles: ``subject`` is the person the alert is about, ``manager`` is their nearest manager, and
-any other string is taken as an explicit person id. A person the directory does not know is
+Roles: ``subject`` is the person the alert is about (``owner`` says the same in
+dependency-impact rules: the owner of the affected goals), ``manager`` is their nearest manager,
+and any other string is taken as an explicit person id. A person the directory does not know is
 still notified under their id (an alert must not be lost because the directory is incomplete);
 the goals service being unreachable is an error, so the message is redelivered later.
 """
@@ -18,6 +19,8 @@ logger = logging.getLogger(__name__)
 
 SUBJECT = RecipientRole.SUBJECT.value
 MANAGER = RecipientRole.MANAGER.value
+# A dependency-impact alert's subject is the owner of the affected goals.
+OWNER = "owner"
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,7 @@ async def resolve_recipients(
         recipients.setdefault(recipient.id, recipient)
 
     for role in notify:
-        if role == SUBJECT:
+        if role in (SUBJECT, OWNER):
             add(_recipient(subject_person, person_id=subject, role=RecipientRole.SUBJECT))
         elif role == MANAGER:
             if subject_person is None or not subject_person.managers:

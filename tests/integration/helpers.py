@@ -24,6 +24,7 @@ DAY0 = datetime(2026, 11, 1, 18, 0, tzinfo=UTC)
 PIPELINE_CONSUMERS = (
     (subjects.STREAM_INGEST, "ingestion"),
     (subjects.STREAM_METRICS, "evaluator"),
+    (subjects.STREAM_GOALS, "evaluator-impact"),
     (subjects.STREAM_ALERTS, "notifier-fired"),
     (subjects.STREAM_ALERTS, "notifier-resolved"),
 )
@@ -271,5 +272,28 @@ async def _replay_dead_letter(nats_url: str, sequence: int) -> None:
             payload,
             headers={"content-type": "application/json"},
         )
+    finally:
+        await nc.close()
+
+
+async def goal_events(nats_url: str, goal_id: str, *, count: int) -> list[tuple[str, Any]]:
+    """``(subject, event)`` of every event about ``goal_id`` in GOALWATCH_GOALS: waits up to
+    10 s for each of the first ``count``, then 1 s for any that should not be there."""
+    nc = await nats.connect(nats_url)
+    try:
+        sub = await nc.jetstream().subscribe(
+            subjects.GOALS_ALL,
+            stream=subjects.STREAM_GOALS,
+            config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
+        )
+        found: list[tuple[str, Any]] = []
+        while True:
+            try:
+                msg = await sub.next_msg(timeout=10 if len(found) < count else 1)
+            except nats.errors.TimeoutError:
+                return found
+            event = json.loads(msg.data)
+            if event["goal_id"] == goal_id:
+                found.append((msg.subject, event))
     finally:
         await nc.close()

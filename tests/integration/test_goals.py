@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from goalwatch.dev.demo import load_demo
 from goalwatch.dev.stack import Stack
 from tests.integration.helpers import unique
 
@@ -22,7 +23,11 @@ def test_people_chains_cycles_and_repeats(stack: Stack) -> None:
             {"id": ceo, "name": "CEO"},
             {"id": lead, "name": "Lead", "manager_id": vp},
         ]
-        assert http.post(f"{goals}/v1/people", json=batch).json() == {"upserted": 3}
+        assert http.post(f"{goals}/v1/people", json=batch).json() == {
+            "upserted": 3,
+            "created": 3,
+            "replaced": 0,
+        }
         person = http.get(f"{goals}/v1/people/{lead}").json()
         assert (person["name"], person["managers"]) == ("Lead", [vp, ceo])
 
@@ -37,3 +42,29 @@ def test_people_chains_cycles_and_repeats(stack: Stack) -> None:
         invalid = http.post(f"{goals}/v1/people", json=[{"id": "x"}])
         assert invalid.status_code == 422
         assert "name" in invalid.text
+
+
+def test_the_demo_never_overwrites_what_a_user_stored(stack: Stack) -> None:
+    goals = stack.settings.url("goals")
+    mine = {"id": "chen-jie", "name": "Chen Jie (a user's, not the demo's)"}
+    with httpx.Client(timeout=10) as http:
+        http.post(f"{goals}/v1/people", json=mine).raise_for_status()
+        loaded = load_demo(goals_url=goals, ingestion_url=stack.settings.url("ingestion"))
+        assert loaded is None
+        assert http.get(f"{goals}/v1/people/chen-jie").json()["name"] == mine["name"]
+        assert http.get(f"{goals}/v1/goals/kr-store-expansion").status_code == 404
+
+
+def test_listing_people_reads_their_chains_in_bulk(stack: Stack) -> None:
+    goals = stack.settings.url("goals")
+    prefix = unique("bulk")
+    people = [{"id": f"{prefix}-{n:03d}", "name": f"P{n}",
+               "manager_id": f"{prefix}-{n - 1:03d}" if n else None} for n in range(30)]  # fmt: skip
+    with httpx.Client(timeout=10) as http:
+        answer = http.post(f"{goals}/v1/people", json=people).json()
+        assert (answer["created"], answer["replaced"]) == (30, 0)
+        assert http.post(f"{goals}/v1/people", json=people[:2]).json()["replaced"] == 2
+        page = http.get(f"{goals}/v1/people", params={"limit": 5, "after": f"{prefix}-024"}).json()
+        assert [p["id"] for p in page][:5] == [f"{prefix}-{n:03d}" for n in range(25, 30)]
+        assert page[-1]["managers"][:3] == [f"{prefix}-{n:03d}" for n in (28, 27, 26)]
+        assert len(page[-1]["managers"]) == 29

@@ -215,7 +215,7 @@ def test_rules_are_listed(stack: Stack, http: httpx.Client) -> None:
 # What each service depends on, and a metric family only that service defines and observes.
 SERVICES = {
     "ingestion": ({"nats"}, "goalwatch_events_accepted_total"),
-    "goals": ({"redis"}, "goalwatch_people_upserted_total"),
+    "goals": ({"nats", "redis"}, "goalwatch_people_upserted_total"),
     "evaluator": ({"nats", "redis"}, "goalwatch_rule_evaluations_total"),
     "notifier": ({"nats", "redis"}, "goalwatch_notifications_sent_total"),
 }

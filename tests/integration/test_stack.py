@@ -102,7 +102,8 @@ def test_goalwatch_up_runs_the_demo_shows_its_alert_and_stops_on_ctrl_c(tmp_path
             seen.append(line)
             if line.startswith("alert FIRING"):
                 break
-        assert any("demo data loaded (6 events accepted" in line for line in seen), seen
+        loaded = [line for line in seen if "demo company loaded" in line]
+        assert loaded and "7 goals; 6 events accepted" in loaded[0], seen
         assert any(settings.url("notifier") in line for line in seen), seen
         assert any(line.split()[:2] == ["webhook", "none:"] for line in seen), seen
         assert "Dr. Li Na: report rework rate 12% is above 8%" in seen[-1], seen

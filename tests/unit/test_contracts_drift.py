@@ -161,10 +161,18 @@ def test_asyncapi_is_what_the_services_subscribe_and_publish() -> None:
         ("evaluator", "send", subjects.DEADLETTER_METRICS),
         ("evaluator", "receive", subjects.TIMERS_FIRED_EVALUATOR),
         ("evaluator", "send", subjects.DEADLETTER_TIMERS),
+        ("evaluator", "receive", subjects.GOAL_STATUS_CHANGED),
+        ("evaluator", "send", subjects.DEADLETTER_GOALS),
         ("notifier", "receive", subjects.ALERTS_FIRED),
         ("notifier", "receive", subjects.ALERTS_RESOLVED),
         ("notifier", "send", subjects.NOTIFICATIONS_SENT),
         ("notifier", "send", subjects.DEADLETTER_ALERTS),
+        ("goals", "send", subjects.GOAL_CREATED),
+        ("goals", "send", subjects.GOAL_UPDATED),
+        ("goals", "send", subjects.GOAL_STATUS_CHANGED),
+        ("goals", "send", subjects.GOAL_CHECKED_IN),
+        ("goals", "send", subjects.GOAL_LINK_ADDED),
+        ("goals", "send", subjects.GOAL_LINK_REMOVED),
     }
 
 
@@ -178,6 +186,7 @@ def test_asyncapi_messages_are_the_contracts() -> None:
     document = _asyncapi()
     # A pull batch is documented per message; raw bytes by what ingestion accepts.
     assert _messages_on(document, f"evaluator:{subjects.METRICS_RECORDED}") == ["MetricRecorded"]
+    assert _messages_on(document, f"goals:{subjects.GOAL_STATUS_CHANGED}") == ["GoalStatusChanged"]
     assert _messages_on(document, f"ingestion:{subjects.METRICS_IN}") == [
         "MetricCloudEvent",
         "MetricCloudEventBatch",

@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from goalwatch.contracts import AlertFired, AlertResolved, MetricRecorded, subjects
-from goalwatch.rules import evaluate, load_rules
+from goalwatch.rules import evaluate, load_rules, metric_rules
 from goalwatch.rules.engine import RuleEngine
 from goalwatch.rules.runner import MemoryStreaks as KernelStreaks
 from goalwatch.rules.transitions import Point, Transition, fingerprint
@@ -90,7 +90,7 @@ def rework(day: int, value: float, subject: str = "emp-1042", **labels: str) -> 
 
 @pytest.fixture
 def setup() -> tuple[Evaluator, Published]:
-    rules = [rule.spec for rule in load_rules(REPO / "rules")]
+    rules = metric_rules(load_rules(REPO / "rules"))
     published = Published()
     evaluator = Evaluator(
         engine=RuleEngine(rules), streaks=MemoryStreaks(), publish=published, names=Names()
@@ -147,7 +147,7 @@ async def test_a_backfilled_day_completing_the_streak_reports_the_latest_value(
 
 
 async def test_messages_name_the_subject_when_goals_knows_them() -> None:
-    rules = [rule.spec for rule in load_rules(REPO / "rules")]
+    rules = metric_rules(load_rules(REPO / "rules"))
     published = Published()
     evaluator = Evaluator(
         engine=RuleEngine(rules),
@@ -165,8 +165,8 @@ async def test_messages_name_the_subject_when_goals_knows_them() -> None:
 
 async def test_without_a_resolved_message_a_standard_sentence_is_sent() -> None:
     rules = [
-        rule.spec.model_copy(update={"resolved_message": None})
-        for rule in load_rules(REPO / "rules")
+        rule.model_copy(update={"resolved_message": None})
+        for rule in metric_rules(load_rules(REPO / "rules"))
     ]
     published = Published()
     evaluator = Evaluator(
@@ -205,7 +205,7 @@ class SlowClearStreaks(MemoryStreaks):
 
 
 async def test_a_batch_keeps_each_subjects_order_so_two_one_two_does_not_fire() -> None:
-    rules = [rule.spec for rule in load_rules(REPO / "rules")]
+    rules = metric_rules(load_rules(REPO / "rules"))
     published = Published()
     evaluator = Evaluator(
         engine=RuleEngine(rules), streaks=SlowClearStreaks(), publish=published, names=Names()
@@ -231,7 +231,7 @@ class FailingStreaks(MemoryStreaks):
 
 
 async def test_one_subjects_failure_does_not_hold_back_the_others() -> None:
-    rules = [rule.spec for rule in load_rules(REPO / "rules")]
+    rules = metric_rules(load_rules(REPO / "rules"))
     published = Published()
     evaluator = Evaluator(
         engine=RuleEngine(rules), streaks=FailingStreaks(), publish=published, names=Names()
@@ -296,7 +296,7 @@ async def test_events_no_rule_watches_publish_nothing(setup: tuple[Evaluator, Pu
 
 
 async def test_the_service_publishes_what_the_in_memory_evaluate_returns() -> None:
-    rules = [rule.spec for rule in load_rules(REPO / "rules")]
+    rules = metric_rules(load_rules(REPO / "rules"))
     published = Published()
     evaluator = Evaluator(
         engine=RuleEngine(rules),
@@ -406,7 +406,7 @@ async def test_a_batch_evaluates_a_bounded_number_of_subjects_at_once() -> None:
             )
 
     streaks = Counting()
-    rules = [rule.spec for rule in load_rules(REPO / "rules")]
+    rules = metric_rules(load_rules(REPO / "rules"))
     evaluator = Evaluator(
         engine=RuleEngine(rules), streaks=streaks, publish=Published(), names=Names(), concurrency=8
     )

@@ -8,7 +8,7 @@ from pathlib import Path
 from goalwatch.checkpoints import Replay
 from goalwatch.consumers import ACK, Received, RedeliveryPolicy, Retry
 from goalwatch.contracts import AlertFired, MetricRecorded, subjects
-from goalwatch.rules import load_rules
+from goalwatch.rules import load_rules, metric_rules
 from goalwatch.rules.engine import RuleEngine
 from services.evaluator.consumer import MetricsHandler
 from services.evaluator.evaluation import Evaluator
@@ -61,7 +61,7 @@ def _world(
 ) -> tuple[MetricsHandler, FakeCheckpoint, MemoryStreaks, Published]:
     streaks, published = MemoryStreaks(), Published()
     evaluator = Evaluator(
-        engine=RuleEngine([rule.spec for rule in load_rules(REPO / "rules")]),
+        engine=RuleEngine(metric_rules(load_rules(REPO / "rules"))),
         streaks=streaks,
         publish=published,
         names=Names(),

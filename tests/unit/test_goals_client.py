@@ -40,3 +40,22 @@ async def test_goals_not_answering_properly_raises_instead_of_naming_by_id(subje
         goals = GoalsClient(client=client, base_url="http://goals.test/", sleep=no_sleep)
         with pytest.raises(GoalsUnavailable):
             await goals.name_of(subject=subject)
+
+
+async def test_goals_and_their_impact_are_read_with_the_same_policy() -> None:
+    impact = {"goal_id": "kr", "affected": []}
+
+    def goals_handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/goals/kr/impact":
+            return httpx.Response(200, json=impact)
+        if request.url.path == "/v1/goals/flaky/impact":
+            return httpx.Response(503)
+        return httpx.Response(404)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(goals_handler)) as client:
+        goals = GoalsClient(client=client, base_url="http://goals.test", sleep=no_sleep)
+        answer = await goals.get_impact("kr")
+        assert answer is not None and answer.goal_id == "kr"
+        assert await goals.get_goal("nothing") is None
+        with pytest.raises(GoalsUnavailable, match="/v1/goals/flaky/impact"):
+            await goals.get_impact("flaky")

@@ -77,6 +77,14 @@ async def test_subject_and_nearest_manager() -> None:
     assert audience.recipients[0].email == "li@example.org"
 
 
+async def test_owner_of_an_impact_alert_is_its_subject_and_manager_theirs() -> None:
+    audience = await resolve("emp-1", ["owner", "manager"])
+    assert [(r.id, r.role) for r in audience.recipients] == [
+        ("emp-1", "subject"),
+        ("mgr-1", "manager"),
+    ]
+
+
 async def test_explicit_ids_and_one_entry_per_person() -> None:
     audience = await resolve("emp-1", ["manager", "dir-1", "mgr-1", "subject", "emp-1"])
     assert [(r.id, r.role) for r in audience.recipients] == [

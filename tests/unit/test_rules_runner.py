@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from goalwatch.contracts import AlertFired, AlertResolved, MetricRecorded
-from goalwatch.rules import RuleSpec, evaluate, fingerprint, load_rules
+from goalwatch.rules import RuleSpec, evaluate, fingerprint, load_rules, metric_rules
 
 REPO = Path(__file__).resolve().parents[2]
 NOV = datetime(2026, 11, 1, 18, tzinfo=UTC)
@@ -16,7 +16,7 @@ NOV = datetime(2026, 11, 1, 18, tzinfo=UTC)
 
 @pytest.fixture(scope="module")
 def rules() -> list[RuleSpec]:
-    return [rule.spec for rule in load_rules(REPO / "rules")]
+    return metric_rules(load_rules(REPO / "rules"))
 
 
 def rework(day: int, value: float, subject: str = "zhou-min", event_id: str = "") -> MetricRecorded:

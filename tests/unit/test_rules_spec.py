@@ -97,7 +97,7 @@ def test_all_errors_of_all_files_are_reported(tmp_path: Path) -> None:
         f"{tmp_path}/a.yaml:7: severity: 'yellow' is not one of info, warning, critical "
         "(warning is yellow, critical is red)",
         f"{tmp_path}/b.yaml:3: kind: kind 'fraud' is not supported yet; "
-        "supported: threshold, overdue",
+        "supported: threshold, overdue, dependency_impact",
     ]
 
 
@@ -144,7 +144,7 @@ def test_all_errors_of_all_files_are_reported(tmp_path: Path) -> None:
         (
             "kind: threshold",
             "kind: ratio",
-            "3: kind: 'ratio' is not a rule kind; supported: threshold",
+            "3: kind: 'ratio' is not a rule kind; supported: threshold, overdue, dependency_impact",
         ),
         (
             "name: Report rework rate above 8% on 3 consecutive days\n",

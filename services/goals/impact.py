@@ -1,0 +1,88 @@
+"""What a goal's failure reaches: up the alignment tree and across dependencies, any depth.
+
+One script walks the graph inside Redis (:data:`services.goals.scripts.IMPACT`), then one
+MGET reads the goals reached and one the people who own them: three round trips whatever the
+size of the answer.
+"""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+
+from goalwatch.contracts import PersonUpsert
+from goalwatch.contracts.goals import GoalImpact, GoalRead, ImpactedGoal, LinkKind, PathStep
+from services.goals import keys
+from services.goals.scripts import IMPACT
+
+MAX_AFFECTED = 100_000
+"""Most goals one impact answer lists."""
+
+
+class ImpactWalk:
+    """Computes :class:`GoalImpact` answers."""
+
+    def __init__(self, redis: Redis, *, max_affected: int = MAX_AFFECTED) -> None:
+        self._redis = redis
+        self._script = redis.register_script(IMPACT)
+        self._max = max_affected
+
+    async def steps(self, goal_id: str) -> list[tuple[str, str, LinkKind, float, int]] | None:
+        """The walk alone: ``(goal, reached from, link, share, depth)``, nearest first; None
+        if there is no such goal."""
+        answer = await self._script(keys=[keys.OUTBOX], args=[keys.GRAPH, goal_id, self._max])
+        if not answer:
+            return None
+        raw, _truncated = answer
+        return [
+            (str(g), str(via), LinkKind(str(link)), float(share), int(depth))
+            for g, via, link, share, depth in raw
+        ]
+
+    async def impact(self, goal_id: str) -> GoalImpact | None:
+        """Every goal affected if ``goal_id`` fails, with the path, weight, owner, manager;
+        None if there is no such goal."""
+        steps = await self.steps(goal_id)
+        if steps is None:
+            return None
+        reached = {g: (via, link, share, depth) for g, via, link, share, depth in steps}
+        goal_ids = [s[0] for s in steps]
+        docs = await self._redis.mget([keys.goal(g) for g in goal_ids]) if goal_ids else []
+        goals = {
+            g: GoalRead.model_validate_json(doc)
+            for g, doc in zip(goal_ids, docs, strict=True)
+            if doc
+        }
+        owners = sorted({g.owner_id for g in goals.values()})
+        people = await self._redis.mget([keys.person(p) for p in owners]) if owners else []
+        manager_of = {
+            owner: PersonUpsert.model_validate_json(doc).manager_id
+            for owner, doc in zip(owners, people, strict=True)
+            if doc
+        }
+        affected: list[ImpactedGoal] = []
+        for g in sorted(goal_ids, key=lambda x: (reached[x][3], x)):
+            path: list[PathStep] = []
+            weight = 1.0
+            at = g
+            while at != goal_id:
+                via, link, share, _ = reached[at]
+                path.append(PathStep(from_goal=via, to_goal=at, link=link, share=round(share, 6)))
+                weight *= share
+                at = via
+            path.reverse()
+            goal = goals.get(g)
+            affected.append(
+                ImpactedGoal(
+                    goal_id=g,
+                    title=goal.title if goal else None,
+                    type=goal.type if goal else None,
+                    status=goal.status if goal else None,
+                    owner_id=goal.owner_id if goal else None,
+                    owner_manager_id=manager_of.get(goal.owner_id) if goal else None,
+                    org_unit_id=goal.org_unit_id if goal else None,
+                    depth=reached[g][3],
+                    path=path,
+                    weight=round(weight, 6),
+                )
+            )
+        return GoalImpact(goal_id=goal_id, affected=affected)
