@@ -12,7 +12,7 @@ when:
 min_weight: 0.1                    # optional: leave out affected goals carrying less
 severity: warning
 notify: [owner, manager]           # owner of the affected goals, their manager, person ids
-message: "{goal_title} is {status}: {affected_count} of your goals rest on it"
+message: "{goal_title} is {status}. Your goals resting on it: {affected_goals}"
 ```
 
 Like :mod:`goalwatch.rules.spec`, every check raises an error that says what to write; the
@@ -174,7 +174,7 @@ class ImpactRuleSpec(Contract):
     message: str = Field(
         min_length=1,
         description="Alert text, a str.format template with the impact fields, e.g. "
-        "'{goal_title} is {status}: {affected_count} of your goals rest on it'.",
+        "'{goal_title} is {status}. Your goals resting on it: {affected_goals}'.",
     )
     resolved_message: str | None = Field(
         default=None,

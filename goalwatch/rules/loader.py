@@ -44,7 +44,7 @@ _IMPACT_MODELS: Final[dict[tuple[str, ...], type[BaseModel]]] = {
 }
 _IMPACT_EXAMPLES: Final[dict[str, str]] = {
     "notify": "notify: [owner, manager]",
-    "message": 'message: "{goal_title} is {status}: {affected_count} of your goals rest on it"',
+    "message": 'message: "{goal_title} is {status}. Your goals resting on it: {affected_goals}"',
 }
 # Which model describes the mapping at a location, to list the fields it allows.
 _MODELS: Final[dict[tuple[str, ...], type[BaseModel]]] = {

@@ -153,7 +153,7 @@ def test_an_invalid_key_result_alerts_each_affected_owner_once_and_resolves_once
     assert [(s["from_goal"], s["to_goal"]) for s in a_goals[g["o1"]]["path"]] == [
         (g["kr"], g["o1"])
     ]
-    assert "2 of your goals rest on it" in by_owner[p["a"]]["message"]
+    assert "Your goals resting on it (2)" in by_owner[p["a"]]["message"]
 
     (top,) = by_owner[p["top"]]["impact"]["affected"]
     assert top["goal_id"] == g["top"] and top["depth"] == 2
