@@ -9,6 +9,7 @@ from pydantic import AwareDatetime, Field, model_validator
 
 from goalwatch.contracts.base import Contract
 from goalwatch.contracts.impact import ImpactAnalysis
+from goalwatch.contracts.overdue import OverdueGoal
 
 
 class Severity(StrEnum):
@@ -38,6 +39,11 @@ class AlertState(StrEnum):
 _SUBJECT_NAME = (
     "Display name of the subject from the people directory when the alert was built; the "
     "subject id when the directory has none (also for alerts published before this field)."
+)
+
+_GOAL = (
+    "Goal-based overdue alerts only (null for other kinds): the goal, its due date, progress "
+    "and owner, and which form fired (past_due, no_check_in, behind_plan)."
 )
 
 _IMPACT = (
@@ -92,6 +98,7 @@ class AlertFired(Contract):
         default_factory=list, description="The observations behind the alert, oldest first."
     )
     impact: ImpactAnalysis | None = Field(default=None, description=_IMPACT)
+    goal: OverdueGoal | None = Field(default=None, description=_GOAL)
 
     @model_validator(mode="before")
     @classmethod
@@ -119,6 +126,9 @@ class AlertResolved(Contract):
         default=None,
         description=_IMPACT + " On resolution: the goals the firing listed, and the failing "
         "goal with the status it left for.",
+    )
+    goal: OverdueGoal | None = Field(
+        default=None, description=_GOAL + " On resolution: the goal as it is then."
     )
 
     @model_validator(mode="before")

@@ -15,6 +15,7 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from faststream.nats import NatsBroker
 from faststream.specification import AsyncAPI
@@ -176,6 +177,19 @@ RAW_PAYLOADS: dict[str, list[str]] = {
 }
 """What a consumer that decodes the body itself accepts on its subject, by message name."""
 
+WILDCARD_READS: dict[str, list[str]] = {
+    subjects.GOALS_ALL: [
+        "GoalCreated",
+        "GoalUpdated",
+        "GoalStatusChanged",
+        "GoalCheckedIn",
+        "GoalLinkAdded",
+        "GoalLinkRemoved",
+    ],
+}
+"""What a consumer of a wildcard subject reads there (it reads each through a lenient view
+of its own, the evaluator's ``GoalChange``), by message name."""
+
 
 def _generate(broker: NatsBroker) -> dict[str, Any]:
     """FastStream's AsyncAPI document of one broker's subscribers and publishers."""
@@ -188,6 +202,8 @@ def _message_names(generated: dict[str, Any], channel: dict[str, Any], address: 
     """The goalwatch message components a generated channel carries."""
     schemas = generated["components"].get("schemas", {})
     contracts_by_name = component_schemas()
+    if address in WILDCARD_READS:
+        return list(WILDCARD_READS[address])
     names: list[str] = []
     for ref in channel["messages"].values():
         message = _resolve(generated, ref["$ref"])
@@ -207,8 +223,9 @@ def _message_names(generated: dict[str, Any], channel: dict[str, Any], address: 
 
 def _resolve(document: dict[str, Any], ref: str) -> dict[str, Any]:
     node: Any = document
+    # A JSON pointer in a URI fragment is percent-encoded (a wildcard subject's * is %2A).
     for part in ref.removeprefix("#/").split("/"):
-        node = node[part]
+        node = node[unquote(part).replace("~1", "/").replace("~0", "~")]
     return dict(node)
 
 

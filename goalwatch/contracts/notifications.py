@@ -18,6 +18,7 @@ from pydantic import AwareDatetime, Field
 from goalwatch.contracts.alerts import AlertState, Observation, Recipient, Severity
 from goalwatch.contracts.base import Contract
 from goalwatch.contracts.impact import ImpactAnalysis
+from goalwatch.contracts.overdue import OverdueGoal
 
 
 class SubjectRef(Contract):
@@ -61,6 +62,12 @@ class AlertNotification(Contract):
         description="dependency_impact alerts only: the goal that failed (failing_goal) and "
         "the subject's goals that rest on it (affected), each with its path from the failing "
         "goal, its depth and the weight carried; null for other kinds.",
+    )
+    goal: OverdueGoal | None = Field(
+        default=None,
+        description="Goal-based overdue alerts only: the goal (id, title, due, progress, "
+        "owner, last check-in) and which form fired (past_due, no_check_in, behind_plan); "
+        "null for other kinds.",
     )
     recipients: list[Recipient] = Field(description="Who this notification is addressed to.")
     labels: dict[str, str] = Field(

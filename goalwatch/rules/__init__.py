@@ -13,11 +13,13 @@
 from goalwatch.rules.announce import build_alert, message_id
 from goalwatch.rules.compiler import compile_rule, event_message
 from goalwatch.rules.engine import RuleEngine
+from goalwatch.rules.goal_overdue_spec import GoalOverdueRuleSpec
 from goalwatch.rules.impact_spec import ImpactRuleSpec
 from goalwatch.rules.loader import (
     LoadedRule,
     RuleError,
     RuleLoadError,
+    goal_overdue_rules,
     impact_rules,
     load_rule_file,
     load_rules,
@@ -28,6 +30,7 @@ from goalwatch.rules.spec import RuleSpec, ThresholdCondition
 from goalwatch.rules.transitions import Point, Transition, fingerprint
 
 __all__ = [
+    "GoalOverdueRuleSpec",
     "ImpactRuleSpec",
     "LoadedRule",
     "Point",
@@ -42,6 +45,7 @@ __all__ = [
     "evaluate",
     "event_message",
     "fingerprint",
+    "goal_overdue_rules",
     "impact_rules",
     "load_rule_file",
     "load_rules",

@@ -22,7 +22,6 @@ loader adds the file and line.
 from __future__ import annotations
 
 import difflib
-import string
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
@@ -32,7 +31,7 @@ from goalwatch.contracts import RuleKind, Severity
 from goalwatch.contracts.base import Contract
 from goalwatch.contracts.goals import GoalStatus, GoalType
 from goalwatch.rules.spec import Recipient, check_rule_id, check_severity
-from goalwatch.rules.template import TemplateError, render_fields
+from goalwatch.rules.template import TemplateError, check_template_fields
 
 OWNER: Final = "owner"
 MANAGER: Final = "manager"
@@ -56,7 +55,6 @@ SAMPLES: Final[dict[str, Any]] = {
     "rule_name": "A key result others build on fails",
     "severity": "warning",
 }
-_AVAILABLE = ", ".join("{" + name + "}" for name in SAMPLES)
 
 
 def _error(kind: str, message: str) -> PydanticCustomError:
@@ -124,27 +122,7 @@ class ImpactWhen(Contract):
 
 def check_impact_template(template: str) -> None:
     """Raise :class:`TemplateError` unless ``template`` renders with the impact fields."""
-    try:
-        parts = list(string.Formatter().parse(template))
-    except ValueError as exc:
-        raise TemplateError(
-            f"not a valid template ({exc}); write a literal brace as {{{{ or }}}}"
-        ) from exc
-    for _, field, spec, conversion in parts:
-        if field is None:
-            continue
-        placeholder = "{" + field + (f"!{conversion}" if conversion else "")
-        placeholder += (f":{spec}" if spec else "") + "}"
-        if field not in SAMPLES:
-            close = difflib.get_close_matches(field, SAMPLES, n=1)
-            hint = f"did you mean {{{close[0]}}}? " if close else ""
-            raise TemplateError(f"unknown field {{{field}}}; {hint}available: {_AVAILABLE}")
-        if spec and "{" in spec:
-            raise TemplateError(f"{placeholder}: nested fields in a format spec are not supported")
-        try:
-            render_fields(placeholder, SAMPLES)
-        except (ValueError, TypeError) as exc:
-            raise TemplateError(f"{placeholder} cannot be rendered: {exc}") from exc
+    check_template_fields(template, SAMPLES)
 
 
 class ImpactRuleSpec(Contract):

@@ -19,6 +19,14 @@ from pydantic_core import ErrorDetails
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from goalwatch.contracts import RuleKind
+from goalwatch.rules.goal_overdue_spec import (
+    BehindPlan,
+    GoalCondition,
+    GoalFilter,
+    GoalOverdueRuleSpec,
+    NoCheckIn,
+    is_goal_rule,
+)
 from goalwatch.rules.impact_spec import ImpactRuleSpec, ImpactWhen
 from goalwatch.rules.spec import CONDITION_MODELS, RuleSpec
 
@@ -45,6 +53,25 @@ _IMPACT_MODELS: Final[dict[tuple[str, ...], type[BaseModel]]] = {
 _IMPACT_EXAMPLES: Final[dict[str, str]] = {
     "notify": "notify: [owner, manager]",
     "message": 'message: "{goal_title} is {status}. Your goals resting on it: {affected_goals}"',
+}
+# Goal-based overdue rules have a model of their own too.
+_GOAL_MODELS: Final[dict[tuple[str, ...], type[BaseModel]]] = {
+    (): GoalOverdueRuleSpec,
+    ("goals",): GoalFilter,
+    ("condition",): GoalCondition,
+    ("condition", "no_check_in"): NoCheckIn,
+    ("condition", "behind_plan"): BehindPlan,
+}
+_GOAL_EXAMPLES: Final[dict[str, str]] = {
+    "condition": "condition: {past_due: true}",
+    "condition.behind_plan.points": "points: 10",
+    "notify": "notify: [owner, manager]",
+    "message": 'message: "{goal_title} was due {due:%Y-%m-%d}"',
+    "goals": "goals: {type: key_result}",
+}
+_SHAPES: Final[dict[str, tuple[dict[tuple[str, ...], type[BaseModel]], dict[str, str], str]]] = {
+    "impact": (_IMPACT_MODELS, _IMPACT_EXAMPLES, "[owner, manager]"),
+    "goal": (_GOAL_MODELS, _GOAL_EXAMPLES, "[owner, manager]"),
 }
 # Which model describes the mapping at a location, to list the fields it allows.
 _MODELS: Final[dict[tuple[str, ...], type[BaseModel]]] = {
@@ -81,13 +108,18 @@ class RuleLoadError(Exception):
 class LoadedRule:
     """A validated rule and the file it came from."""
 
-    spec: RuleSpec | ImpactRuleSpec
+    spec: RuleSpec | ImpactRuleSpec | GoalOverdueRuleSpec
     path: Path
 
 
 def metric_rules(rules: Iterable[LoadedRule]) -> list[RuleSpec]:
     """The rules judged on metric events (threshold), in order."""
     return [rule.spec for rule in rules if isinstance(rule.spec, RuleSpec)]
+
+
+def goal_overdue_rules(rules: Iterable[LoadedRule]) -> list[GoalOverdueRuleSpec]:
+    """The goal-based overdue rules, judged on goal events and their timers, in order."""
+    return [rule.spec for rule in rules if isinstance(rule.spec, GoalOverdueRuleSpec)]
 
 
 def impact_rules(rules: Iterable[LoadedRule]) -> list[ImpactRuleSpec]:
@@ -199,13 +231,16 @@ def _parse_file(path: Path) -> _Parsed:
     errors = list(_duplicate_keys(file, node))
     rule_id = data.get("id") if isinstance(data.get("id"), str) else None
     id_line, _ = _locate(node, ("id",))
-    impact = data.get("kind") == RuleKind.DEPENDENCY_IMPACT.value
+    shape: str | None = None
+    model: type[RuleSpec | ImpactRuleSpec | GoalOverdueRuleSpec] = RuleSpec
+    if data.get("kind") == RuleKind.DEPENDENCY_IMPACT.value:
+        shape, model = "impact", ImpactRuleSpec
+    elif is_goal_rule(data):
+        shape, model = "goal", GoalOverdueRuleSpec
     try:
-        spec: RuleSpec | ImpactRuleSpec = (ImpactRuleSpec if impact else RuleSpec).model_validate(
-            data
-        )
+        spec = model.model_validate(data)
     except ValidationError as exc:
-        errors.extend(_validation_error(file, node, error, impact=impact) for error in exc.errors())
+        errors.extend(_validation_error(file, node, error, shape=shape) for error in exc.errors())
         return _Parsed(None, rule_id, id_line, errors)
     if errors:
         return _Parsed(None, rule_id, id_line, errors)
@@ -288,10 +323,10 @@ def _field_name(loc: Sequence[int | str]) -> str | None:
 
 
 def _validation_error(
-    file: str, root: Node, error: ErrorDetails, *, impact: bool = False
+    file: str, root: Node, error: ErrorDetails, *, shape: str | None = None
 ) -> RuleError:
     loc = tuple(error["loc"])
-    if len(loc) >= 2 and loc[0] == "condition" and loc[1] in CONDITION_MODELS:
+    if shape is None and len(loc) >= 2 and loc[0] == "condition" and loc[1] in CONDITION_MODELS:
         # The condition's form (threshold or overdue) is part of pydantic's path, not the file's.
         form = str(loc[1])
         loc = (loc[0], *loc[2:])
@@ -302,25 +337,30 @@ def _validation_error(
     # Quote what the author typed (yes, 042), not what YAML made of it (True, 34).
     written = node.value if isinstance(node, ScalarNode) else repr(error.get("input"))
     return RuleError(
-        file, line, _field_name(loc), _describe(error, written, form=form, impact=impact)
+        file, line, _field_name(loc), _describe(error, written, form=form, shape=shape)
     )
 
 
 def _describe(
-    error: ErrorDetails, written: str, *, form: str = "threshold", impact: bool = False
+    error: ErrorDetails, written: str, *, form: str = "threshold", shape: str | None = None
 ) -> str:
     """Pydantic's wording for generic errors, rewritten for someone editing YAML."""
     kind = error["type"]
     loc = tuple(str(part) for part in error["loc"])
     ctx = error.get("ctx") or {}
-    examples = {**_EXAMPLES, **_IMPACT_EXAMPLES} if impact else _EXAMPLES
-    models = _IMPACT_MODELS if impact else _MODELS
+    examples, models, recipients = _EXAMPLES, _MODELS, "[subject, manager]"
+    if shape is not None:
+        own_models, own_examples, recipients = _SHAPES[shape]
+        examples, models = {**_EXAMPLES, **own_examples}, own_models
+    own_shape = shape is not None
     if kind == "missing":
         example = examples.get(".".join(loc))
         return f"required field is missing; add e.g. {example}" if example else "required"
     if kind == "extra_forbidden":
         parent = loc[:-1]
-        model = models.get((*parent, form) if parent == ("condition",) and not impact else parent)
+        model = models.get(
+            (*parent, form) if parent == ("condition",) and not own_shape else parent
+        )
         if model is None:
             return f"unknown field '{loc[-1]}'"
         allowed = list(model.model_fields)
@@ -338,13 +378,14 @@ def _describe(
     if kind in ("dict_type", "model_type"):
         example = examples.get(".".join(loc), "where: {department: radiology}")
         return f"expected a mapping, e.g. {example}"
-    recipients = "[owner, manager]" if impact else "[subject, manager]"
     if kind == "list_type":
         return f"expected a list, e.g. {recipients}"
     if kind == "too_short":
         return "must not be empty" + (f", e.g. {recipients}" if loc == ("notify",) else "")
     if kind == "greater_than_equal":
         return f"must be at least {ctx.get('ge')}, got {written}"
+    if kind == "greater_than":
+        return f"must be more than {ctx.get('gt')}, got {written}"
     if kind == "less_than_equal":
         return f"must be at most {ctx.get('le')}, got {written}"
     if kind == "string_too_long":

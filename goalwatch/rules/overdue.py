@@ -6,9 +6,9 @@ timer for it; the timer falling due while that is still the deadline fires the a
 report resolves it. :func:`decide` is pure — the state, the current time and one input in; the
 new state, at most one transition and the deadline to arm out — and never reads a clock.
 
-The goal forms of ``overdue`` (past due, no check-in, behind plan) fit the same shape: their
-input is a goal event instead of a report, their key ``(rule, goal)``, their deadline the due
-date (or the last check-in plus the cadence), and a goal that is done cancels instead of arms.
+The goal forms of ``overdue`` (past due, no check-in, behind plan) have the same shape in
+:mod:`goalwatch.rules.goal_overdue`: their input is a goal event instead of a report, their
+key ``(rule, goal)``, and a goal that is done cancels its timer instead of arming it.
 """
 
 from __future__ import annotations

@@ -195,9 +195,9 @@ Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 class OverdueCondition(Contract):
     """An overdue rule's condition: what must happen in time.
 
-    Today one form, absence: a subject that reported ``metric`` once is expected to report
+    The metric form, absence: a subject that reported ``metric`` once is expected to report
     it again within ``absent_for``. The goal forms (``past_due``, ``no_check_in``,
-    ``behind_plan``) are planned as further fields here, exactly one of them per rule.
+    ``behind_plan``) are rules of their own shape, :mod:`goalwatch.rules.goal_overdue_spec`.
     """
 
     absent_for: Duration = Field(

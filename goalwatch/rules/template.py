@@ -152,3 +152,31 @@ def render_fields(template: str, fields: Mapping[str, Any]) -> str:
     """Render ``template`` with ``fields`` as :func:`render` does (whole floats without a
     format spec drop the ``.0``), for rule kinds with fields of their own."""
     return _FORMATTER.format(template, **fields)
+
+
+def check_template_fields(template: str, samples: Mapping[str, Any]) -> None:
+    """Raise :class:`TemplateError` unless ``template`` renders with the fields of
+    ``samples`` (name -> a value of the type the evaluator passes), for rule kinds with
+    fields of their own."""
+    available = ", ".join("{" + name + "}" for name in samples)
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise TemplateError(
+            f"not a valid template ({exc}); write a literal brace as {{{{ or }}}}"
+        ) from exc
+    for _, field, spec, conversion in parts:
+        if field is None:
+            continue
+        placeholder = "{" + field + (f"!{conversion}" if conversion else "")
+        placeholder += (f":{spec}" if spec else "") + "}"
+        if field not in samples:
+            close = difflib.get_close_matches(field, samples, n=1)
+            hint = f"did you mean {{{close[0]}}}? " if close else ""
+            raise TemplateError(f"unknown field {{{field}}}; {hint}available: {available}")
+        if spec and "{" in spec:
+            raise TemplateError(f"{placeholder}: nested fields in a format spec are not supported")
+        try:
+            render_fields(placeholder, samples)
+        except (ValueError, TypeError) as exc:
+            raise TemplateError(f"{placeholder} cannot be rendered: {exc}") from exc

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from goalwatch.contracts import RuleKind, Severity
 from goalwatch.problems import problem_responses
-from goalwatch.rules import ImpactRuleSpec, LoadedRule
+from goalwatch.rules import GoalOverdueRuleSpec, ImpactRuleSpec, LoadedRule
 
 
 class RuleRead(BaseModel):
@@ -37,9 +37,17 @@ class RuleRead(BaseModel):
     def of(cls, rule: LoadedRule) -> RuleRead:
         """The API view of a loaded rule."""
         spec = rule.spec
+        where: dict[str, str] = {}
+        condition: dict[str, object]
         if isinstance(spec, ImpactRuleSpec):
-            metric, where = None, {}
+            metric = None
             condition = {"when": spec.when.model_dump(mode="json"), "min_weight": spec.min_weight}
+        elif isinstance(spec, GoalOverdueRuleSpec):
+            metric = None
+            condition = {
+                "goals": spec.goals.model_dump(mode="json"),
+                **spec.condition.model_dump(mode="json", exclude_none=True),
+            }
         else:
             metric, where, condition = spec.metric, dict(spec.where), spec.condition.model_dump()
         return cls(

@@ -18,7 +18,14 @@ from goalwatch.consumers import Consumers, ConsumerSpec, RedeliveryPolicy
 from goalwatch.contracts import GoalStatusChanged, MetricRecorded, TimerFired, subjects
 from goalwatch.goals_client import GoalsClient
 from goalwatch.messaging import new_broker
-from goalwatch.rules import LoadedRule, RuleLoadError, impact_rules, load_rules, metric_rules
+from goalwatch.rules import (
+    LoadedRule,
+    RuleLoadError,
+    goal_overdue_rules,
+    impact_rules,
+    load_rules,
+    metric_rules,
+)
 from goalwatch.rules.engine import RuleEngine
 from goalwatch.service import service_app
 from goalwatch.serving import ServiceInfo
@@ -26,8 +33,10 @@ from goalwatch.settings import Port, StateCheckSettings
 from goalwatch.timers import Timers, fired_subject
 from services.evaluator.absences import AbsenceStore
 from services.evaluator.api import rules_router
-from services.evaluator.consumer import MetricsHandler, TimersHandler
+from services.evaluator.consumer import GoalEventsHandler, MetricsHandler, TimersHandler
 from services.evaluator.evaluation import OWNER, Evaluator
+from services.evaluator.goal_overdue import GoalChange, GoalOverdueEvaluator
+from services.evaluator.goal_overdue_store import GoalOverdueStore
 from services.evaluator.impact_consumer import ImpactEvaluator, ImpactHandler
 from services.evaluator.impact_store import ImpactStore
 from services.evaluator.metrics import HANDLER_SECONDS, REGISTRY
@@ -53,6 +62,17 @@ TIMERS_CONSUMER = ConsumerSpec(
     subject=fired_subject(OWNER),
     policy=CONSUMER.policy,
     ack_wait=30,
+    batch_size=100,
+)
+
+GOAL_OVERDUE_CONSUMER = ConsumerSpec(
+    name="evaluator-goal-overdue",
+    stream=subjects.STREAM_GOALS,
+    # Every goal event: each carries the goal as stored (link events are read and skipped).
+    subject=subjects.GOALS_ALL,
+    policy=RedeliveryPolicy(max_deliver=10, first_delay=1.0, max_delay=60.0),
+    ack_wait=30,
+    # One batch at a time, so each goal's changes are applied in stream order.
     batch_size=100,
 )
 
@@ -107,7 +127,7 @@ def create_app(
         absences=AbsenceStore(redis),
         arm=timers.arm,
     )
-    checkpoint, timers_checkpoint = (
+    checkpoint, timers_checkpoint, goals_checkpoint = (
         Checkpoint(
             redis=redis,
             connection=lambda: broker.connection,
@@ -115,13 +135,22 @@ def create_app(
             subject=spec.subject,
             consumer=spec.name,
         )
-        for spec in (CONSUMER, TIMERS_CONSUMER)
+        for spec in (CONSUMER, TIMERS_CONSUMER, GOAL_OVERDUE_CONSUMER)
     )
     handler = MetricsHandler(
         evaluator=evaluator,
         policy=CONSUMER.policy,
         checkpoint=checkpoint,
         timers_checkpoint=timers_checkpoint,
+        goals=GoalOverdueEvaluator(
+            rules=goal_overdue_rules(rules),
+            store=GoalOverdueStore(redis),
+            arm=timers.arm,
+            cancel=timers.cancel,
+            names=goals,
+            publish=publish,
+        ),
+        goals_checkpoint=goals_checkpoint,
     )
     consumers = Consumers(broker, service="evaluator", seconds=HANDLER_SECONDS)
     consumers.add_batch(
@@ -135,6 +164,13 @@ def create_app(
         TimerFired,
         TimersHandler(handler),
         description="The evaluator's durable timers as they fall due: overdue deadlines.",
+    )
+    consumers.add_batch(
+        GOAL_OVERDUE_CONSUMER,
+        GoalChange,
+        GoalEventsHandler(handler),
+        description="Every goal event, against every goal-based overdue rule: one durable "
+        "timer per (rule, goal) armed, moved or cancelled as the goal changes.",
     )
     impact_handler = ImpactHandler(
         evaluator=ImpactEvaluator(

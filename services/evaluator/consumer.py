@@ -10,7 +10,9 @@ from pydantic import ValidationError
 from goalwatch.checkpoints import Recovery, StateCheckpoint
 from goalwatch.consumers import ACK, Received, RedeliveryPolicy, Verdict
 from goalwatch.contracts import MetricRecorded, TimerFired
+from goalwatch.rules import goal_overdue
 from services.evaluator.evaluation import Evaluator
+from services.evaluator.goal_overdue import GoalChange, GoalOverdueEvaluator
 from services.evaluator.metrics import STATE_REPLAYED
 
 
@@ -35,12 +37,20 @@ class MetricsHandler:
         policy: RedeliveryPolicy,
         checkpoint: StateCheckpoint,
         timers_checkpoint: StateCheckpoint | None = None,
+        goals: GoalOverdueEvaluator | None = None,
+        goals_checkpoint: StateCheckpoint | None = None,
     ) -> None:
         """``timers_checkpoint`` is the fired-timers consumer's: the rule state depends on
-        both streams, so a Redis restart replays both (events first), whichever notices."""
+        both streams, so a Redis restart replays both (events first), whichever notices.
+        ``goals`` with ``goals_checkpoint`` (the goal events consumer's) add the goal-based
+        overdue rules, whose state depends on the goal events and the timers: replayed
+        after the metric events and before the timers."""
         self._evaluator = evaluator
+        self._goals = goals
         self._policy = policy
         views = [(checkpoint, self._replay)]
+        if goals_checkpoint is not None:
+            views.append((goals_checkpoint, self._replay_goals))
         if timers_checkpoint is not None:
             views.append((timers_checkpoint, self._replay_timers))
         # Batches, timers, replays and idle checks take turns: each begins and commits the
@@ -87,7 +97,7 @@ class MetricsHandler:
             verdicts: list[Verdict] = []
             for fired, facts in zip(messages, received, strict=True):
                 try:
-                    await self._evaluator.handle_timer(fired)
+                    await self._timer(fired)
                 except Exception as exc:
                     verdicts.append(
                         self._policy.on_failure(
@@ -99,6 +109,43 @@ class MetricsHandler:
                     verdicts.append(ACK)
             await self._recovery.commit()
         return verdicts
+
+    async def handle_goals(
+        self, messages: Sequence[GoalChange], received: Sequence[Received]
+    ) -> list[Verdict]:
+        """One verdict per goal event, in order, handled in turn with the other batches."""
+        assert self._goals is not None
+        async with self._recovery.turn:
+            try:
+                await self._recovery.catch_up()
+            except Exception as exc:  # Redis or NATS trouble: the batch waits for it
+                return self._all_wait(received, exc)
+            failures = await self._goals.handle_batch(messages)
+            await self._recovery.commit()
+        verdicts: list[Verdict] = []
+        stopped: set[str] = set()  # goals whose remaining events must be retried
+        for event, facts in zip(messages, received, strict=True):
+            failure = failures.get(event.goal_id)
+            if failure is None or (
+                event.event_id != failure.event.event_id and event.goal_id not in stopped
+            ):
+                verdicts.append(ACK)
+                continue
+            stopped.add(event.goal_id)
+            verdicts.append(
+                self._policy.on_failure(
+                    deliveries=facts.deliveries,
+                    reason=f"overdue rules of goal {event.goal_id!r} failed at change "
+                    f"{failure.event.event_id!r}: {failure.error!r}",
+                )
+            )
+        return verdicts
+
+    async def _timer(self, fired: TimerFired) -> None:
+        if fired.name == goal_overdue.TIMER and self._goals is not None:
+            await self._goals.handle_timer(fired)
+        else:
+            await self._evaluator.handle_timer(fired)
 
     def _all_wait(self, received: Sequence[Received], exc: Exception) -> list[Verdict]:
         # Each verdict is logged where it is applied (a warning while it is retried).
@@ -134,9 +181,26 @@ class MetricsHandler:
                 fired = TimerFired.model_validate_json(data)
             except ValidationError:
                 continue  # dead-lettered when it was first delivered
-            await self._evaluator.handle_timer(fired)
+            await self._timer(fired)
             applied += 1
         return applied
+
+    async def _replay_goals(self, batch: list[tuple[int, bytes]]) -> int:
+        assert self._goals is not None
+        events: list[GoalChange] = []
+        for _, data in batch:
+            try:
+                events.append(GoalChange.model_validate_json(data))
+            except ValidationError:
+                continue  # dead-lettered when it was first delivered
+        failures = await self._goals.handle_batch(events)
+        if failures:
+            failure = next(iter(failures.values()))
+            raise RuntimeError(f"replaying change {failure.event.event_id!r} failed") from (
+                failure.error
+            )
+        STATE_REPLAYED.inc(len(events))
+        return len(events)
 
 
 class TimersHandler:
@@ -150,6 +214,20 @@ class TimersHandler:
     ) -> list[Verdict]:
         """One verdict per fired timer."""
         return await self._metrics.handle_timers(messages, received)
+
+
+class GoalEventsHandler:
+    """Goal events for the goal-based overdue rules, handled in turn with the event batches
+    and timers by ``metrics``."""
+
+    def __init__(self, metrics: MetricsHandler) -> None:
+        self._metrics = metrics
+
+    async def handle_batch(
+        self, messages: Sequence[GoalChange], received: Sequence[Received]
+    ) -> list[Verdict]:
+        """One verdict per goal event."""
+        return await self._metrics.handle_goals(messages, received)
 
 
 def _event(data: bytes) -> MetricRecorded | None:

@@ -126,6 +126,7 @@ def _fill(base: AlertNotification, other: AlertNotification) -> dict[str, Any]:
     fields["history"] = base.history or other.history
     fields["labels"] = base.labels or other.labels
     fields["impact"] = base.impact or other.impact
+    fields["goal"] = base.goal or other.goal
     fields["recipients"] = _union(base.recipients, other.recipients)
     return fields
 

@@ -29,6 +29,7 @@ def build_notification(
         "message": alert.message,
         "started_at": alert.started_at,
         "impact": alert.impact,
+        "goal": alert.goal,
         "recipients": recipients,
     }
     if isinstance(alert, AlertFired):

@@ -25,6 +25,8 @@ PIPELINE_CONSUMERS = (
     (subjects.STREAM_INGEST, "ingestion"),
     (subjects.STREAM_METRICS, "evaluator"),
     (subjects.STREAM_GOALS, "evaluator-impact"),
+    (subjects.STREAM_GOALS, "evaluator-goal-overdue"),
+    (subjects.STREAM_TIMERS, "evaluator-timers"),
     (subjects.STREAM_ALERTS, "notifier-fired"),
     (subjects.STREAM_ALERTS, "notifier-resolved"),
 )

@@ -162,6 +162,7 @@ def test_asyncapi_is_what_the_services_subscribe_and_publish() -> None:
         ("evaluator", "receive", subjects.TIMERS_FIRED_EVALUATOR),
         ("evaluator", "send", subjects.DEADLETTER_TIMERS),
         ("evaluator", "receive", subjects.GOAL_STATUS_CHANGED),
+        ("evaluator", "receive", subjects.GOALS_ALL),
         ("evaluator", "send", subjects.DEADLETTER_GOALS),
         ("notifier", "receive", subjects.ALERTS_FIRED),
         ("notifier", "receive", subjects.ALERTS_RESOLVED),
