@@ -179,6 +179,19 @@ def _contracts(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    if args.mode == "overdue":
+        from goalwatch.dev import overdue_bench
+
+        print(
+            overdue_bench.run(
+                deadlines=args.deadlines,
+                probes=args.probes,
+                spread=args.spread,
+                arm=args.arm,
+            ).report()
+        )
+        return 0
+
     from goalwatch.dev.bench import run
 
     result = run(
@@ -261,6 +274,30 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--days", type=int, default=5, help="events per person (default 5)")
     bench.add_argument(
         "--transport", choices=["nats", "http"], default="nats", help="how the source sends"
+    )
+    bench.add_argument(
+        "--mode",
+        choices=["pipeline", "overdue"],
+        default="pipeline",
+        help="pipeline: events to alerts next to the JetStream ceiling (default); overdue: how "
+        "late absence alerts reach a webhook while --deadlines timers are pending",
+    )
+    overdue = bench.add_argument_group("overdue mode")
+    overdue.add_argument(
+        "--deadlines", type=int, default=100_000, help="background deadlines (default 100000)"
+    )
+    overdue.add_argument(
+        "--probes", type=int, default=300, help="probe deadlines measured (default 300)"
+    )
+    overdue.add_argument(
+        "--spread", type=float, default=60.0, help="seconds the probes fall due over (default 60)"
+    )
+    overdue.add_argument(
+        "--arm",
+        choices=["events", "timers"],
+        default="events",
+        help="arm the background through events and the evaluator (default), or publish the "
+        "evaluator's timers straight into GOALWATCH_TIMERS (faster to set up)",
     )
     bench.set_defaults(func=_bench)
     faults = commands.add_parser(

@@ -142,7 +142,8 @@ class Receiver:
 
     ``fail_until`` (a ``time.monotonic()`` value) makes it answer 500 until then; ``on_post``,
     when set, is called once, from the request's thread, with the next valid POST before it is
-    answered.
+    answered. ``on_arrival``, when set, is called from the request's thread with every
+    arrival once it is recorded.
     """
 
     def __init__(self, secret: str) -> None:
@@ -152,6 +153,7 @@ class Receiver:
         self.invalid = 0
         self.fail_until = 0.0
         self.on_post: Callable[[], None] | None = None
+        self.on_arrival: Callable[[Arrival], None] | None = None
         self._lock = threading.Lock()
         receiver = self
 
@@ -199,10 +201,12 @@ class Receiver:
             str(payload["state"]),
             datetime.fromisoformat(payload["started_at"]),
         )
+        arrival = Arrival(transition, time.monotonic(), subject.get("name") == subject["id"])
         with self._lock:
-            self.arrivals.append(
-                Arrival(transition, time.monotonic(), subject.get("name") == subject["id"])
-            )
+            self.arrivals.append(arrival)
+            listener = self.on_arrival
+        if listener is not None:
+            listener(arrival)
         return 204
 
     def snapshot(self) -> list[Arrival]:
