@@ -97,7 +97,12 @@ class TimerKey:
 
 
 def _rfc3339(at: datetime) -> str:
-    return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    # The header carries milliseconds: rounded up, so that a timer never fires before its
+    # due_at (truncated, it fired up to 1 ms early).
+    at = at.astimezone(UTC)
+    if extra := at.microsecond % 1000:
+        at += timedelta(microseconds=1000 - extra)
+    return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)

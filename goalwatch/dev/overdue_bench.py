@@ -119,6 +119,14 @@ def lateness(
     return late, sum(1 for subject in deadlines if subject not in arrivals)
 
 
+def between(earlier: Mapping[str, datetime], later: Mapping[str, datetime]) -> list[float]:
+    """Seconds from each subject's ``earlier`` stage to its ``later`` one, where it reached
+    both: the part of the lateness one hop of the path adds."""
+    return [
+        (later[subject] - at).total_seconds() for subject, at in earlier.items() if subject in later
+    ]
+
+
 @dataclass(frozen=True)
 class Stage:
     """Lateness at one point of the path, over the probes that reached it."""
@@ -151,6 +159,8 @@ class Phase:
     scheduled: Stage  # deadline → fired timer stored in the stream by nats-server
     fired: Stage  # deadline → AlertFired seen on NATS
     delivered: Stage  # deadline → the webhook receiver got the POST
+    evaluating: Latencies  # fired timer stored → AlertFired: the evaluator's hop
+    notifying: Latencies  # AlertFired → webhook receipt: the notifier's hop
 
 
 @dataclass(frozen=True)
@@ -193,6 +203,14 @@ class OverdueResult:
             ),
             row("deadline → AlertFired on NATS", [p.fired.cell() for p in self.phases]),
             row("deadline → webhook receipt", [p.delivered.cell() for p in self.phases]),
+            row(
+                "of which timer stored → AlertFired (evaluator)",
+                [p.evaluating.row() for p in self.phases],
+            ),
+            row(
+                "of which AlertFired → webhook (notifier)",
+                [p.notifying.row() for p in self.phases],
+            ),
             row("nats-server RSS", [f"{p.nats_rss_mib:.0f} MiB" for p in self.phases]),
         ]
         load = " → ".join(
@@ -375,6 +393,8 @@ async def measure_probes(
         scheduled=Stage.of(deadlines, watch.scheduled),
         fired=Stage.of(deadlines, watch.fired),
         delivered=Stage.of(deadlines, watch.delivered),
+        evaluating=Latencies.of(between(watch.scheduled, watch.fired)),
+        notifying=Latencies.of(between(watch.fired, watch.delivered)),
     )
 
 
