@@ -193,6 +193,19 @@ def _bench(args: argparse.Namespace) -> int:
         )
         print(impact.report())
         return 0
+    if args.mode == "overdue":
+        from goalwatch.dev import overdue_bench
+
+        print(
+            overdue_bench.run(
+                deadlines=args.deadlines,
+                probes=args.probes,
+                spread=args.spread,
+                arm=args.arm,
+            ).report()
+        )
+        return 0
+
     from goalwatch.dev.bench import run
 
     result = run(
@@ -291,12 +304,31 @@ def main(argv: list[str] | None = None) -> int:
     )
     bench.add_argument(
         "--mode",
-        choices=["pipeline", "impact"],
+        choices=["pipeline", "impact", "overdue"],
         default="pipeline",
-        help="pipeline: events to alerts (default); impact: the impact walk of a goal graph",
+        help="pipeline: events to alerts next to the JetStream ceiling (default); impact: the "
+        "impact walk of a goal graph; overdue: how late absence alerts reach a webhook while "
+        "--deadlines timers are pending",
     )
     bench.add_argument("--goals", type=int, default=100_000, help="impact: goals (100000)")
     bench.add_argument("--walks", type=int, default=1000, help="impact: walks timed (1000)")
+    overdue = bench.add_argument_group("overdue mode")
+    overdue.add_argument(
+        "--deadlines", type=int, default=100_000, help="background deadlines (default 100000)"
+    )
+    overdue.add_argument(
+        "--probes", type=int, default=300, help="probe deadlines measured (default 300)"
+    )
+    overdue.add_argument(
+        "--spread", type=float, default=60.0, help="seconds the probes fall due over (default 60)"
+    )
+    overdue.add_argument(
+        "--arm",
+        choices=["events", "timers"],
+        default="events",
+        help="arm the background through events and the evaluator (default), or publish the "
+        "evaluator's timers straight into GOALWATCH_TIMERS (faster to set up)",
+    )
     bench.set_defaults(func=_bench)
     faults = commands.add_parser(
         "faults",

@@ -173,9 +173,15 @@ class BatchHandler(Protocol[M]):
 
 # How long one pull request may wait for its batch to fill. A request that finds the stream
 # empty lingers on the server for this long and can hold back a message that arrives meanwhile
-# (seen as seconds of extra latency with 5 s); short requests keep an idle pipeline prompt at
-# the cost of a few empty fetches a second.
-FETCH_TIMEOUT_SECONDS = 0.5
+# (seen as seconds of extra latency with 5 s). nats-py 2.14's fetch(n > 1) does worse: once a
+# fetch expired empty, the next message can wait out the whole next request (a pull request
+# left behind takes it, nats-io/nats.py#933; reproduced with nats-py alone: a message every
+# 0.8 s on a fetch(10, timeout=0.5) loop arrives p50 101 ms, max 501 ms late, on fetch(1)
+# 1-2 ms). So the timeout bounds how late an alert reaches the notifier on a quiet stream:
+# 0.5 s made p95 of the overdue bench's AlertFired -> webhook hop 510 ms, 0.1 s makes it
+# 115 ms (docs/benchmarks.md), for about ten empty fetches a second per idle consumer (the
+# batch consumers already fetch every BATCH_WINDOW_SECONDS).
+FETCH_TIMEOUT_SECONDS = 0.1
 # How long a batch consumer keeps collecting before it handles what it has: the most latency
 # batching adds when traffic is light; under load batches fill long before.
 BATCH_WINDOW_SECONDS = 0.05

@@ -97,7 +97,56 @@ class TimerKey:
 
 
 def _rfc3339(at: datetime) -> str:
-    return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    # The header carries milliseconds: rounded up, so that a timer never fires before its
+    # due_at (truncated, it fired up to 1 ms early).
+    at = at.astimezone(UTC)
+    if extra := at.microsecond % 1000:
+        at += timedelta(microseconds=1000 - extra)
+    return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The message that arms a timer: published to ``subject`` in ``GOALWATCH_TIMERS``."""
+
+    subject: str
+    body: bytes
+    headers: dict[str, str]
+
+
+def schedule(
+    key: TimerKey,
+    at: datetime,
+    *,
+    data: Mapping[str, str] | None = None,
+    now: datetime | None = None,
+    fired_ttl: timedelta = FIRED_TTL,
+) -> Schedule:
+    """The message :meth:`Timers.arm` publishes for ``key`` at ``at``.
+
+    Exposed for publishers that arm many timers at once with ``publish_async`` (the overdue
+    benchmark); everything else arms through :class:`Timers`.
+    """
+    if at.tzinfo is None:
+        raise ValueError("a timer's time must be timezone-aware")
+    body = TimerFired(
+        owner=key.owner,
+        name=key.name,
+        key=key.key,
+        due_at=at,
+        armed_at=now or datetime.now(UTC),
+        data=dict(data or {}),
+    )
+    return Schedule(
+        subject=key.subject,
+        body=body.model_dump_json().encode(),
+        headers={
+            "Nats-Schedule": f"@at {_rfc3339(at)}",
+            "Nats-Schedule-Target": fired_subject(key.owner),
+            "Nats-Schedule-TTL": f"{int(fired_ttl.total_seconds())}s",
+            "content-type": "application/json",
+        },
+    )
 
 
 class Timers:
@@ -120,30 +169,11 @@ class Timers:
 
         The fired :class:`TimerFired` carries ``data``. A time in the past fires at once.
         """
-        if at.tzinfo is None:
-            raise ValueError("a timer's time must be timezone-aware")
-        body = TimerFired(
-            owner=key.owner,
-            name=key.name,
-            key=key.key,
-            due_at=at,
-            armed_at=now or datetime.now(UTC),
-            data=dict(data or {}),
-        )
+        arm = schedule(key, at, data=data, now=now, fired_ttl=self._fired_ttl)
         ack = await (
             self._connection()
             .jetstream()
-            .publish(
-                key.subject,
-                body.model_dump_json().encode(),
-                stream=subjects.STREAM_TIMERS,
-                headers={
-                    "Nats-Schedule": f"@at {_rfc3339(at)}",
-                    "Nats-Schedule-Target": fired_subject(key.owner),
-                    "Nats-Schedule-TTL": f"{int(self._fired_ttl.total_seconds())}s",
-                    "content-type": "application/json",
-                },
-            )
+            .publish(arm.subject, arm.body, stream=subjects.STREAM_TIMERS, headers=arm.headers)
         )
         return int(ack.seq)
 

@@ -298,9 +298,9 @@ async def measure_pipeline(
                 response = await client.post(f"{settings.url('ingestion')}/v1/events", json=batch)
                 response.raise_for_status()
     if transport == "nats":
-        await _drained(js, subjects.STREAM_INGEST, "ingestion")
+        await wait_drained(js, subjects.STREAM_INGEST, "ingestion")
     ingest_per_s = len(events) / (time.perf_counter() - start)
-    await _drained(js, subjects.STREAM_METRICS, "evaluator")
+    await wait_drained(js, subjects.STREAM_METRICS, "evaluator")
     pipeline_per_s = len(events) / (time.perf_counter() - start)
     await asyncio.wait_for(all_fired.wait(), timeout=120)
     await asyncio.wait_for(all_notified.wait(), timeout=300)
@@ -346,7 +346,7 @@ async def measure_idle_latency(stack: Stack, *, alerts: int) -> Latencies:
     return Latencies.of(latencies)
 
 
-async def _drained(js: Any, stream: str, consumer: str) -> None:
+async def wait_drained(js: Any, stream: str, consumer: str) -> None:
     """Wait until ``consumer`` has nothing pending and nothing unacknowledged."""
     while True:
         info = await js.consumer_info(stream, consumer)

@@ -38,6 +38,8 @@ class Receiver:
     ``fail_until`` (a ``time.monotonic()`` value) makes it answer 500 until then. ``on_post``,
     when set, is called once, from the request's thread, with the next valid POST before it is
     answered; ``on_answered`` likewise once the next 2xx answer has been sent.
+    ``on_arrival``, when set, is called from the request's thread with every arrival once it
+    is recorded.
     """
 
     def __init__(self, secret: str) -> None:
@@ -50,6 +52,7 @@ class Receiver:
         self.fail_until = 0.0
         self.on_post: Callable[[], None] | None = None
         self.on_answered: Callable[[], None] | None = None
+        self.on_arrival: Callable[[Arrival], None] | None = None
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
         receiver = self
@@ -106,11 +109,13 @@ class Receiver:
             str(payload["state"]),
             datetime.fromisoformat(payload["started_at"]),
         )
+        arrival = Arrival(transition, time.monotonic(), subject.get("name") == subject["id"], key)
         with self._arrived:
-            self.arrivals.append(
-                Arrival(transition, time.monotonic(), subject.get("name") == subject["id"], key)
-            )
+            self.arrivals.append(arrival)
             self._arrived.notify_all()
+            listener = self.on_arrival
+        if listener is not None:
+            listener(arrival)
         return 204
 
     def arm(self, *, on_answered: Callable[[], None]) -> None:

@@ -197,6 +197,10 @@ class Stack:
         else:
             self._wait_ready(name)
 
+    def pid(self, name: str) -> int:
+        """The process id of ``name`` (``nats``, ``redis`` or a service), e.g. to read its RSS."""
+        return self._process(name).popen.pid
+
     def exited(self) -> list[str]:
         """Names of processes that have stopped on their own."""
         return [p.name for p in self._processes if p.popen.poll() is not None]
