@@ -431,6 +431,7 @@ _RESOLVED: Final[dict[OverdueForm, str]] = {
     OverdueForm.BEHIND_PLAN: "{goal_title} is back within {points:g} points of its plan "
     "({progress:.0f}% done)",
 }
+_CLOSED_RESOLUTION: Final = "{goal_title} is {status} now"
 
 
 def build_goal_alert(
@@ -472,7 +473,7 @@ def build_goal_alert(
             labels=labels,
             fired_at=now,
         )
-    template = rule.resolved_message or (
-        f"Resolved: {rule.name} — " + _RESOLVED[rule.condition.form]
-    )
+    # A goal closed (done, cancelled) ends every form's episode, whatever its progress says.
+    reason = _CLOSED_RESOLUTION if facts.status in CLOSED else _RESOLVED[rule.condition.form]
+    template = rule.resolved_message or f"Resolved: {rule.name} — {reason}"
     return AlertResolved(**common, message=render_fields(template, fields), resolved_at=now)

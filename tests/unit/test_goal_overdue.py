@@ -208,3 +208,23 @@ def test_two_forms_in_one_condition_are_refused(tmp_path: Path) -> None:
         load_rules(tmp_path)
     [error] = [str(error) for error in caught.value.errors]
     assert ":5: condition: names past_due and no_check_in: write exactly one of" in error
+
+
+def test_a_goal_closed_while_behind_plan_resolves_as_closed_not_as_caught_up() -> None:
+    r = rule({"behind_plan": {"points": 10}})
+    created = apply(GoalOverdueState(), r, goal(1, progress=0.0), T0)
+    checked = T0 + timedelta(days=5)
+    behind = decide_goal(
+        created,
+        r,
+        goal(2, progress=30.0, last_check_in_at=checked.isoformat()),
+        occurred_at=checked,
+    )
+    assert behind is not None
+    done = decide_goal(
+        published(behind.state), r, goal(3, progress=30.0, status="done"), occurred_at=checked
+    )
+    assert done is not None and done.transition is not None
+    resolved = build_goal_alert(r, done.transition, owner_name="Wu Hao", since=T0, now=checked)
+    assert isinstance(resolved, AlertResolved)
+    assert resolved.message == "Resolved: Late — Open 40 stores is done now"
