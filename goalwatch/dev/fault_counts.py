@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from goalwatch.contracts.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
-from goalwatch.dev.fault_workload import Transition
+from goalwatch.dev.fault_workload import KINDS, Transition
 
 LATE_AFTER = 60.0  # seconds after it was due (or after recovery) that an arrival counts as late
 
@@ -30,6 +30,8 @@ class Arrival:
     """The subject's name was missing (its id stood in): goals was not asked or not reached."""
     key: str = ""
     """Its ``Idempotency-Key`` header."""
+    kind: str = ""
+    """The alert's ``kind`` (threshold, overdue, dependency_impact)."""
 
 
 class Receiver:
@@ -108,7 +110,13 @@ class Receiver:
         )
         with self._arrived:
             self.arrivals.append(
-                Arrival(transition, time.monotonic(), subject.get("name") == subject["id"], key)
+                Arrival(
+                    transition,
+                    time.monotonic(),
+                    subject.get("name") == subject["id"],
+                    key,
+                    str(payload.get("kind", "")),
+                )
             )
             self._arrived.notify_all()
         return 204
@@ -211,6 +219,40 @@ def tally(
     )
 
 
+def tally_by_kind(
+    due: Mapping[Transition, float],
+    kinds: Mapping[Transition, str],
+    arrivals: Sequence[Arrival],
+    *,
+    recovered: float,
+    late_after: float = LATE_AFTER,
+) -> dict[str, Counts]:
+    """:func:`tally` per alert kind of the transitions due (``kinds``), in the order of
+    :data:`KINDS`; arrivals of no transition due are left out (the overall tally counts them)."""
+    found: dict[str, Counts] = {}
+    present = {kinds[t] for t in due}
+    for kind in sorted(
+        present, key=lambda k: (k not in KINDS, KINDS.index(k) if k in KINDS else 0, k)
+    ):
+        mine = {t: at for t, at in due.items() if kinds[t] == kind}
+        theirs = [a for a in arrivals if a.transition in mine]
+        found[kind] = tally(mine, theirs, recovered=recovered, late_after=late_after)
+    return found
+
+
+def kinds_note(by_kind: Mapping[str, Counts]) -> str:
+    """Per kind, received of expected, and what went wrong if anything did."""
+    parts = []
+    for kind, c in by_kind.items():
+        wrong = [
+            f"{n} {what}"
+            for n, what in ((c.lost, "lost"), (c.duplicated, "duplicated"), (c.late, "late"))
+            if n
+        ]
+        parts.append(f"{kind} {c.received}/{c.expected}{''.join(f' {w}' for w in wrong)}")
+    return "received per kind: " + ", ".join(parts)
+
+
 def repeats_per_kill(arrivals: Sequence[Arrival], kills: Sequence[float]) -> list[int]:
     """For each kill (its ``time.monotonic()``), the repeats it caused.
 
@@ -268,6 +310,8 @@ class Outcome:
     """Duplicates under the first copy's ``Idempotency-Key`` are the documented exception."""
     quiet: bool = False
     """An error logged by any service breaks the scenario."""
+    by_kind: Mapping[str, Counts] = field(default_factory=dict)
+    """The counts per alert kind (see :func:`tally_by_kind`)."""
 
     HEADER = (
         "| scenario | expected | received | lost | duplicated | late | latest after recovery "
@@ -305,6 +349,7 @@ class Outcome:
         latest = "—" if c.latest is None else f"{c.latest:.1f} s"
         logged = ", ".join(f"{name} {len(lines)}" for name, lines in self.errors.items() if lines)
         extra = [
+            *([kinds_note(self.by_kind)] if self.by_kind else []),
             *self.notes,
             *([f"{self.refused} POSTs answered 500"] if self.refused else []),
             *([f"{self.invalid} bad signatures"] if self.invalid else []),
