@@ -184,6 +184,9 @@ class Counts:
     """Seconds from recovery to the last first arrival of an expected transition."""
     rekeyed: int = 0
     """Copies of a transition under an ``Idempotency-Key`` other than its first copy's."""
+    superseded: int = 0
+    """Firings never sent whose episode's resolution was: the notifier processed the
+    resolution first and does not announce a firing after it (webhook.md). Not in ``lost``."""
 
 
 def tally(
@@ -196,7 +199,8 @@ def tally(
     """Count ``arrivals`` against the transitions ``due`` (each with when it was due).
 
     A transition is late when its first arrival comes more than ``late_after`` seconds after
-    the later of its due time and ``recovered``; every copy after the first is a duplicate.
+    the later of its due time and ``recovered``; every copy after the first is a duplicate. A
+    firing that never came while its episode's resolution did is superseded, not lost.
     """
     copies = Counter(a.transition for a in arrivals)
     first: dict[Transition, Arrival] = {}
@@ -205,17 +209,21 @@ def tally(
         earlier = first.setdefault(arrival.transition, arrival)
         rekeyed += earlier is not arrival and earlier.key != arrival.key
     received = [t for t in due if t in first]
+    superseded = sum(
+        1 for t in due if t not in first and t[1] == "firing" and (t[0], "resolved", t[2]) in first
+    )
     late = sum(1 for t in received if first[t].at - max(due[t], recovered) > late_after)
     return Counts(
         expected=len(due),
         received=len(received),
-        lost=len(due) - len(received),
+        lost=len(due) - len(received) - superseded,
         duplicated=sum(copies[t] - 1 for t in due if t in copies),
         late=late,
         unexpected=sum(n for t, n in copies.items() if t not in due),
         degraded=sum(1 for a in arrivals if a.degraded),
         latest=max(first[t].at for t in received) - recovered if received else None,
         rekeyed=rekeyed,
+        superseded=superseded,
     )
 
 
@@ -246,11 +254,30 @@ def kinds_note(by_kind: Mapping[str, Counts]) -> str:
     for kind, c in by_kind.items():
         wrong = [
             f"{n} {what}"
-            for n, what in ((c.lost, "lost"), (c.duplicated, "duplicated"), (c.late, "late"))
+            for n, what in (
+                (c.lost, "lost"),
+                (c.superseded, "superseded"),
+                (c.duplicated, "duplicated"),
+                (c.late, "late"),
+            )
             if n
         ]
         parts.append(f"{kind} {c.received}/{c.expected}{''.join(f' {w}' for w in wrong)}")
     return "received per kind: " + ", ".join(parts)
+
+
+def missing(
+    due: Mapping[Transition, float], kinds: Mapping[Transition, str], arrivals: Sequence[Arrival]
+) -> tuple[str, ...]:
+    """Each transition due that never arrived, readable: kind, subject, state, started_at,
+    and whether its resolution superseded it."""
+    got = {a.transition for a in arrivals}
+    return tuple(
+        f"{kinds.get(t, '?')} {t[0]} {t[1]} {t[2].isoformat()}"
+        + (" (its resolution came instead)" if (t[0], "resolved", t[2]) in got else "")
+        for t in due
+        if t not in got
+    )
 
 
 def repeats_per_kill(arrivals: Sequence[Arrival], kills: Sequence[float]) -> list[int]:
@@ -312,6 +339,8 @@ class Outcome:
     """An error logged by any service breaks the scenario."""
     by_kind: Mapping[str, Counts] = field(default_factory=dict)
     """The counts per alert kind (see :func:`tally_by_kind`)."""
+    missing: tuple[str, ...] = ()
+    """The lost transitions, each as kind, subject, state and ``started_at``."""
 
     HEADER = (
         "| scenario | expected | received | lost | duplicated | late | latest after recovery "
@@ -358,6 +387,11 @@ class Outcome:
             *([f"{c.degraded} with the id for a name"] if c.degraded else []),
             *([f"source resent {self.resent} batches"] if self.resent else []),
             *([f"{c.rekeyed} copies under another Idempotency-Key"] if c.rekeyed else []),
+            *(
+                [f"{c.superseded} firings not sent, their resolution processed first"]
+                if c.superseded
+                else []
+            ),
             f"{self.seconds:.0f} s",
         ]
         return (
