@@ -150,13 +150,19 @@ class Receiver:
 
     def wait_for(self, expected: set[Transition], timeout: float) -> bool:
         """Block until every transition in ``expected`` has arrived, or ``timeout`` seconds
-        have passed; whether they all did."""
+        have passed; whether they all did. A firing counts as arrived once its episode's
+        resolution has: the notifier sends no firing after it (superseded, see :func:`tally`).
+        """
         missing = set(expected)
         read = 0  # arrivals already taken off ``missing``
 
         def complete() -> bool:
             nonlocal read
-            missing.difference_update(a.transition for a in self.arrivals[read:])
+            for arrival in self.arrivals[read:]:
+                subject, state, started_at = arrival.transition
+                missing.discard(arrival.transition)
+                if state == "resolved":
+                    missing.discard((subject, "firing", started_at))
             read = len(self.arrivals)
             return not missing
 

@@ -446,3 +446,23 @@ def test_a_firing_whose_resolution_came_instead_is_superseded_not_lost() -> None
     outcome = _outcome(counts=counts)
     assert outcome.problems() == ["1 lost"]
     assert "1 firings not sent, their resolution processed first" in outcome.row()
+
+
+def test_the_receiver_stops_waiting_for_a_firing_once_its_resolution_arrived() -> None:
+    receiver = Receiver("right")
+    resolved = {
+        "state": "resolved",
+        "subject": {"id": "m000", "name": "Head 000"},
+        "started_at": "2026-01-01T18:00:00Z",
+        "kind": "dependency_impact",
+    }
+    try:
+        fired, done = ("m000", "firing", START), ("m000", "resolved", START)
+        assert not receiver.wait_for({fired}, timeout=0)
+        assert _post(receiver, resolved, secret="right") == 204
+        assert receiver.wait_for({fired, done}, timeout=0)
+        assert not receiver.wait_for({("m001", "firing", START)}, timeout=0)
+        [arrival] = receiver.snapshot()
+        assert arrival.kind == "dependency_impact"
+    finally:
+        receiver.close()
