@@ -244,11 +244,11 @@ def tally_by_kind(
     """:func:`tally` per alert kind of the transitions due (``kinds``), in the order of
     :data:`KINDS`; arrivals of no transition due are left out (the overall tally counts them)."""
     found: dict[str, Counts] = {}
-    present = {kinds[t] for t in due}
+    present = {kinds.get(t, "?") for t in due}
     for kind in sorted(
         present, key=lambda k: (k not in KINDS, KINDS.index(k) if k in KINDS else 0, k)
     ):
-        mine = {t: at for t, at in due.items() if kinds[t] == kind}
+        mine = {t: at for t, at in due.items() if kinds.get(t, "?") == kind}
         theirs = [a for a in arrivals if a.transition in mine]
         found[kind] = tally(mine, theirs, recovered=recovered, late_after=late_after)
     return found

@@ -432,7 +432,7 @@ async def _burst(run: Run) -> None:
         await asyncio.gather(*(_post(run, client, url, batch) for batch in plan))
     accepted = time.monotonic()
     for transition in burst_transitions(workload):
-        run.due[transition] = accepted
+        run.expect(transition, THRESHOLD, due=accepted)
     run.recovered = accepted
     run.notes.append(
         f"burst of {sum(map(len, plan)):,} events for {workload.burst_subjects:,} subjects in "
