@@ -11,14 +11,15 @@ through the run), and dependency-impact alerts from goal status changes made thr
 API, so a fault in the middle meets work in every service and every consumer.
 
 Halfway through the stream, the scenario's fault lands: a ``kill -9`` and restart of one
-process (at that moment, at the next moment that process is inside a batch, four times over,
-or right after a webhook was answered), a Redis that loses its last second of AOF writes, a
+process (at that moment, at the next moment that process is inside a batch — of metrics, of
+fired timers or of goal changes —, four times over, or right after a webhook was answered),
+goals killed holding a stored change whose event it could not publish yet, a Redis that loses its last second of AOF writes, a
 webhook answering 500 for half the stream's length, or a burst of 10,000 events posted at
 once. The source resends a batch whose request failed, as the ingestion contract asks of it.
 When the stream is over and the fault recovered, the run waits until the receiver has every
 expected transition and every pipeline consumer has nothing pending and nothing
 unacknowledged (both awaited), or at most the settle time, reads the services' logs for
-errors, and counts, per alert transition, what arrived.
+errors, and counts, per alert transition (and per alert kind), what arrived.
 """
 
 from __future__ import annotations
