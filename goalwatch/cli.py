@@ -249,6 +249,8 @@ def _faults(args: argparse.Namespace) -> int:
         print(f"goalwatch: {scenario.name}: {scenario.description} ...", flush=True)
         outcomes.append(run_scenario(scenario, workload, rules_dir=rules_dir))
         print(outcomes[-1].row(), flush=True)
+        for lost in outcomes[-1].missing[:10]:  # where to start looking
+            print(f"goalwatch: {scenario.name}: never arrived: {lost}", flush=True)
         for service, lines in outcomes[-1].errors.items():
             for line in lines[:3]:  # enough to start from; the row has the count
                 print(f"goalwatch: {scenario.name}: {service} logged: {line[:500]}", flush=True)

@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from goalwatch.contracts.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
-from goalwatch.dev.fault_workload import Transition
+from goalwatch.dev.fault_workload import KINDS, Transition
 
 LATE_AFTER = 60.0  # seconds after it was due (or after recovery) that an arrival counts as late
 
@@ -30,6 +30,8 @@ class Arrival:
     """The subject's name was missing (its id stood in): goals was not asked or not reached."""
     key: str = ""
     """Its ``Idempotency-Key`` header."""
+    kind: str = ""
+    """The alert's ``kind`` (threshold, overdue, dependency_impact)."""
 
 
 class Receiver:
@@ -109,7 +111,13 @@ class Receiver:
             str(payload["state"]),
             datetime.fromisoformat(payload["started_at"]),
         )
-        arrival = Arrival(transition, time.monotonic(), subject.get("name") == subject["id"], key)
+        arrival = Arrival(
+            transition,
+            time.monotonic(),
+            subject.get("name") == subject["id"],
+            key,
+            str(payload.get("kind", "")),
+        )
         with self._arrived:
             self.arrivals.append(arrival)
             self._arrived.notify_all()
@@ -147,13 +155,19 @@ class Receiver:
 
     def wait_for(self, expected: set[Transition], timeout: float) -> bool:
         """Block until every transition in ``expected`` has arrived, or ``timeout`` seconds
-        have passed; whether they all did."""
+        have passed; whether they all did. A firing counts as arrived once its episode's
+        resolution has: the notifier sends no firing after it (superseded, see :func:`tally`).
+        """
         missing = set(expected)
         read = 0  # arrivals already taken off ``missing``
 
         def complete() -> bool:
             nonlocal read
-            missing.difference_update(a.transition for a in self.arrivals[read:])
+            for arrival in self.arrivals[read:]:
+                subject, state, started_at = arrival.transition
+                missing.discard(arrival.transition)
+                if state == "resolved":
+                    missing.discard((subject, "firing", started_at))
             read = len(self.arrivals)
             return not missing
 
@@ -181,6 +195,9 @@ class Counts:
     """Seconds from recovery to the last first arrival of an expected transition."""
     rekeyed: int = 0
     """Copies of a transition under an ``Idempotency-Key`` other than its first copy's."""
+    superseded: int = 0
+    """Firings never sent whose episode's resolution was: the notifier processed the
+    resolution first and does not announce a firing after it (webhook.md). Not in ``lost``."""
 
 
 def tally(
@@ -193,7 +210,8 @@ def tally(
     """Count ``arrivals`` against the transitions ``due`` (each with when it was due).
 
     A transition is late when its first arrival comes more than ``late_after`` seconds after
-    the later of its due time and ``recovered``; every copy after the first is a duplicate.
+    the later of its due time and ``recovered``; every copy after the first is a duplicate. A
+    firing that never came while its episode's resolution did is superseded, not lost.
     """
     copies = Counter(a.transition for a in arrivals)
     first: dict[Transition, Arrival] = {}
@@ -202,17 +220,74 @@ def tally(
         earlier = first.setdefault(arrival.transition, arrival)
         rekeyed += earlier is not arrival and earlier.key != arrival.key
     received = [t for t in due if t in first]
+    superseded = sum(
+        1 for t in due if t not in first and t[1] == "firing" and (t[0], "resolved", t[2]) in first
+    )
     late = sum(1 for t in received if first[t].at - max(due[t], recovered) > late_after)
     return Counts(
         expected=len(due),
         received=len(received),
-        lost=len(due) - len(received),
+        lost=len(due) - len(received) - superseded,
         duplicated=sum(copies[t] - 1 for t in due if t in copies),
         late=late,
         unexpected=sum(n for t, n in copies.items() if t not in due),
         degraded=sum(1 for a in arrivals if a.degraded),
         latest=max(first[t].at for t in received) - recovered if received else None,
         rekeyed=rekeyed,
+        superseded=superseded,
+    )
+
+
+def tally_by_kind(
+    due: Mapping[Transition, float],
+    kinds: Mapping[Transition, str],
+    arrivals: Sequence[Arrival],
+    *,
+    recovered: float,
+    late_after: float = LATE_AFTER,
+) -> dict[str, Counts]:
+    """:func:`tally` per alert kind of the transitions due (``kinds``), in the order of
+    :data:`KINDS`; arrivals of no transition due are left out (the overall tally counts them)."""
+    found: dict[str, Counts] = {}
+    present = {kinds.get(t, "?") for t in due}
+    for kind in sorted(
+        present, key=lambda k: (k not in KINDS, KINDS.index(k) if k in KINDS else 0, k)
+    ):
+        mine = {t: at for t, at in due.items() if kinds.get(t, "?") == kind}
+        theirs = [a for a in arrivals if a.transition in mine]
+        found[kind] = tally(mine, theirs, recovered=recovered, late_after=late_after)
+    return found
+
+
+def kinds_note(by_kind: Mapping[str, Counts]) -> str:
+    """Per kind, received of expected, and what went wrong if anything did."""
+    parts = []
+    for kind, c in by_kind.items():
+        wrong = [
+            f"{n} {what}"
+            for n, what in (
+                (c.lost, "lost"),
+                (c.superseded, "superseded"),
+                (c.duplicated, "duplicated"),
+                (c.late, "late"),
+            )
+            if n
+        ]
+        parts.append(f"{kind} {c.received}/{c.expected}{''.join(f' {w}' for w in wrong)}")
+    return "received per kind: " + ", ".join(parts)
+
+
+def missing(
+    due: Mapping[Transition, float], kinds: Mapping[Transition, str], arrivals: Sequence[Arrival]
+) -> tuple[str, ...]:
+    """Each transition due that never arrived, readable: kind, subject, state, started_at,
+    and whether its resolution superseded it."""
+    got = {a.transition for a in arrivals}
+    return tuple(
+        f"{kinds.get(t, '?')} {t[0]} {t[1]} {t[2].isoformat()}"
+        + (" (its resolution came instead)" if (t[0], "resolved", t[2]) in got else "")
+        for t in due
+        if t not in got
     )
 
 
@@ -273,6 +348,10 @@ class Outcome:
     """Duplicates under the first copy's ``Idempotency-Key`` are the documented exception."""
     quiet: bool = False
     """An error logged by any service breaks the scenario."""
+    by_kind: Mapping[str, Counts] = field(default_factory=dict)
+    """The counts per alert kind (see :func:`tally_by_kind`)."""
+    missing: tuple[str, ...] = ()
+    """The lost transitions, each as kind, subject, state and ``started_at``."""
 
     HEADER = (
         "| scenario | expected | received | lost | duplicated | late | latest after recovery "
@@ -310,6 +389,7 @@ class Outcome:
         latest = "—" if c.latest is None else f"{c.latest:.1f} s"
         logged = ", ".join(f"{name} {len(lines)}" for name, lines in self.errors.items() if lines)
         extra = [
+            *([kinds_note(self.by_kind)] if self.by_kind else []),
             *self.notes,
             *([f"{self.refused} POSTs answered 500"] if self.refused else []),
             *([f"{self.invalid} bad signatures"] if self.invalid else []),
@@ -318,6 +398,11 @@ class Outcome:
             *([f"{c.degraded} with the id for a name"] if c.degraded else []),
             *([f"source resent {self.resent} batches"] if self.resent else []),
             *([f"{c.rekeyed} copies under another Idempotency-Key"] if c.rekeyed else []),
+            *(
+                [f"{c.superseded} firings not sent, their resolution processed first"]
+                if c.superseded
+                else []
+            ),
             f"{self.seconds:.0f} s",
         ]
         return (

@@ -1,17 +1,29 @@
-"""The workload of ``goalwatch faults``: who the people are, which events are sent, and which
-alert transitions they must produce.
+"""The workload of ``goalwatch faults``: who the people are, which events are sent, which goal
+changes are made, and which alert transitions they must produce.
 
-Every subject breaches the shipped rule (``rules/report-rework-rate.yaml``) on three days, so
-each fires exactly one alert. The stream's subjects come ten to a manager; batch ``k`` carries
-day 1 of group ``k``, day 2 of group ``k-1`` and day 3 of group ``k-2``, so alerts fire all
-through it. The burst's subjects are apart from the stream's, and all their events go at once.
+Three kinds of alert, each through its own consumer:
+
+- **threshold**: every subject breaches the shipped rule (``rules/report-rework-rate.yaml``)
+  on three days, so each fires exactly one alert. The stream's subjects come ten to a
+  manager; batch ``k`` carries day 1 of group ``k``, day 2 of group ``k-1`` and day 3 of
+  group ``k-2``, so alerts fire all through it.
+- **overdue**: the first subject of group ``k`` also sends one heartbeat in batch ``k``,
+  stamped with the moment it is sent, and never another; the harness's own rule
+  (:func:`heartbeat_rule`) expects one every :attr:`Workload.absent_for` seconds, so one
+  durable timer per group falls due all through the run, many of them after the fault.
+- **dependency_impact**: a small goal graph (:func:`impact_goals`) with a key result per
+  team that its manager's objective counts towards and another team's key result depends
+  on; each key result is marked invalid and back on track twice during the stream
+  (:func:`status_changes`), and each change alerts, or resolves, both affected owners.
+
+The burst's subjects are apart from the stream's, and all their events go at once.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 DAYS = 3  # the shipped rule fires on the third breaching day in a row
 PER_MANAGER = 10
@@ -20,6 +32,19 @@ DAY0 = datetime(2026, 1, 1, 18, tzinfo=UTC)
 
 Transition = tuple[str, str, datetime]
 """One alert transition as a receiver keys it: (subject id, state, started_at)."""
+
+THRESHOLD: Final = "threshold"
+OVERDUE: Final = "overdue"
+IMPACT: Final = "dependency_impact"
+KINDS: Final = (THRESHOLD, OVERDUE, IMPACT)
+"""The alert kinds a run produces, as the alerts' ``kind`` field names them."""
+
+HEARTBEAT_METRIC: Final = "faults_heartbeat"
+HEARTBEAT_RULE_ID: Final = "faults-heartbeat-missing"
+IMPACT_TEAMS: Final = 4
+"""Teams in the goal graph (fewer if there are fewer manager groups)."""
+IMPACT_EPISODES: Final = 2
+"""Times each team's key result is marked invalid (and back on track) during the stream."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +71,18 @@ class Workload:
     def managers(self) -> int:
         """Managers, one per ten subjects."""
         return -(-self.subjects // PER_MANAGER)
+
+    @property
+    def absent_for(self) -> int:
+        """Whole seconds the heartbeat rule waits for a next heartbeat: a quarter of the
+        stream, so a heartbeat sent in its first half falls due around the fault."""
+        return max(1, round(self.duration / 4))
+
+    @property
+    def teams(self) -> int:
+        """Teams of the goal graph: one per manager group with two subjects, at most
+        :data:`IMPACT_TEAMS`."""
+        return min(IMPACT_TEAMS, self.subjects // PER_MANAGER + (self.subjects % PER_MANAGER >= 2))
 
 
 def subject_id(n: int) -> str:
@@ -75,6 +112,117 @@ def _event(n: int, day: int) -> dict[str, Any]:
         "subject": subject_id(n),
         "source": "faults",
     }
+
+
+def heartbeats(workload: Workload, k: int, at: datetime) -> list[dict[str, Any]]:
+    """The heartbeat batch ``k`` carries besides its breaching days: one from the first subject
+    of group ``k`` (if there is one), stamped ``at`` (whole seconds, the moment it is sent)."""
+    first = k * PER_MANAGER
+    if first >= workload.subjects:
+        return []
+    return [
+        {
+            "id": f"{subject_id(first)}-heartbeat",
+            "metric": HEARTBEAT_METRIC,
+            "value": 1,
+            "time": at.replace(microsecond=0).isoformat(),
+            "subject": subject_id(first),
+            "source": "faults",
+        }
+    ]
+
+
+def absence_transition(heartbeat: dict[str, Any], workload: Workload) -> Transition:
+    """The overdue alert a heartbeat that is never followed must fire: its ``started_at`` is
+    the deadline missed, the heartbeat's time plus ``absent_for``."""
+    deadline = datetime.fromisoformat(heartbeat["time"]) + timedelta(seconds=workload.absent_for)
+    return (heartbeat["subject"], "firing", deadline)
+
+
+def heartbeat_rule(workload: Workload) -> str:
+    """The harness's overdue rule: a heartbeat at least every ``absent_for`` seconds."""
+    return (
+        f"id: {HEARTBEAT_RULE_ID}\n"
+        f"name: No heartbeat for {workload.absent_for} seconds\n"
+        "kind: overdue\n"
+        f"metric: {HEARTBEAT_METRIC}\n"
+        f"condition: {{absent_for: {workload.absent_for}s}}\n"
+        "severity: info\n"
+        "notify: [subject, manager]\n"
+        'message: "{subject_name}: no heartbeat since {last_seen:%H:%M:%S}"\n'
+    )
+
+
+def _team_goal(kind: str, t: int) -> str:
+    return f"faults-{kind}-{t}"
+
+
+def key_result_owner(t: int) -> str:
+    """The owner of team ``t``'s key result (the goal that fails)."""
+    return subject_id(t * PER_MANAGER)
+
+
+def impact_goals(workload: Workload) -> list[dict[str, Any]]:
+    """The goal graph, for ``POST /v1/goals``: per team ``t``, an objective of its manager,
+    a key result counting towards it, and a second key result, owned by the team's second
+    subject, that depends on the next team's key result (across teams, in a ring)."""
+    teams = workload.teams
+    goals: list[dict[str, Any]] = []
+    for t in range(teams):
+        objective, kr = _team_goal("objective", t), _team_goal("kr", t)
+        goals += [
+            {"id": objective, "title": f"Team {t} objective", "type": "objective",
+             "owner_id": f"m{t:03d}"},
+            {"id": kr, "title": f"Team {t} key result", "type": "key_result",
+             "owner_id": key_result_owner(t), "contributes_to": [{"goal_id": objective}]},
+            {"id": _team_goal("dependent", t), "title": f"Team {t} dependent key result",
+             "type": "key_result", "owner_id": subject_id(t * PER_MANAGER + 1),
+             "depends_on": [_team_goal("kr", (t + 1) % teams)]},
+        ]  # fmt: skip
+    return goals
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    """One check-in of the stream that changes a key result's status."""
+
+    at: float
+    """Seconds into the stream it is made."""
+    goal_id: str
+    status: str
+    by: str
+    check_in_id: str
+    owners: tuple[str, ...]
+    """The owners of the goals resting on it: each gets one alert transition."""
+    opens: bool
+    """It marks the goal invalid (an episode starts: ``firing``); else back on track
+    (``resolved``)."""
+
+
+def status_changes(workload: Workload) -> list[StatusChange]:
+    """Every team's key result invalid, then on track, :data:`IMPACT_EPISODES` times, the
+    teams taking turns, evenly over the stream (none at its very start or end)."""
+    teams = workload.teams
+    steps = 2 * IMPACT_EPISODES
+    total = teams * steps
+    gap = workload.duration / (total + 1)
+    changes = []
+    for i in range(total):
+        t, step = i % teams, i // teams
+        opens = step % 2 == 0
+        changes.append(
+            StatusChange(
+                at=(i + 1) * gap,
+                goal_id=_team_goal("kr", t),
+                status="invalid" if opens else "on_track",
+                by=key_result_owner(t),
+                check_in_id=f"faults-kr-{t}-{step}",
+                # The objective's owner, and the dependent key result's of the team before.
+                owners=tuple(sorted({f"m{t:03d}", subject_id((t - 1) % teams * PER_MANAGER + 1)})),
+                opens=opens,
+            )
+        )
+    return changes
 
 
 def batches(workload: Workload) -> list[list[dict[str, Any]]]:

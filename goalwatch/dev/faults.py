@@ -5,23 +5,27 @@ Each scenario starts its own installation (nats-server, redis-server and the fou
 free ports in a temporary folder) with the notifier's webhook pointed at a receiver in this
 process that checks every signature, as a real receiver must
 (:mod:`goalwatch.dev.fault_counts`). A source then streams the workload
-(:mod:`goalwatch.dev.fault_workload`) over HTTP: one alert per subject, firing all through the
-stream, so a fault in the middle meets work in every service.
+(:mod:`goalwatch.dev.fault_workload`) over HTTP: one threshold alert per subject, firing all
+through the stream, overdue alerts from heartbeats that stop (durable timers falling due all
+through the run), and dependency-impact alerts from goal status changes made through goals'
+API, so a fault in the middle meets work in every service and every consumer.
 
 Halfway through the stream, the scenario's fault lands: a ``kill -9`` and restart of one
-process (at that moment, at the next moment that process is inside a batch, four times over,
-or right after a webhook was answered), a Redis that loses its last second of AOF writes, a
+process (at that moment, at the next moment that process is inside a batch — of metrics, of
+fired timers or of goal changes —, four times over, or right after a webhook was answered),
+goals killed holding a stored change whose event it could not publish yet, a Redis that loses its last second of AOF writes, a
 webhook answering 500 for half the stream's length, or a burst of 10,000 events posted at
 once. The source resends a batch whose request failed, as the ingestion contract asks of it.
 When the stream is over and the fault recovered, the run waits until the receiver has every
 expected transition and every pipeline consumer has nothing pending and nothing
 unacknowledged (both awaited), or at most the settle time, reads the services' logs for
-errors, and counts, per alert transition, what arrived.
+errors, and counts, per alert transition (and per alert kind), what arrived.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import secrets
@@ -31,6 +35,7 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -48,16 +53,23 @@ from goalwatch.dev.fault_counts import (
     Outcome,
     Receiver,
     error_lines,
+    missing,
     repeats_per_kill,
     report,
     tally,
+    tally_by_kind,
 )
 from goalwatch.dev.fault_workload import (
     DAY0,
     DAYS,
+    IMPACT,
+    OVERDUE,
     PER_MANAGER,
+    THRESHOLD,
+    StatusChange,
     Transition,
     Workload,
+    absence_transition,
     batches,
     burst_batches,
     burst_days,
@@ -65,7 +77,11 @@ from goalwatch.dev.fault_workload import (
     burst_subject_id,
     burst_transitions,
     expected_transitions,
+    heartbeat_rule,
+    heartbeats,
+    impact_goals,
     people,
+    status_changes,
     subject_id,
 )
 from goalwatch.dev.stack import Stack, StackSettings, services
@@ -91,6 +107,7 @@ __all__ = [
     "burst_transitions",
     "error_lines",
     "expected_transitions",
+    "harness_rules",
     "logged_errors",
     "people",
     "repeats_per_kill",
@@ -99,13 +116,21 @@ __all__ = [
     "scenarios",
     "subject_id",
     "tally",
+    "tally_by_kind",
 ]
 
 # Longest wait between two readings of the consumers' counters while settling: the reading
 # after the last acknowledgement may have been asked before it.
 _RECHECK = 2.0
-# Streams whose durable consumers make up the pipeline, upstream first.
-_PIPELINE_STREAMS = (subjects.STREAM_INGEST, subjects.STREAM_METRICS, subjects.STREAM_ALERTS)
+# Streams whose durable consumers make up the pipeline, upstream first (the evaluator arms
+# timers from metrics; goal changes come from goals' outbox; every alert goes on ALERTS).
+_PIPELINE_STREAMS = (
+    subjects.STREAM_INGEST,
+    subjects.STREAM_METRICS,
+    subjects.STREAM_TIMERS,
+    subjects.STREAM_GOALS,
+    subjects.STREAM_ALERTS,
+)
 
 
 @dataclass
@@ -120,13 +145,34 @@ class Run:
     recovered: float | None = None
     notes: list[str] = field(default_factory=list)
     due: dict[Transition, float] = field(default_factory=dict)
-    """Every transition the run must produce, with when the event completing it was accepted."""
+    """Every transition the run must produce, with when it was due: when the event or goal
+    change completing it was accepted, or (overdue) when its deadline passed."""
+    kinds: dict[Transition, str] = field(default_factory=dict)
+    """The alert kind of every transition due."""
+    episodes: dict[str, datetime] = field(default_factory=dict)
+    """Per goal marked invalid, when that change was made: its episode's ``started_at``."""
+    changes_made: int = 0
+    """Status changes goals has answered so far."""
+    change_made: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set at each status change goals answered."""
     kills: list[float] = field(default_factory=list)
     """When each ``kill -9`` of the scenario landed."""
     resent: int = 0
     """Requests the source sent again after a failure."""
     epilogue: list[Callable[[Sequence[Arrival]], str]] = field(default_factory=list)
     """Notes a fault can only write from every arrival of the run, once it is over."""
+
+    def expect(self, transition: Transition, kind: str, *, due: float) -> None:
+        """Count ``transition`` (of alert ``kind``) as due at ``due``."""
+        self.due[transition] = due
+        self.kinds[transition] = kind
+
+    async def next_change(self) -> None:
+        """Wait until goals has answered one more status change than it has now."""
+        seen = self.changes_made
+        while self.changes_made == seen:
+            self.change_made.clear()
+            await self.change_made.wait()
 
     def since(self, moment: float) -> str:
         """``moment`` as seconds into the stream."""
@@ -201,14 +247,17 @@ def _kill_at_fault_time(name: str) -> Fault:
     return fault
 
 
-def _kill_on_message(name: str, subject: str) -> Fault:
-    """Kill ``name`` on the first message published on ``subject`` after the fault time."""
+def _kill_on_message(name: str, subject: str, *, kind: str | None = None) -> Fault:
+    """Kill ``name`` on the first message published on ``subject`` after the fault time (of
+    alert ``kind``, if given)."""
 
     async def fault(run: Run) -> None:
         await run.until(run.workload.fault_at)
         done = asyncio.Event()
 
-        async def kill(_: Msg) -> None:
+        async def kill(msg: Msg) -> None:
+            if kind is not None and json.loads(msg.data).get("kind") != kind:
+                return
             if not done.is_set():
                 run.kill(name)
                 done.set()
@@ -248,6 +297,42 @@ def _kill_on_webhook(name: str) -> Fault:
         await run.restart(name, killed=killed)
 
     return fault
+
+
+async def _outbox_pending(run: Run) -> float:
+    """goals' ``goalwatch_goal_outbox_pending``: change records stored, events not yet out."""
+    async with httpx.AsyncClient(timeout=5) as client:
+        answer = await client.get(f"{run.stack.settings.url('goals')}/metrics")
+    for line in answer.text.splitlines():
+        if line.startswith("goalwatch_goal_outbox_pending "):
+            return float(line.split()[1])
+    raise RuntimeError("goals' /metrics has no goalwatch_goal_outbox_pending")
+
+
+async def _kill_goals_before_publish(run: Run) -> None:
+    """Leave a status change stored in goals' Redis with its event not yet published, then
+    kill -9 goals: only the outbox, relayed at its restart, can bring the change to the
+    evaluator.
+
+    nats-server is killed at the fault time, so goals' next status change is stored (with
+    its change record in the outbox) but cannot be published; once goals has answered it
+    and its outbox holds the record, goals is killed, nats-server restarted, goals restarted.
+    """
+    await run.until(run.workload.fault_at)
+    nats_killed = run.kill("nats")
+    await run.next_change()
+    answered = time.monotonic()
+    owed = await _outbox_pending(run)
+    goals_killed = run.kill("goals")
+    await run.restart("nats", killed=nats_killed, note=False)
+    nats_back = time.monotonic()
+    await run.restart("goals", killed=goals_killed, note=False)
+    run.notes.append(
+        f"kill -9 nats at {run.since(nats_killed)}; a status change stored at "
+        f"{run.since(answered)} with {owed:.0f} change record owed in the outbox; kill -9 goals "
+        f"at {run.since(goals_killed)}; nats back at {run.since(nats_back)}, goals ready again "
+        f"at {run.since(run.recovered or goals_killed)}"
+    )
 
 
 async def _aof_cut(run: Run) -> None:
@@ -348,7 +433,7 @@ async def _burst(run: Run) -> None:
         await asyncio.gather(*(_post(run, client, url, batch) for batch in plan))
     accepted = time.monotonic()
     for transition in burst_transitions(workload):
-        run.due[transition] = accepted
+        run.expect(transition, THRESHOLD, due=accepted)
     run.recovered = accepted
     run.notes.append(
         f"burst of {sum(map(len, plan)):,} events for {workload.burst_subjects:,} subjects in "
@@ -369,7 +454,7 @@ _IN_BATCH: dict[str, tuple[str, Callable[[str], Fault]]] = {
     ),
     "evaluator": (
         "at the next alert it publishes (its batch is not yet acknowledged)",
-        lambda name: _kill_on_message(name, subjects.ALERTS_FIRED),
+        lambda name: _kill_on_message(name, subjects.ALERTS_FIRED, kind=THRESHOLD),
     ),
     "notifier": ("at the next webhook POST, before it is answered", _kill_on_webhook),
 }
@@ -401,6 +486,25 @@ def scenarios() -> list[Scenario]:
                 )
             )
     found += [
+        Scenario(
+            "kill-evaluator-in-timer",
+            "kill -9 the evaluator at the next overdue alert it publishes (the fired timer is "
+            "not yet acknowledged), then restart it",
+            _kill_on_message("evaluator", subjects.ALERTS_FIRED, kind=OVERDUE),
+        ),
+        Scenario(
+            "kill-evaluator-in-impact",
+            "kill -9 the evaluator at the next dependency-impact alert it publishes (the goal "
+            "change is not yet acknowledged, the other owners' alerts not yet out), then "
+            "restart it",
+            _kill_on_message("evaluator", subjects.ALERTS_FIRED, kind=IMPACT),
+        ),
+        Scenario(
+            "kill-goals-before-publish",
+            "a status change stored by goals while nats-server is down (its event owed in the "
+            "outbox), then kill -9 goals, restart nats-server and goals: the outbox relays it",
+            _kill_goals_before_publish,
+        ),
         Scenario(
             "kill-evaluator-4x",
             "kill -9 the evaluator four times in the stream's second half (20 s by default), "
@@ -488,13 +592,53 @@ async def _stream(run: Run, client: httpx.AsyncClient) -> None:
     plan = batches(run.workload)
     gap = run.workload.duration / max(1, len(plan) - 1)
     url = f"{run.stack.settings.url('ingestion')}/v1/events"
-    for k, batch in enumerate(plan):
+    for k, days in enumerate(plan):
         await run.until(k * gap)
-        await _post(run, client, url, batch)
+        beats = heartbeats(run.workload, k, datetime.now(UTC))
+        await _post(run, client, url, days + beats)
         accepted = time.monotonic()
-        for event in batch:
+        for event in days:
             if event["id"].endswith(f"-d{DAYS - 1}"):
-                run.due[(event["subject"], "firing", DAY0)] = accepted
+                run.expect((event["subject"], "firing", DAY0), THRESHOLD, due=accepted)
+        for beat in beats:
+            transition = absence_transition(beat, run.workload)
+            left = (transition[2] - datetime.now(UTC)).total_seconds()
+            run.expect(transition, OVERDUE, due=accepted + max(0.0, left))
+
+
+async def _check_in(run: Run, client: httpx.AsyncClient, change: StatusChange) -> datetime:
+    """Make ``change`` through goals' API, resending it (same check-in id: recorded once)
+    until goals answers; when goals made it, which is its episode's ``started_at``."""
+    url = f"{run.stack.settings.url('goals')}/v1/goals/{change.goal_id}/check-ins"
+    body = {"id": change.check_in_id, "status": change.status, "by": change.by}
+    while True:
+        try:
+            response = await client.post(url, json=body)
+            if response.status_code == 201:
+                return datetime.fromisoformat(response.json()["at"])
+            if response.status_code < 500 and response.status_code != 409:
+                raise RuntimeError(f"goals refused a check-in: {response.text}")
+        except httpx.HTTPError:
+            pass
+        await asyncio.sleep(0.5)  # as the source does
+
+
+async def _change_goals(run: Run, client: httpx.AsyncClient) -> None:
+    """Mark the key results invalid and back on track on their schedule, noting the alert
+    transitions each change owes its affected owners."""
+    for change in status_changes(run.workload):
+        await run.until(change.at)
+        made = await _check_in(run, client, change)
+        answered = time.monotonic()
+        if change.opens:
+            run.episodes[change.goal_id] = made
+            state, started = "firing", made
+        else:
+            state, started = "resolved", run.episodes.pop(change.goal_id)
+        for owner in change.owners:
+            run.expect((owner, state, started), IMPACT, due=answered)
+        run.changes_made += 1
+        run.change_made.set()
 
 
 async def _settle(run: Run, nc: NATS, deadline: float) -> bool:
@@ -538,6 +682,9 @@ async def _measure(
     async with httpx.AsyncClient(timeout=30) as client:
         answer = await client.post(f"{settings.url('goals')}/v1/people", json=people(workload))
         answer.raise_for_status()
+        if graph := impact_goals(workload):
+            answer = await client.post(f"{settings.url('goals')}/v1/goals", json=graph)
+            answer.raise_for_status()
 
     async def quiet(_: Exception) -> None:
         pass  # connection errors while nats-server is down are the scenario, not news
@@ -549,7 +696,7 @@ async def _measure(
         run = Run(stack=stack, receiver=receiver, nc=nc, workload=workload)
         fault = asyncio.create_task(scenario.fault(run)) if scenario.fault else None
         async with httpx.AsyncClient(timeout=10) as client:
-            await _stream(run, client)
+            await asyncio.gather(_stream(run, client), _change_goals(run, client))
         stream_end = time.monotonic()
         if fault is not None:
             await fault
@@ -570,6 +717,8 @@ async def _measure(
         return Outcome(
             scenario=scenario.name,
             counts=tally(run.due, arrivals, recovered=recovered),
+            by_kind=tally_by_kind(run.due, run.kinds, arrivals, recovered=recovered),
+            missing=missing(run.due, run.kinds, arrivals),
             dead_letters=dead,
             held=held,
             refused=receiver.refused,
@@ -595,6 +744,16 @@ def logged_errors(stack: Stack) -> dict[str, list[str]]:
     }
 
 
+def harness_rules(rules_dir: Path, into: Path, workload: Workload) -> Path:
+    """A rules folder of the run's own: the rules of ``rules_dir`` and the heartbeat rule
+    (its ``absent_for`` sized to the workload)."""
+    into.mkdir(parents=True, exist_ok=True)
+    for rule in rules_dir.glob("*.yaml"):
+        (into / rule.name).write_text(rule.read_text(encoding="utf-8"), encoding="utf-8")
+    (into / "faults-heartbeat-missing.yaml").write_text(heartbeat_rule(workload), encoding="utf-8")
+    return into
+
+
 def run_scenario(scenario: Scenario, workload: Workload, *, rules_dir: Path) -> Outcome:
     """Start an installation, stream the workload with the scenario's fault, count, stop.
 
@@ -605,7 +764,8 @@ def run_scenario(scenario: Scenario, workload: Workload, *, rules_dir: Path) -> 
     receiver = Receiver(secret)
     try:
         with tempfile.TemporaryDirectory(prefix="goalwatch-faults-") as state:
-            settings = StackSettings.on_free_ports(Path(state), rules_dir)
+            rules = harness_rules(rules_dir, Path(state) / "rules", workload)
+            settings = StackSettings.on_free_ports(Path(state), rules)
             stack = Stack(
                 settings=settings,
                 env={"GOALWATCH_WEBHOOK_URL": receiver.url, "GOALWATCH_WEBHOOK_SECRET": secret},

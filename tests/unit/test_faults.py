@@ -7,7 +7,9 @@ import socket
 import time
 from collections import Counter
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -20,21 +22,34 @@ from goalwatch.dev.fault_counts import (
     Outcome,
     Receiver,
     error_lines,
+    kinds_note,
+    missing,
     repeats_per_kill,
     tally,
+    tally_by_kind,
 )
 from goalwatch.dev.fault_workload import (
+    HEARTBEAT_METRIC,
+    HEARTBEAT_RULE_ID,
+    IMPACT_EPISODES,
     Workload,
+    absence_transition,
     batches,
     burst_batches,
     burst_days,
     burst_people,
     burst_transitions,
     expected_transitions,
+    heartbeat_rule,
+    heartbeats,
+    impact_goals,
     people,
+    status_changes,
 )
-from goalwatch.dev.faults import scenarios
+from goalwatch.dev.faults import harness_rules, scenarios
 from goalwatch.dev.stack import services
+from goalwatch.rules.loader import load_rules
+from goalwatch.rules.spec import RuleKind, RuleSpec
 
 START = datetime(2026, 1, 1, 18, tzinfo=UTC)
 
@@ -103,6 +118,9 @@ def test_every_service_is_killed_in_some_scenario_and_names_are_unique() -> None
         assert f"kill-{service}-in-batch" in names
     assert {
         "none",
+        "kill-evaluator-in-timer",
+        "kill-evaluator-in-impact",
+        "kill-goals-before-publish",
         "kill-nats",
         "kill-redis",
         "redis-aof-cut",
@@ -298,5 +316,153 @@ def test_a_request_cut_short_is_counted_apart_from_bad_signatures() -> None:
             sock.shutdown(socket.SHUT_WR)  # the sender dies mid-body
             sock.recv(1024)  # the receiver closes without answering
         assert (receiver.cut, receiver.invalid, receiver.snapshot()) == (1, 0, [])
+    finally:
+        receiver.close()
+
+
+def test_the_first_subject_of_each_group_sends_one_heartbeat_stamped_in_whole_seconds() -> None:
+    workload = Workload(subjects=25)
+    at = datetime(2026, 12, 2, 17, 0, 5, 750_000, tzinfo=UTC)
+    sent = [heartbeats(workload, k, at) for k in range(len(batches(workload)))]
+    assert [[b["subject"] for b in beats] for beats in sent] == [["s0000"], ["s0010"], ["s0020"],
+                                                                 [], []]  # fmt: skip
+    (beat,) = sent[1]
+    assert beat["metric"] == HEARTBEAT_METRIC
+    assert datetime.fromisoformat(beat["time"]) == at.replace(microsecond=0)
+    ids = [b["id"] for beats in sent for b in beats]
+    assert len(set(ids)) == len(ids)
+
+
+def test_a_heartbeat_never_followed_is_due_at_its_time_plus_absent_for() -> None:
+    workload = Workload(duration=40.0)
+    assert workload.absent_for == 10  # a quarter of the stream: due around the fault
+    (beat,) = heartbeats(workload, 0, datetime(2026, 12, 2, 17, 0, 5, tzinfo=UTC))
+    assert absence_transition(beat, workload) == (
+        "s0000",
+        "firing",
+        datetime(2026, 12, 2, 17, 0, 15, tzinfo=UTC),
+    )
+    assert Workload(duration=1.0).absent_for == 1
+
+
+def test_the_heartbeat_rule_loads_as_an_overdue_rule_beside_the_given_rules(
+    tmp_path: Path,
+) -> None:
+    given = tmp_path / "given"
+    given.mkdir()
+    (given / "other.yaml").write_text("not even read as a rule here\n", encoding="utf-8")
+    rules = harness_rules(given, tmp_path / "run", Workload(duration=20.0))
+    assert sorted(p.name for p in rules.iterdir()) == ["faults-heartbeat-missing.yaml",
+                                                       "other.yaml"]  # fmt: skip
+    (rules / "other.yaml").unlink()
+    [loaded] = load_rules(rules)
+    spec = loaded.spec
+    assert isinstance(spec, RuleSpec)
+    assert (spec.id, spec.kind, spec.metric) == (HEARTBEAT_RULE_ID, RuleKind.OVERDUE,
+                                                 HEARTBEAT_METRIC)  # fmt: skip
+    assert "5s" in heartbeat_rule(Workload(duration=20.0))
+
+
+def _resting_on(goals: list[dict[str, Any]], goal_id: str) -> set[str]:
+    """Owners of every goal resting on ``goal_id`` at any depth: up through what it counts
+    towards, across through what depends on it."""
+    by_id = {g["id"]: g for g in goals}
+    found: set[str] = set()
+    frontier = {goal_id}
+    while frontier:
+        above = {c["goal_id"] for g in frontier for c in by_id[g].get("contributes_to", [])}
+        across = {g["id"] for g in goals if frontier & set(g.get("depends_on", []))}
+        frontier = (above | across) - found - {goal_id}
+        found |= frontier
+    return {by_id[g]["owner_id"] for g in found}
+
+
+def test_each_key_result_goes_invalid_and_back_twice_alerting_the_owners_resting_on_it() -> None:
+    workload = Workload(subjects=400, duration=40.0)
+    goals = impact_goals(workload)
+    everyone = {p["id"] for p in people(workload)}
+    assert {g["owner_id"] for g in goals} <= everyone
+    changes = status_changes(workload)
+    assert len(changes) == workload.teams * 2 * IMPACT_EPISODES == 16
+    assert [c.at for c in changes] == sorted(c.at for c in changes)
+    assert changes[0].at > 0 and changes[-1].at < workload.duration
+    # Some change lands soon after the fault, as the in-batch kills need.
+    assert any(workload.fault_at < c.at < workload.fault_at + 2 for c in changes)
+    per_goal: dict[str, list[str]] = {}
+    for change in changes:
+        per_goal.setdefault(change.goal_id, []).append(change.status)
+        assert change.opens == (change.status == "invalid")
+        assert set(change.owners) == _resting_on(goals, change.goal_id)
+        assert len(change.owners) == 2  # the manager's objective, another team's key result
+        owner = next(g["owner_id"] for g in goals if g["id"] == change.goal_id)
+        assert change.by == owner
+    assert all(s == ["invalid", "on_track"] * IMPACT_EPISODES for s in per_goal.values())
+    assert len({c.check_in_id for c in changes}) == len(changes)
+
+
+def test_a_small_workload_has_a_graph_that_fits_its_people() -> None:
+    for subjects in (2, 12, 25, 50):
+        workload = Workload(subjects=subjects)
+        everyone = {p["id"] for p in people(workload)}
+        goals = impact_goals(workload)
+        assert goals and {g["owner_id"] for g in goals} <= everyone
+        assert all(set(c.owners) == _resting_on(goals, c.goal_id) for c in status_changes(workload))
+    assert impact_goals(Workload(subjects=1)) == []
+    assert status_changes(Workload(subjects=1)) == []
+
+
+def test_counts_per_kind_and_what_went_wrong_in_each() -> None:
+    a, b, c = (("a", "firing", START), ("b", "firing", START + timedelta(days=1)),
+               ("c", "resolved", START))  # fmt: skip
+    due = {a: 0.0, b: 0.0, c: 0.0}
+    kinds = {a: "threshold", b: "overdue", c: "dependency_impact"}
+    arrivals = [
+        Arrival(a, 1.0, degraded=False),
+        Arrival(c, 1.0, degraded=False),
+        Arrival(c, 2.0, degraded=False),
+        Arrival(("x", "firing", START), 1.0, degraded=False),
+    ]
+    by_kind = tally_by_kind(due, kinds, arrivals, recovered=0.0)
+    assert list(by_kind) == ["threshold", "overdue", "dependency_impact"]
+    assert (by_kind["overdue"].lost, by_kind["dependency_impact"].duplicated) == (1, 1)
+    assert by_kind["threshold"].unexpected == 0  # the overall tally counts strangers
+    assert kinds_note(by_kind) == (
+        "received per kind: threshold 1/1, overdue 0/1 1 lost, dependency_impact 1/1 1 duplicated"
+    )
+    assert "received per kind" in _outcome(by_kind=by_kind).row()
+
+
+def test_a_firing_whose_resolution_came_instead_is_superseded_not_lost() -> None:
+    fired, resolved = ("a", "firing", START), ("a", "resolved", START)
+    other = ("b", "firing", START)
+    due = {fired: 0.0, resolved: 0.0, other: 0.0}
+    counts = tally(due, [Arrival(resolved, 1.0, degraded=False)], recovered=0.0)
+    assert (counts.received, counts.lost, counts.superseded) == (1, 1, 1)
+    kinds = dict.fromkeys(due, "dependency_impact")
+    assert missing(due, kinds, [Arrival(resolved, 1.0, degraded=False)]) == (
+        f"dependency_impact a firing {START.isoformat()} (its resolution came instead)",
+        f"dependency_impact b firing {START.isoformat()}",
+    )
+    outcome = _outcome(counts=counts)
+    assert outcome.problems() == ["1 lost"]
+    assert "1 firings not sent, their resolution processed first" in outcome.row()
+
+
+def test_the_receiver_stops_waiting_for_a_firing_once_its_resolution_arrived() -> None:
+    receiver = Receiver("right")
+    resolved = {
+        "state": "resolved",
+        "subject": {"id": "m000", "name": "Head 000"},
+        "started_at": "2026-01-01T18:00:00Z",
+        "kind": "dependency_impact",
+    }
+    try:
+        fired, done = ("m000", "firing", START), ("m000", "resolved", START)
+        assert not receiver.wait_for({fired}, timeout=0)
+        assert _post(receiver, resolved, secret="right") == 204
+        assert receiver.wait_for({fired, done}, timeout=0)
+        assert not receiver.wait_for({("m001", "firing", START)}, timeout=0)
+        [arrival] = receiver.snapshot()
+        assert arrival.kind == "dependency_impact"
     finally:
         receiver.close()
