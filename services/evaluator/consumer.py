@@ -14,6 +14,7 @@ from goalwatch.rules import goal_overdue
 from services.evaluator.evaluation import Evaluator
 from services.evaluator.goal_overdue import GoalChange, GoalOverdueEvaluator
 from services.evaluator.metrics import STATE_REPLAYED
+from services.evaluator.verdicts import in_key_order
 
 
 class MetricsHandler:
@@ -68,22 +69,21 @@ class MetricsHandler:
                 return self._all_wait(received, exc)
             failures = await self._evaluator.handle_batch(messages)
             await self._recovery.commit()
-        verdicts: list[Verdict] = []
-        stopped: set[str] = set()  # subjects whose remaining events must be retried
-        for event, facts in zip(messages, received, strict=True):
-            failure = failures.get(event.subject)
-            if failure is None or (event.id != failure.event.id and event.subject not in stopped):
-                verdicts.append(ACK)
-                continue
-            stopped.add(event.subject)
-            verdicts.append(
-                self._policy.on_failure(
-                    deliveries=facts.deliveries,
-                    reason=f"evaluating {event.subject!r} failed at event "
-                    f"{failure.event.id!r}: {failure.error!r}",
+        return in_key_order(
+            [
+                (event.subject, event.id, facts)
+                for event, facts in zip(messages, received, strict=True)
+            ],
+            {
+                subject: (
+                    failure.event.id,
+                    f"evaluating {subject!r} failed at event {failure.event.id!r}: "
+                    f"{failure.error!r}",
                 )
-            )
-        return verdicts
+                for subject, failure in failures.items()
+            },
+            policy=self._policy,
+        )
 
     async def handle_timers(
         self, messages: Sequence[TimerFired], received: Sequence[Received]
@@ -122,24 +122,21 @@ class MetricsHandler:
                 return self._all_wait(received, exc)
             failures = await self._goals.handle_batch(messages)
             await self._recovery.commit()
-        verdicts: list[Verdict] = []
-        stopped: set[str] = set()  # goals whose remaining events must be retried
-        for event, facts in zip(messages, received, strict=True):
-            failure = failures.get(event.goal_id)
-            if failure is None or (
-                event.event_id != failure.event.event_id and event.goal_id not in stopped
-            ):
-                verdicts.append(ACK)
-                continue
-            stopped.add(event.goal_id)
-            verdicts.append(
-                self._policy.on_failure(
-                    deliveries=facts.deliveries,
-                    reason=f"overdue rules of goal {event.goal_id!r} failed at change "
+        return in_key_order(
+            [
+                (event.goal_id, event.event_id, facts)
+                for event, facts in zip(messages, received, strict=True)
+            ],
+            {
+                goal_id: (
+                    failure.event.event_id,
+                    f"overdue rules of goal {goal_id!r} failed at change "
                     f"{failure.event.event_id!r}: {failure.error!r}",
                 )
-            )
-        return verdicts
+                for goal_id, failure in failures.items()
+            },
+            policy=self._policy,
+        )
 
     async def _timer(self, fired: TimerFired) -> None:
         if fired.name == goal_overdue.TIMER and self._goals is not None:

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pydantic import ValidationError
 
 from goalwatch.checkpoints import Recovery, StateCheckpoint
-from goalwatch.consumers import ACK, Received, RedeliveryPolicy, Verdict
+from goalwatch.consumers import Received, RedeliveryPolicy, Verdict
 from goalwatch.contracts import AlertFired, AlertResolved, GoalStatusChanged, subjects
 from goalwatch.contracts.goals import GoalImpact
 from goalwatch.goals_client import GoalImpacts
@@ -45,6 +45,7 @@ from goalwatch.rules.impact_spec import ImpactRuleSpec
 from services.evaluator.impact_store import ImpactStore
 from services.evaluator.metrics import ALERTS_FIRED, ALERTS_RESOLVED, STATE_REPLAYED
 from services.evaluator.names import Names
+from services.evaluator.verdicts import in_key_order
 
 logger = logging.getLogger(__name__)
 
@@ -205,24 +206,21 @@ class ImpactHandler:
                 ]
             failures = await self._evaluator.handle_batch(messages)
             await self._recovery.commit()
-        verdicts: list[Verdict] = []
-        stopped: set[str] = set()
-        for event, facts in zip(messages, received, strict=True):
-            failure = failures.get(event.goal_id)
-            if failure is None or (
-                event.event_id != failure.event.event_id and event.goal_id not in stopped
-            ):
-                verdicts.append(ACK)
-                continue
-            stopped.add(event.goal_id)
-            verdicts.append(
-                self._policy.on_failure(
-                    deliveries=facts.deliveries,
-                    reason=f"dependency impact of goal {event.goal_id!r} failed at change "
+        return in_key_order(
+            [
+                (event.goal_id, event.event_id, facts)
+                for event, facts in zip(messages, received, strict=True)
+            ],
+            {
+                goal_id: (
+                    failure.event.event_id,
+                    f"dependency impact of goal {goal_id!r} failed at change "
                     f"{failure.event.event_id!r}: {failure.error!r}",
                 )
-            )
-        return verdicts
+                for goal_id, failure in failures.items()
+            },
+            policy=self._policy,
+        )
 
     async def check(self) -> None:
         """Catch up without a batch, so a Redis restart while no changes arrive is noticed."""

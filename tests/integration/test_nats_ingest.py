@@ -9,6 +9,8 @@ import httpx
 import nats
 import pytest
 from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from goalwatch.consumers import ConsumerSpec, RedeliveryPolicy
@@ -19,6 +21,23 @@ from tests.integration.conftest import WebhookCall, WebhookReceiver
 from tests.integration.helpers import add_doctor, rework_event, unique
 
 pytestmark = pytest.mark.integration
+
+
+async def dead_letter_carrying(js: JetStreamContext, marker: str) -> Msg:
+    """The first metrics dead letter whose payload holds ``marker`` (an ephemeral consumer
+    over the dead-letter stream, from its start)."""
+    sub = await js.subscribe(
+        subjects.DEADLETTER_METRICS,
+        stream=subjects.STREAM_DEADLETTER,
+        config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
+    )
+    try:
+        while True:
+            msg = await sub.next_msg(timeout=30)
+            if marker in json.loads(msg.data)["payload"]:
+                return msg
+    finally:
+        await sub.unsubscribe()
 
 
 @pytest.fixture
@@ -58,20 +77,8 @@ async def test_invalid_event_on_nats_goes_to_the_dead_letter_stream(
     }
     await js.publish(subjects.METRICS_IN, json.dumps(bad).encode())
 
-    # An ephemeral consumer over the dead-letter stream; wait for the message carrying our id.
-    sub = await js.subscribe(
-        subjects.DEADLETTER_METRICS,
-        stream=subjects.STREAM_DEADLETTER,
-        config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
-    )
-    try:
-        while True:
-            msg = await sub.next_msg(timeout=30)
-            letter = json.loads(msg.data)
-            if marker in letter["payload"]:
-                break
-    finally:
-        await sub.unsubscribe()
+    msg = await dead_letter_carrying(js, marker)
+    letter = json.loads(msg.data)
     assert letter["origin_subject"] == subjects.METRICS_IN
     # One error, for the one missing field, naming the event.
     assert [(e["loc"], e["event_id"]) for e in letter["errors"]] == [("time", marker)], letter
@@ -111,19 +118,8 @@ async def test_bad_input_on_nats_is_dead_lettered_not_dropped(
     marker = unique("unreadable")
     payload = payload.replace(b"BAD", marker.encode())
     ack = await js.publish(subjects.METRICS_IN, payload)
-    sub = await js.subscribe(
-        subjects.DEADLETTER_METRICS,
-        stream=subjects.STREAM_DEADLETTER,
-        config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
-    )
-    try:
-        while True:
-            msg = await sub.next_msg(timeout=30)
-            letter = json.loads(msg.data)
-            if marker in letter["payload"]:
-                break
-    finally:
-        await sub.unsubscribe()
+    msg = await dead_letter_carrying(js, marker)
+    letter = json.loads(msg.data)
     assert ack.seq > 0
     # Dead-lettered at the first delivery, as bad input, not after the retries ran out.
     assert "gave up" not in letter["reason"], (what, letter["reason"])
@@ -140,19 +136,8 @@ async def test_a_message_near_max_payload_is_dead_lettered_with_its_payload_cut(
     pad = b'\\"' * ((nc.max_payload - len(head) - 1024) // 2)
     payload = head + pad + b'"}'
     ack = await js.publish(subjects.METRICS_IN, payload)
-    sub = await js.subscribe(
-        subjects.DEADLETTER_METRICS,
-        stream=subjects.STREAM_DEADLETTER,
-        config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
-    )
-    try:
-        while True:
-            msg = await sub.next_msg(timeout=30)
-            letter = json.loads(msg.data)
-            if marker in letter["payload"]:
-                break
-    finally:
-        await sub.unsubscribe()
+    msg = await dead_letter_carrying(js, marker)
+    letter = json.loads(msg.data)
     assert len(msg.data) <= nc.max_payload
     assert letter["payload_truncated"] is True
     assert letter["payload_bytes"] == len(payload)
