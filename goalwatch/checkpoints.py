@@ -32,7 +32,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, TypeVar
 
 from nats.aio.client import Client
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -229,6 +229,13 @@ Apply = Callable[[list[tuple[int, bytes]]], Awaitable[int]]
 applied. Raises if one could not be applied: the replay is then tried again, whole."""
 
 
+T = TypeVar("T")
+
+
+class NotCaughtUp(Exception):
+    """Redis state could not be brought up to date, so the messages at hand must wait."""
+
+
 class Recovery:
     """Keeps Redis state caught up with the streams of its checkpoints.
 
@@ -262,6 +269,21 @@ class Recovery:
                 replay.last,
                 applied,
             )
+
+    async def in_turn(self, work: Callable[[], Awaitable[T]]) -> T:
+        """Catch up, run ``work``, commit: one turn, as a batch consumer takes it.
+
+        Raises :class:`NotCaughtUp` (and ``work`` does not run) when catching up failed —
+        Redis or NATS trouble that a retry of the messages can outlast.
+        """
+        async with self.turn:
+            try:
+                await self.catch_up()
+            except Exception as exc:
+                raise NotCaughtUp(f"{self._what} could not be brought up to date: {exc!r}") from exc
+            result = await work()
+            await self.commit()
+        return result
 
     async def commit(self) -> None:
         """Commit every checkpoint; hold :attr:`turn`. A failure is logged, not raised: the

@@ -7,14 +7,14 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from goalwatch.checkpoints import Recovery, StateCheckpoint
+from goalwatch.checkpoints import NotCaughtUp, Recovery, StateCheckpoint
 from goalwatch.consumers import ACK, Received, RedeliveryPolicy, Verdict
 from goalwatch.contracts import MetricRecorded, TimerFired
 from goalwatch.rules import goal_overdue
 from services.evaluator.evaluation import Evaluator
 from services.evaluator.goal_overdue import GoalChange, GoalOverdueEvaluator
 from services.evaluator.metrics import STATE_REPLAYED
-from services.evaluator.verdicts import in_key_order
+from services.evaluator.verdicts import all_wait, in_key_order
 
 
 class MetricsHandler:
@@ -62,13 +62,10 @@ class MetricsHandler:
         self, messages: Sequence[MetricRecorded], received: Sequence[Received]
     ) -> list[Verdict]:
         """One verdict per event, in order."""
-        async with self._recovery.turn:
-            try:
-                await self._recovery.catch_up()
-            except Exception as exc:  # Redis or NATS trouble: the batch waits for it
-                return self._all_wait(received, exc)
-            failures = await self._evaluator.handle_batch(messages)
-            await self._recovery.commit()
+        try:
+            failures = await self._recovery.in_turn(lambda: self._evaluator.handle_batch(messages))
+        except NotCaughtUp as exc:
+            return all_wait(received, str(exc), policy=self._policy)
         return in_key_order(
             [
                 (event.subject, event.id, facts)
@@ -89,11 +86,8 @@ class MetricsHandler:
         self, messages: Sequence[TimerFired], received: Sequence[Received]
     ) -> list[Verdict]:
         """One verdict per fired timer, handled in turn with the event batches."""
-        async with self._recovery.turn:
-            try:
-                await self._recovery.catch_up()
-            except Exception as exc:  # Redis or NATS trouble: the batch waits for it
-                return self._all_wait(received, exc)
+
+        async def each() -> list[Verdict]:
             verdicts: list[Verdict] = []
             for fired, facts in zip(messages, received, strict=True):
                 try:
@@ -107,21 +101,23 @@ class MetricsHandler:
                     )
                 else:
                     verdicts.append(ACK)
-            await self._recovery.commit()
-        return verdicts
+            return verdicts
+
+        try:
+            return await self._recovery.in_turn(each)
+        except NotCaughtUp as exc:
+            return all_wait(received, str(exc), policy=self._policy)
 
     async def handle_goals(
         self, messages: Sequence[GoalChange], received: Sequence[Received]
     ) -> list[Verdict]:
         """One verdict per goal event, in order, handled in turn with the other batches."""
         assert self._goals is not None
-        async with self._recovery.turn:
-            try:
-                await self._recovery.catch_up()
-            except Exception as exc:  # Redis or NATS trouble: the batch waits for it
-                return self._all_wait(received, exc)
-            failures = await self._goals.handle_batch(messages)
-            await self._recovery.commit()
+        goals = self._goals
+        try:
+            failures = await self._recovery.in_turn(lambda: goals.handle_batch(messages))
+        except NotCaughtUp as exc:
+            return all_wait(received, str(exc), policy=self._policy)
         return in_key_order(
             [
                 (event.goal_id, event.event_id, facts)
@@ -143,16 +139,6 @@ class MetricsHandler:
             await self._goals.handle_timer(fired)
         else:
             await self._evaluator.handle_timer(fired)
-
-    def _all_wait(self, received: Sequence[Received], exc: Exception) -> list[Verdict]:
-        # Each verdict is logged where it is applied (a warning while it is retried).
-        return [
-            self._policy.on_failure(
-                deliveries=facts.deliveries,
-                reason=f"rule state could not be brought up to date: {exc!r}",
-            )
-            for facts in received
-        ]
 
     async def check(self) -> None:
         """Catch up without a batch, so a Redis restart while no events arrive is noticed."""

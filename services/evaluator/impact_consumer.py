@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
-from goalwatch.checkpoints import Recovery, StateCheckpoint
+from goalwatch.checkpoints import NotCaughtUp, Recovery, StateCheckpoint
 from goalwatch.consumers import Received, RedeliveryPolicy, Verdict
 from goalwatch.contracts import AlertFired, AlertResolved, GoalStatusChanged, subjects
 from goalwatch.contracts.goals import GoalImpact
@@ -45,7 +45,7 @@ from goalwatch.rules.impact_spec import ImpactRuleSpec
 from services.evaluator.impact_store import ImpactStore
 from services.evaluator.metrics import ALERTS_FIRED, ALERTS_RESOLVED, STATE_REPLAYED
 from services.evaluator.names import Names
-from services.evaluator.verdicts import in_key_order
+from services.evaluator.verdicts import all_wait, in_key_order
 
 logger = logging.getLogger(__name__)
 
@@ -192,20 +192,10 @@ class ImpactHandler:
         self, messages: Sequence[GoalStatusChanged], received: Sequence[Received]
     ) -> list[Verdict]:
         """One verdict per change, in order."""
-        async with self._recovery.turn:
-            try:
-                await self._recovery.catch_up()
-            except Exception as exc:  # Redis or NATS trouble: the batch waits for it
-                # Each verdict is logged where it is applied (a warning while it is retried).
-                return [
-                    self._policy.on_failure(
-                        deliveries=facts.deliveries,
-                        reason=f"impact state could not be brought up to date: {exc!r}",
-                    )
-                    for facts in received
-                ]
-            failures = await self._evaluator.handle_batch(messages)
-            await self._recovery.commit()
+        try:
+            failures = await self._recovery.in_turn(lambda: self._evaluator.handle_batch(messages))
+        except NotCaughtUp as exc:
+            return all_wait(received, str(exc), policy=self._policy)
         return in_key_order(
             [
                 (event.goal_id, event.event_id, facts)

@@ -29,3 +29,11 @@ def in_key_order(
         stopped.add(key)
         verdicts.append(policy.on_failure(deliveries=facts.deliveries, reason=failure[1]))
     return verdicts
+
+
+def all_wait(
+    received: Sequence[Received], reason: str, *, policy: RedeliveryPolicy
+) -> list[Verdict]:
+    """Every message of a batch retried by ``policy`` for ``reason`` (each verdict is logged
+    where it is applied: a warning while it is retried)."""
+    return [policy.on_failure(deliveries=facts.deliveries, reason=reason) for facts in received]
