@@ -36,7 +36,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
 
 from goalwatch.contracts import RuleKind, Severity
 from goalwatch.contracts.base import Contract
@@ -46,9 +45,11 @@ from goalwatch.rules.impact_spec import TypeName, _as_list
 from goalwatch.rules.spec import (
     Duration,
     Recipient,
+    check_owner_recipients,
     check_rule_id,
     check_severity,
     duration_text,
+    rule_error,
 )
 from goalwatch.rules.template import TemplateError, check_template_fields
 
@@ -81,10 +82,6 @@ SAMPLES: Final[dict[str, Any]] = {
 }
 
 
-def _error(kind: str, message: str) -> PydanticCustomError:
-    return PydanticCustomError(f"rule_{kind}", message)
-
-
 class NoCheckIn(Contract):
     """``no_check_in``: the owner has not checked in for longer than the cadence plus grace."""
 
@@ -98,7 +95,7 @@ class NoCheckIn(Contract):
     @classmethod
     def _bounds(cls, value: timedelta) -> timedelta:
         if not timedelta(0) <= value <= MAX_GRACE:
-            raise _error("duration", f"{duration_text(value)} is out of range: 0s to 366d")
+            raise rule_error("duration", f"{duration_text(value)} is out of range: 0s to 366d")
         return value
 
     @field_serializer("grace")
@@ -134,7 +131,7 @@ class GoalCondition(Contract):
     def _one_form(self) -> GoalCondition:
         given = [form for form in FORMS if getattr(self, form) is not None]
         if len(given) != 1:
-            raise _error(
+            raise rule_error(
                 "condition",
                 ("names " + " and ".join(given) if given else "names no form")
                 + ": write exactly one of {past_due: true}, {no_check_in: {grace: 2d}} or "
@@ -211,14 +208,12 @@ class GoalOverdueRuleSpec(Contract):
     @field_validator("notify")
     @classmethod
     def _recipients(cls, value: list[str]) -> list[str]:
-        if len(set(value)) != len(value):
-            raise _error("notify", "lists someone twice; name each recipient once")
-        if "subject" in value:
-            raise _error(
-                "notify",
-                "a goal's overdue alert goes to the goal's owner: write owner, not subject",
-            )
-        return value
+        return check_owner_recipients(
+            value,
+            instead_of_subject=(
+                "a goal's overdue alert goes to the goal's owner: write owner, not subject"
+            ),
+        )
 
     @field_validator("message", "resolved_message")
     @classmethod
@@ -228,7 +223,7 @@ class GoalOverdueRuleSpec(Contract):
         try:
             check_template_fields(value, SAMPLES)
         except TemplateError as exc:
-            raise _error(str(info.field_name), str(exc)) from None
+            raise rule_error(str(info.field_name), str(exc)) from None
         return value
 
     def watches(self, *, type: str, org_unit: str | None, period: str | None) -> bool:

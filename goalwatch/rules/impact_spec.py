@@ -25,12 +25,17 @@ import difflib
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
-from pydantic_core import PydanticCustomError
 
 from goalwatch.contracts import RuleKind, Severity
 from goalwatch.contracts.base import Contract
 from goalwatch.contracts.goals import GoalStatus, GoalType
-from goalwatch.rules.spec import Recipient, check_rule_id, check_severity
+from goalwatch.rules.spec import (
+    Recipient,
+    check_owner_recipients,
+    check_rule_id,
+    check_severity,
+    rule_error,
+)
 from goalwatch.rules.template import TemplateError, check_template_fields
 
 OWNER: Final = "owner"
@@ -57,10 +62,6 @@ SAMPLES: Final[dict[str, Any]] = {
 }
 
 
-def _error(kind: str, message: str) -> PydanticCustomError:
-    return PydanticCustomError(f"rule_{kind}", message)
-
-
 def _as_list(value: Any) -> Any:
     """HR may write one value or a list of them: ``type: key_result`` or ``[kpi, key_result]``."""
     return [value] if isinstance(value, str) else value
@@ -74,7 +75,9 @@ def _choice(allowed: type[GoalStatus] | type[GoalType], what: str) -> Any:
             return value
         close = difflib.get_close_matches(str(value), names, n=1)
         hint = f"did you mean {close[0]}? " if close else ""
-        raise _error(what, f"'{value}' is not a goal {what}; {hint}use one of {', '.join(names)}")
+        raise rule_error(
+            what, f"'{value}' is not a goal {what}; {hint}use one of {', '.join(names)}"
+        )
 
     return check
 
@@ -105,14 +108,14 @@ class ImpactWhen(Contract):
     @classmethod
     def _once(cls, value: list[Any], info: ValidationInfo) -> list[Any]:
         if len(set(value)) != len(value):
-            raise _error(str(info.field_name), "lists a value twice; name each once")
+            raise rule_error(str(info.field_name), "lists a value twice; name each once")
         return value
 
     @field_validator("status")
     @classmethod
     def _not_every_status(cls, value: list[GoalStatus]) -> list[GoalStatus]:
         if set(value) == set(GoalStatus):
-            raise _error(
+            raise rule_error(
                 "status",
                 "lists every status, so no goal could ever leave them; list the failing "
                 "ones, e.g. [invalid, off_track]",
@@ -169,15 +172,13 @@ class ImpactRuleSpec(Contract):
     @field_validator("notify")
     @classmethod
     def _recipients(cls, value: list[str]) -> list[str]:
-        if len(set(value)) != len(value):
-            raise _error("notify", "lists someone twice; name each recipient once")
-        if "subject" in value:
-            raise _error(
-                "notify",
+        return check_owner_recipients(
+            value,
+            instead_of_subject=(
                 "a dependency_impact alert goes to the owner of the affected goals: write "
-                "owner instead of subject",
-            )
-        return value
+                "owner instead of subject"
+            ),
+        )
 
     @field_validator("message", "resolved_message")
     @classmethod
@@ -187,7 +188,7 @@ class ImpactRuleSpec(Contract):
         try:
             check_impact_template(value)
         except TemplateError as exc:
-            raise _error(str(info.field_name), str(exc)) from None
+            raise rule_error(str(info.field_name), str(exc)) from None
         return value
 
     def watches(self, *, type: GoalType, org_unit: str | None) -> bool:

@@ -50,27 +50,38 @@ _METRIC_NAME: TypeAdapter[str] = TypeAdapter(MetricName)
 _SMALLEST, _LARGEST = 1e-4, 1e16
 
 
-def _error(kind: str, message: str) -> PydanticCustomError:
+def rule_error(kind: str, message: str) -> PydanticCustomError:
+    """A rule validation error the loader reports as ``file:line: field: message``."""
     return PydanticCustomError(f"rule_{kind}", message)
+
+
+def check_owner_recipients(value: list[str], *, instead_of_subject: str) -> list[str]:
+    """``notify`` of a rule about goals: each recipient once, ``owner`` rather than
+    ``subject`` (``instead_of_subject`` says why, in the rule kind's words)."""
+    if len(set(value)) != len(value):
+        raise rule_error("notify", "lists someone twice; name each recipient once")
+    if "subject" in value:
+        raise rule_error("notify", instead_of_subject)
+    return value
 
 
 def _check_kind(value: Any) -> Any:
     if value in OWN_SHAPE_KINDS:
-        raise _error(
+        raise rule_error(
             "kind", f"a {value} rule has no metric or condition: read it with its own model"
         )
     if value in SUPPORTED_KINDS:
         return RuleKind(value)
     supported = ", ".join(SUPPORTED_KINDS)
     if value in PLANNED_KINDS:
-        raise _error("kind", f"kind '{value}' is not supported yet; supported: {supported}")
-    raise _error("kind", f"'{value}' is not a rule kind; supported: {supported}")
+        raise rule_error("kind", f"kind '{value}' is not supported yet; supported: {supported}")
+    raise rule_error("kind", f"'{value}' is not a rule kind; supported: {supported}")
 
 
 def check_rule_id(value: str) -> str:
     """A rule id: lower-case letters, digits and hyphens."""
     if not _RULE_ID.match(value):
-        raise _error(
+        raise rule_error(
             "id",
             f"'{value}' is not a valid id: use lower-case letters, digits and hyphens, "
             "e.g. report-rework-rate-high",
@@ -82,18 +93,18 @@ def _check_op(value: Any) -> Any:
     if value in OPS:
         return value
     if value == "":
-        raise _error(
+        raise rule_error(
             "op",
             'is empty: a bare > starts a block of text in YAML; quote the operator, e.g. op: ">"',
         )
-    raise _error("op", f"'{value}' is not one of {', '.join(OPS)} — write e.g. op: \">\"")
+    raise rule_error("op", f"'{value}' is not one of {', '.join(OPS)} — write e.g. op: \">\"")
 
 
 def _check_severity(value: Any) -> Any:
     allowed = [s.value for s in Severity]
     if value in allowed:
         return value
-    raise _error(
+    raise rule_error(
         "severity",
         f"'{value}' is not one of {', '.join(allowed)} (warning is yellow, critical is red)",
     )
@@ -105,7 +116,7 @@ check_severity = _check_severity
 
 def _check_label_name(name: str) -> str:
     if not _LABEL_NAME.match(name):
-        raise _error(
+        raise rule_error(
             "label", f"'{name}' is not a label name: use letters, digits and _, e.g. department"
         )
     return name
@@ -113,7 +124,7 @@ def _check_label_name(name: str) -> str:
 
 def _check_recipient(recipient: str) -> str:
     if not recipient.strip():
-        raise _error("notify", "empty recipient: use subject, manager or a person id")
+        raise rule_error("notify", "empty recipient: use subject, manager or a person id")
     return recipient.strip()
 
 
@@ -139,9 +150,9 @@ class ThresholdCondition(Contract):
     @classmethod
     def _engine_range(cls, value: float) -> float:
         if not math.isfinite(value):
-            raise _error("value", "the threshold must be a finite number")
+            raise rule_error("value", "the threshold must be a finite number")
         if value != 0 and not _SMALLEST <= abs(value) < _LARGEST:
-            raise _error(
+            raise rule_error(
                 "value",
                 f"{value} is outside what the rules engine compares reliably: use 0 or a number "
                 "between 0.0001 and 1e16 in size (scale the metric, e.g. per thousand)",
@@ -163,7 +174,7 @@ def parse_duration(value: Any) -> timedelta:
     match = _DURATION.match(text) if text else None
     if text is None or match is None or not any(match.groupdict().values()):
         hint = " (a bare number has no unit)" if isinstance(value, int | float) else ""
-        raise _error(
+        raise rule_error(
             "duration",
             f"{value!r} is not a duration{hint}: write a number with its unit, d (days), "
             "h (hours), m (minutes) or s (seconds), e.g. 2d, 36h or 1d12h",
@@ -209,7 +220,7 @@ class OverdueCondition(Contract):
     @classmethod
     def _bounds(cls, value: timedelta) -> timedelta:
         if not MIN_ABSENCE <= value <= MAX_ABSENCE:
-            raise _error(
+            raise rule_error(
                 "duration",
                 f"{duration_text(value)} is out of range: write at least 1s and at most 366d",
             )
@@ -282,7 +293,7 @@ class RuleSpec(Contract):
     @classmethod
     def _slug(cls, value: str) -> str:
         if not _RULE_ID.match(value):
-            raise _error(
+            raise rule_error(
                 "id",
                 f"'{value}' is not a valid id: use lower-case letters, digits and hyphens, "
                 "e.g. report-rework-rate-high",
@@ -295,7 +306,7 @@ class RuleSpec(Contract):
         try:
             return _METRIC_NAME.validate_python(value)
         except ValidationError:
-            raise _error(
+            raise rule_error(
                 "metric",
                 f"'{value}' is not a metric name: use lower snake_case (dots allowed), "
                 "e.g. report_rework_rate",
@@ -311,7 +322,7 @@ class RuleSpec(Contract):
             return value  # the kind's own error says what is wrong
         wanted = CONDITION_MODELS[RuleKind(kind).value]
         if not isinstance(value, wanted):
-            raise _error(
+            raise rule_error(
                 "condition",
                 f"{'an' if kind is RuleKind.OVERDUE else 'a'} {kind} rule's condition is "
                 f"written like {_CONDITION_EXAMPLES[kind]}",
@@ -336,7 +347,7 @@ class RuleSpec(Contract):
     @classmethod
     def _recipients_once(cls, value: list[str]) -> list[str]:
         if len(set(value)) != len(value):
-            raise _error("notify", "lists someone twice; name each recipient once")
+            raise rule_error("notify", "lists someone twice; name each recipient once")
         return value
 
     @field_validator("message", "resolved_message")
@@ -348,5 +359,5 @@ class RuleSpec(Contract):
         try:
             check_template(value, kind=RuleKind(kind))
         except TemplateError as exc:
-            raise _error(str(info.field_name), str(exc)) from None
+            raise rule_error(str(info.field_name), str(exc)) from None
         return value
