@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -163,6 +164,27 @@ def rules_with_absence(directory: Path) -> Path:
         (directory / rule.name).write_text(rule.read_text(encoding="utf-8"), encoding="utf-8")
     (directory / "ward-round-missing.yaml").write_text(ABSENCE_RULE, encoding="utf-8")
     return directory
+
+
+@contextmanager
+def stack_of_its_own(
+    tmp_path_factory: pytest.TempPathFactory, webhook: WebhookReceiver, *, name: str
+) -> Iterator[Stack]:
+    """A stack for one test module (one that kills processes), posting to ``webhook``."""
+    rules = rules_with_absence(tmp_path_factory.mktemp(f"{name}-rules"))
+    running = Stack(
+        settings=StackSettings.on_free_ports(tmp_path_factory.mktemp(f"{name}-state"), rules),
+        env={
+            "GOALWATCH_WEBHOOK_URL": webhook.url,
+            "GOALWATCH_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "GOALWATCH_LOG_LEVEL": "DEBUG",
+        },
+    )
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()
 
 
 @pytest.fixture(scope="session")

@@ -11,19 +11,17 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from goalwatch.contracts import subjects
-from goalwatch.dev.stack import Stack, StackSettings
+from goalwatch.dev.stack import Stack
 from tests.integration.conftest import (
-    WEBHOOK_SECRET,
     WebhookCall,
     WebhookReceiver,
-    rules_with_absence,
+    stack_of_its_own,
 )
 from tests.integration.helpers import add_doctor, alerts_about, await_drained, unique
 
@@ -225,19 +223,8 @@ def own_stack(
     tmp_path_factory: pytest.TempPathFactory, webhook: WebhookReceiver
 ) -> Iterator[Stack]:
     """A stack of this module's own: its tests kill the evaluator and nats-server."""
-    rules = rules_with_absence(tmp_path_factory.mktemp("goal-restart-rules"))
-    state: Path = tmp_path_factory.mktemp("goal-restart-state")
-    running = Stack(
-        settings=StackSettings.on_free_ports(state, rules),
-        env={
-            "GOALWATCH_WEBHOOK_URL": webhook.url,
-            "GOALWATCH_WEBHOOK_SECRET": WEBHOOK_SECRET,
-            "GOALWATCH_LOG_LEVEL": "DEBUG",
-        },
-    )
-    running.start()
-    yield running
-    running.stop()
+    with stack_of_its_own(tmp_path_factory, webhook, name="goal-restart") as running:
+        yield running
 
 
 @pytest.mark.parametrize("killed", ["evaluator", "nats"])
