@@ -99,6 +99,10 @@ class StateCheckpoint(Protocol):
 class Checkpoint:
     """Where one durable consumer's Redis state stands against its stream."""
 
+    replay_when_new = False
+    """Whether a Redis with no checkpoint at all replays the whole stream: only for state
+    that is idempotent per message and cheap to check (else it is built from new messages)."""
+
     def __init__(
         self,
         *,
@@ -131,16 +135,22 @@ class Checkpoint:
     async def begin(self) -> Replay | None:
         """Before a batch: what must be replayed first, if Redis may have lost writes."""
         run_id = await self.run_id()
-        info = await self._connection().jetstream().consumer_info(self._stream, self._consumer)
-        floor = info.ack_floor.stream_seq if info.ack_floor else 0
-        delivered = info.delivered.stream_seq if info.delivered else 0
-        self._begun = _Committed(floor=floor or 0, run_id=run_id)
+        floor, delivered = await self._positions()
+        self._begun = _Committed(floor=floor, run_id=run_id)
         if run_id == self._confirmed:
             return None
         committed = await self._committed()
         if committed is None:
             # Never committed here: nothing to compare with (a first start, or a Redis that
             # lost everything, which a checkpoint cannot tell apart).
+            if self.replay_when_new and delivered:
+                logger.warning(
+                    "no checkpoint for %s in Redis: replaying %s from its first message to %d",
+                    self._consumer,
+                    self._stream,
+                    delivered,
+                )
+                return Replay(first=1, last=delivered)
             if floor:
                 logger.warning(
                     "no checkpoint for consumer %s in Redis: state is built from new messages "
@@ -216,12 +226,39 @@ class Checkpoint:
                 with suppress(NotFoundError):
                     await js.delete_consumer(self._stream, config.name)
 
+    async def _positions(self) -> tuple[int, int]:
+        """(ack floor, last delivered) of the consumer: every message up to the floor had its
+        writes done; those after it up to the last delivered may not have."""
+        info = await self._connection().jetstream().consumer_info(self._stream, self._consumer)
+        floor = info.ack_floor.stream_seq if info.ack_floor else 0
+        delivered = info.delivered.stream_seq if info.delivered else 0
+        return floor or 0, delivered or 0
+
     async def _committed(self) -> _Committed | None:
         raw = await self._redis.get(self._key)
         if raw is None:
             return None
         doc = json.loads(str(raw))
         return _Committed(floor=int(doc["floor"]), run_id=str(doc["run_id"]))
+
+
+class PublishedCheckpoint(Checkpoint):
+    """Where state stands against the stream it publishes to, for a writer with an outbox.
+
+    A writer that stores a change and the events it owes in one Redis step, and publishes
+    the events after, has every message in its stream written to Redis before it was
+    published. So the floor is simply the stream's last sequence when :meth:`begin` looks:
+    no consumer is needed, and after a Redis restart everything published since the last
+    commit is replayed; a Redis with no checkpoint replays the whole stream. ``consumer``
+    only names the checkpoint.
+    """
+
+    replay_when_new = True
+
+    async def _positions(self) -> tuple[int, int]:
+        info = await self._connection().jetstream().stream_info(self._stream)
+        last = info.state.last_seq or 0
+        return last, last
 
 
 Apply = Callable[[list[tuple[int, bytes]]], Awaitable[int]]
@@ -269,6 +306,13 @@ class Recovery:
                 replay.last,
                 applied,
             )
+
+    @property
+    def confirmed(self) -> str | None:
+        """The Redis ``run_id`` every checkpoint last committed to, if they agree: while Redis
+        answers with it, the state lost nothing since."""
+        run_ids = {checkpoint.confirmed for checkpoint, _ in self._views}
+        return run_ids.pop() if len(run_ids) == 1 else None
 
     async def in_turn(self, work: Callable[[], Awaitable[T]]) -> T:
         """Catch up, run ``work``, commit: one turn, as a batch consumer takes it.

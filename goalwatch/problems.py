@@ -21,6 +21,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
 
+from goalwatch.checkpoints import NotCaughtUp
 from goalwatch.contracts.metrics import PERSON_ID_PATTERN
 from goalwatch.contracts.people import EMAIL_PATTERN
 
@@ -137,6 +138,15 @@ def install_problem_handlers(app: FastAPI) -> None:
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
 
+    async def catching_up(request: Request, exc: Exception) -> JSONResponse:
+        logger.warning("%s %s: %s", request.method, request.url.path, exc)
+        return problem(
+            503,
+            "the service is replaying what its data store (Redis) lost in a restart and could "
+            f"not finish yet; retry after {RETRY_AFTER_SECONDS} s",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
         logger.exception("%s %s failed", request.method, request.url.path, exc_info=exc)
         return problem(
@@ -149,6 +159,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(RedisConnectionError, unavailable)
     app.add_exception_handler(RedisTimeoutError, unavailable)
+    app.add_exception_handler(NotCaughtUp, catching_up)
     app.add_exception_handler(Exception, internal_error)
 
 

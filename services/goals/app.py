@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from faststream.nats import NatsBroker
 from pydantic import Field
 from redis.asyncio import Redis
 
+from goalwatch.checkpoints import NotCaughtUp, PublishedCheckpoint, Recovery
 from goalwatch.connections import ready_checks, redis_client
+from goalwatch.contracts import subjects
 from goalwatch.messaging import new_broker
 from goalwatch.service import service_app
 from goalwatch.serving import ServiceInfo
-from goalwatch.settings import Port, ServiceSettings
+from goalwatch.settings import Port, StateCheckSettings
 from services.goals.api import people_router
 from services.goals.goal_store import GoalStore
 from services.goals.goals_api import goals_router
@@ -23,7 +25,7 @@ from services.goals.outbox import GoalEventPublisher, Outbox
 from services.goals.people import PeopleStore
 
 
-class GoalsSettings(ServiceSettings):
+class GoalsSettings(StateCheckSettings):
     """Settings of the goals service."""
 
     goals_port: Port = Field(8002, description="HTTP port (GOALWATCH_GOALS_PORT).")
@@ -50,7 +52,31 @@ def create_app(
     redis = redis or redis_client(settings.redis_url)
     broker = broker or new_broker(settings.nats_url, name="goals")
     people = PeopleStore(redis)
-    goals = GoalStore(redis)
+    # JetStream is the record of the goals: after a Redis restart that lost writes, the
+    # store replays what was published since its last checkpoint before it reads or writes.
+    recovery = Recovery(
+        views=[
+            (
+                PublishedCheckpoint(
+                    redis=redis,
+                    connection=lambda: broker.connection,
+                    stream=subjects.STREAM_GOALS,
+                    subject=subjects.GOALS_ALL,
+                    consumer="goals-store",
+                ),
+                lambda messages: goals.replay(messages),
+            )
+        ],
+        what="goal store",
+    )
+    goals = GoalStore(redis, caught_up=recovery)
+
+    async def caught_up() -> None:
+        try:
+            await recovery.ready()
+        except Exception as exc:  # NATS or Redis trouble: 503, the client retries
+            raise NotCaughtUp(f"goal store not caught up with its stream: {exc!r}") from exc
+
     outbox = Outbox(
         redis,
         GoalEventPublisher(broker, timeout=settings.goals_publish_timeout),
@@ -64,7 +90,10 @@ def create_app(
         nats_url=settings.nats_url,
         broker=broker,
         close=[redis.aclose],
-        background=[outbox.relay],
+        background=[
+            outbox.relay,
+            lambda: recovery.watch(every=settings.state_check_seconds, at_once=True),
+        ],
     )
     app.include_router(
         people_router(
@@ -80,7 +109,8 @@ def create_app(
             goals=goals,
             flush=outbox.after_write,
             max_batch=settings.goals_max_batch,
-        )
+        ),
+        dependencies=[Depends(caught_up)],
     )
     app.include_router(
         goals_router(
@@ -89,7 +119,8 @@ def create_app(
             impact=ImpactWalk(redis),
             flush=outbox.after_write,
             max_batch=settings.goals_max_batch,
-        )
+        ),
+        dependencies=[Depends(caught_up)],
     )
     return app
 

@@ -14,10 +14,11 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from redis.asyncio import Redis
 
+from goalwatch.checkpoints import NotCaughtUp
 from goalwatch.contracts.goals import (
     CheckInCreate,
     CheckInRead,
@@ -65,6 +66,19 @@ class WriteResult:
 Clock = Callable[[], datetime]
 
 
+class CaughtUp(Protocol):
+    """Keeps the store caught up with ``GOALWATCH_GOALS`` (a :class:`~goalwatch.checkpoints.
+    Recovery`): after a Redis restart that may have lost writes, the store replays the
+    stream before it writes again."""
+
+    @property
+    def confirmed(self) -> str | None:
+        """The Redis ``run_id`` the store is known to be caught up with, if any."""
+
+    async def ready(self) -> None:
+        """Catch up if Redis is not the server the store last caught up with."""
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -72,9 +86,14 @@ def _now() -> datetime:
 class GoalStore:
     """Upsert, check in, and read goals and their graph."""
 
-    def __init__(self, redis: Redis, *, clock: Clock = _now) -> None:
+    def __init__(
+        self, redis: Redis, *, clock: Clock = _now, caught_up: CaughtUp | None = None
+    ) -> None:
+        """``caught_up`` makes every write wait for the store to replay what a restarted Redis
+        lost (the service passes it; without it writes are not checked)."""
         self._redis = redis
         self._clock = clock
+        self._caught_up = caught_up
         self._upsert = redis.register_script(UPSERT_GOALS)
 
     async def upsert(self, *, goals: Sequence[GoalUpsert]) -> WriteResult:
@@ -284,11 +303,61 @@ class GoalStore:
         )
         return new.model_copy(update={"progress": _own(new)})
 
-    async def _run(self, items: list[dict[str, Any]]) -> list[str]:
+    async def replay(self, messages: Sequence[tuple[int, bytes]]) -> int:
+        """Apply goal events from ``GOALWATCH_GOALS`` again, in order: a goal (with its
+        links, and the check-in that made it) is written where the store holds an older
+        version or none. Returns how many were written; the rest were already stored."""
+        applied = 0
+        for _, data in messages:
+            event = json.loads(data)
+            if not isinstance(event, dict) or "goal" not in event:
+                continue  # link events: the goal they belong to carries its links
+            goal = GoalRead.model_validate(event["goal"])
+            check_in = event.get("check_in")
+            for _ in range(MAX_ATTEMPTS):
+                old = (await self.load(ids=[goal.id])).get(goal.id)
+                if old is not None and old.version >= goal.version:
+                    break
+                item = _item(goal, old)
+                if check_in is not None:
+                    record = CheckInRead.model_validate(check_in)
+                    item |= {"check_in": record.model_dump_json(), "check_in_id": record.id}
+                answer = await self._run([item], mode="replay")
+                if answer[0] == "conflict":
+                    continue  # another replica replays or writes the same goal
+                applied += answer[0] == "ok"
+                break
+        return applied
+
+    async def _run(
+        self, items: list[dict[str, Any]], *, mode: Literal["write", "replay"] = "write"
+    ) -> list[str]:
+        run_id = ""
+        if self._caught_up is not None and mode == "write":
+            run_id = self._caught_up.confirmed or await self._catch_up()
         answer = await self._upsert(
-            keys=[keys.OUTBOX], args=[keys.GRAPH, json.dumps(items), MAX_WALK]
+            keys=[keys.OUTBOX], args=[keys.GRAPH, json.dumps(items), MAX_WALK, run_id, mode]
         )
+        if answer[0] == "stale":
+            # Redis restarted since the store last caught up: replay, then read again.
+            await self._catch_up()
+            return ["conflict"]
         return [str(part) for part in answer]
+
+    async def _catch_up(self) -> str:
+        """Replay what a restarted Redis lost; the ``run_id`` the store is now caught up with."""
+        if self._caught_up is None:
+            return ""
+        try:
+            await self._caught_up.ready()
+        except Exception as exc:  # NATS or Redis trouble: the client retries after a 503
+            raise NotCaughtUp(
+                f"the goal store could not catch up with its stream: {exc!r}"
+            ) from exc
+        confirmed = self._caught_up.confirmed
+        if confirmed is None:
+            raise NotCaughtUp("the goal store could not record that it caught up with its stream")
+        return confirmed
 
 
 def _own(goal: GoalRead) -> float | None:

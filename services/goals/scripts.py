@@ -15,6 +15,14 @@ UPSERT_GOALS: Final = r"""
 local P = ARGV[1]
 local items = cjson.decode(ARGV[2])
 local max_walk = tonumber(ARGV[3])
+local replay = ARGV[5] == 'replay'
+
+-- 0. Redis is still the server the store was last caught up with: after a restart that may
+--    have lost writes, the store must replay the stream first, or a goal would get a version
+--    (and event ids) it already had.
+if ARGV[4] ~= '' and not string.find(redis.call('INFO', 'server'), 'run_id:' .. ARGV[4], 1, true) then
+  return {'stale'}
+end
 
 -- 1. Every goal is still at the version the caller read (else it retries), and a resent
 --    check-in is recognised before anything is written.
@@ -28,7 +36,8 @@ for _, it in ipairs(items) do
   end
 end
 
--- 2. No link of the batch closes a cycle, with the batch's own links counted in.
+-- 2. No link of the batch closes a cycle, with the batch's own links counted in. (A replay
+--    writes what was checked when it was first written.)
 local new_edges = {up = {}, deps = {}}
 for _, it in ipairs(items) do
   if it.links then
@@ -68,7 +77,7 @@ local function find_cycle(kind, id)
   return nil
 end
 for _, it in ipairs(items) do
-  if it.links then
+  if it.links and not replay then
     for _, kind in ipairs({'up', 'deps'}) do
       local found = find_cycle(kind, it.id)
       if found then
@@ -81,7 +90,8 @@ for _, it in ipairs(items) do
   end
 end
 
--- 3. Write: links (both directions), indexes, the goal, and its change record in the outbox.
+-- 3. Write: links (both directions), indexes, the goal, and its change record in the outbox
+--    (not for a replay: its events are in the stream already).
 local dirty = {}  -- goals whose rolled-up progress may have moved
 for _, it in ipairs(items) do
   local key = P .. 'goal:' .. it.id
@@ -119,7 +129,7 @@ for _, it in ipairs(items) do
     redis.call('SADD', P .. 'checkin-ids:' .. it.id, it.check_in_id)
     record = record .. ',"check_in":' .. it.check_in
   end
-  redis.call('RPUSH', KEYS[1], record .. '}')
+  if not replay then redis.call('RPUSH', KEYS[1], record .. '}') end
 end
 
 -- 4. Roll progress up: recompute each goal written (and each parent it joined or left), then every goal
@@ -156,11 +166,12 @@ end
 return {'ok'}
 """
 """Check and write a batch of goals, and roll their progress up: ``ARGV`` = graph prefix,
-items (JSON), walk limit.
+items (JSON), walk limit, the Redis ``run_id`` the store is caught up with (empty: not
+checked), and ``write`` or ``replay`` (a change from the stream: no cycle check, no outbox).
 
-Answers ``ok``, ``conflict <id>`` (read again and retry), ``duplicate <id>`` (a check-in id
-already recorded), ``cycle up|deps <id> … <id>`` or ``too_large <id>``; nothing is written
-unless it answers ``ok``.
+Answers ``ok``, ``stale`` (Redis restarted: catch up, then retry), ``conflict <id>`` (read
+again and retry), ``duplicate <id>`` (a check-in id already recorded), ``cycle up|deps <id> …
+<id>`` or ``too_large <id>``; nothing is written unless it answers ``ok``.
 """
 
 IMPACT: Final = r"""

@@ -10,6 +10,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
+from goalwatch.checkpoints import server_run_id
 from goalwatch.contracts import subjects
 from goalwatch.contracts.goals import GoalUpsert
 from goalwatch.dev.stack import Stack
@@ -312,3 +313,36 @@ def test_moving_a_contributor_moves_both_parents_progress(stack: Stack) -> None:
         listed = http.get(f"{url}/v1/goals", params={"owner_id": f"owner-{p}"}).json()["goals"]
         assert [g["progress"] for g in listed] == [50]
         assert http.get(f"{url}/v1/goals/{q}").json()["progress"] == 100
+
+
+class _CaughtUpAfterOneReplay:
+    """Stands in for the service's Recovery: caught up with a Redis that is gone until
+    :meth:`ready` is called, then with the one that answers."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self.confirmed: str | None = "a-redis-that-restarted"
+        self.calls = 0
+
+    async def ready(self) -> None:
+        self.calls += 1
+        self.confirmed = await server_run_id(self._redis)
+
+
+async def test_a_write_after_a_redis_restart_waits_for_the_store_to_catch_up(
+    stack: Stack,
+) -> None:
+    redis = Redis.from_url(stack.settings.redis_url, decode_responses=True)
+    caught_up = _CaughtUpAfterOneReplay(redis)
+    store = GoalStore(redis, caught_up=caught_up)
+    try:
+        a = unique("a")
+        # The script itself refuses a store not caught up with this server (no race between
+        # a check and the write): the store catches up, then writes.
+        result = await store.upsert(goals=[GoalUpsert.model_validate(goal(a))])
+        assert (result.created, caught_up.calls) == (1, 1)
+        await store.upsert(goals=[GoalUpsert.model_validate(goal(a, title="again"))])
+        assert caught_up.calls == 1
+        assert (await store.load(ids=[a]))[a].version == 2
+    finally:
+        await redis.aclose()

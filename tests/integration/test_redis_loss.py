@@ -9,6 +9,8 @@ still holds every event, acknowledged long before.
 
 from __future__ import annotations
 
+import asyncio
+import shutil
 from pathlib import Path
 
 import httpx
@@ -17,12 +19,14 @@ import redis
 
 from goalwatch.contracts import subjects
 from goalwatch.dev.stack import Stack, StackSettings
+from services.goals import keys
 from services.notifier.inbox import recipient_index
 from tests.integration.conftest import REPO, WEBHOOK_SECRET, WebhookReceiver
 from tests.integration.helpers import (
     add_doctor,
     alerts_about,
     await_drained,
+    goal_events,
     inbox,
     post_events,
     rework_event,
@@ -171,3 +175,108 @@ def test_inbox_lost_by_redis_is_replayed_and_nothing_is_delivered_twice(
     # (then their own handling finds them in the inbox and still delivers them, once).
     lost = len(cut_firing) + 2 * len(cut_resolved)
     assert lost <= _replayed(metrics, "restored") <= lost + len(after)
+
+
+def test_goal_changes_lost_by_redis_are_replayed_from_the_stream(stack: Stack) -> None:
+    """A check-in and an edit published just before the cut are back in the goal store after
+    it, and the next change gets a new version: it reaches the stream and the evaluator
+    instead of being dropped as a duplicate of the change the cut took away."""
+    url, nats_url = stack.settings.url("goals"), stack.settings.nats_url
+    with httpx.Client(timeout=10) as client:
+        owner, _ = add_doctor(client, url)
+        kr, objective, dependent = unique("kr"), unique("objective"), unique("dependent")
+        goals = [
+            {"id": objective, "title": "Grow", "type": "objective", "owner_id": owner},
+            {"id": kr, "title": "Open 20 stores", "type": "key_result", "owner_id": owner,
+             "start_value": 0, "target_value": 20, "current_value": 5,
+             "contributes_to": [{"goal_id": objective, "weight": 1}]},
+            {"id": dependent, "title": "Staff the stores", "type": "key_result",
+             "owner_id": owner, "depends_on": [kr]},
+        ]  # fmt: skip
+        assert client.post(f"{url}/v1/goals", json=goals).status_code == 200
+        await_drained(nats_url)
+
+        aof = _aof(stack.settings.state_dir / "redis")
+        cut = aof.stat().st_size
+        # Published, then lost by Redis: the key result goes off track at 10 of 20 ...
+        check_in = {
+            "id": unique("ci"),
+            "value": 10,
+            "status": "off_track",
+            "note": "paused",
+            "by": owner,
+        }
+        response = client.post(f"{url}/v1/goals/{kr}/check-ins", json=check_in)
+        assert response.status_code == 201, response.text
+        # ... and is renamed, with a second goal it contributes to.
+        other = unique("objective")
+        # (Without current_value, which the upsert would set back: the check-in moved it.)
+        edited = {k: v for k, v in goals[1].items() if k != "current_value"}
+        edited |= {"title": "Open 10 stores",
+                   "contributes_to": [{"goal_id": objective, "weight": 1}, {"goal_id": other}]}  # fmt: skip
+        assert client.post(f"{url}/v1/goals", json=edited).status_code == 200
+        await_drained(nats_url)
+        assert [o for o, _ in alerts_about(nats_url, owner)] == [subjects.ALERTS_FIRED]
+        assert aof.stat().st_size > cut
+
+        _cut(stack, cut)
+        with redis.Redis.from_url(stack.settings.redis_url) as store:
+            # The cut took versions 2 and 3 of the key result.
+            assert b'"version":1,' in store.get(keys.goal(kr))
+
+        restored = client.get(f"{url}/v1/goals/{kr}").json()
+        assert (restored["version"], restored["status"], restored["title"]) == (
+            3,
+            "off_track",
+            "Open 10 stores",
+        )
+        assert restored["current_value"] == 10
+        history = client.get(f"{url}/v1/goals/{kr}/check-ins").json()["check_ins"]
+        assert [(c["id"], c["note"]) for c in history] == [(check_in["id"], "paused")]
+        # Links in both directions, and the roll-up: the objective is half done.
+        tree = client.get(f"{url}/v1/goals/{objective}/tree").json()
+        assert [n["goal"]["id"] for n in tree["descendants"]] == [kr]
+        assert client.get(f"{url}/v1/goals/{objective}").json()["progress"] == 50.0
+        impact = client.get(f"{url}/v1/goals/{kr}/impact").json()["affected"]
+        assert {a["goal_id"] for a in impact} == {objective, other, dependent}
+
+        # The next change is version 4, published, and resolves the impact alert.
+        response = client.post(
+            f"{url}/v1/goals/{kr}/check-ins", json={"value": 12, "status": "on_track", "by": owner}
+        )
+        assert response.status_code == 201, response.text
+        await_drained(nats_url)
+    events = asyncio.run(goal_events(nats_url, kr, count=1))
+    assert max(event["version"] for _, event in events) == 4
+    assert [o for o, _ in alerts_about(nats_url, owner)] == [
+        subjects.ALERTS_FIRED,
+        subjects.ALERTS_RESOLVED,
+    ]
+
+
+def test_goals_of_a_redis_that_lost_everything_are_rebuilt_from_the_stream(stack: Stack) -> None:
+    url = stack.settings.url("goals")
+    with httpx.Client(timeout=10) as client:
+        parent, child = unique("objective"), unique("kr")
+        goals = [
+            {"id": parent, "title": "Grow", "type": "objective", "owner_id": "someone"},
+            {"id": child, "title": "Open stores", "type": "key_result", "owner_id": "someone",
+             "start_value": 0, "target_value": 4, "current_value": 1,
+             "contributes_to": [{"goal_id": parent, "weight": 2}]},
+        ]  # fmt: skip
+        assert client.post(f"{url}/v1/goals", json=goals).status_code == 200
+        response = client.post(
+            f"{url}/v1/goals/{child}/check-ins", json={"value": 3, "by": "someone"}
+        )
+        assert response.status_code == 201, response.text
+
+        stack.kill("redis")
+        shutil.rmtree(stack.settings.state_dir / "redis")
+        (stack.settings.state_dir / "redis").mkdir()
+        stack.restart("redis")
+
+        rebuilt = client.get(f"{url}/v1/goals/{child}").json()
+        assert (rebuilt["version"], rebuilt["current_value"]) == (2, 3.0)
+        assert client.get(f"{url}/v1/goals/{parent}").json()["progress"] == 75.0
+        history = client.get(f"{url}/v1/goals/{child}/check-ins").json()["check_ins"]
+        assert [c["value"] for c in history] == [3.0]
