@@ -155,6 +155,8 @@ class Run:
     """Status changes goals has answered so far."""
     change_made: asyncio.Event = field(default_factory=asyncio.Event)
     """Set at each status change goals answered."""
+    last_change: StatusChange | None = None
+    """The status change goals answered last."""
     kills: list[float] = field(default_factory=list)
     """When each ``kill -9`` of the scenario landed."""
     resent: int = 0
@@ -335,19 +337,41 @@ async def _kill_goals_before_publish(run: Run) -> None:
     )
 
 
-async def _aof_cut(run: Run) -> None:
-    """kill -9 redis, cut its AOF back to its size one second earlier, restart it."""
-    aof = run.stack.settings.state_dir / "redis" / "appendonly.aof"
-    sizes: list[tuple[float, int]] = []
-    while time.monotonic() < run.started + run.workload.fault_at:
-        sizes.append((time.monotonic(), aof.stat().st_size if aof.exists() else 0))
-        await asyncio.sleep(0.1)  # sampling the file's size, as a power cut would find it
-    killed = run.kill("redis")
-    size = aof.stat().st_size
-    keep = max((s for at, s in sizes if at <= killed - 1.0), default=0)
-    os.truncate(aof, keep)
-    run.notes.append(f"AOF cut from {size:,} to {keep:,} bytes (its size 1 s before the kill)")
-    await run.restart("redis", killed=killed)
+def _aof_cut(*, after_invalid: bool = False) -> Fault:
+    """kill -9 redis at the fault time (or, ``after_invalid``, right after the next key
+    result goals marks invalid, its events published), cut its AOF back to its size one
+    second earlier, restart it."""
+
+    async def fault(run: Run) -> None:
+        aof = run.stack.settings.state_dir / "redis" / "appendonly.aof"
+        sizes: list[tuple[float, int]] = []
+
+        async def sample() -> None:
+            while True:
+                sizes.append((time.monotonic(), aof.stat().st_size if aof.exists() else 0))
+                await asyncio.sleep(0.1)  # the file's size, as a power cut would find it
+
+        sampler = asyncio.create_task(sample())
+        try:
+            await run.until(run.workload.fault_at)
+            while after_invalid and not (run.last_change and run.last_change.opens):
+                await run.next_change()
+        finally:
+            sampler.cancel()
+        changed = time.monotonic()
+        killed = run.kill("redis")
+        size = aof.stat().st_size
+        keep = max((s for at, s in sizes if at <= killed - 1.0), default=0)
+        os.truncate(aof, keep)
+        if after_invalid and run.last_change is not None:
+            run.notes.append(
+                f"{run.last_change.goal_id} marked invalid at {run.since(changed)}, its events "
+                "published"
+            )
+        run.notes.append(f"AOF cut from {size:,} to {keep:,} bytes (its size 1 s before the kill)")
+        await run.restart("redis", killed=killed)
+
+    return fault
 
 
 async def _webhook_outage(run: Run) -> None:
@@ -533,7 +557,15 @@ def scenarios() -> list[Scenario]:
             "redis-aof-cut",
             "kill -9 redis-server halfway and cut its AOF back to its size 1 s earlier (a power "
             "cut inside the fsync window), then restart it",
-            _aof_cut,
+            _aof_cut(),
+        ),
+        Scenario(
+            "redis-aof-cut-after-goal-change",
+            "kill -9 redis-server right after goals published a key result marked invalid, "
+            "and cut its AOF back to its size 1 s earlier: goals must replay the change from "
+            "GOALWATCH_GOALS, or the key result's next change reuses its version and is "
+            "dropped as a duplicate",
+            _aof_cut(after_invalid=True),
         ),
         Scenario(
             "webhook-500",
@@ -638,6 +670,7 @@ async def _change_goals(run: Run, client: httpx.AsyncClient) -> None:
         for owner in change.owners:
             run.expect((owner, state, started), IMPACT, due=answered)
         run.changes_made += 1
+        run.last_change = change
         run.change_made.set()
 
 
