@@ -14,8 +14,9 @@ durable timer is armed for, and the open episode. Two inputs change it:
 
 Deadlines per form: ``past_due`` — the due date (or the moment a closed goal reopened, if
 that is later); ``no_check_in`` — the last check-in (or ``since``) plus the cadence plus the
-grace; ``behind_plan`` — the next cadence boundary from the line's start, the due date being
-the last. A goal done, cancelled, or no longer matching the rule's filters has no deadline:
+grace; ``behind_plan`` — the next cadence boundary from the line's start before the due
+date (from the due date on, a goal not done is past due, which is ``past_due``'s to say; a
+behind-plan alert already firing goes on until the goal catches up or closes). A goal done, cancelled, or no longer matching the rule's filters has no deadline:
 its timer is cancelled and a firing alert resolves.
 """
 
@@ -175,8 +176,8 @@ def expected_at(facts: GoalFacts, since: datetime, moment: datetime) -> float | 
 
 
 def next_boundary(facts: GoalFacts, since: datetime, after: datetime) -> datetime | None:
-    """The first cadence boundary from the line's start later than ``after``; the due date is
-    the last one. None after the due date or without a line."""
+    """The first cadence boundary from the line's start later than ``after`` and before the
+    due date. None when there is none left, or without a line."""
     start = line_start(facts, since)
     if start is None or facts.due is None or after >= facts.due:
         return None
@@ -188,7 +189,7 @@ def next_boundary(facts: GoalFacts, since: datetime, after: datetime) -> datetim
     while times > 1 and after_cadence(start, facts.cadence, times - 1) > after:
         times -= 1
         boundary = after_cadence(start, facts.cadence, times)
-    return min(boundary, facts.due)
+    return boundary if boundary < facts.due else None
 
 
 def _open(rule: GoalOverdueRuleSpec, facts: GoalFacts) -> bool:
@@ -269,7 +270,10 @@ def _goal_behind_plan(
     checked = facts.last_check_in_at
     previous = state.facts.last_check_in_at if state.facts is not None else None
     if checked is not None and (previous is None or checked > previous):
-        new = _judge(new, rule, facts, since, at=checked)
+        # A check-in from the due date on can show the goal caught up, not newly behind: by
+        # then being late is past_due's to say, and saying it twice is noise.
+        may_fire = facts.due is None or checked < facts.due
+        new = _judge(new, rule, facts, since, at=checked, may_fire=may_fire)
     deadline = next_boundary(facts, since, max(now, checked or now))
     new = new.model_copy(update={"deadline": deadline})
     if deadline is None:
@@ -284,10 +288,11 @@ def _judge(
     since: datetime,
     *,
     at: datetime,
+    may_fire: bool = True,
 ) -> GoalOverdueState:
     expected = expected_at(facts, since, at)
     if _behind(rule, expected, facts.progress):
-        if state.firing:
+        if state.firing or not may_fire:
             return state
         return state.model_copy(
             update={

@@ -144,10 +144,29 @@ def test_behind_plan_is_judged_at_a_check_in_and_at_cadence_boundaries() -> None
     )
     assert at_check_in is not None and at_check_in.transition is not None
     assert at_check_in.transition.expected == pytest.approx(50.0)
-    # At the boundary it is still behind: nothing new; the next boundary is the due date.
+    # At the boundary it is still behind: nothing new; no boundary is left before the due
+    # date (day 10), which is past_due's to judge.
     boundary = decide_timer(published(at_check_in.state), r, T0 + timedelta(days=7))
     assert boundary is not None and boundary.transition is None
-    assert boundary.arm == T0 + timedelta(days=10)
+    assert boundary.arm is None and boundary.state.firing
+
+
+def test_behind_plan_says_nothing_new_from_the_due_date_on() -> None:
+    r = rule({"behind_plan": {"points": 10}})
+    created = apply(GoalOverdueState(), r, goal(1, progress=80.0), T0)
+    # On plan at the only boundary before the due date (day 7): no timer at the due date.
+    on_plan = decide_timer(created, r, T0 + timedelta(days=7))
+    assert on_plan is not None and on_plan.transition is None and on_plan.arm is None
+    # A check-in after the due date, far behind: late is past_due's to say, not a new alert.
+    late = T0 + timedelta(days=11)
+    after_due = decide_goal(
+        on_plan.state,
+        r,
+        goal(2, progress=40.0, last_check_in_at=late.isoformat()),
+        occurred_at=late,
+    )
+    assert after_due is not None and after_due.transition is None
+    assert not after_due.state.firing
 
 
 def test_an_alert_names_the_goal_and_its_message_ids_are_stable() -> None:
@@ -179,7 +198,9 @@ def test_periods_cadences_and_boundaries() -> None:
     )
     state = apply(GoalOverdueState(), rule({"behind_plan": {"points": 5}}), goal(1), T0)
     assert state.facts is not None
-    assert next_boundary(state.facts, T0, T0 + timedelta(days=8)) == T0 + timedelta(days=10)
+    assert next_boundary(state.facts, T0, T0 + timedelta(days=6)) == T0 + timedelta(days=7)
+    # The due date (day 10) is not a boundary: none is left after day 7.
+    assert next_boundary(state.facts, T0, T0 + timedelta(days=7)) is None
     assert next_boundary(state.facts, T0, T0 + timedelta(days=10)) is None
 
 
