@@ -54,7 +54,7 @@ def add_rules_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentP
     run.set_defaults(func=_run)
     test = commands.add_parser(
         "test",
-        help="run the rule tests (given these events, expect these alerts)",
+        help="run the rule tests (given these goals and events, expect these alerts)",
         description="Run every rule test file (*.yaml) in TESTS (default: RULES/tests) against "
         "the rules in memory; exit 1 if any fails.",
     )
@@ -103,11 +103,11 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _test(args: argparse.Namespace) -> int:
-    from goalwatch.rules.loader import RuleLoadError, load_rules, metric_rules
+    from goalwatch.rules.loader import RuleLoadError, load_rules
     from goalwatch.rules.testing import run_test
 
     try:
-        rules = metric_rules(load_rules(args.rules))
+        rules = [rule.spec for rule in load_rules(args.rules)]
     except RuleLoadError as exc:
         print(
             f"goalwatch: {len(exc.errors)} error(s) in the rules in {args.rules}:", file=sys.stderr

@@ -218,19 +218,19 @@ def _parse_file(path: Path) -> _Parsed:
         return _Parsed(
             None,
             None,
-            _line(node),
+            node_line(node),
             [
                 RuleError(
                     file,
-                    _line(node),
+                    node_line(node),
                     None,
                     "expected a rule: a mapping of fields such as id:, name:, kind:, metric:",
                 )
             ],
         )
-    errors = list(_duplicate_keys(file, node))
+    errors = list(duplicate_keys(file, node))
     rule_id = data.get("id") if isinstance(data.get("id"), str) else None
-    id_line, _ = _locate(node, ("id",))
+    id_line, _ = locate(node, ("id",))
     shape: str | None = None
     model: type[RuleSpec | ImpactRuleSpec | GoalOverdueRuleSpec] = RuleSpec
     if data.get("kind") == RuleKind.DEPENDENCY_IMPACT.value:
@@ -247,7 +247,7 @@ def _parse_file(path: Path) -> _Parsed:
     return _Parsed(LoadedRule(spec=spec, path=path), rule_id, id_line, [])
 
 
-def _line(node: Node) -> int:
+def node_line(node: Node) -> int:
     return int(node.start_mark.line) + 1
 
 
@@ -269,7 +269,7 @@ def _yaml_error(file: str, exc: yaml.MarkedYAMLError) -> RuleError:
     return RuleError(file, line, None, message)
 
 
-def _duplicate_keys(file: str, node: Node, path: str = "") -> Iterable[RuleError]:
+def duplicate_keys(file: str, node: Node, path: str = "") -> Iterable[RuleError]:
     """PyYAML keeps the last of two equal keys silently; a rule file must not."""
     if isinstance(node, MappingNode):
         seen: dict[str, int] = {}
@@ -278,25 +278,25 @@ def _duplicate_keys(file: str, node: Node, path: str = "") -> Iterable[RuleError
             field = f"{path}.{name}" if path else name
             if name in seen:
                 yield RuleError(
-                    file, _line(key), field, f"appears twice (first on line {seen[name]})"
+                    file, node_line(key), field, f"appears twice (first on line {seen[name]})"
                 )
             else:
-                seen[name] = _line(key)
-            yield from _duplicate_keys(file, value, field)
+                seen[name] = node_line(key)
+            yield from duplicate_keys(file, value, field)
     elif isinstance(node, SequenceNode):
         for index, item in enumerate(node.value):
-            yield from _duplicate_keys(file, item, f"{path}[{index}]")
+            yield from duplicate_keys(file, item, f"{path}[{index}]")
 
 
-def _locate(node: Node, loc: Sequence[int | str]) -> tuple[int, Node]:
+def locate(node: Node, loc: Sequence[int | str]) -> tuple[int, Node]:
     """The deepest node on ``loc`` that exists and its line (the key's line in a mapping)."""
-    line = _line(node)
+    line = node_line(node)
     current = node
     for part in loc:
         if isinstance(current, MappingNode):
             for key, value in current.value:
                 if isinstance(key, ScalarNode) and key.value == str(part):
-                    line, current = _line(key), value
+                    line, current = node_line(key), value
                     break
             else:
                 break
@@ -304,7 +304,7 @@ def _locate(node: Node, loc: Sequence[int | str]) -> tuple[int, Node]:
             if part >= len(current.value):
                 break
             current = current.value[part]
-            line = _line(current)
+            line = node_line(current)
         else:
             break
     return line, current
@@ -333,7 +333,7 @@ def _validation_error(
         error = {**error, "loc": loc}
     else:
         form = "threshold"
-    line, node = _locate(root, loc)
+    line, node = locate(root, loc)
     # Quote what the author typed (yes, 042), not what YAML made of it (True, 34).
     written = node.value if isinstance(node, ScalarNode) else repr(error.get("input"))
     return RuleError(

@@ -4,23 +4,47 @@ No NATS, no Redis, no service: the same engine verdicts, the same per-kind decis
 same alert building as the evaluator, with the state kept in a dict instead of Redis. The
 basis of ``goalwatch rules run`` and ``goalwatch rules test``.
 
-Time is the events' own: the clock is the latest event time seen so far. Timers (overdue
-deadlines) wait in a heap and fire as that clock passes them — before the next event whose
-time is at or after them, and at the end up to ``until`` — so "no report for two days"
-fires at last report + two days without anyone waiting two days.
+Events are metric events (``MetricRecorded``, for threshold and overdue rules on a metric)
+and goal events (``GoalCreated``, ``GoalUpdated``, ``GoalCheckedIn``, ``GoalStatusChanged``
+..., for the goal forms of overdue and for dependency_impact rules). A dependency-impact
+episode asks ``impacts`` what the failing goal reaches, as the evaluator asks the goals
+service.
+
+Time is the events' own: the clock is the latest event time (or goal change time) seen so
+far. Timers (overdue deadlines) wait in a heap and fire as that clock passes them — before
+the next event whose time is at or after them, and at the end up to ``until`` — so "no
+report for two days" fires at last report + two days without anyone waiting two days.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 
-from goalwatch.contracts import AlertFired, AlertResolved, MetricRecorded, RuleKind
-from goalwatch.rules import overdue
+from goalwatch.contracts import (
+    AlertFired,
+    AlertResolved,
+    GoalStatusChanged,
+    MetricRecorded,
+    RuleKind,
+)
+from goalwatch.contracts.goal_events import GoalEvent
+from goalwatch.contracts.goals import GoalImpact, GoalRead
+from goalwatch.rules import impact, overdue
 from goalwatch.rules.announce import build_absence_alert, build_alert
 from goalwatch.rules.engine import RuleEngine
+from goalwatch.rules.goal_overdue import Decision as GoalDecision
+from goalwatch.rules.goal_overdue import (
+    GoalOverdueState,
+    build_goal_alert,
+    decide_goal,
+    decide_timer,
+)
+from goalwatch.rules.goal_overdue import published as goal_published
+from goalwatch.rules.goal_overdue_spec import GoalOverdueRuleSpec
+from goalwatch.rules.impact_spec import ImpactRuleSpec
 from goalwatch.rules.overdue import AbsenceState, Due, Seen
 from goalwatch.rules.spec import RuleSpec
 from goalwatch.rules.threshold import StreakState, decide
@@ -43,26 +67,40 @@ class MemoryStreaks:
         return decision.transition
 
 
-class _Absences:
-    """Overdue (absence) state per key and the timers armed, in memory."""
+class _Timers:
+    """Timers of every kind in one heap, fired in the order they fall due."""
 
-    def __init__(self, names: Mapping[str, str], alerts: list[AlertFired | AlertResolved]):
-        self._states: dict[str, AbsenceState] = {}
-        self._timers: list[tuple[datetime, int, RuleSpec, str]] = []
+    def __init__(self) -> None:
+        self._heap: list[tuple[datetime, int, Callable[[datetime, datetime], None]]] = []
         self._order = itertools.count()
-        self._names = names
-        self._alerts = alerts
         self.clock: datetime | None = None
 
-    def seen(self, rule: RuleSpec, event: MetricRecorded) -> None:
-        assert self.clock is not None
-        self._apply(rule, event.subject, Seen.of(event), now=self.clock)
+    def arm(self, at: datetime, fire: Callable[[datetime, datetime], None]) -> None:
+        """Call ``fire(due_at, now)`` when the clock passes ``at``."""
+        heapq.heappush(self._heap, (at, next(self._order), fire))
 
     def advance(self, to: datetime) -> None:
-        """Fire every timer due by ``to``, in the order they fall due."""
-        while self._timers and self._timers[0][0] <= to:
-            due_at, _, rule, subject = heapq.heappop(self._timers)
-            self._apply(rule, subject, Due(due_at), now=max(due_at, self.clock or due_at))
+        """Fire every timer due by ``to``, in the order they fall due; one already past
+        when it was armed fires at the clock's time."""
+        while self._heap and self._heap[0][0] <= to:
+            due_at, _, fire = heapq.heappop(self._heap)
+            fire(due_at, max(due_at, self.clock or due_at))
+
+
+class _Absences:
+    """Overdue (absence) state per key, in memory; its timers in ``timers``."""
+
+    def __init__(
+        self, names: Mapping[str, str], alerts: list[AlertFired | AlertResolved], timers: _Timers
+    ):
+        self._states: dict[str, AbsenceState] = {}
+        self._timers = timers
+        self._names = names
+        self._alerts = alerts
+
+    def seen(self, rule: RuleSpec, event: MetricRecorded) -> None:
+        assert self._timers.clock is not None
+        self._apply(rule, event.subject, Seen.of(event), now=self._timers.clock)
 
     def _apply(self, rule: RuleSpec, subject: str, change: Seen | Due, *, now: datetime) -> None:
         fp = fingerprint(rule.id, subject, rule.metric)
@@ -74,7 +112,10 @@ class _Absences:
         )
         self._states[fp] = decision.state
         if decision.arm is not None:
-            heapq.heappush(self._timers, (decision.arm, next(self._order), rule, subject))
+            self._timers.arm(
+                decision.arm,
+                lambda due_at, now: self._apply(rule, subject, Due(due_at), now=now),
+            )
         last = change if isinstance(change, Seen) else decision.state.last
         if decision.transition is not None and not decision.repeat and last is not None:
             self._alerts.append(
@@ -89,56 +130,203 @@ class _Absences:
             )
 
 
+class _GoalOverdue:
+    """Goal-based overdue state per (rule, goal), in memory, with one timer per (rule, goal):
+    arming again replaces it and cancelling drops it, as a JetStream message schedule does."""
+
+    def __init__(
+        self,
+        rules: Sequence[GoalOverdueRuleSpec],
+        names: Mapping[str, str],
+        alerts: list[AlertFired | AlertResolved],
+        timers: _Timers,
+    ):
+        self._rules = rules
+        self._states: dict[tuple[str, str], GoalOverdueState] = {}
+        self._armed: dict[tuple[str, str], datetime] = {}
+        self._timers = timers
+        self._names = names
+        self._alerts = alerts
+
+    def changed(self, goal: GoalRead, occurred_at: datetime) -> None:
+        for rule in self._rules:
+            state = self._states.get((rule.id, goal.id), GoalOverdueState())
+            decision = decide_goal(state, rule, goal, occurred_at=occurred_at)
+            if decision is not None:
+                self._apply(rule, goal.id, decision, now=occurred_at)
+
+    def _fire(
+        self, rule: GoalOverdueRuleSpec, goal_id: str, due_at: datetime, now: datetime
+    ) -> None:
+        key = (rule.id, goal_id)
+        if self._armed.get(key) != due_at:
+            return  # moved or cancelled since
+        del self._armed[key]
+        state = self._states.get(key, GoalOverdueState())
+        decision = decide_timer(state, rule, due_at)
+        if decision is not None:
+            self._apply(rule, goal_id, decision, now=now)
+
+    def _apply(
+        self, rule: GoalOverdueRuleSpec, goal_id: str, decision: GoalDecision, *, now: datetime
+    ) -> None:
+        key = (rule.id, goal_id)
+        if decision.arm is not None:
+            self._armed[key] = decision.arm
+            self._timers.arm(
+                decision.arm, lambda due_at, now: self._fire(rule, goal_id, due_at, now)
+            )
+        elif decision.cancel:
+            self._armed.pop(key, None)
+        state = decision.state
+        pending = decision.transition
+        if pending is not None:
+            assert state.since is not None
+            owner = pending.facts.owner_id
+            self._alerts.append(
+                build_goal_alert(
+                    rule,
+                    pending,
+                    owner_name=self._names.get(owner, owner),
+                    since=state.since,
+                    now=now,
+                )
+            )
+            state = goal_published(state)
+        self._states[key] = state
+
+
+Impacts = Callable[[str], GoalImpact | None]
+"""What a goal's failure reaches (``GET /v1/goals/{id}/impact``); None for a goal unknown."""
+
+
+class _Impact:
+    """Dependency-impact state per (rule, goal), in memory."""
+
+    def __init__(
+        self,
+        rules: Sequence[ImpactRuleSpec],
+        impacts: Impacts,
+        names: Mapping[str, str],
+        alerts: list[AlertFired | AlertResolved],
+    ):
+        self._rules = rules
+        self._impacts = impacts
+        self._states: dict[tuple[str, str], impact.ImpactState] = {}
+        self._names = names
+        self._alerts = alerts
+
+    def changed(self, event: GoalStatusChanged) -> None:
+        for rule in self._rules:
+            key = (rule.id, event.goal_id)
+            decision = impact.decide(self._states.get(key, impact.ImpactState()), event, rule)
+            match decision:
+                case impact.Skip() | impact.Republish():
+                    continue  # every change here is new and published at once
+                case impact.Advance(new):
+                    self._states[key] = new
+                    continue
+                case impact.Resolve(new):
+                    pass
+                case impact.Fire():
+                    reached = self._impacts(event.goal_id) or GoalImpact(
+                        goal_id=event.goal_id, affected=[]
+                    )
+                    owners = impact.group_by_owner(reached, min_weight=rule.min_weight)
+                    new = impact.start(
+                        rule=rule,
+                        event=event,
+                        impact=reached,
+                        names={owner: self._names.get(owner, owner) for owner in owners},
+                    )
+            for item in impact.announcements(rule=rule, state=new, now=event.occurred_at):
+                self._alerts.append(item.alert)
+            self._states[key] = impact.published(new)
+
+
+def _no_impacts(goal_id: str) -> GoalImpact | None:
+    return None
+
+
 def evaluate(
-    rules: Sequence[RuleSpec],
-    events: Iterable[MetricRecorded],
+    rules: Sequence[RuleSpec | GoalOverdueRuleSpec | ImpactRuleSpec],
+    events: Iterable[MetricRecorded | GoalEvent],
     *,
     names: Mapping[str, str] | None = None,
     until: datetime | None = None,
+    impacts: Impacts | None = None,
 ) -> list[AlertFired | AlertResolved]:
     """The alerts ``rules`` fire and resolve for ``events``, in the order they would be sent.
 
-    Events are taken in the order given, as they would arrive on the stream: each subject's in
-    that order (subjects are independent), a late event put in its place by its event time, a
-    repeated event id ignored. ``names`` maps subject ids to display names; a subject without
-    one is named by its id, as when the people directory does not know it. With no arrival
-    clock in memory, an alert is stamped as fired (or resolved) at the event time of the event
-    that caused it, and a timer's alert at the time it fell due, so the same input gives the
-    same output. ``until`` lets time run on after the last event: timers due by then fire.
+    Events are taken in the order given, as they would arrive on the streams: each subject's
+    (or goal's) in that order, a late metric event put in its place by its event time, a
+    repeated event id ignored. ``names`` maps person ids to display names; one without is
+    named by their id, as when the people directory does not know them. With no arrival
+    clock in memory, an alert is stamped as fired (or resolved) at the time of the event (or
+    goal change) that caused it, and a timer's alert at the time it fell due, so the same
+    input gives the same output. ``until`` lets time run on after the last event: timers due
+    by then fire. ``impacts`` answers what a failing goal reaches (none: nothing, so a
+    dependency-impact rule alerts nobody). ``events`` may be a generator: each event is
+    handled before the next is asked for, so ``impacts`` can answer from a graph that moves
+    with the events.
     """
-    engine = RuleEngine(rules)
+    metric = [rule for rule in rules if isinstance(rule, RuleSpec)]
+    engine = RuleEngine(metric)
     streaks = MemoryStreaks()
     known = names or {}
     alerts: list[AlertFired | AlertResolved] = []
-    absences = _Absences(known, alerts)
-    watching = [rule for rule in rules if rule.kind is RuleKind.OVERDUE]
+    timers = _Timers()
+    absences = _Absences(known, alerts, timers)
+    goal_overdue = _GoalOverdue(
+        [rule for rule in rules if isinstance(rule, GoalOverdueRuleSpec)], known, alerts, timers
+    )
+    impact_rules = [rule for rule in rules if isinstance(rule, ImpactRuleSpec)]
+    impacted = _Impact(impact_rules, impacts or _no_impacts, known, alerts)
+    watching = [rule for rule in metric if rule.kind is RuleKind.OVERDUE]
     for event in events:
-        absences.advance(event.time)
-        clock = absences.clock
-        absences.clock = event.time if clock is None else max(clock, event.time)
-        for rule, breach in engine.evaluate(event):
-            transition = streaks.record(
-                rule_id=rule.id,
-                subject=event.subject,
-                metric=event.metric,
-                consecutive=rule.threshold.consecutive,
-                point=Point(event.id, event.time, event.value, breach),
-            )
-            if transition is not None:
-                alerts.append(
-                    build_alert(
-                        rule=rule,
-                        event=event,
-                        subject_name=known.get(event.subject, event.subject),
-                        transition=transition,
-                        now=event.time,
-                    )
-                )
-        for rule in watching:
-            if overdue.applies(rule, event):
-                absences.seen(rule, event)
+        at = event.time if isinstance(event, MetricRecorded) else event.occurred_at
+        timers.advance(at)
+        timers.clock = at if timers.clock is None else max(timers.clock, at)
+        if isinstance(event, MetricRecorded):
+            _metric_event(event, engine, streaks, known, alerts)
+            for rule in watching:
+                if overdue.applies(rule, event):
+                    absences.seen(rule, event)
+        else:
+            goal = getattr(event, "goal", None)
+            if isinstance(goal, GoalRead):
+                goal_overdue.changed(goal, event.occurred_at)
+            if isinstance(event, GoalStatusChanged):
+                impacted.changed(event)
         # A deadline already past when it was armed fires at once, before the next event.
-        absences.advance(absences.clock)
+        timers.advance(timers.clock)
     if until is not None:
-        absences.advance(until)
+        timers.advance(until)
     return alerts
+
+
+def _metric_event(
+    event: MetricRecorded,
+    engine: RuleEngine,
+    streaks: MemoryStreaks,
+    names: Mapping[str, str],
+    alerts: list[AlertFired | AlertResolved],
+) -> None:
+    for rule, breach in engine.evaluate(event):
+        transition = streaks.record(
+            rule_id=rule.id,
+            subject=event.subject,
+            metric=event.metric,
+            consecutive=rule.threshold.consecutive,
+            point=Point(event.id, event.time, event.value, breach),
+        )
+        if transition is not None:
+            alerts.append(
+                build_alert(
+                    rule=rule,
+                    event=event,
+                    subject_name=names.get(event.subject, event.subject),
+                    transition=transition,
+                    now=event.time,
+                )
+            )

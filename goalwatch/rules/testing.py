@@ -14,21 +14,70 @@ and the alerts expected, in the order they would be sent::
          at: "2026-11-03T18:00:00+08:00"}
 
 ``at`` is when the alert is sent (fired or resolved) on the events' clock.
+
+Rules driven by goal events (the goal forms of ``overdue``, ``dependency_impact``) need a goal
+graph: ``goals:`` lists the goals as they stand before the events (stored together at
+``goals_at``, by default the first event's time), ``people:`` who owns and manages them, and
+``events:`` may hold goal changes (``{goal: kr-1, status: invalid, time: ...}``: the fields
+given replace the stored ones) and check-ins (``{check_in: kr-1, value: 40, time: ...}``)
+among the metric events. They become the goal events the goals service would publish for
+them (:func:`goalwatch.goal_graph.events_of`), and a failing goal's impact is walked over the
+graph as it stands then (:func:`goalwatch.goal_graph.goal_impact`). An expected impact alert
+may list the affected goal ids (``goals: [obj-1, kr-2]``, in any order) to check the analysis.
+
+Every rule runs unless the file names the ones it tests (``rules: [goal-failing-impact]``): a
+goal graph wakes every goal rule, and a test about one rule need not list the others' alerts.
 """
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Final, Literal
 
 import yaml
-from pydantic import AwareDatetime, Field, ValidationError
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
+from yaml.nodes import MappingNode, ScalarNode
 
-from goalwatch.contracts import AlertFired, AlertResolved, MetricRecorded
+from goalwatch.contracts import AlertFired, AlertResolved, MetricRecorded, PersonUpsert
 from goalwatch.contracts.base import Contract
+from goalwatch.contracts.goal_events import GoalEvent
+from goalwatch.contracts.goals import (
+    Cadence,
+    CheckInRead,
+    Contribution,
+    GoalId,
+    GoalImpact,
+    GoalRead,
+    GoalStatus,
+    GoalType,
+    GoalUpsert,
+    OrgUnitId,
+    Period,
+    Unit,
+)
+from goalwatch.contracts.metrics import Name, PersonId
+from goalwatch.goal_graph import ChangeRecord, events_of, goal_impact, own_progress
+from goalwatch.rules.goal_overdue_spec import GoalOverdueRuleSpec
+from goalwatch.rules.impact_spec import ImpactRuleSpec
+from goalwatch.rules.loader import duplicate_keys, locate
 from goalwatch.rules.runner import evaluate
 from goalwatch.rules.spec import RuleSpec
+
+Rule = RuleSpec | GoalOverdueRuleSpec | ImpactRuleSpec
 
 
 class ExpectedAlert(Contract):
@@ -36,19 +85,133 @@ class ExpectedAlert(Contract):
 
     state: Literal["firing", "resolved"] = Field(description="firing or resolved.")
     rule: str = Field(description="The rule id.")
-    subject: str = Field(description="The subject id.")
+    subject: str = Field(
+        description="The subject id: the person a metric is about, a goal's owner, or for a "
+        "dependency_impact alert the owner of the affected goals."
+    )
     at: AwareDatetime = Field(description="When it is sent, on the events' clock.")
+    goals: list[str] | None = Field(
+        default=None,
+        description="dependency_impact only, optional: the ids of this owner's affected goals, "
+        "in any order.",
+    )
+
+
+class GivenGoal(GoalUpsert):
+    """A goal of the graph before the events: a goal as written to the goals service, and
+    when it was last checked in on (none: not yet)."""
+
+    last_check_in_at: AwareDatetime | None = Field(
+        default=None, description="When the latest check-in happened."
+    )
+
+
+class GoalChange(Contract):
+    """A goal written to the goals service during the test: the fields given replace the
+    stored ones (a new goal needs title, type and owner_id); ``time`` is when it is stored."""
+
+    goal: GoalId = Field(description="The goal's id.")
+    time: AwareDatetime = Field(description="When the goals service stores the change.")
+    title: Name | None = None
+    type: GoalType | None = None
+    owner_id: PersonId | None = None
+    org_unit_id: OrgUnitId | None = None
+    period: Period | None = None
+    due: AwareDatetime | None = None
+    start_value: float | None = None
+    target_value: float | None = None
+    current_value: float | None = None
+    unit: Unit | None = None
+    status: GoalStatus | None = None
+    cadence: Cadence | None = None
+    contributes_to: list[Contribution] | None = None
+    depends_on: list[GoalId] | None = None
+
+
+class CheckIn(Contract):
+    """A check-in on a goal during the test, as posted to ``/v1/goals/{id}/check-ins``."""
+
+    check_in: GoalId = Field(description="The goal checked in on.")
+    time: AwareDatetime = Field(description="When the goals service records it.")
+    id: GoalId | None = Field(default=None, description="The check-in's id.")
+    value: float | None = Field(default=None, description="New current value.")
+    status: GoalStatus | None = Field(default=None, description="New status.")
+    confidence: float | None = Field(default=None, ge=0, le=1, description="Confidence, 0-1.")
+    note: str | None = Field(default=None, description="What happened.")
+    by: PersonId | None = Field(default=None, description="Who checks in (default: the owner).")
+    at: AwareDatetime | None = Field(
+        default=None, description="When the check-in happened (default: time)."
+    )
+
+    @model_validator(mode="after")
+    def _says_something(self) -> CheckIn:
+        if self.value is None and self.status is None and self.confidence is None:
+            raise ValueError("a check-in needs at least one of value, status or confidence")
+        return self
+
+
+_FORMS: Final = {"metric": "metric", "goal": "goal", "check_in": "check_in"}
+_WHICH_EVENT: Final = (
+    "write a metric event (metric: ..., value: ..., time: ..., subject: ..., id: ..., "
+    "source: ...), a goal change (goal: <goal id>, time: ..., and the fields that change) "
+    "or a check-in (check_in: <goal id>, time: ..., value: ...)"
+)
+
+
+def _event_form(value: Any) -> str | None:
+    if isinstance(value, BaseModel):
+        return {MetricRecorded: "metric", GoalChange: "goal", CheckIn: "check_in"}.get(type(value))
+    if isinstance(value, dict):
+        forms = [form for key, form in _FORMS.items() if key in value]
+        return forms[0] if len(forms) == 1 else None
+    return None
+
+
+TestEvent = Annotated[
+    Annotated[MetricRecorded, Tag("metric")]
+    | Annotated[GoalChange, Tag("goal")]
+    | Annotated[CheckIn, Tag("check_in")],
+    Discriminator(
+        _event_form,
+        custom_error_type="event_form",
+        custom_error_message=_WHICH_EVENT,
+    ),
+]
 
 
 class RuleTest(Contract):
     """A rule test file."""
 
     name: str = Field(description="What the test shows.")
-    events: list[MetricRecorded] = Field(description="Events in arrival order.")
+    rules: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        description="The ids of the rules the test runs; all the rules when absent.",
+    )
+    people: list[PersonUpsert] = Field(
+        default_factory=list, description="People: names and managers of the goals' owners."
+    )
+    goals: list[GivenGoal] = Field(
+        default_factory=list, description="The goal graph before the events."
+    )
+    goals_at: AwareDatetime | None = Field(
+        default=None,
+        description="When the goals were stored (their creation); default: the first event's time.",
+    )
+    events: list[TestEvent] = Field(description="Events in arrival order.")
     until: AwareDatetime | None = Field(
         default=None, description="The clock runs on to this time after the last event."
     )
     expect: list[ExpectedAlert] = Field(description="The alerts expected, in order.")
+
+    @field_validator("goals")
+    @classmethod
+    def _once(cls, goals: list[GivenGoal]) -> list[GivenGoal]:
+        ids = [goal.id for goal in goals]
+        twice = sorted({goal_id for goal_id in ids if ids.count(goal_id) > 1})
+        if twice:
+            raise ValueError(f"lists {', '.join(twice)} twice; write each goal once")
+        return goals
 
 
 @dataclass(frozen=True)
@@ -60,29 +223,404 @@ class Outcome:
     failures: list[str]
 
 
-def _seen(alert: AlertFired | AlertResolved) -> ExpectedAlert:
+class Refused(Exception):
+    """A change the goals service would refuse, or one the test file cannot express."""
+
+    def __init__(self, loc: Sequence[int | str], message: str) -> None:
+        super().__init__(message)
+        self.loc = list(loc)
+        self.message = message
+
+
+class MemoryGoals:
+    """The goals service's graph in memory: writes stored as it stores them (versions, kept
+    check-in fields, own progress, no cycles) and the events it would publish for them."""
+
+    def __init__(self, people: Sequence[PersonUpsert] = ()) -> None:
+        self.goals: dict[str, GoalRead] = {}
+        self.names = {person.id: person.name for person in people}
+        self.managers = {person.id: person.manager_id for person in people}
+        self._check_ins = 0
+
+    def impact(self, goal_id: str) -> GoalImpact | None:
+        """What ``goal_id`` failing reaches, as ``GET /v1/goals/{id}/impact`` answers."""
+        return goal_impact(self.goals, goal_id, manager_of=self.managers)
+
+    def store(self, goals: Sequence[GivenGoal], *, at: datetime) -> list[GoalEvent]:
+        """Store ``goals`` in one batch at ``at``: every goal, then every goal's events."""
+        records: list[ChangeRecord] = []
+        for given in goals:
+            fields = given.model_dump(exclude={"last_check_in_at"})
+            goal = _stored(GoalUpsert(**fields), None, at=at)
+            goal = goal.model_copy(update={"last_check_in_at": given.last_check_in_at})
+            self.goals[goal.id] = goal
+            records.append(ChangeRecord(goal_id=goal.id, before=None, after=goal))
+        for index, given in enumerate(goals):
+            try:
+                self._no_cycle(given.id)
+            except Refused as exc:
+                raise Refused([index, *exc.loc], exc.message) from None
+        return [event for record in records for event in events_of(record)]
+
+    def change(self, change: GoalChange) -> list[GoalEvent]:
+        """Apply a goal change; none when it changes nothing (an identical upsert)."""
+        old = self.goals.get(change.goal)
+        given = change.model_dump(exclude={"goal", "time"}, include=change.model_fields_set)
+        base = {} if old is None else old.model_dump(include=set(GoalUpsert.model_fields))
+        if old is None:
+            missing = [f for f in ("title", "type", "owner_id") if given.get(f) is None]
+            if missing:
+                raise Refused(
+                    (),
+                    f"goal {change.goal!r} is not in the graph yet, so this change creates it: "
+                    f"add {', '.join(missing)} (or list the goal under goals:)",
+                )
+        try:
+            upsert = GoalUpsert.model_validate({**base, **given, "id": change.goal})
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            raise Refused(first["loc"], str(first["msg"])) from None
+        new = _stored(upsert, old, at=change.time)
+        if old is not None and _same(old, new):
+            return []
+        self.goals[new.id] = new
+        try:
+            self._no_cycle(new.id)
+        except Refused:
+            if old is None:
+                del self.goals[new.id]
+            else:
+                self.goals[new.id] = old
+            raise
+        return events_of(ChangeRecord(goal_id=new.id, before=old, after=new))
+
+    def check_in(self, check_in: CheckIn) -> list[GoalEvent]:
+        """Record a check-in as the goals service does (a back-dated one leaves the last
+        check-in time alone)."""
+        old = self.goals.get(check_in.check_in)
+        if old is None:
+            raise Refused(
+                ("check_in",), f"no goal {check_in.check_in!r} in the graph; list it under goals:"
+            )
+        self._check_ins += 1
+        at = check_in.at or check_in.time
+        changes: dict[str, Any] = {"version": old.version + 1, "updated_at": check_in.time}
+        if check_in.value is not None:
+            changes["current_value"] = check_in.value
+        if check_in.status is not None:
+            changes["status"] = check_in.status
+        if check_in.confidence is not None:
+            changes["confidence"] = check_in.confidence
+        if old.last_check_in_at is None or at >= old.last_check_in_at:
+            changes["last_check_in_at"] = at
+        new = old.model_copy(update=changes)
+        new = new.model_copy(update={"progress": _own(new)})
+        record = CheckInRead(
+            id=check_in.id or f"check-in-{self._check_ins}",
+            goal_id=new.id,
+            value=check_in.value,
+            status=check_in.status,
+            confidence=check_in.confidence,
+            note=check_in.note,
+            by=check_in.by or new.owner_id,
+            at=at,
+            progress=new.progress,
+        )
+        self.goals[new.id] = new
+        return events_of(ChangeRecord(goal_id=new.id, before=old, after=new, check_in=record))
+
+    def _no_cycle(self, goal_id: str) -> None:
+        for field in ("contributes_to", "depends_on"):
+            loop = self._loop(goal_id, field)
+            if loop:
+                raise Refused(
+                    (field,),
+                    f"would close a cycle ({' → '.join(loop)}), which the goals service "
+                    "refuses; a goal cannot count towards or depend on itself",
+                )
+
+    def _loop(self, start: str, field: str) -> list[str] | None:
+        def links(goal_id: str) -> list[str]:
+            goal = self.goals.get(goal_id)
+            if goal is None:
+                return []
+            if field == "contributes_to":
+                return [c.goal_id for c in goal.contributes_to]
+            return list(goal.depends_on)
+
+        via: dict[str, str] = {}
+        queue = list(links(start))
+        for node in queue:
+            via.setdefault(node, start)
+        while queue:
+            node = queue.pop(0)
+            for nxt in links(node):
+                if nxt == start:
+                    back = [node]
+                    while back[-1] != start:
+                        back.append(via[back[-1]])
+                    return [*reversed(back), start]
+                if nxt not in via:
+                    via[nxt] = node
+                    queue.append(nxt)
+        return None
+
+
+def _own(goal: GoalRead) -> float | None:
+    return own_progress(
+        start=goal.start_value, target=goal.target_value, current=goal.current_value
+    )
+
+
+def _stored(goal: GoalUpsert, old: GoalRead | None, *, at: datetime) -> GoalRead:
+    kept: dict[str, Any] = {}
+    if old is not None:
+        kept = {"last_check_in_at": old.last_check_in_at, "confidence": old.confidence}
+    new = GoalRead(
+        **goal.model_dump(), **kept, version=(old.version if old else 0) + 1, updated_at=at
+    )
+    return new.model_copy(update={"progress": _own(new)})
+
+
+def _same(old: GoalRead, new: GoalRead) -> bool:
+    skip = {"version", "updated_at"}
+    return old.model_dump(exclude=skip) == new.model_dump(exclude=skip)
+
+
+class TestFileError(Exception):
+    """Something in a test file is wrong: where (``loc`` in the file, its ``line`` once
+    known) and what to do."""
+
+    def __init__(self, loc: Sequence[int | str], message: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.loc = list(loc)
+        self.message = message
+        self.line = line
+
+    def located(self, node: MappingNode) -> TestFileError:
+        """The same error with the line of its place in ``node``."""
+        return TestFileError(self.loc, self.message, locate(node, self.loc)[0])
+
+    def text(self, path: Path) -> str:
+        """``file:line: field: message``."""
+        place = str(path) if self.line is None else f"{path}:{self.line}"
+        field = _dotted(self.loc)
+        return f"{place}: {field}: {self.message}" if field else f"{place}: {self.message}"
+
+
+def _dotted(loc: Sequence[int | str]) -> str:
+    name = ""
+    for part in loc:
+        name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
+    return name
+
+
+def _time_of(event: MetricRecorded | GoalChange | CheckIn) -> datetime:
+    return event.time
+
+
+def _inputs(test: RuleTest, graph: MemoryGoals) -> Iterator[MetricRecorded | GoalEvent]:
+    """The events the evaluator would receive for ``test``, applying each goal change to
+    ``graph`` just before its events are handed over."""
+    start = test.goals_at or (_time_of(test.events[0]) if test.events else test.until)
+    if test.goals:
+        if start is None:
+            raise TestFileError(["goals_at"], "the goals need a time: add goals_at: <time>")
+        try:
+            stored = graph.store(test.goals, at=start)
+        except Refused as exc:
+            raise TestFileError(["goals", *exc.loc], exc.message) from None
+        yield from stored
+    last = start
+    for index, event in enumerate(test.events):
+        if isinstance(event, MetricRecorded):
+            yield event
+            continue
+        if last is not None and event.time < last:
+            raise TestFileError(
+                ["events", index, "time"],
+                f"{event.time.isoformat()} is before the goal change listed before it "
+                f"({last.isoformat()}); the goals service stamps changes as it stores them, so "
+                "list goal changes and check-ins in time order (a check-in's at: may be earlier)",
+            )
+        last = event.time
+        try:
+            changed = (
+                graph.change(event) if isinstance(event, GoalChange) else graph.check_in(event)
+            )
+        except Refused as exc:
+            raise TestFileError(["events", index, *exc.loc], exc.message) from None
+        yield from changed
+
+
+def _seen(alert: AlertFired | AlertResolved, goals: bool) -> ExpectedAlert:
+    affected = (
+        sorted(goal.goal_id for goal in alert.impact.affected)
+        if goals and alert.impact is not None
+        else None
+    )
     if isinstance(alert, AlertFired):
         return ExpectedAlert(
-            state="firing", rule=alert.rule_id, subject=alert.subject, at=alert.fired_at
+            state="firing",
+            rule=alert.rule_id,
+            subject=alert.subject,
+            at=alert.fired_at,
+            goals=affected,
         )
     return ExpectedAlert(
-        state="resolved", rule=alert.rule_id, subject=alert.subject, at=alert.resolved_at
+        state="resolved",
+        rule=alert.rule_id,
+        subject=alert.subject,
+        at=alert.resolved_at,
+        goals=affected,
     )
 
 
 def _line(alert: ExpectedAlert) -> str:
-    return f"{alert.state} {alert.rule} {alert.subject} at {alert.at.isoformat()}"
+    text = f"{alert.state} {alert.rule} {alert.subject} at {alert.at.isoformat()}"
+    return text if alert.goals is None else f"{text} goals {', '.join(alert.goals)}"
 
 
-def run_test(path: Path, rules: list[RuleSpec]) -> Outcome:
+def _matches(expected: ExpectedAlert, got: ExpectedAlert) -> bool:
+    if expected.goals is None:
+        return expected.model_copy(update={"goals": None}) == got.model_copy(update={"goals": None})
+    return expected.model_copy(update={"goals": sorted(expected.goals)}) == got
+
+
+def run_test(path: Path, rules: Sequence[Rule]) -> Outcome:
     """Run the test in ``path`` against ``rules``."""
     try:
-        test = RuleTest.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
-    except (OSError, yaml.YAMLError, ValidationError) as exc:
-        return Outcome(path, path.name, [f"not a valid rule test: {exc}"])
-    got = [_seen(alert) for alert in evaluate(rules, test.events, until=test.until)]
-    if got == test.expect:
+        node, test = _read(path)
+    except TestFileError as exc:
+        return Outcome(path, path.name, [exc.text(path)])
+    if test.rules is not None:
+        known = {rule.id: rule for rule in rules}
+        for index, rule_id in enumerate(test.rules):
+            if rule_id not in known:
+                close = difflib.get_close_matches(rule_id, list(known), n=1)
+                hint = f"did you mean {close[0]}? " if close else ""
+                error = TestFileError(
+                    ["rules", index],
+                    f"no rule has the id {rule_id!r}; {hint}write the id: of a rule file",
+                )
+                return Outcome(path, test.name, [error.located(node).text(path)])
+        rules = [known[rule_id] for rule_id in dict.fromkeys(test.rules)]
+    graph = MemoryGoals(test.people)
+    try:
+        alerts = evaluate(
+            rules,
+            _inputs(test, graph),
+            names=graph.names,
+            until=test.until,
+            impacts=graph.impact,
+        )
+    except TestFileError as exc:
+        return Outcome(path, test.name, [exc.located(node).text(path)])
+    wants_goals = any(alert.goals is not None for alert in test.expect)
+    got = [_seen(alert, wants_goals) for alert in alerts]
+    if len(got) == len(test.expect) and all(map(_matches, test.expect, got)):
         return Outcome(path, test.name, [])
     failures = ["expected:", *(f"  {_line(a)}" for a in test.expect)]
     failures += ["got:", *(f"  {_line(a)}" for a in got)]
     return Outcome(path, test.name, failures)
+
+
+def _read(path: Path) -> tuple[MappingNode, RuleTest]:
+    """The file's YAML node (for line numbers) and the test in it; raises
+    :class:`TestFileError` for the first thing wrong."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TestFileError([], f"cannot read the file: {exc}") from None
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        data = None if node is None else loader.construct_document(node)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = None if mark is None else int(mark.line) + 1
+        raise TestFileError([], f"not valid YAML: {exc.problem or exc.context}", line) from None
+    finally:
+        loader.dispose()
+    if not isinstance(node, MappingNode) or not isinstance(data, dict):
+        raise TestFileError([], "expected a rule test: a mapping with name:, events: and expect:")
+    for duplicate in duplicate_keys(str(path), node):
+        raise TestFileError([duplicate.field or ""], duplicate.message, duplicate.line)
+    try:
+        return node, RuleTest.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        loc = _file_loc(error["loc"])
+        line, at = locate(node, loc)
+        written = at.value if isinstance(at, ScalarNode) else None
+        raise TestFileError(loc, _describe(error, loc, written), line) from None
+
+
+def _file_loc(loc: Sequence[int | str]) -> list[int | str]:
+    """Pydantic's location without the tag it adds for the kind of event."""
+    parts = list(loc)
+    if len(parts) >= 3 and parts[0] == "events" and parts[2] in ("metric", "goal", "check_in"):
+        del parts[2]
+    return [p for p in parts if p != "[key]"]
+
+
+_EVENT_MODELS: Final[dict[str, type[BaseModel]]] = {
+    "metric": MetricRecorded,
+    "goal": GoalChange,
+    "check_in": CheckIn,
+}
+_SECTION_MODELS: Final[dict[str, type[BaseModel]]] = {
+    "people": PersonUpsert,
+    "goals": GivenGoal,
+    "expect": ExpectedAlert,
+}
+_EXAMPLES: Final[dict[str, str]] = {
+    "name": "name: a key result marked invalid alerts the owners above it",
+    "events": "events: [{goal: kr-1, status: invalid, time: '2026-03-02T09:00:00+08:00'}]",
+    "expect": "expect: [{state: firing, rule: goal-failing-impact, subject: wang-fang, "
+    "at: '2026-03-02T09:00:00+08:00'}]",
+    "time": "time: '2026-03-02T09:00:00+08:00'",
+    "at": "at: '2026-03-02T09:00:00+08:00'",
+}
+
+
+def _describe(error: ErrorDetails, loc: Sequence[int | str], written: str | None) -> str:
+    kind = error["type"]
+    last = str(loc[-1]) if loc else ""
+    if kind == "missing":
+        example = _EXAMPLES.get(last)
+        return (
+            f"required field is missing; add it, e.g. {example}"
+            if example
+            else (f"required field {last} is missing; add it")
+        )
+    if kind == "extra_forbidden":
+        model = _model_at(error)
+        if model is None:
+            return f"unknown field '{last}'"
+        allowed = list(model.model_fields)
+        close = difflib.get_close_matches(last, allowed, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        return f"unknown field '{last}'; {hint}allowed: {', '.join(allowed)}"
+    if kind == "enum":
+        expected = (error.get("ctx") or {}).get("expected", "")
+        return f"{written or error.get('input')!r} is not one of {expected}"
+    if kind.startswith("datetime") or kind == "timezone_aware":
+        return (
+            f"{written or error.get('input')!r} is not a time with its UTC offset; write e.g. "
+            "'2026-03-02T09:00:00+08:00' (quoted)"
+        )
+    return str(error["msg"])
+
+
+def _model_at(error: ErrorDetails) -> type[BaseModel] | None:
+    """The model of the mapping holding the unknown field of ``error`` (pydantic's location,
+    with the kind of event in it)."""
+    loc = error["loc"][:-1]
+    if not loc:
+        return RuleTest
+    if loc[0] == "events" and len(loc) == 3:
+        return _EVENT_MODELS.get(str(loc[2]))
+    if len(loc) == 2 and isinstance(loc[1], int):
+        return _SECTION_MODELS.get(str(loc[0]))
+    return None

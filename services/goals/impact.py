@@ -2,7 +2,8 @@
 
 One script walks the graph inside Redis (:data:`services.goals.scripts.IMPACT`), then one
 MGET reads the goals reached and one the people who own them: three round trips whatever the
-size of the answer.
+size of the answer. The answer is put together by :func:`goalwatch.goal_graph.assemble_impact`,
+which also serves the same walk over goals in memory (the rule tests).
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from __future__ import annotations
 from redis.asyncio import Redis
 
 from goalwatch.contracts import PersonUpsert
-from goalwatch.contracts.goals import GoalImpact, GoalRead, ImpactedGoal, LinkKind, PathStep
+from goalwatch.contracts.goals import GoalImpact, GoalRead, LinkKind
+from goalwatch.goal_graph import assemble_impact
 from services.goals import keys
 from services.goals.scripts import IMPACT
 
@@ -44,7 +46,6 @@ class ImpactWalk:
         steps = await self.steps(goal_id)
         if steps is None:
             return None
-        reached = {g: (via, link, share, depth) for g, via, link, share, depth in steps}
         goal_ids = [s[0] for s in steps]
         docs = await self._redis.mget([keys.goal(g) for g in goal_ids]) if goal_ids else []
         goals = {
@@ -59,30 +60,4 @@ class ImpactWalk:
             for owner, doc in zip(owners, people, strict=True)
             if doc
         }
-        affected: list[ImpactedGoal] = []
-        for g in sorted(goal_ids, key=lambda x: (reached[x][3], x)):
-            path: list[PathStep] = []
-            weight = 1.0
-            at = g
-            while at != goal_id:
-                via, link, share, _ = reached[at]
-                path.append(PathStep(from_goal=via, to_goal=at, link=link, share=round(share, 6)))
-                weight *= share
-                at = via
-            path.reverse()
-            goal = goals.get(g)
-            affected.append(
-                ImpactedGoal(
-                    goal_id=g,
-                    title=goal.title if goal else None,
-                    type=goal.type if goal else None,
-                    status=goal.status if goal else None,
-                    owner_id=goal.owner_id if goal else None,
-                    owner_manager_id=manager_of.get(goal.owner_id) if goal else None,
-                    org_unit_id=goal.org_unit_id if goal else None,
-                    depth=reached[g][3],
-                    path=path,
-                    weight=round(weight, 6),
-                )
-            )
-        return GoalImpact(goal_id=goal_id, affected=affected)
+        return assemble_impact(goal_id, steps, goals=goals, manager_of=manager_of)

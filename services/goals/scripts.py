@@ -200,7 +200,11 @@ while #frontier > 0 do
         next_level[#next_level + 1] = parent
       end
     end
-    for _, dependent in ipairs(redis.call('SMEMBERS', P .. 'rdeps:' .. node)) do
+    -- In id order: a set's own order is Redis's, and ties between shortest paths must not
+    -- depend on it (goalwatch.goal_graph.impact_steps walks the same way).
+    local dependents = redis.call('SMEMBERS', P .. 'rdeps:' .. node)
+    table.sort(dependents)
+    for _, dependent in ipairs(dependents) do
       if not visited[dependent] then
         visited[dependent] = true
         out[#out + 1] = {dependent, node, 'depends_on', '1', depth}
@@ -216,5 +220,6 @@ return {out, 0}
 """Breadth-first walk of what a goal's failure reaches: ``ARGV`` = prefix, goal, node limit.
 
 Answers nil when there is no such goal, else ``{steps, truncated}``; each step is ``{goal, reached from, link, share, depth}``,
-every goal once, by a shortest path.
+every goal once, by a shortest path: a goal's parents in the order of its contributes_to (a
+hash of at most 50 fields keeps the order it was written in), its dependents in id order.
 """

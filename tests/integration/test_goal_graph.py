@@ -14,6 +14,7 @@ from goalwatch.checkpoints import server_run_id
 from goalwatch.contracts import subjects
 from goalwatch.contracts.goals import GoalUpsert
 from goalwatch.dev.stack import Stack
+from goalwatch.goal_graph import goal_impact
 from services.goals.goal_store import GoalStore, GraphError
 from tests.integration.helpers import goal_events, unique
 
@@ -186,6 +187,40 @@ def test_impact_follows_diamonds_and_dependencies_to_every_owner(stack: Stack) -
         ops = affected[i["ops"]]
         assert (ops["depth"], ops["path"][0]["link"]) == (1, "depends_on")
         assert (ops["owner_id"], ops["owner_manager_id"]) == (owner, boss)
+
+
+def test_the_walk_in_memory_gives_the_goals_service_answer(stack: Stack) -> None:
+    """goalwatch.goal_graph.goal_impact (what rule tests use) against GET /v1/goals/{id}/impact
+    on the same graph: a diamond, uneven weights, a goal linked to but not stored, and cross
+    links, two dependents of one goal among them."""
+    url = stack.settings.url("goals")
+    i = {name: unique(name) for name in
+         ("company", "dept1", "dept2", "kr", "other", "ops", "team", "support", "plan")}  # fmt: skip
+    boss, owner = unique("boss"), unique("owner")
+    people = [{"id": boss, "name": "Boss"}, {"id": owner, "name": "Owner", "manager_id": boss}]
+    body = [
+        goal(i["company"], type="objective"),
+        goal(i["dept1"], type="objective", contributes_to=[{"goal_id": i["company"], "weight": 2}]),
+        goal(i["dept2"], type="objective", contributes_to=[{"goal_id": i["company"], "weight": 0.5}]),
+        goal(i["kr"], owner_id=owner, contributes_to=[
+            {"goal_id": i["dept2"], "weight": 1}, {"goal_id": i["dept1"], "weight": 1}]),
+        goal(i["other"], contributes_to=[{"goal_id": i["dept1"], "weight": 3}]),
+        goal(i["ops"], owner_id=owner, depends_on=[i["kr"]],
+             contributes_to=[{"goal_id": i["plan"], "weight": 0.3}]),
+        goal(i["team"], depends_on=[i["ops"]], contributes_to=[{"goal_id": i["company"]}]),
+        goal(i["support"], depends_on=[i["ops"]], contributes_to=[{"goal_id": i["company"]}]),
+    ]  # fmt: skip
+    with httpx.Client(timeout=10) as http:
+        http.post(f"{url}/v1/people", json=people).raise_for_status()
+        assert post_goals(http, url, body).status_code == 200
+        served = {g: http.get(f"{url}/v1/goals/{g}/impact").json() for g in (i["kr"], i["ops"])}
+    goals = {g["id"]: GoalUpsert.model_validate(g) for g in body}
+    managers = {p["id"]: p.get("manager_id") for p in people}
+    for goal_id, answer in served.items():
+        in_memory = goal_impact(goals, goal_id, manager_of=managers)
+        assert in_memory is not None
+        assert in_memory.model_dump(mode="json") == answer
+    assert len(served[i["kr"]]["affected"]) == 7
 
 
 def test_every_change_is_published_once(stack: Stack) -> None:
