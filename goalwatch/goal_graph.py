@@ -39,6 +39,7 @@ from goalwatch.contracts.goals import (
     LinkKind,
     PathStep,
 )
+from goalwatch.contracts.people import PersonUpsert
 
 # Fields that change with every write and are not a change of the goal itself.
 BOOKKEEPING: Final = frozenset({"version", "updated_at"})
@@ -201,11 +202,12 @@ def assemble_impact(
     steps: Sequence[Step],
     *,
     goals: Mapping[str, GoalUpsert],
-    manager_of: Mapping[str, str | None],
+    people: Mapping[str, PersonUpsert],
 ) -> GoalImpact:
     """The answer for ``goal_id`` from its walk: each goal reached with its path, the product
-    of the shares along it, its owner and the owner's manager; nearest first, then by id.
-    ``goals`` holds the goals reached that are stored (others are listed by id alone)."""
+    of the shares along it, its owner (with their name) and the owner's manager; nearest
+    first, then by id. ``goals`` holds the goals reached that are stored (others are listed
+    by id alone), ``people`` the owners who are stored."""
     reached = {g: (via, link, share, depth) for g, via, link, share, depth in steps}
     affected: list[ImpactedGoal] = []
     for g in sorted(reached, key=lambda x: (reached[x][3], x)):
@@ -219,6 +221,7 @@ def assemble_impact(
             at = via
         path.reverse()
         goal = goals.get(g)
+        owner = people.get(goal.owner_id) if goal else None
         affected.append(
             ImpactedGoal(
                 goal_id=g,
@@ -226,7 +229,8 @@ def assemble_impact(
                 type=goal.type if goal else None,
                 status=goal.status if goal else None,
                 owner_id=goal.owner_id if goal else None,
-                owner_manager_id=manager_of.get(goal.owner_id) if goal else None,
+                owner_name=owner.name if owner else None,
+                owner_manager_id=owner.manager_id if owner else None,
                 org_unit_id=goal.org_unit_id if goal else None,
                 depth=reached[g][3],
                 path=path,
@@ -237,7 +241,7 @@ def assemble_impact(
 
 
 def goal_impact(
-    goals: Mapping[str, GoalUpsert], goal_id: str, *, manager_of: Mapping[str, str | None]
+    goals: Mapping[str, GoalUpsert], goal_id: str, *, people: Mapping[str, PersonUpsert]
 ) -> GoalImpact | None:
     """Every goal affected if ``goal_id`` fails, from ``goals`` in memory (the answer
     ``GET /v1/goals/{id}/impact`` gives for the same graph); None if there is no such goal."""
@@ -245,4 +249,4 @@ def goal_impact(
     if walked is None:
         return None
     steps, _truncated = walked
-    return assemble_impact(goal_id, steps, goals=goals, manager_of=manager_of)
+    return assemble_impact(goal_id, steps, goals=goals, people=people)

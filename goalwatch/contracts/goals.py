@@ -290,6 +290,9 @@ class ImpactedGoal(Contract):
     type: GoalType | None = Field(default=None, description="Its type.")
     status: GoalStatus | None = Field(default=None, description="Its status.")
     owner_id: str | None = Field(default=None, description="Its owner.")
+    owner_name: str | None = Field(
+        default=None, description="The owner's name (none if goals knows no such person)."
+    )
     owner_manager_id: str | None = Field(default=None, description="The owner's manager.")
     org_unit_id: str | None = Field(default=None, description="Its org unit.")
     depth: int = Field(description="Links on the path (1 = a direct parent or dependent).")

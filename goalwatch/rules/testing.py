@@ -238,13 +238,13 @@ class MemoryGoals:
 
     def __init__(self, people: Sequence[PersonUpsert] = ()) -> None:
         self.goals: dict[str, GoalRead] = {}
+        self.people = {person.id: person for person in people}
         self.names = {person.id: person.name for person in people}
-        self.managers = {person.id: person.manager_id for person in people}
         self._check_ins = 0
 
     def impact(self, goal_id: str) -> GoalImpact | None:
         """What ``goal_id`` failing reaches, as ``GET /v1/goals/{id}/impact`` answers."""
-        return goal_impact(self.goals, goal_id, manager_of=self.managers)
+        return goal_impact(self.goals, goal_id, people=self.people)
 
     def store(self, goals: Sequence[GivenGoal], *, at: datetime) -> list[GoalEvent]:
         """Store ``goals`` in one batch at ``at``: every goal, then every goal's events."""

@@ -177,7 +177,6 @@ def create_app(
             rules=impact_rules(rules),
             store=ImpactStore(redis),
             impacts=goals,
-            names=goals,
             publish=publish,
         ),
         policy=IMPACT_CONSUMER.policy,

@@ -3,7 +3,7 @@ affected owner, resolved for the same owners when the goal recovers.
 
 For every dependency_impact rule, a change goes through :func:`goalwatch.rules.impact.decide`.
 An episode that starts asks goals for the impact (a failure retries the change: no alert goes
-out without its analysis), names the owners, stores whom it alerts, then publishes one
+out without its analysis; the answer names the owners too), stores whom it alerts, then publishes one
 AlertFired per owner and notes that it did; an episode that ends publishes one AlertResolved
 to each owner stored. A change redelivered before its messages were all published publishes
 them again under the same ``Nats-Msg-Id``, which the alerts stream drops if it has them.
@@ -44,15 +44,13 @@ from goalwatch.rules.impact import (
 from goalwatch.rules.impact_spec import ImpactRuleSpec
 from services.evaluator.impact_store import ImpactStore
 from services.evaluator.metrics import ALERTS_FIRED, ALERTS_RESOLVED, STATE_REPLAYED
-from services.evaluator.names import Names
 from services.evaluator.verdicts import all_wait, in_key_order
 
 logger = logging.getLogger(__name__)
 
 PublishAlert = Callable[[AlertFired | AlertResolved, str, str], Awaitable[None]]
-# Goals of one batch handled at once, and owners named at once for one episode.
+# Goals of one batch handled at once.
 GOAL_CONCURRENCY = 16
-NAME_CONCURRENCY = 16
 
 
 @dataclass(frozen=True)
@@ -70,13 +68,11 @@ class ImpactEvaluator:
         rules: Sequence[ImpactRuleSpec],
         store: ImpactStore,
         impacts: GoalImpacts,
-        names: Names,
         publish: PublishAlert,
     ) -> None:
         self._rules = list(rules)
         self._store = store
         self._impacts = impacts
-        self._names = names
         self._publish = publish
         self._goals = asyncio.Semaphore(GOAL_CONCURRENCY)
 
@@ -128,7 +124,8 @@ class ImpactEvaluator:
                 impact = await self._impacts.get_impact(event.goal_id)
                 impact = impact or GoalImpact(goal_id=event.goal_id, affected=[])
                 owners = group_by_owner(impact, min_weight=rule.min_weight)
-                names = await self._names_of(list(owners))
+                # Named by the same answer: an owner goals does not know goes by their id.
+                names = {owner: goals[0].owner_name or owner for owner, goals in owners.items()}
                 new = start(rule=rule, event=event, impact=impact, names=names)
                 await self._save(rule, event, new)
                 await self._announce(rule, event.goal_id, new, replayed=False)
@@ -161,15 +158,6 @@ class ImpactEvaluator:
                 extra={"fingerprint": alert.fingerprint, "rule_id": rule.id, "goal_id": goal_id},
             )
         await self._store.put(rule_id=rule.id, goal_id=goal_id, state=published(state))
-
-    async def _names_of(self, owners: list[str]) -> dict[str, str]:
-        limit = asyncio.Semaphore(NAME_CONCURRENCY)
-
-        async def one(owner: str) -> str:
-            async with limit:
-                return await self._names.name_of(subject=owner)
-
-        return dict(zip(owners, await asyncio.gather(*map(one, owners)), strict=True))
 
 
 class ImpactHandler:

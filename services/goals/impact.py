@@ -54,10 +54,10 @@ class ImpactWalk:
             if doc
         }
         owners = sorted({g.owner_id for g in goals.values()})
-        people = await self._redis.mget([keys.person(p) for p in owners]) if owners else []
-        manager_of = {
-            owner: PersonUpsert.model_validate_json(doc).manager_id
-            for owner, doc in zip(owners, people, strict=True)
+        docs = await self._redis.mget([keys.person(p) for p in owners]) if owners else []
+        people = {
+            owner: PersonUpsert.model_validate_json(doc)
+            for owner, doc in zip(owners, docs, strict=True)
             if doc
         }
-        return assemble_impact(goal_id, steps, goals=goals, manager_of=manager_of)
+        return assemble_impact(goal_id, steps, goals=goals, people=people)

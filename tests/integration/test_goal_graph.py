@@ -11,7 +11,7 @@ import pytest
 from redis.asyncio import Redis
 
 from goalwatch.checkpoints import server_run_id
-from goalwatch.contracts import subjects
+from goalwatch.contracts import PersonUpsert, subjects
 from goalwatch.contracts.goals import GoalUpsert
 from goalwatch.dev.stack import Stack
 from goalwatch.goal_graph import goal_impact
@@ -215,9 +215,9 @@ def test_the_walk_in_memory_gives_the_goals_service_answer(stack: Stack) -> None
         assert post_goals(http, url, body).status_code == 200
         served = {g: http.get(f"{url}/v1/goals/{g}/impact").json() for g in (i["kr"], i["ops"])}
     goals = {g["id"]: GoalUpsert.model_validate(g) for g in body}
-    managers = {p["id"]: p.get("manager_id") for p in people}
+    stored_people = {p["id"]: PersonUpsert.model_validate(p) for p in people}
     for goal_id, answer in served.items():
-        in_memory = goal_impact(goals, goal_id, manager_of=managers)
+        in_memory = goal_impact(goals, goal_id, people=stored_people)
         assert in_memory is not None
         assert in_memory.model_dump(mode="json") == answer
     assert len(served[i["kr"]]["affected"]) == 7

@@ -18,7 +18,7 @@ from nats.js.api import DeliverPolicy
 from goalwatch.contracts import subjects
 from goalwatch.dev.stack import Stack
 from tests.integration.conftest import WebhookCall, WebhookReceiver
-from tests.integration.helpers import await_drained, unique
+from tests.integration.helpers import alerts_about, await_drained, unique
 
 pytestmark = pytest.mark.integration
 
@@ -154,6 +154,9 @@ def test_an_invalid_key_result_alerts_each_affected_owner_once_and_resolves_once
         (g["kr"], g["o1"])
     ]
     assert "Your goals resting on it (2)" in by_owner[p["a"]]["message"]
+    # Owners are named by the impact answer itself (no lookup per owner).
+    assert {x["owner_name"] for x in a_goals.values()} == {"Owner A"}
+    assert alerts_about(nats_url, p["a"])[0][1]["subject_name"] == "Owner A"
 
     (top,) = by_owner[p["top"]]["impact"]["affected"]
     assert top["goal_id"] == g["top"] and top["depth"] == 2

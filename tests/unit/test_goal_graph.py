@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from goalwatch.contracts import PersonUpsert
 from goalwatch.contracts.goals import GoalUpsert, LinkKind
 from goalwatch.goal_graph import goal_impact, impact_steps
 
@@ -51,7 +52,11 @@ def test_the_walk_goes_up_and_across_each_goal_once_by_a_shortest_path() -> None
 
 
 def test_the_impact_has_paths_weights_owners_and_managers() -> None:
-    impact = goal_impact(DIAMOND, "kr", manager_of={"o-ops": "boss"})
+    impact = goal_impact(
+        DIAMOND,
+        "kr",
+        people={"o-ops": PersonUpsert(id="o-ops", name="Ops Owner", manager_id="boss")},
+    )
     assert impact is not None
     by_id = {a.goal_id: a for a in impact.affected}
     assert [a.goal_id for a in impact.affected] == [
@@ -67,7 +72,9 @@ def test_the_impact_has_paths_weights_owners_and_managers() -> None:
     ]
     assert (company.depth, company.title, company.owner_id) == (2, "Goal company", "o-company")
     assert by_id["dept3"].title is None and by_id["dept3"].owner_id is None
-    assert (by_id["team"].owner_id, by_id["team"].owner_manager_id) == ("o-ops", "boss")
+    team = by_id["team"]
+    assert (team.owner_id, team.owner_name, team.owner_manager_id) == ("o-ops", "Ops Owner", "boss")
+    assert (company.owner_name, company.owner_manager_id) == (None, None)  # not a known person
     assert by_id["dept1"].owner_manager_id is None
 
 
@@ -82,7 +89,7 @@ def test_ties_between_dependents_go_by_id_and_an_unknown_goal_has_no_impact() ->
     assert walked is not None
     assert walked[0][-1] == ("p", "a", LinkKind.CONTRIBUTES_TO, 0.75, 2)
     assert impact_steps(tie, "nope") is None
-    top = goal_impact(tie, "p", manager_of={})
+    top = goal_impact(tie, "p", people={})
     assert top is not None and top.affected == []
 
 
