@@ -12,16 +12,10 @@ import pytest
 from goalwatch.contracts import AlertFired
 from goalwatch.contracts.goal_events import GoalCreated, GoalEvent, GoalLinkAdded, GoalStatusChanged
 from goalwatch.rules import evaluate, load_rules
+from goalwatch.rules.given_goals import CheckIn, GivenGoal, GoalChange, MemoryGoals
 from goalwatch.rules.goal_overdue_spec import GoalOverdueRuleSpec
 from goalwatch.rules.impact_spec import ImpactRuleSpec
-from goalwatch.rules.testing import (
-    CheckIn,
-    GivenGoal,
-    GoalChange,
-    MemoryGoals,
-    Rule,
-    run_test,
-)
+from goalwatch.rules.testing import Rule, run_test
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 3, 2, 1, tzinfo=UTC)
