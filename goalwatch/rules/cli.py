@@ -127,6 +127,7 @@ def _test(args: argparse.Namespace) -> int:
         for line in outcome.failures:
             print(f"     {line}")
         failed += bool(outcome.failures)
+    sys.stdout.flush()  # the results before the summary, also when both go to one pipe
     print(f"goalwatch: {len(paths)} rule tests, {failed} failed", file=sys.stderr)
     return 1 if failed else 0
 
