@@ -58,6 +58,16 @@ STREAMS: tuple[StreamConfig, ...] = (
         duplicate_window=_DAY,
     ),
     StreamConfig(
+        name=subjects.STREAM_PEOPLE,
+        description="Changes to people and org units: each record as stored, with its version.",
+        subjects=[subjects.PERSON_CHANGED, subjects.ORG_UNIT_CHANGED],
+        storage=StorageType.FILE,
+        # No age limit (0: none): it is the record of the directory, from which goals
+        # rebuilds its store, and a person unchanged for years must still be in it.
+        max_age=0,
+        duplicate_window=_DAY,
+    ),
+    StreamConfig(
         name=subjects.STREAM_NOTIFICATIONS,
         description="Delivery outcomes recorded by the notifier.",
         subjects=[subjects.NOTIFICATIONS_SENT],

@@ -14,6 +14,7 @@ from goalwatch.contracts.alerts import (
     RuleKind,
     Severity,
 )
+from goalwatch.contracts.directory_events import OrgUnitChanged, PersonChanged
 from goalwatch.contracts.goal_events import (
     GoalCheckedIn,
     GoalCreated,
@@ -73,8 +74,10 @@ __all__ = [
     "MetricRecorded",
     "NotificationSent",
     "Observation",
+    "OrgUnitChanged",
     "OrgUnitRead",
     "OrgUnitUpsert",
+    "PersonChanged",
     "PersonRead",
     "PersonUpsert",
     "Recipient",

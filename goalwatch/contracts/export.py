@@ -258,13 +258,15 @@ def _matches(pattern: str, subject: str) -> bool:
     return len(tokens) == len(wanted)
 
 
-_GOAL_EVENTS: tuple[type[BaseModel], ...] = (
+_OUTBOX_EVENTS: tuple[type[BaseModel], ...] = (
     contracts.GoalCreated,
     contracts.GoalUpdated,
     contracts.GoalStatusChanged,
     contracts.GoalCheckedIn,
     contracts.GoalLinkAdded,
     contracts.GoalLinkRemoved,
+    contracts.PersonChanged,
+    contracts.OrgUnitChanged,
 )
 
 
@@ -284,7 +286,7 @@ def _messages() -> dict[str, Any]:
         contracts.NotificationSent,
         contracts.DeadLetter,
         contracts.TimerFired,
-        *_GOAL_EVENTS,
+        *_OUTBOX_EVENTS,
     )
     for model in published:
         messages[model.__name__] = {
@@ -304,7 +306,7 @@ def _messages() -> dict[str, Any]:
             }
         },
     }
-    for model in _GOAL_EVENTS:
+    for model in _OUTBOX_EVENTS:
         messages[model.__name__]["headers"] = {
             "type": "object",
             "properties": {

@@ -8,6 +8,7 @@ from pydantic import BaseModel, Discriminator, Field, Tag
 from goalwatch.contracts import PersonRead, PersonUpsert
 from goalwatch.contracts.metrics import PERSON_ID_MAX_LENGTH, PERSON_ID_PATTERN
 from goalwatch.problems import problem_responses
+from services.goals.goals_api import Flush
 from services.goals.metrics import HANDLER_SECONDS, PEOPLE_UPSERTED
 from services.goals.people import ManagerCycleError, PeopleStore
 
@@ -17,11 +18,17 @@ class PeopleUpserted(BaseModel):
 
     upserted: int = Field(description="How many people were created or replaced.")
     created: int = Field(description="How many were new.")
-    replaced: int = Field(description="How many replaced a stored person.")
+    replaced: int = Field(description="How many replaced a stored person (unchanged included).")
+    unchanged: int = Field(
+        default=0, description="Replaced people identical to what was stored (nothing published)."
+    )
 
 
-def people_router(store: PeopleStore, *, max_batch: int, max_body_bytes: int) -> APIRouter:
-    """People and their manager chains, kept in ``store``; at most ``max_batch`` per POST."""
+def people_router(
+    store: PeopleStore, *, flush: Flush, max_batch: int, max_body_bytes: int
+) -> APIRouter:
+    """People and their manager chains, kept in ``store``; at most ``max_batch`` per POST;
+    ``flush`` publishes what a write owes."""
     router = APIRouter(prefix="/v1", tags=["people"])
     timed = HANDLER_SECONDS.labels
     batch_of_people = Annotated[list[PersonUpsert], Field(min_length=1, max_length=max_batch)]
@@ -59,11 +66,18 @@ def people_router(store: PeopleStore, *, max_batch: int, max_body_bytes: int) ->
         with timed(service="goals", handler="upsert_people").time():
             batch = people if isinstance(people, list) else [people]
             try:
-                created, replaced = await store.upsert(people=batch)
+                written = await store.upsert(people=batch)
             except ManagerCycleError as exc:
                 raise HTTPException(status_code=422, detail=str(exc)) from exc
-            PEOPLE_UPSERTED.inc(created + replaced)
-            return PeopleUpserted(upserted=created + replaced, created=created, replaced=replaced)
+            await flush()
+            upserted = written.created + written.replaced
+            PEOPLE_UPSERTED.inc(upserted)
+            return PeopleUpserted(
+                upserted=upserted,
+                created=written.created,
+                replaced=written.replaced,
+                unchanged=written.unchanged,
+            )
 
     @router.get(
         "/people/{person_id}",

@@ -6,6 +6,8 @@ from fastapi import Depends, FastAPI
 from faststream.nats import NatsBroker
 from pydantic import Field
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from goalwatch.checkpoints import NotCaughtUp, PublishedCheckpoint, Recovery
 from goalwatch.connections import ready_checks, redis_client
@@ -14,14 +16,17 @@ from goalwatch.messaging import new_broker
 from goalwatch.service import service_app
 from goalwatch.serving import ServiceInfo
 from goalwatch.settings import Port, StateCheckSettings
+from services.goals import keys
 from services.goals.api import people_router
+from services.goals.caught_up import CaughtUp
+from services.goals.directory import Directory
 from services.goals.goal_store import GoalStore
 from services.goals.goals_api import goals_router
 from services.goals.impact import ImpactWalk
 from services.goals.import_api import import_router
-from services.goals.metrics import REGISTRY
+from services.goals.metrics import DIRECTORY_OUTBOX_PENDING, REGISTRY
 from services.goals.org_units import OrgUnitStore
-from services.goals.outbox import GoalEventPublisher, Outbox
+from services.goals.outbox import Outbox, directory_publisher, goal_publisher
 from services.goals.people import PeopleStore
 
 
@@ -46,14 +51,21 @@ class GoalsSettings(StateCheckSettings):
 
 
 def create_app(
-    settings: GoalsSettings, *, redis: Redis | None = None, broker: NatsBroker | None = None
+    settings: GoalsSettings,
+    *,
+    redis: Redis | None = None,
+    broker: NatsBroker | None = None,
+    caught_up: CaughtUp | None = None,
 ) -> FastAPI:
-    """Build the goals app: an HTTP API over Redis, publishing goal changes to JetStream."""
+    """Build the goals app: an HTTP API over Redis, publishing its changes to JetStream.
+
+    ``caught_up`` replaces the store's recovery from its streams (tests without NATS pass
+    one that is always caught up)."""
     redis = redis or redis_client(settings.redis_url)
     broker = broker or new_broker(settings.nats_url, name="goals")
-    people = PeopleStore(redis)
-    # JetStream is the record of the goals: after a Redis restart that lost writes, the
-    # store replays what was published since its last checkpoint before it reads or writes.
+    # JetStream is the record of goals, people and org units: after a Redis restart that lost
+    # writes, the store replays what was published since its last checkpoints before it
+    # reads or writes (services/goals/caught_up.py).
     recovery = Recovery(
         views=[
             (
@@ -65,23 +77,51 @@ def create_app(
                     consumer="goals-store",
                 ),
                 lambda messages: goals.replay(messages),
-            )
+            ),
+            (
+                PublishedCheckpoint(
+                    redis=redis,
+                    connection=lambda: broker.connection,
+                    stream=subjects.STREAM_PEOPLE,
+                    subject=">",
+                    consumer="goals-directory",
+                ),
+                lambda messages: directory.replay(messages),
+            ),
         ],
         what="goal store",
     )
-    goals = GoalStore(redis, caught_up=recovery)
+    guard: CaughtUp = caught_up or recovery
+    goals = GoalStore(redis, caught_up=guard)
+    directory = Directory(redis, caught_up=guard)
+    people = PeopleStore(redis, directory=directory)
+    units = OrgUnitStore(redis, directory=directory)
 
-    async def caught_up() -> None:
+    async def store_caught_up() -> None:
         try:
-            await recovery.ready()
-        except Exception as exc:  # NATS or Redis trouble: 503, the client retries
-            raise NotCaughtUp(f"goal store not caught up with its stream: {exc!r}") from exc
+            await guard.ready()
+        except (RedisConnectionError, RedisTimeoutError):
+            raise  # answered as Redis being down
+        except Exception as exc:  # NATS trouble: 503, the client retries
+            raise NotCaughtUp(f"goal store not caught up with its streams: {exc!r}") from exc
 
-    outbox = Outbox(
-        redis,
-        GoalEventPublisher(broker, timeout=settings.goals_publish_timeout),
-        retry_delay=settings.goals_relay_retry,
-    )
+    timeout, retry = settings.goals_publish_timeout, settings.goals_relay_retry
+    outboxes = [
+        Outbox(redis, goal_publisher(broker, timeout=timeout), retry_delay=retry),
+        Outbox(
+            redis,
+            directory_publisher(broker, timeout=timeout),
+            key=keys.DIRECTORY_OUTBOX,
+            pending=DIRECTORY_OUTBOX_PENDING,
+            retry_delay=retry,
+        ),
+    ]
+
+    async def flush() -> bool:
+        """Publish what the write owes (the directory's outbox is empty after a goal write:
+        one LRANGE)."""
+        return all([await outbox.after_write() for outbox in outboxes])
+
     app = service_app(
         name="goals",
         settings=settings,
@@ -91,36 +131,40 @@ def create_app(
         broker=broker,
         close=[redis.aclose],
         background=[
-            outbox.relay,
-            lambda: recovery.watch(every=settings.state_check_seconds, at_once=True),
+            *(outbox.relay for outbox in outboxes),
+            *(
+                [lambda: recovery.watch(every=settings.state_check_seconds, at_once=True)]
+                if caught_up is None
+                else []
+            ),
         ],
     )
+    every_route_caught_up = [Depends(store_caught_up)]
     app.include_router(
         people_router(
-            people, max_batch=settings.goals_max_batch, max_body_bytes=settings.http_max_body_bytes
-        )
+            people,
+            flush=flush,
+            max_batch=settings.goals_max_batch,
+            max_body_bytes=settings.http_max_body_bytes,
+        ),
+        dependencies=every_route_caught_up,
     )
-    units = OrgUnitStore(redis)
     # Before the JSON routes, so that /v1/goals/import is not read as a goal id.
     app.include_router(
         import_router(
-            people=people,
-            units=units,
-            goals=goals,
-            flush=outbox.after_write,
-            max_batch=settings.goals_max_batch,
+            people=people, units=units, goals=goals, flush=flush, max_batch=settings.goals_max_batch
         ),
-        dependencies=[Depends(caught_up)],
+        dependencies=every_route_caught_up,
     )
     app.include_router(
         goals_router(
             goals=goals,
             units=units,
             impact=ImpactWalk(redis),
-            flush=outbox.after_write,
+            flush=flush,
             max_batch=settings.goals_max_batch,
         ),
-        dependencies=[Depends(caught_up)],
+        dependencies=every_route_caught_up,
     )
     return app
 

@@ -14,11 +14,10 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from redis.asyncio import Redis
 
-from goalwatch.checkpoints import NotCaughtUp
 from goalwatch.contracts.goals import (
     CheckInCreate,
     CheckInRead,
@@ -27,6 +26,7 @@ from goalwatch.contracts.goals import (
     TreeNode,
 )
 from services.goals import keys
+from services.goals.caught_up import CaughtUp, WriteGuard
 from services.goals.progress import own_progress
 from services.goals.scripts import UPSERT_GOALS
 
@@ -66,19 +66,6 @@ class WriteResult:
 Clock = Callable[[], datetime]
 
 
-class CaughtUp(Protocol):
-    """Keeps the store caught up with ``GOALWATCH_GOALS`` (a :class:`~goalwatch.checkpoints.
-    Recovery`): after a Redis restart that may have lost writes, the store replays the
-    stream before it writes again."""
-
-    @property
-    def confirmed(self) -> str | None:
-        """The Redis ``run_id`` the store is known to be caught up with, if any."""
-
-    async def ready(self) -> None:
-        """Catch up if Redis is not the server the store last caught up with."""
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -93,7 +80,7 @@ class GoalStore:
         lost (the service passes it; without it writes are not checked)."""
         self._redis = redis
         self._clock = clock
-        self._caught_up = caught_up
+        self._guard = WriteGuard(caught_up)
         self._upsert = redis.register_script(UPSERT_GOALS)
 
     async def upsert(self, *, goals: Sequence[GoalUpsert]) -> WriteResult:
@@ -332,32 +319,15 @@ class GoalStore:
     async def _run(
         self, items: list[dict[str, Any]], *, mode: Literal["write", "replay"] = "write"
     ) -> list[str]:
-        run_id = ""
-        if self._caught_up is not None and mode == "write":
-            run_id = self._caught_up.confirmed or await self._catch_up()
+        run_id = await self._guard.run_id() if mode == "write" else ""
         answer = await self._upsert(
             keys=[keys.OUTBOX], args=[keys.GRAPH, json.dumps(items), MAX_WALK, run_id, mode]
         )
         if answer[0] == "stale":
             # Redis restarted since the store last caught up: replay, then read again.
-            await self._catch_up()
+            await self._guard.catch_up()
             return ["conflict"]
         return [str(part) for part in answer]
-
-    async def _catch_up(self) -> str:
-        """Replay what a restarted Redis lost; the ``run_id`` the store is now caught up with."""
-        if self._caught_up is None:
-            return ""
-        try:
-            await self._caught_up.ready()
-        except Exception as exc:  # NATS or Redis trouble: the client retries after a 503
-            raise NotCaughtUp(
-                f"the goal store could not catch up with its stream: {exc!r}"
-            ) from exc
-        confirmed = self._caught_up.confirmed
-        if confirmed is None:
-            raise NotCaughtUp("the goal store could not record that it caught up with its stream")
-        return confirmed
 
 
 def _own(goal: GoalRead) -> float | None:

@@ -86,11 +86,14 @@ def goals_router(
         with timed(service="goals", handler="upsert_org_units").time():
             batch = body if isinstance(body, list) else [body]
             try:
-                created, replaced = await units.upsert(units=batch)
+                written = await units.upsert(units=batch)
             except OrgUnitError as exc:
                 raise HTTPException(status_code=422, detail=str(exc)) from exc
-            GOALS_UPSERTED.labels(kind="org_unit").inc(created + replaced)
-            return UpsertReport(created=created, replaced=replaced)
+            await flush()
+            GOALS_UPSERTED.labels(kind="org_unit").inc(written.created + written.replaced)
+            return UpsertReport(
+                created=written.created, replaced=written.replaced, unchanged=written.unchanged
+            )
 
     @router.get("/org-units", tags=["org units"], summary="Org units, in id order")
     async def list_org_units(

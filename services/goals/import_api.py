@@ -15,7 +15,7 @@ from goalwatch.contracts.goals import GoalUpsert, OrgUnitUpsert, UpsertReport
 from goalwatch.problems import problem, problem_responses
 from services.goals.csv_import import CsvError, parse_rows
 from services.goals.goal_store import ConflictError, GoalStore, GraphError
-from services.goals.metrics import GOALS_UPSERTED
+from services.goals.metrics import GOALS_UPSERTED, PEOPLE_UPSERTED
 from services.goals.org_units import OrgUnitError, OrgUnitStore
 from services.goals.people import ManagerCycleError, PeopleStore
 
@@ -68,13 +68,16 @@ def import_router(
     async def import_org_units(request: Request) -> UpsertReport | JSONResponse:
         try:
             rows = parse_rows(await text_of(request), OrgUnitUpsert, max_rows=max_batch)
-            created, replaced = await units.upsert(units=rows)
+            written = await units.upsert(units=rows)
         except CsvError as exc:
             return invalid(exc)
         except OrgUnitError as exc:
             raise HTTPException(422, str(exc)) from exc
-        GOALS_UPSERTED.labels(kind="org_unit").inc(created + replaced)
-        return UpsertReport(created=created, replaced=replaced)
+        await flush()
+        GOALS_UPSERTED.labels(kind="org_unit").inc(written.created + written.replaced)
+        return UpsertReport(
+            created=written.created, replaced=written.replaced, unchanged=written.unchanged
+        )
 
     @router.post(
         "/people/import",
@@ -86,12 +89,16 @@ def import_router(
     async def import_people(request: Request) -> UpsertReport | JSONResponse:
         try:
             rows = parse_rows(await text_of(request), PersonUpsert, max_rows=max_batch)
-            created, replaced = await people.upsert(people=rows)
+            written = await people.upsert(people=rows)
         except CsvError as exc:
             return invalid(exc)
         except ManagerCycleError as exc:
             raise HTTPException(422, str(exc)) from exc
-        return UpsertReport(created=created, replaced=replaced)
+        await flush()
+        PEOPLE_UPSERTED.inc(written.created + written.replaced)
+        return UpsertReport(
+            created=written.created, replaced=written.replaced, unchanged=written.unchanged
+        )
 
     @router.post(
         "/goals/import",

@@ -21,6 +21,12 @@ OWN_PROGRESS: Final = f"{GRAPH}own"
 """Hash goal id → the goal's own progress (from its values), what the roll-up starts from."""
 ORG_UNIT_IDS: Final = f"{PREFIX}org-units"
 PEOPLE_IDS: Final = f"{PREFIX}people"
+PERSON_VERSIONS: Final = f"{PREFIX}person-versions"
+"""Hash person id → version, bumped by every change (the version its event carries)."""
+ORG_UNIT_VERSIONS: Final = f"{PREFIX}org-unit-versions"
+"""Hash org unit id → version, as for people."""
+DIRECTORY_OUTBOX: Final = f"{PREFIX}directory-outbox"
+"""List of people and org unit change records waiting to be published, oldest first."""
 
 # The filters a goal listing takes, each backed by one sorted set of ids per value.
 INDEXED: Final = ("owner_id", "org_unit_id", "status", "type", "period")

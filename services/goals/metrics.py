@@ -22,6 +22,11 @@ OUTBOX_PENDING = Gauge(
     "Goal change records stored but not yet published (after a failed publish).",
     registry=REGISTRY,
 )
+DIRECTORY_OUTBOX_PENDING = Gauge(
+    "goalwatch_directory_outbox_pending",
+    "People and org unit change records stored but not yet published (after a failed publish).",
+    registry=REGISTRY,
+)
 GOALS_UPSERTED = Counter(
     "goalwatch_goals_upserted_total",
     "Goals, org units and people created or replaced, by kind.",

@@ -8,6 +8,7 @@ from redis.asyncio import Redis
 
 from goalwatch.contracts.goals import OrgUnitKind, OrgUnitRead, OrgUnitUpsert
 from services.goals import keys
+from services.goals.directory import Directory, Written
 
 # A unit's parent must sit one level up: a team in a department, a department in a company.
 PARENT_KIND = {
@@ -23,11 +24,14 @@ class OrgUnitError(ValueError):
 class OrgUnitStore:
     """Batch upsert and bulk reads of org units."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, *, directory: Directory | None = None) -> None:
+        """``directory`` writes org units with the events they owe (a plain one by default)."""
         self._redis = redis
+        self._directory = directory or Directory(redis)
 
-    async def upsert(self, *, units: Sequence[OrgUnitUpsert]) -> tuple[int, int]:
-        """Create or replace ``units`` in one transaction; (created, replaced).
+    async def upsert(self, *, units: Sequence[OrgUnitUpsert]) -> Written:
+        """Create or replace ``units`` in one step; each that changed is published to
+        ``GOALWATCH_PEOPLE`` (once the outbox is flushed).
 
         A parent must be of the level above (in the batch or stored); a company has none.
         """
@@ -46,13 +50,7 @@ class OrgUnitStore:
                     f"org unit '{unit.id}': a {unit.kind.value} needs parent_id naming a "
                     f"{wanted.value} (in this batch or stored); got {unit.parent_id!r}"
                 )
-        async with self._redis.pipeline(transaction=True) as pipe:
-            for unit in latest.values():
-                pipe.set(keys.org_unit(unit.id), unit.model_dump_json())
-                pipe.zadd(keys.ORG_UNIT_IDS, {unit.id: 0})
-            added = await pipe.execute()
-        created = sum(int(flag) for flag in added[1::2])
-        return created, len(latest) - created
+        return await self._directory.write("org_unit", list(latest.values()))
 
     async def get(self, unit_id: str) -> OrgUnitRead | None:
         """One org unit, or None."""

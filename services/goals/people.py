@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from redis.asyncio import Redis
 
 from goalwatch.contracts import PersonRead, PersonUpsert
+from services.goals.directory import Directory, Written
 
 _PREFIX = "goalwatch:goals:"
 _IDS = f"{_PREFIX}people"
@@ -29,24 +30,21 @@ class ManagerCycleError(ValueError):
 class PeopleStore:
     """Batch upsert and read of people, with manager chains."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, *, directory: Directory | None = None) -> None:
+        """``directory`` writes people with the events they owe (the service's, with its
+        checks against Redis restarts; a plain one by default)."""
         self._redis = redis
+        self._directory = directory or Directory(redis)
 
-    async def upsert(self, *, people: Sequence[PersonUpsert]) -> tuple[int, int]:
+    async def upsert(self, *, people: Sequence[PersonUpsert]) -> Written:
         """Create or replace ``people`` atomically; refuse a batch that makes a manager cycle.
 
-        An id given twice in one batch counts once: the later entry wins. Returns how many
-        were (created, replaced).
+        An id given twice in one batch counts once: the later entry wins. Each person who
+        changed is published to ``GOALWATCH_PEOPLE`` (once the outbox is flushed).
         """
         latest = list({person.id: person for person in people}.values())
         await self._check_no_cycle(people=latest)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            for person in latest:
-                pipe.set(_key(person.id), person.model_dump_json())
-                pipe.sadd(_IDS, person.id)
-            added = await pipe.execute()
-        created = sum(int(flag) for flag in added[1::2])
-        return created, len(latest) - created
+        return await self._directory.write("person", latest)
 
     async def get(self, *, person_id: str) -> PersonRead | None:
         """One person with their manager chain (nearest first), or None."""

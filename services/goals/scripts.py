@@ -223,3 +223,58 @@ Answers nil when there is no such goal, else ``{steps, truncated}``; each step i
 every goal once, by a shortest path: a goal's parents in the order of its contributes_to (a
 hash of at most 50 fields keeps the order it was written in), its dependents in id order.
 """
+
+UPSERT_DIRECTORY: Final = r"""
+local kind, prefix, ids, versions = ARGV[1], ARGV[2], ARGV[3], ARGV[5]
+local ordered = ARGV[4] == 'zset'
+local items = cjson.decode(ARGV[6])
+local run_id, mode, at = ARGV[7], ARGV[8], ARGV[9]
+
+-- As for goals: the store is caught up with this very server, or it must replay first.
+if run_id ~= '' and not string.find(redis.call('INFO', 'server'), 'run_id:' .. run_id, 1, true) then
+  return {'stale'}
+end
+
+local function keep(it)
+  redis.call('SET', prefix .. it.id, it.doc)
+  if ordered then redis.call('ZADD', ids, 0, it.id) else redis.call('SADD', ids, it.id) end
+end
+
+if mode == 'replay' then
+  -- A record from the stream, written where the store holds an older version or none.
+  local applied = 0
+  for _, it in ipairs(items) do
+    if tonumber(redis.call('HGET', versions, it.id) or '0') < it.version then
+      keep(it)
+      redis.call('HSET', versions, it.id, it.version)
+      applied = applied + 1
+    end
+  end
+  return {'ok', applied}
+end
+
+local created, unchanged = 0, 0
+for _, it in ipairs(items) do
+  local old = redis.call('GET', prefix .. it.id)
+  if old == it.doc then
+    unchanged = unchanged + 1
+  else
+    if not old then created = created + 1 end
+    keep(it)
+    local version = redis.call('HINCRBY', versions, it.id, 1)
+    redis.call('RPUSH', KEYS[1], '{"kind":' .. cjson.encode(kind) .. ',"id":' .. cjson.encode(it.id)
+      .. ',"version":' .. version .. ',"at":' .. cjson.encode(at) .. ',"doc":' .. it.doc .. '}')
+  end
+end
+return {'ok', created, unchanged}
+"""
+"""Write people or org units with their change records (``KEYS[1]``, the directory outbox),
+or replay them from the stream: ``ARGV`` = kind (``person``, ``org_unit``), document key
+prefix, ids key, ``set`` or ``zset``, versions hash, items (JSON: ``id``, ``doc``, and
+``version`` in a replay), the Redis ``run_id`` the store is caught up with (empty: not
+checked), ``write`` or ``replay``, and the time of the change.
+
+A record identical to the one stored is left alone and owes no event. Answers ``ok
+<created> <unchanged>`` (a write), ``ok <applied>`` (a replay) or ``stale`` (Redis
+restarted: catch up, then retry); nothing is written unless it answers ``ok``.
+"""

@@ -299,3 +299,32 @@ async def goal_events(nats_url: str, goal_id: str, *, count: int) -> list[tuple[
                 found.append((msg.subject, event))
     finally:
         await nc.close()
+
+
+async def directory_events(nats_url: str, ids: set[str]) -> list[tuple[str, Any]]:
+    """``(subject, event)`` of every event in GOALWATCH_PEOPLE about a person or org unit of
+    ``ids``, in stream order (the stream as it stands: goals published them before it
+    answered)."""
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        last = (await js.stream_info(subjects.STREAM_PEOPLE)).state.last_seq
+        sub = await js.subscribe(
+            ">", stream=subjects.STREAM_PEOPLE, ordered_consumer=True,
+            deliver_policy=DeliverPolicy.ALL,
+        )  # fmt: skip
+        found: list[tuple[str, Any]] = []
+        try:
+            while last:
+                msg = await sub.next_msg(timeout=10)
+                event = json.loads(msg.data)
+                record = event.get("person") or event.get("org_unit")
+                if record["id"] in ids:
+                    found.append((msg.subject, event))
+                if msg.metadata.sequence.stream >= last:
+                    break
+        finally:
+            await sub.unsubscribe()
+        return found
+    finally:
+        await nc.close()

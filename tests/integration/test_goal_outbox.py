@@ -31,11 +31,12 @@ class FlakySink:
         self.failures = failures
         self.published: list[str] = []
 
-    async def publish(self, records: Sequence[ChangeRecord]) -> None:
+    async def publish(self, records: Sequence[str]) -> None:
         if self.failures:
             self.failures -= 1
             raise ConnectionError("NATS is down")
-        self.published.extend(e.event_id for r in records for e in events_of(r))
+        changes = [ChangeRecord.model_validate_json(r) for r in records]
+        self.published.extend(e.event_id for r in changes for e in events_of(r))
 
 
 async def test_a_change_whose_publish_failed_is_published_by_the_next_flush(stack: Stack) -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 
+from goalwatch.contracts import subjects
 from goalwatch.dev.demo import load_demo
 from goalwatch.dev.stack import Stack
-from tests.integration.helpers import unique
+from tests.integration.helpers import directory_events, unique
 
 pytestmark = pytest.mark.integration
 
@@ -27,6 +30,7 @@ def test_people_chains_cycles_and_repeats(stack: Stack) -> None:
             "upserted": 3,
             "created": 3,
             "replaced": 0,
+            "unchanged": 0,
         }
         person = http.get(f"{goals}/v1/people/{lead}").json()
         assert (person["name"], person["managers"]) == ("Lead", [vp, ceo])
@@ -68,3 +72,37 @@ def test_listing_people_reads_their_chains_in_bulk(stack: Stack) -> None:
         assert [p["id"] for p in page][:5] == [f"{prefix}-{n:03d}" for n in range(25, 30)]
         assert page[-1]["managers"][:3] == [f"{prefix}-{n:03d}" for n in (28, 27, 26)]
         assert len(page[-1]["managers"]) == 29
+
+
+def test_every_id_of_the_alphabet_can_be_looked_up(stack: Stack) -> None:
+    url = stack.settings.url("goals")
+    tag = unique("")
+    ids = [f"a.b{tag}", f"x@y.org{tag}", f"_-.{tag}", f"A9{tag}"]
+    with httpx.Client(timeout=10) as http:
+        batch = [{"id": i, "name": i} for i in ids[:3]]
+        assert http.post(f"{url}/v1/people", json=batch).status_code == 200
+        assert http.post(f"{url}/v1/people", json={"id": ids[3], "name": "n"}).status_code == 200
+        for person_id in ids:
+            assert http.get(f"{url}/v1/people/{person_id}").json()["id"] == person_id
+
+
+def test_people_and_org_units_are_published_once_per_change(stack: Stack) -> None:
+    url, nats_url = stack.settings.url("goals"), stack.settings.nats_url
+    person, unit = unique("person"), unique("company")
+    with httpx.Client(timeout=10) as http:
+        body = {"id": person, "name": "Li Na", "time_zone": "Asia/Shanghai"}
+        first = http.post(f"{url}/v1/people", json=body).json()
+        again = http.post(f"{url}/v1/people", json=body).json()
+        moved = http.post(f"{url}/v1/people", json={**body, "manager_id": "wang-fang"}).json()
+        assert (first["created"], again["unchanged"], moved["unchanged"]) == (1, 1, 0)
+        company = {"id": unit, "name": "Riverside", "kind": "company"}
+        assert http.post(f"{url}/v1/org-units", json=company).json()["created"] == 1
+        assert http.post(f"{url}/v1/org-units", json=company).json()["unchanged"] == 1
+
+    events = asyncio.run(directory_events(nats_url, {person, unit}))
+    assert [(s, e["event_id"]) for s, e in events] == [
+        (subjects.PERSON_CHANGED, f"person:{person}:1"),
+        (subjects.PERSON_CHANGED, f"person:{person}:2"),
+        (subjects.ORG_UNIT_CHANGED, f"org_unit:{unit}:1"),
+    ]
+    assert events[1][1]["person"]["manager_id"] == "wang-fang"

@@ -198,7 +198,10 @@ def test_goal_changes_lost_by_redis_are_replayed_from_the_stream(stack: Stack) -
 
         aof = _aof(stack.settings.state_dir / "redis")
         cut = aof.stat().st_size
-        # Published, then lost by Redis: the key result goes off track at 10 of 20 ...
+        # Published, then lost by Redis: the owner moves to another manager ...
+        moved = {"id": owner, "name": f"Dr {owner}", "manager_id": "new-head"}
+        assert client.post(f"{url}/v1/people", json=moved).json()["replaced"] == 1
+        # ... the key result goes off track at 10 of 20 ...
         check_in = {
             "id": unique("ci"),
             "value": 10,
@@ -221,9 +224,11 @@ def test_goal_changes_lost_by_redis_are_replayed_from_the_stream(stack: Stack) -
 
         _cut(stack, cut)
         with redis.Redis.from_url(stack.settings.redis_url) as store:
-            # The cut took versions 2 and 3 of the key result.
+            # The cut took versions 2 and 3 of the key result, and the owner's move.
             assert b'"version":1,' in store.get(keys.goal(kr))
+            assert b"new-head" not in store.get(keys.person(owner))
 
+        assert client.get(f"{url}/v1/people/{owner}").json()["manager_id"] == "new-head"
         restored = client.get(f"{url}/v1/goals/{kr}").json()
         assert (restored["version"], restored["status"], restored["title"]) == (
             3,
@@ -257,6 +262,9 @@ def test_goal_changes_lost_by_redis_are_replayed_from_the_stream(stack: Stack) -
 def test_goals_of_a_redis_that_lost_everything_are_rebuilt_from_the_stream(stack: Stack) -> None:
     url = stack.settings.url("goals")
     with httpx.Client(timeout=10) as client:
+        owner, head = add_doctor(client, url)
+        unit = {"id": unique("company"), "name": "Riverside", "kind": "company"}
+        assert client.post(f"{url}/v1/org-units", json=unit).status_code == 200
         parent, child = unique("objective"), unique("kr")
         goals = [
             {"id": parent, "title": "Grow", "type": "objective", "owner_id": "someone"},
@@ -280,3 +288,8 @@ def test_goals_of_a_redis_that_lost_everything_are_rebuilt_from_the_stream(stack
         assert client.get(f"{url}/v1/goals/{parent}").json()["progress"] == 75.0
         history = client.get(f"{url}/v1/goals/{child}/check-ins").json()["check_ins"]
         assert [c["value"] for c in history] == [3.0]
+        # People and org units too, with their versions: an identical write changes nothing.
+        assert client.get(f"{url}/v1/people/{owner}").json()["managers"] == [head]
+        assert client.get(f"{url}/v1/org-units/{unit['id']}").json()["name"] == "Riverside"
+        again = client.post(f"{url}/v1/org-units", json=unit).json()
+        assert again == {"created": 0, "replaced": 1, "unchanged": 1}

@@ -50,11 +50,21 @@ def ingestion(publisher: FakePublisher) -> TestClient:
     )
 
 
+class AlwaysCaughtUp:
+    """No NATS here: the store counts as caught up with its streams (the integration tests
+    run the real recovery)."""
+
+    confirmed = ""
+
+    async def ready(self) -> None:
+        return None
+
+
 @pytest.fixture
 def goals() -> TestClient:
     settings = GoalsSettings(goals_max_batch=3, http_max_body_bytes=20_000)
     return TestClient(
-        goals_app(settings, redis=fakeredis.aioredis.FakeRedis()),
+        goals_app(settings, redis=fakeredis.aioredis.FakeRedis(), caught_up=AlwaysCaughtUp()),
         base_url=LOCAL,
         raise_server_exceptions=False,
     )
@@ -258,14 +268,6 @@ def test_a_person_id_outside_the_alphabet_is_refused(goals: TestClient, person_i
         response = goals.post("/v1/people", json=person)
         assert response.status_code == 422, response.text
         assert response.json()["errors"][0]["loc"].startswith("body.person.")
-
-
-def test_every_id_of_the_alphabet_can_be_looked_up(goals: TestClient) -> None:
-    ids = ["a.b", "x@y.org", "_-.", "A9"]
-    assert goals.post("/v1/people", json=[{"id": i, "name": i} for i in ids[:3]]).status_code == 200
-    assert goals.post("/v1/people", json={"id": ids[3], "name": "n"}).status_code == 200
-    for person_id in ids:
-        assert goals.get(f"/v1/people/{person_id}").json()["id"] == person_id
 
 
 def test_a_person_id_error_says_what_the_alphabet_is(goals: TestClient) -> None:

@@ -174,6 +174,8 @@ def test_asyncapi_is_what_the_services_subscribe_and_publish() -> None:
         ("goals", "send", subjects.GOAL_CHECKED_IN),
         ("goals", "send", subjects.GOAL_LINK_ADDED),
         ("goals", "send", subjects.GOAL_LINK_REMOVED),
+        ("goals", "send", subjects.PERSON_CHANGED),
+        ("goals", "send", subjects.ORG_UNIT_CHANGED),
     }
 
 
