@@ -16,7 +16,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Final
+from datetime import datetime
+from typing import Any, Final
 
 from pydantic import Field
 
@@ -34,6 +35,7 @@ from goalwatch.contracts.goals import (
     CheckInRead,
     GoalImpact,
     GoalRead,
+    GoalStatus,
     GoalUpsert,
     ImpactedGoal,
     LinkKind,
@@ -66,6 +68,34 @@ def own_progress(
 
 def _clamp(value: float) -> float:
     return round(min(100.0, max(0.0, value)), 4)
+
+
+def checked_in(
+    old: GoalRead,
+    *,
+    value: float | None,
+    status: GoalStatus | None,
+    confidence: float | None,
+    at: datetime,
+    stored_at: datetime,
+) -> GoalRead:
+    """``old`` after a check-in made at ``at`` and stored at ``stored_at``: the values it
+    gives, the next version, its own progress again. A back-dated check-in (``at`` before
+    the last one) leaves the last check-in time alone."""
+    changes: dict[str, Any] = {"version": old.version + 1, "updated_at": stored_at}
+    if value is not None:
+        changes["current_value"] = value
+    if status is not None:
+        changes["status"] = status
+    if confidence is not None:
+        changes["confidence"] = confidence
+    if old.last_check_in_at is None or at >= old.last_check_in_at:
+        changes["last_check_in_at"] = at
+    new = GoalRead.model_validate({**old.model_dump(), **changes})
+    progress = own_progress(
+        start=new.start_value, target=new.target_value, current=new.current_value
+    )
+    return new.model_copy(update={"progress": progress})
 
 
 class ChangeRecord(Contract):

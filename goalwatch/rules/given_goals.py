@@ -28,7 +28,7 @@ from goalwatch.contracts.goals import (
     Unit,
 )
 from goalwatch.contracts.metrics import Name, PersonId
-from goalwatch.goal_graph import ChangeRecord, events_of, goal_impact, own_progress
+from goalwatch.goal_graph import ChangeRecord, checked_in, events_of, goal_impact, own_progress
 
 
 class GivenGoal(GoalUpsert):
@@ -165,17 +165,14 @@ class MemoryGoals:
             )
         self._check_ins += 1
         at = check_in.at or check_in.time
-        changes: dict[str, Any] = {"version": old.version + 1, "updated_at": check_in.time}
-        if check_in.value is not None:
-            changes["current_value"] = check_in.value
-        if check_in.status is not None:
-            changes["status"] = check_in.status
-        if check_in.confidence is not None:
-            changes["confidence"] = check_in.confidence
-        if old.last_check_in_at is None or at >= old.last_check_in_at:
-            changes["last_check_in_at"] = at
-        new = old.model_copy(update=changes)
-        new = new.model_copy(update={"progress": _own(new)})
+        new = checked_in(
+            old,
+            value=check_in.value,
+            status=check_in.status,
+            confidence=check_in.confidence,
+            at=at,
+            stored_at=check_in.time,
+        )
         record = CheckInRead(
             id=check_in.id or f"check-in-{self._check_ins}",
             goal_id=new.id,

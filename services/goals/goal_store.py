@@ -25,6 +25,7 @@ from goalwatch.contracts.goals import (
     GoalUpsert,
     TreeNode,
 )
+from goalwatch.goal_graph import checked_in
 from services.goals import keys
 from services.goals.caught_up import CaughtUp, WriteGuard
 from services.goals.progress import own_progress
@@ -133,18 +134,15 @@ class GoalStore:
             if old is None:
                 return None
             now = self._clock()
-            changes: dict[str, Any] = {"version": old.version + 1, "updated_at": now}
-            if check_in.value is not None:
-                changes["current_value"] = check_in.value
-            if check_in.status is not None:
-                changes["status"] = check_in.status
-            if check_in.confidence is not None:
-                changes["confidence"] = check_in.confidence
             at = check_in.at or now
-            if old.last_check_in_at is None or at >= old.last_check_in_at:
-                changes["last_check_in_at"] = at
-            new = GoalRead.model_validate({**old.model_dump(), **changes})
-            new = new.model_copy(update={"progress": _own(new)})
+            new = checked_in(
+                old,
+                value=check_in.value,
+                status=check_in.status,
+                confidence=check_in.confidence,
+                at=at,
+                stored_at=now,
+            )
             record = CheckInRead(
                 id=check_in_id,
                 goal_id=goal_id,
