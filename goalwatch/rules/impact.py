@@ -8,6 +8,11 @@ State is kept per (rule, failing goal) by the caller (Redis in the evaluator):
 - ``episode``: while the goal is in a listed status, whom the alert went to — each owner's
   fingerprint, name and affected goals as computed when the goal entered the status. The
   graph may change while the goal fails; the resolution goes to exactly these owners;
+- ``status``: the goal's status after that change. Each change names the status it left
+  (``previous_status``), so a change that left another status than this one comes before
+  one not applied yet — one delivered to an evaluator that died, coming again after its
+  ``ack_wait`` — and waits for it (:class:`Wait`) instead of skipping past it: applying the
+  later one first would make the earlier one look old, and lose its episode;
 - ``pending``: the transition the change at ``version`` caused, until all its messages are
   published. A redelivery of that change publishes them again from the state (the same
   messages under the same ``Nats-Msg-Id``, dropped by the alerts stream if they were stored).
@@ -27,7 +32,7 @@ from typing import Final, Literal
 from pydantic import BaseModel, ConfigDict
 
 from goalwatch.contracts import AlertFired, AlertResolved, GoalStatusChanged, RuleKind
-from goalwatch.contracts.goals import GoalImpact, ImpactedGoal
+from goalwatch.contracts.goals import GoalImpact, GoalStatus, ImpactedGoal
 from goalwatch.contracts.impact import FailingGoal, ImpactAnalysis
 from goalwatch.rules.impact_spec import ImpactRuleSpec
 from goalwatch.rules.template import render_fields
@@ -72,6 +77,7 @@ class ImpactState(_State):
     """A rule's state for one goal (see the module's docstring)."""
 
     version: int = 0
+    status: GoalStatus | None = None  # none in a state stored before it was recorded
     episode: Episode | None = None
     pending: Literal["fire", "resolve"] | None = None
     ending: Ending | None = None  # set while a resolution is pending
@@ -80,6 +86,13 @@ class ImpactState(_State):
 @dataclass(frozen=True)
 class Skip:
     """The change was applied before (or is older than one that was): nothing to do."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Wait:
+    """A newer change whose predecessor has not been applied yet: retry it later."""
 
     reason: str
 
@@ -111,7 +124,7 @@ class Republish:
     state: ImpactState
 
 
-Decision = Skip | Advance | Fire | Resolve | Republish
+Decision = Skip | Wait | Advance | Fire | Resolve | Republish
 
 
 def decide(state: ImpactState, event: GoalStatusChanged, rule: ImpactRuleSpec) -> Decision:
@@ -126,11 +139,23 @@ def decide(state: ImpactState, event: GoalStatusChanged, rule: ImpactRuleSpec) -
         if state.pending is None:
             return Skip(f"goal version {event.version} was applied and published")
         return Republish(state)
+    if state.status is not None and event.previous_status not in (None, state.status):
+        return Wait(
+            f"goal {event.goal_id!r} was {state.status} at version {state.version}, and "
+            f"version {event.version} left {event.previous_status}: a status change between "
+            "them is not applied yet"
+        )
     failing_now = rule.failing(event.status)
     if state.episode is not None and not failing_now:
         ending = Ending(episode=state.episode, failing=failing_goal(event), event_id=event.event_id)
         return Resolve(
-            ImpactState(version=event.version, episode=None, pending="resolve", ending=ending)
+            ImpactState(
+                version=event.version,
+                status=event.status,
+                episode=None,
+                pending="resolve",
+                ending=ending,
+            )
         )
     starts = (
         state.episode is None
@@ -140,12 +165,12 @@ def decide(state: ImpactState, event: GoalStatusChanged, rule: ImpactRuleSpec) -
     )
     if starts:
         return Fire()
-    return Advance(ImpactState(version=event.version, episode=state.episode))
+    return Advance(ImpactState(version=event.version, status=event.status, episode=state.episode))
 
 
 def published(state: ImpactState) -> ImpactState:
     """``state`` once its pending transition's messages are all in the alerts stream."""
-    return ImpactState(version=state.version, episode=state.episode)
+    return ImpactState(version=state.version, status=state.status, episode=state.episode)
 
 
 def impact_fingerprint(rule_id: str, goal_id: str, owner_id: str) -> str:
@@ -205,7 +230,7 @@ def start(
         owners=owners,
         affected_total=sum(len(goals) for goals in groups.values()),
     )
-    return ImpactState(version=event.version, episode=episode, pending="fire")
+    return ImpactState(version=event.version, status=event.status, episode=episode, pending="fire")
 
 
 @dataclass(frozen=True)

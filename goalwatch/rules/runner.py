@@ -223,6 +223,9 @@ class _Impact:
             match decision:
                 case impact.Skip() | impact.Republish():
                     continue  # every change here is new and published at once
+                case impact.Wait(reason):
+                    # Changes arrive here in the order they were made: a gap is a bug.
+                    raise RuntimeError(reason)
                 case impact.Advance(new):
                     self._states[key] = new
                     continue

@@ -35,6 +35,7 @@ from goalwatch.rules.impact import (
     Republish,
     Resolve,
     Skip,
+    Wait,
     announcements,
     decide,
     group_by_owner,
@@ -51,6 +52,11 @@ logger = logging.getLogger(__name__)
 PublishAlert = Callable[[AlertFired | AlertResolved, str, str], Awaitable[None]]
 # Goals of one batch handled at once.
 GOAL_CONCURRENCY = 16
+
+
+class ChangeNotYetDue(Exception):
+    """A goal's change arrived before an earlier one of the same goal (redelivered after a
+    crash): it is retried once that one was applied."""
 
 
 @dataclass(frozen=True)
@@ -110,6 +116,9 @@ class ImpactEvaluator:
             case Skip(reason):
                 logger.debug("%s: %s: %s", rule.id, event.event_id, reason)
                 return
+            case Wait(reason):
+                # Retried by the consumer's policy, after the change it waits for arrives.
+                raise ChangeNotYetDue(reason)
             case Advance(new):
                 await self._save(rule, event, new)
                 return

@@ -19,6 +19,7 @@ from goalwatch.rules.impact import (
     Republish,
     Resolve,
     Skip,
+    Wait,
     announcements,
     decide,
     group_by_owner,
@@ -257,3 +258,27 @@ def test_the_webhook_body_carries_the_impact_of_the_alert() -> None:
     assert body.kind == "dependency_impact"
     assert body.impact is not None and body.impact == alert.impact
     assert [g.goal_id for g in body.impact.affected] == ["o1"]
+
+
+def test_a_change_whose_predecessor_is_not_applied_yet_waits_for_it() -> None:
+    # The episode's start (version 4) went to an evaluator that died; its end (version 5)
+    # arrives first. Applying it would make version 4 look old and lose the episode.
+    spec = rule()
+    closed = published(
+        decide(
+            published(fired_state(spec, change(2, "invalid", "on_track"))),
+            change(3, "on_track", "invalid"),
+            spec,
+        ).state  # type: ignore[union-attr]
+    )
+    assert closed.status == "on_track"
+    early = decide(closed, change(5, "on_track", "invalid"), spec)
+    assert isinstance(early, Wait) and "version 5 left invalid" in early.reason
+    # Once version 4 is applied, version 5 resolves the episode it started.
+    assert isinstance(decide(closed, change(4, "invalid", "on_track"), spec), Fire)
+    reopened = published(fired_state(spec, change(4, "invalid", "on_track")))
+    assert isinstance(decide(reopened, change(5, "on_track", "invalid"), spec), Resolve)
+    # A state stored before statuses were recorded does not wait.
+    assert isinstance(
+        decide(ImpactState(version=3), change(5, "on_track", "invalid"), spec), Advance
+    )
