@@ -19,7 +19,7 @@ import math
 from typing import Any, Final
 
 from goalwatch.contracts import MetricRecorded
-from goalwatch.rules.spec import RuleSpec
+from goalwatch.rules.spec import LabelMatch, NotIn, RuleSpec
 
 BREACH: Final = "breach"
 CLEAR: Final = "clear"
@@ -65,16 +65,29 @@ def _match(spec: RuleSpec, op: str) -> dict[str, Any]:
     operator = _OPERATORS[op]
     comparison = {"value": threshold} if operator is None else {operator: {"value": threshold}}
     terms: list[dict[str, Any]] = [{"metric": spec.metric}]
-    terms += [{label_key(name): value} for name, value in sorted(spec.where.items())]
+    for name, match in sorted(spec.where.items()):
+        terms += _label_terms(label_key(name), match)
     terms.append(comparison)
     return {"$and": terms}
+
+
+def _label_terms(key: str, match: LabelMatch) -> list[dict[str, Any]]:
+    """The terms of one label filter: equal to a value, to one of several, or to none."""
+    if isinstance(match, NotIn):
+        return [{"$neq": {key: value}} for value in match.not_in]
+    if isinstance(match, list):
+        alternatives = [{key: value} for value in match]
+        return alternatives if len(alternatives) == 1 else [{"$or": alternatives}]
+    return [{key: match}]
 
 
 def event_message(spec: RuleSpec, event: MetricRecorded, *, sid: str) -> dict[str, Any]:
     """The message to post to ``spec``'s ruleset for ``event``.
 
-    Only the labels the rule filters on are posted; ``id`` is the event id, because without
-    one durable_rules derives an id from the content and rejects an identical second event.
+    Only the labels the rule filters on are posted, a missing one as empty (a term on a
+    missing key never matches, and ``not_in`` must let an event without the label through);
+    ``id`` is the event id, because without one durable_rules derives an id from the content
+    and rejects an identical second event.
     """
     message: dict[str, Any] = {
         "id": event.id,
@@ -83,8 +96,7 @@ def event_message(spec: RuleSpec, event: MetricRecorded, *, sid: str) -> dict[st
         "value": engine_number(event.value, spec.threshold.value),
     }
     for name in spec.where:
-        if name in event.labels:
-            message[label_key(name)] = event.labels[name]
+        message[label_key(name)] = event.labels.get(name, "")
     return message
 
 

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from goalwatch.contracts import AlertState, MetricRecorded
-from goalwatch.rules.spec import RuleSpec
+from goalwatch.rules.spec import RuleSpec, labels_match
 from goalwatch.rules.transitions import Point, Transition
 
 # The name of the absence timer (TimerKey.name); its key is the alert fingerprint.
@@ -72,9 +72,7 @@ class Decision:
 
 def applies(rule: RuleSpec, event: MetricRecorded) -> bool:
     """Whether ``event`` is a report ``rule`` watches: its metric, labels matching ``where``."""
-    return event.metric == rule.metric and all(
-        event.labels.get(name) == value for name, value in rule.where.items()
-    )
+    return event.metric == rule.metric and labels_match(rule.where, event.labels)
 
 
 def decide(

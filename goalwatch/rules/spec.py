@@ -132,6 +132,64 @@ LabelName = Annotated[str, AfterValidator(_check_label_name)]
 Recipient = Annotated[str, AfterValidator(_check_recipient)]
 
 
+class NotIn(Contract):
+    """A label filter that leaves values out: ``site: {not_in: [training, demo]}``."""
+
+    not_in: list[str] = Field(
+        min_length=1, description="Values the label must not have (a missing label passes)."
+    )
+
+
+LabelMatch = str | list[str] | NotIn
+"""What ``where`` asks of one label: a value, one of a list of values, or none of them."""
+
+_LABEL_MATCH_FORMS: Final = (
+    "write one value (department: radiology), a list of values the label may have "
+    "(ward: [icu, er]) or the values it must not have (site: {not_in: [training]})"
+)
+
+
+def _check_label_match(value: Any) -> Any:
+    if isinstance(value, str | NotIn):
+        return value
+    if isinstance(value, list):
+        if not value:
+            raise rule_error("where", f"an empty list matches no event: {_LABEL_MATCH_FORMS}")
+        if not all(isinstance(item, str) for item in value):
+            raise rule_error("where", f"quote each value of the list: {_LABEL_MATCH_FORMS}")
+        if len(set(value)) != len(value):
+            raise rule_error("where", "lists a value twice; name each value once")
+        return value
+    if isinstance(value, dict) and set(value) == {"not_in"}:
+        values = value["not_in"]
+        if not isinstance(values, list) or not values:
+            raise rule_error("where", f"not_in takes a list of values: {_LABEL_MATCH_FORMS}")
+        _check_label_match(values)
+        return value
+    if isinstance(value, int | float | bool):
+        # As for any text field: the loader says "expected text", with the value as written.
+        raise PydanticCustomError("string_type", "Input should be a valid string")
+    raise rule_error("where", f"{value!r} is not a label filter: {_LABEL_MATCH_FORMS}")
+
+
+LabelFilter = Annotated[LabelMatch, BeforeValidator(_check_label_match)]
+
+
+def label_matches(match: LabelMatch, value: str) -> bool:
+    """Whether a label's ``value`` passes ``match``."""
+    if isinstance(match, NotIn):
+        return value not in match.not_in
+    if isinstance(match, list):
+        return value in match
+    return value == match
+
+
+def labels_match(where: dict[str, LabelMatch], labels: dict[str, str]) -> bool:
+    """Whether ``labels`` pass every filter of ``where``; a missing label counts as empty, as
+    the rules engine sees it (:func:`goalwatch.rules.compiler.event_message`)."""
+    return all(label_matches(match, labels.get(name, "")) for name, match in where.items())
+
+
 class ThresholdCondition(Contract):
     """``value <op> threshold`` on ``consecutive`` observations in a row, by event time."""
 
@@ -263,9 +321,10 @@ class RuleSpec(Contract):
         description="Rule kind: threshold or overdue (fraud and dependency_impact are planned)."
     )
     metric: str = Field(description="Metric the rule watches, e.g. report_rework_rate.")
-    where: dict[LabelName, str] = Field(
+    where: dict[LabelName, LabelFilter] = Field(
         default_factory=dict,
-        description="Label filters: the rule only sees events whose labels have these values.",
+        description="Label filters: the rule only sees events whose labels pass all of them: "
+        "a value, a list of values (in) or {not_in: [...]}.",
     )
     condition: Condition = Field(
         description="When the rule fires: {op, value, consecutive} for threshold, "

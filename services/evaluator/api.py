@@ -22,7 +22,10 @@ class RuleRead(BaseModel):
     description: str | None = Field(description="What the rule is for.")
     kind: RuleKind = Field(description="Rule kind.")
     metric: str | None = Field(description="Metric the rule watches; null for dependency_impact.")
-    where: dict[str, str] = Field(description="Label filters (threshold rules).")
+    where: dict[str, str | list[str] | dict[str, list[str]]] = Field(
+        description="Label filters (threshold and absence rules): a value, a list of values, "
+        "or {not_in: [...]}."
+    )
     condition: dict[str, Any] = Field(
         description="threshold: op, value and consecutive; dependency_impact: when (status, "
         "type, org_unit) and min_weight."
@@ -37,7 +40,7 @@ class RuleRead(BaseModel):
     def of(cls, rule: LoadedRule) -> RuleRead:
         """The API view of a loaded rule."""
         spec = rule.spec
-        where: dict[str, str] = {}
+        where: dict[str, str | list[str] | dict[str, list[str]]] = {}
         condition: dict[str, object]
         if isinstance(spec, ImpactRuleSpec):
             metric = None
@@ -49,7 +52,8 @@ class RuleRead(BaseModel):
                 **spec.condition.model_dump(mode="json", exclude_none=True),
             }
         else:
-            metric, where, condition = spec.metric, dict(spec.where), spec.condition.model_dump()
+            metric, condition = spec.metric, spec.condition.model_dump()
+            where = spec.model_dump(mode="json", include={"where"})["where"]
         return cls(
             id=spec.id,
             name=spec.name,

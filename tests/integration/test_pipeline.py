@@ -212,6 +212,41 @@ def test_rules_are_listed(stack: Stack, http: httpx.Client) -> None:
     assert "report-rework-rate-high" in ids
 
 
+def test_label_filters_pick_events_by_a_list_of_values_and_by_values_left_out(
+    stack: Stack, http: httpx.Client
+) -> None:
+    # rules/teacher-feedback-low.yaml: programme: [k12, vocational], campus: {not_in: [training]}
+    labels = {
+        "k12": {"programme": "k12", "campus": "east"},
+        "vocational": {"programme": "vocational"},  # no campus: not on the training campus
+        "training": {"programme": "k12", "campus": "training"},
+        "adult": {"programme": "adult", "campus": "east"},
+    }
+    teachers = {case: add_doctor(http, _url(stack, "goals"))[0] for case in labels}
+    events = [
+        {"id": f"{teacher}-w{week}", "metric": "teacher_feedback_score", "value": 4.0,
+         "time": f"2026-09-{4 + 7 * week:02d}T17:00:00+08:00", "subject": teacher,
+         "source": "lms", "labels": labels[case]}
+        for case, teacher in teachers.items()
+        for week in (0, 1)
+    ]  # fmt: skip
+    post_events(http, _url(stack, "ingestion"), events)
+    await_drained(stack.settings.nats_url)
+    fired = {case: alerts_about(stack.settings.nats_url, t) for case, t in teachers.items()}
+    assert {case: [s for s, _ in found] for case, found in fired.items()} == {
+        "k12": [subjects.ALERTS_FIRED],
+        "vocational": [subjects.ALERTS_FIRED],
+        "training": [],
+        "adult": [],
+    }
+    assert {alert["rule_id"] for found in fired.values() for _, alert in found} == {
+        "teacher-feedback-low"
+    }
+    listed = http.get(f"{_url(stack, 'evaluator')}/v1/rules").json()
+    [rule] = [r for r in listed if r["id"] == "teacher-feedback-low"]
+    assert rule["where"] == {"programme": ["k12", "vocational"], "campus": {"not_in": ["training"]}}
+
+
 # What each service depends on, and a metric family only that service defines and observes.
 SERVICES = {
     "ingestion": ({"nats"}, "goalwatch_events_accepted_total"),

@@ -132,3 +132,19 @@ def test_an_exception_in_an_action_is_raised_and_the_next_event_is_judged_afresh
 def test_two_rules_with_one_id_are_refused() -> None:
     with pytest.raises(ValueError, match="two rules have the id 'feedback-low'"):
         RuleEngine([RULES[2], RULES[2]])
+
+
+def test_label_filters_in_and_not_in_are_the_engines_verdicts_too() -> None:
+    where = {"ward": ["icu", "er"], "site": {"not_in": ["training", "demo"]}}
+    engine = RuleEngine([rule("rework-wards", "report_rework_rate", ">", 0.08, where=where)])
+
+    def verdict(value: float, **labels: str) -> list[tuple[str, bool]]:
+        return verdicts(engine, event("report_rework_rate", value, **labels))
+
+    assert verdict(0.1, ward="icu", site="main") == [("rework-wards", True)]
+    assert verdict(0.01, ward="er", site="main") == [("rework-wards", False)]
+    assert verdict(0.1, ward="er") == [("rework-wards", True)]  # no site: not in the list
+    assert verdict(0.1, ward="ward-3", site="main") == []  # not one of the wards
+    assert verdict(0.1, ward="icu", site="training") == []
+    assert verdict(0.1, ward="icu", site="demo") == []
+    assert verdict(0.1, site="main") == []  # no ward

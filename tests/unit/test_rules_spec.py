@@ -9,6 +9,7 @@ import pytest
 
 from goalwatch.contracts import RuleKind, Severity
 from goalwatch.rules import RuleLoadError, load_rule_file, load_rules
+from goalwatch.rules.spec import NotIn, labels_match
 from goalwatch.rules.template import TemplateError, check_template, render
 
 REPO = Path(__file__).resolve().parents[2]
@@ -152,6 +153,21 @@ def test_all_errors_of_all_files_are_reported(tmp_path: Path) -> None:
             "1: name: required field is missing; add e.g. name: ",
         ),
         ('op: ">"', "op: >", "6: not valid YAML"),
+        (
+            "{department: radiology}",
+            "{department: {in: [radiology]}}",
+            "5: where.department: {'in': ['radiology']} is not a label filter: write one value",
+        ),
+        (
+            "{department: radiology}",
+            "{department: []}",
+            "5: where.department: an empty list matches no event",
+        ),
+        (
+            "{department: radiology}",
+            "{site: {not_in: training}}",
+            "5: where.site: not_in takes a list of values",
+        ),
     ],
 )
 def test_field_errors(tmp_path: Path, old: str, new: str, expected: str) -> None:
@@ -349,3 +365,20 @@ def test_kind_is_the_contracts_rule_kind(tmp_path: Path) -> None:
     write(tmp_path, "r.yaml", VALID)
     [rule] = load_rules(tmp_path)
     assert rule.spec.kind is RuleKind.THRESHOLD
+
+
+def test_label_filters_take_a_value_a_list_or_not_in(tmp_path: Path) -> None:
+    where = "{department: radiology, ward: [icu, er], site: {not_in: [training, demo]}}"
+    write(tmp_path, "r.yaml", VALID.replace("{department: radiology}", where))
+    [rule] = load_rules(tmp_path)
+    assert rule.spec.where == {
+        "department": "radiology",
+        "ward": ["icu", "er"],
+        "site": NotIn(not_in=["training", "demo"]),
+    }
+    passes = {"department": "radiology", "ward": "er", "site": "main"}
+    assert labels_match(rule.spec.where, passes)
+    assert labels_match(rule.spec.where, {"department": "radiology", "ward": "icu"})  # no site
+    assert not labels_match(rule.spec.where, {**passes, "ward": "ward-3"})
+    assert not labels_match(rule.spec.where, {**passes, "site": "training"})
+    assert not labels_match(rule.spec.where, {"ward": "er"})
