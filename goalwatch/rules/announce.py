@@ -98,7 +98,7 @@ def build_resolved(
             render_message(rule, event, value=event.value, subject_name=subject_name, resolved=True)
             if rule.resolved_message
             else f"Resolved: {rule.name} — {subject_name}: {event.metric} is {event.value:g}, "
-            f"no longer {condition.op} {condition.value:g}"
+            f"no longer {condition.text()}"
         ),
         notify=list(rule.notify),
         started_at=transition.started_at,
@@ -123,9 +123,7 @@ def render_message(
         subject_name=subject_name,
         metric=event.metric,
         value=value,
-        threshold=rule.threshold.value,
-        op=rule.threshold.op,
-        consecutive=rule.threshold.consecutive,
+        **rule.threshold.fields(),
         rule_id=rule.id,
         rule_name=rule.name,
         severity=rule.severity.value,

@@ -3,7 +3,7 @@
 Each rule becomes one ruleset, named by the rule id, with two mutually exclusive rules:
 
 - ``breach``: the event is for the rule's metric, its labels match ``where``, and
-  ``value <op> threshold`` holds;
+  ``value <op> threshold`` holds (``between`` / ``outside``: within both ends / beyond one);
 - ``clear``: the same match, with the inverse comparison.
 
 durable_rules consumes an event with the first rule that matches, so the two must never both
@@ -41,6 +41,8 @@ INVERSE: Final[dict[str, str]] = {
     "<=": ">",
     "==": "!=",
     "!=": "==",
+    "between": "outside",
+    "outside": "between",
 }
 
 
@@ -60,10 +62,17 @@ def compile_rule(spec: RuleSpec) -> dict[str, Any]:
     }
 
 
-def _match(spec: RuleSpec, op: str) -> dict[str, Any]:
-    threshold = spec.threshold.value
+def _comparison(op: str, low: float, high: float) -> dict[str, Any]:
+    if op == "between":  # both ends included
+        return {"$and": [{"$gte": {"value": low}}, {"$lte": {"value": high}}]}
+    if op == "outside":
+        return {"$or": [{"$lt": {"value": low}}, {"$gt": {"value": high}}]}
     operator = _OPERATORS[op]
-    comparison = {"value": threshold} if operator is None else {operator: {"value": threshold}}
+    return {"value": low} if operator is None else {operator: {"value": low}}
+
+
+def _match(spec: RuleSpec, op: str) -> dict[str, Any]:
+    comparison = _comparison(op, *spec.threshold.bounds)
     terms: list[dict[str, Any]] = [{"metric": spec.metric}]
     for name, match in sorted(spec.where.items()):
         terms += _label_terms(label_key(name), match)
@@ -93,11 +102,16 @@ def event_message(spec: RuleSpec, event: MetricRecorded, *, sid: str) -> dict[st
         "id": event.id,
         "sid": sid,
         "metric": event.metric,
-        "value": engine_number(event.value, spec.threshold.value),
+        "value": engine_number(event.value, _nearest(spec, event.value)),
     }
     for name in spec.where:
         message[label_key(name)] = event.labels.get(name, "")
     return message
+
+
+def _nearest(spec: RuleSpec, value: float) -> float:
+    low, high = spec.threshold.bounds
+    return low if value < low else high
 
 
 def engine_number(value: float, threshold: float) -> float:

@@ -30,8 +30,11 @@ from goalwatch.contracts.base import Contract
 from goalwatch.contracts.metrics import MetricName
 from goalwatch.rules.template import TemplateError, check_template
 
-Op = Literal[">", ">=", "<", "<=", "==", "!="]
+Op = Literal[">", ">=", "<", "<=", "==", "!=", "between", "outside"]
 OPS: Final[tuple[str, ...]] = get_args(Op)
+RANGE_OPS: Final[tuple[str, ...]] = ("between", "outside")
+"""Operators that compare with two thresholds, ``value: [low, high]`` (both included in
+``between``; ``outside`` is the rest)."""
 SUPPORTED_KINDS: Final[tuple[RuleKind, ...]] = (
     RuleKind.THRESHOLD,
     RuleKind.OVERDUE,
@@ -190,13 +193,61 @@ def labels_match(where: dict[str, LabelMatch], labels: dict[str, str]) -> bool:
     return all(label_matches(match, labels.get(name, "")) for name, match in where.items())
 
 
+def _check_value(value: Any, info: ValidationInfo) -> Any:
+    """One number, or for ``between`` / ``outside`` a list of two, low first."""
+    op = info.data.get("op")
+    if op in RANGE_OPS:
+        example = f"value: [0.05, 0.08] (op: {op})"
+        if not isinstance(value, list | tuple) or len(value) != 2:
+            raise rule_error(
+                "value", f"{op} compares with two numbers, the low and the high end: {example}"
+            )
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value):
+            raise rule_error("value", f"both ends must be numbers: {example}")
+        if not value[0] < value[1]:
+            raise rule_error(
+                "value", f"the low end comes first and is below the high end: {example}"
+            )
+        return tuple(_in_engine_range(float(v)) for v in value)
+    if isinstance(value, list | tuple):
+        raise rule_error(
+            "value",
+            'a list of two numbers is for op: between or op: outside; with op: "'
+            f'{op}" write one number, e.g. value: 0.08',
+        )
+    # One error for one number, as for any number field (not one per form of the union).
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            raise PydanticCustomError("float_parsing", "Input should be a valid number") from None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PydanticCustomError("float_type", "Input should be a valid number")
+    return value
+
+
+def _in_engine_range(value: float) -> float:
+    if not math.isfinite(value):
+        raise rule_error("value", "the threshold must be a finite number")
+    if value != 0 and not _SMALLEST <= abs(value) < _LARGEST:
+        raise rule_error(
+            "value",
+            f"{value} is outside what the rules engine compares reliably: use 0 or a number "
+            "between 0.0001 and 1e16 in size (scale the metric, e.g. per thousand)",
+        )
+    return value
+
+
 class ThresholdCondition(Contract):
-    """``value <op> threshold`` on ``consecutive`` observations in a row, by event time."""
+    """``value <op> threshold`` on ``consecutive`` observations in a row, by event time;
+    ``between`` / ``outside`` compare with two thresholds, ``value: [low, high]``."""
 
     op: Annotated[Op, BeforeValidator(_check_op)] = Field(
         description="Comparison of the observed value with the threshold."
     )
-    value: float = Field(description="The threshold.")
+    value: Annotated[float | tuple[float, float], BeforeValidator(_check_value)] = Field(
+        description="The threshold; for between and outside, [low, high]."
+    )
     consecutive: int = Field(
         1,
         ge=1,
@@ -206,16 +257,32 @@ class ThresholdCondition(Contract):
 
     @field_validator("value")
     @classmethod
-    def _engine_range(cls, value: float) -> float:
-        if not math.isfinite(value):
-            raise rule_error("value", "the threshold must be a finite number")
-        if value != 0 and not _SMALLEST <= abs(value) < _LARGEST:
-            raise rule_error(
-                "value",
-                f"{value} is outside what the rules engine compares reliably: use 0 or a number "
-                "between 0.0001 and 1e16 in size (scale the metric, e.g. per thousand)",
-            )
-        return value
+    def _engine_range(cls, value: float | tuple[float, float]) -> float | tuple[float, float]:
+        return value if isinstance(value, tuple) else _in_engine_range(value)
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """(low, high); both the threshold for a single-value operator."""
+        if isinstance(self.value, tuple):
+            return self.value
+        return self.value, self.value
+
+    @property
+    def ranged(self) -> bool:
+        """Whether ``op`` compares with two thresholds."""
+        return self.op in RANGE_OPS
+
+    def fields(self) -> dict[str, Any]:
+        """The condition's fields in message templates."""
+        low, high = self.bounds
+        if self.ranged:
+            return {"low": low, "high": high, "op": self.op, "consecutive": self.consecutive}
+        return {"threshold": low, "op": self.op, "consecutive": self.consecutive}
+
+    def text(self) -> str:
+        """The condition in words: ``> 0.08``, ``between 0.05 and 0.08``."""
+        low, high = self.bounds
+        return f"{self.op} {low:g} and {high:g}" if self.ranged else f"{self.op} {low:g}"
 
 
 _DURATION = re.compile(r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
@@ -415,8 +482,10 @@ class RuleSpec(Contract):
         if value is None:
             return value
         kind = info.data.get("kind", RuleKind.THRESHOLD)
+        condition = info.data.get("condition")
+        ranged = isinstance(condition, ThresholdCondition) and condition.ranged
         try:
-            check_template(value, kind=RuleKind(kind))
+            check_template(value, kind=RuleKind(kind), ranged=ranged)
         except TemplateError as exc:
             raise rule_error(str(info.field_name), str(exc)) from None
         return value

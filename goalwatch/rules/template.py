@@ -49,13 +49,20 @@ SAMPLES: Final[dict[RuleKind, dict[str, Any]]] = {
         **_RULE,
     },
 }
+RANGE_SAMPLES: Final[dict[str, Any]] = {
+    **{name: v for name, v in SAMPLES[RuleKind.THRESHOLD].items() if name != "threshold"},
+    "low": 0.05,
+    "high": 0.08,
+    "op": "between",
+}
+"""The fields of a threshold rule whose ``op`` is ``between`` or ``outside``: two bounds."""
 _SAMPLES: Final = SAMPLES[RuleKind.THRESHOLD]
 FIELDS: Final[tuple[str, ...]] = (*_SAMPLES, "labels")
 _FIELD = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:\[(?P<key>[^\[\]]+)\])?$")
 
 
-def _available(kind: RuleKind) -> str:
-    return ", ".join("{" + name + "}" for name in SAMPLES[kind]) + ", {labels[<name>]}"
+def _available(samples: Mapping[str, Any]) -> str:
+    return ", ".join("{" + name + "}" for name in samples) + ", {labels[<name>]}"
 
 
 class TemplateError(ValueError):
@@ -90,10 +97,13 @@ class _Labels(dict[str, str]):
         return "-"
 
 
-def check_template(template: str, *, kind: RuleKind = RuleKind.THRESHOLD) -> None:
+def check_template(
+    template: str, *, kind: RuleKind = RuleKind.THRESHOLD, ranged: bool = False
+) -> None:
     """Raise :class:`TemplateError` unless ``template`` renders with the fields the evaluator
-    passes for a rule of ``kind``."""
-    samples = SAMPLES[kind]
+    passes for a rule of ``kind`` (``ranged``: a threshold rule with ``between`` or
+    ``outside``, whose fields are ``{low}`` and ``{high}`` instead of ``{threshold}``)."""
+    samples = RANGE_SAMPLES if ranged else SAMPLES[kind]
     try:
         parts = list(string.Formatter().parse(template))
     except ValueError as exc:
@@ -115,7 +125,7 @@ def check_template(template: str, *, kind: RuleKind = RuleKind.THRESHOLD) -> Non
 def _check_field(
     field: str, spec: str, placeholder: str, *, samples: Mapping[str, Any], kind: RuleKind
 ) -> None:
-    available = _available(kind)
+    available = _available(samples)
     if field == "" or field.isdigit():
         raise TemplateError(
             f"{placeholder}: name the field instead of using a position; available: {available}"
@@ -134,6 +144,10 @@ def _check_field(
         elsewhere = [k for k in RuleKind if k in SAMPLES and k != kind and name in SAMPLES[k]]
         if elsewhere and not close:
             hint = f"{{{name}}} belongs to {elsewhere[0]} rules; "
+        if name == "threshold" and "low" in samples:
+            hint = "a between or outside rule has two thresholds, {low} and {high}; "
+        if name in ("low", "high") and "threshold" in samples:
+            hint = f"{{{name}}} belongs to between and outside rules, this one has {{threshold}}; "
         raise TemplateError(f"unknown field {{{name}}}; {hint}available: {available}")
     if name == "labels" and key is None:
         raise TemplateError("write one label at a time, e.g. {labels[department]}")

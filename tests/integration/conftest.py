@@ -157,12 +157,26 @@ message: "{{subject_name}}: no ward round since {{last_seen:%H:%M:%S}}"
 """
 
 
+# A threshold rule with two thresholds: occupancy outside 60-95% on two readings running.
+RANGE_RULE = """\
+id: ward-occupancy-off-range
+name: Ward occupancy outside 60-95%
+kind: threshold
+metric: ward_occupancy
+condition: {op: outside, value: [0.6, 0.95], consecutive: 2}
+severity: warning
+notify: [subject]
+message: "{subject_name}: occupancy {value:.0%}, outside {low:.0%}-{high:.0%}"
+"""
+
+
 def rules_with_absence(directory: Path) -> Path:
-    """A rules folder: the shipped rules and the short overdue rule above."""
+    """A rules folder: the shipped rules, the short overdue rule and the range rule above."""
     directory.mkdir(parents=True, exist_ok=True)
     for rule in (REPO / "rules").glob("*.yaml"):
         (directory / rule.name).write_text(rule.read_text(encoding="utf-8"), encoding="utf-8")
     (directory / "ward-round-missing.yaml").write_text(ABSENCE_RULE, encoding="utf-8")
+    (directory / "ward-occupancy-off-range.yaml").write_text(RANGE_RULE, encoding="utf-8")
     return directory
 
 

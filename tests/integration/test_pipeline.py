@@ -247,6 +247,27 @@ def test_label_filters_pick_events_by_a_list_of_values_and_by_values_left_out(
     assert rule["where"] == {"programme": ["k12", "vocational"], "campus": {"not_in": ["training"]}}
 
 
+def test_a_range_rule_fires_outside_its_two_thresholds_and_resolves_within(
+    stack: Stack, http: httpx.Client
+) -> None:
+    # tests/integration/conftest.py RANGE_RULE: outside [0.6, 0.95] on two readings running.
+    ward = add_doctor(http, _url(stack, "goals"))[0]
+    # High, then low: two outside running fire; 0.95 is within (both ends are) and resolves.
+    readings = [0.97, 0.55, 0.58, 0.95, 0.6]
+    events = [
+        {"id": f"{ward}-r{n}", "metric": "ward_occupancy", "value": value,
+         "time": f"2026-11-20T{8 + n:02d}:00:00+08:00", "subject": ward, "source": "his"}
+        for n, value in enumerate(readings)
+    ]  # fmt: skip
+    post_events(http, _url(stack, "ingestion"), events)
+    await_drained(stack.settings.nats_url)
+    found = alerts_about(stack.settings.nats_url, ward)
+    assert [s for s, _ in found] == [subjects.ALERTS_FIRED, subjects.ALERTS_RESOLVED]
+    fired = found[0][1]
+    assert fired["value"] == 0.55 and fired["message"].endswith("occupancy 55%, outside 60%-95%")
+    assert found[1][1]["value"] == 0.95
+
+
 # What each service depends on, and a metric family only that service defines and observes.
 SERVICES = {
     "ingestion": ({"nats"}, "goalwatch_events_accepted_total"),

@@ -11,12 +11,14 @@ import pytest
 from goalwatch.contracts import MetricRecorded
 from goalwatch.rules.compiler import INVERSE, compile_rule, engine_number, event_message
 from goalwatch.rules.engine import RuleEngine
-from goalwatch.rules.spec import OPS, RuleSpec
+from goalwatch.rules.spec import OPS, RANGE_OPS, RuleSpec
 
 _ids = itertools.count()
 
 
-def rule(op: str = ">", value: float = 0.08, where: dict[str, str] | None = None) -> RuleSpec:
+def rule(
+    op: str = ">", value: float | list[float] = 0.08, where: dict[str, str] | None = None
+) -> RuleSpec:
     return RuleSpec.model_validate(
         {
             "id": "rework-high",
@@ -106,7 +108,7 @@ _PYTHON = {
 }
 
 
-@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("op", [op for op in OPS if op not in RANGE_OPS])
 @pytest.mark.parametrize("threshold", [0.08, 0.0, -2.5, 100.0, 0.0001, 123456789.125])
 def test_engine_agrees_with_python_at_above_and_below_the_threshold(
     op: str, threshold: float
@@ -116,6 +118,19 @@ def test_engine_agrees_with_python_at_above_and_below_the_threshold(
     for value in (threshold, threshold + step, threshold - step):
         expected = "breach" if _PYTHON[op](value, threshold) else "clear"
         assert run(spec, value) == [expected], (op, threshold, value)
+
+
+@pytest.mark.parametrize("op", RANGE_OPS)
+@pytest.mark.parametrize("low, high", [(0.05, 0.08), (-2.5, 0.0), (0.0001, 123456789.125)])
+def test_between_includes_both_ends_and_outside_is_the_rest(
+    op: str, low: float, high: float
+) -> None:
+    spec = rule(op, [low, high])
+    step = max(abs(high - low) * 1e-3, 1e-4)
+    for value in (low, high, low - step, low + step, high - step, high + step):
+        within = low <= value <= high
+        expected = "breach" if within == (op == "between") else "clear"
+        assert run(spec, value) == [expected], (op, low, high, value)
 
 
 @pytest.mark.parametrize("value", [1e-05, -1e-07, 5e-324, 1e16, -3e20, 2.5e-10])

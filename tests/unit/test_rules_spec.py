@@ -72,7 +72,7 @@ def test_wrong_operator_points_at_its_line(tmp_path: Path) -> None:
     write(tmp_path, "report-rework-rate.yaml", text)
     assert errors_of(tmp_path) == [
         f"{tmp_path}/report-rework-rate.yaml:7: condition.op: 'gt' is not one of "
-        '>, >=, <, <=, ==, != — write e.g. op: ">"'
+        '>, >=, <, <=, ==, !=, between, outside — write e.g. op: ">"'
     ]
 
 
@@ -382,3 +382,37 @@ def test_label_filters_take_a_value_a_list_or_not_in(tmp_path: Path) -> None:
     assert not labels_match(rule.spec.where, {**passes, "ward": "ward-3"})
     assert not labels_match(rule.spec.where, {**passes, "site": "training"})
     assert not labels_match(rule.spec.where, {"ward": "er"})
+
+
+@pytest.mark.parametrize(
+    ("condition", "expected"),
+    [
+        ("{op: between, value: 0.08}", "between compares with two numbers, the low and the high"),
+        ("{op: outside, value: [0.08, 0.05]}", "the low end comes first and is below the high end"),
+        ("{op: between, value: [0.05, x]}", "both ends must be numbers"),
+        (
+            '{op: ">", value: [0.05, 0.08]}',
+            "a list of two numbers is for op: between or op: outside",
+        ),
+    ],
+)
+def test_range_operators_take_two_numbers_low_first(
+    tmp_path: Path, condition: str, expected: str
+) -> None:
+    write(tmp_path, "r.yaml", VALID.replace('{op: ">", value: 0.08, consecutive: 3}', condition))
+    [error] = errors_of(tmp_path)
+    assert f"r.yaml:6: condition.value: {expected}" in error, error
+
+
+def test_a_range_rule_has_low_and_high_in_its_messages(tmp_path: Path) -> None:
+    between = VALID.replace(
+        '{op: ">", value: 0.08, consecutive: 3}', "{op: between, value: [0.05, 0.08]}"
+    ).replace("({labels[department]})", "above {threshold:.0%}")
+    write(tmp_path, "r.yaml", between)
+    [error] = errors_of(tmp_path)
+    assert "a between or outside rule has two thresholds, {low} and {high}" in error
+    write(tmp_path, "r.yaml", between.replace("{threshold:.0%}", "{low:.0%}-{high:.0%}"))
+    [rule] = load_rules(tmp_path)
+    condition = rule.spec.threshold
+    assert (condition.bounds, condition.text()) == ((0.05, 0.08), "between 0.05 and 0.08")
+    assert condition.fields() == {"low": 0.05, "high": 0.08, "op": "between", "consecutive": 1}
