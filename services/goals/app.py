@@ -6,10 +6,8 @@ from fastapi import Depends, FastAPI
 from faststream.nats import NatsBroker
 from pydantic import Field
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from goalwatch.checkpoints import NotCaughtUp, PublishedCheckpoint, Recovery
+from goalwatch.checkpoints import PublishedCheckpoint, Recovery
 from goalwatch.connections import ready_checks, redis_client
 from goalwatch.contracts import subjects
 from goalwatch.messaging import new_broker
@@ -18,7 +16,7 @@ from goalwatch.serving import ServiceInfo
 from goalwatch.settings import Port, StateCheckSettings
 from services.goals import keys
 from services.goals.api import people_router
-from services.goals.caught_up import CaughtUp
+from services.goals.caught_up import CaughtUp, WriteGuard
 from services.goals.directory import Directory
 from services.goals.goal_store import GoalStore
 from services.goals.goals_api import goals_router
@@ -98,12 +96,7 @@ def create_app(
     units = OrgUnitStore(redis, directory=directory)
 
     async def store_caught_up() -> None:
-        try:
-            await guard.ready()
-        except (RedisConnectionError, RedisTimeoutError):
-            raise  # answered as Redis being down
-        except Exception as exc:  # NATS trouble: 503, the client retries
-            raise NotCaughtUp(f"goal store not caught up with its streams: {exc!r}") from exc
+        await WriteGuard(guard).catch_up()
 
     timeout, retry = settings.goals_publish_timeout, settings.goals_relay_retry
     outboxes = [

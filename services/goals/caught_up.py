@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 from goalwatch.checkpoints import NotCaughtUp
 
 
@@ -40,13 +43,15 @@ class WriteGuard:
         return self._caught_up.confirmed or await self.catch_up()
 
     async def catch_up(self) -> str:
-        """Replay what a restarted Redis lost (after a ``stale`` answer); the ``run_id`` the
-        store is now caught up with. Raises :class:`NotCaughtUp` (a 503) when it cannot."""
+        """Replay what a restarted Redis lost, if it did (after a ``stale`` answer, and before
+        every request); the ``run_id`` the store is now caught up with. Raises :class:`NotCaughtUp` (a 503) when it cannot."""
         if self._caught_up is None:
             return ""
         try:
             await self._caught_up.ready()
-        except Exception as exc:  # NATS or Redis trouble: the client retries after a 503
+        except (RedisConnectionError, RedisTimeoutError):
+            raise  # answered as Redis being down (a 503 saying so)
+        except Exception as exc:  # NATS trouble: the client retries after a 503
             raise NotCaughtUp(
                 f"the goal store could not catch up with its streams: {exc!r}"
             ) from exc
