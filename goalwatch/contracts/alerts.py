@@ -99,6 +99,12 @@ class AlertFired(Contract):
     )
     impact: ImpactAnalysis | None = Field(default=None, description=_IMPACT)
     goal: OverdueGoal | None = Field(default=None, description=_GOAL)
+    escalated_from: Severity | None = Field(
+        default=None,
+        description="Set when this message announces that an alert already firing (same "
+        "fingerprint and started_at) rose to a higher severity: the severity it had before. "
+        "Null on the first firing.",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from goalwatch.contracts import AlertFired, AlertResolved, AlertState, MetricRecorded, Observation
+from goalwatch.contracts import (
+    AlertFired,
+    AlertResolved,
+    AlertState,
+    MetricRecorded,
+    Observation,
+    Severity,
+)
 from goalwatch.rules.overdue import Seen
 from goalwatch.rules.spec import RuleSpec, duration_text
 from goalwatch.rules.template import render
@@ -18,6 +25,9 @@ def message_id(fp: str, transition: Transition) -> str:
     republishing the same transition is dropped by the stream.
     """
     verb = "fired" if transition.state is AlertState.FIRING else "resolved"
+    if transition.escalated_from is not None and transition.severity is not None:
+        # A rise in severity is a message of its own: once per episode and severity.
+        verb = f"escalated:{transition.severity.value}"
     return f"{fp}:{verb}:{transition.started_at.isoformat()}"
 
 
@@ -52,17 +62,20 @@ def build_fired(
     completed the streak may be an older day, and the manager wants the current figure.
     """
     value = transition.history[-1].value if transition.history else event.value
+    severity = transition.severity or rule.severity
     return AlertFired(
         fingerprint=fingerprint(rule.id, event.subject, event.metric),
         rule_id=rule.id,
         rule_name=rule.name,
         kind=rule.kind,
-        severity=rule.severity,
+        severity=severity,
         subject=event.subject,
         subject_name=subject_name,
         metric=event.metric,
         value=value,
-        message=render_message(rule, event, value=value, subject_name=subject_name),
+        message=render_message(
+            rule, event, value=value, subject_name=subject_name, severity=severity
+        ),
         notify=list(rule.notify),
         labels=dict(event.labels),
         started_at=transition.started_at,
@@ -72,6 +85,7 @@ def build_fired(
             Observation(event_id=point.event_id, time=point.time, value=point.value)
             for point in transition.history
         ],
+        escalated_from=transition.escalated_from,
     )
 
 
@@ -85,17 +99,25 @@ def build_resolved(
 ) -> AlertResolved:
     """The notice that ``event`` cleared ``rule``'s alert."""
     condition = rule.threshold
+    severity = transition.severity or rule.severity
     return AlertResolved(
         fingerprint=fingerprint(rule.id, event.subject, event.metric),
         rule_id=rule.id,
         rule_name=rule.name,
-        severity=rule.severity,
+        severity=severity,
         subject=event.subject,
         subject_name=subject_name,
         metric=event.metric,
         value=event.value,
         message=(
-            render_message(rule, event, value=event.value, subject_name=subject_name, resolved=True)
+            render_message(
+                rule,
+                event,
+                value=event.value,
+                subject_name=subject_name,
+                severity=severity,
+                resolved=True,
+            )
             if rule.resolved_message
             else f"Resolved: {rule.name} — {subject_name}: {event.metric} is {event.value:g}, "
             f"no longer {condition.text()}"
@@ -113,9 +135,11 @@ def render_message(
     *,
     value: float,
     subject_name: str,
+    severity: Severity | None = None,
     resolved: bool = False,
 ) -> str:
-    """The rule's message (or resolved message) template filled in for ``event``."""
+    """The rule's message (or resolved message) template filled in for ``event``;
+    ``{severity}`` is ``severity`` (the alert's, once escalated), else the rule's."""
     template = rule.resolved_message if resolved and rule.resolved_message else rule.message
     return render(
         template,
@@ -126,7 +150,7 @@ def render_message(
         **rule.threshold.fields(),
         rule_id=rule.id,
         rule_name=rule.name,
-        severity=rule.severity.value,
+        severity=(severity or rule.severity).value,
         labels=event.labels,
     )
 

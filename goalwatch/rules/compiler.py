@@ -4,7 +4,11 @@ Each rule becomes one ruleset, named by the rule id, with two mutually exclusive
 
 - ``breach``: the event is for the rule's metric, its labels match ``where``, and
   ``value <op> threshold`` holds (``between`` / ``outside``: within both ends / beyond one);
-- ``clear``: the same match, with the inverse comparison.
+- ``clear``: the same match, with the inverse comparison;
+
+and, for a rule with ``resolve_at`` (hysteresis), a third: ``hold``, for the values between
+the threshold and ``resolve_at``, where ``clear`` then takes only the values past
+``resolve_at``.
 
 durable_rules consumes an event with the first rule that matches, so the two must never both
 match; using the inverse operator (rather than a negation) keeps that obvious. Exactly one
@@ -20,9 +24,11 @@ from typing import Any, Final
 
 from goalwatch.contracts import MetricRecorded
 from goalwatch.rules.spec import LabelMatch, NotIn, RuleSpec
+from goalwatch.rules.transitions import Verdict
 
-BREACH: Final = "breach"
-CLEAR: Final = "clear"
+BREACH: Final = Verdict.BREACH.value
+HOLD: Final = Verdict.HOLD.value
+CLEAR: Final = Verdict.CLEAR.value
 # Labels are posted as top-level keys: flat names are simpler for durable_rules than paths.
 LABEL_PREFIX: Final = "label__"
 
@@ -52,12 +58,37 @@ def label_key(name: str) -> str:
 
 
 def compile_rule(spec: RuleSpec) -> dict[str, Any]:
-    """``{rule id: ruleset definition}``, ready for ``Host.register_rulesets`` (pass a copy)."""
-    op = spec.threshold.op
+    """``{rule id: ruleset definition}``, ready for ``Host.register_rulesets`` (pass a copy).
+
+    With ``resolve_at`` (hysteresis) a third rule, ``hold``, takes the values between the
+    threshold and ``resolve_at``: neither the breach's comparison nor the clear's holds.
+    """
+    condition = spec.threshold
+    op, bounds = condition.op, condition.bounds
+    breach = _comparison(op, *bounds)
+    if condition.resolve_op is None:
+        return {
+            spec.id: {
+                BREACH: {"all": [{"m": _match(spec, breach)}], "run": BREACH},
+                CLEAR: {
+                    "all": [{"m": _match(spec, _comparison(INVERSE[op], *bounds))}],
+                    "run": CLEAR,
+                },
+            }
+        }
+    resolve_op, resolve_bounds = condition.resolve_op, condition.resolve_bounds
+    clear = _comparison(resolve_op, *resolve_bounds)
+    hold = {
+        "$and": [
+            _comparison(INVERSE[op], *bounds),
+            _comparison(INVERSE[resolve_op], *resolve_bounds),
+        ]
+    }
     return {
         spec.id: {
-            BREACH: {"all": [{"m": _match(spec, op)}], "run": BREACH},
-            CLEAR: {"all": [{"m": _match(spec, INVERSE[op])}], "run": CLEAR},
+            BREACH: {"all": [{"m": _match(spec, breach)}], "run": BREACH},
+            HOLD: {"all": [{"m": _match(spec, hold)}], "run": HOLD},
+            CLEAR: {"all": [{"m": _match(spec, clear)}], "run": CLEAR},
         }
     }
 
@@ -71,8 +102,7 @@ def _comparison(op: str, low: float, high: float) -> dict[str, Any]:
     return {"value": low} if operator is None else {operator: {"value": low}}
 
 
-def _match(spec: RuleSpec, op: str) -> dict[str, Any]:
-    comparison = _comparison(op, *spec.threshold.bounds)
+def _match(spec: RuleSpec, comparison: dict[str, Any]) -> dict[str, Any]:
     terms: list[dict[str, Any]] = [{"metric": spec.metric}]
     for name, match in sorted(spec.where.items()):
         terms += _label_terms(label_key(name), match)
@@ -110,8 +140,9 @@ def event_message(spec: RuleSpec, event: MetricRecorded, *, sid: str) -> dict[st
 
 
 def _nearest(spec: RuleSpec, value: float) -> float:
-    low, high = spec.threshold.bounds
-    return low if value < low else high
+    """The threshold (or ``resolve_at`` end) nearest ``value``: the one a move could cross."""
+    condition = spec.threshold
+    return min((*condition.bounds, *condition.resolve_bounds), key=lambda t: abs(value - t))
 
 
 def engine_number(value: float, threshold: float) -> float:

@@ -1,6 +1,6 @@
 """The durable_rules adapter: the only module that imports ``durable``.
 
-durable_rules answers one question here: does this event breach or clear this rule (compiled by
+durable_rules answers one question here: does this event breach, hold or clear this rule (compiled by
 :mod:`goalwatch.rules.compiler`)? It keeps no state and runs no timers for goalwatch:
 
 - Each rule is a ``durable.engine.Ruleset`` built directly, without a ``Host``. ``Host()``
@@ -26,8 +26,9 @@ from typing import Any, Final
 from durable.engine import MessageNotHandledException, Ruleset
 
 from goalwatch.contracts import MetricRecorded, RuleKind
-from goalwatch.rules.compiler import BREACH, CLEAR, compile_rule, event_message
+from goalwatch.rules.compiler import compile_rule, event_message
 from goalwatch.rules.spec import RuleSpec
+from goalwatch.rules.transitions import Verdict
 
 SID: Final = "goalwatch"
 
@@ -64,17 +65,17 @@ class RuleEngine:
             self._rulesets[rule.id] = Ruleset(rule.id, None, definition)
             self._by_metric[rule.metric].append(rule)
 
-    def evaluate(self, event: MetricRecorded) -> list[tuple[RuleSpec, bool]]:
-        """``(rule, breach)`` for every rule that applies to ``event``, in load order."""
-        results: list[tuple[RuleSpec, bool]] = []
+    def evaluate(self, event: MetricRecorded) -> list[tuple[RuleSpec, Verdict]]:
+        """``(rule, verdict)`` for every rule that applies to ``event``, in load order."""
+        results: list[tuple[RuleSpec, Verdict]] = []
         # Only the rulesets of the event's metric are asked; the rest could never match.
         for rule in self._by_metric.get(event.metric, ()):
             outcome = self._outcome(rule, event)
             if outcome is not None:
-                results.append((rule, outcome == BREACH))
+                results.append((rule, outcome))
         return results
 
-    def _outcome(self, rule: RuleSpec, event: MetricRecorded) -> str | None:
+    def _outcome(self, rule: RuleSpec, event: MetricRecorded) -> Verdict | None:
         ruleset = self._rulesets[rule.id]
         self._outcomes.clear()
         try:
@@ -87,12 +88,13 @@ class RuleEngine:
         if problem is not None:
             ruleset.delete_state(SID)  # the swallowed exception stays in the state otherwise
             raise RuntimeError(f"rule {rule.id!r} failed on event {event.id!r}: {problem}")
-        if len(self._outcomes) != 1 or self._outcomes[0] not in (BREACH, CLEAR):
+        verdicts = [v.value for v in Verdict]
+        if len(self._outcomes) != 1 or self._outcomes[0] not in verdicts:
             raise RuntimeError(
                 f"rule {rule.id!r} gave {self._outcomes} for event {event.id!r}; "
-                f"expected exactly one of {BREACH}, {CLEAR}"
+                f"expected exactly one of {', '.join(verdicts)}"
             )
-        return self._outcomes[0]
+        return Verdict(self._outcomes[0])
 
 
 def _problem(completed: list[tuple[Any, Any]]) -> str | None:

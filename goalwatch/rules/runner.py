@@ -32,7 +32,7 @@ from goalwatch.contracts import (
 )
 from goalwatch.contracts.goal_events import GoalEvent
 from goalwatch.contracts.goals import GoalImpact, GoalRead
-from goalwatch.rules import impact, overdue
+from goalwatch.rules import impact, overdue, threshold
 from goalwatch.rules.announce import build_absence_alert, build_alert
 from goalwatch.rules.engine import RuleEngine
 from goalwatch.rules.goal_overdue import Decision as GoalDecision
@@ -47,24 +47,31 @@ from goalwatch.rules.goal_overdue_spec import GoalOverdueRuleSpec
 from goalwatch.rules.impact_spec import ImpactRuleSpec
 from goalwatch.rules.overdue import AbsenceState, Due, Seen
 from goalwatch.rules.spec import RuleSpec
-from goalwatch.rules.threshold import StreakState, decide
-from goalwatch.rules.transitions import Point, Transition, fingerprint
+from goalwatch.rules.threshold import Decision, Policy, StreakState
+from goalwatch.rules.transitions import Point, Verdict, fingerprint
 
 
 class MemoryStreaks:
-    """Threshold state per (rule, subject, metric) in a dict: the evaluator's store, in memory."""
+    """Threshold state per alert key in a dict: the evaluator's store, in memory."""
 
     def __init__(self) -> None:
-        self._states: dict[str, StreakState] = {}
+        self.states: dict[str, StreakState] = {}
 
-    def record(
-        self, *, rule_id: str, subject: str, metric: str, consecutive: int, point: Point
-    ) -> Transition | None:
-        """Record ``point``; return the alert transition it causes, if any."""
-        fp = fingerprint(rule_id, subject, metric)
-        decision = decide(self._states.get(fp, StreakState()), point, consecutive=consecutive)
-        self._states[fp] = decision.state
-        return decision.transition
+    def observe(
+        self, fp: str, point: Point, policy: Policy, *, labels: Mapping[str, str]
+    ) -> Decision:
+        """Record the observation ``point`` for the key ``fp``."""
+        decision = threshold.observe(
+            self.states.get(fp, StreakState()), point, policy, labels=labels
+        )
+        self.states[fp] = decision.state
+        return decision
+
+    def due(self, fp: str, at: datetime, policy: Policy) -> Decision:
+        """The key's timer armed for ``at`` fired."""
+        decision = threshold.due(self.states.get(fp, StreakState()), at, policy)
+        self.states[fp] = decision.state
+        return decision
 
 
 class _Timers:
@@ -275,10 +282,10 @@ def evaluate(
     """
     metric = [rule for rule in rules if isinstance(rule, RuleSpec)]
     engine = RuleEngine(metric)
-    streaks = MemoryStreaks()
     known = names or {}
     alerts: list[AlertFired | AlertResolved] = []
     timers = _Timers()
+    thresholds = _Thresholds(known, alerts, timers)
     absences = _Absences(known, alerts, timers)
     goal_overdue = _GoalOverdue(
         [rule for rule in rules if isinstance(rule, GoalOverdueRuleSpec)], known, alerts, timers
@@ -291,7 +298,8 @@ def evaluate(
         timers.advance(at)
         timers.clock = at if timers.clock is None else max(timers.clock, at)
         if isinstance(event, MetricRecorded):
-            _metric_event(event, engine, streaks, known, alerts)
+            for rule, verdict in engine.evaluate(event):
+                thresholds.observed(rule, verdict, event)
             for rule in watching:
                 if overdue.applies(rule, event):
                     absences.seen(rule, event)
@@ -308,28 +316,55 @@ def evaluate(
     return alerts
 
 
-def _metric_event(
-    event: MetricRecorded,
-    engine: RuleEngine,
-    streaks: MemoryStreaks,
-    names: Mapping[str, str],
-    alerts: list[AlertFired | AlertResolved],
-) -> None:
-    for rule, breach in engine.evaluate(event):
-        transition = streaks.record(
-            rule_id=rule.id,
-            subject=event.subject,
-            metric=event.metric,
-            consecutive=rule.threshold.consecutive,
-            point=Point(event.id, event.time, event.value, breach),
+class _Thresholds:
+    """Threshold state per key, in memory; its timers (for, escalate) in ``timers``."""
+
+    def __init__(
+        self, names: Mapping[str, str], alerts: list[AlertFired | AlertResolved], timers: _Timers
+    ) -> None:
+        self._streaks = MemoryStreaks()
+        self._names = names
+        self._alerts = alerts
+        self._timers = timers
+
+    def observed(self, rule: RuleSpec, verdict: Verdict, event: MetricRecorded) -> None:
+        fp = fingerprint(rule.id, event.subject, event.metric)
+        decision = self._streaks.observe(
+            fp,
+            Point.of(event.id, event.time, event.value, verdict),
+            Policy.of(rule),
+            labels=event.labels,
         )
-        if transition is not None:
-            alerts.append(
-                build_alert(
-                    rule=rule,
-                    event=event,
-                    subject_name=names.get(event.subject, event.subject),
-                    transition=transition,
-                    now=event.time,
-                )
+        self._apply(rule, event.subject, fp, decision, event, now=event.time)
+
+    def _due(self, rule: RuleSpec, subject: str, due_at: datetime, now: datetime) -> None:
+        fp = fingerprint(rule.id, subject, rule.metric)
+        decision = self._streaks.due(fp, due_at, Policy.of(rule))
+        self._apply(rule, subject, fp, decision, None, now=now)
+
+    def _apply(
+        self,
+        rule: RuleSpec,
+        subject: str,
+        fp: str,
+        decision: Decision,
+        event: MetricRecorded | None,
+        *,
+        now: datetime,
+    ) -> None:
+        if decision.arm is not None:
+            self._timers.arm(
+                decision.arm, lambda due_at, now: self._due(rule, subject, due_at, now)
             )
+        if decision.transition is None:
+            return
+        event = event or threshold.newest_event(rule, subject, decision.state)
+        self._alerts.append(
+            build_alert(
+                rule=rule,
+                event=event,
+                subject_name=self._names.get(subject, subject),
+                transition=decision.transition,
+                now=now,
+            )
+        )

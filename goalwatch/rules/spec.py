@@ -14,6 +14,7 @@ from typing import Annotated, Any, Final, Literal, get_args
 from pydantic import (
     AfterValidator,
     BeforeValidator,
+    ConfigDict,
     Discriminator,
     Field,
     Tag,
@@ -226,6 +227,70 @@ def _check_value(value: Any, info: ValidationInfo) -> Any:
     return value
 
 
+RESOLVE_OPS: Final[dict[str, str]] = {
+    ">": "<",
+    ">=": "<",
+    "<": ">",
+    "<=": ">",
+    "between": "outside",
+    "outside": "between",
+}
+"""Per operator, how a value must compare with ``resolve_at`` to resolve a firing alert."""
+
+
+def _pair(value: float | tuple[float, float]) -> tuple[float, float]:
+    return value if isinstance(value, tuple) else (value, value)
+
+
+def _check_resolve(value: Any, info: ValidationInfo) -> Any:
+    """``resolve_at``: written like ``value`` (two numbers for between and outside)."""
+    if value is None:
+        return value
+    op = info.data.get("op")
+    if op in ("==", "!="):
+        raise rule_error(
+            "resolve_at",
+            f'op: "{op}" has no values between firing and resolving: resolve_at is for '
+            ">, >=, <, <=, between and outside",
+        )
+    checked = _check_value(value, info)
+    return checked if isinstance(checked, tuple) else _in_engine_range(float(checked))
+
+
+def _check_resolve_side(
+    op: str, threshold: tuple[float, float], resolve: tuple[float, float]
+) -> None:
+    """``resolve_at`` lies beyond the threshold on the side where values stop breaching."""
+    (low, high), (r_low, r_high) = threshold, resolve
+    if op in (">", ">="):
+        if not r_low < low:
+            raise rule_error(
+                "resolve_at",
+                f"must be below the threshold {low:g}, e.g. value: 0.08 with resolve_at: 0.07 "
+                "(fire above 8%, resolve only below 7%)",
+            )
+    elif op in ("<", "<="):
+        if not r_low > low:
+            raise rule_error(
+                "resolve_at",
+                f"must be above the threshold {low:g}, e.g. value: 0.5 with resolve_at: 0.6 "
+                "(fire below 50%, resolve only above 60%)",
+            )
+    elif op == "between":
+        if not (r_low <= low and r_high >= high and (r_low, r_high) != (low, high)):
+            raise rule_error(
+                "resolve_at",
+                f"must contain [{low:g}, {high:g}] and be wider, e.g. value: [0.05, 0.08] with "
+                "resolve_at: [0.04, 0.09] (resolve only once outside 4%-9%)",
+            )
+    elif not (low <= r_low and r_high <= high and (r_low, r_high) != (low, high)):
+        raise rule_error(
+            "resolve_at",
+            f"must lie within [{low:g}, {high:g}] and be narrower, e.g. value: [0.05, 0.08] "
+            "with resolve_at: [0.055, 0.075] (resolve only once back within 5.5%-7.5%)",
+        )
+
+
 def _in_engine_range(value: float) -> float:
     if not math.isfinite(value):
         raise rule_error("value", "the threshold must be a finite number")
@@ -236,53 +301,6 @@ def _in_engine_range(value: float) -> float:
             "between 0.0001 and 1e16 in size (scale the metric, e.g. per thousand)",
         )
     return value
-
-
-class ThresholdCondition(Contract):
-    """``value <op> threshold`` on ``consecutive`` observations in a row, by event time;
-    ``between`` / ``outside`` compare with two thresholds, ``value: [low, high]``."""
-
-    op: Annotated[Op, BeforeValidator(_check_op)] = Field(
-        description="Comparison of the observed value with the threshold."
-    )
-    value: Annotated[float | tuple[float, float], BeforeValidator(_check_value)] = Field(
-        description="The threshold; for between and outside, [low, high]."
-    )
-    consecutive: int = Field(
-        1,
-        ge=1,
-        le=MAX_CONSECUTIVE,
-        description="How many observations in a row (by event time) must breach before firing.",
-    )
-
-    @field_validator("value")
-    @classmethod
-    def _engine_range(cls, value: float | tuple[float, float]) -> float | tuple[float, float]:
-        return value if isinstance(value, tuple) else _in_engine_range(value)
-
-    @property
-    def bounds(self) -> tuple[float, float]:
-        """(low, high); both the threshold for a single-value operator."""
-        if isinstance(self.value, tuple):
-            return self.value
-        return self.value, self.value
-
-    @property
-    def ranged(self) -> bool:
-        """Whether ``op`` compares with two thresholds."""
-        return self.op in RANGE_OPS
-
-    def fields(self) -> dict[str, Any]:
-        """The condition's fields in message templates."""
-        low, high = self.bounds
-        if self.ranged:
-            return {"low": low, "high": high, "op": self.op, "consecutive": self.consecutive}
-        return {"threshold": low, "op": self.op, "consecutive": self.consecutive}
-
-    def text(self) -> str:
-        """The condition in words: ``> 0.08``, ``between 0.05 and 0.08``."""
-        low, high = self.bounds
-        return f"{self.op} {low:g} and {high:g}" if self.ranged else f"{self.op} {low:g}"
 
 
 _DURATION = re.compile(r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
@@ -328,6 +346,111 @@ def duration_text(duration: timedelta) -> str:
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
 
+class ThresholdCondition(Contract):
+    """``value <op> threshold`` on ``consecutive`` observations in a row, by event time;
+    ``between`` / ``outside`` compare with two thresholds, ``value: [low, high]``."""
+
+    op: Annotated[Op, BeforeValidator(_check_op)] = Field(
+        description="Comparison of the observed value with the threshold."
+    )
+    value: Annotated[float | tuple[float, float], BeforeValidator(_check_value)] = Field(
+        description="The threshold; for between and outside, [low, high]."
+    )
+    consecutive: int = Field(
+        1,
+        ge=1,
+        le=MAX_CONSECUTIVE,
+        description="How many observations in a row (by event time) must breach before firing.",
+    )
+    resolve_at: Annotated[float | tuple[float, float] | None, BeforeValidator(_check_resolve)] = (
+        Field(
+            None,
+            description="Hysteresis: a firing alert resolves only once a value is past this "
+            "(below it for > and >=, above it for < and <=; for between, outside "
+            "[low, high]; for outside, within [low, high]). Values between it and the "
+            "threshold keep a firing alert firing but do not start one.",
+        )
+    )
+    for_: Duration | None = Field(
+        None,
+        alias="for",
+        description="The condition must hold this long (by event time, from the observation "
+        "that made it hold) before the alert fires, e.g. 2h; it fires when that time comes, "
+        "from a timer, unless an observation ended the condition first.",
+    )
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("value")
+    @classmethod
+    def _engine_range(cls, value: float | tuple[float, float]) -> float | tuple[float, float]:
+        return value if isinstance(value, tuple) else _in_engine_range(value)
+
+    @field_validator("for_")
+    @classmethod
+    def _for_bounds(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and not MIN_ABSENCE <= value <= MAX_ABSENCE:
+            raise rule_error(
+                "duration",
+                f"{duration_text(value)} is out of range: write at least 1s and at most 366d",
+            )
+        return value
+
+    @field_serializer("for_")
+    def _for_as_written(self, value: timedelta | None) -> str | None:
+        return None if value is None else duration_text(value)
+
+    @field_validator("resolve_at")
+    @classmethod
+    def _resolve_beyond_threshold(
+        cls, value: float | tuple[float, float] | None, info: ValidationInfo
+    ) -> float | tuple[float, float] | None:
+        op, threshold = info.data.get("op"), info.data.get("value")
+        if value is None or op is None or threshold is None:
+            return value  # the op's or the threshold's own error says what is wrong
+        _check_resolve_side(op, _pair(threshold), _pair(value))
+        return value
+
+    @property
+    def resolve_bounds(self) -> tuple[float, float]:
+        """(low, high) of ``resolve_at``; the threshold's bounds when there is none."""
+        if self.resolve_at is None:
+            return self.bounds
+        if isinstance(self.resolve_at, tuple):
+            return self.resolve_at
+        return self.resolve_at, self.resolve_at
+
+    @property
+    def resolve_op(self) -> str | None:
+        """The comparison a value must pass to resolve a firing alert, with
+        :attr:`resolve_bounds`; None without hysteresis (any non-breaching value resolves)."""
+        return None if self.resolve_at is None else RESOLVE_OPS[self.op]
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """(low, high); both the threshold for a single-value operator."""
+        if isinstance(self.value, tuple):
+            return self.value
+        return self.value, self.value
+
+    @property
+    def ranged(self) -> bool:
+        """Whether ``op`` compares with two thresholds."""
+        return self.op in RANGE_OPS
+
+    def fields(self) -> dict[str, Any]:
+        """The condition's fields in message templates."""
+        low, high = self.bounds
+        if self.ranged:
+            return {"low": low, "high": high, "op": self.op, "consecutive": self.consecutive}
+        return {"threshold": low, "op": self.op, "consecutive": self.consecutive}
+
+    def text(self) -> str:
+        """The condition in words: ``> 0.08``, ``between 0.05 and 0.08``."""
+        low, high = self.bounds
+        return f"{self.op} {low:g} and {high:g}" if self.ranged else f"{self.op} {low:g}"
+
+
 class OverdueCondition(Contract):
     """An overdue rule's condition: what must happen in time.
 
@@ -352,6 +475,36 @@ class OverdueCondition(Contract):
         return value
 
     @field_serializer("absent_for")
+    def _as_written(self, value: timedelta) -> str:
+        return duration_text(value)
+
+
+SEVERITY_ORDER: Final[tuple[Severity, ...]] = (Severity.INFO, Severity.WARNING, Severity.CRITICAL)
+"""Severities from the quietest to the loudest."""
+
+
+class EscalationStep(Contract):
+    """One step of a threshold alert's escalation: ``{after: 5d, severity: critical}``."""
+
+    after: Duration = Field(
+        description="How long after the breach began (its first breaching observation, by "
+        "event time) the firing alert rises to this severity, e.g. 5d."
+    )
+    severity: Annotated[Severity, BeforeValidator(_check_severity)] = Field(
+        description="The severity it rises to: warning or critical, above the rule's own."
+    )
+
+    @field_validator("after")
+    @classmethod
+    def _bounds(cls, value: timedelta) -> timedelta:
+        if not MIN_ABSENCE <= value <= MAX_ABSENCE:
+            raise rule_error(
+                "duration",
+                f"{duration_text(value)} is out of range: write at least 1s and at most 366d",
+            )
+        return value
+
+    @field_serializer("after")
     def _as_written(self, value: timedelta) -> str:
         return duration_text(value)
 
@@ -399,6 +552,11 @@ class RuleSpec(Contract):
     )
     severity: Annotated[Severity, BeforeValidator(_check_severity)] = Field(
         description="info, warning (yellow) or critical (red)."
+    )
+    escalate: list[EscalationStep] = Field(
+        default_factory=list,
+        description="Threshold rules: severities the firing alert rises to while its breach "
+        "lasts, e.g. [{after: 5d, severity: critical}]; announced as a change of the one alert.",
     )
     notify: list[Recipient] = Field(
         min_length=1,
@@ -468,6 +626,32 @@ class RuleSpec(Contract):
         if not isinstance(self.condition, OverdueCondition):
             raise TypeError(f"rule {self.id!r} is a {self.kind} rule, not an overdue rule")
         return self.condition
+
+    @field_validator("escalate")
+    @classmethod
+    def _rising(cls, value: list[EscalationStep], info: ValidationInfo) -> list[EscalationStep]:
+        kind, severity = info.data.get("kind"), info.data.get("severity")
+        if not value or kind is None or severity is None:
+            return value
+        if kind is not RuleKind.THRESHOLD:
+            raise rule_error("escalate", f"escalate is for threshold rules, not {kind} rules")
+        level, after = SEVERITY_ORDER.index(severity), timedelta(0)
+        for step in value:
+            if SEVERITY_ORDER.index(step.severity) <= level:
+                raise rule_error(
+                    "escalate",
+                    f"each step must raise the severity: {step.severity} does not rise above "
+                    f"{SEVERITY_ORDER[level]} (e.g. severity: warning, escalate: "
+                    "[{after: 5d, severity: critical}])",
+                )
+            if step.after <= after:
+                raise rule_error(
+                    "escalate",
+                    f"steps come in order of time, each later than the one before: "
+                    f"{duration_text(step.after)} is not after {duration_text(after)}",
+                )
+            level, after = SEVERITY_ORDER.index(step.severity), step.after
+        return value
 
     @field_validator("notify")
     @classmethod

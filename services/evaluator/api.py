@@ -27,10 +27,15 @@ class RuleRead(BaseModel):
         "or {not_in: [...]}."
     )
     condition: dict[str, Any] = Field(
-        description="threshold: op, value and consecutive; dependency_impact: when (status, "
+        description="threshold: op, value, consecutive and, when set, resolve_at and for; "
+        "dependency_impact: when (status, "
         "type, org_unit) and min_weight."
     )
     severity: Severity = Field(description="Severity of the alerts it fires.")
+    escalate: list[dict[str, str]] = Field(
+        default_factory=list,
+        description="Threshold rules: the severities a firing alert rises to, [{after, severity}].",
+    )
     notify: list[str] = Field(description="Who is notified.")
     message: str = Field(description="Message template.")
     resolved_message: str | None = Field(description="Resolved message template, if any.")
@@ -42,6 +47,7 @@ class RuleRead(BaseModel):
         spec = rule.spec
         where: dict[str, str | list[str] | dict[str, list[str]]] = {}
         condition: dict[str, object]
+        escalate: list[dict[str, str]] = []
         if isinstance(spec, ImpactRuleSpec):
             metric = None
             condition = {"when": spec.when.model_dump(mode="json"), "min_weight": spec.min_weight}
@@ -52,8 +58,10 @@ class RuleRead(BaseModel):
                 **spec.condition.model_dump(mode="json", exclude_none=True),
             }
         else:
-            metric, condition = spec.metric, spec.condition.model_dump()
+            metric = spec.metric
+            condition = spec.condition.model_dump(mode="json", by_alias=True, exclude_none=True)
             where = spec.model_dump(mode="json", include={"where"})["where"]
+            escalate = [step.model_dump(mode="json") for step in spec.escalate]
         return cls(
             id=spec.id,
             name=spec.name,
@@ -63,6 +71,7 @@ class RuleRead(BaseModel):
             where=where,
             condition=condition,
             severity=spec.severity,
+            escalate=escalate,
             notify=list(spec.notify),
             message=spec.message,
             resolved_message=spec.resolved_message,

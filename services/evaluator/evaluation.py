@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final, Protocol
@@ -22,16 +22,18 @@ from goalwatch.contracts import (
     TimerFired,
     subjects,
 )
-from goalwatch.rules import overdue
+from goalwatch.rules import overdue, threshold
 from goalwatch.rules.announce import build_absence_alert, build_alert, message_id
 from goalwatch.rules.engine import RuleEngine
 from goalwatch.rules.overdue import Due, Seen
 from goalwatch.rules.spec import RuleSpec
+from goalwatch.rules.threshold import Policy
 from goalwatch.rules.transitions import Point, Transition, fingerprint
 from goalwatch.timers import TimerKey
-from services.evaluator.absences import Applied
+from services.evaluator.absences import Applied as AbsenceApplied
 from services.evaluator.metrics import ALERTS_FIRED, ALERTS_RESOLVED, RULE_EVALUATIONS
 from services.evaluator.names import Names
+from services.evaluator.streaks import Applied
 
 logger = logging.getLogger(__name__)
 
@@ -44,17 +46,18 @@ PublishAlert = Callable[[AlertFired | AlertResolved, str, str], Awaitable[None]]
 
 
 class Streaks(Protocol):
-    """Where observations and alert state are kept (:class:`StreakStore` in production)."""
+    """Where threshold state is kept (:class:`StreakStore` in production)."""
 
-    async def record(
-        self, *, rule_id: str, subject: str, metric: str, consecutive: int, point: Point
-    ) -> Transition | None:
-        """Record ``point``; return the alert transition it causes, if any."""
+    async def observe(
+        self, fp: str, point: Point, policy: Policy, *, labels: Mapping[str, str]
+    ) -> Applied:
+        """Record the observation ``point``; idempotent per event id."""
 
-    async def mark_published(
-        self, *, rule_id: str, subject: str, metric: str, event_id: str
-    ) -> None:
-        """Note that the transition caused by ``event_id`` was published."""
+    async def due(self, fp: str, at: datetime, policy: Policy) -> Applied:
+        """The key's timer armed for ``at`` fired; idempotent per timer."""
+
+    async def mark_published(self, fp: str, cause: str) -> None:
+        """Note that the transition caused by input ``cause`` was published."""
 
 
 class Absences(Protocol):
@@ -62,7 +65,7 @@ class Absences(Protocol):
 
     async def apply(
         self, fp: str, change: Seen | Due, *, now: datetime, absent_for: timedelta
-    ) -> Applied:
+    ) -> AbsenceApplied:
         """Apply a report or a fired timer; idempotent per input."""
 
     async def mark_published(self, fp: str) -> None:
@@ -108,6 +111,8 @@ class Evaluator:
         self._overdue = {rule.id: rule for rule in rules if rule.kind is RuleKind.OVERDUE}
         if self._overdue and (absences is None or arm is None):
             raise ValueError("overdue rules need an absence store and timers")
+        self._threshold = {r.id: r for r in rules if r.kind is RuleKind.THRESHOLD}
+        self._policies: dict[str, Policy] = {}
         self._absences = absences
         self._arm = arm
         self._engine = engine
@@ -149,54 +154,90 @@ class Evaluator:
         Publishing is awaited before returning, so the caller acks the event only once every
         alert it caused is stored in the alerts stream.
         """
-        for rule, breach in self._engine.evaluate(event):
-            RULE_EVALUATIONS.labels(rule=rule.id, outcome="breach" if breach else "clear").inc()
-            transition = await self._streaks.record(
-                rule_id=rule.id,
-                subject=event.subject,
-                metric=event.metric,
-                consecutive=rule.threshold.consecutive,
-                point=Point(event.id, event.time, event.value, breach),
+        for rule, verdict in self._engine.evaluate(event):
+            RULE_EVALUATIONS.labels(rule=rule.id, outcome=verdict.value).inc()
+            fp = fingerprint(rule.id, event.subject, event.metric)
+            applied = await self._streaks.observe(
+                fp,
+                Point.of(event.id, event.time, event.value, verdict),
+                self._policy(rule),
+                labels=event.labels,
             )
-            if transition is None:
-                continue
-            subject_name = await self._names.name_of(subject=event.subject)
-            alert = build_alert(
-                rule=rule,
-                event=event,
-                subject_name=subject_name,
-                transition=transition,
-                now=datetime.now(UTC),
-            )
-            extra = {
-                "event_id": event.id,
-                "fingerprint": alert.fingerprint,
-                "rule_id": rule.id,
-                "replayed": transition.replayed,
-            }
-            if isinstance(alert, AlertFired):
-                subject, verb = subjects.ALERTS_FIRED, "fired"
-                counter = ALERTS_FIRED.labels(rule=rule.id, severity=rule.severity.value)
-            else:
-                subject, verb = subjects.ALERTS_RESOLVED, "resolved"
-                counter = ALERTS_RESOLVED.labels(rule=rule.id)
-            # Counted once per transition: a replay is the same alert, published again.
-            if not transition.replayed:
-                counter.inc()
-            await self._publish(alert, subject, message_id(alert.fingerprint, transition))
-            logger.info("%s: %s", _verb(verb, transition), alert.message, extra=extra)
-            await self._streaks.mark_published(
-                rule_id=rule.id, subject=event.subject, metric=event.metric, event_id=event.id
-            )
+            await self._threshold_applied(rule, event.subject, fp, applied, event)
         for rule in self._overdue.values():
             if overdue.applies(rule, event):
                 await self._absence(rule, event.subject, Seen.of(event))
 
+    def _policy(self, rule: RuleSpec) -> Policy:
+        policy = self._policies.get(rule.id)
+        if policy is None:
+            policy = self._policies[rule.id] = Policy.of(rule)
+        return policy
+
+    async def _threshold_applied(
+        self,
+        rule: RuleSpec,
+        subject: str,
+        fp: str,
+        applied: Applied,
+        event: MetricRecorded | None,
+    ) -> None:
+        """Arm the key's timer and publish the transition an input caused, if they must be.
+
+        ``event`` is the event observed; None for a timer, whose alert speaks of the newest
+        observation kept.
+        """
+        if applied.arm is not None:
+            if self._arm is None:
+                raise RuntimeError(f"rule {rule.id!r} needs timers (for or escalate)")
+            # Armed before the input is acked; a redelivery arms the same time again.
+            await self._arm(
+                TimerKey(owner=OWNER, name=threshold.TIMER, key=fp),
+                applied.arm,
+                data={"rule_id": rule.id, "subject": subject},
+            )
+        transition = applied.transition
+        if transition is None:
+            return
+        if event is None:
+            event = threshold.newest_event(rule, subject, applied.state)
+        subject_name = await self._names.name_of(subject=event.subject)
+        alert = build_alert(
+            rule=rule,
+            event=event,
+            subject_name=subject_name,
+            transition=transition,
+            now=datetime.now(UTC),
+        )
+        extra = {
+            "event_id": event.id,
+            "fingerprint": alert.fingerprint,
+            "rule_id": rule.id,
+            "replayed": transition.replayed,
+        }
+        if isinstance(alert, AlertFired):
+            subject = subjects.ALERTS_FIRED
+            verb = "fired" if transition.escalated_from is None else "escalated"
+            counter = ALERTS_FIRED.labels(rule=rule.id, severity=alert.severity.value)
+        else:
+            subject, verb = subjects.ALERTS_RESOLVED, "resolved"
+            counter = ALERTS_RESOLVED.labels(rule=rule.id)
+        # Counted once per transition: a replay is the same alert, published again.
+        if not transition.replayed:
+            counter.inc()
+        await self._publish(alert, subject, message_id(alert.fingerprint, transition))
+        logger.info("%s: %s", _verb(verb, transition), alert.message, extra=extra)
+        await self._streaks.mark_published(fp, applied.cause)
+
     async def handle_timer(self, fired: TimerFired) -> None:
-        """A timer of an overdue rule fell due; safe to call again for the same timer.
+        """A timer of an overdue or threshold rule fell due; safe to call again for the same
+        timer.
 
         A timer of a rule no longer loaded is dropped (logged): its rule cannot fire.
         """
+        if fired.name == threshold.TIMER:
+            await self._threshold_timer(fired)
+            return
         rule = self._overdue.get(fired.data.get("rule_id", ""))
         subject = fired.data.get("subject")
         if rule is None or subject is None or fired.name != overdue.TIMER:
@@ -208,6 +249,21 @@ class Evaluator:
             )
             return
         await self._absence(rule, subject, Due(fired.due_at))
+
+    async def _threshold_timer(self, fired: TimerFired) -> None:
+        rule = self._threshold.get(fired.data.get("rule_id", ""))
+        subject = fired.data.get("subject")
+        if rule is None or subject is None:
+            logger.warning(
+                "timer %s/%s for rule %r dropped: no such threshold rule is loaded",
+                fired.name,
+                fired.key,
+                fired.data.get("rule_id"),
+            )
+            return
+        fp = fingerprint(rule.id, subject, rule.metric)
+        applied = await self._streaks.due(fp, fired.due_at, self._policy(rule))
+        await self._threshold_applied(rule, subject, fp, applied, None)
 
     async def _absence(self, rule: RuleSpec, subject: str, change: Seen | Due) -> None:
         assert self._absences is not None and self._arm is not None

@@ -1,158 +1,239 @@
 """Threshold state per (rule, subject, metric), kept in Redis around the kernel's decision.
 
-What an observation means is :func:`goalwatch.rules.threshold.decide`, a pure function;
-:class:`StreakStore` reads the state it needs and writes what it returns in one optimistic
-Redis transaction, and remembers the transition each event caused until it is published.
+What an observation or a fired timer means is :mod:`goalwatch.rules.threshold` (pure
+functions); :class:`StreakStore` reads the key's state in one round trip, decides, and
+writes the new state with a compare-and-set script in a second: the script writes only if
+the key's version is still the one read, so two replicas (or a redelivery racing the first
+delivery) cannot both fire; the loser reads again and decides again. The transition an input
+caused is stored with the state, under the input's id, until :meth:`mark_published` confirms
+it is in the alerts stream: a redelivered input whose alert was not yet published publishes
+it again, while a resend days later cannot announce an old alert again.
 
-Redis keys (``{fp}`` is the alert fingerprint; the braces make it a cluster hash tag, keeping a
-key's entries on one shard for the transaction):
+Redis key (``{fp}`` is the alert fingerprint; the braces make it a cluster hash tag):
+``goalwatch:evaluator:{fp}:threshold`` HASH
 
-- ``goalwatch:evaluator:{fp}:data``  HASH event id -> JSON {time, value, breach, transition}
-- ``goalwatch:evaluator:{fp}:alert`` HASH state (firing|resolved), started_at, event_id
+- ``v``: the version, one more with every write;
+- ``doc``: JSON of the state (kept observations, firing, started_at, pending_since,
+  severity, armed, labels);
+- ``out:<input id>``: JSON of a transition not yet confirmed published (an event id, or
+  ``timer:<due time>`` for a fired timer).
+
+A key that is neither firing nor waiting on a timer expires after :data:`IDLE_EXPIRY`
+without input, so a subject that stopped reporting costs nothing forever; a firing one is
+kept until it resolves. Keys written by earlier versions (``{fp}:data`` and ``{fp}:alert``)
+are read once and replaced.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from redis.asyncio import Redis
-from redis.exceptions import WatchError
 
-from goalwatch.contracts import AlertState
-from goalwatch.rules.threshold import StreakState, decide
-from goalwatch.rules.transitions import Point, Transition, fingerprint
+from goalwatch.contracts import AlertState, Severity
+from goalwatch.rules.threshold import Decision, Policy, StreakState, due, observe
+from goalwatch.rules.transitions import Point, Transition, Verdict
 
 KEY_PREFIX: Final = "goalwatch:evaluator:"
-# Optimistic transaction retries before giving up (the message is then redelivered).
+# Compare-and-set retries before giving up (the input is then redelivered).
 MAX_ATTEMPTS: Final = 50
+IDLE_EXPIRY: Final = timedelta(days=400)
+"""How long a key neither firing nor waiting on a timer outlives its last input: over a year,
+so a yearly metric still finds its previous value."""
+
+# KEYS: the state key, then keys of earlier versions to delete.
+# ARGV: version read ("" for none), state JSON, expiry in ms (0: none), out field, out JSON.
+_WRITE: Final = """
+local v = redis.call('HGET', KEYS[1], 'v') or ''
+if v ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'v', (tonumber(ARGV[1]) or 0) + 1, 'doc', ARGV[2])
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], ARGV[4], ARGV[5]) end
+if ARGV[3] == '0' then redis.call('PERSIST', KEYS[1])
+else redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+for i = 2, #KEYS do redis.call('DEL', KEYS[i]) end
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What one input did to a key: the transition to publish (``replayed`` if it was
+    caused before and not yet confirmed published), the time to arm the key's timer for,
+    the state after, and the input's id (for :meth:`StreakStore.mark_published`)."""
+
+    transition: Transition | None
+    arm: datetime | None
+    state: StreakState
+    cause: str
+
+
+def timer_cause(at: datetime) -> str:
+    """The input id of the key's timer fired for ``at``."""
+    return f"timer:{at.isoformat()}"
 
 
 class _Keys:
     def __init__(self, fp: str) -> None:
         base = f"{KEY_PREFIX}{{{fp}}}"
-        self.data = f"{base}:data"
-        self.alert = f"{base}:alert"
+        self.state = f"{base}:threshold"
+        self.legacy = (f"{base}:data", f"{base}:alert")
 
 
 class StreakStore:
-    """Observations and alert state in Redis, updated atomically per key."""
+    """Threshold state in Redis, updated atomically per key."""
 
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
+        self._write = redis.register_script(_WRITE)
 
-    async def record(
-        self, *, rule_id: str, subject: str, metric: str, consecutive: int, point: Point
-    ) -> Transition | None:
-        """Record ``point`` and return the alert transition it causes, if any.
+    async def observe(
+        self, fp: str, point: Point, policy: Policy, *, labels: Mapping[str, str]
+    ) -> Applied:
+        """Record the observation ``point`` (of an event with ``labels``) for the key ``fp``.
 
-        Idempotent: recording an event id again changes nothing and returns the transition
-        the event caused the first time (marked ``replayed``) until :meth:`mark_published`
-        confirms it went out, so a redelivered event whose alert was not yet published can
-        publish it, while a resend days later cannot announce an old alert again. Two
-        replicas recording the same key cannot both fire: the transaction is retried if the
-        key changed underneath it.
+        Idempotent per event id: see the module's description.
         """
-        return await self._record(
-            fingerprint(rule_id, subject, metric), consecutive=consecutive, point=point
+        return await self._apply(
+            fp, point.event_id, lambda state: observe(state, point, policy, labels=labels)
         )
 
-    async def mark_published(
-        self, *, rule_id: str, subject: str, metric: str, event_id: str
-    ) -> None:
-        """Note that the transition ``event_id`` caused is in the alerts stream."""
-        keys = _Keys(fingerprint(rule_id, subject, metric))
-        raw = await self._redis.hget(keys.data, event_id)
-        if raw is None:  # trimmed meanwhile: nothing left to replay anyway
-            return
-        doc = json.loads(str(raw))
-        if doc.get("transition") is not None:
-            doc["transition"]["published"] = True
-            await self._redis.hset(keys.data, event_id, json.dumps(doc))
+    async def due(self, fp: str, at: datetime, policy: Policy) -> Applied:
+        """The key's timer armed for ``at`` fired; idempotent per timer."""
+        return await self._apply(fp, timer_cause(at), lambda state: due(state, at, policy))
 
-    async def _record(self, fp: str, *, consecutive: int, point: Point) -> Transition | None:
+    async def mark_published(self, fp: str, cause: str) -> None:
+        """Note that the transition ``cause`` caused is in the alerts stream."""
+        await self._redis.hdel(_Keys(fp).state, f"out:{cause}")
+
+    async def _apply(self, fp: str, cause: str, decide: Any) -> Applied:
         keys = _Keys(fp)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            for _ in range(MAX_ATTEMPTS):
-                try:
-                    await pipe.watch(keys.data, keys.alert)
-                    raw = _texts(await pipe.hgetall(keys.data))
-                    alert = _texts(await pipe.hgetall(keys.alert))
-                    if point.event_id in raw:
-                        # Leaving the pipeline block resets it, which unwatches.
-                        return _replay(raw[point.event_id])
-                    state = StreakState(
-                        kept=tuple(_point(event_id, data) for event_id, data in raw.items()),
-                        firing=alert.get("state") == AlertState.FIRING,
-                        started_at=_time(alert["started_at"]) if "started_at" in alert else None,
-                    )
-                    decision = decide(state, point, consecutive=consecutive)
-                    kept = {p.event_id for p in decision.state.kept}
-                    drop = [event_id for event_id in raw if event_id not in kept]
-                    pipe.multi()  # type: ignore[no-untyped-call]  # untyped in redis-py
-                    if point.event_id in kept:
-                        pipe.hset(keys.data, point.event_id, _dump(point, decision.transition))
-                    if drop:
-                        pipe.hdel(keys.data, *drop)
-                    if decision.transition is not None:
-                        pipe.hset(
-                            keys.alert,
-                            mapping={
-                                "state": decision.transition.state.value,
-                                "started_at": decision.transition.started_at.isoformat(),
-                                "event_id": point.event_id,
-                            },
-                        )
-                    await pipe.execute()
-                    return decision.transition
-                except WatchError:
-                    continue
+        out = f"out:{cause}"
+        for _ in range(MAX_ATTEMPTS):
+            version, doc, pending = await self._redis.hmget(keys.state, ["v", "doc", out])
+            legacy: tuple[str, ...] = ()
+            if version is None:
+                state = await self._legacy(keys)
+                legacy = keys.legacy
+            else:
+                state = _state(json.loads(str(doc)))
+            if pending is not None:
+                # Caused before, not yet confirmed published: publish it again.
+                return Applied(_transition(json.loads(str(pending))), state.armed, state, cause)
+            decision: Decision = decide(state)
+            if decision.duplicate or (decision.state == state and not legacy):
+                return Applied(None, decision.arm, state, cause)
+            transition = decision.transition
+            written = await self._write(
+                keys=[keys.state, *legacy],
+                args=[
+                    "" if version is None else str(version),
+                    json.dumps(_dump(decision.state)),
+                    str(_expiry_ms(decision.state)),
+                    out if transition is not None else "",
+                    json.dumps(_dump_transition(transition)) if transition is not None else "",
+                ],
+            )
+            if written:
+                return Applied(transition, decision.arm, decision.state, cause)
         raise RuntimeError(
-            f"gave up recording event {point.event_id!r} (alert {fp}) after {MAX_ATTEMPTS} "
-            "attempts: another replica kept changing the same key"
+            f"gave up recording {cause!r} (alert {fp}) after {MAX_ATTEMPTS} attempts: "
+            "another replica kept changing the same key"
+        )
+
+    async def _legacy(self, keys: _Keys) -> StreakState:
+        """The state as earlier versions kept it (event id -> observation; alert state)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(keys.legacy[0])
+            pipe.hgetall(keys.legacy[1])
+            data, alert = await pipe.execute()
+        points = sorted(
+            (_legacy_point(str(event_id), json.loads(str(raw))) for event_id, raw in data.items()),
+            key=lambda p: (p.time, p.event_id),
+        )
+        firing = alert.get("state") == AlertState.FIRING
+        return StreakState(
+            kept=tuple(points),
+            firing=firing,
+            started_at=_time(alert.get("started_at")),
         )
 
 
-def _texts(mapping: dict[bytes | str, bytes | str]) -> dict[str, str]:
-    """The client decodes responses; the annotations of redis-py do not know that."""
-    return {str(key): str(value) for key, value in mapping.items()}
+def _expiry_ms(state: StreakState) -> int:
+    if state.firing or state.pending_since is not None or state.armed is not None:
+        return 0
+    return int(IDLE_EXPIRY.total_seconds() * 1000)
 
 
-def _time(text: str) -> datetime:
-    return datetime.fromisoformat(text)
+def _time(text: Any) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(str(text))
 
 
-def _point(event_id: str, data: str) -> Point:
-    doc = json.loads(data)
-    return Point(event_id, _time(doc["time"]), float(doc["value"]), bool(doc["breach"]))
+def _legacy_point(event_id: str, doc: dict[str, Any]) -> Point:
+    return Point(event_id, datetime.fromisoformat(doc["time"]), float(doc["value"]), doc["breach"])
 
 
-def _dump(point: Point, transition: Transition | None) -> str:
-    doc: dict[str, Any] = {
-        "time": point.time.isoformat(),
-        "value": point.value,
-        "breach": point.breach,
-        "transition": None,
-    }
-    if transition is not None:
-        doc["transition"] = {
-            "state": transition.state.value,
-            "started_at": transition.started_at.isoformat(),
-            "published": False,
-            "history": [
-                [p.event_id, p.time.isoformat(), p.value, p.breach] for p in transition.history
-            ],
-        }
-    return json.dumps(doc)
+def _severity(text: Any) -> Severity | None:
+    return None if text is None else Severity(text)
 
 
-def _replay(data: str) -> Transition | None:
-    doc = json.loads(data).get("transition")
-    if doc is None or doc.get("published"):
-        return None
-    history = tuple(
-        Point(event_id, _time(time), float(value), bool(breach))
-        for event_id, time, value, breach in doc["history"]
+def _state(doc: dict[str, Any]) -> StreakState:
+    return StreakState(
+        kept=tuple(
+            Point.of(event_id, datetime.fromisoformat(time), float(value), Verdict(verdict))
+            for event_id, time, value, verdict in doc["kept"]
+        ),
+        firing=bool(doc["firing"]),
+        started_at=_time(doc.get("started_at")),
+        pending_since=_time(doc.get("pending_since")),
+        severity=_severity(doc.get("severity")),
+        armed=_time(doc.get("armed")),
+        labels=dict(doc.get("labels") or {}),
     )
-    return Transition(AlertState(doc["state"]), _time(doc["started_at"]), history, replayed=True)
+
+
+def _iso(time: datetime | None) -> str | None:
+    return None if time is None else time.isoformat()
+
+
+def _dump(state: StreakState) -> dict[str, Any]:
+    return {
+        "kept": [[p.event_id, p.time.isoformat(), p.value, p.verdict.value] for p in state.kept],
+        "firing": state.firing,
+        "started_at": _iso(state.started_at),
+        "pending_since": _iso(state.pending_since),
+        "severity": None if state.severity is None else state.severity.value,
+        "armed": _iso(state.armed),
+        "labels": dict(state.labels),
+    }
+
+
+def _dump_transition(transition: Transition) -> dict[str, Any]:
+    return {
+        "state": transition.state.value,
+        "started_at": transition.started_at.isoformat(),
+        "severity": None if transition.severity is None else transition.severity.value,
+        "escalated_from": (
+            None if transition.escalated_from is None else transition.escalated_from.value
+        ),
+        "history": [
+            [p.event_id, p.time.isoformat(), p.value, p.verdict.value] for p in transition.history
+        ],
+    }
+
+
+def _transition(doc: dict[str, Any]) -> Transition:
+    return Transition(
+        AlertState(doc["state"]),
+        datetime.fromisoformat(doc["started_at"]),
+        tuple(
+            Point.of(event_id, datetime.fromisoformat(time), float(value), Verdict(verdict))
+            for event_id, time, value, verdict in doc["history"]
+        ),
+        replayed=True,
+        severity=_severity(doc.get("severity")),
+        escalated_from=_severity(doc.get("escalated_from")),
+    )

@@ -170,13 +170,43 @@ message: "{subject_name}: occupancy {value:.0%}, outside {low:.0%}-{high:.0%}"
 """
 
 
+# Threshold rules over time, with durations short enough to wait for: hysteresis with an
+# escalation 3 s into the breach, and a condition that must hold 3 s before it fires.
+OVER_TIME_RULES = {
+    "ward-wait-high.yaml": """\
+id: ward-wait-high
+name: Ward waiting share above 8%
+kind: threshold
+metric: ward_wait_share
+condition: {op: ">", value: 0.08, resolve_at: 0.07}
+severity: warning
+escalate:
+  - {after: 3s, severity: critical}
+notify: [subject]
+message: "{subject_name}: waiting share {value:.1%} ({severity})"
+""",
+    "ward-queue-long.yaml": """\
+id: ward-queue-long
+name: Ward queue longer than 10 for 3 s
+kind: threshold
+metric: ward_queue_length
+condition: {op: ">", value: 10, for: 3s}
+severity: warning
+notify: [subject]
+message: "{subject_name}: {value:g} waiting"
+""",
+}
+
+
 def rules_with_absence(directory: Path) -> Path:
-    """A rules folder: the shipped rules, the short overdue rule and the range rule above."""
+    """A rules folder: the shipped rules and the test rules above."""
     directory.mkdir(parents=True, exist_ok=True)
     for rule in (REPO / "rules").glob("*.yaml"):
         (directory / rule.name).write_text(rule.read_text(encoding="utf-8"), encoding="utf-8")
     (directory / "ward-round-missing.yaml").write_text(ABSENCE_RULE, encoding="utf-8")
     (directory / "ward-occupancy-off-range.yaml").write_text(RANGE_RULE, encoding="utf-8")
+    for name, text in OVER_TIME_RULES.items():
+        (directory / name).write_text(text, encoding="utf-8")
     return directory
 
 

@@ -179,6 +179,46 @@ async def _alerts_about(
         await nc.close()
 
 
+def await_alerts(
+    nats_url: str, subject_id: str, *, count: int, timeout: float = 30.0
+) -> list[tuple[str, dict[str, Any]]]:
+    """The first ``count`` alerts about ``subject_id`` in the ALERTS stream, as
+    :func:`alerts_about` gives them, waiting for them to be published (timers included)."""
+    return asyncio.run(_await_alerts(nats_url, subject_id, count=count, wait=timeout))
+
+
+async def _await_alerts(
+    nats_url: str, subject_id: str, *, count: int, wait: float
+) -> list[tuple[str, dict[str, Any]]]:
+    nc = await nats.connect(nats_url)
+    try:
+        sub = await nc.jetstream().subscribe(
+            "goalwatch.alerts.*.v1",
+            stream=subjects.STREAM_ALERTS,
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.ALL,
+        )
+        found: list[tuple[str, dict[str, Any]]] = []
+        deadline = time.monotonic() + wait
+        try:
+            while len(found) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"{len(found)} of {count} alerts came: {found}")
+                try:
+                    msg = await sub.next_msg(timeout=left)
+                except TimeoutError:
+                    continue
+                alert: dict[str, Any] = json.loads(msg.data)
+                if alert["subject"] == subject_id:
+                    found.append((msg.subject, alert))
+            return found
+        finally:
+            await sub.unsubscribe()
+    finally:
+        await nc.close()
+
+
 class Lines:
     """The lines a child process writes, each read with a deadline.
 

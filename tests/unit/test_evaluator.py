@@ -7,6 +7,7 @@ import dataclasses
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,9 +18,11 @@ from goalwatch.contracts import AlertFired, AlertResolved, MetricRecorded, subje
 from goalwatch.rules import evaluate, load_rules, metric_rules
 from goalwatch.rules.engine import RuleEngine
 from goalwatch.rules.runner import MemoryStreaks as KernelStreaks
+from goalwatch.rules.threshold import Decision, Policy, StreakState
 from goalwatch.rules.transitions import Point, Transition, fingerprint
 from services.evaluator.app import EvaluatorSettings, create_app
 from services.evaluator.evaluation import Evaluator
+from services.evaluator.streaks import Applied, timer_cause
 
 REPO = Path(__file__).resolve().parents[2]
 DAY0 = datetime(2026, 11, 1, 18, tzinfo=UTC)
@@ -33,25 +36,30 @@ class MemoryStreaks:
         self.caused: dict[tuple[str, str], Transition | None] = {}
         self.published: set[tuple[str, str]] = set()
 
-    async def record(
-        self, *, rule_id: str, subject: str, metric: str, consecutive: int, point: Point
-    ) -> Transition | None:
-        key = (fingerprint(rule_id, subject, metric), point.event_id)
+    async def observe(
+        self, fp: str, point: Point, policy: Policy, *, labels: Mapping[str, str]
+    ) -> Applied:
+        return self._apply(
+            fp, point.event_id, lambda: self.store.observe(fp, point, policy, labels=labels)
+        )
+
+    async def due(self, fp: str, at: datetime, policy: Policy) -> Applied:
+        return self._apply(fp, timer_cause(at), lambda: self.store.due(fp, at, policy))
+
+    def _apply(self, fp: str, cause: str, decide: Callable[[], Decision]) -> Applied:
+        key = (fp, cause)
+        state = self.store.states.get(fp, StreakState())
         if key in self.caused:
             earlier = self.caused[key]
             if earlier is None or key in self.published:
-                return None
-            return dataclasses.replace(earlier, replayed=True)
-        transition = self.store.record(
-            rule_id=rule_id, subject=subject, metric=metric, consecutive=consecutive, point=point
-        )
-        self.caused[key] = transition
-        return transition
+                return Applied(None, state.armed, state, cause)
+            return Applied(dataclasses.replace(earlier, replayed=True), state.armed, state, cause)
+        decision = decide()
+        self.caused[key] = decision.transition
+        return Applied(decision.transition, decision.arm, decision.state, cause)
 
-    async def mark_published(
-        self, *, rule_id: str, subject: str, metric: str, event_id: str
-    ) -> None:
-        self.published.add((fingerprint(rule_id, subject, metric), event_id))
+    async def mark_published(self, fp: str, cause: str) -> None:
+        self.published.add((fp, cause))
 
 
 class Names:
@@ -193,15 +201,13 @@ async def test_two_over_one_under_two_over_publishes_nothing(
 class SlowClearStreaks(MemoryStreaks):
     """Like MemoryStreaks, but recording a non-breaching observation is slow."""
 
-    async def record(
-        self, *, rule_id: str, subject: str, metric: str, consecutive: int, point: Point
-    ) -> Transition | None:
+    async def observe(
+        self, fp: str, point: Point, policy: Policy, *, labels: Mapping[str, str]
+    ) -> Applied:
         if not point.breach:
             for _ in range(10):  # let every other task run meanwhile
                 await asyncio.sleep(0)
-        return await super().record(
-            rule_id=rule_id, subject=subject, metric=metric, consecutive=consecutive, point=point
-        )
+        return await super().observe(fp, point, policy, labels=labels)
 
 
 async def test_a_batch_keeps_each_subjects_order_so_two_one_two_does_not_fire() -> None:
@@ -220,14 +226,12 @@ async def test_a_batch_keeps_each_subjects_order_so_two_one_two_does_not_fire() 
 class FailingStreaks(MemoryStreaks):
     """Like MemoryStreaks, but Redis "fails" for one subject's second event."""
 
-    async def record(
-        self, *, rule_id: str, subject: str, metric: str, consecutive: int, point: Point
-    ) -> Transition | None:
+    async def observe(
+        self, fp: str, point: Point, policy: Policy, *, labels: Mapping[str, str]
+    ) -> Applied:
         if point.event_id == "bad-1":
             raise ConnectionError("Redis timed out")
-        return await super().record(
-            rule_id=rule_id, subject=subject, metric=metric, consecutive=consecutive, point=point
-        )
+        return await super().observe(fp, point, policy, labels=labels)
 
 
 async def test_one_subjects_failure_does_not_hold_back_the_others() -> None:
@@ -390,20 +394,14 @@ async def test_a_batch_evaluates_a_bounded_number_of_subjects_at_once() -> None:
             super().__init__()
             self.running = self.most = 0
 
-        async def record(
-            self, *, rule_id: str, subject: str, metric: str, consecutive: int, point: Point
-        ) -> Transition | None:
+        async def observe(
+            self, fp: str, point: Point, policy: Policy, *, labels: Mapping[str, str]
+        ) -> Applied:
             self.running += 1
             self.most = max(self.most, self.running)
             await asyncio.sleep(0)  # let every other subject that may run start
             self.running -= 1
-            return await super().record(
-                rule_id=rule_id,
-                subject=subject,
-                metric=metric,
-                consecutive=consecutive,
-                point=point,
-            )
+            return await super().observe(fp, point, policy, labels=labels)
 
     streaks = Counting()
     rules = metric_rules(load_rules(REPO / "rules"))

@@ -49,7 +49,7 @@ def event(value: float, labels: dict[str, str] | None = None) -> MetricRecorded:
 def run(spec: RuleSpec, value: float, labels: dict[str, str] | None = None) -> list[str] | None:
     """The rules of ``spec``'s ruleset that match the event, or None if none applies."""
     verdicts = RuleEngine([spec]).evaluate(event(value, labels))
-    return [("breach" if breach else "clear") for _, breach in verdicts] or None
+    return [verdict.value for _, verdict in verdicts] or None
 
 
 def test_compiled_definition() -> None:

@@ -18,6 +18,7 @@ from goalwatch.contracts import MetricRecorded
 from goalwatch.rules import engine as engine_module
 from goalwatch.rules.engine import RuleEngine
 from goalwatch.rules.spec import RuleSpec
+from goalwatch.rules.transitions import Verdict
 
 _ids = itertools.count()
 
@@ -58,7 +59,7 @@ RULES = [
 
 
 def verdicts(engine: RuleEngine, ev: MetricRecorded) -> list[tuple[str, bool]]:
-    return [(spec.id, breach) for spec, breach in engine.evaluate(ev)]
+    return [(spec.id, verdict is Verdict.BREACH) for spec, verdict in engine.evaluate(ev)]
 
 
 def test_event_reaches_only_rules_of_its_metric_and_labels() -> None:
@@ -93,7 +94,7 @@ def test_many_events_on_one_sid_do_not_accumulate_state() -> None:
     engine = RuleEngine(RULES)
     for n in range(2000):
         ev = event("report_rework_rate", 0.1 if n % 2 else 0.01, department="radiology")
-        assert [b for _, b in engine.evaluate(ev)] == [n % 2 == 1, n % 2 == 1]
+        assert [v is Verdict.BREACH for _, v in engine.evaluate(ev)] == [n % 2 == 1, n % 2 == 1]
 
 
 def test_no_thread_is_started() -> None:

@@ -108,7 +108,12 @@ def test_all_errors_of_all_files_are_reported(tmp_path: Path) -> None:
         ("consecutive: 3", "consecutive: 0", "6: condition.consecutive: must be at least 1, got 0"),
         ("value: 0.08", "value: 8%", "6: condition.value: 8% is not a number; write a fraction"),
         ("value: 0.08", "value: 0.00001", "6: condition.value: 1e-05 is outside what the rules"),
-        ("consecutive: 3", "consecutive: 3, for: 72h", "6: condition.for: unknown field 'for'"),
+        ("consecutive: 3", "consecutive: 3, for: 72", "6: condition.for: 72 is not a duration"),
+        (
+            "consecutive: 3",
+            "consecutive: 3, resolve_at: 0.09",
+            "6: condition.resolve_at: must be below the threshold 0.08",
+        ),
         (
             "severity: warning",
             "severity: warning\nseverty: info",
