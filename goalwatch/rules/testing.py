@@ -51,7 +51,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 from yaml.nodes import MappingNode, ScalarNode
 
-from goalwatch.contracts import AlertFired, AlertResolved, MetricRecorded, PersonUpsert
+from goalwatch.contracts import AlertFired, AlertResolved, MetricRecorded, PersonUpsert, Severity
 from goalwatch.contracts.base import Contract
 from goalwatch.contracts.goal_events import GoalEvent
 from goalwatch.rules.given_goals import CheckIn, GivenGoal, GoalChange, MemoryGoals, Refused
@@ -67,7 +67,9 @@ Rule = RuleSpec | GoalOverdueRuleSpec | ImpactRuleSpec
 class ExpectedAlert(Contract):
     """One alert a rule test expects."""
 
-    state: Literal["firing", "resolved"] = Field(description="firing or resolved.")
+    state: Literal["firing", "escalated", "resolved"] = Field(
+        description="firing, escalated (a firing alert rose in severity) or resolved."
+    )
     rule: str = Field(description="The rule id.")
     subject: str = Field(
         description="The subject id: the person a metric is about, a goal's owner, or for a "
@@ -78,6 +80,10 @@ class ExpectedAlert(Contract):
         default=None,
         description="dependency_impact only, optional: the ids of this owner's affected goals, "
         "in any order.",
+    )
+    severity: Severity | None = Field(
+        default=None,
+        description="Optional: the alert's severity then (for escalated, the one it rose to).",
     )
 
 
@@ -228,11 +234,12 @@ def _seen(alert: AlertFired | AlertResolved, goals: bool) -> ExpectedAlert:
     )
     if isinstance(alert, AlertFired):
         return ExpectedAlert(
-            state="firing",
+            state="firing" if alert.escalated_from is None else "escalated",
             rule=alert.rule_id,
             subject=alert.subject,
             at=alert.fired_at,
             goals=affected,
+            severity=alert.severity,
         )
     return ExpectedAlert(
         state="resolved",
@@ -240,18 +247,28 @@ def _seen(alert: AlertFired | AlertResolved, goals: bool) -> ExpectedAlert:
         subject=alert.subject,
         at=alert.resolved_at,
         goals=affected,
+        severity=alert.severity,
     )
 
 
-def _line(alert: ExpectedAlert) -> str:
+def _line(alert: ExpectedAlert, *, severity: bool = True) -> str:
     text = f"{alert.state} {alert.rule} {alert.subject} at {alert.at.isoformat()}"
-    return text if alert.goals is None else f"{text} goals {', '.join(alert.goals)}"
+    if alert.goals is not None:
+        text += f" goals {', '.join(alert.goals)}"
+    if severity and alert.severity is not None:
+        text += f" severity {alert.severity.value}"
+    return text
 
 
 def _matches(expected: ExpectedAlert, got: ExpectedAlert) -> bool:
+    ignored: dict[str, Any] = {}
     if expected.goals is None:
-        return expected.model_copy(update={"goals": None}) == got.model_copy(update={"goals": None})
-    return expected.model_copy(update={"goals": sorted(expected.goals)}) == got
+        ignored["goals"] = None
+    if expected.severity is None:
+        ignored["severity"] = None
+    if expected.goals is not None:
+        expected = expected.model_copy(update={"goals": sorted(expected.goals)})
+    return expected == got.model_copy(update=ignored)
 
 
 def run_test(path: Path, rules: Sequence[Rule]) -> Outcome:
@@ -288,7 +305,9 @@ def run_test(path: Path, rules: Sequence[Rule]) -> Outcome:
     if len(got) == len(test.expect) and all(map(_matches, test.expect, got)):
         return Outcome(path, test.name, [])
     failures = ["expected:", *(f"  {_line(a)}" for a in test.expect)]
-    failures += ["got:", *(f"  {_line(a)}" for a in got)]
+    # Severities are shown for what came only when the test asks for some.
+    shown = any(alert.severity is not None for alert in test.expect)
+    failures += ["got:", *(f"  {_line(a, severity=shown)}" for a in got)]
     return Outcome(path, test.name, failures)
 
 

@@ -189,3 +189,51 @@ def test_goal_changes_must_come_in_time_order(tmp_path: Path, rules: list[Rule])
 def test_the_shipped_metric_case_still_reads_as_before(rules: list[Rule]) -> None:
     outcome = run_test(REPO / "rules" / "tests" / "report-rework-rate-missing.yaml", rules)
     assert outcome.failures == []
+
+
+ESCALATING_RULE = """\
+id: rework-escalating
+name: Rework above 8%
+kind: threshold
+metric: report_rework_rate
+condition: {op: ">", value: 0.08, consecutive: 3, resolve_at: 0.07}
+severity: warning
+escalate:
+  - {after: 4d, severity: critical}
+notify: [manager]
+message: "{subject}: {value:.0%} ({severity})"
+"""
+
+ESCALATING_TEST = """\
+name: yellow on the third day, red on the fifth, resolved only below 7%
+events:
+{events}
+expect:
+  - {{state: firing, rule: rework-escalating, subject: zhou-min, at: "2026-11-03T18:00:00+00:00",
+     severity: warning}}
+  - {{state: escalated, rule: rework-escalating, subject: zhou-min,
+     at: "2026-11-05T18:00:00+00:00", severity: {escalated}}}
+  - {{state: resolved, rule: rework-escalating, subject: zhou-min, at: "2026-11-07T18:00:00+00:00"}}
+"""
+
+
+def test_a_rule_test_expects_escalations_and_their_severity(tmp_path: Path) -> None:
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "rework.yaml").write_text(ESCALATING_RULE, encoding="utf-8")
+    rules = [rule.spec for rule in load_rules(tmp_path / "rules")]
+    values = [0.09, 0.09, 0.09, 0.075, 0.09, 0.072, 0.05]  # the 7.x% days hold it
+    events = "\n".join(
+        f"  - {{id: d{n}, metric: report_rework_rate, value: {v}, subject: zhou-min, "
+        f'source: his, time: "2026-11-0{n + 1}T18:00:00+00:00"}}'
+        for n, v in enumerate(values)
+    )
+    path = tmp_path / "test.yaml"
+    path.write_text(ESCALATING_TEST.format(events=events, escalated="critical"), encoding="utf-8")
+    assert run_test(path, rules).failures == []
+
+    path.write_text(ESCALATING_TEST.format(events=events, escalated="warning"), encoding="utf-8")
+    failures = run_test(path, rules).failures
+    assert (
+        "  escalated rework-escalating zhou-min at 2026-11-05T18:00:00+00:00 severity critical"
+        in (failures)
+    )
