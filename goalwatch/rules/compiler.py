@@ -120,19 +120,23 @@ def _label_terms(key: str, match: LabelMatch) -> list[dict[str, Any]]:
     return [{key: match}]
 
 
-def event_message(spec: RuleSpec, event: MetricRecorded, *, sid: str) -> dict[str, Any]:
+def event_message(
+    spec: RuleSpec, event: MetricRecorded, *, sid: str, value: float | None = None
+) -> dict[str, Any]:
     """The message to post to ``spec``'s ruleset for ``event``.
 
     Only the labels the rule filters on are posted, a missing one as empty (a term on a
     missing key never matches, and ``not_in`` must let an event without the label through);
     ``id`` is the event id, because without one durable_rules derives an id from the content
-    and rejects an identical second event.
+    and rejects an identical second event. ``value`` replaces the event's value (a period's
+    or a window's value the event is part of).
     """
+    compared = event.value if value is None else value
     message: dict[str, Any] = {
         "id": event.id,
         "sid": sid,
         "metric": event.metric,
-        "value": engine_number(event.value, _nearest(spec, event.value)),
+        "value": engine_number(compared, _nearest(spec, compared)),
     }
     for name in spec.where:
         message[label_key(name)] = event.labels.get(name, "")

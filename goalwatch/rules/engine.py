@@ -75,11 +75,22 @@ class RuleEngine:
                 results.append((rule, outcome))
         return results
 
-    def _outcome(self, rule: RuleSpec, event: MetricRecorded) -> Verdict | None:
+    def judge(self, rule: RuleSpec, event: MetricRecorded, value: float) -> Verdict:
+        """The verdict of ``rule`` on ``value`` standing for ``event``'s (a period's or a
+        window's value that ``event`` is part of); the rule must apply to ``event``."""
+        outcome = self._outcome(rule, event, value=value)
+        if outcome is None:
+            raise RuntimeError(f"rule {rule.id!r} does not apply to event {event.id!r}")
+        return outcome
+
+    def _outcome(
+        self, rule: RuleSpec, event: MetricRecorded, *, value: float | None = None
+    ) -> Verdict | None:
         ruleset = self._rulesets[rule.id]
         self._outcomes.clear()
+        message = event_message(rule, event, sid=SID, value=value)
         try:
-            handle = ruleset.assert_event(event_message(rule, event, sid=SID))
+            handle = ruleset.assert_event(message)
         except MessageNotHandledException:
             return None
         completed: list[tuple[Any, Any]] = []

@@ -47,7 +47,7 @@ from goalwatch.rules.goal_overdue_spec import GoalOverdueRuleSpec
 from goalwatch.rules.impact_spec import ImpactRuleSpec
 from goalwatch.rules.overdue import AbsenceState, Due, Seen
 from goalwatch.rules.spec import RuleSpec
-from goalwatch.rules.threshold import Decision, Policy, StreakState
+from goalwatch.rules.threshold import Decision, Judge, Policy, StreakState
 from goalwatch.rules.transitions import Point, Verdict, fingerprint
 
 
@@ -58,11 +58,17 @@ class MemoryStreaks:
         self.states: dict[str, StreakState] = {}
 
     def observe(
-        self, fp: str, point: Point, policy: Policy, *, labels: Mapping[str, str]
+        self,
+        fp: str,
+        point: Point,
+        policy: Policy,
+        *,
+        labels: Mapping[str, str],
+        judge: Judge | None = None,
     ) -> Decision:
         """Record the observation ``point`` for the key ``fp``."""
         decision = threshold.observe(
-            self.states.get(fp, StreakState()), point, policy, labels=labels
+            self.states.get(fp, StreakState()), point, policy, labels=labels, judge=judge
         )
         self.states[fp] = decision.state
         return decision
@@ -285,7 +291,7 @@ def evaluate(
     known = names or {}
     alerts: list[AlertFired | AlertResolved] = []
     timers = _Timers()
-    thresholds = _Thresholds(known, alerts, timers)
+    thresholds = _Thresholds(engine, known, alerts, timers)
     absences = _Absences(known, alerts, timers)
     goal_overdue = _GoalOverdue(
         [rule for rule in rules if isinstance(rule, GoalOverdueRuleSpec)], known, alerts, timers
@@ -320,8 +326,13 @@ class _Thresholds:
     """Threshold state per key, in memory; its timers (for, escalate) in ``timers``."""
 
     def __init__(
-        self, names: Mapping[str, str], alerts: list[AlertFired | AlertResolved], timers: _Timers
+        self,
+        engine: RuleEngine,
+        names: Mapping[str, str],
+        alerts: list[AlertFired | AlertResolved],
+        timers: _Timers,
     ) -> None:
+        self._engine = engine
         self._streaks = MemoryStreaks()
         self._names = names
         self._alerts = alerts
@@ -334,6 +345,11 @@ class _Thresholds:
             Point.of(event.id, event.time, event.value, verdict),
             Policy.of(rule),
             labels=event.labels,
+            judge=(
+                (lambda value: self._engine.judge(rule, event, value))
+                if rule.threshold.aggregated
+                else None
+            ),
         )
         self._apply(rule, event.subject, fp, decision, event, now=event.time)
 

@@ -10,6 +10,7 @@ import math
 import re
 from datetime import timedelta
 from typing import Annotated, Any, Final, Literal, get_args
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
@@ -23,6 +24,7 @@ from pydantic import (
     ValidationInfo,
     field_serializer,
     field_validator,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
@@ -346,6 +348,58 @@ def duration_text(duration: timedelta) -> str:
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
 
+Period = Literal["day", "week", "month"]
+Aggregate = Literal["last", "avg", "sum", "min", "max", "count", "rate"]
+
+
+def _check_time_zone(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise rule_error(
+            "time_zone",
+            f"'{value}' is not a time zone: write an IANA name such as Asia/Shanghai, "
+            "Europe/Berlin or UTC",
+        ) from None
+    return value
+
+
+TimeZone = Annotated[str, BeforeValidator(_check_time_zone)]
+
+
+def _check_aggregation(condition: ThresholdCondition) -> None:
+    """The period and window options fit together."""
+    if condition.per is not None and condition.window is not None:
+        raise rule_error(
+            "condition",
+            "per and window do not go together: count periods in a row (per: week) or "
+            "compare a sliding window (window: 7d)",
+        )
+    if condition.aggregate is not None and not condition.aggregated:
+        raise rule_error(
+            "aggregate",
+            f"aggregate: {condition.aggregate} needs per: (day, week, month) or window: (e.g. "
+            "7d) to say what it aggregates over",
+        )
+    if condition.aggregate == "rate" and condition.window is None:
+        raise rule_error("aggregate", "rate is the sum per day of a window: write window: 7d")
+    if condition.compare is not None and condition.window is None:
+        raise rule_error("compare", "compare: previous compares windows: write window: 7d too")
+    if condition.window is None:
+        pass
+    elif not MIN_ABSENCE <= condition.window <= MAX_ABSENCE:
+        raise rule_error(
+            "window",
+            f"{duration_text(condition.window)} is out of range: write at least 1s and at "
+            "most 366d",
+        )
+    for name in ("missing", "time_zone"):
+        if getattr(condition, name) is not None and condition.per is None:
+            raise rule_error(name, f"{name} is for periods: write per: day, week or month too")
+
+
 class ThresholdCondition(Contract):
     """``value <op> threshold`` on ``consecutive`` observations in a row, by event time;
     ``between`` / ``outside`` compare with two thresholds, ``value: [low, high]``."""
@@ -379,7 +433,48 @@ class ThresholdCondition(Contract):
         "from a timer, unless an observation ended the condition first.",
     )
 
+    per: Period | None = Field(
+        None,
+        description="Count consecutive calendar periods instead of observations: day, week "
+        "(Monday to Sunday) or month, in time_zone, one value per period (aggregate).",
+    )
+    window: Duration | None = Field(
+        None,
+        description="Compare an aggregate of the observations of this long before each one "
+        "(by event time, e.g. 7d) instead of the observation itself.",
+    )
+    aggregate: Aggregate | None = Field(
+        None,
+        description="The value of a period or window: last (default), avg, sum, min, max, "
+        "count; rate (windows only): the sum per day.",
+    )
+    compare: Literal["previous"] | None = Field(
+        None,
+        description="Windows only: compare the change from the window before, as a fraction "
+        "(-0.3 is down 30%), instead of the window's value.",
+    )
+    missing: Literal["breaks", "skipped"] | None = Field(
+        None,
+        description="Periods only: a period with no observation breaks the run (breaks, the "
+        "default) or does not count (skipped).",
+    )
+    time_zone: TimeZone | None = Field(
+        None,
+        description="Periods only: the IANA time zone their days begin in, e.g. "
+        "Asia/Shanghai (default UTC).",
+    )
+
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _period_or_window(self) -> ThresholdCondition:
+        _check_aggregation(self)
+        return self
+
+    @property
+    def aggregated(self) -> bool:
+        """Whether the rule compares a period's or a window's value, not each observation's."""
+        return self.per is not None or self.window is not None
 
     @field_validator("value")
     @classmethod
@@ -396,8 +491,8 @@ class ThresholdCondition(Contract):
             )
         return value
 
-    @field_serializer("for_")
-    def _for_as_written(self, value: timedelta | None) -> str | None:
+    @field_serializer("for_", "window")
+    def _duration_as_written(self, value: timedelta | None) -> str | None:
         return None if value is None else duration_text(value)
 
     @field_validator("resolve_at")

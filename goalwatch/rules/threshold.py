@@ -18,17 +18,20 @@ by pure functions (:func:`observe` for an observation, :func:`due` for a fired t
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Final
+from zoneinfo import ZoneInfo
 
 from goalwatch.contracts import AlertState, MetricRecorded, Severity
+from goalwatch.rules import aggregation
 from goalwatch.rules.spec import SEVERITY_ORDER, RuleSpec
 from goalwatch.rules.transitions import Point, Transition, Verdict
 
 # Observations kept per key beyond what the rule needs, for context and late arrivals.
 MIN_KEPT: Final = 10
+UTC_ZONE: Final = ZoneInfo("UTC")
 TIMER: Final = "threshold"
 """Name of the timers of threshold rules (``for`` and ``escalate``), one per alert key."""
 TIMER_SOURCE: Final = "goalwatch-evaluator"
@@ -44,6 +47,13 @@ class Policy:
     severity: Severity = Severity.WARNING
     # (after the breach began, severity), in order of time and rising.
     escalate: tuple[tuple[timedelta, Severity], ...] = ()
+    # Periods (``per``) or a window: what is compared is their value, not each observation.
+    per: str | None = None
+    window: timedelta | None = None
+    aggregate: str = "last"
+    compare: bool = False
+    missing: str = "breaks"
+    zone: ZoneInfo = UTC_ZONE
 
     @classmethod
     def of(cls, rule: RuleSpec) -> Policy:
@@ -54,7 +64,18 @@ class Policy:
             for_=condition.for_,
             severity=rule.severity,
             escalate=tuple((step.after, step.severity) for step in rule.escalate),
+            per=condition.per,
+            window=condition.window,
+            aggregate=condition.aggregate or "last",
+            compare=condition.compare == "previous",
+            missing=condition.missing or "breaks",
+            zone=ZoneInfo(condition.time_zone or "UTC"),
         )
+
+    @property
+    def aggregated(self) -> bool:
+        """Whether a period's or a window's value is compared, not each observation's."""
+        return self.per is not None or self.window is not None
 
     def severity_at(self, started_at: datetime, clock: datetime) -> Severity:
         """The alert's severity once its breach, begun at ``started_at``, reaches ``clock``."""
@@ -89,6 +110,9 @@ class StreakState:
     armed: datetime | None = None
     # Labels of the newest observation by event time, for an alert a timer fires.
     labels: Mapping[str, str] = field(default_factory=dict)
+    # Rules with periods or a window: the observations their values are made of (``kept``
+    # then holds one point per period, or per window evaluated, with its verdict).
+    raw: tuple[Point, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -126,8 +150,17 @@ def decide(state: StreakState, new: Point, *, consecutive: int) -> Decision:
     return observe(state, new, Policy(consecutive=consecutive))
 
 
+Judge = Callable[[float], Verdict]
+"""The rules engine's verdict on a value of a rule with periods or a window."""
+
+
 def observe(
-    state: StreakState, new: Point, policy: Policy, *, labels: Mapping[str, str] | None = None
+    state: StreakState,
+    new: Point,
+    policy: Policy,
+    *,
+    labels: Mapping[str, str] | None = None,
+    judge: Judge | None = None,
 ) -> Decision:
     """Add the observation ``new`` (with its event's ``labels``) to ``state``.
 
@@ -136,23 +169,70 @@ def observe(
     firing to not holding resolves. An event id already kept changes nothing, even with other
     content, and asks for the armed timer again (its arming may have been lost). The newest
     ``max(consecutive, MIN_KEPT)`` observations are kept.
+
+    With periods or a window the observations counted are the periods' (or each window's)
+    values, which ``judge`` (the rules engine) gives verdicts.
     """
-    if any(point.event_id == new.event_id for point in state.kept):
+    seen = state.raw if policy.aggregated else state.kept
+    if any(point.event_id == new.event_id for point in seen):
         return Decision(state=state, duplicate=True, arm=state.armed)
-    points = sorted([*state.kept, new], key=_order)
-    newest = points[-1] is new
+    newest = not seen or _order(new) > _order(max(seen, key=_order))
+    if newest:
+        state = replace(state, labels=dict(labels or {}))
+    if not policy.aggregated:
+        points = sorted([*state.kept, new], key=_order)
+        state = replace(state, kept=tuple(points[-max(policy.consecutive, MIN_KEPT) :]))
+        return _judge(state, points, policy, new.time)
+    assert judge is not None, "a rule with periods or a window needs the engine's judge"
+    raw = sorted([*state.raw, new], key=_order)
+    if policy.per is not None:
+        points = _period_points(raw, policy, judge)
+        keep = policy.consecutive + 1
+        state = replace(
+            state,
+            raw=tuple(aggregation.retained_periods(raw, policy.per, policy.zone, keep)),
+            kept=tuple(points[-max(policy.consecutive, MIN_KEPT) :]),
+        )
+        return _judge(state, points, policy, new.time)
+    assert policy.window is not None
+    value = aggregation.window_value(raw, policy.window, policy.aggregate, compare=policy.compare)
     state = replace(
-        state,
-        kept=tuple(points[-max(policy.consecutive, MIN_KEPT) :]),
-        labels=dict(labels or {}) if newest else state.labels,
+        state, raw=tuple(aggregation.retained_window(raw, policy.window, compare=policy.compare))
     )
+    if value is None:
+        return Decision(state=state)  # nothing to compare with yet
+    evaluated = Point.of(new.event_id, raw[-1].time, value, judge(value))
+    points = sorted([*state.kept, evaluated], key=_order)
+    state = replace(state, kept=tuple(points[-max(policy.consecutive, MIN_KEPT) :]))
+    return _judge(state, points, policy, new.time)
+
+
+def _period_points(raw: Sequence[Point], policy: Policy, judge: Judge) -> list[Point]:
+    """One point per period with observations, named by the period, with its verdict; with
+    ``missing: breaks`` a clearing point before a period whose previous period has none."""
+    assert policy.per is not None
+    points: list[Point] = []
+    for period in aggregation.periods(raw, policy.per, policy.aggregate, policy.zone):
+        start = period.start.astimezone(UTC)
+        if points and not period.follows and policy.missing == "breaks":
+            gap = start - timedelta(microseconds=1)
+            points.append(Point.of(f"no data before {period.label}", gap, 0.0, Verdict.CLEAR))
+        points.append(Point.of(period.label, start, period.value, judge(period.value)))
+    return points
+
+
+def _judge(
+    state: StreakState, points: Sequence[Point], policy: Policy, arrived: datetime
+) -> Decision:
+    """What the observations ``points`` (ordered by event time, the newest last) mean for
+    the key, whose state already keeps them."""
     clock = points[-1].time
     latest = tuple(points[-policy.consecutive :])
     if state.firing:
         if not _holding(latest, policy.consecutive, firing=True):
             transition = Transition(
                 AlertState.RESOLVED,
-                state.started_at or new.time,
+                state.started_at or arrived,
                 severity=state.severity,
             )
             return Decision(

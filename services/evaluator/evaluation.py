@@ -27,7 +27,7 @@ from goalwatch.rules.announce import build_absence_alert, build_alert, message_i
 from goalwatch.rules.engine import RuleEngine
 from goalwatch.rules.overdue import Due, Seen
 from goalwatch.rules.spec import RuleSpec
-from goalwatch.rules.threshold import Policy
+from goalwatch.rules.threshold import Judge, Policy
 from goalwatch.rules.transitions import Point, Transition, fingerprint
 from goalwatch.timers import TimerKey
 from services.evaluator.absences import Applied as AbsenceApplied
@@ -49,9 +49,16 @@ class Streaks(Protocol):
     """Where threshold state is kept (:class:`StreakStore` in production)."""
 
     async def observe(
-        self, fp: str, point: Point, policy: Policy, *, labels: Mapping[str, str]
+        self,
+        fp: str,
+        point: Point,
+        policy: Policy,
+        *,
+        labels: Mapping[str, str],
+        judge: Judge | None = None,
     ) -> Applied:
-        """Record the observation ``point``; idempotent per event id."""
+        """Record the observation ``point``; idempotent per event id. ``judge``: the
+        engine's verdict on a value, for rules with periods or a window."""
 
     async def due(self, fp: str, at: datetime, policy: Policy) -> Applied:
         """The key's timer armed for ``at`` fired; idempotent per timer."""
@@ -162,11 +169,18 @@ class Evaluator:
                 Point.of(event.id, event.time, event.value, verdict),
                 self._policy(rule),
                 labels=event.labels,
+                judge=self._judge(rule, event),
             )
             await self._threshold_applied(rule, event.subject, fp, applied, event)
         for rule in self._overdue.values():
             if overdue.applies(rule, event):
                 await self._absence(rule, event.subject, Seen.of(event))
+
+    def _judge(self, rule: RuleSpec, event: MetricRecorded) -> Judge | None:
+        """The engine's verdict on a period's or window's value that ``event`` is part of."""
+        if not rule.threshold.aggregated:
+            return None
+        return lambda value: self._engine.judge(rule, event, value)
 
     def _policy(self, rule: RuleSpec) -> Policy:
         policy = self._policies.get(rule.id)

@@ -35,7 +35,7 @@ from typing import Any, Final
 from redis.asyncio import Redis
 
 from goalwatch.contracts import AlertState, Severity
-from goalwatch.rules.threshold import Decision, Policy, StreakState, due, observe
+from goalwatch.rules.threshold import Decision, Judge, Policy, StreakState, due, observe
 from goalwatch.rules.transitions import Point, Transition, Verdict
 
 KEY_PREFIX: Final = "goalwatch:evaluator:"
@@ -91,14 +91,23 @@ class StreakStore:
         self._write = redis.register_script(_WRITE)
 
     async def observe(
-        self, fp: str, point: Point, policy: Policy, *, labels: Mapping[str, str]
+        self,
+        fp: str,
+        point: Point,
+        policy: Policy,
+        *,
+        labels: Mapping[str, str],
+        judge: Judge | None = None,
     ) -> Applied:
-        """Record the observation ``point`` (of an event with ``labels``) for the key ``fp``.
+        """Record the observation ``point`` (of an event with ``labels``) for the key ``fp``;
+        ``judge`` gives verdicts on period or window values.
 
         Idempotent per event id: see the module's description.
         """
         return await self._apply(
-            fp, point.event_id, lambda state: observe(state, point, policy, labels=labels)
+            fp,
+            point.event_id,
+            lambda state: observe(state, point, policy, labels=labels, judge=judge),
         )
 
     async def due(self, fp: str, at: datetime, policy: Policy) -> Applied:
@@ -182,17 +191,26 @@ def _severity(text: Any) -> Severity | None:
 
 def _state(doc: dict[str, Any]) -> StreakState:
     return StreakState(
-        kept=tuple(
-            Point.of(event_id, datetime.fromisoformat(time), float(value), Verdict(verdict))
-            for event_id, time, value, verdict in doc["kept"]
-        ),
+        kept=_points(doc["kept"]),
         firing=bool(doc["firing"]),
         started_at=_time(doc.get("started_at")),
         pending_since=_time(doc.get("pending_since")),
         severity=_severity(doc.get("severity")),
         armed=_time(doc.get("armed")),
         labels=dict(doc.get("labels") or {}),
+        raw=_points(doc.get("raw") or []),
     )
+
+
+def _points(rows: list[list[Any]]) -> tuple[Point, ...]:
+    return tuple(
+        Point.of(event_id, datetime.fromisoformat(time), float(value), Verdict(verdict))
+        for event_id, time, value, verdict in rows
+    )
+
+
+def _rows(points: tuple[Point, ...]) -> list[list[Any]]:
+    return [[p.event_id, p.time.isoformat(), p.value, p.verdict.value] for p in points]
 
 
 def _iso(time: datetime | None) -> str | None:
@@ -201,13 +219,14 @@ def _iso(time: datetime | None) -> str | None:
 
 def _dump(state: StreakState) -> dict[str, Any]:
     return {
-        "kept": [[p.event_id, p.time.isoformat(), p.value, p.verdict.value] for p in state.kept],
+        "kept": _rows(state.kept),
         "firing": state.firing,
         "started_at": _iso(state.started_at),
         "pending_since": _iso(state.pending_since),
         "severity": None if state.severity is None else state.severity.value,
         "armed": _iso(state.armed),
         "labels": dict(state.labels),
+        "raw": _rows(state.raw),
     }
 
 
@@ -219,9 +238,7 @@ def _dump_transition(transition: Transition) -> dict[str, Any]:
         "escalated_from": (
             None if transition.escalated_from is None else transition.escalated_from.value
         ),
-        "history": [
-            [p.event_id, p.time.isoformat(), p.value, p.verdict.value] for p in transition.history
-        ],
+        "history": _rows(transition.history),
     }
 
 
@@ -229,10 +246,7 @@ def _transition(doc: dict[str, Any]) -> Transition:
     return Transition(
         AlertState(doc["state"]),
         datetime.fromisoformat(doc["started_at"]),
-        tuple(
-            Point.of(event_id, datetime.fromisoformat(time), float(value), Verdict(verdict))
-            for event_id, time, value, verdict in doc["history"]
-        ),
+        _points(doc["history"]),
         replayed=True,
         severity=_severity(doc.get("severity")),
         escalated_from=_severity(doc.get("escalated_from")),

@@ -195,6 +195,29 @@ severity: warning
 notify: [subject]
 message: "{subject_name}: {value:g} waiting"
 """,
+    # Two calendar days in a row (Shanghai days) whose average is below 3.5.
+    "ward-satisfaction-low.yaml": """\
+id: ward-satisfaction-low
+name: Ward satisfaction below 3.5 two days running
+kind: threshold
+metric: ward_satisfaction
+condition: {op: "<", value: 3.5, consecutive: 2, per: day, aggregate: avg,
+            time_zone: Asia/Shanghai}
+severity: warning
+notify: [subject]
+message: "{subject_name}: satisfaction {value:.2f}"
+""",
+    # Admissions down 30% or more, week on week.
+    "ward-admissions-down.yaml": """\
+id: ward-admissions-down
+name: Ward admissions down 30% week on week
+kind: threshold
+metric: ward_admissions
+condition: {op: "<=", value: -0.3, window: 7d, aggregate: sum, compare: previous}
+severity: info
+notify: [subject]
+message: "{subject_name}: admissions {value:+.0%} on the week before"
+""",
 }
 
 

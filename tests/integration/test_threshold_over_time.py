@@ -108,3 +108,41 @@ def test_for_fires_from_the_timer_and_not_when_the_condition_ended_first(
     assert datetime.fromisoformat(fired["fired_at"]) >= start + timedelta(seconds=3)
     await_drained(stack.settings.nats_url)
     assert alerts_about(stack.settings.nats_url, brief) == []
+
+
+def test_periods_and_windows_are_judged_by_the_engine_in_the_running_evaluator(
+    stack: Stack, http: httpx.Client
+) -> None:
+    goals = stack.settings.url("goals")
+    ingestion = stack.settings.url("ingestion")
+    ward, _ = add_doctor(http, goals)
+    shanghai = "+08:00"
+    scores = [
+        # Nov 2 (Shanghai): 3.0 and 3.8, average 3.4.
+        ("2026-11-02T09:00:00" + shanghai, 3.0),
+        ("2026-11-02T17:00:00" + shanghai, 3.8),
+        # 20:00 UTC on Nov 2 is 04:00 on Nov 3 in Shanghai: the second day, 3.2. Fires.
+        ("2026-11-02T20:00:00+00:00", 3.2),
+    ]
+    admissions = [  # 10 a day for a week, then 6 a day: down 40% on day 13
+        (f"2026-11-{1 + n:02d}T12:00:00+00:00", 10.0 if n < 7 else 6.0) for n in range(14)
+    ]
+    events = [
+        {"id": f"{ward}-s{n}", "metric": "ward_satisfaction", "value": value, "time": time,
+         "subject": ward, "source": "his"}
+        for n, (time, value) in enumerate(scores)
+    ] + [
+        {"id": f"{ward}-a{n}", "metric": "ward_admissions", "value": value, "time": time,
+         "subject": ward, "source": "his"}
+        for n, (time, value) in enumerate(admissions)
+    ]  # fmt: skip
+    post_events(http, ingestion, events)
+    await_drained(stack.settings.nats_url)
+    found = {alert["rule_id"]: alert for _, alert in alerts_about(stack.settings.nats_url, ward)}
+    assert set(found) == {"ward-satisfaction-low", "ward-admissions-down"}
+    low = found["ward-satisfaction-low"]
+    assert [o["event_id"] for o in low["history"]] == ["2026-11-02", "2026-11-03"]
+    assert low["event_id"] == f"{ward}-s2"
+    assert low["message"] == f"Dr {ward}: satisfaction 3.20"
+    down = found["ward-admissions-down"]
+    assert down["event_id"] == f"{ward}-a13" and down["message"].endswith("-40% on the week before")

@@ -18,7 +18,7 @@ from goalwatch.contracts import AlertFired, AlertResolved, MetricRecorded, subje
 from goalwatch.rules import evaluate, load_rules, metric_rules
 from goalwatch.rules.engine import RuleEngine
 from goalwatch.rules.runner import MemoryStreaks as KernelStreaks
-from goalwatch.rules.threshold import Decision, Policy, StreakState
+from goalwatch.rules.threshold import Decision, Judge, Policy, StreakState
 from goalwatch.rules.transitions import Point, Transition, fingerprint
 from services.evaluator.app import EvaluatorSettings, create_app
 from services.evaluator.evaluation import Evaluator
@@ -37,10 +37,18 @@ class MemoryStreaks:
         self.published: set[tuple[str, str]] = set()
 
     async def observe(
-        self, fp: str, point: Point, policy: Policy, *, labels: Mapping[str, str]
+        self,
+        fp: str,
+        point: Point,
+        policy: Policy,
+        *,
+        labels: Mapping[str, str],
+        judge: Judge | None = None,
     ) -> Applied:
         return self._apply(
-            fp, point.event_id, lambda: self.store.observe(fp, point, policy, labels=labels)
+            fp,
+            point.event_id,
+            lambda: self.store.observe(fp, point, policy, labels=labels, judge=judge),
         )
 
     async def due(self, fp: str, at: datetime, policy: Policy) -> Applied:
@@ -202,12 +210,18 @@ class SlowClearStreaks(MemoryStreaks):
     """Like MemoryStreaks, but recording a non-breaching observation is slow."""
 
     async def observe(
-        self, fp: str, point: Point, policy: Policy, *, labels: Mapping[str, str]
+        self,
+        fp: str,
+        point: Point,
+        policy: Policy,
+        *,
+        labels: Mapping[str, str],
+        judge: Judge | None = None,
     ) -> Applied:
         if not point.breach:
             for _ in range(10):  # let every other task run meanwhile
                 await asyncio.sleep(0)
-        return await super().observe(fp, point, policy, labels=labels)
+        return await super().observe(fp, point, policy, labels=labels, judge=judge)
 
 
 async def test_a_batch_keeps_each_subjects_order_so_two_one_two_does_not_fire() -> None:
@@ -227,11 +241,17 @@ class FailingStreaks(MemoryStreaks):
     """Like MemoryStreaks, but Redis "fails" for one subject's second event."""
 
     async def observe(
-        self, fp: str, point: Point, policy: Policy, *, labels: Mapping[str, str]
+        self,
+        fp: str,
+        point: Point,
+        policy: Policy,
+        *,
+        labels: Mapping[str, str],
+        judge: Judge | None = None,
     ) -> Applied:
         if point.event_id == "bad-1":
             raise ConnectionError("Redis timed out")
-        return await super().observe(fp, point, policy, labels=labels)
+        return await super().observe(fp, point, policy, labels=labels, judge=judge)
 
 
 async def test_one_subjects_failure_does_not_hold_back_the_others() -> None:
@@ -395,13 +415,19 @@ async def test_a_batch_evaluates_a_bounded_number_of_subjects_at_once() -> None:
             self.running = self.most = 0
 
         async def observe(
-            self, fp: str, point: Point, policy: Policy, *, labels: Mapping[str, str]
+            self,
+            fp: str,
+            point: Point,
+            policy: Policy,
+            *,
+            labels: Mapping[str, str],
+            judge: Judge | None = None,
         ) -> Applied:
             self.running += 1
             self.most = max(self.most, self.running)
             await asyncio.sleep(0)  # let every other subject that may run start
             self.running -= 1
-            return await super().observe(fp, point, policy, labels=labels)
+            return await super().observe(fp, point, policy, labels=labels, judge=judge)
 
     streaks = Counting()
     rules = metric_rules(load_rules(REPO / "rules"))

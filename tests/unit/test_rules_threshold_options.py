@@ -218,3 +218,130 @@ def test_a_stale_timer_changes_nothing() -> None:
 def test_escalation_steps_must_rise(escalate: list[dict[str, str]], error: str) -> None:
     with pytest.raises(ValueError, match=error):
         rule(ESCALATING["condition"], escalate=escalate)
+
+
+# --- consecutive periods -----------------------------------------------------------------
+
+
+def at(text: str, value: float, subject: str = "emp-1", n: int = 0) -> MetricRecorded:
+    return MetricRecorded(
+        id=f"{subject}-{text}-{n}",
+        metric="report_rework_rate",
+        value=value,
+        time=datetime.fromisoformat(text),
+        subject=subject,
+        source="his",
+    )
+
+
+def test_three_calendar_days_in_the_rules_time_zone_one_value_per_day() -> None:
+    spec = rule(
+        {"op": ">", "value": 0.08, "consecutive": 3, "per": "day", "time_zone": "Asia/Shanghai"}
+    )
+    events = [
+        at("2026-11-02T10:00:00+08:00", 0.09),
+        at("2026-11-02T18:00:00+08:00", 0.02),  # the day's last value counts: day 1 is fine
+        at("2026-11-03T10:00:00+08:00", 0.09),
+        # 23:30 UTC on Nov 3 is Nov 4 in Shanghai: a day of its own.
+        at("2026-11-03T23:30:00+00:00", 0.10),
+        at("2026-11-05T09:00:00+08:00", 0.12),
+    ]
+    alerts = evaluate([spec], events)
+    assert summary(alerts) == [("fired", "warning", "emp-1-2026-11-05T09:00:00+08:00-0")]
+    fired = alerts[0]
+    assert isinstance(fired, AlertFired)
+    assert [o.event_id for o in fired.history] == ["2026-11-03", "2026-11-04", "2026-11-05"]
+    assert fired.started_at == datetime.fromisoformat("2026-11-03T00:00:00+08:00")
+    assert fired.value == 0.12
+
+
+def test_a_day_without_data_breaks_the_run_unless_missing_days_are_skipped() -> None:
+    days = ["2026-11-02", "2026-11-03", "2026-11-05"]  # nothing on the 4th
+    events = [at(f"{d}T10:00:00+00:00", 0.09) for d in days]
+    breaks = rule({"op": ">", "value": 0.08, "consecutive": 3, "per": "day"})
+    assert evaluate([breaks], events) == []
+    skipped = rule({"op": ">", "value": 0.08, "consecutive": 3, "per": "day", "missing": "skipped"})
+    assert [a[0] for a in summary(evaluate([skipped], events))] == ["fired"]
+
+
+def test_weekly_average_below_for_two_weeks_then_a_better_week_resolves() -> None:
+    spec = rule({"op": "<", "value": 3.5, "consecutive": 2, "per": "week", "aggregate": "avg"})
+    scores = {
+        "2026-11-02": [3.0, 4.0],  # week 45: avg 3.5, not below
+        "2026-11-09": [3.0, 3.2],  # week 46: 3.1
+        "2026-11-16": [3.4, 3.0],  # week 47: 3.4 so far fires; 3.2 then keeps it firing
+        "2026-11-23": [3.9, 4.1],  # week 48: 4.0: resolves
+    }
+    events = [
+        at(f"{monday}T09:00:00+00:00", score, n=n)
+        for monday, values in scores.items()
+        for n, score in enumerate(values)
+    ]
+    alerts = evaluate([spec], events)
+    assert [a[0] for a in summary(alerts)] == ["fired", "resolved"]
+    fired = alerts[0]
+    assert isinstance(fired, AlertFired)
+    assert [(o.event_id, round(o.value, 2)) for o in fired.history] == [
+        ("2026-W46", 3.1),
+        ("2026-W47", 3.4),  # the week so far: its value when the alert fired
+    ]
+
+
+def test_monthly_periods() -> None:
+    spec = rule({"op": "<", "value": 0.9, "consecutive": 2, "per": "month", "aggregate": "min"})
+    events = [
+        at("2026-09-30T12:00:00+00:00", 0.85),  # September's minimum: below
+        at("2026-10-01T12:00:00+00:00", 0.95),  # October so far: not below
+        at("2026-10-31T12:00:00+00:00", 0.88),  # October's minimum now below: fires
+        at("2026-11-15T12:00:00+00:00", 0.80),
+    ]
+    alerts = evaluate([spec], events)
+    assert summary(alerts) == [("fired", "warning", events[2].id)]
+    assert isinstance(alerts[0], AlertFired)
+    assert [o.event_id for o in alerts[0].history] == ["2026-09", "2026-10"]
+
+
+# --- windows -------------------------------------------------------------------------------
+
+
+def test_a_window_average_fires_and_resolves_as_the_window_moves() -> None:
+    spec = rule({"op": ">", "value": 0.08, "window": "3d", "aggregate": "avg"})
+    values = [0.05, 0.06, 0.16, 0.05, 0.04, 0.03]
+    alerts = evaluate([spec], [day(n, v) for n, v in enumerate(values)])
+    # Days 0-2 average 0.09: fires on day 2; days 2-4 average 0.083 still; 3-5 0.04 resolves.
+    assert summary(alerts) == [
+        ("fired", "warning", "emp-1-2"),
+        ("resolved", "warning", "emp-1-5"),
+    ]
+    assert alerts[0].value == pytest.approx(0.09)
+
+
+def test_a_window_count_and_rate() -> None:
+    counted = rule({"op": ">=", "value": 3, "window": "1h", "aggregate": "count"})
+    events = [day(n / 96, 1.0) for n in range(4)]  # every 15 minutes
+    assert summary(evaluate([counted], events)) == [("fired", "warning", events[2].id)]
+    rate = rule({"op": ">", "value": 10, "window": "2d", "aggregate": "rate"})
+    events = [day(0, 12.0), day(1, 12.0)]  # 24 in 2 days: 12 a day
+    assert [a[0] for a in summary(evaluate([rate], events))] == ["fired"]
+
+
+def test_down_30_percent_week_on_week() -> None:
+    spec = rule(
+        {"op": "<=", "value": -0.3, "window": "7d", "aggregate": "sum", "compare": "previous"}
+    )
+    week1 = [day(n, 10.0) for n in range(7)]  # 70
+    week2 = [day(7 + n, 6.0) for n in range(7)]  # falls to 42 as the window moves
+    alerts = evaluate([spec], week1 + week2)
+    fired = [a for a in alerts if isinstance(a, AlertFired)]
+    assert len(fired) == 1
+    # On day 12 the window (days 6-12, 46) is compared with days 0-5 (60): -23%. On day 13,
+    # days 7-13 (42) against days 0-6 (70): -40%.
+    assert fired[0].event_id == "emp-1-13"
+    assert fired[0].value == pytest.approx(-0.4)
+
+
+def test_the_first_window_has_nothing_to_compare_with() -> None:
+    spec = rule(
+        {"op": "<=", "value": -0.3, "window": "7d", "aggregate": "sum", "compare": "previous"}
+    )
+    assert evaluate([spec], [day(0, 10.0), day(1, 0.0)]) == []
