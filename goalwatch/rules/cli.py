@@ -58,7 +58,9 @@ def add_rules_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentP
         description="Run every rule test file (*.yaml) in TESTS (default: RULES/tests) against "
         "the rules in memory; exit 1 if any fails.",
     )
-    test.add_argument("tests", nargs="?", type=Path, metavar="TESTS", help="folder of tests")
+    test.add_argument(
+        "tests", nargs="?", type=Path, metavar="TESTS", help="folder of tests, or one test file"
+    )
     test.add_argument(
         "--rules",
         type=Path,
@@ -116,7 +118,10 @@ def _test(args: argparse.Namespace) -> int:
             print(f"  {error}", file=sys.stderr)
         return 2
     folder = args.tests or args.rules / "tests"
-    paths = sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])
+    if folder.is_file():  # one test file
+        paths = [folder]
+    else:
+        paths = sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])
     if not paths:
         print(f"goalwatch: no rule tests (*.yaml) in {folder}", file=sys.stderr)
         return 2

@@ -112,7 +112,9 @@ def test_label_filters_apply(rules: list[RuleSpec]) -> None:
     [fired] = evaluate(
         rules, [feedback(w, "k12") for w in range(3)], names={"wang-fang": "Wang Fang"}
     )
-    assert fired.message == "Wang Fang: student feedback 4.00/5, below 4.5 for 2 weeks running"
+    assert (
+        fired.message == "Wang Fang: average student feedback 4.00/5, below 4.5 for 2 weeks running"
+    )
 
 
 def test_no_rules_or_no_matching_events_fire_nothing(rules: list[RuleSpec]) -> None:
