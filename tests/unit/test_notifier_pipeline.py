@@ -467,7 +467,7 @@ async def test_an_escalation_arriving_first_is_delivered_and_the_late_firing_is_
 
 async def test_escalations_delivered_are_counted_per_channel() -> None:
     def count(channel: str) -> float:
-        return ESCALATIONS_SENT.labels(channel)._value.get()
+        return float(ESCALATIONS_SENT.labels(channel)._value.get())
 
     world = World()
     alert = fired()
