@@ -19,6 +19,11 @@ class Severity(StrEnum):
     WARNING = "warning"
     CRITICAL = "critical"
 
+    @property
+    def rank(self) -> int:
+        """Loudness order, from 0: info < warning < critical."""
+        return list(Severity).index(self)
+
 
 class RuleKind(StrEnum):
     """The kind of rule an alert comes from: threshold, overdue, fraud or dependency_impact."""
@@ -68,7 +73,8 @@ def _name_defaults_to_subject(data: Any) -> Any:
 
 
 class AlertFired(Contract):
-    """A rule's condition started to hold for a subject."""
+    """A rule's condition started to hold for a subject, or (``escalated_from`` set) an alert
+    already firing rose to a higher severity."""
 
     fingerprint: str = Field(
         description="Stable id of this alert: the same rule, subject and metric give the same value."
@@ -76,7 +82,9 @@ class AlertFired(Contract):
     rule_id: str = Field(description="Id of the rule that fired.")
     rule_name: str = Field(description="Human-readable name of the rule.")
     kind: RuleKind = Field(description="Rule kind: threshold, overdue, fraud or dependency_impact.")
-    severity: Severity = Field(description="Severity given by the rule.")
+    severity: Severity = Field(
+        description="Severity given by the rule; on an escalation, the severity it rose to."
+    )
     subject: str = Field(description="Who or what the alert is about.")
     subject_name: str = Field(description=_SUBJECT_NAME)
     metric: str = Field(description="Metric the rule watches.")
@@ -89,7 +97,10 @@ class AlertFired(Contract):
     )
     labels: dict[str, str] = Field(default_factory=dict, description="Labels of the last event.")
     started_at: AwareDatetime = Field(description="Event time at which the condition began.")
-    fired_at: AwareDatetime = Field(description="Wall-clock time the evaluator fired the alert.")
+    fired_at: AwareDatetime = Field(
+        description="Wall-clock time the evaluator fired the alert; on an escalation, the time "
+        "it escalated."
+    )
     event_id: str = Field(
         description="Id of the event that made the rule fire (with backfilled data, possibly "
         "an older day than the newest observation)."
@@ -110,6 +121,18 @@ class AlertFired(Contract):
     @classmethod
     def _older_alerts_are_named_by_id(cls, data: Any) -> Any:
         return _name_defaults_to_subject(data)
+
+    @model_validator(mode="after")
+    def _escalation_rises(self) -> AlertFired:
+        # A "rise" to the same or a lower severity would be announced as news to managers
+        # while saying nothing new, or the opposite of what happened: refuse it at the border.
+        if self.escalated_from is not None and self.escalated_from.rank >= self.severity.rank:
+            raise ValueError(
+                f"escalated_from ({self.escalated_from.value}) must be a lower severity than "
+                f"severity ({self.severity.value}): an escalation announces a rise; leave "
+                "escalated_from null on a first firing"
+            )
+        return self
 
 
 class AlertResolved(Contract):

@@ -6,6 +6,10 @@ is ``contracts/schemas/AlertNotification.json``. ``fingerprint`` plus ``started_
 episode of one alert, which fires once and resolves once. Receivers de-duplicate deliveries on
 ``idempotency_key`` (also sent as the ``Idempotency-Key`` header): one per transition,
 recipient set and channel, the same in every attempt and redelivery.
+
+An alert that rises to a higher severity while it fires (warning, then critical) stays one
+alert: the rise is a transition of its own, announced once as a firing notification with the
+new ``severity`` and ``escalated_from`` set, under its own ``idempotency_key``.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ class SubjectRef(Contract):
 
 
 class AlertNotification(Contract):
-    """One alert transition (firing or resolved), addressed to its recipients."""
+    """One alert transition (firing, escalated or resolved), addressed to its recipients."""
 
     version: Literal["1"] = Field(
         "1", description="Payload version; a breaking change gets a new number."
@@ -42,14 +46,30 @@ class AlertNotification(Contract):
         default=None,
         description="Rule kind (threshold, overdue, fraud, dependency_impact), when known.",
     )
-    severity: Severity = Field(description="info, warning (yellow) or critical (red).")
+    severity: Severity = Field(
+        description="info, warning (yellow) or critical (red): the highest the alert has reached "
+        "in this episode (after an escalation, the severity it rose to; kept on resolution)."
+    )
     subject: SubjectRef = Field(description="Who or what the alert is about.")
     metric: str = Field(description="Metric the rule watches.")
     value: float = Field(description="Value of the observation behind this transition.")
     message: str = Field(description="Rendered message for this transition.")
     started_at: AwareDatetime = Field(description="Event time at which the condition began.")
     fired_at: AwareDatetime | None = Field(
-        default=None, description="When the alert fired, if the notifier saw it fire."
+        default=None,
+        description="When the alert first fired in this episode, if the notifier saw it fire "
+        "(an escalation does not change it).",
+    )
+    escalated_from: Severity | None = Field(
+        default=None,
+        description="Set when this notification announces an escalation: the alert, still "
+        "firing, rose to a higher severity, and this is the severity it had before. Null on "
+        "the first firing and on resolution.",
+    )
+    escalated_at: AwareDatetime | None = Field(
+        default=None,
+        description="When the alert last rose to a higher severity in this episode; null if it "
+        "never did. Kept on resolution.",
     )
     resolved_at: AwareDatetime | None = Field(
         default=None, description="When the alert resolved; null while firing."
@@ -82,6 +102,10 @@ class AlertNotification(Contract):
 
     @property
     def changed_at(self) -> datetime:
-        """Wall-clock time of this transition: resolved_at when resolved, else fired_at."""
-        moment = self.resolved_at if self.state is AlertState.RESOLVED else self.fired_at
+        """Wall-clock time of this transition: resolved_at when resolved, escalated_at after an
+        escalation, else fired_at (started_at when none is known)."""
+        if self.state is AlertState.RESOLVED:
+            moment = self.resolved_at
+        else:
+            moment = self.escalated_at or self.fired_at
         return moment if moment is not None else self.started_at

@@ -30,8 +30,11 @@ class ReceiverSettings(BaseSettings):
 def describe(payload: dict[str, Any], *, check: str) -> str:
     """One readable paragraph for a delivered alert, headed by the signature ``check``."""
     recipients = ", ".join(f"{r['name']} ({r['role']})" for r in payload.get("recipients", []))
+    severity = payload.get("severity", "")
+    if payload.get("escalated_from"):
+        severity += f" (escalated from {payload['escalated_from']})"
     return (
-        f"[{check}] {payload.get('state', '?').upper()} {payload.get('severity', '')} "
+        f"[{check}] {payload.get('state', '?').upper()} {severity} "
         f"{payload.get('rule_id', '')}\n  {payload.get('message', '')}\n  to: {recipients}"
     )
 

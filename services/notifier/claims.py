@@ -33,6 +33,7 @@ from goalwatch.contracts import AlertNotification
 from goalwatch.renewal import renewing
 from services.notifier.channels import DeliveryResult
 from services.notifier.inbox import PREFIX
+from services.notifier.notification import transition_key
 
 logger = logging.getLogger(__name__)
 
@@ -40,11 +41,9 @@ _PENDING = "pending"
 
 
 def claim_key(*, channel: str, notification: AlertNotification) -> str:
-    """One key per channel and transition: fingerprint, state and episode start."""
-    return (
-        f"{PREFIX}claim:{channel}:{notification.fingerprint}:"
-        f"{notification.state.value}:{notification.started_at.isoformat()}"
-    )
+    """One key per channel and transition: fingerprint, state and episode start, and for an
+    escalation the severity it rose to (:func:`transition_key`)."""
+    return f"{PREFIX}claim:{channel}:" + ":".join(transition_key(notification))
 
 
 def _pending(value: str | None) -> bool:

@@ -2,15 +2,20 @@
 
 Keys (prefix ``goalwatch:notifier:``)
 
-- ``alert:{fingerprint}``: JSON of :class:`InboxAlert`, the alert's latest known transition. A
-  resolution updates the same entry: its state becomes resolved and it keeps ``started_at``,
-  ``fired_at``, labels and history from the firing.
+- ``alert:{fingerprint}``: JSON of :class:`InboxAlert`, the alert's latest known transition. An
+  escalation (the alert, still firing, rose to a higher severity) updates the same entry: it
+  takes the new severity, message, ``escalated_from`` and ``escalated_at`` and keeps the
+  first ``fired_at``. A resolution updates the same entry: its state becomes resolved and it
+  keeps ``started_at``, ``fired_at``, ``escalated_at``, the highest severity, labels and
+  history from the firing.
 - ``index:all``, ``index:recipient:{person_id}``, ``index:rule:{rule_id}``,
   ``index:state:{state}``: sorted sets of fingerprints scored by ``updated_at`` (Unix seconds).
 
 Transitions can arrive out of order (fired and resolved are consumed separately, and
 JetStream redelivers), so an entry only moves forward: episode ``started_at`` first, then
-firing before resolved. An older transition only fills in fields the entry lacks.
+firing, each rise in severity, resolved. An older transition only fills in fields the entry
+lacks: severity never goes down within an episode, and an escalation that arrives after the
+resolution does not reopen the alert.
 
 The merge is idempotent per transition: recording a transition the entry already reflects
 changes nothing (:func:`holds` says so without merging), which is what lets a replay from
@@ -27,7 +32,7 @@ from pydantic import AwareDatetime, Field
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
-from goalwatch.contracts import AlertNotification, AlertState, Recipient
+from goalwatch.contracts import AlertNotification, AlertState, Recipient, Severity
 from goalwatch.contracts.base import Contract
 
 PREFIX = "goalwatch:notifier:"
@@ -60,7 +65,8 @@ class InboxAlert(AlertNotification):
     """An inbox entry: the alert's latest transition and when it happened."""
 
     updated_at: AwareDatetime = Field(
-        description="Time of the latest transition (fired_at or resolved_at); sort key."
+        description="Time of the latest transition (fired_at, escalated_at or resolved_at); "
+        "sort key."
     )
 
     def notification(self) -> AlertNotification:
@@ -88,29 +94,39 @@ class Recorded:
     current: bool
 
 
-def _order(notification: AlertNotification) -> tuple[datetime, int]:
-    return _position(notification.state, notification.started_at)
+def _order(notification: AlertNotification) -> tuple[datetime, int, int]:
+    """Where a transition stands in the life of an alert: episode, then the firing and each
+    rise in severity (ranked by severity, which only rises while firing), then resolved."""
+    if notification.state is AlertState.RESOLVED:
+        return (notification.started_at, 1, 0)
+    return (notification.started_at, 0, notification.severity.rank)
 
 
-def _position(state: AlertState, started_at: datetime) -> tuple[datetime, int]:
-    return (started_at, 0 if state is AlertState.FIRING else 1)
-
-
-def holds(entry: InboxAlert | None, *, state: AlertState, started_at: datetime) -> bool:
+def holds(
+    entry: InboxAlert | None,
+    *,
+    state: AlertState,
+    started_at: datetime,
+    escalated_to: Severity | None = None,
+) -> bool:
     """Whether ``entry`` already reflects the transition to ``state`` of the episode that
-    began at ``started_at``, so that merging it again would change nothing.
+    began at ``started_at`` (an escalation to ``escalated_to`` when given), so that merging
+    it again would change nothing.
 
-    A later episode ignores an earlier one's transitions; within one episode, an entry holds
-    its own state, and a resolved entry holds the firing once the firing filled it in (only
-    a firing carries ``fired_at``).
+    A later episode ignores an earlier one's transitions. Within one episode, an entry holds
+    the firing once it has its ``fired_at`` (only the first firing carries it), an escalation
+    once it was escalated and is at that severity or above (resolved or not), and the
+    resolution once it is resolved.
     """
     if entry is None:
         return False
     if entry.started_at != started_at:
-        return _order(entry) > _position(state, started_at)
-    if state is entry.state:
-        return True
-    return state is AlertState.FIRING and entry.fired_at is not None
+        return entry.started_at > started_at
+    if escalated_to is not None:
+        return entry.escalated_at is not None and entry.severity.rank >= escalated_to.rank
+    if state is AlertState.RESOLVED:
+        return entry.state is AlertState.RESOLVED
+    return entry.fired_at is not None
 
 
 def _union(first: list[Recipient], second: list[Recipient]) -> list[Recipient]:
@@ -119,10 +135,16 @@ def _union(first: list[Recipient], second: list[Recipient]) -> list[Recipient]:
 
 
 def _fill(base: AlertNotification, other: AlertNotification) -> dict[str, Any]:
-    """``base``'s fields, with what only the firing carries taken from ``other`` when missing."""
+    """``base``'s fields (same episode), with what only the firing or an escalation carries
+    taken from ``other`` when missing. ``escalated_from`` is always ``base``'s: it says
+    whether ``base`` announces an escalation."""
     fields = dict(base)
     fields["kind"] = base.kind or other.kind
+    # The loudest the episode has been: a late, lower escalation or a resolution does not
+    # make a critical alert look like a warning.
+    fields["severity"] = max(base.severity, other.severity, key=lambda s: s.rank)
     fields["fired_at"] = base.fired_at or other.fired_at
+    fields["escalated_at"] = base.escalated_at or other.escalated_at
     fields["history"] = base.history or other.history
     fields["labels"] = base.labels or other.labels
     fields["impact"] = base.impact or other.impact

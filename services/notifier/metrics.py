@@ -17,6 +17,13 @@ NOTIFICATIONS_FAILED = Counter(
     ["channel"],
     registry=REGISTRY,
 )
+ESCALATIONS_SENT = Counter(
+    "goalwatch_notifier_escalations_sent_total",
+    "Escalations delivered (a firing alert announced again at a higher severity); each is "
+    "also counted in goalwatch_notifications_sent_total.",
+    ["channel"],
+    registry=REGISTRY,
+)
 HANDLER_SECONDS = handler_seconds(REGISTRY)
 INBOX_REPLAYED = Counter(
     "goalwatch_notifier_inbox_replayed_total",

@@ -43,8 +43,8 @@ from goalwatch.goals_client import PersonDirectory
 from services.notifier.channels import Channel, DeliveryResult
 from services.notifier.claims import DeliveryClaims, claim_key
 from services.notifier.inbox import Inbox, holds
-from services.notifier.metrics import NOTIFICATIONS_FAILED, NOTIFICATIONS_SENT
-from services.notifier.notification import Alert, build_notification
+from services.notifier.metrics import ESCALATIONS_SENT, NOTIFICATIONS_FAILED, NOTIFICATIONS_SENT
+from services.notifier.notification import Alert, build_notification, headline, transition_key
 from services.notifier.outcomes import Outcomes
 from services.notifier.recipients import resolve_recipients
 
@@ -65,45 +65,38 @@ class DeliveryInProgress(Exception):
 def notification_id(
     *, channel: str, notification: AlertNotification, status: DeliveryStatus
 ) -> str:
-    """Stable id of one outcome of one transition on one channel (also its Nats-Msg-Id).
+    """Stable id of one outcome of one transition on one channel (also its Nats-Msg-Id); an
+    escalation is a transition of its own (:func:`transition_key`).
 
     Redeliveries of the same outcome share the id, so JetStream drops the copies; a failure
     and a later successful replay have different ids.
     """
-    key = "|".join(
-        (
-            channel,
-            notification.fingerprint,
-            notification.state.value,
-            notification.started_at.isoformat(),
-            status.value,
-        )
-    )
+    key = "|".join((channel, *transition_key(notification), status.value))
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
 def idempotency_key(*, channel: str, notification: AlertNotification) -> str:
-    """The key receivers de-duplicate on: one per transition, recipient set and channel.
+    """The key receivers de-duplicate on: one per transition (an escalation is one of its own),
+    recipient set and channel.
 
     Every attempt and redelivery of one transition to the same people on one channel carries
     it, so a receiver that processed a request can drop its repeat (the one duplicate left:
     the notifier died after the receiver's 2xx and before recording it).
     """
     recipients = ",".join(sorted(r.id for r in notification.recipients))
-    key = "|".join(
-        (
-            channel,
-            notification.fingerprint,
-            notification.state.value,
-            notification.started_at.isoformat(),
-            recipients,
-        )
-    )
+    key = "|".join((channel, *transition_key(notification), recipients))
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _transition_name(notification: AlertNotification) -> str:
+    """``firing``, ``resolved``, or ``escalation to critical``, for log lines."""
+    if notification.escalated_from is not None:
+        return f"escalation to {notification.severity.value}"
+    return notification.state.value
 
 
 class Notifier:
@@ -148,18 +141,26 @@ class Notifier:
         incoming = await self._notification(alert)
         recorded = await self._inbox.record(incoming)
         if not recorded.current:
+            # For an escalation: the alert resolved meanwhile, or rose higher already. Telling
+            # managers it is now critical after they heard it is over would mislead them.
             logger.info(
-                "%s transition arrived after a later one; inbox updated, not re-announced",
-                incoming.state.value,
+                "%s arrived after a later transition; the alert is %s at %s; inbox updated, "
+                "not announced",
+                _transition_name(incoming),
+                recorded.alert.state.value,
+                recorded.alert.severity.value,
                 extra=extra,
             )
             return None
         notification = recorded.alert.notification()
+        escalation = notification.escalated_from is not None
         NOTIFICATIONS_SENT.labels(INBOX_CHANNEL).inc()
+        if escalation:
+            ESCALATIONS_SENT.labels(INBOX_CHANNEL).inc()
         logger.info(
-            "%s alert about %s in the inbox of %s",
-            notification.state.value,
-            notification.subject.id,
+            "%s: %s in the inbox of %s",
+            _transition_name(notification),
+            headline(notification),
             ", ".join(r.id for r in notification.recipients),
             extra=extra,
         )
@@ -187,9 +188,13 @@ class Notifier:
         been lost with the inbox entry, so a channel would send it a second time. An entry
         that already holds the transition is left as it is, without asking goals again.
         """
-        state = AlertState.FIRING if isinstance(alert, AlertFired) else AlertState.RESOLVED
+        if isinstance(alert, AlertFired):
+            state = AlertState.FIRING
+            escalated_to = None if alert.escalated_from is None else alert.severity
+        else:
+            state, escalated_to = AlertState.RESOLVED, None
         entry = await self._inbox.get(alert.fingerprint)
-        if holds(entry, state=state, started_at=alert.started_at):
+        if holds(entry, state=state, started_at=alert.started_at, escalated_to=escalated_to):
             return False
         await self._inbox.record(await self._notification(alert))
         logger.info(
@@ -232,7 +237,7 @@ class Notifier:
         if not claim.acquired:
             if claim.previous is None:
                 raise DeliveryInProgress(
-                    f"{channel.name} delivery of this {notification.state.value} transition "
+                    f"{channel.name} delivery of this {_transition_name(notification)} "
                     "is under way elsewhere"
                 )
             logger.info("already delivered on %s; not sending again", channel.name, extra=extra)
@@ -253,9 +258,11 @@ class Notifier:
         if result.status is DeliveryStatus.SENT:
             await self._claims.mark_sent(key, result)
             NOTIFICATIONS_SENT.labels(channel.name).inc()
+            if notification.escalated_from is not None:
+                ESCALATIONS_SENT.labels(channel.name).inc()
             logger.info(
                 "%s notification sent on %s (%d attempt(s))",
-                notification.state.value,
+                _transition_name(notification),
                 channel.name,
                 result.attempts,
                 extra=extra,
@@ -274,7 +281,7 @@ class Notifier:
         NOTIFICATIONS_FAILED.labels(channel.name).inc()
         logger.error(
             "%s notification failed on %s after %d attempt(s): %s",
-            notification.state.value,
+            _transition_name(notification),
             channel.name,
             result.attempts,
             result.error,

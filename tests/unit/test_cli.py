@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from goalwatch.cli import _banner
+from goalwatch.dev.receiver import describe
 from goalwatch.dev.stack import StackSettings
 
 
@@ -30,3 +31,20 @@ def test_the_banner_shows_the_demo_receiver() -> None:
     line = _webhook_line(StackSettings(webhook_url="http://127.0.0.1:9000/"))
     assert line.split()[1] == "http://127.0.0.1:9000/"
     assert "not shown" not in line
+
+
+def test_the_demo_receiver_says_when_an_alert_escalated() -> None:
+    payload = {
+        "state": "firing",
+        "severity": "critical",
+        "escalated_from": "warning",
+        "rule_id": "report-rework-rate-high",
+        "message": "li-na: report rework rate 15%",
+        "recipients": [{"name": "Dr. Zhang Wei", "role": "manager"}],
+    }
+    first_line = describe(payload, check="signature ok").splitlines()[0]
+    assert first_line == (
+        "[signature ok] FIRING critical (escalated from warning) report-rework-rate-high"
+    )
+    del payload["escalated_from"]
+    assert describe(payload, check="signature ok").startswith("[signature ok] FIRING critical r")

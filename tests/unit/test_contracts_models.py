@@ -114,3 +114,38 @@ def test_cloudevent_data_is_strict() -> None:
             }
         )
     assert caught.value.errors()[0]["loc"] == ("data", "unit")
+
+
+ALERT: dict[str, Any] = {
+    "fingerprint": "f",
+    "rule_id": "r",
+    "rule_name": "R",
+    "kind": "threshold",
+    "severity": "critical",
+    "subject": "s",
+    "metric": "m",
+    "value": 1,
+    "message": "x",
+    "notify": ["manager"],
+    "started_at": "2026-11-20T18:00:00Z",
+    "fired_at": "2026-11-22T18:00:00Z",
+    "event_id": "e",
+}
+
+
+def test_a_first_firing_has_no_escalated_from() -> None:
+    assert AlertFired.model_validate(ALERT).escalated_from is None
+
+
+@pytest.mark.parametrize("source", ["info", "warning"])
+def test_an_escalation_rises_from_a_lower_severity(source: str) -> None:
+    alert = AlertFired.model_validate({**ALERT, "escalated_from": source})
+    assert alert.escalated_from == source
+
+
+@pytest.mark.parametrize(("source", "severity"), [("critical", "critical"), ("critical", "info")])
+def test_an_escalation_that_does_not_rise_is_refused(source: str, severity: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        AlertFired.model_validate({**ALERT, "severity": severity, "escalated_from": source})
+    message = caught.value.errors()[0]["msg"]
+    assert f"escalated_from ({source}) must be a lower severity than severity" in message

@@ -49,6 +49,7 @@ def firing(
     at: datetime = T0,
     started: datetime | None = None,
     recipients: list[Recipient] | None = None,
+    severity: Severity = Severity.WARNING,
 ) -> AlertNotification:
     return AlertNotification(
         state=AlertState.FIRING,
@@ -56,7 +57,7 @@ def firing(
         rule_id=rule,
         rule_name=rule,
         kind="threshold",
-        severity=Severity.WARNING,
+        severity=severity,
         subject=SubjectRef(id="emp-1", name="Dr Li"),
         metric="report_rework_rate",
         value=0.11,
@@ -85,6 +86,32 @@ def resolved(
         started_at=fire.started_at,
         resolved_at=at,
         recipients=recipients or fire.recipients,
+    )
+
+
+def escalation(
+    fire: AlertNotification,
+    *,
+    at: datetime,
+    to: Severity = Severity.CRITICAL,
+    source: Severity | None = None,
+) -> AlertNotification:
+    """The notification built from an escalation of ``fire``'s episode (as the notifier builds
+    it: no fired_at, escalated_at the evaluator's time), rising from ``source`` (default:
+    ``fire``'s severity) to ``to``."""
+    return fire.model_copy(
+        update={
+            "severity": to,
+            "escalated_from": source or fire.severity,
+            "fired_at": None,
+            "escalated_at": at,
+            "message": f"now {to.value}",
+            "value": 0.2,
+            "history": [
+                *fire.history,
+                Observation(event_id="e9", time=at - timedelta(hours=1), value=0.2),
+            ],
+        }
     )
 
 
@@ -152,7 +179,129 @@ def test_resolution_adds_new_recipients_and_keeps_old_ones() -> None:
     assert [r.id for r in res.alert.recipients] == ["dir-1", "emp-1"]
 
 
+def test_escalation_raises_the_severity_and_keeps_the_first_firing_time() -> None:
+    fire = firing()
+    entry = merge(None, fire).alert
+    rise = escalation(fire, at=T0 + timedelta(days=2))
+    result = merge(entry, rise)
+    assert result.current
+    alert = result.alert
+    assert alert.state is AlertState.FIRING
+    assert (alert.severity, alert.escalated_from) == (Severity.CRITICAL, Severity.WARNING)
+    assert alert.escalated_at == T0 + timedelta(days=2)
+    assert alert.updated_at == T0 + timedelta(days=2)
+    assert alert.fired_at == fire.fired_at
+    assert alert.message == "now critical"
+    assert [o.event_id for o in alert.history] == ["e1", "e9"]
+    assert alert.notification().escalated_from is Severity.WARNING
+
+
+def test_redelivered_escalation_is_current_and_unchanged() -> None:
+    fire = firing()
+    rise = escalation(fire, at=T0 + timedelta(days=2))
+    entry = merge(merge(None, fire).alert, rise).alert
+    again = merge(entry, rise)
+    assert again.current
+    assert again.alert == entry
+
+
+def test_a_late_lower_escalation_never_lowers_the_severity() -> None:
+    fire = firing(severity=Severity.INFO)
+    to_warning = escalation(fire, at=T0 + timedelta(days=1), to=Severity.WARNING)
+    to_critical = escalation(
+        fire, at=T0 + timedelta(days=2), to=Severity.CRITICAL, source=Severity.WARNING
+    )
+    entry = merge(merge(None, fire).alert, to_critical).alert
+    late = merge(entry, to_warning)
+    assert not late.current
+    assert late.alert == entry
+    assert (late.alert.severity, late.alert.escalated_from) == (
+        Severity.CRITICAL,
+        Severity.WARNING,
+    )
+    # The first firing arriving last is not news either.
+    assert merge(entry, fire) == type(late)(alert=entry, current=False)
+
+
+def test_an_escalation_after_the_resolution_does_not_reopen_the_alert() -> None:
+    fire = firing()
+    entry = merge(None, fire).alert
+    entry = merge(entry, resolved(fire, at=T0 + timedelta(days=3))).alert
+    late = merge(entry, escalation(fire, at=T0 + timedelta(days=2)))
+    assert not late.current
+    alert = late.alert
+    assert alert.state is AlertState.RESOLVED
+    assert alert.resolved_at == T0 + timedelta(days=3)
+    assert alert.updated_at == entry.updated_at
+    assert alert.message == "back to normal"
+    # It did reach critical before it resolved: the record says so, without announcing it.
+    assert alert.severity is Severity.CRITICAL
+    assert alert.escalated_at == T0 + timedelta(days=2)
+    assert alert.escalated_from is None
+
+
+def test_an_escalation_with_no_entry_opens_one_at_the_new_severity() -> None:
+    fire = firing()
+    rise = escalation(fire, at=T0 + timedelta(days=2))
+    first = merge(None, rise)
+    assert first.current
+    assert first.alert.state is AlertState.FIRING
+    assert first.alert.severity is Severity.CRITICAL
+    assert first.alert.fired_at is None  # the notifier has not seen it fire (yet)
+    assert first.alert.updated_at == T0 + timedelta(days=2)
+    # The first firing, delivered late, fills in when it fired and is not announced.
+    late = merge(first.alert, fire)
+    assert not late.current
+    assert late.alert.fired_at == fire.fired_at
+    assert late.alert.severity is Severity.CRITICAL
+    assert late.alert.message == "now critical"
+
+
+def test_resolution_of_an_escalated_alert_keeps_how_loud_it_got() -> None:
+    fire = firing()
+    entry = merge(merge(None, fire).alert, escalation(fire, at=T0 + timedelta(days=2))).alert
+    # The resolution says the rule's severity; the episode reached critical.
+    done = merge(entry, resolved(fire, at=T0 + timedelta(days=3)))
+    assert done.current
+    alert = done.alert
+    assert alert.state is AlertState.RESOLVED
+    assert alert.severity is Severity.CRITICAL
+    assert alert.escalated_at == T0 + timedelta(days=2)
+    assert alert.escalated_from is None  # the resolution announces no rise
+    assert alert.fired_at == fire.fired_at
+
+
+def test_a_new_episode_forgets_the_old_escalation() -> None:
+    old = firing(at=T0)
+    entry = merge(merge(None, old).alert, escalation(old, at=T0 + timedelta(hours=5))).alert
+    entry = merge(entry, resolved(old, at=T0 + timedelta(hours=6))).alert
+    again = merge(entry, firing(at=T0 + timedelta(days=1), started=T0 + timedelta(hours=20)))
+    assert again.current
+    assert again.alert.severity is Severity.WARNING
+    assert again.alert.escalated_at is None and again.alert.escalated_from is None
+    # An escalation of the old episode arriving now changes nothing.
+    stale = merge(again.alert, escalation(old, at=T0 + timedelta(hours=5)))
+    assert stale == type(stale)(alert=again.alert, current=False)
+
+
 # --- Inbox over the fake ---------------------------------------------------------------
+
+
+async def test_an_escalated_alert_moves_to_the_top_and_stays_firing() -> None:
+    inbox, _ = fake_inbox()
+    a = firing("fp-a", at=T0)
+    await inbox.record(a)
+    await inbox.record(firing("fp-b", at=T0 + timedelta(hours=1)))
+    await inbox.record(escalation(a, at=T0 + timedelta(hours=2)))
+    assert [x.fingerprint for x in await inbox.list()] == ["fp-a", "fp-b"]
+    assert [x.fingerprint for x in await inbox.list(state=AlertState.FIRING)] == ["fp-a", "fp-b"]
+    got = await inbox.get("fp-a")
+    assert got is not None
+    assert (got.severity, got.escalated_at, got.fired_at) == (
+        Severity.CRITICAL,
+        T0 + timedelta(hours=2),
+        T0,
+    )
 
 
 async def test_newest_first_with_filters() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
@@ -28,8 +29,9 @@ from goalwatch.goals_client import GoalsUnavailable
 from services.notifier.channels import DeliveryResult
 from services.notifier.claims import DeliveryClaims, claim_key
 from services.notifier.inbox import Inbox
-from services.notifier.notification import build_notification
-from services.notifier.pipeline import Notifier, idempotency_key
+from services.notifier.metrics import ESCALATIONS_SENT
+from services.notifier.notification import build_notification, headline
+from services.notifier.pipeline import Notifier, idempotency_key, notification_id
 from services.notifier.recipients import resolve_recipients
 
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
@@ -344,3 +346,164 @@ async def test_the_last_delivery_is_the_last_attempt_whatever_the_channel_says()
     assert await world.send(fired(), deliveries=MAX_DELIVER) == ACK
     (dead,) = world.published.dead_letters()
     assert "webhook delivery failed after 10 attempt(s): HTTP 500" in dead.reason
+
+
+# --- escalation: a firing alert rising to a higher severity -------------------------------
+
+
+def escalated(alert: AlertFired, **overrides: object) -> AlertFired:
+    """The evaluator's announcement that ``alert`` rose to critical, two days after it fired."""
+    fields: dict[str, object] = {
+        "severity": Severity.CRITICAL,
+        "escalated_from": alert.severity,
+        "message": "Dr Li: rework 15% for 5 days",
+        "value": 0.15,
+        "fired_at": T0 + timedelta(days=2),
+        "event_id": "e-5",
+        **overrides,
+    }
+    return alert.model_copy(update=fields)
+
+
+def _webhook_ids(world: World) -> list[str | None]:
+    return [
+        msg_id
+        for _, m, msg_id in world.published.messages
+        if isinstance(m, NotificationSent) and m.channel == "webhook"
+    ]
+
+
+async def test_escalation_is_delivered_once_as_a_transition_of_its_own() -> None:
+    world = World()
+    alert = fired()
+    rise = escalated(alert)
+    assert await world.send(alert) == ACK
+    assert await world.send(rise, sequence=42) == ACK
+    # Redelivered, and published again under another Nats-Msg-Id: not delivered again.
+    assert await world.send(rise, sequence=42, deliveries=2) == ACK
+    assert await world.send(rise, sequence=43) == ACK
+
+    first, second = world.channel.delivered
+    assert (first.severity, first.escalated_from) == (Severity.WARNING, None)
+    assert (second.state, second.severity) == (AlertState.FIRING, Severity.CRITICAL)
+    assert second.escalated_from is Severity.WARNING
+    assert second.escalated_at == T0 + timedelta(days=2)
+    assert second.fired_at == T0  # when it first fired
+    assert second.message == "Dr Li: rework 15% for 5 days"
+    assert first.idempotency_key != second.idempotency_key
+    # Claims: the firing's and the escalation's are two keys, each marked sent.
+    assert claim_key(channel="webhook", notification=first) != claim_key(
+        channel="webhook", notification=second
+    )
+    # Outcome ids: one per transition; the repeats reuse the escalation's (JetStream drops them).
+    ids = _webhook_ids(world)
+    assert len(ids) == 4 and ids[0] != ids[1] and ids[1] == ids[2] == ids[3]
+
+
+async def test_ids_of_firings_and_resolutions_are_what_they_always_were() -> None:
+    world = World()
+    alert = fired()
+    await world.send(alert)
+    await world.send(resolved_of(alert))
+    started = alert.started_at.isoformat()
+    recipients = "emp-1,mgr-1"
+    for notification, state in zip(world.channel.delivered, ("firing", "resolved"), strict=True):
+        base = f"webhook|fp-1|{state}|{started}"
+        assert notification.idempotency_key == _sha(f"{base}|{recipients}")
+        assert notification_id(
+            channel="webhook", notification=notification, status=DeliveryStatus.SENT
+        ) == _sha(f"{base}|sent")
+        key = f"goalwatch:notifier:claim:webhook:fp-1:{state}:{started}"
+        assert claim_key(channel="webhook", notification=notification) == key
+        assert await world.redis.get(key) is not None  # marked sent under that key
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+async def test_an_escalation_after_the_resolution_is_recorded_not_delivered() -> None:
+    world = World()
+    alert = fired()
+    await world.send(alert)
+    await world.send(resolved_of(alert))
+    outcomes = len(world.published.outcomes())
+    assert await world.send(escalated(alert), sequence=44) == ACK
+    assert [n.state for n in world.channel.delivered] == [AlertState.FIRING, AlertState.RESOLVED]
+    assert len(world.published.outcomes()) == outcomes  # not even the inbox announces it
+    entry = await world.inbox.get("fp-1")
+    assert entry is not None
+    assert entry.state is AlertState.RESOLVED
+    assert entry.resolved_at == T0 + timedelta(hours=5)
+
+
+async def test_a_lower_escalation_after_a_higher_one_is_not_delivered() -> None:
+    world = World()
+    alert = fired(severity=Severity.INFO)
+    to_warning = escalated(alert, severity=Severity.WARNING, fired_at=T0 + timedelta(days=1))
+    to_critical = escalated(alert, escalated_from=Severity.WARNING)
+    await world.send(alert)
+    await world.send(to_critical)
+    await world.send(to_warning)
+    assert [(n.severity, n.escalated_from) for n in world.channel.delivered] == [
+        (Severity.INFO, None),
+        (Severity.CRITICAL, Severity.WARNING),
+    ]
+    entry = await world.inbox.get("fp-1")
+    assert entry is not None and entry.severity is Severity.CRITICAL
+
+
+async def test_an_escalation_arriving_first_is_delivered_and_the_late_firing_is_not() -> None:
+    world = World()
+    alert = fired()
+    await world.send(escalated(alert))
+    await world.send(alert)
+    (only,) = world.channel.delivered
+    assert (only.severity, only.escalated_from) == (Severity.CRITICAL, Severity.WARNING)
+    assert only.fired_at is None  # not seen to fire when the escalation went out
+    entry = await world.inbox.get("fp-1")
+    assert entry is not None and entry.fired_at == T0  # filled in by the late firing
+
+
+async def test_escalations_delivered_are_counted_per_channel() -> None:
+    def count(channel: str) -> float:
+        return float(ESCALATIONS_SENT.labels(channel)._value.get())
+
+    world = World()
+    alert = fired()
+    before = count("webhook")
+    await world.send(alert)
+    assert count("webhook") == before
+    await world.send(escalated(alert))
+    await world.send(escalated(alert), deliveries=2)
+    assert count("webhook") == before + 1
+
+
+async def test_a_replayed_escalation_is_restored_to_the_inbox_without_a_delivery() -> None:
+    world = World()
+    alert = fired()
+    rise = escalated(alert)
+    await world.send(alert)
+    await world.send(rise)
+    await world.redis.flushall()  # the inbox and the claims lost
+    assert await world.notifier.restore(alert)
+    assert await world.notifier.restore(rise)
+    assert not await world.notifier.restore(rise)  # held now: nothing asked, nothing changed
+    entry = await world.inbox.get("fp-1")
+    assert entry is not None
+    assert (entry.severity, entry.escalated_from) == (Severity.CRITICAL, Severity.WARNING)
+    assert entry.fired_at == T0
+    assert len(world.channel.delivered) == 2
+
+
+def test_an_escalation_reads_as_one_plainly() -> None:
+    notification = build_notification(
+        alert=escalated(fired()),
+        subject=SubjectRef(id="emp-1", name="Dr Li"),
+        recipients=[],
+    )
+    assert headline(notification) == ("[CRITICAL] Rework above 8% — Dr Li (escalated from warning)")
+    first = build_notification(
+        alert=fired(), subject=SubjectRef(id="emp-1", name="Dr Li"), recipients=[]
+    )
+    assert headline(first) == "[WARNING] Rework above 8% — Dr Li"

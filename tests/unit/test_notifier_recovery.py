@@ -10,11 +10,17 @@ import pytest
 
 from goalwatch.checkpoints import Recovery, Replay
 from goalwatch.consumers import ACK, Received, Retry
-from goalwatch.contracts import AlertFired, AlertNotification, AlertResolved, AlertState
+from goalwatch.contracts import (
+    AlertFired,
+    AlertNotification,
+    AlertResolved,
+    AlertState,
+    Severity,
+)
 from services.notifier.inbox import InboxAlert, holds, merge
 from services.notifier.metrics import INBOX_REPLAYED
 from services.notifier.recovery import InboxHandler, inbox_replay
-from tests.unit.test_inbox import T0, firing, resolved
+from tests.unit.test_inbox import T0, escalation, firing, resolved
 from tests.unit.test_notifier_pipeline import POLICY, World, fired, resolved_of
 
 
@@ -86,14 +92,23 @@ def _replayed(outcome: str) -> float:
 
 # --- holds: the merge is idempotent per transition ----------------------------------------
 
-_FIRE = firing()
+_FIRE = firing(severity=Severity.INFO)
 _LATER = firing(at=T0 + timedelta(days=5))
+# Two episodes: the first rises twice (info, warning, critical), the second once.
 TRANSITIONS: list[AlertNotification] = [
     _FIRE,
+    escalation(_FIRE, at=T0 + timedelta(hours=1), to=Severity.WARNING),
+    escalation(_FIRE, at=T0 + timedelta(hours=2), source=Severity.WARNING),
     resolved(_FIRE, at=T0 + timedelta(hours=3)),
     _LATER,
+    escalation(_LATER, at=T0 + timedelta(days=5, hours=1)),
     resolved(_LATER, at=T0 + timedelta(days=5, hours=3)),
 ]
+
+
+def _name(transition: AlertNotification) -> str:
+    kind = "e" if transition.escalated_from is not None else transition.state.value[0]
+    return f"{kind}{TRANSITIONS.index(transition)}"
 
 
 def _entry(order: tuple[AlertNotification, ...]) -> InboxAlert | None:
@@ -106,7 +121,7 @@ def _entry(order: tuple[AlertNotification, ...]) -> InboxAlert | None:
 @pytest.mark.parametrize(
     "order",
     [order for n in range(4) for order in itertools.permutations(TRANSITIONS, n)],
-    ids=lambda order: "+".join(f"{t.state.value[0]}{TRANSITIONS.index(t)}" for t in order),
+    ids=lambda order: "+".join(_name(t) for t in order),
 )
 def test_holds_is_true_exactly_when_merging_again_changes_nothing(
     order: tuple[AlertNotification, ...],
@@ -114,8 +129,11 @@ def test_holds_is_true_exactly_when_merging_again_changes_nothing(
     entry = _entry(order)
     for transition in TRANSITIONS:
         merged = merge(entry, transition).alert
-        same = holds(entry, state=transition.state, started_at=transition.started_at)
-        assert same == (merged == entry), (transition.state, transition.started_at)
+        rise = transition.severity if transition.escalated_from is not None else None
+        same = holds(
+            entry, state=transition.state, started_at=transition.started_at, escalated_to=rise
+        )
+        assert same == (merged == entry), _name(transition)
         # Whatever it held, merging the same transition a second time changes nothing.
         assert merge(merged, transition).alert == merged
 
