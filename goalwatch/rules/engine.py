@@ -64,21 +64,27 @@ class RuleEngine:
             self._rulesets[rule.id] = Ruleset(rule.id, None, definition)
             self._by_metric[rule.metric].append(rule)
 
-    def evaluate(self, event: MetricRecorded) -> list[tuple[RuleSpec, bool]]:
-        """``(rule, breach)`` for every rule that applies to ``event``, in load order."""
+    def evaluate(
+        self, event: MetricRecorded, *, org_units: Sequence[str] = ()
+    ) -> list[tuple[RuleSpec, bool]]:
+        """``(rule, breach)`` for every rule that applies to ``event``, in load order;
+        ``org_units`` (the subject's unit and its ancestors) decide rules scoped by unit."""
         results: list[tuple[RuleSpec, bool]] = []
         # Only the rulesets of the event's metric are asked; the rest could never match.
         for rule in self._by_metric.get(event.metric, ()):
-            outcome = self._outcome(rule, event)
+            outcome = self._outcome(rule, event, org_units)
             if outcome is not None:
                 results.append((rule, outcome == BREACH))
         return results
 
-    def _outcome(self, rule: RuleSpec, event: MetricRecorded) -> str | None:
+    def _outcome(
+        self, rule: RuleSpec, event: MetricRecorded, org_units: Sequence[str]
+    ) -> str | None:
         ruleset = self._rulesets[rule.id]
         self._outcomes.clear()
         try:
-            handle = ruleset.assert_event(event_message(rule, event, sid=SID))
+            message = event_message(rule, event, sid=SID, org_units=org_units)
+            handle = ruleset.assert_event(message)
         except MessageNotHandledException:
             return None
         completed: list[tuple[Any, Any]] = []

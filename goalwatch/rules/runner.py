@@ -258,6 +258,7 @@ def evaluate(
     names: Mapping[str, str] | None = None,
     until: datetime | None = None,
     impacts: Impacts | None = None,
+    org_units: Mapping[str, Sequence[str]] | None = None,
 ) -> list[AlertFired | AlertResolved]:
     """The alerts ``rules`` fire and resolve for ``events``, in the order they would be sent.
 
@@ -271,8 +272,11 @@ def evaluate(
     by then fire. ``impacts`` answers what a failing goal reaches (none: nothing, so a
     dependency-impact rule alerts nobody). ``events`` may be a generator: each event is
     handled before the next is asked for, so ``impacts`` can answer from a graph that moves
-    with the events.
+    with the events. ``org_units`` maps a person id to their org unit and its ancestors,
+    nearest first (:func:`goalwatch.rules.scope.ancestry`), for rules scoped by ``org_unit``;
+    a subject without is in no unit, as when the people directory does not know them.
     """
+    units = org_units or {}
     metric = [rule for rule in rules if isinstance(rule, RuleSpec)]
     engine = RuleEngine(metric)
     streaks = MemoryStreaks()
@@ -291,9 +295,10 @@ def evaluate(
         timers.advance(at)
         timers.clock = at if timers.clock is None else max(timers.clock, at)
         if isinstance(event, MetricRecorded):
-            _metric_event(event, engine, streaks, known, alerts)
+            scope = units.get(event.subject, ())
+            _metric_event(event, engine, streaks, known, alerts, scope)
             for rule in watching:
-                if overdue.applies(rule, event):
+                if overdue.applies(rule, event, org_units=scope):
                     absences.seen(rule, event)
         else:
             goal = getattr(event, "goal", None)
@@ -314,8 +319,9 @@ def _metric_event(
     streaks: MemoryStreaks,
     names: Mapping[str, str],
     alerts: list[AlertFired | AlertResolved],
+    org_units: Sequence[str],
 ) -> None:
-    for rule, breach in engine.evaluate(event):
+    for rule, breach in engine.evaluate(event, org_units=org_units):
         transition = streaks.record(
             rule_id=rule.id,
             subject=event.subject,
