@@ -30,6 +30,7 @@ from goalwatch.rules.spec import RuleSpec
 from goalwatch.rules.transitions import Point, Transition, fingerprint
 from goalwatch.timers import TimerKey
 from services.evaluator.absences import Applied
+from services.evaluator.directory import NoScopes, Scopes
 from services.evaluator.metrics import ALERTS_FIRED, ALERTS_RESOLVED, RULE_EVALUATIONS
 from services.evaluator.names import Names
 
@@ -102,9 +103,13 @@ class Evaluator:
         absences: Absences | None = None,
         arm: ArmTimer | None = None,
         concurrency: int = SUBJECT_CONCURRENCY,
+        scopes: Scopes | None = None,
     ) -> None:
         """``concurrency`` bounds the subjects evaluated at once (each holds a Redis connection
-        and may call goals). ``rules`` with ``absences`` and ``arm`` evaluate overdue rules."""
+        and may call goals). ``rules`` with ``absences`` and ``arm`` evaluate overdue rules.
+        ``scopes`` gives subjects' org units to rules scoped by ``org_unit`` (without it, no
+        subject is in any unit)."""
+        self._scopes = scopes or NoScopes()
         self._overdue = {rule.id: rule for rule in rules if rule.kind is RuleKind.OVERDUE}
         if self._overdue and (absences is None or arm is None):
             raise ValueError("overdue rules need an absence store and timers")
@@ -128,7 +133,8 @@ class Evaluator:
         by_subject: dict[str, list[MetricRecorded]] = {}
         for event in events:
             by_subject.setdefault(event.subject, []).append(event)
-        results = await asyncio.gather(*map(self._handle_bounded, by_subject.values()))
+        async with self._scopes.batch(by_subject):  # one directory lookup for the batch
+            results = await asyncio.gather(*map(self._handle_bounded, by_subject.values()))
         return {failure.event.subject: failure for failure in results if failure is not None}
 
     async def _handle_bounded(self, events: Sequence[MetricRecorded]) -> Failure | None:
@@ -149,7 +155,8 @@ class Evaluator:
         Publishing is awaited before returning, so the caller acks the event only once every
         alert it caused is stored in the alerts stream.
         """
-        for rule, breach in self._engine.evaluate(event):
+        org_units = await self._scopes.of(event.subject)
+        for rule, breach in self._engine.evaluate(event, org_units=org_units):
             RULE_EVALUATIONS.labels(rule=rule.id, outcome="breach" if breach else "clear").inc()
             transition = await self._streaks.record(
                 rule_id=rule.id,
@@ -189,7 +196,7 @@ class Evaluator:
                 rule_id=rule.id, subject=event.subject, metric=event.metric, event_id=event.id
             )
         for rule in self._overdue.values():
-            if overdue.applies(rule, event):
+            if overdue.applies(rule, event, org_units=org_units):
                 await self._absence(rule, event.subject, Seen.of(event))
 
     async def handle_timer(self, fired: TimerFired) -> None:
