@@ -338,7 +338,7 @@ class Consumers:
         """
         raw: Msg | list[Msg] = message.raw_message
         batch = raw if isinstance(raw, list) else [raw]
-        subscription = self._by_subject.get(batch[0].subject)
+        subscription = self._subscription_of(batch[0].subject)
         if subscription is None:  # not one of ours: leave it to JetStream's redelivery
             raise exc
         spec = subscription.spec
@@ -362,6 +362,21 @@ class Consumers:
                     deliveries=facts.deliveries, reason=f"handling failed: {exc!r}"
                 )
             await settle(self._broker, one, verdict, received=facts)
+
+    def _subscription_of(self, subject: str) -> _Subscription | None:
+        """The subscription a message on ``subject`` came through: by its filter subject,
+        which may hold wildcards (``goalwatch.goals.*.v1``)."""
+        exact = self._by_subject.get(subject)
+        if exact is not None:
+            return exact
+        return next(
+            (
+                sub
+                for pattern, sub in self._by_subject.items()
+                if subjects.matches(pattern, subject)
+            ),
+            None,
+        )
 
 
 async def _raw(msg: NatsMessage) -> bytes:

@@ -186,9 +186,10 @@ WILDCARD_READS: dict[str, list[str]] = {
         "GoalLinkAdded",
         "GoalLinkRemoved",
     ],
+    subjects.DIRECTORY_CHANGED: ["PersonChanged", "OrgUnitChanged"],
 }
 """What a consumer of a wildcard subject reads there (it reads each through a lenient view
-of its own, the evaluator's ``GoalChange``), by message name."""
+of its own, the evaluator's ``GoalChange`` or ``DirectoryChange``), by message name."""
 
 
 def _generate(broker: NatsBroker) -> dict[str, Any]:
@@ -242,20 +243,14 @@ def _stream_of(address: str) -> str:
     from goalwatch.messaging import STREAMS  # messaging imports the contracts
 
     for config in STREAMS:
-        if any(_matches(pattern, address) for pattern in config.subjects or []):
+        # A wildcard address (a consumer's filter) is read from the stream whose subjects it
+        # covers; a concrete one from the stream that captures it.
+        if any(
+            subjects.matches(pattern, address) or subjects.matches(address, pattern)
+            for pattern in config.subjects or []
+        ):
             return str(config.name)
     raise ValueError(f"no JetStream stream captures {address}")
-
-
-def _matches(pattern: str, subject: str) -> bool:
-    """NATS subject matching: ``*`` is one token, a final ``>`` one or more."""
-    wanted, tokens = pattern.split("."), subject.split(".")
-    for index, token in enumerate(wanted):
-        if token == ">":
-            return len(tokens) > index
-        if index >= len(tokens) or token not in ("*", tokens[index]):
-            return False
-    return len(tokens) == len(wanted)
 
 
 _OUTBOX_EVENTS: tuple[type[BaseModel], ...] = (

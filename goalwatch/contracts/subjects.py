@@ -20,6 +20,8 @@ GOAL_LINK_REMOVED: Final = "goalwatch.goals.link_removed.v1"
 # People and org units as goals stores them (goalwatch.contracts.directory_events).
 PERSON_CHANGED: Final = "goalwatch.people.changed.v1"
 ORG_UNIT_CHANGED: Final = "goalwatch.org_units.changed.v1"
+# Both of the above (a consumer of GOALWATCH_PEOPLE that reads people and org units in order).
+DIRECTORY_CHANGED: Final = "goalwatch.*.changed.v1"
 # Dead letters: ``goalwatch.deadletter.v1.<origin>``, e.g. ``...metrics`` for rejected events.
 DEADLETTER_PREFIX: Final = "goalwatch.deadletter.v1"
 DEADLETTER_METRICS: Final = f"{DEADLETTER_PREFIX}.metrics"
@@ -33,6 +35,7 @@ TIMERS_SCHEDULE_PREFIX: Final = f"{TIMERS}.schedule"
 TIMERS_FIRED_PREFIX: Final = f"{TIMERS}.fired"
 TIMERS_FIRED_EVALUATOR: Final = f"{TIMERS_FIRED_PREFIX}.evaluator"
 DEADLETTER_GOALS: Final = f"{DEADLETTER_PREFIX}.goals"
+DEADLETTER_DIRECTORY: Final = f"{DEADLETTER_PREFIX}.directory"
 
 STREAM_INGEST: Final = "GOALWATCH_INGEST"
 STREAM_METRICS: Final = "GOALWATCH_METRICS"
@@ -52,4 +55,18 @@ def dead_letter_subject(origin_subject: str) -> str:
         return DEADLETTER_TIMERS
     if origin_subject.startswith("goalwatch.goals."):
         return DEADLETTER_GOALS
+    if origin_subject in (PERSON_CHANGED, ORG_UNIT_CHANGED, DIRECTORY_CHANGED):
+        return DEADLETTER_DIRECTORY
     return DEADLETTER_METRICS
+
+
+def matches(pattern: str, subject: str) -> bool:
+    """Whether ``subject`` matches the filter ``pattern``: ``*`` is one token, a final ``>``
+    one or more."""
+    wanted, tokens = pattern.split("."), subject.split(".")
+    for index, token in enumerate(wanted):
+        if token == ">":
+            return len(tokens) > index
+        if index >= len(tokens) or token not in ("*", tokens[index]):
+            return False
+    return len(tokens) == len(wanted)

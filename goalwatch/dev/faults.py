@@ -122,9 +122,11 @@ __all__ = [
 # Longest wait between two readings of the consumers' counters while settling: the reading
 # after the last acknowledgement may have been asked before it.
 _RECHECK = 2.0
-# Streams whose durable consumers make up the pipeline, upstream first (the evaluator arms
-# timers from metrics; goal changes come from goals' outbox; every alert goes on ALERTS).
+# Streams whose durable consumers make up the pipeline, upstream first (the evaluator's
+# directory view names subjects; it arms timers from metrics; goal changes come from goals'
+# outbox; every alert goes on ALERTS).
 _PIPELINE_STREAMS = (
+    subjects.STREAM_PEOPLE,
     subjects.STREAM_INGEST,
     subjects.STREAM_METRICS,
     subjects.STREAM_TIMERS,

@@ -1,5 +1,9 @@
 """``goalwatch rules ...``: work with rule files without starting anything.
 
+``goalwatch rules check [--rules DIR]`` loads the rules as the evaluator does at start-up and
+lists every error as ``file:line: field: message`` (exit code 2), or says how many rules are
+valid.
+
 ``goalwatch rules run [--rules DIR] [--json] EVENTS.json`` runs the rules over a JSON array of
 MetricRecorded events (``-`` reads it from stdin) with :func:`goalwatch.rules.evaluate` and
 prints the alerts the evaluator would send, one line each; ``--json`` prints each as a JSON
@@ -28,6 +32,20 @@ def add_rules_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentP
     """Add ``rules`` and its subcommands to the ``goalwatch`` command's ``subparsers``."""
     rules = subparsers.add_parser("rules", help="work with rule files without starting anything")
     commands = rules.add_subparsers(dest="rules_command", required=True)
+    check = commands.add_parser(
+        "check",
+        help="validate the rule files as the evaluator does at start-up",
+        description="Load every rule file (*.yaml, *.yml) in DIR and list every error with its "
+        "file:line; exit 2 if there is any.",
+    )
+    check.add_argument(
+        "--rules",
+        type=Path,
+        default=Path("rules"),
+        metavar="DIR",
+        help="folder of rule files (default: rules)",
+    )
+    check.set_defaults(func=_check)
     run = commands.add_parser(
         "run",
         help="print the alerts the rules would fire for a JSON array of metric events",
@@ -69,6 +87,24 @@ def add_rules_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentP
         help="folder of rule files (default: rules)",
     )
     test.set_defaults(func=_test)
+
+
+def _check(args: argparse.Namespace) -> int:
+    from goalwatch.rules.loader import RuleLoadError, load_rules
+
+    try:
+        rules = load_rules(args.rules)
+    except RuleLoadError as exc:
+        count = len(exc.errors)
+        print(
+            f"goalwatch: {count} error{'s' if count != 1 else ''} in the rules in {args.rules}:",
+            file=sys.stderr,
+        )
+        for error in exc.errors:
+            print(f"  {error}", file=sys.stderr)
+        return 2
+    print(f"goalwatch: {len(rules)} rule{'s' if len(rules) != 1 else ''} in {args.rules}: valid")
+    return 0
 
 
 def _run(args: argparse.Namespace) -> int:

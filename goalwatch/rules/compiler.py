@@ -2,7 +2,8 @@
 
 Each rule becomes one ruleset, named by the rule id, with two mutually exclusive rules:
 
-- ``breach``: the event is for the rule's metric, its labels match ``where``, and
+- ``breach``: the event is for the rule's metric, its labels match ``where``, the subject is
+  in the rule's org units (``org_unit``, :mod:`goalwatch.rules.scope`), and
   ``value <op> threshold`` holds (``between`` / ``outside``: within both ends / beyond one);
 - ``clear``: the same match, with the inverse comparison;
 
@@ -20,9 +21,11 @@ is decided outside the engine, from state kept in Redis.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any, Final
 
 from goalwatch.contracts import MetricRecorded
+from goalwatch.rules.scope import ORG_UNITS_KEY, engine_terms
 from goalwatch.rules.spec import LabelMatch, NotIn, RuleSpec
 from goalwatch.rules.transitions import Verdict
 
@@ -106,6 +109,7 @@ def _match(spec: RuleSpec, comparison: dict[str, Any]) -> dict[str, Any]:
     terms: list[dict[str, Any]] = [{"metric": spec.metric}]
     for name, match in sorted(spec.where.items()):
         terms += _label_terms(label_key(name), match)
+    terms += engine_terms(spec.scope)
     terms.append(comparison)
     return {"$and": terms}
 
@@ -121,9 +125,17 @@ def _label_terms(key: str, match: LabelMatch) -> list[dict[str, Any]]:
 
 
 def event_message(
-    spec: RuleSpec, event: MetricRecorded, *, sid: str, value: float | None = None
+    spec: RuleSpec,
+    event: MetricRecorded,
+    *,
+    sid: str,
+    value: float | None = None,
+    org_units: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The message to post to ``spec``'s ruleset for ``event``.
+
+    ``org_units`` are the subject's (own unit and ancestors), posted only to a rule scoped
+    by ``org_unit``; empty (a subject the directory does not know) matches no scope.
 
     Only the labels the rule filters on are posted, a missing one as empty (a term on a
     missing key never matches, and ``not_in`` must let an event without the label through);
@@ -140,6 +152,8 @@ def event_message(
     }
     for name in spec.where:
         message[label_key(name)] = event.labels.get(name, "")
+    if spec.scope:
+        message[ORG_UNITS_KEY] = list(org_units)
     return message
 
 

@@ -65,30 +65,45 @@ class RuleEngine:
             self._rulesets[rule.id] = Ruleset(rule.id, None, definition)
             self._by_metric[rule.metric].append(rule)
 
-    def evaluate(self, event: MetricRecorded) -> list[tuple[RuleSpec, Verdict]]:
-        """``(rule, verdict)`` for every rule that applies to ``event``, in load order."""
+    def evaluate(
+        self, event: MetricRecorded, *, org_units: Sequence[str] = ()
+    ) -> list[tuple[RuleSpec, Verdict]]:
+        """``(rule, verdict)`` for every rule that applies to ``event``, in load order;
+        ``org_units`` (the subject's unit and its ancestors) decide rules scoped by unit."""
         results: list[tuple[RuleSpec, Verdict]] = []
         # Only the rulesets of the event's metric are asked; the rest could never match.
         for rule in self._by_metric.get(event.metric, ()):
-            outcome = self._outcome(rule, event)
+            outcome = self._outcome(rule, event, org_units=org_units)
             if outcome is not None:
                 results.append((rule, outcome))
         return results
 
-    def judge(self, rule: RuleSpec, event: MetricRecorded, value: float) -> Verdict:
+    def judge(
+        self,
+        rule: RuleSpec,
+        event: MetricRecorded,
+        value: float,
+        *,
+        org_units: Sequence[str] = (),
+    ) -> Verdict:
         """The verdict of ``rule`` on ``value`` standing for ``event``'s (a period's or a
         window's value that ``event`` is part of); the rule must apply to ``event``."""
-        outcome = self._outcome(rule, event, value=value)
+        outcome = self._outcome(rule, event, value=value, org_units=org_units)
         if outcome is None:
             raise RuntimeError(f"rule {rule.id!r} does not apply to event {event.id!r}")
         return outcome
 
     def _outcome(
-        self, rule: RuleSpec, event: MetricRecorded, *, value: float | None = None
+        self,
+        rule: RuleSpec,
+        event: MetricRecorded,
+        *,
+        value: float | None = None,
+        org_units: Sequence[str] = (),
     ) -> Verdict | None:
         ruleset = self._rulesets[rule.id]
         self._outcomes.clear()
-        message = event_message(rule, event, sid=SID, value=value)
+        message = event_message(rule, event, sid=SID, value=value, org_units=org_units)
         try:
             handle = ruleset.assert_event(message)
         except MessageNotHandledException:

@@ -35,6 +35,7 @@ _EXAMPLES: Final[dict[str, str]] = {
     "name": "name: Report rework rate above 8% on 3 consecutive days",
     "kind": "kind: threshold",
     "metric": "metric: report_rework_rate",
+    "org_unit": "org_unit: radiology",
     "condition": 'condition: {op: ">", value: 0.08, consecutive: 3}',
     "condition.op": 'op: ">"',
     "condition.value": "value: 0.08",

@@ -13,12 +13,13 @@ key ``(rule, goal)``, and a goal that is done cancels its timer instead of armin
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final
 
 from goalwatch.contracts import AlertState, MetricRecorded
+from goalwatch.rules.scope import in_scope
 from goalwatch.rules.spec import RuleSpec, labels_match
 from goalwatch.rules.transitions import Point, Transition
 
@@ -70,9 +71,15 @@ class Decision:
     repeat: bool = False
 
 
-def applies(rule: RuleSpec, event: MetricRecorded) -> bool:
-    """Whether ``event`` is a report ``rule`` watches: its metric, labels matching ``where``."""
-    return event.metric == rule.metric and labels_match(rule.where, event.labels)
+def applies(rule: RuleSpec, event: MetricRecorded, *, org_units: Sequence[str] = ()) -> bool:
+    """Whether ``event`` is a report ``rule`` watches: its metric, labels matching ``where``,
+    and, for a rule scoped by ``org_unit``, a subject in one of its units (``org_units``: the
+    subject's unit and its ancestors)."""
+    return (
+        event.metric == rule.metric
+        and labels_match(rule.where, event.labels)
+        and in_scope(rule.scope, org_units)
+    )
 
 
 def decide(

@@ -271,6 +271,7 @@ def evaluate(
     names: Mapping[str, str] | None = None,
     until: datetime | None = None,
     impacts: Impacts | None = None,
+    org_units: Mapping[str, Sequence[str]] | None = None,
 ) -> list[AlertFired | AlertResolved]:
     """The alerts ``rules`` fire and resolve for ``events``, in the order they would be sent.
 
@@ -284,8 +285,11 @@ def evaluate(
     by then fire. ``impacts`` answers what a failing goal reaches (none: nothing, so a
     dependency-impact rule alerts nobody). ``events`` may be a generator: each event is
     handled before the next is asked for, so ``impacts`` can answer from a graph that moves
-    with the events.
+    with the events. ``org_units`` maps a person id to their org unit and its ancestors,
+    nearest first (:func:`goalwatch.rules.scope.ancestry`), for rules scoped by ``org_unit``;
+    a subject without is in no unit, as when the people directory does not know them.
     """
+    units = org_units or {}
     metric = [rule for rule in rules if isinstance(rule, RuleSpec)]
     engine = RuleEngine(metric)
     known = names or {}
@@ -304,10 +308,11 @@ def evaluate(
         timers.advance(at)
         timers.clock = at if timers.clock is None else max(timers.clock, at)
         if isinstance(event, MetricRecorded):
-            for rule, verdict in engine.evaluate(event):
-                thresholds.observed(rule, verdict, event)
+            scope = units.get(event.subject, ())
+            for rule, verdict in engine.evaluate(event, org_units=scope):
+                thresholds.observed(rule, verdict, event, scope)
             for rule in watching:
-                if overdue.applies(rule, event):
+                if overdue.applies(rule, event, org_units=scope):
                     absences.seen(rule, event)
         else:
             goal = getattr(event, "goal", None)
@@ -338,7 +343,9 @@ class _Thresholds:
         self._alerts = alerts
         self._timers = timers
 
-    def observed(self, rule: RuleSpec, verdict: Verdict, event: MetricRecorded) -> None:
+    def observed(
+        self, rule: RuleSpec, verdict: Verdict, event: MetricRecorded, org_units: Sequence[str]
+    ) -> None:
         fp = fingerprint(rule.id, event.subject, event.metric)
         decision = self._streaks.observe(
             fp,
@@ -346,7 +353,7 @@ class _Thresholds:
             Policy.of(rule),
             labels=event.labels,
             judge=(
-                (lambda value: self._engine.judge(rule, event, value))
+                (lambda value: self._engine.judge(rule, event, value, org_units=org_units))
                 if rule.threshold.aggregated
                 else None
             ),

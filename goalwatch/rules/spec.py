@@ -30,7 +30,7 @@ from pydantic_core import PydanticCustomError
 
 from goalwatch.contracts import RuleKind, Severity
 from goalwatch.contracts.base import Contract
-from goalwatch.contracts.metrics import MetricName
+from goalwatch.contracts.metrics import PERSON_ID_MAX_LENGTH, PERSON_ID_PATTERN, MetricName
 from goalwatch.rules.template import TemplateError, check_template
 
 Op = Literal[">", ">=", "<", "<=", "==", "!=", "between", "outside"]
@@ -194,6 +194,53 @@ def labels_match(where: dict[str, LabelMatch], labels: dict[str, str]) -> bool:
     """Whether ``labels`` pass every filter of ``where``; a missing label counts as empty, as
     the rules engine sees it (:func:`goalwatch.rules.compiler.event_message`)."""
     return all(label_matches(match, labels.get(name, "")) for name, match in where.items())
+
+
+_ORG_UNIT_ID = re.compile(PERSON_ID_PATTERN)
+_ORG_UNIT_FORMS: Final = (
+    "write the id the goals service knows the unit by (GET /v1/org-units), e.g. "
+    "org_unit: radiology, or a list of ids, e.g. org_unit: [radiology, icu]"
+)
+
+
+def _check_org_unit_id(value: Any) -> str:
+    if isinstance(value, int | float | bool):
+        # As for any text field: the loader says "expected text", with the value as written.
+        raise PydanticCustomError("string_type", "Input should be a valid string")
+    if not isinstance(value, str):
+        raise rule_error("org_unit", f"{value!r} is not an org unit id: {_ORG_UNIT_FORMS}")
+    if not (_ORG_UNIT_ID.match(value) and len(value) <= PERSON_ID_MAX_LENGTH):
+        raise rule_error(
+            "org_unit",
+            f"'{value}' is not an org unit id (1-128 of letters, digits and . _ @ -, not "
+            f"starting with a dot; not the unit's display name): {_ORG_UNIT_FORMS}",
+        )
+    return value
+
+
+def _check_org_unit(value: Any) -> Any:
+    """``org_unit``: one unit id, or a non-empty list of distinct ones."""
+    if value is None:
+        raise rule_error(
+            "org_unit", f"is empty: {_ORG_UNIT_FORMS}; leave the field out for every unit"
+        )
+    if isinstance(value, list):
+        if not value:
+            raise rule_error(
+                "org_unit", f"an empty list scopes the rule to nobody: {_ORG_UNIT_FORMS}"
+            )
+        for item in value:
+            if not isinstance(item, str):
+                raise rule_error(
+                    "org_unit",
+                    f"{item!r} in the list is not text: quote unit ids that look like numbers, "
+                    f'e.g. org_unit: [radiology, "{item}"]',
+                )
+        units = [_check_org_unit_id(item) for item in value]
+        if len(set(units)) != len(units):
+            raise rule_error("org_unit", "lists a unit twice; name each unit once")
+        return units
+    return _check_org_unit_id(value)
 
 
 def _check_value(value: Any, info: ValidationInfo) -> Any:
@@ -641,6 +688,13 @@ class RuleSpec(Contract):
         description="Label filters: the rule only sees events whose labels pass all of them: "
         "a value, a list of values (in) or {not_in: [...]}.",
     )
+    # Not validated when absent (None); written empty (org_unit:), it is an error.
+    org_unit: Annotated[str | list[str] | None, BeforeValidator(_check_org_unit)] = Field(
+        default=None,
+        description="Org unit scope: the rule only applies to subjects in this org unit or "
+        "any unit under it (a list: in any of them), by the org unit ids of the goals "
+        "service; a subject the people directory does not know is in no unit.",
+    )
     condition: Condition = Field(
         description="When the rule fires: {op, value, consecutive} for threshold, "
         "{absent_for} for overdue."
@@ -714,6 +768,13 @@ class RuleSpec(Contract):
         if not isinstance(self.condition, ThresholdCondition):
             raise TypeError(f"rule {self.id!r} is a {self.kind} rule, not a threshold rule")
         return self.condition
+
+    @property
+    def scope(self) -> tuple[str, ...]:
+        """The org units the rule is scoped to; empty when it applies to every subject."""
+        if self.org_unit is None:
+            return ()
+        return (self.org_unit,) if isinstance(self.org_unit, str) else tuple(self.org_unit)
 
     @property
     def overdue(self) -> OverdueCondition:

@@ -25,6 +25,11 @@ them (:func:`goalwatch.goal_graph.events_of`), and a failing goal's impact is wa
 graph as it stands then (:func:`goalwatch.goal_graph.goal_impact`). An expected impact alert
 may list the affected goal ids (``goals: [obj-1, kr-2]``, in any order) to check the analysis.
 
+Rules scoped by org unit (``org_unit: radiology``) need the org chart: ``org_units:`` lists the
+units as written to the goals service (``{id: radiology, name: Radiology, kind: department,
+parent_id: hospital}``) and each person of ``people:`` belongs to one by ``org_unit_id``. A
+subject not listed under ``people:`` is in no unit, as one the directory does not know.
+
 Every rule runs unless the file names the ones it tests (``rules: [goal-failing-impact]``): a
 goal graph wakes every goal rule, and a test about one rule need not list the others' alerts.
 """
@@ -54,11 +59,13 @@ from yaml.nodes import MappingNode, ScalarNode
 from goalwatch.contracts import AlertFired, AlertResolved, MetricRecorded, PersonUpsert, Severity
 from goalwatch.contracts.base import Contract
 from goalwatch.contracts.goal_events import GoalEvent
+from goalwatch.contracts.goals import OrgUnitUpsert
 from goalwatch.rules.given_goals import CheckIn, GivenGoal, GoalChange, MemoryGoals, Refused
 from goalwatch.rules.goal_overdue_spec import GoalOverdueRuleSpec
 from goalwatch.rules.impact_spec import ImpactRuleSpec
 from goalwatch.rules.loader import duplicate_keys, locate
 from goalwatch.rules.runner import evaluate
+from goalwatch.rules.scope import ancestry
 from goalwatch.rules.spec import RuleSpec
 
 Rule = RuleSpec | GoalOverdueRuleSpec | ImpactRuleSpec
@@ -126,7 +133,13 @@ class RuleTest(Contract):
         description="The ids of the rules the test runs; all the rules when absent.",
     )
     people: list[PersonUpsert] = Field(
-        default_factory=list, description="People: names and managers of the goals' owners."
+        default_factory=list,
+        description="People: names and managers of the subjects and goals' owners, and the "
+        "org unit each belongs to (org_unit_id).",
+    )
+    org_units: list[OrgUnitUpsert] = Field(
+        default_factory=list,
+        description="The org chart, for rules scoped by org_unit: each unit with its parent.",
     )
     goals: list[GivenGoal] = Field(
         default_factory=list, description="The goal graph before the events."
@@ -149,6 +162,24 @@ class RuleTest(Contract):
         if twice:
             raise ValueError(f"lists {', '.join(twice)} twice; write each goal once")
         return goals
+
+    @field_validator("org_units")
+    @classmethod
+    def _units_once(cls, units: list[OrgUnitUpsert]) -> list[OrgUnitUpsert]:
+        ids = [unit.id for unit in units]
+        twice = sorted({unit_id for unit_id in ids if ids.count(unit_id) > 1})
+        if twice:
+            raise ValueError(f"lists {', '.join(twice)} twice; write each org unit once")
+        return units
+
+    def org_units_of_people(self) -> dict[str, list[str]]:
+        """Each person's org unit and its ancestors, nearest first, by the units given."""
+        parents = {unit.id: unit.parent_id for unit in self.org_units}
+        return {
+            person.id: ancestry(person.org_unit_id, parents)
+            for person in self.people
+            if person.org_unit_id is not None
+        }
 
 
 @dataclass(frozen=True)
@@ -297,6 +328,7 @@ def run_test(path: Path, rules: Sequence[Rule]) -> Outcome:
             names=graph.names,
             until=test.until,
             impacts=graph.impact,
+            org_units=test.org_units_of_people(),
         )
     except TestFileError as exc:
         return Outcome(path, test.name, [exc.located(node).text(path)])
@@ -357,6 +389,7 @@ _EVENT_MODELS: Final[dict[str, type[BaseModel]]] = {
 }
 _SECTION_MODELS: Final[dict[str, type[BaseModel]]] = {
     "people": PersonUpsert,
+    "org_units": OrgUnitUpsert,
     "goals": GivenGoal,
     "expect": ExpectedAlert,
 }

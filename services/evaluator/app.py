@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -34,6 +35,16 @@ from goalwatch.timers import Timers, fired_subject
 from services.evaluator.absences import AbsenceStore
 from services.evaluator.api import rules_router
 from services.evaluator.consumer import GoalEventsHandler, MetricsHandler, TimersHandler
+from services.evaluator.directory import (
+    Directory,
+    DirectoryChange,
+    DirectoryCheckpoint,
+    DirectoryHandler,
+    DirectoryNames,
+    OrgUnitScopes,
+    replay_changes,
+)
+from services.evaluator.directory_store import DirectoryStore
 from services.evaluator.evaluation import OWNER, Evaluator
 from services.evaluator.goal_overdue import GoalChange, GoalOverdueEvaluator
 from services.evaluator.goal_overdue_store import GoalOverdueStore
@@ -88,6 +99,18 @@ IMPACT_CONSUMER = ConsumerSpec(
 )
 
 
+DIRECTORY_CONSUMER = ConsumerSpec(
+    name="evaluator-directory",
+    stream=subjects.STREAM_PEOPLE,
+    # People and org units: each record is applied over an older version only, so the two
+    # kinds need no order between them.
+    subject=subjects.DIRECTORY_CHANGED,
+    policy=RedeliveryPolicy(max_deliver=10, first_delay=1.0, max_delay=60.0),
+    ack_wait=30,
+    batch_size=100,
+)
+
+
 class EvaluatorSettings(StateCheckSettings):
     """Settings of the evaluator service."""
 
@@ -98,8 +121,8 @@ class EvaluatorSettings(StateCheckSettings):
     )
     goals_url: str = Field(
         "http://127.0.0.1:8002",
-        description="Goals service, asked for subjects' names when an alert fires or resolves "
-        "and for a failing goal's impact.",
+        description="Goals service, asked for the name of a subject the evaluator's directory "
+        "view does not know when an alert fires or resolves, and for a failing goal's impact.",
     )
 
 
@@ -117,15 +140,20 @@ def create_app(
     http = http or httpx.AsyncClient(timeout=httpx.Timeout(2.0))
     timers = Timers(lambda: broker.connection)
     goals = GoalsClient(client=http, base_url=settings.goals_url)
+    directory_store = DirectoryStore(redis)
+    directory = Directory(directory_store)
+    # Names from the evaluator's own view of the directory; goals only for someone it lacks.
+    names = DirectoryNames(directory, goals)
     publish = AlertPublisher(broker)
     evaluator = Evaluator(
         engine=RuleEngine(metric_rules(rules)),
         streaks=StreakStore(redis),
         publish=publish,
-        names=goals,
+        names=names,
         rules=metric_rules(rules),
         absences=AbsenceStore(redis),
         arm=timers.arm,
+        scopes=OrgUnitScopes(directory, metric_rules(rules)),
     )
     checkpoint, timers_checkpoint, goals_checkpoint = (
         Checkpoint(
@@ -147,10 +175,23 @@ def create_app(
             store=GoalOverdueStore(redis),
             arm=timers.arm,
             cancel=timers.cancel,
-            names=goals,
+            names=names,
             publish=publish,
         ),
         goals_checkpoint=goals_checkpoint,
+        # The directory first: replayed metric events are then scoped by a whole directory.
+        before=[
+            (
+                DirectoryCheckpoint(
+                    redis=redis,
+                    connection=lambda: broker.connection,
+                    stream=DIRECTORY_CONSUMER.stream,
+                    subject=DIRECTORY_CONSUMER.subject,
+                    consumer=DIRECTORY_CONSUMER.name,
+                ),
+                partial(replay_changes, directory_store),
+            )
+        ],
     )
     consumers = Consumers(broker, service="evaluator", seconds=HANDLER_SECONDS)
     consumers.add_batch(
@@ -158,6 +199,15 @@ def create_app(
         MetricRecorded,
         handler,
         description="Every stored metric event, against every rule for its metric.",
+    )
+    consumers.add_batch(
+        DIRECTORY_CONSUMER,
+        DirectoryChange,
+        DirectoryHandler(
+            store=directory_store, recovery=handler.recovery, policy=DIRECTORY_CONSUMER.policy
+        ),
+        description="Every person and org unit change: the evaluator's view of the directory "
+        "(names, org units and their parents) for alerts and rules scoped by org unit.",
     )
     consumers.add_batch(
         TIMERS_CONSUMER,

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from goalwatch.checkpoints import NotCaughtUp, Recovery, StateCheckpoint
+from goalwatch.checkpoints import Apply, NotCaughtUp, Recovery, StateCheckpoint
 from goalwatch.consumers import ACK, Received, RedeliveryPolicy, Verdict
 from goalwatch.contracts import MetricRecorded, TimerFired
 from goalwatch.rules import goal_overdue
@@ -40,16 +40,18 @@ class MetricsHandler:
         timers_checkpoint: StateCheckpoint | None = None,
         goals: GoalOverdueEvaluator | None = None,
         goals_checkpoint: StateCheckpoint | None = None,
+        before: Sequence[tuple[StateCheckpoint, Apply]] = (),
     ) -> None:
         """``timers_checkpoint`` is the fired-timers consumer's: the rule state depends on
         both streams, so a Redis restart replays both (events first), whichever notices.
         ``goals`` with ``goals_checkpoint`` (the goal events consumer's) add the goal-based
         overdue rules, whose state depends on the goal events and the timers: replayed
-        after the metric events and before the timers."""
+        after the metric events and before the timers. ``before`` are views the rule state
+        reads (the people directory), replayed before all of these."""
         self._evaluator = evaluator
         self._goals = goals
         self._policy = policy
-        views = [(checkpoint, self._replay)]
+        views = [*before, (checkpoint, self._replay)]
         if goals_checkpoint is not None:
             views.append((goals_checkpoint, self._replay_goals))
         if timers_checkpoint is not None:
@@ -57,6 +59,11 @@ class MetricsHandler:
         # Batches, timers, replays and idle checks take turns: each begins and commits the
         # checkpoints.
         self._recovery = Recovery(views=views, what="rule state")
+
+    @property
+    def recovery(self) -> Recovery:
+        """The one turn every batch of the evaluator's Redis state takes (and the catch-up)."""
+        return self._recovery
 
     async def handle_batch(
         self, messages: Sequence[MetricRecorded], received: Sequence[Received]

@@ -31,6 +31,7 @@ from goalwatch.rules.threshold import Judge, Policy
 from goalwatch.rules.transitions import Point, Transition, fingerprint
 from goalwatch.timers import TimerKey
 from services.evaluator.absences import Applied as AbsenceApplied
+from services.evaluator.directory import NoScopes, Scopes
 from services.evaluator.metrics import ALERTS_FIRED, ALERTS_RESOLVED, RULE_EVALUATIONS
 from services.evaluator.names import Names
 from services.evaluator.streaks import Applied
@@ -112,9 +113,13 @@ class Evaluator:
         absences: Absences | None = None,
         arm: ArmTimer | None = None,
         concurrency: int = SUBJECT_CONCURRENCY,
+        scopes: Scopes | None = None,
     ) -> None:
         """``concurrency`` bounds the subjects evaluated at once (each holds a Redis connection
-        and may call goals). ``rules`` with ``absences`` and ``arm`` evaluate overdue rules."""
+        and may call goals). ``rules`` with ``absences`` and ``arm`` evaluate overdue rules.
+        ``scopes`` gives subjects' org units to rules scoped by ``org_unit`` (without it, no
+        subject is in any unit)."""
+        self._scopes = scopes or NoScopes()
         self._overdue = {rule.id: rule for rule in rules if rule.kind is RuleKind.OVERDUE}
         if self._overdue and (absences is None or arm is None):
             raise ValueError("overdue rules need an absence store and timers")
@@ -140,7 +145,8 @@ class Evaluator:
         by_subject: dict[str, list[MetricRecorded]] = {}
         for event in events:
             by_subject.setdefault(event.subject, []).append(event)
-        results = await asyncio.gather(*map(self._handle_bounded, by_subject.values()))
+        async with self._scopes.batch(by_subject):  # one directory lookup for the batch
+            results = await asyncio.gather(*map(self._handle_bounded, by_subject.values()))
         return {failure.event.subject: failure for failure in results if failure is not None}
 
     async def _handle_bounded(self, events: Sequence[MetricRecorded]) -> Failure | None:
@@ -161,7 +167,8 @@ class Evaluator:
         Publishing is awaited before returning, so the caller acks the event only once every
         alert it caused is stored in the alerts stream.
         """
-        for rule, verdict in self._engine.evaluate(event):
+        org_units = await self._scopes.of(event.subject)
+        for rule, verdict in self._engine.evaluate(event, org_units=org_units):
             RULE_EVALUATIONS.labels(rule=rule.id, outcome=verdict.value).inc()
             fp = fingerprint(rule.id, event.subject, event.metric)
             applied = await self._streaks.observe(
@@ -169,18 +176,20 @@ class Evaluator:
                 Point.of(event.id, event.time, event.value, verdict),
                 self._policy(rule),
                 labels=event.labels,
-                judge=self._judge(rule, event),
+                judge=self._judge(rule, event, org_units),
             )
             await self._threshold_applied(rule, event.subject, fp, applied, event)
         for rule in self._overdue.values():
-            if overdue.applies(rule, event):
+            if overdue.applies(rule, event, org_units=org_units):
                 await self._absence(rule, event.subject, Seen.of(event))
 
-    def _judge(self, rule: RuleSpec, event: MetricRecorded) -> Judge | None:
+    def _judge(
+        self, rule: RuleSpec, event: MetricRecorded, org_units: Sequence[str]
+    ) -> Judge | None:
         """The engine's verdict on a period's or window's value that ``event`` is part of."""
         if not rule.threshold.aggregated:
             return None
-        return lambda value: self._engine.judge(rule, event, value)
+        return lambda value: self._engine.judge(rule, event, value, org_units=org_units)
 
     def _policy(self, rule: RuleSpec) -> Policy:
         policy = self._policies.get(rule.id)

@@ -23,3 +23,22 @@ STATE_REPLAYED = Counter(
     "Metric events applied again because Redis restarted and may have lost their writes.",
     registry=REGISTRY,
 )
+SUBJECT_NAMES = Counter(
+    "goalwatch_evaluator_subject_names_total",
+    "Subjects' names looked up for alerts, by where the name came from: the evaluator's "
+    "directory view, or the goals service for a subject the view does not know.",
+    ["source"],
+    registry=REGISTRY,
+)
+DIRECTORY_APPLIED = Counter(
+    "goalwatch_evaluator_directory_changes_total",
+    "Person and org unit changes the directory consumer handled: stored, or older than the "
+    "record the view holds (a redelivery, or a change overtaken by a newer one).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+DIRECTORY_REPLAYED = Counter(
+    "goalwatch_evaluator_directory_replayed_total",
+    "Person and org unit records stored again because Redis restarted and lost them.",
+    registry=REGISTRY,
+)

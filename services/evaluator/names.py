@@ -1,4 +1,6 @@
-"""Display names of subjects, for alert messages, from the goals service's people directory.
+"""Display names of subjects, for alert messages: from the evaluator's directory view
+(:class:`services.evaluator.directory.DirectoryNames`), and from the goals service's people
+directory for a subject that view does not know.
 
 Asked only when an alert fires or resolves. A subject goals does not know is named by its id;
 goals being unreachable raises, so the subject's events are retried and the alert waits for

@@ -22,6 +22,7 @@ DAY0 = datetime(2026, 11, 1, 18, 0, tzinfo=UTC)
 
 # Every durable consumer of the pipeline, upstream first: (stream, consumer name).
 PIPELINE_CONSUMERS = (
+    (subjects.STREAM_PEOPLE, "evaluator-directory"),
     (subjects.STREAM_INGEST, "ingestion"),
     (subjects.STREAM_METRICS, "evaluator"),
     (subjects.STREAM_GOALS, "evaluator-impact"),

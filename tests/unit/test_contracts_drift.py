@@ -164,6 +164,8 @@ def test_asyncapi_is_what_the_services_subscribe_and_publish() -> None:
         ("evaluator", "receive", subjects.GOAL_STATUS_CHANGED),
         ("evaluator", "receive", subjects.GOALS_ALL),
         ("evaluator", "send", subjects.DEADLETTER_GOALS),
+        ("evaluator", "receive", subjects.DIRECTORY_CHANGED),
+        ("evaluator", "send", subjects.DEADLETTER_DIRECTORY),
         ("notifier", "receive", subjects.ALERTS_FIRED),
         ("notifier", "receive", subjects.ALERTS_RESOLVED),
         ("notifier", "send", subjects.NOTIFICATIONS_SENT),
