@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
 from goalwatch.contracts import (
@@ -12,8 +13,15 @@ from goalwatch.contracts import (
     Observation,
     Severity,
 )
+from goalwatch.rules.fields import duration_text
+from goalwatch.rules.fraud_spec import (
+    DuplicateCondition,
+    FraudCondition,
+    JumpCondition,
+    OutlierCondition,
+)
 from goalwatch.rules.overdue import Seen
-from goalwatch.rules.spec import RuleSpec, duration_text
+from goalwatch.rules.spec import RuleSpec
 from goalwatch.rules.template import render
 from goalwatch.rules.transitions import Transition, fingerprint
 
@@ -222,3 +230,95 @@ def build_absence_alert(
         resolved_at=now,
         event_id=last.event_id,
     )
+
+
+def build_fraud_alert(
+    *,
+    rule: RuleSpec,
+    event: MetricRecorded,
+    subject_name: str,
+    transition: Transition,
+    measures: Mapping[str, float],
+    findings: int,
+    now: datetime,
+) -> AlertFired | AlertResolved:
+    """The message announcing a fraud ``transition``: fired by the finding in ``event``
+    (its ``measures``), or resolved (``event``: the newest record then) after the quiet
+    time."""
+    condition = rule.fraud
+    measure, limit = fraud_measure(condition, measures)
+    fields = {
+        "subject": event.subject,
+        "subject_name": subject_name,
+        "metric": event.metric,
+        "value": event.value,
+        "pattern": condition.pattern,
+        "measure": measure,
+        "limit": limit,
+        "count": findings,
+        "within": duration_text(condition.window) if condition.window else "-",
+        "quiet": duration_text(condition.quiet_for),
+        "rule_id": rule.id,
+        "rule_name": rule.name,
+        "severity": rule.severity.value,
+    }
+    fp = fingerprint(rule.id, event.subject, event.metric)
+    if transition.state is AlertState.FIRING:
+        return AlertFired(
+            fingerprint=fp,
+            rule_id=rule.id,
+            rule_name=rule.name,
+            kind=rule.kind,
+            severity=rule.severity,
+            subject=event.subject,
+            subject_name=subject_name,
+            metric=event.metric,
+            value=event.value,
+            message=render(rule.message, labels=event.labels, **fields),
+            notify=list(rule.notify),
+            labels=dict(event.labels),
+            started_at=transition.started_at,
+            fired_at=now,
+            event_id=event.id,
+            history=[
+                Observation(event_id=point.event_id, time=point.time, value=point.value)
+                for point in transition.history
+            ],
+        )
+    message = (
+        render(rule.resolved_message, labels=event.labels, **fields)
+        if rule.resolved_message
+        else f"Resolved: {rule.name} — {subject_name}: no new finding for {fields['quiet']}"
+    )
+    return AlertResolved(
+        fingerprint=fp,
+        rule_id=rule.id,
+        rule_name=rule.name,
+        severity=rule.severity,
+        subject=event.subject,
+        subject_name=subject_name,
+        metric=event.metric,
+        value=event.value,
+        message=message,
+        notify=list(rule.notify),
+        started_at=transition.started_at,
+        resolved_at=now,
+        event_id=event.id,
+    )
+
+
+def fraud_measure(condition: FraudCondition, measures: Mapping[str, float]) -> tuple[float, float]:
+    """What a finding measured and what the rule allows, for ``{measure}`` and ``{limit}``:
+    records and count (burst, off hours), copies and 1 (duplicate), the step and max_step or
+    the value and the end of range it passed (jump), |z| and z (outlier)."""
+    if isinstance(condition, JumpCondition):
+        value, step = measures.get("value", 0.0), measures.get("step", 0.0)
+        if condition.range is not None and not condition.range[0] <= value <= condition.range[1]:
+            low, high = condition.range
+            return value, low if value < low else high
+        return step, condition.max_step or 0.0
+    if isinstance(condition, OutlierCondition):
+        return measures.get("measure", 0.0), condition.z
+    if isinstance(condition, DuplicateCondition):
+        return measures.get("measure", 0.0), 1.0
+    return measures.get("measure", 0.0), float(condition.count)

@@ -21,10 +21,17 @@ is decided outside the engine, from state kept in Redis.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from goalwatch.contracts import MetricRecorded
+from goalwatch.contracts import MetricRecorded, RuleKind
+from goalwatch.rules.fraud_spec import (
+    BurstCondition,
+    DuplicateCondition,
+    FraudCondition,
+    OffHoursCondition,
+    OutlierCondition,
+)
 from goalwatch.rules.scope import ORG_UNITS_KEY, engine_terms
 from goalwatch.rules.spec import LabelMatch, NotIn, RuleSpec
 from goalwatch.rules.transitions import Verdict
@@ -96,6 +103,83 @@ def compile_rule(spec: RuleSpec) -> dict[str, Any]:
     }
 
 
+FINDING: Final = "finding"
+NONE: Final = "none"
+
+
+def compile_fraud(spec: RuleSpec) -> dict[str, Any]:
+    """``{rule id: ruleset definition}`` of a fraud rule: ``finding`` when the record's
+    measures (posted beside its metric and labels) make one, ``none`` otherwise.
+
+    Each pattern's finding is a disjunction of conjunctions of comparisons; ``none`` is its
+    negation written with the inverse operators, so exactly one of the two matches.
+    """
+    alternatives = _fraud_terms(spec.fraud)
+    finding = {"$or": [{"$and": [_term(*term) for term in terms]} for terms in alternatives]}
+    none = {
+        "$and": [
+            {"$or": [_term(key, INVERSE[op], limit) for key, op, limit in terms]}
+            for terms in alternatives
+        ]
+    }
+    return {
+        spec.id: {
+            FINDING: {"all": [{"m": _match(spec, finding)}], "run": FINDING},
+            NONE: {"all": [{"m": _match(spec, none)}], "run": NONE},
+        }
+    }
+
+
+def _term(key: str, op: str, limit: float) -> dict[str, Any]:
+    operator = _OPERATORS[op]
+    assert operator is not None
+    return {operator: {key: limit}}
+
+
+def _fraud_terms(condition: FraudCondition) -> list[list[tuple[str, str, float]]]:
+    """The pattern's finding: alternatives, each a list of (measure, operator, limit)."""
+    if isinstance(condition, BurstCondition | OffHoursCondition):
+        return [[("measure", ">=", float(condition.count))]]
+    if isinstance(condition, DuplicateCondition):
+        return [[("measure", ">=", 1.0)]]
+    if isinstance(condition, OutlierCondition):
+        return [[("measure", ">=", condition.z), ("peers", ">=", float(condition.min_group))]]
+    alternatives: list[list[tuple[str, str, float]]] = []
+    if condition.max_step is not None:
+        alternatives.append([("step", ">", condition.max_step)])
+    if condition.range is not None:
+        low, high = condition.range
+        alternatives += [[("value", "<", low)], [("value", ">", high)]]
+    return alternatives
+
+
+def fraud_message(
+    spec: RuleSpec,
+    event: MetricRecorded,
+    measures: Mapping[str, float],
+    *,
+    sid: str,
+    org_units: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The message to post to a fraud rule's ruleset: the event's (as
+    :func:`event_message`) with the record's ``measures`` beside it."""
+    message = event_message(spec, event, sid=sid, org_units=org_units)
+    for key, measure in measures.items():
+        message[key] = _plain(measure)
+    return message
+
+
+def _plain(value: float) -> float:
+    """``value`` as durable_rules' JSON reader takes it (see :func:`engine_number`)."""
+    return engine_number(value, _far(value)) if value else 0.0
+
+
+def _far(value: float) -> float:
+    """A threshold no nudge of ``value`` crosses (fraud limits sit in the plain range, far
+    from the values Python writes with a bare exponent)."""
+    return math.inf if value >= 0 else -math.inf
+
+
 def _comparison(op: str, low: float, high: float) -> dict[str, Any]:
     if op == "between":  # both ends included
         return {"$and": [{"$gte": {"value": low}}, {"$lte": {"value": high}}]}
@@ -144,11 +228,12 @@ def event_message(
     or a window's value the event is part of).
     """
     compared = event.value if value is None else value
+    nearest = _nearest(spec, compared) if spec.kind is RuleKind.THRESHOLD else _far(compared)
     message: dict[str, Any] = {
         "id": event.id,
         "sid": sid,
         "metric": event.metric,
-        "value": engine_number(compared, _nearest(spec, compared)),
+        "value": engine_number(compared, nearest),
     }
     for name in spec.where:
         message[label_key(name)] = event.labels.get(name, "")

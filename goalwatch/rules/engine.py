@@ -20,13 +20,20 @@ from __future__ import annotations
 
 import copy
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from durable.engine import MessageNotHandledException, Ruleset
 
 from goalwatch.contracts import MetricRecorded, RuleKind
-from goalwatch.rules.compiler import compile_rule, event_message
+from goalwatch.rules.compiler import (
+    FINDING,
+    NONE,
+    compile_fraud,
+    compile_rule,
+    event_message,
+    fraud_message,
+)
 from goalwatch.rules.spec import RuleSpec
 from goalwatch.rules.transitions import Verdict
 
@@ -43,7 +50,7 @@ def _recorder(outcomes: list[str], action: str) -> Callable[[Any], None]:
 
 
 class RuleEngine:
-    """Verdicts of threshold rules compiled to durable_rules.
+    """Verdicts of threshold rules, and findings of fraud rules, compiled to durable_rules.
 
     Not thread-safe (nor is durable_rules): call it from one thread, e.g. the event loop.
     """
@@ -52,18 +59,42 @@ class RuleEngine:
         self._outcomes: list[str] = []
         self._rulesets: dict[str, Any] = {}
         self._by_metric: dict[str, list[RuleSpec]] = defaultdict(list)
+        self._fraud: dict[str, list[RuleSpec]] = defaultdict(list)
         for rule in rules:
-            if rule.kind is not RuleKind.THRESHOLD:
-                continue  # only threshold rules compare values; the others are decided on time
+            if rule.kind is RuleKind.THRESHOLD:
+                compiled = compile_rule(rule)
+                self._by_metric[rule.metric].append(rule)
+            elif rule.kind is RuleKind.FRAUD:
+                compiled = compile_fraud(rule)
+                self._fraud[rule.metric].append(rule)
+            else:
+                continue  # overdue rules compare nothing: they are decided on time
             if rule.id in self._rulesets:
                 raise ValueError(f"two rules have the id {rule.id!r}")
             # Ruleset() removes "run" from the definition it is given: build it from a copy.
-            definition = copy.deepcopy(compile_rule(rule)[rule.id])
+            definition = copy.deepcopy(compiled[rule.id])
             for action, body in definition.items():
                 body["run"] = _recorder(self._outcomes, action)
             # A Host is only needed to resolve actions given by name; these are callables.
             self._rulesets[rule.id] = Ruleset(rule.id, None, definition)
-            self._by_metric[rule.metric].append(rule)
+
+    def fraud_rules(self, metric: str) -> Sequence[RuleSpec]:
+        """The fraud rules that watch ``metric``, in load order."""
+        return self._fraud.get(metric, ())
+
+    def finds(
+        self,
+        rule: RuleSpec,
+        event: MetricRecorded,
+        measures: Mapping[str, float],
+        *,
+        org_units: Sequence[str] = (),
+    ) -> bool | None:
+        """Whether the ``measures`` of ``event`` make a finding of the fraud ``rule``; None
+        when the rule does not apply to the event (its labels or org units)."""
+        message = fraud_message(rule, event, measures, sid=SID, org_units=org_units)
+        outcome = self._run(rule, event, message, (FINDING, NONE))
+        return None if outcome is None else outcome == FINDING
 
     def evaluate(
         self, event: MetricRecorded, *, org_units: Sequence[str] = ()
@@ -101,9 +132,21 @@ class RuleEngine:
         value: float | None = None,
         org_units: Sequence[str] = (),
     ) -> Verdict | None:
+        message = event_message(rule, event, sid=SID, value=value, org_units=org_units)
+        outcome = self._run(rule, event, message, tuple(v.value for v in Verdict))
+        return None if outcome is None else Verdict(outcome)
+
+    def _run(
+        self,
+        rule: RuleSpec,
+        event: MetricRecorded,
+        message: dict[str, Any],
+        expected: tuple[str, ...],
+    ) -> str | None:
+        """Post ``message`` to ``rule``'s ruleset: the action that matched (one of
+        ``expected``), or None when none did."""
         ruleset = self._rulesets[rule.id]
         self._outcomes.clear()
-        message = event_message(rule, event, sid=SID, value=value, org_units=org_units)
         try:
             handle = ruleset.assert_event(message)
         except MessageNotHandledException:
@@ -114,13 +157,12 @@ class RuleEngine:
         if problem is not None:
             ruleset.delete_state(SID)  # the swallowed exception stays in the state otherwise
             raise RuntimeError(f"rule {rule.id!r} failed on event {event.id!r}: {problem}")
-        verdicts = [v.value for v in Verdict]
-        if len(self._outcomes) != 1 or self._outcomes[0] not in verdicts:
+        if len(self._outcomes) != 1 or self._outcomes[0] not in expected:
             raise RuntimeError(
                 f"rule {rule.id!r} gave {self._outcomes} for event {event.id!r}; "
-                f"expected exactly one of {', '.join(verdicts)}"
+                f"expected exactly one of {', '.join(expected)}"
             )
-        return Verdict(self._outcomes[0])
+        return self._outcomes[0]
 
 
 def _problem(completed: list[tuple[Any, Any]]) -> str | None:

@@ -31,8 +31,8 @@ from pydantic import BaseModel, ConfigDict
 from goalwatch.contracts import AlertFired, AlertResolved, AlertState, GoalRead, RuleKind
 from goalwatch.contracts.goals import Cadence, GoalStatus, GoalType
 from goalwatch.contracts.overdue import OverdueForm, OverdueGoal
+from goalwatch.rules.fields import duration_text
 from goalwatch.rules.goal_overdue_spec import GoalOverdueRuleSpec
-from goalwatch.rules.spec import duration_text
 from goalwatch.rules.template import render_fields
 from goalwatch.rules.transitions import fingerprint
 

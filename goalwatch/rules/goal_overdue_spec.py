@@ -41,15 +41,13 @@ from goalwatch.contracts import RuleKind, Severity
 from goalwatch.contracts.base import Contract
 from goalwatch.contracts.goals import Period
 from goalwatch.contracts.overdue import OverdueForm
+from goalwatch.rules.fields import Duration, duration_text, rule_error
 from goalwatch.rules.impact_spec import TypeName, _as_list
 from goalwatch.rules.spec import (
-    Duration,
     Recipient,
     check_owner_recipients,
     check_rule_id,
     check_severity,
-    duration_text,
-    rule_error,
 )
 from goalwatch.rules.template import TemplateError, check_template_fields
 

@@ -29,12 +29,12 @@ from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
 from goalwatch.contracts import RuleKind, Severity
 from goalwatch.contracts.base import Contract
 from goalwatch.contracts.goals import GoalStatus, GoalType
+from goalwatch.rules.fields import rule_error
 from goalwatch.rules.spec import (
     Recipient,
     check_owner_recipients,
     check_rule_id,
     check_severity,
-    rule_error,
 )
 from goalwatch.rules.template import TemplateError, check_template_fields
 

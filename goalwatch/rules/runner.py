@@ -32,9 +32,10 @@ from goalwatch.contracts import (
 )
 from goalwatch.contracts.goal_events import GoalEvent
 from goalwatch.contracts.goals import GoalImpact, GoalRead
-from goalwatch.rules import impact, overdue, threshold
-from goalwatch.rules.announce import build_absence_alert, build_alert
+from goalwatch.rules import fraud, impact, overdue, threshold
+from goalwatch.rules.announce import build_absence_alert, build_alert, build_fraud_alert
 from goalwatch.rules.engine import RuleEngine
+from goalwatch.rules.fraud_spec import OutlierCondition
 from goalwatch.rules.goal_overdue import Decision as GoalDecision
 from goalwatch.rules.goal_overdue import (
     GoalOverdueState,
@@ -296,6 +297,7 @@ def evaluate(
     alerts: list[AlertFired | AlertResolved] = []
     timers = _Timers()
     thresholds = _Thresholds(engine, known, alerts, timers)
+    frauds = _Frauds(engine, known, alerts, timers)
     absences = _Absences(known, alerts, timers)
     goal_overdue = _GoalOverdue(
         [rule for rule in rules if isinstance(rule, GoalOverdueRuleSpec)], known, alerts, timers
@@ -311,6 +313,8 @@ def evaluate(
             scope = units.get(event.subject, ())
             for rule, verdict in engine.evaluate(event, org_units=scope):
                 thresholds.observed(rule, verdict, event, scope)
+            for rule in engine.fraud_rules(event.metric):
+                frauds.observed(rule, event, scope)
             for rule in watching:
                 if overdue.applies(rule, event, org_units=scope):
                     absences.seen(rule, event)
@@ -325,6 +329,95 @@ def evaluate(
     if until is not None:
         timers.advance(until)
     return alerts
+
+
+class _Frauds:
+    """Fraud state per key, in memory, the peers' values per group (outlier), and the
+    keys' timers (quiet) in ``timers``."""
+
+    def __init__(
+        self,
+        engine: RuleEngine,
+        names: Mapping[str, str],
+        alerts: list[AlertFired | AlertResolved],
+        timers: _Timers,
+    ) -> None:
+        self._engine = engine
+        self._states: dict[str, fraud.FraudState] = {}
+        self._groups: dict[tuple[str, str], dict[str, tuple[datetime, float]]] = {}
+        self._names = names
+        self._alerts = alerts
+        self._timers = timers
+
+    def observed(self, rule: RuleSpec, event: MetricRecorded, org_units: Sequence[str]) -> None:
+        if not overdue.applies(rule, event, org_units=org_units):
+            return  # the engine would not apply it either; no state to read
+        condition = rule.fraud
+        fp = fingerprint(rule.id, event.subject, event.metric)
+
+        def judge(measures: Mapping[str, float]) -> bool:
+            return bool(self._engine.finds(rule, event, measures, org_units=org_units))
+
+        decision = fraud.observe(
+            self._states.get(fp, fraud.FraudState()),
+            fraud.record_of(event, condition),
+            condition,
+            judge=judge,
+            peers=self._peers(rule, event, org_units),
+            labels=event.labels,
+        )
+        self._apply(rule, event.subject, fp, decision, event, now=event.time)
+
+    def _peers(
+        self, rule: RuleSpec, event: MetricRecorded, org_units: Sequence[str]
+    ) -> list[float] | None:
+        condition = rule.fraud
+        if not isinstance(condition, OutlierCondition):
+            return None
+        group = fraud.peer_group(condition, event, org_units)
+        if group is None:
+            return []
+        members = self._groups.setdefault((rule.id, group), {})
+        since = event.time - condition.within
+        peers = [v for s, (t, v) in members.items() if s != event.subject and t > since]
+        latest = members.get(event.subject)
+        if latest is None or latest[0] <= event.time:
+            members[event.subject] = (event.time, event.value)
+        return peers
+
+    def _due(self, rule: RuleSpec, subject: str, due_at: datetime, now: datetime) -> None:
+        fp = fingerprint(rule.id, subject, rule.metric)
+        decision = fraud.due(self._states.get(fp, fraud.FraudState()), due_at, rule.fraud)
+        self._apply(rule, subject, fp, decision, None, now=now)
+
+    def _apply(
+        self,
+        rule: RuleSpec,
+        subject: str,
+        fp: str,
+        decision: fraud.Decision,
+        event: MetricRecorded | None,
+        *,
+        now: datetime,
+    ) -> None:
+        self._states[fp] = decision.state
+        if decision.arm is not None:
+            self._timers.arm(
+                decision.arm, lambda due_at, now: self._due(rule, subject, due_at, now)
+            )
+        if decision.transition is None:
+            return
+        self._alerts.append(
+            build_fraud_alert(
+                rule=rule,
+                event=event or fraud.newest_event(rule, subject, decision.state),
+                subject_name=self._names.get(subject, subject),
+                transition=decision.transition,
+                measures=decision.measures,
+                findings=decision.state.findings,
+                now=now,
+            )
+        )
 
 
 class _Thresholds:

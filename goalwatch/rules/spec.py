@@ -10,7 +10,6 @@ import math
 import re
 from datetime import timedelta
 from typing import Annotated, Any, Final, Literal, get_args
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
@@ -31,6 +30,25 @@ from pydantic_core import PydanticCustomError
 from goalwatch.contracts import RuleKind, Severity
 from goalwatch.contracts.base import Contract
 from goalwatch.contracts.metrics import PERSON_ID_MAX_LENGTH, PERSON_ID_PATTERN, MetricName
+from goalwatch.rules.fields import (
+    MAX_ABSENCE,
+    MIN_ABSENCE,
+    Duration,
+    TimeZone,
+    duration_text,
+    rule_error,
+)
+from goalwatch.rules.fraud_spec import (
+    FRAUD_EXAMPLES,
+    FRAUD_MODELS,
+    PATTERNS,
+    BurstCondition,
+    DuplicateCondition,
+    FraudCondition,
+    JumpCondition,
+    OffHoursCondition,
+    OutlierCondition,
+)
 from goalwatch.rules.template import TemplateError, check_template
 
 Op = Literal[">", ">=", "<", "<=", "==", "!=", "between", "outside"]
@@ -41,6 +59,7 @@ RANGE_OPS: Final[tuple[str, ...]] = ("between", "outside")
 SUPPORTED_KINDS: Final[tuple[RuleKind, ...]] = (
     RuleKind.THRESHOLD,
     RuleKind.OVERDUE,
+    RuleKind.FRAUD,
     RuleKind.DEPENDENCY_IMPACT,
 )
 # Kinds with a shape of their own, read by another model (the loader picks it by kind).
@@ -54,11 +73,6 @@ _METRIC_NAME: TypeAdapter[str] = TypeAdapter(MetricName)
 # durable_rules' JSON reader rejects exponents without a fraction ("1e-05", error 204), which
 # is how Python writes numbers this small or large; thresholds stay inside the plain range.
 _SMALLEST, _LARGEST = 1e-4, 1e16
-
-
-def rule_error(kind: str, message: str) -> PydanticCustomError:
-    """A rule validation error the loader reports as ``file:line: field: message``."""
-    return PydanticCustomError(f"rule_{kind}", message)
 
 
 def check_owner_recipients(value: list[str], *, instead_of_subject: str) -> list[str]:
@@ -352,68 +366,8 @@ def _in_engine_range(value: float) -> float:
     return value
 
 
-_DURATION = re.compile(r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
-_UNITS: Final = (("d", timedelta(days=1)), ("h", timedelta(hours=1)), ("m", timedelta(minutes=1)))
-MIN_ABSENCE: Final = timedelta(seconds=1)
-MAX_ABSENCE: Final = timedelta(days=366)
-
-
-def parse_duration(value: Any) -> timedelta:
-    """``2d``, ``36h``, ``1d12h``, ``90m``, ``30s``: a duration HR can write."""
-    if isinstance(value, timedelta):
-        return value
-    text = str(value).strip() if isinstance(value, str | int | float) else None
-    match = _DURATION.match(text) if text else None
-    if text is None or match is None or not any(match.groupdict().values()):
-        hint = " (a bare number has no unit)" if isinstance(value, int | float) else ""
-        raise rule_error(
-            "duration",
-            f"{value!r} is not a duration{hint}: write a number with its unit, d (days), "
-            "h (hours), m (minutes) or s (seconds), e.g. 2d, 36h or 1d12h",
-        )
-    parts = {unit: int(amount) for unit, amount in match.groupdict().items() if amount}
-    return timedelta(
-        days=parts.get("d", 0),
-        hours=parts.get("h", 0),
-        minutes=parts.get("m", 0),
-        seconds=parts.get("s", 0),
-    )
-
-
-def duration_text(duration: timedelta) -> str:
-    """``duration`` as HR writes it: 2d, 1d12h, 90m becomes 1h30m."""
-    left, text = duration, ""
-    for unit, size in _UNITS:
-        if left >= size:
-            text += f"{left // size}{unit}"
-            left -= (left // size) * size
-    if left or not text:
-        text += f"{int(left.total_seconds())}s"
-    return text
-
-
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
-
-
 Period = Literal["day", "week", "month"]
 Aggregate = Literal["last", "avg", "sum", "min", "max", "count", "rate"]
-
-
-def _check_time_zone(value: Any) -> Any:
-    if not isinstance(value, str):
-        return value
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise rule_error(
-            "time_zone",
-            f"'{value}' is not a time zone: write an IANA name such as Asia/Shanghai, "
-            "Europe/Berlin or UTC",
-        ) from None
-    return value
-
-
-TimeZone = Annotated[str, BeforeValidator(_check_time_zone)]
 
 
 def _check_aggregation(condition: ThresholdCondition) -> None:
@@ -655,21 +609,49 @@ def _condition_form(value: Any) -> str:
     """Which condition model a ``condition`` mapping is written for: by its fields."""
     if isinstance(value, OverdueCondition) or (isinstance(value, dict) and "absent_for" in value):
         return RuleKind.OVERDUE.value
+    pattern = getattr(value, "pattern", None) or (
+        value.get("pattern") if isinstance(value, dict) else None
+    )
+    if isinstance(pattern, str):
+        return pattern
     return RuleKind.THRESHOLD.value
+
+
+def _check_pattern(value: Any) -> Any:
+    if isinstance(value, dict) and "pattern" in value and value["pattern"] not in PATTERNS:
+        raise rule_error(
+            "pattern",
+            f"{value['pattern']!r} is not a fraud pattern: write one of {', '.join(PATTERNS)}",
+        )
+    return value
 
 
 Condition = Annotated[
     Annotated[ThresholdCondition, Tag(RuleKind.THRESHOLD.value)]
-    | Annotated[OverdueCondition, Tag(RuleKind.OVERDUE.value)],
+    | Annotated[OverdueCondition, Tag(RuleKind.OVERDUE.value)]
+    | Annotated[BurstCondition, Tag("burst")]
+    | Annotated[DuplicateCondition, Tag("duplicate")]
+    | Annotated[JumpCondition, Tag("jump")]
+    | Annotated[OffHoursCondition, Tag("off_hours")]
+    | Annotated[OutlierCondition, Tag("outlier")],
     Discriminator(_condition_form),
+    BeforeValidator(_check_pattern),
 ]
 CONDITION_MODELS: Final[dict[str, type[Contract]]] = {
     RuleKind.THRESHOLD.value: ThresholdCondition,
     RuleKind.OVERDUE.value: OverdueCondition,
+    **FRAUD_MODELS,
+}
+"""The condition model of each form, by the tag pydantic puts in an error's location."""
+_KIND_MODELS: Final[dict[RuleKind, tuple[type[Contract], ...]]] = {
+    RuleKind.THRESHOLD: (ThresholdCondition,),
+    RuleKind.OVERDUE: (OverdueCondition,),
+    RuleKind.FRAUD: tuple(FRAUD_MODELS.values()),
 }
 _CONDITION_EXAMPLES: Final[dict[RuleKind, str]] = {
     RuleKind.THRESHOLD: 'condition: {op: ">", value: 0.08, consecutive: 3}',
     RuleKind.OVERDUE: "condition: {absent_for: 2d}",
+    RuleKind.FRAUD: FRAUD_EXAMPLES,
 }
 
 
@@ -680,7 +662,8 @@ class RuleSpec(Contract):
     name: str = Field(min_length=1, max_length=200, description="Human-readable name.")
     description: str | None = Field(default=None, description="What the rule is for.")
     kind: Annotated[RuleKind, BeforeValidator(_check_kind)] = Field(
-        description="Rule kind: threshold or overdue (fraud and dependency_impact are planned)."
+        description="Rule kind: threshold, overdue or fraud (dependency_impact rules have a "
+        "model of their own)."
     )
     metric: str = Field(description="Metric the rule watches, e.g. report_rework_rate.")
     where: dict[LabelName, LabelFilter] = Field(
@@ -748,12 +731,12 @@ class RuleSpec(Contract):
     @field_validator("condition")
     @classmethod
     def _condition_of_kind(
-        cls, value: ThresholdCondition | OverdueCondition, info: ValidationInfo
-    ) -> ThresholdCondition | OverdueCondition:
+        cls, value: ThresholdCondition | OverdueCondition | FraudCondition, info: ValidationInfo
+    ) -> ThresholdCondition | OverdueCondition | FraudCondition:
         kind = info.data.get("kind")
         if kind is None:
             return value  # the kind's own error says what is wrong
-        wanted = CONDITION_MODELS[RuleKind(kind).value]
+        wanted = _KIND_MODELS[RuleKind(kind)]
         if not isinstance(value, wanted):
             raise rule_error(
                 "condition",
@@ -775,6 +758,13 @@ class RuleSpec(Contract):
         if self.org_unit is None:
             return ()
         return (self.org_unit,) if isinstance(self.org_unit, str) else tuple(self.org_unit)
+
+    @property
+    def fraud(self) -> FraudCondition:
+        """The condition of a fraud rule (a TypeError for any other kind)."""
+        if isinstance(self.condition, ThresholdCondition | OverdueCondition):
+            raise TypeError(f"rule {self.id!r} is a {self.kind} rule, not a fraud rule")
+        return self.condition
 
     @property
     def overdue(self) -> OverdueCondition:

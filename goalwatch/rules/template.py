@@ -49,6 +49,19 @@ SAMPLES: Final[dict[RuleKind, dict[str, Any]]] = {
         **_RULE,
     },
 }
+# {value} is the value of the record behind the finding; {measure} what the pattern
+# measured (records in the window, repeats, the step, |z|), {limit} what it allows; {count}
+# the findings of the alert so far; {within} and {quiet} as written.
+SAMPLES[RuleKind.FRAUD] = {
+    **_COMMON,
+    "pattern": "burst",
+    "measure": 31.0,
+    "limit": 30.0,
+    "count": 1,
+    "within": "2m",
+    "quiet": "2m",
+    **_RULE,
+}
 RANGE_SAMPLES: Final[dict[str, Any]] = {
     **{name: v for name, v in SAMPLES[RuleKind.THRESHOLD].items() if name != "threshold"},
     "low": 0.05,

@@ -9,8 +9,9 @@ import pytest
 
 from goalwatch.contracts import AlertFired, AlertResolved, AlertState, MetricRecorded, RuleKind
 from goalwatch.rules import RuleLoadError, evaluate, load_rules
+from goalwatch.rules.fields import duration_text, parse_duration
 from goalwatch.rules.overdue import AbsenceState, Due, Seen, decide
-from goalwatch.rules.spec import RuleSpec, duration_text, parse_duration
+from goalwatch.rules.spec import RuleSpec
 
 T0 = datetime(2026, 11, 1, 18, 0, tzinfo=UTC)
 GAP = timedelta(days=2)

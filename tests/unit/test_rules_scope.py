@@ -18,6 +18,7 @@ from goalwatch.rules.overdue import applies
 from goalwatch.rules.scope import MAX_DEPTH, ancestry, in_scope
 from goalwatch.rules.spec import RuleSpec
 from goalwatch.rules.testing import run_test
+from goalwatch.rules.transitions import Verdict
 
 _ids = itertools.count()
 DAY0 = datetime(2026, 11, 2, 10, tzinfo=UTC)
@@ -144,13 +145,15 @@ def test_the_engine_decides_who_is_in_scope(org_units: list[str], reached: bool)
     engine = RuleEngine([rule(org_unit=["radiology", "icu"])])
     for value, breach in ((60, True), (30, False)):
         verdicts = engine.evaluate(event(value), org_units=org_units)
-        assert [(r.id, b) for r, b in verdicts] == ([("scoped", breach)] if reached else [])
+        assert [(r.id, v is Verdict.BREACH) for r, v in verdicts] == (
+            [("scoped", breach)] if reached else []
+        )
 
 
 def test_an_unscoped_rule_ignores_org_units() -> None:
     engine = RuleEngine([rule()])
-    assert [b for _, b in engine.evaluate(event(60))] == [True]
-    assert [b for _, b in engine.evaluate(event(60), org_units=["x"])] == [True]
+    assert [v for _, v in engine.evaluate(event(60))] == [Verdict.BREACH]
+    assert [v for _, v in engine.evaluate(event(60), org_units=["x"])] == [Verdict.BREACH]
 
 
 # ---------------------------------------------------------------- absence rules (Python)
