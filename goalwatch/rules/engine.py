@@ -82,6 +82,10 @@ class RuleEngine:
         """The fraud rules that watch ``metric``, in load order."""
         return self._fraud.get(metric, ())
 
+    def fraud_rules_by_id(self) -> list[RuleSpec]:
+        """Every fraud rule the engine was given."""
+        return [rule for rules in self._fraud.values() for rule in rules]
+
     def finds(
         self,
         rule: RuleSpec,

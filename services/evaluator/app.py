@@ -46,6 +46,7 @@ from services.evaluator.directory import (
 )
 from services.evaluator.directory_store import DirectoryStore
 from services.evaluator.evaluation import OWNER, Evaluator
+from services.evaluator.fraud_store import FraudStore, PeerGroups
 from services.evaluator.goal_overdue import GoalChange, GoalOverdueEvaluator
 from services.evaluator.goal_overdue_store import GoalOverdueStore
 from services.evaluator.impact_consumer import ImpactEvaluator, ImpactHandler
@@ -154,6 +155,8 @@ def create_app(
         absences=AbsenceStore(redis),
         arm=timers.arm,
         scopes=OrgUnitScopes(directory, metric_rules(rules)),
+        frauds=FraudStore(redis),
+        peers=PeerGroups(redis),
     )
     checkpoint, timers_checkpoint, goals_checkpoint = (
         Checkpoint(

@@ -30,6 +30,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from goalwatch.checkpoints import Checkpoint, NotCaughtUp, Recovery
 from goalwatch.consumers import ACK, Received, RedeliveryPolicy, Verdict
+from goalwatch.contracts import RuleKind
+from goalwatch.rules.fraud_spec import OutlierCondition
 from goalwatch.rules.spec import RuleSpec
 from services.evaluator.directory_store import DirectoryStore, PersonView, Record
 from services.evaluator.metrics import DIRECTORY_APPLIED, DIRECTORY_REPLAYED, SUBJECT_NAMES
@@ -164,11 +166,12 @@ class Scopes(Protocol):
 
 class OrgUnitScopes:
     """Each subject's org units (their unit and its ancestors, nearest first) for the rules
-    scoped by ``org_unit``; nothing is looked up when no loaded rule is scoped."""
+    scoped by ``org_unit`` and the fraud rules whose peers are an org unit; nothing is looked
+    up when no loaded rule needs them."""
 
     def __init__(self, directory: Directory, rules: Sequence[RuleSpec]) -> None:
         self._directory = directory
-        self._needed = any(rule.scope for rule in rules)
+        self._needed = any(rule.scope or _peers_by_unit(rule) for rule in rules)
 
     @asynccontextmanager
     async def batch(self, subjects: Collection[str]) -> AsyncIterator[None]:
@@ -185,6 +188,14 @@ class OrgUnitScopes:
             return ()
         person = await self._directory.person(subject)
         return () if person is None else person.org_units
+
+
+def _peers_by_unit(rule: RuleSpec) -> bool:
+    return (
+        rule.kind is RuleKind.FRAUD
+        and isinstance(rule.condition, OutlierCondition)
+        and rule.condition.peer_label is None
+    )
 
 
 class NoScopes:

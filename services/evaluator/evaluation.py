@@ -17,14 +17,21 @@ from typing import Final, Protocol
 from goalwatch.contracts import (
     AlertFired,
     AlertResolved,
+    AlertState,
     MetricRecorded,
     RuleKind,
     TimerFired,
     subjects,
 )
-from goalwatch.rules import overdue, threshold
-from goalwatch.rules.announce import build_absence_alert, build_alert, message_id
+from goalwatch.rules import fraud, overdue, threshold
+from goalwatch.rules.announce import (
+    build_absence_alert,
+    build_alert,
+    build_fraud_alert,
+    message_id,
+)
 from goalwatch.rules.engine import RuleEngine
+from goalwatch.rules.fraud_spec import OutlierCondition
 from goalwatch.rules.overdue import Due, Seen
 from goalwatch.rules.spec import RuleSpec
 from goalwatch.rules.threshold import Judge, Policy
@@ -32,6 +39,8 @@ from goalwatch.rules.transitions import Point, Transition, fingerprint
 from goalwatch.timers import TimerKey
 from services.evaluator.absences import Applied as AbsenceApplied
 from services.evaluator.directory import NoScopes, Scopes
+from services.evaluator.fraud_store import Applied as FraudApplied
+from services.evaluator.fraud_store import FraudStore, PeerGroups
 from services.evaluator.metrics import ALERTS_FIRED, ALERTS_RESOLVED, RULE_EVALUATIONS
 from services.evaluator.names import Names
 from services.evaluator.streaks import Applied
@@ -114,12 +123,17 @@ class Evaluator:
         arm: ArmTimer | None = None,
         concurrency: int = SUBJECT_CONCURRENCY,
         scopes: Scopes | None = None,
+        frauds: FraudStore | None = None,
+        peers: PeerGroups | None = None,
     ) -> None:
         """``concurrency`` bounds the subjects evaluated at once (each holds a Redis connection
         and may call goals). ``rules`` with ``absences`` and ``arm`` evaluate overdue rules.
         ``scopes`` gives subjects' org units to rules scoped by ``org_unit`` (without it, no
-        subject is in any unit)."""
+        subject is in any unit). ``frauds`` and ``peers`` (and ``arm``) keep the state of the
+        fraud rules the engine was given."""
         self._scopes = scopes or NoScopes()
+        self._frauds = frauds
+        self._peers = peers
         self._overdue = {rule.id: rule for rule in rules if rule.kind is RuleKind.OVERDUE}
         if self._overdue and (absences is None or arm is None):
             raise ValueError("overdue rules need an absence store and timers")
@@ -179,9 +193,103 @@ class Evaluator:
                 judge=self._judge(rule, event, org_units),
             )
             await self._threshold_applied(rule, event.subject, fp, applied, event)
+        for rule in self._engine.fraud_rules(event.metric):
+            if overdue.applies(rule, event, org_units=org_units):
+                await self._fraud(rule, event, org_units)
         for rule in self._overdue.values():
             if overdue.applies(rule, event, org_units=org_units):
                 await self._absence(rule, event.subject, Seen.of(event))
+
+    async def _fraud(self, rule: RuleSpec, event: MetricRecorded, org_units: Sequence[str]) -> None:
+        """One record of a fraud rule: its finding (the engine's), the alert, the timer."""
+        if self._frauds is None:
+            raise RuntimeError(f"fraud rule {rule.id!r} needs a fraud store")
+        condition = rule.fraud
+        record = fraud.record_of(event, condition)
+        peers: list[float] | None = None
+        if isinstance(condition, OutlierCondition):
+            assert self._peers is not None, "outlier rules need the peer groups"
+            group = fraud.peer_group(condition, event, org_units)
+            peers = (
+                []
+                if group is None
+                else await self._peers.others(rule.id, group, condition, record, event.subject)
+            )
+
+        def judge(measures: Mapping[str, float]) -> bool:
+            return bool(self._engine.finds(rule, event, measures, org_units=org_units))
+
+        fp = fingerprint(rule.id, event.subject, event.metric)
+        applied = await self._frauds.observe(
+            fp, record, condition, judge=judge, peers=peers, labels=event.labels
+        )
+        await self._fraud_applied(rule, event.subject, fp, applied, event)
+
+    async def _fraud_applied(
+        self,
+        rule: RuleSpec,
+        subject: str,
+        fp: str,
+        applied: FraudApplied,
+        event: MetricRecorded | None,
+    ) -> None:
+        assert self._frauds is not None
+        if applied.arm is not None:
+            if self._arm is None:
+                raise RuntimeError(f"fraud rule {rule.id!r} needs timers")
+            # Armed before the input is acked; a redelivery arms the same time again.
+            await self._arm(
+                TimerKey(owner=OWNER, name=fraud.TIMER, key=fp),
+                applied.arm,
+                data={"rule_id": rule.id, "subject": subject},
+            )
+        transition = applied.transition
+        if transition is None:
+            return
+        if event is None or transition.state is AlertState.RESOLVED:
+            event = fraud.newest_event(rule, subject, applied.state)
+        alert = build_fraud_alert(
+            rule=rule,
+            event=event,
+            subject_name=await self._names.name_of(subject=subject),
+            transition=transition,
+            measures=applied.measures,
+            findings=applied.findings,
+            now=datetime.now(UTC),
+        )
+        await self._announce(rule, alert, transition, fp)
+        await self._frauds.mark_published(fp, applied.cause)
+
+    async def _announce(
+        self,
+        rule: RuleSpec,
+        alert: AlertFired | AlertResolved,
+        transition: Transition,
+        fp: str,
+    ) -> None:
+        """Publish ``alert`` (awaiting the stream's ack), count and log it."""
+        if isinstance(alert, AlertFired):
+            on = subjects.ALERTS_FIRED
+            verb = "fired" if transition.escalated_from is None else "escalated"
+            counter = ALERTS_FIRED.labels(rule=rule.id, severity=alert.severity.value)
+        else:
+            on, verb = subjects.ALERTS_RESOLVED, "resolved"
+            counter = ALERTS_RESOLVED.labels(rule=rule.id)
+        # Counted once per transition: a replay is the same alert, published again.
+        if not transition.replayed:
+            counter.inc()
+        await self._publish(alert, on, message_id(fp, transition))
+        logger.info(
+            "%s: %s",
+            _verb(verb, transition),
+            alert.message,
+            extra={
+                "event_id": alert.event_id,
+                "fingerprint": fp,
+                "rule_id": rule.id,
+                "replayed": transition.replayed,
+            },
+        )
 
     def _judge(
         self, rule: RuleSpec, event: MetricRecorded, org_units: Sequence[str]
@@ -224,32 +332,14 @@ class Evaluator:
             return
         if event is None:
             event = threshold.newest_event(rule, subject, applied.state)
-        subject_name = await self._names.name_of(subject=event.subject)
         alert = build_alert(
             rule=rule,
             event=event,
-            subject_name=subject_name,
+            subject_name=await self._names.name_of(subject=event.subject),
             transition=transition,
             now=datetime.now(UTC),
         )
-        extra = {
-            "event_id": event.id,
-            "fingerprint": alert.fingerprint,
-            "rule_id": rule.id,
-            "replayed": transition.replayed,
-        }
-        if isinstance(alert, AlertFired):
-            subject = subjects.ALERTS_FIRED
-            verb = "fired" if transition.escalated_from is None else "escalated"
-            counter = ALERTS_FIRED.labels(rule=rule.id, severity=alert.severity.value)
-        else:
-            subject, verb = subjects.ALERTS_RESOLVED, "resolved"
-            counter = ALERTS_RESOLVED.labels(rule=rule.id)
-        # Counted once per transition: a replay is the same alert, published again.
-        if not transition.replayed:
-            counter.inc()
-        await self._publish(alert, subject, message_id(alert.fingerprint, transition))
-        logger.info("%s: %s", _verb(verb, transition), alert.message, extra=extra)
+        await self._announce(rule, alert, transition, fp)
         await self._streaks.mark_published(fp, applied.cause)
 
     async def handle_timer(self, fired: TimerFired) -> None:
@@ -260,6 +350,9 @@ class Evaluator:
         """
         if fired.name == threshold.TIMER:
             await self._threshold_timer(fired)
+            return
+        if fired.name == fraud.TIMER:
+            await self._fraud_timer(fired)
             return
         rule = self._overdue.get(fired.data.get("rule_id", ""))
         subject = fired.data.get("subject")
@@ -287,6 +380,24 @@ class Evaluator:
         fp = fingerprint(rule.id, subject, rule.metric)
         applied = await self._streaks.due(fp, fired.due_at, self._policy(rule))
         await self._threshold_applied(rule, subject, fp, applied, None)
+
+    async def _fraud_timer(self, fired: TimerFired) -> None:
+        rule = next(
+            (r for r in self._engine.fraud_rules_by_id() if r.id == fired.data.get("rule_id")),
+            None,
+        )
+        subject = fired.data.get("subject")
+        if rule is None or subject is None or self._frauds is None:
+            logger.warning(
+                "timer %s/%s for rule %r dropped: no such fraud rule is loaded",
+                fired.name,
+                fired.key,
+                fired.data.get("rule_id"),
+            )
+            return
+        fp = fingerprint(rule.id, subject, rule.metric)
+        applied = await self._frauds.due(fp, fired.due_at, rule.fraud)
+        await self._fraud_applied(rule, subject, fp, applied, None)
 
     async def _absence(self, rule: RuleSpec, subject: str, change: Seen | Due) -> None:
         assert self._absences is not None and self._arm is not None

@@ -37,26 +37,12 @@ from redis.asyncio import Redis
 from goalwatch.contracts import AlertState, Severity
 from goalwatch.rules.threshold import Decision, Judge, Policy, StreakState, due, observe
 from goalwatch.rules.transitions import Point, Transition, Verdict
+from services.evaluator.versioned import MAX_ATTEMPTS, VersionedHashes, gave_up
 
 KEY_PREFIX: Final = "goalwatch:evaluator:"
-# Compare-and-set retries before giving up (the input is then redelivered).
-MAX_ATTEMPTS: Final = 50
 IDLE_EXPIRY: Final = timedelta(days=400)
 """How long a key neither firing nor waiting on a timer outlives its last input: over a year,
 so a yearly metric still finds its previous value."""
-
-# KEYS: the state key, then keys of earlier versions to delete.
-# ARGV: version read ("" for none), state JSON, expiry in ms (0: none), out field, out JSON.
-_WRITE: Final = """
-local v = redis.call('HGET', KEYS[1], 'v') or ''
-if v ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'v', (tonumber(ARGV[1]) or 0) + 1, 'doc', ARGV[2])
-if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], ARGV[4], ARGV[5]) end
-if ARGV[3] == '0' then redis.call('PERSIST', KEYS[1])
-else redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
-for i = 2, #KEYS do redis.call('DEL', KEYS[i]) end
-return 1
-"""
 
 
 @dataclass(frozen=True)
@@ -88,7 +74,7 @@ class StreakStore:
 
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
-        self._write = redis.register_script(_WRITE)
+        self._hashes = VersionedHashes(redis)
 
     async def observe(
         self,
@@ -116,42 +102,37 @@ class StreakStore:
 
     async def mark_published(self, fp: str, cause: str) -> None:
         """Note that the transition ``cause`` caused is in the alerts stream."""
-        await self._redis.hdel(_Keys(fp).state, f"out:{cause}")
+        await self._hashes.published(_Keys(fp).state, cause)
 
     async def _apply(self, fp: str, cause: str, decide: Any) -> Applied:
         keys = _Keys(fp)
-        out = f"out:{cause}"
         for _ in range(MAX_ATTEMPTS):
-            version, doc, pending = await self._redis.hmget(keys.state, ["v", "doc", out])
+            read = await self._hashes.read(keys.state, cause)
             legacy: tuple[str, ...] = ()
-            if version is None:
+            if read.doc is None:
                 state = await self._legacy(keys)
                 legacy = keys.legacy
             else:
-                state = _state(json.loads(str(doc)))
-            if pending is not None:
+                state = _state(read.doc)
+            if read.pending is not None:
                 # Caused before, not yet confirmed published: publish it again.
-                return Applied(_transition(json.loads(str(pending))), state.armed, state, cause)
+                return Applied(load_transition(read.pending), state.armed, state, cause)
             decision: Decision = decide(state)
             if decision.duplicate or (decision.state == state and not legacy):
                 return Applied(None, decision.arm, state, cause)
             transition = decision.transition
-            written = await self._write(
-                keys=[keys.state, *legacy],
-                args=[
-                    "" if version is None else str(version),
-                    json.dumps(_dump(decision.state)),
-                    str(_expiry_ms(decision.state)),
-                    out if transition is not None else "",
-                    json.dumps(_dump_transition(transition)) if transition is not None else "",
-                ],
+            written = await self._hashes.write(
+                keys.state,
+                read,
+                _dump(decision.state),
+                cause=cause,
+                out=None if transition is None else dump_transition(transition),
+                expiry_ms=_expiry_ms(decision.state),
+                legacy=legacy,
             )
             if written:
                 return Applied(transition, decision.arm, decision.state, cause)
-        raise RuntimeError(
-            f"gave up recording {cause!r} (alert {fp}) after {MAX_ATTEMPTS} attempts: "
-            "another replica kept changing the same key"
-        )
+        raise gave_up(cause, fp)
 
     async def _legacy(self, keys: _Keys) -> StreakState:
         """The state as earlier versions kept it (event id -> observation; alert state)."""
@@ -230,7 +211,8 @@ def _dump(state: StreakState) -> dict[str, Any]:
     }
 
 
-def _dump_transition(transition: Transition) -> dict[str, Any]:
+def dump_transition(transition: Transition) -> dict[str, Any]:
+    """``transition`` as JSON, to be published again if its first publish is not confirmed."""
     return {
         "state": transition.state.value,
         "started_at": transition.started_at.isoformat(),
@@ -242,7 +224,8 @@ def _dump_transition(transition: Transition) -> dict[str, Any]:
     }
 
 
-def _transition(doc: dict[str, Any]) -> Transition:
+def load_transition(doc: dict[str, Any]) -> Transition:
+    """The transition :func:`dump_transition` wrote, marked ``replayed``."""
     return Transition(
         AlertState(doc["state"]),
         datetime.fromisoformat(doc["started_at"]),

@@ -221,6 +221,31 @@ message: "{subject_name}: admissions {value:+.0%} on the week before"
 }
 
 
+# Fraud rules with a quiet time short enough to wait for its timer.
+FRAUD_RULES = {
+    "claims-duplicate.yaml": """\
+id: claims-duplicate
+name: The same claim twice
+kind: fraud
+metric: claim_filed
+condition: {pattern: duplicate, fields: [value, labels.patient], within: 1h, quiet: 2s}
+severity: critical
+notify: [manager]
+message: "{subject_name}: claim of {value:g} filed again ({measure:g} copy)"
+""",
+    "claims-outlier.yaml": """\
+id: claims-outlier
+name: Claims far above the ward's
+kind: fraud
+metric: claims_per_day
+condition: {pattern: outlier, peers: {label: ward}, z: 3, min_group: 4, within: 7d}
+severity: warning
+notify: [manager]
+message: "{subject_name}: {value:g} claims a day, {measure:.1f} deviations from the ward"
+""",
+}
+
+
 def rules_with_absence(directory: Path) -> Path:
     """A rules folder: the shipped rules and the test rules above."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -228,7 +253,7 @@ def rules_with_absence(directory: Path) -> Path:
         (directory / rule.name).write_text(rule.read_text(encoding="utf-8"), encoding="utf-8")
     (directory / "ward-round-missing.yaml").write_text(ABSENCE_RULE, encoding="utf-8")
     (directory / "ward-occupancy-off-range.yaml").write_text(RANGE_RULE, encoding="utf-8")
-    for name, text in OVER_TIME_RULES.items():
+    for name, text in {**OVER_TIME_RULES, **FRAUD_RULES}.items():
         (directory / name).write_text(text, encoding="utf-8")
     return directory
 

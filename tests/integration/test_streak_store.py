@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,8 +13,11 @@ from redis.asyncio import Redis
 
 from goalwatch.contracts import AlertState, Severity
 from goalwatch.dev.stack import Stack
+from goalwatch.rules.fraud import Record
+from goalwatch.rules.fraud_spec import BurstCondition, OutlierCondition
 from goalwatch.rules.threshold import Policy
 from goalwatch.rules.transitions import Point, Verdict, fingerprint
+from services.evaluator.fraud_store import FraudStore, PeerGroups
 from services.evaluator.streaks import IDLE_EXPIRY, KEY_PREFIX, StreakStore
 from tests.integration.helpers import unique
 
@@ -137,5 +141,42 @@ async def test_state_written_by_the_earlier_layout_is_read_and_replaced(stack: S
         assert applied.transition is not None and applied.transition.started_at == DAY0
         assert not await redis.exists(f"{base}:data", f"{base}:alert")
         assert await redis.exists(f"{base}:threshold")
+    finally:
+        await redis.aclose()
+
+
+async def test_fraud_state_replays_an_unpublished_firing_and_peer_groups_forget_old_values(
+    stack: Stack,
+) -> None:
+    redis = Redis.from_url(stack.settings.redis_url, decode_responses=True)
+    store, groups = FraudStore(redis), PeerGroups(redis)
+    subject = unique("rep")
+    fp = fingerprint("f", subject, "m")
+    burst = BurstCondition(pattern="burst", count=2, within=timedelta(minutes=1))
+    records = [Record(f"{subject}-{n}", DAY0 + timedelta(seconds=n), 1.0) for n in range(2)]
+
+    def judge(measures: Mapping[str, float]) -> bool:
+        return measures["measure"] >= 2
+
+    try:
+        first = await store.observe(fp, records[0], burst, judge=judge, peers=None, labels={})
+        assert first.transition is None
+        fired = await store.observe(fp, records[1], burst, judge=judge, peers=None, labels={})
+        assert fired.transition is not None and fired.measures == {"measure": 2.0}
+        assert fired.arm == records[1].time + timedelta(minutes=1)
+        again = await store.observe(fp, records[1], burst, judge=judge, peers=None, labels={})
+        assert again.transition is not None and again.transition.replayed
+        assert again.measures == {"measure": 2.0} and again.findings == 1
+        await store.mark_published(fp, again.cause)
+        done = await store.observe(fp, records[1], burst, judge=judge, peers=None, labels={})
+        assert done.transition is None
+
+        outlier = OutlierCondition(pattern="outlier", peers="org_unit", within=timedelta(days=1))
+        group = unique("unit")
+        old = Record("o", DAY0 - timedelta(days=2), 5.0)
+        assert await groups.others("f", group, outlier, old, "old-peer") == []
+        recent = Record("r", DAY0, 7.0)
+        assert await groups.others("f", group, outlier, recent, "peer") == []  # old one dropped
+        assert await groups.others("f", group, outlier, records[0], subject) == [7.0]
     finally:
         await redis.aclose()

@@ -50,7 +50,7 @@ def test_prints_one_line_per_alert_and_a_summary(
         "RESOLVED 2026-11-20T18:00:00+08:00 [warning] report-rework-rate-high: zhou-min: "
         "report rework rate back to 4%, within 8%",
     ]
-    assert err == "goalwatch: 4 events, 5 rules: 1 fired, 1 resolved\n"
+    assert err == "goalwatch: 4 events, 6 rules: 1 fired, 1 resolved\n"
 
 
 def test_json_lines_from_stdin_are_the_contract_models(

@@ -97,8 +97,9 @@ def test_all_errors_of_all_files_are_reported(tmp_path: Path) -> None:
         "snake_case (dots allowed), e.g. report_rework_rate",
         f"{tmp_path}/a.yaml:7: severity: 'yellow' is not one of info, warning, critical "
         "(warning is yellow, critical is red)",
-        f"{tmp_path}/b.yaml:3: kind: kind 'fraud' is not supported yet; "
-        "supported: threshold, overdue, dependency_impact",
+        f"{tmp_path}/b.yaml:6: condition: a fraud rule's condition is written like "
+        "condition: {pattern: burst, count: 30, within: 2m}; other patterns: duplicate, jump, "
+        "off_hours, outlier",
     ]
 
 
@@ -150,7 +151,8 @@ def test_all_errors_of_all_files_are_reported(tmp_path: Path) -> None:
         (
             "kind: threshold",
             "kind: ratio",
-            "3: kind: 'ratio' is not a rule kind; supported: threshold, overdue, dependency_impact",
+            "3: kind: 'ratio' is not a rule kind; supported: threshold, overdue, fraud, "
+            "dependency_impact",
         ),
         (
             "name: Report rework rate above 8% on 3 consecutive days\n",
@@ -253,7 +255,7 @@ def test_load_rule_file(tmp_path: Path) -> None:
     path = write(tmp_path, "r.yaml", VALID)
     assert load_rule_file(path).spec.id == "report-rework-rate-high"
     bad = write(tmp_path, "bad.yaml", VALID.replace("kind: threshold", "kind: fraud"))
-    with pytest.raises(RuleLoadError, match=r"bad.yaml:3: kind: kind 'fraud' is not supported yet"):
+    with pytest.raises(RuleLoadError, match=r"bad.yaml:6: condition: a fraud rule's condition"):
         load_rule_file(bad)
 
 
