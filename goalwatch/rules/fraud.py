@@ -60,13 +60,17 @@ class Record:
         return Point.of(self.event_id, self.time, self.value, Verdict.BREACH)
 
 
-def record_of(event: MetricRecorded, condition: FraudCondition) -> Record:
-    """``event`` as ``condition``'s pattern sees it."""
+def record_of(
+    event: MetricRecorded, condition: FraudCondition, *, zone: str | None = None
+) -> Record:
+    """``event`` as ``condition``'s pattern sees it; ``zone``: the subject's time zone, for
+    a rule without one of its own (else UTC)."""
     digest, off_hours = "", False
     if isinstance(condition, DuplicateCondition):
         digest = content_digest(event, condition.fields)
     elif isinstance(condition, OffHoursCondition):
-        off_hours = not condition.at_work(event.time.astimezone(ZoneInfo(condition.time_zone)))
+        local = event.time.astimezone(ZoneInfo(condition.time_zone or zone or "UTC"))
+        off_hours = not condition.at_work(local)
     return Record(event.id, event.time, event.value, digest, off_hours)
 
 

@@ -185,8 +185,10 @@ class OffHoursCondition(_Windowed):
     days: Annotated[list[str], BeforeValidator(_check_days)] = Field(
         default_factory=lambda: list(DAYS[:5]), description="Working days, e.g. [mon, tue, ...]."
     )
-    time_zone: TimeZone = Field(
-        "UTC", description="The subjects' time zone, e.g. Asia/Shanghai (default UTC)."
+    time_zone: TimeZone | None = Field(
+        None,
+        description="The time zone working hours are in, e.g. Asia/Shanghai; default: each "
+        "subject's own (from the people directory), else UTC.",
     )
 
     def at_work(self, local: datetime) -> bool:

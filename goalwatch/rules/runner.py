@@ -273,6 +273,7 @@ def evaluate(
     until: datetime | None = None,
     impacts: Impacts | None = None,
     org_units: Mapping[str, Sequence[str]] | None = None,
+    time_zones: Mapping[str, str] | None = None,
 ) -> list[AlertFired | AlertResolved]:
     """The alerts ``rules`` fire and resolve for ``events``, in the order they would be sent.
 
@@ -289,7 +290,10 @@ def evaluate(
     with the events. ``org_units`` maps a person id to their org unit and its ancestors,
     nearest first (:func:`goalwatch.rules.scope.ancestry`), for rules scoped by ``org_unit``;
     a subject without is in no unit, as when the people directory does not know them.
+    ``time_zones`` maps a person id to their time zone, the clock of rules that count
+    periods or working hours without a time zone of their own (UTC for a person without).
     """
+    zones = time_zones or {}
     units = org_units or {}
     metric = [rule for rule in rules if isinstance(rule, RuleSpec)]
     engine = RuleEngine(metric)
@@ -311,10 +315,11 @@ def evaluate(
         timers.clock = at if timers.clock is None else max(timers.clock, at)
         if isinstance(event, MetricRecorded):
             scope = units.get(event.subject, ())
+            zone = zones.get(event.subject)
             for rule, verdict in engine.evaluate(event, org_units=scope):
-                thresholds.observed(rule, verdict, event, scope)
+                thresholds.observed(rule, verdict, event, scope, zone)
             for rule in engine.fraud_rules(event.metric):
-                frauds.observed(rule, event, scope)
+                frauds.observed(rule, event, scope, zone)
             for rule in watching:
                 if overdue.applies(rule, event, org_units=scope):
                     absences.seen(rule, event)
@@ -349,7 +354,9 @@ class _Frauds:
         self._alerts = alerts
         self._timers = timers
 
-    def observed(self, rule: RuleSpec, event: MetricRecorded, org_units: Sequence[str]) -> None:
+    def observed(
+        self, rule: RuleSpec, event: MetricRecorded, org_units: Sequence[str], zone: str | None
+    ) -> None:
         if not overdue.applies(rule, event, org_units=org_units):
             return  # the engine would not apply it either; no state to read
         condition = rule.fraud
@@ -360,7 +367,7 @@ class _Frauds:
 
         decision = fraud.observe(
             self._states.get(fp, fraud.FraudState()),
-            fraud.record_of(event, condition),
+            fraud.record_of(event, condition, zone=zone),
             condition,
             judge=judge,
             peers=self._peers(rule, event, org_units),
@@ -437,13 +444,18 @@ class _Thresholds:
         self._timers = timers
 
     def observed(
-        self, rule: RuleSpec, verdict: Verdict, event: MetricRecorded, org_units: Sequence[str]
+        self,
+        rule: RuleSpec,
+        verdict: Verdict,
+        event: MetricRecorded,
+        org_units: Sequence[str],
+        zone: str | None,
     ) -> None:
         fp = fingerprint(rule.id, event.subject, event.metric)
         decision = self._streaks.observe(
             fp,
             Point.of(event.id, event.time, event.value, verdict),
-            Policy.of(rule),
+            Policy.of(rule, zone=zone),
             labels=event.labels,
             judge=(
                 (lambda value: self._engine.judge(rule, event, value, org_units=org_units))

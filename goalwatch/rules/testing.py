@@ -181,6 +181,10 @@ class RuleTest(Contract):
             if person.org_unit_id is not None
         }
 
+    def time_zones_of_people(self) -> dict[str, str]:
+        """Each person's time zone, where given."""
+        return {person.id: person.time_zone for person in self.people if person.time_zone}
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -329,6 +333,7 @@ def run_test(path: Path, rules: Sequence[Rule]) -> Outcome:
             until=test.until,
             impacts=graph.impact,
             org_units=test.org_units_of_people(),
+            time_zones=test.time_zones_of_people(),
         )
     except TestFileError as exc:
         return Outcome(path, test.name, [exc.located(node).text(path)])

@@ -56,8 +56,9 @@ class Policy:
     zone: ZoneInfo = UTC_ZONE
 
     @classmethod
-    def of(cls, rule: RuleSpec) -> Policy:
-        """The policy of a threshold ``rule``."""
+    def of(cls, rule: RuleSpec, *, zone: str | None = None) -> Policy:
+        """The policy of a threshold ``rule``; ``zone``: the subject's time zone, for a rule
+        with periods and no time zone of its own (else UTC)."""
         condition = rule.threshold
         return cls(
             consecutive=condition.consecutive,
@@ -69,7 +70,7 @@ class Policy:
             aggregate=condition.aggregate or "last",
             compare=condition.compare == "previous",
             missing=condition.missing or "breaks",
-            zone=ZoneInfo(condition.time_zone or "UTC"),
+            zone=ZoneInfo(condition.time_zone or zone or "UTC"),
         )
 
     @property

@@ -31,8 +31,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from goalwatch.checkpoints import Checkpoint, NotCaughtUp, Recovery
 from goalwatch.consumers import ACK, Received, RedeliveryPolicy, Verdict
 from goalwatch.contracts import RuleKind
-from goalwatch.rules.fraud_spec import OutlierCondition
-from goalwatch.rules.spec import RuleSpec
+from goalwatch.rules.fraud_spec import OffHoursCondition, OutlierCondition
+from goalwatch.rules.spec import RuleSpec, ThresholdCondition
 from services.evaluator.directory_store import DirectoryStore, PersonView, Record
 from services.evaluator.metrics import DIRECTORY_APPLIED, DIRECTORY_REPLAYED, SUBJECT_NAMES
 from services.evaluator.names import Names
@@ -163,6 +163,10 @@ class Scopes(Protocol):
         """The subject's unit and its ancestors, nearest first; empty if in none."""
         ...
 
+    async def zone_of(self, subject: str) -> str | None:
+        """The subject's time zone (an IANA name), if the directory has one."""
+        ...
+
 
 class OrgUnitScopes:
     """Each subject's org units (their unit and its ancestors, nearest first) for the rules
@@ -171,7 +175,9 @@ class OrgUnitScopes:
 
     def __init__(self, directory: Directory, rules: Sequence[RuleSpec]) -> None:
         self._directory = directory
-        self._needed = any(rule.scope or _peers_by_unit(rule) for rule in rules)
+        self._needed = any(
+            rule.scope or _peers_by_unit(rule) or _on_subjects_clock(rule) for rule in rules
+        )
 
     @asynccontextmanager
     async def batch(self, subjects: Collection[str]) -> AsyncIterator[None]:
@@ -189,12 +195,29 @@ class OrgUnitScopes:
         person = await self._directory.person(subject)
         return () if person is None else person.org_units
 
+    async def zone_of(self, subject: str) -> str | None:
+        """``subject``'s time zone; None for a subject the view does not know or without one."""
+        if not self._needed:
+            return None
+        person = await self._directory.person(subject)
+        return None if person is None else person.time_zone
+
 
 def _peers_by_unit(rule: RuleSpec) -> bool:
     return (
         rule.kind is RuleKind.FRAUD
         and isinstance(rule.condition, OutlierCondition)
         and rule.condition.peer_label is None
+    )
+
+
+def _on_subjects_clock(rule: RuleSpec) -> bool:
+    """Whether ``rule`` counts days on the subject's clock (no time zone of its own)."""
+    condition = rule.condition
+    if isinstance(condition, OffHoursCondition):
+        return condition.time_zone is None
+    return isinstance(condition, ThresholdCondition) and (
+        condition.per is not None and condition.time_zone is None
     )
 
 
@@ -209,6 +232,10 @@ class NoScopes:
     async def of(self, subject: str) -> tuple[str, ...]:
         """No units."""
         return ()
+
+    async def zone_of(self, subject: str) -> str | None:
+        """No time zone."""
+        return None
 
 
 class DirectoryNames:

@@ -138,7 +138,7 @@ class Evaluator:
         if self._overdue and (absences is None or arm is None):
             raise ValueError("overdue rules need an absence store and timers")
         self._threshold = {r.id: r for r in rules if r.kind is RuleKind.THRESHOLD}
-        self._policies: dict[str, Policy] = {}
+        self._policies: dict[tuple[str, str | None], Policy] = {}
         self._absences = absences
         self._arm = arm
         self._engine = engine
@@ -182,30 +182,33 @@ class Evaluator:
         alert it caused is stored in the alerts stream.
         """
         org_units = await self._scopes.of(event.subject)
+        zone = await self._scopes.zone_of(event.subject)
         for rule, verdict in self._engine.evaluate(event, org_units=org_units):
             RULE_EVALUATIONS.labels(rule=rule.id, outcome=verdict.value).inc()
             fp = fingerprint(rule.id, event.subject, event.metric)
             applied = await self._streaks.observe(
                 fp,
                 Point.of(event.id, event.time, event.value, verdict),
-                self._policy(rule),
+                self._policy(rule, zone),
                 labels=event.labels,
                 judge=self._judge(rule, event, org_units),
             )
             await self._threshold_applied(rule, event.subject, fp, applied, event)
         for rule in self._engine.fraud_rules(event.metric):
             if overdue.applies(rule, event, org_units=org_units):
-                await self._fraud(rule, event, org_units)
+                await self._fraud(rule, event, org_units, zone)
         for rule in self._overdue.values():
             if overdue.applies(rule, event, org_units=org_units):
                 await self._absence(rule, event.subject, Seen.of(event))
 
-    async def _fraud(self, rule: RuleSpec, event: MetricRecorded, org_units: Sequence[str]) -> None:
+    async def _fraud(
+        self, rule: RuleSpec, event: MetricRecorded, org_units: Sequence[str], zone: str | None
+    ) -> None:
         """One record of a fraud rule: its finding (the engine's), the alert, the timer."""
         if self._frauds is None:
             raise RuntimeError(f"fraud rule {rule.id!r} needs a fraud store")
         condition = rule.fraud
-        record = fraud.record_of(event, condition)
+        record = fraud.record_of(event, condition, zone=zone)
         peers: list[float] | None = None
         if isinstance(condition, OutlierCondition):
             assert self._peers is not None, "outlier rules need the peer groups"
@@ -299,10 +302,16 @@ class Evaluator:
             return None
         return lambda value: self._engine.judge(rule, event, value, org_units=org_units)
 
-    def _policy(self, rule: RuleSpec) -> Policy:
-        policy = self._policies.get(rule.id)
+    def _policy(self, rule: RuleSpec, zone: str | None = None) -> Policy:
+        """``rule``'s policy, on ``zone``'s clock (the subject's time zone) where it counts
+        periods without a time zone of its own."""
+        condition = rule.threshold
+        if condition.per is None or condition.time_zone is not None:
+            zone = None  # one policy for every subject
+        key = (rule.id, zone)
+        policy = self._policies.get(key)
         if policy is None:
-            policy = self._policies[rule.id] = Policy.of(rule)
+            policy = self._policies[key] = Policy.of(rule, zone=zone)
         return policy
 
     async def _threshold_applied(

@@ -191,3 +191,11 @@ def test_finding_and_none_are_exclusive_in_the_compiled_ruleset() -> None:
 def test_bad_fraud_conditions_say_what_to_write(condition: dict[str, Any], error: str) -> None:
     with pytest.raises(ValueError, match=error):
         rule(condition)
+
+
+def test_off_hours_and_days_follow_each_subjects_own_time_zone() -> None:
+    spec = rule({"pattern": "off_hours", "count": 1, "within": "1d"})  # no time zone of its own
+    night_in_shanghai = visit(3 * 3600, subject="li-na")  # 13:00 UTC is 21:00 in Shanghai
+    assert evaluate([spec], [night_in_shanghai]) == []  # 13:00 UTC: at work on UTC's clock
+    found = evaluate([spec], [night_in_shanghai], time_zones={"li-na": "Asia/Shanghai"})
+    assert states(found) == ["fired"]

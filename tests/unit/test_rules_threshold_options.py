@@ -345,3 +345,13 @@ def test_the_first_window_has_nothing_to_compare_with() -> None:
         {"op": "<=", "value": -0.3, "window": "7d", "aggregate": "sum", "compare": "previous"}
     )
     assert evaluate([spec], [day(0, 10.0), day(1, 0.0)]) == []
+
+
+def test_days_count_on_the_subjects_clock_when_the_rule_has_no_time_zone() -> None:
+    spec = rule({"op": ">", "value": 0.08, "consecutive": 2, "per": "day"})
+    # 15:00 and 17:00 UTC on Nov 2: one day in UTC, two in Shanghai (23:00, then 01:00).
+    events = [at("2026-11-02T15:00:00+00:00", 0.09), at("2026-11-02T17:00:00+00:00", 0.09)]
+    assert evaluate([spec], events) == []
+    assert [
+        a[0] for a in summary(evaluate([spec], events, time_zones={"emp-1": "Asia/Shanghai"}))
+    ] == ["fired"]
