@@ -233,6 +233,17 @@ severity: critical
 notify: [manager]
 message: "{subject_name}: claim of {value:g} filed again ({measure:g} copy)"
 """,
+    # Working hours on each subject's own clock (the rule has no time zone).
+    "records-signed-at-night.yaml": """\
+id: records-signed-at-night
+name: Records signed outside working hours
+kind: fraud
+metric: record_signed
+condition: {pattern: off_hours, count: 2, within: 1d}
+severity: warning
+notify: [manager]
+message: "{subject_name}: {measure:g} records signed outside working hours"
+""",
     "claims-outlier.yaml": """\
 id: claims-outlier
 name: Claims far above the ward's

@@ -112,3 +112,29 @@ def test_a_value_far_from_the_wards_peers_is_an_outlier(stack: Stack, http: http
     [(on, fired)] = alerts_about(stack.settings.nats_url, far)
     assert on == subjects.ALERTS_FIRED and fired["rule_id"] == "claims-outlier"
     assert fired["message"].startswith(f"Dr {far}: 30 claims a day, ")
+
+
+def test_working_hours_are_each_subjects_own_from_the_directory(
+    stack: Stack, http: httpx.Client
+) -> None:
+    goals = stack.settings.url("goals")
+    tag = f"{datetime.now(UTC).timestamp():.0f}"
+    people = [
+        {"id": f"sh-{tag}", "name": "Dr Shanghai", "time_zone": "Asia/Shanghai"},
+        {"id": f"utc-{tag}", "name": "Dr UTC"},
+    ]
+    assert http.post(f"{goals}/v1/people", json=people).status_code == 200
+    await_drained(stack.settings.nats_url)  # the evaluator's directory has them
+    # Monday 13:00 and 13:30 UTC: 21:00 and 21:30 in Shanghai, after working hours there.
+    monday = datetime(2026, 11, 2, 13, tzinfo=UTC)
+    signed = [
+        record(person["id"], n, "record_signed", 1, monday + timedelta(minutes=30 * n))
+        for person in people
+        for n in range(2)
+    ]
+    post_events(http, stack.settings.url("ingestion"), signed)
+    await_drained(stack.settings.nats_url)
+    [(on, fired)] = alerts_about(stack.settings.nats_url, f"sh-{tag}")
+    assert on == subjects.ALERTS_FIRED
+    assert fired["message"] == "Dr Shanghai: 2 records signed outside working hours"
+    assert alerts_about(stack.settings.nats_url, f"utc-{tag}") == []
