@@ -72,7 +72,7 @@ def build_fired(
     value = transition.history[-1].value if transition.history else event.value
     severity = transition.severity or rule.severity
     return AlertFired(
-        fingerprint=fingerprint(rule.id, event.subject, event.metric),
+        fingerprint=rule.fingerprint_of(event.subject, event.labels),
         rule_id=rule.id,
         rule_name=rule.name,
         kind=rule.kind,
@@ -109,7 +109,7 @@ def build_resolved(
     condition = rule.threshold
     severity = transition.severity or rule.severity
     return AlertResolved(
-        fingerprint=fingerprint(rule.id, event.subject, event.metric),
+        fingerprint=rule.fingerprint_of(event.subject, event.labels),
         rule_id=rule.id,
         rule_name=rule.name,
         severity=severity,
@@ -262,7 +262,7 @@ def build_fraud_alert(
         "rule_name": rule.name,
         "severity": rule.severity.value,
     }
-    fp = fingerprint(rule.id, event.subject, event.metric)
+    fp = rule.fingerprint_of(event.subject, event.labels)
     if transition.state is AlertState.FIRING:
         return AlertFired(
             fingerprint=fp,

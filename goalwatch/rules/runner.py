@@ -26,6 +26,7 @@ from datetime import datetime
 from goalwatch.contracts import (
     AlertFired,
     AlertResolved,
+    GoalCheckedIn,
     GoalStatusChanged,
     MetricRecorded,
     RuleKind,
@@ -34,6 +35,7 @@ from goalwatch.contracts.goal_events import GoalEvent
 from goalwatch.contracts.goals import GoalImpact, GoalRead
 from goalwatch.rules import fraud, impact, overdue, threshold
 from goalwatch.rules.announce import build_absence_alert, build_alert, build_fraud_alert
+from goalwatch.rules.check_ins import progress_record
 from goalwatch.rules.engine import RuleEngine
 from goalwatch.rules.fraud_spec import OutlierCondition
 from goalwatch.rules.goal_overdue import Decision as GoalDecision
@@ -309,26 +311,34 @@ def evaluate(
     impact_rules = [rule for rule in rules if isinstance(rule, ImpactRuleSpec)]
     impacted = _Impact(impact_rules, impacts or _no_impacts, known, alerts)
     watching = [rule for rule in metric if rule.kind is RuleKind.OVERDUE]
+
+    def record(event: MetricRecorded) -> None:
+        scope = units.get(event.subject, ())
+        zone = zones.get(event.subject)
+        for rule, verdict in engine.evaluate(event, org_units=scope):
+            thresholds.observed(rule, verdict, event, scope, zone)
+        for rule in engine.fraud_rules(event.metric):
+            frauds.observed(rule, event, scope, zone)
+        for rule in watching:
+            if overdue.applies(rule, event, org_units=scope):
+                absences.seen(rule, event)
+
     for event in events:
         at = event.time if isinstance(event, MetricRecorded) else event.occurred_at
         timers.advance(at)
         timers.clock = at if timers.clock is None else max(timers.clock, at)
         if isinstance(event, MetricRecorded):
-            scope = units.get(event.subject, ())
-            zone = zones.get(event.subject)
-            for rule, verdict in engine.evaluate(event, org_units=scope):
-                thresholds.observed(rule, verdict, event, scope, zone)
-            for rule in engine.fraud_rules(event.metric):
-                frauds.observed(rule, event, scope, zone)
-            for rule in watching:
-                if overdue.applies(rule, event, org_units=scope):
-                    absences.seen(rule, event)
+            record(event)
         else:
             goal = getattr(event, "goal", None)
             if isinstance(goal, GoalRead):
                 goal_overdue.changed(goal, event.occurred_at)
             if isinstance(event, GoalStatusChanged):
                 impacted.changed(event)
+            if isinstance(event, GoalCheckedIn):
+                progress = progress_record(event.event_id, event.goal, event.check_in)
+                if progress is not None:
+                    record(progress)
         # A deadline already past when it was armed fires at once, before the next event.
         timers.advance(timers.clock)
     if until is not None:
@@ -360,7 +370,7 @@ class _Frauds:
         if not overdue.applies(rule, event, org_units=org_units):
             return  # the engine would not apply it either; no state to read
         condition = rule.fraud
-        fp = fingerprint(rule.id, event.subject, event.metric)
+        fp = rule.fingerprint_of(event.subject, event.labels)
 
         def judge(measures: Mapping[str, float]) -> bool:
             return bool(self._engine.finds(rule, event, measures, org_units=org_units))
@@ -392,8 +402,7 @@ class _Frauds:
             members[event.subject] = (event.time, event.value)
         return peers
 
-    def _due(self, rule: RuleSpec, subject: str, due_at: datetime, now: datetime) -> None:
-        fp = fingerprint(rule.id, subject, rule.metric)
+    def _due(self, rule: RuleSpec, subject: str, fp: str, due_at: datetime, now: datetime) -> None:
         decision = fraud.due(self._states.get(fp, fraud.FraudState()), due_at, rule.fraud)
         self._apply(rule, subject, fp, decision, None, now=now)
 
@@ -410,7 +419,7 @@ class _Frauds:
         self._states[fp] = decision.state
         if decision.arm is not None:
             self._timers.arm(
-                decision.arm, lambda due_at, now: self._due(rule, subject, due_at, now)
+                decision.arm, lambda due_at, now: self._due(rule, subject, fp, due_at, now)
             )
         if decision.transition is None:
             return
@@ -451,7 +460,7 @@ class _Thresholds:
         org_units: Sequence[str],
         zone: str | None,
     ) -> None:
-        fp = fingerprint(rule.id, event.subject, event.metric)
+        fp = rule.fingerprint_of(event.subject, event.labels)
         decision = self._streaks.observe(
             fp,
             Point.of(event.id, event.time, event.value, verdict),
@@ -465,8 +474,7 @@ class _Thresholds:
         )
         self._apply(rule, event.subject, fp, decision, event, now=event.time)
 
-    def _due(self, rule: RuleSpec, subject: str, due_at: datetime, now: datetime) -> None:
-        fp = fingerprint(rule.id, subject, rule.metric)
+    def _due(self, rule: RuleSpec, subject: str, fp: str, due_at: datetime, now: datetime) -> None:
         decision = self._streaks.due(fp, due_at, Policy.of(rule))
         self._apply(rule, subject, fp, decision, None, now=now)
 
@@ -482,7 +490,7 @@ class _Thresholds:
     ) -> None:
         if decision.arm is not None:
             self._timers.arm(
-                decision.arm, lambda due_at, now: self._due(rule, subject, due_at, now)
+                decision.arm, lambda due_at, now: self._due(rule, subject, fp, due_at, now)
             )
         if decision.transition is None:
             return

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Annotated, Any, Final, Literal, get_args
 
@@ -50,6 +51,7 @@ from goalwatch.rules.fraud_spec import (
     OutlierCondition,
 )
 from goalwatch.rules.template import TemplateError, check_template
+from goalwatch.rules.transitions import fingerprint
 
 Op = Literal[">", ">=", "<", "<=", "==", "!=", "between", "outside"]
 OPS: Final[tuple[str, ...]] = get_args(Op)
@@ -685,6 +687,11 @@ class RuleSpec(Contract):
     severity: Annotated[Severity, BeforeValidator(_check_severity)] = Field(
         description="info, warning (yellow) or critical (red)."
     )
+    by: list[LabelName] = Field(
+        default_factory=list,
+        description="Threshold and fraud rules: labels whose values keep alerts apart, one "
+        "per subject and value, e.g. [goal_id]: each key result on its own.",
+    )
     escalate: list[EscalationStep] = Field(
         default_factory=list,
         description="Threshold rules: severities the firing alert rises to while its breach "
@@ -772,6 +779,24 @@ class RuleSpec(Contract):
         if not isinstance(self.condition, OverdueCondition):
             raise TypeError(f"rule {self.id!r} is a {self.kind} rule, not an overdue rule")
         return self.condition
+
+    @field_validator("by")
+    @classmethod
+    def _apart(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        kind = info.data.get("kind")
+        if value and kind is RuleKind.OVERDUE:
+            raise rule_error("by", "by is for threshold and fraud rules, not overdue rules")
+        if len(set(value)) != len(value):
+            raise rule_error("by", "lists a label twice; name each label once")
+        return value
+
+    def fingerprint_of(self, subject: str, labels: Mapping[str, str]) -> str:
+        """The fingerprint of this rule's alert about ``subject``, for an event with
+        ``labels``: rule, subject and metric, and the values of the ``by`` labels."""
+        metric = self.metric
+        if self.by:
+            metric += "|" + "|".join(f"{name}={labels.get(name, '')}" for name in self.by)
+        return fingerprint(self.id, subject, metric)
 
     @field_validator("escalate")
     @classmethod

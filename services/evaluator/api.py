@@ -32,6 +32,10 @@ class RuleRead(BaseModel):
         "type, org_unit) and min_weight."
     )
     severity: Severity = Field(description="Severity of the alerts it fires.")
+    by: list[str] = Field(
+        default_factory=list,
+        description="Threshold and fraud rules: labels whose values keep alerts apart.",
+    )
     escalate: list[dict[str, str]] = Field(
         default_factory=list,
         description="Threshold rules: the severities a firing alert rises to, [{after, severity}].",
@@ -71,6 +75,7 @@ class RuleRead(BaseModel):
             where=where,
             condition=condition,
             severity=spec.severity,
+            by=list(getattr(spec, "by", [])),
             escalate=escalate,
             notify=list(spec.notify),
             message=spec.message,

@@ -11,8 +11,9 @@ from goalwatch.checkpoints import Apply, NotCaughtUp, Recovery, StateCheckpoint
 from goalwatch.consumers import ACK, Received, RedeliveryPolicy, Verdict
 from goalwatch.contracts import MetricRecorded, TimerFired
 from goalwatch.rules import goal_overdue
+from goalwatch.rules.check_ins import progress_record
 from services.evaluator.evaluation import Evaluator
-from services.evaluator.goal_overdue import GoalChange, GoalOverdueEvaluator
+from services.evaluator.goal_overdue import GoalChange, GoalFailure, GoalOverdueEvaluator
 from services.evaluator.metrics import STATE_REPLAYED
 from services.evaluator.verdicts import all_wait, in_key_order
 
@@ -120,9 +121,8 @@ class MetricsHandler:
     ) -> list[Verdict]:
         """One verdict per goal event, in order, handled in turn with the other batches."""
         assert self._goals is not None
-        goals = self._goals
         try:
-            failures = await self._recovery.in_turn(lambda: goals.handle_batch(messages))
+            failures = await self._recovery.in_turn(lambda: self._goal_changes(messages))
         except NotCaughtUp as exc:
             return all_wait(received, str(exc), policy=self._policy)
         return in_key_order(
@@ -140,6 +140,34 @@ class MetricsHandler:
             },
             policy=self._policy,
         )
+
+    async def _goal_changes(self, messages: Sequence[GoalChange]) -> dict[str, GoalFailure]:
+        """Apply goal changes to the goal overdue rules, then check-ins, as records of
+        ``goal.progress``, to the metric rules; the failures by goal id (a check-in whose
+        record was not evaluated fails its goal's change, to be retried)."""
+        assert self._goals is not None
+        failures = await self._goals.handle_batch(messages)
+        records = [
+            (change, record)
+            for change in messages
+            if change.goal_id not in failures
+            and (record := progress_record(change.event_id, change.goal, change.check_in))
+        ]
+        if not records:
+            return failures
+        stopped = await self._evaluator.handle_batch([record for _, record in records])
+        # A subject's evaluation stops at the failing record: it and the subject's later
+        # records were not evaluated, so each of their goals' changes is retried from there.
+        reached: set[str] = set()
+        for change, record in records:
+            failure = stopped.get(record.subject)
+            if failure is None:
+                continue
+            if record.id == failure.event.id:
+                reached.add(record.subject)
+            if record.subject in reached:
+                failures.setdefault(change.goal_id, GoalFailure(change, failure.error))
+        return failures
 
     async def _timer(self, fired: TimerFired) -> None:
         if fired.name == goal_overdue.TIMER and self._goals is not None:
@@ -183,7 +211,7 @@ class MetricsHandler:
                 events.append(GoalChange.model_validate_json(data))
             except ValidationError:
                 continue  # dead-lettered when it was first delivered
-        failures = await self._goals.handle_batch(events)
+        failures = await self._goal_changes(events)
         if failures:
             failure = next(iter(failures.values()))
             raise RuntimeError(f"replaying change {failure.event.event_id!r} failed") from (

@@ -185,7 +185,7 @@ class Evaluator:
         zone = await self._scopes.zone_of(event.subject)
         for rule, verdict in self._engine.evaluate(event, org_units=org_units):
             RULE_EVALUATIONS.labels(rule=rule.id, outcome=verdict.value).inc()
-            fp = fingerprint(rule.id, event.subject, event.metric)
+            fp = rule.fingerprint_of(event.subject, event.labels)
             applied = await self._streaks.observe(
                 fp,
                 Point.of(event.id, event.time, event.value, verdict),
@@ -222,7 +222,7 @@ class Evaluator:
         def judge(measures: Mapping[str, float]) -> bool:
             return bool(self._engine.finds(rule, event, measures, org_units=org_units))
 
-        fp = fingerprint(rule.id, event.subject, event.metric)
+        fp = rule.fingerprint_of(event.subject, event.labels)
         applied = await self._frauds.observe(
             fp, record, condition, judge=judge, peers=peers, labels=event.labels
         )
@@ -386,7 +386,7 @@ class Evaluator:
                 fired.data.get("rule_id"),
             )
             return
-        fp = fingerprint(rule.id, subject, rule.metric)
+        fp = fired.key  # the key's fingerprint: it was armed under it
         applied = await self._streaks.due(fp, fired.due_at, self._policy(rule))
         await self._threshold_applied(rule, subject, fp, applied, None)
 
@@ -404,7 +404,7 @@ class Evaluator:
                 fired.data.get("rule_id"),
             )
             return
-        fp = fingerprint(rule.id, subject, rule.metric)
+        fp = fired.key  # the key's fingerprint: it was armed under it
         applied = await self._frauds.due(fp, fired.due_at, rule.fraud)
         await self._fraud_applied(rule, subject, fp, applied, None)
 

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from goalwatch.contracts import AlertFired, AlertResolved, GoalRead, TimerFired, subjects
+from goalwatch.contracts.goals import CheckInRead
 from goalwatch.rules import goal_overdue
 from goalwatch.rules.goal_overdue import (
     Decision,
@@ -64,6 +65,9 @@ class GoalChange(BaseModel):
         default=None,
         description="The goal as stored after the change (created, updated, status changed, "
         "checked in); none on link events.",
+    )
+    check_in: CheckInRead | None = Field(
+        default=None, description="The check-in, on a check-in event (GoalCheckedIn)."
     )
 
 

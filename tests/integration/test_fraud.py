@@ -138,3 +138,45 @@ def test_working_hours_are_each_subjects_own_from_the_directory(
     assert on == subjects.ALERTS_FIRED
     assert fired["message"] == "Dr Shanghai: 2 records signed outside working hours"
     assert alerts_about(stack.settings.nats_url, f"utc-{tag}") == []
+
+
+def test_a_key_result_jumping_in_one_check_in_fires_for_that_key_result(
+    stack: Stack, http: httpx.Client
+) -> None:
+    goals = stack.settings.url("goals")
+    owner, _ = add_doctor(http, goals)
+    tag = f"{datetime.now(UTC).timestamp():.0f}"
+    results = {
+        name: {
+            "id": f"kr-{name}-{tag}",
+            "title": f"Open 10 {name}",
+            "type": "key_result",
+            "owner_id": owner,
+            "start_value": 0,
+            "target_value": 10,
+            "current_value": 1,
+        }
+        for name in ("stores", "hubs")
+    }
+    response = http.post(f"{goals}/v1/goals", json=list(results.values()))
+    assert response.status_code == 200, response.text
+
+    def check_in(name: str, value: float) -> None:
+        goal_id = results[name]["id"]
+        answer = http.post(
+            f"{goals}/v1/goals/{goal_id}/check-ins", json={"value": value, "by": owner}
+        )
+        assert answer.status_code == 201, answer.text
+
+    # rules/key-result-progress-jump.yaml: more than 50 points in one check-in, per key result.
+    check_in("stores", 2)  # 20%
+    check_in("hubs", 6)  # 60%: 40 points above the stores, but another key result
+    check_in("stores", 10)  # 100%: 80 points in one check-in
+    await_drained(stack.settings.nats_url)
+    [(on, fired)] = alerts_about(stack.settings.nats_url, owner)
+    assert on == subjects.ALERTS_FIRED and fired["rule_id"] == "key-result-progress-jump"
+    assert fired["labels"]["goal_id"] == results["stores"]["id"]
+    assert fired["message"].startswith(
+        f"Dr {owner}: key result {results['stores']['id']} reported at 100%, a move of 80 points"
+    )
+    assert [o["value"] for o in fired["history"]] == [20.0, 100.0]
