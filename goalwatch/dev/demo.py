@@ -1,5 +1,5 @@
-"""Demo data loaded by ``goalwatch up``: a small company, its goal tree and three days of
-rework rates.
+"""Demo data loaded by ``goalwatch up``: a small company, its goal tree, three days of
+rework rates and a burst of visit records.
 
 It is loaded only into an empty store: if goals already holds people, org units or goals
 (the demo's from an earlier run, or anything a user stored, under whatever id), nothing is
@@ -118,6 +118,24 @@ def demo_events(today: datetime) -> list[dict[str, Any]]:
     return events
 
 
+def demo_visits(now: datetime) -> list[dict[str, Any]]:
+    """A burst of 32 customer visits logged by Wu Hao within a minute, twenty minutes before
+    ``now``: ``rules/visit-records-burst.yaml`` fires for his manager, and resolves once 30
+    minutes pass without another burst (from a timer, ten minutes after the demo loads)."""
+    start = (now - timedelta(minutes=20)).replace(microsecond=0)
+    return [
+        {
+            "id": f"demo-visit-wu-hao-{start:%Y%m%d%H%M}-{n:02d}",
+            "metric": "crm.visit_logged",
+            "value": 1,
+            "time": (start + timedelta(seconds=2 * n)).isoformat(),
+            "subject": "wu-hao",
+            "source": "demo-crm",
+        }
+        for n in range(32)
+    ]
+
+
 def store_is_empty(client: httpx.Client, goals_url: str) -> bool:
     """Whether goals holds no people, org units or goals at all."""
     for path in ("/v1/people", "/v1/org-units"):
@@ -139,7 +157,8 @@ def load_demo(*, goals_url: str, ingestion_url: str) -> dict[str, Any] | None:
         client.post(f"{goals_url}/v1/people", json=PEOPLE).raise_for_status()
         now = datetime.now(UTC)
         client.post(f"{goals_url}/v1/goals", json=demo_goals(now)).raise_for_status()
-        response = client.post(f"{ingestion_url}/v1/events", json=demo_events(now))
+        events = demo_events(now) + demo_visits(now)
+        response = client.post(f"{ingestion_url}/v1/events", json=events)
         response.raise_for_status()
         result: dict[str, Any] = response.json()
         return result
