@@ -15,8 +15,10 @@ from goalwatch.contracts import AlertState, Severity
 from goalwatch.dev.stack import Stack
 from goalwatch.rules.fraud import Record
 from goalwatch.rules.fraud_spec import BurstCondition, OutlierCondition
+from goalwatch.rules.overdue import Due, Seen
 from goalwatch.rules.threshold import Policy
 from goalwatch.rules.transitions import Point, Verdict, fingerprint
+from services.evaluator.absences import AbsenceStore
 from services.evaluator.fraud_store import FraudStore, PeerGroups
 from services.evaluator.streaks import IDLE_EXPIRY, KEY_PREFIX, StreakStore
 from tests.integration.helpers import unique
@@ -178,5 +180,48 @@ async def test_fraud_state_replays_an_unpublished_firing_and_peer_groups_forget_
         recent = Record("r", DAY0, 7.0)
         assert await groups.others("f", group, outlier, recent, "peer") == []  # old one dropped
         assert await groups.others("f", group, outlier, records[0], subject) == [7.0]
+    finally:
+        await redis.aclose()
+
+
+async def test_absence_state_of_the_earlier_layout_is_read_and_replaced(stack: Stack) -> None:
+    redis = Redis.from_url(stack.settings.redis_url, decode_responses=True)
+    store = AbsenceStore(redis)
+    fp = fingerprint("a", unique("emp"), "m")
+    last = Seen("r-1", DAY0, 0.5, {})
+    legacy = {
+        "last": {"event_id": "r-1", "time": DAY0.isoformat(), "value": 0.5, "labels": {}},
+        "deadline": (DAY0 + timedelta(days=2)).isoformat(),
+        "firing": False,
+        "started_at": None,
+        "unpublished": None,
+    }
+    try:
+        await redis.set(f"{KEY_PREFIX}{{{fp}}}:absence", json.dumps(legacy))
+        # The deadline armed by the earlier layout falls due: it fires from that state.
+        fired = await store.apply(
+            fp,
+            Due(DAY0 + timedelta(days=2)),
+            now=DAY0 + timedelta(days=2),
+            absent_for=timedelta(days=2),
+        )
+        assert fired.transition is not None and fired.transition.state is AlertState.FIRING
+        assert fired.last == last
+        assert not await redis.exists(f"{KEY_PREFIX}{{{fp}}}:absence")
+        again = await store.apply(
+            fp,
+            Due(DAY0 + timedelta(days=2)),
+            now=DAY0 + timedelta(days=2),
+            absent_for=timedelta(days=2),
+        )
+        assert again.transition is not None and again.transition.replayed
+        await store.mark_published(fp)
+        done = await store.apply(
+            fp,
+            Due(DAY0 + timedelta(days=2)),
+            now=DAY0 + timedelta(days=2),
+            absent_for=timedelta(days=2),
+        )
+        assert done.transition is None
     finally:
         await redis.aclose()
