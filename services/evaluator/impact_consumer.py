@@ -18,8 +18,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Final
 
 from pydantic import ValidationError
 
@@ -52,6 +53,10 @@ logger = logging.getLogger(__name__)
 PublishAlert = Callable[[AlertFired | AlertResolved, str, str], Awaitable[None]]
 # Goals of one batch handled at once.
 GOAL_CONCURRENCY = 16
+
+
+WAITING_MAX_DELAY: Final = 8.0
+"""Longest delay between deliveries of a change waiting for the one before it, seconds."""
 
 
 class ChangeNotYetDue(Exception):
@@ -182,6 +187,11 @@ class ImpactHandler:
     ) -> None:
         self._evaluator = evaluator
         self._policy = policy
+        # A change waiting for the one before it: that one comes back at the latest when its
+        # ack wait runs out (an evaluator died holding it), so try again every few seconds
+        # rather than after a doubling delay that could overshoot it by half a minute; the
+        # same number of deliveries still spans more than the ack wait and a restart.
+        self._waiting = replace(policy, max_delay=min(policy.max_delay, WAITING_MAX_DELAY))
         # Batches, replays and idle checks take turns: each begins and commits the checkpoint.
         self._recovery = Recovery(views=[(checkpoint, self._replay)], what="impact state")
 
@@ -207,6 +217,11 @@ class ImpactHandler:
                 for goal_id, failure in failures.items()
             },
             policy=self._policy,
+            policies={
+                goal_id: self._waiting
+                for goal_id, failure in failures.items()
+                if isinstance(failure.error, ChangeNotYetDue)
+            },
         )
 
     async def check(self) -> None:

@@ -12,12 +12,14 @@ def in_key_order(
     stopped_at: Mapping[str, tuple[str, str]],
     *,
     policy: RedeliveryPolicy,
+    policies: Mapping[str, RedeliveryPolicy] | None = None,
 ) -> list[Verdict]:
     """One verdict per message of ``batch`` (``(key, message id, delivery facts)``, in order).
 
     ``stopped_at`` maps a key whose handling failed to the id of the message it failed at and
-    the reason. That message and every later one of its key are retried by ``policy`` (they
-    were not applied, and must be in order when they are); the others are acknowledged.
+    the reason. That message and every later one of its key are retried by ``policy`` (or the
+    key's own in ``policies``: they were not applied, and must be in order when they are);
+    the others are acknowledged.
     """
     verdicts: list[Verdict] = []
     stopped: set[str] = set()
@@ -27,7 +29,8 @@ def in_key_order(
             verdicts.append(ACK)
             continue
         stopped.add(key)
-        verdicts.append(policy.on_failure(deliveries=facts.deliveries, reason=failure[1]))
+        retry = (policies or {}).get(key, policy)
+        verdicts.append(retry.on_failure(deliveries=facts.deliveries, reason=failure[1]))
     return verdicts
 
 

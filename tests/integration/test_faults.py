@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 def test_the_evaluator_killed_inside_a_batch_loses_and_doubles_nothing() -> None:
     [scenario] = [s for s in scenarios() if s.name == "kill-evaluator-in-batch"]
     outcome = run_scenario(
-        scenario, Workload(subjects=50, duration=3.0, settle=60.0), rules_dir=REPO / "rules"
+        scenario, Workload(subjects=50, duration=3.0, settle=90.0), rules_dir=REPO / "rules"
     )
     assert any(note.startswith("kill -9 evaluator") for note in outcome.notes), outcome.row()
     counts = outcome.counts
