@@ -65,6 +65,7 @@ from goalwatch.dev.fault_workload import (
     IMPACT,
     OVERDUE,
     PER_MANAGER,
+    PRESSURE_RULE_ID,
     THRESHOLD,
     StatusChange,
     Transition,
@@ -81,6 +82,9 @@ from goalwatch.dev.fault_workload import (
     heartbeats,
     impact_goals,
     people,
+    pressure_readings,
+    pressure_rule,
+    pressure_transitions,
     status_changes,
     subject_id,
 )
@@ -251,16 +255,35 @@ def _kill_at_fault_time(name: str) -> Fault:
     return fault
 
 
-def _kill_on_message(name: str, subject: str, *, kind: str | None = None) -> Fault:
-    """Kill ``name`` on the first message published on ``subject`` after the fault time (of
-    alert ``kind``, if given)."""
+Match = Callable[[dict[str, Any]], bool]
+"""Whether a message (its JSON body) is the one a fault waits for."""
+
+
+def _of_kind(kind: str) -> Match:
+    """An alert of ``kind`` that is not an escalation."""
+    return lambda alert: alert.get("kind") == kind and not alert.get("escalated_from")
+
+
+def _stream_threshold(alert: dict[str, Any]) -> bool:
+    """A threshold alert the stream's events fire (not one of the harness's timer rule)."""
+    return _of_kind(THRESHOLD)(alert) and alert.get("rule_id") != PRESSURE_RULE_ID
+
+
+def _escalation(alert: dict[str, Any]) -> bool:
+    """An alert announcing an escalation (fired from a timer)."""
+    return bool(alert.get("escalated_from"))
+
+
+def _kill_on_message(name: str, subject: str, *, match: Match | None = None) -> Fault:
+    """Kill ``name`` on the first message published on ``subject`` after the fault time (one
+    that ``match`` accepts, if given)."""
 
     async def fault(run: Run) -> None:
         await run.until(run.workload.fault_at)
         done = asyncio.Event()
 
         async def kill(msg: Msg) -> None:
-            if kind is not None and json.loads(msg.data).get("kind") != kind:
+            if match is not None and not match(json.loads(msg.data)):
                 return
             if not done.is_set():
                 run.kill(name)
@@ -479,8 +502,9 @@ _IN_BATCH: dict[str, tuple[str, Callable[[str], Fault]]] = {
         lambda name: _kill_on_message(name, subjects.ALERTS_FIRED),
     ),
     "evaluator": (
-        "at the next alert it publishes (its batch is not yet acknowledged)",
-        lambda name: _kill_on_message(name, subjects.ALERTS_FIRED, kind=THRESHOLD),
+        "at the next threshold alert it publishes from an event (its batch is not yet "
+        "acknowledged)",
+        lambda name: _kill_on_message(name, subjects.ALERTS_FIRED, match=_stream_threshold),
     ),
     "notifier": ("at the next webhook POST, before it is answered", _kill_on_webhook),
 }
@@ -516,14 +540,21 @@ def scenarios() -> list[Scenario]:
             "kill-evaluator-in-timer",
             "kill -9 the evaluator at the next overdue alert it publishes (the fired timer is "
             "not yet acknowledged), then restart it",
-            _kill_on_message("evaluator", subjects.ALERTS_FIRED, kind=OVERDUE),
+            _kill_on_message("evaluator", subjects.ALERTS_FIRED, match=_of_kind(OVERDUE)),
+        ),
+        Scenario(
+            "kill-evaluator-in-escalation",
+            "kill -9 the evaluator at the next escalation it publishes (the fired threshold "
+            "timer is not yet acknowledged, other for and escalation timers still pending), "
+            "then restart it",
+            _kill_on_message("evaluator", subjects.ALERTS_FIRED, match=_escalation),
         ),
         Scenario(
             "kill-evaluator-in-impact",
             "kill -9 the evaluator at the next dependency-impact alert it publishes (the goal "
             "change is not yet acknowledged, the other owners' alerts not yet out), then "
             "restart it",
-            _kill_on_message("evaluator", subjects.ALERTS_FIRED, kind=IMPACT),
+            _kill_on_message("evaluator", subjects.ALERTS_FIRED, match=_of_kind(IMPACT)),
         ),
         Scenario(
             "kill-goals-before-publish",
@@ -628,16 +659,26 @@ async def _stream(run: Run, client: httpx.AsyncClient) -> None:
     url = f"{run.stack.settings.url('ingestion')}/v1/events"
     for k, days in enumerate(plan):
         await run.until(k * gap)
-        beats = heartbeats(run.workload, k, datetime.now(UTC))
-        await _post(run, client, url, days + beats)
+        sent = datetime.now(UTC)
+        beats = heartbeats(run.workload, k, sent)
+        readings = pressure_readings(run.workload, k, sent)
+        await _post(run, client, url, days + beats + readings)
         accepted = time.monotonic()
         for event in days:
             if event["id"].endswith(f"-d{DAYS - 1}"):
                 run.expect((event["subject"], "firing", DAY0), THRESHOLD, due=accepted)
         for beat in beats:
             transition = absence_transition(beat, run.workload)
-            left = (transition[2] - datetime.now(UTC)).total_seconds()
-            run.expect(transition, OVERDUE, due=accepted + max(0.0, left))
+            run.expect(transition, OVERDUE, due=_at(accepted, transition[2]))
+        for reading in readings:
+            for transition, kind, at in pressure_transitions(reading, run.workload):
+                run.expect(transition, kind, due=_at(accepted, at))
+
+
+def _at(accepted: float, moment: datetime) -> float:
+    """``moment`` (a timer's due time) as a ``time.monotonic()`` value, no earlier than
+    ``accepted`` (when the event arming the timer was accepted)."""
+    return accepted + max(0.0, (moment - datetime.now(UTC)).total_seconds())
 
 
 async def _check_in(run: Run, client: httpx.AsyncClient, change: StatusChange) -> datetime:
@@ -780,12 +821,14 @@ def logged_errors(stack: Stack) -> dict[str, list[str]]:
 
 
 def harness_rules(rules_dir: Path, into: Path, workload: Workload) -> Path:
-    """A rules folder of the run's own: the rules of ``rules_dir`` and the heartbeat rule
-    (its ``absent_for`` sized to the workload)."""
+    """A rules folder of the run's own: the rules of ``rules_dir``, the heartbeat rule (its
+    ``absent_for`` sized to the workload) and the pressure rule (its ``for`` and ``escalate``
+    likewise)."""
     into.mkdir(parents=True, exist_ok=True)
     for rule in rules_dir.glob("*.yaml"):
         (into / rule.name).write_text(rule.read_text(encoding="utf-8"), encoding="utf-8")
     (into / "faults-heartbeat-missing.yaml").write_text(heartbeat_rule(workload), encoding="utf-8")
+    (into / f"{PRESSURE_RULE_ID}.yaml").write_text(pressure_rule(workload), encoding="utf-8")
     return into
 
 
