@@ -23,6 +23,11 @@ Three kinds of alert, each through its own consumer:
   on; each key result is marked invalid and back on track twice during the stream
   (:func:`status_changes`), and each change alerts, or resolves, both affected owners.
 
+Only in ``redis-aof-cut-after-move``, the fourth subject of every group moves between two
+org units (:func:`movers`) just before the fault, and after it sends one reading to the
+harness's rule scoped by org unit (:func:`unit_rule`): those now in the watched unit must
+fire, the others not.
+
 The burst's subjects are apart from the stream's, and all their events go at once.
 """
 
@@ -45,15 +50,23 @@ OVERDUE: Final = "overdue"
 IMPACT: Final = "dependency_impact"
 FOR: Final = "threshold_for"
 ESCALATION: Final = "escalation"
-KINDS: Final = (THRESHOLD, FOR, ESCALATION, OVERDUE, IMPACT)
+SCOPED: Final = "org_unit"
+KINDS: Final = (THRESHOLD, FOR, ESCALATION, SCOPED, OVERDUE, IMPACT)
 """What a run counts apart, in the order its table lists them: the alerts' ``kind`` (threshold,
-overdue, dependency_impact), with the threshold alerts fired from timers apart — a ``for``
-that ran out (``threshold_for``) and the escalation of that alert (``escalation``)."""
+overdue, dependency_impact), with some threshold alerts apart — those fired from timers, a
+``for`` that ran out (``threshold_for``) and the escalation of that alert (``escalation``),
+and those of the rule scoped by org unit (``org_unit``, only where people move)."""
 
 HEARTBEAT_METRIC: Final = "faults_heartbeat"
 HEARTBEAT_RULE_ID: Final = "faults-heartbeat-missing"
 PRESSURE_METRIC: Final = "faults_pressure"
 PRESSURE_RULE_ID: Final = "faults-pressure-high"
+UNIT_METRIC: Final = "faults_unit_load"
+UNIT_RULE_ID: Final = "faults-unit-load-high"
+WATCHED_UNIT: Final = "faults-watched"
+"""The org unit the scoped rule watches; :data:`OTHER_UNIT` is its sibling it does not."""
+OTHER_UNIT: Final = "faults-elsewhere"
+COMPANY_UNIT: Final = "faults-company"
 IMPACT_TEAMS: Final = 4
 """Teams in the goal graph (fewer if there are fewer manager groups)."""
 IMPACT_EPISODES: Final = 2
@@ -236,6 +249,73 @@ def pressure_rule(workload: Workload) -> str:
         f"escalate: [{{after: {workload.escalate_after}s, severity: critical}}]\n"
         "notify: [subject, manager]\n"
         'message: "{subject_name}: pressure {value:.0%} ({severity})"\n'
+    )
+
+
+def org_units() -> list[dict[str, Any]]:
+    """The org units people move between, for ``POST /v1/org-units``: two departments of one
+    company, one watched by the scoped rule (:func:`unit_rule`), one not."""
+    return [
+        {"id": COMPANY_UNIT, "name": "Faults company", "kind": "company"},
+        {"id": WATCHED_UNIT, "name": "Watched", "kind": "department", "parent_id": COMPANY_UNIT},
+        {"id": OTHER_UNIT, "name": "Elsewhere", "kind": "department", "parent_id": COMPANY_UNIT},
+    ]
+
+
+def movers(workload: Workload, *, moved: bool) -> list[dict[str, Any]]:
+    """The people who move between org units, for ``POST /v1/people``: the fourth subject of
+    every group, in the watched unit when its group is odd, in the other one when even;
+    ``moved``, each in the other unit (the move)."""
+    found = []
+    for person in people(workload):
+        n = int(person["id"][1:]) if person["id"].startswith("s") else -1
+        if n % PER_MANAGER != 3:
+            continue
+        watched = (n // PER_MANAGER % 2 == 1) != moved
+        found.append(person | {"org_unit_id": WATCHED_UNIT if watched else OTHER_UNIT})
+    return found
+
+
+def unit_readings(workload: Workload, at: datetime) -> list[dict[str, Any]]:
+    """One reading above the scoped rule's threshold from every mover, stamped ``at`` (whole
+    seconds): sent after the move, it fires for those now in the watched unit only."""
+    return [
+        {
+            "id": f"{person['id']}-unit-load",
+            "metric": UNIT_METRIC,
+            "value": 0.9,
+            "time": at.replace(microsecond=0).isoformat(),
+            "subject": person["id"],
+            "source": "faults",
+        }
+        for person in movers(workload, moved=True)
+    ]
+
+
+def unit_transitions(workload: Workload, readings: list[dict[str, Any]]) -> list[Transition]:
+    """The firings ``readings`` (sent after the move) must cause: one for each mover now in
+    the watched unit; a mover who left it fires nothing."""
+    watched = {p["id"] for p in movers(workload, moved=True) if p["org_unit_id"] == WATCHED_UNIT}
+    return [
+        (r["subject"], "firing", datetime.fromisoformat(r["time"]))
+        for r in readings
+        if r["subject"] in watched
+    ]
+
+
+def unit_rule() -> str:
+    """The harness's threshold rule scoped by org unit: a reading above 0.5 from someone in
+    :data:`WATCHED_UNIT` fires."""
+    return (
+        f"id: {UNIT_RULE_ID}\n"
+        "name: Load above 50% in the watched unit\n"
+        "kind: threshold\n"
+        f"metric: {UNIT_METRIC}\n"
+        f"org_unit: {WATCHED_UNIT}\n"
+        'condition: {op: ">", value: 0.5}\n'
+        "severity: info\n"
+        "notify: [subject, manager]\n"
+        'message: "{subject_name}: load {value:.0%}"\n'
     )
 
 

@@ -66,7 +66,9 @@ from goalwatch.dev.fault_workload import (
     OVERDUE,
     PER_MANAGER,
     PRESSURE_RULE_ID,
+    SCOPED,
     THRESHOLD,
+    UNIT_RULE_ID,
     StatusChange,
     Transition,
     Workload,
@@ -81,12 +83,17 @@ from goalwatch.dev.fault_workload import (
     heartbeat_rule,
     heartbeats,
     impact_goals,
+    movers,
+    org_units,
     people,
     pressure_readings,
     pressure_rule,
     pressure_transitions,
     status_changes,
     subject_id,
+    unit_readings,
+    unit_rule,
+    unit_transitions,
 )
 from goalwatch.dev.stack import Stack, StackSettings, services
 
@@ -126,6 +133,8 @@ __all__ = [
 # Longest wait between two readings of the consumers' counters while settling: the reading
 # after the last acknowledgement may have been asked before it.
 _RECHECK = 2.0
+# The evaluator's consumer of GOALWATCH_PEOPLE (its directory view).
+DIRECTORY_CONSUMER = "evaluator-directory"
 # Streams whose durable consumers make up the pipeline, upstream first (the evaluator's
 # directory view names subjects; it arms timers from metrics; goal changes come from goals'
 # outbox; every alert goes on ALERTS).
@@ -362,10 +371,10 @@ async def _kill_goals_before_publish(run: Run) -> None:
     )
 
 
-def _aof_cut(*, after_invalid: bool = False) -> Fault:
+def _aof_cut(*, after_invalid: bool = False, before: Fault | None = None) -> Fault:
     """kill -9 redis at the fault time (or, ``after_invalid``, right after the next key
-    result goals marks invalid, its events published), cut its AOF back to its size one
-    second earlier, restart it."""
+    result goals marks invalid, its events published; or when ``before`` returns), cut its
+    AOF back to its size one second earlier, restart it."""
 
     async def fault(run: Run) -> None:
         aof = run.stack.settings.state_dir / "redis" / "appendonly.aof"
@@ -378,6 +387,8 @@ def _aof_cut(*, after_invalid: bool = False) -> Fault:
 
         sampler = asyncio.create_task(sample())
         try:
+            if before is not None:
+                await before(run)
             await run.until(run.workload.fault_at)
             while after_invalid and not (run.last_change and run.last_change.opens):
                 await run.next_change()
@@ -395,6 +406,83 @@ def _aof_cut(*, after_invalid: bool = False) -> Fault:
             )
         run.notes.append(f"AOF cut from {size:,} to {keep:,} bytes (its size 1 s before the kill)")
         await run.restart("redis", killed=killed)
+
+    return fault
+
+
+async def _acknowledged(nc: NATS, stream: str, consumer: str, seq: int, *, within: float) -> bool:
+    """Wait until ``consumer`` of ``stream`` has acknowledged everything up to stream sequence
+    ``seq`` (its ack floor), read again at every acknowledgement that passes; whether it did
+    within ``within`` seconds."""
+    js = nc.jetstream()
+    acked = asyncio.Event()
+
+    async def on_ack(_: Msg) -> None:
+        acked.set()
+
+    deadline = time.monotonic() + within
+    sub = await nc.subscribe(f"$JS.ACK.{stream}.{consumer}.>", cb=on_ack)
+    try:
+        while True:
+            acked.clear()
+            if (await js.consumer_info(stream, consumer)).ack_floor.stream_seq >= seq:
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            with suppress(TimeoutError):
+                await asyncio.wait_for(acked.wait(), timeout=min(left, _RECHECK))
+    finally:
+        await sub.unsubscribe()
+
+
+async def _move_people(run: Run) -> None:
+    """Place the movers in their org units at the start, move them half a second before the
+    fault time, and return once the evaluator's directory view has acknowledged the moves."""
+    workload = run.workload
+    goals = run.stack.settings.url("goals")
+    async with httpx.AsyncClient(timeout=30) as client:
+        answer = await client.post(f"{goals}/v1/org-units", json=org_units())
+        answer.raise_for_status()
+        answer = await client.post(f"{goals}/v1/people", json=movers(workload, moved=False))
+        answer.raise_for_status()
+        await run.until(workload.fault_at - 0.5)
+        answer = await client.post(f"{goals}/v1/people", json=movers(workload, moved=True))
+        answer.raise_for_status()
+    moved = time.monotonic()
+    last = (await run.nc.jetstream().stream_info(subjects.STREAM_PEOPLE)).state.last_seq
+    applied = await _acknowledged(
+        run.nc, subjects.STREAM_PEOPLE, DIRECTORY_CONSUMER, last, within=workload.duration
+    )
+    run.notes.append(
+        f"{len(movers(workload, moved=True))} people moved between org units at "
+        f"{run.since(moved)}, "
+        + (
+            f"acknowledged by the evaluator's view at {run.since(time.monotonic())}"
+            if applied
+            else "not acknowledged by the evaluator's view in time"
+        )
+    )
+
+
+def _aof_cut_after_move() -> Fault:
+    """People move between org units half a second before the fault time; once the
+    evaluator's directory view has acknowledged the moves, kill -9 redis, cut its AOF back to
+    its size one second earlier (which takes the moves from the view) and restart it. Then
+    every mover sends a reading to the rule scoped by org unit: it must fire for those who
+    moved into the watched unit, and only for them, so the view must have replayed the moves
+    from ``GOALWATCH_PEOPLE`` before the readings were judged."""
+    cut = _aof_cut(before=_move_people)
+
+    async def fault(run: Run) -> None:
+        await cut(run)
+        readings = unit_readings(run.workload, datetime.now(UTC))
+        async with httpx.AsyncClient(timeout=30) as client:
+            await _post(run, client, f"{run.stack.settings.url('ingestion')}/v1/events", readings)
+        accepted = time.monotonic()
+        for transition in unit_transitions(run.workload, readings):
+            run.expect(transition, SCOPED, due=accepted)
+        run.notes.append(f"their readings accepted at {run.since(accepted)}")
 
     return fault
 
@@ -599,6 +687,14 @@ def scenarios() -> list[Scenario]:
             "GOALWATCH_GOALS, or the key result's next change reuses its version and is "
             "dropped as a duplicate",
             _aof_cut(after_invalid=True),
+        ),
+        Scenario(
+            "redis-aof-cut-after-move",
+            "people moved between org units halfway; once the evaluator's directory view has "
+            "them, kill -9 redis-server and cut its AOF back to its size 1 s earlier: the view "
+            "must replay the moves from GOALWATCH_PEOPLE before the movers' next readings are "
+            "judged by a rule scoped by org unit",
+            _aof_cut_after_move(),
         ),
         Scenario(
             "webhook-500",
@@ -822,13 +918,15 @@ def logged_errors(stack: Stack) -> dict[str, list[str]]:
 
 def harness_rules(rules_dir: Path, into: Path, workload: Workload) -> Path:
     """A rules folder of the run's own: the rules of ``rules_dir``, the heartbeat rule (its
-    ``absent_for`` sized to the workload) and the pressure rule (its ``for`` and ``escalate``
-    likewise)."""
+    ``absent_for`` sized to the workload), the pressure rule (its ``for`` and ``escalate``
+    likewise) and the rule scoped by org unit (only ``redis-aof-cut-after-move`` sends its
+    metric)."""
     into.mkdir(parents=True, exist_ok=True)
     for rule in rules_dir.glob("*.yaml"):
         (into / rule.name).write_text(rule.read_text(encoding="utf-8"), encoding="utf-8")
     (into / "faults-heartbeat-missing.yaml").write_text(heartbeat_rule(workload), encoding="utf-8")
     (into / f"{PRESSURE_RULE_ID}.yaml").write_text(pressure_rule(workload), encoding="utf-8")
+    (into / f"{UNIT_RULE_ID}.yaml").write_text(unit_rule(), encoding="utf-8")
     return into
 
 

@@ -35,8 +35,12 @@ from goalwatch.dev.fault_workload import (
     HEARTBEAT_METRIC,
     HEARTBEAT_RULE_ID,
     IMPACT_EPISODES,
+    OTHER_UNIT,
     PRESSURE_METRIC,
     PRESSURE_RULE_ID,
+    UNIT_METRIC,
+    UNIT_RULE_ID,
+    WATCHED_UNIT,
     Workload,
     absence_transition,
     batches,
@@ -48,11 +52,15 @@ from goalwatch.dev.fault_workload import (
     heartbeat_rule,
     heartbeats,
     impact_goals,
+    movers,
+    org_units,
     people,
     pressure_readings,
     pressure_rule,
     pressure_transitions,
     status_changes,
+    unit_readings,
+    unit_transitions,
 )
 from goalwatch.dev.faults import harness_rules, scenarios
 from goalwatch.dev.stack import services
@@ -362,6 +370,7 @@ def test_the_heartbeat_rule_loads_as_an_overdue_rule_beside_the_given_rules(
     rules = harness_rules(given, tmp_path / "run", Workload(duration=20.0))
     assert sorted(p.name for p in rules.iterdir()) == ["faults-heartbeat-missing.yaml",
                                                        "faults-pressure-high.yaml",
+                                                       "faults-unit-load-high.yaml",
                                                        "other.yaml"]  # fmt: skip
     (rules / "other.yaml").unlink()
     loaded = {rule.spec.id: rule.spec for rule in load_rules(rules)}
@@ -378,6 +387,37 @@ def test_the_heartbeat_rule_loads_as_an_overdue_rule_beside_the_given_rules(
     assert pressure.severity is Severity.WARNING
     assert [(step.after, step.severity) for step in pressure.escalate] == [
         (timedelta(seconds=4), Severity.CRITICAL)
+    ]
+    scoped = loaded[UNIT_RULE_ID]
+    assert isinstance(scoped, RuleSpec)
+    assert (scoped.kind, scoped.metric, scoped.scope) == (
+        RuleKind.THRESHOLD,
+        UNIT_METRIC,
+        (WATCHED_UNIT,),
+    )
+
+
+def test_movers_swap_units_and_only_those_moved_into_the_watched_unit_must_fire() -> None:
+    workload = Workload(subjects=45)  # five groups; the last has five subjects
+    before, after = movers(workload, moved=False), movers(workload, moved=True)
+    assert [p["id"] for p in before] == [p["id"] for p in after] == [
+        "s0003", "s0013", "s0023", "s0033", "s0043"]  # fmt: skip
+    assert [p["org_unit_id"] for p in before] == [OTHER_UNIT, WATCHED_UNIT] * 2 + [OTHER_UNIT]
+    assert all(a["org_unit_id"] != b["org_unit_id"] for a, b in zip(before, after, strict=True))
+    # The rest of each record is as the run created it (a move replaces the whole person).
+    everyone = {p["id"]: p for p in people(workload)}
+    assert all({k: v for k, v in p.items() if k != "org_unit_id"} == everyone[p["id"]]
+               for p in after)  # fmt: skip
+    assert {u["id"] for u in org_units()} >= {WATCHED_UNIT, OTHER_UNIT}
+    at = datetime(2026, 12, 2, 17, 0, 20, 400_000, tzinfo=UTC)
+    readings = unit_readings(workload, at)
+    assert [r["subject"] for r in readings] == [p["id"] for p in after]
+    assert all(r["metric"] == UNIT_METRIC and r["value"] > 0.5 for r in readings)
+    began = at.replace(microsecond=0)
+    assert unit_transitions(workload, readings) == [
+        ("s0003", "firing", began),
+        ("s0023", "firing", began),
+        ("s0043", "firing", began),
     ]
 
 
