@@ -675,6 +675,13 @@ def scenarios() -> list[Scenario]:
             _kill_at_fault_time("redis"),
         ),
         Scenario(
+            "kill-redis-in-delivery",
+            "kill -9 redis-server when the notifier's next webhook POST reaches the receiver, "
+            "before it is answered, then restart it: the notifier must record the delivery "
+            "once Redis is back, not send it again",
+            _kill_on_webhook("redis"),
+        ),
+        Scenario(
             "redis-aof-cut",
             "kill -9 redis-server halfway and cut its AOF back to its size 1 s earlier (a power "
             "cut inside the fsync window), then restart it",
