@@ -8,14 +8,14 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from goalwatch.contracts.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
-from goalwatch.dev.fault_workload import KINDS, Transition
+from goalwatch.dev.fault_workload import KINDS, Transition, escalated
 
 LATE_AFTER = 60.0  # seconds after it was due (or after recovery) that an arrival counts as late
 
@@ -106,11 +106,10 @@ class Receiver:
             hook()
         payload = json.loads(body)
         subject = payload["subject"]
-        transition = (
-            str(subject["id"]),
-            str(payload["state"]),
-            datetime.fromisoformat(payload["started_at"]),
-        )
+        state = str(payload["state"])
+        if payload.get("escalated_from"):  # a transition of its own (webhook.md, "Escalated")
+            state = escalated(str(payload["severity"]))
+        transition = (str(subject["id"]), state, datetime.fromisoformat(payload["started_at"]))
         arrival = Arrival(
             transition,
             time.monotonic(),
@@ -156,7 +155,8 @@ class Receiver:
     def wait_for(self, expected: set[Transition], timeout: float) -> bool:
         """Block until every transition in ``expected`` has arrived, or ``timeout`` seconds
         have passed; whether they all did. A firing counts as arrived once its episode's
-        resolution has: the notifier sends no firing after it (superseded, see :func:`tally`).
+        resolution or escalation has: the notifier sends no firing after it (superseded, see
+        :func:`tally`).
         """
         missing = set(expected)
         read = 0  # arrivals already taken off ``missing``
@@ -166,7 +166,7 @@ class Receiver:
             for arrival in self.arrivals[read:]:
                 subject, state, started_at = arrival.transition
                 missing.discard(arrival.transition)
-                if state == "resolved":
+                if _supersedes(state):
                     missing.discard((subject, "firing", started_at))
             read = len(self.arrivals)
             return not missing
@@ -178,6 +178,24 @@ class Receiver:
         """Stop serving."""
         self._server.shutdown()
         self._server.server_close()
+
+
+def _supersedes(state: str) -> bool:
+    """Whether a transition in ``state`` stands in for its episode's firing when the notifier
+    processed it first: a resolution, or an escalation (webhook.md, "Escalated" and
+    "Delivery order")."""
+    return state == "resolved" or state.startswith("firing:")
+
+
+def superseded_by(transition: Transition, got: set[Transition] | Mapping[Transition, Any]) -> bool:
+    """Whether ``transition``, a firing, was superseded: its episode's resolution or one of
+    its escalations is in ``got``."""
+    subject, state, started_at = transition
+    if state != "firing":
+        return False
+    return any(
+        other[0] == subject and other[2] == started_at and _supersedes(other[1]) for other in got
+    )
 
 
 @dataclass(frozen=True)
@@ -196,8 +214,9 @@ class Counts:
     rekeyed: int = 0
     """Copies of a transition under an ``Idempotency-Key`` other than its first copy's."""
     superseded: int = 0
-    """Firings never sent whose episode's resolution was: the notifier processed the
-    resolution first and does not announce a firing after it (webhook.md). Not in ``lost``."""
+    """Firings never sent whose episode's resolution or escalation was: the notifier
+    processed that first and does not announce a firing after it (webhook.md). Not in
+    ``lost``."""
 
 
 def tally(
@@ -206,12 +225,15 @@ def tally(
     *,
     recovered: float,
     late_after: float = LATE_AFTER,
+    elsewhere: Collection[Transition] = (),
 ) -> Counts:
     """Count ``arrivals`` against the transitions ``due`` (each with when it was due).
 
     A transition is late when its first arrival comes more than ``late_after`` seconds after
     the later of its due time and ``recovered``; every copy after the first is a duplicate. A
-    firing that never came while its episode's resolution did is superseded, not lost.
+    firing that never came while its episode's resolution or escalation did (among
+    ``arrivals`` or the transitions received ``elsewhere``, counted apart) is superseded,
+    not lost.
     """
     copies = Counter(a.transition for a in arrivals)
     first: dict[Transition, Arrival] = {}
@@ -220,9 +242,8 @@ def tally(
         earlier = first.setdefault(arrival.transition, arrival)
         rekeyed += earlier is not arrival and earlier.key != arrival.key
     received = [t for t in due if t in first]
-    superseded = sum(
-        1 for t in due if t not in first and t[1] == "firing" and (t[0], "resolved", t[2]) in first
-    )
+    got = {*first, *elsewhere}
+    superseded = sum(1 for t in due if t not in first and superseded_by(t, got))
     late = sum(1 for t in received if first[t].at - max(due[t], recovered) > late_after)
     return Counts(
         expected=len(due),
@@ -247,15 +268,18 @@ def tally_by_kind(
     late_after: float = LATE_AFTER,
 ) -> dict[str, Counts]:
     """:func:`tally` per alert kind of the transitions due (``kinds``), in the order of
-    :data:`KINDS`; arrivals of no transition due are left out (the overall tally counts them)."""
+    :data:`KINDS`; arrivals of no transition due are left out (the overall tally counts them).
+    A firing superseded by a transition of another kind (its escalation) is superseded in its
+    own kind too."""
     found: dict[str, Counts] = {}
+    got = {a.transition for a in arrivals}
     present = {kinds.get(t, "?") for t in due}
     for kind in sorted(
         present, key=lambda k: (k not in KINDS, KINDS.index(k) if k in KINDS else 0, k)
     ):
         mine = {t: at for t, at in due.items() if kinds.get(t, "?") == kind}
         theirs = [a for a in arrivals if a.transition in mine]
-        found[kind] = tally(mine, theirs, recovered=recovered, late_after=late_after)
+        found[kind] = tally(mine, theirs, recovered=recovered, late_after=late_after, elsewhere=got)
     return found
 
 
@@ -281,11 +305,11 @@ def missing(
     due: Mapping[Transition, float], kinds: Mapping[Transition, str], arrivals: Sequence[Arrival]
 ) -> tuple[str, ...]:
     """Each transition due that never arrived, readable: kind, subject, state, started_at,
-    and whether its resolution superseded it."""
+    and whether its resolution or escalation superseded it."""
     got = {a.transition for a in arrivals}
     return tuple(
         f"{kinds.get(t, '?')} {t[0]} {t[1]} {t[2].isoformat()}"
-        + (" (its resolution came instead)" if (t[0], "resolved", t[2]) in got else "")
+        + (" (its resolution or escalation came instead)" if superseded_by(t, got) else "")
         for t in due
         if t not in got
     )
@@ -399,7 +423,7 @@ class Outcome:
             *([f"source resent {self.resent} batches"] if self.resent else []),
             *([f"{c.rekeyed} copies under another Idempotency-Key"] if c.rekeyed else []),
             *(
-                [f"{c.superseded} firings not sent, their resolution processed first"]
+                [f"{c.superseded} firings not sent, their resolution or escalation processed first"]
                 if c.superseded
                 else []
             ),

@@ -11,10 +11,22 @@ Three kinds of alert, each through its own consumer:
   stamped with the moment it is sent, and never another; the harness's own rule
   (:func:`heartbeat_rule`) expects one every :attr:`Workload.absent_for` seconds, so one
   durable timer per group falls due all through the run, many of them after the fault.
+- **threshold timers**: the third subject of group ``k`` sends one ``faults_pressure``
+  reading in batch ``k``, stamped with the moment it is sent; the harness's threshold rule
+  (:func:`pressure_rule`) holds it :attr:`Workload.for_seconds` before firing (``for``, from
+  a timer) and raises it to critical :attr:`Workload.escalate_after` seconds after the
+  reading (``escalate``, from a second timer), so firings and escalations from timers fall
+  due all through the run, many after the fault. An escalation is a transition of its own,
+  keyed by its state ``firing:<severity>`` (:func:`escalated`).
 - **dependency_impact**: a small goal graph (:func:`impact_goals`) with a key result per
   team that its manager's objective counts towards and another team's key result depends
   on; each key result is marked invalid and back on track twice during the stream
   (:func:`status_changes`), and each change alerts, or resolves, both affected owners.
+
+Only in ``redis-aof-cut-after-move``, the fourth subject of every group moves between two
+org units (:func:`movers`) just before the fault, and after it sends one reading to the
+harness's rule scoped by org unit (:func:`unit_rule`): those now in the watched unit must
+fire, the others not.
 
 The burst's subjects are apart from the stream's, and all their events go at once.
 """
@@ -36,11 +48,25 @@ Transition = tuple[str, str, datetime]
 THRESHOLD: Final = "threshold"
 OVERDUE: Final = "overdue"
 IMPACT: Final = "dependency_impact"
-KINDS: Final = (THRESHOLD, OVERDUE, IMPACT)
-"""The alert kinds a run produces, as the alerts' ``kind`` field names them."""
+FOR: Final = "threshold_for"
+ESCALATION: Final = "escalation"
+SCOPED: Final = "org_unit"
+KINDS: Final = (THRESHOLD, FOR, ESCALATION, SCOPED, OVERDUE, IMPACT)
+"""What a run counts apart, in the order its table lists them: the alerts' ``kind`` (threshold,
+overdue, dependency_impact), with some threshold alerts apart — those fired from timers, a
+``for`` that ran out (``threshold_for``) and the escalation of that alert (``escalation``),
+and those of the rule scoped by org unit (``org_unit``, only where people move)."""
 
 HEARTBEAT_METRIC: Final = "faults_heartbeat"
 HEARTBEAT_RULE_ID: Final = "faults-heartbeat-missing"
+PRESSURE_METRIC: Final = "faults_pressure"
+PRESSURE_RULE_ID: Final = "faults-pressure-high"
+UNIT_METRIC: Final = "faults_unit_load"
+UNIT_RULE_ID: Final = "faults-unit-load-high"
+WATCHED_UNIT: Final = "faults-watched"
+"""The org unit the scoped rule watches; :data:`OTHER_UNIT` is its sibling it does not."""
+OTHER_UNIT: Final = "faults-elsewhere"
+COMPANY_UNIT: Final = "faults-company"
 IMPACT_TEAMS: Final = 4
 """Teams in the goal graph (fewer if there are fewer manager groups)."""
 IMPACT_EPISODES: Final = 2
@@ -77,6 +103,18 @@ class Workload:
         """Whole seconds the heartbeat rule waits for a next heartbeat: a quarter of the
         stream, so a heartbeat sent in its first half falls due around the fault."""
         return max(1, round(self.duration / 4))
+
+    @property
+    def for_seconds(self) -> int:
+        """Whole seconds the pressure rule's condition must hold before it fires (``for``):
+        an eighth of the stream."""
+        return max(1, round(self.duration / 8))
+
+    @property
+    def escalate_after(self) -> int:
+        """Whole seconds after the reading that the firing pressure alert becomes critical
+        (``escalate``): twice :attr:`for_seconds`, so it always escalates after firing."""
+        return 2 * self.for_seconds
 
     @property
     def teams(self) -> int:
@@ -150,6 +188,134 @@ def heartbeat_rule(workload: Workload) -> str:
         "severity: info\n"
         "notify: [subject, manager]\n"
         'message: "{subject_name}: no heartbeat since {last_seen:%H:%M:%S}"\n'
+    )
+
+
+def escalated(severity: str) -> str:
+    """The state a receiver keys an escalation to ``severity`` by: ``firing:<severity>``, so
+    it is a transition of its own, not a second copy of the episode's firing."""
+    return f"firing:{severity}"
+
+
+def pressure_readings(workload: Workload, k: int, at: datetime) -> list[dict[str, Any]]:
+    """The pressure reading batch ``k`` carries: one from the third subject of group ``k``
+    (if there is one), stamped ``at`` (whole seconds, the moment it is sent), above the
+    pressure rule's threshold. No other reading of that subject follows, so its alert fires
+    from the ``for`` timer and escalates from the next, and never resolves."""
+    subject = k * PER_MANAGER + 2
+    if subject >= min(workload.subjects, (k + 1) * PER_MANAGER):
+        return []
+    return [
+        {
+            "id": f"{subject_id(subject)}-pressure",
+            "metric": PRESSURE_METRIC,
+            "value": 0.9,
+            "time": at.replace(microsecond=0).isoformat(),
+            "subject": subject_id(subject),
+            "source": "faults",
+        }
+    ]
+
+
+def pressure_transitions(
+    reading: dict[str, Any], workload: Workload
+) -> list[tuple[Transition, str, datetime]]:
+    """What a pressure reading must cause, each with its kind and when it falls due: the
+    firing once ``for`` has run out and the escalation to critical at ``escalate_after``;
+    both belong to the episode begun at the reading (its ``started_at``)."""
+    began = datetime.fromisoformat(reading["time"])
+    subject = reading["subject"]
+    return [
+        ((subject, "firing", began), FOR, began + timedelta(seconds=workload.for_seconds)),
+        (
+            (subject, escalated("critical"), began),
+            ESCALATION,
+            began + timedelta(seconds=workload.escalate_after),
+        ),
+    ]
+
+
+def pressure_rule(workload: Workload) -> str:
+    """The harness's threshold rule with timers: a pressure reading above 0.5 fires after
+    ``for_seconds`` (a timer) at warning, and rises to critical ``escalate_after`` seconds
+    after the reading (a second timer)."""
+    return (
+        f"id: {PRESSURE_RULE_ID}\n"
+        "name: Pressure above 50%\n"
+        "kind: threshold\n"
+        f"metric: {PRESSURE_METRIC}\n"
+        f'condition: {{op: ">", value: 0.5, for: {workload.for_seconds}s}}\n'
+        "severity: warning\n"
+        f"escalate: [{{after: {workload.escalate_after}s, severity: critical}}]\n"
+        "notify: [subject, manager]\n"
+        'message: "{subject_name}: pressure {value:.0%} ({severity})"\n'
+    )
+
+
+def org_units() -> list[dict[str, Any]]:
+    """The org units people move between, for ``POST /v1/org-units``: two departments of one
+    company, one watched by the scoped rule (:func:`unit_rule`), one not."""
+    return [
+        {"id": COMPANY_UNIT, "name": "Faults company", "kind": "company"},
+        {"id": WATCHED_UNIT, "name": "Watched", "kind": "department", "parent_id": COMPANY_UNIT},
+        {"id": OTHER_UNIT, "name": "Elsewhere", "kind": "department", "parent_id": COMPANY_UNIT},
+    ]
+
+
+def movers(workload: Workload, *, moved: bool) -> list[dict[str, Any]]:
+    """The people who move between org units, for ``POST /v1/people``: the fourth subject of
+    every group, in the watched unit when its group is odd, in the other one when even;
+    ``moved``, each in the other unit (the move)."""
+    found = []
+    for person in people(workload):
+        n = int(person["id"][1:]) if person["id"].startswith("s") else -1
+        if n % PER_MANAGER != 3:
+            continue
+        watched = (n // PER_MANAGER % 2 == 1) != moved
+        found.append(person | {"org_unit_id": WATCHED_UNIT if watched else OTHER_UNIT})
+    return found
+
+
+def unit_readings(workload: Workload, at: datetime) -> list[dict[str, Any]]:
+    """One reading above the scoped rule's threshold from every mover, stamped ``at`` (whole
+    seconds): sent after the move, it fires for those now in the watched unit only."""
+    return [
+        {
+            "id": f"{person['id']}-unit-load",
+            "metric": UNIT_METRIC,
+            "value": 0.9,
+            "time": at.replace(microsecond=0).isoformat(),
+            "subject": person["id"],
+            "source": "faults",
+        }
+        for person in movers(workload, moved=True)
+    ]
+
+
+def unit_transitions(workload: Workload, readings: list[dict[str, Any]]) -> list[Transition]:
+    """The firings ``readings`` (sent after the move) must cause: one for each mover now in
+    the watched unit; a mover who left it fires nothing."""
+    watched = {p["id"] for p in movers(workload, moved=True) if p["org_unit_id"] == WATCHED_UNIT}
+    return [
+        (r["subject"], "firing", datetime.fromisoformat(r["time"]))
+        for r in readings
+        if r["subject"] in watched
+    ]
+
+
+def unit_rule() -> str:
+    """The harness's threshold rule scoped by org unit: a reading above 0.5 from someone in
+    :data:`WATCHED_UNIT` fires."""
+    return (
+        f"id: {UNIT_RULE_ID}\n"
+        "name: Load above 50% in the watched unit\n"
+        "kind: threshold\n"
+        f"metric: {UNIT_METRIC}\n"
+        f"org_unit: {WATCHED_UNIT}\n"
+        'condition: {op: ">", value: 0.5}\n'
+        "severity: info\n"
+        "notify: [subject, manager]\n"
+        'message: "{subject_name}: load {value:.0%}"\n'
     )
 
 

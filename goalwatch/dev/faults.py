@@ -65,7 +65,10 @@ from goalwatch.dev.fault_workload import (
     IMPACT,
     OVERDUE,
     PER_MANAGER,
+    PRESSURE_RULE_ID,
+    SCOPED,
     THRESHOLD,
+    UNIT_RULE_ID,
     StatusChange,
     Transition,
     Workload,
@@ -80,9 +83,17 @@ from goalwatch.dev.fault_workload import (
     heartbeat_rule,
     heartbeats,
     impact_goals,
+    movers,
+    org_units,
     people,
+    pressure_readings,
+    pressure_rule,
+    pressure_transitions,
     status_changes,
     subject_id,
+    unit_readings,
+    unit_rule,
+    unit_transitions,
 )
 from goalwatch.dev.stack import Stack, StackSettings, services
 
@@ -122,6 +133,8 @@ __all__ = [
 # Longest wait between two readings of the consumers' counters while settling: the reading
 # after the last acknowledgement may have been asked before it.
 _RECHECK = 2.0
+# The evaluator's consumer of GOALWATCH_PEOPLE (its directory view).
+DIRECTORY_CONSUMER = "evaluator-directory"
 # Streams whose durable consumers make up the pipeline, upstream first (the evaluator's
 # directory view names subjects; it arms timers from metrics; goal changes come from goals'
 # outbox; every alert goes on ALERTS).
@@ -251,16 +264,35 @@ def _kill_at_fault_time(name: str) -> Fault:
     return fault
 
 
-def _kill_on_message(name: str, subject: str, *, kind: str | None = None) -> Fault:
-    """Kill ``name`` on the first message published on ``subject`` after the fault time (of
-    alert ``kind``, if given)."""
+Match = Callable[[dict[str, Any]], bool]
+"""Whether a message (its JSON body) is the one a fault waits for."""
+
+
+def _of_kind(kind: str) -> Match:
+    """An alert of ``kind`` that is not an escalation."""
+    return lambda alert: alert.get("kind") == kind and not alert.get("escalated_from")
+
+
+def _stream_threshold(alert: dict[str, Any]) -> bool:
+    """A threshold alert the stream's events fire (not one of the harness's timer rule)."""
+    return _of_kind(THRESHOLD)(alert) and alert.get("rule_id") != PRESSURE_RULE_ID
+
+
+def _escalation(alert: dict[str, Any]) -> bool:
+    """An alert announcing an escalation (fired from a timer)."""
+    return bool(alert.get("escalated_from"))
+
+
+def _kill_on_message(name: str, subject: str, *, match: Match | None = None) -> Fault:
+    """Kill ``name`` on the first message published on ``subject`` after the fault time (one
+    that ``match`` accepts, if given)."""
 
     async def fault(run: Run) -> None:
         await run.until(run.workload.fault_at)
         done = asyncio.Event()
 
         async def kill(msg: Msg) -> None:
-            if kind is not None and json.loads(msg.data).get("kind") != kind:
+            if match is not None and not match(json.loads(msg.data)):
                 return
             if not done.is_set():
                 run.kill(name)
@@ -339,10 +371,10 @@ async def _kill_goals_before_publish(run: Run) -> None:
     )
 
 
-def _aof_cut(*, after_invalid: bool = False) -> Fault:
+def _aof_cut(*, after_invalid: bool = False, before: Fault | None = None) -> Fault:
     """kill -9 redis at the fault time (or, ``after_invalid``, right after the next key
-    result goals marks invalid, its events published), cut its AOF back to its size one
-    second earlier, restart it."""
+    result goals marks invalid, its events published; or when ``before`` returns), cut its
+    AOF back to its size one second earlier, restart it."""
 
     async def fault(run: Run) -> None:
         aof = run.stack.settings.state_dir / "redis" / "appendonly.aof"
@@ -355,6 +387,8 @@ def _aof_cut(*, after_invalid: bool = False) -> Fault:
 
         sampler = asyncio.create_task(sample())
         try:
+            if before is not None:
+                await before(run)
             await run.until(run.workload.fault_at)
             while after_invalid and not (run.last_change and run.last_change.opens):
                 await run.next_change()
@@ -372,6 +406,83 @@ def _aof_cut(*, after_invalid: bool = False) -> Fault:
             )
         run.notes.append(f"AOF cut from {size:,} to {keep:,} bytes (its size 1 s before the kill)")
         await run.restart("redis", killed=killed)
+
+    return fault
+
+
+async def _acknowledged(nc: NATS, stream: str, consumer: str, seq: int, *, within: float) -> bool:
+    """Wait until ``consumer`` of ``stream`` has acknowledged everything up to stream sequence
+    ``seq`` (its ack floor), read again at every acknowledgement that passes; whether it did
+    within ``within`` seconds."""
+    js = nc.jetstream()
+    acked = asyncio.Event()
+
+    async def on_ack(_: Msg) -> None:
+        acked.set()
+
+    deadline = time.monotonic() + within
+    sub = await nc.subscribe(f"$JS.ACK.{stream}.{consumer}.>", cb=on_ack)
+    try:
+        while True:
+            acked.clear()
+            if (await js.consumer_info(stream, consumer)).ack_floor.stream_seq >= seq:
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            with suppress(TimeoutError):
+                await asyncio.wait_for(acked.wait(), timeout=min(left, _RECHECK))
+    finally:
+        await sub.unsubscribe()
+
+
+async def _move_people(run: Run) -> None:
+    """Place the movers in their org units at the start, move them half a second before the
+    fault time, and return once the evaluator's directory view has acknowledged the moves."""
+    workload = run.workload
+    goals = run.stack.settings.url("goals")
+    async with httpx.AsyncClient(timeout=30) as client:
+        answer = await client.post(f"{goals}/v1/org-units", json=org_units())
+        answer.raise_for_status()
+        answer = await client.post(f"{goals}/v1/people", json=movers(workload, moved=False))
+        answer.raise_for_status()
+        await run.until(workload.fault_at - 0.5)
+        answer = await client.post(f"{goals}/v1/people", json=movers(workload, moved=True))
+        answer.raise_for_status()
+    moved = time.monotonic()
+    last = (await run.nc.jetstream().stream_info(subjects.STREAM_PEOPLE)).state.last_seq
+    applied = await _acknowledged(
+        run.nc, subjects.STREAM_PEOPLE, DIRECTORY_CONSUMER, last, within=workload.duration
+    )
+    run.notes.append(
+        f"{len(movers(workload, moved=True))} people moved between org units at "
+        f"{run.since(moved)}, "
+        + (
+            f"acknowledged by the evaluator's view at {run.since(time.monotonic())}"
+            if applied
+            else "not acknowledged by the evaluator's view in time"
+        )
+    )
+
+
+def _aof_cut_after_move() -> Fault:
+    """People move between org units half a second before the fault time; once the
+    evaluator's directory view has acknowledged the moves, kill -9 redis, cut its AOF back to
+    its size one second earlier (which takes the moves from the view) and restart it. Then
+    every mover sends a reading to the rule scoped by org unit: it must fire for those who
+    moved into the watched unit, and only for them, so the view must have replayed the moves
+    from ``GOALWATCH_PEOPLE`` before the readings were judged."""
+    cut = _aof_cut(before=_move_people)
+
+    async def fault(run: Run) -> None:
+        await cut(run)
+        readings = unit_readings(run.workload, datetime.now(UTC))
+        async with httpx.AsyncClient(timeout=30) as client:
+            await _post(run, client, f"{run.stack.settings.url('ingestion')}/v1/events", readings)
+        accepted = time.monotonic()
+        for transition in unit_transitions(run.workload, readings):
+            run.expect(transition, SCOPED, due=accepted)
+        run.notes.append(f"their readings accepted at {run.since(accepted)}")
 
     return fault
 
@@ -479,8 +590,9 @@ _IN_BATCH: dict[str, tuple[str, Callable[[str], Fault]]] = {
         lambda name: _kill_on_message(name, subjects.ALERTS_FIRED),
     ),
     "evaluator": (
-        "at the next alert it publishes (its batch is not yet acknowledged)",
-        lambda name: _kill_on_message(name, subjects.ALERTS_FIRED, kind=THRESHOLD),
+        "at the next threshold alert it publishes from an event (its batch is not yet "
+        "acknowledged)",
+        lambda name: _kill_on_message(name, subjects.ALERTS_FIRED, match=_stream_threshold),
     ),
     "notifier": ("at the next webhook POST, before it is answered", _kill_on_webhook),
 }
@@ -516,14 +628,21 @@ def scenarios() -> list[Scenario]:
             "kill-evaluator-in-timer",
             "kill -9 the evaluator at the next overdue alert it publishes (the fired timer is "
             "not yet acknowledged), then restart it",
-            _kill_on_message("evaluator", subjects.ALERTS_FIRED, kind=OVERDUE),
+            _kill_on_message("evaluator", subjects.ALERTS_FIRED, match=_of_kind(OVERDUE)),
+        ),
+        Scenario(
+            "kill-evaluator-in-escalation",
+            "kill -9 the evaluator at the next escalation it publishes (the fired threshold "
+            "timer is not yet acknowledged, other for and escalation timers still pending), "
+            "then restart it",
+            _kill_on_message("evaluator", subjects.ALERTS_FIRED, match=_escalation),
         ),
         Scenario(
             "kill-evaluator-in-impact",
             "kill -9 the evaluator at the next dependency-impact alert it publishes (the goal "
             "change is not yet acknowledged, the other owners' alerts not yet out), then "
             "restart it",
-            _kill_on_message("evaluator", subjects.ALERTS_FIRED, kind=IMPACT),
+            _kill_on_message("evaluator", subjects.ALERTS_FIRED, match=_of_kind(IMPACT)),
         ),
         Scenario(
             "kill-goals-before-publish",
@@ -556,6 +675,13 @@ def scenarios() -> list[Scenario]:
             _kill_at_fault_time("redis"),
         ),
         Scenario(
+            "kill-redis-in-delivery",
+            "kill -9 redis-server when the notifier's next webhook POST reaches the receiver, "
+            "before it is answered, then restart it: the notifier must record the delivery "
+            "once Redis is back, not send it again",
+            _kill_on_webhook("redis"),
+        ),
+        Scenario(
             "redis-aof-cut",
             "kill -9 redis-server halfway and cut its AOF back to its size 1 s earlier (a power "
             "cut inside the fsync window), then restart it",
@@ -568,6 +694,14 @@ def scenarios() -> list[Scenario]:
             "GOALWATCH_GOALS, or the key result's next change reuses its version and is "
             "dropped as a duplicate",
             _aof_cut(after_invalid=True),
+        ),
+        Scenario(
+            "redis-aof-cut-after-move",
+            "people moved between org units halfway; once the evaluator's directory view has "
+            "them, kill -9 redis-server and cut its AOF back to its size 1 s earlier: the view "
+            "must replay the moves from GOALWATCH_PEOPLE before the movers' next readings are "
+            "judged by a rule scoped by org unit",
+            _aof_cut_after_move(),
         ),
         Scenario(
             "webhook-500",
@@ -628,16 +762,26 @@ async def _stream(run: Run, client: httpx.AsyncClient) -> None:
     url = f"{run.stack.settings.url('ingestion')}/v1/events"
     for k, days in enumerate(plan):
         await run.until(k * gap)
-        beats = heartbeats(run.workload, k, datetime.now(UTC))
-        await _post(run, client, url, days + beats)
+        sent = datetime.now(UTC)
+        beats = heartbeats(run.workload, k, sent)
+        readings = pressure_readings(run.workload, k, sent)
+        await _post(run, client, url, days + beats + readings)
         accepted = time.monotonic()
         for event in days:
             if event["id"].endswith(f"-d{DAYS - 1}"):
                 run.expect((event["subject"], "firing", DAY0), THRESHOLD, due=accepted)
         for beat in beats:
             transition = absence_transition(beat, run.workload)
-            left = (transition[2] - datetime.now(UTC)).total_seconds()
-            run.expect(transition, OVERDUE, due=accepted + max(0.0, left))
+            run.expect(transition, OVERDUE, due=_at(accepted, transition[2]))
+        for reading in readings:
+            for transition, kind, at in pressure_transitions(reading, run.workload):
+                run.expect(transition, kind, due=_at(accepted, at))
+
+
+def _at(accepted: float, moment: datetime) -> float:
+    """``moment`` (a timer's due time) as a ``time.monotonic()`` value, no earlier than
+    ``accepted`` (when the event arming the timer was accepted)."""
+    return accepted + max(0.0, (moment - datetime.now(UTC)).total_seconds())
 
 
 async def _check_in(run: Run, client: httpx.AsyncClient, change: StatusChange) -> datetime:
@@ -780,12 +924,16 @@ def logged_errors(stack: Stack) -> dict[str, list[str]]:
 
 
 def harness_rules(rules_dir: Path, into: Path, workload: Workload) -> Path:
-    """A rules folder of the run's own: the rules of ``rules_dir`` and the heartbeat rule
-    (its ``absent_for`` sized to the workload)."""
+    """A rules folder of the run's own: the rules of ``rules_dir``, the heartbeat rule (its
+    ``absent_for`` sized to the workload), the pressure rule (its ``for`` and ``escalate``
+    likewise) and the rule scoped by org unit (only ``redis-aof-cut-after-move`` sends its
+    metric)."""
     into.mkdir(parents=True, exist_ok=True)
     for rule in rules_dir.glob("*.yaml"):
         (into / rule.name).write_text(rule.read_text(encoding="utf-8"), encoding="utf-8")
     (into / "faults-heartbeat-missing.yaml").write_text(heartbeat_rule(workload), encoding="utf-8")
+    (into / f"{PRESSURE_RULE_ID}.yaml").write_text(pressure_rule(workload), encoding="utf-8")
+    (into / f"{UNIT_RULE_ID}.yaml").write_text(unit_rule(), encoding="utf-8")
     return into
 
 

@@ -12,8 +12,12 @@ renewing, so its claim is gone within one TTL. The TTL is shorter than the consu
 the redelivery finds the claim gone and delivers at once. Only the owner (the token) renews
 or releases a pending claim, so a slow process whose claim lapsed cannot free another's.
 
-What is left is the crash between the receiver accepting a POST and the claim being marked
-sent: the redelivery sends again, with the same idempotency key, for the receiver to drop.
+Marking a claim sent is retried while Redis is unreachable (restarting, loading its AOF),
+for up to the pending TTL: the receiver already has the notification, and a redelivery that
+found the claim lapsed without the record would send it again. What is left is the crash
+between the receiver accepting a POST and the claim being marked sent (or a Redis down for
+longer than the TTL): the redelivery sends again, with the same idempotency key, for the
+receiver to drop.
 """
 
 from __future__ import annotations
@@ -27,7 +31,15 @@ from datetime import timedelta
 from typing import Any, cast
 
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
 
 from goalwatch.contracts import AlertNotification
 from goalwatch.renewal import renewing
@@ -104,9 +116,21 @@ class DeliveryClaims:
         return await self._if_owned(key, token, lambda pipe: pipe.pexpire(key, self._pending_ttl))
 
     async def mark_sent(self, key: str, result: DeliveryResult) -> None:
-        """Record a successful delivery so redeliveries skip it."""
-        # Unconditional: once the receiver has it, it is sent, whoever held the claim.
-        await self._redis.set(key, result.model_dump_json(), ex=self._sent_ttl)
+        """Record a successful delivery so redeliveries skip it.
+
+        Tried again while Redis is unreachable, for up to the pending TTL (see the module):
+        given up at once, the message would be retried, wait for the claim to lapse, and send
+        the notification a second time. Raises the last error after that.
+        """
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type((RedisConnectionError, RedisTimeoutError)),
+            wait=wait_exponential_jitter(multiplier=0.05, max=1.0),
+            stop=stop_after_delay(self._pending_ttl.total_seconds()),
+            reraise=True,
+        ):
+            with attempt:
+                # Unconditional: once the receiver has it, it is sent, whoever held the claim.
+                await self._redis.set(key, result.model_dump_json(), ex=self._sent_ttl)
 
     async def release(self, key: str, token: str) -> None:
         """Give the owner's claim up after a failed attempt (someone else's is left alone)."""

@@ -1,5 +1,6 @@
 """One fault on every commit: kill -9 the evaluator inside a batch; nothing lost, nothing doubled,
-for the threshold alerts of the stream, the overdue alerts of its heartbeats (durable timers)
+for the threshold alerts of the stream, those its timers fire and escalate (`for`,
+`escalate`), the overdue alerts of its heartbeats (durable timers)
 and the dependency-impact alerts of its goal changes (goals' outbox).
 
 The full set of scenarios takes minutes and runs with `make faults` (docs/reliability.md).
@@ -22,11 +23,19 @@ def test_the_evaluator_killed_inside_a_batch_loses_and_doubles_nothing() -> None
     )
     assert any(note.startswith("kill -9 evaluator") for note in outcome.notes), outcome.row()
     counts = outcome.counts
-    # 50 subjects: 50 threshold alerts; a heartbeat from each of the 5 groups; 4 key results
-    # invalid and back twice, each change reaching 2 owners.
-    expected = {"threshold": 50, "overdue": 5, "dependency_impact": 4 * 2 * 2 * 2}
+    # 50 subjects: 50 threshold alerts; from each of the 5 groups a pressure reading, fired
+    # by its `for` timer and escalated by the next, and a heartbeat; 4 key results invalid
+    # and back twice, each change reaching 2 owners.
+    expected = {
+        "threshold": 50,
+        "threshold_for": 5,
+        "escalation": 5,
+        "overdue": 5,
+        "dependency_impact": 4 * 2 * 2 * 2,
+    }
     assert {kind: c.expected for kind, c in outcome.by_kind.items()} == expected, outcome.row()
-    # A firing whose resolution the notifier processed first is not sent (webhook.md).
+    # A firing whose resolution or escalation the notifier processed first is not sent
+    # (webhook.md).
     assert all(c.received + c.superseded == c.expected for c in outcome.by_kind.values()), (
         outcome.row()
     )

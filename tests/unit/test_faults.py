@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from goalwatch.cli import main
+from goalwatch.contracts import Severity
 from goalwatch.contracts.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from goalwatch.dev.fault_counts import (
     Arrival,
@@ -29,9 +30,17 @@ from goalwatch.dev.fault_counts import (
     tally_by_kind,
 )
 from goalwatch.dev.fault_workload import (
+    ESCALATION,
+    FOR,
     HEARTBEAT_METRIC,
     HEARTBEAT_RULE_ID,
     IMPACT_EPISODES,
+    OTHER_UNIT,
+    PRESSURE_METRIC,
+    PRESSURE_RULE_ID,
+    UNIT_METRIC,
+    UNIT_RULE_ID,
+    WATCHED_UNIT,
     Workload,
     absence_transition,
     batches,
@@ -43,8 +52,15 @@ from goalwatch.dev.fault_workload import (
     heartbeat_rule,
     heartbeats,
     impact_goals,
+    movers,
+    org_units,
     people,
+    pressure_readings,
+    pressure_rule,
+    pressure_transitions,
     status_changes,
+    unit_readings,
+    unit_transitions,
 )
 from goalwatch.dev.faults import harness_rules, scenarios
 from goalwatch.dev.stack import services
@@ -353,14 +369,87 @@ def test_the_heartbeat_rule_loads_as_an_overdue_rule_beside_the_given_rules(
     (given / "other.yaml").write_text("not even read as a rule here\n", encoding="utf-8")
     rules = harness_rules(given, tmp_path / "run", Workload(duration=20.0))
     assert sorted(p.name for p in rules.iterdir()) == ["faults-heartbeat-missing.yaml",
+                                                       "faults-pressure-high.yaml",
+                                                       "faults-unit-load-high.yaml",
                                                        "other.yaml"]  # fmt: skip
     (rules / "other.yaml").unlink()
-    [loaded] = load_rules(rules)
-    spec = loaded.spec
+    loaded = {rule.spec.id: rule.spec for rule in load_rules(rules)}
+    spec = loaded[HEARTBEAT_RULE_ID]
     assert isinstance(spec, RuleSpec)
     assert (spec.id, spec.kind, spec.metric) == (HEARTBEAT_RULE_ID, RuleKind.OVERDUE,
                                                  HEARTBEAT_METRIC)  # fmt: skip
     assert "5s" in heartbeat_rule(Workload(duration=20.0))
+    pressure = loaded[PRESSURE_RULE_ID]
+    assert isinstance(pressure, RuleSpec)
+    assert (pressure.kind, pressure.metric) == (RuleKind.THRESHOLD, PRESSURE_METRIC)
+    # 20 s: fires 2 s (for) after its reading at warning, critical 4 s after it.
+    assert pressure.threshold.for_ == timedelta(seconds=2)
+    assert pressure.severity is Severity.WARNING
+    assert [(step.after, step.severity) for step in pressure.escalate] == [
+        (timedelta(seconds=4), Severity.CRITICAL)
+    ]
+    scoped = loaded[UNIT_RULE_ID]
+    assert isinstance(scoped, RuleSpec)
+    assert (scoped.kind, scoped.metric, scoped.scope) == (
+        RuleKind.THRESHOLD,
+        UNIT_METRIC,
+        (WATCHED_UNIT,),
+    )
+
+
+def test_movers_swap_units_and_only_those_moved_into_the_watched_unit_must_fire() -> None:
+    workload = Workload(subjects=45)  # five groups; the last has five subjects
+    before, after = movers(workload, moved=False), movers(workload, moved=True)
+    assert [p["id"] for p in before] == [p["id"] for p in after] == [
+        "s0003", "s0013", "s0023", "s0033", "s0043"]  # fmt: skip
+    assert [p["org_unit_id"] for p in before] == [OTHER_UNIT, WATCHED_UNIT] * 2 + [OTHER_UNIT]
+    assert all(a["org_unit_id"] != b["org_unit_id"] for a, b in zip(before, after, strict=True))
+    # The rest of each record is as the run created it (a move replaces the whole person).
+    everyone = {p["id"]: p for p in people(workload)}
+    assert all({k: v for k, v in p.items() if k != "org_unit_id"} == everyone[p["id"]]
+               for p in after)  # fmt: skip
+    assert {u["id"] for u in org_units()} >= {WATCHED_UNIT, OTHER_UNIT}
+    at = datetime(2026, 12, 2, 17, 0, 20, 400_000, tzinfo=UTC)
+    readings = unit_readings(workload, at)
+    assert [r["subject"] for r in readings] == [p["id"] for p in after]
+    assert all(r["metric"] == UNIT_METRIC and r["value"] > 0.5 for r in readings)
+    began = at.replace(microsecond=0)
+    assert unit_transitions(workload, readings) == [
+        ("s0003", "firing", began),
+        ("s0023", "firing", began),
+        ("s0043", "firing", began),
+    ]
+
+
+def test_the_third_subject_of_each_group_sends_one_pressure_reading_in_whole_seconds() -> None:
+    workload = Workload(subjects=23)
+    at = datetime(2026, 12, 2, 17, 0, 5, 750_000, tzinfo=UTC)
+    sent = [pressure_readings(workload, k, at) for k in range(len(batches(workload)))]
+    # Group 2 has three subjects (s0020-s0022): its third sends one too.
+    assert [[r["subject"] for r in readings] for readings in sent] == [["s0002"], ["s0012"],
+                                                                       ["s0022"], [], []]  # fmt: skip
+    assert pressure_readings(Workload(subjects=22), 2, at) == []  # no third subject
+    (reading,) = sent[1]
+    assert reading["metric"] == PRESSURE_METRIC and reading["value"] > 0.5
+    assert datetime.fromisoformat(reading["time"]) == at.replace(microsecond=0)
+    # Nobody else's alert has that subject and episode: not the heartbeat's, not the impact's.
+    assert {r["subject"] for readings in sent for r in readings}.isdisjoint(
+        {b["subject"] for k in range(3) for b in heartbeats(workload, k, at)}
+        | {o for c in status_changes(workload) for o in c.owners}
+    )
+
+
+def test_a_pressure_reading_fires_after_for_and_escalates_as_a_transition_of_its_own() -> None:
+    workload = Workload(duration=40.0)
+    assert (workload.for_seconds, workload.escalate_after) == (5, 10)
+    assert (Workload(duration=3.0).for_seconds, Workload(duration=3.0).escalate_after) == (1, 2)
+    at = datetime(2026, 12, 2, 17, 0, 5, tzinfo=UTC)
+    (reading,) = pressure_readings(workload, 0, at)
+    assert pressure_transitions(reading, workload) == [
+        (("s0002", "firing", at), FOR, at + timedelta(seconds=5)),
+        (("s0002", "firing:critical", at), ESCALATION, at + timedelta(seconds=10)),
+    ]
+    assert "for: 5s" in pressure_rule(workload) and "after: 10s" in pressure_rule(workload)
 
 
 def _resting_on(goals: list[dict[str, Any]], goal_id: str) -> set[str]:
@@ -440,12 +529,56 @@ def test_a_firing_whose_resolution_came_instead_is_superseded_not_lost() -> None
     assert (counts.received, counts.lost, counts.superseded) == (1, 1, 1)
     kinds = dict.fromkeys(due, "dependency_impact")
     assert missing(due, kinds, [Arrival(resolved, 1.0, degraded=False)]) == (
-        f"dependency_impact a firing {START.isoformat()} (its resolution came instead)",
+        f"dependency_impact a firing {START.isoformat()} "
+        "(its resolution or escalation came instead)",
         f"dependency_impact b firing {START.isoformat()}",
     )
     outcome = _outcome(counts=counts)
     assert outcome.problems() == ["1 lost"]
-    assert "1 firings not sent, their resolution processed first" in outcome.row()
+    assert "1 firings not sent, their resolution or escalation processed first" in outcome.row()
+
+
+def test_an_escalation_is_its_own_transition_and_supersedes_a_firing_sent_after_it() -> None:
+    fired, raised = ("a", "firing", START), ("a", "firing:critical", START)
+    other, later = ("b", "firing", START), ("a", "firing", START + timedelta(days=1))
+    due = {fired: 0.0, raised: 0.0, other: 0.0, later: 0.0}
+    # Both arrived: two transitions, neither a copy of the other.
+    both = tally(due, [Arrival(fired, 1.0, False), Arrival(raised, 2.0, False)], recovered=0.0)
+    assert (both.received, both.duplicated, both.superseded) == (2, 0, 0)
+    # The escalation was processed first: the firing is not sent (webhook.md), not lost; the
+    # firing of another subject or another episode is still lost.
+    only = tally(due, [Arrival(raised, 1.0, False)], recovered=0.0)
+    assert (only.received, only.superseded, only.lost) == (1, 1, 2)
+    # Counted per kind, the firing is superseded by an escalation counted in another kind.
+    kinds = {fired: FOR, raised: ESCALATION, other: FOR, later: FOR}
+    by_kind = tally_by_kind(due, kinds, [Arrival(raised, 1.0, False)], recovered=0.0)
+    assert (by_kind[FOR].superseded, by_kind[FOR].lost, by_kind[ESCALATION].received) == (1, 2, 1)
+    # An escalation never stands in for itself.
+    assert tally({raised: 0.0}, [Arrival(fired, 1.0, False)], recovered=0.0).lost == 1
+
+
+def test_the_receiver_keys_an_escalation_by_its_severity() -> None:
+    receiver = Receiver("right")
+    fired = {
+        "state": "firing",
+        "subject": {"id": "s0002", "name": "Dr 0002"},
+        "started_at": "2026-01-01T18:00:00Z",
+        "kind": "threshold",
+        "severity": "warning",
+        "escalated_from": None,
+    }
+    raised = fired | {"severity": "critical", "escalated_from": "warning"}
+    try:
+        assert _post(receiver, raised, secret="right") == 204
+        # The firing is not waited for once its escalation arrived: it would not be sent.
+        assert receiver.wait_for({("s0002", "firing", START)}, timeout=0)
+        assert _post(receiver, fired, secret="right") == 204
+        assert [a.transition for a in receiver.snapshot()] == [
+            ("s0002", "firing:critical", START),
+            ("s0002", "firing", START),
+        ]
+    finally:
+        receiver.close()
 
 
 def test_the_receiver_stops_waiting_for_a_firing_once_its_resolution_arrived() -> None:

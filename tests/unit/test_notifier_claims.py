@@ -6,8 +6,11 @@ import asyncio
 from datetime import timedelta
 from typing import cast
 
+import pytest
 from fakeredis import FakeAsyncRedis
 from redis.asyncio import Redis
+from redis.exceptions import BusyLoadingError
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from goalwatch.contracts import DeliveryStatus
 from services.notifier.channels import DeliveryResult
@@ -71,3 +74,39 @@ async def test_a_sent_claim_reports_the_earlier_result() -> None:
     again = await store.acquire(KEY)
     assert not again.acquired and again.previous == sent
     assert claim.token is not None and not await store.renew(KEY, claim.token)
+
+
+class Restarting(FakeAsyncRedis):
+    """A Redis whose next ``failures`` SETs fail as a restarting server's do (refused, then
+    loading its AOF)."""
+
+    failures = 0
+
+    async def set(self, *args: object, **kwargs: object) -> object:  # type: ignore[override]
+        if self.failures:
+            self.failures -= 1
+            raise (RedisConnectionError if self.failures % 2 else BusyLoadingError)("restarting")
+        return await super().set(*args, **kwargs)  # type: ignore[arg-type]
+
+
+async def test_marking_sent_outlasts_a_redis_restart_so_a_redelivery_does_not_send_again() -> None:
+    redis = Restarting(decode_responses=True)
+    store = DeliveryClaims(cast(Redis, redis), pending_ttl=timedelta(seconds=5))
+    claim = await store.acquire(KEY)
+    assert claim.token is not None
+    # The receiver answered 2xx; Redis went down before the claim was marked sent.
+    redis.failures = 3
+    sent = DeliveryResult(status=DeliveryStatus.SENT, attempts=1)
+    await store.mark_sent(KEY, sent)
+    assert redis.failures == 0
+    # The redelivery of the message finds the delivery recorded.
+    again = await store.acquire(KEY)
+    assert not again.acquired and again.previous == sent
+
+
+async def test_marking_sent_gives_up_after_the_pending_ttl() -> None:
+    redis = Restarting(decode_responses=True)
+    store = DeliveryClaims(cast(Redis, redis), pending_ttl=TTL)
+    redis.failures = 1_000_000  # down for good
+    with pytest.raises(RedisConnectionError):
+        await store.mark_sent(KEY, DeliveryResult(status=DeliveryStatus.SENT, attempts=1))
