@@ -1,0 +1,422 @@
+"""``goalwatch bench --mode evaluator``: the evaluator alone, next to raw durable_rules.
+
+For each rule count it generates that many threshold rules (:func:`write_rules`) and one
+stream of metric events over many subjects (:func:`bench_events`), then times, in one
+process and on the same events:
+
+1. **raw durable_rules**: the rulesets :func:`goalwatch.rules.compile_rule` makes, each a
+   bare ``durable.engine.Ruleset`` with a recording action, posted as
+   :mod:`goalwatch.rules.engine` posts them (one constant ``sid``, the event id as ``id``,
+   only the rulesets of the event's metric) with nothing of goalwatch around them;
+2. **the engine**: :meth:`goalwatch.rules.RuleEngine.evaluate`, verdicts only;
+3. **the evaluator**: :meth:`services.evaluator.evaluation.Evaluator.handle_batch` on batches
+   of the consumer's size, decoded from JSON as the consumer does, with the real
+   :class:`~services.evaluator.streaks.StreakStore` on a real redis-server and alerts published
+   to a real JetStream stream through the service's own publisher; then Redis' memory
+   (``INFO memory``) and keys, and this process's RSS.
+
+It starts its own nats-server and redis-server (no services) in a temporary folder and
+measures the JetStream ceiling (:func:`goalwatch.dev.bench.measure_ceiling`) on that server
+before and after, so every figure has the ceiling of the same run beside it.
+
+Subject names come from a stub (the directory view and goals are asked only when an alert
+fires, one subject in ten on its third day); no rule is scoped by org unit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import cProfile
+import math
+import os
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Final
+
+from durable.engine import MessageNotHandledException, Ruleset
+
+from goalwatch.connections import redis_client
+from goalwatch.contracts import MetricRecorded
+from goalwatch.dev.bench import measure_ceiling
+from goalwatch.dev.overdue_bench import memory_mib
+from goalwatch.dev.stack import Stack, StackSettings
+from goalwatch.messaging import ensure_streams, new_broker
+from goalwatch.rules import RuleEngine, RuleSpec, compile_rule, load_rules, metric_rules
+from goalwatch.rules.engine import SID
+from services.evaluator.app import CONSUMER
+from services.evaluator.evaluation import Evaluator
+from services.evaluator.publishing import AlertPublisher
+from services.evaluator.streaks import StreakStore
+
+DEFAULT_RULES: Final = (1, 100, 1000)
+DEFAULT_SUBJECTS: Final = 100_000
+DEFAULT_EVENTS: Final = 100_000
+DEFAULT_EVALUATOR_EVENTS: Final = 20_000
+"""Events the evaluator with its Redis state is timed on: the first of the same events (every
+one it sees is a subject's first on those keys, as on the first day of 100,000 subjects)."""
+PER_EVENT: Final = 10
+"""Rules per metric, so each event reaches this many rules (or all of them, if fewer)."""
+BREACHING_EVERY: Final = 10
+"""One subject in this many breaches every threshold of its metric on every event."""
+CONSECUTIVE: Final = 3
+_DAY0: Final = datetime(2026, 1, 1, 18, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One measured setting: ``rules`` rules, each event reaching ``per_event`` of them."""
+
+    rules: int
+    per_event: int
+    events: int
+    evaluator_events: int
+
+    @property
+    def metrics(self) -> int:
+        """How many metrics the rules are spread over."""
+        return math.ceil(self.rules / self.per_event)
+
+    def label(self) -> str:
+        """How the case reads in the report."""
+        return f"{self.rules:,} rules, {self.per_event:,} per event"
+
+
+def cases(
+    rule_counts: Sequence[int], *, events: int, evaluator_events: int, dense: bool = True
+) -> list[Case]:
+    """Each count with :data:`PER_EVENT` rules per metric; with ``dense``, also the case where
+    every event reaches all 100 rules of one metric (with a tenth of the events: it posts ten
+    times as many messages per event)."""
+    chosen = [Case(n, min(n, PER_EVENT), events, evaluator_events) for n in rule_counts]
+    if dense and 100 in rule_counts:
+        chosen.append(Case(100, 100, max(events // 10, 1), max(evaluator_events // 10, 1)))
+    return chosen
+
+
+def metric_name(index: int) -> str:
+    """The name of the bench's ``index``-th metric."""
+    return f"bench_metric_{index:03d}"
+
+
+def rule_yaml(index: int, *, per_event: int) -> str:
+    """The YAML of rule ``index``: threshold rules grouped ``per_event`` to a metric, their
+    thresholds spread between 0.5 and 0.86 so a breaching value (0.95) breaches them all."""
+    metric = metric_name(index // per_event)
+    value = 0.5 + (index % per_event % 10) * 0.04
+    return (
+        f"id: bench-rule-{index:04d}\n"
+        f"name: Bench rule {index} on {metric}\n"
+        "kind: threshold\n"
+        f"metric: {metric}\n"
+        f'condition: {{op: ">", value: {value:.2f}, consecutive: {CONSECUTIVE}}}\n'
+        "severity: warning\n"
+        "notify: [subject, manager]\n"
+        'message: "{subject_name}: {metric} {value:.2f} above {threshold} '
+        '{consecutive} times in a row"\n'
+    )
+
+
+def write_rules(directory: Path, count: int, *, per_event: int = PER_EVENT) -> Path:
+    """A rules folder of ``count`` generated threshold rules (see :func:`rule_yaml`)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for index in range(count):
+        path = directory / f"bench-rule-{index:04d}.yaml"
+        path.write_text(rule_yaml(index, per_event=per_event), encoding="utf-8")
+    return directory
+
+
+def bench_event(n: int, *, subjects: int, metrics: int, run: str = "b") -> dict[str, Any]:
+    """The ``n``-th event: subjects in turn, a day for each round of them; each subject
+    always reports the same metric, and one in :data:`BREACHING_EVERY` always breaches."""
+    subject, day = n % subjects, n // subjects
+    value = 0.95 if subject % BREACHING_EVERY == 0 else 0.1 + (subject % 7) * 0.04
+    return {
+        "id": f"{run}-e{n}",
+        "metric": metric_name(subject % metrics),
+        "value": value,
+        "time": (_DAY0 + timedelta(days=day)).isoformat(),
+        "subject": f"{run}-s{subject}",
+        "source": "bench",
+    }
+
+
+def bench_events(count: int, *, subjects: int, metrics: int, run: str = "b") -> list[bytes]:
+    """:func:`bench_event` 0 .. ``count`` - 1, as the JSON the evaluator's consumer receives."""
+    return [
+        MetricRecorded.model_validate(bench_event(n, subjects=subjects, metrics=metrics, run=run))
+        .model_dump_json()
+        .encode()
+        for n in range(count)
+    ]
+
+
+def raw_rulesets(rules: Sequence[RuleSpec]) -> tuple[dict[str, list[Any]], list[str]]:
+    """The compiled rules as bare durable_rules rulesets by metric, and the list their
+    actions append to: what :class:`~goalwatch.rules.engine.RuleEngine` builds, without it."""
+    fired: list[str] = []
+    by_metric: dict[str, list[Any]] = defaultdict(list)
+    for rule in rules:
+        definition = copy.deepcopy(compile_rule(rule)[rule.id])
+        for action, body in definition.items():
+            # One parameter: durable_rules takes an action of two for an asynchronous one.
+            body["run"] = _recorder(fired, action)
+        by_metric[rule.metric].append(Ruleset(rule.id, None, definition))
+    return by_metric, fired
+
+
+def _recorder(fired: list[str], action: str) -> Callable[[Any], None]:
+    def record(_closure: Any) -> None:
+        fired.append(action)
+
+    return record
+
+
+def time_raw(rules: Sequence[RuleSpec], events: Sequence[MetricRecorded]) -> tuple[float, int]:
+    """Events per second through raw durable_rules, and the verdicts it gave."""
+    by_metric, fired = raw_rulesets(rules)
+    started = time.perf_counter()
+    for event in events:
+        for ruleset in by_metric.get(event.metric, ()):
+            message = {"id": event.id, "sid": SID, "metric": event.metric, "value": event.value}
+            try:
+                handle = ruleset.assert_event(message)
+            except MessageNotHandledException:
+                continue
+            ruleset.do_actions(handle, _ignore)
+    took = time.perf_counter() - started
+    return len(events) / took, len(fired)
+
+
+def _ignore(_error: Any, _state: Any) -> None:
+    """What raw durable_rules does with a completed action: nothing."""
+
+
+def time_engine(rules: Sequence[RuleSpec], events: Sequence[MetricRecorded]) -> tuple[float, int]:
+    """Events per second through :meth:`RuleEngine.evaluate`, and the verdicts it gave."""
+    engine = RuleEngine(rules)
+    verdicts = 0
+    started = time.perf_counter()
+    for event in events:
+        verdicts += len(engine.evaluate(event))
+    took = time.perf_counter() - started
+    return len(events) / took, verdicts
+
+
+class _Names:
+    """Subjects named by their ids: the directory view is not what is measured here."""
+
+    async def name_of(self, *, subject: str) -> str:
+        return subject
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """What one :class:`Case` measured."""
+
+    case: Case
+    raw_per_s: float
+    engine_per_s: float
+    evaluator_per_s: float
+    verdicts: int  # (event, rule) verdicts the engine gave
+    published: int  # alert transitions the evaluator published
+    redis_mib: float  # Redis used_memory grown by the case
+    redis_keys: int
+    rss_mib: float  # this process's resident memory after the case
+    rss_grown_mib: float  # ... and what the case added to it
+
+    def row(self, ceiling: float, *, subjects: int) -> str:
+        """One row of the report's table; Redis memory projected to ``subjects`` subjects."""
+        share = self.engine_per_s / self.raw_per_s if self.raw_per_s else 0.0
+        per_key = self.redis_mib * 2**20 / self.redis_keys if self.redis_keys else 0.0
+        projected = per_key * subjects * self.case.per_event / 2**20
+        return (
+            f"| {self.case.label()} | {self.case.events:,} / {self.case.evaluator_events:,} | "
+            f"{self.raw_per_s:,.0f} | {self.engine_per_s:,.0f} ({share:.0%}) | "
+            f"{self.evaluator_per_s:,.0f} | {self.published:,} | "
+            f"{self.redis_keys:,} keys, {self.redis_mib:,.0f} MiB "
+            f"({per_key:,.0f} B/key; {projected:,.0f} MiB for every subject's) | "
+            f"{self.rss_mib:,.0f} MiB (+{self.rss_grown_mib:,.0f}) | {ceiling:,.0f} |"
+        )
+
+
+@dataclass(frozen=True)
+class EvaluatorResult:
+    """A run of the evaluator benchmark."""
+
+    subjects: int
+    ceiling_before: float
+    ceiling_after: float
+    results: list[CaseResult]
+    load_before: tuple[float, float, float]
+    load_after: tuple[float, float, float]
+    profiles: list[Path] = field(default_factory=list)
+
+    def report(self) -> str:
+        """A Markdown table, one row per case, the run's JetStream ceiling beside each."""
+        ceiling = (self.ceiling_before + self.ceiling_after) / 2
+        load = " → ".join(
+            " ".join(f"{x:.2f}" for x in avg) for avg in (self.load_before, self.load_after)
+        )
+        lines = [
+            f"| rules ({self.subjects:,} subjects) | events: engine / evaluator | raw durable_rules, events/s | "
+            "RuleEngine.evaluate, events/s (of raw) | Evaluator.handle_batch + Redis + "
+            "JetStream, events/s | alerts published | Redis memory | bench RSS | "
+            "JetStream ceiling, msgs/s |",
+            "|---|---|---|---|---|---|---|---|---|",
+            *(result.row(ceiling, subjects=self.subjects) for result in self.results),
+            "",
+            f"JetStream ceiling (publish_async + pull fetch 500 + ack) "
+            f"{self.ceiling_before:,.0f} msgs/s before, {self.ceiling_after:,.0f} after; "
+            f"load average (1/5/15 min) {load}.",
+        ]
+        lines += [f"profile: {path}" for path in self.profiles]
+        return "\n".join(lines)
+
+
+async def _evaluate(
+    settings: StackSettings,
+    rules: Sequence[RuleSpec],
+    data: Sequence[bytes],
+    *,
+    profile: Path | None,
+) -> tuple[float, int, float, int]:
+    """(events/s, alerts published, Redis MiB grown, keys) through ``Evaluator.handle_batch``."""
+    redis = redis_client(settings.redis_url)
+    await redis.flushall()
+    before = int((await redis.info("memory"))["used_memory"])
+    broker = new_broker(settings.nats_url, name="bench-evaluator")
+    publisher = AlertPublisher(broker)
+    published = 0
+
+    async def publish(alert: Any, subject: str, msg_id: str) -> None:
+        nonlocal published
+        published += 1
+        await publisher(alert, subject, msg_id)
+
+    await broker.start()
+    evaluator = Evaluator(
+        engine=RuleEngine(rules),
+        streaks=StreakStore(redis),
+        publish=publish,
+        names=_Names(),
+        rules=rules,
+    )
+    profiler = cProfile.Profile() if profile else None
+    try:
+        started = time.perf_counter()
+        if profiler:
+            profiler.enable()
+        for first in range(0, len(data), CONSUMER.batch_size):
+            # Decoded per batch, as the consumer hands them over.
+            batch = [
+                MetricRecorded.model_validate_json(raw)
+                for raw in data[first : first + CONSUMER.batch_size]
+            ]
+            failures = await evaluator.handle_batch(batch)
+            if failures:
+                failure = next(iter(failures.values()))
+                raise RuntimeError(f"event {failure.event.id} failed") from failure.error
+        if profiler:
+            profiler.disable()
+        took = time.perf_counter() - started
+        if profiler and profile:
+            profiler.dump_stats(profile)
+        grown = int((await redis.info("memory"))["used_memory"]) - before
+        keys = int(await redis.dbsize())
+    finally:
+        await broker.stop()
+        await redis.aclose()
+    return len(data) / took, published, grown / 2**20, keys
+
+
+def measure_case(
+    case: Case,
+    settings: StackSettings,
+    *,
+    subjects: int,
+    folder: Path,
+    profile: Path | None = None,
+) -> CaseResult:
+    """Generate ``case``'s rules and events and time the three stages on them."""
+    rss_before = memory_mib(os.getpid())
+    rules = metric_rules(
+        load_rules(write_rules(folder / f"rules-{case.rules}-{case.per_event}", case.rules,
+                               per_event=case.per_event))
+    )  # fmt: skip
+    data = bench_events(case.events, subjects=subjects, metrics=case.metrics)
+    events = [MetricRecorded.model_validate_json(raw) for raw in data]
+    raw_per_s, raw_verdicts = time_raw(rules, events)
+    engine_per_s, verdicts = time_engine(rules, events)
+    if raw_verdicts != verdicts:
+        raise RuntimeError(f"raw durable_rules gave {raw_verdicts} verdicts, the engine {verdicts}")
+    per_s, published, redis_mib, keys = asyncio.run(
+        _evaluate(settings, rules, data[: case.evaluator_events], profile=profile)
+    )
+    rss = memory_mib(os.getpid())
+    return CaseResult(
+        case=case,
+        raw_per_s=raw_per_s,
+        engine_per_s=engine_per_s,
+        evaluator_per_s=per_s,
+        verdicts=verdicts,
+        published=published,
+        redis_mib=redis_mib,
+        redis_keys=keys,
+        rss_mib=rss,
+        rss_grown_mib=rss - rss_before,
+    )
+
+
+def run(
+    *,
+    rule_counts: Sequence[int] = DEFAULT_RULES,
+    subjects: int = DEFAULT_SUBJECTS,
+    events: int = DEFAULT_EVENTS,
+    evaluator_events: int = DEFAULT_EVALUATOR_EVENTS,
+    dense: bool = True,
+    profile_dir: Path | None = None,
+    progress: Callable[[str], None] = print,
+) -> EvaluatorResult:
+    """Start nats-server and redis-server, measure the ceiling and every case, stop them."""
+    load_before = os.getloadavg()
+    results: list[CaseResult] = []
+    profiles: list[Path] = []
+    with tempfile.TemporaryDirectory(prefix="goalwatch-bench-evaluator-") as state:
+        folder = Path(state)
+        settings = StackSettings.on_free_ports(folder / "state", folder / "rules")
+        stack = Stack(settings=settings)
+        stack.start_servers()
+        try:
+            asyncio.run(ensure_streams(settings.nats_url))
+            before = asyncio.run(measure_ceiling(settings.nats_url, count=events))
+            progress(f"JetStream ceiling {before:,.0f} msgs/s")
+            for case in cases(
+                rule_counts, events=events, evaluator_events=evaluator_events, dense=dense
+            ):
+                profile = None
+                if profile_dir is not None:
+                    profile_dir.mkdir(parents=True, exist_ok=True)
+                    profile = profile_dir / f"evaluator-{case.rules}-{case.per_event}.pstats"
+                    profiles.append(profile)
+                results.append(
+                    measure_case(case, settings, subjects=subjects, folder=folder, profile=profile)
+                )
+                progress(results[-1].row(before, subjects=subjects))
+            after = asyncio.run(measure_ceiling(settings.nats_url, count=events))
+        finally:
+            stack.stop()
+    return EvaluatorResult(
+        subjects=subjects,
+        ceiling_before=before,
+        ceiling_after=after,
+        results=results,
+        load_before=load_before,
+        load_after=os.getloadavg(),
+        profiles=profiles,
+    )
