@@ -1,13 +1,17 @@
 """Threshold state per (rule, subject, metric), kept in Redis around the kernel's decision.
 
 What an observation or a fired timer means is :mod:`goalwatch.rules.threshold` (pure
-functions); :class:`StreakStore` reads the key's state in one round trip, decides, and
+functions); :class:`StreakStore` reads the key's state with one command, decides, and
 writes the new state with a compare-and-set script in a second: the script writes only if
 the key's version is still the one read, so two replicas (or a redelivery racing the first
 delivery) cannot both fire; the loser reads again and decides again. The transition an input
 caused is stored with the state, under the input's id, until :meth:`mark_published` confirms
 it is in the alerts stream: a redelivered input whose alert was not yet published publishes
 it again, while a resend days later cannot announce an old alert again.
+
+Both commands (a read script and the write script) go through an
+:class:`~services.evaluator.autopipeline.AutoPipeline`: the reads and writes of the subjects
+evaluated concurrently share one round trip, each still its own command.
 
 Redis key (``{fp}`` is the alert fingerprint; the braces make it a cluster hash tag):
 ``goalwatch:evaluator:{fp}:threshold`` HASH
@@ -33,10 +37,13 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 from goalwatch.contracts import AlertState, Severity
 from goalwatch.rules.threshold import Decision, Judge, Policy, StreakState, due, observe
 from goalwatch.rules.transitions import Point, Transition, Verdict
+from services.evaluator.autopipeline import AutoPipeline
 
 KEY_PREFIX: Final = "goalwatch:evaluator:"
 # Compare-and-set retries before giving up (the input is then redelivered).
@@ -56,6 +63,16 @@ if ARGV[3] == '0' then redis.call('PERSIST', KEYS[1])
 else redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
 for i = 2, #KEYS do redis.call('DEL', KEYS[i]) end
 return 1
+"""
+
+
+# KEYS: the state key, then the two keys of the earlier layout. ARGV: the out field.
+# One command for what took an HMGET and, for a key not yet written, two HGETALLs: the
+# earlier layout is read only when the key has no state (``v``) yet.
+_READ: Final = """
+local got = redis.call('HMGET', KEYS[1], 'v', 'doc', ARGV[1])
+if got[1] then return {got[1], got[2], got[3], {}, {}} end
+return {false, false, got[3], redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3])}
 """
 
 
@@ -89,6 +106,9 @@ class StreakStore:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
         self._write = redis.register_script(_WRITE)
+        self._read = redis.register_script(_READ)
+        # Concurrent subjects' reads and writes share round trips (see autopipeline.py).
+        self._pipe = AutoPipeline(redis)
 
     async def observe(
         self,
@@ -116,16 +136,19 @@ class StreakStore:
 
     async def mark_published(self, fp: str, cause: str) -> None:
         """Note that the transition ``cause`` caused is in the alerts stream."""
-        await self._redis.hdel(_Keys(fp).state, f"out:{cause}")
+        state = _Keys(fp).state
+        await self._pipe.call(lambda pipe: pipe.hdel(state, f"out:{cause}"))
 
     async def _apply(self, fp: str, cause: str, decide: Any) -> Applied:
         keys = _Keys(fp)
         out = f"out:{cause}"
         for _ in range(MAX_ATTEMPTS):
-            version, doc, pending = await self._redis.hmget(keys.state, ["v", "doc", out])
+            version, doc, pending, data, alert = await self._script(
+                self._read, [keys.state, *keys.legacy], [out]
+            )
             legacy: tuple[str, ...] = ()
             if version is None:
-                state = await self._legacy(keys)
+                state = _legacy(_pairs(data), _pairs(alert))
                 legacy = keys.legacy
             else:
                 state = _state(json.loads(str(doc)))
@@ -136,9 +159,10 @@ class StreakStore:
             if decision.duplicate or (decision.state == state and not legacy):
                 return Applied(None, decision.arm, state, cause)
             transition = decision.transition
-            written = await self._write(
-                keys=[keys.state, *legacy],
-                args=[
+            written = await self._script(
+                self._write,
+                [keys.state, *legacy],
+                [
                     "" if version is None else str(version),
                     json.dumps(_dump(decision.state)),
                     str(_expiry_ms(decision.state)),
@@ -153,22 +177,34 @@ class StreakStore:
             "another replica kept changing the same key"
         )
 
-    async def _legacy(self, keys: _Keys) -> StreakState:
-        """The state as earlier versions kept it (event id -> observation; alert state)."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(keys.legacy[0])
-            pipe.hgetall(keys.legacy[1])
-            data, alert = await pipe.execute()
-        points = sorted(
-            (_legacy_point(str(event_id), json.loads(str(raw))) for event_id, raw in data.items()),
-            key=lambda p: (p.time, p.event_id),
-        )
-        firing = alert.get("state") == AlertState.FIRING
-        return StreakState(
-            kept=tuple(points),
-            firing=firing,
-            started_at=_time(alert.get("started_at")),
-        )
+    async def _script(self, script: AsyncScript, keys: list[str], args: list[str]) -> Any:
+        """``script``'s answer, sent with the commands of concurrent subjects."""
+        try:
+            return await self._pipe.call(
+                lambda pipe: pipe.evalsha(script.sha, len(keys), *keys, *args)
+            )
+        except NoScriptError:
+            # Redis restarted or was flushed since the script was loaded: load and run it.
+            return await script(keys=keys, args=args)
+
+
+def _pairs(flat: list[Any]) -> dict[str, Any]:
+    """A hash as HGETALL inside a script answers it, ``[field, value, ...]``, as a dict."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _legacy(data: dict[str, Any], alert: dict[str, Any]) -> StreakState:
+    """The state as earlier versions kept it (event id -> observation; alert state)."""
+    points = sorted(
+        (_legacy_point(str(event_id), json.loads(str(raw))) for event_id, raw in data.items()),
+        key=lambda p: (p.time, p.event_id),
+    )
+    firing = alert.get("state") == AlertState.FIRING
+    return StreakState(
+        kept=tuple(points),
+        firing=firing,
+        started_at=_time(alert.get("started_at")),
+    )
 
 
 def _expiry_ms(state: StreakState) -> int:
