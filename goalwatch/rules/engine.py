@@ -31,6 +31,8 @@ from goalwatch.rules.spec import RuleSpec
 from goalwatch.rules.transitions import Verdict
 
 SID: Final = "goalwatch"
+# Built once: the check runs for every (event, rule).
+_VERDICTS: Final = frozenset(v.value for v in Verdict)
 
 
 def _recorder(outcomes: list[str], action: str) -> Callable[[Any], None]:
@@ -114,11 +116,10 @@ class RuleEngine:
         if problem is not None:
             ruleset.delete_state(SID)  # the swallowed exception stays in the state otherwise
             raise RuntimeError(f"rule {rule.id!r} failed on event {event.id!r}: {problem}")
-        verdicts = [v.value for v in Verdict]
-        if len(self._outcomes) != 1 or self._outcomes[0] not in verdicts:
+        if len(self._outcomes) != 1 or self._outcomes[0] not in _VERDICTS:
             raise RuntimeError(
                 f"rule {rule.id!r} gave {self._outcomes} for event {event.id!r}; "
-                f"expected exactly one of {', '.join(verdicts)}"
+                f"expected exactly one of {', '.join(v.value for v in Verdict)}"
             )
         return Verdict(self._outcomes[0])
 
