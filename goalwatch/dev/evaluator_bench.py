@@ -1,35 +1,35 @@
 """``goalwatch bench --mode evaluator``: the evaluator alone, next to raw durable_rules.
 
 For each rule count it generates that many threshold rules (:func:`write_rules`) and one
-stream of metric events over many subjects (:func:`bench_events`), then times, in one
-process and on the same events:
+stream of metric events over many subjects (:func:`bench_events`), then times, on the same
+events:
 
-1. **raw durable_rules**: the rulesets :func:`goalwatch.rules.compile_rule` makes, each a
-   bare ``durable.engine.Ruleset`` with a recording action, posted as
+1. **raw durable_rules**, in this process: the rulesets :func:`goalwatch.rules.compile_rule`
+   makes, each a bare ``durable.engine.Ruleset`` with a recording action, posted as
    :mod:`goalwatch.rules.engine` posts them (one constant ``sid``, the event id as ``id``,
    only the rulesets of the event's metric) with nothing of goalwatch around them;
-2. **the engine**: :meth:`goalwatch.rules.RuleEngine.evaluate`, verdicts only;
-3. **the evaluator**: :meth:`services.evaluator.evaluation.Evaluator.handle_batch` on batches
-   of the consumer's size, decoded from JSON as the consumer does, with the real
-   :class:`~services.evaluator.streaks.StreakStore` on a real redis-server and alerts published
-   to a real JetStream stream through the service's own publisher; then Redis' memory
-   (``INFO memory``) and keys, and this process's RSS.
+2. **the engine**, in this process: :meth:`goalwatch.rules.RuleEngine.evaluate`, verdicts
+   only (both run three times, alternated, the best of each kept);
+3. **the evaluator**, in a process of its own (``services/evaluator/bench.py``: the kernel
+   imports no service): ``Evaluator.handle_batch`` on batches of the consumer's size, decoded
+   from JSON as the consumer does, with the real ``StreakStore`` on a real redis-server and
+   alerts published to a real JetStream stream through the service's own publisher; then
+   Redis' memory (``INFO memory``) and keys, and that process's RSS.
 
 It starts its own nats-server and redis-server (no services) in a temporary folder and
 measures the JetStream ceiling (:func:`goalwatch.dev.bench.measure_ceiling`) on that server
 before and after, so every figure has the ceiling of the same run beside it.
-
-Subject names come from a stub (the directory view and goals are asked only when an alert
-fires, one subject in ten on its third day); no rule is scoped by org unit.
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
-import cProfile
+import json
 import math
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -41,18 +41,12 @@ from typing import Any, Final
 
 from durable.engine import MessageNotHandledException, Ruleset
 
-from goalwatch.connections import redis_client
 from goalwatch.contracts import MetricRecorded
 from goalwatch.dev.bench import measure_ceiling
-from goalwatch.dev.overdue_bench import memory_mib
 from goalwatch.dev.stack import Stack, StackSettings
-from goalwatch.messaging import ensure_streams, new_broker
+from goalwatch.messaging import ensure_streams
 from goalwatch.rules import RuleEngine, RuleSpec, compile_rule, load_rules, metric_rules
 from goalwatch.rules.engine import SID
-from services.evaluator.app import CONSUMER
-from services.evaluator.evaluation import Evaluator
-from services.evaluator.publishing import AlertPublisher
-from services.evaluator.streaks import StreakStore
 
 DEFAULT_RULES: Final = (1, 100, 1000)
 DEFAULT_SUBJECTS: Final = 100_000
@@ -223,13 +217,6 @@ def time_engine(rules: Sequence[RuleSpec], events: Sequence[MetricRecorded]) -> 
     return Rate.since(len(events), started, cpu), verdicts
 
 
-class _Names:
-    """Subjects named by their ids: the directory view is not what is measured here."""
-
-    async def name_of(self, *, subject: str) -> str:
-        return subject
-
-
 @dataclass(frozen=True)
 class CaseResult:
     """What one :class:`Case` measured."""
@@ -242,8 +229,8 @@ class CaseResult:
     published: int  # alert transitions the evaluator published
     redis_mib: float  # Redis used_memory grown by the case
     redis_keys: int
-    rss_mib: float  # this process's resident memory after the case
-    rss_grown_mib: float  # ... and what the evaluator stage (engine, store, broker) added
+    rss_mib: float  # the evaluator process's resident memory after the stage
+    rss_grown_mib: float  # ... and what loading the rules and the stage added to it
 
     def row(self, ceiling: float, *, subjects: int) -> str:
         """One row of the report's table; Redis memory projected to ``subjects`` subjects."""
@@ -283,7 +270,7 @@ class EvaluatorResult:
             f"| rules ({self.subjects:,} subjects) | events: engine / evaluator | raw durable_rules, "
             "events/s (per CPU-s) | RuleEngine.evaluate, events/s (per CPU-s); of raw | "
             "Evaluator.handle_batch + Redis + JetStream, events/s (per CPU-s of this process) | "
-            "alerts published | Redis memory | bench RSS | "
+            "alerts published | Redis memory | evaluator process RSS (grown by rules + stage) | "
             "JetStream ceiling, msgs/s |",
             "|---|---|---|---|---|---|---|---|---|",
             *(result.row(ceiling, subjects=self.subjects) for result in self.results),
@@ -296,60 +283,25 @@ class EvaluatorResult:
         return "\n".join(lines)
 
 
-async def _evaluate(
-    settings: StackSettings,
-    rules: Sequence[RuleSpec],
-    data: Sequence[bytes],
-    *,
-    profile: Path | None,
-) -> tuple[Rate, int, float, int]:
-    """(events/s, alerts published, Redis MiB grown, keys) through ``Evaluator.handle_batch``."""
-    redis = redis_client(settings.redis_url)
-    await redis.flushall()
-    before = int((await redis.info("memory"))["used_memory"])
-    broker = new_broker(settings.nats_url, name="bench-evaluator")
-    publisher = AlertPublisher(broker)
-    published = 0
-
-    async def publish(alert: Any, subject: str, msg_id: str) -> None:
-        nonlocal published
-        published += 1
-        await publisher(alert, subject, msg_id)
-
-    await broker.start()
-    evaluator = Evaluator(
-        engine=RuleEngine(rules),
-        streaks=StreakStore(redis),
-        publish=publish,
-        names=_Names(),
-        rules=rules,
-    )
-    profiler = cProfile.Profile() if profile else None
-    try:
-        started, cpu = time.perf_counter(), time.process_time()
-        if profiler:
-            profiler.enable()
-        for first in range(0, len(data), CONSUMER.batch_size):
-            # Decoded per batch, as the consumer hands them over.
-            batch = [
-                MetricRecorded.model_validate_json(raw)
-                for raw in data[first : first + CONSUMER.batch_size]
-            ]
-            failures = await evaluator.handle_batch(batch)
-            if failures:
-                failure = next(iter(failures.values()))
-                raise RuntimeError(f"event {failure.event.id} failed") from failure.error
-        if profiler:
-            profiler.disable()
-        rate = Rate.since(len(data), started, cpu)
-        if profiler and profile:
-            profiler.dump_stats(profile)
-        grown = int((await redis.info("memory"))["used_memory"]) - before
-        keys = int(await redis.dbsize())
-    finally:
-        await broker.stop()
-        await redis.aclose()
-    return rate, published, grown / 2**20, keys
+def _evaluate(
+    settings: StackSettings, rules_dir: Path, data: Sequence[bytes], *, profile: Path | None
+) -> dict[str, Any]:
+    """The evaluator stage, run by the evaluator's own code in a process of its own
+    (``services/evaluator/bench.py``): the kernel imports no service."""
+    events = rules_dir.parent / f"{rules_dir.name}-events.jsonl"
+    events.write_bytes(b"\n".join(data))
+    argv = [
+        sys.executable, "-m", "services.evaluator.bench",
+        "--redis-url", settings.redis_url, "--nats-url", settings.nats_url,
+        "--rules-dir", str(rules_dir), "--events", str(events),
+    ]  # fmt: skip
+    if profile is not None:
+        argv += ["--profile", str(profile)]
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"the evaluator stage failed:\n{done.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
 
 
 def measure_case(
@@ -363,10 +315,10 @@ def measure_case(
 ) -> CaseResult:
     """Generate ``case``'s rules and events and time the three stages on them; raw
     durable_rules and the engine ``repeats`` times each, the best kept."""
-    rules = metric_rules(
-        load_rules(write_rules(folder / f"rules-{case.rules}-{case.per_event}", case.rules,
-                               per_event=case.per_event))
-    )  # fmt: skip
+    rules_dir = write_rules(
+        folder / f"rules-{case.rules}-{case.per_event}", case.rules, per_event=case.per_event
+    )
+    rules = metric_rules(load_rules(rules_dir))
     data = bench_events(case.events, subjects=subjects, metrics=case.metrics)
     events = [MetricRecorded.model_validate_json(raw) for raw in data]
     raws, engines = [], []
@@ -385,22 +337,18 @@ def measure_case(
     stored = bench_events(
         case.evaluator_events, subjects=max(case.evaluator_events // 3, 1), metrics=case.metrics
     )
-    rss_before = memory_mib(os.getpid())
-    evaluator, published, redis_mib, keys = asyncio.run(
-        _evaluate(settings, rules, stored, profile=profile)
-    )
-    rss = memory_mib(os.getpid())
+    stage = _evaluate(settings, rules_dir, stored, profile=profile)
     return CaseResult(
         case=case,
         raw=max(raws, key=lambda rate: rate.wall),
         engine=max(engines, key=lambda rate: rate.wall),
-        evaluator=evaluator,
+        evaluator=Rate(stage["wall"], stage["cpu"]),
         verdicts=verdicts,
-        published=published,
-        redis_mib=redis_mib,
-        redis_keys=keys,
-        rss_mib=rss,
-        rss_grown_mib=rss - rss_before,
+        published=stage["published"],
+        redis_mib=stage["redis_mib"],
+        redis_keys=stage["keys"],
+        rss_mib=stage["rss_mib"],
+        rss_grown_mib=stage["rss_grown_mib"],
     )
 
 
