@@ -184,6 +184,19 @@ def _contracts(args: argparse.Namespace) -> int:
     return 0
 
 
+def _counts(text: str) -> list[int]:
+    """``1,100,1000`` as a list of positive counts (argparse's type for ``--rules``)."""
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma-separated list of counts"
+        ) from None
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: every count must be at least 1")
+    return counts
+
+
 def _bench(args: argparse.Namespace) -> int:
     if args.mode == "impact":
         from goalwatch.dev import graph_bench
@@ -206,13 +219,34 @@ def _bench(args: argparse.Namespace) -> int:
         )
         return 0
 
+    if args.mode == "evaluator":
+        from goalwatch.dev import evaluator_bench
+
+        print(
+            evaluator_bench.run(
+                rule_counts=args.rules or evaluator_bench.DEFAULT_RULES,
+                subjects=args.subjects or evaluator_bench.DEFAULT_SUBJECTS,
+                events=args.events or evaluator_bench.DEFAULT_EVENTS,
+                evaluator_events=args.evaluator_events or evaluator_bench.DEFAULT_EVALUATOR_EVENTS,
+                dense=not args.no_dense,
+                profile_dir=args.profile,
+            ).report()
+        )
+        return 0
+
     from goalwatch.dev.bench import run
 
+    if args.rules is not None and len(args.rules) != 1:
+        print("goalwatch: pipeline mode takes one --rules count", file=sys.stderr)
+        return 2
     result = run(
-        subjects_count=args.subjects,
+        subjects_count=args.subjects or 2000,
         days=args.days,
         transport=args.transport,
         rules_dir=settings_or_exit(StackSettings).rules_dir,
+        generated_rules=None if args.rules is None else args.rules[0],
+        rate=args.rate,
+        steady_seconds=args.steady_seconds,
     )
     print(result.report())
     return 0
@@ -299,18 +333,71 @@ def main(argv: list[str] | None = None) -> int:
     bench = commands.add_parser(
         "bench", help="measure the pipeline on its own servers next to the JetStream ceiling"
     )
-    bench.add_argument("--subjects", type=int, default=2000, help="people (default 2000)")
+    bench.add_argument(
+        "--subjects",
+        type=int,
+        default=None,
+        help="people (default 2000; evaluator mode 100000)",
+    )
     bench.add_argument("--days", type=int, default=5, help="events per person (default 5)")
     bench.add_argument(
         "--transport", choices=["nats", "http"], default="nats", help="how the source sends"
     )
     bench.add_argument(
         "--mode",
-        choices=["pipeline", "impact", "overdue"],
+        choices=["pipeline", "evaluator", "impact", "overdue"],
         default="pipeline",
-        help="pipeline: events to alerts next to the JetStream ceiling (default); impact: the "
+        help="pipeline: events to alerts next to the JetStream ceiling (default); evaluator: "
+        "the evaluator alone on real Redis next to raw durable_rules; impact: the "
         "impact walk of a goal graph; overdue: how late absence alerts reach a webhook while "
         "--deadlines timers are pending",
+    )
+    bench.add_argument(
+        "--rules",
+        type=_counts,
+        default=None,
+        help="generated threshold rules, ten to a metric: evaluator mode a list (default "
+        "1,100,1000); pipeline mode one count instead of the rules/ folder",
+    )
+    pipeline = bench.add_argument_group("pipeline mode")
+    pipeline.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="also send events at this steady rate per second (with --rules) and time each "
+        "alert from its event to a real webhook receiver",
+    )
+    pipeline.add_argument(
+        "--steady-seconds",
+        type=float,
+        default=30.0,
+        help="how long the steady rate is kept up (default 30)",
+    )
+    evaluator = bench.add_argument_group("evaluator mode")
+    evaluator.add_argument(
+        "--events",
+        type=int,
+        default=None,
+        help="events raw durable_rules and the engine are timed on, per rule count (default "
+        "50000, a tenth for the dense case)",
+    )
+    evaluator.add_argument(
+        "--evaluator-events",
+        type=int,
+        default=None,
+        help="events the evaluator with Redis is timed on: three days each of a third as many "
+        "subjects (default 20000)",
+    )
+    evaluator.add_argument(
+        "--no-dense",
+        action="store_true",
+        help="leave out the case of 100 rules all on the events' one metric",
+    )
+    evaluator.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="folder to write a cProfile of each evaluator stage to (evaluator-<rules>.pstats)",
     )
     bench.add_argument("--goals", type=int, default=100_000, help="impact: goals (100000)")
     bench.add_argument("--walks", type=int, default=1000, help="impact: walks timed (1000)")

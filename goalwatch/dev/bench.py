@@ -18,7 +18,10 @@ from the publication of the event that completes a streak to the alert on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import secrets
 import statistics
 import tempfile
 import time
@@ -39,6 +42,7 @@ from redis.asyncio import Redis
 from goalwatch.checkpoints import KEY_PREFIX as CHECKPOINT_PREFIX
 from goalwatch.checkpoints import Checkpoint
 from goalwatch.contracts import subjects
+from goalwatch.dev.fault_counts import Arrival, Receiver
 from goalwatch.dev.stack import Stack, StackSettings
 
 _CEILING_STREAM = "GOALWATCH_BENCH_CEILING"
@@ -86,17 +90,33 @@ class Result:
     notified: Latencies
     idle: Latencies
     checkpoint: Checkpointing
+    rules: str = "rules/"
+    steady: Steady | None = None
+    ceiling_after: float | None = None
+    load: tuple[tuple[float, float, float], tuple[float, float, float]] | None = None
 
     def report(self) -> str:
         """A Markdown table of the run."""
         share = 100 * self.pipeline_per_s / self.ceiling_per_s if self.ceiling_per_s else 0.0
+        after = "" if self.ceiling_after is None else f"; {self.ceiling_after:,.0f} at the end"
+        rows = [
+            f"| measure ({self.events} events, {self.subjects} subjects, "
+            f"source over {self.transport}, {self.rules}) | result |",
+            "|---|---|",
+            f"| JetStream ceiling (publish_async + pull fetch 500 + ack) | "
+            f"{self.ceiling_per_s:,.0f} msgs/s{after} |",
+        ]
+        if self.steady is not None:
+            rows += self.steady.rows()
+        if self.load is not None:
+            rows.append(
+                "| load average (1/5/15 min), start → end | "
+                + " → ".join(" ".join(f"{x:.2f}" for x in avg) for avg in self.load)
+                + " |"
+            )
         return "\n".join(
             [
-                f"| measure ({self.events} events, {self.subjects} subjects, "
-                f"source over {self.transport}) | result |",
-                "|---|---|",
-                f"| JetStream ceiling (publish_async + pull fetch 500 + ack) | "
-                f"{self.ceiling_per_s:,.0f} msgs/s |",
+                *rows,
                 f"| events accepted by ingestion | {self.ingest_per_s:,.0f} events/s |",
                 f"| events through the pipeline (published → evaluated) | "
                 f"{self.pipeline_per_s:,.0f} events/s ({share:.0f}% of the ceiling) |",
@@ -222,29 +242,56 @@ async def measure_ceiling(nats_url: str, *, count: int) -> float:
 BREACHING_EVERY = 10
 
 
-def _events(run: str, *, subjects_count: int, days: int) -> list[dict[str, Any]]:
-    """Day by day, every subject's event for that day; one subject in ten breaches 8%."""
-    return [
-        {
+@dataclass(frozen=True)
+class Workload:
+    """Which metric each subject reports and the values that breach or not.
+
+    The default is the shipped rule's: ``report_rework_rate`` above 8%. With generated rules
+    (:func:`generated`) each subject reports one of their metrics, and a breaching value
+    breaches only the lowest threshold of that metric, so a breaching subject fires exactly
+    one alert as with the shipped rule, while each event still reaches every rule of its metric.
+    """
+
+    metrics: tuple[str, ...] = ("report_rework_rate",)
+    breach: float = 0.2
+    calm: float = 0.03
+
+    def event(self, run: str, s: int, d: int, *, breaching: bool | None = None) -> dict[str, Any]:
+        """Subject ``s``'s event of day ``d``; one subject in ten breaches unless told."""
+        breaching = s % BREACHING_EVERY == 0 if breaching is None else breaching
+        return {
             "id": f"{run}-s{s}-d{d}",
-            "metric": "report_rework_rate",
-            "value": 0.2 if s % BREACHING_EVERY == 0 else 0.03,
+            "metric": self.metrics[s % len(self.metrics)],
+            "value": self.breach if breaching else self.calm,
             "time": (_DAY0 + timedelta(days=d)).isoformat(),
             "subject": f"{run}-s{s}",
             "source": "bench",
         }
-        for d in range(days)
-        for s in range(subjects_count)
-    ]
+
+
+def generated(rules: int) -> Workload:
+    """The workload of ``rules`` generated rules (:mod:`goalwatch.dev.evaluator_bench`)."""
+    from goalwatch.dev.evaluator_bench import PER_EVENT, metric_name
+
+    metrics = -(-rules // PER_EVENT)
+    # Thresholds are 0.50, 0.54, ... per metric: 0.52 breaches only the first.
+    return Workload(metrics=tuple(metric_name(m) for m in range(metrics)), breach=0.52, calm=0.1)
+
+
+def _events(
+    run: str, *, subjects_count: int, days: int, workload: Workload
+) -> list[dict[str, Any]]:
+    """Day by day, every subject's event for that day; one subject in ten breaches."""
+    return [workload.event(run, s, d) for d in range(days) for s in range(subjects_count)]
 
 
 async def measure_pipeline(
-    stack: Stack, *, subjects_count: int, days: int, transport: str
+    stack: Stack, *, subjects_count: int, days: int, transport: str, workload: Workload
 ) -> tuple[float, float, Latencies, Latencies]:
     """(ingest/s, pipeline/s, event→fired, event→inbox) for one workload."""
     settings = stack.settings
     run = f"bench-{uuid.uuid4().hex[:6]}"
-    events = _events(run, subjects_count=subjects_count, days=days)
+    events = _events(run, subjects_count=subjects_count, days=days, workload=workload)
     # The third day completes each breaching subject's streak.
     trigger = {f"{run}-s{s}": f"{run}-s{s}-d2" for s in range(0, subjects_count, BREACHING_EVERY)}
     published: dict[str, float] = {}
@@ -308,7 +355,7 @@ async def measure_pipeline(
     return ingest_per_s, pipeline_per_s, Latencies.of(fired), Latencies.of(notified)
 
 
-async def measure_idle_latency(stack: Stack, *, alerts: int) -> Latencies:
+async def measure_idle_latency(stack: Stack, *, alerts: int, workload: Workload) -> Latencies:
     """Event → alert fired when nothing else is going on, one streak after another."""
     settings = stack.settings
     run = f"idle-{uuid.uuid4().hex[:6]}"
@@ -322,18 +369,8 @@ async def measure_idle_latency(stack: Stack, *, alerts: int) -> Latencies:
     latencies = []
     async with httpx.AsyncClient(timeout=30) as client:
         for n in range(alerts):
-            subject = f"{run}-{n}"
-            events = [
-                {
-                    "id": f"{subject}-d{d}",
-                    "metric": "report_rework_rate",
-                    "value": 0.2,
-                    "time": (_DAY0 + timedelta(days=d)).isoformat(),
-                    "subject": subject,
-                    "source": "bench",
-                }
-                for d in range(3)
-            ]
+            subject = f"{run}-s{n}"
+            events = [workload.event(run, n, d, breaching=True) for d in range(3)]
             sent = time.perf_counter()
             response = await client.post(f"{settings.url('ingestion')}/v1/events", json=events)
             response.raise_for_status()
@@ -355,24 +392,191 @@ async def wait_drained(js: Any, stream: str, consumer: str) -> None:
         await asyncio.sleep(0.02)  # a benchmark polls the server's counters; tests do not
 
 
-def run(*, subjects_count: int, days: int, transport: str, rules_dir: Path) -> Result:
-    """Start an installation, measure, stop it."""
+# Events per POST at a steady rate: small, so an event waits little for its batch to go.
+STEADY_BATCH = 20
+# Subjects whose three days are sent one after another: alerts fire all along the run.
+STEADY_BLOCK = 100
+
+
+@dataclass(frozen=True)
+class Steady:
+    """Alerts timed from their event to a real webhook receiver at a steady rate."""
+
+    rate: float  # asked for
+    sent_per_s: float  # kept up
+    events: int
+    fired: Latencies  # event POSTed → AlertFired on NATS
+    delivered: Latencies  # event POSTed → the webhook receiver got the POST
+    missing: int  # alerts that never reached the webhook
+    drained_after: float  # seconds from the last event sent to the evaluator drained
+
+    def rows(self) -> list[str]:
+        """Rows of the report's table."""
+        return [
+            f"| steady {self.rate:,.0f} events/s over http ({self.events:,} events, "
+            f"{self.sent_per_s:,.0f}/s kept up; evaluator drained {self.drained_after:.1f} s "
+            f"after the last) | event → alert fired {self.fired.row()} |",
+            f"| the same, event → webhook received, p50 / p95 / p99 / max "
+            f"({self.delivered.count} alerts, {self.missing} missing) | {self.delivered.row()} |",
+        ]
+
+
+def steady_events(run: str, *, count: int, workload: Workload) -> list[dict[str, Any]]:
+    """``count`` events in blocks of :data:`STEADY_BLOCK` subjects, each block's three days
+    in turn, so that streaks complete (and one subject in ten fires) all along the run."""
+    events: list[dict[str, Any]] = []
+    block = 0
+    while len(events) < count:
+        first = block * STEADY_BLOCK
+        for d in range(3):
+            events += [workload.event(run, s, d) for s in range(first, first + STEADY_BLOCK)]
+        block += 1
+    return events[:count]
+
+
+async def measure_steady(
+    stack: Stack, receiver: Receiver, *, rate: float, seconds: float, workload: Workload
+) -> Steady:
+    """Send ``rate`` events a second for ``seconds`` over HTTP; time every alert to the
+    webhook receiver (and to ``goalwatch.alerts.fired.v1`` on the way)."""
+    settings = stack.settings
+    run = f"steady-{uuid.uuid4().hex[:6]}"
+    events = steady_events(run, count=int(rate * seconds), workload=workload)
+    # The event completing each breaching subject's streak: its third day.
+    trigger = {
+        event["subject"]: event["id"]
+        for event in events
+        if event["id"].endswith("-d2") and event["value"] == workload.breach
+    }
+    people = [{"id": f"{run}-head", "name": "Head of department"}] + [
+        {"id": subject, "name": f"Dr {subject}", "manager_id": f"{run}-head"} for subject in trigger
+    ]
+    sent: dict[str, float] = {}
+    fired: dict[str, float] = {}
+    delivered: dict[str, float] = {}
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_arrival(arrival: Arrival) -> None:  # the receiver's thread
+        subject, state, _ = arrival.transition
+        if state == "firing" and subject in trigger:
+            loop.call_soon_threadsafe(_deliver, subject, arrival.at)
+
+    def _deliver(subject: str, at: float) -> None:
+        delivered.setdefault(subject, at)
+        if len(delivered) == len(trigger):
+            done.set()
+
+    async def on_fired(msg: Msg) -> None:
+        subject = json.loads(msg.data)["subject"]
+        if subject in trigger:
+            fired.setdefault(subject, time.monotonic())
+
+    async with httpx.AsyncClient(timeout=60) as client:
+        response = await client.post(f"{settings.url('goals')}/v1/people", json=people)
+        response.raise_for_status()
+    nc = await nats.connect(settings.nats_url)
+    js = nc.jetstream()
+    await nc.subscribe(subjects.ALERTS_FIRED, cb=on_fired)
+    receiver.on_arrival = on_arrival
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    try:
+        async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+
+            async def post(batch: list[dict[str, Any]]) -> None:
+                answer = await client.post(f"{settings.url('ingestion')}/v1/events", json=batch)
+                answer.raise_for_status()
+
+            interval = STEADY_BATCH / rate
+            posts = []
+            started = time.monotonic()
+            for n, first in enumerate(range(0, len(events), STEADY_BATCH)):
+                # Paced by the clock, not by the answers: a slow answer does not slow the rate.
+                delay = started + n * interval - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                batch = events[first : first + STEADY_BATCH]
+                now = time.monotonic()
+                sent.update((event["id"], now) for event in batch)
+                posts.append(asyncio.create_task(post(batch)))
+            await asyncio.gather(*posts)
+            finished = time.monotonic()
+        await wait_drained(js, subjects.STREAM_METRICS, "evaluator")
+        drained = time.monotonic()
+        with contextlib.suppress(TimeoutError):  # what did not arrive is reported missing
+            await asyncio.wait_for(done.wait(), timeout=60)
+    finally:
+        receiver.on_arrival = None
+        await nc.close()
+    return Steady(
+        rate=rate,
+        sent_per_s=len(events) / (finished - started),
+        events=len(events),
+        fired=Latencies.of([at - sent[trigger[who]] for who, at in fired.items()]),
+        delivered=Latencies.of([at - sent[trigger[who]] for who, at in delivered.items()]),
+        missing=len(trigger) - len(delivered),
+        drained_after=drained - finished,
+    )
+
+
+def run(
+    *,
+    subjects_count: int,
+    days: int,
+    transport: str,
+    rules_dir: Path,
+    generated_rules: int | None = None,
+    rate: float | None = None,
+    steady_seconds: float = 30.0,
+) -> Result:
+    """Start an installation, measure, stop it.
+
+    ``generated_rules``: that many generated threshold rules instead of ``rules_dir``'s, ten
+    to a metric (:func:`goalwatch.dev.evaluator_bench.write_rules`). ``rate``: then also send
+    that many events a second for ``steady_seconds`` and time each alert to a webhook.
+    """
+    workload = Workload() if generated_rules is None else generated(generated_rules)
+    secret = secrets.token_hex(16)
+    receiver = Receiver(secret)
+    load_before = os.getloadavg()
+    steady = None
     with tempfile.TemporaryDirectory(prefix="goalwatch-bench-") as state:
-        settings = StackSettings.on_free_ports(Path(state), rules_dir)
-        stack = Stack(settings=settings)
+        if generated_rules is not None:
+            from goalwatch.dev.evaluator_bench import write_rules
+
+            rules_dir = write_rules(Path(state) / "rules", generated_rules)
+        settings = StackSettings.on_free_ports(Path(state) / "state", rules_dir)
+        stack = Stack(
+            settings=settings,
+            env={"GOALWATCH_WEBHOOK_URL": receiver.url, "GOALWATCH_WEBHOOK_SECRET": secret},
+        )
         stack.start()
         try:
             ceiling = asyncio.run(measure_ceiling(settings.nats_url, count=subjects_count * days))
             ingest, pipeline, fired, notified = asyncio.run(
                 measure_pipeline(
-                    stack, subjects_count=subjects_count, days=days, transport=transport
+                    stack,
+                    subjects_count=subjects_count,
+                    days=days,
+                    transport=transport,
+                    workload=workload,
                 )
             )
             batches, handling = evaluator_batches(settings)
-            idle = asyncio.run(measure_idle_latency(stack, alerts=50))
+            idle = asyncio.run(measure_idle_latency(stack, alerts=50, workload=workload))
             each = asyncio.run(measure_checkpoint(settings, rounds=500))
+            if rate is not None:
+                steady = asyncio.run(
+                    measure_steady(
+                        stack, receiver, rate=rate, seconds=steady_seconds, workload=workload
+                    )
+                )
+            ceiling_after = asyncio.run(
+                measure_ceiling(settings.nats_url, count=subjects_count * days)
+            )
         finally:
             stack.stop()
+            receiver.close()
     return Result(
         transport=transport,
         events=subjects_count * days,
@@ -384,4 +588,8 @@ def run(*, subjects_count: int, days: int, transport: str, rules_dir: Path) -> R
         notified=notified,
         idle=idle,
         checkpoint=Checkpointing(each=each, batches=batches, handling_seconds=handling),
+        rules=f"{generated_rules} generated rules" if generated_rules else "rules/",
+        steady=steady,
+        ceiling_after=ceiling_after,
+        load=(load_before, os.getloadavg()),
     )

@@ -162,6 +162,17 @@ class Stack:
             self.stop()
             raise
 
+    def start_servers(self) -> None:
+        """Start only nats-server and redis-server (no services), for benchmarks of one stage."""
+        self._check_ports()
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._start_nats()
+            self._start_redis()
+        except BaseException:
+            self.stop()
+            raise
+
     def stop(self) -> None:
         """Stop services first (they drain their consumers), then Redis, then NATS."""
         for process in reversed(self._processes):

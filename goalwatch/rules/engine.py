@@ -38,6 +38,9 @@ from goalwatch.rules.spec import RuleSpec
 from goalwatch.rules.transitions import Verdict
 
 SID: Final = "goalwatch"
+# Built once: the check runs for every (event, rule).
+_VERDICTS: Final = frozenset(v.value for v in Verdict)
+_FINDINGS: Final = frozenset((FINDING, NONE))
 
 
 def _recorder(outcomes: list[str], action: str) -> Callable[[Any], None]:
@@ -97,7 +100,7 @@ class RuleEngine:
         """Whether the ``measures`` of ``event`` make a finding of the fraud ``rule``; None
         when the rule does not apply to the event (its labels or org units)."""
         message = fraud_message(rule, event, measures, sid=SID, org_units=org_units)
-        outcome = self._run(rule, event, message, (FINDING, NONE))
+        outcome = self._run(rule, event, message, _FINDINGS)
         return None if outcome is None else outcome == FINDING
 
     def evaluate(
@@ -137,7 +140,7 @@ class RuleEngine:
         org_units: Sequence[str] = (),
     ) -> Verdict | None:
         message = event_message(rule, event, sid=SID, value=value, org_units=org_units)
-        outcome = self._run(rule, event, message, tuple(v.value for v in Verdict))
+        outcome = self._run(rule, event, message, _VERDICTS)
         return None if outcome is None else Verdict(outcome)
 
     def _run(
@@ -145,7 +148,7 @@ class RuleEngine:
         rule: RuleSpec,
         event: MetricRecorded,
         message: dict[str, Any],
-        expected: tuple[str, ...],
+        expected: frozenset[str],
     ) -> str | None:
         """Post ``message`` to ``rule``'s ruleset: the action that matched (one of
         ``expected``), or None when none did."""
@@ -164,7 +167,7 @@ class RuleEngine:
         if len(self._outcomes) != 1 or self._outcomes[0] not in expected:
             raise RuntimeError(
                 f"rule {rule.id!r} gave {self._outcomes} for event {event.id!r}; "
-                f"expected exactly one of {', '.join(expected)}"
+                f"expected exactly one of {', '.join(sorted(expected))}"
             )
         return self._outcomes[0]
 

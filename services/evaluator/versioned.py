@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
+
+from services.evaluator.autopipeline import AutoPipeline
 
 MAX_ATTEMPTS: Final = 50
 """Compare-and-set retries before giving up (the input is then redelivered)."""
@@ -49,10 +52,13 @@ class VersionedHashes:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
         self._write = redis.register_script(_WRITE)
+        # Concurrent subjects' reads and writes share round trips (see autopipeline.py).
+        self._pipe = AutoPipeline(redis)
 
     async def read(self, key: str, cause: str) -> Read:
         """The key's version, state and the transition ``cause`` left pending, if any."""
-        version, doc, pending = await self._redis.hmget(key, ["v", "doc", _out(cause)])
+        fields = ["v", "doc", _out(cause)]
+        version, doc, pending = await self._pipe.call(lambda pipe: pipe.hmget(key, fields))
         return Read(
             version=None if version is None else str(version),
             doc=None if doc is None else json.loads(str(doc)),
@@ -72,21 +78,27 @@ class VersionedHashes:
     ) -> bool:
         """Write ``doc`` (and ``out`` under the input ``cause``) if the key is still at the
         version ``read`` saw; delete ``legacy`` keys with it. False: it changed meanwhile."""
-        written = await self._write(
-            keys=[key, *legacy],
-            args=[
-                read.version or "",
-                json.dumps(doc),
-                str(expiry_ms),
-                _out(cause) if out is not None else "",
-                json.dumps(out) if out is not None else "",
-            ],
-        )
+        keys = [key, *legacy]
+        args = [
+            read.version or "",
+            json.dumps(doc),
+            str(expiry_ms),
+            _out(cause) if out is not None else "",
+            json.dumps(out) if out is not None else "",
+        ]
+        try:
+            written = await self._pipe.call(
+                lambda pipe: pipe.evalsha(self._write.sha, len(keys), *keys, *args)
+            )
+        except NoScriptError:
+            # Redis restarted or was flushed since the script was loaded: load and run it.
+            written = await self._write(keys=keys, args=args)
         return bool(written)
 
     async def published(self, key: str, cause: str) -> None:
         """Forget the transition ``cause`` caused: it is in the alerts stream."""
-        await self._redis.hdel(key, _out(cause))
+        field = _out(cause)
+        await self._pipe.call(lambda pipe: pipe.hdel(key, field))
 
 
 def _out(cause: str) -> str:
