@@ -238,14 +238,7 @@ class Evaluator:
     ) -> None:
         assert self._frauds is not None
         if applied.arm is not None:
-            if self._arm is None:
-                raise RuntimeError(f"fraud rule {rule.id!r} needs timers")
-            # Armed before the input is acked; a redelivery arms the same time again.
-            await self._arm(
-                TimerKey(owner=OWNER, name=fraud.TIMER, key=fp),
-                applied.arm,
-                data={"rule_id": rule.id, "subject": subject},
-            )
+            await self._arm_key(fraud.TIMER, rule, subject, fp, applied.arm)
         transition = applied.transition
         if transition is None:
             return
@@ -262,6 +255,19 @@ class Evaluator:
         )
         await self._announce(rule, alert, transition, fp)
         await self._frauds.mark_published(fp, applied.cause)
+
+    async def _arm_key(
+        self, name: str, rule: RuleSpec, subject: str, fp: str, at: datetime
+    ) -> None:
+        """Arm the timer ``name`` of the alert key ``fp`` for ``at``: before the input is
+        acked, so a redelivery arms the same time again."""
+        if self._arm is None:
+            raise RuntimeError(f"rule {rule.id!r} needs timers")
+        await self._arm(
+            TimerKey(owner=OWNER, name=name, key=fp),
+            at,
+            data={"rule_id": rule.id, "subject": subject},
+        )
 
     async def _announce(
         self,
@@ -328,14 +334,7 @@ class Evaluator:
         observation kept.
         """
         if applied.arm is not None:
-            if self._arm is None:
-                raise RuntimeError(f"rule {rule.id!r} needs timers (for or escalate)")
-            # Armed before the input is acked; a redelivery arms the same time again.
-            await self._arm(
-                TimerKey(owner=OWNER, name=threshold.TIMER, key=fp),
-                applied.arm,
-                data={"rule_id": rule.id, "subject": subject},
-            )
+            await self._arm_key(threshold.TIMER, rule, subject, fp, applied.arm)
         transition = applied.transition
         if transition is None:
             return
