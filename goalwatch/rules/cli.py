@@ -17,11 +17,14 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Final, TextIO
+from typing import TYPE_CHECKING, Final, TextIO
 
 from pydantic import TypeAdapter, ValidationError
 
 from goalwatch.contracts import AlertFired, AlertResolved, MetricRecorded
+
+if TYPE_CHECKING:
+    from goalwatch.rules.loader import LoadedRule
 
 _EVENTS: Final[TypeAdapter[list[MetricRecorded]]] = TypeAdapter(list[MetricRecorded])
 # Errors shown for an invalid events file before the rest are only counted.
@@ -89,39 +92,39 @@ def add_rules_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentP
     test.set_defaults(func=_test)
 
 
-def _check(args: argparse.Namespace) -> int:
+def _load(directory: Path) -> list[LoadedRule] | None:
+    """The rules in ``directory``; None, with every error printed, if any is wrong."""
     from goalwatch.rules.loader import RuleLoadError, load_rules
 
     try:
-        rules = load_rules(args.rules)
+        return load_rules(directory)
     except RuleLoadError as exc:
         count = len(exc.errors)
         print(
-            f"goalwatch: {count} error{'s' if count != 1 else ''} in the rules in {args.rules}:",
+            f"goalwatch: {count} error{'s' if count != 1 else ''} in the rules in {directory}:",
             file=sys.stderr,
         )
         for error in exc.errors:
             print(f"  {error}", file=sys.stderr)
+        return None
+
+
+def _check(args: argparse.Namespace) -> int:
+    rules = _load(args.rules)
+    if rules is None:
         return 2
     print(f"goalwatch: {len(rules)} rule{'s' if len(rules) != 1 else ''} in {args.rules}: valid")
     return 0
 
 
 def _run(args: argparse.Namespace) -> int:
-    from goalwatch.rules.loader import RuleLoadError, load_rules, metric_rules
+    from goalwatch.rules.loader import metric_rules
     from goalwatch.rules.runner import evaluate
 
-    try:
-        rules = metric_rules(load_rules(args.rules))
-    except RuleLoadError as exc:
-        count = len(exc.errors)
-        print(
-            f"goalwatch: {count} error{'s' if count != 1 else ''} in the rules in {args.rules}:",
-            file=sys.stderr,
-        )
-        for error in exc.errors:
-            print(f"  {error}", file=sys.stderr)
+    loaded = _load(args.rules)
+    if loaded is None:
         return 2
+    rules = metric_rules(loaded)
     if not rules:
         print(f"goalwatch: no rule files (*.yaml, *.yml) in {args.rules}", file=sys.stderr)
     events = _read_events(args.events)
@@ -141,18 +144,12 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _test(args: argparse.Namespace) -> int:
-    from goalwatch.rules.loader import RuleLoadError, load_rules
     from goalwatch.rules.testing import run_test
 
-    try:
-        rules = [rule.spec for rule in load_rules(args.rules)]
-    except RuleLoadError as exc:
-        print(
-            f"goalwatch: {len(exc.errors)} error(s) in the rules in {args.rules}:", file=sys.stderr
-        )
-        for error in exc.errors:
-            print(f"  {error}", file=sys.stderr)
+    loaded = _load(args.rules)
+    if loaded is None:
         return 2
+    rules = [rule.spec for rule in loaded]
     folder = args.tests or args.rules / "tests"
     if folder.is_file():  # one test file
         paths = [folder]
