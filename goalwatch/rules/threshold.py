@@ -174,7 +174,13 @@ def observe(
     With periods or a window the observations counted are the periods' (or each window's)
     values, which ``judge`` (the rules engine) gives verdicts.
     """
-    seen = state.raw if policy.aggregated else state.kept
+    # A window's evaluations carry the ids of the events they were made at: an event whose
+    # observation has left the window is still known by its evaluation.
+    seen: tuple[Point, ...] = state.kept
+    if policy.window is not None:
+        seen = (*state.raw, *state.kept)
+    elif policy.per is not None:
+        seen = state.raw
     if any(point.event_id == new.event_id for point in seen):
         return Decision(state=state, duplicate=True, arm=state.armed)
     newest = not seen or _order(new) > _order(max(seen, key=_order))

@@ -355,3 +355,18 @@ def test_days_count_on_the_subjects_clock_when_the_rule_has_no_time_zone() -> No
     assert [
         a[0] for a in summary(evaluate([spec], events, time_zones={"emp-1": "Asia/Shanghai"}))
     ] == ["fired"]
+
+
+def test_an_event_sent_again_after_leaving_the_window_is_still_known() -> None:
+    policy = Policy(window=timedelta(hours=1), aggregate="count")
+    state = StreakState()
+
+    def judge(value: float) -> Verdict:
+        return Verdict.BREACH if value >= 2 else Verdict.CLEAR
+
+    for n in (0, 30, 120):  # minutes: the first two make a window of two; then one alone
+        point = Point.of(f"e{n}", DAY0 + timedelta(minutes=n), 1.0, Verdict.CLEAR)
+        state = observe(state, point, policy, judge=judge).state
+    assert [p.event_id for p in state.raw] == ["e120"]
+    again = Point.of("e0", DAY0, 1.0, Verdict.CLEAR)
+    assert observe(state, again, policy, judge=judge).duplicate
