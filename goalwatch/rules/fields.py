@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Annotated, Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BeforeValidator
+from pydantic import AfterValidator, BeforeValidator, PlainSerializer
 from pydantic_core import PydanticCustomError
 
 
@@ -75,3 +75,22 @@ def _check_time_zone(value: Any) -> Any:
 
 
 TimeZone = Annotated[str, BeforeValidator(_check_time_zone)]
+
+
+def check_duration_range(value: timedelta) -> timedelta:
+    """A duration a rule may use: 1 s to 366 days."""
+    if not MIN_ABSENCE <= value <= MAX_ABSENCE:
+        raise rule_error(
+            "duration",
+            f"{duration_text(value)} is out of range: write at least 1s and at most 366d",
+        )
+    return value
+
+
+BoundedDuration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    AfterValidator(check_duration_range),
+    PlainSerializer(duration_text, return_type=str),
+]
+"""A duration HR writes (``2d``, ``36h``), 1 s to 366 days, written back the same way."""

@@ -13,15 +13,12 @@ import re
 from datetime import datetime, time, timedelta
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BeforeValidator, Field, field_serializer, field_validator, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from goalwatch.contracts.base import Contract
 from goalwatch.rules.fields import (
-    MAX_ABSENCE,
-    MIN_ABSENCE,
-    Duration,
+    BoundedDuration,
     TimeZone,
-    duration_text,
     rule_error,
 )
 
@@ -34,32 +31,14 @@ _HOURS = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
 _FIELD = re.compile(r"^(value|labels\.[A-Za-z_][A-Za-z0-9_]*)$")
 
 
-def _in_range(value: timedelta, what: str) -> timedelta:
-    if not MIN_ABSENCE <= value <= MAX_ABSENCE:
-        raise rule_error(
-            "duration",
-            f"{what} {duration_text(value)} is out of range: write at least 1s and at most 366d",
-        )
-    return value
-
-
 class _Fraud(Contract):
     """What every pattern has: how long without a finding before the alert resolves."""
 
-    quiet: Duration | None = Field(
+    quiet: BoundedDuration | None = Field(
         None,
         description="The alert resolves once this long (by event time) passes without a new "
         "finding; default: the pattern's window (within), or 1d.",
     )
-
-    @field_validator("quiet")
-    @classmethod
-    def _quiet_range(cls, value: timedelta | None) -> timedelta | None:
-        return None if value is None else _in_range(value, "quiet")
-
-    @field_serializer("quiet")
-    def _quiet_as_written(self, value: timedelta | None) -> str | None:
-        return None if value is None else duration_text(value)
 
     @property
     def window(self) -> timedelta | None:
@@ -74,16 +53,7 @@ class _Fraud(Contract):
 
 
 class _Windowed(_Fraud):
-    within: Duration = Field(description="The span of event time looked back over, e.g. 2m.")
-
-    @field_validator("within")
-    @classmethod
-    def _within_range(cls, value: timedelta) -> timedelta:
-        return _in_range(value, "within")
-
-    @field_serializer("within")
-    def _within_as_written(self, value: timedelta) -> str:
-        return duration_text(value)
+    within: BoundedDuration = Field(description="The span of event time looked back over, e.g. 2m.")
 
 
 class BurstCondition(_Windowed):

@@ -22,7 +22,6 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
     ValidationInfo,
-    field_serializer,
     field_validator,
     model_validator,
 )
@@ -32,9 +31,7 @@ from goalwatch.contracts import RuleKind, Severity
 from goalwatch.contracts.base import Contract
 from goalwatch.contracts.metrics import PERSON_ID_MAX_LENGTH, PERSON_ID_PATTERN, MetricName
 from goalwatch.rules.fields import (
-    MAX_ABSENCE,
-    MIN_ABSENCE,
-    Duration,
+    BoundedDuration,
     TimeZone,
     duration_text,
     rule_error,
@@ -390,14 +387,6 @@ def _check_aggregation(condition: ThresholdCondition) -> None:
         raise rule_error("aggregate", "rate is the sum per day of a window: write window: 7d")
     if condition.compare is not None and condition.window is None:
         raise rule_error("compare", "compare: previous compares windows: write window: 7d too")
-    if condition.window is None:
-        pass
-    elif not MIN_ABSENCE <= condition.window <= MAX_ABSENCE:
-        raise rule_error(
-            "window",
-            f"{duration_text(condition.window)} is out of range: write at least 1s and at "
-            "most 366d",
-        )
     for name in ("missing", "time_zone"):
         if getattr(condition, name) is not None and condition.per is None:
             raise rule_error(name, f"{name} is for periods: write per: day, week or month too")
@@ -428,7 +417,7 @@ class ThresholdCondition(Contract):
             "threshold keep a firing alert firing but do not start one.",
         )
     )
-    for_: Duration | None = Field(
+    for_: BoundedDuration | None = Field(
         None,
         alias="for",
         description="The condition must hold this long (by event time, from the observation "
@@ -441,7 +430,7 @@ class ThresholdCondition(Contract):
         description="Count consecutive calendar periods instead of observations: day, week "
         "(Monday to Sunday) or month, in time_zone, one value per period (aggregate).",
     )
-    window: Duration | None = Field(
+    window: BoundedDuration | None = Field(
         None,
         description="Compare an aggregate of the observations of this long before each one "
         "(by event time, e.g. 7d) instead of the observation itself.",
@@ -483,20 +472,6 @@ class ThresholdCondition(Contract):
     @classmethod
     def _engine_range(cls, value: float | tuple[float, float]) -> float | tuple[float, float]:
         return value if isinstance(value, tuple) else _in_engine_range(value)
-
-    @field_validator("for_")
-    @classmethod
-    def _for_bounds(cls, value: timedelta | None) -> timedelta | None:
-        if value is not None and not MIN_ABSENCE <= value <= MAX_ABSENCE:
-            raise rule_error(
-                "duration",
-                f"{duration_text(value)} is out of range: write at least 1s and at most 366d",
-            )
-        return value
-
-    @field_serializer("for_", "window")
-    def _duration_as_written(self, value: timedelta | None) -> str | None:
-        return None if value is None else duration_text(value)
 
     @field_validator("resolve_at")
     @classmethod
@@ -557,24 +532,10 @@ class OverdueCondition(Contract):
     ``behind_plan``) are rules of their own shape, :mod:`goalwatch.rules.goal_overdue_spec`.
     """
 
-    absent_for: Duration = Field(
+    absent_for: BoundedDuration = Field(
         description="Fires when a subject has not reported the metric for this long after "
         "its last report (by event time), e.g. 2d, 36h, 1d12h."
     )
-
-    @field_validator("absent_for")
-    @classmethod
-    def _bounds(cls, value: timedelta) -> timedelta:
-        if not MIN_ABSENCE <= value <= MAX_ABSENCE:
-            raise rule_error(
-                "duration",
-                f"{duration_text(value)} is out of range: write at least 1s and at most 366d",
-            )
-        return value
-
-    @field_serializer("absent_for")
-    def _as_written(self, value: timedelta) -> str:
-        return duration_text(value)
 
 
 SEVERITY_ORDER: Final[tuple[Severity, ...]] = (Severity.INFO, Severity.WARNING, Severity.CRITICAL)
@@ -584,27 +545,13 @@ SEVERITY_ORDER: Final[tuple[Severity, ...]] = (Severity.INFO, Severity.WARNING, 
 class EscalationStep(Contract):
     """One step of a threshold alert's escalation: ``{after: 5d, severity: critical}``."""
 
-    after: Duration = Field(
+    after: BoundedDuration = Field(
         description="How long after the breach began (its first breaching observation, by "
         "event time) the firing alert rises to this severity, e.g. 5d."
     )
     severity: Annotated[Severity, BeforeValidator(_check_severity)] = Field(
         description="The severity it rises to: warning or critical, above the rule's own."
     )
-
-    @field_validator("after")
-    @classmethod
-    def _bounds(cls, value: timedelta) -> timedelta:
-        if not MIN_ABSENCE <= value <= MAX_ABSENCE:
-            raise rule_error(
-                "duration",
-                f"{duration_text(value)} is out of range: write at least 1s and at most 366d",
-            )
-        return value
-
-    @field_serializer("after")
-    def _as_written(self, value: timedelta) -> str:
-        return duration_text(value)
 
 
 def _condition_form(value: Any) -> str:
