@@ -4,10 +4,14 @@ For each rule count it generates that many threshold rules (:func:`write_rules`)
 stream of metric events over many subjects (:func:`bench_events`), then times, on the same
 events:
 
-1. **raw durable_rules**, in this process: the rulesets :func:`goalwatch.rules.compile_rule`
-   makes, each a bare ``durable.engine.Ruleset`` with a recording action, posted as
-   :mod:`goalwatch.rules.engine` posts them (one constant ``sid``, the event id as ``id``,
-   only the rulesets of the event's metric) with nothing of goalwatch around them;
+1. **raw durable_rules**, in this process: the rulesets the engine builds (the rules of a
+   metric packed by :func:`goalwatch.rules.compiler.pack`, compiled by
+   :func:`~goalwatch.rules.compiler.compile_metric`), each a bare ``durable.engine.Ruleset``
+   with recording actions, asked as the engine asks them (each event asserted once to each
+   ruleset of its metric as a fact, one constant ``sid``, the event id as ``id``, then
+   retracted) through durable_rules' own Python API (``assert_fact``, ``do_actions``,
+   ``retract_fact``), with nothing of goalwatch around them. The engine drives the same
+   rulesets through the C extension under that API (:mod:`goalwatch.rules.engine`);
 2. **the engine**, in this process: :meth:`goalwatch.rules.RuleEngine.evaluate`, verdicts
    only (both run three times, alternated, the best of each kept);
 3. **the evaluator**, in a process of its own (``services/evaluator/bench.py``: the kernel
@@ -24,7 +28,6 @@ before and after, so every figure has the ceiling of the same run beside it.
 from __future__ import annotations
 
 import asyncio
-import copy
 import json
 import math
 import os
@@ -45,7 +48,8 @@ from goalwatch.contracts import MetricRecorded
 from goalwatch.dev.bench import measure_ceiling
 from goalwatch.dev.stack import Stack, StackSettings
 from goalwatch.messaging import ensure_streams
-from goalwatch.rules import RuleEngine, RuleSpec, compile_rule, load_rules, metric_rules
+from goalwatch.rules import RuleEngine, RuleSpec, load_rules, metric_rules
+from goalwatch.rules.compiler import compile_metric, pack
 from goalwatch.rules.engine import SID
 
 DEFAULT_RULES: Final = (1, 100, 1000)
@@ -154,14 +158,18 @@ def raw_rulesets(rules: Sequence[RuleSpec]) -> tuple[dict[str, list[Any]], list[
     """The compiled rules as bare durable_rules rulesets by metric, and the list their
     actions append to: what :class:`~goalwatch.rules.engine.RuleEngine` builds, without it."""
     fired: list[str] = []
-    by_metric: dict[str, list[Any]] = defaultdict(list)
+    by_metric: dict[str, list[RuleSpec]] = defaultdict(list)
     for rule in rules:
-        definition = copy.deepcopy(compile_rule(rule)[rule.id])
-        for action, body in definition.items():
-            # One parameter: durable_rules takes an action of two for an asynchronous one.
-            body["run"] = _recorder(fired, action)
-        by_metric[rule.metric].append(Ruleset(rule.id, None, definition))
-    return by_metric, fired
+        by_metric[rule.metric].append(rule)
+    rulesets: dict[str, list[Any]] = defaultdict(list)
+    for metric, specs in by_metric.items():
+        for number, packed in enumerate(pack(specs)):
+            definition = compile_metric(packed)
+            for action, body in definition.items():
+                # One parameter: durable_rules takes an action of two for an asynchronous one.
+                body["run"] = _recorder(fired, action)
+            rulesets[metric].append(Ruleset(f"{metric}#{number}", None, definition))
+    return rulesets, fired
 
 
 def _recorder(fired: list[str], action: str) -> Callable[[Any], None]:
@@ -196,10 +204,11 @@ def time_raw(rules: Sequence[RuleSpec], events: Sequence[MetricRecorded]) -> tup
         for ruleset in by_metric.get(event.metric, ()):
             message = {"id": event.id, "sid": SID, "metric": event.metric, "value": event.value}
             try:
-                handle = ruleset.assert_event(message)
+                handle = ruleset.assert_fact(message)
             except MessageNotHandledException:
                 continue
             ruleset.do_actions(handle, _ignore)
+            ruleset.retract_fact(message)
     return Rate.since(len(events), started, cpu), len(fired)
 
 

@@ -1,6 +1,6 @@
 """Compile rules into durable_rules ruleset definitions (plain JSON-able dicts).
 
-Each rule becomes one ruleset, named by the rule id, with two mutually exclusive rules:
+Each rule compiles to two mutually exclusive durable_rules rules (:func:`compile_rule`):
 
 - ``breach``: the event is for the rule's metric, its labels match ``where``, the subject is
   in the rule's org units (``org_unit``, :mod:`goalwatch.rules.scope`), and
@@ -16,12 +16,19 @@ match; using the inverse operator (rather than a negation) keeps that obvious. E
 fires for an event the rule applies to, and none for an event it does not (the engine then
 raises ``MessageNotHandledException``). Whether a breach turns into an alert (``consecutive``)
 is decided outside the engine, from state kept in Redis.
+
+The rules of one metric are posted to together (:func:`compile_metric`): one ruleset holds
+as many of them as :data:`WEIGHT_PER_RULESET` allows, each rule's verdicts named ``<index>.<verdict>``,
+and an event is asserted as a fact, which every matching rule sees (an event would be
+consumed by the first), so one post gives the verdict of every rule of the metric it
+applies to.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
 from goalwatch.contracts import MetricRecorded, RuleKind
@@ -101,6 +108,113 @@ def compile_rule(spec: RuleSpec) -> dict[str, Any]:
             CLEAR: {"all": [{"m": _match(spec, clear)}], "run": CLEAR},
         }
     }
+
+
+WEIGHT_PER_RULESET: Final = 32
+"""How much of :func:`weight` one ruleset holds. durable_rules refuses a fact that fills its
+match stack (error 303, 64 frames): 64 plain rules matching one fact pass, but 33 rules each
+filtering on a list of labels, or scoped to one org unit, are refused, whether or not the
+fact matches their alternatives (measured with 2.0.28, ``tests/unit/test_rules_engine.py``).
+A weight of 32 per ruleset stays inside both."""
+ACTION_SEPARATOR: Final = "."
+
+
+def compile_metric(specs: Sequence[RuleSpec]) -> dict[str, Any]:
+    """One ruleset definition holding the threshold rules ``specs`` (all of one metric, of
+    :func:`weight` :data:`WEIGHT_PER_RULESET` together), each verdict of ``specs[i]`` named
+    ``f"{i}.{verdict}"`` (:func:`verdict_of` reads it back). Without ``run``: the caller
+    decides how actions run."""
+    definition: dict[str, Any] = {}
+    for index, spec in enumerate(specs):
+        for verdict, body in compile_rule(spec)[spec.id].items():
+            definition[f"{index}{ACTION_SEPARATOR}{verdict}"] = {"all": body["all"]}
+    return definition
+
+
+def weight(spec: RuleSpec) -> int:
+    """What ``spec`` takes of a ruleset's :data:`WEIGHT_PER_RULESET`: the alternatives
+    durable_rules expands its largest verdict into (one per term of an ``$or``, multiplied
+    across an ``$and``), at least one."""
+    return max(_alternatives(body["all"][0]["m"]) for body in compile_rule(spec)[spec.id].values())
+
+
+def pack(rules: Sequence[RuleSpec]) -> list[list[RuleSpec]]:
+    """``rules`` (threshold rules of one metric) in load order, cut into the groups one
+    ruleset each holds: of :func:`weight` :data:`WEIGHT_PER_RULESET` at most together, a
+    rule heavier than that alone (to be asked on its own, not as a pack)."""
+    packs: list[list[RuleSpec]] = []
+    room = 0
+    for rule in rules:
+        heavy = weight(rule)
+        if heavy > room:
+            packs.append([])
+            room = WEIGHT_PER_RULESET
+        packs[-1].append(rule)
+        room -= heavy
+    return packs
+
+
+def _alternatives(condition: Any) -> int:
+    if not isinstance(condition, dict):
+        return 1
+    if "$or" in condition:
+        return sum(_alternatives(term) for term in condition["$or"])
+    if "$and" in condition:
+        return math.prod(_alternatives(term) for term in condition["$and"])
+    return 1
+
+
+def verdict_of(action: str) -> tuple[int, Verdict]:
+    """The rule index and verdict an action of :func:`compile_metric` names."""
+    index, _, verdict = action.partition(ACTION_SEPARATOR)
+    return int(index), Verdict(verdict)
+
+
+def metric_message(
+    specs: Sequence[RuleSpec],
+    event: MetricRecorded,
+    *,
+    sid: str,
+    org_units: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The fact to assert to the ruleset :func:`compile_metric` made of ``specs``: as
+    :func:`event_message` would post it to each, with the labels any of them filters on,
+    and the subject's org units if any is scoped by unit."""
+    return MetricMessage.of(specs)(event, sid=sid, org_units=org_units)
+
+
+@dataclass(frozen=True)
+class MetricMessage:
+    """How :func:`metric_message` writes the facts of one pack of rules, worked out once."""
+
+    specs: tuple[RuleSpec, ...]
+    labels: tuple[str, ...]  # every label any of the rules filters on
+    scoped: bool  # whether any rule is scoped by org unit
+
+    @classmethod
+    def of(cls, specs: Sequence[RuleSpec]) -> MetricMessage:
+        """The writer of facts for the pack ``specs``."""
+        labels = dict.fromkeys(name for spec in specs for name in spec.where)
+        return cls(tuple(specs), tuple(labels), any(spec.scope for spec in specs))
+
+    def __call__(
+        self, event: MetricRecorded, *, sid: str, org_units: Sequence[str] = ()
+    ) -> dict[str, Any]:
+        """The fact for ``event`` about a subject in ``org_units``."""
+        value = event.value
+        if not _readable(value):
+            value = engine_number(value, _nearest_of(self.specs, value))
+        message: dict[str, Any] = {
+            "id": event.id,
+            "sid": sid,
+            "metric": event.metric,
+            "value": value,
+        }
+        for name in self.labels:
+            message[label_key(name)] = event.labels.get(name, "")
+        if self.scoped:
+            message[ORG_UNITS_KEY] = list(org_units)
+        return message
 
 
 FINDING: Final = "finding"
@@ -249,8 +363,17 @@ def event_message(
 
 def _nearest(spec: RuleSpec, value: float) -> float:
     """The threshold (or ``resolve_at`` end) nearest ``value``: the one a move could cross."""
-    condition = spec.threshold
-    return min((*condition.bounds, *condition.resolve_bounds), key=lambda t: abs(value - t))
+    return _nearest_of((spec,), value)
+
+
+def _nearest_of(specs: Sequence[RuleSpec], value: float) -> float:
+    """The threshold (or ``resolve_at`` end) of any of ``specs`` nearest ``value``. A move of
+    one float can only cross a threshold one float away; moving away from the nearest
+    crosses none, unless a second one lies one float away on the other side."""
+    ends = [
+        end for spec in specs for end in (*spec.threshold.bounds, *spec.threshold.resolve_bounds)
+    ]
+    return min(ends, key=lambda t: abs(value - t))
 
 
 def _readable(value: float) -> bool:

@@ -1,14 +1,14 @@
 """RuleEngine, the durable_rules adapter: which rules an event reaches, and their verdicts.
 
-Some of these pin down what the adapter relies on in durable_rules itself (no threads, actions
-run during the call, swallowed exceptions): they fail if a new release behaves otherwise.
+Some of these pin down what the adapter relies on in durable_rules itself (no threads, every
+matched action taken during the call, a fact seen by every rule it matches, at most 64 matches
+a fact): they fail if a new release behaves otherwise.
 """
 
 from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,6 +16,7 @@ import pytest
 
 from goalwatch.contracts import MetricRecorded
 from goalwatch.rules import engine as engine_module
+from goalwatch.rules.compiler import compile_metric, metric_message
 from goalwatch.rules.engine import RuleEngine
 from goalwatch.rules.spec import RuleSpec
 from goalwatch.rules.transitions import Verdict
@@ -111,23 +112,72 @@ def test_the_action_has_run_when_evaluate_returns() -> None:
     assert verdicts(engine, event("feedback_score", 1.0)) == [("only", True)]
 
 
-def test_an_exception_in_an_action_is_raised_and_the_next_event_is_judged_afresh(
+def test_an_engine_error_is_raised_and_the_next_event_is_judged_afresh(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def failing(outcomes: list[str], action: str) -> Callable[[Any], None]:
-        def record(_: Any) -> None:
-            if not outcomes and action == "breach":
-                outcomes.append("failed")
-                raise KeyError("boom")
-            outcomes.append(action)
-
-        return record
-
-    monkeypatch.setattr(engine_module, "_recorder", failing)
     engine = RuleEngine([rule("only", "feedback_score", "<", 4.5)])
-    with pytest.raises(RuntimeError, match=r"rule 'only' failed on event 'e\d+': .*boom"):
+    complete = engine_module.native.complete_and_start_action
+    # The pack's post fails, then the rule's own: the pack is asked rule by rule from then.
+    failures = [engine_module.native.error("boom"), engine_module.native.error("boom")]
+
+    def failing_once(*args: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return complete(*args)
+
+    monkeypatch.setattr(engine_module.native, "complete_and_start_action", failing_once)
+    with pytest.raises(RuntimeError, match=r"rule 'only' failed on event 'e\d+': boom"):
         engine.evaluate(event("feedback_score", 1.0))
+    # Nothing of the failed fact is left: the next one gets its own verdict, once.
     assert verdicts(engine, event("feedback_score", 4.9)) == [("only", False)]
+    assert verdicts(engine, event("feedback_score", 1.0)) == [("only", True)]
+
+
+def test_every_rule_of_a_metric_gets_its_verdict_from_one_fact() -> None:
+    # More rules than one ruleset holds, all matching each event: 100 verdicts, in load
+    # order, where an event (consumed by its first match) would give one.
+    rules = [rule(f"r{n:03}", "visits", ">", n) for n in range(100)]
+    engine = RuleEngine(rules)
+    assert verdicts(engine, event("visits", 49.5)) == [(f"r{n:03}", n < 49.5) for n in range(100)]
+    again = event("visits", 150.0)
+    assert verdicts(engine, again) == [(f"r{n:03}", True) for n in range(100)]
+    assert verdicts(engine, again) == [(f"r{n:03}", True) for n in range(100)]  # redelivered
+
+
+def test_durable_rules_match_stack_is_what_rules_are_packed_by() -> None:
+    # Why a ruleset holds rules of weight 32: a fact may match 64 plain rules, while 33
+    # rules each filtering on a list of labels are refused (error 303), matched or not.
+    def ruleset(rules: list[RuleSpec]) -> Any:
+        return engine_module._Ruleset("stack", compile_metric(rules), facts=True)
+
+    plain = ruleset([rule(f"r{n}", "visits", ">", 1.0) for n in range(64)])
+    assert len(plain.matches(metric_message([], event("visits", 2.0), sid=engine_module.SID))) == 64
+    where = {"ward": ["icu", "er"]}
+    listed = [rule(f"r{n}", "visits", ">", 1.0, where=where) for n in range(33)]
+    with pytest.raises(engine_module.native.error, match="303"):
+        ruleset(listed).matches(
+            metric_message(listed, event("visits", 2.0, ward="icu"), sid=engine_module.SID)
+        )
+    assert (
+        len(
+            ruleset(listed[:16]).matches(
+                metric_message(listed, event("visits", 2.0, ward="icu"), sid=engine_module.SID)
+            )
+        )
+        == 16
+    )
+
+
+def test_a_pack_that_overflows_anyway_is_asked_rule_by_rule(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(engine_module, "WEIGHT_PER_RULESET", 1000)
+    where = {"ward": ["icu", "er"]}
+    engine = RuleEngine([rule(f"r{n:02}", "visits", ">", n, where=where) for n in range(40)])
+    expected = [(f"r{n:02}", n < 20.5) for n in range(40)]
+    assert verdicts(engine, event("visits", 20.5, ward="er")) == expected
+    assert verdicts(engine, event("visits", 20.5, ward="er")) == expected
+    assert verdicts(engine, event("visits", 20.5, ward="ward-3")) == []
 
 
 def test_two_rules_with_one_id_are_refused() -> None:
@@ -149,3 +199,20 @@ def test_label_filters_in_and_not_in_are_the_engines_verdicts_too() -> None:
     assert verdict(0.1, ward="icu", site="training") == []
     assert verdict(0.1, ward="icu", site="demo") == []
     assert verdict(0.1, site="main") == []  # no ward
+
+
+def test_a_rule_matched_through_two_alternatives_gives_one_verdict() -> None:
+    # A subject in both units a rule is scoped to matches both alternatives of its $or.
+    engine = RuleEngine([rule("scoped", "visits", ">", 1.0, org_unit=["north", "sales"])])
+    judged = engine.evaluate(event("visits", 2.0), org_units=["north", "sales", "company"])
+    assert [(spec.id, verdict) for spec, verdict in judged] == [("scoped", Verdict.BREACH)]
+
+
+def test_rules_scoped_to_many_units_are_packed_apart() -> None:
+    units = [f"unit-{n}" for n in range(20)]
+    rules = [rule(f"r{n}", "visits", ">", 1.0, org_unit=units) for n in range(10)]
+    engine = RuleEngine(rules)
+    # Each rule weighs 20 (a subject may match all 20 units): one to a ruleset.
+    judged = engine.evaluate(event("visits", 2.0), org_units=units)
+    assert [spec.id for spec, _ in judged] == [f"r{n}" for n in range(10)]
+    assert {verdict for _, verdict in judged} == {Verdict.BREACH}
