@@ -63,7 +63,8 @@ class IngestionSettings(ServiceSettings):
     ingest_publish_timeout: float = Field(
         5.0,
         gt=0,
-        description="Seconds to wait for JetStream to confirm it stored one event.",
+        description="Seconds to wait for JetStream to confirm it stored the events of one "
+        "request or message (they are published together).",
     )
 
 
