@@ -7,7 +7,7 @@ import dataclasses
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,11 +18,11 @@ from goalwatch.contracts import AlertFired, AlertResolved, MetricRecorded, subje
 from goalwatch.rules import evaluate, load_rules, metric_rules
 from goalwatch.rules.engine import RuleEngine
 from goalwatch.rules.runner import MemoryStreaks as KernelStreaks
-from goalwatch.rules.threshold import Decision, Judge, Policy, StreakState
-from goalwatch.rules.transitions import Point, Transition, fingerprint
+from goalwatch.rules.threshold import Decision, Policy, StreakState
+from goalwatch.rules.transitions import Transition, fingerprint
 from services.evaluator.app import EvaluatorSettings, create_app
 from services.evaluator.evaluation import Evaluator
-from services.evaluator.streaks import Applied, timer_cause
+from services.evaluator.streaks import Applied, Observation, timer_cause
 
 REPO = Path(__file__).resolve().parents[2]
 DAY0 = datetime(2026, 11, 1, 18, tzinfo=UTC)
@@ -35,23 +35,28 @@ class MemoryStreaks:
         self.store = KernelStreaks()
         self.caused: dict[tuple[str, str], Transition | None] = {}
         self.published: set[tuple[str, str]] = set()
+        self.confirmations: list[list[tuple[str, str]]] = []
 
     async def observe(
         self,
-        fp: str,
-        point: Point,
-        policy: Policy,
+        subject: str,
+        metric: str,
+        observations: Sequence[Observation],
         *,
         labels: Mapping[str, str],
-        judge: Judge | None = None,
-    ) -> Applied:
+    ) -> list[Applied]:
+        return [self._observe(o, labels) for o in observations]
+
+    def _observe(self, o: Observation, labels: Mapping[str, str]) -> Applied:
         return self._apply(
-            fp,
-            point.event_id,
-            lambda: self.store.observe(fp, point, policy, labels=labels, judge=judge),
+            o.fp,
+            o.point.event_id,
+            lambda: self.store.observe(o.fp, o.point, o.policy, labels=labels, judge=o.judge),
         )
 
-    async def due(self, fp: str, at: datetime, policy: Policy) -> Applied:
+    async def due(
+        self, subject: str, metric: str, fp: str, at: datetime, policy: Policy
+    ) -> Applied:
         return self._apply(fp, timer_cause(at), lambda: self.store.due(fp, at, policy))
 
     def _apply(self, fp: str, cause: str, decide: Callable[[], Decision]) -> Applied:
@@ -60,14 +65,17 @@ class MemoryStreaks:
         if key in self.caused:
             earlier = self.caused[key]
             if earlier is None or key in self.published:
-                return Applied(None, state.armed, state, cause)
-            return Applied(dataclasses.replace(earlier, replayed=True), state.armed, state, cause)
+                return Applied(None, state.armed, state, cause, fp)
+            replay = dataclasses.replace(earlier, replayed=True)
+            return Applied(replay, state.armed, state, cause, fp)
         decision = decide()
         self.caused[key] = decision.transition
-        return Applied(decision.transition, decision.arm, decision.state, cause)
+        return Applied(decision.transition, decision.arm, decision.state, cause, fp)
 
-    async def mark_published(self, fp: str, cause: str) -> None:
-        self.published.add((fp, cause))
+    async def mark_published(self, subject: str, metric: str, published: Sequence[Applied]) -> None:
+        if published:
+            self.confirmations.append([(a.fp, a.cause) for a in published])
+        self.published.update((a.fp, a.cause) for a in published)
 
 
 class Names:
@@ -211,17 +219,16 @@ class SlowClearStreaks(MemoryStreaks):
 
     async def observe(
         self,
-        fp: str,
-        point: Point,
-        policy: Policy,
+        subject: str,
+        metric: str,
+        observations: Sequence[Observation],
         *,
         labels: Mapping[str, str],
-        judge: Judge | None = None,
-    ) -> Applied:
-        if not point.breach:
+    ) -> list[Applied]:
+        if not all(o.point.breach for o in observations):
             for _ in range(10):  # let every other task run meanwhile
                 await asyncio.sleep(0)
-        return await super().observe(fp, point, policy, labels=labels, judge=judge)
+        return await super().observe(subject, metric, observations, labels=labels)
 
 
 async def test_a_batch_keeps_each_subjects_order_so_two_one_two_does_not_fire() -> None:
@@ -242,16 +249,15 @@ class FailingStreaks(MemoryStreaks):
 
     async def observe(
         self,
-        fp: str,
-        point: Point,
-        policy: Policy,
+        subject: str,
+        metric: str,
+        observations: Sequence[Observation],
         *,
         labels: Mapping[str, str],
-        judge: Judge | None = None,
-    ) -> Applied:
-        if point.event_id == "bad-1":
+    ) -> list[Applied]:
+        if any(o.point.event_id == "bad-1" for o in observations):
             raise ConnectionError("Redis timed out")
-        return await super().observe(fp, point, policy, labels=labels, judge=judge)
+        return await super().observe(subject, metric, observations, labels=labels)
 
 
 async def test_one_subjects_failure_does_not_hold_back_the_others() -> None:
@@ -416,18 +422,17 @@ async def test_a_batch_evaluates_a_bounded_number_of_subjects_at_once() -> None:
 
         async def observe(
             self,
-            fp: str,
-            point: Point,
-            policy: Policy,
+            subject: str,
+            metric: str,
+            observations: Sequence[Observation],
             *,
             labels: Mapping[str, str],
-            judge: Judge | None = None,
-        ) -> Applied:
+        ) -> list[Applied]:
             self.running += 1
             self.most = max(self.most, self.running)
             await asyncio.sleep(0)  # let every other subject that may run start
             self.running -= 1
-            return await super().observe(fp, point, policy, labels=labels, judge=judge)
+            return await super().observe(subject, metric, observations, labels=labels)
 
     streaks = Counting()
     rules = metric_rules(load_rules(REPO / "rules"))
