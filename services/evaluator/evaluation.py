@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final, Protocol
 
+from prometheus_client import Counter
+
 from goalwatch.contracts import (
     AlertFired,
     AlertResolved,
@@ -142,6 +144,7 @@ class Evaluator:
             raise ValueError("overdue rules need an absence store and timers")
         self._threshold = {r.id: r for r in rules if r.kind is RuleKind.THRESHOLD}
         self._policies: dict[tuple[str, str | None], Policy] = {}
+        self._evaluations: dict[tuple[str, Verdict], Counter] = {}
         self._absences = absences
         self._arm = arm
         self._engine = engine
@@ -326,7 +329,12 @@ class Evaluator:
         the subject's metric, then the timers and alerts, in the rules' order."""
         by_metric: dict[str, list[tuple[RuleSpec, Observation]]] = {}
         for rule, verdict in verdicts:
-            RULE_EVALUATIONS.labels(rule=rule.id, outcome=verdict.value).inc()
+            counter = self._evaluations.get((rule.id, verdict))
+            if counter is None:
+                # Looked up once per rule and outcome: ``labels`` costs more than ``inc``.
+                counter = RULE_EVALUATIONS.labels(rule=rule.id, outcome=verdict.value)
+                self._evaluations[rule.id, verdict] = counter
+            counter.inc()
             observation = Observation(
                 rule.fingerprint_of(event.subject, event.labels),
                 Point.of(event.id, event.time, event.value, verdict),

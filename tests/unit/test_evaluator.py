@@ -18,6 +18,7 @@ from goalwatch.contracts import AlertFired, AlertResolved, MetricRecorded, subje
 from goalwatch.rules import evaluate, load_rules, metric_rules
 from goalwatch.rules.engine import RuleEngine
 from goalwatch.rules.runner import MemoryStreaks as KernelStreaks
+from goalwatch.rules.spec import RuleSpec
 from goalwatch.rules.threshold import Decision, Policy, StreakState
 from goalwatch.rules.transitions import Transition, fingerprint
 from services.evaluator.app import EvaluatorSettings, create_app
@@ -442,3 +443,88 @@ async def test_a_batch_evaluates_a_bounded_number_of_subjects_at_once() -> None:
     events = [rework(0, 0.09, subject=f"emp-{n}") for n in range(100)]
     assert await evaluator.handle_batch(events) == {}
     assert streaks.most == 8
+
+
+def _rules_of_one_metric(tmp_path: Path) -> list[RuleSpec]:
+    """Three threshold rules of one metric: at once, on 2 days running, and at once per ward."""
+    for rule_id, consecutive, by in (
+        ("at-once", 1, ""),
+        ("two-days", 2, ""),
+        ("per-ward", 1, "by: [ward]\n"),
+    ):
+        (tmp_path / f"{rule_id}.yaml").write_text(
+            f"id: {rule_id}\nname: {rule_id}\nkind: threshold\nmetric: report_rework_rate\n"
+            f'condition: {{op: ">", value: 0.08, consecutive: {consecutive}}}\n{by}'
+            "severity: warning\nnotify: [subject]\nmessage: '{subject_name}: {value}'\n"
+        )
+    return metric_rules(load_rules(tmp_path))
+
+
+class FailingAt(Published):
+    """Publishes, except that the ``n``-th publish (from 1) fails once."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.calls, self.n = 0, n
+
+    async def __call__(self, alert: AlertFired | AlertResolved, subject: str, msg_id: str) -> None:
+        self.calls += 1
+        if self.calls == self.n:
+            raise ConnectionError("NATS is down")
+        await super().__call__(alert, subject, msg_id)
+
+
+async def test_an_events_rules_are_recorded_together_and_their_alerts_confirmed_together(
+    tmp_path: Path,
+) -> None:
+    class Recording(MemoryStreaks):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls: list[tuple[str, str, list[str]]] = []
+
+        async def observe(
+            self,
+            subject: str,
+            metric: str,
+            observations: Sequence[Observation],
+            *,
+            labels: Mapping[str, str],
+        ) -> list[Applied]:
+            self.calls.append((subject, metric, [o.fp for o in observations]))
+            return await super().observe(subject, metric, observations, labels=labels)
+
+    rules = _rules_of_one_metric(tmp_path)
+    streaks, published = Recording(), Published()
+    evaluator = Evaluator(
+        engine=RuleEngine(rules), streaks=streaks, publish=published, names=Names()
+    )
+    await evaluator.handle(rework(0, 0.2, ward="icu"))
+    fps = {rule.id: rule.fingerprint_of("emp-1042", {"ward": "icu"}) for rule in rules}
+    assert streaks.calls == [("emp-1042", "report_rework_rate", list(fps.values()))]
+    cause = "emp-1042-0"
+    assert streaks.confirmations == [[(fps["at-once"], cause), (fps["per-ward"], cause)]]
+    await evaluator.handle(rework(1, 0.2, ward="icu"))
+    assert streaks.confirmations[1:] == [[(fps["two-days"], "emp-1042-1")]]
+    assert [msg_id.split(":")[0] for _, _, msg_id in published.messages] == [
+        fps["at-once"],
+        fps["per-ward"],
+        fps["two-days"],
+    ]
+
+
+async def test_alerts_published_before_a_failed_publish_are_not_published_again(
+    tmp_path: Path,
+) -> None:
+    rules = _rules_of_one_metric(tmp_path)
+    streaks, published = MemoryStreaks(), FailingAt(2)
+    evaluator = Evaluator(
+        engine=RuleEngine(rules), streaks=streaks, publish=published, names=Names()
+    )
+    event = rework(0, 0.2, ward="icu")
+    with pytest.raises(ConnectionError):
+        await evaluator.handle(event)
+    fps = {rule.id: rule.fingerprint_of("emp-1042", {"ward": "icu"}) for rule in rules}
+    at_once, per_ward = fps["at-once"], fps["per-ward"]
+    assert streaks.confirmations == [[(at_once, event.id)]]  # the one that went out
+    await evaluator.handle(event)  # redelivered: only the one that failed is published
+    assert [msg_id.split(":")[0] for _, _, msg_id in published.messages] == [at_once, per_ward]
