@@ -122,7 +122,7 @@ class Applied:
     arm: datetime | None
     state: StreakState
     cause: str
-    fp: str = ""
+    fp: str
 
 
 def timer_cause(at: datetime) -> str:
@@ -164,14 +164,7 @@ class StreakStore:
         """Record one event (with ``labels``) for every rule of ``subject``'s ``metric`` it
         reaches: one :class:`Applied` per observation, in their order. Each alert key at most
         once; idempotent per event id: see the module's description."""
-        inputs = [
-            (
-                o.fp,
-                o.point.event_id,
-                _observer(o, labels),
-            )
-            for o in observations
-        ]
+        inputs = [(o.fp, o.point.event_id, _observer(o, labels)) for o in observations]
         return await self._apply(state_key(subject, metric), inputs)
 
     async def due(
@@ -297,7 +290,8 @@ class StreakStore:
         it was moved, does not). Only if the new hash is later dropped whole (idle for
         :data:`IDLE_EXPIRY`, or lost with Redis' last writes) is such a left-behind key read
         again, as the alert key's state from before the upgrade: a rare, bounded staleness,
-        the same as replaying from an old checkpoint.
+        the same as replaying from an old checkpoint. (Redis losing its last second of writes
+        cannot keep the delete and lose the write: its append-only file keeps them in order.)
         """
         await self._pipe.call_all([_delete(entry.keys) for entry in legacy])
 
