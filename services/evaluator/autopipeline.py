@@ -18,7 +18,7 @@ as it would have reached each of them sent alone.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
@@ -45,6 +45,19 @@ class AutoPipeline:
             loop.call_soon(self._flush)
         self._queued.append((queue, future))
         return await future
+
+    async def call_all(self, queues: Sequence[Queue]) -> list[Any]:
+        """The answers to the commands ``queues`` add, in their order, sent together (and
+        with their neighbours); an error answer is raised (the first, if several)."""
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[Any]] = []
+        for queue in queues:
+            if not self._queued:
+                loop.call_soon(self._flush)
+            future = loop.create_future()
+            self._queued.append((queue, future))
+            futures.append(future)
+        return list(await asyncio.gather(*futures))
 
     def _flush(self) -> None:
         batch, self._queued = self._queued, []

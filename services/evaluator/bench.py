@@ -6,7 +6,9 @@
 decodes them, with the real :class:`StreakStore` on that Redis and alerts published to
 JetStream through the service's own :class:`AlertPublisher`; subject names from a stub (asked
 only when an alert fires), no rule scoped. It prints one JSON line: rates, alerts published,
-Redis memory and keys grown, and this process's RSS. The kernel's bench
+Redis memory and keys grown (``keys``: Redis keys, one threshold hash per subject's metric;
+``alert_keys``: the rules' states those hashes hold, one per subject and rule reached), and
+this process's RSS. The kernel's bench
 (``goalwatch/dev/evaluator_bench.py``) starts it, so the kernel imports no service and the
 RSS is the evaluator's alone.
 """
@@ -21,6 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from redis.asyncio import Redis
+
 from goalwatch.connections import redis_client
 from goalwatch.contracts import MetricRecorded
 from goalwatch.messaging import new_broker
@@ -28,7 +32,7 @@ from goalwatch.rules import RuleEngine, load_rules, metric_rules
 from services.evaluator.app import CONSUMER
 from services.evaluator.evaluation import Evaluator
 from services.evaluator.publishing import AlertPublisher
-from services.evaluator.streaks import StreakStore
+from services.evaluator.streaks import KEY_PREFIX, StreakStore
 
 
 class _Names:
@@ -36,6 +40,14 @@ class _Names:
 
     async def name_of(self, *, subject: str) -> str:
         return subject
+
+
+async def _alert_keys(redis: Redis) -> int:
+    """How many alert keys' threshold states the Redis holds (``doc:<fp>`` fields)."""
+    count = 0
+    async for key in redis.scan_iter(match=f"{KEY_PREFIX}*:threshold", count=1000):
+        count += sum(1 for field in await redis.hkeys(key) if str(field).startswith("doc:"))
+    return count
 
 
 def _rss_mib() -> float:
@@ -93,6 +105,7 @@ async def measure(
             profiler.dump_stats(profile)
         grown = int((await redis.info("memory"))["used_memory"]) - before
         keys = int(await redis.dbsize())
+        alert_keys = await _alert_keys(redis)
     finally:
         await broker.stop()
         await redis.aclose()
@@ -103,6 +116,7 @@ async def measure(
         "published": published,
         "redis_mib": grown / 2**20,
         "keys": keys,
+        "alert_keys": alert_keys,
         "rss_mib": rss,
         "rss_grown_mib": rss - rss_before,
     }

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final, Protocol
 
+from prometheus_client import Counter
+
 from goalwatch.contracts import (
     AlertFired,
     AlertResolved,
@@ -35,7 +37,7 @@ from goalwatch.rules.fraud_spec import OutlierCondition
 from goalwatch.rules.overdue import Due, Seen
 from goalwatch.rules.spec import RuleSpec
 from goalwatch.rules.threshold import Judge, Policy
-from goalwatch.rules.transitions import Point, Transition, fingerprint
+from goalwatch.rules.transitions import Point, Transition, Verdict, fingerprint
 from goalwatch.timers import TimerKey
 from services.evaluator.absences import Applied as AbsenceApplied
 from services.evaluator.directory import NoScopes, Scopes
@@ -43,7 +45,7 @@ from services.evaluator.fraud_store import Applied as FraudApplied
 from services.evaluator.fraud_store import FraudStore, PeerGroups
 from services.evaluator.metrics import ALERTS_FIRED, ALERTS_RESOLVED, RULE_EVALUATIONS
 from services.evaluator.names import Names
-from services.evaluator.streaks import Applied
+from services.evaluator.streaks import Applied, Observation
 
 logger = logging.getLogger(__name__)
 
@@ -56,25 +58,28 @@ PublishAlert = Callable[[AlertFired | AlertResolved, str, str], Awaitable[None]]
 
 
 class Streaks(Protocol):
-    """Where threshold state is kept (:class:`StreakStore` in production)."""
+    """Where threshold state is kept (:class:`StreakStore` in production): per subject's
+    metric, every rule of it an event reaches at once."""
 
     async def observe(
         self,
-        fp: str,
-        point: Point,
-        policy: Policy,
+        subject: str,
+        metric: str,
+        observations: Sequence[Observation],
         *,
         labels: Mapping[str, str],
-        judge: Judge | None = None,
+    ) -> list[Applied]:
+        """Record one event (with ``labels``) for each of its ``observations`` (one per
+        alert key of ``subject``'s ``metric``): what each did, in their order. Idempotent per
+        event id."""
+
+    async def due(
+        self, subject: str, metric: str, fp: str, at: datetime, policy: Policy
     ) -> Applied:
-        """Record the observation ``point``; idempotent per event id. ``judge``: the
-        engine's verdict on a value, for rules with periods or a window."""
+        """The timer of the alert key ``fp`` armed for ``at`` fired; idempotent per timer."""
 
-    async def due(self, fp: str, at: datetime, policy: Policy) -> Applied:
-        """The key's timer armed for ``at`` fired; idempotent per timer."""
-
-    async def mark_published(self, fp: str, cause: str) -> None:
-        """Note that the transition caused by input ``cause`` was published."""
+    async def mark_published(self, subject: str, metric: str, published: Sequence[Applied]) -> None:
+        """Note that the transitions of ``published`` are in the alerts stream."""
 
 
 class Absences(Protocol):
@@ -139,6 +144,7 @@ class Evaluator:
             raise ValueError("overdue rules need an absence store and timers")
         self._threshold = {r.id: r for r in rules if r.kind is RuleKind.THRESHOLD}
         self._policies: dict[tuple[str, str | None], Policy] = {}
+        self._evaluations: dict[tuple[str, Verdict], Counter] = {}
         self._absences = absences
         self._arm = arm
         self._engine = engine
@@ -183,17 +189,9 @@ class Evaluator:
         """
         org_units = await self._scopes.of(event.subject)
         zone = await self._scopes.zone_of(event.subject)
-        for rule, verdict in self._engine.evaluate(event, org_units=org_units):
-            RULE_EVALUATIONS.labels(rule=rule.id, outcome=verdict.value).inc()
-            fp = rule.fingerprint_of(event.subject, event.labels)
-            applied = await self._streaks.observe(
-                fp,
-                Point.of(event.id, event.time, event.value, verdict),
-                self._policy(rule, zone),
-                labels=event.labels,
-                judge=self._judge(rule, event, org_units),
-            )
-            await self._threshold_applied(rule, event.subject, fp, applied, event)
+        verdicts = self._engine.evaluate(event, org_units=org_units)
+        if verdicts:
+            await self._thresholds(event, verdicts, org_units, zone)
         for rule in self._engine.fraud_rules(event.metric):
             if overdue.applies(rule, event, org_units=org_units):
                 await self._fraud(rule, event, org_units, zone)
@@ -320,24 +318,73 @@ class Evaluator:
             policy = self._policies[key] = Policy.of(rule, zone=zone)
         return policy
 
+    async def _thresholds(
+        self,
+        event: MetricRecorded,
+        verdicts: Sequence[tuple[RuleSpec, Verdict]],
+        org_units: Sequence[str],
+        zone: str | None,
+    ) -> None:
+        """Every threshold rule ``event`` reaches: one read and one write of the state of
+        the subject's metric, then the timers and alerts, in the rules' order."""
+        by_metric: dict[str, list[tuple[RuleSpec, Observation]]] = {}
+        for rule, verdict in verdicts:
+            counter = self._evaluations.get((rule.id, verdict))
+            if counter is None:
+                # Looked up once per rule and outcome: ``labels`` costs more than ``inc``.
+                counter = RULE_EVALUATIONS.labels(rule=rule.id, outcome=verdict.value)
+                self._evaluations[rule.id, verdict] = counter
+            counter.inc()
+            observation = Observation(
+                rule.fingerprint_of(event.subject, event.labels),
+                Point.of(event.id, event.time, event.value, verdict),
+                self._policy(rule, zone),
+                self._judge(rule, event, org_units),
+            )
+            # The engine asks only the event's metric's rules: one group (timers find the
+            # state by the rule's metric, so that is what names it).
+            by_metric.setdefault(rule.metric, []).append((rule, observation))
+        for metric, pairs in by_metric.items():
+            applied = await self._streaks.observe(
+                event.subject, metric, [o for _, o in pairs], labels=event.labels
+            )
+            rules = [rule for rule, _ in pairs]
+            await self._threshold_applied(event.subject, metric, rules, applied, event)
+
     async def _threshold_applied(
         self,
-        rule: RuleSpec,
         subject: str,
-        fp: str,
-        applied: Applied,
+        metric: str,
+        rules: Sequence[RuleSpec],
+        applied: Sequence[Applied],
         event: MetricRecorded | None,
     ) -> None:
-        """Arm the key's timer and publish the transition an input caused, if they must be.
+        """Arm the keys' timers and publish the transitions an input caused, if they must
+        be, in order; then confirm what was published, with one command.
 
         ``event`` is the event observed; None for a timer, whose alert speaks of the newest
-        observation kept.
+        observation kept. If a publish fails, those before it are still confirmed, so the
+        redelivered input does not publish them again.
         """
+        published: list[Applied] = []
+        try:
+            for rule, one in zip(rules, applied, strict=True):
+                if await self._threshold_one(rule, subject, one, event):
+                    published.append(one)
+        except Exception:
+            await self._streaks.mark_published(subject, metric, published)
+            raise
+        await self._streaks.mark_published(subject, metric, published)
+
+    async def _threshold_one(
+        self, rule: RuleSpec, subject: str, applied: Applied, event: MetricRecorded | None
+    ) -> bool:
+        """Arm ``applied``'s timer and publish its transition; whether there was one."""
         if applied.arm is not None:
-            await self._arm_key(threshold.TIMER, rule, subject, fp, applied.arm)
+            await self._arm_key(threshold.TIMER, rule, subject, applied.fp, applied.arm)
         transition = applied.transition
         if transition is None:
-            return
+            return False
         if event is None:
             event = threshold.newest_event(rule, subject, applied.state)
         alert = build_alert(
@@ -347,8 +394,8 @@ class Evaluator:
             transition=transition,
             now=datetime.now(UTC),
         )
-        await self._announce(rule, alert, transition, fp)
-        await self._streaks.mark_published(fp, applied.cause)
+        await self._announce(rule, alert, transition, applied.fp)
+        return True
 
     async def handle_timer(self, fired: TimerFired) -> None:
         """A timer of an overdue or threshold rule fell due; safe to call again for the same
@@ -386,8 +433,11 @@ class Evaluator:
             )
             return
         fp = fired.key  # the key's fingerprint: it was armed under it
-        applied = await self._streaks.due(fp, fired.due_at, self._policy(rule))
-        await self._threshold_applied(rule, subject, fp, applied, None)
+        # The key's state is in its subject's metric's hash, as every rule of that metric's.
+        applied = await self._streaks.due(
+            subject, rule.metric, fp, fired.due_at, self._policy(rule)
+        )
+        await self._threshold_applied(subject, rule.metric, [rule], [applied], None)
 
     async def _fraud_timer(self, fired: TimerFired) -> None:
         rule = next(

@@ -1,12 +1,14 @@
-"""The evaluator's threshold state on the real Redis: idempotent, replayable until published,
-one compare-and-set per input, bounded in time."""
+"""The evaluator's rule state on the real Redis: idempotent, replayable until published, one
+compare-and-set per input (for threshold rules, per event and subject's metric), bounded in
+time, and read from the layouts earlier versions wrote."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 import pytest
 from redis.asyncio import Redis
@@ -17,120 +19,340 @@ from goalwatch.rules.fraud import Record
 from goalwatch.rules.fraud_spec import BurstCondition, OutlierCondition
 from goalwatch.rules.overdue import Due, Seen
 from goalwatch.rules.threshold import Policy
-from goalwatch.rules.transitions import Point, Verdict, fingerprint
+from goalwatch.rules.transitions import Point, Transition, Verdict, fingerprint
 from services.evaluator.absences import AbsenceStore
 from services.evaluator.fraud_store import FraudStore, PeerGroups
-from services.evaluator.streaks import IDLE_EXPIRY, KEY_PREFIX, StreakStore
+from services.evaluator.streaks import (
+    IDLE_EXPIRY,
+    KEY_PREFIX,
+    Applied,
+    Observation,
+    StreakStore,
+    dump_transition,
+    legacy_keys,
+    state_key,
+    timer_cause,
+)
 from tests.integration.helpers import unique
 
 pytestmark = pytest.mark.integration
 
 DAY0 = datetime(2026, 11, 1, tzinfo=UTC)
 LABELS = {"ward": "icu"}
+METRIC = "m"
 
 
-def breach(subject: str, day: int) -> Point:
-    return Point.of(f"{subject}-{day}", DAY0 + timedelta(days=day), 0.5, Verdict.BREACH)
+def breach(subject: str, day: int, verdict: Verdict = Verdict.BREACH) -> Point:
+    return Point.of(f"{subject}-{day}", DAY0 + timedelta(days=day), 0.5, verdict)
 
 
-async def test_a_transition_is_replayed_until_it_is_marked_published(stack: Stack) -> None:
-    redis = Redis.from_url(stack.settings.redis_url, decode_responses=True)
+def seen(fp: str, point: Point, policy: Policy) -> Observation:
+    return Observation(fp, point, policy)
+
+
+class Recording(Redis):
+    """Records the commands it sends (the store sends every one in a pipeline)."""
+
+    commands: list[str]
+
+    def pipeline(self, *args: Any, **kwargs: Any) -> Any:
+        pipe = super().pipeline(*args, **kwargs)
+        execute = pipe.execute
+
+        async def recorded(*a: Any, **kw: Any) -> Any:
+            self.commands.extend(str(args[0]).upper() for args, _ in pipe.command_stack)
+            return await execute(*a, **kw)
+
+        pipe.execute = recorded  # type: ignore[method-assign]
+        return pipe
+
+
+def client(stack: Stack) -> Redis:
+    return Redis.from_url(stack.settings.redis_url, decode_responses=True)
+
+
+async def test_an_event_reaching_several_rules_costs_one_read_and_one_write(stack: Stack) -> None:
+    redis = cast(Recording, Recording.from_url(stack.settings.redis_url, decode_responses=True))
+    redis.commands = []
     store = StreakStore(redis)
     subject = unique("emp")
-    fp, policy = fingerprint("r", subject, "m"), Policy(consecutive=2)
-    points = [breach(subject, d) for d in range(2)]
+    fps = [fingerprint(rule, subject, METRIC) for rule in ("a", "b", "c")]
+    policies = [Policy(consecutive=1), Policy(consecutive=2), Policy(consecutive=3)]
+    key = state_key(subject, METRIC)
     try:
-        assert (await store.observe(fp, points[0], policy, labels=LABELS)).transition is None
-        fired = (await store.observe(fp, points[1], policy, labels=LABELS)).transition
-        assert fired is not None and fired.state is AlertState.FIRING and not fired.replayed
+        # Nothing in any earlier layout: the first event also looks there (one round trip).
+        first = [seen(fp, breach(subject, 0), p) for fp, p in zip(fps, policies, strict=True)]
+        applied = await store.observe(subject, METRIC, first, labels=LABELS)
+        assert [a.transition is not None for a in applied] == [True, False, False]
+        assert [a.fp for a in applied] == fps
+        redis.commands.clear()
+        second = [seen(fp, breach(subject, 1), p) for fp, p in zip(fps, policies, strict=True)]
+        applied = await store.observe(subject, METRIC, second, labels=LABELS)
+        assert [a.transition is not None for a in applied] == [False, True, False]
+        assert redis.commands == ["HMGET", "EVALSHA"]
 
-        # A redelivery before publishing.
-        again = await store.observe(fp, points[1], policy, labels=LABELS)
-        assert again.transition is not None and again.transition.replayed
-        assert again.transition.started_at == fired.started_at
-        assert again.transition.history == fired.history
+        fields = await redis.hgetall(key)
+        assert fields["v"] == "2"
+        assert {f"doc:{fp}" for fp in fps} <= set(fields)
+        assert set(fields["keep"].split()) == set(fps[:2])  # a and b fire
+        outs = {str(f) for f in fields if str(f).startswith("out:")}
+        assert outs == {f"out:{fps[0]}:{subject}-0", f"out:{fps[1]}:{subject}-1"}
 
-        await store.mark_published(fp, again.cause)
-        # A resend after it went out.
-        assert (await store.observe(fp, points[1], policy, labels=LABELS)).transition is None
+        redis.commands.clear()
+        await store.mark_published(subject, METRIC, [a for a in applied if a.transition])
+        assert redis.commands == ["HDEL"]
+        assert f"out:{fps[1]}:{subject}-1" not in await redis.hkeys(key)
     finally:
         await redis.aclose()
 
 
-async def test_concurrent_writers_of_one_key_fire_once(stack: Stack) -> None:
-    # As two evaluator replicas would: separate connections, same key, at the same time.
-    clients = [Redis.from_url(stack.settings.redis_url, decode_responses=True) for _ in range(6)]
+async def test_a_transition_is_replayed_until_it_is_marked_published(stack: Stack) -> None:
+    redis = client(stack)
+    store = StreakStore(redis)
     subject = unique("emp")
-    fp, policy = fingerprint("r", subject, "m"), Policy(consecutive=3)
+    fp, policy = fingerprint("r", subject, METRIC), Policy(consecutive=2)
+    quiet = fingerprint("q", subject, METRIC)
+    points = [breach(subject, d) for d in range(2)]
+
+    async def observe(point: Point) -> list[Applied]:
+        both = [seen(fp, point, policy), seen(quiet, point, Policy(consecutive=5))]
+        return await store.observe(subject, METRIC, both, labels=LABELS)
+
+    try:
+        assert (await observe(points[0]))[0].transition is None
+        [fired, _] = await observe(points[1])
+        assert fired.transition is not None and fired.transition.state is AlertState.FIRING
+        assert not fired.transition.replayed
+        version = await redis.hget(state_key(subject, METRIC), "v")
+
+        # A redelivery before publishing: published again, nothing written.
+        [again, other] = await observe(points[1])
+        assert again.transition is not None and again.transition.replayed
+        assert again.transition.started_at == fired.transition.started_at
+        assert again.transition.history == fired.transition.history
+        assert other.transition is None
+        assert await redis.hget(state_key(subject, METRIC), "v") == version
+
+        await store.mark_published(subject, METRIC, [again])
+        # A resend after it went out: a duplicate observation, nothing changes.
+        assert [a.transition for a in await observe(points[1])] == [None, None]
+        assert await redis.hget(state_key(subject, METRIC), "v") == version
+    finally:
+        await redis.aclose()
+
+
+async def test_concurrent_writers_of_one_hash_fire_once(stack: Stack) -> None:
+    # As two evaluator replicas would: separate connections, same hash, at the same time.
+    clients = [client(stack) for _ in range(6)]
+    subject = unique("emp")
+    fp, policy = fingerprint("r", subject, METRIC), Policy(consecutive=3)
+    other = fingerprint("o", subject, METRIC)
     points = [breach(subject, d) for d in range(6)]
     try:
         applied = await asyncio.gather(
             *(
-                StreakStore(client).observe(fp, point, policy, labels=LABELS)
-                for client, point in zip(clients, points, strict=True)
+                StreakStore(c).observe(
+                    subject,
+                    METRIC,
+                    [seen(fp, point, policy), seen(other, point, Policy(consecutive=6))],
+                    labels=LABELS,
+                )
+                for c, point in zip(clients, points, strict=True)
             )
         )
     finally:
-        for client in clients:
-            await client.aclose()
-    assert [a.transition.state for a in applied if a.transition is not None] == [AlertState.FIRING]
+        for c in clients:
+            await c.aclose()
+    fired = [a.transition.state for pair in applied for a in pair if a.transition is not None]
+    assert fired == [AlertState.FIRING, AlertState.FIRING]  # r once, o once (all six kept)
 
 
-async def test_an_idle_key_expires_a_firing_or_waiting_one_does_not(stack: Stack) -> None:
-    redis = Redis.from_url(stack.settings.redis_url, decode_responses=True)
-    store = StreakStore(redis)
+class Interfered(StreakStore):
+    """A store another writer gets ahead of, once, between its read and its write."""
+
+    def __init__(self, redis: Redis, meanwhile: Callable[[], Awaitable[object]]) -> None:
+        super().__init__(redis)
+        self.meanwhile: Callable[[], Awaitable[object]] | None = meanwhile
+        self.writes = 0
+
+    async def _cas(self, key: str, version: str | None, expiry_ms: str, changes: list[Any]) -> bool:
+        self.writes += 1
+        if self.meanwhile is not None:
+            meanwhile, self.meanwhile = self.meanwhile, None
+            await meanwhile()
+        return await super()._cas(key, version, expiry_ms, changes)
+
+
+async def test_a_write_that_lost_the_race_reads_again_and_decides_every_rule_again(
+    stack: Stack,
+) -> None:
+    redis = client(stack)
     subject = unique("emp")
-    fp = fingerprint("r", subject, "m")
-    key = f"{KEY_PREFIX}{{{fp}}}:threshold"
+    a, b = fingerprint("a", subject, METRIC), fingerprint("b", subject, METRIC)
+    policy = Policy(consecutive=2)
+    day1 = breach(subject, 1)
     try:
-        await store.observe(fp, breach(subject, 0), Policy(consecutive=2), labels=LABELS)
-        ttl = await redis.ttl(key)
-        assert IDLE_EXPIRY.total_seconds() - 60 < ttl <= IDLE_EXPIRY.total_seconds()
-        await store.observe(fp, breach(subject, 1), Policy(consecutive=2), labels=LABELS)
-        assert await redis.ttl(key) == -1  # firing: kept until it resolves
+        await StreakStore(redis).observe(
+            subject, METRIC, [seen(a, breach(subject, 0), policy)], labels=LABELS
+        )
 
-        waiting = fingerprint("r2", subject, "m")
-        policy = Policy(consecutive=1, for_=timedelta(days=1))
-        applied = await store.observe(waiting, breach(subject, 0), policy, labels=LABELS)
-        assert applied.arm == DAY0 + timedelta(days=1)
-        assert await redis.ttl(f"{KEY_PREFIX}{{{waiting}}}:threshold") == -1
+        # The same event's first delivery (on another replica) writes first and fires a.
+        async def first_delivery() -> object:
+            return await StreakStore(redis).observe(
+                subject, METRIC, [seen(a, day1, policy)], labels=LABELS
+            )
+
+        store = Interfered(redis, first_delivery)
+        [on_a, on_b] = await store.observe(
+            subject, METRIC, [seen(a, day1, policy), seen(b, day1, policy)], labels=LABELS
+        )
+        assert store.writes == 2  # the first lost, the second was decided again
+        # a's firing was the other delivery's: here it is its unpublished transition again.
+        assert on_a.transition is not None and on_a.transition.replayed
+        assert on_b.transition is None and len(on_b.state.kept) == 1
+        docs = await redis.hmget(state_key(subject, METRIC), [f"doc:{a}", f"doc:{b}"])
+        assert all(docs)
     finally:
         await redis.aclose()
 
 
-async def test_a_fired_timer_escalates_once_and_is_replayed_until_published(
+async def test_an_idle_hash_expires_one_with_any_key_firing_or_waiting_does_not(
     stack: Stack,
 ) -> None:
-    redis = Redis.from_url(stack.settings.redis_url, decode_responses=True)
+    redis = client(stack)
     store = StreakStore(redis)
     subject = unique("emp")
-    fp = fingerprint("r", subject, "m")
-    policy = Policy(escalate=((timedelta(days=2), Severity.CRITICAL),))
+    fires, idle = fingerprint("fires", subject, METRIC), fingerprint("idle", subject, METRIC)
+    waits = fingerprint("waits", subject, METRIC)
+    key = state_key(subject, METRIC)
+    two, ten = Policy(consecutive=2), Policy(consecutive=10)
+
+    async def expiring() -> bool:
+        ttl = await redis.ttl(key)
+        assert ttl == -1 or IDLE_EXPIRY.total_seconds() - 60 < ttl <= IDLE_EXPIRY.total_seconds()
+        return ttl != -1
+
     try:
-        fired = await store.observe(fp, breach(subject, 0), policy, labels=LABELS)
+        both = [seen(fires, breach(subject, 0), two), seen(idle, breach(subject, 0), ten)]
+        await store.observe(subject, METRIC, both, labels=LABELS)
+        assert await expiring()
+        both = [seen(fires, breach(subject, 1), two), seen(idle, breach(subject, 1), ten)]
+        await store.observe(subject, METRIC, both, labels=LABELS)
+        assert not await expiring()  # firing: kept until it resolves
+        # An event only the idle rule sees must not let the firing one expire.
+        await store.observe(subject, METRIC, [seen(idle, breach(subject, 2), ten)], labels={})
+        assert not await expiring()
+        cleared = breach(subject, 3, Verdict.CLEAR)
+        await store.observe(subject, METRIC, [seen(fires, cleared, two)], labels={})
+        assert await expiring()  # resolved: nothing left to keep it
+
+        policy = Policy(consecutive=1, for_=timedelta(days=1))
+        [applied] = await store.observe(
+            subject, METRIC, [seen(waits, breach(subject, 4), policy)], labels=LABELS
+        )
+        assert applied.arm == DAY0 + timedelta(days=5)
+        assert not await expiring()  # pending on a timer
+        assert await redis.hget(key, "keep") == waits
+    finally:
+        await redis.aclose()
+
+
+async def test_a_fired_timer_changes_its_own_key_only_and_is_replayed_until_published(
+    stack: Stack,
+) -> None:
+    redis = client(stack)
+    store = StreakStore(redis)
+    subject = unique("emp")
+    fp, other = fingerprint("r", subject, METRIC), fingerprint("o", subject, METRIC)
+    policy = Policy(escalate=((timedelta(days=2), Severity.CRITICAL),))
+    key = state_key(subject, METRIC)
+    try:
+        [fired, _] = await store.observe(
+            subject,
+            METRIC,
+            [seen(fp, breach(subject, 0), policy), seen(other, breach(subject, 0), Policy(3))],
+            labels=LABELS,
+        )
         assert fired.arm == DAY0 + timedelta(days=2)
+        await store.mark_published(subject, METRIC, [fired])
+        other_doc = await redis.hget(key, f"doc:{other}")
         at = DAY0 + timedelta(days=2)
-        escalated = await store.due(fp, at, policy)
+        escalated = await store.due(subject, METRIC, fp, at, policy)
         transition = escalated.transition
         assert transition is not None and transition.escalated_from is Severity.WARNING
-        again = await store.due(fp, at, policy)
+        assert escalated.fp == fp and escalated.cause == timer_cause(at)
+        assert await redis.hget(key, f"doc:{other}") == other_doc
+        again = await store.due(subject, METRIC, fp, at, policy)
         assert again.transition is not None and again.transition.replayed
         assert again.transition.severity is Severity.CRITICAL
-        await store.mark_published(fp, again.cause)
-        assert (await store.due(fp, at, policy)).transition is None
+        await store.mark_published(subject, METRIC, [again])
+        assert (await store.due(subject, METRIC, fp, at, policy)).transition is None
         assert escalated.state.labels == LABELS
     finally:
         await redis.aclose()
 
 
-async def test_state_written_by_the_earlier_layout_is_read_and_replaced(stack: Stack) -> None:
-    redis = Redis.from_url(stack.settings.redis_url, decode_responses=True)
+async def test_state_of_the_one_hash_per_key_layout_is_moved_with_its_unpublished_transition(
+    stack: Stack,
+) -> None:
+    redis = client(stack)
     store = StreakStore(redis)
     subject = unique("emp")
-    fp = fingerprint("r", subject, "m")
-    base = f"{KEY_PREFIX}{{{fp}}}"
+    fp, fresh = fingerprint("r", subject, METRIC), fingerprint("new", subject, METRIC)
+    old_key = legacy_keys(fp)[0]
+    policy = Policy(consecutive=2)
+    day = [breach(subject, d) for d in range(3)]
+    kept = [[p.event_id, p.time.isoformat(), p.value, p.verdict.value] for p in day[:2]]
+    doc = {
+        "kept": kept,
+        "firing": True,
+        "started_at": DAY0.isoformat(),
+        "pending_since": None,
+        "severity": "warning",
+        "armed": None,
+        "labels": LABELS,
+        "raw": [],
+    }
+    fired = Transition(AlertState.FIRING, DAY0, tuple(day[:2]))
     try:
-        # Two breaching days as the earlier layout kept them.
+        # As the previous version left it: day 1 fired, its publish not yet confirmed.
+        await redis.hset(
+            old_key,
+            mapping={
+                "v": "2",
+                "doc": json.dumps(doc),
+                f"out:{day[1].event_id}": json.dumps(dump_transition(fired)),
+            },
+        )
+        # Day 1 is redelivered after the upgrade, to the rule and one added since.
+        both = [seen(fp, day[1], policy), seen(fresh, day[1], policy)]
+        [replayed, new] = await store.observe(subject, METRIC, both, labels=LABELS)
+        assert replayed.transition is not None and replayed.transition.replayed
+        assert replayed.transition.history == fired.history
+        assert new.transition is None
+        assert not await redis.exists(old_key)
+        key = state_key(subject, METRIC)
+        assert await redis.hget(key, "keep") == fp  # still firing: the hash is kept
+        assert await redis.ttl(key) == -1
+        await store.mark_published(subject, METRIC, [replayed])
+        assert [f for f in await redis.hkeys(key) if str(f).startswith("out:")] == []
+
+        # From then on the new hash is the state: day 2 keeps it firing.
+        [on_fp] = await store.observe(subject, METRIC, [seen(fp, day[2], policy)], labels={})
+        assert on_fp.transition is None and on_fp.state.firing
+        assert [p.event_id for p in on_fp.state.kept] == [p.event_id for p in day]
+    finally:
+        await redis.aclose()
+
+
+async def test_state_of_the_oldest_layout_is_read_and_replaced(stack: Stack) -> None:
+    redis = client(stack)
+    store = StreakStore(redis)
+    subject = unique("emp")
+    fp = fingerprint("r", subject, METRIC)
+    _, data, alert = legacy_keys(fp)
+    try:
+        # Two breaching days as the oldest layout kept them.
         for day in range(2):
             doc = {
                 "time": (DAY0 + timedelta(days=day)).isoformat(),
@@ -138,11 +360,13 @@ async def test_state_written_by_the_earlier_layout_is_read_and_replaced(stack: S
                 "breach": True,
                 "transition": None,
             }
-            await redis.hset(f"{base}:data", f"{subject}-{day}", json.dumps(doc))
-        applied = await store.observe(fp, breach(subject, 2), Policy(consecutive=3), labels={})
+            await redis.hset(data, f"{subject}-{day}", json.dumps(doc))
+        [applied] = await store.observe(
+            subject, METRIC, [seen(fp, breach(subject, 2), Policy(consecutive=3))], labels={}
+        )
         assert applied.transition is not None and applied.transition.started_at == DAY0
-        assert not await redis.exists(f"{base}:data", f"{base}:alert")
-        assert await redis.exists(f"{base}:threshold")
+        assert not await redis.exists(data, alert)
+        assert await redis.hexists(state_key(subject, METRIC), f"doc:{fp}")
     finally:
         await redis.aclose()
 

@@ -60,3 +60,19 @@ async def test_a_lost_connection_fails_every_caller_of_the_pipeline() -> None:
     assert all(isinstance(result, Exception) for result in results)
     with pytest.raises(Exception):  # noqa: B017 - whichever connection error fakeredis raises
         await auto.call(lambda pipe: pipe.get("a"))
+
+
+async def test_several_commands_of_one_caller_share_the_pipeline_of_their_neighbours() -> None:
+    redis = CountingRedis(decode_responses=True)
+    CountingRedis.pipelines = 0
+    await redis.set("a", "1")
+    auto = AutoPipeline(redis)
+    several, one = await asyncio.gather(
+        auto.call_all([lambda pipe: pipe.get("a"), lambda pipe: pipe.get("b")]),
+        auto.call(lambda pipe: pipe.set("c", "3")),
+    )
+    assert several == ["1", None] and one is True
+    assert CountingRedis.pipelines == 1
+    assert await auto.call_all([]) == []
+    with pytest.raises(ResponseError):
+        await auto.call_all([lambda pipe: pipe.get("a"), lambda pipe: pipe.hget("a", "f")])

@@ -7,7 +7,7 @@ import dataclasses
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,11 +18,12 @@ from goalwatch.contracts import AlertFired, AlertResolved, MetricRecorded, subje
 from goalwatch.rules import evaluate, load_rules, metric_rules
 from goalwatch.rules.engine import RuleEngine
 from goalwatch.rules.runner import MemoryStreaks as KernelStreaks
-from goalwatch.rules.threshold import Decision, Judge, Policy, StreakState
-from goalwatch.rules.transitions import Point, Transition, fingerprint
+from goalwatch.rules.spec import RuleSpec
+from goalwatch.rules.threshold import Decision, Policy, StreakState
+from goalwatch.rules.transitions import Transition, fingerprint
 from services.evaluator.app import EvaluatorSettings, create_app
 from services.evaluator.evaluation import Evaluator
-from services.evaluator.streaks import Applied, timer_cause
+from services.evaluator.streaks import Applied, Observation, timer_cause
 
 REPO = Path(__file__).resolve().parents[2]
 DAY0 = datetime(2026, 11, 1, 18, tzinfo=UTC)
@@ -35,23 +36,28 @@ class MemoryStreaks:
         self.store = KernelStreaks()
         self.caused: dict[tuple[str, str], Transition | None] = {}
         self.published: set[tuple[str, str]] = set()
+        self.confirmations: list[list[tuple[str, str]]] = []
 
     async def observe(
         self,
-        fp: str,
-        point: Point,
-        policy: Policy,
+        subject: str,
+        metric: str,
+        observations: Sequence[Observation],
         *,
         labels: Mapping[str, str],
-        judge: Judge | None = None,
-    ) -> Applied:
+    ) -> list[Applied]:
+        return [self._observe(o, labels) for o in observations]
+
+    def _observe(self, o: Observation, labels: Mapping[str, str]) -> Applied:
         return self._apply(
-            fp,
-            point.event_id,
-            lambda: self.store.observe(fp, point, policy, labels=labels, judge=judge),
+            o.fp,
+            o.point.event_id,
+            lambda: self.store.observe(o.fp, o.point, o.policy, labels=labels, judge=o.judge),
         )
 
-    async def due(self, fp: str, at: datetime, policy: Policy) -> Applied:
+    async def due(
+        self, subject: str, metric: str, fp: str, at: datetime, policy: Policy
+    ) -> Applied:
         return self._apply(fp, timer_cause(at), lambda: self.store.due(fp, at, policy))
 
     def _apply(self, fp: str, cause: str, decide: Callable[[], Decision]) -> Applied:
@@ -60,14 +66,17 @@ class MemoryStreaks:
         if key in self.caused:
             earlier = self.caused[key]
             if earlier is None or key in self.published:
-                return Applied(None, state.armed, state, cause)
-            return Applied(dataclasses.replace(earlier, replayed=True), state.armed, state, cause)
+                return Applied(None, state.armed, state, cause, fp)
+            replay = dataclasses.replace(earlier, replayed=True)
+            return Applied(replay, state.armed, state, cause, fp)
         decision = decide()
         self.caused[key] = decision.transition
-        return Applied(decision.transition, decision.arm, decision.state, cause)
+        return Applied(decision.transition, decision.arm, decision.state, cause, fp)
 
-    async def mark_published(self, fp: str, cause: str) -> None:
-        self.published.add((fp, cause))
+    async def mark_published(self, subject: str, metric: str, published: Sequence[Applied]) -> None:
+        if published:
+            self.confirmations.append([(a.fp, a.cause) for a in published])
+        self.published.update((a.fp, a.cause) for a in published)
 
 
 class Names:
@@ -211,17 +220,16 @@ class SlowClearStreaks(MemoryStreaks):
 
     async def observe(
         self,
-        fp: str,
-        point: Point,
-        policy: Policy,
+        subject: str,
+        metric: str,
+        observations: Sequence[Observation],
         *,
         labels: Mapping[str, str],
-        judge: Judge | None = None,
-    ) -> Applied:
-        if not point.breach:
+    ) -> list[Applied]:
+        if not all(o.point.breach for o in observations):
             for _ in range(10):  # let every other task run meanwhile
                 await asyncio.sleep(0)
-        return await super().observe(fp, point, policy, labels=labels, judge=judge)
+        return await super().observe(subject, metric, observations, labels=labels)
 
 
 async def test_a_batch_keeps_each_subjects_order_so_two_one_two_does_not_fire() -> None:
@@ -242,16 +250,15 @@ class FailingStreaks(MemoryStreaks):
 
     async def observe(
         self,
-        fp: str,
-        point: Point,
-        policy: Policy,
+        subject: str,
+        metric: str,
+        observations: Sequence[Observation],
         *,
         labels: Mapping[str, str],
-        judge: Judge | None = None,
-    ) -> Applied:
-        if point.event_id == "bad-1":
+    ) -> list[Applied]:
+        if any(o.point.event_id == "bad-1" for o in observations):
             raise ConnectionError("Redis timed out")
-        return await super().observe(fp, point, policy, labels=labels, judge=judge)
+        return await super().observe(subject, metric, observations, labels=labels)
 
 
 async def test_one_subjects_failure_does_not_hold_back_the_others() -> None:
@@ -416,18 +423,17 @@ async def test_a_batch_evaluates_a_bounded_number_of_subjects_at_once() -> None:
 
         async def observe(
             self,
-            fp: str,
-            point: Point,
-            policy: Policy,
+            subject: str,
+            metric: str,
+            observations: Sequence[Observation],
             *,
             labels: Mapping[str, str],
-            judge: Judge | None = None,
-        ) -> Applied:
+        ) -> list[Applied]:
             self.running += 1
             self.most = max(self.most, self.running)
             await asyncio.sleep(0)  # let every other subject that may run start
             self.running -= 1
-            return await super().observe(fp, point, policy, labels=labels, judge=judge)
+            return await super().observe(subject, metric, observations, labels=labels)
 
     streaks = Counting()
     rules = metric_rules(load_rules(REPO / "rules"))
@@ -437,3 +443,88 @@ async def test_a_batch_evaluates_a_bounded_number_of_subjects_at_once() -> None:
     events = [rework(0, 0.09, subject=f"emp-{n}") for n in range(100)]
     assert await evaluator.handle_batch(events) == {}
     assert streaks.most == 8
+
+
+def _rules_of_one_metric(tmp_path: Path) -> list[RuleSpec]:
+    """Three threshold rules of one metric: at once, on 2 days running, and at once per ward."""
+    for rule_id, consecutive, by in (
+        ("at-once", 1, ""),
+        ("two-days", 2, ""),
+        ("per-ward", 1, "by: [ward]\n"),
+    ):
+        (tmp_path / f"{rule_id}.yaml").write_text(
+            f"id: {rule_id}\nname: {rule_id}\nkind: threshold\nmetric: report_rework_rate\n"
+            f'condition: {{op: ">", value: 0.08, consecutive: {consecutive}}}\n{by}'
+            "severity: warning\nnotify: [subject]\nmessage: '{subject_name}: {value}'\n"
+        )
+    return metric_rules(load_rules(tmp_path))
+
+
+class FailingAt(Published):
+    """Publishes, except that the ``n``-th publish (from 1) fails once."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.calls, self.n = 0, n
+
+    async def __call__(self, alert: AlertFired | AlertResolved, subject: str, msg_id: str) -> None:
+        self.calls += 1
+        if self.calls == self.n:
+            raise ConnectionError("NATS is down")
+        await super().__call__(alert, subject, msg_id)
+
+
+async def test_an_events_rules_are_recorded_together_and_their_alerts_confirmed_together(
+    tmp_path: Path,
+) -> None:
+    class Recording(MemoryStreaks):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls: list[tuple[str, str, list[str]]] = []
+
+        async def observe(
+            self,
+            subject: str,
+            metric: str,
+            observations: Sequence[Observation],
+            *,
+            labels: Mapping[str, str],
+        ) -> list[Applied]:
+            self.calls.append((subject, metric, [o.fp for o in observations]))
+            return await super().observe(subject, metric, observations, labels=labels)
+
+    rules = _rules_of_one_metric(tmp_path)
+    streaks, published = Recording(), Published()
+    evaluator = Evaluator(
+        engine=RuleEngine(rules), streaks=streaks, publish=published, names=Names()
+    )
+    await evaluator.handle(rework(0, 0.2, ward="icu"))
+    fps = {rule.id: rule.fingerprint_of("emp-1042", {"ward": "icu"}) for rule in rules}
+    assert streaks.calls == [("emp-1042", "report_rework_rate", list(fps.values()))]
+    cause = "emp-1042-0"
+    assert streaks.confirmations == [[(fps["at-once"], cause), (fps["per-ward"], cause)]]
+    await evaluator.handle(rework(1, 0.2, ward="icu"))
+    assert streaks.confirmations[1:] == [[(fps["two-days"], "emp-1042-1")]]
+    assert [msg_id.split(":")[0] for _, _, msg_id in published.messages] == [
+        fps["at-once"],
+        fps["per-ward"],
+        fps["two-days"],
+    ]
+
+
+async def test_alerts_published_before_a_failed_publish_are_not_published_again(
+    tmp_path: Path,
+) -> None:
+    rules = _rules_of_one_metric(tmp_path)
+    streaks, published = MemoryStreaks(), FailingAt(2)
+    evaluator = Evaluator(
+        engine=RuleEngine(rules), streaks=streaks, publish=published, names=Names()
+    )
+    event = rework(0, 0.2, ward="icu")
+    with pytest.raises(ConnectionError):
+        await evaluator.handle(event)
+    fps = {rule.id: rule.fingerprint_of("emp-1042", {"ward": "icu"}) for rule in rules}
+    at_once, per_ward = fps["at-once"], fps["per-ward"]
+    assert streaks.confirmations == [[(at_once, event.id)]]  # the one that went out
+    await evaluator.handle(event)  # redelivered: only the one that failed is published
+    assert [msg_id.split(":")[0] for _, _, msg_id in published.messages] == [at_once, per_ward]
