@@ -237,22 +237,24 @@ class CaseResult:
     verdicts: int  # (event, rule) verdicts the engine gave
     published: int  # alert transitions the evaluator published
     redis_mib: float  # Redis used_memory grown by the case
-    redis_keys: int
+    redis_keys: int  # one hash per subject's metric
+    alert_keys: int  # the rules' states those hashes hold, one per (subject, rule reached)
     rss_mib: float  # the evaluator process's resident memory after the stage
     rss_grown_mib: float  # ... and what loading the rules and the stage added to it
 
     def row(self, ceiling: float, *, subjects: int) -> str:
         """One row of the report's table; Redis memory projected to ``subjects`` subjects."""
         wall, cpu = self.engine.wall / self.raw.wall, self.engine.cpu / self.raw.cpu
-        per_key = self.redis_mib * 2**20 / self.redis_keys if self.redis_keys else 0.0
-        projected = per_key * subjects * self.case.per_event / 2**20
+        per_state = self.redis_mib * 2**20 / self.alert_keys if self.alert_keys else 0.0
+        projected = per_state * subjects * self.case.per_event / 2**20
         return (
             f"| {self.case.label()} | {self.case.events:,} / {self.case.evaluator_events:,} | "
             f"{self.raw.wall:,.0f} ({self.raw.cpu:,.0f}) | "
             f"{self.engine.wall:,.0f} ({self.engine.cpu:,.0f}); {wall:.0%} ({cpu:.0%}) | "
             f"{self.evaluator.wall:,.0f} ({self.evaluator.cpu:,.0f}) | {self.published:,} | "
-            f"{self.redis_keys:,} keys, {self.redis_mib:,.0f} MiB "
-            f"({per_key:,.0f} B/key; {projected:,.0f} MiB for every subject's) | "
+            f"{self.redis_keys:,} keys holding {self.alert_keys:,} rule states, "
+            f"{self.redis_mib:,.0f} MiB ({per_state:,.0f} B a rule state; "
+            f"{projected:,.0f} MiB for every subject's) | "
             f"{self.rss_mib:,.0f} MiB (+{self.rss_grown_mib:,.0f}) | {ceiling:,.0f} |"
         )
 
@@ -356,6 +358,7 @@ def measure_case(
         published=stage["published"],
         redis_mib=stage["redis_mib"],
         redis_keys=stage["keys"],
+        alert_keys=stage["alert_keys"],
         rss_mib=stage["rss_mib"],
         rss_grown_mib=stage["rss_grown_mib"],
     )
