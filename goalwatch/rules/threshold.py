@@ -19,9 +19,9 @@ by pure functions (:func:`observe` for an observation, :func:`due` for a fired t
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 from goalwatch.contracts import AlertState, MetricRecorded, Severity
@@ -116,6 +116,19 @@ class StreakState:
     raw: tuple[Point, ...] = ()
 
 
+_STATE_FIELDS: Final = frozenset(f.name for f in fields(StreakState))
+
+
+def _with(state: StreakState, **changes: Any) -> StreakState:
+    """``dataclasses.replace(state, **changes)`` without its introspection of the fields on
+    every call: 1.3 µs instead of 5.5, three or four times per observation."""
+    if not changes.keys() <= _STATE_FIELDS:
+        raise TypeError(f"StreakState has no field {sorted(changes.keys() - _STATE_FIELDS)}")
+    new = object.__new__(StreakState)
+    new.__dict__.update(state.__dict__, **changes)  # frozen: written past __setattr__
+    return new
+
+
 @dataclass(frozen=True)
 class Decision:
     """What one input does to a key: its new state, the alert transition if any, and the
@@ -185,17 +198,17 @@ def observe(
         return Decision(state=state, duplicate=True, arm=state.armed)
     newest = not seen or _order(new) > _order(max(seen, key=_order))
     if newest:
-        state = replace(state, labels=dict(labels or {}))
+        state = _with(state, labels=dict(labels or {}))
     if not policy.aggregated:
         points = sorted([*state.kept, new], key=_order)
-        state = replace(state, kept=tuple(points[-max(policy.consecutive, MIN_KEPT) :]))
+        state = _with(state, kept=tuple(points[-max(policy.consecutive, MIN_KEPT) :]))
         return _judge(state, points, policy, new.time)
     assert judge is not None, "a rule with periods or a window needs the engine's judge"
     raw = sorted([*state.raw, new], key=_order)
     if policy.per is not None:
         points = _period_points(raw, policy, judge)
         keep = policy.consecutive + 1
-        state = replace(
+        state = _with(
             state,
             raw=tuple(aggregation.retained_periods(raw, policy.per, policy.zone, keep)),
             kept=tuple(points[-max(policy.consecutive, MIN_KEPT) :]),
@@ -203,14 +216,14 @@ def observe(
         return _judge(state, points, policy, new.time)
     assert policy.window is not None
     value = aggregation.window_value(raw, policy.window, policy.aggregate, compare=policy.compare)
-    state = replace(
+    state = _with(
         state, raw=tuple(aggregation.retained_window(raw, policy.window, compare=policy.compare))
     )
     if value is None:
         return Decision(state=state)  # nothing to compare with yet
     evaluated = Point.of(new.event_id, raw[-1].time, value, judge(value))
     points = sorted([*state.kept, evaluated], key=_order)
-    state = replace(state, kept=tuple(points[-max(policy.consecutive, MIN_KEPT) :]))
+    state = _with(state, kept=tuple(points[-max(policy.consecutive, MIN_KEPT) :]))
     return _judge(state, points, policy, new.time)
 
 
@@ -243,15 +256,15 @@ def _judge(
                 severity=state.severity,
             )
             return Decision(
-                state=replace(state, firing=False, pending_since=None, severity=None),
+                state=_with(state, firing=False, pending_since=None, severity=None),
                 transition=transition,
             )
         return _escalate(state, clock, policy, latest)
     if not _holding(latest, policy.consecutive, firing=False):
-        return Decision(state=replace(state, pending_since=None))
+        return Decision(state=_with(state, pending_since=None))
     since = state.pending_since or _completed_at(points, policy.consecutive)
     if policy.for_ is not None and clock < since + policy.for_:
-        return _armed(replace(state, pending_since=since), since + policy.for_, previous=state)
+        return _armed(_with(state, pending_since=since), since + policy.for_, previous=state)
     return _fire(state, _streak_start(points), clock, policy, latest)
 
 
@@ -260,7 +273,7 @@ def due(state: StreakState, at: datetime, policy: Policy) -> Decision:
     fires, a firing one escalates if it is time. A timer that is stale (the alert resolved,
     the condition ended, the time moved) changes nothing but the record of what is armed."""
     armed = state.armed if state.armed is not None and state.armed > at else None
-    state = replace(state, armed=armed)
+    state = _with(state, armed=armed)
     latest = tuple(state.kept[-policy.consecutive :])
     if state.firing:
         return _escalate(state, at, policy, latest)
@@ -289,7 +302,7 @@ def _fire(
     """The alert fires: as loud as a breach begun at ``started_at`` is at ``clock``."""
     severity = policy.severity_at(started_at, clock)
     transition = Transition(AlertState.FIRING, started_at, history, severity=severity)
-    new = replace(state, firing=True, started_at=started_at, pending_since=None, severity=severity)
+    new = _with(state, firing=True, started_at=started_at, pending_since=None, severity=severity)
     decision = _armed(new, policy.next_escalation(started_at, clock), previous=state)
     return replace(decision, transition=transition)
 
@@ -311,7 +324,7 @@ def _escalate(
         severity=severity,
         escalated_from=current,
     )
-    decision = _armed(replace(state, severity=severity), following, previous=state)
+    decision = _armed(_with(state, severity=severity), following, previous=state)
     return replace(decision, transition=transition)
 
 
@@ -320,7 +333,7 @@ def _armed(state: StreakState, at: datetime | None, *, previous: StreakState) ->
     firing of it changes nothing); arm it unless it is armed for that time already."""
     if at is None:
         return Decision(state=state)
-    return Decision(state=replace(state, armed=at), arm=None if previous.armed == at else at)
+    return Decision(state=_with(state, armed=at), arm=None if previous.armed == at else at)
 
 
 def _completed_at(points: Sequence[Point], consecutive: int) -> datetime:

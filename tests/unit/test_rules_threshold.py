@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from goalwatch.contracts import AlertState
-from goalwatch.rules.threshold import MIN_KEPT, Decision, StreakState, decide
+from goalwatch.rules.threshold import MIN_KEPT, Decision, StreakState, _with, decide
 from goalwatch.rules.transitions import Point, fingerprint
 
 DAY0 = datetime(2026, 11, 1, 18, tzinfo=UTC)
@@ -171,3 +173,12 @@ def test_decide_does_not_change_the_state_it_is_given() -> None:
     assert decision.transition is not None
     assert [p.event_id for p in state.kept] == ["d0", "d1"] and not state.firing
     assert decision.state.firing
+
+
+def test_a_state_copied_with_changes_is_equal_to_one_built_so() -> None:
+    state = StreakState(firing=True, labels={"ward": "icu"})
+    changed = _with(state, firing=False, pending_since=None)
+    assert changed == StreakState(firing=False, labels={"ward": "icu"})
+    assert state.firing  # the original is untouched
+    with pytest.raises(TypeError, match="no field"):
+        _with(state, fiering=True)
