@@ -13,7 +13,15 @@ import httpx
 
 from goalwatch.dev.stack import Stack, StackError, StackSettings, services
 from goalwatch.rules.cli import add_rules_commands
-from goalwatch.settings import redacted_url, settings_or_exit
+from goalwatch.serving import registered_services
+from goalwatch.settings import environment_help, redacted_url, settings_or_exit
+
+DESCRIPTION = """\
+goalwatch notices, while it still matters, that a goal or a metric is going wrong, and tells
+the people who can act.
+
+Start with 'goalwatch up' (what 'make run' does): NATS, Redis, the four services and demo
+data on this machine. 'goalwatch COMMAND --help' tells more about each command."""
 
 
 def _up(_: argparse.Namespace) -> int:
@@ -309,22 +317,38 @@ def _webhook_receiver(_: argparse.Namespace) -> int:
     return run(settings_or_exit(ReceiverSettings))
 
 
-def _service_names() -> list[str]:
-    from goalwatch.serving import registered_services
-
-    return list(registered_services())
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``goalwatch`` command."""
-    parser = argparse.ArgumentParser(prog="goalwatch", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    up = commands.add_parser("up", help="start NATS, Redis and every service with demo data")
+    plain = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="goalwatch", description=DESCRIPTION, formatter_class=plain
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    up = commands.add_parser(
+        "up",
+        help="start NATS, Redis and every service with demo data",
+        description="Start nats-server, redis-server and every service on this machine, load\n"
+        "the rules and demo data, print where everything is, and stop it all on Ctrl-C.",
+        epilog=environment_help(StackSettings)
+        + "\n\nThe services it starts read their own settings from the environment too: "
+        "'goalwatch serve SERVICE --help', docs/operations.md.",
+        formatter_class=plain,
+    )
     up.set_defaults(func=_up)
     serve = commands.add_parser(
-        "serve", help="run one service with settings from GOALWATCH_* environment variables"
+        "serve",
+        help="run one service with settings from GOALWATCH_* environment variables",
+        description="Run one service; 'goalwatch serve SERVICE --help' lists its settings.",
     )
-    serve.add_argument("service", choices=sorted(_service_names()), help="which service")
+    which = serve.add_subparsers(dest="service", required=True, metavar="SERVICE")
+    for name, info in sorted(registered_services().items()):
+        which.add_parser(
+            name,
+            help=f"the {name} service",
+            description=f"Run the {name} service; it listens on ${info.port_variable}.",
+            epilog=environment_help(info.settings),
+            formatter_class=plain,
+        )
     serve.set_defaults(func=_serve)
     contracts = commands.add_parser("contracts", help="write or check contracts/")
     contracts.add_argument("action", choices=["write", "check"])

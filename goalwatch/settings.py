@@ -7,10 +7,11 @@ Settings are read from the environment (prefix ``GOALWATCH_``) only when a servi
 from __future__ import annotations
 
 import sys
+import textwrap
 from typing import Annotated, Any, TypeVar
 
 import httpx
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -95,3 +96,24 @@ def redacted_url(url: str) -> str:
 def _variable(loc: tuple[int | str, ...]) -> str:
     name = "_".join(str(part) for part in loc).upper()
     return name if name.startswith("GOALWATCH_") else f"GOALWATCH_{name}"
+
+
+def environment_help(cls: type[BaseSettings], *, title: str = "environment variables") -> str:
+    """The environment variables ``cls`` reads, each with its meaning and default, as
+    plain text for a command's ``--help`` (secrets' defaults are never set, so none shows)."""
+    prefix = str(cls.model_config.get("env_prefix", ""))
+    rows: list[tuple[str, str]] = []
+    for name, field in cls.model_fields.items():
+        variable = f"{prefix}{name}".upper()
+        meaning = (field.description or "").rstrip(".")
+        default = field.get_default(call_default_factory=True)
+        if isinstance(default, SecretStr):
+            default = None  # a secret's value is never shown
+        if default is not None and default != "" and default != []:
+            meaning += f" (default {default})"
+        rows.append((variable, meaning))
+    lines = [f"{title}:"]
+    for variable, meaning in rows:
+        lines.append(f"  {variable}")
+        lines += textwrap.wrap(meaning, width=88, initial_indent=" " * 6, subsequent_indent=" " * 6)
+    return "\n".join(lines)

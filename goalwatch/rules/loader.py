@@ -241,7 +241,11 @@ def _parse_file(path: Path) -> _Parsed:
     try:
         spec = model.model_validate(data)
     except ValidationError as exc:
-        errors.extend(_validation_error(file, node, error, shape=shape) for error in exc.errors())
+        errors.extend(
+            _validation_error(file, node, error, shape=shape) for error in _misspelt(exc.errors())
+        )
+        # In the order of the file, as an editor shows it (pydantic reports by field).
+        errors.sort(key=lambda error: error.line or 0)
         return _Parsed(None, rule_id, id_line, errors)
     if errors:
         return _Parsed(None, rule_id, id_line, errors)
@@ -342,6 +346,32 @@ def _validation_error(
     )
 
 
+def _misspelt(errors: list[ErrorDetails]) -> list[ErrorDetails]:
+    """``errors`` without a required field's "missing" when a misspelling of it is in the
+    file (``conditon:``): the unknown field's error says it, on the line to fix."""
+    unknown = [tuple(e["loc"]) for e in errors if e["type"] == "extra_forbidden"]
+
+    def misspelt(loc: tuple[int | str, ...]) -> bool:
+        return any(
+            other[:-1] == loc[:-1]
+            and difflib.get_close_matches(str(other[-1]), [str(loc[-1])], cutoff=0.75)
+            for other in unknown
+        )
+
+    return [e for e in errors if not (e["type"] == "missing" and misspelt(tuple(e["loc"])))]
+
+
+def _home_of(
+    name: str, parent: tuple[str, ...], models: dict[tuple[str, ...], type[BaseModel]]
+) -> str | None:
+    """The field below ``parent`` whose mapping allows ``name`` (``condition`` for a
+    ``window:`` written at the top of a rule), if one does."""
+    for path, model in models.items():
+        if len(path) > len(parent) and path[: len(parent)] == parent and name in model.model_fields:
+            return path[len(parent)]
+    return None
+
+
 def _describe(
     error: ErrorDetails, written: str, *, form: str = "threshold", shape: str | None = None
 ) -> str:
@@ -364,10 +394,17 @@ def _describe(
         )
         if model is None:
             return f"unknown field '{loc[-1]}'"
-        allowed = list(model.model_fields)
-        close = difflib.get_close_matches(loc[-1], allowed, n=1)
-        hint = f"did you mean '{close[0]}'? " if close else ""
-        return f"unknown field '{loc[-1]}'; {hint}allowed: {', '.join(allowed)}"
+        name, allowed = loc[-1], list(model.model_fields)
+        # A high cutoff: a suggestion must look like a misspelling ('window' is not 'kind').
+        close = difflib.get_close_matches(name, allowed, n=1, cutoff=0.75)
+        if close:
+            return (
+                f"unknown field '{name}'; did you mean '{close[0]}'? allowed: {', '.join(allowed)}"
+            )
+        home = _home_of(name, parent, models)
+        if home is not None:
+            return f"'{name}' belongs under {home}:, not here; move it there"
+        return f"unknown field '{name}'; allowed: {', '.join(allowed)}"
     if kind in ("float_parsing", "float_type"):
         if written.strip().endswith("%"):
             return f"{written} is not a number; write a fraction, e.g. 0.08 for 8%"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from goalwatch.cli import _banner
+import pytest
+
+from goalwatch.cli import _banner, main
 from goalwatch.dev.receiver import describe
 from goalwatch.dev.stack import StackSettings
 
@@ -48,3 +50,30 @@ def test_the_demo_receiver_says_when_an_alert_escalated() -> None:
     )
     del payload["escalated_from"]
     assert describe(payload, check="signature ok").startswith("[signature ok] FIRING critical r")
+
+
+def _help(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    with pytest.raises(SystemExit) as exited:
+        main([*argv, "--help"])
+    assert exited.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_the_commands_help_is_plain_text(capsys: pytest.CaptureFixture[str]) -> None:
+    text = _help(capsys)
+    assert "``" not in text
+    assert "goalwatch up" in text
+
+
+def test_up_lists_the_environment_variables_it_reads(capsys: pytest.CaptureFixture[str]) -> None:
+    text = _help(capsys, "up")
+    for variable in ("GOALWATCH_STATE_DIR", "GOALWATCH_RULES_DIR", "GOALWATCH_NATS_PORT"):
+        assert f"  {variable}\n" in text
+    assert "(default .goalwatch)" in text
+
+
+def test_each_service_lists_its_own_settings(capsys: pytest.CaptureFixture[str]) -> None:
+    assert "GOALWATCH_INGEST_MAX_BATCH" in _help(capsys, "serve", "ingestion")
+    notifier = _help(capsys, "serve", "notifier")
+    assert "GOALWATCH_NOTIFIER_PORT" in notifier
+    assert "GOALWATCH_INGEST_MAX_BATCH" not in notifier

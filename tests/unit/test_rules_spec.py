@@ -423,3 +423,42 @@ def test_a_range_rule_has_low_and_high_in_its_messages(tmp_path: Path) -> None:
     condition = rule.spec.threshold
     assert (condition.bounds, condition.text()) == ((0.05, 0.08), "between 0.05 and 0.08")
     assert condition.fields() == {"low": 0.05, "high": 0.08, "op": "between", "consecutive": 1}
+
+
+def test_errors_come_in_the_order_of_the_file(tmp_path: Path) -> None:
+    # The message first, the severity last: not the order the rule's fields are declared in.
+    message = 'message: "{subject}: rework rate {value:.0%} ({labels[department]})"\n'
+    text = message.replace("{subject}", "{subjct}") + VALID.replace(message, "")
+    text = text.replace("severity: warning\n", "").replace("condition: {", "condition: 5 #{")
+    write(tmp_path, "r.yaml", text + "severity: yellow\n")
+    lines = [int(error.split(":")[1]) for error in errors_of(tmp_path)]
+    assert lines == [1, 7, 9]
+
+
+@pytest.mark.parametrize(
+    ("added", "expected"),
+    [
+        # An option of the condition, written at the top of the rule.
+        ("window: 7d", "10: window: 'window' belongs under condition:, not here; move it there"),
+        # Nothing like it anywhere: no unrelated suggestion.
+        (
+            "colour: red",
+            "10: colour: unknown field 'colour'; allowed: id, name",
+        ),
+    ],
+)
+def test_an_unknown_option_says_where_it_belongs_or_that_it_does_not_exist(
+    tmp_path: Path, added: str, expected: str
+) -> None:
+    write(tmp_path, "r.yaml", VALID + added + "\n")
+    [error] = errors_of(tmp_path)
+    assert error.startswith(f"{tmp_path}/r.yaml:{expected}")
+
+
+def test_a_misspelt_required_field_is_reported_once_where_it_is_written(tmp_path: Path) -> None:
+    write(tmp_path, "r.yaml", VALID.replace("severity: warning", "severty: warning"))
+    assert errors_of(tmp_path) == [
+        f"{tmp_path}/r.yaml:7: severty: unknown field 'severty'; did you mean 'severity'? "
+        "allowed: id, name, description, kind, metric, where, org_unit, condition, severity, by, "
+        "escalate, notify, message, resolved_message"
+    ]
