@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test install lint format contracts bench faults clean-state
+.PHONY: run test install lint format contracts bench faults clean-state rules-lint rules-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,14 @@ lint: install
 format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+## Check the rule files in rules/ (or RULES=...) and list every problem as file:line:col.
+rules-lint: install
+	$(BIN)/goalwatch rules lint $(RULES)
+
+## Run the rule tests in rules/tests/ against the rules in rules/.
+rules-test: install
+	$(BIN)/goalwatch rules test
 
 ## Regenerate contracts/ (JSON Schema, AsyncAPI, the services' OpenAPI) from the code.
 contracts: install

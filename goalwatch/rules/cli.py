@@ -4,6 +4,10 @@
 lists every error as ``file:line: field: message`` (exit code 2), or says how many rules are
 valid.
 
+``goalwatch rules lint [PATH ...]`` checks rule files (or folders of them) the same way and
+prints every problem as ``file:line:col: field: message``, one a line, for editors and CI
+(exit code 1).
+
 ``goalwatch rules run [--rules DIR] [--json] EVENTS.json`` runs the rules over a JSON array of
 MetricRecorded events (``-`` reads it from stdin) with :func:`goalwatch.rules.evaluate` and
 prints the alerts the evaluator would send, one line each; ``--json`` prints each as a JSON
@@ -49,6 +53,22 @@ def add_rules_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentP
         help="folder of rule files (default: rules)",
     )
     check.set_defaults(func=_check)
+    lint = commands.add_parser(
+        "lint",
+        help="list every problem in rule files as file:line:col, for editors and CI",
+        description="Check rule files (folders: their *.yaml and *.yml) as the evaluator does "
+        "at start-up and print every problem as file:line:col: field: what is wrong, and what "
+        "would be valid; rule ids must be unique across all of them. Exit 1 if there is any.",
+    )
+    lint.add_argument(
+        "paths",
+        nargs="*",
+        type=Path,
+        default=[Path("rules")],
+        metavar="PATH",
+        help="rule files or folders of them (default: rules)",
+    )
+    lint.set_defaults(func=_lint)
     run = commands.add_parser(
         "run",
         help="print the alerts the rules would fire for a JSON array of metric events",
@@ -114,6 +134,35 @@ def _check(args: argparse.Namespace) -> int:
     if rules is None:
         return 2
     print(f"goalwatch: {len(rules)} rule{'s' if len(rules) != 1 else ''} in {args.rules}: valid")
+    return 0
+
+
+def _lint(args: argparse.Namespace) -> int:
+    from goalwatch.rules.loader import RuleLoadError, load_rule_files, rule_files
+
+    files: list[Path] = []
+    for path in args.paths:
+        if path.is_dir():
+            files += rule_files(path)
+        elif path.exists():
+            files.append(path)
+        else:
+            print(f"goalwatch: {path}: no such file or folder", file=sys.stderr)
+            return 2
+    try:
+        rules = load_rule_files(files)
+    except RuleLoadError as exc:
+        for error in exc.errors:
+            print(error.lint_line())
+        sys.stdout.flush()  # the problems before the summary, also when both go to one pipe
+        count, where = len(exc.errors), len({error.file for error in exc.errors})
+        print(
+            f"goalwatch: {count} problem{'s' if count != 1 else ''} in {where} "
+            f"file{'s' if where != 1 else ''}",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"goalwatch: {len(rules)} rule{'s' if len(rules) != 1 else ''}: no problems")
     return 0
 
 

@@ -89,6 +89,16 @@ class RuleError:
     line: int | None
     field: str | None
     message: str
+    column: int | None = None
+
+    def lint_line(self) -> str:
+        """``file:line:col: field: message``, as editors and CI annotate from."""
+        where = self.file
+        if self.line is not None:
+            where += f":{self.line}" + (f":{self.column}" if self.column is not None else "")
+        return (
+            f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        )
 
     def __str__(self) -> str:
         where = self.file if self.line is None else f"{self.file}:{self.line}"
@@ -154,10 +164,21 @@ def load_rules(directory: Path) -> list[LoadedRule]:
                 )
             ]
         )
+    return load_rule_files(rule_files(directory))
+
+
+def rule_files(directory: Path) -> list[Path]:
+    """The rule files in ``directory`` (``*.yaml``, ``*.yml``; not its sub-folders), by name."""
+    return sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])
+
+
+def load_rule_files(paths: Sequence[Path]) -> list[LoadedRule]:
+    """Load the rule files ``paths``, in that order; raises :class:`RuleLoadError` listing
+    every error of every file, including rule ids used by more than one of them."""
     errors: list[RuleError] = []
     rules: list[LoadedRule] = []
     first_seen: dict[str, tuple[Path, int | None]] = {}
-    for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
+    for path in paths:
         parsed = _parse_file(path)
         errors.extend(parsed.errors)
         # Checked on the raw id too, so a clash shows even while one of the files is invalid.
@@ -259,6 +280,7 @@ def node_line(node: Node) -> int:
 def _yaml_error(file: str, exc: yaml.MarkedYAMLError) -> RuleError:
     mark = exc.problem_mark or exc.context_mark
     line = None if mark is None else int(mark.line) + 1
+    column = None if mark is None else int(mark.column) + 1
     problem = exc.problem or exc.context or "cannot be parsed"
     if isinstance(exc, yaml.composer.ComposerError) and "another document" in problem:
         return RuleError(
@@ -271,7 +293,7 @@ def _yaml_error(file: str, exc: yaml.MarkedYAMLError) -> RuleError:
         if "op:" in source_line or "chomping" in problem:
             # A bare > or >= starts a YAML block scalar; HR meets this on their first rule.
             message += ' — quote comparison operators, e.g. op: ">="'
-    return RuleError(file, line, None, message)
+    return RuleError(file, line, None, message, column)
 
 
 def duplicate_keys(file: str, node: Node, path: str = "") -> Iterable[RuleError]:
@@ -283,7 +305,11 @@ def duplicate_keys(file: str, node: Node, path: str = "") -> Iterable[RuleError]
             field = f"{path}.{name}" if path else name
             if name in seen:
                 yield RuleError(
-                    file, node_line(key), field, f"appears twice (first on line {seen[name]})"
+                    file,
+                    node_line(key),
+                    field,
+                    f"appears twice (first on line {seen[name]})",
+                    int(key.start_mark.column) + 1,
                 )
             else:
                 seen[name] = node_line(key)
@@ -295,24 +321,28 @@ def duplicate_keys(file: str, node: Node, path: str = "") -> Iterable[RuleError]
 
 def locate(node: Node, loc: Sequence[int | str]) -> tuple[int, Node]:
     """The deepest node on ``loc`` that exists and its line (the key's line in a mapping)."""
-    line = node_line(node)
-    current = node
+    line, _, current = locate_at(node, loc)
+    return line, current
+
+
+def locate_at(node: Node, loc: Sequence[int | str]) -> tuple[int, int, Node]:
+    """:func:`locate` with the column (from 1) of that key, or of the item in a list."""
+    marked, current = node, node
     for part in loc:
         if isinstance(current, MappingNode):
             for key, value in current.value:
                 if isinstance(key, ScalarNode) and key.value == str(part):
-                    line, current = node_line(key), value
+                    marked, current = key, value
                     break
             else:
                 break
         elif isinstance(current, SequenceNode) and isinstance(part, int):
             if part >= len(current.value):
                 break
-            current = current.value[part]
-            line = node_line(current)
+            marked = current = current.value[part]
         else:
             break
-    return line, current
+    return node_line(marked), int(marked.start_mark.column) + 1, current
 
 
 def _field_name(loc: Sequence[int | str]) -> str | None:
@@ -338,12 +368,11 @@ def _validation_error(
         error = {**error, "loc": loc}
     else:
         form = "threshold"
-    line, node = locate(root, loc)
+    line, column, node = locate_at(root, loc)
     # Quote what the author typed (yes, 042), not what YAML made of it (True, 34).
     written = node.value if isinstance(node, ScalarNode) else repr(error.get("input"))
-    return RuleError(
-        file, line, _field_name(loc), _describe(error, written, form=form, shape=shape)
-    )
+    message = _describe(error, written, form=form, shape=shape)
+    return RuleError(file, line, _field_name(loc), message, column)
 
 
 def _misspelt(errors: list[ErrorDetails]) -> list[ErrorDetails]:

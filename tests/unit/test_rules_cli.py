@@ -126,3 +126,56 @@ def test_rules_test_fails_when_the_alerts_differ(
     out, _ = capsys.readouterr()
     assert out.startswith("FAIL ")
     assert "  firing report-rework-rate-missing zhou-min at 2026-11-04T18:00:00+08:00" in out
+
+
+LINTED = """\
+id: visits-low
+name: Visits low
+kind: threshold
+metric: customer_visits
+condition: {op: "<", value: 3, consecutive: 0}
+window: 7d
+severity: warning
+notify: [manager]
+message: "{subject_name}: {valeu}"
+"""
+
+
+def test_lint_prints_file_line_column_in_file_order_and_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "visits.yaml"
+    path.write_text(LINTED, encoding="utf-8")
+    assert main(["rules", "lint", str(tmp_path)]) == 1
+    out, err = capsys.readouterr()
+    column = LINTED.splitlines()[4].index("consecutive") + 1
+    assert out.splitlines() == [
+        f"{path}:5:{column}: condition.consecutive: must be at least 1, got 0",
+        f"{path}:6:1: window: 'window' belongs under condition:, not here; move it there",
+        f"{path}:9:1: message: unknown field {{valeu}}; did you mean {{value}}? available: "
+        "{subject}, {subject_name}, {metric}, {value}, {threshold}, {op}, {consecutive}, "
+        "{rule_id}, {rule_name}, {severity}, {labels[<name>]}",
+    ]
+    assert err == "goalwatch: 3 problems in 1 file\n"
+
+
+def test_lint_checks_ids_across_the_files_it_is_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shipped = REPO / "rules" / "report-rework-rate.yaml"
+    copy = tmp_path / "copy.yaml"
+    copy.write_text(shipped.read_text(encoding="utf-8"), encoding="utf-8")
+    assert main(["rules", "lint", str(shipped)]) == 0
+    assert capsys.readouterr().out == "goalwatch: 1 rule: no problems\n"
+    assert main(["rules", "lint", str(shipped), str(copy)]) == 1
+    [line] = capsys.readouterr().out.splitlines()
+    assert line.startswith(f"{copy}:")
+    assert "is already the id of" in line
+
+
+def test_lint_of_the_shipped_rules_finds_nothing_and_a_missing_path_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["rules", "lint", str(REPO / "rules")]) == 0
+    assert main(["rules", "lint", str(tmp_path / "nowhere")]) == 2
+    assert "no such file or folder" in capsys.readouterr().err
