@@ -179,3 +179,13 @@ def test_lint_of_the_shipped_rules_finds_nothing_and_a_missing_path_exits_2(
     assert main(["rules", "lint", str(REPO / "rules")]) == 0
     assert main(["rules", "lint", str(tmp_path / "nowhere")]) == 2
     assert "no such file or folder" in capsys.readouterr().err
+
+
+def test_every_shipped_rule_has_a_test_of_its_own() -> None:
+    import yaml
+
+    tested: set[str] = set()
+    for path in (REPO / "rules" / "tests").glob("*.yaml"):
+        tested.update(yaml.safe_load(path.read_text(encoding="utf-8")).get("rules") or [])
+    shipped = {rule.spec.id for rule in load_rules(REPO / "rules")}
+    assert shipped - tested == set(), "add a test file to rules/tests/ naming these rules"
