@@ -8,6 +8,9 @@ valid.
 prints every problem as ``file:line:col: field: message``, one a line, for editors and CI
 (exit code 1).
 
+``goalwatch rules explain RULE_ID [--rules DIR] [--lang en|zh|both]`` prints the rule in
+plain words (:mod:`goalwatch.rules.explain`).
+
 ``goalwatch rules run [--rules DIR] [--json] EVENTS.json`` runs the rules over a JSON array of
 MetricRecorded events (``-`` reads it from stdin) with :func:`goalwatch.rules.evaluate` and
 prints the alerts the evaluator would send, one line each; ``--json`` prints each as a JSON
@@ -69,6 +72,27 @@ def add_rules_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentP
         help="rule files or folders of them (default: rules)",
     )
     lint.set_defaults(func=_lint)
+    explain = commands.add_parser(
+        "explain",
+        help="say what a rule does in plain words (English and Chinese)",
+        description="Print the rule RULE_ID of DIR in plain words, as a reviewer reads it: what "
+        "it watches, when it fires and resolves, how loud it is, who is told, what they read.",
+    )
+    explain.add_argument("rule_id", metavar="RULE_ID", help="the id of the rule")
+    explain.add_argument(
+        "--rules",
+        type=Path,
+        default=Path("rules"),
+        metavar="DIR",
+        help="folder of rule files (default: rules)",
+    )
+    explain.add_argument(
+        "--lang",
+        choices=["en", "zh", "both"],
+        default="both",
+        help="the language (default: both, English first)",
+    )
+    explain.set_defaults(func=_explain)
     run = commands.add_parser(
         "run",
         help="print the alerts the rules would fire for a JSON array of metric events",
@@ -134,6 +158,30 @@ def _check(args: argparse.Namespace) -> int:
     if rules is None:
         return 2
     print(f"goalwatch: {len(rules)} rule{'s' if len(rules) != 1 else ''} in {args.rules}: valid")
+    return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    import difflib
+
+    from goalwatch.rules.explain import LANGUAGES, explain
+
+    loaded = _load(args.rules)
+    if loaded is None:
+        return 2
+    by_id = {rule.spec.id: rule for rule in loaded}
+    rule = by_id.get(args.rule_id)
+    if rule is None:
+        close = difflib.get_close_matches(args.rule_id, list(by_id), n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        print(
+            f"goalwatch: no rule {args.rule_id!r} in {args.rules}; {hint}"
+            f"rules: {', '.join(sorted(by_id))}",
+            file=sys.stderr,
+        )
+        return 2
+    languages = LANGUAGES if args.lang == "both" else (args.lang,)
+    print("\n\n".join("\n".join(explain(rule.spec, lang)) for lang in languages))
     return 0
 
 
