@@ -120,11 +120,16 @@ def add_rules_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentP
     test = commands.add_parser(
         "test",
         help="run the rule tests (given these goals and events, expect these alerts)",
-        description="Run every rule test file (*.yaml) in TESTS (default: RULES/tests) against "
-        "the rules in memory; exit 1 if any fails.",
+        description="Run rule test files (and the *.yaml files of test folders; default: "
+        "RULES/tests) against the rules in memory, like promtool test rules; exit 1 if any "
+        "fails.",
     )
     test.add_argument(
-        "tests", nargs="?", type=Path, metavar="TESTS", help="folder of tests, or one test file"
+        "tests",
+        nargs="*",
+        type=Path,
+        metavar="TESTS",
+        help="test files or folders of them (default: the rules folder's tests/)",
     )
     test.add_argument(
         "--rules",
@@ -247,14 +252,16 @@ def _test(args: argparse.Namespace) -> int:
     if loaded is None:
         return 2
     rules = [rule.spec for rule in loaded]
-    folder = args.tests or args.rules / "tests"
-    if folder.is_file():  # one test file
-        paths = [folder]
-    else:
-        paths = sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])
-    if not paths:
-        print(f"goalwatch: no rule tests (*.yaml) in {folder}", file=sys.stderr)
-        return 2
+    paths: list[Path] = []
+    for given in args.tests or [args.rules / "tests"]:
+        if given.is_file():
+            paths.append(given)
+            continue
+        found = sorted([*given.glob("*.yaml"), *given.glob("*.yml")])
+        if not found:
+            print(f"goalwatch: no rule tests (*.yaml) in {given}", file=sys.stderr)
+            return 2
+        paths += found
     failed = 0
     for path in paths:
         outcome = run_test(path, rules)

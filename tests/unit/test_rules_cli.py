@@ -189,3 +189,12 @@ def test_every_shipped_rule_has_a_test_of_its_own() -> None:
         tested.update(yaml.safe_load(path.read_text(encoding="utf-8")).get("rules") or [])
     shipped = {rule.spec.id for rule in load_rules(REPO / "rules")}
     assert shipped - tested == set(), "add a test file to rules/tests/ naming these rules"
+
+
+def test_rules_test_takes_several_files(capsys: pytest.CaptureFixture[str]) -> None:
+    tests = REPO / "rules" / "tests"
+    given = [str(tests / "report-rework-rate.yaml"), str(tests / "visit-records-burst.yaml")]
+    assert main(["rules", "test", "--rules", str(REPO / "rules"), *given]) == 0
+    out, err = capsys.readouterr()
+    assert [line.split()[1] for line in out.splitlines()] == [f"{path}:" for path in given]
+    assert err == "goalwatch: 2 rule tests, 0 failed\n"
