@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, TextIO
 
@@ -191,17 +192,11 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _lint(args: argparse.Namespace) -> int:
-    from goalwatch.rules.loader import RuleLoadError, load_rule_files, rule_files
+    from goalwatch.rules.loader import RuleLoadError, load_rule_files
 
-    files: list[Path] = []
-    for path in args.paths:
-        if path.is_dir():
-            files += rule_files(path)
-        elif path.exists():
-            files.append(path)
-        else:
-            print(f"goalwatch: {path}: no such file or folder", file=sys.stderr)
-            return 2
+    files = _files(args.paths, what="rule files")
+    if files is None:
+        return 2
     try:
         rules = load_rule_files(files)
     except RuleLoadError as exc:
@@ -252,16 +247,9 @@ def _test(args: argparse.Namespace) -> int:
     if loaded is None:
         return 2
     rules = [rule.spec for rule in loaded]
-    paths: list[Path] = []
-    for given in args.tests or [args.rules / "tests"]:
-        if given.is_file():
-            paths.append(given)
-            continue
-        found = sorted([*given.glob("*.yaml"), *given.glob("*.yml")])
-        if not found:
-            print(f"goalwatch: no rule tests (*.yaml) in {given}", file=sys.stderr)
-            return 2
-        paths += found
+    paths = _files(args.tests or [args.rules / "tests"], what="rule tests")
+    if paths is None:
+        return 2
     failed = 0
     for path in paths:
         outcome = run_test(path, rules)
@@ -272,6 +260,26 @@ def _test(args: argparse.Namespace) -> int:
     sys.stdout.flush()  # the results before the summary, also when both go to one pipe
     print(f"goalwatch: {len(paths)} rule tests, {failed} failed", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _files(paths: Sequence[Path], *, what: str) -> list[Path] | None:
+    """The files ``paths`` name, a folder standing for its ``*.yaml`` and ``*.yml`` files;
+    None, once it is said, when one does not exist or a folder holds none of ``what``."""
+    from goalwatch.rules.loader import rule_files
+
+    found: list[Path] = []
+    for path in paths:
+        if path.is_file():
+            found.append(path)
+        elif not path.is_dir():
+            print(f"goalwatch: {path}: no such file or folder", file=sys.stderr)
+            return None
+        elif inside := rule_files(path):
+            found += inside
+        else:
+            print(f"goalwatch: no {what} (*.yaml, *.yml) in {path}", file=sys.stderr)
+            return None
+    return found
 
 
 def _read_events(name: str) -> list[MetricRecorded] | None:
