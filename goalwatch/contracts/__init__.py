@@ -14,6 +14,7 @@ from goalwatch.contracts.alerts import (
     RuleKind,
     Severity,
 )
+from goalwatch.contracts.catalogue import MetricCatalogue, MetricDefinition
 from goalwatch.contracts.directory_events import OrgUnitChanged, PersonChanged
 from goalwatch.contracts.goal_events import (
     GoalCheckedIn,
@@ -69,8 +70,10 @@ __all__ = [
     "GoalTree",
     "GoalUpdated",
     "GoalUpsert",
+    "MetricCatalogue",
     "MetricCloudEvent",
     "MetricData",
+    "MetricDefinition",
     "MetricRecorded",
     "NotificationSent",
     "Observation",

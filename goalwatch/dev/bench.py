@@ -39,6 +39,7 @@ from nats.js.api import ConsumerConfig, StorageType, StreamConfig
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
+from goalwatch.catalogue import DEFAULT_CATALOGUE
 from goalwatch.checkpoints import KEY_PREFIX as CHECKPOINT_PREFIX
 from goalwatch.checkpoints import Checkpoint
 from goalwatch.contracts import subjects
@@ -541,11 +542,13 @@ def run(
     load_before = os.getloadavg()
     steady = None
     with tempfile.TemporaryDirectory(prefix="goalwatch-bench-") as state:
+        catalogue = DEFAULT_CATALOGUE
         if generated_rules is not None:
-            from goalwatch.dev.evaluator_bench import write_rules
+            from goalwatch.dev.evaluator_bench import write_catalogue_for, write_rules
 
             rules_dir = write_rules(Path(state) / "rules", generated_rules)
-        settings = StackSettings.on_free_ports(Path(state) / "state", rules_dir)
+            catalogue = write_catalogue_for(Path(state) / "catalogue.yaml", generated_rules)
+        settings = StackSettings.on_free_ports(Path(state) / "state", rules_dir, catalogue)
         stack = Stack(
             settings=settings,
             env={"GOALWATCH_WEBHOOK_URL": receiver.url, "GOALWATCH_WEBHOOK_SECRET": secret},

@@ -102,6 +102,27 @@ def metric_name(index: int) -> str:
     return f"bench_metric_{index:03d}"
 
 
+def write_catalogue_for(path: Path, count: int, per_event: int = PER_EVENT) -> Path:
+    """The shipped catalogue with the metrics of ``count`` generated rules
+    (:func:`write_rules`), written to ``path``: the stack's ingestion then accepts their events."""
+    from goalwatch.dev.catalogues import entry, write_catalogue
+
+    metrics = -(-count // per_event)
+    return write_catalogue(
+        path,
+        {
+            metric_name(m): entry(
+                description=f"Generated bench metric {m}.",
+                sources=["bench"],
+                unit="ratio",
+                low=0,
+                high=1,
+            )
+            for m in range(metrics)
+        },
+    )
+
+
 def rule_yaml(index: int, *, per_event: int) -> str:
     """The YAML of rule ``index``: threshold rules grouped ``per_event`` to a metric, their
     thresholds spread between 0.5 and 0.86 so a breaching value (0.95) breaches them all."""

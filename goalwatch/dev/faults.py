@@ -46,6 +46,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from goalwatch.contracts import subjects
+from goalwatch.dev.catalogues import entry, write_catalogue
 from goalwatch.dev.fault_counts import (
     LATE_AFTER,
     Arrival,
@@ -62,12 +63,15 @@ from goalwatch.dev.fault_counts import (
 from goalwatch.dev.fault_workload import (
     DAY0,
     DAYS,
+    HEARTBEAT_METRIC,
     IMPACT,
     OVERDUE,
     PER_MANAGER,
+    PRESSURE_METRIC,
     PRESSURE_RULE_ID,
     SCOPED,
     THRESHOLD,
+    UNIT_METRIC,
     UNIT_RULE_ID,
     StatusChange,
     Transition,
@@ -937,6 +941,30 @@ def harness_rules(rules_dir: Path, into: Path, workload: Workload) -> Path:
     return into
 
 
+def harness_catalogue(path: Path) -> Path:
+    """The shipped catalogue with the metrics of the harness's own rules, written to ``path``."""
+    return write_catalogue(
+        path,
+        {
+            HEARTBEAT_METRIC: entry(description="A faults-harness heartbeat.", sources=["faults"]),
+            PRESSURE_METRIC: entry(
+                description="A faults-harness reading the pressure rule watches.",
+                sources=["faults"],
+                unit="ratio",
+                low=0,
+                high=1,
+            ),
+            UNIT_METRIC: entry(
+                description="A faults-harness reading the org-unit-scoped rule watches.",
+                sources=["faults"],
+                unit="ratio",
+                low=0,
+                high=1,
+            ),
+        },
+    )
+
+
 def run_scenario(scenario: Scenario, workload: Workload, *, rules_dir: Path) -> Outcome:
     """Start an installation, stream the workload with the scenario's fault, count, stop.
 
@@ -948,7 +976,8 @@ def run_scenario(scenario: Scenario, workload: Workload, *, rules_dir: Path) -> 
     try:
         with tempfile.TemporaryDirectory(prefix="goalwatch-faults-") as state:
             rules = harness_rules(rules_dir, Path(state) / "rules", workload)
-            settings = StackSettings.on_free_ports(Path(state), rules)
+            catalogue = harness_catalogue(Path(state) / "catalogue.yaml")
+            settings = StackSettings.on_free_ports(Path(state), rules, catalogue)
             stack = Stack(
                 settings=settings,
                 env={"GOALWATCH_WEBHOOK_URL": receiver.url, "GOALWATCH_WEBHOOK_SECRET": secret},

@@ -44,6 +44,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from goalwatch.contracts import TimerFired, subjects
 from goalwatch.dev.bench import Latencies, wait_drained
+from goalwatch.dev.catalogues import entry, write_catalogue
 from goalwatch.dev.fault_counts import Arrival, Receiver
 from goalwatch.dev.stack import Stack, StackSettings
 from goalwatch.rules import overdue
@@ -449,7 +450,18 @@ def run(
     try:
         with tempfile.TemporaryDirectory(prefix="goalwatch-bench-overdue-") as state:
             settings = StackSettings.on_free_ports(
-                Path(state) / "state", rules_dir(Path(state) / "rules")
+                Path(state) / "state",
+                rules_dir(Path(state) / "rules"),
+                write_catalogue(
+                    Path(state) / "catalogue.yaml",
+                    {
+                        METRIC: entry(
+                            description="A report the overdue bench logs.",
+                            sources=["bench"],
+                            low=0,
+                        )
+                    },
+                ),
             )
             stack = Stack(
                 settings=settings,

@@ -23,6 +23,7 @@ import httpx
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from goalwatch.catalogue import DEFAULT_CATALOGUE
 from goalwatch.serving import port_free, port_taken_message, registered_services
 from goalwatch.settings import Port
 
@@ -50,6 +51,9 @@ class StackSettings(BaseSettings):
 
     state_dir: Path = Field(Path(".goalwatch"), description="NATS and Redis data, and logs.")
     rules_dir: Path = Field(Path("rules"), description="Folder of rule files.")
+    catalogue_file: Path = Field(
+        DEFAULT_CATALOGUE, description="The metric catalogue ingestion enforces."
+    )
     host: str = Field("127.0.0.1", description="Interface every server listens on.")
     nats_port: Port = Field(4222, description="NATS client port.")
     redis_port: Port = Field(6379, description="Redis port.")
@@ -62,11 +66,18 @@ class StackSettings(BaseSettings):
     )
 
     @classmethod
-    def on_free_ports(cls, state_dir: Path, rules_dir: Path) -> StackSettings:
-        """A stack of its own beside any other: every server and service on a free port."""
+    def on_free_ports(
+        cls, state_dir: Path, rules_dir: Path, catalogue_file: Path = DEFAULT_CATALOGUE
+    ) -> StackSettings:
+        """A stack of its own beside any other: every server and service on a free port.
+
+        ``catalogue_file``: the shipped catalogue, or one that also lists the metrics of rules
+        written for the stack (:func:`goalwatch.dev.catalogues.write_catalogue`).
+        """
         return cls(
             state_dir=state_dir,
             rules_dir=rules_dir,
+            catalogue_file=catalogue_file,
             nats_port=free_port(),
             redis_port=free_port(),
             ingestion_port=free_port(),
@@ -280,6 +291,7 @@ class Stack:
             f"GOALWATCH_{service.upper()}_PORT": str(self.settings.port(service)),
             "GOALWATCH_GOALS_URL": self.settings.url("goals"),
             "GOALWATCH_RULES_DIR": str(self.settings.rules_dir.resolve()),
+            "GOALWATCH_CATALOGUE_FILE": str(self.settings.catalogue_file.resolve()),
         }
         self._spawn(service, [sys.executable, "-m", "goalwatch.cli", "serve", service], env)
 

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 
 from goalwatch.contracts import MetricRecorded
 from goalwatch.problems import PROBLEM_JSON, problem
-from services.ingestion.intake import IngestReport, ingest
+from services.ingestion.intake import IngestReport, UncataloguedLog, ingest
 from services.ingestion.metrics import EVENTS_REJECTED, HANDLER_SECONDS
 from services.ingestion.publisher import Publisher, PublishOutcome
 from services.ingestion.schemas import EventRef, IngestRejected, IngestResult, IngestUnavailable
@@ -31,6 +31,12 @@ Each event is also rejected on its own when it is larger than
 `GOALWATCH_INGEST_MAX_FUTURE` (10 minutes) ahead of the ingestion clock, or when any field
 holds a lone surrogate or an integer literal of more than 310 digits.
 
+Each event is checked against the metric catalogue (`GET /v1/metrics`) and rejected on its own
+when its metric is not catalogued (the answer names the closest catalogued one), its value is
+outside the metric's range, or it carries a label the metric does not list (or a value the
+label does not allow). Sources named in `GOALWATCH_INGEST_ONBOARDING_SOURCES` may send
+uncatalogued metrics and labels while they are onboarded.
+
 Each event is validated on its own: valid events are stored even when others in the same
 request are rejected. An event whose id was already stored is counted as `duplicated` and is
 not evaluated again, so resending a request is always safe.
@@ -51,6 +57,7 @@ def events_router(
     max_batch: int,
     max_body_bytes: int,
     limits: EventLimits | None = None,
+    uncatalogued: UncataloguedLog | None = None,
 ) -> APIRouter:
     """The ingestion HTTP API, publishing through ``publisher``."""
     router = APIRouter(prefix="/v1", tags=["events"])
@@ -94,6 +101,7 @@ def events_router(
                 publisher=publisher,
                 transport="http",
                 limits=limits,
+                uncatalogued=uncatalogued,
             )
         except BodyError as exc:
             return problem(exc.status, exc.message)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any
 
 from fastapi import FastAPI
 from faststream.nats import NatsBroker
-from pydantic import Field
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
 
+from goalwatch.catalogue import DEFAULT_CATALOGUE, Catalogue, CatalogueLoadError, load_catalogue
 from goalwatch.connections import ready_checks
 from goalwatch.consumers import Consumers, ConsumerSpec, RedeliveryPolicy
 from goalwatch.contracts import MetricCloudEvent, MetricRecorded, subjects
@@ -16,7 +20,8 @@ from goalwatch.service import service_app
 from goalwatch.serving import ServiceInfo
 from goalwatch.settings import Port, ServiceSettings
 from services.ingestion.api import events_router
-from services.ingestion.intake import MessageIntake
+from services.ingestion.catalogue_api import catalogue_router
+from services.ingestion.intake import MessageIntake, UncataloguedLog
 from services.ingestion.metrics import HANDLER_SECONDS, REGISTRY
 from services.ingestion.publisher import NatsPublisher, Publisher
 from services.ingestion.validation import EventLimits
@@ -66,6 +71,24 @@ class IngestionSettings(ServiceSettings):
         description="Seconds to wait for JetStream to confirm it stored the events of one "
         "request or message (they are published together).",
     )
+    catalogue_file: Path = Field(
+        DEFAULT_CATALOGUE,
+        description="The metric catalogue (GOALWATCH_CATALOGUE_FILE): events for a metric not "
+        "in it, outside its range or with labels it does not list are rejected.",
+    )
+    ingest_onboarding_sources: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Sources being onboarded, comma-separated (e.g. crm,his): their events' "
+        "uncatalogued metrics and labels are accepted, counted and logged once each, "
+        "instead of rejected. Values out of a catalogued range are rejected all the same.",
+    )
+
+    @field_validator("ingest_onboarding_sources", mode="before")
+    @classmethod
+    def _sources(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
 
 def create_app(
@@ -73,15 +96,29 @@ def create_app(
     *,
     publisher: Publisher | None = None,
     broker: NatsBroker | None = None,
+    catalogue: Catalogue | None = None,
 ) -> FastAPI:
-    """Build the ingestion app; ``publisher`` and ``broker`` replace the JetStream ones."""
+    """Build the ingestion app; ``publisher`` and ``broker`` replace the JetStream ones,
+    ``catalogue`` the one read from ``settings.catalogue_file``.
+
+    Raises :class:`CatalogueLoadError` if the catalogue file does not load.
+    """
+    catalogue = catalogue or load_catalogue(settings.catalogue_file)
     broker = broker or new_broker(settings.nats_url, name="ingestion")
     sink = publisher or NatsPublisher(broker, timeout=settings.ingest_publish_timeout)
     limits = EventLimits(
-        max_event_bytes=settings.ingest_max_event_bytes, max_future=settings.ingest_max_future
+        max_event_bytes=settings.ingest_max_event_bytes,
+        max_future=settings.ingest_max_future,
+        catalogue=catalogue,
+        onboarding_sources=frozenset(settings.ingest_onboarding_sources),
     )
+    uncatalogued = UncataloguedLog()
     intake = MessageIntake(
-        publisher=sink, max_batch=settings.ingest_max_batch, policy=CONSUMER.policy, limits=limits
+        publisher=sink,
+        max_batch=settings.ingest_max_batch,
+        policy=CONSUMER.policy,
+        limits=limits,
+        uncatalogued=uncatalogued,
     )
     consumers = Consumers(broker, service="ingestion", seconds=HANDLER_SECONDS)
     consumers.add(
@@ -109,12 +146,32 @@ def create_app(
             max_batch=settings.ingest_max_batch,
             max_body_bytes=settings.ingest_max_body_bytes,
             limits=limits,
+            uncatalogued=uncatalogued,
         )
     )
+    app.include_router(catalogue_router(catalogue=catalogue))
     return app
 
 
+def _explain_startup_error(exc: Exception, settings: IngestionSettings) -> str | None:
+    """An invalid catalogue stops ingestion with every error listed as file:line."""
+    if not isinstance(exc, CatalogueLoadError):
+        return None
+    count = len(exc.errors)
+    return "\n".join(
+        [
+            f"ingestion cannot start: {count} error{'s' if count != 1 else ''} in the metric "
+            f"catalogue {settings.catalogue_file} (set by GOALWATCH_CATALOGUE_FILE):",
+            *(f"  {error}" for error in exc.errors),
+        ]
+    )
+
+
 SERVICE = ServiceInfo(
-    name="ingestion", settings=IngestionSettings, create_app=create_app, port_field="ingestion_port"
+    name="ingestion",
+    settings=IngestionSettings,
+    create_app=create_app,
+    port_field="ingestion_port",
+    explain_startup_error=_explain_startup_error,
 )
 """How the kernel runs this service and renders its OpenAPI document (see pyproject.toml)."""

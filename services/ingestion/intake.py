@@ -7,7 +7,14 @@ from dataclasses import dataclass
 
 from goalwatch.consumers import ACK, Received, RedeliveryPolicy, Reject, Verdict
 from goalwatch.contracts import ErrorDetail
-from services.ingestion.metrics import EVENTS_ACCEPTED, EVENTS_DUPLICATE, EVENTS_REJECTED
+from goalwatch.problems import clip
+from services.ingestion.catalogue_check import Uncatalogued
+from services.ingestion.metrics import (
+    EVENTS_ACCEPTED,
+    EVENTS_DUPLICATE,
+    EVENTS_REJECTED,
+    EVENTS_UNCATALOGUED,
+)
 from services.ingestion.publisher import Publisher, PublishOutcome
 from services.ingestion.schemas import EventReject
 from services.ingestion.validation import (
@@ -20,6 +27,41 @@ from services.ingestion.validation import (
 )
 
 logger = logging.getLogger(__name__)
+
+# Each uncatalogued metric or label is logged once per process; past this many, only counted.
+MAX_LOGGED_UNCATALOGUED = 10_000
+
+
+class UncataloguedLog:
+    """Counts what onboarding sources sent uncatalogued and logs each new metric or label once,
+    so operators see what still needs cataloguing without a log line per event."""
+
+    def __init__(self) -> None:
+        self._logged: set[tuple[str, str, str | None]] = set()
+
+    def record(self, notes: list[Uncatalogued], *, stored: set[str]) -> None:
+        """Count and log the ``notes`` of events newly stored (their ids in ``stored``)."""
+        for note in notes:
+            if note.event_id not in stored:
+                continue
+            what = "metric" if note.label is None else "label"
+            EVENTS_UNCATALOGUED.labels(source=note.source, metric=note.metric, what=what).inc()
+            key = (note.source, note.metric, note.label)
+            if key in self._logged or len(self._logged) >= MAX_LOGGED_UNCATALOGUED:
+                continue
+            self._logged.add(key)
+            thing = (
+                f"metric '{note.metric}'"
+                if note.label is None
+                else f"label '{clip(note.label)}' (or its value) of metric '{note.metric}'"
+            )
+            logger.warning(
+                "accepted uncatalogued %s from onboarding source '%s'; catalogue it, then take "
+                "the source out of GOALWATCH_INGEST_ONBOARDING_SOURCES",
+                thing,
+                note.source,
+                extra={"source": note.source, "metric": note.metric, "label": note.label},
+            )
 
 
 @dataclass(frozen=True)
@@ -58,8 +100,10 @@ async def ingest(
     publisher: Publisher,
     transport: str,
     limits: EventLimits | None = None,
+    uncatalogued: UncataloguedLog | None = None,
 ) -> IngestReport:
-    """Validate ``body`` (each event against ``limits`` too) and store its valid events.
+    """Validate ``body`` (each event against ``limits`` too) and store its valid events;
+    what onboarding sources sent uncatalogued goes to ``uncatalogued``.
 
     Raises :class:`BodyError` when the body cannot be read at all. Publishing failures are
     reported in :attr:`IngestReport.failed`, not raised, so the caller can say which events
@@ -77,6 +121,9 @@ async def ingest(
     )
     report = IngestReport(parsed=parsed, outcomes=outcomes)
     _count_and_log(report, transport=transport)
+    if uncatalogued is not None and parsed.uncatalogued:
+        stored = {o.event.id for o in outcomes if o.stored and not o.duplicate}
+        uncatalogued.record(parsed.uncatalogued, stored=stored)
     return report
 
 
@@ -129,11 +176,13 @@ class MessageIntake:
         max_batch: int,
         policy: RedeliveryPolicy,
         limits: EventLimits | None = None,
+        uncatalogued: UncataloguedLog | None = None,
     ) -> None:
         self._publisher = publisher
         self._max_batch = max_batch
         self._policy = policy
         self._limits = limits
+        self._uncatalogued = uncatalogued
 
     async def handle(self, message: bytes, received: Received) -> Verdict:
         """What becomes of one ingest message."""
@@ -147,6 +196,7 @@ class MessageIntake:
                 publisher=self._publisher,
                 transport="nats",
                 limits=self._limits,
+                uncatalogued=self._uncatalogued,
             )
         except BodyError as exc:
             return Reject(reason=exc.message)

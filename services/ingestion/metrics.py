@@ -23,4 +23,11 @@ EVENTS_REJECTED = Counter(
     ["transport"],
     registry=REGISTRY,
 )
+EVENTS_UNCATALOGUED = Counter(
+    "goalwatch_events_uncatalogued_total",
+    "Events accepted from an onboarding source (GOALWATCH_INGEST_ONBOARDING_SOURCES) with a "
+    "metric, or a label, the catalogue does not know yet: what still needs cataloguing.",
+    ["source", "metric", "what"],
+    registry=REGISTRY,
+)
 HANDLER_SECONDS = handler_seconds(REGISTRY)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -25,9 +25,11 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from goalwatch.catalogue import Catalogue
 from goalwatch.contracts import CLOUDEVENT_TYPE, MetricCloudEvent, MetricData, MetricRecorded
 from goalwatch.contracts.metrics import METRIC_NAME_PATTERN, PERSON_ID_PATTERN
 from goalwatch.problems import clip
+from services.ingestion.catalogue_check import Uncatalogued, catalogue_errors
 from services.ingestion.schemas import EventReject, FieldError
 
 EXAMPLE_TIME = "2026-11-20T18:00:00+08:00"
@@ -65,7 +67,8 @@ class BodyError(Exception):
 
 @dataclass(frozen=True)
 class EventLimits:
-    """What one event may be beyond its schema: its size, and how far ahead its time is."""
+    """What one event may be beyond its schema: its size, how far ahead its time is, and what
+    the metric catalogue allows."""
 
     max_event_bytes: int | None = None
     """Largest event as stored (its JSON), in bytes: below the NATS ``max_payload``."""
@@ -73,6 +76,11 @@ class EventLimits:
     """How far after ``now`` an event's time may be."""
     now: datetime | None = None
     """The ingestion clock; the current time when None."""
+    catalogue: Catalogue | None = None
+    """The metric catalogue: an event's metric, value and labels must be in it."""
+    onboarding_sources: frozenset[str] = frozenset()
+    """Sources whose uncatalogued metrics and labels are accepted (and noted) while they are
+    onboarded, instead of rejected."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +110,8 @@ class ParsedBody:
     events: list[IndexedEvent]
     rejects: list[EventReject]
     batch: bool
+    uncatalogued: list[Uncatalogued] = field(default_factory=list)
+    """What onboarding sources sent that the catalogue does not know, accepted all the same."""
 
     @property
     def total(self) -> int:
@@ -152,10 +162,12 @@ def parse_events(
     items, batch = _items(body, fmt=fmt, max_batch=max_batch)
     events: list[IndexedEvent] = []
     rejects: list[EventReject] = []
+    uncatalogued: list[Uncatalogued] = []
     first_index: dict[str, int] = {}
     for index, item in enumerate(items):
         raw_id = item.get("id") if isinstance(item, dict) else None
         reject_id = clip(raw_id, 200) if isinstance(raw_id, str) else None
+        notes: list[Uncatalogued] = []
         unreadable = _unreadable(item)
         if unreadable:
             event, errors = None, unreadable
@@ -163,6 +175,14 @@ def parse_events(
             event, errors = _validate(item, fmt=fmt)
         if event is not None:
             errors = _beyond_limits(event, limits, now=now)
+            event = None if errors else event
+        if event is not None and limits.catalogue is not None:
+            errors, notes = catalogue_errors(
+                event,
+                limits.catalogue,
+                onboarding=limits.onboarding_sources,
+                cloudevent=fmt is not BodyFormat.JSON,
+            )
             event = None if errors else event
         if event is not None and event.id in first_index:
             errors = [
@@ -179,7 +199,8 @@ def parse_events(
             continue
         first_index[event.id] = index
         events.append(IndexedEvent(index=index, event=event))
-    return ParsedBody(events=events, rejects=rejects, batch=batch)
+        uncatalogued.extend(notes)
+    return ParsedBody(events=events, rejects=rejects, batch=batch, uncatalogued=uncatalogued)
 
 
 def _items(body: bytes, *, fmt: BodyFormat, max_batch: int) -> tuple[list[Any], bool]:

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from goalwatch.dev.catalogues import entry, write_catalogue
 from goalwatch.dev.stack import Stack, StackSettings
 from goalwatch.dev.stack import free_port as free_port  # for the tests that import it here
 
@@ -257,6 +258,43 @@ message: "{subject_name}: {value:g} claims a day, {measure:.1f} deviations from 
 }
 
 
+# A source being onboarded: the session stack accepts its uncatalogued metrics and labels.
+ONBOARDING_SOURCE = "onboarding-test"
+
+# The metrics of the test rules above, catalogued beside the shipped ones: the test stacks'
+# ingestion enforces the catalogue as any other does.
+TEST_METRICS = {
+    ABSENCE_METRIC: entry(description="A ward round was logged.", sources=["his"]),
+    "ward_occupancy": entry(
+        description="Share of a ward's beds in use.", sources=["his"], unit="ratio", low=0, high=1
+    ),
+    "ward_wait_share": entry(
+        description="Share of patients waiting.", sources=["his"], unit="ratio", low=0, high=1
+    ),
+    "ward_queue_length": entry(description="Patients waiting.", sources=["his"], low=0),
+    "ward_satisfaction": entry(
+        description="Patient satisfaction score.", sources=["his"], unit="score", low=1, high=5
+    ),
+    "ward_admissions": entry(description="Admissions that day.", sources=["his"], low=0),
+    "claim_filed": entry(
+        description="A claim filed, by amount.",
+        sources=["crm"],
+        unit="currency",
+        low=0,
+        labels={"patient": None},
+    ),
+    "record_signed": entry(description="A record signed.", sources=["crm"], low=0),
+    "claims_per_day": entry(
+        description="Claims filed in a day.", sources=["crm"], low=0, labels={"ward": None}
+    ),
+}
+
+
+def catalogue_with_tests(path: Path) -> Path:
+    """The shipped catalogue and :data:`TEST_METRICS`, written to ``path``."""
+    return write_catalogue(path, TEST_METRICS, base=REPO / "catalogue" / "metrics.yaml")
+
+
 def rules_with_absence(directory: Path) -> Path:
     """A rules folder: the shipped rules and the test rules above."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -275,8 +313,11 @@ def stack_of_its_own(
 ) -> Iterator[Stack]:
     """A stack for one test module (one that kills processes), posting to ``webhook``."""
     rules = rules_with_absence(tmp_path_factory.mktemp(f"{name}-rules"))
+    catalogue = catalogue_with_tests(tmp_path_factory.mktemp(f"{name}-catalogue") / "metrics.yaml")
     running = Stack(
-        settings=StackSettings.on_free_ports(tmp_path_factory.mktemp(f"{name}-state"), rules),
+        settings=StackSettings.on_free_ports(
+            tmp_path_factory.mktemp(f"{name}-state"), rules, catalogue
+        ),
         env={
             "GOALWATCH_WEBHOOK_URL": webhook.url,
             "GOALWATCH_WEBHOOK_SECRET": WEBHOOK_SECRET,
@@ -293,7 +334,8 @@ def stack_of_its_own(
 @pytest.fixture(scope="session")
 def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> StackSettings:
     rules = rules_with_absence(tmp_path_factory.mktemp("rules"))
-    return StackSettings.on_free_ports(tmp_path_factory.mktemp("state"), rules)
+    catalogue = catalogue_with_tests(tmp_path_factory.mktemp("catalogue") / "metrics.yaml")
+    return StackSettings.on_free_ports(tmp_path_factory.mktemp("state"), rules, catalogue)
 
 
 @pytest.fixture(scope="session")
@@ -309,6 +351,8 @@ def stack(stack_settings: StackSettings, webhook: WebhookReceiver) -> Iterator[S
             "GOALWATCH_WEBHOOK_BACKOFF": "0.05",
             # A client that stops sending its body is answered 408 after this long.
             "GOALWATCH_HTTP_BODY_TIMEOUT": "2",
+            # Only this source's uncatalogued metrics are accepted (tests/integration/test_catalogue.py).
+            "GOALWATCH_INGEST_ONBOARDING_SOURCES": ONBOARDING_SOURCE,
         },
     )
     running.start()

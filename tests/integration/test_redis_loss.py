@@ -86,7 +86,7 @@ def test_rule_state_lost_by_redis_is_replayed_from_the_stream(stack: Stack) -> N
         pending = [add_doctor(client, urls["goals"])[0] for _ in range(4)]
         fired = [add_doctor(client, urls["goals"])[0] for _ in range(2)]
         # State committed once before the cut, as in any running installation.
-        post_events(client, urls["ingestion"], [rework_event(unique("warm-up"), 1, 2.0)])
+        post_events(client, urls["ingestion"], [rework_event(unique("warm-up"), 1, 0.2)])
         await_drained(nats_url)
 
         aof = _aof(stack.settings.state_dir / "redis")
@@ -94,8 +94,8 @@ def test_rule_state_lost_by_redis_is_replayed_from_the_stream(stack: Stack) -> N
         post_events(
             client,
             urls["ingestion"],
-            [rework_event(d, day, 12.0) for d in pending for day in (1, 2)]
-            + [rework_event(d, day, 12.0) for d in fired for day in (1, 2, 3)],
+            [rework_event(d, day, 0.12) for d in pending for day in (1, 2)]
+            + [rework_event(d, day, 0.12) for d in fired for day in (1, 2, 3)],
         )
         await_drained(nats_url)
         assert [on for on, _ in alerts_about(nats_url, fired[0])] == [subjects.ALERTS_FIRED]
@@ -103,7 +103,7 @@ def test_rule_state_lost_by_redis_is_replayed_from_the_stream(stack: Stack) -> N
 
         _cut(stack, cut)
 
-        post_events(client, urls["ingestion"], [rework_event(d, 3, 12.0) for d in pending])
+        post_events(client, urls["ingestion"], [rework_event(d, 3, 0.12) for d in pending])
         await_drained(nats_url)
 
     for doctor in pending + fired:
@@ -117,7 +117,7 @@ def test_inbox_lost_by_redis_is_replayed_and_nothing_is_delivered_twice(
     nats_url = stack.settings.nats_url
 
     def fire(doctors: list[str]) -> list[dict[str, object]]:
-        return [rework_event(d, day, 12.0) for d in doctors for day in (1, 2, 3)]
+        return [rework_event(d, day, 0.12) for d in doctors for day in (1, 2, 3)]
 
     def resolve(doctors: list[str]) -> list[dict[str, object]]:
         return [rework_event(d, 4, 0.01) for d in doctors]
