@@ -138,7 +138,10 @@ def _print_alerts(nats_url: str, stop: threading.Event, watching: threading.Even
 
 def _banner(settings: StackSettings) -> str:
     rows = [
-        ("ingestion", f"{settings.url('ingestion')}   POST /v1/events"),
+        (
+            "ingestion",
+            f"{settings.url('ingestion')}   POST /v1/events, GET /v1/metrics (the catalogue)",
+        ),
         ("goals", f"{settings.url('goals')}   /v1/people /v1/org-units /v1/goals"),
         ("evaluator", f"{settings.url('evaluator')}   GET /v1/rules"),
         ("notifier", f"{settings.url('notifier')}   GET /v1/alerts"),
