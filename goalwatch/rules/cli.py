@@ -32,7 +32,7 @@ from pydantic import TypeAdapter, ValidationError
 from goalwatch.contracts import AlertFired, AlertResolved, MetricRecorded
 
 if TYPE_CHECKING:
-    from goalwatch.rules.loader import LoadedRule
+    from goalwatch.rules.loader import LoadedRule, RuleError
 
 _EVENTS: Final[TypeAdapter[list[MetricRecorded]]] = TypeAdapter(list[MetricRecorded])
 # Errors shown for an invalid events file before the rest are only counted.
@@ -71,6 +71,14 @@ def add_rules_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentP
         default=[Path("rules")],
         metavar="PATH",
         help="rule files or folders of them (default: rules)",
+    )
+    lint.add_argument(
+        "--catalogue",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="the metric catalogue that rules' metrics and labels must be in (default: "
+        "$GOALWATCH_CATALOGUE_FILE, else catalogue/metrics.yaml)",
     )
     lint.set_defaults(func=_lint)
     explain = commands.add_parser(
@@ -199,6 +207,9 @@ def _lint(args: argparse.Namespace) -> int:
         return 2
     try:
         rules = load_rule_files(files)
+        errors = _uncatalogued(rules, args.catalogue)
+        if errors:
+            raise RuleLoadError(errors)
     except RuleLoadError as exc:
         for error in exc.errors:
             print(error.lint_line())
@@ -260,6 +271,28 @@ def _test(args: argparse.Namespace) -> int:
     sys.stdout.flush()  # the results before the summary, also when both go to one pipe
     print(f"goalwatch: {len(paths)} rule tests, {failed} failed", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _uncatalogued(rules: Sequence[LoadedRule], path: Path | None) -> list[RuleError]:
+    """What ``rules`` name that the metric catalogue (at ``path``, or where the settings
+    say) does not know; nothing, said once, without a catalogue at the default place."""
+    import os
+
+    from goalwatch.catalogue import DEFAULT_CATALOGUE, CatalogueLoadError, load_catalogue
+    from goalwatch.rules.catalogued import catalogue_problems
+    from goalwatch.rules.loader import RuleError
+
+    given = path or os.environ.get("GOALWATCH_CATALOGUE_FILE")
+    where = Path(given) if given else DEFAULT_CATALOGUE
+    if not given and not where.exists():
+        print(f"goalwatch: no metric catalogue at {where}: metrics and labels not checked",
+              file=sys.stderr)  # fmt: skip
+        return []
+    try:
+        catalogue = load_catalogue(where)
+    except CatalogueLoadError as exc:
+        return [RuleError(e.file, e.line, e.field, e.message) for e in exc.errors]
+    return catalogue_problems(rules, catalogue)
 
 
 def _files(paths: Sequence[Path], *, what: str) -> list[Path] | None:

@@ -198,3 +198,101 @@ def test_rules_test_takes_several_files(capsys: pytest.CaptureFixture[str]) -> N
     out, err = capsys.readouterr()
     assert [line.split()[1] for line in out.splitlines()] == [f"{path}:" for path in given]
     assert err == "goalwatch: 2 rule tests, 0 failed\n"
+
+
+CATALOGUE = """\
+customer_visits:
+  description: Customer visits logged in the CRM.
+  unit: count
+  min: 0
+  sources: [crm]
+  cadence: 1d
+  owner: sales-ops
+  labels:
+    region: [north, east]
+    channel: any
+"""
+
+CATALOGUED_RULE = """\
+id: visits-low
+name: Visits low
+kind: threshold
+metric: {metric}
+where: {where}
+condition: {{op: "<", value: 3, consecutive: 2}}
+severity: warning
+by: [{by}]
+notify: [manager]
+message: "{{subject_name}}: {{value}}"
+"""
+
+
+@pytest.mark.parametrize(
+    ("metric", "where", "by", "expected"),
+    [
+        ("customer_visits", "{region: north}", "channel", []),
+        (
+            "customer_visitz",
+            "{region: north}",
+            "channel",
+            ["4:1: metric: unknown metric 'customer_visitz' — did you mean 'customer_visits'?"],
+        ),
+        (
+            "customer_visits",
+            "{regoin: north}",
+            "channel",
+            [
+                "5:9: where.regoin: label 'regoin' is not catalogued for customer_visits — did "
+                "you mean 'region'?"
+            ],
+        ),
+        (
+            "customer_visits",
+            "{region: [north, nroth]}",
+            "channel",
+            [
+                "5:9: where.region: region 'nroth' is not an allowed value for customer_visits — "
+                "did you mean 'north'?"
+            ],
+        ),
+        (
+            "customer_visits",
+            "{region: north}",
+            "chanel",
+            [
+                "8:1: by: label 'chanel' is not catalogued for customer_visits — did you mean "
+                "'channel'?"
+            ],
+        ),
+    ],
+)
+def test_lint_checks_metrics_and_labels_against_the_catalogue(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    metric: str,
+    where: str,
+    by: str,
+    expected: list[str],
+) -> None:
+    catalogue = tmp_path / "metrics.yaml"
+    catalogue.write_text(CATALOGUE, encoding="utf-8")
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    rule = rules / "visits.yaml"
+    rule.write_text(CATALOGUED_RULE.format(metric=metric, where=where, by=by), encoding="utf-8")
+    code = main(["rules", "lint", str(rules), "--catalogue", str(catalogue)])
+    out = capsys.readouterr().out.splitlines()
+    assert code == (1 if expected else 0)
+    if expected:
+        assert len(out) == len(expected)
+        for line, start in zip(out, expected, strict=True):
+            assert line.startswith(f"{rule}:{start}")
+
+
+def test_the_shipped_rules_name_only_catalogued_metrics_and_labels(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    catalogue = REPO / "catalogue" / "metrics.yaml"
+    rules = REPO / "rules"
+    assert main(["rules", "lint", str(rules), "--catalogue", str(catalogue)]) == 0
+    assert capsys.readouterr().out.endswith("no problems\n")
