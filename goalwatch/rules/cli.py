@@ -11,6 +11,9 @@ prints every problem as ``file:line:col: field: message``, one a line, for edito
 ``goalwatch rules explain RULE_ID [--rules DIR] [--lang en|zh|both]`` prints the rule in
 plain words (:mod:`goalwatch.rules.explain`).
 
+``goalwatch rules backtest RULE_ID [--since 30d]`` runs a rule over the metric events stored
+in NATS and prints what it would have fired (:mod:`goalwatch.rules.backtest`).
+
 ``goalwatch rules run [--rules DIR] [--json] EVENTS.json`` runs the rules over a JSON array of
 MetricRecorded events (``-`` reads it from stdin) with :func:`goalwatch.rules.evaluate` and
 prints the alerts the evaluator would send, one line each; ``--json`` prints each as a JSON
@@ -102,6 +105,32 @@ def add_rules_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentP
         help="the language (default: both, English first)",
     )
     explain.set_defaults(func=_explain)
+    backtest = commands.add_parser(
+        "backtest",
+        help="what a rule would have fired over the stored events, without sending anything",
+        description="Read the metric events stored in NATS (GOALWATCH_METRICS) since --since "
+        "ago, run the rule RULE_ID of DIR over them in memory and print what it would have "
+        "fired and resolved, when and for whom, and how many firings per day. Nothing is "
+        "sent. Subjects are shown by id; a rule scoped by org unit fires for nobody here.",
+    )
+    backtest.add_argument("rule_id", metavar="RULE_ID", help="the id of the rule")
+    backtest.add_argument(
+        "--since", default="30d", help="how far back to read, e.g. 7d or 12h (default: 30d)"
+    )
+    backtest.add_argument(
+        "--rules",
+        type=Path,
+        default=Path("rules"),
+        metavar="DIR",
+        help="folder of rule files (default: rules)",
+    )
+    backtest.add_argument(
+        "--nats",
+        default=None,
+        metavar="URL",
+        help="the NATS server (default: $GOALWATCH_NATS_URL, else nats://127.0.0.1:4222)",
+    )
+    backtest.set_defaults(func=_backtest)
     run = commands.add_parser(
         "run",
         help="print the alerts the rules would fire for a JSON array of metric events",
@@ -175,14 +204,13 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _explain(args: argparse.Namespace) -> int:
+def _rule(args: argparse.Namespace) -> LoadedRule | None:
+    """The rule ``args.rule_id`` of ``args.rules``; None once it is said why not."""
     import difflib
-
-    from goalwatch.rules.explain import LANGUAGES, explain
 
     loaded = _load(args.rules)
     if loaded is None:
-        return 2
+        return None
     by_id = {rule.spec.id: rule for rule in loaded}
     rule = by_id.get(args.rule_id)
     if rule is None:
@@ -193,6 +221,57 @@ def _explain(args: argparse.Namespace) -> int:
             f"rules: {', '.join(sorted(by_id))}",
             file=sys.stderr,
         )
+    return rule
+
+
+def _backtest(args: argparse.Namespace) -> int:
+    import os
+
+    from goalwatch.rules.backtest import backtest
+    from goalwatch.rules.fields import parse_duration
+    from goalwatch.rules.spec import RuleSpec
+
+    try:
+        since = parse_duration(args.since)
+    except ValueError as exc:
+        print(f"goalwatch: --since {args.since}: {exc}", file=sys.stderr)
+        return 2
+    rule = _rule(args)
+    if rule is None:
+        return 2
+    if not isinstance(rule.spec, RuleSpec):
+        print(
+            f"goalwatch: {rule.spec.id} is judged on goal events, not metric events: "
+            "backtest takes threshold, overdue and fraud rules",
+            file=sys.stderr,
+        )
+        return 2
+    url = args.nats or os.environ.get("GOALWATCH_NATS_URL", "nats://127.0.0.1:4222")
+    try:
+        result = backtest(rule.spec, url, since=since)
+    except Exception as exc:  # no server, no stream: say so, as the other commands do
+        print(f"goalwatch: cannot read the stored events from {url}: {exc}", file=sys.stderr)
+        return 2
+    for alert in result.alerts:
+        print(_text_line(alert))
+    per_day = ", ".join(f"{day} {count}" for day, count in result.fired_per_day().items())
+    print(f"fired per day: {per_day or 'none'}")
+    sys.stdout.flush()
+    fired = sum(isinstance(alert, AlertFired) for alert in result.alerts)
+    print(
+        f"goalwatch: {result.events} events of {rule.spec.metric} stored since "
+        f"{result.since:%Y-%m-%d %H:%M} UTC: {fired} fired, {len(result.alerts) - fired} "
+        "resolved; nothing was sent",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from goalwatch.rules.explain import LANGUAGES, explain
+
+    rule = _rule(args)
+    if rule is None:
         return 2
     languages = LANGUAGES if args.lang == "both" else (args.lang,)
     print("\n\n".join("\n".join(explain(rule.spec, lang)) for lang in languages))

@@ -1,0 +1,100 @@
+"""goalwatch rules backtest against a real nats-server: the stored metric events, read again
+from a start time, run through one rule; nothing is published."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import nats
+import pytest
+
+from goalwatch.cli import main
+from goalwatch.contracts import subjects
+from goalwatch.messaging import ensure_streams
+from tests.integration.test_timers import NatsServer
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    running = NatsServer(store=tmp_path_factory.mktemp("backtest-nats"))
+    running.start()
+    asyncio.run(ensure_streams(running.url))
+    yield running
+    assert running.process is not None
+    running.process.terminate()
+    running.process.wait()
+
+
+def event(subject: str, day: int, value: float, metric: str = "report_rework_rate") -> bytes:
+    return json.dumps(
+        {
+            "id": f"bt-{subject}-{metric}-{day}",
+            "metric": metric,
+            "value": value,
+            "time": f"2026-11-0{day}T18:00:00+08:00",
+            "subject": subject,
+            "source": "his",
+        }
+    ).encode()
+
+
+async def store(url: str, messages: list[bytes]) -> int:
+    """Publish ``messages`` to the metrics stream as ingestion would; the stream's count."""
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        for message in messages:
+            await js.publish(subjects.METRICS_RECORDED, message, stream=subjects.STREAM_METRICS)
+        return int((await js.stream_info(subjects.STREAM_METRICS)).state.messages)
+    finally:
+        await nc.close()
+
+
+def test_backtest_prints_what_the_rule_would_have_fired_and_sends_nothing(
+    server: NatsServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stored = asyncio.run(
+        store(
+            server.url,
+            [event("zhou-min", day, value) for day, value in [(1, 0.11), (2, 0.12), (3, 0.09)]]
+            + [event("li-na", day, value) for day, value in [(1, 0.10), (2, 0.05), (3, 0.11)]]
+            + [event("zhou-min", 4, 0.04)]
+            + [event("zhou-min", 1, 30.0, metric="report_turnaround_hours")]
+            + [b"not a metric event"],
+        )
+    )
+    code = main(
+        ["rules", "backtest", "report-rework-rate-high", "--since", "1h", "--nats", server.url,
+         "--rules", str(REPO / "rules")]
+    )  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 0
+    lines = out.splitlines()
+    assert [line.split()[0] for line in lines[:2]] == ["FIRING", "RESOLVED"]
+    assert "zhou-min" in lines[0] and "12%" not in lines[0]  # named by id, its 9%
+    assert lines[2] == "fired per day: 2026-11-03 1"
+    assert "7 events of report_rework_rate" in err
+    assert "1 fired, 1 resolved; nothing was sent" in err
+    assert asyncio.run(store(server.url, [])) == stored  # nothing published
+
+
+def test_backtest_says_what_is_wrong(
+    server: NatsServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = str(REPO / "rules")
+    assert main(["rules", "backtest", "report-rework", "--rules", rules]) == 2
+    assert "did you mean" in capsys.readouterr().err
+    assert main(["rules", "backtest", "report-rework-rate-high", "--since", "3x",
+                 "--rules", rules]) == 2  # fmt: skip
+    assert "is not a duration" in capsys.readouterr().err
+    assert main(["rules", "backtest", "goal-failing-impact", "--rules", rules]) == 2
+    assert "judged on goal events" in capsys.readouterr().err
+    nowhere = "nats://127.0.0.1:1"
+    assert main(["rules", "backtest", "report-rework-rate-high", "--nats", nowhere,
+                 "--rules", rules]) == 2  # fmt: skip
+    assert "cannot read the stored events" in capsys.readouterr().err
