@@ -24,6 +24,7 @@ from pydantic_core import ErrorDetails
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from goalwatch.contracts.catalogue import MetricCatalogue, MetricDefinition
+from goalwatch.file_errors import FileError, FileErrors
 
 DEFAULT_CATALOGUE: Final = Path("catalogue/metrics.yaml")
 """Where the catalogue lives in the repository, relative to the working directory."""
@@ -42,28 +43,12 @@ _ENTRY_EXAMPLE: Final = (
 )
 
 
-@dataclass(frozen=True)
-class CatalogueError:
-    """One problem in the catalogue file."""
-
-    file: str
-    line: int | None
-    field: str | None
-    message: str
-
-    def __str__(self) -> str:
-        where = self.file if self.line is None else f"{self.file}:{self.line}"
-        return (
-            f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
-        )
+CatalogueError = FileError
+"""One problem in the catalogue file."""
 
 
-class CatalogueLoadError(Exception):
+class CatalogueLoadError(FileErrors):
     """The catalogue could not be loaded; ``errors`` lists every problem found."""
-
-    def __init__(self, errors: Sequence[CatalogueError]) -> None:
-        self.errors = list(errors)
-        super().__init__("\n".join(str(error) for error in self.errors))
 
 
 @dataclass(frozen=True)

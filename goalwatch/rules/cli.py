@@ -52,13 +52,7 @@ def add_rules_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentP
         description="Load every rule file (*.yaml, *.yml) in DIR and list every error with its "
         "file:line; exit 2 if there is any.",
     )
-    check.add_argument(
-        "--rules",
-        type=Path,
-        default=Path("rules"),
-        metavar="DIR",
-        help="folder of rule files (default: rules)",
-    )
+    _rules_option(check)
     check.set_defaults(func=_check)
     lint = commands.add_parser(
         "lint",
@@ -91,13 +85,7 @@ def add_rules_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentP
         "it watches, when it fires and resolves, how loud it is, who is told, what they read.",
     )
     explain.add_argument("rule_id", metavar="RULE_ID", help="the id of the rule")
-    explain.add_argument(
-        "--rules",
-        type=Path,
-        default=Path("rules"),
-        metavar="DIR",
-        help="folder of rule files (default: rules)",
-    )
+    _rules_option(explain)
     explain.add_argument(
         "--lang",
         choices=["en", "zh", "both"],
@@ -117,13 +105,7 @@ def add_rules_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentP
     backtest.add_argument(
         "--since", default="30d", help="how far back to read, e.g. 7d or 12h (default: 30d)"
     )
-    backtest.add_argument(
-        "--rules",
-        type=Path,
-        default=Path("rules"),
-        metavar="DIR",
-        help="folder of rule files (default: rules)",
-    )
+    _rules_option(backtest)
     backtest.add_argument(
         "--nats",
         default=None,
@@ -142,13 +124,7 @@ def add_rules_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentP
         metavar="EVENTS.json",
         help="a JSON array of MetricRecorded events, as posted to /v1/events; - for stdin",
     )
-    run.add_argument(
-        "--rules",
-        type=Path,
-        default=Path("rules"),
-        metavar="DIR",
-        help="folder of rule files (default: rules)",
-    )
+    _rules_option(run)
     run.add_argument(
         "--json",
         action="store_true",
@@ -169,14 +145,19 @@ def add_rules_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentP
         metavar="TESTS",
         help="test files or folders of them (default: the rules folder's tests/)",
     )
-    test.add_argument(
+    _rules_option(test)
+    test.set_defaults(func=_test)
+
+
+def _rules_option(parser: argparse.ArgumentParser) -> None:
+    """``--rules DIR``: the folder of rule files a command reads."""
+    parser.add_argument(
         "--rules",
         type=Path,
         default=Path("rules"),
         metavar="DIR",
         help="folder of rule files (default: rules)",
     )
-    test.set_defaults(func=_test)
 
 
 def _load(directory: Path) -> list[LoadedRule] | None:
@@ -359,7 +340,6 @@ def _uncatalogued(rules: Sequence[LoadedRule], path: Path | None) -> list[RuleEr
 
     from goalwatch.catalogue import DEFAULT_CATALOGUE, CatalogueLoadError, load_catalogue
     from goalwatch.rules.catalogued import catalogue_problems
-    from goalwatch.rules.loader import RuleError
 
     given = path or os.environ.get("GOALWATCH_CATALOGUE_FILE")
     where = Path(given) if given else DEFAULT_CATALOGUE
@@ -370,7 +350,7 @@ def _uncatalogued(rules: Sequence[LoadedRule], path: Path | None) -> list[RuleEr
     try:
         catalogue = load_catalogue(where)
     except CatalogueLoadError as exc:
-        return [RuleError(e.file, e.line, e.field, e.message) for e in exc.errors]
+        return exc.errors
     return catalogue_problems(rules, catalogue)
 
 

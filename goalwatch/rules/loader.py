@@ -19,6 +19,7 @@ from pydantic_core import ErrorDetails
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from goalwatch.contracts import RuleKind
+from goalwatch.file_errors import FileError, FileErrors
 from goalwatch.rules.goal_overdue_spec import (
     BehindPlan,
     GoalCondition,
@@ -81,38 +82,12 @@ _MODELS: Final[dict[tuple[str, ...], type[BaseModel]]] = {
 }
 
 
-@dataclass(frozen=True)
-class RuleError:
-    """One problem in one rule file."""
-
-    file: str
-    line: int | None
-    field: str | None
-    message: str
-    column: int | None = None
-
-    def lint_line(self) -> str:
-        """``file:line:col: field: message``, as editors and CI annotate from."""
-        where = self.file
-        if self.line is not None:
-            where += f":{self.line}" + (f":{self.column}" if self.column is not None else "")
-        return (
-            f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
-        )
-
-    def __str__(self) -> str:
-        where = self.file if self.line is None else f"{self.file}:{self.line}"
-        return (
-            f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
-        )
+RuleError = FileError
+"""One problem in one rule file."""
 
 
-class RuleLoadError(Exception):
+class RuleLoadError(FileErrors):
     """The rules could not be loaded; ``errors`` lists every problem found."""
-
-    def __init__(self, errors: Sequence[RuleError]) -> None:
-        self.errors = list(errors)
-        super().__init__("\n".join(str(error) for error in self.errors))
 
 
 @dataclass(frozen=True)
