@@ -7,7 +7,6 @@ event ingestion receives.
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from typing import Annotated, Any, Final
 
@@ -15,10 +14,10 @@ from pydantic import BeforeValidator, Field, StringConstraints, field_validator,
 
 from goalwatch.contracts.base import Contract
 from goalwatch.contracts.metrics import MetricName, Name
+from goalwatch.durations import duration_of
 
 # The duration syntax of the rule language (``1d``, ``12h``, ``1d12h``, ``30m``, ``45s``).
 CADENCE_PATTERN: Final = r"^(\d+d(\d+h)?(\d+m)?(\d+s)?|\d+h(\d+m)?(\d+s)?|\d+m(\d+s)?|\d+s)$"
-_CADENCE = re.compile(r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
 LABEL_NAME_PATTERN: Final = r"^[a-z][a-z0-9_]*$"
 ANY_VALUE: Final = "any"
 """What the catalogue file writes for a label that may hold any value (``null`` in JSON)."""
@@ -92,7 +91,7 @@ class MetricDefinition(Contract):
     @field_validator("cadence", mode="before")
     @classmethod
     def _cadence(cls, value: Any) -> Any:
-        if isinstance(value, str) and not _duration_parts(value.strip()):
+        if isinstance(value, str) and not duration_of(value.strip()):
             raise ValueError(
                 f"'{value}' is not a duration: write a number with its unit, d (days), "
                 "h (hours), m (minutes) or s (seconds), e.g. 1d, 7d or 12h"
@@ -108,21 +107,9 @@ class MetricDefinition(Contract):
     @property
     def cadence_duration(self) -> timedelta:
         """The cadence as a duration."""
-        parts = _duration_parts(self.cadence)
-        return timedelta(
-            days=parts.get("d", 0),
-            hours=parts.get("h", 0),
-            minutes=parts.get("m", 0),
-            seconds=parts.get("s", 0),
-        )
-
-
-def _duration_parts(text: str) -> dict[str, int]:
-    match = _CADENCE.match(text)
-    if match is None:
-        return {}
-    parts = {unit: int(amount) for unit, amount in match.groupdict().items() if amount}
-    return parts if any(parts.values()) else {}
+        duration = duration_of(self.cadence)
+        assert duration is not None, "checked when the entry was read"
+        return duration
 
 
 class MetricCatalogue(Contract):

@@ -13,7 +13,7 @@ from goalwatch.contracts import (
     Observation,
     Severity,
 )
-from goalwatch.rules.fields import duration_text
+from goalwatch.durations import duration_text
 from goalwatch.rules.fraud_spec import (
     DuplicateCondition,
     FraudCondition,

@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import Final, Literal
 
 from goalwatch.contracts import RuleKind
-from goalwatch.rules.fields import duration_text
+from goalwatch.durations import duration_text
 from goalwatch.rules.fraud_spec import (
     BurstCondition,
     DuplicateCondition,

@@ -3,7 +3,6 @@ writes (``2d``, ``36h``, ``1d12h``) and time zones."""
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from typing import Annotated, Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -11,14 +10,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AfterValidator, BeforeValidator, PlainSerializer
 from pydantic_core import PydanticCustomError
 
+from goalwatch.durations import duration_of, duration_text
+
 
 def rule_error(kind: str, message: str) -> PydanticCustomError:
     """A rule validation error the loader reports as ``file:line: field: message``."""
     return PydanticCustomError(f"rule_{kind}", message)
 
 
-_DURATION = re.compile(r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
-_UNITS: Final = (("d", timedelta(days=1)), ("h", timedelta(hours=1)), ("m", timedelta(minutes=1)))
 MIN_ABSENCE: Final = timedelta(seconds=1)
 MAX_ABSENCE: Final = timedelta(days=366)
 
@@ -28,33 +27,15 @@ def parse_duration(value: Any) -> timedelta:
     if isinstance(value, timedelta):
         return value
     text = str(value).strip() if isinstance(value, str | int | float) else None
-    match = _DURATION.match(text) if text else None
-    if text is None or match is None or not any(match.groupdict().values()):
+    duration = duration_of(text) if text else None
+    if duration is None:
         hint = " (a bare number has no unit)" if isinstance(value, int | float) else ""
         raise rule_error(
             "duration",
             f"{value!r} is not a duration{hint}: write a number with its unit, d (days), "
             "h (hours), m (minutes) or s (seconds), e.g. 2d, 36h or 1d12h",
         )
-    parts = {unit: int(amount) for unit, amount in match.groupdict().items() if amount}
-    return timedelta(
-        days=parts.get("d", 0),
-        hours=parts.get("h", 0),
-        minutes=parts.get("m", 0),
-        seconds=parts.get("s", 0),
-    )
-
-
-def duration_text(duration: timedelta) -> str:
-    """``duration`` as HR writes it: 2d, 1d12h, 90m becomes 1h30m."""
-    left, text = duration, ""
-    for unit, size in _UNITS:
-        if left >= size:
-            text += f"{left // size}{unit}"
-            left -= (left // size) * size
-    if left or not text:
-        text += f"{int(left.total_seconds())}s"
-    return text
+    return duration
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict
 from goalwatch.contracts import AlertFired, AlertResolved, AlertState, GoalRead, RuleKind
 from goalwatch.contracts.goals import Cadence, GoalStatus, GoalType
 from goalwatch.contracts.overdue import OverdueForm, OverdueGoal
-from goalwatch.rules.fields import duration_text
+from goalwatch.durations import duration_text
 from goalwatch.rules.goal_overdue_spec import GoalOverdueRuleSpec
 from goalwatch.rules.template import render_fields
 from goalwatch.rules.transitions import fingerprint

@@ -41,7 +41,8 @@ from goalwatch.contracts import RuleKind, Severity
 from goalwatch.contracts.base import Contract
 from goalwatch.contracts.goals import Period
 from goalwatch.contracts.overdue import OverdueForm
-from goalwatch.rules.fields import Duration, duration_text, rule_error
+from goalwatch.durations import duration_text
+from goalwatch.rules.fields import Duration, rule_error
 from goalwatch.rules.impact_spec import TypeName, _as_list
 from goalwatch.rules.spec import (
     Recipient,

@@ -30,12 +30,8 @@ from pydantic_core import PydanticCustomError
 from goalwatch.contracts import RuleKind, Severity
 from goalwatch.contracts.base import Contract
 from goalwatch.contracts.metrics import PERSON_ID_MAX_LENGTH, PERSON_ID_PATTERN, MetricName
-from goalwatch.rules.fields import (
-    BoundedDuration,
-    TimeZone,
-    duration_text,
-    rule_error,
-)
+from goalwatch.durations import duration_text
+from goalwatch.rules.fields import BoundedDuration, TimeZone, rule_error
 from goalwatch.rules.fraud_spec import (
     FRAUD_EXAMPLES,
     FRAUD_MODELS,
