@@ -85,6 +85,16 @@ STREAMS: tuple[StreamConfig, ...] = (
         # A batch retried for minutes must not dead-letter the same message twice.
         duplicate_window=_DAY,
     ),
+    StreamConfig(
+        name=subjects.STREAM_RULES,
+        description="Every version of every rule: who changed it, when, why, and what it says.",
+        subjects=[subjects.RULES_ALL],
+        storage=StorageType.FILE,
+        # The history is the audit trail and what rollbacks restore: kept whole, per rule.
+        max_age=0,
+        max_msgs_per_subject=-1,
+        deny_delete=True,
+    ),
     # Durable timers: message schedules, bounded by the TTL of what they fire (timers.py).
     TIMERS_STREAM,
 )

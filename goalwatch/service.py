@@ -50,6 +50,7 @@ def service_app(
     consumers: Consumers | None = None,
     close: Sequence[Close] = (),
     on_start: Callable[[], None] | None = None,
+    prepare: Callable[[], Awaitable[None]] | None = None,
     background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
     schemas: Sequence[type[BaseModel]] = (),
     max_body_bytes: int | None = None,
@@ -58,7 +59,8 @@ def service_app(
 
     ``broker`` (with ``nats_url`` to provision streams and ``consumers``) is started and
     stopped with the app; ``close`` is awaited on shutdown; ``registry`` holds the service's
-    own metrics, served at ``/metrics``; ``background`` tasks run while the app serves
+    own metrics, served at ``/metrics``; ``prepare`` is awaited once the broker is connected,
+    before its consumers start (what every message needs in place); ``background`` tasks run while the app serves
     (started after the broker, cancelled before it stops); ``schemas`` are added to the
     OpenAPI components (models that a route answers with by hand). From ``settings``: the
     Host allow-list and the body limits (``max_body_bytes`` replaces
@@ -71,6 +73,9 @@ def service_app(
             if broker is not None:
                 assert nats_url is not None, "a broker needs nats_url to provision streams"
                 await ensure_streams(nats_url, consumers=consumers.specs if consumers else ())
+                if prepare is not None:
+                    await broker.connect()
+                    await prepare()
                 await broker.start()
             if on_start is not None:
                 on_start()

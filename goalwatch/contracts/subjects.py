@@ -34,6 +34,9 @@ TIMERS: Final = "goalwatch.timers.v1"
 TIMERS_SCHEDULE_PREFIX: Final = f"{TIMERS}.schedule"
 TIMERS_FIRED_PREFIX: Final = f"{TIMERS}.fired"
 TIMERS_FIRED_EVALUATOR: Final = f"{TIMERS_FIRED_PREFIX}.evaluator"
+# Versions of the rules, one subject per rule: ``goalwatch.rules.v1.<rule id>``.
+RULES_PREFIX: Final = "goalwatch.rules.v1"
+RULES_ALL: Final = f"{RULES_PREFIX}.*"
 DEADLETTER_GOALS: Final = f"{DEADLETTER_PREFIX}.goals"
 DEADLETTER_DIRECTORY: Final = f"{DEADLETTER_PREFIX}.directory"
 
@@ -45,6 +48,12 @@ STREAM_PEOPLE: Final = "GOALWATCH_PEOPLE"
 STREAM_NOTIFICATIONS: Final = "GOALWATCH_NOTIFICATIONS"
 STREAM_DEADLETTER: Final = "GOALWATCH_DEADLETTER"
 STREAM_TIMERS: Final = "GOALWATCH_TIMERS"
+STREAM_RULES: Final = "GOALWATCH_RULES"
+
+
+def rule_subject(rule_id: str) -> str:
+    """The subject of ``rule_id``'s versions (rule ids are lower-case, digits and hyphens)."""
+    return f"{RULES_PREFIX}.{rule_id}"
 
 
 def dead_letter_subject(origin_subject: str) -> str:

@@ -282,18 +282,30 @@ class Stack:
         self._spawn("redis", argv)
         self._wait_tcp("redis", self.settings.redis_port)
 
-    def _start_service(self, service: str) -> None:
+    def start_replica(self, service: str, name: str) -> str:
+        """Start one more process of ``service``, named ``name`` (its log is ``<name>.log``),
+        on a free port, sharing the servers and consumers; its base URL once it is ready."""
+        port = free_port()
+        self._start_service(service, name=name, port=port)
+        url = f"http://{self.settings.host}:{port}"
+        self._wait_ready(name, url)
+        return url
+
+    def _start_service(
+        self, service: str, *, name: str | None = None, port: int | None = None
+    ) -> None:
         env = {
             **self.env,
             "GOALWATCH_NATS_URL": self.settings.nats_url,
             "GOALWATCH_REDIS_URL": self.settings.redis_url,
             "GOALWATCH_HOST": self.settings.host,
-            f"GOALWATCH_{service.upper()}_PORT": str(self.settings.port(service)),
+            f"GOALWATCH_{service.upper()}_PORT": str(port or self.settings.port(service)),
             "GOALWATCH_GOALS_URL": self.settings.url("goals"),
             "GOALWATCH_RULES_DIR": str(self.settings.rules_dir.resolve()),
             "GOALWATCH_CATALOGUE_FILE": str(self.settings.catalogue_file.resolve()),
         }
-        self._spawn(service, [sys.executable, "-m", "goalwatch.cli", "serve", service], env)
+        argv = [sys.executable, "-m", "goalwatch.cli", "serve", service]
+        self._spawn(name or service, argv, env)
 
     def _process(self, name: str) -> _Process:
         return next(p for p in self._processes if p.name == name)
@@ -320,8 +332,8 @@ class Stack:
             f"{name} did not accept connections on port {port} within {self.startup_timeout:.0f} s"
         )
 
-    def _wait_ready(self, service: str) -> None:
-        url = f"{self.settings.url(service)}/readyz"
+    def _wait_ready(self, service: str, base_url: str | None = None) -> None:
+        url = f"{base_url or self.settings.url(service)}/readyz"
         deadline = time.monotonic() + self.startup_timeout
         last = "no answer"
         with httpx.Client(timeout=2.0) as client:

@@ -27,7 +27,7 @@ def catalogue_problems(rules: Iterable[LoadedRule], catalogue: Catalogue) -> lis
         found = list(_problems(spec, catalogue))
         if not found:
             continue
-        root = yaml.compose(rule.path.read_text(encoding="utf-8"))
+        root = yaml.compose(rule.source())
         for loc, message in found:
             line, column, _ = locate_at(root, loc) if root is not None else (None, None, None)
             problems.append(RuleError(str(rule.path), line, ".".join(loc), message, column))

@@ -96,6 +96,11 @@ class LoadedRule:
 
     spec: RuleSpec | ImpactRuleSpec | GoalOverdueRuleSpec
     path: Path
+    text: str | None = None  # what was read (None: read ``path`` again if needed)
+
+    def source(self) -> str:
+        """The rule's text as written."""
+        return self.text if self.text is not None else self.path.read_text(encoding="utf-8")
 
 
 def metric_rules(rules: Iterable[LoadedRule]) -> list[RuleSpec]:
@@ -191,14 +196,27 @@ def _where(path: Path, line: int | None) -> str:
     return str(path) if line is None else f"{path}:{line}"
 
 
+def parse_rule_text(text: str, *, file: str) -> LoadedRule:
+    """A rule written as ``text`` (a draft sent over the API, a stored version), its errors
+    named as if it were the file ``file``; raises :class:`RuleLoadError` with every error."""
+    parsed = _parse_text(text, Path(file))
+    if parsed.rule is None:
+        raise RuleLoadError(parsed.errors)
+    return parsed.rule
+
+
 def _parse_file(path: Path) -> _Parsed:
-    file = str(path)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         return _Parsed(
-            None, None, None, [RuleError(file, None, None, f"cannot read the file: {exc}")]
+            None, None, None, [RuleError(str(path), None, None, f"cannot read the file: {exc}")]
         )
+    return _parse_text(text, path)
+
+
+def _parse_text(text: str, path: Path) -> _Parsed:
+    file = str(path)
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
@@ -245,7 +263,7 @@ def _parse_file(path: Path) -> _Parsed:
         return _Parsed(None, rule_id, id_line, errors)
     if errors:
         return _Parsed(None, rule_id, id_line, errors)
-    return _Parsed(LoadedRule(spec=spec, path=path), rule_id, id_line, [])
+    return _Parsed(LoadedRule(spec=spec, path=path, text=text), rule_id, id_line, [])
 
 
 def node_line(node: Node) -> int:

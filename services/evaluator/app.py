@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from faststream.nats import NatsBroker
 from pydantic import Field
 from redis.asyncio import Redis
 
+from goalwatch.catalogue import DEFAULT_CATALOGUE, Catalogue, CatalogueLoadError, load_catalogue
 from goalwatch.checkpoints import Checkpoint
 from goalwatch.connections import ready_checks, redis_client
 from goalwatch.consumers import Consumers, ConsumerSpec, RedeliveryPolicy
@@ -33,7 +35,7 @@ from goalwatch.serving import ServiceInfo
 from goalwatch.settings import Port, StateCheckSettings
 from goalwatch.timers import Timers, fired_subject
 from services.evaluator.absences import AbsenceStore
-from services.evaluator.api import rules_router
+from services.evaluator.api import RuleRefused, rules_router
 from services.evaluator.consumer import GoalEventsHandler, MetricsHandler, TimersHandler
 from services.evaluator.directory import (
     Directory,
@@ -51,8 +53,11 @@ from services.evaluator.goal_overdue import GoalChange, GoalOverdueEvaluator
 from services.evaluator.goal_overdue_store import GoalOverdueStore
 from services.evaluator.impact_consumer import ImpactEvaluator, ImpactHandler
 from services.evaluator.impact_store import ImpactStore
+from services.evaluator.live_rules import LiveRules
 from services.evaluator.metrics import HANDLER_SECONDS, REGISTRY
 from services.evaluator.publishing import AlertPublisher
+from services.evaluator.rule_changes import RuleChanges
+from services.evaluator.rule_store import RuleStore
 from services.evaluator.streaks import StreakStore
 
 logger = logging.getLogger(__name__)
@@ -123,7 +128,14 @@ class EvaluatorSettings(StateCheckSettings):
     evaluator_port: Port = Field(8003, description="HTTP port (GOALWATCH_EVALUATOR_PORT).")
     rules_dir: Path = Field(
         Path("rules"),
-        description="Directory of rule files (*.yaml or *.yml, one rule per file), read at start-up.",
+        description="Directory of rule files (*.yaml or *.yml, one rule per file), imported "
+        "at start-up into the rules stream, new or changed ones only (docs/rules-api.md).",
+    )
+    catalogue_file: Path = Field(
+        DEFAULT_CATALOGUE,
+        description="The metric catalogue (GOALWATCH_CATALOGUE_FILE): a rule sent over the "
+        "API that names a metric or label not in it is refused, as `goalwatch rules lint` "
+        "reports it.",
     )
     goals_url: str = Field(
         "http://127.0.0.1:8002",
@@ -139,8 +151,10 @@ def create_app(
     redis: Redis | None = None,
     http: httpx.AsyncClient | None = None,
 ) -> FastAPI:
-    """Build the evaluator; raises :class:`RuleLoadError` if the rules do not load."""
+    """Build the evaluator; raises :class:`RuleLoadError` if the rule files do not load, and
+    :class:`CatalogueLoadError` if the metric catalogue does not."""
     rules = load_rules(settings.rules_dir)
+    catalogue = _catalogue(settings.catalogue_file)
     broker = broker or new_broker(settings.nats_url, name="evaluator")
     redis = redis or redis_client(settings.redis_url)
     http = http or httpx.AsyncClient(timeout=httpx.Timeout(2.0))
@@ -151,18 +165,40 @@ def create_app(
     # Names from the evaluator's own view of the directory; goals only for someone it lacks.
     names = DirectoryNames(directory, goals)
     publish = AlertPublisher(broker)
-    evaluator = Evaluator(
-        engine=RuleEngine(metric_rules(rules)),
-        streaks=StreakStore(redis),
-        publish=publish,
-        names=names,
-        rules=metric_rules(rules),
-        absences=AbsenceStore(redis),
-        arm=timers.arm,
-        scopes=OrgUnitScopes(directory, metric_rules(rules)),
-        frauds=FraudStore(redis),
-        peers=PeerGroups(redis),
-    )
+    frauds, peers, streaks = FraudStore(redis), PeerGroups(redis), StreakStore(redis)
+    absences, goal_store = AbsenceStore(redis), GoalOverdueStore(redis)
+    impact_store = ImpactStore(redis)
+
+    def judges(rules: Sequence[LoadedRule]) -> _Judges:
+        """What judges ``rules``: one set, swapped whole when the rules change."""
+        metric = metric_rules(rules)
+        return _Judges(
+            metrics=Evaluator(
+                engine=RuleEngine(metric),
+                streaks=streaks,
+                publish=publish,
+                names=names,
+                rules=metric,
+                absences=absences,
+                arm=timers.arm,
+                scopes=OrgUnitScopes(directory, metric),
+                frauds=frauds,
+                peers=peers,
+            ),
+            goals=GoalOverdueEvaluator(
+                rules=goal_overdue_rules(rules),
+                store=goal_store,
+                arm=timers.arm,
+                cancel=timers.cancel,
+                names=names,
+                publish=publish,
+            ),
+            impact=ImpactEvaluator(
+                rules=impact_rules(rules), store=impact_store, impacts=goals, publish=publish
+            ),
+        )
+
+    first = judges(rules)
     checkpoint, timers_checkpoint, goals_checkpoint = (
         Checkpoint(
             redis=redis,
@@ -174,18 +210,11 @@ def create_app(
         for spec in (CONSUMER, TIMERS_CONSUMER, GOAL_OVERDUE_CONSUMER)
     )
     handler = MetricsHandler(
-        evaluator=evaluator,
+        evaluator=first.metrics,
         policy=CONSUMER.policy,
         checkpoint=checkpoint,
         timers_checkpoint=timers_checkpoint,
-        goals=GoalOverdueEvaluator(
-            rules=goal_overdue_rules(rules),
-            store=GoalOverdueStore(redis),
-            arm=timers.arm,
-            cancel=timers.cancel,
-            names=names,
-            publish=publish,
-        ),
+        goals=first.goals,
         goals_checkpoint=goals_checkpoint,
         # The directory first: replayed metric events are then scoped by a whole directory.
         before=[
@@ -231,12 +260,7 @@ def create_app(
         "timer per (rule, goal) armed, moved or cancelled as the goal changes.",
     )
     impact_handler = ImpactHandler(
-        evaluator=ImpactEvaluator(
-            rules=impact_rules(rules),
-            store=ImpactStore(redis),
-            impacts=goals,
-            publish=publish,
-        ),
+        evaluator=first.impact,
         policy=IMPACT_CONSUMER.policy,
         checkpoint=Checkpoint(
             redis=redis,
@@ -253,6 +277,15 @@ def create_app(
         description="Every goal status change, against every dependency_impact rule: one "
         "alert per owner of the goals that rest on a failing goal.",
     )
+
+    def swap(rules: list[LoadedRule]) -> None:
+        # Between two awaits: a batch under way finishes with the rules it began with.
+        now = judges(rules)
+        handler.use(now.metrics, now.goals)
+        impact_handler.use(now.impact)
+
+    live = LiveRules(rules, on_change=swap)
+    store = RuleStore(lambda: broker.connection)
     app = service_app(
         name="evaluator",
         settings=settings,
@@ -261,15 +294,36 @@ def create_app(
         nats_url=settings.nats_url,
         broker=broker,
         consumers=consumers,
-        close=[redis.aclose, http.aclose],
+        # The stream's rules are judged from the first event on: read before consumers start.
+        prepare=lambda: live.start(store, rules),
+        close=[live.stop, redis.aclose, http.aclose],
         on_start=lambda: _announce(rules, settings.rules_dir),
         background=[
             lambda: handler.watch(every=settings.state_check_seconds),
             lambda: impact_handler.watch(every=settings.state_check_seconds),
         ],
     )
-    app.include_router(rules_router(rules, rules_dir=settings.rules_dir))
+    app.include_router(rules_router(live, RuleChanges(store, live, catalogue)))
+    app.add_exception_handler(RuleRefused, RuleRefused.answer)
     return app
+
+
+@dataclass(frozen=True)
+class _Judges:
+    """The evaluators of one set of rules."""
+
+    metrics: Evaluator
+    goals: GoalOverdueEvaluator
+    impact: ImpactEvaluator
+
+
+def _catalogue(path: Path) -> Catalogue | None:
+    """The metric catalogue drafts are checked against; None (unchecked, said once) when the
+    default one is not there."""
+    if path == DEFAULT_CATALOGUE and not path.exists():
+        logger.warning("no metric catalogue at %s: rule drafts' metrics are not checked", path)
+        return None
+    return load_catalogue(path)
 
 
 def _announce(rules: Sequence[LoadedRule], rules_dir: Path) -> None:
@@ -284,7 +338,17 @@ def _announce(rules: Sequence[LoadedRule], rules_dir: Path) -> None:
 
 
 def _explain_startup_error(exc: Exception, settings: EvaluatorSettings) -> str | None:
-    """Invalid rules stop the evaluator with every error listed as file:line."""
+    """Invalid rules or an invalid catalogue stop the evaluator with every error listed as
+    file:line."""
+    if isinstance(exc, CatalogueLoadError):
+        count = len(exc.errors)
+        return "\n".join(
+            [
+                f"the evaluator cannot start: {count} error{'s' if count != 1 else ''} in the "
+                f"metric catalogue {settings.catalogue_file} (set by GOALWATCH_CATALOGUE_FILE):",
+                *(f"  {error}" for error in exc.errors),
+            ]
+        )
     if not isinstance(exc, RuleLoadError):
         return None
     count = len(exc.errors)

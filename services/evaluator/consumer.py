@@ -61,6 +61,12 @@ class MetricsHandler:
         # checkpoints.
         self._recovery = Recovery(views=views, what="rule state")
 
+    def use(self, evaluator: Evaluator, goals: GoalOverdueEvaluator | None) -> None:
+        """Judge from now on with ``evaluator`` and ``goals`` (the rules changed); a batch
+        under way finishes with those it began with."""
+        self._evaluator = evaluator
+        self._goals = goals
+
     @property
     def recovery(self) -> Recovery:
         """The one turn every batch of the evaluator's Redis state takes (and the catch-up)."""

@@ -195,6 +195,10 @@ class ImpactHandler:
         # Batches, replays and idle checks take turns: each begins and commits the checkpoint.
         self._recovery = Recovery(views=[(checkpoint, self._replay)], what="impact state")
 
+    def use(self, evaluator: ImpactEvaluator) -> None:
+        """Judge from now on with ``evaluator`` (the rules changed)."""
+        self._evaluator = evaluator
+
     async def handle_batch(
         self, messages: Sequence[GoalStatusChanged], received: Sequence[Received]
     ) -> list[Verdict]:

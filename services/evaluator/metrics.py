@@ -1,6 +1,6 @@
 """The evaluator's Prometheus metrics, on its own registry."""
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from goalwatch.telemetry import handler_seconds, service_registry
 
@@ -40,5 +40,18 @@ DIRECTORY_APPLIED = Counter(
 DIRECTORY_REPLAYED = Counter(
     "goalwatch_evaluator_directory_replayed_total",
     "Person and org unit records stored again because Redis restarted and lost them.",
+    registry=REGISTRY,
+)
+RULES_ACTIVE = Gauge(
+    "goalwatch_evaluator_rules",
+    "Rules this evaluator holds, by state: enabled (judged) or disabled.",
+    ["state"],
+    registry=REGISTRY,
+)
+RULE_CHANGES = Counter(
+    "goalwatch_evaluator_rule_changes_total",
+    "Rule versions this evaluator received from the rules stream, by outcome: applied, or "
+    "refused because the stored text does not load (the rule's previous version stays).",
+    ["outcome"],
     registry=REGISTRY,
 )

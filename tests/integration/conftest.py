@@ -284,6 +284,10 @@ TEST_METRICS = {
         labels={"patient": None},
     ),
     "record_signed": entry(description="A record signed.", sources=["crm"], low=0),
+    # Rules made over the API watch these (tests/integration/test_rules_api.py).
+    "ward_noise_level": entry(description="Noise on a ward, in dB.", sources=["his"], low=0),
+    "ward_falls": entry(description="Patient falls on a ward in a day.", sources=["his"], low=0),
+    "ward_call_bells": entry(description="Call bells unanswered.", sources=["his"], low=0),
     "claims_per_day": entry(
         description="Claims filed in a day.", sources=["crm"], low=0, labels={"ward": None}
     ),

@@ -381,7 +381,7 @@ def test_get_one_rule_and_a_missing_one() -> None:
     assert api.get("/v1/rules/report-rework-rate-high").json()["id"] == "report-rework-rate-high"
     missing = api.get("/v1/rules/nope")
     assert missing.status_code == 404
-    assert "no rule with id 'nope' is loaded" in missing.json()["detail"]
+    assert "no rule with id 'nope' (rules: " in missing.json()["detail"]
     assert "report-rework-rate-high" in missing.json()["detail"]
 
 
