@@ -24,7 +24,7 @@ from pydantic_core import ErrorDetails
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from goalwatch.contracts.catalogue import MetricCatalogue, MetricDefinition
-from goalwatch.file_errors import FileError, FileErrors
+from goalwatch.file_errors import FileError, FileErrors, unprintable
 
 DEFAULT_CATALOGUE: Final = Path("catalogue/metrics.yaml")
 """Where the catalogue lives in the repository, relative to the working directory."""
@@ -203,7 +203,10 @@ def load_catalogue(path: Path) -> Catalogue:
 
 def parse_catalogue(text: str, *, file: str) -> Catalogue:
     """The catalogue in ``text`` (the file named ``file``, for error messages)."""
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:
+        raise CatalogueLoadError([unprintable(file, text, exc)]) from None
     try:
         node = loader.get_single_node()
         # Each entry from its own node: of two entries with one name, each is checked.

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import yaml
+
 
 @dataclass(frozen=True)
 class FileError:
@@ -39,3 +41,18 @@ class FileErrors(Exception):
     def __init__(self, errors: Sequence[FileError]) -> None:
         self.errors = list(errors)
         super().__init__("\n".join(str(error) for error in self.errors))
+
+
+def unprintable(file: str, text: str, exc: yaml.reader.ReaderError) -> FileError:
+    """A character YAML refuses anywhere in ``text`` (a control character, say), located."""
+    before = text[: exc.position]
+    line, column = before.count("\n") + 1, exc.position - (before.rfind("\n") + 1) + 1
+    code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+    return FileError(
+        file,
+        line,
+        None,
+        f"the control character U+{code:04X} is not allowed in YAML; delete it (it often "
+        "comes in with text pasted from elsewhere)",
+        column,
+    )

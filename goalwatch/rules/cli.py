@@ -1,4 +1,5 @@
-"""``goalwatch rules ...``: work with rule files without starting anything.
+"""``goalwatch rules ...``: work with rule files without starting anything, and (in
+:mod:`goalwatch.rules.live_cli`) with the rules a running evaluator judges.
 
 ``goalwatch rules check [--rules DIR]`` loads the rules as the evaluator does at start-up and
 lists every error as ``file:line: field: message`` (exit code 2), or says how many rules are
@@ -33,6 +34,7 @@ from typing import TYPE_CHECKING, Final, TextIO
 from pydantic import TypeAdapter, ValidationError
 
 from goalwatch.contracts import AlertFired, AlertResolved, MetricRecorded
+from goalwatch.rules.live_cli import add_live_commands
 
 if TYPE_CHECKING:
     from goalwatch.rules.loader import LoadedRule, RuleError
@@ -44,7 +46,9 @@ _MAX_SHOWN: Final = 20
 
 def add_rules_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``rules`` and its subcommands to the ``goalwatch`` command's ``subparsers``."""
-    rules = subparsers.add_parser("rules", help="work with rule files without starting anything")
+    rules = subparsers.add_parser(
+        "rules", help="write, check, test and change alert rules (files, or a running evaluator)"
+    )
     commands = rules.add_subparsers(dest="rules_command", required=True)
     check = commands.add_parser(
         "check",
@@ -147,6 +151,7 @@ def add_rules_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentP
     )
     _rules_option(test)
     test.set_defaults(func=_test)
+    add_live_commands(commands)
 
 
 def _rules_option(parser: argparse.ArgumentParser) -> None:

@@ -19,7 +19,7 @@ from pydantic_core import ErrorDetails
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from goalwatch.contracts import RuleKind
-from goalwatch.file_errors import FileError, FileErrors
+from goalwatch.file_errors import FileError, FileErrors, unprintable
 from goalwatch.rules.goal_overdue_spec import (
     BehindPlan,
     GoalCondition,
@@ -217,7 +217,10 @@ def _parse_file(path: Path) -> _Parsed:
 
 def _parse_text(text: str, path: Path) -> _Parsed:
     file = str(path)
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:
+        return _Parsed(None, None, None, [unprintable(file, text, exc)])
     try:
         node = loader.get_single_node()
         data = None if node is None else loader.construct_document(node)

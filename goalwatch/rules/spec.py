@@ -62,7 +62,9 @@ OWN_SHAPE_KINDS: Final[tuple[RuleKind, ...]] = (RuleKind.DEPENDENCY_IMPACT,)
 PLANNED_KINDS: Final[tuple[RuleKind, ...]] = tuple(k for k in RuleKind if k not in SUPPORTED_KINDS)
 MAX_CONSECUTIVE: Final = 1000
 
-_RULE_ID = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+RULE_ID_PATTERN: Final = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
+"""A rule id: lower-case letters, digits and hyphens (also a NATS subject token)."""
+_RULE_ID = re.compile(RULE_ID_PATTERN)
 _LABEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _METRIC_NAME: TypeAdapter[str] = TypeAdapter(MetricName)
 # durable_rules' JSON reader rejects exponents without a fraction ("1e-05", error 204), which

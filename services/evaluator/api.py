@@ -11,21 +11,44 @@ from collections.abc import Awaitable
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Header, HTTPException, Request
+from fastapi import APIRouter, Body, Header, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from goalwatch.contracts import RuleKind, Severity
 from goalwatch.contracts.rules import RuleAction, RuleVersion
 from goalwatch.file_errors import FileError
 from goalwatch.problems import problem, problem_responses
 from goalwatch.rules import GoalOverdueRuleSpec, ImpactRuleSpec
+from goalwatch.rules.spec import RULE_ID_PATTERN
 from services.evaluator.live_rules import Entry, LiveRules
 from services.evaluator.rule_changes import Conflict, NoSuchRule, Refused, RuleChanges, diff
 
 MAX_SOURCE_CHARS = 64 * 1024
 """A rule's text is a page or two; anything longer is not a rule."""
 ANONYMOUS = "anonymous"
+
+
+def _text(value: str) -> str:
+    """``value`` if it can be stored and answered as UTF-8 (no lone surrogates)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"holds a character that is not text (at position {exc.start}); send UTF-8 text"
+        ) from exc
+    return value
+
+
+Text = Annotated[str, AfterValidator(_text)]
+RuleId = Annotated[
+    str,
+    Path(
+        pattern=RULE_ID_PATTERN,
+        max_length=200,
+        description="The rule's id: lower-case letters, digits and hyphens.",
+    ),
+]
 T = TypeVar("T")
 
 
@@ -129,11 +152,11 @@ def _source(entry: Entry) -> str | None:
 class RuleDraft(BaseModel):
     """A rule's text sent to be checked or stored."""
 
-    source: str = Field(
+    source: Text = Field(
         max_length=MAX_SOURCE_CHARS, description="The rule, as a rule file holds it (YAML)."
     )
-    comment: str = Field("", max_length=1000, description="Why the change is made.")
-    file: str | None = Field(
+    comment: Text = Field("", max_length=1000, description="Why the change is made.")
+    file: Text | None = Field(
         None,
         max_length=200,
         description="The file name problems are reported against (default: <id>.yaml, or "
@@ -155,14 +178,14 @@ class RuleUpdate(RuleDraft):
 class RuleNote(BaseModel):
     """Why a rule is switched on or off."""
 
-    comment: str = Field("", max_length=1000, description="Why the change is made.")
+    comment: Text = Field("", max_length=1000, description="Why the change is made.")
 
 
 class RuleRollback(BaseModel):
     """The version a rule goes back to."""
 
     version: int = Field(ge=1, description="The version whose text and on/off state return.")
-    comment: str = Field("", max_length=1000, description="Why the change is made.")
+    comment: Text = Field("", max_length=1000, description="Why the change is made.")
 
 
 class LintProblem(BaseModel):
@@ -271,7 +294,7 @@ def rules_router(live: LiveRules, changes: RuleChanges) -> APIRouter:
         summary="One rule",
         responses=problem_responses({404: "No rule with that id."}),
     )
-    async def get_rule(rule_id: str) -> RuleRead:
+    async def get_rule(rule_id: RuleId) -> RuleRead:
         return RuleRead.of(held(rule_id))
 
     @router.post(
@@ -302,7 +325,7 @@ def rules_router(live: LiveRules, changes: RuleChanges) -> APIRouter:
         summary="Change a rule's text (a new version; text equal to the rule's stores nothing)",
         responses=_CHANGE_ERRORS,
     )
-    async def update(rule_id: str, draft: RuleUpdate, author: Author = ANONYMOUS) -> RuleRead:
+    async def update(rule_id: RuleId, draft: RuleUpdate, author: Author = ANONYMOUS) -> RuleRead:
         await _changed(
             changes.update(
                 rule_id,
@@ -320,8 +343,11 @@ def rules_router(live: LiveRules, changes: RuleChanges) -> APIRouter:
         summary="Switch a rule on",
         responses=_CHANGE_ERRORS,
     )
-    async def enable(rule_id: str, note: RuleNote, author: Author = ANONYMOUS) -> RuleRead:
-        await _changed(changes.set_enabled(rule_id, True, author=author, comment=note.comment))
+    async def enable(
+        rule_id: RuleId, note: Annotated[RuleNote | None, Body()] = None, author: Author = ANONYMOUS
+    ) -> RuleRead:
+        comment = "" if note is None else note.comment
+        await _changed(changes.set_enabled(rule_id, True, author=author, comment=comment))
         return await answer(rule_id)
 
     @router.post(
@@ -329,8 +355,11 @@ def rules_router(live: LiveRules, changes: RuleChanges) -> APIRouter:
         summary="Switch a rule off: it is kept, with its history, and judges nothing",
         responses=_CHANGE_ERRORS,
     )
-    async def disable(rule_id: str, note: RuleNote, author: Author = ANONYMOUS) -> RuleRead:
-        await _changed(changes.set_enabled(rule_id, False, author=author, comment=note.comment))
+    async def disable(
+        rule_id: RuleId, note: Annotated[RuleNote | None, Body()] = None, author: Author = ANONYMOUS
+    ) -> RuleRead:
+        comment = "" if note is None else note.comment
+        await _changed(changes.set_enabled(rule_id, False, author=author, comment=comment))
         return await answer(rule_id)
 
     @router.delete(
@@ -339,7 +368,9 @@ def rules_router(live: LiveRules, changes: RuleChanges) -> APIRouter:
         responses=_CHANGE_ERRORS,
     )
     async def delete(
-        rule_id: str, comment: str = "", author: Author = ANONYMOUS
+        rule_id: RuleId,
+        comment: Annotated[Text, Query(max_length=1000, description="Why.")] = "",
+        author: Author = ANONYMOUS,
     ) -> RuleVersionRead:
         version = await _changed(changes.delete(rule_id, author=author, comment=comment))
         return RuleVersionRead.of(version, None)
@@ -349,7 +380,7 @@ def rules_router(live: LiveRules, changes: RuleChanges) -> APIRouter:
         summary="Every version of a rule, newest first, each with who, when, why and its diff",
         responses=problem_responses({404: "No rule with that id ever existed."}),
     )
-    async def versions(rule_id: str) -> list[RuleVersionRead]:
+    async def versions(rule_id: RuleId) -> list[RuleVersionRead]:
         history = await _changed(changes.history(rule_id))
         reads = [
             RuleVersionRead.of(version, history[index - 1] if index else None)
@@ -362,7 +393,7 @@ def rules_router(live: LiveRules, changes: RuleChanges) -> APIRouter:
         summary="Make a rule what it was at an earlier version, as a new version",
         responses=_CHANGE_ERRORS,
     )
-    async def rollback(rule_id: str, body: RuleRollback, author: Author = ANONYMOUS) -> RuleRead:
+    async def rollback(rule_id: RuleId, body: RuleRollback, author: Author = ANONYMOUS) -> RuleRead:
         await _changed(changes.rollback(rule_id, body.version, author=author, comment=body.comment))
         return await answer(rule_id)
 
