@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import timedelta
 
 import nats
@@ -100,12 +101,20 @@ STREAMS: tuple[StreamConfig, ...] = (
 )
 
 
-async def ensure_streams(nats_url: str, *, consumers: Sequence[ConsumerSpec] = ()) -> None:
-    """Create the goalwatch streams and ``consumers``, or update them to these settings."""
+async def ensure_streams(
+    nats_url: str,
+    *,
+    consumers: Sequence[ConsumerSpec] = (),
+    metrics_retention: timedelta | None = None,
+) -> None:
+    """Create the goalwatch streams and ``consumers``, or update them to these settings;
+    ``metrics_retention`` replaces the 30 days metric events are kept."""
     nc = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=3)
     try:
         js = nc.jetstream()
         for config in STREAMS:
+            if config.name == subjects.STREAM_METRICS and metrics_retention is not None:
+                config = replace(config, max_age=metrics_retention.total_seconds())
             assert config.name is not None
             try:
                 await js.stream_info(config.name)

@@ -72,7 +72,11 @@ def service_app(
         try:
             if broker is not None:
                 assert nats_url is not None, "a broker needs nats_url to provision streams"
-                await ensure_streams(nats_url, consumers=consumers.specs if consumers else ())
+                await ensure_streams(
+                    nats_url,
+                    consumers=consumers.specs if consumers else (),
+                    metrics_retention=settings.metrics_retention,
+                )
                 if prepare is not None:
                     await broker.connect()
                     await prepare()

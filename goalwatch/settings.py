@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import sys
 import textwrap
+from datetime import timedelta
 from typing import Annotated, Any, TypeVar
 
 import httpx
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from goalwatch.durations import duration_of
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 """A TCP port number."""
@@ -49,12 +52,28 @@ class ServiceSettings(BaseSettings):
         gt=0,
         description="Seconds a client has to send a whole request body (408 after).",
     )
+    metrics_retention: timedelta = Field(
+        timedelta(days=30),
+        gt=timedelta(0),
+        description="How long stored metric events (stream GOALWATCH_METRICS) are kept: how "
+        "far back `goalwatch rules backtest` can look. Written 30d, 12h, 1d12h, or seconds. "
+        "Every service provisions the streams: give all of them the same value.",
+    )
 
     @field_validator("allowed_hosts", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("metrics_retention", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        # 30d as the rules and the catalogue write it; seconds and ISO 8601 as pydantic reads.
+        if isinstance(value, str):
+            text = value.strip()
+            return int(text) if text.isdigit() else duration_of(text) or text
         return value
 
 

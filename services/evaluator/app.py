@@ -129,7 +129,7 @@ class EvaluatorSettings(StateCheckSettings):
     rules_dir: Path = Field(
         Path("rules"),
         description="Directory of rule files (*.yaml or *.yml, one rule per file), imported "
-        "at start-up into the rules stream, new or changed ones only (docs/rules-api.md).",
+        "at start-up into the rules stream, new or changed ones only (docs/rule-changes.md).",
     )
     catalogue_file: Path = Field(
         DEFAULT_CATALOGUE,

@@ -4,7 +4,7 @@ outcome (stored, a duplicate, or an error), and a failure is an outcome, not an 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import nats
 import pytest
@@ -84,3 +84,14 @@ async def test_an_event_the_stream_refuses_is_an_error_outcome_not_an_exception(
     finally:
         await js.delete_stream("ELSEWHERE")
         await nc.close()
+
+
+async def test_the_metric_events_retention_is_the_setting(server: NatsServer) -> None:
+    await ensure_streams(server.url, metrics_retention=timedelta(days=90))
+    nc = await nats.connect(server.url)
+    try:
+        info = await nc.jetstream().stream_info(subjects.STREAM_METRICS)
+        assert info.config.max_age == timedelta(days=90).total_seconds()
+    finally:
+        await nc.close()
+    await ensure_streams(server.url)  # back to the default, 30 days

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from goalwatch.settings import settings_or_exit
@@ -43,3 +45,13 @@ def test_a_bad_setting_names_the_variable_and_hides_the_value(
     assert "GOALWATCH_NOTIFIER_PORT: Input should be less than or equal to 65535" in err
     assert "GOALWATCH_WEBHOOK_URL" in err
     assert "s3cret" not in err
+
+
+def test_metric_events_are_kept_as_long_as_the_retention_says(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert IngestionSettings().metrics_retention == timedelta(days=30)
+    monkeypatch.setenv("GOALWATCH_METRICS_RETENTION", "90d")
+    assert EvaluatorSettings().metrics_retention == timedelta(days=90)
+    monkeypatch.setenv("GOALWATCH_METRICS_RETENTION", "3600")
+    assert GoalsSettings().metrics_retention == timedelta(hours=1)
