@@ -3,10 +3,14 @@ every evaluator replica without a restart, nothing lost or fired twice while eve
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -218,3 +222,73 @@ def test_a_rule_changed_while_events_flow_loses_nothing_and_fires_nothing_twice(
         # Exactly these: none lost, none fired twice.
         assert [on for on, _ in alerts] == expected, ward
         assert {alert["rule_id"] for _, alert in alerts} == {"ward-bells"}
+
+
+def goalwatch(*args: str, evaluator: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "goalwatch.cli", "rules", *args, "--evaluator", evaluator],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "GOALWATCH_USER": "hr.wang"},
+    )
+
+
+def test_the_rules_commands_push_switch_roll_back_and_export(
+    rules_stack: Stack, tmp_path: Path
+) -> None:
+    evaluator = rules_stack.settings.url("evaluator")
+    path = tmp_path / "ward-falls-cli.yaml"
+    path.write_text(FALLS_RULE.replace("ward-falls", "ward-falls-cli"), encoding="utf-8")
+    pushed = goalwatch("push", str(path), "-m", "new", evaluator=evaluator)
+    assert pushed.returncode == 0, pushed.stderr
+    assert pushed.stdout == "ward-falls-cli: created, version 1\n"
+    assert goalwatch("push", str(path), evaluator=evaluator).stdout == (
+        "ward-falls-cli: unchanged, version 1\n"
+    )
+    path.write_text(path.read_text().replace("value: 2", "value: 4"), encoding="utf-8")
+    assert goalwatch("push", str(path), "-m", "fewer", evaluator=evaluator).stdout == (
+        "ward-falls-cli: changed, now version 2\n"
+    )
+    # A file with a problem is not sent: the lint line says where.
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(path.read_text().replace("severity: warning", "severity: loud"))
+    refused = goalwatch("push", str(bad), evaluator=evaluator)
+    assert refused.returncode == 1
+    assert refused.stdout.startswith(f"{bad}:6:1: severity: 'loud' is not one of")
+    assert goalwatch("disable", "ward-falls-cli", evaluator=evaluator).returncode == 0
+    listed = goalwatch("list", evaluator=evaluator).stdout
+    [line] = [line for line in listed.splitlines() if line.startswith("ward-falls-cli ")]
+    assert "v3" in line and "disabled" in line and "hr.wang" in line
+    rolled = goalwatch("rollback", "ward-falls-cli", "1", "-m", "undo", evaluator=evaluator)
+    assert rolled.stdout == "ward-falls-cli: back to version 1, as version 4\n"
+    history = goalwatch("history", "ward-falls-cli", "--diff", evaluator=evaluator).stdout
+    assert history.splitlines()[0].endswith("rolled_back hr.wang: rolled back to version 1: undo")
+    assert '    -condition: {op: ">=", value: 4}' in history
+    exported = goalwatch("export", str(tmp_path / "out"), evaluator=evaluator)
+    assert exported.returncode == 0, exported.stderr
+    written = (tmp_path / "out" / "ward-falls-cli.yaml").read_text(encoding="utf-8")
+    assert written == FALLS_RULE.replace("ward-falls", "ward-falls-cli")
+    unreachable = goalwatch("list", evaluator="http://127.0.0.1:9")
+    assert unreachable.returncode == 2 and "cannot reach the evaluator" in unreachable.stderr
+
+
+def test_an_api_change_outlives_a_restart_until_its_file_changes(
+    rules_stack: Stack, http: httpx.Client
+) -> None:
+    evaluator = rules_stack.settings.url("evaluator")
+    rule = "ward-occupancy-off-range"  # a file in the stack's rules folder
+    off = http.post(f"{evaluator}/v1/rules/{rule}/disable", json={"comment": "pause"})
+    assert off.status_code == 200 and off.json()["enabled"] is False
+    rules_stack.restart("evaluator")
+    kept = http.get(f"{evaluator}/v1/rules/{rule}").json()
+    assert kept["enabled"] is False and kept["version"] == off.json()["version"]
+    # Someone changes the file in git: it is imported at the next start, and stays off.
+    path = next(rules_stack.settings.rules_dir.glob("ward-occupancy*.yaml"))
+    path.write_text(path.read_text().replace("consecutive: 2", "consecutive: 3"))
+    rules_stack.restart("evaluator")
+    imported = http.get(f"{evaluator}/v1/rules/{rule}").json()
+    assert imported["version"] == kept["version"] + 1
+    assert imported["changed_by"] == f"file:{path.name}"
+    assert imported["condition"]["consecutive"] == 3 and imported["enabled"] is False
