@@ -29,6 +29,7 @@ from goalwatch.rules import (
     load_rules,
     metric_rules,
 )
+from goalwatch.rules.catalogued import catalogue_problems
 from goalwatch.rules.engine import RuleEngine
 from goalwatch.service import service_app
 from goalwatch.serving import ServiceInfo
@@ -297,7 +298,7 @@ def create_app(
         # The stream's rules are judged from the first event on: read before consumers start.
         prepare=lambda: live.start(store, rules),
         close=[live.stop, redis.aclose, http.aclose],
-        on_start=lambda: _announce(rules, settings.rules_dir),
+        on_start=lambda: _announce(rules, settings.rules_dir, catalogue),
         background=[
             lambda: handler.watch(every=settings.state_check_seconds),
             lambda: impact_handler.watch(every=settings.state_check_seconds),
@@ -326,7 +327,11 @@ def _catalogue(path: Path) -> Catalogue | None:
     return load_catalogue(path)
 
 
-def _announce(rules: Sequence[LoadedRule], rules_dir: Path) -> None:
+def _announce(rules: Sequence[LoadedRule], rules_dir: Path, catalogue: Catalogue | None) -> None:
+    # Files are reviewed in git and linted in CI, so they load; what the catalogue does not
+    # know is said loudly (such a rule never sees an event), where a draft is refused.
+    for problem in catalogue_problems(rules, catalogue) if catalogue else ():
+        logger.warning("rule file problem: %s", problem.lint_line())
     if rules:
         logger.info("rules loaded from %s: %s", rules_dir, ", ".join(r.spec.id for r in rules))
     else:
