@@ -41,7 +41,7 @@ from yaml.nodes import MappingNode
 from goalwatch.contracts import AlertFired, AlertResolved, RuleKind
 from goalwatch.durations import duration_of
 from goalwatch.file_errors import FileError
-from goalwatch.problems import RETRY_AFTER_SECONDS, problem, problem_responses
+from goalwatch.problems import MAX_LISTED, RETRY_AFTER_SECONDS, clip, problem, problem_responses
 from goalwatch.rules import GoalOverdueRuleSpec, ImpactRuleSpec, LoadedRule, RuleSpec
 from goalwatch.rules.backtest import HistoryUnavailable, Subjects, backtest_async
 from goalwatch.rules.goal_overdue_spec import is_goal_rule
@@ -73,6 +73,8 @@ MAX_SINCE: Final = timedelta(days=366)
 _LOOKUP_CHUNK: Final = 500
 # Names asked of the goals service at once, for subjects the directory view does not know.
 _NAME_LOOKUPS: Final = 8
+# An error quotes what was written, up to this many characters in all.
+_MAX_ERROR: Final = 500
 _SOURCE: Final = "source"
 _TESTS: Final = "tests"
 _ID_LINE: Final = re.compile(r"^id\s*:", re.MULTILINE)
@@ -319,7 +321,7 @@ def rule_checks_router(
         if since is None or not timedelta(seconds=1) <= since <= MAX_SINCE:
             return _invalid(
                 "since",
-                f"{body.since!r} is not a duration from 1s to 366d: write a number with its "
+                f"{clip(body.since)!r} is not a duration from 1s to 366d: write a number with its "
                 "unit, d (days), h (hours), m (minutes) or s (seconds), e.g. 30d, 12h or 1d12h",
             )
         try:
@@ -377,7 +379,7 @@ def _unknown(rule_id: str, known: Collection[str]) -> JSONResponse:
     hint = f"did you mean {', '.join(close)}? " if close else ""
     return problem(
         404,
-        f"no rule has the id {rule_id!r}; {hint}send the rule's text as source to check a "
+        f"no rule has the id {clip(rule_id)!r}; {hint}send the rule's text as source to check a "
         "rule not created yet",
         close_ids=close,
     )
@@ -392,7 +394,8 @@ def _invalid(field: str, message: str) -> JSONResponse:
 
 
 def _wrong_test(error: FileError) -> JSONResponse:
-    line = error.lint_line()
+    # Errors quote what was written: cut to a length an answer may carry.
+    line = clip(error.lint_line(), _MAX_ERROR)
     return problem(
         422,
         f"the rule test is wrong: {line}",
@@ -402,11 +405,11 @@ def _wrong_test(error: FileError) -> JSONResponse:
 
 def _wrong_draft(errors: list[RuleError]) -> JSONResponse:
     count = len(errors)
+    lines = [clip(error.lint_line(), _MAX_ERROR) for error in errors[:MAX_LISTED]]
     return problem(
         422,
-        f"{count} error{'s' if count != 1 else ''} in the draft rule; first: "
-        f"{errors[0].lint_line()}",
-        errors=[{"loc": f"body.{_SOURCE}", "msg": error.lint_line()} for error in errors],
+        f"{count} error{'s' if count != 1 else ''} in the draft rule; first: {lines[0]}",
+        errors=[{"loc": f"body.{_SOURCE}", "msg": line} for line in lines],
     )
 
 
@@ -437,7 +440,7 @@ def _draft(rule_id: str, source: str) -> LoadedRule:
                         _SOURCE,
                         line,
                         "id",
-                        f"the draft's id is {rule.spec.id!r}, the path's {rule_id!r}: a draft "
+                        f"the draft's id is {rule.spec.id!r}, the path's {clip(rule_id)!r}: a draft "
                         f"is checked as the rule of its id, so send it to "
                         f"/v1/rules/{rule.spec.id}/…",
                         None if line is None else 1,

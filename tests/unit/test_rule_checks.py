@@ -380,3 +380,13 @@ def test_alerts_listed_are_capped_and_the_counts_are_not(
     assert (body["fired"], body["resolved"]) == (days, days)
     assert len(body["alerts"]) == MAX_LISTED_ALERTS and body["truncated"] is True
     assert sum(body["fired_per_day"].values()) == days
+
+
+def test_an_error_quoting_a_long_value_is_cut_short(client: TestClient) -> None:
+    tests = shipped("report-rework-rate").replace(
+        '"2026-11-01T18:00:00+08:00"', '"' + "9" * 20_000 + '"', 1
+    )
+    answer = client.post("/v1/rules/report-rework-rate-high/test", json={"tests": tests})
+    [error] = problem_of(answer, 422)["errors"]
+    assert error["msg"].startswith("tests:10:57: events[0].time: '999")
+    assert len(error["msg"]) == 500 and error["msg"].endswith("…")
