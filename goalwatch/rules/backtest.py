@@ -6,19 +6,29 @@ ordered consumer: nothing is acknowledged, no service's consumer moves), up to t
 stored when the backtest began, and run through the rule in memory with
 :func:`goalwatch.rules.evaluate`, as ``goalwatch rules run`` does. Nothing is published.
 
-What a backtest cannot know, it does without: subjects are named by their ids, and a rule
-scoped by org unit sees no units (the evaluator takes them from the people directory), so it
-fires for nobody here.
+:func:`backtest_async` does it inside a running event loop (the evaluator's
+``POST /v1/rules/{id}/backtest``): the events are read asynchronously and the rule, CPU-bound,
+runs in a worker thread, which is safe (:class:`goalwatch.rules.engine.RuleEngine`: engines
+share no state) and keeps the loop free for the evaluator's live work. :func:`backtest` is
+the command's synchronous form.
+
+What a backtest knows of the subjects it meets is what its caller gives (``subjects``):
+their names, org units and time zones, so that a rule scoped by org unit fires as it would
+live and alerts carry people's names. Without (the command), subjects are named by their
+ids and are in no org unit, so a rule scoped by org unit fires for nobody.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import nats
+import nats.errors
+import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from pydantic import ValidationError
@@ -40,6 +50,16 @@ class Backtest:
     skipped: int  # stored messages that are not metric events any more (older contracts)
     alerts: list[AlertFired | AlertResolved]
 
+    @property
+    def fired(self) -> int:
+        """How many alerts fired (escalations included)."""
+        return sum(isinstance(alert, AlertFired) for alert in self.alerts)
+
+    @property
+    def resolved(self) -> int:
+        """How many alerts resolved."""
+        return len(self.alerts) - self.fired
+
     def fired_per_day(self) -> dict[str, int]:
         """Firings per UTC day of their event time, oldest first."""
         days = Counter(
@@ -50,12 +70,92 @@ class Backtest:
         return dict(sorted(days.items()))
 
 
+@dataclass(frozen=True)
+class Subjects:
+    """What is known of the subjects a backtest met; a subject missing from a mapping is
+    named by their id, in no org unit, on UTC (as for someone the directory does not know)."""
+
+    names: Mapping[str, str] = field(default_factory=dict)
+    org_units: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    """Each subject's org unit and its ancestors, nearest first."""
+    time_zones: Mapping[str, str] = field(default_factory=dict)
+
+
+SubjectsOf = Callable[[Collection[str]], Awaitable[Subjects]]
+"""Looks up the subjects met in the events, before the rule runs."""
+
+NamesOf = Callable[[Collection[str]], Awaitable[Mapping[str, str]]]
+"""Names of subjects that alerted but :class:`Subjects` did not name; asked after the run."""
+
+
+class HistoryUnavailable(Exception):
+    """The stored events could not be read: no NATS server answered, or it has no metrics
+    stream. The message says which, without the server's address (it may hold a password)."""
+
+
 def backtest(rule: RuleSpec, nats_url: str, *, since: timedelta) -> Backtest:
-    """Run ``rule`` over the metric events stored in the last ``since``."""
+    """Run ``rule`` over the metric events stored in the last ``since`` (not from inside a
+    running event loop: see :func:`backtest_async`)."""
+    return asyncio.run(backtest_async(rule, nats_url, since=since))
+
+
+async def backtest_async(
+    rule: RuleSpec,
+    nats_url: str,
+    *,
+    since: timedelta,
+    subjects_of: SubjectsOf | None = None,
+    names_of: NamesOf | None = None,
+) -> Backtest:
+    """Run ``rule`` over the metric events stored in the last ``since``.
+
+    ``subjects_of`` is asked once, with every subject met in the events, for their names,
+    org units and time zones. ``names_of`` is asked only for the subjects that alerted and
+    that ``subjects_of`` did not name; if it names any of them, the rule runs again with
+    those names, so each alert's message carries them. Raises :class:`HistoryUnavailable`.
+    """
     start = datetime.now(UTC) - since
-    events, skipped = asyncio.run(_stored_events(nats_url, rule.metric, start))
-    alerts = evaluate([rule], events, until=datetime.now(UTC))
+    try:
+        events, skipped = await _stored_events(nats_url, rule.metric, start)
+    except nats.js.errors.NotFoundError:
+        raise HistoryUnavailable(
+            f"NATS has no stream {subjects.STREAM_METRICS}: it is made when ingestion starts, "
+            "and holds the metric events ingestion stored"
+        ) from None
+    except (OSError, nats.errors.Error) as exc:
+        raise HistoryUnavailable(
+            f"NATS did not answer ({type(exc).__name__}: {exc or 'no reason given'})"
+        ) from exc
+    until = datetime.now(UTC)
+    known = Subjects()
+    if subjects_of is not None and events:
+        known = await subjects_of(sorted({event.subject for event in events}))
+    alerts = await _run(rule, events, known, until)
+    if names_of is not None:
+        unnamed = sorted({alert.subject for alert in alerts} - set(known.names))
+        found = await names_of(unnamed) if unnamed else {}
+        # A subject nobody knows is named by their id either way: no need to run again.
+        named = {subject: name for subject, name in found.items() if name != subject}
+        if named:
+            known = replace(known, names={**known.names, **named})
+            alerts = await _run(rule, events, known, until)
     return Backtest(since=start, events=len(events), skipped=skipped, alerts=alerts)
+
+
+async def _run(
+    rule: RuleSpec, events: list[MetricRecorded], known: Subjects, until: datetime
+) -> list[AlertFired | AlertResolved]:
+    """The alerts ``rule`` gives over ``events``, evaluated in a worker thread: a long
+    history is seconds of CPU that the event loop's other work must not wait for."""
+    return await asyncio.to_thread(
+        evaluate,
+        [rule],
+        events,
+        names=known.names,
+        org_units=known.org_units,
+        time_zones=known.time_zones,
+        until=until,
+    )
 
 
 async def _stored_events(

@@ -32,6 +32,12 @@ subject not listed under ``people:`` is in no unit, as one the directory does no
 
 Every rule runs unless the file names the ones it tests (``rules: [goal-failing-impact]``): a
 goal graph wakes every goal rule, and a test about one rule need not list the others' alerts.
+
+A test runs from its file (:func:`run_test`, ``goalwatch rules test``) or from its text
+(:func:`run_test_text`; :func:`read_test_text` then :func:`run_parsed_test` to choose the
+rules after reading which ones it names, as the evaluator's ``POST /v1/rules/{id}/test``
+does). A test file that is wrong gives one failure, ``file:line: field: message``, and its
+:class:`~goalwatch.file_errors.FileError` (with the column) in :attr:`Outcome.error`.
 """
 
 from __future__ import annotations
@@ -60,10 +66,11 @@ from goalwatch.contracts import AlertFired, AlertResolved, MetricRecorded, Perso
 from goalwatch.contracts.base import Contract
 from goalwatch.contracts.goal_events import GoalEvent
 from goalwatch.contracts.goals import OrgUnitUpsert
+from goalwatch.file_errors import FileError
 from goalwatch.rules.given_goals import CheckIn, GivenGoal, GoalChange, MemoryGoals, Refused
 from goalwatch.rules.goal_overdue_spec import GoalOverdueRuleSpec
 from goalwatch.rules.impact_spec import ImpactRuleSpec
-from goalwatch.rules.loader import duplicate_keys, locate
+from goalwatch.rules.loader import duplicate_keys, locate_at
 from goalwatch.rules.runner import evaluate
 from goalwatch.rules.scope import ancestry
 from goalwatch.rules.spec import RuleSpec
@@ -193,27 +200,41 @@ class Outcome:
     path: Path
     name: str
     failures: list[str]
+    error: FileError | None = None
+    """Set when the test file itself is wrong (``failures`` then holds its one line), as
+    opposed to a test whose alerts differ from those expected."""
 
 
 class TestFileError(Exception):
-    """Something in a test file is wrong: where (``loc`` in the file, its ``line`` once
-    known) and what to do."""
+    """Something in a test file is wrong: where (``loc`` in the file, its ``line`` and
+    ``column`` once known) and what to do."""
 
-    def __init__(self, loc: Sequence[int | str], message: str, line: int | None = None) -> None:
+    def __init__(
+        self,
+        loc: Sequence[int | str],
+        message: str,
+        line: int | None = None,
+        column: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.loc = list(loc)
         self.message = message
         self.line = line
+        self.column = column
 
     def located(self, node: MappingNode) -> TestFileError:
-        """The same error with the line of its place in ``node``."""
-        return TestFileError(self.loc, self.message, locate(node, self.loc)[0])
+        """The same error with the line and column of its place in ``node``."""
+        line, column, _ = locate_at(node, self.loc)
+        return TestFileError(self.loc, self.message, line, column)
 
-    def text(self, path: Path) -> str:
+    def file_error(self, file: str | Path) -> FileError:
+        """The error as one of ``file``'s problems: ``lint_line()`` reads
+        ``file:line:col: field: message``."""
+        return FileError(str(file), self.line, _dotted(self.loc) or None, self.message, self.column)
+
+    def text(self, path: str | Path) -> str:
         """``file:line: field: message``."""
-        place = str(path) if self.line is None else f"{path}:{self.line}"
-        field = _dotted(self.loc)
-        return f"{place}: {field}: {self.message}" if field else f"{place}: {self.message}"
+        return str(self.file_error(path))
 
 
 def _dotted(loc: Sequence[int | str]) -> str:
@@ -306,23 +327,56 @@ def _matches(expected: ExpectedAlert, got: ExpectedAlert) -> bool:
     return expected == got.model_copy(update=ignored)
 
 
+@dataclass(frozen=True)
+class ParsedTest:
+    """A rule test read from its text, with the YAML node it came from (for line numbers)."""
+
+    file: str
+    node: MappingNode
+    test: RuleTest
+
+
 def run_test(path: Path, rules: Sequence[Rule]) -> Outcome:
     """Run the test in ``path`` against ``rules``."""
     try:
-        node, test = _read(path)
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        error = TestFileError([], f"cannot read the file: {exc}")
+        return Outcome(path, path.name, [error.text(path)], error.file_error(path))
+    return run_test_text(text, rules, file=str(path))
+
+
+def run_test_text(text: str, rules: Sequence[Rule], *, file: str = "<test>") -> Outcome:
+    """Run the test written in ``text`` against ``rules``; ``file`` names it in errors."""
+    try:
+        parsed = read_test_text(text, file=file)
     except TestFileError as exc:
-        return Outcome(path, path.name, [exc.text(path)])
+        return Outcome(Path(file), Path(file).name, [exc.text(file)], exc.file_error(file))
+    return run_parsed_test(parsed, rules)
+
+
+def run_parsed_test(parsed: ParsedTest, rules: Sequence[Rule]) -> Outcome:
+    """Run a test read by :func:`read_test_text` against ``rules``: the rules it names
+    (``rules:``) among them, or all of them when it names none."""
+    node, test, file = parsed.node, parsed.test, parsed.file
+    path = Path(file)
+
+    def wrong(exc: TestFileError) -> Outcome:
+        located = exc.located(node)
+        return Outcome(path, test.name, [located.text(file)], located.file_error(file))
+
     if test.rules is not None:
         known = {rule.id: rule for rule in rules}
         for index, rule_id in enumerate(test.rules):
             if rule_id not in known:
                 close = difflib.get_close_matches(rule_id, list(known), n=1)
                 hint = f"did you mean {close[0]}? " if close else ""
-                error = TestFileError(
-                    ["rules", index],
-                    f"no rule has the id {rule_id!r}; {hint}write the id: of a rule file",
+                return wrong(
+                    TestFileError(
+                        ["rules", index],
+                        f"no rule has the id {rule_id!r}; {hint}write the id: of a rule file",
+                    )
                 )
-                return Outcome(path, test.name, [error.located(node).text(path)])
         rules = [known[rule_id] for rule_id in dict.fromkeys(test.rules)]
     graph = MemoryGoals(test.people)
     try:
@@ -336,7 +390,7 @@ def run_test(path: Path, rules: Sequence[Rule]) -> Outcome:
             time_zones=test.time_zones_of_people(),
         )
     except TestFileError as exc:
-        return Outcome(path, test.name, [exc.located(node).text(path)])
+        return wrong(exc)
     wants_goals = any(alert.goals is not None for alert in test.expect)
     got = [_seen(alert, wants_goals) for alert in alerts]
     if len(got) == len(test.expect) and all(map(_matches, test.expect, got)):
@@ -348,13 +402,9 @@ def run_test(path: Path, rules: Sequence[Rule]) -> Outcome:
     return Outcome(path, test.name, failures)
 
 
-def _read(path: Path) -> tuple[MappingNode, RuleTest]:
-    """The file's YAML node (for line numbers) and the test in it; raises
-    :class:`TestFileError` for the first thing wrong."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TestFileError([], f"cannot read the file: {exc}") from None
+def read_test_text(text: str, *, file: str) -> ParsedTest:
+    """The test written in ``text``, with its YAML node (for line numbers); raises
+    :class:`TestFileError` for the first thing wrong. ``file`` names it in errors."""
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
@@ -362,21 +412,26 @@ def _read(path: Path) -> tuple[MappingNode, RuleTest]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = None if mark is None else int(mark.line) + 1
-        raise TestFileError([], f"not valid YAML: {exc.problem or exc.context}", line) from None
+        column = None if mark is None else int(mark.column) + 1
+        raise TestFileError(
+            [], f"not valid YAML: {exc.problem or exc.context}", line, column
+        ) from None
     finally:
         loader.dispose()
     if not isinstance(node, MappingNode) or not isinstance(data, dict):
         raise TestFileError([], "expected a rule test: a mapping with name:, events: and expect:")
-    for duplicate in duplicate_keys(str(path), node):
-        raise TestFileError([duplicate.field or ""], duplicate.message, duplicate.line)
+    for duplicate in duplicate_keys(file, node):
+        raise TestFileError(
+            [duplicate.field or ""], duplicate.message, duplicate.line, duplicate.column
+        )
     try:
-        return node, RuleTest.model_validate(data)
+        return ParsedTest(file, node, RuleTest.model_validate(data))
     except ValidationError as exc:
         error = exc.errors(include_url=False)[0]
         loc = _file_loc(error["loc"])
-        line, at = locate(node, loc)
+        line, column, at = locate_at(node, loc)
         written = at.value if isinstance(at, ScalarNode) else None
-        raise TestFileError(loc, _describe(error, loc, written), line) from None
+        raise TestFileError(loc, _describe(error, loc, written), line, column) from None
 
 
 def _file_loc(loc: Sequence[int | str]) -> list[int | str]:

@@ -1,5 +1,6 @@
-"""goalwatch rules backtest against a real nats-server: the stored metric events, read again
-from a start time, run through one rule; nothing is published."""
+"""goalwatch rules backtest, and the evaluator's backtest endpoint, against a real
+nats-server: the stored metric events, read again from a start time, run through one rule;
+nothing is published."""
 
 from __future__ import annotations
 
@@ -10,11 +11,16 @@ from pathlib import Path
 
 import nats
 import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 
 from goalwatch.cli import main
 from goalwatch.contracts import subjects
 from goalwatch.messaging import ensure_streams
+from goalwatch.problems import install_problem_handlers
+from services.evaluator.rule_checks import rule_checks_router
 from tests.integration.test_timers import NatsServer
+from tests.unit.test_rule_checks import DIRECTORY, Names, People
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -98,3 +104,73 @@ def test_backtest_says_what_is_wrong(
     assert main(["rules", "backtest", "report-rework-rate-high", "--nats", nowhere,
                  "--rules", rules]) == 2  # fmt: skip
     assert "cannot read the stored events" in capsys.readouterr().err
+
+
+# The same backtest through the evaluator's POST /v1/rules/{rule_id}/backtest: a draft of a
+# rule scoped by org unit, over a metric of its own, with the directory in memory.
+API_DRAFT = """\
+id: api-backtest-slow
+name: Turnaround above 48 hours on 2 consecutive days, in radiology
+kind: threshold
+metric: api_backtest_hours
+org_unit: radiology
+condition: {op: ">", value: 48, consecutive: 2}
+severity: warning
+notify: [subject, manager]
+message: "{subject_name}: {value:g} hours"
+"""
+
+
+def checks_client(url: str, people: People) -> TestClient:
+    app = FastAPI()
+    install_problem_handlers(app)
+    app.include_router(
+        rule_checks_router(
+            lambda _: None, rule_ids=list, nats_url=url, names=Names({}), directory=people
+        )
+    )
+    return TestClient(app)
+
+
+def test_the_endpoint_backtests_a_draft_with_the_directorys_names_and_units(
+    server: NatsServer,
+) -> None:
+    metric = "api_backtest_hours"
+    stored = asyncio.run(
+        store(
+            server.url,
+            [event(subject, day, 60.0, metric=metric) for subject in ("li-na", "chen-jie")
+             for day in (1, 2)] + [event("li-na", 3, 30.0, metric=metric)],
+        )
+    )  # fmt: skip
+    people = People(DIRECTORY)
+    with checks_client(server.url, people) as client:
+        answer = client.post(
+            "/v1/rules/api-backtest-slow/backtest", json={"since": "1h", "source": API_DRAFT}
+        )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    # Li Na is in radiology, Chen Jie in cardiology: only hers fires, under her name.
+    assert [(a["state"], a["alert"]["subject_name"]) for a in body["alerts"]] == [
+        ("firing", "Dr. Li Na"), ("resolved", "Dr. Li Na")
+    ]  # fmt: skip
+    assert (body["events"], body["fired"], body["resolved"]) == (5, 1, 1)
+    assert body["fired_per_day"] == {"2026-11-02": 1}
+    assert people.asked == [["chen-jie", "li-na"]]
+    assert asyncio.run(store(server.url, [])) == stored  # nothing published
+
+
+def test_the_endpoint_says_when_nats_has_no_metrics_stream(tmp_path: Path) -> None:
+    bare = NatsServer(store=tmp_path)  # no streams made
+    bare.start()
+    try:
+        with checks_client(bare.url, People([])) as client:
+            answer = client.post("/v1/rules/api-backtest-slow/backtest", json={"source": API_DRAFT})
+    finally:
+        assert bare.process is not None
+        bare.process.terminate()
+        bare.process.wait()
+    assert answer.status_code == 503
+    assert answer.json()["detail"].startswith(
+        "cannot read the stored metric events: NATS has no stream GOALWATCH_METRICS"
+    )

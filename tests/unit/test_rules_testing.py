@@ -15,7 +15,7 @@ from goalwatch.rules import evaluate, load_rules
 from goalwatch.rules.given_goals import CheckIn, GivenGoal, GoalChange, MemoryGoals
 from goalwatch.rules.goal_overdue_spec import GoalOverdueRuleSpec
 from goalwatch.rules.impact_spec import ImpactRuleSpec
-from goalwatch.rules.testing import Rule, run_test
+from goalwatch.rules.testing import Rule, run_test, run_test_text
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 3, 2, 1, tzinfo=UTC)
@@ -237,3 +237,34 @@ def test_a_rule_test_expects_escalations_and_their_severity(tmp_path: Path) -> N
         "  escalated rework-escalating zhou-min at 2026-11-05T18:00:00+00:00 severity critical"
         in (failures)
     )
+
+
+def test_a_test_runs_from_its_text_as_from_its_file(tmp_path: Path, rules: list[Rule]) -> None:
+    passed = run_test_text(CASE, rules, file="draft.yaml")
+    assert (passed.name, passed.failures, passed.error) == ("impact", [], None)
+    wrong = CASE.replace("goals: [obj]", "goals: [obj, kr]")
+    failed = run_test_text(wrong, rules)
+    assert failed.error is None and failed.failures[0] == "expected:"
+    assert failed.failures == run_test(write(tmp_path, wrong), rules).failures
+
+
+@pytest.mark.parametrize(
+    ("change", "lint_line"),
+    [
+        (("{goal: kr, status: invalid,", "{goal: kr, stauts: invalid,"),
+         "draft.yaml:7:16: events[0].stauts: unknown field 'stauts'; did you mean 'status'?"),
+        (("rules: [goal-failing-impact]", "rules: [goal-failing-impakt]"),
+         "draft.yaml:2:9: rules[0]: no rule has the id 'goal-failing-impakt'"),
+        (("name: impact\n", "name: impact\ngoals_at: x\ngoals_at: y\n"),
+         "draft.yaml:3:1: goals_at: appears twice (first on line 2)"),
+        (("expect:", "expect: ["), "draft.yaml:9:3: not valid YAML: expected the node content"),
+    ],
+)  # fmt: skip
+def test_a_wrong_test_text_gives_its_error_with_line_and_column(
+    rules: list[Rule], change: tuple[str, str], lint_line: str
+) -> None:
+    outcome = run_test_text(CASE.replace(*change), rules, file="draft.yaml")
+    assert outcome.error is not None
+    assert outcome.error.lint_line().startswith(lint_line)
+    # The CLI's line: the same error, without the column.
+    assert outcome.failures == [str(outcome.error)]
