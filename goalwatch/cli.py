@@ -143,7 +143,10 @@ def _banner(settings: StackSettings) -> str:
             f"{settings.url('ingestion')}   POST /v1/events, GET /v1/metrics (the catalogue)",
         ),
         ("goals", f"{settings.url('goals')}   /v1/people /v1/org-units /v1/goals"),
-        ("evaluator", f"{settings.url('evaluator')}   /v1/rules (goalwatch rules list, push, history)"),
+        (
+            "evaluator",
+            f"{settings.url('evaluator')}   /v1/rules (goalwatch rules list, push, history)",
+        ),
         ("notifier", f"{settings.url('notifier')}   GET /v1/alerts"),
         ("nats", settings.nats_url),
         ("redis", settings.redis_url),

@@ -23,8 +23,10 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import nats
 import nats.errors
@@ -106,13 +108,15 @@ async def backtest_async(
     since: timedelta,
     subjects_of: SubjectsOf | None = None,
     names_of: NamesOf | None = None,
+    executor: Executor | None = None,
 ) -> Backtest:
     """Run ``rule`` over the metric events stored in the last ``since``.
 
     ``subjects_of`` is asked once, with every subject met in the events, for their names,
     org units and time zones. ``names_of`` is asked only for the subjects that alerted and
     that ``subjects_of`` did not name; if it names any of them, the rule runs again with
-    those names, so each alert's message carries them. Raises :class:`HistoryUnavailable`.
+    those names, so each alert's message carries them. The rule runs in ``executor`` (default:
+    a worker thread). Raises :class:`HistoryUnavailable`.
     """
     start = datetime.now(UTC) - since
     try:
@@ -130,7 +134,7 @@ async def backtest_async(
     known = Subjects()
     if subjects_of is not None and events:
         known = await subjects_of(sorted({event.subject for event in events}))
-    alerts = await _run(rule, events, known, until)
+    alerts = await _run(rule, events, known, until, executor)
     if names_of is not None:
         unnamed = sorted({alert.subject for alert in alerts} - set(known.names))
         found = await names_of(unnamed) if unnamed else {}
@@ -138,16 +142,20 @@ async def backtest_async(
         named = {subject: name for subject, name in found.items() if name != subject}
         if named:
             known = replace(known, names={**known.names, **named})
-            alerts = await _run(rule, events, known, until)
+            alerts = await _run(rule, events, known, until, executor)
     return Backtest(since=start, events=len(events), skipped=skipped, alerts=alerts)
 
 
 async def _run(
-    rule: RuleSpec, events: list[MetricRecorded], known: Subjects, until: datetime
+    rule: RuleSpec,
+    events: list[MetricRecorded],
+    known: Subjects,
+    until: datetime,
+    executor: Executor | None,
 ) -> list[AlertFired | AlertResolved]:
-    """The alerts ``rule`` gives over ``events``, evaluated in a worker thread: a long
-    history is seconds of CPU that the event loop's other work must not wait for."""
-    return await asyncio.to_thread(
+    """The alerts ``rule`` gives over ``events``, evaluated in ``executor``: a long history
+    is seconds of CPU that the event loop's other work must not wait for."""
+    run = partial(
         evaluate,
         [rule],
         events,
@@ -156,6 +164,7 @@ async def _run(
         time_zones=known.time_zones,
         until=until,
     )
+    return await asyncio.get_running_loop().run_in_executor(executor, run)
 
 
 async def _stored_events(

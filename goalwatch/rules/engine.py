@@ -114,14 +114,6 @@ class _Ruleset:
                 native.delete_state(self._handle, SID)
             raise
 
-    def close(self) -> None:
-        """Free the ruleset in the C engine; it answers nothing after this."""
-        # Freeing a ruleset leaves its sessions' memory behind (deleteRuleset frees the pool
-        # of sessions, not what each holds): the one session goes first.
-        with contextlib.suppress(native.error):  # no message made it
-            native.delete_state(self._handle, SID)
-        native.delete_ruleset(self._handle)
-
 
 class _Pack:
     """Threshold rules of one metric asked with one fact, or, once that overflowed
@@ -169,13 +161,6 @@ class RuleEngine:
     """Verdicts of threshold rules, and findings of fraud rules, compiled to durable_rules.
 
     Not thread-safe (nor is durable_rules): call it from one thread, e.g. the event loop.
-    Engines share no state, so each may be used from a thread of its own: the C engine's one
-    process-wide table (of ruleset handles) changes only in the calls that create and free a
-    ruleset, and its Python binding keeps the GIL through every call.
-
-    Its rulesets live in the C engine until :meth:`close`: an engine built for one run (a
-    rule test, a backtest) in a process that goes on must be closed, or each run leaves its
-    rulesets behind (measured: a run of the shipped rework-rate test left about 160 kB).
     """
 
     def __init__(self, rules: Sequence[RuleSpec]) -> None:
@@ -194,25 +179,6 @@ class RuleEngine:
             else:
                 by_metric[rule.metric].append(rule)
         self._packs = {metric: _packs(metric, specs) for metric, specs in by_metric.items()}
-        self._closed = False
-        # Every ruleset made, to free them all: a pack forgets its own after an error.
-        self._rulesets = [
-            pack.ruleset
-            for packs in self._packs.values()
-            for pack in packs
-            if pack.ruleset is not None
-        ]
-
-    def close(self) -> None:
-        """Free the engine's rulesets in the C engine. Asking the engine anything after
-        raises: the C engine hands a freed ruleset's handle to the next ruleset made."""
-        rulesets, self._rulesets, self._closed = self._rulesets, [], True
-        for ruleset in rulesets:
-            ruleset.close()
-
-    def _open(self) -> None:
-        if self._closed:
-            raise RuntimeError("the rule engine is closed")
 
     def fraud_rules(self, metric: str) -> Sequence[RuleSpec]:
         """The fraud rules that watch ``metric``, in load order."""
@@ -232,7 +198,6 @@ class RuleEngine:
     ) -> bool | None:
         """Whether the ``measures`` of ``event`` make a finding of the fraud ``rule``; None
         when the rule does not apply to the event (its labels or org units)."""
-        self._open()
         message = fraud_message(rule, event, measures, sid=SID, org_units=org_units)
         outcome = self._one(rule, event, message, _FINDINGS)
         return None if outcome is None else outcome == FINDING
@@ -242,7 +207,6 @@ class RuleEngine:
     ) -> list[tuple[RuleSpec, Verdict]]:
         """``(rule, verdict)`` for every rule that applies to ``event``, in load order;
         ``org_units`` (the subject's unit and its ancestors) decide rules scoped by unit."""
-        self._open()
         results: list[tuple[RuleSpec, Verdict]] = []
         for pack in self._packs.get(event.metric, ()):
             if pack.ruleset is not None:
@@ -280,7 +244,6 @@ class RuleEngine:
     ) -> Verdict:
         """The verdict of ``rule`` on ``value`` standing for ``event``'s (a period's or a
         window's value that ``event`` is part of); the rule must apply to ``event``."""
-        self._open()
         message = event_message(rule, event, sid=SID, value=value, org_units=org_units)
         outcome = self._one(rule, event, message, _VERDICTS)
         if outcome is None:
@@ -300,7 +263,6 @@ class RuleEngine:
         if ruleset is None:  # built when first needed: most rules are only asked in packs
             compiled = compile_fraud(rule) if rule.kind is RuleKind.FRAUD else compile_rule(rule)
             ruleset = self._alone[rule.id] = _Ruleset(rule.id, compiled[rule.id], facts=False)
-            self._rulesets.append(ruleset)
         try:
             names = ruleset.matches(message)
         except Exception as exc:

@@ -323,31 +323,26 @@ def evaluate(
             if overdue.applies(rule, event, org_units=scope):
                 absences.seen(rule, event)
 
-    # The engine's rulesets live in the C engine until closed: a run in a process that goes
-    # on (the evaluator's test and backtest endpoints) must not leave them behind.
-    try:
-        for event in events:
-            at = event.time if isinstance(event, MetricRecorded) else event.occurred_at
-            timers.advance(at)
-            timers.clock = at if timers.clock is None else max(timers.clock, at)
-            if isinstance(event, MetricRecorded):
-                record(event)
-            else:
-                goal = getattr(event, "goal", None)
-                if isinstance(goal, GoalRead):
-                    goal_overdue.changed(goal, event.occurred_at)
-                if isinstance(event, GoalStatusChanged):
-                    impacted.changed(event)
-                if isinstance(event, GoalCheckedIn):
-                    progress = progress_record(event.event_id, event.goal, event.check_in)
-                    if progress is not None:
-                        record(progress)
-            # A deadline already past when it was armed fires at once, before the next event.
-            timers.advance(timers.clock)
-        if until is not None:
-            timers.advance(until)
-    finally:
-        engine.close()
+    for event in events:
+        at = event.time if isinstance(event, MetricRecorded) else event.occurred_at
+        timers.advance(at)
+        timers.clock = at if timers.clock is None else max(timers.clock, at)
+        if isinstance(event, MetricRecorded):
+            record(event)
+        else:
+            goal = getattr(event, "goal", None)
+            if isinstance(goal, GoalRead):
+                goal_overdue.changed(goal, event.occurred_at)
+            if isinstance(event, GoalStatusChanged):
+                impacted.changed(event)
+            if isinstance(event, GoalCheckedIn):
+                progress = progress_record(event.event_id, event.goal, event.check_in)
+                if progress is not None:
+                    record(progress)
+        # A deadline already past when it was armed fires at once, before the next event.
+        timers.advance(timers.clock)
+    if until is not None:
+        timers.advance(until)
     return alerts
 
 

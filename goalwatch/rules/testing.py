@@ -66,7 +66,7 @@ from goalwatch.contracts import AlertFired, AlertResolved, MetricRecorded, Perso
 from goalwatch.contracts.base import Contract
 from goalwatch.contracts.goal_events import GoalEvent
 from goalwatch.contracts.goals import OrgUnitUpsert
-from goalwatch.file_errors import FileError
+from goalwatch.file_errors import FileError, unprintable
 from goalwatch.rules.given_goals import CheckIn, GivenGoal, GoalChange, MemoryGoals, Refused
 from goalwatch.rules.goal_overdue_spec import GoalOverdueRuleSpec
 from goalwatch.rules.impact_spec import ImpactRuleSpec
@@ -405,7 +405,11 @@ def run_parsed_test(parsed: ParsedTest, rules: Sequence[Rule]) -> Outcome:
 def read_test_text(text: str, *, file: str) -> ParsedTest:
     """The test written in ``text``, with its YAML node (for line numbers); raises
     :class:`TestFileError` for the first thing wrong. ``file`` names it in errors."""
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:
+        found = unprintable(file, text, exc)
+        raise TestFileError([], found.message, found.line, found.column) from None
     try:
         node = loader.get_single_node()
         data = None if node is None else loader.construct_document(node)

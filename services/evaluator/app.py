@@ -58,6 +58,7 @@ from services.evaluator.live_rules import LiveRules
 from services.evaluator.metrics import HANDLER_SECONDS, REGISTRY
 from services.evaluator.publishing import AlertPublisher
 from services.evaluator.rule_changes import RuleChanges
+from services.evaluator.rule_checks import rule_checks_router
 from services.evaluator.rule_store import RuleStore
 from services.evaluator.streaks import StreakStore
 
@@ -280,7 +281,9 @@ def create_app(
     )
 
     def swap(rules: list[LoadedRule]) -> None:
-        # Between two awaits: a batch under way finishes with the rules it began with.
+        # Between two awaits: a batch under way finishes with the rules it began with. The
+        # old rules' rulesets stay in durable_rules' C engine (a few hundred kB per change):
+        # freeing them corrupts the engine's later rulesets (docs/rules-engine.md).
         now = judges(rules)
         handler.use(now.metrics, now.goals)
         impact_handler.use(now.impact)
@@ -305,6 +308,15 @@ def create_app(
         ],
     )
     app.include_router(rules_router(live, RuleChanges(store, live, catalogue)))
+    app.include_router(
+        rule_checks_router(
+            lambda rule_id: None if (entry := live.entry(rule_id)) is None else entry.rule,
+            rule_ids=lambda: [entry.rule.spec.id for entry in live.entries()],
+            nats_url=settings.nats_url,
+            names=names,
+            directory=directory,
+        )
+    )
     app.add_exception_handler(RuleRefused, RuleRefused.answer)
     return app
 

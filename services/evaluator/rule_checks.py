@@ -25,18 +25,17 @@ from __future__ import annotations
 import asyncio
 import difflib
 import logging
+import multiprocessing
 import re
 import time
 from collections.abc import Callable, Collection, Mapping
+from concurrent.futures import ProcessPoolExecutor
 from datetime import timedelta
-from pathlib import Path
 from typing import Final, Literal, Protocol
 
-import yaml
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
-from yaml.nodes import MappingNode
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from goalwatch.contracts import AlertFired, AlertResolved, RuleKind
 from goalwatch.durations import duration_of
@@ -44,17 +43,7 @@ from goalwatch.file_errors import FileError
 from goalwatch.problems import MAX_LISTED, RETRY_AFTER_SECONDS, clip, problem, problem_responses
 from goalwatch.rules import GoalOverdueRuleSpec, ImpactRuleSpec, LoadedRule, RuleSpec
 from goalwatch.rules.backtest import HistoryUnavailable, Subjects, backtest_async
-from goalwatch.rules.goal_overdue_spec import is_goal_rule
-from goalwatch.rules.loader import (
-    RuleError,
-    RuleLoadError,
-    _misspelt,
-    _validation_error,
-    _yaml_error,
-    duplicate_keys,
-    locate_at,
-    node_line,
-)
+from goalwatch.rules.loader import RuleError, RuleLoadError, locate_at, parse_rule_text
 from goalwatch.rules.testing import TestFileError, read_test_text, run_parsed_test
 from services.evaluator.directory_store import PersonView
 
@@ -189,6 +178,10 @@ class _Refused(Exception):
         self.response = response
 
 
+CHECKS_PER_PROCESS = 20
+"""Checks (tests, backtests) run by one worker process before a fresh one replaces it."""
+
+
 def rule_checks_router(
     rule_of: Callable[[str], LoadedRule | None],
     *,
@@ -207,6 +200,15 @@ def rule_checks_router(
     the directory does not know and that alerted.
     """
     router = APIRouter(prefix="/v1", tags=["rules"])
+    # Rules are run for a check in a process of their own: durable_rules keeps every ruleset
+    # made in its C engine for good (freeing them corrupts the engine), and the process is
+    # replaced after a few checks, taking that memory with it; the evaluator's own engine is
+    # never shared with a check, and a long backtest takes none of its CPU time slice.
+    runs = ProcessPoolExecutor(
+        max_workers=1,
+        mp_context=multiprocessing.get_context("spawn"),
+        max_tasks_per_child=CHECKS_PER_PROCESS,
+    )
 
     async def rule_for(rule_id: str, source: str | None) -> tuple[LoadedRule, bool]:
         """The rule to check, and whether it is the draft."""
@@ -258,7 +260,9 @@ def rule_checks_router(
             # The test picks what it names among these; one unknown is an error of the file.
             live = (rule_of(other) for other in rule_ids() if other != rule_id)
             specs += [other.spec for other in live if other is not None]
-        outcome = await asyncio.to_thread(run_parsed_test, parsed, specs)
+        outcome = await asyncio.get_running_loop().run_in_executor(
+            runs, run_parsed_test, parsed, specs
+        )
         if outcome.error is not None:
             return _wrong_test(outcome.error)
         return RuleTestRead(
@@ -334,7 +338,12 @@ def rule_checks_router(
         started = time.perf_counter()
         try:
             result = await backtest_async(
-                spec, nats_url, since=since, subjects_of=subjects_of, names_of=names_of
+                spec,
+                nats_url,
+                since=since,
+                subjects_of=subjects_of,
+                names_of=names_of,
+                executor=runs,
             )
         except HistoryUnavailable as exc:
             logger.warning("backtest of %s: the stored events cannot be read: %s", rule_id, exc)
@@ -427,7 +436,7 @@ def _on_goal_events(spec: GoalOverdueRuleSpec | ImpactRuleSpec, draft: bool) -> 
 def _draft(rule_id: str, source: str) -> LoadedRule:
     """The draft in ``source``, checked as a rule file and against ``rule_id``."""
     try:
-        rule = _parse_rule_text(source, file=_SOURCE)
+        rule = parse_rule_text(source, file=_SOURCE)
     except RuleLoadError as exc:
         raise _Refused(_wrong_draft(exc.errors)) from None
     if rule.spec.id != rule_id:
@@ -449,53 +458,3 @@ def _draft(rule_id: str, source: str) -> LoadedRule:
             )
         )
     return rule
-
-
-def _parse_rule_text(text: str, *, file: str) -> LoadedRule:
-    """The rule in ``text``, validated as :func:`goalwatch.rules.loader.load_rule_file`
-    validates a file (errors ``file:line:col``), written nowhere; raises
-    :class:`RuleLoadError` with every error.
-
-    The loader's own reading of a file, from its text on; to be replaced by the loader's
-    ``parse_rule_text`` once it has one.
-    """
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        data = None if node is None else loader.construct_document(node)
-    except yaml.MarkedYAMLError as exc:
-        raise RuleLoadError([_yaml_error(file, exc)]) from None
-    finally:
-        loader.dispose()
-    if node is None:
-        raise RuleLoadError([RuleError(file, None, None, "the text is empty; write a rule")])
-    if not isinstance(node, MappingNode) or not isinstance(data, dict):
-        raise RuleLoadError(
-            [
-                RuleError(
-                    file,
-                    node_line(node),
-                    None,
-                    "expected a rule: a mapping of fields such as id:, name:, kind:, metric:",
-                )
-            ]
-        )
-    errors = list(duplicate_keys(file, node))
-    shape: str | None = None
-    model: type[RuleSpec | ImpactRuleSpec | GoalOverdueRuleSpec] = RuleSpec
-    if data.get("kind") == RuleKind.DEPENDENCY_IMPACT.value:
-        shape, model = "impact", ImpactRuleSpec
-    elif is_goal_rule(data):
-        shape, model = "goal", GoalOverdueRuleSpec
-    try:
-        spec = model.model_validate(data)
-    except ValidationError as exc:
-        errors.extend(
-            _validation_error(file, node, error, shape=shape) for error in _misspelt(exc.errors())
-        )
-        # In the order of the text, as an editor shows it (pydantic reports by field).
-        errors.sort(key=lambda error: error.line or 0)
-        raise RuleLoadError(errors) from None
-    if errors:
-        raise RuleLoadError(errors)
-    return LoadedRule(spec=spec, path=Path(file))

@@ -230,7 +230,7 @@ def test_an_unknown_rule_is_not_found_and_the_closest_ids_are_listed(client: Tes
         (("id: report-rework-rate-high", "id: rework-other"),
          ["source:19:1: id: the draft's id is 'rework-other', the path's "
           "'report-rework-rate-high'"]),
-        ((REWORK, ""), ["source: the text is empty; write a rule"]),
+        ((REWORK, ""), ["source: the file is empty; write a rule"]),
     ],
 )  # fmt: skip
 def test_a_wrong_draft_is_refused_with_the_loaders_errors(

@@ -10,18 +10,15 @@ from __future__ import annotations
 import itertools
 import threading
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from goalwatch.contracts import MetricRecorded
 from goalwatch.rules import engine as engine_module
-from goalwatch.rules import load_rules
 from goalwatch.rules.compiler import compile_metric, metric_message
 from goalwatch.rules.engine import RuleEngine
 from goalwatch.rules.spec import RuleSpec
-from goalwatch.rules.testing import run_test
 from goalwatch.rules.transitions import Verdict
 
 _ids = itertools.count()
@@ -219,55 +216,3 @@ def test_rules_scoped_to_many_units_are_packed_apart() -> None:
     judged = engine.evaluate(event("visits", 2.0), org_units=units)
     assert [spec.id for spec, _ in judged] == [f"r{n}" for n in range(10)]
     assert {verdict for _, verdict in judged} == {Verdict.BREACH}
-
-
-def test_a_closed_engine_refuses_to_answer() -> None:
-    engine = RuleEngine(RULES)
-    assert engine.evaluate(event("feedback_score", 4.0))
-    engine.close()
-    # Its handles may already be another engine's rulesets: asking must fail, not answer.
-    with pytest.raises(RuntimeError, match="closed"):
-        engine.evaluate(event("feedback_score", 4.0))
-    engine.close()  # twice is harmless
-
-
-def _resident_kb() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * 4
-
-
-def test_runs_in_a_process_that_goes_on_leave_nothing_in_the_c_engine() -> None:
-    repo = Path(__file__).resolve().parents[2]
-    rules = [loaded.spec for loaded in load_rules(repo / "rules")]
-    case = repo / "rules" / "tests" / "report-rework-rate.yaml"
-    for _ in range(30):  # allocator and caches settle
-        assert run_test(case, rules).failures == []
-    before = _resident_kb()
-    for _ in range(200):
-        run_test(case, rules)
-    # Each run left ~95 kB behind before its rulesets' sessions were freed: 19 MB here.
-    assert _resident_kb() - before < 5_000
-
-
-def test_engines_in_threads_of_their_own_judge_as_alone() -> None:
-    # What the evaluator's test and backtest endpoints rely on: a run in a worker thread
-    # beside the live engine on the event loop's thread.
-    repo = Path(__file__).resolve().parents[2]
-    rules = [loaded.spec for loaded in load_rules(repo / "rules")]
-    case = repo / "rules" / "tests" / "report-rework-rate.yaml"
-    live = RuleEngine(RULES)
-    failures: list[list[str]] = []
-
-    def runs() -> None:
-        failures.extend(run_test(case, rules).failures for _ in range(20))
-
-    threads = [threading.Thread(target=runs) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    verdicts = [live.evaluate(event("report_rework_rate", 0.06)) for _ in range(200)]
-    for thread in threads:
-        thread.join()
-    assert failures == [[]] * 80
-    assert {tuple((rule.id, verdict) for rule, verdict in v) for v in verdicts} == {
-        (("rework-all", Verdict.CLEAR),)
-    }
