@@ -205,14 +205,19 @@ def observe(
 
 def due(state: FraudState, at: datetime, condition: FraudCondition) -> Decision:
     """The key's timer, armed for ``at``, fired: resolve if ``quiet`` has passed since the
-    last finding; a stale timer changes nothing but the record of what is armed."""
+    last finding; a stale timer changes nothing but the record of what is armed. ``quiet``
+    is the rule's as it is now: made longer since the timer was armed, the alert waits for
+    the new end, armed anew."""
     state = replace(
         state, armed=state.armed if state.armed is not None and state.armed > at else None
     )
     if not state.firing or state.last_finding is None:
         return Decision(state=state)
-    if at < state.last_finding + condition.quiet_for:
-        return Decision(state=state)
+    end = state.last_finding + condition.quiet_for
+    if at < end:
+        # Stale (a later finding moved the end), or armed under a shorter ``quiet`` than
+        # the rule's now: the end must have its timer (it has, if stale).
+        return Decision(state=replace(state, armed=end), arm=None if state.armed == end else end)
     return _resolve(state, {})
 
 

@@ -338,7 +338,8 @@ def decide_timer(
 ) -> Decision | None:
     """What the timer armed for ``due_at`` falling due does; None when it is stale (the
     deadline moved, the goal closed, or it fired and was handled). ``state`` has nothing
-    pending."""
+    pending. A missed check-in's deadline armed under a shorter ``grace`` than the rule's
+    now moves to the later one instead of firing."""
     facts, since = state.facts, state.since
     if facts is None or since is None or state.deadline != due_at or not _open(rule, facts):
         return None
@@ -348,6 +349,13 @@ def decide_timer(
         return Decision(judged.model_copy(update={"deadline": deadline}), arm=deadline)
     if state.firing:
         return None
+    if rule.condition.no_check_in is not None:
+        # The only deadline a rule's condition moves (grace): armed under a shorter grace
+        # than the rule's now, it is not overdue yet. Armed before the state is stored, so
+        # a redelivered timer finds the old deadline and moves it again.
+        deadline = _deadline(rule, facts, since, now=due_at)
+        if deadline is not None and deadline > due_at:
+            return Decision(state.model_copy(update={"deadline": deadline}), arm=deadline)
     fired = state.model_copy(
         update={
             "firing": True,

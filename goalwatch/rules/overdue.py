@@ -95,12 +95,24 @@ def decide(
     - An older report changes nothing; the newest one again (a redelivery) re-arms.
     - The timer of the current deadline fires the alert, started at that deadline. Any
       other is stale (the deadline moved since) and changes nothing.
+    - The deadline is the last report's time plus ``absent_for`` as the rule says it *now*:
+      a timer armed under a shorter ``absent_for`` (the rule changed since) moves to the
+      later deadline instead of firing, and that one's timer counts too. A timer armed under
+      a longer one fires when it falls due (the next report sets the shorter deadline).
     """
     if isinstance(change, Due):
         if state.firing:
             return Decision(state, repeat=change.due_at == state.started_at)
-        if state.deadline is None or change.due_at != state.deadline or state.last is None:
+        if state.deadline is None or state.last is None:
             return Decision(state)
+        # The two differ only when the rule's absent_for changed since the deadline was set.
+        deadline = state.last.time + absent_for
+        if change.due_at not in (state.deadline, deadline):
+            return Decision(state)
+        if deadline > change.due_at:
+            # Not overdue by the rule as it is now. The state keeps the deadline it had: a
+            # redelivered timer moves it again, so the arm cannot be lost between the two.
+            return Decision(state, arm=deadline)
         before = state.last
         transition = Transition(
             AlertState.FIRING,

@@ -50,7 +50,7 @@ from goalwatch.rules.goal_overdue_spec import GoalOverdueRuleSpec
 from goalwatch.rules.impact_spec import ImpactRuleSpec
 from goalwatch.rules.overdue import AbsenceState, Due, Seen
 from goalwatch.rules.spec import RuleSpec
-from goalwatch.rules.threshold import Decision, Judge, Policy, StreakState
+from goalwatch.rules.threshold import Decision, Judge, Policy, StreakState, TimerJudge
 from goalwatch.rules.transitions import Point, Verdict, fingerprint
 
 
@@ -76,9 +76,13 @@ class MemoryStreaks:
         self.states[fp] = decision.state
         return decision
 
-    def due(self, fp: str, at: datetime, policy: Policy) -> Decision:
-        """The key's timer armed for ``at`` fired."""
-        decision = threshold.due(self.states.get(fp, StreakState()), at, policy)
+    def due(
+        self, fp: str, at: datetime, policy: Policy, *, judge: TimerJudge | None = None
+    ) -> Decision:
+        """The key's timer armed for ``at`` fired; ``judge`` judges the key's state again if
+        its rule changed since its last input."""
+        state = self.states.get(fp, StreakState())
+        decision = threshold.due(state, at, policy, judge=None if judge is None else judge(state))
         self.states[fp] = decision.state
         return decision
 
@@ -451,6 +455,20 @@ class _Thresholds:
         self._names = names
         self._alerts = alerts
         self._timers = timers
+        # A policy carries its rule's revision, a digest: made once per rule (and clock),
+        # as the evaluator does, not once per event.
+        self._policies: dict[tuple[str, str | None], Policy] = {}
+        self._zones: dict[str, str | None] = {}
+        self._units: dict[str, Sequence[str]] = {}
+
+    def _policy(self, rule: RuleSpec, zone: str | None) -> Policy:
+        condition = rule.threshold
+        if condition.per is None or condition.time_zone is not None:
+            zone = None  # one policy for every subject
+        policy = self._policies.get((rule.id, zone))
+        if policy is None:
+            policy = self._policies[rule.id, zone] = Policy.of(rule, zone=zone)
+        return policy
 
     def observed(
         self,
@@ -461,21 +479,33 @@ class _Thresholds:
         zone: str | None,
     ) -> None:
         fp = rule.fingerprint_of(event.subject, event.labels)
+        # The subject's clock and units, for its timers (the evaluator looks them up then).
+        self._zones[event.subject] = zone
+        self._units[event.subject] = org_units
         decision = self._streaks.observe(
             fp,
             Point.of(event.id, event.time, event.value, verdict),
-            Policy.of(rule, zone=zone),
+            self._policy(rule, zone),
             labels=event.labels,
-            judge=(
-                (lambda value: self._engine.judge(rule, event, value, org_units=org_units))
-                if rule.threshold.aggregated
-                else None
-            ),
+            judge=lambda value: self._engine.judge(rule, event, value, org_units=org_units),
         )
         self._apply(rule, event.subject, fp, decision, event, now=event.time)
 
     def _due(self, rule: RuleSpec, subject: str, fp: str, due_at: datetime, now: datetime) -> None:
-        decision = self._streaks.due(fp, due_at, Policy.of(rule))
+        org_units = self._units.get(subject, ())
+
+        def judge_of(state: StreakState) -> Judge:
+            # As the evaluator's: asked only for a state of another revision of the rule.
+            def judge(value: float) -> Verdict:
+                event = threshold.newest_event(rule, subject, state)
+                if not overdue.applies(rule, event, org_units=org_units):
+                    return Verdict.CLEAR
+                return self._engine.judge(rule, event, value, org_units=org_units)
+
+            return judge
+
+        policy = self._policy(rule, self._zones.get(subject))
+        decision = self._streaks.due(fp, due_at, policy, judge=judge_of)
         self._apply(rule, subject, fp, decision, None, now=now)
 
     def _apply(

@@ -14,6 +14,14 @@ by pure functions (:func:`observe` for an observation, :func:`due` for a fired t
 - **escalate**: a firing alert rises in severity as its breach lasts (from the first
   breaching observation), at an observation or a timer, announced as a firing transition
   with ``escalated_from``: the same alert, louder.
+
+**A rule that changed.** The state remembers the rule's revision
+(:func:`goalwatch.rules.revision.revision`) its verdicts were judged under. An input that
+meets a state of another revision first has the state judged again under the rule as it is
+now (:func:`revise`: the kept observations' verdicts, the periods or the window, whether a
+``for`` is pending), then is applied as usual. So a firing alert that still holds under
+the new condition goes on (no second firing, the same ``started_at``), one that no longer
+holds resolves, and a rule asking for more observations in a row needs them.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from zoneinfo import ZoneInfo
 
 from goalwatch.contracts import AlertState, MetricRecorded, Severity
 from goalwatch.rules import aggregation
+from goalwatch.rules.revision import revision
 from goalwatch.rules.spec import SEVERITY_ORDER, RuleSpec
 from goalwatch.rules.transitions import Point, Transition, Verdict
 
@@ -54,6 +63,8 @@ class Policy:
     compare: bool = False
     missing: str = "breaks"
     zone: ZoneInfo = UTC_ZONE
+    # The rule's revision: a state judged under another one is judged again (``revise``).
+    revision: str = ""
 
     @classmethod
     def of(cls, rule: RuleSpec, *, zone: str | None = None) -> Policy:
@@ -71,12 +82,23 @@ class Policy:
             compare=condition.compare == "previous",
             missing=condition.missing or "breaks",
             zone=ZoneInfo(condition.time_zone or zone or "UTC"),
+            revision=revision(rule),
         )
 
     @property
     def aggregated(self) -> bool:
         """Whether a period's or a window's value is compared, not each observation's."""
         return self.per is not None or self.window is not None
+
+    @property
+    def measure(self) -> str | None:
+        """What a window rule's evaluations measure (the window, its aggregate, compared or
+        not), so that a rule change that keeps it can judge them again by their values;
+        None for a rule without a window."""
+        if self.window is None:
+            return None
+        compared = " previous" if self.compare else ""
+        return f"{self.window.total_seconds():g}s {self.aggregate}{compared}"
 
     def severity_at(self, started_at: datetime, clock: datetime) -> Severity:
         """The alert's severity once its breach, begun at ``started_at``, reaches ``clock``."""
@@ -114,6 +136,14 @@ class StreakState:
     # Rules with periods or a window: the observations their values are made of (``kept``
     # then holds one point per period, or per window evaluated, with its verdict).
     raw: tuple[Point, ...] = ()
+    # The rule's revision the verdicts of ``kept`` were judged under. None: unknown (a
+    # state written before revisions were recorded, or a new one), taken to be the current
+    # rule's: judging every state again once at an upgrade would change nothing for rules
+    # that did not change, and cannot be done right for those that did (their old
+    # condition is gone).
+    revision: str | None = None
+    # Window rules: what ``kept``'s evaluations measured (``Policy.measure``).
+    measure: str | None = None
 
 
 _STATE_FIELDS: Final = frozenset(f.name for f in fields(StreakState))
@@ -138,12 +168,15 @@ class Decision:
     transition: Transition | None = None
     duplicate: bool = False  # the event id was seen before: the state is unchanged
     arm: datetime | None = None
+    # The state had been judged under another revision of the rule, and was judged again.
+    revised: bool = False
 
 
 def newest_event(rule: RuleSpec, subject: str, state: StreakState) -> MetricRecorded:
     """The newest observation ``state`` keeps, as the event an alert fired by a timer speaks
-    of (a key's timer is armed only once the key has observations)."""
-    point = state.kept[-1]
+    of (a key's timer is armed only once the key has observations; a window rule's, judged
+    again under a new window, may have no evaluation yet: then its newest observation)."""
+    point = state.kept[-1] if state.kept else state.raw[-1]
     return MetricRecorded(
         id=point.event_id,
         metric=rule.metric,
@@ -165,7 +198,11 @@ def decide(state: StreakState, new: Point, *, consecutive: int) -> Decision:
 
 
 Judge = Callable[[float], Verdict]
-"""The rules engine's verdict on a value of a rule with periods or a window."""
+"""The rules engine's verdict on a value of a rule with periods or a window, or on a kept
+observation's value when the state is judged again under a rule that changed."""
+TimerJudge = Callable[[StreakState], Judge]
+"""The rules engine's verdict for a key whose timer fired, given the key's state: no event
+came with the timer, so the values are judged as standing for its newest observation's."""
 
 
 def observe(
@@ -185,8 +222,24 @@ def observe(
     ``max(consecutive, MIN_KEPT)`` observations are kept.
 
     With periods or a window the observations counted are the periods' (or each window's)
-    values, which ``judge`` (the rules engine) gives verdicts.
+    values, which ``judge`` (the rules engine) gives verdicts. A state judged under another
+    revision of the rule is first judged again (:func:`revise`), which needs ``judge`` for
+    every rule.
     """
+    if state.revision != policy.revision:
+        changed = state.revision is not None
+        decision = _observe(revise(state, policy, judge), new, policy, labels, judge)
+        return replace(decision, revised=True) if changed else decision
+    return _observe(state, new, policy, labels, judge)
+
+
+def _observe(
+    state: StreakState,
+    new: Point,
+    policy: Policy,
+    labels: Mapping[str, str] | None,
+    judge: Judge | None,
+) -> Decision:
     # A window's evaluations carry the ids of the events they were made at: an event whose
     # observation has left the window is still known by its evaluation.
     seen: tuple[Point, ...] = state.kept
@@ -249,47 +302,169 @@ def _judge(
     clock = points[-1].time
     latest = tuple(points[-policy.consecutive :])
     if state.firing:
-        if not _holding(latest, policy.consecutive, firing=True):
-            transition = Transition(
-                AlertState.RESOLVED,
-                state.started_at or arrived,
-                severity=state.severity,
-            )
-            return Decision(
-                state=_with(state, firing=False, pending_since=None, severity=None),
-                transition=transition,
-            )
+        if not _still_holds(state, latest):
+            return _resolve(state, arrived)
         return _escalate(state, clock, policy, latest)
-    if not _holding(latest, policy.consecutive, firing=False):
+    if not _holding(latest, policy.consecutive):
         return Decision(state=_with(state, pending_since=None))
     since = state.pending_since or _completed_at(points, policy.consecutive)
     if policy.for_ is not None and clock < since + policy.for_:
         return _armed(_with(state, pending_since=since), since + policy.for_, previous=state)
-    return _fire(state, _streak_start(points), clock, policy, latest)
+    return _fire(state, _episode_start(state, points), clock, policy, latest)
 
 
-def due(state: StreakState, at: datetime, policy: Policy) -> Decision:
+def due(
+    state: StreakState, at: datetime, policy: Policy, *, judge: Judge | None = None
+) -> Decision:
     """The key's timer, armed for ``at``, fired: a pending alert whose ``for`` has run out
     fires, a firing one escalates if it is time. A timer that is stale (the alert resolved,
-    the condition ended, the time moved) changes nothing but the record of what is armed."""
+    the condition ended, the time moved) changes nothing but the record of what is armed.
+
+    A state judged under another revision of the rule is first judged again (:func:`revise`,
+    with ``judge``), and the timer then finds what the rule as it is now says: a firing
+    alert that no longer holds resolves; a pending one fires if the new ``for`` has run
+    out (or there is none), or waits for it, armed anew.
+    """
+    if state.revision != policy.revision:
+        changed = state.revision is not None
+        decision = _due(revise(state, policy, judge), at, policy)
+        return replace(decision, revised=True) if changed else decision
+    return _due(state, at, policy)
+
+
+def _due(state: StreakState, at: datetime, policy: Policy) -> Decision:
     armed = state.armed if state.armed is not None and state.armed > at else None
     state = _with(state, armed=armed)
     latest = tuple(state.kept[-policy.consecutive :])
     if state.firing:
+        # A firing alert holds until an input says otherwise; only a rule that changed
+        # since its last input can find it no longer holding here.
+        if not _still_holds(state, latest):
+            return _resolve(state, at)
         return _escalate(state, at, policy, latest)
     since = state.pending_since
-    if since is None or policy.for_ is None or at < since + policy.for_:
+    if since is None:
         return Decision(state=state)
+    if policy.for_ is not None and at < since + policy.for_:
+        # Stale (the wait was moved later), or armed under a shorter ``for`` than the
+        # rule's now: the timer for the end of the wait must be armed (it is, if stale).
+        return _armed(state, since + policy.for_, previous=state)
     clock = max(at, state.kept[-1].time) if state.kept else at
-    return _fire(state, _streak_start(state.kept), clock, policy, latest)
+    return _fire(state, _episode_start(state, state.kept), clock, policy, latest)
 
 
-def _holding(latest: Sequence[Point], consecutive: int, *, firing: bool) -> bool:
-    if len(latest) < consecutive:
-        return False
-    if firing:
-        return all(point.verdict is not Verdict.CLEAR for point in latest)
-    return all(point.breach for point in latest)
+def revise(state: StreakState, policy: Policy, judge: Judge | None) -> StreakState:
+    """``state`` judged again under the rule of ``policy``, if it was judged under another
+    revision of it: as if the observations it keeps had come under the rule as it is now.
+
+    - Each kept observation gets the verdict ``judge`` (the rules engine) gives its value
+      now. The observations are the kept points, or, when the state was a rule's with
+      periods or a window, its raw observations (the points were the periods' or windows').
+    - Periods are made again from the raw observations (a rule without periods before: from
+      its kept ones); a window rule's kept evaluations are judged again by their values if
+      they measured what the rule measures now (:attr:`Policy.measure`), else the window
+      ending at the newest observation kept is evaluated again and the others are dropped:
+      a window's value cannot be rebuilt from observations that have left the state.
+    - ``pending_since`` is where the breaching run ending the new verdicts became long
+      enough, or none (it is cleared on a firing alert); ``for`` counts from there.
+    - Whether it fires is left as it was: the input that follows decides, as usual, that a
+      firing alert no longer holding resolves (the same fingerprint and ``started_at``),
+      and that one still holding goes on without firing again.
+
+    A state whose revision is unknown (None) is taken to have been judged under ``policy``'s
+    and only records it. ``judge`` is needed only when the revisions differ.
+    """
+    if state.revision == policy.revision:
+        return state
+    if state.revision is None:
+        return _with(state, revision=policy.revision, measure=policy.measure)
+    if judge is None:
+        raise ValueError(
+            f"the state was judged under revision {state.revision} of its rule, now "
+            f"{policy.revision}: judging it again needs the rules engine's judge"
+        )
+    # Only a rule with periods or a window keeps raw observations, and it always keeps the
+    # newest: without them, the kept points are the observations.
+    observations = state.raw or state.kept
+    keep = max(policy.consecutive, MIN_KEPT)
+    raw: tuple[Point, ...] = ()
+    if not policy.aggregated:
+        kept = tuple(_judged(point, judge) for point in observations[-keep:])
+    elif policy.per is not None:
+        points = _period_points(observations, policy, judge)
+        kept = tuple(points[-keep:])
+        raw = tuple(
+            aggregation.retained_periods(
+                observations, policy.per, policy.zone, policy.consecutive + 1
+            )
+        )
+    else:
+        assert policy.window is not None
+        if observations:
+            raw = tuple(
+                aggregation.retained_window(observations, policy.window, compare=policy.compare)
+            )
+        if state.measure == policy.measure:
+            kept = tuple(_judged(point, judge) for point in state.kept[-keep:])
+        else:
+            value = None
+            if raw:
+                value = aggregation.window_value(
+                    raw, policy.window, policy.aggregate, compare=policy.compare
+                )
+            newest = raw[-1] if raw else None
+            kept = ()
+            if value is not None and newest is not None:
+                kept = (Point.of(newest.event_id, newest.time, value, judge(value)),)
+    pending = None
+    if not state.firing and _holding(kept[-policy.consecutive :], policy.consecutive):
+        pending = _completed_at(kept, policy.consecutive)
+    return _with(
+        state,
+        kept=kept,
+        raw=raw,
+        pending_since=pending,
+        revision=policy.revision,
+        measure=policy.measure,
+    )
+
+
+def _judged(point: Point, judge: Judge) -> Point:
+    """``point`` with the verdict ``judge`` gives its value."""
+    return Point.of(point.event_id, point.time, point.value, judge(point.value))
+
+
+def _resolve(state: StreakState, arrived: datetime) -> Decision:
+    """The firing alert resolves (at ``arrived``, if its start is unknown)."""
+    transition = Transition(
+        AlertState.RESOLVED, state.started_at or arrived, severity=state.severity
+    )
+    return Decision(
+        state=_with(state, firing=False, pending_since=None, severity=None),
+        transition=transition,
+    )
+
+
+def _holding(latest: Sequence[Point], consecutive: int) -> bool:
+    """Whether the latest observations start an alert: ``consecutive`` of them, all
+    breaching."""
+    return len(latest) >= consecutive and all(point.breach for point in latest)
+
+
+def _still_holds(state: StreakState, latest: Sequence[Point]) -> bool:
+    """Whether the firing alert of ``state`` goes on: none of the latest observations of
+    its run (from ``started_at``) clears; with ``resolve_at``, holding ones keep it.
+
+    The latest ``consecutive`` observations of a firing alert are all of its run (it fired
+    when its run had that many), unless the rule changed since: a rule asking for more in a
+    row reaches back before the run began. Those earlier ones do not count: ``consecutive``
+    (like ``for``) decides when an alert starts, and an alert already firing goes on while
+    its own observations hold. So it resolves only when one of them clears, and an alert
+    firing again starts after that one: a new episode, with a ``started_at`` of its own.
+    """
+    started = state.started_at
+    run = [point for point in latest if started is None or point.time >= started]
+    return bool(run) and all(point.verdict is not Verdict.CLEAR for point in run)
 
 
 def _fire(
@@ -346,6 +521,24 @@ def _completed_at(points: Sequence[Point], consecutive: int) -> datetime:
         run += 1
     start = len(points) - run
     return points[min(start + consecutive - 1, len(points) - 1)].time
+
+
+def _episode_start(state: StreakState, points: Sequence[Point]) -> datetime:
+    """``started_at`` of an alert firing now: where the breaching run ending ``points``
+    began, after the previous episode's start.
+
+    An episode is known by its start (the alert's message ids, the inbox), so two episodes
+    of a key cannot share one. Judged by an unchanged rule, a run that fires again begins
+    after the observation that ended the previous episode, so always after its start; but a
+    rule that changed can make that observation breach, joining the runs: the new episode
+    then starts at the first observation of the run after the previous one's start.
+    """
+    start = _streak_start(points)
+    previous = state.started_at
+    if previous is None or start > previous:
+        return start
+    later = [point.time for point in points if point.time > previous]
+    return min(later) if later else previous + timedelta(microseconds=1)
 
 
 def _streak_start(points: Sequence[Point]) -> datetime:

@@ -8,6 +8,7 @@ service needs around it: the Redis state, the subject's name, publishing, counte
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -36,14 +37,19 @@ from goalwatch.rules.engine import RuleEngine
 from goalwatch.rules.fraud_spec import OutlierCondition
 from goalwatch.rules.overdue import Due, Seen
 from goalwatch.rules.spec import RuleSpec
-from goalwatch.rules.threshold import Judge, Policy
+from goalwatch.rules.threshold import Judge, Policy, StreakState, TimerJudge
 from goalwatch.rules.transitions import Point, Transition, Verdict, fingerprint
 from goalwatch.timers import TimerKey
 from services.evaluator.absences import Applied as AbsenceApplied
 from services.evaluator.directory import NoScopes, Scopes
 from services.evaluator.fraud_store import Applied as FraudApplied
 from services.evaluator.fraud_store import FraudStore, PeerGroups
-from services.evaluator.metrics import ALERTS_FIRED, ALERTS_RESOLVED, RULE_EVALUATIONS
+from services.evaluator.metrics import (
+    ALERTS_FIRED,
+    ALERTS_RESOLVED,
+    RULE_EVALUATIONS,
+    STATES_REVISED,
+)
 from services.evaluator.names import Names
 from services.evaluator.streaks import Applied, Observation
 
@@ -74,9 +80,17 @@ class Streaks(Protocol):
         event id."""
 
     async def due(
-        self, subject: str, metric: str, fp: str, at: datetime, policy: Policy
+        self,
+        subject: str,
+        metric: str,
+        fp: str,
+        at: datetime,
+        policy: Policy,
+        *,
+        judge: TimerJudge | None = None,
     ) -> Applied:
-        """The timer of the alert key ``fp`` armed for ``at`` fired; idempotent per timer."""
+        """The timer of the alert key ``fp`` armed for ``at`` fired; idempotent per timer.
+        ``judge`` judges the key's state again if its rule changed since its last input."""
 
     async def mark_published(self, subject: str, metric: str, published: Sequence[Applied]) -> None:
         """Note that the transitions of ``published`` are in the alerts stream."""
@@ -298,13 +312,29 @@ class Evaluator:
             },
         )
 
-    def _judge(
-        self, rule: RuleSpec, event: MetricRecorded, org_units: Sequence[str]
-    ) -> Judge | None:
-        """The engine's verdict on a period's or window's value that ``event`` is part of."""
-        if not rule.threshold.aggregated:
-            return None
+    def _judge(self, rule: RuleSpec, event: MetricRecorded, org_units: Sequence[str]) -> Judge:
+        """The engine's verdict on a value standing for ``event``'s: a period's or window's
+        value that ``event`` is part of, or, if ``rule`` changed since the key's last input,
+        a kept observation's (judged again under the rule as it is now)."""
         return lambda value: self._engine.judge(rule, event, value, org_units=org_units)
+
+    def _timer_judge(self, rule: RuleSpec, subject: str, org_units: Sequence[str]) -> TimerJudge:
+        """The engine's verdict for a key whose timer fired, asked only if its rule changed
+        since the key's last input: for the key's newest observation (its labels), with the
+        subject's ``org_units`` now. A key the rule no longer watches (its labels fail the
+        new ``where``, its subject is out of the new ``org_unit``) has nothing breaching."""
+
+        def judge_of(state: StreakState) -> Judge:
+            @functools.cache
+            def judge() -> Judge:
+                event = threshold.newest_event(rule, subject, state)
+                if not overdue.applies(rule, event, org_units=org_units):
+                    return lambda value: Verdict.CLEAR
+                return self._judge(rule, event, org_units)
+
+            return lambda value: judge()(value)
+
+        return judge_of
 
     def _policy(self, rule: RuleSpec, zone: str | None = None) -> Policy:
         """``rule``'s policy, on ``zone``'s clock (the subject's time zone) where it counts
@@ -380,6 +410,8 @@ class Evaluator:
         self, rule: RuleSpec, subject: str, applied: Applied, event: MetricRecorded | None
     ) -> bool:
         """Arm ``applied``'s timer and publish its transition; whether there was one."""
+        if applied.revised:
+            STATES_REVISED.labels(rule=rule.id).inc()
         if applied.arm is not None:
             await self._arm_key(threshold.TIMER, rule, subject, applied.fp, applied.arm)
         transition = applied.transition
@@ -433,9 +465,20 @@ class Evaluator:
             )
             return
         fp = fired.key  # the key's fingerprint: it was armed under it
+        # Read only for a rule that needs them: for judging the key again if the rule
+        # changed, on the subject's clock and in their units as they are now.
+        org_units = await self._scopes.of(subject) if rule.scope else ()
+        condition = rule.threshold
+        on_own_clock = condition.per is not None and condition.time_zone is None
+        zone = await self._scopes.zone_of(subject) if on_own_clock else None
         # The key's state is in its subject's metric's hash, as every rule of that metric's.
         applied = await self._streaks.due(
-            subject, rule.metric, fp, fired.due_at, self._policy(rule)
+            subject,
+            rule.metric,
+            fp,
+            fired.due_at,
+            self._policy(rule, zone),
+            judge=self._timer_judge(rule, subject, org_units),
         )
         await self._threshold_applied(subject, rule.metric, [rule], [applied], None)
 

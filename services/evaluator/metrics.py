@@ -18,6 +18,13 @@ ALERTS_RESOLVED = Counter(
     "goalwatch_alerts_resolved_total", "Alerts resolved.", ["rule"], registry=REGISTRY
 )
 HANDLER_SECONDS = handler_seconds(REGISTRY)
+STATES_REVISED = Counter(
+    "goalwatch_evaluator_states_revised_total",
+    "Alert keys of threshold rules whose state was judged again at an input because their "
+    "rule's condition changed since the key's previous input.",
+    ["rule"],
+    registry=REGISTRY,
+)
 STATE_REPLAYED = Counter(
     "goalwatch_evaluator_state_replayed_total",
     "Metric events applied again because Redis restarted and may have lost their writes.",

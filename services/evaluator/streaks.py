@@ -17,7 +17,9 @@ cluster hash tag): ``goalwatch:evaluator:{h}:threshold`` HASH
 - ``v``: the version of the whole hash, one more with every write;
 - ``doc:<fp>``: JSON of the state of the alert key ``fp`` (a rule, or a rule and its ``by``
   labels' values): kept observations, firing, started_at, pending_since, severity, armed,
-  labels;
+  labels, raw observations, and ``rev``, the rule's revision the verdicts were judged
+  under (with ``measure`` for a window rule; a state of another revision is judged again
+  at its next input, see :func:`goalwatch.rules.threshold.revise`);
 - ``out:<fp>:<input id>``: JSON of a transition of ``fp`` not yet confirmed published (an
   event id, or ``timer:<due time>`` for a fired timer);
 - ``keep``: the alert keys of the hash that are firing, pending or waiting on a timer,
@@ -48,7 +50,15 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
 from goalwatch.contracts import AlertState, Severity
-from goalwatch.rules.threshold import Decision, Judge, Policy, StreakState, due, observe
+from goalwatch.rules.threshold import (
+    Decision,
+    Judge,
+    Policy,
+    StreakState,
+    TimerJudge,
+    due,
+    observe,
+)
 from goalwatch.rules.transitions import Point, Transition, Verdict
 from services.evaluator.autopipeline import AutoPipeline, Queue
 from services.evaluator.versioned import MAX_ATTEMPTS, gave_up
@@ -102,8 +112,10 @@ def legacy_keys(fp: str) -> tuple[str, str, str]:
 @dataclass(frozen=True)
 class Observation:
     """One threshold rule's view of an event: the alert key ``fp``, the observation with the
-    rule's verdict, the rule's policy, and the engine's ``judge`` of a period's or window's
-    value (rules with periods or a window)."""
+    rule's verdict, the rule's policy, and the engine's ``judge`` of a value standing for the
+    event's: a period's or window's value, or a kept observation's when the state was judged
+    under another revision of the rule (needed for rules with periods or a window, and for
+    any rule that may have changed)."""
 
     fp: str
     point: Point
@@ -123,6 +135,8 @@ class Applied:
     state: StreakState
     cause: str
     fp: str
+    # The state had been judged under another revision of its rule and was judged again.
+    revised: bool = False
 
 
 def timer_cause(at: datetime) -> str:
@@ -168,11 +182,23 @@ class StreakStore:
         return await self._apply(state_key(subject, metric), inputs)
 
     async def due(
-        self, subject: str, metric: str, fp: str, at: datetime, policy: Policy
+        self,
+        subject: str,
+        metric: str,
+        fp: str,
+        at: datetime,
+        policy: Policy,
+        *,
+        judge: TimerJudge | None = None,
     ) -> Applied:
         """The timer of the alert key ``fp`` (of ``subject``'s ``metric``) armed for ``at``
-        fired; idempotent per timer."""
-        inputs = [(fp, timer_cause(at), lambda state: due(state, at, policy))]
+        fired; idempotent per timer. ``judge`` judges the key's state again if its rule
+        changed since its last input."""
+
+        def decide(state: StreakState) -> Decision:
+            return due(state, at, policy, judge=None if judge is None else judge(state))
+
+        inputs = [(fp, timer_cause(at), decide)]
         [applied] = await self._apply(state_key(subject, metric), inputs)
         return applied
 
@@ -220,7 +246,8 @@ class StreakStore:
                 else:
                     decision = decide(state)
                     after = state if decision.duplicate else decision.state
-                    applied = Applied(decision.transition, decision.arm, after, cause, fp)
+                    revised = decision.revised and not decision.duplicate
+                    applied = Applied(decision.transition, decision.arm, after, cause, fp, revised)
                 results.append(applied)
                 if old is None and (out is not None or applied.state == state):
                     continue  # nothing to write (a key moved from a legacy layout always is)
@@ -371,6 +398,10 @@ def _state(doc: dict[str, Any]) -> StreakState:
         armed=_time(doc.get("armed")),
         labels=dict(doc.get("labels") or {}),
         raw=_points(doc.get("raw") or []),
+        # Absent from states written before revisions were recorded: unknown, taken to be
+        # the current rule's (see StreakState.revision).
+        revision=doc.get("rev"),
+        measure=doc.get("measure"),
     )
 
 
@@ -388,7 +419,7 @@ def _points(rows: list[list[Any]]) -> tuple[Point, ...]:
 def _dump(state: StreakState) -> dict[str, Any]:
     """``state`` for :func:`orjson.dumps`, which writes a datetime as ``isoformat`` would
     (and several times faster than calling it)."""
-    return {
+    doc = {
         "kept": [[p.event_id, p.time, p.value, p.verdict.value] for p in state.kept],
         "firing": state.firing,
         "started_at": state.started_at,
@@ -397,7 +428,11 @@ def _dump(state: StreakState) -> dict[str, Any]:
         "armed": state.armed,
         "labels": dict(state.labels),
         "raw": [[p.event_id, p.time, p.value, p.verdict.value] for p in state.raw],
+        "rev": state.revision,
     }
+    if state.measure is not None:  # window rules only
+        doc["measure"] = state.measure
+    return doc
 
 
 def _rows(points: tuple[Point, ...]) -> list[list[Any]]:

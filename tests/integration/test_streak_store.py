@@ -13,14 +13,26 @@ from typing import Any, cast
 import pytest
 from redis.asyncio import Redis
 
-from goalwatch.contracts import AlertState, Severity
+from goalwatch.contracts import (
+    AlertFired,
+    AlertResolved,
+    AlertState,
+    MetricRecorded,
+    Severity,
+    TimerFired,
+)
 from goalwatch.dev.stack import Stack
+from goalwatch.rules.engine import RuleEngine
 from goalwatch.rules.fraud import Record
 from goalwatch.rules.fraud_spec import BurstCondition, OutlierCondition
 from goalwatch.rules.overdue import Due, Seen
-from goalwatch.rules.threshold import Policy
+from goalwatch.rules.revision import revision
+from goalwatch.rules.spec import RuleSpec
+from goalwatch.rules.threshold import TIMER, Policy
 from goalwatch.rules.transitions import Point, Transition, Verdict, fingerprint
+from goalwatch.timers import TimerKey
 from services.evaluator.absences import AbsenceStore
+from services.evaluator.evaluation import Evaluator
 from services.evaluator.fraud_store import FraudStore, PeerGroups
 from services.evaluator.streaks import (
     IDLE_EXPIRY,
@@ -447,5 +459,210 @@ async def test_absence_state_of_the_earlier_layout_is_read_and_replaced(stack: S
             absent_for=timedelta(days=2),
         )
         assert done.transition is None
+    finally:
+        await redis.aclose()
+
+
+# --- a rule that changed, over the state it kept ---------------------------------------------
+
+REWORK: dict[str, Any] = {
+    "id": "rework-high",
+    "name": "Rework above 8% on 3 days",
+    "kind": "threshold",
+    "metric": "report_rework_rate",
+    "condition": {"op": ">", "value": 0.08, "consecutive": 3},
+    "severity": "warning",
+    "notify": ["manager"],
+    "message": "{subject_name}: {value:.0%}",
+}
+
+
+def rework_rule(**changes: Any) -> RuleSpec:
+    return RuleSpec.model_validate({**REWORK, **changes})
+
+
+def rework_condition(**changes: Any) -> RuleSpec:
+    return rework_rule(condition={**REWORK["condition"], **changes})
+
+
+class Alerts:
+    """What the evaluator publishes, and the timers it arms."""
+
+    def __init__(self) -> None:
+        self.published: list[AlertFired | AlertResolved] = []
+        self.armed: list[datetime] = []
+
+    async def publish(self, alert: AlertFired | AlertResolved, on: str, msg_id: str) -> None:
+        self.published.append(alert)
+
+    async def arm(self, key: TimerKey, at: datetime, *, data: dict[str, str]) -> int:
+        self.armed.append(at)
+        return len(self.armed)
+
+    async def name_of(self, *, subject: str) -> str:
+        return subject
+
+    def kinds(self) -> list[str]:
+        return [type(alert).__name__ for alert in self.published]
+
+
+def evaluator_of(spec: RuleSpec, redis: Redis, alerts: Alerts) -> Evaluator:
+    """The evaluator as a rule change rebuilds it: new rules, the same Redis."""
+    return Evaluator(
+        engine=RuleEngine([spec]),
+        streaks=StreakStore(redis),
+        publish=alerts.publish,
+        names=alerts,
+        rules=[spec],
+        arm=alerts.arm,
+    )
+
+
+def day_event(subject: str, day: int, value: float) -> MetricRecorded:
+    # Event ids without the subject: two subjects sent the same days keep identical docs.
+    return MetricRecorded(
+        id=f"day-{day}",
+        metric="report_rework_rate",
+        value=value,
+        time=DAY0 + timedelta(days=day),
+        subject=subject,
+        source="his",
+        labels=LABELS,
+    )
+
+
+async def doc_of(redis: Redis, spec: RuleSpec, subject: str) -> str | None:
+    """The stored state of ``spec``'s key about ``subject``, as Redis holds it."""
+    fp = spec.fingerprint_of(subject, LABELS)
+    doc = await redis.hget(state_key(subject, spec.metric), f"doc:{fp}")
+    return None if doc is None else str(doc)
+
+
+async def test_a_rule_rebuilt_with_a_new_condition_judges_the_kept_state_again(
+    stack: Stack,
+) -> None:
+    redis = client(stack)
+    raised_subject, lowered_subject = unique("emp"), unique("emp")
+    before, raised, lowered = (
+        rework_rule(),
+        rework_condition(value=0.1),
+        rework_condition(value=0.05),
+    )
+    alerts = Alerts()
+    try:
+        first = evaluator_of(before, redis, alerts)
+        for subject in (raised_subject, lowered_subject):
+            for day in range(3):
+                await first.handle(day_event(subject, day, 0.09))
+        assert alerts.kinds() == ["AlertFired", "AlertFired"]
+        stored = json.loads(await doc_of(redis, before, raised_subject) or "{}")
+        assert stored["rev"] == revision(before)
+
+        # Raised to 10%: the three days at 9% no longer breach; the alert resolves at the
+        # next event, though 12% breaks the new threshold too.
+        await evaluator_of(raised, redis, alerts).handle(day_event(raised_subject, 3, 0.12))
+        assert alerts.kinds()[2:] == ["AlertResolved"]
+        fired, resolved = alerts.published[0], alerts.published[2]
+        assert resolved.fingerprint == fired.fingerprint
+        assert resolved.started_at == fired.started_at
+        stored = json.loads(await doc_of(redis, raised, raised_subject) or "{}")
+        assert stored["rev"] == revision(raised)
+        assert [row[3] for row in stored["kept"]] == ["clear", "clear", "clear", "breach"]
+        assert not stored["firing"]
+
+        # Lowered to 5%: the other alert still holds and goes on, announced once.
+        await evaluator_of(lowered, redis, alerts).handle(day_event(lowered_subject, 3, 0.06))
+        assert alerts.kinds()[3:] == []
+        stored = json.loads(await doc_of(redis, lowered, lowered_subject) or "{}")
+        assert stored["firing"] and stored["rev"] == revision(lowered)
+    finally:
+        await redis.aclose()
+
+
+async def test_a_rule_retold_keeps_its_state_byte_for_byte(stack: Stack) -> None:
+    redis = client(stack)
+    retold_subject, control_subject = unique("emp"), unique("emp")
+    before = rework_rule()
+    retold = rework_rule(name="Rework high", message="{subject}: {value}", severity="info")
+    alerts = Alerts()
+    try:
+        first = evaluator_of(before, redis, alerts)
+        for subject in (retold_subject, control_subject):
+            for day in range(3):
+                await first.handle(day_event(subject, day, 0.09))
+        key = state_key(retold_subject, before.metric)
+        stored, version = await doc_of(redis, before, retold_subject), await redis.hget(key, "v")
+
+        # Rebuilt with the rule told another way: a redelivered event writes nothing...
+        rebuilt = evaluator_of(retold, redis, alerts)
+        await rebuilt.handle(day_event(retold_subject, 2, 0.09))
+        assert await doc_of(redis, retold, retold_subject) == stored
+        assert await redis.hget(key, "v") == version
+        # ...and the next one leaves the state exactly as the unchanged rule does.
+        await rebuilt.handle(day_event(retold_subject, 3, 0.09))
+        await first.handle(day_event(control_subject, 3, 0.09))
+        assert await doc_of(redis, retold, retold_subject) == await doc_of(
+            redis, before, control_subject
+        )
+        assert alerts.kinds() == ["AlertFired", "AlertFired"]
+    finally:
+        await redis.aclose()
+
+
+async def test_a_longer_for_moves_the_timer_armed_under_the_shorter_one(stack: Stack) -> None:
+    redis = client(stack)
+    subject = unique("emp")
+    before = rework_condition(consecutive=1, **{"for": "2d"})
+    longer = rework_condition(consecutive=1, **{"for": "3d"})
+    alerts = Alerts()
+
+    def fired_at(day: int) -> TimerFired:
+        return TimerFired(
+            owner="evaluator",
+            name=TIMER,
+            key=before.fingerprint_of(subject, LABELS),
+            due_at=DAY0 + timedelta(days=day),
+            armed_at=DAY0,
+            data={"rule_id": before.id, "subject": subject},
+        )
+
+    try:
+        await evaluator_of(before, redis, alerts).handle(day_event(subject, 0, 0.09))
+        assert alerts.armed == [DAY0 + timedelta(days=2)]
+        rebuilt = evaluator_of(longer, redis, alerts)
+        await rebuilt.handle_timer(fired_at(2))
+        assert alerts.published == []
+        assert alerts.armed[1:] == [DAY0 + timedelta(days=3)]
+        await rebuilt.handle_timer(fired_at(3))
+        assert alerts.kinds() == ["AlertFired"]
+        assert alerts.published[0].started_at == DAY0
+    finally:
+        await redis.aclose()
+
+
+async def test_a_state_written_before_revisions_counts_as_judged_by_the_current_rule(
+    stack: Stack,
+) -> None:
+    redis = client(stack)
+    subject = unique("emp")
+    before, raised = rework_rule(), rework_condition(value=0.1)
+    alerts = Alerts()
+    try:
+        first = evaluator_of(before, redis, alerts)
+        for day in range(3):
+            await first.handle(day_event(subject, day, 0.09))
+        # As an evaluator of the previous version wrote it: no revision in the doc.
+        fp = before.fingerprint_of(subject, LABELS)
+        stored = json.loads(await doc_of(redis, before, subject) or "{}")
+        del stored["rev"]
+        await redis.hset(state_key(subject, before.metric), f"doc:{fp}", json.dumps(stored))
+
+        # Nothing is judged again: the alert goes on (the run's days stay breaching), and
+        # the state now records the rule it met.
+        await evaluator_of(raised, redis, alerts).handle(day_event(subject, 3, 0.12))
+        assert alerts.kinds() == ["AlertFired"]
+        stored = json.loads(await doc_of(redis, raised, subject) or "{}")
+        assert stored["rev"] == revision(raised) and stored["firing"]
+        assert [row[3] for row in stored["kept"]] == ["breach"] * 4
     finally:
         await redis.aclose()

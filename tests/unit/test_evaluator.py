@@ -19,7 +19,7 @@ from goalwatch.rules import evaluate, load_rules, metric_rules
 from goalwatch.rules.engine import RuleEngine
 from goalwatch.rules.runner import MemoryStreaks as KernelStreaks
 from goalwatch.rules.spec import RuleSpec
-from goalwatch.rules.threshold import Decision, Policy, StreakState
+from goalwatch.rules.threshold import Decision, Policy, StreakState, TimerJudge
 from goalwatch.rules.transitions import Transition, fingerprint
 from services.evaluator.app import EvaluatorSettings, create_app
 from services.evaluator.evaluation import Evaluator
@@ -56,9 +56,16 @@ class MemoryStreaks:
         )
 
     async def due(
-        self, subject: str, metric: str, fp: str, at: datetime, policy: Policy
+        self,
+        subject: str,
+        metric: str,
+        fp: str,
+        at: datetime,
+        policy: Policy,
+        *,
+        judge: TimerJudge | None = None,
     ) -> Applied:
-        return self._apply(fp, timer_cause(at), lambda: self.store.due(fp, at, policy))
+        return self._apply(fp, timer_cause(at), lambda: self.store.due(fp, at, policy, judge=judge))
 
     def _apply(self, fp: str, cause: str, decide: Callable[[], Decision]) -> Applied:
         key = (fp, cause)
@@ -71,7 +78,9 @@ class MemoryStreaks:
             return Applied(replay, state.armed, state, cause, fp)
         decision = decide()
         self.caused[key] = decision.transition
-        return Applied(decision.transition, decision.arm, decision.state, cause, fp)
+        return Applied(
+            decision.transition, decision.arm, decision.state, cause, fp, decision.revised
+        )
 
     async def mark_published(self, subject: str, metric: str, published: Sequence[Applied]) -> None:
         if published:
