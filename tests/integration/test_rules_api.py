@@ -292,3 +292,69 @@ def test_an_api_change_outlives_a_restart_until_its_file_changes(
     assert imported["version"] == kept["version"] + 1
     assert imported["changed_by"] == f"file:{path.name}"
     assert imported["condition"]["consecutive"] == 3 and imported["enabled"] is False
+
+
+def test_a_changed_condition_carries_open_alerts_over_or_resolves_them(
+    rules_stack: Stack, http: httpx.Client
+) -> None:
+    evaluator = rules_stack.settings.url("evaluator")
+    ingestion = rules_stack.settings.url("ingestion")
+    source = NOISE_RULE.replace("ward-noise-high", "ward-noise-loud").replace(
+        "ward_noise_level", "ward_call_bells"
+    )
+    source = source.replace("value: 70", "value: 30")
+    assert http.post(f"{evaluator}/v1/rules", json={"source": source}).status_code == 201
+    quiet, loud = unique("ward"), unique("ward")
+    first = [reading(quiet, 0, "ward_call_bells", 40), reading(loud, 0, "ward_call_bells", 90)]
+    assert http.post(f"{ingestion}/v1/events", json=first).status_code == 200
+    await_drained(rules_stack.settings.nats_url)
+    # Raised to 50: the quiet ward's 40 no longer breaches, the loud ward's 90 still does.
+    raised = http.put(
+        f"{evaluator}/v1/rules/ward-noise-loud",
+        json={"source": source.replace("value: 30", "value: 50"), "comment": "fewer"},
+    )
+    assert raised.status_code == 200, raised.text
+    then = [reading(quiet, 1, "ward_call_bells", 45), reading(loud, 1, "ward_call_bells", 95)]
+    assert http.post(f"{ingestion}/v1/events", json=then).status_code == 200
+    await_drained(rules_stack.settings.nats_url)
+
+    def of_the_rule(ward: str) -> list[str]:
+        alerts = alerts_about(rules_stack.settings.nats_url, ward)
+        return [on for on, alert in alerts if alert["rule_id"] == "ward-noise-loud"]
+
+    assert of_the_rule(quiet) == [subjects.ALERTS_FIRED, subjects.ALERTS_RESOLVED]
+    assert of_the_rule(loud) == [subjects.ALERTS_FIRED]  # carried over, not sent again
+
+
+def test_a_rule_is_tested_and_backtested_through_the_running_evaluator(
+    rules_stack: Stack, http: httpx.Client
+) -> None:
+    evaluator = rules_stack.settings.url("evaluator")
+    ingestion = rules_stack.settings.url("ingestion")
+    source = FALLS_RULE.replace("ward-falls", "ward-falls-checked")
+    assert http.post(f"{evaluator}/v1/rules", json={"source": source}).status_code == 201
+    tests = """\
+name: two falls fire
+events:
+  - {id: f1, metric: ward_falls, value: 2, time: "2026-11-02T08:00:00Z", subject: w1, source: his}
+expect:
+  - {state: firing, rule: ward-falls-checked, subject: w1, at: "2026-11-02T08:00:00Z"}
+"""
+    tested = http.post(f"{evaluator}/v1/rules/ward-falls-checked/test", json={"tests": tests})
+    assert tested.status_code == 200, tested.text
+    assert tested.json()["passed"] is True
+    # The same test against a draft that needs three falls fails, and says why.
+    draft = source.replace("value: 2", "value: 3")
+    failed = http.post(
+        f"{evaluator}/v1/rules/ward-falls-checked/test", json={"tests": tests, "source": draft}
+    )
+    assert failed.json()["passed"] is False and "expected:" in failed.json()["failures"]
+    ward = unique("ward")
+    events = [reading(ward, n, "ward_falls", value) for n, value in enumerate([1, 2, 0, 5])]
+    events = [{**event, "time": (datetime.now(UTC) - timedelta(hours=4 - n)).isoformat()}
+              for n, event in enumerate(events)]  # fmt: skip
+    assert http.post(f"{ingestion}/v1/events", json=events).status_code == 200
+    backtest = http.post(f"{evaluator}/v1/rules/ward-falls-checked/backtest", json={"since": "1d"})
+    assert backtest.status_code == 200, backtest.text
+    mine = [one["state"] for one in backtest.json()["alerts"] if one["alert"]["subject"] == ward]
+    assert mine == ["firing", "resolved", "firing"]
