@@ -285,6 +285,11 @@ def rules_router(live: LiveRules, changes: RuleChanges) -> APIRouter:
     async def answer(rule_id: str) -> RuleRead:
         return RuleRead.of(held(rule_id))
 
+    async def switch(rule_id: str, on: bool, note: RuleNote | None, author: str) -> RuleRead:
+        comment = "" if note is None else note.comment
+        await _changed(changes.set_enabled(rule_id, on, author=author, comment=comment))
+        return await answer(rule_id)
+
     @router.get("/rules", summary="Every rule, enabled or not, ordered by file name")
     async def list_rules() -> list[RuleRead]:
         return [RuleRead.of(entry) for entry in live.entries()]
@@ -346,9 +351,7 @@ def rules_router(live: LiveRules, changes: RuleChanges) -> APIRouter:
     async def enable(
         rule_id: RuleId, note: Annotated[RuleNote | None, Body()] = None, author: Author = ANONYMOUS
     ) -> RuleRead:
-        comment = "" if note is None else note.comment
-        await _changed(changes.set_enabled(rule_id, True, author=author, comment=comment))
-        return await answer(rule_id)
+        return await switch(rule_id, True, note, author)
 
     @router.post(
         "/rules/{rule_id}/disable",
@@ -358,9 +361,7 @@ def rules_router(live: LiveRules, changes: RuleChanges) -> APIRouter:
     async def disable(
         rule_id: RuleId, note: Annotated[RuleNote | None, Body()] = None, author: Author = ANONYMOUS
     ) -> RuleRead:
-        comment = "" if note is None else note.comment
-        await _changed(changes.set_enabled(rule_id, False, author=author, comment=comment))
-        return await answer(rule_id)
+        return await switch(rule_id, False, note, author)
 
     @router.delete(
         "/rules/{rule_id}",
