@@ -502,6 +502,34 @@ async def _webhook_outage(run: Run) -> None:
     run.notes.append(f"webhook answered 500 from {run.since(began)} to {run.since(run.recovered)}")
 
 
+async def _rule_changes(run: Run) -> None:
+    """Every rule changed once a second for half the stream's length: nothing a rule does
+    changes (a comment line), but every change is a stored version the evaluator swaps in."""
+    await run.until(run.workload.fault_at)
+    url = f"{run.stack.settings.url('evaluator')}/v1/rules"
+    began, versions, round_ = time.monotonic(), 0, 0
+    async with httpx.AsyncClient(timeout=30) as client:
+        listed = await client.get(url)
+        listed.raise_for_status()
+        rules = {rule["id"]: rule["source"] for rule in listed.json()}
+        while time.monotonic() - began < run.workload.duration / 2:
+            round_ += 1
+            for rule_id, source in rules.items():
+                answer = await client.put(
+                    f"{url}/{rule_id}",
+                    json={"source": f"{source}# change {round_}\n", "comment": "fault run"},
+                    headers={"X-Goalwatch-User": "faults"},
+                )
+                answer.raise_for_status()
+                versions += 1
+            await asyncio.sleep(1.0)  # the pace of the scenario: a round a second
+    run.recovered = time.monotonic()
+    run.notes.append(
+        f"{versions} rule versions ({len(rules)} rules, {round_} rounds) stored from "
+        f"{run.since(began)} to {run.since(run.recovered)}"
+    )
+
+
 def _kill_repeatedly(name: str, times: int) -> Fault:
     """Kill ``name`` ``times`` times, evenly over the stream's second half, each time
     restarting it: the next kill may meet it catching up on what the last one left."""
@@ -711,6 +739,14 @@ def scenarios() -> list[Scenario]:
             "webhook-500",
             "the webhook answers 500 from halfway for half the stream's length (20 s by default)",
             _webhook_outage,
+        ),
+        Scenario(
+            "rule-changes",
+            "from halfway, for half the stream's length, every rule gets a new version over "
+            "the API once a second (its text gains a comment line): each version is swapped "
+            "into the running evaluator while events flow",
+            _rule_changes,
+            quiet=True,
         ),
         Scenario(
             "burst",
