@@ -45,6 +45,7 @@ from goalwatch.contracts.metrics import (
 )
 from goalwatch.contracts.notifications import AlertNotification, SubjectRef
 from goalwatch.contracts.people import PersonRead, PersonUpsert
+from goalwatch.contracts.rules import RuleAction, RuleVersion
 from goalwatch.contracts.timers import TimerFired
 
 __all__ = [
@@ -85,7 +86,9 @@ __all__ = [
     "PersonUpsert",
     "Recipient",
     "RecipientRole",
+    "RuleAction",
     "RuleKind",
+    "RuleVersion",
     "Severity",
     "SubjectRef",
     "TimerFired",
