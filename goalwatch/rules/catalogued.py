@@ -11,8 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 import yaml
+from yaml.nodes import MappingNode, ScalarNode
 
 from goalwatch.catalogue import Catalogue
+from goalwatch.contracts import RuleKind
 from goalwatch.rules.loader import LoadedRule, RuleError, locate_at
 from goalwatch.rules.spec import NotIn, RuleSpec
 
@@ -34,12 +36,37 @@ def catalogue_problems(rules: Iterable[LoadedRule], catalogue: Catalogue) -> lis
     return problems
 
 
+def unloaded_metric_problems(file: str, text: str, catalogue: Catalogue) -> list[RuleError]:
+    """The metric of a rule that did not load (``text``, the file ``file``), checked all the
+    same: a misspelt field must not hide a misspelt metric until it is fixed."""
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return []  # the YAML error is the problem reported
+    if not isinstance(root, MappingNode):
+        return []
+    fields = {key.value: value for key, value in root.value if isinstance(key, ScalarNode)}
+    metric, kind = fields.get("metric"), fields.get("kind")
+    if not isinstance(metric, ScalarNode) or "goals" in fields:
+        return []  # no metric written, or a rule on goals
+    if isinstance(kind, ScalarNode) and kind.value == RuleKind.DEPENDENCY_IMPACT.value:
+        return []
+    if catalogue.get(metric.value) is not None:
+        return []
+    line, column, _ = locate_at(root, ("metric",))
+    return [RuleError(file, line, "metric", _unknown_metric(metric.value, catalogue), column)]
+
+
+def _unknown_metric(name: str, catalogue: Catalogue) -> str:
+    unknown = catalogue.unknown_metric(name)
+    end = "" if unknown.endswith("?") else "."
+    return f"{unknown}{end} The catalogue (GET /v1/metrics) lists every metric."
+
+
 def _problems(spec: RuleSpec, catalogue: Catalogue) -> Iterable[tuple[Sequence[str], str]]:
     metric = catalogue.get(spec.metric)
     if metric is None:
-        unknown = catalogue.unknown_metric(spec.metric)
-        end = "" if unknown.endswith("?") else "."
-        yield ("metric",), f"{unknown}{end} The catalogue (GET /v1/metrics) lists every metric."
+        yield ("metric",), _unknown_metric(spec.metric, catalogue)
         return
 
     def problems(label: str, value: str) -> list[str]:

@@ -37,6 +37,7 @@ from goalwatch.contracts import AlertFired, AlertResolved, MetricRecorded
 from goalwatch.rules.live_cli import add_live_commands
 
 if TYPE_CHECKING:
+    from goalwatch.catalogue import Catalogue
     from goalwatch.rules.loader import LoadedRule, RuleError
 
 _EVENTS: Final[TypeAdapter[list[MetricRecorded]]] = TypeAdapter(list[MetricRecorded])
@@ -270,12 +271,17 @@ def _lint(args: argparse.Namespace) -> int:
     files = _files(args.paths, what="rule files")
     if files is None:
         return 2
+    catalogue = _catalogue(args.catalogue)
     try:
         rules = load_rule_files(files)
-        errors = _uncatalogued(rules, args.catalogue)
+        errors = _uncatalogued(rules, catalogue)
         if errors:
             raise RuleLoadError(errors)
     except RuleLoadError as exc:
+        if not isinstance(catalogue, list):
+            exc.errors += _unloaded_metrics(files, exc.errors, catalogue)
+            order = {str(path): index for index, path in enumerate(files)}
+            exc.errors.sort(key=lambda error: (order.get(error.file, len(order)), error.line or 0))
         for error in exc.errors:
             print(error.lint_line())
         sys.stdout.flush()  # the problems before the summary, also when both go to one pipe
@@ -338,25 +344,56 @@ def _test(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _uncatalogued(rules: Sequence[LoadedRule], path: Path | None) -> list[RuleError]:
-    """What ``rules`` name that the metric catalogue (at ``path``, or where the settings
-    say) does not know; nothing, said once, without a catalogue at the default place."""
+def _catalogue(path: Path | None) -> Catalogue | list[RuleError] | None:
+    """The metric catalogue at ``path``, or where the settings say; its errors if it does
+    not load; None, said once, without a catalogue at the default place."""
     import os
 
     from goalwatch.catalogue import DEFAULT_CATALOGUE, CatalogueLoadError, load_catalogue
-    from goalwatch.rules.catalogued import catalogue_problems
 
     given = path or os.environ.get("GOALWATCH_CATALOGUE_FILE")
     where = Path(given) if given else DEFAULT_CATALOGUE
     if not given and not where.exists():
         print(f"goalwatch: no metric catalogue at {where}: metrics and labels not checked",
               file=sys.stderr)  # fmt: skip
-        return []
+        return None
     try:
-        catalogue = load_catalogue(where)
+        return load_catalogue(where)
     except CatalogueLoadError as exc:
         return exc.errors
+
+
+def _uncatalogued(
+    rules: Sequence[LoadedRule], catalogue: Catalogue | list[RuleError] | None
+) -> list[RuleError]:
+    """What ``rules`` name that ``catalogue`` does not know (or the catalogue's own errors)."""
+    from goalwatch.rules.catalogued import catalogue_problems
+
+    if catalogue is None or isinstance(catalogue, list):
+        return catalogue or []
     return catalogue_problems(rules, catalogue)
+
+
+def _unloaded_metrics(
+    files: Sequence[Path], errors: Sequence[RuleError], catalogue: Catalogue | None
+) -> list[RuleError]:
+    """The metrics of the files that did not load, checked against ``catalogue`` all the
+    same (those already reported excepted)."""
+    from goalwatch.rules.catalogued import unloaded_metric_problems
+
+    if catalogue is None:
+        return []
+    failed = {error.file for error in errors}
+    reported = {(error.file, error.field) for error in errors}
+    found: list[RuleError] = []
+    for path in files:
+        if str(path) in failed and (str(path), "metric") not in reported:
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                continue  # reported as unreadable already
+            found += unloaded_metric_problems(str(path), text, catalogue)
+    return found
 
 
 def _files(paths: Sequence[Path], *, what: str) -> list[Path] | None:

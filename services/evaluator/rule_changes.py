@@ -18,7 +18,7 @@ from goalwatch.catalogue import Catalogue
 from goalwatch.contracts.rules import RuleAction, RuleVersion
 from goalwatch.file_errors import FileError
 from goalwatch.rules import LoadedRule, RuleLoadError
-from goalwatch.rules.catalogued import catalogue_problems
+from goalwatch.rules.catalogued import catalogue_problems, unloaded_metric_problems
 from goalwatch.rules.loader import parse_rule_text
 from services.evaluator.live_rules import LiveRules, stored_file_name
 from services.evaluator.rule_store import RuleStore, Stored, VersionConflict
@@ -73,7 +73,12 @@ class RuleChanges:
         try:
             rule = parse_rule_text(source, file=file)
         except RuleLoadError as exc:
-            raise Refused(exc.errors) from exc
+            problems = list(exc.errors)
+            if self._catalogue is not None and not any(e.field == "metric" for e in problems):
+                # As lint: a misspelt field does not hide a misspelt metric.
+                problems += unloaded_metric_problems(file, source, self._catalogue)
+                problems.sort(key=lambda error: error.line or 0)
+            raise Refused(problems) from exc
         if self._catalogue is not None:
             problems = catalogue_problems([rule], self._catalogue)
             if problems:

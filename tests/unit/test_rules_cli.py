@@ -146,7 +146,10 @@ def test_lint_prints_file_line_column_in_file_order_and_exits_1(
 ) -> None:
     path = tmp_path / "visits.yaml"
     path.write_text(LINTED, encoding="utf-8")
-    assert main(["rules", "lint", str(tmp_path)]) == 1
+    catalogue = tmp_path / "catalogue" / "metrics.yaml"
+    catalogue.parent.mkdir()
+    catalogue.write_text(CATALOGUE, encoding="utf-8")  # it knows customer_visits
+    assert main(["rules", "lint", str(tmp_path), "--catalogue", str(catalogue)]) == 1
     out, err = capsys.readouterr()
     column = LINTED.splitlines()[4].index("consecutive") + 1
     assert out.splitlines() == [
@@ -296,3 +299,20 @@ def test_the_shipped_rules_name_only_catalogued_metrics_and_labels(
     rules = REPO / "rules"
     assert main(["rules", "lint", str(rules), "--catalogue", str(catalogue)]) == 0
     assert capsys.readouterr().out.endswith("no problems\n")
+
+
+def test_a_misspelt_field_does_not_hide_a_misspelt_metric(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    catalogue = tmp_path / "metrics.yaml"
+    catalogue.write_text(CATALOGUE, encoding="utf-8")
+    rule = tmp_path / "visits.yaml"
+    text = CATALOGUED_RULE.format(metric="customer_visitz", where="{}", by="region")
+    rule.write_text(text.replace("severity:", "severty:"), encoding="utf-8")
+    assert main(["rules", "lint", str(rule), "--catalogue", str(catalogue)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split(": ")[0:2] for line in out] == [
+        [f"{rule}:4:1", "metric"],
+        [f"{rule}:7:1", "severty"],
+    ]
+    assert "did you mean 'customer_visits'?" in out[0]
