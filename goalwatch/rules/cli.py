@@ -256,12 +256,22 @@ def _backtest(args: argparse.Namespace) -> int:
 
 def _explain(args: argparse.Namespace) -> int:
     from goalwatch.rules.explain import LANGUAGES, explain
+    from goalwatch.rules.spec import RuleSpec
 
     rule = _rule(args)
     if rule is None:
         return 2
+    catalogue = _catalogue(None)
+    unit = None
+    if (
+        isinstance(rule.spec, RuleSpec)
+        and catalogue is not None
+        and not isinstance(catalogue, list)
+    ):
+        metric = catalogue.get(rule.spec.metric)
+        unit = None if metric is None else metric.unit
     languages = LANGUAGES if args.lang == "both" else (args.lang,)
-    print("\n\n".join("\n".join(explain(rule.spec, lang)) for lang in languages))
+    print("\n\n".join("\n".join(explain(rule.spec, lang, unit=unit)) for lang in languages))
     return 0
 
 

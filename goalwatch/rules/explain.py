@@ -69,9 +69,13 @@ _SEVERITIES: Final[dict[str, tuple[str, str]]] = {
 
 
 def explain(
-    spec: RuleSpec | ImpactRuleSpec | GoalOverdueRuleSpec, lang: Language = "en"
+    spec: RuleSpec | ImpactRuleSpec | GoalOverdueRuleSpec,
+    lang: Language = "en",
+    *,
+    unit: str | None = None,
 ) -> list[str]:
-    """The rule ``spec`` as sentences in ``lang``."""
+    """The rule ``spec`` as sentences in ``lang``; ``unit``: its metric's, from the
+    catalogue (a ratio's 0.1 is said 10%)."""
     say = _Words(lang)
     lines = [say(f"Rule {spec.id}: {spec.name}", f"规则 {spec.id}：{spec.name}")]
     if isinstance(spec, ImpactRuleSpec):
@@ -81,7 +85,7 @@ def explain(
     else:
         lines.append(_watched(spec, say))
         if spec.kind is RuleKind.THRESHOLD:
-            lines += _threshold(spec, say)
+            lines += _threshold(spec, say, unit)
         elif spec.kind is RuleKind.FRAUD:
             lines += _fraud(spec.fraud, say)
         else:
@@ -143,13 +147,18 @@ def _label(name: str, match: LabelMatch, say: _Words) -> str:
     return say(f"only where {name} is {values}", f"仅限 {name} 为 {values} 的数据")
 
 
-def _threshold(spec: RuleSpec, say: _Words) -> list[str]:
+def _threshold(spec: RuleSpec, say: _Words, unit: str | None) -> list[str]:
     condition = spec.threshold
     compared = _compared(condition, say)
     op = say.of(_OPS, condition.op)
+    value = _value(condition.value, unit)
     run = _run(condition, say)
-    lines = [say(f"Fires when {compared} is {op} {_value(condition.value)} {run}.",
-                 f"当{compared}{op} {_value(condition.value)}，{run}时触发。")]  # fmt: skip
+    if run:
+        lines = [say(f"Fires when {compared} is {op} {value} {run}.",
+                     f"当{compared}{op} {value}，{run}时触发。")]  # fmt: skip
+    else:  # one value is enough
+        lines = [say(f"Fires when {compared} is {op} {value}.",
+                     f"当{compared}{op} {value} 时触发。")]  # fmt: skip
     if condition.for_ is not None:
         held = duration_text(condition.for_)
         lines.append(
@@ -160,7 +169,7 @@ def _threshold(spec: RuleSpec, say: _Words) -> list[str]:
             )
         )
     if condition.resolve_at is not None:
-        back = _value(condition.resolve_at)
+        back = _value(condition.resolve_at, unit)
         lines.append(
             say(
                 f"Once firing, it resolves only when the value is back past {back} "
@@ -206,13 +215,22 @@ def _run(condition: ThresholdCondition, say: _Words) -> str:
             f"连续 {count} {period}（{zone}；{gap}）",
         )
     if count == 1:
-        return say("once", "一次")
+        return ""
     return say(f"on {count} observations in a row", f"连续 {count} 次")
 
 
-def _value(value: float | tuple[float, float]) -> str:
+def _value(value: float | tuple[float, float], unit: str | None = None) -> str:
     if isinstance(value, tuple):
-        return f"{value[0]:g}–{value[1]:g}"
+        return f"{_number(value[0], unit)}–{_number(value[1], unit)}"
+    return _number(value, unit)
+
+
+def _number(value: float, unit: str | None) -> str:
+    """``value`` as a reader of a metric in ``unit`` writes it: a ratio's 0.08 is 8%."""
+    if unit == "ratio":
+        return f"{round(value * 100, 6):g}%"
+    if unit == "percent":
+        return f"{value:g}%"
     return f"{value:g}"
 
 

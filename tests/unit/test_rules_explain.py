@@ -71,3 +71,17 @@ def test_the_command_prints_both_languages_and_names_the_closest_rule(
     assert "同一人在 2m 内记录 30 条及以上" in out
     assert main(["rules", "explain", "visit-records", "--rules", rules]) == 2
     assert "did you mean visit-records-burst?" in capsys.readouterr().err
+
+
+def test_a_ratio_is_said_in_percent_and_one_value_needs_no_run() -> None:
+    rule = threshold(value=0.08, consecutive=1, resolve_at=0.09)
+    en, zh = (explain(rule, lang, unit="ratio") for lang in LANGUAGES)
+    assert en[2] == "Fires when the value is below 8%."
+    assert "back past 9%" in en[3]
+    assert zh[2] == "当数值低于 8% 时触发。"
+    assert explain(threshold(value=45), "en", unit="percent")[2].endswith(
+        "below 45% on 2 observations in a row."
+    )
+    assert explain(threshold(value=3), "en", unit="count")[2].endswith(
+        "below 3 on 2 observations in a row."
+    )
