@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -313,9 +313,14 @@ def rules_with_absence(directory: Path) -> Path:
 
 @contextmanager
 def stack_of_its_own(
-    tmp_path_factory: pytest.TempPathFactory, webhook: WebhookReceiver, *, name: str
+    tmp_path_factory: pytest.TempPathFactory,
+    webhook: WebhookReceiver,
+    *,
+    name: str,
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[Stack]:
-    """A stack for one test module (one that kills processes), posting to ``webhook``."""
+    """A stack for one test module (one that kills processes, or configures channels of its
+    own through ``env``), posting to ``webhook``."""
     rules = rules_with_absence(tmp_path_factory.mktemp(f"{name}-rules"))
     catalogue = catalogue_with_tests(tmp_path_factory.mktemp(f"{name}-catalogue") / "metrics.yaml")
     running = Stack(
@@ -326,6 +331,7 @@ def stack_of_its_own(
             "GOALWATCH_WEBHOOK_URL": webhook.url,
             "GOALWATCH_WEBHOOK_SECRET": WEBHOOK_SECRET,
             "GOALWATCH_LOG_LEVEL": "DEBUG",
+            **(env or {}),
         },
     )
     running.start()

@@ -1,0 +1,37 @@
+"""Notification messages, one Jinja2 template per channel and language.
+
+Templates live in ``services/notifier/templates/`` as ``<channel>.<language>.j2`` (for example
+``wecom.zh.j2``); a channel renders its message with :func:`render`, which hands the template
+the notification as ``n`` and anything the channel adds (a link, the recent history). A
+field the template names that the notification lacks is an error, not an empty string:
+:class:`jinja2.StrictUndefined`.
+
+HTML output (``*.html.j2``, e-mail) is escaped; chat markdown is not (each channel escapes
+what its markdown dialect needs, with the filters it registers).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final, Literal
+
+import jinja2
+
+from goalwatch.contracts import AlertNotification
+
+Language = Literal["zh", "en"]
+LANGUAGES: Final[tuple[Language, ...]] = ("zh", "en")
+
+ENVIRONMENT: Final = jinja2.Environment(
+    loader=jinja2.PackageLoader("services.notifier", "templates"),
+    autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",), default=False),
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=False,
+)
+
+
+def render(template: str, language: Language, notification: AlertNotification, **extra: Any) -> str:
+    """The message of ``notification`` from ``<template>.<language>.j2`` (``template`` may
+    carry a further suffix, e.g. ``email.html``)."""
+    return ENVIRONMENT.get_template(f"{template}.{language}.j2").render(n=notification, **extra)
