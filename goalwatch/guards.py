@@ -1,7 +1,10 @@
 """What every service's HTTP API refuses before a route sees the request.
 
-Three limits, the same in every service, each answered as RFC 9457 problem+json:
+Four limits, the same in every service, each answered as RFC 9457 problem+json:
 
+- a query parameter the route does not take (:func:`known_query_parameters`, 400, naming the
+  ones it takes): a misspelt filter (``?manger=``) would otherwise be ignored and answer
+  with everything;
 - a ``Host`` header that is not on the allow-list (:class:`HostAllowList`, 400): a web page
   whose name was re-pointed at a goalwatch address (DNS rebinding) is not served;
 - a body larger than the service's limit (:class:`BodyLimits`, 413), refused from its
@@ -19,11 +22,13 @@ import asyncio
 import time
 from collections.abc import Sequence
 
+from fastapi import Request
+from fastapi.dependencies.models import Dependant
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from goalwatch.problems import problem
+from goalwatch.problems import clip, problem
 
 LOOPBACK_HOSTS: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")
 """The host names every service answers to whatever the allow-list says."""
@@ -159,3 +164,28 @@ async def _answer(exc: HTTPException, scope: Scope, send: Send) -> None:
         return {"type": "http.disconnect"}
 
     await problem(exc.status_code, str(exc.detail))(scope, nothing, send)
+
+
+def _query_names(dependant: Dependant) -> set[str]:
+    names = {param.alias for param in dependant.query_params}
+    for dependency in dependant.dependencies:
+        names |= _query_names(dependency)
+    return names
+
+
+async def known_query_parameters(request: Request) -> None:
+    """Refuse (400) a request with a query parameter its route does not take, naming the ones
+    it does: an app-wide dependency (``FastAPI(dependencies=...)``)."""
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    if dependant is None or not request.query_params:
+        return
+    known = _query_names(dependant)
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        named = ", ".join(repr(clip(name)) for name in unknown[:5])
+        takes = ", ".join(sorted(known)) if known else "no query parameters"
+        raise HTTPException(
+            status_code=400,
+            detail=f"unknown query parameter{'s' if len(unknown) != 1 else ''} {named}; "
+            f"{request.url.path} takes: {takes}",
+        )

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mappi
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 from faststream.nats import NatsBroker
 from prometheus_client import CollectorRegistry
@@ -27,7 +27,7 @@ from pydantic import BaseModel
 
 from goalwatch import __version__
 from goalwatch.consumers import Consumers
-from goalwatch.guards import BodyLimits, HostAllowList, allowed_hosts
+from goalwatch.guards import BodyLimits, HostAllowList, allowed_hosts, known_query_parameters
 from goalwatch.messaging import ensure_streams
 from goalwatch.problems import FieldProblem, Problem, install_problem_handlers
 from goalwatch.serving import offline_docs
@@ -96,7 +96,12 @@ def service_app(
             for closer in close:
                 await closer()
 
-    app = FastAPI(title=f"goalwatch {name}", version=__version__, lifespan=lifespan)
+    app = FastAPI(
+        title=f"goalwatch {name}",
+        version=__version__,
+        lifespan=lifespan,
+        dependencies=[Depends(known_query_parameters)],
+    )
     app.state.broker = broker  # what the service subscribes and publishes, for AsyncAPI
     install_problem_handlers(app)
     # Added last, so run first: a foreign Host is refused before anything reads the body.

@@ -5,10 +5,19 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query
+from pydantic import AwareDatetime
 
-from goalwatch.contracts import AlertState
+from goalwatch.contracts import AlertState, RuleKind, Severity
 from goalwatch.problems import problem_responses
-from services.notifier.inbox import DEFAULT_LIMIT, MAX_LIMIT, Inbox, InboxAlert, InboxPage
+from services.notifier.inbox import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    CursorError,
+    Filters,
+    Inbox,
+    InboxAlert,
+    InboxPage,
+)
 
 
 def inbox_router(inbox: Inbox) -> APIRouter:
@@ -24,13 +33,45 @@ def inbox_router(inbox: Inbox) -> APIRouter:
         state: Annotated[
             AlertState | None, Query(description="Only alerts now in this state.")
         ] = None,
+        severity: Annotated[
+            Severity | None, Query(description="Only alerts at this severity.")
+        ] = None,
+        kind: Annotated[
+            RuleKind | None, Query(description="Only alerts of rules of this kind.")
+        ] = None,
+        since: Annotated[
+            AwareDatetime | None,
+            Query(description="Only alerts updated at or after this time (ISO 8601, with zone)."),
+        ] = None,
+        until: Annotated[
+            AwareDatetime | None,
+            Query(description="Only alerts updated before this time (ISO 8601, with zone)."),
+        ] = None,
         limit: Annotated[
             int, Query(ge=1, le=MAX_LIMIT, description="Most alerts to return.")
         ] = DEFAULT_LIMIT,
+        cursor: Annotated[
+            str | None,
+            Query(
+                max_length=200, description="next_cursor of the previous page: the page after it."
+            ),
+        ] = None,
     ) -> InboxPage:
-        """Alerts matching every filter given, most recently updated first."""
-        alerts = await inbox.list(recipient=recipient, rule=rule, state=state, limit=limit)
-        return InboxPage(alerts=alerts)
+        """Alerts matching every filter given, most recently updated first, a page at a time."""
+        filters = Filters(
+            recipient=recipient,
+            rule=rule,
+            state=state,
+            severity=severity,
+            kind=None if kind is None else kind.value,
+            since=since,
+            until=until,
+        )
+        try:
+            alerts, following = await inbox.page(filters, limit, cursor)
+        except CursorError as exc:
+            raise HTTPException(status_code=400, detail=f"cursor: {exc}") from exc
+        return InboxPage(alerts=alerts, next_cursor=following)
 
     @router.get(
         "/alerts/{fingerprint}",

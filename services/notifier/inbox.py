@@ -24,6 +24,7 @@ the alerts stream (:mod:`services.notifier.recovery`) pass over the entries Redi
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -80,6 +81,11 @@ class InboxPage(Contract):
     """``GET /v1/alerts`` response."""
 
     alerts: list[InboxAlert] = Field(description="Matching alerts, newest update first.")
+    next_cursor: str | None = Field(
+        default=None,
+        description="Pass as ?cursor= (with the same filters) for the next page; null: this "
+        "is the last.",
+    )
 
 
 @dataclass(frozen=True)
@@ -170,14 +176,63 @@ def merge(previous: InboxAlert | None, incoming: AlertNotification) -> Recorded:
     return Recorded(alert=InboxAlert.model_validate(fields), current=True)
 
 
-def _matches(
-    alert: InboxAlert, *, recipient: str | None, rule: str | None, state: AlertState | None
-) -> bool:
-    if recipient is not None and all(r.id != recipient for r in alert.recipients):
-        return False
-    if rule is not None and alert.rule_id != rule:
-        return False
-    return state is None or alert.state is state
+@dataclass(frozen=True)
+class Filters:
+    """What ``GET /v1/alerts`` asks for: every filter given must match."""
+
+    recipient: str | None = None
+    rule: str | None = None
+    state: AlertState | None = None
+    severity: Severity | None = None
+    kind: str | None = None
+    since: datetime | None = None  # updated at or after
+    until: datetime | None = None  # updated before
+
+    def match(self, alert: InboxAlert) -> bool:
+        """Whether ``alert`` passes every filter."""
+        if self.recipient is not None and all(r.id != self.recipient for r in alert.recipients):
+            return False
+        if self.rule is not None and alert.rule_id != self.rule:
+            return False
+        if self.state is not None and alert.state is not self.state:
+            return False
+        if self.severity is not None and alert.severity is not self.severity:
+            return False
+        if self.kind is not None and alert.kind != self.kind:
+            return False
+        if self.since is not None and alert.updated_at < self.since:
+            return False
+        return self.until is None or alert.updated_at < self.until
+
+    def index(self) -> str:
+        """The most selective index to walk."""
+        if self.recipient is not None:
+            return recipient_index(self.recipient)
+        if self.rule is not None:
+            return rule_index(self.rule)
+        if self.state is not None:
+            return state_index(self.state)
+        return INDEX_ALL
+
+
+class CursorError(ValueError):
+    """A cursor that no page of the inbox gave."""
+
+
+def _cursor(score: float, fingerprint: str) -> str:
+    return f"{score!r}~{fingerprint}"
+
+
+def _position(cursor: str) -> tuple[float, str]:
+    score, sep, fingerprint = cursor.partition("~")
+    try:
+        if not sep or not fingerprint:
+            raise ValueError(cursor)
+        return float(score), fingerprint
+    except ValueError:
+        raise CursorError(
+            "not a cursor of this inbox: pass the next_cursor of the previous page as it came"
+        ) from None
 
 
 class Inbox:
@@ -241,34 +296,55 @@ class Inbox:
         limit: int = DEFAULT_LIMIT,
     ) -> list[InboxAlert]:
         """Entries matching every given filter, most recently updated first, at most ``limit``."""
-        if recipient is not None:
-            index = recipient_index(recipient)
-        elif rule is not None:
-            index = rule_index(rule)
-        elif state is not None:
-            index = state_index(state)
-        else:
-            index = INDEX_ALL
-        # The most selective index is walked newest first; the other filters are applied to
-        # the entries read, in pages, until enough match.
-        page = max(limit, DEFAULT_LIMIT)
-        found: list[InboxAlert] = []
-        start = 0
-        while len(found) < limit:
+        alerts, _ = await self.page(Filters(recipient=recipient, rule=rule, state=state), limit)
+        return alerts
+
+    async def page(
+        self, filters: Filters, limit: int = DEFAULT_LIMIT, cursor: str | None = None
+    ) -> tuple[builtins.list[InboxAlert], str | None]:
+        """Entries matching ``filters``, most recently updated first, at most ``limit``, from
+        after ``cursor`` (a previous page's); and the cursor of the next page (None: none).
+
+        The most selective index is walked newest first, from the cursor's place (its score,
+        then the fingerprints Redis orders after it at that score); the other filters are
+        applied to the entries read, in pages, until enough match. An entry updated while a
+        client pages moves to the front: it is not seen twice on the way down.
+        """
+        top: float | str = "+inf" if filters.until is None else f"({filters.until.timestamp()}"
+        after: tuple[float, str] | None = None
+        if cursor is not None:
+            after = _position(cursor)
+            top = after[0]
+        bottom: float | str = "-inf" if filters.since is None else filters.since.timestamp()
+        index = filters.index()
+        read = max(limit, DEFAULT_LIMIT)
+        # One more than asked: whether there is a next page is known, not guessed.
+        found: builtins.list[tuple[InboxAlert, float, str]] = []
+        offset = 0
+        while len(found) <= limit:
             # decode_responses=True: members come back as str.
-            fingerprints = cast(
-                list[str], await self._redis.zrevrange(index, start, start + page - 1)
+            rows = cast(
+                builtins.list[tuple[str, float]],
+                await self._redis.zrevrangebyscore(
+                    index, top, bottom, start=offset, num=read, withscores=True
+                ),
             )
-            if not fingerprints:
+            if not rows:
                 break
-            raws = await self._redis.mget([alert_key(f) for f in fingerprints])
-            for raw in raws:
-                if not raw:
-                    continue
-                alert = InboxAlert.model_validate_json(raw)
-                if _matches(alert, recipient=recipient, rule=rule, state=state):
-                    found.append(alert)
-                    if len(found) == limit:
-                        break
-            start += page
-        return found
+            offset += len(rows)
+            if after is not None:
+                # Ties at the cursor's score come in reverse member order: skip to past it.
+                rows = [(m, score) for m, score in rows if score < after[0] or m < after[1]]
+            if not rows:
+                continue
+            raws = await self._redis.mget([alert_key(member) for member, _ in rows])
+            for (member, score), raw in zip(rows, raws, strict=True):
+                if raw:
+                    alert = InboxAlert.model_validate_json(raw)
+                    if filters.match(alert):
+                        found.append((alert, score, member))
+        alerts = [alert for alert, _, _ in found[:limit]]
+        if len(found) <= limit:
+            return alerts, None
+        _, score, member = found[limit - 1]
+        return alerts, _cursor(score, member)

@@ -406,3 +406,19 @@ def test_rules_answers_show_no_file_system_paths() -> None:
     for text in (listed.text, missing.text):
         assert str(REPO_RULES) not in text and "/" + REPO_RULES.name + "/" not in text
     assert all("/" not in rule["file"] for rule in listed.json())
+
+
+def test_an_unknown_query_parameter_is_refused_naming_the_ones_the_route_takes(
+    goals: TestClient, ingestion: TestClient
+) -> None:
+    answer = goals.get("/v1/goals", params={"ownr": "li-na"})
+    assert answer.status_code == 400
+    detail = answer.json()["detail"]
+    assert detail.startswith("unknown query parameter 'ownr'; /v1/goals takes: ")
+    assert "owner" in detail
+    posted = ingestion.post("/v1/events?dry_run=1", content=b"[]", headers=JSON)
+    assert posted.status_code == 400
+    assert "/v1/events takes: no query parameters" in posted.json()["detail"]
+    # A long name is cut in the answer, as any text taken from a request.
+    long = goals.get("/v1/goals", params={"x" * 5000: "1"}).json()["detail"]
+    assert len(long) < 1000

@@ -17,7 +17,7 @@ from goalwatch.contracts import (
     Severity,
     SubjectRef,
 )
-from services.notifier.inbox import Inbox, merge, recipient_index
+from services.notifier.inbox import CursorError, Filters, Inbox, merge, recipient_index
 
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
 
@@ -378,3 +378,45 @@ async def test_each_alert_is_in_exactly_one_state_index(state: AlertState) -> No
     other = next(s for s in AlertState if s is not state)
     assert [x.fingerprint for x in await inbox.list(state=state)] == ["fp-1"]
     assert await inbox.list(state=other) == []
+
+
+async def test_pages_follow_each_other_without_gaps_or_repeats_ties_included() -> None:
+    inbox, _ = fake_inbox()
+    # 25 alerts, updated in 5 instants of 5 each: ties in the index's score.
+    for i in range(25):
+        await inbox.record(firing(f"fp-{i:02d}", at=T0 + timedelta(minutes=i // 5)))
+    seen: list[str] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        alerts, cursor = await inbox.page(Filters(), limit=4, cursor=cursor)
+        seen += [alert.fingerprint for alert in alerts]
+        pages += 1
+        if cursor is None:
+            break
+    assert pages == 7 and len(seen) == 25 and set(seen) == {f"fp-{i:02d}" for i in range(25)}
+    # Newest first: each instant's five before the earlier instants'.
+    assert [int(fp[3:]) // 5 for fp in seen] == sorted((i // 5 for i in range(25)), reverse=True)
+    # Exactly a page's worth left: the page before the last says so.
+    alerts, cursor = await inbox.page(Filters(), limit=25)
+    assert len(alerts) == 25 and cursor is None
+    with pytest.raises(CursorError):
+        await inbox.page(Filters(), cursor="not-a-cursor")
+
+
+async def test_severity_kind_and_time_filters() -> None:
+    inbox, _ = fake_inbox()
+    await inbox.record(firing("fp-w", at=T0))
+    await inbox.record(firing("fp-c", at=T0 + timedelta(hours=1), severity=Severity.CRITICAL))
+    await inbox.record(firing("fp-late", at=T0 + timedelta(hours=2)))
+
+    async def fps(**given: Any) -> list[str]:
+        alerts, _ = await inbox.page(Filters(**given))
+        return [alert.fingerprint for alert in alerts]
+
+    assert await fps(severity=Severity.CRITICAL) == ["fp-c"]
+    assert await fps(kind="threshold") == ["fp-late", "fp-c", "fp-w"]
+    assert await fps(kind="fraud") == []
+    assert await fps(since=T0 + timedelta(hours=1)) == ["fp-late", "fp-c"]
+    assert await fps(until=T0 + timedelta(hours=1)) == ["fp-w"]
+    assert await fps(since=T0, until=T0 + timedelta(hours=2)) == ["fp-c", "fp-w"]

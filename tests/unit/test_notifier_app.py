@@ -77,3 +77,15 @@ async def test_unknown_state_filter_is_a_422_naming_the_choices() -> None:
     # The invalid input is not echoed back.
     assert "open" not in response.text.replace("'", "")
     assert too_many.status_code == 422
+
+
+async def test_a_misspelt_filter_is_a_400_naming_the_filters() -> None:
+    app = create_app(NotifierSettings(redis_url="redis://127.0.0.1:1/0"))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+        response = await client.get("/v1/alerts", params={"manager": "zhang-wei"})
+    assert response.status_code == 400
+    detail = response.json()["detail"]
+    assert detail.startswith("unknown query parameter 'manager'; /v1/alerts takes: ")
+    for name in ("cursor", "kind", "limit", "recipient", "rule", "severity", "since", "state"):
+        assert name in detail
