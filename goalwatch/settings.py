@@ -23,6 +23,15 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 S = TypeVar("S", bound=BaseSettings)
 
 
+def duration_setting(value: Any) -> Any:
+    """A duration setting's value as pydantic reads a timedelta: ``30d`` as the rules and the
+    catalogue write it, seconds, or ISO 8601 (``P30D``), which pydantic reads itself."""
+    if isinstance(value, str):
+        text = value.strip()
+        return int(text) if text.isdigit() else duration_of(text) or text
+    return value
+
+
 class ServiceSettings(BaseSettings):
     """What every service needs: where NATS and Redis are, where to listen, how to log.
 
@@ -70,11 +79,7 @@ class ServiceSettings(BaseSettings):
     @field_validator("metrics_retention", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> Any:
-        # 30d as the rules and the catalogue write it; seconds and ISO 8601 as pydantic reads.
-        if isinstance(value, str):
-            text = value.strip()
-            return int(text) if text.isdigit() else duration_of(text) or text
-        return value
+        return duration_setting(value)
 
 
 class StateCheckSettings(ServiceSettings):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
@@ -19,7 +20,7 @@ from goalwatch.goals_client import GoalsClient
 from goalwatch.messaging import new_broker
 from goalwatch.service import service_app
 from goalwatch.serving import ServiceInfo
-from goalwatch.settings import Port, StateCheckSettings
+from goalwatch.settings import Port, StateCheckSettings, duration_setting
 from services.notifier.api import inbox_router
 from services.notifier.channels import Channel
 from services.notifier.claims import DeliveryClaims
@@ -77,6 +78,18 @@ class NotifierSettings(StateCheckSettings):
     """Notifier settings; each is read from GOALWATCH_<FIELD NAME>."""
 
     notifier_port: Port = Field(8004, description="HTTP port (GOALWATCH_NOTIFIER_PORT).")
+    inbox_retention: timedelta = Field(
+        timedelta(days=90),
+        gt=timedelta(0),
+        description="How long a resolved alert stays in the inbox after its resolution "
+        "(30d, 12h, or seconds); a firing one stays while it fires.",
+    )
+
+    @field_validator("inbox_retention", mode="before")
+    @classmethod
+    def _retention(cls, value: Any) -> Any:
+        return duration_setting(value)
+
     goals_url: str = Field(
         "http://127.0.0.1:8002",
         description="Base URL of the goals service, which resolves people and managers.",
@@ -178,7 +191,7 @@ def create_app(
     redis = redis or redis_client(settings.redis_url)
     http = http or httpx.AsyncClient(timeout=httpx.Timeout(settings.goals_timeout))
     channels = build_channels(settings, client=http)
-    inbox = Inbox(redis)
+    inbox = Inbox(redis, retention=settings.inbox_retention)
     notifier = Notifier(
         directory=GoalsClient(client=http, base_url=settings.goals_url),
         inbox=inbox,

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import builtins
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from pydantic import AwareDatetime, Field
@@ -39,6 +39,7 @@ from goalwatch.contracts.base import Contract
 PREFIX = "goalwatch:notifier:"
 INDEX_ALL = f"{PREFIX}index:all"
 DEFAULT_LIMIT = 50
+DEFAULT_RETENTION = timedelta(days=90)
 MAX_LIMIT = 500
 
 
@@ -236,10 +237,15 @@ def _position(cursor: str) -> tuple[float, str]:
 
 
 class Inbox:
-    """Redis-backed inbox of alerts, queried by recipient, rule and state."""
+    """Redis-backed inbox of alerts, queried by recipient, rule and state.
 
-    def __init__(self, redis: Redis) -> None:
+    A resolved entry expires ``retention`` after its resolution (a firing one is kept while
+    it fires); the indexes drop an expired entry when a listing meets it.
+    """
+
+    def __init__(self, redis: Redis, *, retention: timedelta = DEFAULT_RETENTION) -> None:
         self._redis = redis
+        self._retention = retention
 
     async def record(self, notification: AlertNotification) -> Recorded:
         """Store a transition (merged with what is stored) and update the indexes atomically."""
@@ -257,18 +263,30 @@ class Inbox:
                         await pipe.reset()
                         return result
                     pipe.multi()
-                    self._write(pipe, previous=previous, alert=result.alert)
+                    self._write(
+                        pipe, previous=previous, alert=result.alert, keep=self._keep(result.alert)
+                    )
                     await pipe.execute()
                     return result
                 except WatchError:
                     # Another replica updated the same alert meanwhile: merge again on top of it.
                     continue
 
+    def _keep(self, alert: InboxAlert) -> int | None:
+        """Milliseconds ``alert`` is kept from now; None while it fires."""
+        if alert.state is not AlertState.RESOLVED:
+            return None
+        left = alert.updated_at + self._retention - datetime.now(UTC)
+        # At least a second: a transition replayed long after still lands, then goes.
+        return max(1000, int(left.total_seconds() * 1000))
+
     @staticmethod
-    def _write(pipe: Any, *, previous: InboxAlert | None, alert: InboxAlert) -> None:
+    def _write(
+        pipe: Any, *, previous: InboxAlert | None, alert: InboxAlert, keep: int | None
+    ) -> None:
         fingerprint = alert.fingerprint
         entry = {fingerprint: alert.updated_at.timestamp()}
-        pipe.set(alert_key(fingerprint), alert.model_dump_json())
+        pipe.set(alert_key(fingerprint), alert.model_dump_json(), px=keep)
         pipe.zadd(INDEX_ALL, entry)
         pipe.zadd(rule_index(alert.rule_id), entry)
         pipe.zadd(state_index(alert.state), entry)
@@ -338,6 +356,12 @@ class Inbox:
             if not rows:
                 continue
             raws = await self._redis.mget([alert_key(member) for member, _ in rows])
+            gone = [member for (member, _), raw in zip(rows, raws, strict=True) if not raw]
+            if gone:
+                # Expired (retention): out of the index walked, so the next walk is shorter;
+                # what follows them moved up by as many places.
+                await self._redis.zrem(index, *gone)
+                offset -= len(gone)
             for (member, score), raw in zip(rows, raws, strict=True):
                 if raw:
                     alert = InboxAlert.model_validate_json(raw)

@@ -17,7 +17,15 @@ from goalwatch.contracts import (
     Severity,
     SubjectRef,
 )
-from services.notifier.inbox import CursorError, Filters, Inbox, merge, recipient_index
+from services.notifier.inbox import (
+    INDEX_ALL,
+    CursorError,
+    Filters,
+    Inbox,
+    alert_key,
+    merge,
+    recipient_index,
+)
 
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
 
@@ -420,3 +428,21 @@ async def test_severity_kind_and_time_filters() -> None:
     assert await fps(since=T0 + timedelta(hours=1)) == ["fp-late", "fp-c"]
     assert await fps(until=T0 + timedelta(hours=1)) == ["fp-w"]
     assert await fps(since=T0, until=T0 + timedelta(hours=2)) == ["fp-c", "fp-w"]
+
+
+async def test_a_resolved_alert_expires_after_the_retention_and_leaves_the_indexes() -> None:
+    redis = FakeAsyncRedis(decode_responses=True)
+    inbox = Inbox(cast(Redis, redis), retention=timedelta(days=30))
+    now = datetime.now(UTC)
+    fire = firing("fp-old", at=now - timedelta(days=40))
+    await inbox.record(fire)
+    await inbox.record(firing("fp-open", at=now - timedelta(days=40)))
+    # Firing: kept however old. Resolved 10 days ago: kept 20 days more.
+    assert await redis.pttl(alert_key("fp-open")) == -1
+    await inbox.record(resolved(fire, at=now - timedelta(days=10)))
+    left = await redis.pttl(alert_key("fp-old"))
+    assert timedelta(days=19) < timedelta(milliseconds=left) <= timedelta(days=20)
+    # Once it has expired, a listing leaves it out and takes it out of the index it walked.
+    await redis.delete(alert_key("fp-old"))
+    assert [alert.fingerprint for alert in await inbox.list()] == ["fp-open"]
+    assert await redis.zscore(INDEX_ALL, "fp-old") is None
