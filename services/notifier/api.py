@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import AwareDatetime
 
 from goalwatch.contracts import AlertState, RuleKind, Severity
@@ -72,6 +74,38 @@ def inbox_router(inbox: Inbox) -> APIRouter:
         except CursorError as exc:
             raise HTTPException(status_code=400, detail=f"cursor: {exc}") from exc
         return InboxPage(alerts=alerts, next_cursor=following)
+
+    @router.get(
+        "/alerts/stream",
+        response_class=EventSourceResponse,
+        summary="Inbox changes as they happen (server-sent events)",
+    )
+    async def stream(
+        recipient: Annotated[
+            str | None, Query(description="Only alerts addressed to this person id.")
+        ] = None,
+        rule: Annotated[str | None, Query(description="Only alerts of this rule id.")] = None,
+        severity: Annotated[
+            Severity | None, Query(description="Only alerts at this severity.")
+        ] = None,
+    ) -> AsyncIterator[ServerSentEvent]:
+        """One event per change to a matching inbox entry (fired, escalated, resolved), from
+        the moment the stream opens: ``event`` is the alert's state, ``data`` the entry as
+        ``GET /v1/alerts/{fingerprint}`` answers it. A first comment line, ``: listening``,
+        says no change from then on will be missed. A comment line comes every 15 s while
+        nothing changes, so proxies keep the connection open. For the web inbox: list with
+        ``GET /v1/alerts`` first, then follow this."""
+        filters = Filters(recipient=recipient, rule=rule, severity=severity)
+        async for alert in inbox.updates():
+            if alert is None:
+                # Said once listening: a change from now on will not be missed.
+                yield ServerSentEvent(comment="listening")
+            elif filters.match(alert):
+                yield ServerSentEvent(
+                    data=alert.model_dump(mode="json"),
+                    event=alert.state.value,
+                    id=f"{alert.fingerprint}:{alert.updated_at.isoformat()}",
+                )
 
     @router.get(
         "/alerts/{fingerprint}",

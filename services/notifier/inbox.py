@@ -25,6 +25,7 @@ the alerts stream (:mod:`services.notifier.recovery`) pass over the entries Redi
 from __future__ import annotations
 
 import builtins
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -38,6 +39,8 @@ from goalwatch.contracts.base import Contract
 
 PREFIX = "goalwatch:notifier:"
 INDEX_ALL = f"{PREFIX}index:all"
+UPDATES = f"{PREFIX}updates"
+"""Redis pub/sub channel on which every change to an entry is published, as the entry's JSON."""
 DEFAULT_LIMIT = 50
 DEFAULT_RETENTION = timedelta(days=90)
 MAX_LIMIT = 500
@@ -286,7 +289,10 @@ class Inbox:
     ) -> None:
         fingerprint = alert.fingerprint
         entry = {fingerprint: alert.updated_at.timestamp()}
-        pipe.set(alert_key(fingerprint), alert.model_dump_json(), px=keep)
+        document = alert.model_dump_json()
+        pipe.set(alert_key(fingerprint), document, px=keep)
+        # In the transaction: announced once stored, and only then.
+        pipe.publish(UPDATES, document)
         pipe.zadd(INDEX_ALL, entry)
         pipe.zadd(rule_index(alert.rule_id), entry)
         pipe.zadd(state_index(alert.state), entry)
@@ -299,6 +305,20 @@ class Inbox:
             kept = {r.id for r in alert.recipients}
             for gone in (r.id for r in previous.recipients if r.id not in kept):
                 pipe.zrem(recipient_index(gone), fingerprint)
+
+    async def updates(self) -> AsyncIterator[InboxAlert | None]:
+        """None once listening, then every entry as it changes from then on, on any
+        replica, until the caller stops (each caller holds one Redis connection while it
+        listens)."""
+        pubsub = self._redis.pubsub()
+        try:
+            await pubsub.subscribe(UPDATES)
+            yield None
+            async for message in pubsub.listen():
+                if message["type"] == "message":
+                    yield InboxAlert.model_validate_json(message["data"])
+        finally:
+            await pubsub.aclose()
 
     async def get(self, fingerprint: str) -> InboxAlert | None:
         """One entry by fingerprint, or None."""

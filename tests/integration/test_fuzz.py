@@ -40,6 +40,9 @@ def test_no_generated_request_gets_a_server_error(stack: Stack, service: str) ->
     schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
     assert operations, f"{service} documents no operation"
+    # A stream never ends, so no request to it completes: tests/integration/test_inbox_stream.py
+    # opens it, and its filters are plain query parameters like the list's.
+    operations = [operation for operation in operations if not _streams(operation)]
     calls = 0
     for operation in operations:
         # Valid requests and invalid ones (wrong types, missing fields, out-of-range values).
@@ -57,6 +60,12 @@ def test_no_generated_request_gets_a_server_error(stack: Stack, service: str) ->
 
         call()
     assert calls >= len(operations), f"only {calls} requests were generated"
+
+
+def _streams(operation: Any) -> bool:
+    """Whether the operation answers with server-sent events."""
+    content = operation.definition.raw["responses"].get("200", {}).get("content", {})
+    return "text/event-stream" in content
 
 
 # --- what schema-based fuzzers miss ---------------------------------------------------------

@@ -1,0 +1,54 @@
+"""The inbox's live stream: an alert reaches a recipient's open stream as it fires."""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+from typing import Any
+
+import httpx
+import pytest
+
+from goalwatch.dev.stack import Stack
+from tests.integration.helpers import add_doctor, post_events, rework_event
+
+pytestmark = pytest.mark.integration
+
+
+def test_an_alert_arrives_on_its_recipients_stream_as_it_fires(stack: Stack) -> None:
+    notifier, ingestion = stack.settings.url("notifier"), stack.settings.url("ingestion")
+    with httpx.Client(timeout=10.0) as client:
+        doctor, head = add_doctor(client, stack.settings.url("goals"))
+    events: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
+    opened = threading.Event()
+
+    def listen() -> None:
+        timeout = httpx.Timeout(10.0, read=60.0)
+        with (
+            httpx.Client(timeout=timeout) as client,
+            client.stream(
+                "GET", f"{notifier}/v1/alerts/stream", params={"recipient": head}
+            ) as response,
+        ):
+            assert response.headers["content-type"].startswith("text/event-stream")
+            kind = ""
+            for line in response.iter_lines():
+                if line == ": listening":
+                    opened.set()  # subscribed: nothing from now on is missed
+                elif line.startswith("event: "):
+                    kind = line.removeprefix("event: ")
+                elif line.startswith("data: "):
+                    events.put((kind, json.loads(line.removeprefix("data: "))))
+                    return
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    assert opened.wait(10)
+    with httpx.Client(timeout=10.0) as client:
+        post_events(client, ingestion, [rework_event(doctor, day, 0.2) for day in (1, 2, 3)])
+    kind, alert = events.get(timeout=60)  # the event itself, not a pause
+    assert kind == "firing"
+    assert alert["subject"]["id"] == doctor
+    assert head in {recipient["id"] for recipient in alert["recipients"]}
+    listener.join(10)
