@@ -7,19 +7,27 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query
 from fastapi.sse import EventSourceResponse, ServerSentEvent
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, Field
 
-from goalwatch.contracts import AlertState, RuleKind, Severity
+from goalwatch.contracts import (
+    AlertState,
+    DeliveryStatus,
+    NotificationSent,
+    RuleKind,
+    Severity,
+)
+from goalwatch.contracts.base import Contract
 from goalwatch.problems import problem_responses
+from services.notifier.deliveries import DeliveryFilters, DeliveryLog
 from services.notifier.inbox import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
-    CursorError,
     Filters,
     Inbox,
     InboxAlert,
     InboxPage,
 )
+from services.notifier.pages import CursorError
 
 
 def inbox_router(inbox: Inbox) -> APIRouter:
@@ -125,5 +133,73 @@ def inbox_router(inbox: Inbox) -> APIRouter:
                 "list them with GET /v1/alerts",
             )
         return alert
+
+    return router
+
+
+class DeliveryPage(Contract):
+    """``GET /v1/deliveries`` response."""
+
+    deliveries: list[NotificationSent] = Field(
+        description="Matching delivery outcomes, newest first."
+    )
+    next_cursor: str | None = Field(
+        default=None,
+        description="Pass as ?cursor= (with the same filters) for the next page; null: this "
+        "is the last.",
+    )
+
+
+def deliveries_router(log: DeliveryLog) -> APIRouter:
+    """The delivery log over HTTP."""
+    router = APIRouter(prefix="/v1", tags=["deliveries"])
+
+    @router.get("/deliveries", summary="Delivery log: who was told, when, where, and did it arrive")
+    async def list_deliveries(
+        recipient: Annotated[
+            str | None, Query(description="Only notifications addressed to this person id.")
+        ] = None,
+        alert: Annotated[
+            str | None, Query(description="Only notifications of this alert (fingerprint).")
+        ] = None,
+        channel: Annotated[
+            str | None, Query(description="Only this channel, e.g. webhook.")
+        ] = None,
+        status: Annotated[
+            DeliveryStatus | None, Query(description="Only sent, or only failed.")
+        ] = None,
+        since: Annotated[
+            AwareDatetime | None,
+            Query(description="Only outcomes known at or after this time (ISO 8601, with zone)."),
+        ] = None,
+        until: Annotated[
+            AwareDatetime | None,
+            Query(description="Only outcomes known before this time (ISO 8601, with zone)."),
+        ] = None,
+        limit: Annotated[
+            int, Query(ge=1, le=MAX_LIMIT, description="Most outcomes to return.")
+        ] = DEFAULT_LIMIT,
+        cursor: Annotated[
+            str | None,
+            Query(
+                max_length=200, description="next_cursor of the previous page: the page after it."
+            ),
+        ] = None,
+    ) -> DeliveryPage:
+        """One outcome per notification and channel (an alert transition delivered, or given
+        up on after its retries), newest first, kept for GOALWATCH_INBOX_RETENTION."""
+        filters = DeliveryFilters(
+            recipient=recipient,
+            alert=alert,
+            channel=channel,
+            status=status,
+            since=since,
+            until=until,
+        )
+        try:
+            found, following = await log.page(filters, limit, cursor)
+        except CursorError as exc:
+            raise HTTPException(status_code=400, detail=f"cursor: {exc}") from exc
+        return DeliveryPage(deliveries=found, next_cursor=following)
 
     return router

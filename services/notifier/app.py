@@ -21,9 +21,10 @@ from goalwatch.messaging import new_broker
 from goalwatch.service import service_app
 from goalwatch.serving import ServiceInfo
 from goalwatch.settings import Port, StateCheckSettings, duration_setting
-from services.notifier.api import inbox_router
+from services.notifier.api import deliveries_router, inbox_router
 from services.notifier.channels import Channel
 from services.notifier.claims import DeliveryClaims
+from services.notifier.deliveries import DeliveryLog
 from services.notifier.inbox import Inbox
 from services.notifier.metrics import HANDLER_SECONDS, REGISTRY
 from services.notifier.outcomes import NatsOutcomes
@@ -81,8 +82,9 @@ class NotifierSettings(StateCheckSettings):
     inbox_retention: timedelta = Field(
         timedelta(days=90),
         gt=timedelta(0),
-        description="How long a resolved alert stays in the inbox after its resolution "
-        "(30d, 12h, or seconds); a firing one stays while it fires.",
+        description="How long a resolved alert stays in the inbox after its resolution, and "
+        "a delivery record in the delivery log (30d, 12h, or seconds); a firing alert stays "
+        "while it fires.",
     )
 
     @field_validator("inbox_retention", mode="before")
@@ -192,6 +194,7 @@ def create_app(
     http = http or httpx.AsyncClient(timeout=httpx.Timeout(settings.goals_timeout))
     channels = build_channels(settings, client=http)
     inbox = Inbox(redis, retention=settings.inbox_retention)
+    deliveries = DeliveryLog(redis, retention=settings.inbox_retention)
     notifier = Notifier(
         directory=GoalsClient(client=http, base_url=settings.goals_url),
         inbox=inbox,
@@ -199,6 +202,7 @@ def create_app(
         channels=channels,
         outcomes=NatsOutcomes(broker),
         policy=policy(settings),
+        deliveries=deliveries,
     )
     consumers = Consumers(broker, service="notifier", seconds=HANDLER_SECONDS)
     fired, resolved = alert_consumers(settings)
@@ -244,6 +248,7 @@ def create_app(
         background=[lambda: recovery.watch(every=settings.state_check_seconds, at_once=True)],
     )
     app.include_router(inbox_router(inbox))
+    app.include_router(deliveries_router(deliveries))
     return app
 
 

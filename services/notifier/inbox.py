@@ -28,7 +28,7 @@ import builtins
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 from pydantic import AwareDatetime, Field
 from redis.asyncio import Redis
@@ -36,6 +36,7 @@ from redis.exceptions import WatchError
 
 from goalwatch.contracts import AlertNotification, AlertState, Recipient, Severity
 from goalwatch.contracts.base import Contract
+from services.notifier.pages import Walk, Window
 
 PREFIX = "goalwatch:notifier:"
 INDEX_ALL = f"{PREFIX}index:all"
@@ -219,26 +220,6 @@ class Filters:
         return INDEX_ALL
 
 
-class CursorError(ValueError):
-    """A cursor that no page of the inbox gave."""
-
-
-def _cursor(score: float, fingerprint: str) -> str:
-    return f"{score!r}~{fingerprint}"
-
-
-def _position(cursor: str) -> tuple[float, str]:
-    score, sep, fingerprint = cursor.partition("~")
-    try:
-        if not sep or not fingerprint:
-            raise ValueError(cursor)
-        return float(score), fingerprint
-    except ValueError:
-        raise CursorError(
-            "not a cursor of this inbox: pass the next_cursor of the previous page as it came"
-        ) from None
-
-
 class Inbox:
     """Redis-backed inbox of alerts, queried by recipient, rule and state.
 
@@ -343,52 +324,15 @@ class Inbox:
         """Entries matching ``filters``, most recently updated first, at most ``limit``, from
         after ``cursor`` (a previous page's); and the cursor of the next page (None: none).
 
-        The most selective index is walked newest first, from the cursor's place (its score,
-        then the fingerprints Redis orders after it at that score); the other filters are
-        applied to the entries read, in pages, until enough match. An entry updated while a
-        client pages moves to the front: it is not seen twice on the way down.
+        The most selective index is walked (:mod:`services.notifier.pages`); the other
+        filters are applied to the entries read. An entry updated while a client pages moves
+        to the front: it is not seen twice on the way down.
         """
-        top: float | str = "+inf" if filters.until is None else f"({filters.until.timestamp()}"
-        after: tuple[float, str] | None = None
-        if cursor is not None:
-            after = _position(cursor)
-            top = after[0]
-        bottom: float | str = "-inf" if filters.since is None else filters.since.timestamp()
-        index = filters.index()
-        read = max(limit, DEFAULT_LIMIT)
-        # One more than asked: whether there is a next page is known, not guessed.
-        found: builtins.list[tuple[InboxAlert, float, str]] = []
-        offset = 0
-        while len(found) <= limit:
-            # decode_responses=True: members come back as str.
-            rows = cast(
-                builtins.list[tuple[str, float]],
-                await self._redis.zrevrangebyscore(
-                    index, top, bottom, start=offset, num=read, withscores=True
-                ),
-            )
-            if not rows:
-                break
-            offset += len(rows)
-            if after is not None:
-                # Ties at the cursor's score come in reverse member order: skip to past it.
-                rows = [(m, score) for m, score in rows if score < after[0] or m < after[1]]
-            if not rows:
-                continue
-            raws = await self._redis.mget([alert_key(member) for member, _ in rows])
-            gone = [member for (member, _), raw in zip(rows, raws, strict=True) if not raw]
-            if gone:
-                # Expired (retention): out of the index walked, so the next walk is shorter;
-                # what follows them moved up by as many places.
-                await self._redis.zrem(index, *gone)
-                offset -= len(gone)
-            for (member, score), raw in zip(rows, raws, strict=True):
-                if raw:
-                    alert = InboxAlert.model_validate_json(raw)
-                    if filters.match(alert):
-                        found.append((alert, score, member))
-        alerts = [alert for alert, _, _ in found[:limit]]
-        if len(found) <= limit:
-            return alerts, None
-        _, score, member = found[limit - 1]
-        return alerts, _cursor(score, member)
+        walk = Walk(
+            redis=self._redis,
+            index=filters.index(),
+            key=alert_key,
+            parse=InboxAlert.model_validate_json,
+            match=filters.match,
+        )
+        return await walk.page(Window(filters.since, filters.until), limit, cursor)

@@ -42,6 +42,7 @@ from goalwatch.contracts import (
 from goalwatch.goals_client import PersonDirectory
 from services.notifier.channels import Channel, DeliveryResult
 from services.notifier.claims import DeliveryClaims, claim_key
+from services.notifier.deliveries import DeliveryLog
 from services.notifier.inbox import Inbox, holds
 from services.notifier.metrics import ESCALATIONS_SENT, NOTIFICATIONS_FAILED, NOTIFICATIONS_SENT
 from services.notifier.notification import Alert, build_notification, headline, transition_key
@@ -112,7 +113,10 @@ class Notifier:
         outcomes: Outcomes,
         policy: RedeliveryPolicy,
         clock: Callable[[], datetime] = _utcnow,
+        deliveries: DeliveryLog | None = None,
     ) -> None:
+        """``deliveries``: where each outcome is also kept for ``GET /v1/deliveries``."""
+        self._deliveries = deliveries
         self._directory = directory
         self._inbox = inbox
         self._claims = claims
@@ -307,17 +311,18 @@ class Notifier:
         outcome_id = notification_id(
             channel=channel, notification=notification, status=result.status
         )
-        await self._outcomes.sent(
-            NotificationSent(
-                id=outcome_id,
-                fingerprint=notification.fingerprint,
-                rule_id=notification.rule_id,
-                state=notification.state,
-                channel=channel,
-                recipients=notification.recipients,
-                status=result.status,
-                attempts=result.attempts,
-                error=result.error,
-                at=self._clock(),
-            ),
+        outcome = NotificationSent(
+            id=outcome_id,
+            fingerprint=notification.fingerprint,
+            rule_id=notification.rule_id,
+            state=notification.state,
+            channel=channel,
+            recipients=notification.recipients,
+            status=result.status,
+            attempts=result.attempts,
+            error=result.error,
+            at=self._clock(),
         )
+        await self._outcomes.sent(outcome)
+        if self._deliveries is not None:
+            await self._deliveries.record(outcome)

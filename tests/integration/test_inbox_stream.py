@@ -1,4 +1,4 @@
-"""The inbox's live stream: an alert reaches a recipient's open stream as it fires."""
+"""The inbox's live stream and the delivery log, through the running services."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import httpx
 import pytest
 
 from goalwatch.dev.stack import Stack
-from tests.integration.helpers import add_doctor, post_events, rework_event
+from tests.integration.conftest import WebhookReceiver
+from tests.integration.helpers import add_doctor, await_drained, post_events, rework_event
 
 pytestmark = pytest.mark.integration
 
@@ -52,3 +53,29 @@ def test_an_alert_arrives_on_its_recipients_stream_as_it_fires(stack: Stack) -> 
     assert alert["subject"]["id"] == doctor
     assert head in {recipient["id"] for recipient in alert["recipients"]}
     listener.join(10)
+
+
+def test_the_delivery_log_says_who_was_told_where_and_whether_it_arrived(
+    stack: Stack, webhook: WebhookReceiver
+) -> None:
+    notifier, ingestion = stack.settings.url("notifier"), stack.settings.url("ingestion")
+    with httpx.Client(timeout=10.0) as client:
+        doctor, head = add_doctor(client, stack.settings.url("goals"))
+        post_events(client, ingestion, [rework_event(doctor, day, 0.2) for day in (1, 2, 3)])
+        await_drained(stack.settings.nats_url)
+        delivered = {call.json["fingerprint"] for call in webhook.about(doctor)}
+        assert delivered, "the alert reached the webhook"
+        answer = client.get(f"{notifier}/v1/deliveries", params={"recipient": head})
+        assert answer.status_code == 200, answer.text
+        logged = answer.json()["deliveries"]
+        assert {one["fingerprint"] for one in logged} == delivered
+        # The webhook's delivery, and the inbox's (recorded as a channel of its own).
+        assert {(one["channel"], one["status"], one["state"]) for one in logged} == {
+            ("webhook", "sent", "firing"),
+            ("inbox", "sent", "firing"),
+        }
+        fingerprint = logged[0]["fingerprint"]
+        by_alert = client.get(f"{notifier}/v1/deliveries", params={"alert": fingerprint})
+        assert [one["id"] for one in by_alert.json()["deliveries"]] == [
+            one["id"] for one in logged if one["fingerprint"] == fingerprint
+        ]

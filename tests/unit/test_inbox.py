@@ -19,13 +19,13 @@ from goalwatch.contracts import (
 )
 from services.notifier.inbox import (
     INDEX_ALL,
-    CursorError,
     Filters,
     Inbox,
     alert_key,
     merge,
     recipient_index,
 )
+from services.notifier.pages import CursorError
 
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
 
