@@ -15,6 +15,7 @@ from goalwatch.dev.stack import Stack, StackError, StackSettings, services
 from goalwatch.rules.cli import add_rules_commands
 from goalwatch.serving import registered_services
 from goalwatch.settings import environment_help, redacted_url, settings_or_exit
+from goalwatch.silences_cli import add_silences_commands
 
 DESCRIPTION = """\
 goalwatch notices, while it still matters, that a goal or a metric is going wrong, and tells
@@ -503,6 +504,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     receiver.set_defaults(func=_webhook_receiver)
     add_rules_commands(commands)
+    add_silences_commands(commands)
     args = parser.parse_args(argv)
     code: int = args.func(args)
     return code

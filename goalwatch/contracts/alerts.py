@@ -188,6 +188,7 @@ class DeliveryStatus(StrEnum):
 
     SENT = "sent"
     FAILED = "failed"
+    SILENCED = "silenced"  # not sent: a silence matched the alert when it arrived
 
 
 class NotificationSent(Contract):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, Header, HTTPException, Path, Query
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import AwareDatetime, Field
 
@@ -17,7 +18,7 @@ from goalwatch.contracts import (
     Severity,
 )
 from goalwatch.contracts.base import Contract
-from goalwatch.problems import problem_responses
+from goalwatch.problems import clip, problem_responses
 from services.notifier.deliveries import DeliveryFilters, DeliveryLog
 from services.notifier.inbox import (
     DEFAULT_LIMIT,
@@ -28,6 +29,7 @@ from services.notifier.inbox import (
     InboxPage,
 )
 from services.notifier.pages import CursorError
+from services.notifier.silences import Silence, SilenceCreate, Silences, SilenceState
 
 
 def inbox_router(inbox: Inbox) -> APIRouter:
@@ -203,3 +205,78 @@ def deliveries_router(log: DeliveryLog) -> APIRouter:
         return DeliveryPage(deliveries=found, next_cursor=following)
 
     return router
+
+
+def silences_router(silences: Silences) -> APIRouter:
+    """Silences over HTTP: make one, list them, end one."""
+    router = APIRouter(prefix="/v1", tags=["silences"])
+
+    def now() -> datetime:
+        return datetime.now(UTC)
+
+    @router.post(
+        "/silences",
+        status_code=201,
+        summary="Silence matching alerts on every channel until a time (the inbox keeps them)",
+    )
+    async def create(
+        asked: SilenceCreate,
+        author: Annotated[
+            str,
+            Header(alias="X-Goalwatch-User", max_length=200, description="Who makes the silence."),
+        ] = "anonymous",
+    ) -> SilenceRead:
+        silence = await silences.create(asked, author=author, now=now())
+        return SilenceRead.of(silence, now())
+
+    @router.get("/silences", summary="Silences, newest first")
+    async def list_silences(
+        state: Annotated[
+            SilenceState | None, Query(description="Only pending, active or expired ones.")
+        ] = None,
+    ) -> list[SilenceRead]:
+        at = now()
+        return [
+            SilenceRead.of(s, at)
+            for s in await silences.all(at)
+            if state is None or s.state_at(at) is state
+        ]
+
+    @router.get(
+        "/silences/{silence_id}",
+        summary="One silence",
+        responses=problem_responses({404: "No silence with that id."}),
+    )
+    async def get_silence(silence_id: Annotated[str, Path(max_length=64)]) -> SilenceRead:
+        silence = await silences.get(silence_id)
+        if silence is None:
+            raise HTTPException(status_code=404, detail=_no_silence(silence_id))
+        return SilenceRead.of(silence, now())
+
+    @router.delete(
+        "/silences/{silence_id}",
+        summary="End a silence now",
+        responses=problem_responses({404: "No silence with that id."}),
+    )
+    async def expire(silence_id: Annotated[str, Path(max_length=64)]) -> SilenceRead:
+        silence = await silences.expire(silence_id, now())
+        if silence is None:
+            raise HTTPException(status_code=404, detail=_no_silence(silence_id))
+        return SilenceRead.of(silence, now())
+
+    return router
+
+
+def _no_silence(silence_id: str) -> str:
+    return f"no silence with id {clip(silence_id)!r}; list them with GET /v1/silences"
+
+
+class SilenceRead(Silence):
+    """A silence and where it stands now."""
+
+    state: SilenceState = Field(description="pending, active or expired, now.")
+
+    @classmethod
+    def of(cls, silence: Silence, now: datetime) -> SilenceRead:
+        """The API view of ``silence`` at ``now``."""
+        return cls.model_validate({**dict(silence), "state": silence.state_at(now)})

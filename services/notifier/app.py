@@ -21,7 +21,7 @@ from goalwatch.messaging import new_broker
 from goalwatch.service import service_app
 from goalwatch.serving import ServiceInfo
 from goalwatch.settings import Port, StateCheckSettings, duration_setting
-from services.notifier.api import deliveries_router, inbox_router
+from services.notifier.api import deliveries_router, inbox_router, silences_router
 from services.notifier.channels import Channel
 from services.notifier.claims import DeliveryClaims
 from services.notifier.deliveries import DeliveryLog
@@ -30,6 +30,7 @@ from services.notifier.metrics import HANDLER_SECONDS, REGISTRY
 from services.notifier.outcomes import NatsOutcomes
 from services.notifier.pipeline import Notifier
 from services.notifier.recovery import InboxHandler, inbox_replay
+from services.notifier.silences import Silences
 from services.notifier.webhook import WebhookChannel
 
 logger = logging.getLogger(__name__)
@@ -195,6 +196,7 @@ def create_app(
     channels = build_channels(settings, client=http)
     inbox = Inbox(redis, retention=settings.inbox_retention)
     deliveries = DeliveryLog(redis, retention=settings.inbox_retention)
+    silences = Silences(redis, retention=settings.inbox_retention)
     notifier = Notifier(
         directory=GoalsClient(client=http, base_url=settings.goals_url),
         inbox=inbox,
@@ -203,6 +205,7 @@ def create_app(
         outcomes=NatsOutcomes(broker),
         policy=policy(settings),
         deliveries=deliveries,
+        silences=silences,
     )
     consumers = Consumers(broker, service="notifier", seconds=HANDLER_SECONDS)
     fired, resolved = alert_consumers(settings)
@@ -249,6 +252,7 @@ def create_app(
     )
     app.include_router(inbox_router(inbox))
     app.include_router(deliveries_router(deliveries))
+    app.include_router(silences_router(silences))
     return app
 
 

@@ -48,6 +48,7 @@ from services.notifier.metrics import ESCALATIONS_SENT, NOTIFICATIONS_FAILED, NO
 from services.notifier.notification import Alert, build_notification, headline, transition_key
 from services.notifier.outcomes import Outcomes
 from services.notifier.recipients import resolve_recipients
+from services.notifier.silences import Silences
 
 logger = logging.getLogger(__name__)
 
@@ -114,9 +115,12 @@ class Notifier:
         policy: RedeliveryPolicy,
         clock: Callable[[], datetime] = _utcnow,
         deliveries: DeliveryLog | None = None,
+        silences: Silences | None = None,
     ) -> None:
-        """``deliveries``: where each outcome is also kept for ``GET /v1/deliveries``."""
+        """``deliveries``: where each outcome is also kept for ``GET /v1/deliveries``;
+        ``silences``: what keeps matching alerts off the channels for a while."""
         self._deliveries = deliveries
+        self._silences = silences
         self._directory = directory
         self._inbox = inbox
         self._claims = claims
@@ -173,6 +177,30 @@ class Notifier:
             channel=INBOX_CHANNEL,
             result=DeliveryResult(status=DeliveryStatus.SENT, attempts=1),
         )
+        silence = None
+        if self._silences is not None and self._channels:
+            silence = await self._silences.matching(notification, self._clock())
+        if silence is not None:
+            logger.info(
+                "%s silenced by %s (%s, by %s until %s): sent on no channel",
+                _transition_name(notification),
+                silence.id,
+                silence.comment,
+                silence.created_by,
+                silence.ends_at.isoformat(),
+                extra=extra,
+            )
+            for channel in self._channels:
+                await self._publish_outcome(
+                    notification,
+                    channel=channel.name,
+                    result=DeliveryResult(
+                        status=DeliveryStatus.SILENCED,
+                        attempts=1,
+                        error=f"silence {silence.id}: {silence.comment}",
+                    ),
+                )
+            return None
         retries: list[Retry] = []
         for channel in self._channels:
             # One channel's failure does not keep the others from delivering.
