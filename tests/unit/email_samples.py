@@ -9,8 +9,12 @@ from goalwatch.contracts import AlertNotification
 
 T0 = datetime(2026, 11, 3, 18, 0, tzinfo=UTC)
 
-MANAGER = {"id": "head-wang", "name": "Wang Fang", "email": "wang.fang@example.org",
-           "role": "manager"}
+MANAGER = {
+    "id": "head-wang",
+    "name": "Wang Fang",
+    "email": "wang.fang@example.org",
+    "role": "manager",
+}
 DOCTOR = {"id": "doctor-li", "name": "Dr Li Wei", "email": None, "role": "subject"}
 
 
@@ -23,8 +27,14 @@ def _affected(i: int) -> dict[str, Any]:
         "owner_id": "head-wang",
         "owner_name": "Wang Fang",
         "depth": 1 + i % 3,
-        "path": [{"from_goal": "kr-imaging", "to_goal": f"goal-{i}", "link": "contributes_to",
-                  "share": 0.5}],
+        "path": [
+            {
+                "from_goal": "kr-imaging",
+                "to_goal": f"goal-{i}",
+                "link": "contributes_to",
+                "share": 0.5,
+            }
+        ],
         "weight": 0.5,
     }
 
@@ -84,10 +94,19 @@ def notification(kind: str, *, transition: str = "firing", **changes: Any) -> Al
             "owners_total": 3,
         }
     if transition == "escalation":
-        doc.update(severity="critical", escalated_from="warning", escalated_at=T0 + timedelta(hours=6),
-                   fired_at=T0)
+        doc.update(
+            severity="critical",
+            escalated_from="warning",
+            escalated_at=T0 + timedelta(hours=6),
+            fired_at=T0,
+        )
     if transition == "resolved":
-        doc.update(state="resolved", resolved_at=T0 + timedelta(days=1), history=[], value=0.05,
-                   message="Dr Li Wei: report rework rate back to 5%, within 8%")
+        doc.update(
+            state="resolved",
+            resolved_at=T0 + timedelta(days=1),
+            history=[],
+            value=0.05,
+            message="Dr Li Wei: report rework rate back to 5%, within 8%",
+        )
     doc.update(changes)
     return AlertNotification.model_validate(doc)
