@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import httpx
 from fastapi import FastAPI
 from faststream.nats import NatsBroker
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from redis.asyncio import Redis
 
 from goalwatch.checkpoints import Checkpoint, Recovery
@@ -25,12 +26,14 @@ from services.notifier.api import deliveries_router, inbox_router, silences_rout
 from services.notifier.channels import Channel
 from services.notifier.claims import DeliveryClaims
 from services.notifier.deliveries import DeliveryLog
+from services.notifier.email import EmailChannel, parse_address
 from services.notifier.inbox import Inbox
 from services.notifier.metrics import HANDLER_SECONDS, REGISTRY
 from services.notifier.outcomes import NatsOutcomes
 from services.notifier.pipeline import Notifier
 from services.notifier.recovery import InboxHandler, inbox_replay
 from services.notifier.silences import Silences
+from services.notifier.templates import Language
 from services.notifier.webhook import WebhookChannel
 
 logger = logging.getLogger(__name__)
@@ -128,6 +131,99 @@ class NotifierSettings(StateCheckSettings):
         gt=0,
         description="First retry delay in seconds; doubles per attempt with jitter, cap 30 s.",
     )
+    # E-mail over SMTP: interim settings, until the routing file names receivers.
+    smtp_host: str | None = Field(
+        None,
+        description="SMTP server that sends alert e-mails (GOALWATCH_SMTP_HOST); unset turns "
+        "e-mail off.",
+    )
+    smtp_port: Port | None = Field(
+        None,
+        description="SMTP port; unset: 587 for starttls, 465 for tls, 25 for none.",
+    )
+    smtp_security: Literal["starttls", "tls", "none"] = Field(
+        "starttls",
+        description="starttls (plain connection upgraded with STARTTLS, refused if the server "
+        "cannot), tls (TLS from the first byte, usually port 465) or none (no encryption).",
+    )
+    smtp_username: str | None = Field(
+        None, description="SMTP AUTH user name; unset sends without logging in."
+    )
+    smtp_password: SecretStr | None = Field(
+        None, description="SMTP AUTH password; required with a user name. Never logged."
+    )
+    smtp_from: str | None = Field(
+        None,
+        description="From address of alert e-mails, e.g. 'Goalwatch <alerts@example.org>'; "
+        "required with GOALWATCH_SMTP_HOST. Its domain ends every Message-ID.",
+    )
+    smtp_fallback_to: str | None = Field(
+        None,
+        description="Address that gets an alert when none of its recipients has an e-mail "
+        "address; unset: such an alert's e-mail fails and is dead-lettered.",
+    )
+    smtp_language: Language = Field("en", description="Language of alert e-mails: en or zh.")
+    smtp_timeout: float = Field(
+        10.0, gt=0, description="Seconds to wait for the connection and for each SMTP reply."
+    )
+    smtp_max_attempts: int = Field(
+        # At most the consumers' max_deliver (10): each attempt is one delivery of the alert.
+        10,
+        ge=1,
+        le=10,
+        description="Sending attempts (1-10) before an e-mail is dead-lettered.",
+    )
+    smtp_backoff: float = Field(
+        1.0,
+        gt=0,
+        description="First retry delay in seconds; doubles per attempt with jitter, cap 300 s "
+        "(greylisting servers want the sender back after minutes).",
+    )
+    smtp_ca_file: Path | None = Field(
+        None,
+        description="PEM file of the CA certificates to trust for the SMTP server's "
+        "certificate (a private CA); unset: the system's.",
+    )
+
+    @field_validator("smtp_host", "smtp_username", "smtp_fallback_to", "smtp_from", mode="before")
+    @classmethod
+    def _blank_smtp_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("smtp_from", "smtp_fallback_to")
+    @classmethod
+    def _email_address(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None:
+            try:
+                parse_address(value)
+            except ValueError as exc:
+                variable = f"GOALWATCH_{(info.field_name or '').upper()}"
+                raise ValueError(f"{variable}: {exc}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _smtp_complete(self) -> NotifierSettings:
+        if self.smtp_host is None:
+            return self
+        if self.smtp_from is None:
+            raise ValueError(
+                "GOALWATCH_SMTP_FROM is required when GOALWATCH_SMTP_HOST is set: it is the "
+                "From address of every alert e-mail. Set it, e.g. to "
+                "'Goalwatch <alerts@example.org>'."
+            )
+        password = self.smtp_password.get_secret_value() if self.smtp_password else ""
+        if (self.smtp_username is None) != (not password):
+            raise ValueError(
+                "GOALWATCH_SMTP_USERNAME and GOALWATCH_SMTP_PASSWORD go together: set both to "
+                "log in to the SMTP server, or neither to send without logging in."
+            )
+        if self.smtp_ca_file is not None and not self.smtp_ca_file.is_file():
+            raise ValueError(
+                f"GOALWATCH_SMTP_CA_FILE: {self.smtp_ca_file} is not a readable file; point it "
+                "at the PEM file of the CA that signed the SMTP server's certificate."
+            )
+        return self
+
     notifier_ack_wait: float = Field(
         60.0,
         ge=1.0,
@@ -177,6 +273,24 @@ def build_channels(settings: NotifierSettings, *, client: httpx.AsyncClient) -> 
                 timeout=settings.webhook_timeout,
                 max_attempts=settings.webhook_max_attempts,
                 backoff=settings.webhook_backoff,
+            )
+        )
+    if settings.smtp_host is not None:
+        assert settings.smtp_from is not None  # enforced by NotifierSettings
+        channels.append(
+            EmailChannel(
+                host=settings.smtp_host,
+                port=settings.smtp_port,
+                security=settings.smtp_security,
+                username=settings.smtp_username,
+                password=settings.smtp_password,
+                sender=settings.smtp_from,
+                fallback_to=settings.smtp_fallback_to,
+                language=settings.smtp_language,
+                timeout=settings.smtp_timeout,
+                max_attempts=settings.smtp_max_attempts,
+                backoff=settings.smtp_backoff,
+                ca_file=settings.smtp_ca_file,
             )
         )
     return channels

@@ -21,9 +21,16 @@ from goalwatch.contracts import AlertNotification
 Language = Literal["zh", "en"]
 LANGUAGES: Final[tuple[Language, ...]] = ("zh", "en")
 
+
+def _is_html(name: str | None) -> bool:
+    """True for ``<channel>.html.<language>.j2``. ``select_autoescape(("html.j2",))`` looks
+    only at the end of the name, which is ``.<language>.j2``: it escaped nothing."""
+    return name is not None and "html" in name.split(".")[1:-2]
+
+
 ENVIRONMENT: Final = jinja2.Environment(
     loader=jinja2.PackageLoader("services.notifier", "templates"),
-    autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",), default=False),
+    autoescape=_is_html,
     undefined=jinja2.StrictUndefined,
     trim_blocks=True,
     lstrip_blocks=True,
