@@ -10,8 +10,8 @@ notification ``n``:
 ``when``     a UTC time as ``2026-11-20 09:31 UTC``;  ``num``  a value as ``0.11``;
 ``history``  the most recent observations that fit, oldest first, and ``history_more``, how
              many older ones were left out;
-``impact``   the affected goals that fit, nearest first, and ``impact_more``, how many more
-             the alert counts (``affected_total``).
+``impact``   the recipient's affected goals that fit, nearest first, and ``impact_more``, how
+             many of them were left out.
 
 A channel's size limit is met by showing fewer list items, with "… and N more"; only when the
 message without any item is still too long is the text itself cut.
@@ -145,7 +145,6 @@ def render_fitted(
     """
     history = notification.history
     affected = notification.impact.affected if notification.impact is not None else []
-    total = notification.impact.affected_total if notification.impact is not None else 0
 
     def with_items(count: int) -> str:
         shown_history = history[len(history) - count :] if count else []
@@ -161,7 +160,7 @@ def render_fitted(
             history=shown_history,
             history_more=len(history) - len(shown_history),
             impact=shown_impact,
-            impact_more=max(total, len(affected)) - len(shown_impact),
+            impact_more=len(affected) - len(shown_impact),
             **extra,
         )
 
