@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 import httpx
 from fastapi import FastAPI
@@ -22,19 +22,26 @@ from goalwatch.messaging import new_broker
 from goalwatch.service import service_app
 from goalwatch.serving import ServiceInfo
 from goalwatch.settings import Port, StateCheckSettings, duration_setting
+from services.notifier.alertmanager import AlertmanagerChannel
 from services.notifier.api import deliveries_router, inbox_router, silences_router
 from services.notifier.channels import Channel
 from services.notifier.claims import DeliveryClaims
 from services.notifier.deliveries import DeliveryLog
+from services.notifier.dingtalk import DingTalkChannel
 from services.notifier.email import EmailChannel, parse_address
+from services.notifier.feishu import FeishuChannel
 from services.notifier.inbox import Inbox
 from services.notifier.metrics import HANDLER_SECONDS, REGISTRY
 from services.notifier.outcomes import NatsOutcomes
 from services.notifier.pipeline import Notifier
 from services.notifier.recovery import InboxHandler, inbox_replay
 from services.notifier.silences import Silences
+from services.notifier.slack import SlackChannel
 from services.notifier.templates import Language
 from services.notifier.webhook import WebhookChannel
+from services.notifier.wecom import WeComChannel
+
+CHAT_URLS = ("wecom_url", "dingtalk_url", "feishu_url", "slack_url", "alertmanager_url")
 
 logger = logging.getLogger(__name__)
 
@@ -224,6 +231,47 @@ class NotifierSettings(StateCheckSettings):
             )
         return self
 
+    # Chat and Alertmanager channels. Until the routing file exists each goes to one place,
+    # in one language; they share the webhook's timeout, attempts and backoff.
+    wecom_url: str | None = Field(
+        None,
+        description="WeCom group robot webhook URL (with its key); unset turns WeCom off.",
+    )
+    wecom_language: Language = Field("zh", description="Language of WeCom messages: zh or en.")
+    dingtalk_url: str | None = Field(
+        None,
+        description="DingTalk custom robot webhook URL (with its access_token); unset turns "
+        "DingTalk off.",
+    )
+    dingtalk_secret: SecretStr | None = Field(
+        None,
+        description="DingTalk robot signing secret (SEC...); required with GOALWATCH_DINGTALK_URL.",
+    )
+    dingtalk_language: Language = Field(
+        "zh", description="Language of DingTalk messages: zh or en."
+    )
+    feishu_url: str | None = Field(
+        None,
+        description="Feishu or Lark custom bot webhook URL; unset turns Feishu off.",
+    )
+    feishu_secret: SecretStr | None = Field(
+        None,
+        description="Feishu bot signing secret; required with GOALWATCH_FEISHU_URL.",
+    )
+    feishu_language: Language = Field("zh", description="Language of Feishu cards: zh or en.")
+    slack_url: str | None = Field(
+        None,
+        description="Slack incoming webhook URL; unset turns Slack off.",
+    )
+    slack_language: Language = Field("en", description="Language of Slack messages: zh or en.")
+    alertmanager_url: str | None = Field(
+        None,
+        description="Base URL of a Prometheus Alertmanager to forward alerts to "
+        "(POST /api/v2/alerts); unset turns forwarding off.",
+    )
+    alertmanager_language: Language = Field(
+        "en", description="Language of the Alertmanager summary and description: zh or en."
+    )
     notifier_ack_wait: float = Field(
         60.0,
         ge=1.0,
@@ -233,18 +281,19 @@ class NotifierSettings(StateCheckSettings):
         "outlive a crashed owner by a third of it.",
     )
 
-    @field_validator("webhook_url", mode="before")
+    @field_validator("webhook_url", *CHAT_URLS, mode="before")
     @classmethod
     def _blank_url_is_off(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("webhook_url")
+    @field_validator("webhook_url", *CHAT_URLS)
     @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
+    def _http_url(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError(
                 # Not echoed: webhook URLs often carry their token.
-                "GOALWATCH_WEBHOOK_URL must be an http:// or https:// URL, got one starting "
+                f"GOALWATCH_{str(info.field_name).upper()} must be an http:// or https:// URL, "
+                "got one starting "
                 f"with {value.split(':', 1)[0]!r}:"
             )
         return value
@@ -257,6 +306,16 @@ class NotifierSettings(StateCheckSettings):
                 "GOALWATCH_WEBHOOK_SECRET is required when GOALWATCH_WEBHOOK_URL is set: every "
                 "webhook request is signed with it. Set it to the secret the receiver verifies."
             )
+        for vendor, url, key in (
+            ("DINGTALK", self.dingtalk_url, self.dingtalk_secret),
+            ("FEISHU", self.feishu_url, self.feishu_secret),
+        ):
+            if url is not None and not (key.get_secret_value() if key else ""):
+                raise ValueError(
+                    f"GOALWATCH_{vendor}_SECRET is required when GOALWATCH_{vendor}_URL is set: "
+                    "the robot refuses unsigned messages once signing is on, and goalwatch signs "
+                    f"every one. Set it to the robot's signing secret, or unset GOALWATCH_{vendor}_URL."
+                )
         return self
 
 
@@ -291,6 +350,73 @@ def build_channels(settings: NotifierSettings, *, client: httpx.AsyncClient) -> 
                 max_attempts=settings.smtp_max_attempts,
                 backoff=settings.smtp_backoff,
                 ca_file=settings.smtp_ca_file,
+            )
+        )
+    channels.extend(chat_channels(settings, client=client))
+    return channels
+
+
+class _Retries(TypedDict):
+    timeout: float
+    max_attempts: int
+    backoff: float
+
+
+def chat_channels(settings: NotifierSettings, *, client: httpx.AsyncClient) -> list[Channel]:
+    """The configured WeCom, DingTalk, Feishu, Slack and Alertmanager channels, in that order."""
+    retries = _Retries(
+        timeout=settings.webhook_timeout,
+        max_attempts=settings.webhook_max_attempts,
+        backoff=settings.webhook_backoff,
+    )
+    channels: list[Channel] = []
+    if settings.wecom_url is not None:
+        channels.append(
+            WeComChannel(
+                url=settings.wecom_url,
+                client=client,
+                language=settings.wecom_language,
+                **retries,
+            )
+        )
+    if settings.dingtalk_url is not None:
+        assert settings.dingtalk_secret is not None  # enforced by NotifierSettings
+        channels.append(
+            DingTalkChannel(
+                url=settings.dingtalk_url,
+                secret=settings.dingtalk_secret,
+                client=client,
+                language=settings.dingtalk_language,
+                **retries,
+            )
+        )
+    if settings.feishu_url is not None:
+        assert settings.feishu_secret is not None  # enforced by NotifierSettings
+        channels.append(
+            FeishuChannel(
+                url=settings.feishu_url,
+                secret=settings.feishu_secret,
+                client=client,
+                language=settings.feishu_language,
+                **retries,
+            )
+        )
+    if settings.slack_url is not None:
+        channels.append(
+            SlackChannel(
+                url=settings.slack_url,
+                client=client,
+                language=settings.slack_language,
+                **retries,
+            )
+        )
+    if settings.alertmanager_url is not None:
+        channels.append(
+            AlertmanagerChannel(
+                url=settings.alertmanager_url,
+                client=client,
+                language=settings.alertmanager_language,
+                **retries,
             )
         )
     return channels
@@ -350,6 +476,8 @@ def create_app(
     def announce() -> None:
         if not channels:
             logger.warning("webhook channel off (GOALWATCH_WEBHOOK_URL unset); inbox only")
+        else:
+            logger.info("channels: %s, and the inbox", ", ".join(c.name for c in channels))
 
     app = service_app(
         name="notifier",

@@ -27,21 +27,19 @@ Retries
     the attempts run out; any other 4xx fails at once, because a receiver that rejects the
     request will not change its mind. 2xx is success; redirects are not followed (configure
     the final URL). The waiting is JetStream's: the notifier naks the alert with the delay.
+    These rules are shared with the chat channels: :mod:`services.notifier.http_delivery`.
 """
 
 from __future__ import annotations
 
-import logging
 import random
 import time
 from collections.abc import Callable
-from datetime import UTC
-from email.utils import parsedate_to_datetime
 
 import httpx
 from pydantic import SecretStr
 
-from goalwatch.contracts import AlertNotification, DeliveryStatus
+from goalwatch.contracts import AlertNotification
 from goalwatch.contracts.signing import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -49,38 +47,11 @@ from goalwatch.contracts.signing import (
 )
 from goalwatch.settings import redacted_url
 from services.notifier.channels import DeliveryResult
+from services.notifier.http_delivery import HttpDelivery, parse_retry_after
 
-logger = logging.getLogger(__name__)
+__all__ = ["IDEMPOTENCY_HEADER", "WebhookChannel", "parse_retry_after"]
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
-
-
-class _Retryable(Exception):
-    """A failure that may pass on a later attempt."""
-
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class _Permanent(Exception):
-    """A failure that retrying will not fix."""
-
-
-def parse_retry_after(value: str | None, *, now: float) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date), if usable."""
-    if value is None or not value.strip():
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - now)
 
 
 class WebhookChannel:
@@ -100,15 +71,19 @@ class WebhookChannel:
         jitter: Callable[[], float] = random.random,
     ) -> None:
         self._url = url
-        self._where = redacted_url(url)
         self._secret = secret
-        self._client = client
-        self._timeout = timeout
-        self._max_attempts = max_attempts
-        self._backoff = backoff
-        self._backoff_max = backoff_max
         self._clock = clock
-        self._jitter = jitter
+        self._http = HttpDelivery(
+            channel=self.name,
+            client=client,
+            where=redacted_url(url),
+            timeout=timeout,
+            max_attempts=max_attempts,
+            backoff=backoff,
+            backoff_max=backoff_max,
+            clock=clock,
+            jitter=jitter,
+        )
 
     @property
     def name(self) -> str:
@@ -116,41 +91,12 @@ class WebhookChannel:
         return "webhook"
 
     def retry_delay(self, attempt: int, *, retry_after: float | None = None) -> float:
-        """Seconds before attempt ``attempt + 1``: what the receiver asked for, else
-        ``backoff x 2^(attempt-1)`` plus up to ``backoff`` of jitter; at most ``backoff_max``."""
-        if retry_after is not None:
-            return min(retry_after, self._backoff_max)
-        delay = self._backoff * 2 ** (attempt - 1) + self._backoff * self._jitter()
-        return float(min(delay, self._backoff_max))
+        """Seconds before attempt ``attempt + 1`` (see :meth:`HttpDelivery.retry_delay`)."""
+        return self._http.retry_delay(attempt, retry_after=retry_after)
 
     async def deliver(self, *, notification: AlertNotification, attempt: int) -> DeliveryResult:
         """POST the notification once; say whether and when another attempt is worth it."""
         body = notification.model_dump_json().encode()
-        extra = {"fingerprint": notification.fingerprint, "channel": self.name}
-        try:
-            await self._post_once(body, key=notification.idempotency_key)
-        except _Permanent as exc:
-            return DeliveryResult(status=DeliveryStatus.FAILED, attempts=attempt, error=str(exc))
-        except _Retryable as exc:
-            if attempt >= self._max_attempts:
-                return DeliveryResult(
-                    status=DeliveryStatus.FAILED, attempts=attempt, error=str(exc)
-                )
-            wait = self.retry_delay(attempt, retry_after=exc.retry_after)
-            logger.warning(
-                "webhook attempt %d of %d failed (%s); retrying in %.1fs",
-                attempt,
-                self._max_attempts,
-                exc,
-                wait,
-                extra=extra,
-            )
-            return DeliveryResult(
-                status=DeliveryStatus.FAILED, attempts=attempt, error=str(exc), retry_in=wait
-            )
-        return DeliveryResult(status=DeliveryStatus.SENT, attempts=attempt)
-
-    async def _post_once(self, body: bytes, *, key: str | None) -> None:
         # Signed per attempt: a retry long after the first try must still look fresh.
         timestamp = int(self._clock())
         headers = {
@@ -158,23 +104,12 @@ class WebhookChannel:
             TIMESTAMP_HEADER: str(timestamp),
             SIGNATURE_HEADER: sign(secret=self._secret, timestamp=timestamp, body=body),
         }
-        if key is not None:
-            headers[IDEMPOTENCY_HEADER] = key
-        try:
-            response = await self._client.post(
-                self._url, content=body, headers=headers, timeout=self._timeout
-            )
-        except httpx.TimeoutException as exc:
-            raise _Retryable(
-                f"POST {self._where} timed out after {self._timeout}s ({type(exc).__name__})"
-            ) from exc
-        except httpx.TransportError as exc:
-            raise _Retryable(f"POST {self._where} failed: {type(exc).__name__}: {exc}") from exc
-        status = response.status_code
-        if 200 <= status < 300:
-            return
-        detail = f"POST {self._where} answered HTTP {status}: {response.text[:200]!r}"
-        if status == 429 or status >= 500:
-            retry_after = parse_retry_after(response.headers.get("Retry-After"), now=self._clock())
-            raise _Retryable(detail, retry_after=retry_after)
-        raise _Permanent(detail)
+        if notification.idempotency_key is not None:
+            headers[IDEMPOTENCY_HEADER] = notification.idempotency_key
+        return await self._http.deliver(
+            url=self._url,
+            content=body,
+            headers=headers,
+            attempt=attempt,
+            fingerprint=notification.fingerprint,
+        )
