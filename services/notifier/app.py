@@ -475,7 +475,11 @@ def create_app(
 
     def announce() -> None:
         if not channels:
-            logger.warning("webhook channel off (GOALWATCH_WEBHOOK_URL unset); inbox only")
+            logger.warning(
+                "no channel configured (GOALWATCH_WEBHOOK_URL, GOALWATCH_SMTP_HOST, "
+                "GOALWATCH_WECOM_URL, GOALWATCH_DINGTALK_URL, GOALWATCH_FEISHU_URL, "
+                "GOALWATCH_SLACK_URL and GOALWATCH_ALERTMANAGER_URL unset): inbox only"
+            )
         else:
             logger.info("channels: %s, and the inbox", ", ".join(c.name for c in channels))
 
