@@ -26,7 +26,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from goalwatch.contracts import GoalImpact, GoalRead, PersonRead
+from goalwatch.contracts import GoalImpact, GoalRead, OrgUnitRead, PersonRead
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -44,6 +44,14 @@ class PersonDirectory(Protocol):
 
     async def get_person(self, person_id: str) -> PersonRead | None:
         """The person, or None when the directory has no such id."""
+        ...
+
+
+class OrgUnits(Protocol):
+    """Looks org units up by id."""
+
+    async def get_org_unit(self, unit_id: str) -> OrgUnitRead | None:
+        """The org unit, or None when the directory has no such id."""
         ...
 
 
@@ -77,6 +85,10 @@ class GoalsClient:
     async def get_person(self, person_id: str) -> PersonRead | None:
         """The person with ``person_id``, or None on 404; raises GoalsUnavailable otherwise."""
         return await self._get(f"/v1/people/{quote(person_id, safe='')}", PersonRead)
+
+    async def get_org_unit(self, unit_id: str) -> OrgUnitRead | None:
+        """The org unit with ``unit_id``, or None on 404; raises GoalsUnavailable otherwise."""
+        return await self._get(f"/v1/org-units/{quote(unit_id, safe='')}", OrgUnitRead)
 
     async def get_goal(self, goal_id: str) -> GoalRead | None:
         """The goal with ``goal_id`` (progress rolled up), or None on 404."""

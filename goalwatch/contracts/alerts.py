@@ -170,7 +170,9 @@ class RecipientRole(StrEnum):
     """Why a person receives a notification."""
 
     SUBJECT = "subject"  # the alert is about them
-    MANAGER = "manager"  # they manage the subject
+    MANAGER = "manager"  # they manage the subject (directly, or higher up the chain)
+    UNIT_HEAD = "unit_head"  # they head the subject's org unit
+    HRBP = "hrbp"  # they are the HR business partner of the subject's org unit
     EXPLICIT = "explicit"  # the rule names them
 
 

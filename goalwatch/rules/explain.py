@@ -60,6 +60,8 @@ _RECIPIENTS: Final[dict[str, tuple[str, str]]] = {
     "subject": ("the person it is about", "当事人"),
     "manager": ("the person's manager", "当事人的直属上级"),
     "owner": ("the goal's owner", "目标负责人"),
+    "unit_head": ("the head of the person's org unit", "当事人所在部门的负责人"),
+    "hrbp": ("the HR business partner of the person's org unit", "当事人所在部门的 HRBP"),
 }
 _SEVERITIES: Final[dict[str, tuple[str, str]]] = {
     "info": ("info", "提示"),
@@ -306,6 +308,13 @@ def _told(notify: Sequence[str], say: _Words) -> str:
     def who(name: str) -> str:
         if name in _RECIPIENTS:
             return say.of(_RECIPIENTS, name)
+        if name.startswith("manager:"):
+            level = int(name.partition(":")[2])
+            return say(
+                f"the manager {level} levels up the person's chain"
+                + (" (the manager's manager)" if level == 2 else ""),
+                f"当事人往上第 {level} 级上级" + ("（上级的上级）" if level == 2 else ""),
+            )
         return say(f"person {name}", f"人员 {name}")
 
     names = [who(name) for name in notify]

@@ -139,14 +139,39 @@ def _check_label_name(name: str) -> str:
     return name
 
 
+MAX_MANAGER_LEVEL: Final = 10
+RECIPIENT_WORDS: Final = (
+    "subject, manager, manager: N (2 for the manager's manager), unit_head, hrbp, or a person id"
+)
+
+
+def _recipient_form(value: Any) -> Any:
+    """``{manager: 2}`` (written ``manager: 2`` in a YAML list) as its string, ``manager:2``."""
+    if isinstance(value, dict):
+        if set(value) != {"manager"}:
+            raise rule_error("notify", f"{value!r} is not a recipient: use {RECIPIENT_WORDS}")
+        value = f"manager:{value['manager']}"
+    return value
+
+
 def _check_recipient(recipient: str) -> str:
-    if not recipient.strip():
-        raise rule_error("notify", "empty recipient: use subject, manager or a person id")
-    return recipient.strip()
+    recipient = recipient.strip()
+    if not recipient:
+        raise rule_error("notify", f"empty recipient: use {RECIPIENT_WORDS}")
+    if recipient.startswith("manager:"):
+        level = recipient.removeprefix("manager:").strip()
+        if not level.isdigit() or not 1 <= int(level) <= MAX_MANAGER_LEVEL:
+            raise rule_error(
+                "notify",
+                f"'{recipient}': the manager's level is a number from 1 (the manager) to "
+                f"{MAX_MANAGER_LEVEL}, e.g. manager: 2 for the manager's manager",
+            )
+        return "manager" if int(level) == 1 else f"manager:{int(level)}"
+    return recipient
 
 
 LabelName = Annotated[str, AfterValidator(_check_label_name)]
-Recipient = Annotated[str, AfterValidator(_check_recipient)]
+Recipient = Annotated[str, BeforeValidator(_recipient_form), AfterValidator(_check_recipient)]
 
 
 class NotIn(Contract):

@@ -435,10 +435,12 @@ def create_app(
     http = http or httpx.AsyncClient(timeout=httpx.Timeout(settings.goals_timeout))
     channels = build_channels(settings, client=http)
     inbox = Inbox(redis, retention=settings.inbox_retention)
+    goals = GoalsClient(client=http, base_url=settings.goals_url)
     deliveries = DeliveryLog(redis, retention=settings.inbox_retention)
     silences = Silences(redis, retention=settings.inbox_retention)
     notifier = Notifier(
-        directory=GoalsClient(client=http, base_url=settings.goals_url),
+        directory=goals,
+        org_units=goals,
         inbox=inbox,
         claims=DeliveryClaims(redis, pending_ttl=claim_ttl(settings)),
         channels=channels,

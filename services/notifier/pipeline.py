@@ -39,7 +39,7 @@ from goalwatch.contracts import (
     SubjectRef,
     subjects,
 )
-from goalwatch.goals_client import PersonDirectory
+from goalwatch.goals_client import OrgUnits, PersonDirectory
 from services.notifier.channels import Channel, DeliveryResult
 from services.notifier.claims import DeliveryClaims, claim_key
 from services.notifier.deliveries import DeliveryLog
@@ -116,11 +116,14 @@ class Notifier:
         clock: Callable[[], datetime] = _utcnow,
         deliveries: DeliveryLog | None = None,
         silences: Silences | None = None,
+        org_units: OrgUnits | None = None,
     ) -> None:
         """``deliveries``: where each outcome is also kept for ``GET /v1/deliveries``;
-        ``silences``: what keeps matching alerts off the channels for a while."""
+        ``silences``: what keeps matching alerts off the channels for a while;
+        ``org_units``: the org chart, for the ``unit_head`` and ``hrbp`` recipients."""
         self._deliveries = deliveries
         self._silences = silences
+        self._org_units = org_units
         self._directory = directory
         self._inbox = inbox
         self._claims = claims
@@ -242,6 +245,7 @@ class Notifier:
             subject=alert.subject,
             notify=alert.notify,
             fingerprint=alert.fingerprint,
+            org_units=self._org_units,
         )
         return build_notification(
             alert=alert,

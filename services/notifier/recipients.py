@@ -1,8 +1,11 @@
 """Who receives an alert: the rule's ``notify`` roles resolved against the goals service.
 
 Roles: ``subject`` is the person the alert is about (``owner`` says the same in
-dependency-impact rules: the owner of the affected goals), ``manager`` is their nearest manager,
-and any other string is taken as an explicit person id. A person the directory does not know is
+dependency-impact rules: the owner of the affected goals), ``manager`` is their nearest manager
+and ``manager:N`` the N-th up their chain (``manager:2``, the manager's manager), ``unit_head``
+and ``hrbp`` the head and the HR business partner of their org unit (the nearest unit up the
+tree that has one; for the head, not the subject themselves), and any other string is taken
+as an explicit person id. A person the directory does not know is
 still notified under their id (an alert must not be lost because the directory is incomplete);
 the goals service being unreachable is an error, so the message is redelivered later.
 """
@@ -13,7 +16,7 @@ import logging
 from dataclasses import dataclass
 
 from goalwatch.contracts import PersonRead, Recipient, RecipientRole
-from goalwatch.goals_client import PersonDirectory
+from goalwatch.goals_client import OrgUnits, PersonDirectory
 
 logger = logging.getLogger(__name__)
 
@@ -21,6 +24,11 @@ SUBJECT = RecipientRole.SUBJECT.value
 MANAGER = RecipientRole.MANAGER.value
 # A dependency-impact alert's subject is the owner of the affected goals.
 OWNER = "owner"
+UNIT_HEAD = RecipientRole.UNIT_HEAD.value
+HRBP = RecipientRole.HRBP.value
+# Org units walked up from the subject's, at most: deeper than any org chart, and a cycle
+# in the data cannot hold an alert.
+MAX_UNIT_DEPTH = 30
 
 
 @dataclass(frozen=True)
@@ -36,8 +44,29 @@ def _recipient(person: PersonRead | None, *, person_id: str, role: RecipientRole
     return Recipient(id=person.id, name=person.name, email=person.email, role=role)
 
 
+async def _unit_person(org_units: OrgUnits, subject: PersonRead, role: str) -> str | None:
+    """The head or HRBP (``role``) of the nearest org unit up from ``subject``'s that has
+    one other than the subject."""
+    unit_id, seen = subject.org_unit_id, set[str]()
+    while unit_id is not None and unit_id not in seen and len(seen) < MAX_UNIT_DEPTH:
+        seen.add(unit_id)
+        unit = await org_units.get_org_unit(unit_id)
+        if unit is None:
+            return None
+        found = unit.head_id if role == UNIT_HEAD else unit.hrbp_id
+        if found is not None and found != subject.id:
+            return found
+        unit_id = unit.parent_id
+    return None
+
+
 async def resolve_recipients(
-    *, directory: PersonDirectory, subject: str, notify: list[str], fingerprint: str
+    *,
+    directory: PersonDirectory,
+    subject: str,
+    notify: list[str],
+    fingerprint: str,
+    org_units: OrgUnits | None = None,
 ) -> Audience:
     """Resolve ``notify`` roles for an alert about ``subject``; one recipient per person id.
 
@@ -60,15 +89,18 @@ async def resolve_recipients(
     for role in notify:
         if role in (SUBJECT, OWNER):
             add(_recipient(subject_person, person_id=subject, role=RecipientRole.SUBJECT))
-        elif role == MANAGER:
-            if subject_person is None or not subject_person.managers:
+        elif role == MANAGER or role.startswith(f"{MANAGER}:"):
+            level = 1 if role == MANAGER else int(role.partition(":")[2])
+            chain = [] if subject_person is None else subject_person.managers
+            if len(chain) < level:
                 logger.warning(
-                    "no manager known for subject %r; the manager is not notified",
+                    "no manager known for subject %r at level %d up the chain; not notified",
                     subject,
+                    level,
                     extra={**log_extra, "person_id": subject},
                 )
                 continue
-            manager_id = subject_person.managers[0]
+            manager_id = chain[level - 1]
             manager = await directory.get_person(manager_id)
             if manager is None:
                 logger.warning(
@@ -78,6 +110,21 @@ async def resolve_recipients(
                     extra={**log_extra, "person_id": manager_id},
                 )
             add(_recipient(manager, person_id=manager_id, role=RecipientRole.MANAGER))
+        elif role in (UNIT_HEAD, HRBP):
+            found = None
+            if subject_person is not None and org_units is not None:
+                found = await _unit_person(org_units, subject_person, role)
+            if found is None:
+                logger.warning(
+                    "no %s known for subject %r (their org unit and those above it name "
+                    "none); not notified",
+                    role,
+                    subject,
+                    extra={**log_extra, "person_id": subject},
+                )
+                continue
+            person = await directory.get_person(found)
+            add(_recipient(person, person_id=found, role=RecipientRole(role)))
         else:
             person = subject_person if role == subject else await directory.get_person(role)
             if person is None:

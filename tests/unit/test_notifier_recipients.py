@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+from typing import ClassVar
 
 import httpx
 import pytest
 
-from goalwatch.contracts import PersonRead
+from goalwatch.contracts import OrgUnitRead, PersonRead
 from goalwatch.goals_client import GoalsClient, GoalsUnavailable
 from services.notifier.recipients import Audience, resolve_recipients
 
@@ -152,3 +153,77 @@ async def test_malformed_person_raises() -> None:
 
     with pytest.raises(GoalsUnavailable, match="not a PersonRead"):
         await client(httpx.MockTransport(garbage)).get_person("emp-1")
+
+
+class Chart:
+    """Serves people and org units: a team under a department under the company."""
+
+    PEOPLE: ClassVar[dict[str, PersonRead]] = {
+        "nurse": PersonRead(
+            id="nurse", name="Nurse Xu", org_unit_id="ward-3", managers=["sister", "matron"]
+        ),
+        "sister": PersonRead(id="sister", name="Sister Gao", org_unit_id="ward-3"),
+        "matron": PersonRead(id="matron", name="Matron Lin", org_unit_id="nursing"),
+        "hr-he": PersonRead(id="hr-he", name="HR He", org_unit_id="hr"),
+    }
+    UNITS: ClassVar[dict[str, OrgUnitRead]] = {
+        # The ward has a head, no HRBP; the department above has the HRBP.
+        "ward-3": OrgUnitRead(
+            id="ward-3", name="Ward 3", kind="team", parent_id="nursing", head_id="sister"
+        ),
+        "nursing": OrgUnitRead(
+            id="nursing",
+            name="Nursing",
+            kind="department",
+            parent_id="co",
+            head_id="matron",
+            hrbp_id="hr-he",
+        ),
+        "co": OrgUnitRead(id="co", name="Hospital", kind="company"),
+    }
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        kind, _, key = request.url.path.removeprefix("/v1/").partition("/")
+        found = (self.PEOPLE if kind == "people" else self.UNITS).get(key)
+        if found is None:
+            return httpx.Response(404, json={"detail": "not found"})
+        return httpx.Response(200, content=found.model_dump_json())
+
+
+async def test_the_chain_the_unit_head_and_the_hrbp_are_found_up_the_org_chart() -> None:
+    goals = client(httpx.MockTransport(Chart()))
+    audience = await resolve_recipients(
+        directory=goals,
+        org_units=goals,
+        subject="nurse",
+        notify=["manager:2", "unit_head", "hrbp"],
+        fingerprint="fp",
+    )
+    assert [(r.id, r.role.value) for r in audience.recipients] == [
+        ("matron", "manager"),
+        ("sister", "unit_head"),
+        ("hr-he", "hrbp"),  # from the department: the ward has none
+    ]
+    # The head of a unit alerted about herself: her unit's head is the next one up.
+    sister = await resolve_recipients(
+        directory=goals, org_units=goals, subject="sister", notify=["unit_head"], fingerprint="fp"
+    )
+    assert [r.id for r in sister.recipients] == ["matron"]
+
+
+async def test_a_missing_level_or_unit_role_is_logged_and_skipped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    goals = client(httpx.MockTransport(Chart()))
+    with caplog.at_level(logging.WARNING):
+        audience = await resolve_recipients(
+            directory=goals,
+            org_units=goals,
+            subject="matron",
+            notify=["subject", "manager:3", "hrbp", "unit_head"],
+            fingerprint="fp",
+        )
+    # Matron: no chain; the department's HRBP; she heads her unit and the company has none.
+    assert [r.id for r in audience.recipients] == ["matron", "hr-he"]
+    assert "no manager known for subject 'matron' at level 3" in caplog.text
+    assert "no unit_head known for subject 'matron'" in caplog.text
