@@ -170,8 +170,8 @@ def _webhook(url: str | None) -> str:
     """Where alerts are POSTed, without query or credentials: webhook URLs carry tokens there."""
     if not url or not url.strip():
         return (
-            "none: alerts go to the inbox only (set GOALWATCH_WEBHOOK_URL and "
-            "GOALWATCH_WEBHOOK_SECRET to POST them to a receiver)"
+            "none (set GOALWATCH_WEBHOOK_URL and GOALWATCH_WEBHOOK_SECRET to POST alerts to a "
+            "receiver; chat tools and e-mail: docs/channels/)"
         )
     hidden = " (query not shown)" if httpx.URL(url).query else ""
     return f"{redacted_url(url)}   every alert, signed{hidden}"

@@ -15,7 +15,7 @@ def _webhook_line(settings: StackSettings) -> str:
 
 def test_the_banner_says_when_no_webhook_is_configured() -> None:
     line = _webhook_line(StackSettings(webhook_url=None))
-    assert "none: alerts go to the inbox only" in line
+    assert "none (set GOALWATCH_WEBHOOK_URL" in line and "docs/channels/" in line
     assert "GOALWATCH_WEBHOOK_URL" in line
     assert _webhook_line(StackSettings(webhook_url="  ")) == line
 
