@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Header, HTTPException, Path, Query
+from fastapi import APIRouter, Body, Header, HTTPException, Path, Query
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import AwareDatetime, Field
 
@@ -27,6 +27,7 @@ from services.notifier.inbox import (
     Inbox,
     InboxAlert,
     InboxPage,
+    NotFiring,
 )
 from services.notifier.pages import CursorError
 from services.notifier.silences import Silence, SilenceCreate, Silences, SilenceState
@@ -59,6 +60,10 @@ def inbox_router(inbox: Inbox) -> APIRouter:
             AwareDatetime | None,
             Query(description="Only alerts updated before this time (ISO 8601, with zone)."),
         ] = None,
+        acked: Annotated[
+            bool | None,
+            Query(description="true: only acknowledged alerts; false: only those nobody has."),
+        ] = None,
         limit: Annotated[
             int, Query(ge=1, le=MAX_LIMIT, description="Most alerts to return.")
         ] = DEFAULT_LIMIT,
@@ -78,6 +83,7 @@ def inbox_router(inbox: Inbox) -> APIRouter:
             kind=None if kind is None else kind.value,
             since=since,
             until=until,
+            acked=acked,
         )
         try:
             alerts, following = await inbox.page(filters, limit, cursor)
@@ -117,6 +123,38 @@ def inbox_router(inbox: Inbox) -> APIRouter:
                     id=f"{alert.fingerprint}:{alert.updated_at.isoformat()}",
                 )
 
+    @router.post(
+        "/alerts/{fingerprint}/ack",
+        response_model=InboxAlert,
+        responses=problem_responses(
+            {404: "No alert with that fingerprint in the inbox.", 409: "The alert is resolved."}
+        ),
+        summary="Acknowledge a firing alert: someone is on it",
+    )
+    async def acknowledge(
+        fingerprint: Annotated[str, Path(max_length=64, description="Alert fingerprint.")],
+        note: Annotated[AckNote | None, Body()] = None,
+        author: Annotated[
+            str,
+            Header(alias="X-Goalwatch-User", max_length=200, description="Who acknowledges."),
+        ] = "anonymous",
+    ) -> InboxAlert:
+        """Record who took the alert on, when, and what they said; shown in the inbox and
+        its stream. The first acknowledgement of a firing stands; it lasts until the alert
+        resolves (a new firing starts unacknowledged)."""
+        comment = "" if note is None else note.comment
+        try:
+            alert = await inbox.ack(fingerprint, by=author, comment=comment, at=datetime.now(UTC))
+        except NotFiring as exc:
+            raise HTTPException(status_code=409, detail=str(exc)) from exc
+        if alert is None:
+            raise HTTPException(
+                status_code=404,
+                detail=f"no alert with fingerprint {clip(fingerprint)!r} in the inbox; "
+                "list them with GET /v1/alerts",
+            )
+        return alert
+
     @router.get(
         "/alerts/{fingerprint}",
         response_model=InboxAlert,
@@ -137,6 +175,12 @@ def inbox_router(inbox: Inbox) -> APIRouter:
         return alert
 
     return router
+
+
+class AckNote(Contract):
+    """What the person acknowledging says."""
+
+    comment: str = Field("", max_length=1000, description="e.g. 'on it, calling the ward'.")
 
 
 class DeliveryPage(Contract):

@@ -28,7 +28,7 @@ import builtins
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 from pydantic import AwareDatetime, Field
 from redis.asyncio import Redis
@@ -74,12 +74,25 @@ class InboxAlert(AlertNotification):
         description="Time of the latest transition (fired_at, escalated_at or resolved_at); "
         "sort key."
     )
+    acked_at: AwareDatetime | None = Field(
+        default=None, description="When someone acknowledged this firing; null: nobody yet."
+    )
+    acked_by: str | None = Field(default=None, description="Who acknowledged it.")
+    ack_comment: str | None = Field(default=None, description="What they said.")
 
     def notification(self) -> AlertNotification:
         """The entry as the notification channels send it."""
         return AlertNotification.model_validate(
-            {k: v for k, v in dict(self).items() if k != "updated_at"}
+            {k: v for k, v in dict(self).items() if k not in _INBOX_ONLY}
         )
+
+
+_INBOX_ONLY: Final = frozenset({"updated_at", "acked_at", "acked_by", "ack_comment"})
+_ACK: Final = ("acked_at", "acked_by", "ack_comment")
+
+
+class NotFiring(Exception):
+    """The alert is not firing: there is nothing to acknowledge."""
 
 
 class InboxPage(Contract):
@@ -177,6 +190,9 @@ def merge(previous: InboxAlert | None, incoming: AlertNotification) -> Recorded:
             return Recorded(alert=previous, current=False)
         return Recorded(alert=InboxAlert.model_validate(_fill(previous, incoming)), current=False)
     fields = _fill(incoming, previous) if same_episode else dict(incoming)
+    if same_episode:
+        # An acknowledgement holds for its episode: an escalation or the resolution keeps it.
+        fields.update({name: getattr(previous, name) for name in _ACK})
     fields["updated_at"] = incoming.changed_at
     return Recorded(alert=InboxAlert.model_validate(fields), current=True)
 
@@ -192,6 +208,7 @@ class Filters:
     kind: str | None = None
     since: datetime | None = None  # updated at or after
     until: datetime | None = None  # updated before
+    acked: bool | None = None
 
     def match(self, alert: InboxAlert) -> bool:
         """Whether ``alert`` passes every filter."""
@@ -206,6 +223,8 @@ class Filters:
         if self.kind is not None and alert.kind != self.kind:
             return False
         if self.since is not None and alert.updated_at < self.since:
+            return False
+        if self.acked is not None and (alert.acked_at is not None) != self.acked:
             return False
         return self.until is None or alert.updated_at < self.until
 
@@ -286,6 +305,44 @@ class Inbox:
             kept = {r.id for r in alert.recipients}
             for gone in (r.id for r in previous.recipients if r.id not in kept):
                 pipe.zrem(recipient_index(gone), fingerprint)
+
+    async def ack(
+        self, fingerprint: str, *, by: str, comment: str, at: datetime
+    ) -> InboxAlert | None:
+        """Acknowledge the firing alert ``fingerprint`` (None if the inbox has no such
+        alert; :class:`NotFiring` if it is resolved). The first acknowledgement of an episode
+        stands: acknowledging again changes nothing."""
+        key = alert_key(fingerprint)
+        pipe: Any
+        async with self._redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(key)
+                    raw = await pipe.get(key)
+                    if not raw:
+                        await pipe.reset()
+                        return None
+                    entry = InboxAlert.model_validate_json(raw)
+                    if entry.state is not AlertState.FIRING:
+                        await pipe.reset()
+                        raise NotFiring(
+                            f"alert {fingerprint!r} resolved at {entry.resolved_at}: there is "
+                            "nothing to acknowledge"
+                        )
+                    if entry.acked_at is not None:
+                        await pipe.reset()
+                        return entry
+                    acked = entry.model_copy(
+                        update={"acked_at": at, "acked_by": by, "ack_comment": comment or None}
+                    )
+                    document = acked.model_dump_json()
+                    pipe.multi()
+                    pipe.set(key, document, keepttl=True)
+                    pipe.publish(UPDATES, document)
+                    await pipe.execute()
+                    return acked
+                except WatchError:
+                    continue  # a transition landed meanwhile: acknowledge what it left
 
     async def updates(self) -> AsyncIterator[InboxAlert | None]:
         """None once listening, then every entry as it changes from then on, on any

@@ -79,3 +79,28 @@ def test_the_delivery_log_says_who_was_told_where_and_whether_it_arrived(
         assert [one["id"] for one in by_alert.json()["deliveries"]] == [
             one["id"] for one in logged if one["fingerprint"] == fingerprint
         ]
+
+
+def test_a_manager_acknowledges_a_firing_alert(stack: Stack) -> None:
+    notifier, ingestion = stack.settings.url("notifier"), stack.settings.url("ingestion")
+    with httpx.Client(timeout=10.0) as client:
+        doctor, head = add_doctor(client, stack.settings.url("goals"))
+        post_events(client, ingestion, [rework_event(doctor, day, 0.2) for day in (1, 2, 3)])
+        await_drained(stack.settings.nats_url)
+        waiting = client.get(f"{notifier}/v1/alerts", params={"recipient": head, "acked": "false"})
+        [alert] = waiting.json()["alerts"]
+        url = f"{notifier}/v1/alerts/{alert['fingerprint']}/ack"
+        acked = client.post(
+            url, json={"comment": "calling her"}, headers={"X-Goalwatch-User": head}
+        )
+        assert acked.status_code == 200, acked.text
+        assert acked.json()["acked_by"] == head and acked.json()["ack_comment"] == "calling her"
+        left = client.get(f"{notifier}/v1/alerts", params={"recipient": head, "acked": "false"})
+        assert left.json()["alerts"] == []
+        post_events(client, ingestion, [rework_event(doctor, 4, 0.01)])
+        await_drained(stack.settings.nats_url)
+        # Resolved: still shows who took it on; nothing left to acknowledge.
+        entry = client.get(f"{notifier}/v1/alerts/{alert['fingerprint']}").json()
+        assert entry["state"] == "resolved" and entry["acked_by"] == head
+        assert client.post(url, headers={"X-Goalwatch-User": head}).status_code == 409
+        assert client.post(f"{notifier}/v1/alerts/nope/ack").status_code == 404

@@ -21,6 +21,7 @@ from services.notifier.inbox import (
     INDEX_ALL,
     Filters,
     Inbox,
+    NotFiring,
     alert_key,
     merge,
     recipient_index,
@@ -446,3 +447,35 @@ async def test_a_resolved_alert_expires_after_the_retention_and_leaves_the_index
     await redis.delete(alert_key("fp-old"))
     assert [alert.fingerprint for alert in await inbox.list()] == ["fp-open"]
     assert await redis.zscore(INDEX_ALL, "fp-old") is None
+
+
+async def test_an_acknowledgement_holds_for_its_episode_and_only_while_firing() -> None:
+    inbox, _ = fake_inbox()
+    fire = firing("fp-ack", at=T0)
+    await inbox.record(fire)
+    assert await inbox.ack("fp-none", by="x", comment="", at=T0) is None
+    acked = await inbox.ack("fp-ack", by="mgr-1", comment="on it", at=T0 + timedelta(minutes=5))
+    assert acked is not None and acked.acked_by == "mgr-1" and acked.ack_comment == "on it"
+    # The first acknowledgement stands.
+    again = await inbox.ack("fp-ack", by="mgr-2", comment="me too", at=T0 + timedelta(hours=1))
+    assert again is not None and again.acked_by == "mgr-1"
+    open_ones, _ = await inbox.page(Filters(acked=False))
+    assert open_ones == []
+    # Escalated, then resolved: still acknowledged; resolved, nothing left to acknowledge.
+    loud = firing(
+        "fp-ack", at=T0 + timedelta(hours=2), started=fire.started_at, severity=Severity.CRITICAL
+    )
+    escalated = loud.model_copy(update={"escalated_from": Severity.WARNING, "fired_at": None,
+                                        "escalated_at": T0 + timedelta(hours=2)})  # fmt: skip
+    await inbox.record(escalated)
+    await inbox.record(resolved(fire, at=T0 + timedelta(hours=3)))
+    entry = await inbox.get("fp-ack")
+    assert entry is not None and entry.acked_by == "mgr-1" and entry.state is AlertState.RESOLVED
+    with pytest.raises(NotFiring):
+        await inbox.ack("fp-ack", by="mgr-1", comment="", at=T0 + timedelta(hours=4))
+    # It fires again: a new episode, not acknowledged.
+    await inbox.record(firing("fp-ack", at=T0 + timedelta(days=1)))
+    entry = await inbox.get("fp-ack")
+    assert entry is not None and entry.acked_at is None
+    # The channels never see the inbox's own fields.
+    assert "acked_by" not in entry.notification().model_dump()
