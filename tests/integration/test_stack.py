@@ -112,7 +112,7 @@ def test_goalwatch_up_runs_the_demo_shows_its_alert_and_stops_on_ctrl_c(tmp_path
         # 6 rework rates and 32 visit records.
         assert loaded and "7 goals; 38 events accepted" in loaded[0], seen
         assert any(settings.url("notifier") in line for line in seen), seen
-        assert any(line.split()[:2] == ["webhook", "none:"] for line in seen), seen
+        assert any(line.split()[:2] == ["webhook", "none"] for line in seen), seen
         fired = [line for line in seen if line.startswith("alert FIRING")]
         assert all(any(text in line for line in fired) for text in expected), seen
     finally:
