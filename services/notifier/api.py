@@ -32,6 +32,20 @@ from services.notifier.inbox import (
 from services.notifier.pages import CursorError
 from services.notifier.silences import Silence, SilenceCreate, Silences, SilenceState
 
+Since = Annotated[
+    AwareDatetime | None,
+    Query(description="Only those at or after this time (ISO 8601, with zone)."),
+]
+Until = Annotated[
+    AwareDatetime | None, Query(description="Only those before this time (ISO 8601, with zone).")
+]
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Most to return.")]
+Cursor = Annotated[
+    str | None,
+    Query(max_length=200, description="next_cursor of the previous page: the page after it."),
+]
+"""The paging parameters the inbox and the delivery log share (times: of the latest update)."""
+
 
 def inbox_router(inbox: Inbox) -> APIRouter:
     """The inbox API, reading ``inbox``."""
@@ -52,27 +66,14 @@ def inbox_router(inbox: Inbox) -> APIRouter:
         kind: Annotated[
             RuleKind | None, Query(description="Only alerts of rules of this kind.")
         ] = None,
-        since: Annotated[
-            AwareDatetime | None,
-            Query(description="Only alerts updated at or after this time (ISO 8601, with zone)."),
-        ] = None,
-        until: Annotated[
-            AwareDatetime | None,
-            Query(description="Only alerts updated before this time (ISO 8601, with zone)."),
-        ] = None,
+        since: Since = None,
+        until: Until = None,
         acked: Annotated[
             bool | None,
             Query(description="true: only acknowledged alerts; false: only those nobody has."),
         ] = None,
-        limit: Annotated[
-            int, Query(ge=1, le=MAX_LIMIT, description="Most alerts to return.")
-        ] = DEFAULT_LIMIT,
-        cursor: Annotated[
-            str | None,
-            Query(
-                max_length=200, description="next_cursor of the previous page: the page after it."
-            ),
-        ] = None,
+        limit: Limit = DEFAULT_LIMIT,
+        cursor: Cursor = None,
     ) -> InboxPage:
         """Alerts matching every filter given, most recently updated first, a page at a time."""
         filters = Filters(
@@ -214,23 +215,10 @@ def deliveries_router(log: DeliveryLog) -> APIRouter:
         status: Annotated[
             DeliveryStatus | None, Query(description="Only sent, or only failed.")
         ] = None,
-        since: Annotated[
-            AwareDatetime | None,
-            Query(description="Only outcomes known at or after this time (ISO 8601, with zone)."),
-        ] = None,
-        until: Annotated[
-            AwareDatetime | None,
-            Query(description="Only outcomes known before this time (ISO 8601, with zone)."),
-        ] = None,
-        limit: Annotated[
-            int, Query(ge=1, le=MAX_LIMIT, description="Most outcomes to return.")
-        ] = DEFAULT_LIMIT,
-        cursor: Annotated[
-            str | None,
-            Query(
-                max_length=200, description="next_cursor of the previous page: the page after it."
-            ),
-        ] = None,
+        since: Since = None,
+        until: Until = None,
+        limit: Limit = DEFAULT_LIMIT,
+        cursor: Cursor = None,
     ) -> DeliveryPage:
         """One outcome per notification and channel (an alert transition delivered, or given
         up on after its retries), newest first, kept for GOALWATCH_INBOX_RETENTION."""
