@@ -8,8 +8,6 @@ for a regex), a duration (``--for 2h``) or an end (``--until``), and a comment.
 from __future__ import annotations
 
 import argparse
-import getpass
-import os
 import re
 import sys
 from collections.abc import Callable
@@ -17,6 +15,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+
+from goalwatch.api_cli import call, refused, service_url, user
 
 DEFAULT_NOTIFIER = "http://127.0.0.1:8004"
 
@@ -81,31 +81,16 @@ def _notifier_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _url(args: argparse.Namespace) -> str:
-    return str(
-        args.notifier or os.environ.get("GOALWATCH_NOTIFIER_URL") or DEFAULT_NOTIFIER
-    ).rstrip("/")
+    return service_url(args.notifier, variable="GOALWATCH_NOTIFIER_URL", default=DEFAULT_NOTIFIER)
 
 
 def _call(args: argparse.Namespace, do: Callable[[httpx.Client], int]) -> int:
-    try:
-        with httpx.Client(base_url=_url(args), timeout=30.0) as client:
-            return do(client)
-    except httpx.TransportError as exc:
-        print(
-            f"goalwatch: cannot reach the notifier at {_url(args)} ({exc}); is it running? "
-            "Give its address with --notifier or GOALWATCH_NOTIFIER_URL",
-            file=sys.stderr,
-        )
-        return 2
+    return call(
+        _url(args), do, service="notifier", option="--notifier", variable="GOALWATCH_NOTIFIER_URL"
+    )
 
 
-def _refused(answer: httpx.Response) -> int:
-    try:
-        body: dict[str, Any] = answer.json()
-    except ValueError:
-        body = {"detail": answer.text}
-    print(f"goalwatch: {body.get('detail', answer.reason_phrase)}", file=sys.stderr)
-    return 1
+_refused = refused
 
 
 def _line(silence: dict[str, Any]) -> str:
@@ -133,13 +118,13 @@ def _add(args: argparse.Namespace) -> int:
         ends = (datetime.now(UTC) + length).isoformat()
     else:
         ends = args.until
-    user = args.user or os.environ.get("GOALWATCH_USER") or getpass.getuser()
+    author = user(args.user)
 
     def do(client: httpx.Client) -> int:
         answer = client.post(
             "/v1/silences",
             json={"matchers": matchers, "ends_at": ends, "comment": args.comment},
-            headers={"X-Goalwatch-User": user},
+            headers={"X-Goalwatch-User": author},
         )
         if answer.status_code != 201:
             return _refused(answer)

@@ -11,14 +11,14 @@ writes the rules as they run back to files, to commit to git.
 from __future__ import annotations
 
 import argparse
-import getpass
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from goalwatch.api_cli import call, refused, service_url, user
 
 DEFAULT_EVALUATOR = "http://127.0.0.1:8003"
 
@@ -107,48 +107,25 @@ def _server_options(parser: argparse.ArgumentParser, *, change: bool = True) -> 
 
 
 def _url(args: argparse.Namespace) -> str:
-    return str(
-        args.evaluator or os.environ.get("GOALWATCH_EVALUATOR_URL") or DEFAULT_EVALUATOR
-    ).rstrip("/")
-
-
-def _client(args: argparse.Namespace) -> httpx.Client:
-    headers = {}
-    if getattr(args, "user", None) is not None or hasattr(args, "comment"):
-        headers["X-Goalwatch-User"] = (
-            args.user or os.environ.get("GOALWATCH_USER") or getpass.getuser()
-        )
-    return httpx.Client(base_url=_url(args), headers=headers, timeout=30.0)
+    return service_url(
+        args.evaluator, variable="GOALWATCH_EVALUATOR_URL", default=DEFAULT_EVALUATOR
+    )
 
 
 def _call(args: argparse.Namespace, do: Callable[[httpx.Client], int]) -> int:
-    """Run ``do`` with a client of the evaluator; an evaluator that cannot be reached is
-    said plainly (exit 2)."""
-    try:
-        with _client(args) as client:
-            return do(client)
-    except httpx.TransportError as exc:
-        print(
-            f"goalwatch: cannot reach the evaluator at {_url(args)} ({exc}); is it running? "
-            "Give its address with --evaluator or GOALWATCH_EVALUATOR_URL",
-            file=sys.stderr,
-        )
-        return 2
+    """Run ``do`` with a client of the evaluator, as who makes the change when it is one."""
+    headers = {"X-Goalwatch-User": user(args.user)} if hasattr(args, "comment") else None
+    return call(
+        _url(args),
+        do,
+        service="evaluator",
+        option="--evaluator",
+        variable="GOALWATCH_EVALUATOR_URL",
+        headers=headers,
+    )
 
 
-def _refused(answer: httpx.Response) -> int:
-    """Print why the evaluator refused a request; the exit code."""
-    try:
-        body: dict[str, Any] = answer.json()
-    except ValueError:
-        body = {"detail": answer.text}
-    problems = body.get("problems")
-    if problems:
-        for problem in problems:
-            print(problem["text"])
-        sys.stdout.flush()
-    print(f"goalwatch: {body.get('detail', answer.reason_phrase)}", file=sys.stderr)
-    return 1
+_refused = refused
 
 
 def _line(rule: dict[str, Any]) -> str:

@@ -26,7 +26,6 @@ Answers
 
 from __future__ import annotations
 
-import json
 import random
 import re
 import time
@@ -159,11 +158,9 @@ class AlertmanagerChannel:
 
     async def deliver(self, *, notification: AlertNotification, attempt: int) -> DeliveryResult:
         """Post the alert(s) once; say whether and when another attempt is worth it."""
-        body = json.dumps(self.payload(notification), ensure_ascii=False).encode()
-        return await self._http.deliver(
-            url=self._url,
-            content=body,
-            headers={"Content-Type": "application/json"},
+        return await self._http.post_json(
+            self._url,
+            self.payload(notification),
             attempt=attempt,
             fingerprint=notification.fingerprint,
         )

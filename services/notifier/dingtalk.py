@@ -25,7 +25,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import random
 import time
 import urllib.parse
@@ -123,11 +122,9 @@ class DingTalkChannel:
 
     async def deliver(self, *, notification: AlertNotification, attempt: int) -> DeliveryResult:
         """Post the message once, signed now; say whether and when another attempt is worth it."""
-        body = json.dumps(self.payload(notification), ensure_ascii=False).encode()
-        return await self._http.deliver(
-            url=self.signed_url(),
-            content=body,
-            headers={"Content-Type": "application/json"},
+        return await self._http.post_json(
+            self.signed_url(),
+            self.payload(notification),
             attempt=attempt,
             fingerprint=notification.fingerprint,
             check=self._check,

@@ -17,6 +17,7 @@ redeliver the alert after it. URLs are logged and reported without their credent
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
@@ -152,6 +153,25 @@ class HttpDelivery:
             return min(retry_after, self._backoff_max)
         delay = self._backoff * 2 ** (attempt - 1) + self._backoff * self._jitter()
         return float(min(delay, self._backoff_max))
+
+    async def post_json(
+        self,
+        url: str,
+        payload: Any,
+        *,
+        attempt: int,
+        fingerprint: str,
+        check: AnswerCheck | None = None,
+    ) -> DeliveryResult:
+        """:meth:`deliver` of ``payload`` as a UTF-8 JSON body (Chinese text as is)."""
+        return await self.deliver(
+            url=url,
+            content=json.dumps(payload, ensure_ascii=False).encode(),
+            headers={"Content-Type": "application/json; charset=utf-8"},
+            attempt=attempt,
+            fingerprint=fingerprint,
+            check=check,
+        )
 
     async def deliver(
         self,

@@ -18,7 +18,6 @@ Limits
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from collections.abc import Callable
@@ -94,11 +93,9 @@ class WeComChannel:
 
     async def deliver(self, *, notification: AlertNotification, attempt: int) -> DeliveryResult:
         """Post the message once; say whether and when another attempt is worth it."""
-        body = json.dumps(self.payload(notification), ensure_ascii=False).encode()
-        return await self._http.deliver(
-            url=self._url,
-            content=body,
-            headers={"Content-Type": "application/json"},
+        return await self._http.post_json(
+            self._url,
+            self.payload(notification),
             attempt=attempt,
             fingerprint=notification.fingerprint,
             check=self._check,
