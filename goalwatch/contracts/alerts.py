@@ -201,6 +201,11 @@ class NotificationSent(Contract):
     rule_id: str = Field(description="Id of the rule.")
     state: AlertState = Field(description="Alert state that was notified.")
     channel: str = Field(description="Channel name, e.g. webhook.")
+    receiver: str | None = Field(
+        default=None,
+        description="Receiver of the routing that made this delivery (default: the one made "
+        "from the per-channel settings); null for the inbox.",
+    )
     recipients: list[Recipient] = Field(description="Who the notification was addressed to.")
     status: DeliveryStatus = Field(description="sent, or failed after all retries.")
     attempts: int = Field(ge=1, description="Delivery attempts made.")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal
 
 import httpx
 from fastapi import FastAPI
@@ -17,11 +18,13 @@ from goalwatch.checkpoints import Checkpoint, Recovery
 from goalwatch.connections import ready_checks, redis_client
 from goalwatch.consumers import Consumers, ConsumerSpec, RedeliveryPolicy
 from goalwatch.contracts import AlertFired, AlertResolved, subjects
+from goalwatch.file_errors import FileErrors
 from goalwatch.goals_client import GoalsClient
 from goalwatch.messaging import new_broker
+from goalwatch.routing.spec import RoutesFile
 from goalwatch.service import service_app
 from goalwatch.serving import ServiceInfo
-from goalwatch.settings import Port, StateCheckSettings, duration_setting
+from goalwatch.settings import Port, StateCheckSettings, duration_setting, environment
 from services.notifier.alertmanager import AlertmanagerChannel
 from services.notifier.api import deliveries_router, inbox_router, silences_router
 from services.notifier.channels import Channel
@@ -34,7 +37,18 @@ from services.notifier.inbox import Inbox
 from services.notifier.metrics import HANDLER_SECONDS, REGISTRY
 from services.notifier.outcomes import NatsOutcomes
 from services.notifier.pipeline import Notifier
+from services.notifier.receivers import (
+    ENV_RECEIVER,
+    HttpOptions,
+    MakeEmail,
+    Receiver,
+    ReceiverError,
+    Retries,
+    build_receivers,
+)
 from services.notifier.recovery import InboxHandler, inbox_replay
+from services.notifier.routes_api import routes_router
+from services.notifier.routing import Routing, fixed_router
 from services.notifier.silences import Silences
 from services.notifier.slack import SlackChannel
 from services.notifier.templates import Language
@@ -103,6 +117,11 @@ class NotifierSettings(StateCheckSettings):
     def _retention(cls, value: Any) -> Any:
         return duration_setting(value)
 
+    routes_file: Path | None = Field(
+        None,
+        description="Routing file (receivers, named groups, the routing tree; docs/routing.md); "
+        "unset: every alert goes to the channels the GOALWATCH_<CHANNEL>_* settings configure.",
+    )
     goals_url: str = Field(
         "http://127.0.0.1:8002",
         description="Base URL of the goals service, which resolves people and managers.",
@@ -319,6 +338,60 @@ class NotifierSettings(StateCheckSettings):
         return self
 
 
+def http_options(settings: NotifierSettings, *, client: httpx.AsyncClient) -> HttpOptions:
+    """What every HTTP channel shares; the webhook's timeout, attempts and backoff."""
+    return HttpOptions(
+        client=client,
+        retries=Retries(
+            timeout=settings.webhook_timeout,
+            max_attempts=settings.webhook_max_attempts,
+            backoff=settings.webhook_backoff,
+        ),
+    )
+
+
+def email_maker(settings: NotifierSettings) -> MakeEmail | None:
+    """Builds e-mail channels on the configured SMTP server; None without one."""
+    if settings.smtp_host is None:
+        return None
+    host, sender = settings.smtp_host, settings.smtp_from
+    assert sender is not None  # enforced by NotifierSettings
+
+    def make(language: Language, to: Sequence[str] | None) -> Channel:
+        return EmailChannel(
+            host=host,
+            port=settings.smtp_port,
+            security=settings.smtp_security,
+            username=settings.smtp_username,
+            password=settings.smtp_password,
+            sender=sender,
+            to=to,
+            fallback_to=settings.smtp_fallback_to,
+            language=language,
+            timeout=settings.smtp_timeout,
+            max_attempts=settings.smtp_max_attempts,
+            backoff=settings.smtp_backoff,
+            ca_file=settings.smtp_ca_file,
+        )
+
+    return make
+
+
+def build_routing(
+    settings: NotifierSettings, *, client: httpx.AsyncClient, environ: Mapping[str, str]
+) -> Routing:
+    """The routing file's receivers, or without one the per-channel settings' channels;
+    a file that does not load, or a receiver that cannot be built, raises here, at start-up."""
+    if settings.routes_file is None:
+        return Routing(fixed_router(build_channels(settings, client=client)))
+    options, email = http_options(settings, client=client), email_maker(settings)
+
+    def build(routes: RoutesFile) -> dict[str, Receiver]:
+        return build_receivers(routes, environ=environ, http=options, email=email)
+
+    return Routing.from_file(settings.routes_file, build)
+
+
 def build_channels(settings: NotifierSettings, *, client: httpx.AsyncClient) -> list[Channel]:
     """Every configured channel, explicitly; a misconfigured one raises here, at start-up."""
     channels: list[Channel] = []
@@ -334,41 +407,16 @@ def build_channels(settings: NotifierSettings, *, client: httpx.AsyncClient) -> 
                 backoff=settings.webhook_backoff,
             )
         )
-    if settings.smtp_host is not None:
-        assert settings.smtp_from is not None  # enforced by NotifierSettings
-        channels.append(
-            EmailChannel(
-                host=settings.smtp_host,
-                port=settings.smtp_port,
-                security=settings.smtp_security,
-                username=settings.smtp_username,
-                password=settings.smtp_password,
-                sender=settings.smtp_from,
-                fallback_to=settings.smtp_fallback_to,
-                language=settings.smtp_language,
-                timeout=settings.smtp_timeout,
-                max_attempts=settings.smtp_max_attempts,
-                backoff=settings.smtp_backoff,
-                ca_file=settings.smtp_ca_file,
-            )
-        )
+    make_email = email_maker(settings)
+    if make_email is not None:
+        channels.append(make_email(settings.smtp_language, None))
     channels.extend(chat_channels(settings, client=client))
     return channels
 
 
-class _Retries(TypedDict):
-    timeout: float
-    max_attempts: int
-    backoff: float
-
-
 def chat_channels(settings: NotifierSettings, *, client: httpx.AsyncClient) -> list[Channel]:
     """The configured WeCom, DingTalk, Feishu, Slack and Alertmanager channels, in that order."""
-    retries = _Retries(
-        timeout=settings.webhook_timeout,
-        max_attempts=settings.webhook_max_attempts,
-        backoff=settings.webhook_backoff,
-    )
+    retries = http_options(settings, client=client).retries
     channels: list[Channel] = []
     if settings.wecom_url is not None:
         channels.append(
@@ -428,12 +476,16 @@ def create_app(
     broker: NatsBroker | None = None,
     redis: Redis | None = None,
     http: httpx.AsyncClient | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> FastAPI:
-    """Build the notifier: consumers of both alert subjects, channels, inbox API."""
+    """Build the notifier: consumers of both alert subjects, routing and channels, inbox API.
+
+    ``environ`` fills the routing file's ``${VARIABLE}`` references (default: the process
+    environment); a routing file that does not load raises :class:`FileErrors`."""
     broker = broker or new_broker(settings.nats_url, name="notifier")
     redis = redis or redis_client(settings.redis_url)
     http = http or httpx.AsyncClient(timeout=httpx.Timeout(settings.goals_timeout))
-    channels = build_channels(settings, client=http)
+    routing = build_routing(settings, client=http, environ=environ or environment())
     inbox = Inbox(redis, retention=settings.inbox_retention)
     goals = GoalsClient(client=http, base_url=settings.goals_url)
     deliveries = DeliveryLog(redis, retention=settings.inbox_retention)
@@ -443,7 +495,7 @@ def create_app(
         org_units=goals,
         inbox=inbox,
         claims=DeliveryClaims(redis, pending_ttl=claim_ttl(settings)),
-        channels=channels,
+        routing=routing,
         outcomes=NatsOutcomes(broker),
         policy=policy(settings),
         deliveries=deliveries,
@@ -476,14 +528,27 @@ def create_app(
         consumers.add(spec, model, handler, description=description, keep_alive=True)
 
     def announce() -> None:
-        if not channels:
+        receivers = routing.current.receivers
+        if routing.path is not None:
+            logger.info(
+                "routing from %s: receivers %s, and the inbox",
+                routing.path,
+                ", ".join(
+                    f"{r.name} ({', '.join(t.kind for t in r.targets)})" for r in receivers.values()
+                ),
+            )
+        elif not receivers[ENV_RECEIVER].targets:
             logger.warning(
-                "no channel configured (GOALWATCH_WEBHOOK_URL, GOALWATCH_SMTP_HOST, "
-                "GOALWATCH_WECOM_URL, GOALWATCH_DINGTALK_URL, GOALWATCH_FEISHU_URL, "
-                "GOALWATCH_SLACK_URL and GOALWATCH_ALERTMANAGER_URL unset): inbox only"
+                "no channel configured (GOALWATCH_ROUTES_FILE, GOALWATCH_WEBHOOK_URL, "
+                "GOALWATCH_SMTP_HOST, GOALWATCH_WECOM_URL, GOALWATCH_DINGTALK_URL, "
+                "GOALWATCH_FEISHU_URL, GOALWATCH_SLACK_URL and GOALWATCH_ALERTMANAGER_URL "
+                "unset): inbox only"
             )
         else:
-            logger.info("channels: %s, and the inbox", ", ".join(c.name for c in channels))
+            logger.info(
+                "channels: %s, and the inbox",
+                ", ".join(t.kind for t in receivers[ENV_RECEIVER].targets),
+            )
 
     app = service_app(
         name="notifier",
@@ -501,10 +566,31 @@ def create_app(
     app.include_router(inbox_router(inbox))
     app.include_router(deliveries_router(deliveries))
     app.include_router(silences_router(silences))
+    app.include_router(routes_router(routing))
     return app
 
 
+def explain_startup_error(exc: Exception, settings: NotifierSettings) -> str | None:
+    """What a broken routing file says at start-up, every problem on its line."""
+    if isinstance(exc, FileErrors):
+        count = len(exc.errors)
+        return "\n".join(
+            [
+                f"the notifier cannot start: {count} error{'s' if count != 1 else ''} in the "
+                f"routing file {settings.routes_file} (set by GOALWATCH_ROUTES_FILE):",
+                *(f"  {error.lint_line()}" for error in exc.errors),
+            ]
+        )
+    if isinstance(exc, ReceiverError):
+        return f"the notifier cannot start: {exc}"
+    return None
+
+
 SERVICE = ServiceInfo(
-    name="notifier", settings=NotifierSettings, create_app=create_app, port_field="notifier_port"
+    name="notifier",
+    settings=NotifierSettings,
+    create_app=create_app,
+    port_field="notifier_port",
+    explain_startup_error=explain_startup_error,
 )
 """How the kernel runs this service and renders its OpenAPI document (see pyproject.toml)."""

@@ -196,7 +196,8 @@ def _code_class(code: int) -> str:
 
 
 class EmailChannel:
-    """Sends each notification as one e-mail to its recipients' addresses."""
+    """Sends each notification as one e-mail to its recipients' addresses, or to the fixed
+    addresses ``to`` (a team mailbox) when given."""
 
     def __init__(
         self,
@@ -208,6 +209,7 @@ class EmailChannel:
         username: str | None = None,
         password: SecretStr | None = None,
         fallback_to: str | None = None,
+        to: Sequence[str] | None = None,
         language: Language = "en",
         timeout: float = 10.0,
         max_attempts: int = 10,
@@ -225,6 +227,7 @@ class EmailChannel:
         self._password = password
         self._sender = parse_address(sender)
         self._fallback = parse_address(fallback_to) if fallback_to else None
+        self._to = [parse_address(address) for address in to or ()]
         self._language = language
         self._timeout = timeout
         self._max_attempts = max_attempts
@@ -255,8 +258,9 @@ class EmailChannel:
         """The message and envelope for ``notification``; :class:`_Permanent` when nobody
         can be addressed."""
         extra = {"fingerprint": notification.fingerprint, "channel": self.name}
-        to: list[Address] = []
-        for recipient in notification.recipients:
+        to: list[Address] = list(self._to)
+        # Fixed addresses (a team mailbox) replace the recipients' own.
+        for recipient in () if self._to else notification.recipients:
             address = _address(recipient)
             if address is None:
                 logger.info(

@@ -47,7 +47,9 @@ from services.notifier.inbox import Inbox, holds
 from services.notifier.metrics import ESCALATIONS_SENT, NOTIFICATIONS_FAILED, NOTIFICATIONS_SENT
 from services.notifier.notification import Alert, build_notification, headline, transition_key
 from services.notifier.outcomes import Outcomes
+from services.notifier.receivers import Delivery
 from services.notifier.recipients import resolve_recipients
+from services.notifier.routing import Routing, fixed_router
 from services.notifier.silences import Silences
 
 logger = logging.getLogger(__name__)
@@ -110,24 +112,27 @@ class Notifier:
         directory: PersonDirectory,
         inbox: Inbox,
         claims: DeliveryClaims,
-        channels: Sequence[Channel],
         outcomes: Outcomes,
         policy: RedeliveryPolicy,
         clock: Callable[[], datetime] = _utcnow,
         deliveries: DeliveryLog | None = None,
         silences: Silences | None = None,
         org_units: OrgUnits | None = None,
+        routing: Routing | None = None,
+        channels: Sequence[Channel] = (),
     ) -> None:
         """``deliveries``: where each outcome is also kept for ``GET /v1/deliveries``;
         ``silences``: what keeps matching alerts off the channels for a while;
-        ``org_units``: the org chart, for the ``unit_head`` and ``hrbp`` recipients."""
+        ``org_units``: the org chart, for the ``unit_head`` and ``hrbp`` recipients;
+        ``routing``: which receivers each alert goes to; without it, every alert goes to
+        ``channels``."""
         self._deliveries = deliveries
         self._silences = silences
         self._org_units = org_units
         self._directory = directory
         self._inbox = inbox
         self._claims = claims
-        self._channels = tuple(channels)
+        self._routing = routing or Routing(fixed_router(channels))
         self._outcomes = outcomes
         self._policy = policy
         self._clock = clock
@@ -177,11 +182,12 @@ class Notifier:
         )
         await self._publish_outcome(
             notification,
-            channel=INBOX_CHANNEL,
+            delivery=None,
             result=DeliveryResult(status=DeliveryStatus.SENT, attempts=1),
         )
+        deliveries = self._routing.current.deliveries(notification)
         silence = None
-        if self._silences is not None and self._channels:
+        if self._silences is not None and deliveries:
             silence = await self._silences.matching(notification, self._clock())
         if silence is not None:
             logger.info(
@@ -193,10 +199,10 @@ class Notifier:
                 silence.ends_at.isoformat(),
                 extra=extra,
             )
-            for channel in self._channels:
+            for delivery in deliveries:
                 await self._publish_outcome(
-                    notification,
-                    channel=channel.name,
+                    delivery.notification,
+                    delivery=delivery,
                     result=DeliveryResult(
                         status=DeliveryStatus.SILENCED,
                         attempts=1,
@@ -205,11 +211,9 @@ class Notifier:
                 )
             return None
         retries: list[Retry] = []
-        for channel in self._channels:
-            # One channel's failure does not keep the others from delivering.
-            retry = await self._deliver(
-                channel, notification=notification, alert=alert, received=received
-            )
+        for delivery in deliveries:
+            # One delivery's failure does not keep the others from delivering.
+            retry = await self._deliver(delivery, alert=alert, received=received)
             if retry is not None:
                 retries.append(retry)
         return min(retries, key=lambda r: r.delay, default=None)
@@ -255,19 +259,14 @@ class Notifier:
         )
 
     async def _deliver(
-        self,
-        channel: Channel,
-        *,
-        notification: AlertNotification,
-        alert: Alert,
-        received: Received,
+        self, delivery: Delivery, *, alert: Alert, received: Received
     ) -> Retry | None:
-        extra = {"fingerprint": notification.fingerprint, "channel": channel.name}
-        key = claim_key(channel=channel.name, notification=notification)
+        channel, name = delivery.channel, delivery.name
+        notification = delivery.notification
+        extra = {"fingerprint": notification.fingerprint, "channel": name}
+        key = claim_key(channel=name, notification=notification)
         notification = notification.model_copy(
-            update={
-                "idempotency_key": idempotency_key(channel=channel.name, notification=notification)
-            }
+            update={"idempotency_key": idempotency_key(channel=name, notification=notification)}
         )
         claim = await self._claims.acquire(key)
         if not claim.acquired:
@@ -276,10 +275,10 @@ class Notifier:
                     f"{channel.name} delivery of this {_transition_name(notification)} "
                     "is under way elsewhere"
                 )
-            logger.info("already delivered on %s; not sending again", channel.name, extra=extra)
+            logger.info("already delivered on %s; not sending again", name, extra=extra)
             # The earlier attempt may have stopped before publishing its outcome; the
             # Nats-Msg-Id makes a second copy a no-op within the stream's duplicate window.
-            await self._publish_outcome(notification, channel=channel.name, result=claim.previous)
+            await self._publish_outcome(notification, delivery=delivery, result=claim.previous)
             return None
         assert claim.token is not None  # acquired
         try:
@@ -299,11 +298,11 @@ class Notifier:
             logger.info(
                 "%s notification sent on %s (%d attempt(s))",
                 _transition_name(notification),
-                channel.name,
+                name,
                 result.attempts,
                 extra=extra,
             )
-            await self._publish_outcome(notification, channel=channel.name, result=result)
+            await self._publish_outcome(notification, delivery=delivery, result=result)
             return None
         # Not kept: a redelivery or a replay of the dead letter must be able to try again.
         await self._claims.release(key, claim.token)
@@ -312,43 +311,48 @@ class Notifier:
         if result.retry_in is not None and received.deliveries < self._policy.max_deliver:
             return Retry(
                 delay=result.retry_in,
-                reason=f"{channel.name} attempt {result.attempts} failed: {result.error}",
+                reason=f"{name} attempt {result.attempts} failed: {result.error}",
             )
         NOTIFICATIONS_FAILED.labels(channel.name).inc()
         logger.error(
             "%s notification failed on %s after %d attempt(s): %s",
             _transition_name(notification),
-            channel.name,
+            name,
             result.attempts,
             result.error,
             extra=extra,
         )
-        await self._publish_outcome(notification, channel=channel.name, result=result)
+        await self._publish_outcome(notification, delivery=delivery, result=result)
         origin = _SUBJECTS[type(alert)]
         await self._outcomes.dead_letter(
             dead_letter(
                 origin_subject=origin,
-                reason=f"{channel.name} delivery failed after {result.attempts} attempt(s): "
+                reason=f"{name} delivery failed after {result.attempts} attempt(s): "
                 f"{result.error}; fix the receiver, then republish the payload to {origin}",
                 payload=alert.model_dump_json().encode(),
                 at=self._clock(),
             ),
-            msg_id=dead_letter_id(received, cause=f"failed-{channel.name}"),
+            msg_id=dead_letter_id(received, cause=f"failed-{name}"),
         )
         return None
 
     async def _publish_outcome(
-        self, notification: AlertNotification, *, channel: str, result: DeliveryResult
+        self,
+        notification: AlertNotification,
+        *,
+        delivery: Delivery | None,
+        result: DeliveryResult,
     ) -> None:
-        outcome_id = notification_id(
-            channel=channel, notification=notification, status=result.status
-        )
+        """Publish and log one outcome; ``delivery`` None is the inbox."""
+        name = INBOX_CHANNEL if delivery is None else delivery.name
+        outcome_id = notification_id(channel=name, notification=notification, status=result.status)
         outcome = NotificationSent(
             id=outcome_id,
             fingerprint=notification.fingerprint,
             rule_id=notification.rule_id,
             state=notification.state,
-            channel=channel,
+            channel=INBOX_CHANNEL if delivery is None else delivery.channel.name,
+            receiver=None if delivery is None else delivery.receiver,
             recipients=notification.recipients,
             status=result.status,
             attempts=result.attempts,

@@ -1,0 +1,284 @@
+"""What a routing file says: receivers, named groups, and the tree of routes.
+
+A file looks like this (``docs/routing.md`` explains every field)::
+
+    receivers:
+      - name: people            # each recipient on the first of their channels it has
+        per_person: true
+        email: {}
+        wecom: {url: "${WECOM_TEAM_URL}"}
+      - name: audit
+        webhook: {url: "https://audit.example.org/goalwatch", secret: "${AUDIT_SECRET}"}
+    groups:
+      quality-leads: [li-na, zhang-wei]
+    route:
+      receiver: people
+      routes:
+        - matchers: [kind=fraud]
+          receiver: audit
+          continue: true
+
+Secrets, and the chat robots' URLs (which carry the robot's token), are never written in the
+file: they are ``${VARIABLE}`` references, filled from the notifier's environment (a
+Kubernetes Secret) when the notifier loads the file.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from goalwatch.routing.matchers import Matcher, parse_matcher
+
+CHANNELS: Final = ("webhook", "email", "wecom", "dingtalk", "feishu", "slack", "alertmanager")
+"""Every channel a receiver can have, in the order the file format documents them."""
+
+REFERENCE: Final = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+"""``${VARIABLE}``: a value taken from the environment when the notifier loads the file."""
+
+Name = Annotated[
+    str,
+    StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$"),
+]
+"""Receiver and group names: lowercase letters, digits, ``-`` and ``_``, at most 63."""
+
+PersonId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_@-][A-Za-z0-9._@-]{0,127}$")]
+
+Language = Literal["zh", "en"]
+
+
+def _matcher(value: Any) -> Any:
+    if isinstance(value, str):
+        return parse_matcher(value)
+    return value
+
+
+MatcherText = Annotated[Matcher, BeforeValidator(_matcher)]
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _reference_only(value: str, what: str) -> str:
+    if not REFERENCE.search(value):
+        raise ValueError(
+            f"write the {what} as ${{VARIABLE}} and set that variable in the notifier's "
+            "environment (a Kubernetes Secret): it is a password, and files are kept in git"
+        )
+    return value
+
+
+def _http_url(value: str) -> str:
+    if not REFERENCE.search(value) and not value.startswith(("http://", "https://")):
+        raise ValueError("must be an http:// or https:// URL, or a ${VARIABLE} holding one")
+    return value
+
+
+class _Target(_Spec):
+    language: Language | None = Field(
+        None,
+        description="zh or en; unset: the recipient's own language in a per_person receiver, "
+        "else the channel's default (zh for WeCom, DingTalk and Feishu, en for the others).",
+    )
+
+
+class WebhookTarget(_Target):
+    """The generic signed webhook."""
+
+    url: str = Field(description="Where to POST.")
+    secret: str = Field(description="${VARIABLE} holding the HMAC secret.")
+
+    _url = field_validator("url")(_http_url)
+
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, value: str) -> str:
+        return _reference_only(value, "secret")
+
+
+class EmailTarget(_Target):
+    """E-mail through the notifier's SMTP server (``GOALWATCH_SMTP_*``)."""
+
+    to: list[Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+$")]] | None = Field(
+        None,
+        description="Fixed addresses (a team mailbox); unset: the alert's recipients' own.",
+    )
+
+
+class RobotTarget(_Target):
+    """A chat robot whose URL carries its token (WeCom, Slack)."""
+
+    url: str = Field(description="${VARIABLE} holding the robot's webhook URL.")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _reference_only(value, "robot URL (it carries the robot's token)")
+
+
+class SignedRobotTarget(RobotTarget):
+    """A chat robot that also signs (DingTalk, Feishu)."""
+
+    secret: str = Field(description="${VARIABLE} holding the robot's signing secret.")
+
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, value: str) -> str:
+        return _reference_only(value, "signing secret")
+
+
+class AlertmanagerTarget(_Target):
+    """A Prometheus Alertmanager (``POST /api/v2/alerts``)."""
+
+    url: str = Field(description="Alertmanager's base URL.")
+
+    _url = field_validator("url")(_http_url)
+
+
+class ReceiverSpec(_Spec):
+    """A named place, or way, that alerts reach people by."""
+
+    name: Name = Field(description="What routes call it.")
+    per_person: bool = Field(
+        False,
+        description="Each of the alert's recipients hears on the first of their preferred "
+        "channels (from the goals directory) that this receiver has, in their own language; "
+        "without a preference, or with none of these, on the receiver's first channel. "
+        "Unset: one message on every channel, for all the recipients.",
+    )
+    webhook: WebhookTarget | None = None
+    email: EmailTarget | None = None
+    wecom: RobotTarget | None = None
+    dingtalk: SignedRobotTarget | None = None
+    feishu: SignedRobotTarget | None = None
+    slack: RobotTarget | None = None
+    alertmanager: AlertmanagerTarget | None = None
+    order: tuple[str, ...] = Field(
+        (), exclude=True, description="The channels in the order the file lists them."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _order(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "order" not in data:
+            data = {**data, "order": tuple(k for k in data if k in CHANNELS)}
+        return data
+
+    @model_validator(mode="after")
+    def _some_channel(self) -> ReceiverSpec:
+        if not self.order:
+            raise ValueError(
+                f"receiver {self.name!r} has no channel; give it one or more of "
+                f"{', '.join(CHANNELS)}"
+            )
+        return self
+
+    def targets(self) -> list[tuple[str, _Target]]:
+        """``(channel, target)`` for each channel, in the file's order."""
+        found = [(name, getattr(self, name)) for name in self.order]
+        return [(name, target) for name, target in found if target is not None]
+
+
+class RouteSpec(_Spec):
+    """A node of the routing tree."""
+
+    receiver: Name | None = Field(
+        None, description="Receiver of the alerts this route takes; unset: its parent's."
+    )
+    matchers: list[MatcherText] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Every matcher must hold for the route to take an alert (name=value, "
+        "name!=value, name=~regex, name!~regex).",
+    )
+    continue_: bool = Field(
+        False,
+        alias="continue",
+        description="After taking an alert, try the next sibling routes too.",
+    )
+    routes: list[RouteSpec] = Field(
+        default_factory=list, description="Child routes, tried in order."
+    )
+
+
+class RoutesFile(_Spec):
+    """A whole routing file."""
+
+    receivers: list[ReceiverSpec] = Field(min_length=1, description="Named receivers.")
+    groups: dict[Name, list[PersonId]] = Field(
+        default_factory=dict,
+        description="Named groups of people that rules notify as group:NAME.",
+    )
+    route: RouteSpec = Field(description="The root route: takes every alert.")
+
+    def problems(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """What is wrong across fields, each with the path of the field to fix (the loader
+        turns that into a line): receivers named twice, routes naming a receiver that is not
+        defined, a root route without a receiver or with matchers."""
+        found: list[tuple[tuple[str | int, ...], str]] = []
+        names = [r.name for r in self.receivers]
+        for index, name in enumerate(names):
+            if name in names[:index]:
+                found.append(
+                    (("receivers", index, "name"), f"{name!r} names two receivers; rename one")
+                )
+        if self.route.receiver is None:
+            found.append(
+                (
+                    ("route",),
+                    "the root route needs a receiver, where every alert no other route takes "
+                    "goes: add receiver: NAME",
+                )
+            )
+        if self.route.matchers:
+            found.append(
+                (
+                    ("route", "matchers"),
+                    "the root route takes every alert: move its matchers to a route under routes:",
+                )
+            )
+        if self.route.continue_:
+            found.append((("route", "continue"), "the root route has no siblings to continue to"))
+
+        def walk(route: RouteSpec, path: tuple[str | int, ...]) -> None:
+            if route.receiver is not None and route.receiver not in names:
+                close = difflib.get_close_matches(route.receiver, names, n=1, cutoff=0.6)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                found.append(
+                    (
+                        (*path, "receiver"),
+                        f"{route.receiver!r} is not a receiver; {hint}receivers defined: "
+                        f"{', '.join(names)}",
+                    )
+                )
+            for index, child in enumerate(route.routes):
+                walk(child, (*path, "routes", index))
+
+        walk(self.route, ("route",))
+        return found
+
+    def receiver(self, name: str) -> ReceiverSpec:
+        """The receiver called ``name`` (every route's receiver exists: see validation)."""
+        return next(r for r in self.receivers if r.name == name)
+
+    def references(self) -> list[str]:
+        """Every ``${VARIABLE}`` the receivers use, once each, in file order."""
+        seen: dict[str, None] = {}
+        for receiver in self.receivers:
+            for _, target in receiver.targets():
+                for value in target.model_dump().values():
+                    if isinstance(value, str):
+                        seen.update((v, None) for v in REFERENCE.findall(value))
+        return list(seen)
