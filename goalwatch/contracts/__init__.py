@@ -43,7 +43,12 @@ from goalwatch.contracts.metrics import (
     MetricData,
     MetricRecorded,
 )
-from goalwatch.contracts.notifications import AlertNotification, SubjectRef
+from goalwatch.contracts.notifications import (
+    AlertDigest,
+    AlertNotification,
+    DigestReason,
+    SubjectRef,
+)
 from goalwatch.contracts.people import PersonRead, PersonUpsert
 from goalwatch.contracts.rules import RuleAction, RuleVersion
 from goalwatch.contracts.timers import TimerFired
@@ -51,7 +56,9 @@ from goalwatch.contracts.timers import TimerFired
 __all__ = [
     "CLOUDEVENT_TYPE",
     "AlertFired",
+    "AlertDigest",
     "AlertNotification",
+    "DigestReason",
     "AlertResolved",
     "AlertState",
     "CheckInCreate",

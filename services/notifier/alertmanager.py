@@ -35,7 +35,7 @@ from typing import Any, Final
 
 import httpx
 
-from goalwatch.contracts import AlertNotification, AlertState
+from goalwatch.contracts import AlertDigest, AlertNotification, AlertState
 from goalwatch.settings import redacted_url
 from services.notifier.channels import DeliveryResult
 from services.notifier.http_delivery import HttpDelivery
@@ -164,3 +164,7 @@ class AlertmanagerChannel:
             attempt=attempt,
             fingerprint=notification.fingerprint,
         )
+
+    async def deliver_digest(self, *, digest: AlertDigest, attempt: int) -> DeliveryResult:
+        """Several alerts in one message: not rendered on this channel yet."""
+        raise NotImplementedError(f"{self.name}: digests are not rendered yet")

@@ -47,7 +47,14 @@ from typing import Any, Literal
 import aiosmtplib
 from pydantic import SecretStr
 
-from goalwatch.contracts import AlertNotification, AlertState, DeliveryStatus, Recipient, Severity
+from goalwatch.contracts import (
+    AlertDigest,
+    AlertNotification,
+    AlertState,
+    DeliveryStatus,
+    Recipient,
+    Severity,
+)
 from services.notifier.channels import DeliveryResult
 from services.notifier.pipeline import idempotency_key
 from services.notifier.templates import Language, render
@@ -389,3 +396,7 @@ class EmailChannel:
                 "; ".join(f"{addr}: {reply}" for addr, reply in refused.items()),
                 extra=extra,
             )
+
+    async def deliver_digest(self, *, digest: AlertDigest, attempt: int) -> DeliveryResult:
+        """Several alerts in one message: not rendered on this channel yet."""
+        raise NotImplementedError(f"{self.name}: digests are not rendered yet")

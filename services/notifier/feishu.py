@@ -37,7 +37,7 @@ from typing import Any, Final
 import httpx
 from pydantic import SecretStr
 
-from goalwatch.contracts import AlertNotification, AlertState, Severity
+from goalwatch.contracts import AlertDigest, AlertNotification, AlertState, Severity
 from services.notifier.channels import DeliveryResult
 from services.notifier.http_delivery import HttpDelivery, error_code_check, masked_url
 from services.notifier.messages import lark_md_escape, plain, render_fitted
@@ -165,3 +165,7 @@ class FeishuChannel:
             fingerprint=notification.fingerprint,
             check=self._check,
         )
+
+    async def deliver_digest(self, *, digest: AlertDigest, attempt: int) -> DeliveryResult:
+        """Several alerts in one message: not rendered on this channel yet."""
+        raise NotImplementedError(f"{self.name}: digests are not rendered yet")

@@ -25,7 +25,7 @@ from typing import Any, Final
 
 import httpx
 
-from goalwatch.contracts import AlertNotification
+from goalwatch.contracts import AlertDigest, AlertNotification
 from services.notifier.channels import DeliveryResult
 from services.notifier.http_delivery import HttpDelivery, masked_url
 from services.notifier.messages import render_fitted, slack_escape
@@ -101,3 +101,7 @@ class SlackChannel:
             attempt=attempt,
             fingerprint=notification.fingerprint,
         )
+
+    async def deliver_digest(self, *, digest: AlertDigest, attempt: int) -> DeliveryResult:
+        """Several alerts in one message: not rendered on this channel yet."""
+        raise NotImplementedError(f"{self.name}: digests are not rendered yet")

@@ -25,7 +25,7 @@ from typing import Any, Final
 
 import httpx
 
-from goalwatch.contracts import AlertNotification
+from goalwatch.contracts import AlertDigest, AlertNotification
 from goalwatch.settings import redacted_url
 from services.notifier.channels import DeliveryResult
 from services.notifier.http_delivery import HttpDelivery, error_code_check
@@ -100,3 +100,7 @@ class WeComChannel:
             fingerprint=notification.fingerprint,
             check=self._check,
         )
+
+    async def deliver_digest(self, *, digest: AlertDigest, attempt: int) -> DeliveryResult:
+        """Several alerts in one message: not rendered on this channel yet."""
+        raise NotImplementedError(f"{self.name}: digests are not rendered yet")
