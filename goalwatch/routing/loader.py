@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 from yaml.nodes import MappingNode, Node, ScalarNode
 
-from goalwatch.file_errors import FileError, FileErrors, unprintable
+from goalwatch.file_errors import FileError, FileErrors, duplicate_keys, locate_at, unprintable
 from goalwatch.routing.spec import (
     CHANNELS,
     REFERENCE,
@@ -24,7 +24,6 @@ from goalwatch.routing.spec import (
     SignedRobotTarget,
     WebhookTarget,
 )
-from goalwatch.rules.loader import duplicate_keys, locate_at
 
 _MODELS: dict[str, type[BaseModel]] = {
     "": RoutesFile,

@@ -27,9 +27,12 @@ from __future__ import annotations
 
 import difflib
 import re
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -39,6 +42,7 @@ from pydantic import (
     model_validator,
 )
 
+from goalwatch.durations import duration_text, parse_duration
 from goalwatch.routing.matchers import Matcher, parse_matcher
 
 CHANNELS: Final = ("webhook", "email", "wecom", "dingtalk", "feishu", "slack", "alertmanager")
@@ -191,6 +195,69 @@ class ReceiverSpec(_Spec):
         return [(name, target) for name, target in found if target is not None]
 
 
+ALONE: Final = "..."
+"""``group_by: ["..."]``: each alert is a group of its own (the default)."""
+MAX_WAIT: Final = timedelta(days=1)
+MAX_REPEAT: Final = timedelta(days=30)
+
+
+def _wait(value: timedelta) -> timedelta:
+    if not timedelta(0) <= value <= MAX_WAIT:
+        raise ValueError(f"{duration_text(value)} is out of range: write 0s to 1d")
+    return value
+
+
+def _repeat(value: timedelta) -> timedelta:
+    if not timedelta(0) <= value <= MAX_REPEAT:
+        raise ValueError(f"{duration_text(value)} is out of range: write 0s (never) to 30d")
+    return value
+
+
+Wait = Annotated[timedelta, BeforeValidator(parse_duration), AfterValidator(_wait)]
+Repeat = Annotated[timedelta, BeforeValidator(parse_duration), AfterValidator(_repeat)]
+
+
+@dataclass(frozen=True)
+class Timing:
+    """When a route's receiver hears about its alerts (inherited down the tree).
+
+    The default (each alert alone, no wait, no repeat) sends every transition at once, as it
+    happens; anything else gathers the route's alerts into groups that are sent as one
+    message after ``group_wait``, then at most every ``group_interval`` while they change,
+    and every ``repeat_interval`` (0: never) while they fire unchanged.
+    """
+
+    group_by: tuple[str, ...] = (ALONE,)
+    group_wait: timedelta = timedelta(0)
+    group_interval: timedelta = timedelta(minutes=5)
+    repeat_interval: timedelta = timedelta(0)
+
+    @property
+    def immediate(self) -> bool:
+        """Whether each transition is sent alone, as it arrives."""
+        return (
+            self.group_by == (ALONE,)
+            and self.group_wait == timedelta(0)
+            and self.repeat_interval == timedelta(0)
+        )
+
+    def under(self, route: RouteSpec) -> Timing:
+        """This timing with what ``route`` sets."""
+        return Timing(
+            group_by=self.group_by if route.group_by is None else tuple(route.group_by),
+            group_wait=self.group_wait if route.group_wait is None else route.group_wait,
+            group_interval=(
+                self.group_interval if route.group_interval is None else route.group_interval
+            ),
+            repeat_interval=(
+                self.repeat_interval if route.repeat_interval is None else route.repeat_interval
+            ),
+        )
+
+
+LabelName = Annotated[str, StringConstraints(pattern=r"^(\.\.\.|[A-Za-z_][A-Za-z0-9_.]*)$")]
+
+
 class RouteSpec(_Spec):
     """A node of the routing tree."""
 
@@ -211,6 +278,29 @@ class RouteSpec(_Spec):
     routes: list[RouteSpec] = Field(
         default_factory=list, description="Child routes, tried in order."
     )
+    group_by: list[LabelName] | None = Field(
+        None,
+        max_length=20,
+        description="Labels whose values make a group (e.g. [rule, department]); [...]: each "
+        "alert alone. Unset: the parent's; the root's default is [...].",
+    )
+    group_wait: Wait | None = Field(
+        None, description="How long a new group waits for more alerts before its first message."
+    )
+    group_interval: Wait | None = Field(
+        None, description="At least this long between two messages of a group that changes."
+    )
+    repeat_interval: Repeat | None = Field(
+        None,
+        description="Remind of a group still firing, unchanged, this often; 0s: never (default).",
+    )
+
+    @field_validator("group_by")
+    @classmethod
+    def _alone_alone(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and ALONE in value and len(value) > 1:
+            raise ValueError('"..." groups each alert alone: write it by itself, [...]')
+        return value
 
 
 class RoutesFile(_Spec):
