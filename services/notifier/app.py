@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from goalwatch.checkpoints import Checkpoint, Recovery
 from goalwatch.connections import ready_checks, redis_client
 from goalwatch.consumers import Consumers, ConsumerSpec, RedeliveryPolicy
-from goalwatch.contracts import AlertFired, AlertResolved, subjects
+from goalwatch.contracts import AlertFired, AlertResolved, TimerFired, subjects
 from goalwatch.file_errors import FileErrors
 from goalwatch.goals_client import GoalsClient
 from goalwatch.messaging import new_broker
@@ -25,6 +25,7 @@ from goalwatch.routing.spec import RoutesFile
 from goalwatch.service import service_app
 from goalwatch.serving import ServiceInfo
 from goalwatch.settings import Port, StateCheckSettings, duration_setting, environment
+from goalwatch.timers import Timers, fired_subject
 from services.notifier.alertmanager import AlertmanagerChannel
 from services.notifier.api import deliveries_router, inbox_router, silences_router
 from services.notifier.channels import Channel
@@ -33,6 +34,9 @@ from services.notifier.deliveries import DeliveryLog
 from services.notifier.dingtalk import DingTalkChannel
 from services.notifier.email import EmailChannel, parse_address
 from services.notifier.feishu import FeishuChannel
+from services.notifier.flush import GroupFlusher
+from services.notifier.groups import OWNER as GROUP_OWNER
+from services.notifier.groups import Groups
 from services.notifier.inbox import Inbox
 from services.notifier.metrics import HANDLER_SECONDS, REGISTRY
 from services.notifier.outcomes import NatsOutcomes
@@ -63,6 +67,7 @@ logger = logging.getLogger(__name__)
 POLICY = RedeliveryPolicy(max_deliver=10, first_delay=5.0, max_delay=300.0)
 FIRED_CONSUMER = "notifier-fired"
 RESOLVED_CONSUMER = "notifier-resolved"
+TIMERS_CONSUMER = "notifier-timers"
 
 
 def policy(settings: NotifierSettings) -> RedeliveryPolicy:
@@ -88,6 +93,18 @@ def alert_consumers(settings: NotifierSettings) -> tuple[ConsumerSpec, ConsumerS
     return (
         spec(subjects.ALERTS_FIRED, FIRED_CONSUMER),
         spec(subjects.ALERTS_RESOLVED, RESOLVED_CONSUMER),
+    )
+
+
+def timers_consumer(settings: NotifierSettings) -> ConsumerSpec:
+    """The consumer of the notifier's fired timers: groups' messages."""
+    return ConsumerSpec(
+        name=TIMERS_CONSUMER,
+        stream=subjects.STREAM_TIMERS,
+        subject=fired_subject(GROUP_OWNER),
+        policy=policy(settings),
+        ack_wait=settings.notifier_ack_wait,
+        batch_size=10,
     )
 
 
@@ -490,13 +507,17 @@ def create_app(
     goals = GoalsClient(client=http, base_url=settings.goals_url)
     deliveries = DeliveryLog(redis, retention=settings.inbox_retention)
     silences = Silences(redis, retention=settings.inbox_retention)
+    claims = DeliveryClaims(redis, pending_ttl=claim_ttl(settings))
+    outcomes = NatsOutcomes(broker)
+    groups = Groups(redis, Timers(lambda: broker.connection), retention=settings.inbox_retention)
     notifier = Notifier(
         directory=goals,
         org_units=goals,
         inbox=inbox,
-        claims=DeliveryClaims(redis, pending_ttl=claim_ttl(settings)),
+        claims=claims,
+        groups=groups,
         routing=routing,
-        outcomes=NatsOutcomes(broker),
+        outcomes=outcomes,
         policy=policy(settings),
         deliveries=deliveries,
         silences=silences,
@@ -526,6 +547,22 @@ def create_app(
         description = f"Every {model.__name__}: recipients resolved, inbox updated, channels "
         description += "notified once per transition."
         consumers.add(spec, model, handler, description=description, keep_alive=True)
+
+    flusher = GroupFlusher(
+        groups=groups,
+        routing=routing,
+        claims=claims,
+        outcomes=outcomes,
+        policy=policy(settings),
+        deliveries=deliveries,
+    )
+    consumers.add(
+        timers_consumer(settings),
+        TimerFired,
+        flusher,
+        description="The notifier's fired timers: each sends a group's message when it is due.",
+        keep_alive=True,
+    )
 
     def announce() -> None:
         receivers = routing.current.receivers

@@ -43,13 +43,14 @@ from goalwatch.goals_client import OrgUnits, PersonDirectory
 from services.notifier.channels import Channel, DeliveryResult
 from services.notifier.claims import DeliveryClaims, claim_key
 from services.notifier.deliveries import DeliveryLog
+from services.notifier.groups import Groups
 from services.notifier.inbox import Inbox, holds
 from services.notifier.metrics import ESCALATIONS_SENT, NOTIFICATIONS_FAILED, NOTIFICATIONS_SENT
 from services.notifier.notification import Alert, build_notification, headline, transition_key
 from services.notifier.outcomes import Outcomes
 from services.notifier.receivers import Delivery
 from services.notifier.recipients import resolve_recipients
-from services.notifier.routing import Routing, fixed_router
+from services.notifier.routing import Plan, Routing, fixed_router
 from services.notifier.silences import Silences
 
 logger = logging.getLogger(__name__)
@@ -120,12 +121,15 @@ class Notifier:
         org_units: OrgUnits | None = None,
         routing: Routing | None = None,
         channels: Sequence[Channel] = (),
+        groups: Groups | None = None,
     ) -> None:
         """``deliveries``: where each outcome is also kept for ``GET /v1/deliveries``;
         ``silences``: what keeps matching alerts off the channels for a while;
         ``org_units``: the org chart, for the ``unit_head`` and ``hrbp`` recipients;
         ``routing``: which receivers each alert goes to; without it, every alert goes to
-        ``channels``."""
+        ``channels``; ``groups``: where routes that group alerts gather them (without it,
+        such routes send each transition at once)."""
+        self._groups = groups
         self._deliveries = deliveries
         self._silences = silences
         self._org_units = org_units
@@ -185,9 +189,15 @@ class Notifier:
             delivery=None,
             result=DeliveryResult(status=DeliveryStatus.SENT, attempts=1),
         )
-        deliveries = self._routing.current.deliveries(notification)
+        plan = self._routing.current.plan(notification)
+        deliveries = plan.now
+        if self._groups is None:  # nowhere to gather them: each transition goes at once
+            router = self._routing.current
+            for group in plan.groups:
+                deliveries += router.receivers[group.receiver].deliveries(notification)
+            plan = Plan(now=deliveries, groups=[])
         silence = None
-        if self._silences is not None and deliveries:
+        if self._silences is not None and (deliveries or plan.groups):
             silence = await self._silences.matching(notification, self._clock())
         if silence is not None:
             logger.info(
@@ -210,6 +220,18 @@ class Notifier:
                     ),
                 )
             return None
+        for group in plan.groups:
+            assert self._groups is not None  # see above
+            due = await self._groups.add(group, notification)
+            logger.info(
+                "%s gathered into group %s of %s (%s); its next message goes at %s",
+                _transition_name(notification),
+                group.id,
+                group.receiver,
+                ", ".join(f"{k}={v}" for k, v in group.labels.items()),
+                due.isoformat(),
+                extra=extra,
+            )
         retries: list[Retry] = []
         for delivery in deliveries:
             # One delivery's failure does not keep the others from delivering.
@@ -268,30 +290,21 @@ class Notifier:
         notification = notification.model_copy(
             update={"idempotency_key": idempotency_key(channel=name, notification=notification)}
         )
-        claim = await self._claims.acquire(key)
-        if not claim.acquired:
-            if claim.previous is None:
-                raise DeliveryInProgress(
-                    f"{channel.name} delivery of this {_transition_name(notification)} "
-                    "is under way elsewhere"
-                )
+        claimed = await self._claims.run(
+            key, lambda: channel.deliver(notification=notification, attempt=received.deliveries)
+        )
+        if claimed is None:
+            raise DeliveryInProgress(
+                f"{name} delivery of this {_transition_name(notification)} is under way elsewhere"
+            )
+        result, earlier = claimed
+        if earlier:
             logger.info("already delivered on %s; not sending again", name, extra=extra)
             # The earlier attempt may have stopped before publishing its outcome; the
             # Nats-Msg-Id makes a second copy a no-op within the stream's duplicate window.
-            await self._publish_outcome(notification, delivery=delivery, result=claim.previous)
+            await self._publish_outcome(notification, delivery=delivery, result=result)
             return None
-        assert claim.token is not None  # acquired
-        try:
-            # Renewed while the attempt runs, so the claim dies with this process.
-            async with self._claims.held(key, claim.token):
-                result = await channel.deliver(
-                    notification=notification, attempt=received.deliveries
-                )
-        except BaseException:
-            await self._claims.release(key, claim.token)
-            raise
         if result.status is DeliveryStatus.SENT:
-            await self._claims.mark_sent(key, result)
             NOTIFICATIONS_SENT.labels(channel.name).inc()
             if notification.escalated_from is not None:
                 ESCALATIONS_SENT.labels(channel.name).inc()
@@ -304,8 +317,7 @@ class Notifier:
             )
             await self._publish_outcome(notification, delivery=delivery, result=result)
             return None
-        # Not kept: a redelivery or a replay of the dead letter must be able to try again.
-        await self._claims.release(key, claim.token)
+        # The claim was released: a redelivery or a replay of the dead letter tries again.
         # The last delivery JetStream makes (max_deliver) is the last attempt, whatever the
         # channel would allow: a nak there would let the message vanish without a trace.
         if result.retry_in is not None and received.deliveries < self._policy.max_deliver:

@@ -22,7 +22,7 @@ from typing import TypedDict
 import httpx
 from pydantic import SecretStr
 
-from goalwatch.contracts import AlertNotification, Recipient
+from goalwatch.contracts import AlertDigest, AlertNotification, Recipient
 from goalwatch.routing.loader import expand, unset_references
 from goalwatch.routing.spec import (
     AlertmanagerTarget,
@@ -89,6 +89,16 @@ class Delivery:
     notification: AlertNotification
 
 
+@dataclass(frozen=True)
+class DigestDelivery:
+    """One message of several alerts on one channel: named like a :class:`Delivery`."""
+
+    name: str
+    receiver: str
+    channel: Channel
+    digest: AlertDigest
+
+
 @dataclass
 class Target:
     """One channel of a receiver; builds (and keeps) its channel per language."""
@@ -139,6 +149,36 @@ class Receiver:
                     receiver=self.name,
                     channel=target.channel(_language(recipient)),
                     notification=notification.model_copy(update={"recipients": [recipient]}),
+                )
+            )
+        return found
+
+    def digest_deliveries(self, digest: AlertDigest) -> list[DigestDelivery]:
+        """What ``digest`` becomes on this receiver: one message per channel, or for a
+        per-person receiver one per recipient, holding the alerts addressed to them."""
+        if not self.per_person:
+            return [
+                DigestDelivery(
+                    name=self._name(target.kind),
+                    receiver=self.name,
+                    channel=target.channel(None),
+                    digest=digest,
+                )
+                for target in self.targets
+            ]
+        found: list[DigestDelivery] = []
+        for recipient in digest.recipients:
+            target = self.target_for(recipient)
+            theirs = [a for a in digest.alerts if any(r.id == recipient.id for r in a.recipients)]
+            if target is None or not theirs:
+                continue
+            alone = [a.model_copy(update={"recipients": [recipient]}) for a in theirs]
+            found.append(
+                DigestDelivery(
+                    name=f"{self._name(target.kind)}/{recipient.id}",
+                    receiver=self.name,
+                    channel=target.channel(_language(recipient)),
+                    digest=digest.model_copy(update={"alerts": alone, "recipients": [recipient]}),
                 )
             )
         return found

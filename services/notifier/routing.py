@@ -25,6 +25,7 @@ from goalwatch.routing.matchers import alert_labels
 from goalwatch.routing.spec import RoutesFile, RouteSpec
 from goalwatch.routing.tree import Matched, match
 from services.notifier.channels import Channel
+from services.notifier.groups import GroupSpec, group_of
 from services.notifier.receivers import (
     ENV_RECEIVER,
     Delivery,
@@ -55,13 +56,32 @@ class Router:
         return match(self.tree, alert_labels(notification))
 
     def deliveries(self, notification: AlertNotification) -> list[Delivery]:
-        """Every delivery ``notification`` makes, once each (two routes to one receiver make
-        one), in route order."""
-        found: dict[str, Delivery] = {}
-        for matched in self.route(notification):
-            for delivery in self.receivers[matched.receiver].deliveries(notification):
-                found.setdefault(delivery.name, delivery)
-        return list(found.values())
+        """The deliveries ``notification`` makes at once (see :meth:`plan`)."""
+        return self.plan(notification).now
+
+    def plan(self, notification: AlertNotification) -> Plan:
+        """What ``notification`` becomes: deliveries now, once each (two routes to one
+        receiver make one), in route order, for routes with the default timing; and the
+        groups it joins on the others."""
+        now: dict[str, Delivery] = {}
+        groups: dict[str, GroupSpec] = {}
+        labels = alert_labels(notification)
+        for matched in match(self.tree, labels):
+            if matched.timing.immediate:
+                for delivery in self.receivers[matched.receiver].deliveries(notification):
+                    now.setdefault(delivery.name, delivery)
+            else:
+                group = group_of(matched, labels)
+                groups.setdefault(group.id, group)
+        return Plan(now=list(now.values()), groups=list(groups.values()))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Where one transition goes: deliveries to make now, groups to join."""
+
+    now: list[Delivery]
+    groups: list[GroupSpec]
 
 
 def fixed_router(channels: Sequence[Channel]) -> Router:
