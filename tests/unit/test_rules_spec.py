@@ -55,6 +55,30 @@ def test_valid_rule_loads(tmp_path: Path) -> None:
     assert spec.notify == ["subject", "manager"]
 
 
+def test_a_named_group_reads_as_group_colon_name(tmp_path: Path) -> None:
+    # Written like manager: 2 in the list, which YAML reads as a one-key mapping.
+    text = VALID.replace("[subject, manager]", "[subject, group: quality-leads, 'group:qa_2']")
+    write(tmp_path, "r.yaml", text)
+    [rule] = load_rules(tmp_path)
+    assert rule.spec.notify == ["subject", "group:quality-leads", "group:qa_2"]
+
+
+@pytest.mark.parametrize(
+    ("notify", "expected"),
+    [
+        ("[group: Quality Leads]", "'group:Quality Leads': a group name is 1-64 lower-case"),
+        ("[group: ]", "'group:': a group name is 1-64 lower-case"),
+        ("[{group: qa, manager: 2}]", "is not a recipient: use subject, manager, manager: N"),
+        ("[group: qa, 'group:qa']", "lists someone twice"),
+    ],
+)
+def test_a_group_name_is_checked(tmp_path: Path, notify: str, expected: str) -> None:
+    write(tmp_path, "r.yaml", VALID.replace("[subject, manager]", notify))
+    [error] = errors_of(tmp_path)
+    assert error.startswith(f"{tmp_path}/r.yaml:8: notify"), error
+    assert expected in error
+
+
 def test_consecutive_defaults_to_one_and_where_to_empty(tmp_path: Path) -> None:
     text = VALID.replace("where: {department: radiology}\n", "").replace(", consecutive: 3", "")
     text = text.replace(" ({labels[department]})", "")
