@@ -146,8 +146,9 @@ RECIPIENT_WORDS: Final = (
 )
 GROUP_PREFIX: Final = "group:"
 """How a named group is written once read: ``group:quality-leads``."""
-GROUP_NAME_PATTERN: Final = r"^[a-z0-9][a-z0-9_-]{0,63}$"
-"""A group name: lower-case letters, digits, ``-`` and ``_``, at most 64 characters."""
+GROUP_NAME_PATTERN: Final = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+"""A group name: lower-case letters, digits, ``-`` and ``_``, at most 63 characters, as the
+routing file names its groups (``goalwatch.routing.spec.Name``)."""
 _GROUP_NAME = re.compile(GROUP_NAME_PATTERN)
 # The recipient words written as one-key mappings in a YAML list (``manager: 2``).
 _KEYED_RECIPIENTS: Final = ("manager", "group")
@@ -182,7 +183,7 @@ def _check_recipient(recipient: str) -> str:
         if not _GROUP_NAME.match(name):
             raise rule_error(
                 "notify",
-                f"'{recipient}': a group name is 1-64 lower-case letters, digits, - and _ "
+                f"'{recipient}': a group name is 1-63 lower-case letters, digits, - and _ "
                 "(starting with a letter or digit), e.g. group: quality-leads",
             )
         return f"{GROUP_PREFIX}{name}"
