@@ -32,6 +32,7 @@ from services.notifier.channels import Channel
 from services.notifier.claims import DeliveryClaims
 from services.notifier.deliveries import DeliveryLog
 from services.notifier.dingtalk import DingTalkChannel
+from services.notifier.directory import DEFAULT_TTL, CachedDirectory, DirectoryWatch, follow_changes
 from services.notifier.email import EmailChannel, parse_address
 from services.notifier.feishu import FeishuChannel
 from services.notifier.flush import GroupFlusher
@@ -148,6 +149,19 @@ class NotifierSettings(StateCheckSettings):
         gt=0,
         description="Seconds to wait for one goals-service request.",
     )
+    directory_cache_ttl: timedelta = Field(
+        DEFAULT_TTL,
+        gt=timedelta(0),
+        description="How long a person or org unit looked up for recipients is kept in "
+        "memory at most (10m, 1h, or seconds). Directory change events refresh it sooner; "
+        "this only bounds how stale it can be after a change the notifier missed.",
+    )
+
+    @field_validator("directory_cache_ttl", mode="before")
+    @classmethod
+    def _directory_cache_ttl(cls, value: Any) -> Any:
+        return duration_setting(value)
+
     webhook_url: str | None = Field(
         None,
         description="Generic webhook receiving every alert transition; unset turns it off.",
@@ -510,9 +524,10 @@ def create_app(
     claims = DeliveryClaims(redis, pending_ttl=claim_ttl(settings))
     outcomes = NatsOutcomes(broker)
     groups = Groups(redis, Timers(lambda: broker.connection), retention=settings.inbox_retention)
+    directory = CachedDirectory(goals, ttl=settings.directory_cache_ttl)
     notifier = Notifier(
-        directory=goals,
-        org_units=goals,
+        directory=directory,
+        org_units=directory,
         inbox=inbox,
         claims=claims,
         groups=groups,
@@ -563,6 +578,15 @@ def create_app(
         description="The notifier's fired timers: each sends a group's message when it is due.",
         keep_alive=True,
     )
+    watches: list[DirectoryWatch] = []
+
+    async def follow_directory() -> None:
+        # Before the consumers start: no lookup is cached without its changes followed.
+        watches.append(await follow_changes(broker.connection, directory))
+
+    async def stop_following() -> None:
+        for watch in watches:
+            await watch.stop()
 
     def announce() -> None:
         receivers = routing.current.receivers
@@ -595,7 +619,8 @@ def create_app(
         nats_url=settings.nats_url,
         broker=broker,
         consumers=consumers,
-        close=[http.aclose, redis.aclose],
+        close=[stop_following, http.aclose, redis.aclose],
+        prepare=follow_directory,
         on_start=announce,
         # At once too: the checkpoints exist, and a restart is noticed, before any alert.
         background=[lambda: recovery.watch(every=settings.state_check_seconds, at_once=True)],

@@ -272,6 +272,8 @@ class Notifier:
             notify=alert.notify,
             fingerprint=alert.fingerprint,
             org_units=self._org_units,
+            # Read per alert: a reload of the routing file changes who is in a group.
+            groups=self._routing.current.groups,
         )
         return build_notification(
             alert=alert,

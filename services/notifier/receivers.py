@@ -199,12 +199,13 @@ class Receiver:
 
 
 def _preferences(recipient: Recipient) -> list[str]:
-    return [str(channel) for channel in getattr(recipient, "channels", None) or []]
+    return [channel.value for channel in recipient.channels]
 
 
 def _language(recipient: Recipient) -> Language | None:
-    language = getattr(recipient, "language", None)
-    return "zh" if language == "zh" else "en" if language == "en" else None
+    if recipient.language is None:
+        return None
+    return "zh" if recipient.language.value == "zh" else "en"
 
 
 def fixed_receiver(channels: Sequence[Channel]) -> Receiver:

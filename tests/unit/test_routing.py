@@ -279,3 +279,35 @@ def test_routes_check_lists_the_variables_the_notifier_needs(
     args = parser.parse_args(["routes", "test", str(path), "-l", "kind=fraud"])
     assert args.func(args) == 0
     assert capsys.readouterr().out.splitlines()[-1] == "receivers: audit"
+
+
+def test_a_per_person_receiver_follows_each_persons_channels_and_language() -> None:
+    from goalwatch.contracts.people import Channel as PersonChannel
+    from goalwatch.contracts.people import Language
+
+    receivers = built()
+    wecom_first = Recipient(
+        id="li-na",
+        name="Li Na",
+        role=RecipientRole.SUBJECT,
+        channels=[PersonChannel.EMAIL, PersonChannel.WECOM],
+        language=Language.ZH,
+    )
+    inbox_only = Recipient(
+        id="wang-fang",
+        name="Wang Fang",
+        role=RecipientRole.MANAGER,
+        channels=[PersonChannel.INBOX, PersonChannel.SLACK],
+    )
+    english = Recipient(
+        id="zhang-wei", name="Zhang Wei", role=RecipientRole.EXPLICIT, language=Language.EN
+    )
+    people = receivers["people"].deliveries(  # type: ignore[attr-defined]
+        notification(wecom_first, inbox_only, english)
+    )
+    # Li Na: e-mail is not this receiver's, WeCom is; Wang Fang reads the inbox only;
+    # Zhang Wei has no preference: the receiver's first channel, in English.
+    assert [(d.name, d.channel.language) for d in people] == [
+        ("people/wecom/li-na", "zh"),
+        ("people/slack/zhang-wei", "en"),
+    ]
