@@ -239,6 +239,7 @@ class DeliveryStatus(StrEnum):
     SENT = "sent"
     FAILED = "failed"
     SILENCED = "silenced"  # not sent: a silence matched the alert when it arrived
+    HELD = "held"  # not sent yet: held back by a rate limit or quiet hours, sent in a digest
 
 
 class NotificationSent(Contract):

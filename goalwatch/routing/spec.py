@@ -28,8 +28,9 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 from typing import Annotated, Any, Final, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
@@ -44,6 +45,7 @@ from pydantic import (
 
 from goalwatch.durations import duration_text, parse_duration
 from goalwatch.routing.matchers import Matcher, parse_matcher
+from goalwatch.routing.rates import RateLimit, parse_rate
 
 CHANNELS: Final = ("webhook", "email", "wecom", "dingtalk", "feishu", "slack", "alertmanager")
 """Every channel a receiver can have, in the order the file format documents them."""
@@ -90,15 +92,89 @@ def _http_url(value: str) -> str:
     return value
 
 
-class _Target(_Spec):
+def _rate(value: str | None) -> str | None:
+    if value is not None and value.strip() != "off":
+        parse_rate(value)
+    return value
+
+
+class ChannelTarget(_Spec):
+    """What every channel of a receiver takes: its language and its rate limit."""
+
     language: Language | None = Field(
         None,
         description="zh or en; unset: the recipient's own language in a per_person receiver, "
         "else the channel's default (zh for WeCom, DingTalk and Feishu, en for the others).",
     )
+    rate_limit: str | None = Field(
+        None,
+        description="At most this many messages in any window, e.g. 20/1m; more are held back "
+        "and merged into one digest. off: no limit. Unset: the vendor's documented limit "
+        "(WeCom and DingTalk 20/1m, Feishu 100/1m and 5/1s, Slack 1/1s), none for the others.",
+    )
+
+    _rate = field_validator("rate_limit")(_rate)
+
+    def rates(self) -> tuple[RateLimit, ...] | None:
+        """The limits it sets: () for off, None when it leaves the default."""
+        if self.rate_limit is None:
+            return None
+        return () if self.rate_limit.strip() == "off" else (parse_rate(self.rate_limit),)
 
 
-class WebhookTarget(_Target):
+def _time_zone(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"'{value}' is not a time zone: write an IANA name such as Asia/Shanghai or UTC"
+            ) from None
+    return value
+
+
+TimeZone = Annotated[str, BeforeValidator(_time_zone)]
+
+
+class QuietHours(_Spec):
+    """Hours in which a receiver's messages wait, in the recipient's time zone."""
+
+    start: time = Field(description="When quiet hours start, e.g. 22:00.")
+    end: time = Field(description="When they end, e.g. 08:00 (the next day if before start).")
+    time_zone: TimeZone = Field(
+        "UTC",
+        description="Time zone of recipients whose own is unknown, and of messages to a group "
+        "chat (not per person).",
+    )
+    critical: Literal["send", "wait"] = Field(
+        "send",
+        description="send: critical alerts go out at once, quiet hours or not; wait: "
+        "they wait too.",
+    )
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _clock_time(cls, value: Any) -> Any:
+        if isinstance(value, int):  # YAML reads 22:00 unquoted as sexagesimal 1320
+            return time(value // 60 % 24, value % 60)
+        return value
+
+    def until(self, at: datetime, time_zone: str | None) -> datetime | None:
+        """When the quiet hours that ``at`` falls in end, or None when it falls in none."""
+        zone = ZoneInfo(time_zone or self.time_zone)
+        local = at.astimezone(zone)
+        start = datetime.combine(local.date(), self.start, zone)
+        end = datetime.combine(local.date(), self.end, zone)
+        if self.start == self.end:
+            return None
+        if self.start < self.end:  # within one day, e.g. 12:00-14:00
+            return end if start <= local < end else None
+        if local >= start:  # overnight, evening part
+            return end + timedelta(days=1)
+        return end if local < end else None  # overnight, morning part
+
+
+class WebhookTarget(ChannelTarget):
     """The generic signed webhook."""
 
     url: str = Field(description="Where to POST.")
@@ -112,7 +188,7 @@ class WebhookTarget(_Target):
         return _reference_only(value, "secret")
 
 
-class EmailTarget(_Target):
+class EmailTarget(ChannelTarget):
     """E-mail through the notifier's SMTP server (``GOALWATCH_SMTP_*``)."""
 
     to: list[Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+$")]] | None = Field(
@@ -121,7 +197,7 @@ class EmailTarget(_Target):
     )
 
 
-class RobotTarget(_Target):
+class RobotTarget(ChannelTarget):
     """A chat robot whose URL carries its token (WeCom, Slack)."""
 
     url: str = Field(description="${VARIABLE} holding the robot's webhook URL.")
@@ -143,7 +219,7 @@ class SignedRobotTarget(RobotTarget):
         return _reference_only(value, "signing secret")
 
 
-class AlertmanagerTarget(_Target):
+class AlertmanagerTarget(ChannelTarget):
     """A Prometheus Alertmanager (``POST /api/v2/alerts``)."""
 
     url: str = Field(description="Alertmanager's base URL.")
@@ -169,6 +245,11 @@ class ReceiverSpec(_Spec):
     feishu: SignedRobotTarget | None = None
     slack: RobotTarget | None = None
     alertmanager: AlertmanagerTarget | None = None
+    quiet_hours: QuietHours | None = Field(
+        None,
+        description="Hours in which its messages wait and then go as one digest; critical "
+        "alerts are sent at once unless critical: wait.",
+    )
     order: tuple[str, ...] = Field(
         (), exclude=True, description="The channels in the order the file lists them."
     )
@@ -189,7 +270,7 @@ class ReceiverSpec(_Spec):
             )
         return self
 
-    def targets(self) -> list[tuple[str, _Target]]:
+    def targets(self) -> list[tuple[str, ChannelTarget]]:
         """``(channel, target)`` for each channel, in the file's order."""
         found = [(name, getattr(self, name)) for name in self.order]
         return [(name, target) for name, target in found if target is not None]

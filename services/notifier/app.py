@@ -39,6 +39,7 @@ from services.notifier.flush import GroupFlusher
 from services.notifier.groups import OWNER as GROUP_OWNER
 from services.notifier.groups import Groups
 from services.notifier.inbox import Inbox
+from services.notifier.limits import Limiter
 from services.notifier.metrics import HANDLER_SECONDS, REGISTRY
 from services.notifier.outcomes import NatsOutcomes
 from services.notifier.pipeline import Notifier
@@ -525,12 +526,14 @@ def create_app(
     outcomes = NatsOutcomes(broker)
     groups = Groups(redis, Timers(lambda: broker.connection), retention=settings.inbox_retention)
     directory = CachedDirectory(goals, ttl=settings.directory_cache_ttl)
+    limiter = Limiter(redis)
     notifier = Notifier(
         directory=directory,
         org_units=directory,
         inbox=inbox,
         claims=claims,
         groups=groups,
+        limiter=limiter,
         routing=routing,
         outcomes=outcomes,
         policy=policy(settings),
@@ -564,6 +567,7 @@ def create_app(
         consumers.add(spec, model, handler, description=description, keep_alive=True)
 
     flusher = GroupFlusher(
+        limiter=limiter,
         groups=groups,
         routing=routing,
         claims=claims,

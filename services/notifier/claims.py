@@ -154,8 +154,8 @@ class DeliveryClaims:
     async def run(
         self, key: str, send: Callable[[], Awaitable[DeliveryResult]]
     ) -> tuple[DeliveryResult, bool] | None:
-        """Claim ``key`` and ``send`` under the claim: ``(result, False)``; kept when sent,
-        released when not, so a redelivery can try again. ``(stored result, True)`` when an
+        """Claim ``key`` and ``send`` under the claim: ``(result, False)``; kept when sent (or
+        held back, to be sent with others later), released when not, so a redelivery can try again. ``(stored result, True)`` when an
         earlier delivery sent it already; None while another delivery holds the claim."""
         claim = await self.acquire(key)
         if not claim.acquired:
@@ -168,7 +168,8 @@ class DeliveryClaims:
         except BaseException:
             await self.release(key, claim.token)
             raise
-        if result.status is DeliveryStatus.SENT:
+        if result.status in (DeliveryStatus.SENT, DeliveryStatus.HELD):
+            # Held back is handled too: the held message goes later, with the others.
             await self.mark_sent(key, result)
         else:
             await self.release(key, claim.token)

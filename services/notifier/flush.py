@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from goalwatch.consumers import (
     ACK,
@@ -49,7 +49,8 @@ from services.notifier.claims import DeliveryClaims
 from services.notifier.deliveries import DeliveryLog
 from services.notifier.groups import TIMER, Groups, Snapshot
 from services.notifier.inbox import PREFIX
-from services.notifier.metrics import NOTIFICATIONS_FAILED, NOTIFICATIONS_SENT
+from services.notifier.limits import Limiter
+from services.notifier.metrics import GROUP_MESSAGES, NOTIFICATIONS_FAILED, NOTIFICATIONS_SENT
 from services.notifier.outcomes import Outcomes
 from services.notifier.receivers import DigestDelivery
 from services.notifier.routing import Routing
@@ -75,9 +76,11 @@ class GroupFlusher:
         claims: DeliveryClaims,
         outcomes: Outcomes,
         policy: RedeliveryPolicy,
+        limiter: Limiter,
         deliveries: DeliveryLog | None = None,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
+        self._limiter = limiter
         self._groups = groups
         self._routing = routing
         self._claims = claims
@@ -108,7 +111,7 @@ class GroupFlusher:
             return None
         now = self._clock()
         if snapshot.changed:
-            reason = DigestReason.GROUP
+            reason = DigestReason(snapshot.meta.reason)
         elif snapshot.repeat_due(now):
             reason = DigestReason.REPEAT
         else:
@@ -127,13 +130,30 @@ class GroupFlusher:
             return None
         digest = _digest(snapshot, reason=reason, receiver=receiver.name, now=now)
         retries: list[Retry] = []
+        limited = 0.0
         for delivery in receiver.digest_deliveries(digest):
-            retry = await self._deliver(delivery, snapshot, received)
-            if retry is not None:
-                retries.append(retry)
+            if snapshot.meta.delivery not in (None, delivery.name):
+                continue  # held back from one delivery: sent there only
+            outcome = await self._deliver(delivery, snapshot, received)
+            if isinstance(outcome, Retry):
+                retries.append(outcome)
+            elif outcome is not None:
+                limited = max(limited, outcome)
         if retries:
             return min(retries, key=lambda r: r.delay)
+        if limited:
+            # A target's rate limit is full: the group waits for room on its own timer,
+            # without spending the timer message's deliveries.
+            later = await self._groups.postpone(snapshot, now + timedelta(seconds=limited))
+            logger.info(
+                "group %s waits for room under a rate limit until %s",
+                fired.key,
+                later.isoformat(),
+                extra=extra,
+            )
+            return None
         due = await self._groups.done(snapshot, sent=True)
+        GROUP_MESSAGES.labels(reason.value).inc()
         logger.info(
             "group %s of %s sent (%s, %d alert(s)); next message %s",
             fired.key,
@@ -147,7 +167,10 @@ class GroupFlusher:
 
     async def _deliver(
         self, delivery: DigestDelivery, snapshot: Snapshot, received: Received
-    ) -> Retry | None:
+    ) -> Retry | float | None:
+        """Send one delivery of the group's message: None when settled, a :class:`Retry`
+        when an attempt failed and may pass, or the seconds until the target's rate limit
+        has room (nothing was sent)."""
         digest, channel, name = delivery.digest, delivery.channel, delivery.name
         extra = {"group": snapshot.id, "channel": name}
         key = f"{PREFIX}claim:{name}:group:{snapshot.id}:{snapshot.meta.seq}"
@@ -156,7 +179,14 @@ class GroupFlusher:
         single = len(digest.alerts) == 1 and digest.reason is DigestReason.GROUP
         attempt = received.deliveries
 
+        waited: list[float] = []
+
         async def send() -> DeliveryResult:
+            wait = await self._limiter.take(delivery.bucket, delivery.limits, self._clock())
+            if wait > 0:
+                waited.append(wait)
+                # Released by the claim (not sent): the postponed flush tries again.
+                return DeliveryResult(status=DeliveryStatus.FAILED, attempts=1, error="limited")
             if single:
                 alert = digest.alerts[0].model_copy(update={"idempotency_key": idempotency})
                 return await channel.deliver(notification=alert, attempt=attempt)
@@ -166,6 +196,8 @@ class GroupFlusher:
         if claimed is None:
             raise RuntimeError(f"{name} delivery of group {snapshot.id} is under way elsewhere")
         result, earlier = claimed
+        if waited:
+            return waited[0]
         if earlier or result.status is DeliveryStatus.SENT:
             if not earlier:
                 NOTIFICATIONS_SENT.labels(channel.name).inc()

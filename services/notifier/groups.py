@@ -62,6 +62,11 @@ class Arm(Protocol):
         ...
 
 
+def held_id(delivery: str) -> str:
+    """The group of what is held back from one delivery."""
+    return hashlib.sha256(f"held|{delivery}".encode()).hexdigest()[:24]
+
+
 def group_key(group_id: str) -> str:
     """Redis key of one group."""
     return f"{PREFIX}group:{group_id}"
@@ -119,6 +124,8 @@ class GroupMeta(BaseModel):
     version: int = 0
     sent_version: int = 0
     due_at: AwareDatetime | None = None
+    delivery: str | None = None
+    reason: str = "group"
 
     def first_due(self, now: datetime) -> datetime:
         """When a change recorded at ``now`` is sent: ``group_wait`` after the group's start,
@@ -195,7 +202,14 @@ class Groups:
                 continue  # another replica changed the group meanwhile: read it again
 
     async def _add(
-        self, pipe: Any, *, spec: GroupSpec, fingerprint: str, raw: str, now: datetime
+        self,
+        pipe: Any,
+        *,
+        spec: GroupSpec,
+        fingerprint: str,
+        raw: str,
+        now: datetime,
+        held: tuple[str, str, datetime, bool] | None = None,
     ) -> Callable[[], Awaitable[datetime]]:
         stored = await pipe.hget(group_key(spec.id), _META)
         meta = (
@@ -209,9 +223,15 @@ class Groups:
                 group_interval=spec.timing.group_interval.total_seconds(),
                 repeat_interval=spec.timing.repeat_interval.total_seconds(),
                 created_at=now,
+                delivery=None if held is None else held[0],
+                reason="group" if held is None else held[1],
             )
         )
-        due, wanted = meta.due_at, meta.first_due(now)
+        due = meta.due_at
+        if held is None:
+            wanted = meta.first_due(now)
+        else:  # joining: when the held ones go; else the earlier of theirs and this one's
+            wanted = (due or held[2]) if held[3] else min(held[2], due or held[2])
         # Armed anew when no message is pending, when the pending one is a reminder later
         # than a change may wait, or when it is so late that its timer must have been lost.
         if due is None or due > wanted or due + OVERDUE < now:
@@ -230,6 +250,79 @@ class Groups:
             return due
 
         return commit
+
+    async def hold(
+        self,
+        *,
+        delivery: str,
+        receiver: str,
+        reason: str,
+        notification: AlertNotification,
+        until: datetime | None,
+    ) -> datetime:
+        """Hold ``notification`` back from one delivery (``receiver/channel[/person]``) for
+        ``reason`` (``rate_limit``, ``quiet_hours``), to go with the others held back there as
+        one message at ``until`` (or at an earlier time the held group has already; None:
+        when they go, or now if none are held); returns when it goes."""
+        spec = GroupSpec(
+            id=held_id(delivery),
+            receiver=receiver,
+            route=f"held:{delivery}",
+            labels={},
+            timing=Timing(group_wait=timedelta(0), group_interval=timedelta(0)),
+        )
+        key = group_key(spec.id)
+        raw = notification.model_dump_json()
+        while True:
+            now = self._clock()
+            try:
+                return await self._transaction(
+                    key,
+                    partial(
+                        self._add,
+                        spec=spec,
+                        fingerprint=notification.fingerprint,
+                        raw=raw,
+                        now=now,
+                        held=(delivery, reason, max(until or now, now), until is None),
+                    ),
+                )
+            except WatchError:
+                continue
+
+    async def holding(self, delivery: str) -> bool:
+        """Whether messages for ``delivery`` are being held back now: then a new one joins
+        them rather than overtaking them."""
+        return bool(await self._redis.exists(group_key(held_id(delivery))))
+
+    async def postpone(self, snapshot: Snapshot, until: datetime) -> datetime:
+        """Move the pending message of ``snapshot``'s group to ``until`` (a rate limit has no
+        room before); nothing changes if the group moved on meanwhile. Returns ``until``."""
+        key = group_key(snapshot.id)
+
+        async def prepare(pipe: Any) -> Callable[[], Awaitable[datetime]]:
+            stored = await pipe.hget(key, _META)
+            meta = None if stored is None else GroupMeta.model_validate_json(stored)
+            current = meta is not None and meta.due_at == snapshot.meta.due_at
+            if current:
+                await self._timers.arm(timer_key(snapshot.id), until)
+
+            async def commit() -> datetime:
+                if meta is not None and current:
+                    pipe.multi()
+                    pipe.hset(
+                        key, _META, meta.model_copy(update={"due_at": until}).model_dump_json()
+                    )
+                    await pipe.execute()
+                return until
+
+            return commit
+
+        while True:
+            try:
+                return await self._transaction(key, prepare)
+            except WatchError:
+                continue
 
     async def snapshot(self, group_id: str) -> Snapshot | None:
         """The group as it is now, or None when it has ended."""
@@ -265,12 +358,15 @@ class Groups:
             return nothing
         meta = GroupMeta.model_validate_json(raw[_META])
         shown = snapshot.meta.version
-        # Resolved alerts the message showed, unchanged since: told, so they leave.
+        # Alerts the message showed, unchanged since, leave when they are told for good: a
+        # resolved one; and every one of a held-back queue, which is a queue, not a standing
+        # group (what stays would hold the delivery back for ever).
+        queue = meta.delivery is not None and sent
         gone = [
             f"{_ALERT}{fingerprint}"
             for fingerprint, alert in snapshot.alerts.items()
             if raw.get(f"{_ALERT}{fingerprint}") == alert
-            and AlertNotification.model_validate_json(alert).state is AlertState.RESOLVED
+            and (queue or AlertNotification.model_validate_json(alert).state is AlertState.RESOLVED)
         ]
         left = [k for k in raw if k.startswith(_ALERT) and k not in gone]
         firing = any(

@@ -48,3 +48,17 @@ DIRECTORY_CHANGES = Counter(
     ["kind", "dropped"],
     registry=REGISTRY,
 )
+NOTIFICATIONS_HELD = Counter(
+    "goalwatch_notifications_held_total",
+    "Notifications held back, by channel and reason (rate_limit: the target's limit was "
+    "full; quiet_hours: the reader's quiet hours), to go later with the others as one digest.",
+    ["channel", "reason"],
+    registry=REGISTRY,
+)
+GROUP_MESSAGES = Counter(
+    "goalwatch_notifier_group_messages_total",
+    "Messages sent for groups of alerts, by reason: group (the group changed), repeat (a "
+    "reminder), rate_limit and quiet_hours (what was held back).",
+    ["reason"],
+    registry=REGISTRY,
+)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from goalwatch.consumers import (
     ACK,
@@ -45,7 +45,13 @@ from services.notifier.claims import DeliveryClaims, claim_key
 from services.notifier.deliveries import DeliveryLog
 from services.notifier.groups import Groups
 from services.notifier.inbox import Inbox, holds
-from services.notifier.metrics import ESCALATIONS_SENT, NOTIFICATIONS_FAILED, NOTIFICATIONS_SENT
+from services.notifier.limits import Limiter
+from services.notifier.metrics import (
+    ESCALATIONS_SENT,
+    NOTIFICATIONS_FAILED,
+    NOTIFICATIONS_HELD,
+    NOTIFICATIONS_SENT,
+)
 from services.notifier.notification import Alert, build_notification, headline, transition_key
 from services.notifier.outcomes import Outcomes
 from services.notifier.receivers import Delivery
@@ -122,6 +128,7 @@ class Notifier:
         routing: Routing | None = None,
         channels: Sequence[Channel] = (),
         groups: Groups | None = None,
+        limiter: Limiter | None = None,
     ) -> None:
         """``deliveries``: where each outcome is also kept for ``GET /v1/deliveries``;
         ``silences``: what keeps matching alerts off the channels for a while;
@@ -130,6 +137,7 @@ class Notifier:
         ``channels``; ``groups``: where routes that group alerts gather them (without it,
         such routes send each transition at once)."""
         self._groups = groups
+        self._limiter = limiter
         self._deliveries = deliveries
         self._silences = silences
         self._org_units = org_units
@@ -292,9 +300,14 @@ class Notifier:
         notification = notification.model_copy(
             update={"idempotency_key": idempotency_key(channel=name, notification=notification)}
         )
-        claimed = await self._claims.run(
-            key, lambda: channel.deliver(notification=notification, attempt=received.deliveries)
-        )
+
+        async def send() -> DeliveryResult:
+            held = await self._hold(delivery, notification)
+            if held is not None:
+                return held
+            return await channel.deliver(notification=notification, attempt=received.deliveries)
+
+        claimed = await self._claims.run(key, send)
         if claimed is None:
             raise DeliveryInProgress(
                 f"{name} delivery of this {_transition_name(notification)} is under way elsewhere"
@@ -349,6 +362,45 @@ class Notifier:
             msg_id=dead_letter_id(received, cause=f"failed-{name}"),
         )
         return None
+
+    async def _hold(
+        self, delivery: Delivery, notification: AlertNotification
+    ) -> DeliveryResult | None:
+        """Hold ``notification`` back from ``delivery`` when its reader is in quiet hours,
+        when messages there are held back already (it must not overtake them), or when the
+        target's rate limit is full: it then goes later, with the others, as one digest."""
+        if self._groups is None:
+            return None
+        now = self._clock()
+        reason, until = "quiet_hours", delivery.quiet_until(now)
+        if until is None and await self._groups.holding(delivery.name):
+            reason = "rate_limit"  # joins the held ones, whatever holds them
+        elif until is None and self._limiter is not None:
+            wait = await self._limiter.take(delivery.bucket, delivery.limits, now)
+            if wait <= 0:
+                return None
+            reason, until = "rate_limit", now + timedelta(seconds=wait)
+        due = await self._groups.hold(
+            delivery=delivery.name,
+            receiver=delivery.receiver,
+            reason=reason,
+            notification=notification.model_copy(update={"idempotency_key": None}),
+            until=until,
+        )
+        NOTIFICATIONS_HELD.labels(delivery.channel.name, reason).inc()
+        logger.info(
+            "%s held back on %s (%s): goes with the others held there at %s",
+            _transition_name(notification),
+            delivery.name,
+            reason.replace("_", " "),
+            due.isoformat(),
+            extra={"fingerprint": notification.fingerprint, "channel": delivery.name},
+        )
+        return DeliveryResult(
+            status=DeliveryStatus.HELD,
+            attempts=1,
+            error=f"held back ({reason.replace('_', ' ')}); sent with the others at {due.isoformat()}",
+        )
 
     async def _publish_outcome(
         self,

@@ -17,16 +17,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TypedDict
 
 import httpx
 from pydantic import SecretStr
 
-from goalwatch.contracts import AlertDigest, AlertNotification, Recipient
+from goalwatch.contracts import AlertDigest, AlertNotification, Recipient, Severity
 from goalwatch.routing.loader import expand, unset_references
+from goalwatch.routing.rates import RateLimit
 from goalwatch.routing.spec import (
     AlertmanagerTarget,
+    ChannelTarget,
     EmailTarget,
+    QuietHours,
     ReceiverSpec,
     RobotTarget,
     RoutesFile,
@@ -37,6 +41,7 @@ from services.notifier.alertmanager import AlertmanagerChannel
 from services.notifier.channels import Channel
 from services.notifier.dingtalk import DingTalkChannel
 from services.notifier.feishu import FeishuChannel
+from services.notifier.limits import DEFAULT_LIMITS, target_id
 from services.notifier.slack import SlackChannel
 from services.notifier.templates import Language
 from services.notifier.webhook import WebhookChannel
@@ -87,6 +92,18 @@ class Delivery:
     receiver: str
     channel: Channel
     notification: AlertNotification
+    limits: tuple[RateLimit, ...] = ()
+    bucket: str = ""
+    quiet_hours: QuietHours | None = None
+    time_zone: str | None = None
+
+    def quiet_until(self, at: datetime) -> datetime | None:
+        """When the quiet hours ``at`` falls in end for this delivery's reader, or None."""
+        if self.quiet_hours is None:
+            return None
+        if self.quiet_hours.critical == "send" and self.notification.severity is Severity.CRITICAL:
+            return None
+        return self.quiet_hours.until(at, self.time_zone)
 
 
 @dataclass(frozen=True)
@@ -97,6 +114,8 @@ class DigestDelivery:
     receiver: str
     channel: Channel
     digest: AlertDigest
+    limits: tuple[RateLimit, ...] = ()
+    bucket: str = ""
 
 
 @dataclass
@@ -107,6 +126,8 @@ class Target:
     language: Language | None
     build: Callable[[Language], Channel]
     where: str = ""
+    limits: tuple[RateLimit, ...] = ()
+    bucket: str = ""
     _built: dict[Language, Channel] = field(default_factory=dict)
 
     def channel(self, language: Language | None) -> Channel:
@@ -125,6 +146,7 @@ class Receiver:
     targets: tuple[Target, ...]
     per_person: bool = False
     bare_names: bool = False
+    quiet_hours: QuietHours | None = None
 
     def deliveries(self, notification: AlertNotification) -> list[Delivery]:
         """What ``notification`` becomes on this receiver (see the module)."""
@@ -135,6 +157,9 @@ class Receiver:
                     receiver=self.name,
                     channel=target.channel(None),
                     notification=notification,
+                    limits=target.limits,
+                    bucket=target.bucket,
+                    quiet_hours=self.quiet_hours,
                 )
                 for target in self.targets
             ]
@@ -149,6 +174,10 @@ class Receiver:
                     receiver=self.name,
                     channel=target.channel(_language(recipient)),
                     notification=notification.model_copy(update={"recipients": [recipient]}),
+                    limits=target.limits,
+                    bucket=target.bucket,
+                    quiet_hours=self.quiet_hours,
+                    time_zone=recipient.time_zone,
                 )
             )
         return found
@@ -163,6 +192,8 @@ class Receiver:
                     receiver=self.name,
                     channel=target.channel(None),
                     digest=digest,
+                    limits=target.limits,
+                    bucket=target.bucket,
                 )
                 for target in self.targets
             ]
@@ -179,6 +210,8 @@ class Receiver:
                     receiver=self.name,
                     channel=target.channel(_language(recipient)),
                     digest=digest.model_copy(update={"alerts": alone, "recipients": [recipient]}),
+                    limits=target.limits,
+                    bucket=target.bucket,
                 )
             )
         return found
@@ -216,6 +249,9 @@ def fixed_receiver(channels: Sequence[Channel]) -> Receiver:
             language=None,
             build=_constant(c),
             where=f"GOALWATCH_{c.name.upper()}_* settings",
+            limits=DEFAULT_LIMITS.get(c.name, ()),
+            # One target per channel kind in the settings.
+            bucket=target_id(c.name, ENV_RECEIVER),
         )
         for c in channels
     )
@@ -246,6 +282,7 @@ def build_receivers(
         spec.name: Receiver(
             name=spec.name,
             per_person=spec.per_person,
+            quiet_hours=spec.quiet_hours,
             targets=tuple(
                 _target(spec, kind, t, environ, http, email) for kind, t in spec.targets()
             ),
@@ -267,10 +304,10 @@ def _target(
 
     retries = http.retries
     build: Callable[[Language], Channel]
-    where = ""
+    where = address = ""
     if isinstance(target, WebhookTarget):
         url, secret = value(target.url), SecretStr(value(target.secret))
-        where = _check_url(spec, kind, url)
+        where, address = _check_url(spec, kind, url), url
 
         def build(_language: Language) -> Channel:
             return WebhookChannel(url=url, secret=secret, client=http.client, **retries)
@@ -289,7 +326,7 @@ def _target(
 
     elif isinstance(target, SignedRobotTarget):
         url, secret = value(target.url), SecretStr(value(target.secret))
-        where = _check_url(spec, kind, url)
+        where, address = _check_url(spec, kind, url), url
         robot = DingTalkChannel if kind == "dingtalk" else FeishuChannel
 
         def build(language: Language) -> Channel:
@@ -297,7 +334,7 @@ def _target(
 
     elif isinstance(target, RobotTarget):
         url = value(target.url)
-        where = _check_url(spec, kind, url)
+        where, address = _check_url(spec, kind, url), url
         plain = WeComChannel if kind == "wecom" else SlackChannel
 
         def build(language: Language) -> Channel:
@@ -305,15 +342,24 @@ def _target(
 
     elif isinstance(target, AlertmanagerTarget):
         url = value(target.url)
-        where = _check_url(spec, kind, url)
+        where, address = _check_url(spec, kind, url), url
 
         def build(language: Language) -> Channel:
             return AlertmanagerChannel(url=url, client=http.client, language=language, **retries)
 
     else:  # pragma: no cover - every target model is handled above
         raise ReceiverError(f"receiver {spec.name!r}: unknown channel {kind!r}")
-    language = getattr(target, "language", None)
-    built = Target(kind=kind, language=language, build=build, where=where)
+    assert isinstance(target, ChannelTarget)
+    rates = target.rates()
+    built = Target(
+        kind=kind,
+        language=target.language,
+        build=build,
+        where=where,
+        limits=DEFAULT_LIMITS.get(kind, ()) if rates is None else rates,
+        # The same robot reached by two receivers shares its vendor's limit.
+        bucket=target_id(kind, address or where),
+    )
     built.channel(None)  # a channel that cannot be built fails now, at load, not per alert
     return built
 
