@@ -55,10 +55,9 @@ from goalwatch.contracts.timers import TimerFired
 
 __all__ = [
     "CLOUDEVENT_TYPE",
-    "AlertFired",
     "AlertDigest",
+    "AlertFired",
     "AlertNotification",
-    "DigestReason",
     "AlertResolved",
     "AlertState",
     "CheckInCreate",
@@ -66,6 +65,7 @@ __all__ = [
     "CheckInRead",
     "DeadLetter",
     "DeliveryStatus",
+    "DigestReason",
     "ErrorDetail",
     "GoalCheckedIn",
     "GoalCreated",
