@@ -48,6 +48,7 @@ def alert(
     }
     if state == AlertState.RESOLVED:
         fields["resolved_at"] = started + timedelta(days=2)
+        fields["message"] = f"{name}: report rework rate back to {value:.0%}, within 8%"
     return AlertNotification(**{**fields, **changes})
 
 
