@@ -58,13 +58,14 @@ def shared_rule(digest: AlertDigest) -> AlertNotification | None:
 
 
 def group_labels(digest: AlertDigest) -> list[str]:
-    """The labels the alerts share, as ``name=value``, sorted. A label whose value is the
-    shared rule's id is left out: the title already names that rule."""
+    """The labels the alerts share, as ``name=value``, sorted. Left out: a label whose value
+    is the shared rule's id (the title already names that rule), and one the alerts lack
+    (grouped on its empty value, it says nothing to the reader)."""
     rule = shared_rule(digest)
     return [
         f"{name}={value}"
         for name, value in sorted(digest.group_labels.items())
-        if rule is None or value != rule.rule_id
+        if value and (rule is None or value != rule.rule_id)
     ]
 
 

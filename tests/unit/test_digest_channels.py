@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from goalwatch.contracts import AlertDigest, DeliveryStatus, Severity
-from services.notifier.digests import digest_title, ordered
+from services.notifier.digests import digest_title, group_labels, ordered
 from services.notifier.messages import plain
 from services.notifier.templates import LANGUAGES, Language
 from tests.unit.digest_samples import OTHER_RULE, PREVIOUS, alert, digest, many
@@ -158,6 +158,17 @@ def test_without_a_shared_rule_the_title_names_the_group_and_lines_their_rule(
         group_labels={"department": "cardiology"},
     )
     assert digest_title(language, d, esc=plain) == expected
+
+
+def test_the_group_shown_leaves_out_the_rule_and_labels_the_alerts_lack() -> None:
+    d = digest(group_labels={"rule": "report-rework-rate-high", "team": "", "ward": "3"})
+    assert digest_title("en", d, esc=plain).endswith("— Report rework rate above 8%")
+    assert group_labels(d) == ["ward=3"]
+    mixed = digest(
+        [alert("Dr Li Na"), alert("Dr Wang Hui", rule=OTHER_RULE)],
+        group_labels={"team": "", "ward": "3"},
+    )
+    assert digest_title("en", mixed, esc=plain) == "[Warning] 2 alerts firing — ward=3"
 
 
 @pytest.mark.parametrize("name", CHAT)
