@@ -110,7 +110,7 @@ class ChannelTarget(_Spec):
         None,
         description="At most this many messages in any window, e.g. 20/1m; more are held back "
         "and merged into one digest. off: no limit. Unset: the vendor's documented limit "
-        "(WeCom and DingTalk 20/1m, Feishu 100/1m and 5/1s, Slack 1/1s), none for the others.",
+        "(WeCom and DingTalk 20/1m, Feishu 100/1m and 5/1s, Slack 5/5s), none for the others.",
     )
 
     _rate = field_validator("rate_limit")(_rate)

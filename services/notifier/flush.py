@@ -57,6 +57,8 @@ from services.notifier.routing import Routing
 
 logger = logging.getLogger(__name__)
 
+EARLY = timedelta(seconds=1)
+"""How early a group timer may fire and still count (schedules fire on the second)."""
 DIGESTS_SUBJECT = "goalwatch.notifier.digests.v1"
 """The origin named in the dead letter of a message that failed for good (not replayable)."""
 
@@ -106,10 +108,14 @@ class GroupFlusher:
         """Send the group ``fired`` is for, if anything is due; raises on Redis trouble."""
         extra = {"group": fired.key}
         snapshot = await self._groups.snapshot(fired.key)
-        if snapshot is None or snapshot.meta.due_at != fired.due_at:
+        now = self._clock()
+        # Not compared with fired.due_at: replicas adding to a new group at once each arm
+        # the timer, and the last arm (which fires) need not be the time recorded. A timer
+        # is stale when the group holds no message due by now (it was moved later).
+        due = None if snapshot is None else snapshot.meta.due_at
+        if snapshot is None or due is None or due > now + EARLY:
             logger.debug("stale group timer (due %s); ignored", fired.due_at, extra=extra)
             return None
-        now = self._clock()
         if snapshot.changed:
             reason = DigestReason(snapshot.meta.reason)
         elif snapshot.repeat_due(now):

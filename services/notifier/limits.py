@@ -2,7 +2,7 @@
 
 Chat robots refuse messages past a documented rate (WeCom and DingTalk: 20 a minute per
 robot, DingTalk then locks the robot out for 10 minutes; Feishu: 100 a minute and 5 a second;
-Slack: about one a second). The vendors count messages in a moving window, so the limiter
+Slack: about one a second, with short bursts). The vendors count messages in a moving window, so the limiter
 does too: a sorted set per target (``goalwatch:notifier:rate:<target>``) of the times messages
 were let through, trimmed to the window, checked and added to in one Lua script so that
 replicas share it. A message that would exceed a limit is not sent: the caller holds it back
@@ -52,7 +52,8 @@ DEFAULT_LIMITS: Final[dict[str, tuple[RateLimit, ...]]] = {
     "wecom": (RateLimit(20, 60),),
     "dingtalk": (RateLimit(20, 60),),
     "feishu": (RateLimit(100, 60), RateLimit(5, 1)),
-    "slack": (RateLimit(1, 1),),
+    # About one a second, with short bursts allowed.
+    "slack": (RateLimit(5, 5),),
 }
 """The vendors' documented limits; e-mail, webhooks and Alertmanager have none by default."""
 

@@ -319,6 +319,10 @@ class Notifier:
             # Nats-Msg-Id makes a second copy a no-op within the stream's duplicate window.
             await self._publish_outcome(notification, delivery=delivery, result=result)
             return None
+        if result.status is DeliveryStatus.HELD:
+            # Held back (logged where it was held): it goes later, with the others.
+            await self._publish_outcome(notification, delivery=delivery, result=result)
+            return None
         if result.status is DeliveryStatus.SENT:
             NOTIFICATIONS_SENT.labels(channel.name).inc()
             if notification.escalated_from is not None:

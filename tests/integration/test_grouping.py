@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,14 @@ import redis
 
 from goalwatch.dev.stack import Stack
 from tests.integration.conftest import WebhookCall, WebhookReceiver, stack_of_its_own
-from tests.integration.helpers import add_doctor, post_events, rework_event, unique
+from tests.integration.helpers import (
+    add_doctor,
+    await_drained,
+    post_events,
+    rework_event,
+    unique,
+)
+from tests.integration.test_chat_channels import VendorReceiver
 
 pytestmark = pytest.mark.integration
 
@@ -26,9 +34,18 @@ ROUTES = """\
 receivers:
   - name: room
     webhook: {url: "${GOALWATCH_WEBHOOK_URL}", secret: "${GOALWATCH_WEBHOOK_SECRET}"}
+  - name: burst-room
+    wecom: {url: "${BURST_WECOM_URL}", language: en, rate_limit: 2/10s}
+  - name: quiet-room
+    webhook: {url: "${GOALWATCH_WEBHOOK_URL}", secret: "${GOALWATCH_WEBHOOK_SECRET}"}
+    quiet_hours: {start: "%(quiet_start)s", end: "%(quiet_end)s", time_zone: UTC}
 route:
   receiver: room
   routes:
+    - matchers: ['department=~"burst-.*"']
+      receiver: burst-room
+    - matchers: ['department=~"quiet-.*"']
+      receiver: quiet-room
     - matchers: ['department=~"grouped-.*"']
       group_by: [rule, department]
       group_wait: 5s
@@ -38,11 +55,37 @@ route:
 """
 
 
+def routes(quiet_from: datetime, quiet_until: datetime) -> str:
+    return ROUTES % {
+        "quiet_start": quiet_from.strftime("%H:%M:%S"),
+        "quiet_end": quiet_until.strftime("%H:%M:%S"),
+    }
+
+
 @pytest.fixture(scope="module")
-def grouped(tmp_path_factory: pytest.TempPathFactory, webhook: WebhookReceiver) -> Iterator[Stack]:
+def wecom() -> Iterator[VendorReceiver]:
+    receiver = VendorReceiver("wecom")
+    yield receiver
+    receiver.close()
+
+
+@pytest.fixture(scope="module")
+def routes_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path: Path = tmp_path_factory.mktemp("grouping") / "routes.yaml"
-    path.write_text(ROUTES, encoding="utf-8")
-    env = {"GOALWATCH_ROUTES_FILE": str(path)}
+    # Quiet hours in the past: nothing is quiet until a test says so.
+    past = datetime.now(UTC) - timedelta(hours=3)
+    path.write_text(routes(past, past + timedelta(hours=1)), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def grouped(
+    tmp_path_factory: pytest.TempPathFactory,
+    webhook: WebhookReceiver,
+    wecom: VendorReceiver,
+    routes_file: Path,
+) -> Iterator[Stack]:
+    env = {"GOALWATCH_ROUTES_FILE": str(routes_file), "BURST_WECOM_URL": wecom.url}
     with stack_of_its_own(tmp_path_factory, webhook, name="grouping", env=env) as running:
         yield running
 
@@ -162,3 +205,65 @@ def test_a_route_with_repeat_interval_reminds_until_the_alert_resolves(
         assert [states(c) for c in after if (doctor, "resolved") in states(c)] == [
             [(doctor, "resolved")]
         ]
+
+
+def delivery_log(stack: Stack, http: httpx.Client, recipient: str) -> list[dict[str, Any]]:
+    answer = http.get(
+        f"{stack.settings.url('notifier')}/v1/deliveries", params={"recipient": recipient}
+    )
+    assert answer.status_code == 200, answer.text
+    return list(answer.json()["deliveries"])
+
+
+def test_a_burst_past_the_rate_limit_is_merged_into_one_digest(
+    grouped: Stack, wecom: VendorReceiver
+) -> None:
+    department = unique("burst")
+    with httpx.Client(timeout=10) as http:
+        doctors = [fire(grouped, http, department) for _ in range(5)]
+        await_drained(grouped.settings.nats_url)
+        # Two go at once, as the limit allows; the other three are held back ...
+        held = [
+            d
+            for doctor in doctors
+            for d in delivery_log(grouped, http, doctor)
+            if d["status"] == "held"
+        ]
+        assert len(held) == 3
+        assert {d["receiver"] for d in held} == {"burst-room"}
+        # ... and arrive as one message when the window has room.
+        wecom.wait_for(lambda calls: sum("alerts firing" in c.text for c in calls) >= 1)
+        singles = [c for c in wecom.calls if any(d in c.text for d in doctors)]
+        digests = [c for c in singles if "alerts firing" in c.text]
+        assert len(digests) == 1
+        assert "3 alerts firing" in digests[0].text
+        assert "Merged" in digests[0].text
+        assert len(singles) == 3  # two alone, three in one digest: five alerts, three messages
+        for doctor in doctors:
+            assert sum(doctor in c.text for c in singles) == 1, doctor
+            sent = {d["status"] for d in delivery_log(grouped, http, doctor)}
+            assert "sent" in sent
+
+
+def test_quiet_hours_hold_messages_until_they_end(
+    grouped: Stack, webhook: WebhookReceiver, routes_file: Path
+) -> None:
+    department = unique("quiet")
+    now = datetime.now(UTC)
+    ends = (now + timedelta(seconds=6)).replace(microsecond=0)  # the file has seconds
+    routes_file.write_text(routes(now - timedelta(hours=1), ends), encoding="utf-8")
+    notifier = grouped.settings.url("notifier")
+    with httpx.Client(timeout=10) as http:
+        assert http.post(f"{notifier}/v1/routes/reload").status_code == 200
+        doctor = fire(grouped, http, department)
+        await_drained(grouped.settings.nats_url)
+        assert about(webhook, department) == []
+        [held] = [d for d in delivery_log(grouped, http, doctor) if d["receiver"] == "quiet-room"]
+        assert held["status"] == "held"
+        webhook.wait_for(lambda _: len(about(webhook, department)) == 1)
+        [message] = about(webhook, department)
+        assert message.digest
+        assert message.json["reason"] == "quiet_hours"
+        assert states(message) == [(doctor, "firing")]
+        # Not before the quiet hours ended (the receiver's clock is this machine's).
+        assert datetime.now(UTC) >= ends

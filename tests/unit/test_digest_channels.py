@@ -201,9 +201,9 @@ async def test_lines_name_their_rule_when_the_rules_differ(name: str) -> None:
             "rate_limit",
             "en",
             TITLES["en"],
-            "Merged: more alerts than the robot accepts per minute.",
+            "Merged: more alerts than the robot accepts in a short time.",
         ),
-        ("rate_limit", "zh", TITLES["zh"], "合并发送：告警数超过机器人每分钟可接收的消息数。"),
+        ("rate_limit", "zh", TITLES["zh"], "合并发送：告警数超过机器人在短时间内可接收的消息数。"),
         ("quiet_hours", "en", TITLES["en"], "Held back during quiet hours, sent when they ended."),
         ("quiet_hours", "zh", TITLES["zh"], "免打扰时段内暂缓发送，时段结束后发出。"),
     ],
@@ -224,7 +224,7 @@ async def test_a_group_needs_no_reason() -> None:
 
 async def test_slack_says_slack_refused_more() -> None:
     text = text_of("slack", await send("slack", digest(reason="rate_limit"), "en"))
-    assert "more alerts than Slack accepts per minute" in text
+    assert "more alerts than Slack accepts in a short time" in text
 
 
 ALL_RESOLVED = [

@@ -94,7 +94,7 @@ def test_new_alerts_are_marked_and_nothing_is_on_a_first_message() -> None:
     ("reason", "words"),
     [
         ("repeat", "Reminder: still firing; the previous message was sent 2026-11-19 10:30 UTC."),
-        ("rate_limit", "Merged: more alerts than this channel accepts per minute."),
+        ("rate_limit", "Merged: more alerts than this channel accepts in a short time."),
         ("quiet_hours", "Held back during quiet hours, sent when they ended."),
     ],
 )

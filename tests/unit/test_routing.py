@@ -121,7 +121,8 @@ route:
         "that variable in the notifier's environment (a Kubernetes Secret): it is a password, and "
         "files are kept in git",
         "routes.yaml:6:5: receivers[1].emial: unknown field 'emial'; did you mean 'email'? "
-        "allowed: name, per_person, webhook, email, wecom, dingtalk, feishu, slack, alertmanager",
+        "allowed: name, per_person, webhook, email, wecom, dingtalk, feishu, slack, alertmanager, "
+        "quiet_hours",
     ]
 
 
@@ -310,4 +311,69 @@ def test_a_per_person_receiver_follows_each_persons_channels_and_language() -> N
     assert [(d.name, d.channel.language) for d in people] == [
         ("people/wecom/li-na", "zh"),
         ("people/slack/zhang-wei", "en"),
+    ]
+
+
+def quiet(text: str) -> object:
+    routes = parse_routes(
+        "receivers:\n  - name: p\n    per_person: true\n"
+        f"    quiet_hours: {text}\n"
+        '    slack: {url: "${S}"}\nroute: {receiver: p}\n',
+        file="routes.yaml",
+    )
+    return routes.receivers[0].quiet_hours
+
+
+def test_quiet_hours_end_in_the_readers_time_zone() -> None:
+    hours = quiet("{start: 22:00, end: 08:00, time_zone: Asia/Shanghai}")
+    # 23:00 in Shanghai: quiet until 08:00 there, the next morning.
+    evening = datetime(2026, 12, 6, 15, 0, tzinfo=UTC)
+    assert hours.until(evening, None) == datetime(2026, 12, 7, 0, 0, tzinfo=UTC)  # type: ignore[attr-defined]
+    # 09:00 in Shanghai: not quiet.
+    assert hours.until(datetime(2026, 12, 6, 1, 0, tzinfo=UTC), None) is None  # type: ignore[attr-defined]
+    # The reader's own zone wins: 00:30 in Berlin, quiet until 08:00 Berlin time.
+    late = datetime(2026, 12, 6, 23, 30, tzinfo=UTC)
+    assert hours.until(late, "Europe/Berlin") == datetime(2026, 12, 7, 7, 0, tzinfo=UTC)  # type: ignore[attr-defined]
+    daytime = quiet('{start: "12:00", end: "14:00"}')
+    assert daytime.until(datetime(2026, 12, 6, 13, 0, tzinfo=UTC), None) == datetime(  # type: ignore[attr-defined]
+        2026, 12, 6, 14, 0, tzinfo=UTC
+    )
+    assert daytime.until(datetime(2026, 12, 6, 14, 0, tzinfo=UTC), None) is None  # type: ignore[attr-defined]
+
+
+def test_critical_alerts_are_sent_in_quiet_hours_unless_told_to_wait() -> None:
+    from services.notifier.receivers import Delivery
+
+    hours = quiet("{start: 22:00, end: 08:00}")
+    night = datetime(2026, 12, 6, 23, 0, tzinfo=UTC)
+    warning = notification()
+    critical = warning.model_copy(update={"severity": Severity.CRITICAL})
+
+    def until(n: AlertNotification, h: object) -> datetime | None:
+        delivery = Delivery(
+            name="p/slack", receiver="p", channel=None, notification=n, quiet_hours=h
+        )  # type: ignore[arg-type]
+        return delivery.quiet_until(night)
+
+    assert until(warning, hours) == datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
+    assert until(critical, hours) is None
+    assert until(critical, quiet("{start: 22:00, end: 08:00, critical: wait}")) is not None
+
+
+def test_rates_and_quiet_hours_are_checked_in_the_file() -> None:
+    from goalwatch.routing.rates import RateLimit, parse_rate
+
+    assert parse_rate("20/1m") == RateLimit(20, 60)
+    assert parse_rate("5/s") == RateLimit(5, 1)
+    assert str(RateLimit(100, 3600)) == "100/1h"
+    found = problems(
+        "receivers:\n  - name: p\n"
+        "    quiet_hours: {start: 22:00, end: 08:00, time_zone: Mars/Olympus}\n"
+        '    wecom: {url: "${W}", rate_limit: lots}\nroute: {receiver: p}\n'
+    )
+    assert found == [
+        "routes.yaml:3:45: receivers[0].quiet_hours.time_zone: 'Mars/Olympus' is not a time "
+        "zone: write an IANA name such as Asia/Shanghai or UTC",
+        "routes.yaml:4:26: receivers[0].wecom.rate_limit: 'lots' is not a rate: write messages "
+        "per window, e.g. 20/1m or 5/1s, or off",
     ]
