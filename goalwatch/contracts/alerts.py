@@ -10,6 +10,7 @@ from pydantic import AwareDatetime, Field, model_validator
 from goalwatch.contracts.base import Contract
 from goalwatch.contracts.impact import ImpactAnalysis
 from goalwatch.contracts.overdue import OverdueGoal
+from goalwatch.contracts.people import Language
 
 
 class Severity(StrEnum):
@@ -183,6 +184,11 @@ class Recipient(Contract):
     name: str = Field(description="Display name.")
     email: str | None = Field(default=None, description="E-mail address, if known.")
     role: RecipientRole = Field(description="Why they receive it: subject, manager, or explicit.")
+    language: Language | None = Field(
+        default=None,
+        description="Language they read alerts in (zh or en), when the directory knows them; "
+        "the acknowledgement page speaks it.",
+    )
 
 
 class DeliveryStatus(StrEnum):
@@ -206,6 +212,12 @@ class NotificationSent(Contract):
     attempts: int = Field(ge=1, description="Delivery attempts made.")
     error: str | None = Field(default=None, description="Last error when status is failed.")
     at: AwareDatetime = Field(description="When the outcome was known.")
+    started_at: AwareDatetime | None = Field(
+        default=None,
+        description="When the alert's episode began: with fingerprint, it names the episode "
+        "(the inbox entry) this notification belongs to. Null in records made before it was "
+        "recorded.",
+    )
 
 
 class ErrorDetail(Contract):

@@ -485,6 +485,10 @@ def create_app(
         else:
             logger.info("channels: %s, and the inbox", ", ".join(c.name for c in channels))
 
+    async def prepare() -> None:
+        # Before any alert: entries of the earlier layout are moved to one per episode.
+        await inbox.migrate()
+
     app = service_app(
         name="notifier",
         settings=settings,
@@ -495,10 +499,11 @@ def create_app(
         consumers=consumers,
         close=[http.aclose, redis.aclose],
         on_start=announce,
+        prepare=prepare,
         # At once too: the checkpoints exist, and a restart is noticed, before any alert.
         background=[lambda: recovery.watch(every=settings.state_check_seconds, at_once=True)],
     )
-    app.include_router(inbox_router(inbox))
+    app.include_router(inbox_router(inbox, deliveries))
     app.include_router(deliveries_router(deliveries))
     app.include_router(silences_router(silences))
     return app

@@ -43,11 +43,11 @@ from goalwatch.goals_client import OrgUnits, PersonDirectory
 from services.notifier.channels import Channel, DeliveryResult
 from services.notifier.claims import DeliveryClaims, claim_key
 from services.notifier.deliveries import DeliveryLog
-from services.notifier.inbox import Inbox, holds
+from services.notifier.inbox import Inbox, episode_id, holds
 from services.notifier.metrics import ESCALATIONS_SENT, NOTIFICATIONS_FAILED, NOTIFICATIONS_SENT
 from services.notifier.notification import Alert, build_notification, headline, transition_key
 from services.notifier.outcomes import Outcomes
-from services.notifier.recipients import resolve_recipients
+from services.notifier.recipients import resolve_recipients, unit_chain
 from services.notifier.silences import Silences
 
 logger = logging.getLogger(__name__)
@@ -120,7 +120,8 @@ class Notifier:
     ) -> None:
         """``deliveries``: where each outcome is also kept for ``GET /v1/deliveries``;
         ``silences``: what keeps matching alerts off the channels for a while;
-        ``org_units``: the org chart, for the ``unit_head`` and ``hrbp`` recipients."""
+        ``org_units``: the org chart, for the ``unit_head`` and ``hrbp`` recipients and the
+        inbox's org unit filter."""
         self._deliveries = deliveries
         self._silences = silences
         self._org_units = org_units
@@ -149,8 +150,8 @@ class Notifier:
         Returns when to come back if a channel's attempt failed and may pass, else None.
         """
         extra = {"fingerprint": alert.fingerprint, "event_id": alert.event_id}
-        incoming = await self._notification(alert)
-        recorded = await self._inbox.record(incoming)
+        incoming, units = await self._notification(alert)
+        recorded = await self._inbox.record(incoming, org_units=units)
         if not recorded.current:
             # For an escalation: the alert resolved meanwhile, or rose higher already. Telling
             # managers it is now critical after they heard it is over would mislead them.
@@ -228,10 +229,11 @@ class Notifier:
             escalated_to = None if alert.escalated_from is None else alert.severity
         else:
             state, escalated_to = AlertState.RESOLVED, None
-        entry = await self._inbox.get(alert.fingerprint)
+        entry = await self._inbox.episode(episode_id(alert.fingerprint, alert.started_at))
         if holds(entry, state=state, started_at=alert.started_at, escalated_to=escalated_to):
             return False
-        await self._inbox.record(await self._notification(alert))
+        notification, units = await self._notification(alert)
+        await self._inbox.record(notification, org_units=units)
         logger.info(
             "%s transition restored to the inbox from the stream",
             state.value,
@@ -239,7 +241,8 @@ class Notifier:
         )
         return True
 
-    async def _notification(self, alert: Alert) -> AlertNotification:
+    async def _notification(self, alert: Alert) -> tuple[AlertNotification, list[str]]:
+        """The notification of ``alert``, and the subject's org unit with those above it."""
         audience = await resolve_recipients(
             directory=self._directory,
             subject=alert.subject,
@@ -247,12 +250,14 @@ class Notifier:
             fingerprint=alert.fingerprint,
             org_units=self._org_units,
         )
-        return build_notification(
+        notification = build_notification(
             alert=alert,
             # Named by the evaluator when it fired: the notifier does not look the name up again.
             subject=SubjectRef(id=alert.subject, name=alert.subject_name),
             recipients=audience.recipients,
         )
+        unit = None if audience.subject is None else audience.subject.org_unit_id
+        return notification, await unit_chain(self._org_units, unit)
 
     async def _deliver(
         self,
@@ -354,6 +359,7 @@ class Notifier:
             attempts=result.attempts,
             error=result.error,
             at=self._clock(),
+            started_at=notification.started_at,
         )
         await self._outcomes.sent(outcome)
         if self._deliveries is not None:

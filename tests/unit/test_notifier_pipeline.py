@@ -507,3 +507,25 @@ def test_an_escalation_reads_as_one_plainly() -> None:
         alert=fired(), subject=SubjectRef(id="emp-1", name="Dr Li"), recipients=[]
     )
     assert headline(first) == "[WARNING] Rework above 8% — Dr Li"
+
+
+# --- episodes ------------------------------------------------------------------------------
+
+
+async def test_every_outcome_names_its_episode_and_a_new_firing_is_a_new_entry() -> None:
+    world = World()
+    first = fired()
+    await world.send(first)
+    await world.send(resolved_of(first))
+    again = fired(started_at=T0 + timedelta(days=1), fired_at=T0 + timedelta(days=1, hours=1))
+    await world.send(again)
+    started = [o.started_at for o in world.published.outcomes()]
+    assert started == [first.started_at] * 4 + [again.started_at] * 2
+    newest, earlier = await world.inbox.list()
+    assert (newest.state, earlier.state) == (AlertState.FIRING, AlertState.RESOLVED)
+    assert [t.what.value for t in earlier.timeline] == ["fired", "resolved"]
+    assert [n.state for n in world.channel.delivered] == [
+        AlertState.FIRING,
+        AlertState.RESOLVED,
+        AlertState.FIRING,
+    ]
