@@ -43,7 +43,8 @@ from goalwatch.goals_client import OrgUnits, PersonDirectory
 from services.notifier.channels import Channel, DeliveryResult
 from services.notifier.claims import DeliveryClaims, claim_key
 from services.notifier.deliveries import DeliveryLog
-from services.notifier.inbox import Inbox, episode_id, holds
+from services.notifier.inbox import Inbox, InboxAlert, episode_id, holds
+from services.notifier.links import AckLinks
 from services.notifier.metrics import ESCALATIONS_SENT, NOTIFICATIONS_FAILED, NOTIFICATIONS_SENT
 from services.notifier.notification import Alert, build_notification, headline, transition_key
 from services.notifier.outcomes import Outcomes
@@ -117,11 +118,14 @@ class Notifier:
         deliveries: DeliveryLog | None = None,
         silences: Silences | None = None,
         org_units: OrgUnits | None = None,
+        links: AckLinks | None = None,
     ) -> None:
         """``deliveries``: where each outcome is also kept for ``GET /v1/deliveries``;
         ``silences``: what keeps matching alerts off the channels for a while;
         ``org_units``: the org chart, for the ``unit_head`` and ``hrbp`` recipients and the
-        inbox's org unit filter."""
+        inbox's org unit filter; ``links``: what signs the acknowledgement link of a firing
+        (None: messages carry none)."""
+        self._links = links
         self._deliveries = deliveries
         self._silences = silences
         self._org_units = org_units
@@ -164,7 +168,7 @@ class Notifier:
                 extra=extra,
             )
             return None
-        notification = recorded.alert.notification()
+        notification = self._linked(recorded.alert)
         escalation = notification.escalated_from is not None
         NOTIFICATIONS_SENT.labels(INBOX_CHANNEL).inc()
         if escalation:
@@ -240,6 +244,17 @@ class Notifier:
             extra={"fingerprint": alert.fingerprint, "event_id": alert.event_id},
         )
         return True
+
+    def _linked(self, entry: InboxAlert) -> AlertNotification:
+        """What the channels send of ``entry``: with an acknowledgement link when it fires
+        and links are on. A message to one person gets a link of theirs; one to several, a
+        shared link (its page asks who is acknowledging)."""
+        notification = entry.notification()
+        if self._links is None or notification.state is not AlertState.FIRING:
+            return notification
+        only = entry.recipients[0].id if len(entry.recipients) == 1 else None
+        link = self._links.url(episode=entry.id, recipient=only, now=self._clock())
+        return notification.model_copy(update={"ack_url": link})
 
     async def _notification(self, alert: Alert) -> tuple[AlertNotification, list[str]]:
         """The notification of ``alert``, and the subject's org unit with those above it."""
