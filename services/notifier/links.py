@@ -11,10 +11,11 @@ secret: the episode id is opaque, the expiry and the recipient readable. What ca
 without the secret is to make another one, or change one: the signature is compared in
 constant time, before anything else in the token is believed.
 
-A link made for one person (a message to one recipient) acknowledges as that person. A link
-in a message to several people (a chat group, one e-mail to everyone) is *shared*: the page
-it opens asks which of the recipients is acknowledging. There is no sign-in yet, so a link
-acts for whoever holds it until it expires: forwarding one lends it.
+A link made for one person acknowledges as that person: it is for a message that reaches
+them alone (an e-mail per person; no channel sends one yet). A link in a message others may
+read too (a chat group, one e-mail to everyone: every channel today) is *shared*: the page it
+opens asks which of the recipients is acknowledging. There is no sign-in yet, so a link acts
+for whoever holds it until it expires: forwarding one lends it.
 """
 
 from __future__ import annotations

@@ -247,13 +247,17 @@ class Notifier:
 
     def _linked(self, entry: InboxAlert) -> AlertNotification:
         """What the channels send of ``entry``: with an acknowledgement link when it fires
-        and links are on. A message to one person gets a link of theirs; one to several, a
-        shared link (its page asks who is acknowledging)."""
+        and links are on.
+
+        The link is shared (its page asks which recipient is acknowledging) even when the
+        alert has one recipient: every channel sends one message per transition to a place
+        others may read too (a chat group, one e-mail to everyone), so a link that
+        acknowledged as one named person would let whoever clicked speak for them unasked.
+        """
         notification = entry.notification()
         if self._links is None or notification.state is not AlertState.FIRING:
             return notification
-        only = entry.recipients[0].id if len(entry.recipients) == 1 else None
-        link = self._links.url(episode=entry.id, recipient=only, now=self._clock())
+        link = self._links.url(episode=entry.id, recipient=None, now=self._clock())
         return notification.model_copy(update={"ack_url": link})
 
     async def _notification(self, alert: Alert) -> tuple[AlertNotification, list[str]]:

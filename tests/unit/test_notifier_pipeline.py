@@ -565,14 +565,14 @@ async def test_a_firing_carries_an_acknowledgement_link_and_its_resolution_none(
     token = firing_sent.ack_url.removeprefix(f"{LINK_BASE}/v1/ack/")
     links = AckLinks(base_url=LINK_BASE, secret=SecretStr("s" * 40), lifetime=timedelta(days=7))
     grant = links.verify(token, now=T0)
-    # Two recipients, one message: a shared link, for this episode, a week from sending.
+    # One message to everyone: a shared link, for this episode, a week from sending.
     assert (grant.episode, grant.recipient) == (entry.id, None)
     assert grant.expires_at == T0 + timedelta(days=7)
-    # A message to one person carries a link of theirs.
+    # Shared even for one recipient: a chat group or a forwarded mail may hold it.
     await world.send(fired(fingerprint="fp-solo", notify=["manager"], event_id="e-5"))
     solo = world.channel.delivered[-1]
-    assert solo.ack_url is not None
-    assert links.verify(solo.ack_url.rsplit("/", 1)[1], now=T0).recipient == "mgr-1"
+    assert [r.id for r in solo.recipients] == ["mgr-1"] and solo.ack_url is not None
+    assert links.verify(solo.ack_url.rsplit("/", 1)[1], now=T0).recipient is None
 
 
 async def test_without_links_messages_carry_none() -> None:
