@@ -19,6 +19,7 @@ from goalwatch.checkpoints import Checkpoint, Recovery
 from goalwatch.connections import ready_checks, redis_client
 from goalwatch.consumers import Consumers, ConsumerSpec, RedeliveryPolicy
 from goalwatch.contracts import AlertFired, AlertResolved, subjects
+from goalwatch.durations import duration_text
 from goalwatch.goals_client import GoalsClient
 from goalwatch.messaging import new_broker
 from goalwatch.service import service_app
@@ -580,7 +581,7 @@ def create_app(
             logger.info(
                 "acknowledgement links: %s/v1/ack/..., valid %s",
                 settings.public_url,
-                settings.link_lifetime,
+                duration_text(settings.link_lifetime),
             )
 
     async def prepare() -> None:
