@@ -226,3 +226,34 @@ async def test_a_caught_up_inbox_costs_one_run_id_per_alert() -> None:
         await handler.handle(fired(fingerprint=f"fp-{n}", event_id=f"e-{n}"), _received(n))
     assert (fired_cp.begun, resolved_cp.begun) == begun
     assert fired_cp.run_ids == 2 + 3  # twice at the first (before and under the lock)
+
+
+async def test_both_episodes_of_an_alert_that_fired_twice_are_restored_and_kept() -> None:
+    world = World()
+    first = fired()
+    again = fired(
+        started_at=first.started_at + timedelta(days=3),
+        fired_at=first.fired_at + timedelta(days=3),
+        event_id="e-8",
+    )
+    ending = resolved_of(first)
+    handler, fired_cp, resolved_cp = _recovering(world, [first, again], [ending])
+    for sequence, alert in enumerate((first, ending, again), start=1):
+        assert await handler.handle(alert, _received(sequence)) == ACK
+    before = await world.inbox.list()
+    await world.redis.flushall()
+    fired_cp.restart(Replay(first=1, last=2))
+    resolved_cp.restart(Replay(first=1, last=1))
+    restored = _replayed("restored")
+    await handler.handle(fired(fingerprint="fp-3", event_id="e-5"), _received(4))
+    assert _replayed("restored") - restored == 3
+    newest, earlier = [a for a in await world.inbox.list() if a.fingerprint == "fp-1"]
+    assert [(a.id, a.state, a.timeline) for a in (newest, earlier)] == [
+        (a.id, a.state, a.timeline) for a in before
+    ]
+    # The same transitions replayed again: each is held by its episode's entry, nothing
+    # changes, and goals is not asked.
+    world.directory.down = True
+    for alert in (first, ending, again):
+        assert not await world.notifier.restore(alert)
+    assert [a for a in await world.inbox.list() if a.fingerprint == "fp-1"] == [newest, earlier]
