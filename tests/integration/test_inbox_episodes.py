@@ -3,15 +3,18 @@ real nats-server, redis-server, services and HTTP, and a real webhook receiver."
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
+import redis
 from pydantic import SecretStr
 
 from goalwatch.dev.stack import Stack
+from services.notifier.inbox import episode_id
 from services.notifier.links import AckLinks
 from tests.integration.conftest import LINK_SECRET, WebhookCall, WebhookReceiver
 from tests.integration.helpers import await_drained, inbox, post_events, rework_event, unique
@@ -48,7 +51,7 @@ def _doctor_in_a_unit(http: httpx.Client, stack: Stack) -> tuple[str, str, str, 
 def _calls(doctor: str, state: str, count: int) -> Callable[[list[WebhookCall]], bool]:
     def arrived(calls: list[WebhookCall]) -> bool:
         about = [c for c in calls if c.json["subject"]["id"] == doctor]
-        return sum(c.json["state"] == state for c in about) >= count
+        return sum(1 for c in about if c.json["state"] == state) >= count
 
     return arrived
 
@@ -195,3 +198,48 @@ def test_resolved_by_hand_then_by_the_rule(
     entry = _entry(http, stack, entry["id"])
     assert [t["what"] for t in entry["timeline"]] == ["fired", "resolved_by_hand", "resolved"]
     assert entry["resolved_by"] == head and entry["state"] == "resolved"
+
+
+def test_entries_of_the_earlier_layout_are_moved_when_the_notifier_starts(
+    stack: Stack, http: httpx.Client
+) -> None:
+    fingerprint, head = unique("fp-earlier"), unique("head")
+    started = datetime(2026, 11, 18, 10, 0, tzinfo=UTC)
+    entry = {
+        "version": "1",
+        "state": "firing",
+        "fingerprint": fingerprint,
+        "rule_id": "report-rework-rate-high",
+        "rule_name": "Report rework rate above 8% on 3 consecutive days",
+        "kind": "threshold",
+        "severity": "warning",
+        "subject": {"id": "zhou-min", "name": "Dr. Zhou Min"},
+        "metric": "report_rework_rate",
+        "value": 0.13,
+        "message": "Dr. Zhou Min: report rework rate 13% is above 8% for 3 consecutive days",
+        "started_at": started.isoformat(),
+        "fired_at": "2026-11-20T10:00:05Z",
+        "recipients": [{"id": head, "name": "Head", "role": "manager"}],
+        "updated_at": "2026-11-20T10:00:05Z",
+        "acked_at": "2026-11-20T11:00:00Z",
+        "acked_by": head,
+        "ack_comment": "on it",
+    }
+    score = datetime(2026, 11, 20, 10, 0, 5, tzinfo=UTC).timestamp()
+    prefix = "goalwatch:notifier:"
+    old_indexes = (f"{prefix}index:all", f"{prefix}index:recipient:{head}")
+    with redis.Redis.from_url(stack.settings.redis_url, decode_responses=True) as store:
+        store.set(f"{prefix}alert:{fingerprint}", json.dumps(entry))
+        for index in old_indexes:
+            store.zadd(index, {fingerprint: score})
+
+        stack.restart("notifier")  # the move happens before the notifier takes any alert
+
+        assert store.exists(f"{prefix}alert:{fingerprint}") == 0
+        assert all(store.zscore(index, fingerprint) is None for index in old_indexes)
+    moved = _entry(http, stack, fingerprint)
+    assert moved["id"] == episode_id(fingerprint, started)
+    assert (moved["state"], moved["acked_by"], moved["ack_comment"]) == ("firing", head, "on it")
+    assert [t["what"] for t in moved["timeline"]] == ["fired", "acknowledged"]
+    listed = inbox(http, stack.settings.url("notifier"), recipient=head)
+    assert [a["id"] for a in listed] == [moved["id"]]
