@@ -136,10 +136,10 @@ def inbox_router(inbox: Inbox, log: DeliveryLog) -> APIRouter:
     ) -> AsyncIterator[ServerSentEvent]:
         """One event per change to a matching inbox entry (fired, escalated, acknowledged,
         resolved, resolved by hand), from the moment the stream opens: ``event`` is the
-        alert's state, ``data`` the entry as ``GET /v1/alerts`` lists it. A first comment line, ``: listening``,
-        says no change from then on will be missed. A comment line comes every 15 s while
-        nothing changes, so proxies keep the connection open. For the web inbox: list with
-        ``GET /v1/alerts`` first, then follow this."""
+        alert's state, ``data`` the entry as ``GET /v1/alerts`` lists it. A first comment
+        line, ``: listening``, says no change from then on will be missed. A comment line
+        comes every 15 s while nothing changes, so proxies keep the connection open. For the
+        web inbox: list with ``GET /v1/alerts`` first, then follow this."""
         filters = Filters(recipient=recipient, rule=rule, severity=severity, org_unit=org_unit)
         async for alert in inbox.updates():
             if alert is None:
