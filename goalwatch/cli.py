@@ -12,6 +12,7 @@ from types import FrameType
 import httpx
 
 from goalwatch.dev.stack import Stack, StackError, StackSettings, services
+from goalwatch.routing.cli import add_routes_commands
 from goalwatch.rules.cli import add_rules_commands
 from goalwatch.serving import registered_services
 from goalwatch.settings import environment_help, redacted_url, settings_or_exit
@@ -505,6 +506,7 @@ def main(argv: list[str] | None = None) -> int:
     receiver.set_defaults(func=_webhook_receiver)
     add_rules_commands(commands)
     add_silences_commands(commands)
+    add_routes_commands(commands)
     args = parser.parse_args(argv)
     code: int = args.func(args)
     return code

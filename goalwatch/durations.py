@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Final
+from typing import Any, Final
+
+from pydantic_core import PydanticCustomError
 
 _DURATION: Final = re.compile(r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
 _UNITS: Final = (("d", timedelta(days=1)), ("h", timedelta(hours=1)), ("m", timedelta(minutes=1)))
@@ -37,3 +39,20 @@ def duration_text(duration: timedelta) -> str:
     if left or not text:
         text += f"{int(left.total_seconds())}s"
     return text
+
+
+def parse_duration(value: Any) -> timedelta:
+    """``2d``, ``36h``, ``1d12h``, ``90m``, ``30s``: a duration HR can write, as a pydantic
+    validator (a ``rule_duration`` error saying how to write one otherwise)."""
+    if isinstance(value, timedelta):
+        return value
+    text = str(value).strip() if isinstance(value, str | int | float) else None
+    duration = duration_of(text) if text else None
+    if duration is None:
+        hint = " (a bare number has no unit)" if isinstance(value, int | float) else ""
+        raise PydanticCustomError(
+            "rule_duration",
+            f"{value!r} is not a duration{hint}: write a number with its unit, d (days), "
+            "h (hours), m (minutes) or s (seconds), e.g. 2d, 36h or 1d12h",
+        )
+    return duration

@@ -3,10 +3,11 @@ each is, ``file:line[:column]: field: message``, and the exception that carries 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 
 @dataclass(frozen=True)
@@ -56,3 +57,57 @@ def unprintable(file: str, text: str, exc: yaml.reader.ReaderError) -> FileError
         "comes in with text pasted from elsewhere)",
         column,
     )
+
+
+def node_line(node: Node) -> int:
+    """The line (from 1) ``node`` starts on."""
+    return int(node.start_mark.line) + 1
+
+
+def duplicate_keys(file: str, node: Node, path: str = "") -> Iterable[FileError]:
+    """PyYAML keeps the last of two equal keys silently; a rule file must not."""
+    if isinstance(node, MappingNode):
+        seen: dict[str, int] = {}
+        for key, value in node.value:
+            name = str(key.value) if isinstance(key, ScalarNode) else "?"
+            field = f"{path}.{name}" if path else name
+            if name in seen:
+                yield FileError(
+                    file,
+                    node_line(key),
+                    field,
+                    f"appears twice (first on line {seen[name]})",
+                    int(key.start_mark.column) + 1,
+                )
+            else:
+                seen[name] = node_line(key)
+            yield from duplicate_keys(file, value, field)
+    elif isinstance(node, SequenceNode):
+        for index, item in enumerate(node.value):
+            yield from duplicate_keys(file, item, f"{path}[{index}]")
+
+
+def locate(node: Node, loc: Sequence[int | str]) -> tuple[int, Node]:
+    """The deepest node on ``loc`` that exists and its line (the key's line in a mapping)."""
+    line, _, current = locate_at(node, loc)
+    return line, current
+
+
+def locate_at(node: Node, loc: Sequence[int | str]) -> tuple[int, int, Node]:
+    """:func:`locate` with the column (from 1) of that key, or of the item in a list."""
+    marked, current = node, node
+    for part in loc:
+        if isinstance(current, MappingNode):
+            for key, value in current.value:
+                if isinstance(key, ScalarNode) and key.value == str(part):
+                    marked, current = key, value
+                    break
+            else:
+                break
+        elif isinstance(current, SequenceNode) and isinstance(part, int):
+            if part >= len(current.value):
+                break
+            marked = current = current.value[part]
+        else:
+            break
+    return node_line(marked), int(marked.start_mark.column) + 1, current

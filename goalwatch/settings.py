@@ -6,8 +6,10 @@ Settings are read from the environment (prefix ``GOALWATCH_``) only when a servi
 
 from __future__ import annotations
 
+import os
 import sys
 import textwrap
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Annotated, Any, TypeVar
 
@@ -92,6 +94,12 @@ class StateCheckSettings(ServiceSettings):
         description="How often, with no messages arriving, to check that Redis did not restart "
         "and lose state that must be replayed from the stream (messages always check first).",
     )
+
+
+def environment() -> Mapping[str, str]:
+    """The process environment, for the few values named indirectly (a routing file's
+    ``${VARIABLE}`` references) rather than by a settings field."""
+    return os.environ
 
 
 def settings_or_exit(cls: type[S]) -> S:

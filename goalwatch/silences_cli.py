@@ -8,7 +8,6 @@ for a regex), a duration (``--for 2h``) or an end (``--until``), and a comment.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -17,6 +16,7 @@ from typing import Any
 import httpx
 
 from goalwatch.api_cli import call, refused, service_url, user
+from goalwatch.routing.matchers import parse_matcher
 
 DEFAULT_NOTIFIER = "http://127.0.0.1:8004"
 
@@ -56,19 +56,6 @@ def add_silences_commands(commands: argparse._SubParsersAction[argparse.Argument
     expire.add_argument("silence_id", metavar="ID")
     _notifier_option(expire)
     expire.set_defaults(func=_expire)
-
-
-def parse_matcher(text: str) -> dict[str, str]:
-    """``name=value``, ``name!=value``, ``name=~regex`` or ``name!~regex`` as the API takes
-    it (the notifier checks the regex)."""
-    found = re.fullmatch(r"\s*([A-Za-z_][A-Za-z0-9_.]*)\s*(=~|!~|!=|=)\s*(.*?)\s*", text)
-    if found is None:
-        raise ValueError(
-            f"{text!r} is not a matcher: write name=value, name!=value, name=~regex or "
-            "name!~regex, e.g. rule=report-rework-rate-high"
-        )
-    name, op, value = found.groups()
-    return {"name": name, "op": op, "value": value}
 
 
 def _notifier_option(parser: argparse.ArgumentParser) -> None:

@@ -43,13 +43,19 @@ from goalwatch.contracts.metrics import (
     MetricData,
     MetricRecorded,
 )
-from goalwatch.contracts.notifications import AlertNotification, SubjectRef
+from goalwatch.contracts.notifications import (
+    AlertDigest,
+    AlertNotification,
+    DigestReason,
+    SubjectRef,
+)
 from goalwatch.contracts.people import PersonRead, PersonUpsert
 from goalwatch.contracts.rules import RuleAction, RuleVersion
 from goalwatch.contracts.timers import TimerFired
 
 __all__ = [
     "CLOUDEVENT_TYPE",
+    "AlertDigest",
     "AlertFired",
     "AlertNotification",
     "AlertResolved",
@@ -59,6 +65,7 @@ __all__ = [
     "CheckInRead",
     "DeadLetter",
     "DeliveryStatus",
+    "DigestReason",
     "ErrorDetail",
     "GoalCheckedIn",
     "GoalCreated",

@@ -10,7 +10,7 @@ from pydantic import AwareDatetime, Field, model_validator
 from goalwatch.contracts.base import Contract
 from goalwatch.contracts.impact import ImpactAnalysis
 from goalwatch.contracts.overdue import OverdueGoal
-from goalwatch.contracts.people import Language
+from goalwatch.contracts.people import Channel, Language
 
 
 class Severity(StrEnum):
@@ -175,20 +175,62 @@ class RecipientRole(StrEnum):
     UNIT_HEAD = "unit_head"  # they head the subject's org unit
     HRBP = "hrbp"  # they are the HR business partner of the subject's org unit
     EXPLICIT = "explicit"  # the rule names them
+    GROUP = "group"  # they belong to a named group the rule notifies (Recipient.group says which)
 
 
 class Recipient(Contract):
-    """A person a notification is addressed to."""
+    """A person a notification is addressed to, with what the directory says about how to
+    reach them.
+
+    The preference fields (``channels``, ``language``, ``time_zone``, ``org_unit_id``) come
+    from the people directory when the notification was built; a person the directory does
+    not know has none of them. All of them are optional, so notifications stored or sent
+    before they existed still read.
+    """
 
     id: str = Field(description="Person id.")
     name: str = Field(description="Display name.")
     email: str | None = Field(default=None, description="E-mail address, if known.")
-    role: RecipientRole = Field(description="Why they receive it: subject, manager, or explicit.")
+    role: RecipientRole = Field(
+        description="Why they receive it: subject, manager, unit_head, hrbp, explicit (the "
+        "rule names them) or group (they belong to the named group in ``group``)."
+    )
+    group: str | None = Field(
+        default=None,
+        description="With role group: the name of the group that reached them (the rule's "
+        "group: NAME). Null for every other role.",
+    )
+    channels: list[Channel] = Field(
+        default_factory=list,
+        description="Their preferred channels, most preferred first; empty when they have "
+        "none or the directory does not know them (the notifier's defaults apply).",
+    )
     language: Language | None = Field(
         default=None,
-        description="Language they read alerts in (zh or en), when the directory knows them; "
-        "the acknowledgement page speaks it.",
+        description="The language they read alerts in (zh or en); null when the directory "
+        "does not know them.",
     )
+    time_zone: str | None = Field(
+        default=None,
+        description="Their IANA time zone, e.g. Asia/Shanghai; null when they have none "
+        "(the company's applies) or the directory does not know them.",
+    )
+    org_unit_id: str | None = Field(
+        default=None,
+        description="The org unit they belong to; null when they are in none or the "
+        "directory does not know them.",
+    )
+
+    @model_validator(mode="after")
+    def _group_with_its_role(self) -> Recipient:
+        # A group name without the role (or the role without a name) would tell a receiver
+        # two different stories about why the person is addressed.
+        if (self.role is RecipientRole.GROUP) != (self.group is not None):
+            raise ValueError(
+                "group is set exactly when role is group: name the group that reached the "
+                "person, or use another role without a group"
+            )
+        return self
 
 
 class DeliveryStatus(StrEnum):
@@ -197,6 +239,7 @@ class DeliveryStatus(StrEnum):
     SENT = "sent"
     FAILED = "failed"
     SILENCED = "silenced"  # not sent: a silence matched the alert when it arrived
+    HELD = "held"  # not sent yet: held back by a rate limit or quiet hours, sent in a digest
 
 
 class NotificationSent(Contract):
@@ -207,6 +250,11 @@ class NotificationSent(Contract):
     rule_id: str = Field(description="Id of the rule.")
     state: AlertState = Field(description="Alert state that was notified.")
     channel: str = Field(description="Channel name, e.g. webhook.")
+    receiver: str | None = Field(
+        default=None,
+        description="Receiver of the routing that made this delivery (default: the one made "
+        "from the per-channel settings); null for the inbox.",
+    )
     recipients: list[Recipient] = Field(description="Who the notification was addressed to.")
     status: DeliveryStatus = Field(description="sent, or failed after all retries.")
     attempts: int = Field(ge=1, description="Delivery attempts made.")

@@ -15,6 +15,7 @@ new ``severity`` and ``escalated_from`` set, under its own ``idempotency_key``.
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Literal
 
 from pydantic import AwareDatetime, Field
@@ -116,3 +117,60 @@ class AlertNotification(Contract):
         else:
             moment = self.escalated_at or self.fired_at
         return moment if moment is not None else self.started_at
+
+
+class DigestReason(StrEnum):
+    """Why several alert transitions travel in one message."""
+
+    GROUP = "group"
+    """A route groups alerts (``group_by``, ``group_wait``, ``group_interval``)."""
+    REPEAT = "repeat"
+    """A route's ``repeat_interval``: the group still fires, nothing changed, reminded."""
+    RATE_LIMIT = "rate_limit"
+    """More messages than the target accepts: the held-back ones, merged."""
+    QUIET_HOURS = "quiet_hours"
+    """Held back during the recipient's quiet hours, sent when they end."""
+
+
+class AlertDigest(Contract):
+    """Several alert transitions in one message: a group of alerts, or what a rate limit or
+    quiet hours held back. The generic webhook's body when it carries more than one alert
+    (``X-Goalwatch-Event: digest``)."""
+
+    id: str = Field(description="Stable id of this message (group and send sequence).")
+    reason: DigestReason = Field(
+        description="group, repeat, rate_limit or quiet_hours: why the alerts travel together."
+    )
+    receiver: str | None = Field(default=None, description="The routing receiver it was sent for.")
+    group_labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="The labels the alerts share, by which the route groups them "
+        "(e.g. rule, department); empty when they share none.",
+    )
+    alerts: list[AlertNotification] = Field(
+        min_length=1,
+        description="The alerts: firing ones first, newest first, then those resolved since "
+        "the previous message of this group.",
+    )
+    recipients: list[Recipient] = Field(description="Everyone the message is addressed to.")
+    previous_at: AwareDatetime | None = Field(
+        default=None,
+        description="When the previous message of this group was sent: alerts that changed "
+        "after it are new to the reader; null for the first message.",
+    )
+    created_at: AwareDatetime = Field(description="When the message was put together.")
+    idempotency_key: str | None = Field(
+        default=None,
+        description="The same for every attempt of this message on one channel (also the "
+        "Idempotency-Key header).",
+    )
+
+    @property
+    def firing(self) -> list[AlertNotification]:
+        """The alerts still firing."""
+        return [a for a in self.alerts if a.state is AlertState.FIRING]
+
+    @property
+    def resolved(self) -> list[AlertNotification]:
+        """The alerts resolved since the previous message."""
+        return [a for a in self.alerts if a.state is AlertState.RESOLVED]

@@ -58,7 +58,7 @@ def rule_subject(rule_id: str) -> str:
 
 def dead_letter_subject(origin_subject: str) -> str:
     """Where a message from ``origin_subject`` goes when it cannot be processed."""
-    if origin_subject.startswith("goalwatch.alerts."):
+    if origin_subject.startswith(("goalwatch.alerts.", "goalwatch.notifier.")):
         return DEADLETTER_ALERTS
     if origin_subject.startswith(f"{TIMERS}."):
         return DEADLETTER_TIMERS

@@ -15,7 +15,8 @@ from yaml.nodes import MappingNode, ScalarNode
 
 from goalwatch.catalogue import Catalogue
 from goalwatch.contracts import RuleKind
-from goalwatch.rules.loader import LoadedRule, RuleError, locate_at
+from goalwatch.file_errors import locate_at
+from goalwatch.rules.loader import LoadedRule, RuleError
 from goalwatch.rules.spec import NotIn, RuleSpec
 
 

@@ -214,8 +214,8 @@ def _rule(args: argparse.Namespace) -> LoadedRule | None:
 def _backtest(args: argparse.Namespace) -> int:
     import os
 
+    from goalwatch.durations import parse_duration
     from goalwatch.rules.backtest import backtest
-    from goalwatch.rules.fields import parse_duration
     from goalwatch.rules.spec import RuleSpec
 
     try:

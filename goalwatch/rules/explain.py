@@ -27,7 +27,7 @@ from goalwatch.rules.fraud_spec import (
 )
 from goalwatch.rules.goal_overdue_spec import GoalOverdueRuleSpec
 from goalwatch.rules.impact_spec import ImpactRuleSpec
-from goalwatch.rules.spec import LabelMatch, NotIn, RuleSpec, ThresholdCondition
+from goalwatch.rules.spec import LabelMatch, NotIn, RuleSpec, ThresholdCondition, group_name
 
 Language = Literal["en", "zh"]
 LANGUAGES: Final[tuple[Language, ...]] = ("en", "zh")
@@ -315,6 +315,9 @@ def _told(notify: Sequence[str], say: _Words) -> str:
                 + (" (the manager's manager)" if level == 2 else ""),
                 f"当事人往上第 {level} 级上级" + ("（上级的上级）" if level == 2 else ""),
             )
+        group = group_name(name)
+        if group is not None:
+            return say(f"everyone in the group {group}", f"{group} 组的全体成员")
         return say(f"person {name}", f"人员 {name}")
 
     names = [who(name) for name in notify]

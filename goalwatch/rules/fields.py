@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AfterValidator, BeforeValidator, PlainSerializer
 from pydantic_core import PydanticCustomError
 
-from goalwatch.durations import duration_of, duration_text
+from goalwatch.durations import duration_text, parse_duration
 
 
 def rule_error(kind: str, message: str) -> PydanticCustomError:
@@ -20,22 +20,6 @@ def rule_error(kind: str, message: str) -> PydanticCustomError:
 
 MIN_ABSENCE: Final = timedelta(seconds=1)
 MAX_ABSENCE: Final = timedelta(days=366)
-
-
-def parse_duration(value: Any) -> timedelta:
-    """``2d``, ``36h``, ``1d12h``, ``90m``, ``30s``: a duration HR can write."""
-    if isinstance(value, timedelta):
-        return value
-    text = str(value).strip() if isinstance(value, str | int | float) else None
-    duration = duration_of(text) if text else None
-    if duration is None:
-        hint = " (a bare number has no unit)" if isinstance(value, int | float) else ""
-        raise rule_error(
-            "duration",
-            f"{value!r} is not a duration{hint}: write a number with its unit, d (days), "
-            "h (hours), m (minutes) or s (seconds), e.g. 2d, 36h or 1d12h",
-        )
-    return duration
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]

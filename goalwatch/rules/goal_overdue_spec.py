@@ -187,8 +187,8 @@ class GoalOverdueRuleSpec(Contract):
     )
     notify: list[Recipient] = Field(
         min_length=1,
-        description="Who to notify: owner (of the goal), manager (the owner's manager), or "
-        "explicit person ids.",
+        description="Who to notify: owner (of the goal), manager (the owner's manager), named "
+        "groups (group: NAME) or explicit person ids.",
     )
     message: str = Field(
         min_length=1, description="Alert text, a str.format template with the goal fields."

@@ -150,7 +150,7 @@ class ImpactRuleSpec(Contract):
     notify: list[Recipient] = Field(
         min_length=1,
         description="Who to notify: owner (of the affected goals; one alert per owner), "
-        "manager (the owner's manager), or explicit person ids.",
+        "manager (the owner's manager), named groups (group: NAME) or explicit person ids.",
     )
     message: str = Field(
         min_length=1,

@@ -16,10 +16,18 @@ from typing import Final
 import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.nodes import MappingNode, Node, ScalarNode
 
 from goalwatch.contracts import RuleKind
-from goalwatch.file_errors import FileError, FileErrors, unprintable
+from goalwatch.file_errors import (
+    FileError,
+    FileErrors,
+    duplicate_keys,
+    locate,
+    locate_at,
+    node_line,
+    unprintable,
+)
 from goalwatch.rules.goal_overdue_spec import (
     BehindPlan,
     GoalCondition,
@@ -269,10 +277,6 @@ def _parse_text(text: str, path: Path) -> _Parsed:
     return _Parsed(LoadedRule(spec=spec, path=path, text=text), rule_id, id_line, [])
 
 
-def node_line(node: Node) -> int:
-    return int(node.start_mark.line) + 1
-
-
 def _yaml_error(file: str, exc: yaml.MarkedYAMLError) -> RuleError:
     mark = exc.problem_mark or exc.context_mark
     line = None if mark is None else int(mark.line) + 1
@@ -290,55 +294,6 @@ def _yaml_error(file: str, exc: yaml.MarkedYAMLError) -> RuleError:
             # A bare > or >= starts a YAML block scalar; HR meets this on their first rule.
             message += ' — quote comparison operators, e.g. op: ">="'
     return RuleError(file, line, None, message, column)
-
-
-def duplicate_keys(file: str, node: Node, path: str = "") -> Iterable[RuleError]:
-    """PyYAML keeps the last of two equal keys silently; a rule file must not."""
-    if isinstance(node, MappingNode):
-        seen: dict[str, int] = {}
-        for key, value in node.value:
-            name = str(key.value) if isinstance(key, ScalarNode) else "?"
-            field = f"{path}.{name}" if path else name
-            if name in seen:
-                yield RuleError(
-                    file,
-                    node_line(key),
-                    field,
-                    f"appears twice (first on line {seen[name]})",
-                    int(key.start_mark.column) + 1,
-                )
-            else:
-                seen[name] = node_line(key)
-            yield from duplicate_keys(file, value, field)
-    elif isinstance(node, SequenceNode):
-        for index, item in enumerate(node.value):
-            yield from duplicate_keys(file, item, f"{path}[{index}]")
-
-
-def locate(node: Node, loc: Sequence[int | str]) -> tuple[int, Node]:
-    """The deepest node on ``loc`` that exists and its line (the key's line in a mapping)."""
-    line, _, current = locate_at(node, loc)
-    return line, current
-
-
-def locate_at(node: Node, loc: Sequence[int | str]) -> tuple[int, int, Node]:
-    """:func:`locate` with the column (from 1) of that key, or of the item in a list."""
-    marked, current = node, node
-    for part in loc:
-        if isinstance(current, MappingNode):
-            for key, value in current.value:
-                if isinstance(key, ScalarNode) and key.value == str(part):
-                    marked, current = key, value
-                    break
-            else:
-                break
-        elif isinstance(current, SequenceNode) and isinstance(part, int):
-            if part >= len(current.value):
-                break
-            marked = current = current.value[part]
-        else:
-            break
-    return node_line(marked), int(marked.start_mark.column) + 1, current
 
 
 def _field_name(loc: Sequence[int | str]) -> str | None:

@@ -141,23 +141,52 @@ def _check_label_name(name: str) -> str:
 
 MAX_MANAGER_LEVEL: Final = 10
 RECIPIENT_WORDS: Final = (
-    "subject, manager, manager: N (2 for the manager's manager), unit_head, hrbp, or a person id"
+    "subject, manager, manager: N (2 for the manager's manager), unit_head, hrbp, "
+    "group: NAME, or a person id"
 )
+GROUP_PREFIX: Final = "group:"
+"""How a named group is written once read: ``group:quality-leads``."""
+GROUP_NAME_PATTERN: Final = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+"""A group name: lower-case letters, digits, ``-`` and ``_``, at most 63 characters, as the
+routing file names its groups (``goalwatch.routing.spec.Name``)."""
+_GROUP_NAME = re.compile(GROUP_NAME_PATTERN)
+# The recipient words written as one-key mappings in a YAML list (``manager: 2``).
+_KEYED_RECIPIENTS: Final = ("manager", "group")
 
 
 def _recipient_form(value: Any) -> Any:
-    """``{manager: 2}`` (written ``manager: 2`` in a YAML list) as its string, ``manager:2``."""
+    """``{manager: 2}`` and ``{group: quality-leads}`` (written ``manager: 2`` and
+    ``group: quality-leads`` in a YAML list) as their strings, ``manager:2`` and
+    ``group:quality-leads``."""
     if isinstance(value, dict):
-        if set(value) != {"manager"}:
+        if len(value) != 1 or next(iter(value)) not in _KEYED_RECIPIENTS:
             raise rule_error("notify", f"{value!r} is not a recipient: use {RECIPIENT_WORDS}")
-        value = f"manager:{value['manager']}"
+        [(word, argument)] = value.items()
+        value = f"{word}:{'' if argument is None else argument}"
     return value
+
+
+def group_name(recipient: str) -> str | None:
+    """The group a ``notify`` entry names (``group:quality-leads`` → ``quality-leads``);
+    None for any other recipient."""
+    if recipient.startswith(GROUP_PREFIX):
+        return recipient.removeprefix(GROUP_PREFIX)
+    return None
 
 
 def _check_recipient(recipient: str) -> str:
     recipient = recipient.strip()
     if not recipient:
         raise rule_error("notify", f"empty recipient: use {RECIPIENT_WORDS}")
+    if recipient.startswith(GROUP_PREFIX):
+        name = recipient.removeprefix(GROUP_PREFIX).strip()
+        if not _GROUP_NAME.match(name):
+            raise rule_error(
+                "notify",
+                f"'{recipient}': a group name is 1-63 lower-case letters, digits, - and _ "
+                "(starting with a letter or digit), e.g. group: quality-leads",
+            )
+        return f"{GROUP_PREFIX}{name}"
     if recipient.startswith("manager:"):
         level = recipient.removeprefix("manager:").strip()
         if not level.isdigit() or not 1 <= int(level) <= MAX_MANAGER_LEVEL:
@@ -669,7 +698,7 @@ class RuleSpec(Contract):
     )
     notify: list[Recipient] = Field(
         min_length=1,
-        description="Who to notify: subject, manager, or explicit person ids.",
+        description="Who to notify: subject, manager, manager: N, unit_head, hrbp, named groups (group: NAME) or explicit person ids.",
     )
     message: str = Field(
         min_length=1,

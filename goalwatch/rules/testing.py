@@ -66,11 +66,10 @@ from goalwatch.contracts import AlertFired, AlertResolved, MetricRecorded, Perso
 from goalwatch.contracts.base import Contract
 from goalwatch.contracts.goal_events import GoalEvent
 from goalwatch.contracts.goals import OrgUnitUpsert
-from goalwatch.file_errors import FileError, unprintable
+from goalwatch.file_errors import FileError, duplicate_keys, locate_at, unprintable
 from goalwatch.rules.given_goals import CheckIn, GivenGoal, GoalChange, MemoryGoals, Refused
 from goalwatch.rules.goal_overdue_spec import GoalOverdueRuleSpec
 from goalwatch.rules.impact_spec import ImpactRuleSpec
-from goalwatch.rules.loader import duplicate_keys, locate_at
 from goalwatch.rules.runner import evaluate
 from goalwatch.rules.scope import ancestry
 from goalwatch.rules.spec import RuleSpec

@@ -39,11 +39,11 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from goalwatch.contracts import AlertFired, AlertResolved, RuleKind
 from goalwatch.durations import duration_of
-from goalwatch.file_errors import FileError
+from goalwatch.file_errors import FileError, locate_at
 from goalwatch.problems import MAX_LISTED, RETRY_AFTER_SECONDS, clip, problem, problem_responses
 from goalwatch.rules import GoalOverdueRuleSpec, ImpactRuleSpec, LoadedRule, RuleSpec
 from goalwatch.rules.backtest import HistoryUnavailable, Subjects, backtest_async
-from goalwatch.rules.loader import RuleError, RuleLoadError, locate_at, parse_rule_text
+from goalwatch.rules.loader import RuleError, RuleLoadError, parse_rule_text
 from goalwatch.rules.testing import TestFileError, read_test_text, run_parsed_test
 from services.evaluator.directory_store import PersonView
 

@@ -1,4 +1,5 @@
-"""Forwarding to a Prometheus Alertmanager: ``POST /api/v2/alerts`` per alert transition.
+"""Forwarding to a Prometheus Alertmanager: ``POST /api/v2/alerts`` per alert transition
+(or per digest, all its alerts in one list).
 
 Operators who already route, silence and page with an Alertmanager get goalwatch's alerts
 there as Prometheus would send them.
@@ -20,6 +21,10 @@ Request
     An escalation changes the ``severity`` label and with it the Alertmanager's identity of
     the alert, so it is sent together with the lower-severity alert ended at the escalation.
 
+    A digest (several alerts in one message) is one POST of all its alerts, each exactly as
+    it would be sent alone (resolved ones with ``endsAt``): the Alertmanager does its own
+    grouping, so no digest text is rendered for it.
+
 Answers
     2xx is success; 400 (an alert the Alertmanager refuses) is permanent; 5xx, 429 and
     network errors are retried like any HTTP channel's.
@@ -36,7 +41,7 @@ from typing import Any, Final
 
 import httpx
 
-from goalwatch.contracts import AlertNotification, AlertState
+from goalwatch.contracts import AlertDigest, AlertNotification, AlertState
 from goalwatch.settings import redacted_url
 from services.notifier.channels import DeliveryResult
 from services.notifier.http_delivery import HttpDelivery
@@ -167,4 +172,18 @@ class AlertmanagerChannel:
             self.payload(notification),
             attempt=attempt,
             fingerprint=notification.fingerprint,
+        )
+
+    def digest_payload(self, digest: AlertDigest) -> list[dict[str, Any]]:
+        """The request body for ``digest``: every alert of it, each as :meth:`payload` makes
+        it, in one list. The Alertmanager groups them by its own routes."""
+        return [alert for notification in digest.alerts for alert in self.payload(notification)]
+
+    async def deliver_digest(self, *, digest: AlertDigest, attempt: int) -> DeliveryResult:
+        """Post the digest's alerts once; say whether and when another attempt is worth it."""
+        return await self._http.post_json(
+            self._url,
+            self.digest_payload(digest),
+            attempt=attempt,
+            fingerprint=digest.id,
         )

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Final, Literal, TypedDict
+from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
 import httpx
@@ -18,13 +19,16 @@ from redis.asyncio import Redis
 from goalwatch.checkpoints import Checkpoint, Recovery
 from goalwatch.connections import ready_checks, redis_client
 from goalwatch.consumers import Consumers, ConsumerSpec, RedeliveryPolicy
-from goalwatch.contracts import AlertFired, AlertResolved, subjects
+from goalwatch.contracts import AlertFired, AlertResolved, TimerFired, subjects
 from goalwatch.durations import duration_text
+from goalwatch.file_errors import FileErrors
 from goalwatch.goals_client import GoalsClient
 from goalwatch.messaging import new_broker
+from goalwatch.routing.spec import RoutesFile
 from goalwatch.service import service_app
 from goalwatch.serving import ServiceInfo
-from goalwatch.settings import Port, StateCheckSettings, duration_setting
+from goalwatch.settings import Port, StateCheckSettings, duration_setting, environment
+from goalwatch.timers import Timers, fired_subject
 from services.notifier.ack_pages import ack_router
 from services.notifier.alertmanager import AlertmanagerChannel
 from services.notifier.api import deliveries_router, inbox_router, silences_router
@@ -32,14 +36,30 @@ from services.notifier.channels import Channel
 from services.notifier.claims import DeliveryClaims
 from services.notifier.deliveries import DeliveryLog
 from services.notifier.dingtalk import DingTalkChannel
+from services.notifier.directory import DEFAULT_TTL, CachedDirectory, DirectoryWatch, follow_changes
 from services.notifier.email import EmailChannel, parse_address
 from services.notifier.feishu import FeishuChannel
+from services.notifier.flush import GroupFlusher
+from services.notifier.groups import OWNER as GROUP_OWNER
+from services.notifier.groups import Groups
 from services.notifier.inbox import Inbox
+from services.notifier.limits import Limiter
 from services.notifier.links import AckLinks
 from services.notifier.metrics import HANDLER_SECONDS, REGISTRY
 from services.notifier.outcomes import NatsOutcomes
 from services.notifier.pipeline import Notifier
+from services.notifier.receivers import (
+    ENV_RECEIVER,
+    HttpOptions,
+    MakeEmail,
+    Receiver,
+    ReceiverError,
+    Retries,
+    build_receivers,
+)
 from services.notifier.recovery import InboxHandler, inbox_replay
+from services.notifier.routes_api import routes_router
+from services.notifier.routing import Routing, fixed_router
 from services.notifier.silences import Silences
 from services.notifier.slack import SlackChannel
 from services.notifier.templates import Language
@@ -59,6 +79,7 @@ logger = logging.getLogger(__name__)
 POLICY = RedeliveryPolicy(max_deliver=10, first_delay=5.0, max_delay=300.0)
 FIRED_CONSUMER = "notifier-fired"
 RESOLVED_CONSUMER = "notifier-resolved"
+TIMERS_CONSUMER = "notifier-timers"
 
 
 def policy(settings: NotifierSettings) -> RedeliveryPolicy:
@@ -84,6 +105,18 @@ def alert_consumers(settings: NotifierSettings) -> tuple[ConsumerSpec, ConsumerS
     return (
         spec(subjects.ALERTS_FIRED, FIRED_CONSUMER),
         spec(subjects.ALERTS_RESOLVED, RESOLVED_CONSUMER),
+    )
+
+
+def timers_consumer(settings: NotifierSettings) -> ConsumerSpec:
+    """The consumer of the notifier's fired timers: groups' messages."""
+    return ConsumerSpec(
+        name=TIMERS_CONSUMER,
+        stream=subjects.STREAM_TIMERS,
+        subject=fired_subject(GROUP_OWNER),
+        policy=policy(settings),
+        ack_wait=settings.notifier_ack_wait,
+        batch_size=10,
     )
 
 
@@ -172,6 +205,11 @@ class NotifierSettings(StateCheckSettings):
             )
         return self
 
+    routes_file: Path | None = Field(
+        None,
+        description="Routing file (receivers, named groups, the routing tree; docs/routing.md); "
+        "unset: every alert goes to the channels the GOALWATCH_<CHANNEL>_* settings configure.",
+    )
     goals_url: str = Field(
         "http://127.0.0.1:8002",
         description="Base URL of the goals service, which resolves people and managers.",
@@ -181,6 +219,19 @@ class NotifierSettings(StateCheckSettings):
         gt=0,
         description="Seconds to wait for one goals-service request.",
     )
+    directory_cache_ttl: timedelta = Field(
+        DEFAULT_TTL,
+        gt=timedelta(0),
+        description="How long a person or org unit looked up for recipients is kept in "
+        "memory at most (10m, 1h, or seconds). Directory change events refresh it sooner; "
+        "this only bounds how stale it can be after a change the notifier missed.",
+    )
+
+    @field_validator("directory_cache_ttl", mode="before")
+    @classmethod
+    def _directory_cache_ttl(cls, value: Any) -> Any:
+        return duration_setting(value)
+
     webhook_url: str | None = Field(
         None,
         description="Generic webhook receiving every alert transition; unset turns it off.",
@@ -388,6 +439,60 @@ class NotifierSettings(StateCheckSettings):
         return self
 
 
+def http_options(settings: NotifierSettings, *, client: httpx.AsyncClient) -> HttpOptions:
+    """What every HTTP channel shares; the webhook's timeout, attempts and backoff."""
+    return HttpOptions(
+        client=client,
+        retries=Retries(
+            timeout=settings.webhook_timeout,
+            max_attempts=settings.webhook_max_attempts,
+            backoff=settings.webhook_backoff,
+        ),
+    )
+
+
+def email_maker(settings: NotifierSettings) -> MakeEmail | None:
+    """Builds e-mail channels on the configured SMTP server; None without one."""
+    if settings.smtp_host is None:
+        return None
+    host, sender = settings.smtp_host, settings.smtp_from
+    assert sender is not None  # enforced by NotifierSettings
+
+    def make(language: Language, to: Sequence[str] | None) -> Channel:
+        return EmailChannel(
+            host=host,
+            port=settings.smtp_port,
+            security=settings.smtp_security,
+            username=settings.smtp_username,
+            password=settings.smtp_password,
+            sender=sender,
+            to=to,
+            fallback_to=settings.smtp_fallback_to,
+            language=language,
+            timeout=settings.smtp_timeout,
+            max_attempts=settings.smtp_max_attempts,
+            backoff=settings.smtp_backoff,
+            ca_file=settings.smtp_ca_file,
+        )
+
+    return make
+
+
+def build_routing(
+    settings: NotifierSettings, *, client: httpx.AsyncClient, environ: Mapping[str, str]
+) -> Routing:
+    """The routing file's receivers, or without one the per-channel settings' channels;
+    a file that does not load, or a receiver that cannot be built, raises here, at start-up."""
+    if settings.routes_file is None:
+        return Routing(fixed_router(build_channels(settings, client=client)))
+    options, email = http_options(settings, client=client), email_maker(settings)
+
+    def build(routes: RoutesFile) -> dict[str, Receiver]:
+        return build_receivers(routes, environ=environ, http=options, email=email)
+
+    return Routing.from_file(settings.routes_file, build)
+
+
 def build_channels(settings: NotifierSettings, *, client: httpx.AsyncClient) -> list[Channel]:
     """Every configured channel, explicitly; a misconfigured one raises here, at start-up."""
     channels: list[Channel] = []
@@ -403,41 +508,16 @@ def build_channels(settings: NotifierSettings, *, client: httpx.AsyncClient) -> 
                 backoff=settings.webhook_backoff,
             )
         )
-    if settings.smtp_host is not None:
-        assert settings.smtp_from is not None  # enforced by NotifierSettings
-        channels.append(
-            EmailChannel(
-                host=settings.smtp_host,
-                port=settings.smtp_port,
-                security=settings.smtp_security,
-                username=settings.smtp_username,
-                password=settings.smtp_password,
-                sender=settings.smtp_from,
-                fallback_to=settings.smtp_fallback_to,
-                language=settings.smtp_language,
-                timeout=settings.smtp_timeout,
-                max_attempts=settings.smtp_max_attempts,
-                backoff=settings.smtp_backoff,
-                ca_file=settings.smtp_ca_file,
-            )
-        )
+    make_email = email_maker(settings)
+    if make_email is not None:
+        channels.append(make_email(settings.smtp_language, None))
     channels.extend(chat_channels(settings, client=client))
     return channels
 
 
-class _Retries(TypedDict):
-    timeout: float
-    max_attempts: int
-    backoff: float
-
-
 def chat_channels(settings: NotifierSettings, *, client: httpx.AsyncClient) -> list[Channel]:
     """The configured WeCom, DingTalk, Feishu, Slack and Alertmanager channels, in that order."""
-    retries = _Retries(
-        timeout=settings.webhook_timeout,
-        max_attempts=settings.webhook_max_attempts,
-        backoff=settings.webhook_backoff,
-    )
+    retries = http_options(settings, client=client).retries
     channels: list[Channel] = []
     if settings.wecom_url is not None:
         channels.append(
@@ -515,25 +595,36 @@ def create_app(
     broker: NatsBroker | None = None,
     redis: Redis | None = None,
     http: httpx.AsyncClient | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> FastAPI:
-    """Build the notifier: consumers of both alert subjects, channels, inbox API."""
+    """Build the notifier: consumers of both alert subjects, routing and channels, inbox API.
+
+    ``environ`` fills the routing file's ``${VARIABLE}`` references (default: the process
+    environment); a routing file that does not load raises :class:`FileErrors`."""
     settings = with_public_host(settings)
     broker = broker or new_broker(settings.nats_url, name="notifier")
     redis = redis or redis_client(settings.redis_url)
     http = http or httpx.AsyncClient(timeout=httpx.Timeout(settings.goals_timeout))
-    channels = build_channels(settings, client=http)
+    routing = build_routing(settings, client=http, environ=environ or environment())
     inbox = Inbox(redis, retention=settings.inbox_retention)
     goals = GoalsClient(client=http, base_url=settings.goals_url)
     deliveries = DeliveryLog(redis, retention=settings.inbox_retention)
     silences = Silences(redis, retention=settings.inbox_retention)
     links = ack_links(settings)
+    claims = DeliveryClaims(redis, pending_ttl=claim_ttl(settings))
+    outcomes = NatsOutcomes(broker)
+    groups = Groups(redis, Timers(lambda: broker.connection), retention=settings.inbox_retention)
+    directory = CachedDirectory(goals, ttl=settings.directory_cache_ttl)
+    limiter = Limiter(redis)
     notifier = Notifier(
-        directory=goals,
-        org_units=goals,
+        directory=directory,
+        org_units=directory,
         inbox=inbox,
-        claims=DeliveryClaims(redis, pending_ttl=claim_ttl(settings)),
-        channels=channels,
-        outcomes=NatsOutcomes(broker),
+        claims=claims,
+        groups=groups,
+        limiter=limiter,
+        routing=routing,
+        outcomes=outcomes,
         policy=policy(settings),
         deliveries=deliveries,
         silences=silences,
@@ -565,15 +656,59 @@ def create_app(
         description += "notified once per transition."
         consumers.add(spec, model, handler, description=description, keep_alive=True)
 
+    flusher = GroupFlusher(
+        limiter=limiter,
+        groups=groups,
+        routing=routing,
+        claims=claims,
+        outcomes=outcomes,
+        policy=policy(settings),
+        deliveries=deliveries,
+    )
+    consumers.add(
+        timers_consumer(settings),
+        TimerFired,
+        flusher,
+        description="The notifier's fired timers: each sends a group's message when it is due.",
+        keep_alive=True,
+    )
+    watches: list[DirectoryWatch] = []
+
+    async def follow_directory() -> None:
+        # Before the consumers start: no lookup is cached without its changes followed.
+        watches.append(await follow_changes(broker.connection, directory))
+
+    async def stop_following() -> None:
+        for watch in watches:
+            await watch.stop()
+
+    async def prepare() -> None:
+        await follow_directory()
+        # Before any alert: entries of the earlier layout are moved to one per episode.
+        await inbox.migrate()
+
     def announce() -> None:
-        if not channels:
+        receivers = routing.current.receivers
+        if routing.path is not None:
+            logger.info(
+                "routing from %s: receivers %s, and the inbox",
+                routing.path,
+                ", ".join(
+                    f"{r.name} ({', '.join(t.kind for t in r.targets)})" for r in receivers.values()
+                ),
+            )
+        elif not receivers[ENV_RECEIVER].targets:
             logger.warning(
-                "no channel configured (GOALWATCH_WEBHOOK_URL, GOALWATCH_SMTP_HOST, "
-                "GOALWATCH_WECOM_URL, GOALWATCH_DINGTALK_URL, GOALWATCH_FEISHU_URL, "
-                "GOALWATCH_SLACK_URL and GOALWATCH_ALERTMANAGER_URL unset): inbox only"
+                "no channel configured (GOALWATCH_ROUTES_FILE, GOALWATCH_WEBHOOK_URL, "
+                "GOALWATCH_SMTP_HOST, GOALWATCH_WECOM_URL, GOALWATCH_DINGTALK_URL, "
+                "GOALWATCH_FEISHU_URL, GOALWATCH_SLACK_URL and GOALWATCH_ALERTMANAGER_URL "
+                "unset): inbox only"
             )
         else:
-            logger.info("channels: %s, and the inbox", ", ".join(c.name for c in channels))
+            logger.info(
+                "channels: %s, and the inbox",
+                ", ".join(t.kind for t in receivers[ENV_RECEIVER].targets),
+            )
         if links is None:
             logger.info("no GOALWATCH_PUBLIC_URL: messages carry no acknowledgement link")
         else:
@@ -584,10 +719,6 @@ def create_app(
                 duration_text(settings.link_lifetime),
             )
 
-    async def prepare() -> None:
-        # Before any alert: entries of the earlier layout are moved to one per episode.
-        await inbox.migrate()
-
     app = service_app(
         name="notifier",
         settings=settings,
@@ -596,9 +727,9 @@ def create_app(
         nats_url=settings.nats_url,
         broker=broker,
         consumers=consumers,
-        close=[http.aclose, redis.aclose],
-        on_start=announce,
+        close=[stop_following, http.aclose, redis.aclose],
         prepare=prepare,
+        on_start=announce,
         # At once too: the checkpoints exist, and a restart is noticed, before any alert.
         background=[lambda: recovery.watch(every=settings.state_check_seconds, at_once=True)],
     )
@@ -606,10 +737,31 @@ def create_app(
     app.include_router(ack_router(inbox, links))
     app.include_router(deliveries_router(deliveries))
     app.include_router(silences_router(silences))
+    app.include_router(routes_router(routing))
     return app
 
 
+def explain_startup_error(exc: Exception, settings: NotifierSettings) -> str | None:
+    """What a broken routing file says at start-up, every problem on its line."""
+    if isinstance(exc, FileErrors):
+        count = len(exc.errors)
+        return "\n".join(
+            [
+                f"the notifier cannot start: {count} error{'s' if count != 1 else ''} in the "
+                f"routing file {settings.routes_file} (set by GOALWATCH_ROUTES_FILE):",
+                *(f"  {error.lint_line()}" for error in exc.errors),
+            ]
+        )
+    if isinstance(exc, ReceiverError):
+        return f"the notifier cannot start: {exc}"
+    return None
+
+
 SERVICE = ServiceInfo(
-    name="notifier", settings=NotifierSettings, create_app=create_app, port_field="notifier_port"
+    name="notifier",
+    settings=NotifierSettings,
+    create_app=create_app,
+    port_field="notifier_port",
+    explain_startup_error=explain_startup_error,
 )
 """How the kernel runs this service and renders its OpenAPI document (see pyproject.toml)."""

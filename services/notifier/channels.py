@@ -10,7 +10,7 @@ from typing import Protocol
 
 from pydantic import Field
 
-from goalwatch.contracts import AlertNotification, DeliveryStatus
+from goalwatch.contracts import AlertDigest, AlertNotification, DeliveryStatus
 from goalwatch.contracts.base import Contract
 
 
@@ -45,4 +45,9 @@ class Channel(Protocol):
 
     async def deliver(self, *, notification: AlertNotification, attempt: int) -> DeliveryResult:
         """Make attempt number ``attempt`` (from 1) at delivering ``notification``."""
+        ...
+
+    async def deliver_digest(self, *, digest: AlertDigest, attempt: int) -> DeliveryResult:
+        """Make attempt number ``attempt`` at delivering several alerts as one message, with
+        the same rules as :meth:`deliver` (one attempt, ``retry_in`` when worth another)."""
         ...

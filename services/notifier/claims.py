@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -41,7 +41,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from goalwatch.contracts import AlertNotification
+from goalwatch.contracts import AlertNotification, DeliveryStatus
 from goalwatch.renewal import renewing
 from services.notifier.channels import DeliveryResult
 from services.notifier.inbox import PREFIX
@@ -150,6 +150,30 @@ class DeliveryClaims:
             except WatchError:  # changed meanwhile: no longer ours to touch
                 return False
         return True
+
+    async def run(
+        self, key: str, send: Callable[[], Awaitable[DeliveryResult]]
+    ) -> tuple[DeliveryResult, bool] | None:
+        """Claim ``key`` and ``send`` under the claim: ``(result, False)``; kept when sent (or
+        held back, to be sent with others later), released when not, so a redelivery can try again. ``(stored result, True)`` when an
+        earlier delivery sent it already; None while another delivery holds the claim."""
+        claim = await self.acquire(key)
+        if not claim.acquired:
+            return None if claim.previous is None else (claim.previous, True)
+        assert claim.token is not None  # acquired
+        try:
+            # Renewed while the attempt runs, so the claim dies with this process.
+            async with self.held(key, claim.token):
+                result = await send()
+        except BaseException:
+            await self.release(key, claim.token)
+            raise
+        if result.status in (DeliveryStatus.SENT, DeliveryStatus.HELD):
+            # Held back is handled too: the held message goes later, with the others.
+            await self.mark_sent(key, result)
+        else:
+            await self.release(key, claim.token)
+        return result, False
 
     @asynccontextmanager
     async def held(self, key: str, token: str) -> AsyncIterator[None]:

@@ -1,4 +1,4 @@
-"""DingTalk (钉钉) custom robot: one signed markdown message per alert transition.
+"""DingTalk (钉钉) custom robot: one signed markdown message per alert transition or digest.
 
 Request
     ``POST https://oapi.dingtalk.com/robot/send?access_token=T&timestamp=MS&sign=S`` with
@@ -17,7 +17,7 @@ Answers
 Limits
     20 messages a minute per robot, after which DingTalk throttles it for 10 minutes. The
     text is kept within 4096 bytes (no limit is documented; a longer chat message is not
-    read), shortening the history and impact lists first.
+    read), shortening the history and impact lists (a digest's list of alerts) first.
 """
 
 from __future__ import annotations
@@ -34,9 +34,10 @@ from typing import Any, Final
 import httpx
 from pydantic import SecretStr
 
-from goalwatch.contracts import AlertNotification
+from goalwatch.contracts import AlertDigest, AlertNotification
 from goalwatch.settings import redacted_url
 from services.notifier.channels import DeliveryResult
+from services.notifier.digests import digest_title, render_digest_fitted
 from services.notifier.http_delivery import HttpDelivery, error_code_check
 from services.notifier.messages import markdown_escape, plain, render_fitted
 from services.notifier.templates import Language, render
@@ -127,5 +128,34 @@ class DingTalkChannel:
             self.payload(notification),
             attempt=attempt,
             fingerprint=notification.fingerprint,
+            check=self._check,
+        )
+
+    def digest_payload(self, digest: AlertDigest) -> dict[str, Any]:
+        """The request body for ``digest``: one markdown message, a line per alert."""
+        text = render_digest_fitted(
+            "dingtalk.digest",
+            self.language,
+            digest,
+            esc=markdown_escape,
+            bold=markdown_bold,
+            limit=TEXT_LIMIT,
+        )
+        return {
+            "msgtype": "markdown",
+            "markdown": {
+                "title": digest_title(self.language, digest, esc=plain),
+                "text": text.strip(),
+            },
+            "at": {"atMobiles": [], "isAtAll": False},
+        }
+
+    async def deliver_digest(self, *, digest: AlertDigest, attempt: int) -> DeliveryResult:
+        """Post the digest once, signed now; say whether and when another attempt is worth it."""
+        return await self._http.post_json(
+            self.signed_url(),
+            self.digest_payload(digest),
+            attempt=attempt,
+            fingerprint=digest.id,
             check=self._check,
         )

@@ -17,6 +17,13 @@ The message
     names the firing of its episode in ``In-Reply-To`` and ``References``, so mail clients
     show an episode as one thread.
 
+Several alerts in one mail
+    A digest (a group of alerts, a repeat, or what a rate limit or quiet hours held back) is
+    one mail to the digest's recipients, addressed exactly as one alert's, rendered from
+    ``templates/email.digest.{subject,text,html}.<language>.j2``: one entry per alert, firing
+    then resolved. Its ``Message-ID`` comes from the digest's ``idempotency_key`` (or, without
+    one, from its id, the channel and the recipients), the same on every attempt.
+
 Retries
     Each call makes one SMTP transaction. Connection failures, timeouts and ``4xx`` replies
     (greylisting, a full queue, a temporary authentication failure) are retried after
@@ -47,8 +54,16 @@ from typing import Any, Literal
 import aiosmtplib
 from pydantic import SecretStr
 
-from goalwatch.contracts import AlertNotification, AlertState, DeliveryStatus, Recipient, Severity
+from goalwatch.contracts import (
+    AlertDigest,
+    AlertNotification,
+    AlertState,
+    DeliveryStatus,
+    Recipient,
+    Severity,
+)
 from services.notifier.channels import DeliveryResult
+from services.notifier.digests import digest_context, digest_key, render_digest
 from services.notifier.pipeline import idempotency_key
 from services.notifier.templates import Language, render
 
@@ -61,6 +76,8 @@ DEFAULT_PORTS: dict[Security, int] = {"starttls": 587, "tls": 465, "none": 25}
 # The impact list of a dependency alert can run to hundreds of goals; a mail that long is
 # not read. The rest is counted ("... and N more").
 IMPACT_SHOWN = 50
+# A digest can gather hundreds of alerts (a burst held back); the mail lists this many.
+DIGEST_SHOWN = 50
 # Greylisting servers answer 451 and expect the sender back after minutes, not seconds: the
 # cap is higher than the webhook's, and equals the redelivery policy's longest delay.
 BACKOFF_MAX = 300.0
@@ -182,6 +199,41 @@ def compose(
     return message
 
 
+def compose_digest(
+    digest: AlertDigest,
+    *,
+    sender: Address,
+    to: Sequence[Address],
+    language: Language,
+    now: datetime,
+) -> EmailMessage:
+    """The one e-mail for every alert of ``digest``: headers, subject, text and HTML
+    alternatives listing them (at most :data:`DIGEST_SHOWN`, then "… and N more")."""
+    context: dict[str, Any] = {
+        **digest_context(digest, shown=DIGEST_SHOWN),
+        "time": format_time,
+        "number": format_value,
+    }
+    domain = sender.domain or "goalwatch.invalid"
+    # As for one alert: no line break from a name may reach the header.
+    subject = " ".join(render_digest("email.digest.subject", language, digest, **context).split())
+    message = EmailMessage()
+    message["Subject"] = subject
+    message["From"] = sender
+    message["To"] = list(to)
+    message["Date"] = format_datetime(now)
+    message["Message-ID"] = message_id(digest_key(channel=CHANNEL, digest=digest), domain=domain)
+    message["Auto-Submitted"] = "auto-generated"
+    if any(a.severity is Severity.CRITICAL for a in digest.firing):
+        message["Importance"] = "high"
+    message["X-Goalwatch-Digest"] = digest.id
+    message["X-Goalwatch-Reason"] = digest.reason.value
+    message.set_content(render_digest("email.digest.text", language, digest, **context))
+    html = render_digest("email.digest.html", language, digest, subject=subject, **context)
+    message.add_alternative(html, subtype="html")
+    return message
+
+
 def _address(recipient: Recipient) -> Address | None:
     if not recipient.email:
         return None
@@ -196,7 +248,8 @@ def _code_class(code: int) -> str:
 
 
 class EmailChannel:
-    """Sends each notification as one e-mail to its recipients' addresses."""
+    """Sends each notification as one e-mail to its recipients' addresses, or to the fixed
+    addresses ``to`` (a team mailbox) when given."""
 
     def __init__(
         self,
@@ -208,6 +261,7 @@ class EmailChannel:
         username: str | None = None,
         password: SecretStr | None = None,
         fallback_to: str | None = None,
+        to: Sequence[str] | None = None,
         language: Language = "en",
         timeout: float = 10.0,
         max_attempts: int = 10,
@@ -225,6 +279,7 @@ class EmailChannel:
         self._password = password
         self._sender = parse_address(sender)
         self._fallback = parse_address(fallback_to) if fallback_to else None
+        self._to = [parse_address(address) for address in to or ()]
         self._language = language
         self._timeout = timeout
         self._max_attempts = max_attempts
@@ -255,8 +310,46 @@ class EmailChannel:
         """The message and envelope for ``notification``; :class:`_Permanent` when nobody
         can be addressed."""
         extra = {"fingerprint": notification.fingerprint, "channel": self.name}
-        to: list[Address] = []
-        for recipient in notification.recipients:
+        to = self._addresses(notification.recipients, extra=extra)
+        message = compose(
+            notification,
+            sender=self._sender,
+            to=to,
+            language=self._language,
+            now=datetime.fromtimestamp(self._clock(), UTC),
+        )
+        return self._envelope(message, to)
+
+    def digest_envelope(self, digest: AlertDigest) -> Envelope:
+        """The one message and envelope for every alert of ``digest``, addressed as a single
+        alert's would be; :class:`_Permanent` when nobody can be addressed."""
+        extra = {"fingerprint": digest.id, "channel": self.name}
+        to = self._addresses(digest.recipients, extra=extra)
+        message = compose_digest(
+            digest,
+            sender=self._sender,
+            to=to,
+            language=self._language,
+            now=datetime.fromtimestamp(self._clock(), UTC),
+        )
+        return self._envelope(message, to)
+
+    def _envelope(self, message: EmailMessage, to: Sequence[Address]) -> Envelope:
+        return Envelope(
+            message=message,
+            sender=self._sender.addr_spec,
+            recipients=tuple(a.addr_spec for a in to),
+        )
+
+    def _addresses(
+        self, recipients: Sequence[Recipient], *, extra: dict[str, str]
+    ) -> list[Address]:
+        """Whom a message to ``recipients`` goes to: the fixed addresses if set, else each
+        recipient's own (once per address), else the fallback; :class:`_Permanent` when
+        there is nobody."""
+        to: list[Address] = list(self._to)
+        # Fixed addresses (a team mailbox) replace the recipients' own.
+        for recipient in () if self._to else recipients:
             address = _address(recipient)
             if address is None:
                 logger.info(
@@ -269,7 +362,7 @@ class EmailChannel:
             if all(a.addr_spec.lower() != address.addr_spec.lower() for a in to):
                 to.append(address)
         if not to:
-            ids = ", ".join(r.id for r in notification.recipients) or "none"
+            ids = ", ".join(r.id for r in recipients) or "none"
             if self._fallback is None:
                 raise _Permanent(
                     f"no recipient has an e-mail address (recipients: {ids}); add their "
@@ -281,24 +374,27 @@ class EmailChannel:
                 extra=extra,
             )
             to = [self._fallback]
-        message = compose(
-            notification,
-            sender=self._sender,
-            to=to,
-            language=self._language,
-            now=datetime.fromtimestamp(self._clock(), UTC),
-        )
-        return Envelope(
-            message=message,
-            sender=self._sender.addr_spec,
-            recipients=tuple(a.addr_spec for a in to),
-        )
+        return to
 
     async def deliver(self, *, notification: AlertNotification, attempt: int) -> DeliveryResult:
         """Send the notification's e-mail once; say whether and when another try is worth it."""
         extra = {"fingerprint": notification.fingerprint, "channel": self.name}
+        return await self._attempt(
+            lambda: self.envelope(notification), attempt=attempt, extra=extra
+        )
+
+    async def deliver_digest(self, *, digest: AlertDigest, attempt: int) -> DeliveryResult:
+        """Send the digest as one e-mail, once; say whether and when another try is worth it."""
+        extra = {"fingerprint": digest.id, "channel": self.name}
+        return await self._attempt(
+            lambda: self.digest_envelope(digest), attempt=attempt, extra=extra
+        )
+
+    async def _attempt(
+        self, build: Callable[[], Envelope], *, attempt: int, extra: dict[str, str]
+    ) -> DeliveryResult:
         try:
-            envelope = self.envelope(notification)
+            envelope = build()
             await self._send_once(envelope, extra=extra)
         except _Permanent as exc:
             return DeliveryResult(status=DeliveryStatus.FAILED, attempts=attempt, error=str(exc))

@@ -1,4 +1,4 @@
-"""Feishu / Lark (飞书) custom bot: one signed interactive card per alert transition.
+"""Feishu / Lark (飞书) custom bot: one signed interactive card per alert transition or digest.
 
 Request
     ``POST https://open.feishu.cn/open-apis/bot/v2/hook/ID`` (Lark: ``open.larksuite.com``)
@@ -20,7 +20,8 @@ Answers
 
 Limits
     The request body is at most 20 KB; about 100 messages a minute and 5 a second per hook.
-    The impact and history lists are shortened until the whole body fits.
+    The impact and history lists (a digest's list of alerts) are shortened until the whole
+    body fits.
 """
 
 from __future__ import annotations
@@ -37,8 +38,9 @@ from typing import Any, Final
 import httpx
 from pydantic import SecretStr
 
-from goalwatch.contracts import AlertNotification, AlertState, Severity
+from goalwatch.contracts import AlertDigest, AlertNotification, AlertState, Severity
 from services.notifier.channels import DeliveryResult
+from services.notifier.digests import digest_title, highest_severity, render_digest_fitted
 from services.notifier.http_delivery import HttpDelivery, error_code_check, masked_url
 from services.notifier.messages import lark_md_escape, plain, render_fitted
 from services.notifier.templates import Language, render
@@ -67,6 +69,25 @@ def header_colour(notification: AlertNotification) -> str:
     if notification.state is AlertState.RESOLVED:
         return RESOLVED_COLOUR
     return HEADER_COLOURS[notification.severity]
+
+
+def digest_colour(digest: AlertDigest) -> str:
+    """The card header's colour for ``digest``: its loudest firing alert's, green when every
+    alert has resolved."""
+    top = highest_severity(digest.firing)
+    return RESOLVED_COLOUR if top is None else HEADER_COLOURS[top]
+
+
+# Sizes are measured as sent; a base64 SHA-256 signature is 44 characters.
+_SIGN_PLACEHOLDER: Final = "=" * 44
+
+
+def _digest_card(*, title: str, colour: str, content: str) -> dict[str, Any]:
+    return {
+        "config": {"wide_screen_mode": True},
+        "header": {"title": {"tag": "plain_text", "content": title}, "template": colour},
+        "elements": [{"tag": "div", "text": {"tag": "lark_md", "content": content}}],
+    }
 
 
 def _body(card: dict[str, Any], *, timestamp_s: int, sign: str) -> bytes:
@@ -163,5 +184,44 @@ class FeishuChannel:
             headers={"Content-Type": "application/json"},
             attempt=attempt,
             fingerprint=notification.fingerprint,
+            check=self._check,
+        )
+
+    def digest_card(self, digest: AlertDigest) -> dict[str, Any]:
+        """The interactive card for ``digest`` (a line per alert), within the body limit once
+        signed; its header is coloured by the loudest firing alert, green when all resolved."""
+        title = digest_title(self.language, digest, esc=plain)
+        colour = digest_colour(digest)
+
+        def size(content: str) -> int:
+            card = _digest_card(title=title, colour=colour, content=content)
+            return len(_body(card, timestamp_s=10**10, sign=_SIGN_PLACEHOLDER))
+
+        content = render_digest_fitted(
+            "feishu.digest",
+            self.language,
+            digest,
+            esc=lark_md_escape,
+            bold=markdown_bold,
+            limit=BODY_LIMIT,
+            size=size,
+        )
+        return _digest_card(title=title, colour=colour, content=content.strip())
+
+    async def deliver_digest(self, *, digest: AlertDigest, attempt: int) -> DeliveryResult:
+        """Post the digest's card once, signed now; say whether and when another attempt is
+        worth it."""
+        timestamp_s = int(self._clock())
+        body = _body(
+            self.digest_card(digest),
+            timestamp_s=timestamp_s,
+            sign=signature(secret=self._secret, timestamp_s=timestamp_s),
+        )
+        return await self._http.deliver(
+            url=self._url,
+            content=body,
+            headers={"Content-Type": "application/json"},
+            attempt=attempt,
+            fingerprint=digest.id,
             check=self._check,
         )

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from goalwatch.consumers import (
     ACK,
@@ -43,12 +43,21 @@ from goalwatch.goals_client import OrgUnits, PersonDirectory
 from services.notifier.channels import Channel, DeliveryResult
 from services.notifier.claims import DeliveryClaims, claim_key
 from services.notifier.deliveries import DeliveryLog
+from services.notifier.groups import Groups
 from services.notifier.inbox import Inbox, InboxAlert, episode_id, holds
+from services.notifier.limits import Limiter
 from services.notifier.links import AckLinks
-from services.notifier.metrics import ESCALATIONS_SENT, NOTIFICATIONS_FAILED, NOTIFICATIONS_SENT
+from services.notifier.metrics import (
+    ESCALATIONS_SENT,
+    NOTIFICATIONS_FAILED,
+    NOTIFICATIONS_HELD,
+    NOTIFICATIONS_SENT,
+)
 from services.notifier.notification import Alert, build_notification, headline, transition_key
 from services.notifier.outcomes import Outcomes
+from services.notifier.receivers import Delivery
 from services.notifier.recipients import resolve_recipients, unit_chain
+from services.notifier.routing import Plan, Routing, fixed_router
 from services.notifier.silences import Silences
 
 logger = logging.getLogger(__name__)
@@ -111,28 +120,35 @@ class Notifier:
         directory: PersonDirectory,
         inbox: Inbox,
         claims: DeliveryClaims,
-        channels: Sequence[Channel],
         outcomes: Outcomes,
         policy: RedeliveryPolicy,
         clock: Callable[[], datetime] = _utcnow,
         deliveries: DeliveryLog | None = None,
         silences: Silences | None = None,
         org_units: OrgUnits | None = None,
+        routing: Routing | None = None,
+        channels: Sequence[Channel] = (),
+        groups: Groups | None = None,
+        limiter: Limiter | None = None,
         links: AckLinks | None = None,
     ) -> None:
         """``deliveries``: where each outcome is also kept for ``GET /v1/deliveries``;
         ``silences``: what keeps matching alerts off the channels for a while;
         ``org_units``: the org chart, for the ``unit_head`` and ``hrbp`` recipients and the
-        inbox's org unit filter; ``links``: what signs the acknowledgement link of a firing
-        (None: messages carry none)."""
+        inbox's org unit filter; ``routing``: which receivers each alert goes to; without
+        it, every alert goes to ``channels``; ``groups``: where routes that group alerts
+        gather them (without it, such routes send each transition at once); ``links``: what
+        signs the acknowledgement link of a firing (None: messages carry none)."""
         self._links = links
+        self._groups = groups
+        self._limiter = limiter
         self._deliveries = deliveries
         self._silences = silences
         self._org_units = org_units
         self._directory = directory
         self._inbox = inbox
         self._claims = claims
-        self._channels = tuple(channels)
+        self._routing = routing or Routing(fixed_router(channels))
         self._outcomes = outcomes
         self._policy = policy
         self._clock = clock
@@ -182,11 +198,18 @@ class Notifier:
         )
         await self._publish_outcome(
             notification,
-            channel=INBOX_CHANNEL,
+            delivery=None,
             result=DeliveryResult(status=DeliveryStatus.SENT, attempts=1),
         )
+        plan = self._routing.current.plan(notification)
+        deliveries = plan.now
+        if self._groups is None:  # nowhere to gather them: each transition goes at once
+            router = self._routing.current
+            for group in plan.groups:
+                deliveries += router.receivers[group.receiver].deliveries(notification)
+            plan = Plan(now=deliveries, groups=[])
         silence = None
-        if self._silences is not None and self._channels:
+        if self._silences is not None and (deliveries or plan.groups):
             silence = await self._silences.matching(notification, self._clock())
         if silence is not None:
             logger.info(
@@ -198,10 +221,10 @@ class Notifier:
                 silence.ends_at.isoformat(),
                 extra=extra,
             )
-            for channel in self._channels:
+            for delivery in deliveries:
                 await self._publish_outcome(
-                    notification,
-                    channel=channel.name,
+                    delivery.notification,
+                    delivery=delivery,
                     result=DeliveryResult(
                         status=DeliveryStatus.SILENCED,
                         attempts=1,
@@ -209,12 +232,22 @@ class Notifier:
                     ),
                 )
             return None
-        retries: list[Retry] = []
-        for channel in self._channels:
-            # One channel's failure does not keep the others from delivering.
-            retry = await self._deliver(
-                channel, notification=notification, alert=alert, received=received
+        for group in plan.groups:
+            assert self._groups is not None  # see above
+            due = await self._groups.add(group, notification)
+            logger.info(
+                "%s gathered into group %s of %s (%s); its next message goes at %s",
+                _transition_name(notification),
+                group.id,
+                group.receiver,
+                ", ".join(f"{k}={v}" for k, v in group.labels.items()),
+                due.isoformat(),
+                extra=extra,
             )
+        retries: list[Retry] = []
+        for delivery in deliveries:
+            # One delivery's failure does not keep the others from delivering.
+            retry = await self._deliver(delivery, alert=alert, received=received)
             if retry is not None:
                 retries.append(retry)
         return min(retries, key=lambda r: r.delay, default=None)
@@ -268,6 +301,8 @@ class Notifier:
             notify=alert.notify,
             fingerprint=alert.fingerprint,
             org_units=self._org_units,
+            # Read per alert: a reload of the routing file changes who is in a group.
+            groups=self._routing.current.groups,
         )
         notification = build_notification(
             alert=alert,
@@ -279,100 +314,134 @@ class Notifier:
         return notification, await unit_chain(self._org_units, unit)
 
     async def _deliver(
-        self,
-        channel: Channel,
-        *,
-        notification: AlertNotification,
-        alert: Alert,
-        received: Received,
+        self, delivery: Delivery, *, alert: Alert, received: Received
     ) -> Retry | None:
-        extra = {"fingerprint": notification.fingerprint, "channel": channel.name}
-        key = claim_key(channel=channel.name, notification=notification)
+        channel, name = delivery.channel, delivery.name
+        notification = delivery.notification
+        extra = {"fingerprint": notification.fingerprint, "channel": name}
+        key = claim_key(channel=name, notification=notification)
         notification = notification.model_copy(
-            update={
-                "idempotency_key": idempotency_key(channel=channel.name, notification=notification)
-            }
+            update={"idempotency_key": idempotency_key(channel=name, notification=notification)}
         )
-        claim = await self._claims.acquire(key)
-        if not claim.acquired:
-            if claim.previous is None:
-                raise DeliveryInProgress(
-                    f"{channel.name} delivery of this {_transition_name(notification)} "
-                    "is under way elsewhere"
-                )
-            logger.info("already delivered on %s; not sending again", channel.name, extra=extra)
+
+        async def send() -> DeliveryResult:
+            held = await self._hold(delivery, notification)
+            if held is not None:
+                return held
+            return await channel.deliver(notification=notification, attempt=received.deliveries)
+
+        claimed = await self._claims.run(key, send)
+        if claimed is None:
+            raise DeliveryInProgress(
+                f"{name} delivery of this {_transition_name(notification)} is under way elsewhere"
+            )
+        result, earlier = claimed
+        if earlier:
+            logger.info("already delivered on %s; not sending again", name, extra=extra)
             # The earlier attempt may have stopped before publishing its outcome; the
             # Nats-Msg-Id makes a second copy a no-op within the stream's duplicate window.
-            await self._publish_outcome(notification, channel=channel.name, result=claim.previous)
+            await self._publish_outcome(notification, delivery=delivery, result=result)
             return None
-        assert claim.token is not None  # acquired
-        try:
-            # Renewed while the attempt runs, so the claim dies with this process.
-            async with self._claims.held(key, claim.token):
-                result = await channel.deliver(
-                    notification=notification, attempt=received.deliveries
-                )
-        except BaseException:
-            await self._claims.release(key, claim.token)
-            raise
         if result.status is DeliveryStatus.SENT:
-            await self._claims.mark_sent(key, result)
             NOTIFICATIONS_SENT.labels(channel.name).inc()
             if notification.escalated_from is not None:
                 ESCALATIONS_SENT.labels(channel.name).inc()
             logger.info(
                 "%s notification sent on %s (%d attempt(s))",
                 _transition_name(notification),
-                channel.name,
+                name,
                 result.attempts,
                 extra=extra,
             )
-            await self._publish_outcome(notification, channel=channel.name, result=result)
+            await self._publish_outcome(notification, delivery=delivery, result=result)
             return None
-        # Not kept: a redelivery or a replay of the dead letter must be able to try again.
-        await self._claims.release(key, claim.token)
+        # The claim was released: a redelivery or a replay of the dead letter tries again.
         # The last delivery JetStream makes (max_deliver) is the last attempt, whatever the
         # channel would allow: a nak there would let the message vanish without a trace.
         if result.retry_in is not None and received.deliveries < self._policy.max_deliver:
             return Retry(
                 delay=result.retry_in,
-                reason=f"{channel.name} attempt {result.attempts} failed: {result.error}",
+                reason=f"{name} attempt {result.attempts} failed: {result.error}",
             )
         NOTIFICATIONS_FAILED.labels(channel.name).inc()
         logger.error(
             "%s notification failed on %s after %d attempt(s): %s",
             _transition_name(notification),
-            channel.name,
+            name,
             result.attempts,
             result.error,
             extra=extra,
         )
-        await self._publish_outcome(notification, channel=channel.name, result=result)
+        await self._publish_outcome(notification, delivery=delivery, result=result)
         origin = _SUBJECTS[type(alert)]
         await self._outcomes.dead_letter(
             dead_letter(
                 origin_subject=origin,
-                reason=f"{channel.name} delivery failed after {result.attempts} attempt(s): "
+                reason=f"{name} delivery failed after {result.attempts} attempt(s): "
                 f"{result.error}; fix the receiver, then republish the payload to {origin}",
                 payload=alert.model_dump_json().encode(),
                 at=self._clock(),
             ),
-            msg_id=dead_letter_id(received, cause=f"failed-{channel.name}"),
+            msg_id=dead_letter_id(received, cause=f"failed-{name}"),
         )
         return None
 
-    async def _publish_outcome(
-        self, notification: AlertNotification, *, channel: str, result: DeliveryResult
-    ) -> None:
-        outcome_id = notification_id(
-            channel=channel, notification=notification, status=result.status
+    async def _hold(
+        self, delivery: Delivery, notification: AlertNotification
+    ) -> DeliveryResult | None:
+        """Hold ``notification`` back from ``delivery`` when its reader is in quiet hours,
+        when messages there are held back already (it must not overtake them), or when the
+        target's rate limit is full: it then goes later, with the others, as one digest."""
+        if self._groups is None:
+            return None
+        now = self._clock()
+        reason, until = "quiet_hours", delivery.quiet_until(now)
+        if until is None and await self._groups.holding(delivery.name):
+            reason = "rate_limit"  # joins the held ones, whatever holds them
+        elif until is None and self._limiter is not None:
+            wait = await self._limiter.take(delivery.bucket, delivery.limits, now)
+            if wait <= 0:
+                return None
+            reason, until = "rate_limit", now + timedelta(seconds=wait)
+        due = await self._groups.hold(
+            delivery=delivery.name,
+            receiver=delivery.receiver,
+            reason=reason,
+            notification=notification.model_copy(update={"idempotency_key": None}),
+            until=until,
         )
+        NOTIFICATIONS_HELD.labels(delivery.channel.name, reason).inc()
+        logger.info(
+            "%s held back on %s (%s): goes with the others held there at %s",
+            _transition_name(notification),
+            delivery.name,
+            reason.replace("_", " "),
+            due.isoformat(),
+            extra={"fingerprint": notification.fingerprint, "channel": delivery.name},
+        )
+        return DeliveryResult(
+            status=DeliveryStatus.HELD,
+            attempts=1,
+            error=f"held back ({reason.replace('_', ' ')}); sent with the others at {due.isoformat()}",
+        )
+
+    async def _publish_outcome(
+        self,
+        notification: AlertNotification,
+        *,
+        delivery: Delivery | None,
+        result: DeliveryResult,
+    ) -> None:
+        """Publish and log one outcome; ``delivery`` None is the inbox."""
+        name = INBOX_CHANNEL if delivery is None else delivery.name
+        outcome_id = notification_id(channel=name, notification=notification, status=result.status)
         outcome = NotificationSent(
             id=outcome_id,
             fingerprint=notification.fingerprint,
             rule_id=notification.rule_id,
             state=notification.state,
-            channel=channel,
+            channel=INBOX_CHANNEL if delivery is None else delivery.channel.name,
+            receiver=None if delivery is None else delivery.receiver,
             recipients=notification.recipients,
             status=result.status,
             attempts=result.attempts,

@@ -4,19 +4,26 @@ Roles: ``subject`` is the person the alert is about (``owner`` says the same in
 dependency-impact rules: the owner of the affected goals), ``manager`` is their nearest manager
 and ``manager:N`` the N-th up their chain (``manager:2``, the manager's manager), ``unit_head``
 and ``hrbp`` the head and the HR business partner of their org unit (the nearest unit up the
-tree that has one; for the head, not the subject themselves), and any other string is taken
-as an explicit person id. A person the directory does not know is
+tree that has one; for the head, not the subject themselves), ``group:NAME`` everyone in the
+named group (the ``groups`` mapping, from the routing configuration), and any other string is
+taken as an explicit person id. A person the directory does not know is
 still notified under their id (an alert must not be lost because the directory is incomplete);
 the goals service being unreachable is an error, so the message is redelivered later.
+
+Each recipient carries what the directory says about reaching them (preferred channels,
+language, time zone, org unit), so that channels can follow each person's preferences; a
+person the directory does not know has none of these.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from goalwatch.contracts import PersonRead, Recipient, RecipientRole
 from goalwatch.goals_client import OrgUnits, PersonDirectory
+from goalwatch.rules.spec import group_name
 
 logger = logging.getLogger(__name__)
 
@@ -40,11 +47,21 @@ class Audience:
     subject: PersonRead | None = None
 
 
-def _recipient(person: PersonRead | None, *, person_id: str, role: RecipientRole) -> Recipient:
+def _recipient(
+    person: PersonRead | None, *, person_id: str, role: RecipientRole, group: str | None = None
+) -> Recipient:
     if person is None:
-        return Recipient(id=person_id, name=person_id, role=role)
+        return Recipient(id=person_id, name=person_id, role=role, group=group)
     return Recipient(
-        id=person.id, name=person.name, email=person.email, role=role, language=person.language
+        id=person.id,
+        name=person.name,
+        email=person.email,
+        role=role,
+        group=group,
+        channels=person.channels,
+        language=person.language,
+        time_zone=person.time_zone,
+        org_unit_id=person.org_unit_id,
     )
 
 
@@ -71,11 +88,15 @@ async def resolve_recipients(
     notify: list[str],
     fingerprint: str,
     org_units: OrgUnits | None = None,
+    groups: Mapping[str, Sequence[str]] | None = None,
 ) -> Audience:
     """Resolve ``notify`` roles for an alert about ``subject``; one recipient per person id.
 
-    Raises GoalsUnavailable when the directory cannot be asked; unknown ids are logged, not fatal.
+    ``groups``: each named group's members (person ids), for ``group:NAME``; none by default.
+    Raises GoalsUnavailable when the directory cannot be asked; unknown ids and unknown
+    groups are logged, not fatal.
     """
+    groups = groups or {}
     log_extra = {"fingerprint": fingerprint}
     subject_person = await directory.get_person(subject)
     if subject_person is None:
@@ -129,6 +150,28 @@ async def resolve_recipients(
                 continue
             person = await directory.get_person(found)
             add(_recipient(person, person_id=found, role=RecipientRole(role)))
+        elif (group := group_name(role)) is not None:
+            members = groups.get(group)
+            if members is None:
+                logger.warning(
+                    "no group %r is defined in the routing configuration; its members are "
+                    "not notified",
+                    group,
+                    extra={**log_extra, "group": group},
+                )
+                continue
+            for member_id in members:
+                member = subject_person if member_id == subject else None
+                if member is None:
+                    member = await directory.get_person(member_id)
+                if member is None:
+                    logger.warning(
+                        "member %r of group %r is not in the goals directory; notifying by id",
+                        member_id,
+                        group,
+                        extra={**log_extra, "person_id": member_id, "group": group},
+                    )
+                add(_recipient(member, person_id=member_id, role=RecipientRole.GROUP, group=group))
         else:
             person = subject_person if role == subject else await directory.get_person(role)
             if person is None:

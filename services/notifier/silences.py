@@ -17,48 +17,21 @@ one is kept for ``GOALWATCH_INBOX_RETENTION`` after its end, then dropped.
 
 from __future__ import annotations
 
-import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Literal, cast
+from typing import cast
 
-from pydantic import AwareDatetime, Field, field_validator, model_validator
+from pydantic import AwareDatetime, Field, field_validator
 from redis.asyncio import Redis
 
 from goalwatch.contracts import AlertNotification
 from goalwatch.contracts.base import Contract
+from goalwatch.routing.matchers import Matcher, alert_labels
+
+__all__ = ["Matcher", "Silence", "SilenceCreate", "SilenceState", "Silences", "alert_labels"]
 
 KEY = "goalwatch:notifier:silences"
-
-Op = Literal["=", "!=", "=~", "!~"]
-
-
-class Matcher(Contract):
-    """One condition on one label."""
-
-    name: str = Field(min_length=1, max_length=100, description="Label name, e.g. rule.")
-    op: Op = Field("=", description="=, !=, =~ (regex) or !~ (not regex).")
-    value: str = Field(max_length=500, description="The value, or a regex matching it whole.")
-
-    @model_validator(mode="after")
-    def _regex(self) -> Matcher:
-        if self.op in ("=~", "!~"):
-            try:
-                re.compile(self.value)
-            except re.error as exc:
-                raise ValueError(f"{self.value!r} is not a regular expression: {exc}") from None
-        return self
-
-    def matches(self, labels: dict[str, str]) -> bool:
-        """Whether ``labels`` satisfy the matcher."""
-        value = labels.get(self.name, "")
-        if self.op == "=":
-            return value == self.value
-        if self.op == "!=":
-            return value != self.value
-        found = re.fullmatch(self.value, value) is not None
-        return found if self.op == "=~" else not found
 
 
 class SilenceCreate(Contract):
@@ -108,21 +81,8 @@ class Silence(Contract):
         """Whether this silence keeps ``notification`` from being sent at ``now``."""
         if self.state_at(now) is not SilenceState.ACTIVE:
             return False
-        labels = labels_of(notification)
+        labels = alert_labels(notification)
         return all(matcher.matches(labels) for matcher in self.matchers)
-
-
-def labels_of(notification: AlertNotification) -> dict[str, str]:
-    """The labels silences match on (the alert's own labels cannot hide these)."""
-    return {
-        **notification.labels,
-        "rule": notification.rule_id,
-        "kind": notification.kind or "",
-        "severity": notification.severity.value,
-        "subject": notification.subject.id,
-        "metric": notification.metric,
-        "fingerprint": notification.fingerprint,
-    }
 
 
 class Silences:

@@ -8,6 +8,8 @@ Request
     - ``X-Goalwatch-Timestamp: <unix seconds when this attempt was signed>``
     - ``X-Goalwatch-Signature: sha256=<hex HMAC-SHA256(secret, f"{timestamp}.".encode() + body)>``
     - ``Idempotency-Key: <the notification's idempotency_key>``, the same in every attempt
+    - ``X-Goalwatch-Event: alert``; ``digest`` when a route groups alerts (or a rate limit or
+      quiet hours held some back) and the body is an :class:`AlertDigest` of several
 
 Verifying on the receiving side
     1. Read the raw body bytes *before* parsing JSON (re-serialising changes the bytes).
@@ -39,7 +41,7 @@ from collections.abc import Callable
 import httpx
 from pydantic import SecretStr
 
-from goalwatch.contracts import AlertNotification
+from goalwatch.contracts import AlertDigest, AlertNotification
 from goalwatch.contracts.signing import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -49,9 +51,11 @@ from goalwatch.settings import redacted_url
 from services.notifier.channels import DeliveryResult
 from services.notifier.http_delivery import HttpDelivery, parse_retry_after
 
-__all__ = ["IDEMPOTENCY_HEADER", "WebhookChannel", "parse_retry_after"]
+__all__ = ["EVENT_HEADER", "IDEMPOTENCY_HEADER", "WebhookChannel", "parse_retry_after"]
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+EVENT_HEADER = "X-Goalwatch-Event"
+"""``alert`` (the body is one :class:`AlertNotification`) or ``digest`` (an :class:`AlertDigest`)."""
 
 
 class WebhookChannel:
@@ -96,20 +100,47 @@ class WebhookChannel:
 
     async def deliver(self, *, notification: AlertNotification, attempt: int) -> DeliveryResult:
         """POST the notification once; say whether and when another attempt is worth it."""
-        body = notification.model_dump_json().encode()
+        return await self._post(
+            notification.model_dump_json().encode(),
+            event="alert",
+            idempotency_key=notification.idempotency_key,
+            attempt=attempt,
+            fingerprint=notification.fingerprint,
+        )
+
+    async def deliver_digest(self, *, digest: AlertDigest, attempt: int) -> DeliveryResult:
+        """POST the :class:`AlertDigest` once (``X-Goalwatch-Event: digest``)."""
+        return await self._post(
+            digest.model_dump_json().encode(),
+            event="digest",
+            idempotency_key=digest.idempotency_key,
+            attempt=attempt,
+            fingerprint=digest.id,
+        )
+
+    async def _post(
+        self,
+        body: bytes,
+        *,
+        event: str,
+        idempotency_key: str | None,
+        attempt: int,
+        fingerprint: str,
+    ) -> DeliveryResult:
         # Signed per attempt: a retry long after the first try must still look fresh.
         timestamp = int(self._clock())
         headers = {
             "Content-Type": "application/json",
+            EVENT_HEADER: event,
             TIMESTAMP_HEADER: str(timestamp),
             SIGNATURE_HEADER: sign(secret=self._secret, timestamp=timestamp, body=body),
         }
-        if notification.idempotency_key is not None:
-            headers[IDEMPOTENCY_HEADER] = notification.idempotency_key
+        if idempotency_key is not None:
+            headers[IDEMPOTENCY_HEADER] = idempotency_key
         return await self._http.deliver(
             url=self._url,
             content=body,
             headers=headers,
             attempt=attempt,
-            fingerprint=notification.fingerprint,
+            fingerprint=fingerprint,
         )

@@ -1,4 +1,4 @@
-"""WeCom (企业微信) group robot: one markdown message per alert transition.
+"""WeCom (企业微信) group robot: one markdown message per alert transition or digest.
 
 Request
     ``POST https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=KEY`` with
@@ -13,7 +13,7 @@ Answers
 
 Limits
     The markdown ``content`` is at most 4096 bytes: the recent history and the impact list
-    are shortened ("… and N more") until the message fits.
+    are shortened ("… and N more") until the message fits; so is a digest's list of alerts.
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ from typing import Any, Final
 
 import httpx
 
-from goalwatch.contracts import AlertNotification
+from goalwatch.contracts import AlertDigest, AlertNotification
 from goalwatch.settings import redacted_url
 from services.notifier.channels import DeliveryResult
+from services.notifier.digests import render_digest_fitted
 from services.notifier.http_delivery import HttpDelivery, error_code_check
 from services.notifier.messages import markdown_escape, render_fitted
 from services.notifier.templates import Language
@@ -98,5 +99,27 @@ class WeComChannel:
             self.payload(notification),
             attempt=attempt,
             fingerprint=notification.fingerprint,
+            check=self._check,
+        )
+
+    def digest_payload(self, digest: AlertDigest) -> dict[str, Any]:
+        """The request body for ``digest``: one markdown message, a line per alert."""
+        content = render_digest_fitted(
+            "wecom.digest",
+            self.language,
+            digest,
+            esc=markdown_escape,
+            bold=markdown_bold,
+            limit=CONTENT_LIMIT,
+        )
+        return {"msgtype": "markdown", "markdown": {"content": content.strip()}}
+
+    async def deliver_digest(self, *, digest: AlertDigest, attempt: int) -> DeliveryResult:
+        """Post the digest once; say whether and when another attempt is worth it."""
+        return await self._http.post_json(
+            self._url,
+            self.digest_payload(digest),
+            attempt=attempt,
+            fingerprint=digest.id,
             check=self._check,
         )

@@ -41,6 +41,22 @@ class WebhookCall:
     def json(self) -> Any:
         return json.loads(self.body)
 
+    @property
+    def digest(self) -> bool:
+        """Whether the body is an AlertDigest (several alerts) rather than one alert."""
+        return self.headers.get("x-goalwatch-event") == "digest"
+
+    @property
+    def alerts(self) -> list[dict[str, Any]]:
+        """The alerts the request carries: one, or a digest's."""
+        body = self.json
+        return list(body["alerts"]) if self.digest else [body]
+
+    @property
+    def subjects(self) -> set[str]:
+        """The subjects of the alerts it carries."""
+        return {str(alert["subject"]["id"]) for alert in self.alerts}
+
 
 class WebhookReceiver:
     """A real HTTP server recording every POST; tests wait on what arrives.
@@ -61,7 +77,10 @@ class WebhookReceiver:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 try:
-                    subject = str(json.loads(body)["subject"]["id"])
+                    document = json.loads(body)
+                    # A digest is answered as its first alert's subject would be.
+                    first = document["alerts"][0] if "alerts" in document else document
+                    subject = str(first["subject"]["id"])
                 except ValueError:  # cut short: the sender was killed while it sent
                     self.send_response(400)
                     self.end_headers()
@@ -121,12 +140,17 @@ class WebhookReceiver:
     def about(self, subject_id: str) -> list[WebhookCall]:
         """Requests about one subject so far, in arrival order."""
         with self._changed:
-            return [d for d in self.deliveries if d.json["subject"]["id"] == subject_id]
+            return [d for d in self.deliveries if subject_id in d.subjects]
 
     def for_fingerprint(self, fingerprint: str) -> list[dict[str, Any]]:
         """Payloads delivered so far for one alert."""
         with self._changed:
-            return [d.json for d in self.deliveries if d.json.get("fingerprint") == fingerprint]
+            return [
+                alert
+                for d in self.deliveries
+                for alert in d.alerts
+                if alert.get("fingerprint") == fingerprint
+            ]
 
     def close(self) -> None:
         with self._changed:

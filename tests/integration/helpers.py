@@ -30,6 +30,7 @@ PIPELINE_CONSUMERS = (
     (subjects.STREAM_TIMERS, "evaluator-timers"),
     (subjects.STREAM_ALERTS, "notifier-fired"),
     (subjects.STREAM_ALERTS, "notifier-resolved"),
+    (subjects.STREAM_TIMERS, "notifier-timers"),
 )
 
 

@@ -170,6 +170,8 @@ def test_asyncapi_is_what_the_services_subscribe_and_publish() -> None:
         ("notifier", "receive", subjects.ALERTS_RESOLVED),
         ("notifier", "send", subjects.NOTIFICATIONS_SENT),
         ("notifier", "send", subjects.DEADLETTER_ALERTS),
+        ("notifier", "receive", f"{subjects.TIMERS_FIRED_PREFIX}.notifier"),
+        ("notifier", "send", subjects.DEADLETTER_TIMERS),
         ("goals", "send", subjects.GOAL_CREATED),
         ("goals", "send", subjects.GOAL_UPDATED),
         ("goals", "send", subjects.GOAL_STATUS_CHANGED),

@@ -13,6 +13,7 @@ from goalwatch.contracts import (
     AlertFired,
     MetricCloudEvent,
     MetricRecorded,
+    Recipient,
 )
 
 EVENT: dict[str, Any] = {
@@ -149,3 +150,20 @@ def test_an_escalation_that_does_not_rise_is_refused(source: str, severity: str)
         AlertFired.model_validate({**ALERT, "severity": severity, "escalated_from": source})
     message = caught.value.errors()[0]["msg"]
     assert f"escalated_from ({source}) must be a lower severity than severity" in message
+
+
+def test_a_recipient_stored_before_the_preference_fields_still_reads() -> None:
+    old = {"id": "li-na", "name": "Dr. Li Na", "email": None, "role": "manager"}
+    recipient = Recipient.model_validate(old)
+    assert (recipient.channels, recipient.language, recipient.time_zone) == ([], None, None)
+    assert (recipient.group, recipient.org_unit_id) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("role", "group"), [("group", None), ("manager", "quality-leads"), ("explicit", "x")]
+)
+def test_a_group_name_goes_with_the_group_role_only(role: str, group: str | None) -> None:
+    with pytest.raises(ValidationError, match="group is set exactly when role is group"):
+        Recipient.model_validate({"id": "li", "name": "Li", "role": role, "group": group})
+    grouped = Recipient(id="li", name="Li", role="group", group="quality-leads")
+    assert Recipient.model_validate_json(grouped.model_dump_json()) == grouped

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import httpx
 import pytest
 from pydantic import ValidationError
@@ -89,3 +91,13 @@ async def test_a_misspelt_filter_is_a_400_naming_the_filters() -> None:
     assert detail.startswith("unknown query parameter 'manager'; /v1/alerts takes: ")
     for name in ("cursor", "kind", "limit", "recipient", "rule", "severity", "since", "state"):
         assert name in detail
+
+
+def test_the_directory_cache_ttl_reads_as_a_duration(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GOALWATCH_DIRECTORY_CACHE_TTL", raising=False)
+    assert NotifierSettings().directory_cache_ttl == timedelta(minutes=10)
+    monkeypatch.setenv("GOALWATCH_DIRECTORY_CACHE_TTL", "90s")
+    assert NotifierSettings().directory_cache_ttl == timedelta(seconds=90)
+    assert NotifierSettings(directory_cache_ttl="2h").directory_cache_ttl == timedelta(hours=2)
+    with pytest.raises(ValidationError, match="directory_cache_ttl"):
+        NotifierSettings(directory_cache_ttl="0")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import ClassVar, cast
 
 import pytest
@@ -35,7 +36,9 @@ from services.notifier.links import AckLinks
 from services.notifier.metrics import ESCALATIONS_SENT
 from services.notifier.notification import build_notification, headline
 from services.notifier.pipeline import Notifier, idempotency_key, notification_id
+from services.notifier.receivers import fixed_receiver
 from services.notifier.recipients import resolve_recipients
+from services.notifier.routing import Routing
 
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
 MAX_DELIVER = 10
@@ -607,3 +610,38 @@ async def test_every_outcome_names_its_episode_and_a_new_firing_is_a_new_entry()
         AlertState.RESOLVED,
         AlertState.FIRING,
     ]
+
+
+async def test_a_group_is_expanded_from_the_routing_in_force_at_each_alert(
+    tmp_path: Path,
+) -> None:
+    channel = FakeChannel()
+    routes = tmp_path / "routes.yaml"
+    text = (
+        "receivers: [{name: hook, webhook: {url: 'https://h.example.org', secret: '${HOOK_SECRET}'}}]\n"
+        "groups: {quality-leads: [mgr-1]}\n"
+        "route: {receiver: hook}\n"
+    )
+    routes.write_text(text, encoding="utf-8")
+    # The file's receiver stands for the test's channel: what matters here is its groups.
+    routing = Routing.from_file(routes, lambda _: {"hook": fixed_receiver([channel])})
+    world = World(channel)
+    world.notifier = Notifier(
+        directory=world.directory,
+        inbox=world.inbox,
+        claims=DeliveryClaims(cast(Redis, world.redis)),
+        routing=routing,
+        outcomes=world.published,
+        policy=POLICY,
+        clock=lambda: T0,
+    )
+    notify = ["subject", "group:quality-leads"]
+    await world.send(fired(notify=notify))
+    told = [(r.id, r.role.value, r.group) for r in channel.delivered[-1].recipients]
+    assert told == [("emp-1", "subject", None), ("mgr-1", "group", "quality-leads")]
+    # A reload changes the group for the next alert, without a restart.
+    routes.write_text(text.replace("[mgr-1]", "[qa-9]"), encoding="utf-8")
+    routing.reload()
+    await world.send(fired(fingerprint="fp-2", notify=notify))
+    told = [(r.id, r.role.value, r.group) for r in channel.delivered[-1].recipients]
+    assert told == [("emp-1", "subject", None), ("qa-9", "group", "quality-leads")]

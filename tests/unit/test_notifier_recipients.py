@@ -227,3 +227,84 @@ async def test_a_missing_level_or_unit_role_is_logged_and_skipped(
     assert [r.id for r in audience.recipients] == ["matron", "hr-he"]
     assert "no manager known for subject 'matron' at level 3" in caplog.text
     assert "no unit_head known for subject 'matron'" in caplog.text
+
+
+GROUPS = {"quality-leads": ["dir-1", "emp-1", "qa-404"], "empty": []}
+
+
+async def test_a_group_reaches_each_member_under_its_name(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        audience = await resolve_recipients(
+            directory=client(FakeGoals()),
+            subject="emp-1",
+            notify=["subject", "group:quality-leads", "group:empty"],
+            fingerprint="fp",
+            groups=GROUPS,
+        )
+    assert [(r.id, r.name, r.role.value, r.group) for r in audience.recipients] == [
+        # The subject is in the group too: told once, as the subject.
+        ("emp-1", "Dr Li", "subject", None),
+        ("dir-1", "Director Zhao", "group", "quality-leads"),
+        # A member goals does not know is still told, by id.
+        ("qa-404", "qa-404", "group", "quality-leads"),
+    ]
+    assert "member 'qa-404' of group 'quality-leads' is not in the goals directory" in caplog.text
+
+
+async def test_an_unknown_group_is_logged_and_skipped(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        audience = await resolve_recipients(
+            directory=client(FakeGoals()),
+            subject="emp-1",
+            notify=["group:night-shift", "manager"],
+            fingerprint="fp",
+            groups=GROUPS,
+        )
+    assert [r.id for r in audience.recipients] == ["mgr-1"]
+    assert "no group 'night-shift' is defined" in caplog.text
+
+
+async def test_recipients_carry_the_directorys_preferences() -> None:
+    people = {
+        "li": PersonRead(
+            id="li",
+            name="Li Na",
+            org_unit_id="radiology",
+            channels=["wecom", "email"],
+            language="en",
+            time_zone="Europe/Berlin",
+            managers=["wang"],
+        ),
+        "wang": PersonRead(id="wang", name="Wang Fang"),
+    }
+
+    def serve(request: httpx.Request) -> httpx.Response:
+        found = people.get(request.url.path.removeprefix("/v1/people/"))
+        if found is None:
+            return httpx.Response(404)
+        return httpx.Response(200, content=found.model_dump_json())
+
+    audience = await resolve_recipients(
+        directory=client(httpx.MockTransport(serve)),
+        subject="li",
+        notify=["subject", "manager", "nobody"],
+        fingerprint="fp",
+    )
+    li, wang, nobody = audience.recipients
+    assert (li.channels, li.language, li.time_zone, li.org_unit_id) == (
+        ["wecom", "email"],
+        "en",
+        "Europe/Berlin",
+        "radiology",
+    )
+    # Known without preferences: the defaults goals keeps (no channels, Chinese, no zone).
+    assert (wang.channels, wang.language, wang.time_zone, wang.org_unit_id) == (
+        [],
+        "zh",
+        None,
+        None,
+    )
+    # Unknown to the directory: nothing said about them.
+    assert (nobody.channels, nobody.language, nobody.time_zone) == ([], None, None)

@@ -162,6 +162,18 @@ def test_lint_prints_file_line_column_in_file_order_and_exits_1(
     assert err == "goalwatch: 3 problems in 1 file\n"
 
 
+def test_lint_accepts_a_named_group(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    shipped = (REPO / "rules" / "report-rework-rate.yaml").read_text(encoding="utf-8")
+    assert "notify: [subject, manager]" in shipped
+    grouped = tmp_path / "grouped.yaml"
+    grouped.write_text(
+        shipped.replace("notify: [subject, manager]", "notify: [subject, group: quality-leads]"),
+        encoding="utf-8",
+    )
+    assert main(["rules", "lint", str(grouped)]) == 0
+    assert capsys.readouterr().out == "goalwatch: 1 rule: no problems\n"
+
+
 def test_lint_checks_ids_across_the_files_it_is_given(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -85,3 +85,11 @@ def test_a_ratio_is_said_in_percent_and_one_value_needs_no_run() -> None:
     assert explain(threshold(value=3), "en", unit="count")[2].endswith(
         "below 3 on 2 observations in a row."
     )
+
+
+def test_a_named_group_is_said_as_its_members_in_both_languages() -> None:
+    rule = threshold().model_copy(update={"notify": ["manager:2", "group:quality-leads"]})
+    en, zh = (explain(rule, lang) for lang in LANGUAGES)
+    told = "Tells the manager 2 levels up the person's chain (the manager's manager), "
+    assert told + "everyone in the group quality-leads." in en
+    assert "通知：当事人往上第 2 级上级（上级的上级）、quality-leads 组的全体成员。" in zh  # noqa: RUF001

@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 
 from goalwatch.contracts import AlertFired, AlertResolved, AlertState, MetricRecorded, RuleKind
-from goalwatch.durations import duration_text
+from goalwatch.durations import duration_text, parse_duration
 from goalwatch.rules import RuleLoadError, evaluate, load_rules
-from goalwatch.rules.fields import parse_duration
 from goalwatch.rules.overdue import AbsenceState, Due, Seen, decide
 from goalwatch.rules.spec import RuleSpec
 

@@ -8,8 +8,9 @@ from textwrap import dedent
 import pytest
 
 from goalwatch.contracts import RuleKind, Severity
+from goalwatch.routing.spec import Name as RoutingName
 from goalwatch.rules import RuleLoadError, load_rule_file, load_rules
-from goalwatch.rules.spec import NotIn, labels_match
+from goalwatch.rules.spec import GROUP_NAME_PATTERN, NotIn, labels_match
 from goalwatch.rules.template import TemplateError, check_template, render
 
 REPO = Path(__file__).resolve().parents[2]
@@ -53,6 +54,36 @@ def test_valid_rule_loads(tmp_path: Path) -> None:
     assert (spec.condition.op, spec.condition.value, spec.condition.consecutive) == (">", 0.08, 3)
     assert spec.severity is Severity.WARNING
     assert spec.notify == ["subject", "manager"]
+
+
+def test_a_named_group_reads_as_group_colon_name(tmp_path: Path) -> None:
+    # Written like manager: 2 in the list, which YAML reads as a one-key mapping.
+    text = VALID.replace("[subject, manager]", "[subject, group: quality-leads, 'group:qa_2']")
+    write(tmp_path, "r.yaml", text)
+    [rule] = load_rules(tmp_path)
+    assert rule.spec.notify == ["subject", "group:quality-leads", "group:qa_2"]
+
+
+@pytest.mark.parametrize(
+    ("notify", "expected"),
+    [
+        ("[group: Quality Leads]", "'group:Quality Leads': a group name is 1-63 lower-case"),
+        ("[group: ]", "'group:': a group name is 1-63 lower-case"),
+        ("[{group: qa, manager: 2}]", "is not a recipient: use subject, manager, manager: N"),
+        ("[group: qa, 'group:qa']", "lists someone twice"),
+    ],
+)
+def test_a_group_name_is_checked(tmp_path: Path, notify: str, expected: str) -> None:
+    write(tmp_path, "r.yaml", VALID.replace("[subject, manager]", notify))
+    [error] = errors_of(tmp_path)
+    assert error.startswith(f"{tmp_path}/r.yaml:8: notify"), error
+    assert expected in error
+
+
+def test_a_rule_names_groups_as_the_routing_file_does() -> None:
+    # A group a rule may name is one the routing file may define, and the other way round.
+    [constraint] = RoutingName.__metadata__
+    assert constraint.pattern == GROUP_NAME_PATTERN
 
 
 def test_consecutive_defaults_to_one_and_where_to_empty(tmp_path: Path) -> None:

@@ -10,8 +10,8 @@ from fakeredis import FakeAsyncRedis
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
-from goalwatch.silences_cli import parse_matcher
-from services.notifier.silences import Matcher, SilenceCreate, Silences, SilenceState, labels_of
+from goalwatch.routing.matchers import alert_labels, parse_matcher
+from services.notifier.silences import Matcher, SilenceCreate, Silences, SilenceState
 from tests.unit.test_inbox import firing
 
 T0 = datetime.now(UTC)
@@ -22,7 +22,7 @@ def matcher(text: str) -> Matcher:
 
 
 def test_matchers_on_the_alerts_labels() -> None:
-    labels = labels_of(firing("fp-1", rule="rework-high"))
+    labels = alert_labels(firing("fp-1", rule="rework-high"))
     assert labels["rule"] == "rework-high" and labels["severity"] == "warning"
     assert matcher("rule=rework-high").matches(labels)
     assert not matcher("rule!=rework-high").matches(labels)
