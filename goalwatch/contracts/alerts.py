@@ -260,6 +260,12 @@ class NotificationSent(Contract):
     attempts: int = Field(ge=1, description="Delivery attempts made.")
     error: str | None = Field(default=None, description="Last error when status is failed.")
     at: AwareDatetime = Field(description="When the outcome was known.")
+    started_at: AwareDatetime | None = Field(
+        default=None,
+        description="When the alert's episode began: with fingerprint, it names the episode "
+        "(the inbox entry) this notification belongs to. Null in records made before it was "
+        "recorded.",
+    )
 
 
 class ErrorDetail(Contract):

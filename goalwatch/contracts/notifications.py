@@ -100,6 +100,13 @@ class AlertNotification(Contract):
         "and redelivery of one transition to one recipient set on one channel (also the "
         "Idempotency-Key header). A receiver that has processed a key drops the repeat.",
     )
+    ack_url: str | None = Field(
+        default=None,
+        description="Set on channel deliveries of a firing or an escalation when the notifier "
+        "has a public URL (GOALWATCH_PUBLIC_URL): a signed link that acknowledges this episode "
+        "of the alert. Opening it shows a page to confirm; it works until it expires "
+        "(GOALWATCH_LINK_LIFETIME). Null on resolution and in the inbox.",
+    )
 
     @property
     def changed_at(self) -> datetime:

@@ -33,10 +33,13 @@ def describe(payload: dict[str, Any], *, check: str) -> str:
     severity = payload.get("severity", "")
     if payload.get("escalated_from"):
         severity += f" (escalated from {payload['escalated_from']})"
-    return (
+    text = (
         f"[{check}] {payload.get('state', '?').upper()} {severity} "
         f"{payload.get('rule_id', '')}\n  {payload.get('message', '')}\n  to: {recipients}"
     )
+    if payload.get("ack_url"):
+        text += f"\n  acknowledge: {payload['ack_url']}"
+    return text
 
 
 def run(settings: ReceiverSettings) -> int:

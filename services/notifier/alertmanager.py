@@ -12,7 +12,8 @@ Request
       (``department``, ``goal_id``, ...) where they do not clash, their names made valid
       Prometheus label names;
     - ``annotations``: ``summary`` (the one-line title), ``description`` (the message, value,
-      history or impact, from ``alertmanager.<language>.j2``), ``subject_name``;
+      history or impact, from ``alertmanager.<language>.j2``), ``subject_name``, and
+      ``ack_url`` (the signed acknowledgement link) on a firing when links are on;
     - ``startsAt``: when the condition began; ``endsAt``: when it resolved (resolved only;
       a firing alert has none, so the Alertmanager's ``resolve_timeout`` applies);
     - ``generatorURL`` when one is configured.
@@ -44,7 +45,7 @@ from goalwatch.contracts import AlertDigest, AlertNotification, AlertState
 from goalwatch.settings import redacted_url
 from services.notifier.channels import DeliveryResult
 from services.notifier.http_delivery import HttpDelivery
-from services.notifier.messages import plain, render_fitted
+from services.notifier.messages import plain, plain_link, render_fitted
 from services.notifier.templates import Language, render
 
 API_PATH: Final = "/api/v2/alerts"
@@ -134,6 +135,7 @@ class AlertmanagerChannel:
             bold=_identity,
             limit=DESCRIPTION_LIMIT,
             size=len,
+            link=plain_link,
         )
         summary = render("chat_title", self.language, notification, esc=plain).strip()
         labels = self.labels(notification)
@@ -146,6 +148,8 @@ class AlertmanagerChannel:
             },
             "startsAt": _timestamp(notification.started_at),
         }
+        if notification.ack_url is not None:
+            alert["annotations"]["ack_url"] = notification.ack_url
         if notification.state is AlertState.RESOLVED:
             alert["endsAt"] = _timestamp(notification.changed_at)
         if self._generator_url is not None:

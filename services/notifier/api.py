@@ -1,4 +1,9 @@
-"""The inbox over HTTP: ``GET /v1/alerts`` and ``GET /v1/alerts/{fingerprint}``."""
+"""The inbox over HTTP (``/v1/alerts``: list, stream, one episode, acknowledge, resolve by
+hand), the delivery log (``/v1/deliveries``) and silences (``/v1/silences``).
+
+An alert's path segment is an episode id, or a fingerprint, which stands for the alert's
+newest episode in the inbox (what the paths took before each episode had an entry).
+"""
 
 from __future__ import annotations
 
@@ -40,6 +45,20 @@ Until = Annotated[
     AwareDatetime | None, Query(description="Only those before this time (ISO 8601, with zone).")
 ]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Most to return.")]
+OrgUnit = Annotated[
+    str | None,
+    Query(
+        max_length=200,
+        description="Only alerts about someone in this org unit or a unit below it.",
+    ),
+]
+AlertId = Annotated[
+    str,
+    Path(
+        max_length=200,
+        description="Episode id (an entry's id), or an alert's fingerprint: its newest episode.",
+    ),
+]
 Cursor = Annotated[
     str | None,
     Query(max_length=200, description="next_cursor of the previous page: the page after it."),
@@ -47,8 +66,8 @@ Cursor = Annotated[
 """The paging parameters the inbox and the delivery log share (times: of the latest update)."""
 
 
-def inbox_router(inbox: Inbox) -> APIRouter:
-    """The inbox API, reading ``inbox``."""
+def inbox_router(inbox: Inbox, log: DeliveryLog) -> APIRouter:
+    """The inbox API, reading ``inbox`` and, for one episode's deliveries, ``log``."""
     router = APIRouter(prefix="/v1", tags=["inbox"])
 
     @router.get("/alerts", response_model=InboxPage, summary="Inbox")
@@ -72,10 +91,16 @@ def inbox_router(inbox: Inbox) -> APIRouter:
             bool | None,
             Query(description="true: only acknowledged alerts; false: only those nobody has."),
         ] = None,
+        org_unit: OrgUnit = None,
+        fingerprint: Annotated[
+            str | None,
+            Query(max_length=200, description="Only the episodes of this alert (fingerprint)."),
+        ] = None,
         limit: Limit = DEFAULT_LIMIT,
         cursor: Cursor = None,
     ) -> InboxPage:
-        """Alerts matching every filter given, most recently updated first, a page at a time."""
+        """Alert episodes (one entry per firing) matching every filter given, most recently
+        updated first, a page at a time."""
         filters = Filters(
             recipient=recipient,
             rule=rule,
@@ -85,6 +110,8 @@ def inbox_router(inbox: Inbox) -> APIRouter:
             since=since,
             until=until,
             acked=acked,
+            org_unit=org_unit,
+            fingerprint=fingerprint,
         )
         try:
             alerts, following = await inbox.page(filters, limit, cursor)
@@ -105,14 +132,15 @@ def inbox_router(inbox: Inbox) -> APIRouter:
         severity: Annotated[
             Severity | None, Query(description="Only alerts at this severity.")
         ] = None,
+        org_unit: OrgUnit = None,
     ) -> AsyncIterator[ServerSentEvent]:
-        """One event per change to a matching inbox entry (fired, escalated, resolved), from
-        the moment the stream opens: ``event`` is the alert's state, ``data`` the entry as
-        ``GET /v1/alerts/{fingerprint}`` answers it. A first comment line, ``: listening``,
-        says no change from then on will be missed. A comment line comes every 15 s while
-        nothing changes, so proxies keep the connection open. For the web inbox: list with
-        ``GET /v1/alerts`` first, then follow this."""
-        filters = Filters(recipient=recipient, rule=rule, severity=severity)
+        """One event per change to a matching inbox entry (fired, escalated, acknowledged,
+        resolved, resolved by hand), from the moment the stream opens: ``event`` is the
+        alert's state, ``data`` the entry as ``GET /v1/alerts`` lists it. A first comment
+        line, ``: listening``, says no change from then on will be missed. A comment line
+        comes every 15 s while nothing changes, so proxies keep the connection open. For the
+        web inbox: list with ``GET /v1/alerts`` first, then follow this."""
+        filters = Filters(recipient=recipient, rule=rule, severity=severity, org_unit=org_unit)
         async for alert in inbox.updates():
             if alert is None:
                 # Said once listening: a change from now on will not be missed.
@@ -121,59 +149,89 @@ def inbox_router(inbox: Inbox) -> APIRouter:
                 yield ServerSentEvent(
                     data=alert.model_dump(mode="json"),
                     event=alert.state.value,
-                    id=f"{alert.fingerprint}:{alert.updated_at.isoformat()}",
+                    id=f"{alert.id}:{alert.updated_at.isoformat()}",
                 )
 
+    def missing(alert_id: str) -> HTTPException:
+        return HTTPException(
+            status_code=404,
+            detail=f"no alert {clip(alert_id)!r} in the inbox (neither an episode id nor a "
+            "fingerprint it holds); list them with GET /v1/alerts",
+        )
+
     @router.post(
-        "/alerts/{fingerprint}/ack",
+        "/alerts/{alert_id}/ack",
         response_model=InboxAlert,
         responses=problem_responses(
-            {404: "No alert with that fingerprint in the inbox.", 409: "The alert is resolved."}
+            {404: "No such alert in the inbox.", 409: "The alert is resolved."}
         ),
         summary="Acknowledge a firing alert: someone is on it",
     )
     async def acknowledge(
-        fingerprint: Annotated[str, Path(max_length=64, description="Alert fingerprint.")],
+        alert_id: AlertId,
         note: Annotated[AckNote | None, Body()] = None,
         author: Annotated[
             str,
             Header(alias="X-Goalwatch-User", max_length=200, description="Who acknowledges."),
         ] = "anonymous",
     ) -> InboxAlert:
-        """Record who took the alert on, when, and what they said; shown in the inbox and
-        its stream. The first acknowledgement of a firing stands; it lasts until the alert
-        resolves (a new firing starts unacknowledged)."""
+        """Record who took the alert on, when, and what they said; shown in the inbox, its
+        timeline and its stream. The first acknowledgement of an episode stands in
+        ``acked_*``; each other person's is added to ``acknowledgements``. It lasts until the
+        episode resolves (a new firing is a new episode, unacknowledged)."""
         comment = "" if note is None else note.comment
         try:
-            alert = await inbox.ack(fingerprint, by=author, comment=comment, at=datetime.now(UTC))
+            alert = await inbox.ack(alert_id, by=author, comment=comment, at=datetime.now(UTC))
         except NotFiring as exc:
             raise HTTPException(status_code=409, detail=str(exc)) from exc
         if alert is None:
-            raise HTTPException(
-                status_code=404,
-                detail=f"no alert with fingerprint {clip(fingerprint)!r} in the inbox; "
-                "list them with GET /v1/alerts",
-            )
+            raise missing(alert_id)
+        return alert
+
+    @router.post(
+        "/alerts/{alert_id}/resolve",
+        response_model=InboxAlert,
+        responses=problem_responses(
+            {404: "No such alert in the inbox.", 409: "The alert is resolved already."}
+        ),
+        summary="Resolve a firing alert by hand, in the inbox",
+    )
+    async def resolve(
+        alert_id: AlertId,
+        note: Annotated[ResolveNote | None, Body()] = None,
+        author: Annotated[
+            str,
+            Header(alias="X-Goalwatch-User", max_length=200, description="Who resolves it."),
+        ] = "anonymous",
+    ) -> InboxAlert:
+        """Mark the episode resolved (``resolved_by``, ``resolve_comment``, ``resolved_at``
+        now), in the inbox only: the channels are not told, and the rule still watches the
+        metric. When the rule resolves the episode, that is added to its timeline (and sent
+        on the channels as any resolution); when it fires again, that is a new episode."""
+        comment = "" if note is None else note.comment
+        try:
+            alert = await inbox.resolve(alert_id, by=author, comment=comment, at=datetime.now(UTC))
+        except NotFiring as exc:
+            raise HTTPException(status_code=409, detail=str(exc)) from exc
+        if alert is None:
+            raise missing(alert_id)
         return alert
 
     @router.get(
-        "/alerts/{fingerprint}",
-        response_model=InboxAlert,
-        responses=problem_responses({404: "No alert with that fingerprint in the inbox."}),
-        summary="One alert",
+        "/alerts/{alert_id}",
+        response_model=AlertDetail,
+        responses=problem_responses({404: "No such alert in the inbox."}),
+        summary="One alert episode: its timeline, acknowledgements and deliveries",
     )
-    async def get_alert(
-        fingerprint: Annotated[str, Path(description="Alert fingerprint.")],
-    ) -> InboxAlert:
-        """The inbox entry of one alert."""
-        alert = await inbox.get(fingerprint)
+    async def get_alert(alert_id: AlertId) -> AlertDetail:
+        """The inbox entry of one episode (or of the newest episode of the alert whose
+        fingerprint is given), with every delivery of it on every channel, newest first
+        (the most recent 500; page through the rest with GET /v1/deliveries?episode=)."""
+        alert = await inbox.get(alert_id)
         if alert is None:
-            raise HTTPException(
-                status_code=404,
-                detail=f"no alert with fingerprint {fingerprint!r} in the inbox; "
-                "list them with GET /v1/alerts",
-            )
-        return alert
+            raise missing(alert_id)
+        found, _ = await log.page(DeliveryFilters(episode=alert.id), MAX_LIMIT)
+        return AlertDetail.model_validate({**dict(alert), "deliveries": found})
 
     return router
 
@@ -182,6 +240,23 @@ class AckNote(Contract):
     """What the person acknowledging says."""
 
     comment: str = Field("", max_length=1000, description="e.g. 'on it, calling the ward'.")
+
+
+class ResolveNote(Contract):
+    """What the person resolving an alert by hand says."""
+
+    comment: str = Field(
+        "", max_length=1000, description="e.g. 'data error: the ward entered it twice'."
+    )
+
+
+class AlertDetail(InboxAlert):
+    """``GET /v1/alerts/{id}``: one episode, and what became of its notifications."""
+
+    deliveries: list[NotificationSent] = Field(
+        description="Every delivery outcome of this episode on every channel (inbox, webhook, "
+        "email, ...): status, attempts, error; newest first, the most recent 500."
+    )
 
 
 class DeliveryPage(Contract):
@@ -209,6 +284,12 @@ def deliveries_router(log: DeliveryLog) -> APIRouter:
         alert: Annotated[
             str | None, Query(description="Only notifications of this alert (fingerprint).")
         ] = None,
+        episode: Annotated[
+            str | None,
+            Query(
+                max_length=64, description="Only notifications of this episode (inbox entry id)."
+            ),
+        ] = None,
         channel: Annotated[
             str | None, Query(description="Only this channel, e.g. webhook.")
         ] = None,
@@ -225,6 +306,7 @@ def deliveries_router(log: DeliveryLog) -> APIRouter:
         filters = DeliveryFilters(
             recipient=recipient,
             alert=alert,
+            episode=episode,
             channel=channel,
             status=status,
             since=since,

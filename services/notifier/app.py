@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
+from urllib.parse import urlsplit
 
 import httpx
 from fastapi import FastAPI
@@ -18,6 +20,7 @@ from goalwatch.checkpoints import Checkpoint, Recovery
 from goalwatch.connections import ready_checks, redis_client
 from goalwatch.consumers import Consumers, ConsumerSpec, RedeliveryPolicy
 from goalwatch.contracts import AlertFired, AlertResolved, TimerFired, subjects
+from goalwatch.durations import duration_text
 from goalwatch.file_errors import FileErrors
 from goalwatch.goals_client import GoalsClient
 from goalwatch.messaging import new_broker
@@ -26,6 +29,7 @@ from goalwatch.service import service_app
 from goalwatch.serving import ServiceInfo
 from goalwatch.settings import Port, StateCheckSettings, duration_setting, environment
 from goalwatch.timers import Timers, fired_subject
+from services.notifier.ack_pages import ack_router
 from services.notifier.alertmanager import AlertmanagerChannel
 from services.notifier.api import deliveries_router, inbox_router, silences_router
 from services.notifier.channels import Channel
@@ -40,6 +44,7 @@ from services.notifier.groups import OWNER as GROUP_OWNER
 from services.notifier.groups import Groups
 from services.notifier.inbox import Inbox
 from services.notifier.limits import Limiter
+from services.notifier.links import AckLinks
 from services.notifier.metrics import HANDLER_SECONDS, REGISTRY
 from services.notifier.outcomes import NatsOutcomes
 from services.notifier.pipeline import Notifier
@@ -62,6 +67,11 @@ from services.notifier.webhook import WebhookChannel
 from services.notifier.wecom import WeComChannel
 
 CHAT_URLS = ("wecom_url", "dingtalk_url", "feishu_url", "slack_url", "alertmanager_url")
+# Scheme, host, optional port and path: nothing that could end a markdown link or a quoted
+# attribute in a message (parentheses, brackets, quotes, spaces), no query or fragment.
+PUBLIC_URL: Final = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%/-]*)?$")
+MIN_LINK_SECRET: Final = 32
+PLACEHOLDER_SECRETS: Final = frozenset({"changeme", "change-me", "changethis", "secret", "test"})
 
 logger = logging.getLogger(__name__)
 
@@ -131,10 +141,69 @@ class NotifierSettings(StateCheckSettings):
         "while it fires.",
     )
 
-    @field_validator("inbox_retention", mode="before")
+    @field_validator("inbox_retention", "link_lifetime", mode="before")
     @classmethod
     def _retention(cls, value: Any) -> Any:
         return duration_setting(value)
+
+    public_url: str | None = Field(
+        None,
+        description="The notifier's address as people's browsers reach it, e.g. "
+        "https://goalwatch.example.org: every firing message then carries a signed "
+        "acknowledgement link ({public_url}/v1/ack/...), and the API answers to its host. "
+        "Unset: messages carry no link.",
+    )
+    link_secret: SecretStr | None = Field(
+        None,
+        description="Key that signs acknowledgement links (HMAC-SHA256), at least 32 "
+        "characters; required with GOALWATCH_PUBLIC_URL. Never logged. Changing it voids "
+        "every link sent.",
+    )
+    link_lifetime: timedelta = Field(
+        timedelta(days=7),
+        gt=timedelta(0),
+        le=timedelta(days=90),
+        description="How long an acknowledgement link works after its message is sent "
+        "(7d, 12h, or seconds; at most 90d).",
+    )
+
+    @field_validator("public_url", mode="before")
+    @classmethod
+    def _blank_public_url_is_unset(cls, value: object) -> object:
+        if isinstance(value, str):
+            return value.strip().rstrip("/") or None
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is not None and not PUBLIC_URL.match(value):
+            raise ValueError(
+                "GOALWATCH_PUBLIC_URL must be http:// or https://, a host name or address, an "
+                "optional port and path, and nothing else (no query, fragment, user, spaces, "
+                "quotes or brackets), e.g. https://goalwatch.example.org"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _link_secret_with_public_url(self) -> NotifierSettings:
+        if self.public_url is None:
+            return self
+        secret = self.link_secret.get_secret_value() if self.link_secret else ""
+        if not secret:
+            raise ValueError(
+                "GOALWATCH_LINK_SECRET is required when GOALWATCH_PUBLIC_URL is set: it signs "
+                "every acknowledgement link. Set it to a random value of at least "
+                f"{MIN_LINK_SECRET} characters, e.g. the output of "
+                "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'."
+            )
+        if len(secret) < MIN_LINK_SECRET or secret.lower() in PLACEHOLDER_SECRETS:
+            raise ValueError(
+                f"GOALWATCH_LINK_SECRET is too short or a placeholder: use at least "
+                f"{MIN_LINK_SECRET} random characters, e.g. the output of "
+                "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'."
+            )
+        return self
 
     routes_file: Path | None = Field(
         None,
@@ -502,6 +571,24 @@ def chat_channels(settings: NotifierSettings, *, client: httpx.AsyncClient) -> l
     return channels
 
 
+def ack_links(settings: NotifierSettings) -> AckLinks | None:
+    """What signs and checks acknowledgement links; None when no public URL is set."""
+    if settings.public_url is None:
+        return None
+    assert settings.link_secret is not None  # enforced by NotifierSettings
+    return AckLinks(
+        base_url=settings.public_url, secret=settings.link_secret, lifetime=settings.link_lifetime
+    )
+
+
+def with_public_host(settings: NotifierSettings) -> NotifierSettings:
+    """``settings``, with the public URL's host allowed: links point browsers there."""
+    host = urlsplit(settings.public_url).hostname if settings.public_url else None
+    if host is None or host in settings.allowed_hosts:
+        return settings
+    return settings.model_copy(update={"allowed_hosts": [*settings.allowed_hosts, host]})
+
+
 def create_app(
     settings: NotifierSettings,
     *,
@@ -514,6 +601,7 @@ def create_app(
 
     ``environ`` fills the routing file's ``${VARIABLE}`` references (default: the process
     environment); a routing file that does not load raises :class:`FileErrors`."""
+    settings = with_public_host(settings)
     broker = broker or new_broker(settings.nats_url, name="notifier")
     redis = redis or redis_client(settings.redis_url)
     http = http or httpx.AsyncClient(timeout=httpx.Timeout(settings.goals_timeout))
@@ -522,6 +610,7 @@ def create_app(
     goals = GoalsClient(client=http, base_url=settings.goals_url)
     deliveries = DeliveryLog(redis, retention=settings.inbox_retention)
     silences = Silences(redis, retention=settings.inbox_retention)
+    links = ack_links(settings)
     claims = DeliveryClaims(redis, pending_ttl=claim_ttl(settings))
     outcomes = NatsOutcomes(broker)
     groups = Groups(redis, Timers(lambda: broker.connection), retention=settings.inbox_retention)
@@ -539,6 +628,7 @@ def create_app(
         policy=policy(settings),
         deliveries=deliveries,
         silences=silences,
+        links=links,
     )
     consumers = Consumers(broker, service="notifier", seconds=HANDLER_SECONDS)
     fired, resolved = alert_consumers(settings)
@@ -592,6 +682,11 @@ def create_app(
         for watch in watches:
             await watch.stop()
 
+    async def prepare() -> None:
+        await follow_directory()
+        # Before any alert: entries of the earlier layout are moved to one per episode.
+        await inbox.migrate()
+
     def announce() -> None:
         receivers = routing.current.receivers
         if routing.path is not None:
@@ -614,6 +709,15 @@ def create_app(
                 "channels: %s, and the inbox",
                 ", ".join(t.kind for t in receivers[ENV_RECEIVER].targets),
             )
+        if links is None:
+            logger.info("no GOALWATCH_PUBLIC_URL: messages carry no acknowledgement link")
+        else:
+            # The URL only: the secret that signs the links is never logged.
+            logger.info(
+                "acknowledgement links: %s/v1/ack/..., valid %s",
+                settings.public_url,
+                duration_text(settings.link_lifetime),
+            )
 
     app = service_app(
         name="notifier",
@@ -624,12 +728,13 @@ def create_app(
         broker=broker,
         consumers=consumers,
         close=[stop_following, http.aclose, redis.aclose],
-        prepare=follow_directory,
+        prepare=prepare,
         on_start=announce,
         # At once too: the checkpoints exist, and a restart is noticed, before any alert.
         background=[lambda: recovery.watch(every=settings.state_check_seconds, at_once=True)],
     )
-    app.include_router(inbox_router(inbox))
+    app.include_router(inbox_router(inbox, deliveries))
+    app.include_router(ack_router(inbox, links))
     app.include_router(deliveries_router(deliveries))
     app.include_router(silences_router(silences))
     app.include_router(routes_router(routing))

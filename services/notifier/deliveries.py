@@ -6,9 +6,11 @@ also kept here, in Redis, for ``GOALWATCH_INBOX_RETENTION``, indexed by recipien
 alert, so that ``GET /v1/deliveries`` reads it without scanning the stream.
 
 Keys (prefix ``goalwatch:notifier:delivery:``): ``record:{id}``, the outcome's JSON, with a
-TTL; ``index:all``, ``index:recipient:{person}``, ``index:alert:{fingerprint}``, sorted sets
-of ids scored by the outcome's time. Recording an outcome again (a redelivery finds the
-transition delivered and records it once more) changes nothing.
+TTL; ``index:all``, ``index:recipient:{person}``, ``index:alert:{fingerprint}``,
+``index:episode:{episode id}``, sorted sets of ids scored by the outcome's time. Recording an
+outcome again (a redelivery finds the transition delivered and records it once more) changes
+nothing. Outcomes recorded before they carried ``started_at`` are in no episode's index: they
+are found by alert (fingerprint), until they expire.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from goalwatch.contracts import DeliveryStatus, NotificationSent
+from services.notifier.inbox import episode_id
 from services.notifier.pages import Walk, Window
 
 PREFIX = "goalwatch:notifier:delivery:"
@@ -41,12 +44,25 @@ def alert_index(fingerprint: str) -> str:
     return f"{PREFIX}index:alert:{fingerprint}"
 
 
+def episode_index(episode: str) -> str:
+    """The outcomes of the notifications of one episode of an alert (one inbox entry)."""
+    return f"{PREFIX}index:episode:{episode}"
+
+
+def episode_of(outcome: NotificationSent) -> str | None:
+    """The id of the episode ``outcome`` belongs to; None if it does not say."""
+    if outcome.started_at is None:
+        return None
+    return episode_id(outcome.fingerprint, outcome.started_at)
+
+
 @dataclass(frozen=True)
 class DeliveryFilters:
     """What ``GET /v1/deliveries`` asks for: every filter given must match."""
 
     recipient: str | None = None
     alert: str | None = None
+    episode: str | None = None
     channel: str | None = None
     status: DeliveryStatus | None = None
     since: datetime | None = None
@@ -58,12 +74,16 @@ class DeliveryFilters:
             return False
         if self.alert is not None and outcome.fingerprint != self.alert:
             return False
+        if self.episode is not None and episode_of(outcome) != self.episode:
+            return False
         if self.channel is not None and outcome.channel != self.channel:
             return False
         return self.status is None or outcome.status is self.status
 
     def index(self) -> str:
         """The most selective index to walk."""
+        if self.episode is not None:
+            return episode_index(self.episode)
         if self.alert is not None:
             return alert_index(self.alert)
         if self.recipient is not None:
@@ -87,6 +107,9 @@ class DeliveryLog:
             pipe.set(record_key(outcome.id), outcome.model_dump_json(), px=self._retention, nx=True)
             pipe.zadd(INDEX_ALL, entry, nx=True)
             pipe.zadd(alert_index(outcome.fingerprint), entry, nx=True)
+            episode = episode_of(outcome)
+            if episode is not None:
+                pipe.zadd(episode_index(episode), entry, nx=True)
             for recipient in outcome.recipients:
                 pipe.zadd(recipient_index(recipient.id), entry, nx=True)
             await pipe.execute()

@@ -255,6 +255,8 @@ class GroupFlusher:
                 attempts=result.attempts,
                 error=result.error,
                 at=self._clock(),
+                # The episode each alert of the digest belongs to: GET /v1/alerts/{id} lists it.
+                started_at=alert.started_at,
             )
             await self._outcomes.sent(outcome)
             if self._deliveries is not None:

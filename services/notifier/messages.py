@@ -11,7 +11,8 @@ notification ``n``:
 ``history``  the most recent observations that fit, oldest first, and ``history_more``, how
              many older ones were left out;
 ``impact``   the recipient's affected goals that fit, nearest first, and ``impact_more``, how
-             many of them were left out.
+             many of them were left out;
+``link``     the channel's link, ``link(text, url)``: the acknowledgement link (``n.ack_url``).
 
 A channel's size limit is met by showing fewer list items, with "… and N more"; only when the
 message without any item is still too long is the text itself cut.
@@ -28,6 +29,7 @@ from goalwatch.contracts import AlertNotification
 from services.notifier.templates import Language, render
 
 Escape = Callable[[str], str]
+Link = Callable[[str, str], str]
 
 # More is not read in a chat message, whatever the vendor allows.
 MOST_ITEMS: Final = 20
@@ -92,6 +94,22 @@ def plain(text: str) -> str:
     return one_line(text)
 
 
+def markdown_link(text: str, url: str) -> str:
+    """A link in WeCom's, DingTalk's and Feishu's markdown. ``url`` is the notifier's own
+    (GOALWATCH_PUBLIC_URL is checked to hold no character that could end it)."""
+    return f"[{text}]({url})"
+
+
+def slack_link(text: str, url: str) -> str:
+    """A link in Slack ``mrkdwn``."""
+    return f"<{url}|{text}>"
+
+
+def plain_link(text: str, url: str) -> str:
+    """A link in plain text: the URL itself, which readers make clickable."""
+    return url
+
+
 def when(moment: datetime) -> str:
     """A time for people: minutes, in UTC, saying so."""
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -135,6 +153,7 @@ def render_fitted(
     limit: int,
     size: Callable[[str], int] = utf8_size,
     most_items: int = MOST_ITEMS,
+    link: Link = markdown_link,
     **extra: Any,
 ) -> str:
     """The message of ``notification`` from ``<template>.<language>.j2`` with as many history
@@ -161,6 +180,7 @@ def render_fitted(
             history_more=len(history) - len(shown_history),
             impact=shown_impact,
             impact_more=len(affected) - len(shown_impact),
+            link=link,
             **extra,
         )
 

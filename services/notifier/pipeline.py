@@ -44,8 +44,9 @@ from services.notifier.channels import Channel, DeliveryResult
 from services.notifier.claims import DeliveryClaims, claim_key
 from services.notifier.deliveries import DeliveryLog
 from services.notifier.groups import Groups
-from services.notifier.inbox import Inbox, holds
+from services.notifier.inbox import Inbox, InboxAlert, episode_id, holds
 from services.notifier.limits import Limiter
+from services.notifier.links import AckLinks
 from services.notifier.metrics import (
     ESCALATIONS_SENT,
     NOTIFICATIONS_FAILED,
@@ -55,7 +56,7 @@ from services.notifier.metrics import (
 from services.notifier.notification import Alert, build_notification, headline, transition_key
 from services.notifier.outcomes import Outcomes
 from services.notifier.receivers import Delivery
-from services.notifier.recipients import resolve_recipients
+from services.notifier.recipients import resolve_recipients, unit_chain
 from services.notifier.routing import Plan, Routing, fixed_router
 from services.notifier.silences import Silences
 
@@ -129,13 +130,16 @@ class Notifier:
         channels: Sequence[Channel] = (),
         groups: Groups | None = None,
         limiter: Limiter | None = None,
+        links: AckLinks | None = None,
     ) -> None:
         """``deliveries``: where each outcome is also kept for ``GET /v1/deliveries``;
         ``silences``: what keeps matching alerts off the channels for a while;
-        ``org_units``: the org chart, for the ``unit_head`` and ``hrbp`` recipients;
-        ``routing``: which receivers each alert goes to; without it, every alert goes to
-        ``channels``; ``groups``: where routes that group alerts gather them (without it,
-        such routes send each transition at once)."""
+        ``org_units``: the org chart, for the ``unit_head`` and ``hrbp`` recipients and the
+        inbox's org unit filter; ``routing``: which receivers each alert goes to; without
+        it, every alert goes to ``channels``; ``groups``: where routes that group alerts
+        gather them (without it, such routes send each transition at once); ``links``: what
+        signs the acknowledgement link of a firing (None: messages carry none)."""
+        self._links = links
         self._groups = groups
         self._limiter = limiter
         self._deliveries = deliveries
@@ -166,8 +170,8 @@ class Notifier:
         Returns when to come back if a channel's attempt failed and may pass, else None.
         """
         extra = {"fingerprint": alert.fingerprint, "event_id": alert.event_id}
-        incoming = await self._notification(alert)
-        recorded = await self._inbox.record(incoming)
+        incoming, units = await self._notification(alert)
+        recorded = await self._inbox.record(incoming, org_units=units)
         if not recorded.current:
             # For an escalation: the alert resolved meanwhile, or rose higher already. Telling
             # managers it is now critical after they heard it is over would mislead them.
@@ -180,7 +184,7 @@ class Notifier:
                 extra=extra,
             )
             return None
-        notification = recorded.alert.notification()
+        notification = self._linked(recorded.alert)
         escalation = notification.escalated_from is not None
         NOTIFICATIONS_SENT.labels(INBOX_CHANNEL).inc()
         if escalation:
@@ -262,10 +266,11 @@ class Notifier:
             escalated_to = None if alert.escalated_from is None else alert.severity
         else:
             state, escalated_to = AlertState.RESOLVED, None
-        entry = await self._inbox.get(alert.fingerprint)
+        entry = await self._inbox.episode(episode_id(alert.fingerprint, alert.started_at))
         if holds(entry, state=state, started_at=alert.started_at, escalated_to=escalated_to):
             return False
-        await self._inbox.record(await self._notification(alert))
+        notification, units = await self._notification(alert)
+        await self._inbox.record(notification, org_units=units)
         logger.info(
             "%s transition restored to the inbox from the stream",
             state.value,
@@ -273,7 +278,23 @@ class Notifier:
         )
         return True
 
-    async def _notification(self, alert: Alert) -> AlertNotification:
+    def _linked(self, entry: InboxAlert) -> AlertNotification:
+        """What the channels send of ``entry``: with an acknowledgement link when it fires
+        and links are on.
+
+        The link is shared (its page asks which recipient is acknowledging) even when the
+        alert has one recipient: every channel sends one message per transition to a place
+        others may read too (a chat group, one e-mail to everyone), so a link that
+        acknowledged as one named person would let whoever clicked speak for them unasked.
+        """
+        notification = entry.notification()
+        if self._links is None or notification.state is not AlertState.FIRING:
+            return notification
+        link = self._links.url(episode=entry.id, recipient=None, now=self._clock())
+        return notification.model_copy(update={"ack_url": link})
+
+    async def _notification(self, alert: Alert) -> tuple[AlertNotification, list[str]]:
+        """The notification of ``alert``, and the subject's org unit with those above it."""
         audience = await resolve_recipients(
             directory=self._directory,
             subject=alert.subject,
@@ -283,12 +304,14 @@ class Notifier:
             # Read per alert: a reload of the routing file changes who is in a group.
             groups=self._routing.current.groups,
         )
-        return build_notification(
+        notification = build_notification(
             alert=alert,
             # Named by the evaluator when it fired: the notifier does not look the name up again.
             subject=SubjectRef(id=alert.subject, name=alert.subject_name),
             recipients=audience.recipients,
         )
+        unit = None if audience.subject is None else audience.subject.org_unit_id
+        return notification, await unit_chain(self._org_units, unit)
 
     async def _deliver(
         self, delivery: Delivery, *, alert: Alert, received: Received
@@ -428,6 +451,7 @@ class Notifier:
             attempts=result.attempts,
             error=result.error,
             at=self._clock(),
+            started_at=notification.started_at,
         )
         await self._outcomes.sent(outcome)
         if self._deliveries is not None:

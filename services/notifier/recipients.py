@@ -40,9 +40,11 @@ MAX_UNIT_DEPTH = 30
 
 @dataclass(frozen=True)
 class Audience:
-    """Everyone to notify about an alert, once each."""
+    """Everyone to notify about an alert, once each; and the subject as the directory has
+    them (None: not in it), whose org unit files the alert in the inbox."""
 
     recipients: list[Recipient]
+    subject: PersonRead | None = None
 
 
 def _recipient(
@@ -179,4 +181,15 @@ async def resolve_recipients(
                     extra={**log_extra, "person_id": role},
                 )
             add(_recipient(person, person_id=role, role=RecipientRole.EXPLICIT))
-    return Audience(recipients=list(recipients.values()))
+    return Audience(recipients=list(recipients.values()), subject=subject_person)
+
+
+async def unit_chain(org_units: OrgUnits | None, unit_id: str | None) -> list[str]:
+    """``unit_id`` and every org unit above it, nearest first (only ``unit_id`` without the
+    org chart; up to an unknown unit, a cycle or :data:`MAX_UNIT_DEPTH`)."""
+    chain: list[str] = []
+    while unit_id is not None and unit_id not in chain and len(chain) < MAX_UNIT_DEPTH:
+        chain.append(unit_id)
+        unit = None if org_units is None else await org_units.get_org_unit(unit_id)
+        unit_id = None if unit is None else unit.parent_id
+    return chain

@@ -32,7 +32,7 @@ from goalwatch.contracts import AlertDigest, AlertNotification
 from services.notifier.channels import DeliveryResult
 from services.notifier.digests import digest_title, render_digest_fitted
 from services.notifier.http_delivery import HttpDelivery, masked_url
-from services.notifier.messages import render_fitted, slack_escape
+from services.notifier.messages import render_fitted, slack_escape, slack_link
 from services.notifier.templates import Language, render
 
 SECTION_LIMIT: Final = 3000
@@ -90,6 +90,7 @@ class SlackChannel:
             bold=slack_bold,
             limit=SECTION_LIMIT,
             size=len,
+            link=slack_link,
         )
         # The fallback shows in notifications and clients without blocks; Slack reads it as
         # mrkdwn too, so it is escaped the same way.

@@ -23,6 +23,8 @@ from goalwatch.dev.stack import free_port as free_port  # for the tests that imp
 
 REPO = Path(__file__).resolve().parents[2]
 WEBHOOK_SECRET = "integration-secret"
+# Signs the session stack's acknowledgement links (tests/integration/test_inbox_episodes.py).
+LINK_SECRET = "integration-link-secret-of-forty-characters"
 # The receiver answers 503 to alerts about subjects with this prefix: a receiver that is down.
 FAILING_PREFIX = "unreachable-"
 
@@ -387,6 +389,9 @@ def stack(stack_settings: StackSettings, webhook: WebhookReceiver) -> Iterator[S
             "GOALWATCH_HTTP_BODY_TIMEOUT": "2",
             # Only this source's uncatalogued metrics are accepted (tests/integration/test_catalogue.py).
             "GOALWATCH_INGEST_ONBOARDING_SOURCES": ONBOARDING_SOURCE,
+            # Every firing message carries an acknowledgement link to this stack's notifier.
+            "GOALWATCH_PUBLIC_URL": stack_settings.url("notifier"),
+            "GOALWATCH_LINK_SECRET": LINK_SECRET,
         },
     )
     running.start()

@@ -592,3 +592,34 @@ def test_chat_urls_must_be_http_and_languages_known() -> None:
     with pytest.raises(ValidationError, match="wecom_language"):
         NotifierSettings(wecom_language="fr")
     assert NotifierSettings(wecom_url=" ").wecom_url is None
+
+
+ACK_URL = "https://goalwatch.example.org/v1/ack/0123456789abcdef0123.1790604800..c2ln_bmF0dXJl-x"
+LINKS: dict[str, str] = {
+    "wecom": f"[我来处理]({ACK_URL})",
+    "dingtalk": f"[我来处理]({ACK_URL})",
+    "feishu": f"[我来处理]({ACK_URL})",
+    "slack": f"<{ACK_URL}|I'm on it>",
+    "alertmanager": f"Acknowledge: {ACK_URL}",
+}
+
+
+@pytest.mark.parametrize("name", sorted(FACTORIES))
+async def test_a_firing_shows_its_acknowledgement_link_as_a_link_of_the_channel(
+    name: str,
+) -> None:
+    language: Language = "en" if name in ("slack", "alertmanager") else "zh"
+    text = message_text(name, await send(name, base(ack_url=ACK_URL), language))
+    assert LINKS[name] in text, text
+    # Not cut or escaped into something else by the channel's fitting to its limit.
+    long = base(ack_url=ACK_URL, history=history(200), impact=impact(500))
+    assert LINKS[name] in message_text(name, await send(name, long, language))
+    without = message_text(name, await send(name, base(), language))
+    assert "/v1/ack/" not in without
+
+
+async def test_alertmanager_carries_the_link_as_an_annotation() -> None:
+    body = await send("alertmanager", base(ack_url=ACK_URL), "en")
+    assert body[0]["annotations"]["ack_url"] == ACK_URL
+    plain_body = await send("alertmanager", base(), "en")
+    assert "ack_url" not in plain_body[0]["annotations"]

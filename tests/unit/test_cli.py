@@ -52,6 +52,13 @@ def test_the_demo_receiver_says_when_an_alert_escalated() -> None:
     assert describe(payload, check="signature ok").startswith("[signature ok] FIRING critical r")
 
 
+def test_the_demo_receiver_shows_the_acknowledgement_link() -> None:
+    payload = {"state": "firing", "ack_url": "http://127.0.0.1:8004/v1/ack/ab.1.x.sig"}
+    last = describe(payload, check="signature ok").splitlines()[-1]
+    assert last == "  acknowledge: http://127.0.0.1:8004/v1/ack/ab.1.x.sig"
+    assert "acknowledge" not in describe({"state": "resolved"}, check="signature ok")
+
+
 def _help(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
     with pytest.raises(SystemExit) as exited:
         main([*argv, "--help"])

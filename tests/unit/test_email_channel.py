@@ -378,3 +378,16 @@ def test_unknown_security_and_language_are_refused() -> None:
         NotifierSettings(**SMTP, smtp_security="ssl")
     with pytest.raises(ValidationError):
         NotifierSettings(**SMTP, smtp_language="fr")
+
+
+ACK_URL = "https://goalwatch.example.org/v1/ack/0123456789abcdef0123.1790604800..c2ln-x_y"
+
+
+@pytest.mark.parametrize("language", ["en", "zh"])
+def test_a_firing_mail_carries_its_acknowledgement_link(language: str) -> None:
+    linked = notification("threshold", ack_url=ACK_URL)
+    text, html = parts(mail(linked, language))
+    assert ACK_URL in text
+    assert f'<a href="{ACK_URL}"' in html
+    plain_text, plain_html = parts(mail(notification("threshold"), language))
+    assert "/v1/ack/" not in plain_text + plain_html

@@ -1,8 +1,10 @@
-"""Inbox: how transitions merge, and ordering/filters over fakeredis."""
+"""Inbox: how transitions merge into an episode's entry, and ordering/filters over fakeredis."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import json
+import re
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, cast
 
 import pytest
@@ -19,10 +21,14 @@ from goalwatch.contracts import (
 )
 from services.notifier.inbox import (
     INDEX_ALL,
+    AckVia,
     Filters,
+    Happening,
     Inbox,
+    InboxAlert,
     NotFiring,
-    alert_key,
+    episode_id,
+    episode_key,
     merge,
     recipient_index,
 )
@@ -158,19 +164,12 @@ def test_firing_after_its_own_resolution_is_stale_but_fills_gaps() -> None:
     assert late.alert.labels == fire.labels
 
 
-def test_a_new_episode_replaces_the_old_one() -> None:
+def test_an_entry_takes_only_its_own_episode() -> None:
     old = firing(at=T0)
-    gone = merge(merge(None, old).alert, resolved(old, at=T0 + timedelta(hours=1))).alert
+    entry = merge(None, old).alert
     again = firing(at=T0 + timedelta(days=1), started=T0 + timedelta(hours=20))
-    result = merge(gone, again)
-    assert result.current
-    assert result.alert.state is AlertState.FIRING
-    assert result.alert.started_at == again.started_at
-    assert result.alert.resolved_at is None
-    # And the old episode's resolution arriving late does not reopen history.
-    stale = merge(result.alert, resolved(old, at=T0 + timedelta(hours=1)))
-    assert not stale.current
-    assert stale.alert == result.alert
+    with pytest.raises(ValueError, match="another episode"):
+        merge(entry, again)
 
 
 def test_redelivered_transition_is_current_and_unchanged() -> None:
@@ -223,7 +222,13 @@ def test_a_late_lower_escalation_never_lowers_the_severity() -> None:
     entry = merge(merge(None, fire).alert, to_critical).alert
     late = merge(entry, to_warning)
     assert not late.current
-    assert late.alert == entry
+    # The entry stays as it was; only the timeline learns of the rise it missed, in its place.
+    assert late.alert.model_copy(update={"timeline": entry.timeline}) == entry
+    assert [(t.what, t.severity) for t in late.alert.timeline] == [
+        (Happening.FIRED, Severity.INFO),
+        (Happening.ESCALATED, Severity.WARNING),
+        (Happening.ESCALATED, Severity.CRITICAL),
+    ]
     assert (late.alert.severity, late.alert.escalated_from) == (
         Severity.CRITICAL,
         Severity.WARNING,
@@ -278,19 +283,6 @@ def test_resolution_of_an_escalated_alert_keeps_how_loud_it_got() -> None:
     assert alert.escalated_at == T0 + timedelta(days=2)
     assert alert.escalated_from is None  # the resolution announces no rise
     assert alert.fired_at == fire.fired_at
-
-
-def test_a_new_episode_forgets_the_old_escalation() -> None:
-    old = firing(at=T0)
-    entry = merge(merge(None, old).alert, escalation(old, at=T0 + timedelta(hours=5))).alert
-    entry = merge(entry, resolved(old, at=T0 + timedelta(hours=6))).alert
-    again = merge(entry, firing(at=T0 + timedelta(days=1), started=T0 + timedelta(hours=20)))
-    assert again.current
-    assert again.alert.severity is Severity.WARNING
-    assert again.alert.escalated_at is None and again.alert.escalated_from is None
-    # An escalation of the old episode arriving now changes nothing.
-    stale = merge(again.alert, escalation(old, at=T0 + timedelta(hours=5)))
-    assert stale == type(stale)(alert=again.alert, current=False)
 
 
 # --- Inbox over the fake ---------------------------------------------------------------
@@ -354,16 +346,22 @@ async def test_get_one_and_missing() -> None:
     assert await inbox.get("fp-missing") is None
 
 
-async def test_recipient_dropped_in_a_new_episode_leaves_their_index() -> None:
+async def test_a_recipient_of_an_earlier_episode_keeps_only_that_one() -> None:
     inbox, redis = fake_inbox()
-    await inbox.record(firing(at=T0, recipients=[person("emp-1"), person("old-mgr")]))
-    await inbox.record(
-        firing(
-            at=T0 + timedelta(days=3), started=T0 + timedelta(days=2), recipients=[person("emp-1")]
-        )
+    first = firing(at=T0, recipients=[person("emp-1"), person("old-mgr")])
+    await inbox.record(first)
+    await inbox.record(resolved(first, at=T0 + timedelta(hours=1)))
+    second = firing(
+        at=T0 + timedelta(days=3), started=T0 + timedelta(days=2), recipients=[person("emp-1")]
     )
-    assert await redis.zscore(recipient_index("old-mgr"), "fp-1") is None
-    assert await inbox.list(recipient="old-mgr") == []
+    await inbox.record(second)
+    assert [a.started_at for a in await inbox.list(recipient="old-mgr")] == [first.started_at]
+    assert [a.started_at for a in await inbox.list(recipient="emp-1")] == [
+        second.started_at,
+        first.started_at,
+    ]
+    gone = episode_id("fp-1", second.started_at)
+    assert await redis.zscore(recipient_index("old-mgr"), gone) is None
 
 
 async def test_stale_transition_changes_nothing_in_redis() -> None:
@@ -438,15 +436,17 @@ async def test_a_resolved_alert_expires_after_the_retention_and_leaves_the_index
     fire = firing("fp-old", at=now - timedelta(days=40))
     await inbox.record(fire)
     await inbox.record(firing("fp-open", at=now - timedelta(days=40)))
+    old, open_one = episode_id("fp-old", fire.started_at), episode_id("fp-open", fire.started_at)
     # Firing: kept however old. Resolved 10 days ago: kept 20 days more.
-    assert await redis.pttl(alert_key("fp-open")) == -1
+    assert await redis.pttl(episode_key(open_one)) == -1
     await inbox.record(resolved(fire, at=now - timedelta(days=10)))
-    left = await redis.pttl(alert_key("fp-old"))
+    left = await redis.pttl(episode_key(old))
     assert timedelta(days=19) < timedelta(milliseconds=left) <= timedelta(days=20)
     # Once it has expired, a listing leaves it out and takes it out of the index it walked.
-    await redis.delete(alert_key("fp-old"))
+    await redis.delete(episode_key(old))
     assert [alert.fingerprint for alert in await inbox.list()] == ["fp-open"]
-    assert await redis.zscore(INDEX_ALL, "fp-old") is None
+    assert await redis.zscore(INDEX_ALL, old) is None
+    assert await inbox.get("fp-old") is None
 
 
 async def test_an_acknowledgement_holds_for_its_episode_and_only_while_firing() -> None:
@@ -456,9 +456,16 @@ async def test_an_acknowledgement_holds_for_its_episode_and_only_while_firing() 
     assert await inbox.ack("fp-none", by="x", comment="", at=T0) is None
     acked = await inbox.ack("fp-ack", by="mgr-1", comment="on it", at=T0 + timedelta(minutes=5))
     assert acked is not None and acked.acked_by == "mgr-1" and acked.ack_comment == "on it"
-    # The first acknowledgement stands.
+    # The first acknowledgement stands; a second person's is added; the same person's again
+    # changes nothing.
     again = await inbox.ack("fp-ack", by="mgr-2", comment="me too", at=T0 + timedelta(hours=1))
     assert again is not None and again.acked_by == "mgr-1"
+    assert [(a.by, a.comment) for a in again.acknowledgements] == [
+        ("mgr-1", "on it"),
+        ("mgr-2", "me too"),
+    ]
+    twice = await inbox.ack("fp-ack", by="mgr-2", comment="", at=T0 + timedelta(hours=2))
+    assert twice == again
     open_ones, _ = await inbox.page(Filters(acked=False))
     assert open_ones == []
     # Escalated, then resolved: still acknowledged; resolved, nothing left to acknowledge.
@@ -473,9 +480,251 @@ async def test_an_acknowledgement_holds_for_its_episode_and_only_while_firing() 
     assert entry is not None and entry.acked_by == "mgr-1" and entry.state is AlertState.RESOLVED
     with pytest.raises(NotFiring):
         await inbox.ack("fp-ack", by="mgr-1", comment="", at=T0 + timedelta(hours=4))
-    # It fires again: a new episode, not acknowledged.
+    # It fires again: a new episode, not acknowledged; the earlier one keeps its own.
     await inbox.record(firing("fp-ack", at=T0 + timedelta(days=1)))
     entry = await inbox.get("fp-ack")
-    assert entry is not None and entry.acked_at is None
+    assert entry is not None and entry.acked_at is None and entry.acknowledgements == []
+    earlier = await inbox.get(episode_id("fp-ack", fire.started_at))
+    assert earlier is not None and earlier.acked_by == "mgr-1"
     # The channels never see the inbox's own fields.
-    assert "acked_by" not in entry.notification().model_dump()
+    shown = entry.notification().model_dump()
+    assert {"acked_by", "timeline", "id", "acknowledgements", "org_units"}.isdisjoint(shown)
+
+
+# --- episodes ----------------------------------------------------------------------------
+
+
+def test_an_episode_id_is_stable_url_safe_and_names_one_episode() -> None:
+    started = T0 - timedelta(days=2)
+    first = episode_id("fp-1", started)
+    assert first == episode_id("fp-1", started.astimezone(timezone(timedelta(hours=8))))
+    assert re.fullmatch(r"[0-9a-f]{20}", first)
+    assert first != episode_id("fp-1", started + timedelta(seconds=1))
+    assert first != episode_id("fp-2", started)
+
+
+async def test_an_alert_that_fires_again_has_two_entries_each_with_its_timeline() -> None:
+    inbox, _ = fake_inbox()
+    first = firing(at=T0)
+    await inbox.record(first)
+    await inbox.ack("fp-1", by="mgr-1", comment="on it", at=T0 + timedelta(minutes=5))
+    await inbox.record(resolved(first, at=T0 + timedelta(hours=1)))
+    second = firing(at=T0 + timedelta(days=1), started=T0 + timedelta(hours=20))
+    recorded = await inbox.record(second)
+    assert recorded.current
+
+    newest, earlier = await inbox.list()
+    assert (newest.started_at, newest.state) == (second.started_at, AlertState.FIRING)
+    assert (earlier.started_at, earlier.state) == (first.started_at, AlertState.RESOLVED)
+    assert newest.id != earlier.id
+    assert [(t.what, t.at, t.by) for t in earlier.timeline] == [
+        (Happening.FIRED, T0, None),
+        (Happening.ACKNOWLEDGED, T0 + timedelta(minutes=5), "mgr-1"),
+        (Happening.RESOLVED, T0 + timedelta(hours=1), None),
+    ]
+    assert [t.what for t in newest.timeline] == [Happening.FIRED]
+    assert newest.acked_by is None
+    # By fingerprint: the newest episode; by id: either.
+    assert await inbox.get("fp-1") == newest
+    assert await inbox.get(earlier.id) == earlier
+    both, _ = await inbox.page(Filters(fingerprint="fp-1"))
+    assert [a.id for a in both] == [newest.id, earlier.id]
+
+
+async def test_news_of_an_earlier_episode_is_recorded_in_its_entry_and_not_announced() -> None:
+    inbox, _ = fake_inbox()
+    first = firing(at=T0)
+    await inbox.record(first)
+    second = firing(at=T0 + timedelta(days=1), started=T0 + timedelta(hours=20))
+    await inbox.record(second)
+    # The first episode's resolution, consumed after the second firing.
+    late = await inbox.record(resolved(first, at=T0 + timedelta(hours=1)))
+    assert not late.current
+    entry = await inbox.get(episode_id("fp-1", first.started_at))
+    assert entry is not None and entry.state is AlertState.RESOLVED
+    newest = await inbox.get("fp-1")
+    assert newest is not None and newest.started_at == second.started_at
+    assert newest.state is AlertState.FIRING
+
+
+async def test_the_timeline_is_the_same_whatever_order_the_transitions_arrive_in() -> None:
+    fire = firing(severity=Severity.INFO)
+    transitions = [
+        fire,
+        escalation(fire, at=T0 + timedelta(hours=1), to=Severity.WARNING),
+        escalation(fire, at=T0 + timedelta(hours=2), source=Severity.WARNING),
+        resolved(fire, at=T0 + timedelta(hours=3)),
+    ]
+    timelines = set()
+    for order in (transitions, transitions[::-1], [transitions[i] for i in (2, 0, 3, 1)]):
+        inbox, _ = fake_inbox()
+        for transition in order:
+            await inbox.record(transition)
+            await inbox.record(transition)  # redelivered: nothing more
+        entry = await inbox.get("fp-1")
+        assert entry is not None
+        assert (entry.state, entry.severity) == (AlertState.RESOLVED, Severity.CRITICAL)
+        timelines.add(tuple((t.what, t.at, t.severity) for t in entry.timeline))
+    assert timelines == {
+        (
+            (Happening.FIRED, T0, Severity.INFO),
+            (Happening.ESCALATED, T0 + timedelta(hours=1), Severity.WARNING),
+            (Happening.ESCALATED, T0 + timedelta(hours=2), Severity.CRITICAL),
+            (Happening.RESOLVED, T0 + timedelta(hours=3), None),
+        )
+    }
+
+
+async def test_resolved_by_hand_then_by_the_rule_and_fired_again() -> None:
+    inbox, redis = fake_inbox()
+    fire = firing(at=T0)
+    await inbox.record(fire)
+    by_hand = T0 + timedelta(hours=1)
+    done = await inbox.resolve("fp-1", by="mgr-1", comment="data error", at=by_hand)
+    assert done is not None
+    assert (done.state, done.resolved_by, done.resolve_comment) == (
+        AlertState.RESOLVED,
+        "mgr-1",
+        "data error",
+    )
+    assert done.resolved_at == by_hand == done.updated_at
+    assert [a.id for a in await inbox.list(state=AlertState.RESOLVED)] == [done.id]
+    assert await inbox.list(state=AlertState.FIRING) == []
+    assert await redis.pttl(episode_key(done.id)) > 0  # kept for the retention from now on
+    with pytest.raises(NotFiring, match="resolved already"):
+        await inbox.resolve(done.id, by="mgr-2", comment="", at=by_hand)
+    with pytest.raises(NotFiring):
+        await inbox.ack(done.id, by="mgr-2", comment="", at=by_hand)
+    # A late escalation does not reopen it, and is not news.
+    late = await inbox.record(escalation(fire, at=T0 + timedelta(minutes=30)))
+    assert not late.current and late.alert.state is AlertState.RESOLVED
+    # The rule's own resolution: news for the channels (they never heard of the hand), kept
+    # in the timeline after the hand's; who resolved it by hand stays.
+    rule_done = await inbox.record(resolved(fire, at=T0 + timedelta(hours=5)))
+    assert rule_done.current
+    entry = rule_done.alert
+    assert (entry.resolved_by, entry.resolved_at) == ("mgr-1", T0 + timedelta(hours=5))
+    assert [(t.what, t.by) for t in entry.timeline] == [
+        (Happening.FIRED, None),
+        (Happening.ESCALATED, None),
+        (Happening.RESOLVED_BY_HAND, "mgr-1"),
+        (Happening.RESOLVED, None),
+    ]
+    assert (await inbox.record(resolved(fire, at=T0 + timedelta(hours=5)))).alert == entry
+    # A new firing is a new episode.
+    await inbox.record(firing(at=T0 + timedelta(days=1), started=T0 + timedelta(hours=20)))
+    newest = await inbox.get("fp-1")
+    assert newest is not None and newest.state is AlertState.FIRING and newest.resolved_by is None
+
+
+async def test_resolving_or_acknowledging_what_the_inbox_lacks_finds_nothing() -> None:
+    inbox, _ = fake_inbox()
+    assert await inbox.resolve("nope", by="x", comment="", at=T0) is None
+    assert await inbox.ack("0123456789abcdef0123", by="x", comment="", at=T0) is None
+
+
+async def test_an_acknowledgement_by_link_says_so() -> None:
+    inbox, _ = fake_inbox()
+    entry = (await inbox.record(firing())).alert
+    acked = await inbox.ack(entry.id, by="mgr-1", comment="", at=T0, via=AckVia.SHARED_LINK)
+    assert acked is not None
+    assert [(a.by, a.via, a.comment) for a in acked.acknowledgements] == [
+        ("mgr-1", AckVia.SHARED_LINK, None)
+    ]
+    assert acked.timeline[-1].via is AckVia.SHARED_LINK
+
+
+async def test_the_org_unit_filter_finds_alerts_about_people_in_that_unit_and_below() -> None:
+    inbox, _ = fake_inbox()
+    await inbox.record(firing("fp-ward", at=T0), org_units=["ward-3", "radiology", "hospital"])
+    await inbox.record(firing("fp-lab", at=T0 + timedelta(hours=1)), org_units=["lab", "hospital"])
+    await inbox.record(firing("fp-nowhere", at=T0 + timedelta(hours=2)))
+
+    async def fps(**given: Any) -> list[str]:
+        alerts, _ = await inbox.page(Filters(**given))
+        return [alert.fingerprint for alert in alerts]
+
+    assert await fps(org_unit="hospital") == ["fp-lab", "fp-ward"]
+    assert await fps(org_unit="radiology") == ["fp-ward"]
+    assert await fps(org_unit="ward-3") == ["fp-ward"]
+    assert await fps(org_unit="lab", recipient="mgr-1") == ["fp-lab"]
+    assert await fps(org_unit="elsewhere") == []
+    assert await fps(fingerprint="fp-lab") == ["fp-lab"]
+    assert await fps(fingerprint="fp-lab", org_unit="radiology") == []
+    # The unit the subject was in when it fired stays, whatever a later transition says.
+    fire = firing("fp-ward", at=T0)
+    await inbox.record(resolved(fire, at=T0 + timedelta(hours=3)), org_units=["surgery"])
+    assert await fps(org_unit="radiology") == ["fp-ward"]
+    assert await fps(org_unit="surgery") == []
+
+
+# --- the earlier layout ------------------------------------------------------------------
+
+
+async def _legacy(redis: FakeAsyncRedis, entry: dict[str, Any], *, ttl_ms: int | None) -> None:
+    """An entry as the earlier layout wrote it: by fingerprint, indexed by fingerprint."""
+    fingerprint, score = entry["fingerprint"], datetime.fromisoformat(entry["updated_at"])
+    await redis.set(f"goalwatch:notifier:alert:{fingerprint}", json.dumps(entry), px=ttl_ms)
+    for index in (INDEX_ALL, f"goalwatch:notifier:index:state:{entry['state']}"):
+        await redis.zadd(index, {fingerprint: score.timestamp()})
+    for recipient in entry["recipients"]:
+        await redis.zadd(recipient_index(recipient["id"]), {fingerprint: score.timestamp()})
+
+
+async def test_entries_of_the_earlier_layout_are_moved_to_one_per_episode() -> None:
+    inbox, redis = fake_inbox()
+    fire = firing("fp-old", at=T0 - timedelta(days=1))
+    done = merge(merge(None, fire).alert, resolved(fire, at=T0 - timedelta(hours=1))).alert
+    old_resolved = {
+        k: v for k, v in done.model_dump(mode="json").items() if k not in _NEW_FIELDS
+    } | {"acked_at": "2026-11-19T09:00:00Z", "acked_by": "mgr-1", "ack_comment": "on it"}
+    open_one = merge(None, firing("fp-open", at=T0)).alert
+    old_firing = {k: v for k, v in open_one.model_dump(mode="json").items() if k not in _NEW_FIELDS}
+    await _legacy(redis, old_resolved, ttl_ms=3_600_000)
+    await _legacy(redis, old_firing, ttl_ms=None)
+    await redis.set("goalwatch:notifier:alert:fp-broken", "{not json")
+
+    assert await inbox.migrate() == 2
+    assert await redis.keys("goalwatch:notifier:alert:*") == []
+    moved = await inbox.get("fp-old")
+    assert moved is not None and moved.id == episode_id("fp-old", fire.started_at)
+    assert (moved.state, moved.acked_by, moved.ack_comment) == (
+        AlertState.RESOLVED,
+        "mgr-1",
+        "on it",
+    )
+    assert [(t.what, t.by) for t in moved.timeline] == [
+        (Happening.FIRED, None),
+        (Happening.ACKNOWLEDGED, "mgr-1"),
+        (Happening.RESOLVED, None),
+    ]
+    assert [a.by for a in moved.acknowledgements] == ["mgr-1"]
+    # Listed as before, by episode id now; the fingerprints are out of the indexes.
+    assert [a.fingerprint for a in await inbox.list(recipient="mgr-1")] == ["fp-open", "fp-old"]
+    assert await redis.zscore(INDEX_ALL, "fp-old") is None
+    assert await redis.zscore(recipient_index("emp-1"), "fp-open") is None
+    assert await redis.pttl(episode_key(open_one.id)) == -1  # firing: kept while it fires
+    # The rule's transitions carry on in the moved entry: a replayed one changes nothing.
+    assert (await inbox.record(resolved(fire, at=T0 - timedelta(hours=1)))).alert == moved
+    # Once more (another replica, a restart): nothing left to move.
+    assert await inbox.migrate() == 0
+
+
+async def test_an_entry_written_in_the_new_layout_wins_over_its_earlier_copy() -> None:
+    inbox, redis = fake_inbox()
+    fire = firing("fp-both", at=T0)
+    stale = merge(None, fire).alert
+    await _legacy(
+        redis,
+        {k: v for k, v in stale.model_dump(mode="json").items() if k not in _NEW_FIELDS},
+        ttl_ms=None,
+    )
+    await inbox.record(resolved(fire, at=T0 + timedelta(hours=1)))
+    assert await inbox.migrate() == 0
+    entry = await inbox.get("fp-both")
+    assert entry is not None and entry.state is AlertState.RESOLVED
+    assert await redis.exists("goalwatch:notifier:alert:fp-both") == 0
+
+
+_NEW_FIELDS = set(InboxAlert.model_fields) - {"updated_at", "acked_at", "acked_by", "ack_comment"}
+_NEW_FIELDS -= set(AlertNotification.model_fields)

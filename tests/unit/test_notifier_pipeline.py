@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import cast
+from typing import ClassVar, cast
 
 import pytest
 from fakeredis import FakeAsyncRedis
+from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from goalwatch.consumers import ACK, Received, RedeliveryPolicy, Reject, Retry, Verdict
@@ -20,6 +21,7 @@ from goalwatch.contracts import (
     DeadLetter,
     DeliveryStatus,
     NotificationSent,
+    OrgUnitRead,
     PersonRead,
     Severity,
     SubjectRef,
@@ -30,6 +32,7 @@ from goalwatch.goals_client import GoalsUnavailable
 from services.notifier.channels import DeliveryResult
 from services.notifier.claims import DeliveryClaims, claim_key
 from services.notifier.inbox import Inbox
+from services.notifier.links import AckLinks
 from services.notifier.metrics import ESCALATIONS_SENT
 from services.notifier.notification import build_notification, headline
 from services.notifier.pipeline import Notifier, idempotency_key, notification_id
@@ -510,6 +513,103 @@ def test_an_escalation_reads_as_one_plainly() -> None:
         alert=fired(), subject=SubjectRef(id="emp-1", name="Dr Li"), recipients=[]
     )
     assert headline(first) == "[WARNING] Rework above 8% — Dr Li"
+
+
+# --- acknowledgement links, org units, episodes -------------------------------------------
+
+
+class OrgChart:
+    """The goals service's org units: a ward in radiology in the hospital."""
+
+    units: ClassVar[dict[str, OrgUnitRead]] = {
+        "ward-3": OrgUnitRead(id="ward-3", name="Ward 3", kind="team", parent_id="radiology"),
+        "radiology": OrgUnitRead(
+            id="radiology", name="Radiology", kind="department", parent_id="hospital"
+        ),
+        "hospital": OrgUnitRead(id="hospital", name="Hospital", kind="company"),
+    }
+
+    async def get_org_unit(self, unit_id: str) -> OrgUnitRead | None:
+        return self.units.get(unit_id)
+
+
+LINK_BASE = "https://goalwatch.example.org"
+
+
+def linked_world() -> World:
+    world = World()
+    world.directory.people["emp-1"] = PersonRead(
+        id="emp-1", name="Dr Li", managers=["mgr-1"], org_unit_id="ward-3"
+    )
+    world.notifier = Notifier(
+        directory=world.directory,
+        org_units=OrgChart(),
+        inbox=world.inbox,
+        claims=DeliveryClaims(cast(Redis, world.redis)),
+        channels=[world.channel],
+        outcomes=world.published,
+        policy=POLICY,
+        clock=lambda: T0,
+        links=AckLinks(base_url=LINK_BASE, secret=SecretStr("s" * 40), lifetime=timedelta(days=7)),
+    )
+    return world
+
+
+async def test_a_firing_carries_an_acknowledgement_link_and_its_resolution_none() -> None:
+    world = linked_world()
+    alert = fired()
+    await world.send(alert)
+    await world.send(resolved_of(alert))
+    firing_sent, resolution_sent = world.channel.delivered
+    assert firing_sent.ack_url is not None and resolution_sent.ack_url is None
+    entry = await world.inbox.get("fp-1")
+    assert entry is not None and entry.ack_url is None  # the inbox keeps no link
+    assert firing_sent.ack_url.startswith(f"{LINK_BASE}/v1/ack/")
+    token = firing_sent.ack_url.removeprefix(f"{LINK_BASE}/v1/ack/")
+    links = AckLinks(base_url=LINK_BASE, secret=SecretStr("s" * 40), lifetime=timedelta(days=7))
+    grant = links.verify(token, now=T0)
+    # One message to everyone: a shared link, for this episode, a week from sending.
+    assert (grant.episode, grant.recipient) == (entry.id, None)
+    assert grant.expires_at == T0 + timedelta(days=7)
+    # Shared even for one recipient: a chat group or a forwarded mail may hold it.
+    await world.send(fired(fingerprint="fp-solo", notify=["manager"], event_id="e-5"))
+    solo = world.channel.delivered[-1]
+    assert [r.id for r in solo.recipients] == ["mgr-1"] and solo.ack_url is not None
+    assert links.verify(solo.ack_url.rsplit("/", 1)[1], now=T0).recipient is None
+
+
+async def test_without_links_messages_carry_none() -> None:
+    world = World()
+    await world.send(fired())
+    assert world.channel.delivered[0].ack_url is None
+
+
+async def test_the_inbox_files_an_alert_under_the_subjects_unit_and_those_above() -> None:
+    world = linked_world()
+    await world.send(fired())
+    entry = await world.inbox.get("fp-1")
+    assert entry is not None and entry.org_units == ["ward-3", "radiology", "hospital"]
+    # Recipients carry the language the directory knows them by.
+    assert {r.id: r.language for r in entry.recipients} == {"emp-1": "zh", "mgr-1": "zh"}
+
+
+async def test_every_outcome_names_its_episode_and_a_new_firing_is_a_new_entry() -> None:
+    world = World()
+    first = fired()
+    await world.send(first)
+    await world.send(resolved_of(first))
+    again = fired(started_at=T0 + timedelta(days=1), fired_at=T0 + timedelta(days=1, hours=1))
+    await world.send(again)
+    started = [o.started_at for o in world.published.outcomes()]
+    assert started == [first.started_at] * 4 + [again.started_at] * 2
+    newest, earlier = await world.inbox.list()
+    assert (newest.state, earlier.state) == (AlertState.FIRING, AlertState.RESOLVED)
+    assert [t.what.value for t in earlier.timeline] == ["fired", "resolved"]
+    assert [n.state for n in world.channel.delivered] == [
+        AlertState.FIRING,
+        AlertState.RESOLVED,
+        AlertState.FIRING,
+    ]
 
 
 async def test_a_group_is_expanded_from_the_routing_in_force_at_each_alert(

@@ -17,7 +17,7 @@ from goalwatch.contracts import (
     AlertState,
     Severity,
 )
-from services.notifier.inbox import InboxAlert, holds, merge
+from services.notifier.inbox import InboxAlert, holds, merge, resolved_by_hand
 from services.notifier.metrics import INBOX_REPLAYED
 from services.notifier.recovery import InboxHandler, inbox_replay
 from tests.unit.test_inbox import T0, escalation, firing, resolved
@@ -111,23 +111,28 @@ def _name(transition: AlertNotification) -> str:
     return f"{kind}{TRANSITIONS.index(transition)}"
 
 
-def _entry(order: tuple[AlertNotification, ...]) -> InboxAlert | None:
+def _entry(order: tuple[AlertNotification, ...], episode: AlertNotification) -> InboxAlert | None:
+    """The entry of ``episode``'s episode after the transitions of ``order`` that are its."""
     entry: InboxAlert | None = None
     for transition in order:
-        entry = merge(entry, transition).alert
+        if transition.started_at == episode.started_at:
+            entry = merge(entry, transition).alert
     return entry
 
 
+@pytest.mark.parametrize("by_hand", [False, True], ids=["", "by-hand"])
 @pytest.mark.parametrize(
     "order",
     [order for n in range(4) for order in itertools.permutations(TRANSITIONS, n)],
     ids=lambda order: "+".join(_name(t) for t in order),
 )
 def test_holds_is_true_exactly_when_merging_again_changes_nothing(
-    order: tuple[AlertNotification, ...],
+    order: tuple[AlertNotification, ...], by_hand: bool
 ) -> None:
-    entry = _entry(order)
     for transition in TRANSITIONS:
+        entry = _entry(order, transition)
+        if by_hand and entry is not None and entry.state is AlertState.FIRING:
+            entry = resolved_by_hand(entry, by="mgr-1", comment="", at=T0 + timedelta(hours=9))
         merged = merge(entry, transition).alert
         rise = transition.severity if transition.escalated_from is not None else None
         same = holds(
@@ -136,6 +141,12 @@ def test_holds_is_true_exactly_when_merging_again_changes_nothing(
         assert same == (merged == entry), _name(transition)
         # Whatever it held, merging the same transition a second time changes nothing.
         assert merge(merged, transition).alert == merged
+        # Another episode's entry holds none of this one's transitions.
+        other = _entry(order, _LATER if transition.started_at != _LATER.started_at else _FIRE)
+        if other is not None:
+            assert not holds(
+                other, state=transition.state, started_at=transition.started_at, escalated_to=rise
+            )
 
 
 # --- the replay goes to the inbox only ----------------------------------------------------
@@ -175,18 +186,14 @@ async def test_a_replay_of_what_redis_kept_changes_nothing_and_asks_nobody() -> 
     alert = fired()
     handler, fired_cp, _ = _recovering(world, [alert], [])
     await handler.handle(alert, _received(1))
-    before = {
-        key: await world.redis.get(key) for key in await world.keys("goalwatch:notifier:alert")
-    }
+    [key] = await world.keys("goalwatch:notifier:episode:")
+    before = await world.redis.get(key)
     fired_cp.restart(Replay(first=1, last=1))
     world.directory.down = True  # goals is not needed for an entry the inbox still holds
     kept = _replayed("kept")
     await handler.handle(fired(fingerprint="fp-9", event_id="e-9"), _received(2))
     assert _replayed("kept") - kept == 1
-    assert (
-        await world.redis.get("goalwatch:notifier:alert:fp-1")
-        == before["goalwatch:notifier:alert:fp-1"]
-    )
+    assert await world.redis.get(key) == before
 
 
 async def test_an_alert_waits_while_the_inbox_cannot_catch_up() -> None:
@@ -219,3 +226,34 @@ async def test_a_caught_up_inbox_costs_one_run_id_per_alert() -> None:
         await handler.handle(fired(fingerprint=f"fp-{n}", event_id=f"e-{n}"), _received(n))
     assert (fired_cp.begun, resolved_cp.begun) == begun
     assert fired_cp.run_ids == 2 + 3  # twice at the first (before and under the lock)
+
+
+async def test_both_episodes_of_an_alert_that_fired_twice_are_restored_and_kept() -> None:
+    world = World()
+    first = fired()
+    again = fired(
+        started_at=first.started_at + timedelta(days=3),
+        fired_at=first.fired_at + timedelta(days=3),
+        event_id="e-8",
+    )
+    ending = resolved_of(first)
+    handler, fired_cp, resolved_cp = _recovering(world, [first, again], [ending])
+    for sequence, alert in enumerate((first, ending, again), start=1):
+        assert await handler.handle(alert, _received(sequence)) == ACK
+    before = await world.inbox.list()
+    await world.redis.flushall()
+    fired_cp.restart(Replay(first=1, last=2))
+    resolved_cp.restart(Replay(first=1, last=1))
+    restored = _replayed("restored")
+    await handler.handle(fired(fingerprint="fp-3", event_id="e-5"), _received(4))
+    assert _replayed("restored") - restored == 3
+    newest, earlier = [a for a in await world.inbox.list() if a.fingerprint == "fp-1"]
+    assert [(a.id, a.state, a.timeline) for a in (newest, earlier)] == [
+        (a.id, a.state, a.timeline) for a in before
+    ]
+    # The same transitions replayed again: each is held by its episode's entry, nothing
+    # changes, and goals is not asked.
+    world.directory.down = True
+    for alert in (first, ending, again):
+        assert not await world.notifier.restore(alert)
+    assert [a for a in await world.inbox.list() if a.fingerprint == "fp-1"] == [newest, earlier]
