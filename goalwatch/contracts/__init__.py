@@ -48,6 +48,7 @@ from goalwatch.contracts.notifications import (
     AlertNotification,
     DigestReason,
     SubjectRef,
+    Unacknowledged,
 )
 from goalwatch.contracts.people import PersonRead, PersonUpsert
 from goalwatch.contracts.rules import RuleAction, RuleVersion
@@ -99,5 +100,6 @@ __all__ = [
     "Severity",
     "SubjectRef",
     "TimerFired",
+    "Unacknowledged",
     "UpsertReport",
 ]

@@ -33,6 +33,17 @@ class SubjectRef(Contract):
     name: str = Field(description="Display name; the id itself when the directory has no entry.")
 
 
+class Unacknowledged(Contract):
+    """Nobody acknowledged a firing alert in time, so it went to the next manager up."""
+
+    to: str = Field(description="Person id of the manager it went to.")
+    level: int = Field(
+        ge=1, description="1 for the first manager above those told, 2 for the next, ..."
+    )
+    after_seconds: int = Field(ge=0, description="How long it had gone unacknowledged.")
+    at: AwareDatetime = Field(description="When it was passed up.")
+
+
 class AlertNotification(Contract):
     """One alert transition (firing, escalated or resolved), addressed to its recipients."""
 
@@ -74,6 +85,11 @@ class AlertNotification(Contract):
     )
     resolved_at: AwareDatetime | None = Field(
         default=None, description="When the alert resolved; null while firing."
+    )
+    unacknowledged: Unacknowledged | None = Field(
+        default=None,
+        description="Set when this notification passes the alert up the manager chain because "
+        "nobody acknowledged it in time: to whom, after how long, at which level. Null otherwise.",
     )
     history: list[Observation] = Field(
         default_factory=list, description="Observations behind the alert, oldest first."

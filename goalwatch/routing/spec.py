@@ -312,6 +312,13 @@ class Timing:
     group_wait: timedelta = timedelta(0)
     group_interval: timedelta = timedelta(minutes=5)
     repeat_interval: timedelta = timedelta(0)
+    escalate_after: timedelta = timedelta(0)
+    escalate_levels: int = 1
+    escalate_severities: tuple[str, ...] = ("warning", "critical")
+
+    def escalates(self, severity: str) -> bool:
+        """Whether an unacknowledged alert of ``severity`` is passed up the manager chain."""
+        return self.escalate_after > timedelta(0) and severity in self.escalate_severities
 
     @property
     def immediate(self) -> bool:
@@ -332,6 +339,17 @@ class Timing:
             ),
             repeat_interval=(
                 self.repeat_interval if route.repeat_interval is None else route.repeat_interval
+            ),
+            escalate_after=(
+                self.escalate_after if route.escalate_after is None else route.escalate_after
+            ),
+            escalate_levels=(
+                self.escalate_levels if route.escalate_levels is None else route.escalate_levels
+            ),
+            escalate_severities=(
+                self.escalate_severities
+                if route.escalate_severities is None
+                else tuple(route.escalate_severities)
             ),
         )
 
@@ -374,6 +392,18 @@ class RouteSpec(_Spec):
     repeat_interval: Repeat | None = Field(
         None,
         description="Remind of a group still firing, unchanged, this often; 0s: never (default).",
+    )
+
+    escalate_after: Repeat | None = Field(
+        None,
+        description="Pass a firing alert nobody acknowledged in this long to the next manager "
+        "up the subject's chain; 0s: never (default).",
+    )
+    escalate_levels: int | None = Field(
+        None, ge=1, le=5, description="How many managers up it may go, one per escalate_after (1)."
+    )
+    escalate_severities: list[Literal["info", "warning", "critical"]] | None = Field(
+        None, description="Which severities are passed up ([warning, critical])."
     )
 
     @field_validator("group_by")

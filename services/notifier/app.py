@@ -39,15 +39,16 @@ from services.notifier.dingtalk import DingTalkChannel
 from services.notifier.directory import DEFAULT_TTL, CachedDirectory, DirectoryWatch, follow_changes
 from services.notifier.email import EmailChannel, parse_address
 from services.notifier.feishu import FeishuChannel
-from services.notifier.flush import GroupFlusher
+from services.notifier.flush import GroupFlusher, NotifierTimers
 from services.notifier.groups import OWNER as GROUP_OWNER
+from services.notifier.groups import TIMER as GROUP_TIMER
 from services.notifier.groups import Groups
 from services.notifier.inbox import Inbox
 from services.notifier.limits import Limiter
 from services.notifier.links import AckLinks
 from services.notifier.metrics import HANDLER_SECONDS, REGISTRY
 from services.notifier.outcomes import NatsOutcomes
-from services.notifier.pipeline import Notifier
+from services.notifier.pipeline import PASS_UP, Notifier
 from services.notifier.receivers import (
     ENV_RECEIVER,
     HttpOptions,
@@ -613,7 +614,8 @@ def create_app(
     links = ack_links(settings)
     claims = DeliveryClaims(redis, pending_ttl=claim_ttl(settings))
     outcomes = NatsOutcomes(broker)
-    groups = Groups(redis, Timers(lambda: broker.connection), retention=settings.inbox_retention)
+    timer_clock = Timers(lambda: broker.connection)
+    groups = Groups(redis, timer_clock, retention=settings.inbox_retention)
     directory = CachedDirectory(goals, ttl=settings.directory_cache_ttl)
     limiter = Limiter(redis)
     notifier = Notifier(
@@ -623,6 +625,7 @@ def create_app(
         claims=claims,
         groups=groups,
         limiter=limiter,
+        timers=timer_clock,
         routing=routing,
         outcomes=outcomes,
         policy=policy(settings),
@@ -665,11 +668,13 @@ def create_app(
         policy=policy(settings),
         deliveries=deliveries,
     )
+    timers = NotifierTimers({GROUP_TIMER: flusher.handle, PASS_UP: notifier.pass_up})
     consumers.add(
         timers_consumer(settings),
         TimerFired,
-        flusher,
-        description="The notifier's fired timers: each sends a group's message when it is due.",
+        timers,
+        description="The notifier's fired timers: a group's message falls due, or an alert "
+        "nobody acknowledged in time goes to the next manager up.",
         keep_alive=True,
     )
     watches: list[DirectoryWatch] = []

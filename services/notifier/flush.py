@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
 from goalwatch.consumers import (
@@ -47,7 +47,7 @@ from goalwatch.contracts import (
 from services.notifier.channels import DeliveryResult
 from services.notifier.claims import DeliveryClaims
 from services.notifier.deliveries import DeliveryLog
-from services.notifier.groups import TIMER, Groups, Snapshot
+from services.notifier.groups import Groups, Snapshot
 from services.notifier.inbox import PREFIX
 from services.notifier.limits import Limiter
 from services.notifier.metrics import GROUP_MESSAGES, NOTIFICATIONS_FAILED, NOTIFICATIONS_SENT
@@ -93,9 +93,6 @@ class GroupFlusher:
 
     async def handle(self, fired: TimerFired, received: Received) -> Verdict:
         """One fired timer; failures that may pass are retried by the policy."""
-        if fired.name != TIMER:
-            logger.warning("timer %s/%s is not the notifier's; ignored", fired.name, fired.key)
-            return ACK
         try:
             return await self.flush(fired, received) or ACK
         except Exception as exc:
@@ -261,6 +258,31 @@ class GroupFlusher:
             await self._outcomes.sent(outcome)
             if self._deliveries is not None:
                 await self._deliveries.record(outcome)
+
+
+TimerAction = Callable[[TimerFired, Received], Awaitable[Verdict]]
+
+
+class NotifierTimers:
+    """The notifier's fired timers, each to what its name says: ``group`` (a group's
+    message, :class:`GroupFlusher`) or ``pass-up`` (an unacknowledged alert to the next
+    manager, :meth:`services.notifier.pipeline.Notifier.pass_up`)."""
+
+    def __init__(self, actions: Mapping[str, TimerAction]) -> None:
+        self._actions = dict(actions)
+
+    async def handle(self, fired: TimerFired, received: Received) -> Verdict:
+        """Run the action of ``fired``'s name; an unknown name is logged and dropped."""
+        action = self._actions.get(fired.name)
+        if action is None:
+            logger.warning(
+                "timer %s/%s is none the notifier arms; ignored",
+                fired.name,
+                fired.key,
+                extra={"timer": fired.name},
+            )
+            return ACK
+        return await action(fired, received)
 
 
 def _digest(

@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -57,8 +57,10 @@ _ALERT: Final = "a:"
 class Arm(Protocol):
     """Arms a durable timer (:meth:`goalwatch.timers.Timers.arm`)."""
 
-    async def arm(self, key: TimerKey, at: datetime) -> int:
-        """Arm ``key`` to fire at ``at``, or move it there."""
+    async def arm(
+        self, key: TimerKey, at: datetime, *, data: Mapping[str, str] | None = None
+    ) -> int:
+        """Arm ``key`` to fire at ``at``, or move it there; the fired timer carries ``data``."""
         ...
 
 

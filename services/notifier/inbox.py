@@ -126,6 +126,7 @@ class Happening(StrEnum):
     ACKNOWLEDGED = "acknowledged"
     RESOLVED = "resolved"
     RESOLVED_BY_HAND = "resolved_by_hand"
+    PASSED_UP = "passed_up"
 
 
 class AckVia(StrEnum):
@@ -140,7 +141,8 @@ class TimelineEntry(Contract):
     """One thing that happened to an episode."""
 
     what: Happening = Field(
-        description="fired, escalated, acknowledged, resolved (by the rule) or resolved_by_hand."
+        description="fired, escalated, acknowledged, passed_up (to the next manager: nobody "
+        "acknowledged it in time), resolved (by the rule) or resolved_by_hand."
     )
     at: AwareDatetime = Field(description="When it happened.")
     severity: Severity | None = Field(
@@ -152,6 +154,10 @@ class TimelineEntry(Contract):
     comment: str | None = Field(default=None, description="What they said.")
     via: AckVia | None = Field(
         default=None, description="acknowledged: api, link, or shared_link (see Acknowledgement)."
+    )
+    to: str | None = Field(
+        default=None,
+        description="passed_up: the manager it went to because nobody acknowledged it in time.",
     )
 
 
@@ -173,6 +179,7 @@ _TIES: Final = {
     Happening.FIRED: 0,
     Happening.ESCALATED: 1,
     Happening.ACKNOWLEDGED: 2,
+    Happening.PASSED_UP: 2,
     Happening.RESOLVED_BY_HAND: 3,
     Happening.RESOLVED: 4,
 }
@@ -425,6 +432,23 @@ def resolved_by_hand(entry: InboxAlert, *, by: str, comment: str, at: datetime) 
     )
 
 
+def passed_up(entry: InboxAlert, *, to: Recipient, at: datetime) -> InboxAlert:
+    """``entry`` passed up to the manager ``to`` because nobody acknowledged it: they join
+    its recipients (so it is in their inbox) and its timeline says so. Unchanged when it is
+    resolved or acknowledged meanwhile, or when they were passed it already."""
+    step = TimelineEntry(what=Happening.PASSED_UP, at=at, to=to.id)
+    if entry.state is not AlertState.FIRING or entry.acked_at is not None:
+        return entry
+    if any(t.what is Happening.PASSED_UP and t.to == to.id for t in entry.timeline):
+        return entry
+    recipients = entry.recipients
+    if all(r.id != to.id for r in recipients):
+        recipients = [*recipients, to]
+    return entry.model_copy(
+        update={"recipients": recipients, "timeline": _with(entry.timeline, step)}
+    )
+
+
 def legacy_entry(raw: str) -> InboxAlert:
     """An entry of the earlier layout (one per fingerprint, no id or timeline) in this one:
     its timeline rebuilt from its times. ValueError if it is not one."""
@@ -662,6 +686,11 @@ class Inbox:
         return await self._change(
             key, lambda entry: resolved_by_hand(entry, by=by, comment=comment, at=at)
         )
+
+    async def pass_up(self, key: str, *, to: Recipient, at: datetime) -> InboxAlert | None:
+        """Record that the firing episode ``key`` names went to the manager ``to`` (see
+        :func:`passed_up`); None if the inbox has no such entry."""
+        return await self._change(key, lambda entry: passed_up(entry, to=to, at=at))
 
     async def updates(self) -> AsyncIterator[InboxAlert | None]:
         """None once listening, then every entry as it changes from then on, on any

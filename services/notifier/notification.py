@@ -33,6 +33,9 @@ def transition_key(notification: AlertNotification) -> tuple[str, ...]:
         notification.state.value,
         notification.started_at.isoformat(),
     )
+    if notification.unacknowledged is not None:
+        # Passed up the manager chain: a transition of its own per level.
+        return (*parts, "up", str(notification.unacknowledged.level))
     if notification.escalated_from is not None:
         return (*parts, notification.severity.value)
     return parts

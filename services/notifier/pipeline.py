@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from goalwatch.consumers import (
@@ -36,14 +37,19 @@ from goalwatch.contracts import (
     AlertState,
     DeliveryStatus,
     NotificationSent,
+    RecipientRole,
     SubjectRef,
+    TimerFired,
+    Unacknowledged,
     subjects,
 )
 from goalwatch.goals_client import OrgUnits, PersonDirectory
+from goalwatch.timers import TimerKey, fired_subject
 from services.notifier.channels import Channel, DeliveryResult
 from services.notifier.claims import DeliveryClaims, claim_key
 from services.notifier.deliveries import DeliveryLog
-from services.notifier.groups import Groups
+from services.notifier.groups import OWNER as TIMER_OWNER
+from services.notifier.groups import Arm, Groups
 from services.notifier.inbox import Inbox, InboxAlert, episode_id, holds
 from services.notifier.limits import Limiter
 from services.notifier.links import AckLinks
@@ -56,7 +62,7 @@ from services.notifier.metrics import (
 from services.notifier.notification import Alert, build_notification, headline, transition_key
 from services.notifier.outcomes import Outcomes
 from services.notifier.receivers import Delivery
-from services.notifier.recipients import resolve_recipients, unit_chain
+from services.notifier.recipients import recipient_of, resolve_recipients, unit_chain
 from services.notifier.routing import Plan, Routing, fixed_router
 from services.notifier.silences import Silences
 
@@ -100,6 +106,16 @@ def idempotency_key(*, channel: str, notification: AlertNotification) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
+PASS_UP = "pass-up"
+"""Name of the timers that pass an unacknowledged alert up the manager chain."""
+
+
+def _level_of(entry: InboxAlert, manager_id: str) -> int:
+    """The level at which ``entry`` went to ``manager_id`` (its place among the pass-ups)."""
+    ups = [t.to for t in entry.timeline if t.to is not None]
+    return ups.index(manager_id) + 1 if manager_id in ups else 0
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -131,6 +147,7 @@ class Notifier:
         groups: Groups | None = None,
         limiter: Limiter | None = None,
         links: AckLinks | None = None,
+        timers: Arm | None = None,
     ) -> None:
         """``deliveries``: where each outcome is also kept for ``GET /v1/deliveries``;
         ``silences``: what keeps matching alerts off the channels for a while;
@@ -142,6 +159,7 @@ class Notifier:
         self._links = links
         self._groups = groups
         self._limiter = limiter
+        self._timers = timers
         self._deliveries = deliveries
         self._silences = silences
         self._org_units = org_units
@@ -207,7 +225,7 @@ class Notifier:
             router = self._routing.current
             for group in plan.groups:
                 deliveries += router.receivers[group.receiver].deliveries(notification)
-            plan = Plan(now=deliveries, groups=[])
+            plan = replace(plan, now=deliveries, groups=[])
         silence = None
         if self._silences is not None and (deliveries or plan.groups):
             silence = await self._silences.matching(notification, self._clock())
@@ -232,6 +250,7 @@ class Notifier:
                     ),
                 )
             return None
+        await self._watch_for_ack(recorded.alert, plan)
         for group in plan.groups:
             assert self._groups is not None  # see above
             due = await self._groups.add(group, notification)
@@ -251,6 +270,108 @@ class Notifier:
             if retry is not None:
                 retries.append(retry)
         return min(retries, key=lambda r: r.delay, default=None)
+
+    async def _watch_for_ack(self, entry: InboxAlert, plan: Plan) -> None:
+        """Arm the timer that passes ``entry`` up the manager chain if nobody acknowledges
+        it within its routes' ``escalate_after`` (a firing, or a rise in severity)."""
+        if (
+            plan.escalate_after is None
+            or self._timers is None
+            or entry.state is not AlertState.FIRING
+            or entry.acked_at is not None
+        ):
+            return
+        after = plan.escalate_after
+        due = await self._timers.arm(
+            TimerKey(owner=TIMER_OWNER, name=PASS_UP, key=entry.id),
+            self._clock() + after,
+            data={
+                "level": "1",
+                "levels": str(plan.escalate_levels),
+                "after": str(int(after.total_seconds())),
+            },
+        )
+        logger.debug("passed up unless acknowledged by %s (arm %d)", self._clock() + after, due)
+
+    async def pass_up(self, fired: TimerFired, received: Received) -> Verdict:
+        """A pass-up timer fell due: if the episode still fires unacknowledged, tell the next
+        manager up the subject's chain who has not been told, and watch again for the next
+        level. Failures that may pass are retried by the policy."""
+        try:
+            return await self._pass_up(fired, received) or ACK
+        except Exception as exc:
+            return self._policy.on_failure(
+                deliveries=received.deliveries,
+                reason=f"alert {fired.key} not passed up: {exc!r}",
+            )
+
+    async def _pass_up(self, fired: TimerFired, received: Received) -> Retry | None:
+        extra = {"episode": fired.key}
+        level = int(fired.data.get("level", "1"))
+        levels = int(fired.data.get("levels", "1"))
+        after = int(fired.data.get("after", "0"))
+        entry = await self._inbox.episode(fired.key)
+        if entry is None or entry.state is not AlertState.FIRING or entry.acked_at is not None:
+            logger.debug(
+                "pass-up timer: acknowledged, resolved or gone; nothing to do", extra=extra
+            )
+            return None
+        subject = await self._directory.get_person(entry.subject.id)
+        told = {r.id for r in entry.recipients} | {entry.subject.id}
+        passed = {t.to for t in entry.timeline if t.to is not None}
+        chain = [] if subject is None else subject.managers
+        # This level's manager: the one it went to already (a redelivered timer), else the
+        # first up the chain who has not heard of it.
+        manager_id = next(
+            (m for m in chain if m in passed and _level_of(entry, m) == level),
+            next((m for m in chain if m not in told), None),
+        )
+        if manager_id is None:
+            logger.warning(
+                "%s: nobody acknowledged it, and no manager above those told is known; "
+                "not passed up",
+                headline(entry),
+                extra=extra,
+            )
+            return None
+        now = self._clock()
+        person = await self._directory.get_person(manager_id)
+        manager = recipient_of(person, person_id=manager_id, role=RecipientRole.MANAGER)
+        up = Unacknowledged(to=manager_id, level=level, after_seconds=after, at=now)
+        recorded = await self._inbox.pass_up(fired.key, to=manager, at=now)
+        if recorded is None or recorded.state is not AlertState.FIRING:
+            return None
+        notification = self._linked(recorded).model_copy(
+            update={"recipients": [manager], "unacknowledged": up, "escalated_from": None}
+        )
+        if self._silences is not None:
+            silence = await self._silences.matching(notification, now)
+            if silence is not None:
+                logger.info("not passed up: silenced by %s", silence.id, extra=extra)
+                return None
+        logger.info(
+            "%s: not acknowledged in %ss, passed up to %s (level %d)",
+            headline(notification),
+            after,
+            manager_id,
+            level,
+            extra=extra,
+        )
+        retries = [
+            retry
+            for delivery in self._routing.current.every_delivery(notification)
+            if (retry := await self._deliver(delivery, alert=None, received=received, timer=fired))
+            is not None
+        ]
+        if retries:
+            return min(retries, key=lambda r: r.delay)
+        if level < levels and self._timers is not None:
+            await self._timers.arm(
+                TimerKey(owner=TIMER_OWNER, name=PASS_UP, key=fired.key),
+                now + timedelta(seconds=after),
+                data={**fired.data, "level": str(level + 1)},
+            )
+        return None
 
     async def restore(self, alert: Alert) -> bool:
         """Merge a transition replayed from the stream into the inbox, and nothing else;
@@ -314,8 +435,15 @@ class Notifier:
         return notification, await unit_chain(self._org_units, unit)
 
     async def _deliver(
-        self, delivery: Delivery, *, alert: Alert, received: Received
+        self,
+        delivery: Delivery,
+        *,
+        alert: Alert | None,
+        received: Received,
+        timer: TimerFired | None = None,
     ) -> Retry | None:
+        """Deliver one transition on one delivery; ``alert`` is the message it came from
+        (None for a pass-up, which came from ``timer``), dead-lettered if it fails for good."""
         channel, name = delivery.channel, delivery.name
         notification = delivery.notification
         extra = {"fingerprint": notification.fingerprint, "channel": name}
@@ -377,13 +505,14 @@ class Notifier:
             extra=extra,
         )
         await self._publish_outcome(notification, delivery=delivery, result=result)
-        origin = _SUBJECTS[type(alert)]
+        origin = fired_subject(TIMER_OWNER) if alert is None else _SUBJECTS[type(alert)]
+        payload = (alert or timer or notification).model_dump_json().encode()
         await self._outcomes.dead_letter(
             dead_letter(
                 origin_subject=origin,
                 reason=f"{name} delivery failed after {result.attempts} attempt(s): "
                 f"{result.error}; fix the receiver, then republish the payload to {origin}",
-                payload=alert.model_dump_json().encode(),
+                payload=payload,
                 at=self._clock(),
             ),
             msg_id=dead_letter_id(received, cause=f"failed-{name}"),

@@ -47,7 +47,7 @@ class Audience:
     subject: PersonRead | None = None
 
 
-def _recipient(
+def recipient_of(
     person: PersonRead | None, *, person_id: str, role: RecipientRole, group: str | None = None
 ) -> Recipient:
     if person is None:
@@ -113,7 +113,7 @@ async def resolve_recipients(
 
     for role in notify:
         if role in (SUBJECT, OWNER):
-            add(_recipient(subject_person, person_id=subject, role=RecipientRole.SUBJECT))
+            add(recipient_of(subject_person, person_id=subject, role=RecipientRole.SUBJECT))
         elif role == MANAGER or role.startswith(f"{MANAGER}:"):
             level = 1 if role == MANAGER else int(role.partition(":")[2])
             chain = [] if subject_person is None else subject_person.managers
@@ -134,7 +134,7 @@ async def resolve_recipients(
                     subject,
                     extra={**log_extra, "person_id": manager_id},
                 )
-            add(_recipient(manager, person_id=manager_id, role=RecipientRole.MANAGER))
+            add(recipient_of(manager, person_id=manager_id, role=RecipientRole.MANAGER))
         elif role in (UNIT_HEAD, HRBP):
             found = None
             if subject_person is not None and org_units is not None:
@@ -149,7 +149,7 @@ async def resolve_recipients(
                 )
                 continue
             person = await directory.get_person(found)
-            add(_recipient(person, person_id=found, role=RecipientRole(role)))
+            add(recipient_of(person, person_id=found, role=RecipientRole(role)))
         elif (group := group_name(role)) is not None:
             members = groups.get(group)
             if members is None:
@@ -171,7 +171,9 @@ async def resolve_recipients(
                         group,
                         extra={**log_extra, "person_id": member_id, "group": group},
                     )
-                add(_recipient(member, person_id=member_id, role=RecipientRole.GROUP, group=group))
+                add(
+                    recipient_of(member, person_id=member_id, role=RecipientRole.GROUP, group=group)
+                )
         else:
             person = subject_person if role == subject else await directory.get_person(role)
             if person is None:
@@ -180,7 +182,7 @@ async def resolve_recipients(
                     role,
                     extra={**log_extra, "person_id": role},
                 )
-            add(_recipient(person, person_id=role, role=RecipientRole.EXPLICIT))
+            add(recipient_of(person, person_id=role, role=RecipientRole.EXPLICIT))
     return Audience(recipients=list(recipients.values()), subject=subject_person)
 
 

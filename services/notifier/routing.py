@@ -15,7 +15,7 @@ import hashlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from goalwatch.contracts import AlertNotification
@@ -59,6 +59,16 @@ class Router:
         """The deliveries ``notification`` makes at once (see :meth:`plan`)."""
         return self.plan(notification).now
 
+    def every_delivery(self, notification: AlertNotification) -> list[Delivery]:
+        """Every delivery the routes that take ``notification`` make, grouping routes'
+        included, all at once: for what must not wait for a group (passing an alert up)."""
+        plan = self.plan(notification)
+        found = {d.name: d for d in plan.now}
+        for group in plan.groups:
+            for delivery in self.receivers[group.receiver].deliveries(notification):
+                found.setdefault(delivery.name, delivery)
+        return list(found.values())
+
     def plan(self, notification: AlertNotification) -> Plan:
         """What ``notification`` becomes: deliveries now, once each (two routes to one
         receiver make one), in route order, for routes with the default timing; and the
@@ -66,14 +76,25 @@ class Router:
         now: dict[str, Delivery] = {}
         groups: dict[str, GroupSpec] = {}
         labels = alert_labels(notification)
+        after: timedelta | None = None
+        levels = 0
         for matched in match(self.tree, labels):
+            if matched.timing.escalates(notification.severity.value):
+                # The soonest of the routes that take it, as far up as any of them goes.
+                after = min(after or matched.timing.escalate_after, matched.timing.escalate_after)
+                levels = max(levels, matched.timing.escalate_levels)
             if matched.timing.immediate:
                 for delivery in self.receivers[matched.receiver].deliveries(notification):
                     now.setdefault(delivery.name, delivery)
             else:
                 group = group_of(matched, labels)
                 groups.setdefault(group.id, group)
-        return Plan(now=list(now.values()), groups=list(groups.values()))
+        return Plan(
+            now=list(now.values()),
+            groups=list(groups.values()),
+            escalate_after=after,
+            escalate_levels=levels,
+        )
 
 
 @dataclass(frozen=True)
@@ -82,6 +103,8 @@ class Plan:
 
     now: list[Delivery]
     groups: list[GroupSpec]
+    escalate_after: timedelta | None = None
+    escalate_levels: int = 0
 
 
 def fixed_router(channels: Sequence[Channel]) -> Router:

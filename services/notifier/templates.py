@@ -12,11 +12,13 @@ what its markdown dialect needs, with the filters it registers).
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, Final, Literal
 
 import jinja2
 
 from goalwatch.contracts import AlertNotification
+from goalwatch.durations import duration_text
 
 Language = Literal["zh", "en"]
 LANGUAGES: Final[tuple[Language, ...]] = ("zh", "en")
@@ -36,6 +38,9 @@ ENVIRONMENT: Final = jinja2.Environment(
     lstrip_blocks=True,
     keep_trailing_newline=False,
 )
+
+# A length of time as people write it in goalwatch's files: 4h, 1d12h, 30m.
+ENVIRONMENT.globals["span"] = lambda seconds: duration_text(timedelta(seconds=int(seconds)))
 
 
 def render(template: str, language: Language, notification: AlertNotification, **extra: Any) -> str:

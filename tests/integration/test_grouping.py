@@ -46,6 +46,9 @@ route:
       receiver: burst-room
     - matchers: ['department=~"quiet-.*"']
       receiver: quiet-room
+    - matchers: ['department=~"ignored-.*"']
+      escalate_after: 2s
+      escalate_levels: 2
     - matchers: ['department=~"grouped-.*"']
       group_by: [rule, department]
       group_wait: 5s
@@ -60,6 +63,15 @@ def routes(quiet_from: datetime, quiet_until: datetime) -> str:
         "quiet_start": quiet_from.strftime("%H:%M:%S"),
         "quiet_end": quiet_until.strftime("%H:%M:%S"),
     }
+
+
+@pytest.fixture(scope="module")
+def webhook() -> Iterator[WebhookReceiver]:
+    """This module's own receiver: digests must not reach the other modules' one, whose
+    tests read every delivery as a single alert."""
+    receiver = WebhookReceiver()
+    yield receiver
+    receiver.close()
 
 
 @pytest.fixture(scope="module")
@@ -267,3 +279,87 @@ def test_quiet_hours_hold_messages_until_they_end(
         assert states(message) == [(doctor, "firing")]
         # Not before the quiet hours ended (the receiver's clock is this machine's).
         assert datetime.now(UTC) >= ends
+
+
+def chain(stack: Stack, http: httpx.Client) -> tuple[str, str, str, str]:
+    """A doctor, their head, the head's director and the director's chief."""
+    chief, director, head, doctor = (unique(r) for r in ("chief", "director", "head", "doctor"))
+    people = [
+        {"id": chief, "name": f"Chief {chief}"},
+        {"id": director, "name": f"Director {director}", "manager_id": chief},
+        {"id": head, "name": f"Head {head}", "manager_id": director},
+        {"id": doctor, "name": f"Dr {doctor}", "manager_id": head},
+    ]
+    answer = http.post(f"{stack.settings.url('goals')}/v1/people", json=people)
+    assert answer.status_code == 200, answer.text
+    return doctor, head, director, chief
+
+
+def test_an_alert_nobody_acknowledges_goes_up_the_manager_chain(
+    grouped: Stack, webhook: WebhookReceiver
+) -> None:
+    department = unique("ignored")
+    notifier = grouped.settings.url("notifier")
+    with httpx.Client(timeout=10) as http:
+        doctor, head, director, chief = chain(grouped, http)
+        events = [
+            rework_event(doctor, d, 0.2, labels={"department": department}) for d in (1, 2, 3)
+        ]
+        post_events(http, grouped.settings.url("ingestion"), events)
+        webhook.wait_for(lambda _: len(about(webhook, department)) >= 3)
+        first, up1, up2 = about(webhook, department)[:3]
+        assert {r["id"] for r in first.json["recipients"]} == {doctor, head}
+        assert first.json["unacknowledged"] is None
+        # Nobody acknowledged it in 2 s: the head's manager, then theirs; two levels, no more.
+        assert [r["id"] for r in up1.json["recipients"]] == [director]
+        assert up1.json["unacknowledged"]["level"] == 1
+        assert up1.json["unacknowledged"]["after_seconds"] == 2
+        assert [r["id"] for r in up2.json["recipients"]] == [chief]
+        assert up2.json["unacknowledged"]["level"] == 2
+        assert up1.headers["idempotency-key"] != up2.headers["idempotency-key"]
+        [entry] = http.get(f"{notifier}/v1/alerts", params={"recipient": chief}).json()["alerts"]
+        passed = [t["to"] for t in entry["timeline"] if t["what"] == "passed_up"]
+        assert passed == [director, chief]
+
+
+def test_an_acknowledged_alert_is_not_passed_up(grouped: Stack, webhook: WebhookReceiver) -> None:
+    department = unique("ignored")
+    notifier = grouped.settings.url("notifier")
+    with httpx.Client(timeout=10) as http:
+        doctor, head, director, _chief = chain(grouped, http)
+        events = [
+            rework_event(doctor, d, 0.2, labels={"department": department}) for d in (1, 2, 3)
+        ]
+        post_events(http, grouped.settings.url("ingestion"), events)
+        webhook.wait_for(lambda _: len(about(webhook, department)) >= 1)
+        [entry] = http.get(f"{notifier}/v1/alerts", params={"recipient": head}).json()["alerts"]
+        acked = http.post(
+            f"{notifier}/v1/alerts/{entry['id']}/ack",
+            json={"comment": "on it"},
+            headers={"X-Goalwatch-User": head},
+        )
+        assert acked.status_code == 200, acked.text
+        # The pass-up timer falls due, finds it acknowledged, and does nothing.
+        until(lambda: not pending_pass_up(grouped, entry["id"]), "the pass-up timer's firing")
+        await_drained(grouped.settings.nats_url)
+        assert len(about(webhook, department)) == 1
+        after = http.get(f"{notifier}/v1/alerts/{entry['id']}").json()
+        assert director not in {r["id"] for r in after["recipients"]}
+
+
+def pending_pass_up(stack: Stack, episode: str) -> bool:
+    import asyncio
+
+    import nats
+
+    from goalwatch.timers import TimerKey, Timers
+
+    async def pending() -> bool:
+        client = await nats.connect(stack.settings.nats_url)
+        try:
+            due = await Timers(lambda: client).pending(TimerKey("notifier", "pass-up", episode))
+            return due is not None
+        finally:
+            await client.close()
+
+    return asyncio.run(pending())
