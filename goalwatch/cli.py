@@ -152,7 +152,11 @@ def _banner(settings: StackSettings) -> str:
         ("notifier", f"{settings.url('notifier')}   GET /v1/alerts"),
         ("nats", settings.nats_url),
         ("redis", settings.redis_url),
-        ("webhook", _webhook(settings.webhook_url)),
+        *(
+            [("routing", f"{settings.routes_file}   (goalwatch routes show)")]
+            if settings.routes_file
+            else [("webhook", _webhook(settings.webhook_url))]
+        ),
         ("logs", f"{settings.state_dir}/logs/<name>.log"),
     ]
     lines = [f"  {name:<10} {where}" for name, where in rows]

@@ -2,11 +2,17 @@
 
 ``goalwatch webhook-receiver`` listens on 127.0.0.1 (port 9000 unless told otherwise) and
 verifies every request with ``GOALWATCH_WEBHOOK_SECRET``, exactly as a real receiver should.
+
+It is also a stand-in WeCom group: a request to ``/cgi-bin/webhook/send?key=...`` is read as
+a WeCom group robot message and printed as the group would show it, and answered as WeCom
+answers (``{"errcode": 0}``). Point a routing file's ``wecom`` receiver at it to see what a
+chat group reads, acknowledgement link included.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -42,6 +48,21 @@ def describe(payload: dict[str, Any], *, check: str) -> str:
     return text
 
 
+WECOM_PATH = "/cgi-bin/webhook/send"
+"""Where the stand-in WeCom group robot takes messages, as the real one does."""
+
+
+def chat_bubble(payload: dict[str, Any]) -> str:
+    """A WeCom group robot message as the group shows it: markdown kept, colours named."""
+    content = str(payload.get("markdown", {}).get("content", ""))
+    content = re.sub(r'<font color="(\w+)">(.*?)</font>', r"\2", content)
+    lines = content.splitlines() or [""]
+    width = max(len(line) for line in lines)
+    rule = "─" * min(width + 2, 100)
+    body = "\n".join(f"│ {line}" for line in lines)
+    return f"┌{rule}\n│ [WeCom group: goalwatch robot]\n{body}\n└{rule}"
+
+
 def run(settings: ReceiverSettings) -> int:
     """Serve until Ctrl-C."""
     host, port = "127.0.0.1", settings.receiver_port
@@ -54,6 +75,9 @@ def run(settings: ReceiverSettings) -> int:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            if self.path.startswith(WECOM_PATH):
+                self._chat(body)
+                return
             verified = secret is not None and verify_signature(
                 secret=secret,
                 timestamp=self.headers.get(TIMESTAMP_HEADER, ""),
@@ -78,12 +102,27 @@ def run(settings: ReceiverSettings) -> int:
             self.send_response(401 if check == "SIGNATURE INVALID" else 204)
             self.end_headers()
 
+        def _chat(self, body: bytes) -> None:
+            try:
+                payload = json.loads(body)
+                print(chat_bubble(payload), flush=True)
+                answer = {"errcode": 0, "errmsg": "ok"}
+            except (ValueError, AttributeError):
+                answer = {"errcode": 40008, "errmsg": "invalid message type"}
+            reply = json.dumps(answer).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
     server = ThreadingHTTPServer((host, port), Handler)
     note = "" if secret else " (GOALWATCH_WEBHOOK_SECRET unset: signatures not checked)"
     print(f"webhook receiver on http://{host}:{port}/{note}; Ctrl-C stops it", flush=True)
+    print(f"a WeCom group robot on http://{host}:{port}{WECOM_PATH}?key=demo", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -64,6 +64,9 @@ class StackSettings(BaseSettings):
     webhook_url: str | None = Field(
         None, description="The notifier's webhook (read by the notifier itself; shown here)."
     )
+    routes_file: str | None = Field(
+        None, description="The notifier's routing file (read by the notifier itself; shown here)."
+    )
 
     @classmethod
     def on_free_ports(

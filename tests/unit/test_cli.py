@@ -35,6 +35,29 @@ def test_the_banner_shows_the_demo_receiver() -> None:
     assert "not shown" not in line
 
 
+def test_the_banner_names_the_routing_file_when_there_is_one() -> None:
+    banner = _banner(StackSettings(routes_file="examples/routes.yaml", webhook_url="http://x/"))
+    [line] = [line for line in banner.splitlines() if line.split()[0] == "routing"]
+    assert line.split()[1] == "examples/routes.yaml"
+    assert not [line for line in banner.splitlines() if line.split()[0] == "webhook"]
+
+
+def test_the_demo_receiver_shows_a_wecom_message_as_the_group_reads_it() -> None:
+    from goalwatch.dev.receiver import chat_bubble
+
+    bubble = chat_bubble(
+        {
+            "msgtype": "markdown",
+            "markdown": {"content": '<font color="warning">**[Warning] Rework**</font>\nbody'},
+        }
+    )
+    assert bubble.splitlines()[1:4] == [
+        "│ [WeCom group: goalwatch robot]",
+        "│ **[Warning] Rework**",
+        "│ body",
+    ]
+
+
 def test_the_demo_receiver_says_when_an_alert_escalated() -> None:
     payload = {
         "state": "firing",
