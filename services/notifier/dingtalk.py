@@ -39,7 +39,7 @@ from goalwatch.settings import redacted_url
 from services.notifier.channels import DeliveryResult
 from services.notifier.digests import digest_title, render_digest_fitted
 from services.notifier.http_delivery import HttpDelivery, error_code_check
-from services.notifier.messages import markdown_escape, plain, render_fitted
+from services.notifier.messages import markdown_escape, markdown_link, plain, render_fitted
 from services.notifier.templates import Language, render
 from services.notifier.wecom import markdown_bold
 
@@ -139,6 +139,7 @@ class DingTalkChannel:
             digest,
             esc=markdown_escape,
             bold=markdown_bold,
+            link=markdown_link,
             limit=TEXT_LIMIT,
         )
         return {

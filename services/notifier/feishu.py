@@ -42,7 +42,7 @@ from goalwatch.contracts import AlertDigest, AlertNotification, AlertState, Seve
 from services.notifier.channels import DeliveryResult
 from services.notifier.digests import digest_title, highest_severity, render_digest_fitted
 from services.notifier.http_delivery import HttpDelivery, error_code_check, masked_url
-from services.notifier.messages import lark_md_escape, plain, render_fitted
+from services.notifier.messages import lark_md_escape, markdown_link, plain, render_fitted
 from services.notifier.templates import Language, render
 from services.notifier.wecom import markdown_bold
 
@@ -203,6 +203,7 @@ class FeishuChannel:
             digest,
             esc=lark_md_escape,
             bold=markdown_bold,
+            link=markdown_link,
             limit=BODY_LIMIT,
             size=size,
         )

@@ -118,6 +118,7 @@ class SlackChannel:
             digest,
             esc=slack_escape,
             bold=slack_bold,
+            link=slack_link,
             limit=SECTION_LIMIT,
             size=_longest_section,
         )

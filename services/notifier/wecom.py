@@ -30,7 +30,7 @@ from goalwatch.settings import redacted_url
 from services.notifier.channels import DeliveryResult
 from services.notifier.digests import render_digest_fitted
 from services.notifier.http_delivery import HttpDelivery, error_code_check
-from services.notifier.messages import markdown_escape, render_fitted
+from services.notifier.messages import markdown_escape, markdown_link, render_fitted
 from services.notifier.templates import Language
 
 CONTENT_LIMIT: Final = 4096
@@ -110,6 +110,7 @@ class WeComChannel:
             digest,
             esc=markdown_escape,
             bold=markdown_bold,
+            link=markdown_link,
             limit=CONTENT_LIMIT,
         )
         return {"msgtype": "markdown", "markdown": {"content": content.strip()}}

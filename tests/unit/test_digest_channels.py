@@ -432,3 +432,20 @@ async def test_alertmanager_gets_every_alert_of_a_digest_in_one_post() -> None:
     for one in alerts:
         assert one["labels"]["alertname"] == "report-rework-rate-high"
         assert one["annotations"]["summary"].endswith(one["annotations"]["subject_name"])
+
+
+def test_each_firing_alert_of_a_digest_carries_its_acknowledgement_link() -> None:
+    from services.notifier.wecom import WeComChannel
+    from tests.unit.digest_samples import alert, digest
+
+    linked = alert("Dr Li", ack_url="https://goalwatch.example.org/v1/ack/tok-li")
+    over = alert(
+        "Dr Wang", state="resolved", ack_url="https://goalwatch.example.org/v1/ack/tok-wang"
+    )
+    sample = digest([linked, over])
+    wecom = WeComChannel(
+        url="https://qyapi.test/send?key=k", client=httpx.AsyncClient(), language="en"
+    )
+    content = wecom.digest_payload(sample)["markdown"]["content"]
+    assert "[acknowledge](https://goalwatch.example.org/v1/ack/tok-li)" in content
+    assert "tok-wang" not in content  # a resolved alert has nothing to acknowledge
