@@ -176,7 +176,8 @@ def _webhook(url: str | None) -> str:
     if not url or not url.strip():
         return (
             "none (set GOALWATCH_WEBHOOK_URL and GOALWATCH_WEBHOOK_SECRET to POST alerts to a "
-            "receiver; chat tools and e-mail: docs/channels/)"
+            "receiver; chat tools and e-mail: docs/channels/; a routing file for several: "
+            "GOALWATCH_ROUTES_FILE, docs/routing.md)"
         )
     hidden = " (query not shown)" if httpx.URL(url).query else ""
     return f"{redacted_url(url)}   every alert, signed{hidden}"

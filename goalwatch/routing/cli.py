@@ -157,7 +157,7 @@ def _test(args: argparse.Namespace) -> int:
 
 
 def _print_route(route: dict[str, Any], depth: int) -> None:
-    matchers = ", ".join(route["matchers"]) or ("(every alert)" if depth == 0 else "")
+    matchers = ", ".join(route["matchers"]) or "(every alert)"
     receiver = route["receiver"] or "(its parent's receiver)"
     more = "  continue" if route["continue"] else ""
     print(f"{'  ' * depth}- {matchers}  ->  {receiver}{more}")
