@@ -182,10 +182,13 @@ def _print_routing(body: dict[str, Any]) -> None:
     print("receivers:")
     for receiver in body["receivers"]:
         each = "  one message per recipient" if receiver["per_person"] else ""
-        print(f"  {receiver['name']}{each}")
+        quiet = f"  quiet {receiver['quiet_hours']}" if receiver.get("quiet_hours") else ""
+        print(f"  {receiver['name']}{each}{quiet}")
         for target in receiver["channels"]:
             language = f" [{target['language']}]" if target["language"] else ""
-            print(f"    {target['channel']}{language}: {target['where']}")
+            limits = ", ".join(target.get("rate_limits", []))
+            limit = f"  (at most {limits})" if limits else ""
+            print(f"    {target['channel']}{language}: {target['where']}{limit}")
     if body["groups"]:
         print("groups:")
         for name, people in body["groups"].items():

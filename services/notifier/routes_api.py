@@ -34,6 +34,10 @@ class TargetRead(Contract):
         description="Fixed language; null: the recipient's, or the default."
     )
     where: str = Field(description="Where it delivers (scheme and host; never a token).")
+    rate_limits: list[str] = Field(
+        description="At most this many messages per window (e.g. 20/1m); more are held back "
+        "and merged into a digest. Empty: no limit."
+    )
 
 
 class ReceiverRead(Contract):
@@ -42,6 +46,10 @@ class ReceiverRead(Contract):
     name: str = Field(description="Its name.")
     per_person: bool = Field(description="One message per recipient, on their preferred channel.")
     channels: list[TargetRead] = Field(description="Its channels, in order.")
+    quiet_hours: str | None = Field(
+        description="When its messages wait, e.g. 22:00-08:00 Asia/Shanghai (critical: send); "
+        "null: never."
+    )
 
 
 class RouteRead(Contract):
@@ -90,9 +98,18 @@ class RoutingRead(Contract):
                     name=r.name,
                     per_person=r.per_person,
                     channels=[
-                        TargetRead(channel=t.kind, language=t.language, where=t.where)
+                        TargetRead(
+                            channel=t.kind,
+                            language=t.language,
+                            where=t.where,
+                            rate_limits=[str(limit) for limit in t.limits],
+                        )
                         for t in r.targets
                     ],
+                    quiet_hours=None
+                    if r.quiet_hours is None
+                    else f"{r.quiet_hours.start:%H:%M}-{r.quiet_hours.end:%H:%M} "
+                    f"{r.quiet_hours.time_zone} (critical: {r.quiet_hours.critical})",
                 )
                 for r in router.receivers.values()
             ],

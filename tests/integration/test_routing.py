@@ -135,6 +135,17 @@ def test_the_api_shows_and_tries_the_routing_without_secrets(routed: Stack) -> N
             "audit",
         ]
         assert body["route"]["routes"][0]["continue"] is True
+        # The vendors' documented limits, as nothing in the file changes them.
+        limits = {
+            (r["name"], c["channel"]): c["rate_limits"]
+            for r in body["receivers"]
+            for c in r["channels"]
+        }
+        assert limits == {
+            ("everyone-room", "slack"): ["5/5s"],
+            ("cardiology-room", "wecom"): ["20/1m"],
+            ("audit", "webhook"): [],
+        }
         # The robot URLs carry tokens: only scheme and host are shown.
         assert WECOM_KEY not in shown.text
         assert "integration-secret" not in shown.text
