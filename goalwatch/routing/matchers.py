@@ -4,12 +4,14 @@ A matcher is ``name=value``, ``name!=value``, ``name=~regex`` or ``name!~regex``
 matches the whole value, and a label the alert lacks has the value "". The labels of an alert
 are its own (``department``, ...) under the ones goalwatch gives every alert, which they
 cannot hide: ``rule`` (rule id), ``kind``, ``severity``, ``subject`` (person id), ``metric``
-and ``fingerprint``.
+and ``fingerprint``; and, where the directory places the subject, ``org_unit`` and
+``org_unit_path``.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -68,10 +70,19 @@ def parse_matcher(text: str) -> dict[str, str]:
     return {"name": name, "op": op, "value": value}
 
 
-def alert_labels(notification: AlertNotification) -> dict[str, str]:
-    """The labels matchers see for ``notification`` (see the module)."""
+def alert_labels(notification: AlertNotification, org_units: Sequence[str] = ()) -> dict[str, str]:
+    """The labels matchers see for ``notification`` (see the module); ``org_units``, the
+    subject's org unit and those above it, add ``org_unit`` (their own) and ``org_unit_path``
+    (root first, ``/``-separated: ``org_unit_path=~"riverside/radiology(/.*)?"`` is a unit
+    and everything under it)."""
+    placed = (
+        {"org_unit": org_units[0], "org_unit_path": "/".join(reversed(org_units))}
+        if org_units
+        else {}
+    )
     return {
         **notification.labels,
+        **placed,
         "rule": notification.rule_id,
         "kind": notification.kind or "",
         "severity": notification.severity.value,

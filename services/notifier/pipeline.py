@@ -219,7 +219,8 @@ class Notifier:
             delivery=None,
             result=DeliveryResult(status=DeliveryStatus.SENT, attempts=1),
         )
-        plan = self._routing.current.plan(notification)
+        units = recorded.alert.org_units
+        plan = self._routing.current.plan(notification, units)
         deliveries = plan.now
         if self._groups is None:  # nowhere to gather them: each transition goes at once
             router = self._routing.current
@@ -228,7 +229,7 @@ class Notifier:
             plan = replace(plan, now=deliveries, groups=[])
         silence = None
         if self._silences is not None and (deliveries or plan.groups):
-            silence = await self._silences.matching(notification, self._clock())
+            silence = await self._silences.matching(notification, self._clock(), units)
         if silence is not None:
             logger.info(
                 "%s silenced by %s (%s, by %s until %s): sent on no channel",
@@ -345,7 +346,7 @@ class Notifier:
             update={"recipients": [manager], "unacknowledged": up, "escalated_from": None}
         )
         if self._silences is not None:
-            silence = await self._silences.matching(notification, now)
+            silence = await self._silences.matching(notification, now, recorded.org_units)
             if silence is not None:
                 logger.info("not passed up: silenced by %s", silence.id, extra=extra)
                 return None
@@ -359,7 +360,7 @@ class Notifier:
         )
         retries = [
             retry
-            for delivery in self._routing.current.every_delivery(notification)
+            for delivery in self._routing.current.every_delivery(notification, recorded.org_units)
             if (retry := await self._deliver(delivery, alert=None, received=received, timer=fired))
             is not None
         ]

@@ -59,23 +59,25 @@ class Router:
         """The deliveries ``notification`` makes at once (see :meth:`plan`)."""
         return self.plan(notification).now
 
-    def every_delivery(self, notification: AlertNotification) -> list[Delivery]:
+    def every_delivery(
+        self, notification: AlertNotification, org_units: Sequence[str] = ()
+    ) -> list[Delivery]:
         """Every delivery the routes that take ``notification`` make, grouping routes'
         included, all at once: for what must not wait for a group (passing an alert up)."""
-        plan = self.plan(notification)
+        plan = self.plan(notification, org_units)
         found = {d.name: d for d in plan.now}
         for group in plan.groups:
             for delivery in self.receivers[group.receiver].deliveries(notification):
                 found.setdefault(delivery.name, delivery)
         return list(found.values())
 
-    def plan(self, notification: AlertNotification) -> Plan:
+    def plan(self, notification: AlertNotification, org_units: Sequence[str] = ()) -> Plan:
         """What ``notification`` becomes: deliveries now, once each (two routes to one
         receiver make one), in route order, for routes with the default timing; and the
         groups it joins on the others."""
         now: dict[str, Delivery] = {}
         groups: dict[str, GroupSpec] = {}
-        labels = alert_labels(notification)
+        labels = alert_labels(notification, org_units)
         after: timedelta | None = None
         levels = 0
         for matched in match(self.tree, labels):

@@ -18,6 +18,7 @@ one is kept for ``GOALWATCH_INBOX_RETENTION`` after its end, then dropped.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import cast
@@ -77,11 +78,14 @@ class Silence(Contract):
             return SilenceState.PENDING
         return SilenceState.ACTIVE if now < self.ends_at else SilenceState.EXPIRED
 
-    def silences(self, notification: AlertNotification, now: datetime) -> bool:
-        """Whether this silence keeps ``notification`` from being sent at ``now``."""
+    def silences(
+        self, notification: AlertNotification, now: datetime, org_units: Sequence[str] = ()
+    ) -> bool:
+        """Whether this silence keeps ``notification`` (about someone in ``org_units``) from
+        being sent at ``now``."""
         if self.state_at(now) is not SilenceState.ACTIVE:
             return False
-        labels = alert_labels(notification)
+        labels = alert_labels(notification, org_units)
         return all(matcher.matches(labels) for matcher in self.matchers)
 
 
@@ -131,9 +135,11 @@ class Silences:
         await self._redis.hset(KEY, silence_id, ended.model_dump_json())
         return ended
 
-    async def matching(self, notification: AlertNotification, now: datetime) -> Silence | None:
+    async def matching(
+        self, notification: AlertNotification, now: datetime, org_units: Sequence[str] = ()
+    ) -> Silence | None:
         """The first active silence that keeps ``notification`` quiet, or None."""
         for silence in await self.all(now):
-            if silence.silences(notification, now):
+            if silence.silences(notification, now, org_units):
                 return silence
         return None

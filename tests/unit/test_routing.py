@@ -377,3 +377,24 @@ def test_rates_and_quiet_hours_are_checked_in_the_file() -> None:
         "routes.yaml:4:26: receivers[0].wecom.rate_limit: 'lots' is not a rate: write messages "
         "per window, e.g. 20/1m or 5/1s, or off",
     ]
+
+
+def test_routes_match_the_subjects_org_unit_and_everything_under_a_unit() -> None:
+    from goalwatch.routing.matchers import alert_labels
+
+    routes = parse_routes(
+        "receivers:\n  - name: room\n    slack: {url: \"${S}\"}\n"
+        "  - name: radiology\n    slack: {url: \"${S}\"}\n"
+        "route:\n  receiver: room\n  routes:\n"
+        "    - matchers: ['org_unit_path=~\"riverside/radiology(/.*)?\"']\n"
+        "      receiver: radiology\n",
+        file="routes.yaml",
+    )
+    labels = alert_labels(notification(), ["night-readers", "radiology", "riverside"])
+    assert labels["org_unit"] == "night-readers"
+    assert labels["org_unit_path"] == "riverside/radiology/night-readers"
+    assert receivers(match(routes.route, labels)) == ["radiology"]
+    elsewhere = alert_labels(notification(), ["surgery", "riverside"])
+    assert receivers(match(routes.route, elsewhere)) == ["room"]
+    # A subject the directory does not place has neither label.
+    assert "org_unit" not in alert_labels(notification())
