@@ -31,6 +31,7 @@ def test_receiver_checks_signatures_and_prints_the_alert() -> None:
         assert process.stdout is not None
         lines = Lines(process.stdout)
         assert "webhook receiver on" in lines.next()  # listening from here on
+        assert "a WeCom group robot on" in lines.next()
         payload = {
             "state": "firing",
             "severity": "warning",
@@ -53,6 +54,17 @@ def test_receiver_checks_signatures_and_prints_the_alert() -> None:
         forged = {**signed, SIGNATURE_HEADER: sign(secret="guess", timestamp=stamp, body=body)}
         assert httpx.post(url, content=body, headers=forged).status_code == 401
         assert lines.next().startswith("[SIGNATURE INVALID]")
+        assert "li-na: report rework rate 12%" in lines.next()
+        assert "Dr. Zhang Wei (manager)" in lines.next()
+
+        # The stand-in WeCom group answers as WeCom does and prints the message as shown.
+        wecom = f"http://127.0.0.1:{port}/cgi-bin/webhook/send?key=demo"
+        message = {"msgtype": "markdown", "markdown": {"content": "**[Warning] Rework**"}}
+        answer = httpx.post(wecom, json=message)
+        assert answer.json() == {"errcode": 0, "errmsg": "ok"}
+        assert lines.next().startswith("┌")
+        assert lines.next() == "│ [WeCom group: goalwatch robot]\n"
+        assert lines.next() == "│ **[Warning] Rework**\n"
     finally:
         process.terminate()
         process.wait(timeout=10)
