@@ -11,6 +11,11 @@ A channel attempt that failed but may pass asks for a redelivery after the chann
 delay: each delivery of the message is one attempt (attempt n is delivery n), and nothing
 waits inside the handler, so a failing receiver holds neither the batch nor the consumer.
 Channels already delivered are skipped on the redelivery (their claims say so).
+
+On each channel the transitions of one alert go out in order (:mod:`services.notifier.ordering`):
+a resolution or an escalation waits, with a redelivery, while an earlier transition of its
+episode is not settled on that channel; and a firing whose delivery was under way on a
+channel is finished there even if a later transition reached the inbox meanwhile.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from goalwatch.consumers import (
     ACK,
     Received,
     RedeliveryPolicy,
+    Reject,
     Retry,
     Verdict,
     dead_letter,
@@ -43,9 +49,10 @@ from goalwatch.goals_client import OrgUnits, PersonDirectory
 from services.notifier.channels import Channel, DeliveryResult
 from services.notifier.claims import DeliveryClaims, claim_key
 from services.notifier.deliveries import DeliveryLog
-from services.notifier.inbox import Inbox, holds
+from services.notifier.inbox import Inbox, InboxAlert, holds
 from services.notifier.metrics import ESCALATIONS_SENT, NOTIFICATIONS_FAILED, NOTIFICATIONS_SENT
 from services.notifier.notification import Alert, build_notification, headline, transition_key
+from services.notifier.ordering import DeliveryOrder
 from services.notifier.outcomes import Outcomes
 from services.notifier.recipients import resolve_recipients
 from services.notifier.silences import Silences
@@ -117,10 +124,14 @@ class Notifier:
         deliveries: DeliveryLog | None = None,
         silences: Silences | None = None,
         org_units: OrgUnits | None = None,
+        order: DeliveryOrder | None = None,
     ) -> None:
         """``deliveries``: where each outcome is also kept for ``GET /v1/deliveries``;
         ``silences``: what keeps matching alerts off the channels for a while;
-        ``org_units``: the org chart, for the ``unit_head`` and ``hrbp`` recipients."""
+        ``org_units``: the org chart, for the ``unit_head`` and ``hrbp`` recipients;
+        ``order``: what keeps each channel's transitions of an alert in order (None: they
+        go out as they are handled)."""
+        self._order = order
         self._deliveries = deliveries
         self._silences = silences
         self._org_units = org_units
@@ -137,10 +148,13 @@ class Notifier:
         try:
             retry = await self.notify(alert=message, received=received)
         except Exception as exc:
-            return self._policy.on_failure(
+            verdict = self._policy.on_failure(
                 deliveries=received.deliveries,
                 reason=f"alert {message.fingerprint} not processed: {exc}",
             )
+            if isinstance(verdict, Reject) and isinstance(message, AlertFired):
+                await self._given_up(message)
+            return verdict
         return retry or ACK
 
     async def notify(self, *, alert: Alert, received: Received) -> Retry | None:
@@ -150,19 +164,13 @@ class Notifier:
         """
         extra = {"fingerprint": alert.fingerprint, "event_id": alert.event_id}
         incoming = await self._notification(alert)
+        # Before the inbox: a later transition recorded after this one finds the markers.
+        owed = await self._begin(incoming)
         recorded = await self._inbox.record(incoming)
         if not recorded.current:
-            # For an escalation: the alert resolved meanwhile, or rose higher already. Telling
-            # managers it is now critical after they heard it is over would mislead them.
-            logger.info(
-                "%s arrived after a later transition; the alert is %s at %s; inbox updated, "
-                "not announced",
-                _transition_name(incoming),
-                recorded.alert.state.value,
-                recorded.alert.severity.value,
-                extra=extra,
+            return await self._stale(
+                incoming, recorded.alert, owed=owed, alert=alert, received=received
             )
-            return None
         notification = recorded.alert.notification()
         escalation = notification.escalated_from is not None
         NOTIFICATIONS_SENT.labels(INBOX_CHANNEL).inc()
@@ -180,8 +188,55 @@ class Notifier:
             channel=INBOX_CHANNEL,
             result=DeliveryResult(status=DeliveryStatus.SENT, attempts=1),
         )
+        return await self._send(notification, self._channels, alert=alert, received=received)
+
+    async def _stale(
+        self,
+        incoming: AlertNotification,
+        entry: InboxAlert,
+        *,
+        owed: set[str],
+        received: Received,
+        alert: Alert,
+    ) -> Retry | None:
+        """A transition that arrived after a later one: sent only on the channels where an
+        earlier handling of it began (the later transition waits for it there)."""
+        extra = {"fingerprint": incoming.fingerprint, "event_id": alert.event_id}
+        channels = [c for c in self._channels if c.name in owed]
+        await self._settle(incoming, [c for c in self._channels if c.name not in owed])
+        if not channels:
+            # For an escalation: the alert resolved meanwhile, or rose higher already. Telling
+            # managers it is now critical after they heard it is over would mislead them.
+            logger.info(
+                "%s arrived after a later transition; the alert is %s at %s; inbox updated, "
+                "not announced",
+                _transition_name(incoming),
+                entry.state.value,
+                entry.severity.value,
+                extra=extra,
+            )
+            return None
+        logger.info(
+            "%s arrived after a later transition, but its delivery on %s was under way: "
+            "finished there first",
+            _transition_name(incoming),
+            ", ".join(c.name for c in channels),
+            extra=extra,
+        )
+        return await self._send(incoming, channels, alert=alert, received=received)
+
+    async def _send(
+        self,
+        notification: AlertNotification,
+        channels: Sequence[Channel],
+        *,
+        alert: Alert,
+        received: Received,
+    ) -> Retry | None:
+        """Deliver ``notification`` on ``channels``, unless a silence matches it."""
+        extra = {"fingerprint": alert.fingerprint, "event_id": alert.event_id}
         silence = None
-        if self._silences is not None and self._channels:
+        if self._silences is not None and channels:
             silence = await self._silences.matching(notification, self._clock())
         if silence is not None:
             logger.info(
@@ -193,7 +248,8 @@ class Notifier:
                 silence.ends_at.isoformat(),
                 extra=extra,
             )
-            for channel in self._channels:
+            await self._settle(notification, channels)
+            for channel in channels:
                 await self._publish_outcome(
                     notification,
                     channel=channel.name,
@@ -205,7 +261,7 @@ class Notifier:
                 )
             return None
         retries: list[Retry] = []
-        for channel in self._channels:
+        for channel in channels:
             # One channel's failure does not keep the others from delivering.
             retry = await self._deliver(
                 channel, notification=notification, alert=alert, received=received
@@ -254,7 +310,52 @@ class Notifier:
             recipients=audience.recipients,
         )
 
+    async def _begin(self, incoming: AlertNotification) -> set[str]:
+        """Mark a firing or escalation unsettled on every channel; the channels where it
+        already was (:meth:`services.notifier.ordering.DeliveryOrder.begin`)."""
+        if self._order is None:
+            return set()
+        return {c.name for c in self._channels if await self._order.begin(c.name, incoming)}
+
+    async def _settle(self, notification: AlertNotification, channels: Sequence[Channel]) -> None:
+        """Nothing waits on ``channels`` for ``notification``: it will not be delivered there."""
+        if self._order is not None:
+            for channel in channels:
+                await self._order.settled(channel.name, notification)
+
+    async def _given_up(self, alert: AlertFired) -> None:
+        """The message of ``alert`` is dead-lettered: what waited for it on the channels goes
+        ahead (its notification is rebuilt without recipients: the markers need none)."""
+        subject = SubjectRef(id=alert.subject, name=alert.subject_name)
+        firing = build_notification(alert=alert, subject=subject, recipients=[])
+        try:
+            await self._settle(firing, self._channels)
+        except Exception as exc:  # Redis down: the markers lapse with their TTL
+            logger.warning("ordering markers of a dead-lettered alert kept: %r", exc)
+
     async def _deliver(
+        self,
+        channel: Channel,
+        *,
+        notification: AlertNotification,
+        alert: Alert,
+        received: Received,
+    ) -> Retry | None:
+        """Deliver on one channel, after the earlier transitions of the alert settled there."""
+        if self._order is not None:
+            wait = await self._order.wait(
+                channel.name, notification, deliveries=received.deliveries
+            )
+            if wait is not None:
+                return wait
+        retry = await self._attempt(
+            channel, notification=notification, alert=alert, received=received
+        )
+        if self._order is not None:
+            await self._order.after(channel.name, notification, retry=retry)
+        return retry
+
+    async def _attempt(
         self,
         channel: Channel,
         *,
