@@ -6,7 +6,15 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from services.notifier.app import NotifierSettings, build_channels, create_app
+from goalwatch.contracts import subjects
+from services.notifier.app import (
+    NotifierSettings,
+    alert_consumer,
+    build_channels,
+    create_app,
+    order_ttl,
+    policy,
+)
 from services.notifier.webhook import WebhookChannel
 
 
@@ -89,3 +97,19 @@ async def test_a_misspelt_filter_is_a_400_naming_the_filters() -> None:
     assert detail.startswith("unknown query parameter 'manager'; /v1/alerts takes: ")
     for name in ("cursor", "kind", "limit", "recipient", "rule", "severity", "since", "state"):
         assert name in detail
+
+
+def test_one_consumer_reads_both_alert_subjects_and_takes_over_from_the_two_before_it() -> None:
+    spec = alert_consumer(NotifierSettings())
+    assert spec.name == "notifier-alerts"
+    assert spec.subjects == (subjects.ALERTS_FIRED, subjects.ALERTS_RESOLVED)
+    assert spec.replaces == ("notifier-fired", "notifier-resolved")
+
+
+def test_an_unsettled_firing_is_remembered_longer_than_its_message_is_retried() -> None:
+    settings = NotifierSettings(webhook_max_attempts=20, notifier_ack_wait=120)
+    retries = policy(settings)
+    # Every delivery at the longest delay, each handled until ack_wait ran out.
+    span = sum(retries.delay(n) for n in range(1, retries.max_deliver))
+    span += retries.max_deliver * settings.notifier_ack_wait
+    assert order_ttl(settings).total_seconds() > span
