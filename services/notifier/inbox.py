@@ -11,8 +11,9 @@ Keys (prefix ``goalwatch:notifier:``)
 - ``index:all``, ``index:recipient:{person_id}``, ``index:rule:{rule_id}``,
   ``index:state:{state}``: sorted sets of fingerprints scored by ``updated_at`` (Unix seconds).
 
-Transitions can arrive out of order (fired and resolved are consumed separately, and
-JetStream redelivers), so an entry only moves forward: episode ``started_at`` first, then
+Transitions can arrive out of order (a firing whose channel attempt failed is redelivered
+after its resolution was handled, another replica handles one while this one handles the
+other, a replay after a Redis loss), so an entry only moves forward: episode ``started_at`` first, then
 firing, each rise in severity, resolved. An older transition only fills in fields the entry
 lacks: severity never goes down within an episode, and an escalation that arrives after the
 resolution does not reopen the alert.
