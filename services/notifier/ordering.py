@@ -4,27 +4,27 @@ JetStream can hand the notifier a resolution before its firing is done: the firi
 attempt failed and waits for a redelivery (a nak with a delay) while the resolution arrives,
 or another replica handles the resolution while this one is still delivering the firing.
 The inbox copes (its merge only moves forward), but a chat group told "resolved" before
-"firing" would not. So a firing or an escalation leaves a marker per delivery (a channel;
-with routing, a receiver's channel) while it is not settled there, and a later transition
-of the same episode is not delivered there while one is present: it asks for a redelivery
-instead, as a failed channel attempt does.
+"firing" would not. So every transition leaves a marker per delivery (a channel; with
+routing, a receiver's channel) while it is not settled there, and a later transition of the
+same episode is not delivered there while the marker of its firing or of an earlier
+escalation is present: it asks for a redelivery instead, as a failed channel attempt does.
 
-Keys (prefix ``goalwatch:notifier:``): ``unsettled:{delivery}:{fingerprint}:firing:
-{started_at}`` for a firing, with ``:{severity}`` appended for an escalation to that
-severity. The value is when the transition is next expected to be handled (Unix seconds):
-``ack_wait`` from now while it is being handled (if its process dies, JetStream redelivers
-it after that), the channel's retry delay from now once an attempt failed. A later
-transition waits until then, or the policy's delay if that is sooner, plus
-:data:`SETTLE_MARGIN`.
+Keys (prefix ``goalwatch:notifier:``): ``unsettled:{delivery}:{fingerprint}:{state}:
+{started_at}``, with ``:{severity}`` appended for an escalation to that severity. The value
+is when the transition is next expected to be handled (Unix seconds): ``ack_wait`` from now
+while it is being handled (if its process dies, JetStream redelivers it after that), the
+channel's retry delay from now once an attempt failed. A later transition waits until then,
+or the policy's delay if that is sooner, plus :data:`SETTLE_MARGIN`.
 
 The life of a marker:
 
-- :meth:`DeliveryOrder.begin`, before a firing or escalation is recorded in the inbox, on
-  every delivery it will go to. Before the inbox, so that a later transition recorded after
-  it (on any replica) finds the marker: the inbox serialises the two. If the marker was
-  already there, an earlier handling of the same transition began its delivery and did not
-  settle it; then the transition is finished on that delivery even when the inbox has moved
-  on (the later transition is waiting for it there).
+- :meth:`DeliveryOrder.begin`, before the transition is recorded in the inbox, on every
+  delivery it will go to. Before the inbox, so that a later transition recorded after it (on
+  any replica) finds the marker: the inbox serialises the two. If the marker was already
+  there, an earlier handling of the same transition was announced, began its delivery there
+  and did not settle it (an attempt failed, or it waited for an earlier transition); then it
+  is finished on that delivery even when the inbox has moved on since (a later transition
+  of the episode waits for it there, or a later episode began meanwhile).
 - :meth:`DeliveryOrder.after` once the delivery's attempt is over: removed when the
   transition was sent (or found sent already) or failed for good (dead-lettered); given the
   retry's time when the attempt will be made again.
@@ -61,15 +61,18 @@ SETTLE_MARGIN: Final = 1.0
 """Seconds a later transition gives the earlier one past its expected handling, for the
 handling itself (a goals lookup, the inbox, one attempt on the channel)."""
 
-_FIRING: Final = AlertState.FIRING.value
-
 
 def marker_key(
-    delivery: str, *, fingerprint: str, started_at: datetime, escalated_to: Severity | None
+    delivery: str,
+    *,
+    fingerprint: str,
+    started_at: datetime,
+    state: AlertState = AlertState.FIRING,
+    escalated_to: Severity | None = None,
 ) -> str:
-    """The marker of an episode's firing (``escalated_to`` None) or of its escalation to
-    ``escalated_to`` on ``delivery``."""
-    parts = [fingerprint, _FIRING, started_at.astimezone(UTC).isoformat()]
+    """The marker on ``delivery`` of an episode's firing, its escalation to ``escalated_to``
+    (a firing with a severity), or its resolution (``state`` resolved)."""
+    parts = [fingerprint, state.value, started_at.astimezone(UTC).isoformat()]
     if escalated_to is not None:
         parts.append(escalated_to.value)
     return f"{PREFIX}unsettled:{delivery}:" + ":".join(parts)
@@ -81,6 +84,7 @@ def _own_key(delivery: str, notification: AlertNotification) -> str:
         delivery,
         fingerprint=notification.fingerprint,
         started_at=notification.started_at,
+        state=notification.state,
         escalated_to=rise,
     )
 
@@ -112,7 +116,7 @@ def _utcnow() -> datetime:
 
 
 class DeliveryOrder:
-    """The "not yet settled" markers of firings and escalations, per delivery, in Redis."""
+    """The "not yet settled" markers of alert transitions, per delivery, in Redis."""
 
     def __init__(
         self,
@@ -133,11 +137,9 @@ class DeliveryOrder:
         self._clock = clock
 
     async def begin(self, delivery: str, notification: AlertNotification) -> bool:
-        """Mark a firing or escalation as not settled on ``delivery``, before it is recorded;
-        True if it already was: an earlier handling of it began there and did not finish, so
-        it is owed there whatever the inbox says now. False for a resolution."""
-        if notification.state is not AlertState.FIRING:
-            return False
+        """Mark a transition as not settled on ``delivery``, before it is recorded; True if
+        it already was: an earlier handling of it began there and did not finish, so it is
+        owed there whatever the inbox says now."""
         due = self._clock() + self._in_flight
         before = await self._redis.set(
             _own_key(delivery, notification), str(due.timestamp()), ex=self._ttl, get=True
@@ -149,8 +151,6 @@ class DeliveryOrder:
     ) -> None:
         """The attempt on ``delivery`` is over: the transition is settled there (``retry``
         None: sent, found sent, or failed for good), or comes back after ``retry.delay``."""
-        if notification.state is not AlertState.FIRING:
-            return
         key = _own_key(delivery, notification)
         if retry is None:
             await self._redis.delete(key)
@@ -160,10 +160,9 @@ class DeliveryOrder:
         await self._redis.set(key, str(due.timestamp()), ex=self._ttl, xx=True)
 
     async def settled(self, delivery: str, notification: AlertNotification) -> None:
-        """The firing or escalation will not be delivered on ``delivery`` (stale, silenced,
-        given up): nothing waits for it there."""
-        if notification.state is AlertState.FIRING:
-            await self._redis.delete(_own_key(delivery, notification))
+        """The transition will not be delivered on ``delivery`` (stale, silenced, given up):
+        nothing waits for it there."""
+        await self._redis.delete(_own_key(delivery, notification))
 
     async def wait(
         self, delivery: str, notification: AlertNotification, *, deliveries: int

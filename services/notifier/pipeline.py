@@ -14,8 +14,8 @@ Channels already delivered are skipped on the redelivery (their claims say so).
 
 On each channel the transitions of one alert go out in order (:mod:`services.notifier.ordering`):
 a resolution or an escalation waits, with a redelivery, while an earlier transition of its
-episode is not settled on that channel; and a firing whose delivery was under way on a
-channel is finished there even if a later transition reached the inbox meanwhile.
+episode is not settled on that channel; and a transition whose delivery was under way on a
+channel is finished there even if a later one reached the inbox meanwhile.
 """
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ class Notifier:
                 deliveries=received.deliveries,
                 reason=f"alert {message.fingerprint} not processed: {exc}",
             )
-            if isinstance(verdict, Reject) and isinstance(message, AlertFired):
+            if isinstance(verdict, Reject):
                 await self._given_up(message)
             return verdict
         return retry or ACK
@@ -200,7 +200,7 @@ class Notifier:
         alert: Alert,
     ) -> Retry | None:
         """A transition that arrived after a later one: sent only on the channels where an
-        earlier handling of it began (the later transition waits for it there)."""
+        earlier handling of it began and did not finish (what came later waits for it)."""
         extra = {"fingerprint": incoming.fingerprint, "event_id": alert.event_id}
         channels = [c for c in self._channels if c.name in owed]
         await self._settle(incoming, [c for c in self._channels if c.name not in owed])
@@ -311,8 +311,8 @@ class Notifier:
         )
 
     async def _begin(self, incoming: AlertNotification) -> set[str]:
-        """Mark a firing or escalation unsettled on every channel; the channels where it
-        already was (:meth:`services.notifier.ordering.DeliveryOrder.begin`)."""
+        """Mark a transition unsettled on every channel; the channels where it already was
+        (:meth:`services.notifier.ordering.DeliveryOrder.begin`)."""
         if self._order is None:
             return set()
         return {c.name for c in self._channels if await self._order.begin(c.name, incoming)}
@@ -323,13 +323,13 @@ class Notifier:
             for channel in channels:
                 await self._order.settled(channel.name, notification)
 
-    async def _given_up(self, alert: AlertFired) -> None:
+    async def _given_up(self, alert: Alert) -> None:
         """The message of ``alert`` is dead-lettered: what waited for it on the channels goes
         ahead (its notification is rebuilt without recipients: the markers need none)."""
         subject = SubjectRef(id=alert.subject, name=alert.subject_name)
-        firing = build_notification(alert=alert, subject=subject, recipients=[])
+        transition = build_notification(alert=alert, subject=subject, recipients=[])
         try:
-            await self._settle(firing, self._channels)
+            await self._settle(transition, self._channels)
         except Exception as exc:  # Redis down: the markers lapse with their TTL
             logger.warning("ordering markers of a dead-lettered alert kept: %r", exc)
 

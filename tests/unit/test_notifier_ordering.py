@@ -51,6 +51,7 @@ def key_of(notification: AlertNotification, delivery: str = "webhook") -> str:
         delivery,
         fingerprint=notification.fingerprint,
         started_at=notification.started_at,
+        state=notification.state,
         escalated_to=rise,
     )
 
@@ -71,9 +72,13 @@ async def test_a_firing_is_marked_before_it_is_handled_and_is_owed_when_marked_a
     assert await world.order.begin("webhook", fire) is False
     assert await world.order.begin("webhook", fire) is True
     assert 0 < await world.redis.ttl(key_of(fire)) <= 3600
-    # A resolution leaves no marker: nothing waits for it.
-    assert await world.order.begin("webhook", resolved(fire, at=LATER)) is False
-    assert await world.keys("goalwatch:notifier:unsettled:") == [key_of(fire)]
+    # A resolution is marked too (nothing waits for it, but a later episode may overtake it).
+    end = resolved(fire, at=LATER)
+    assert await world.order.begin("webhook", end) is False
+    assert sorted(await world.keys("goalwatch:notifier:unsettled:")) == sorted(
+        [key_of(fire), key_of(end)]
+    )
+    assert await world.order.wait("webhook", fire, deliveries=1) is None
 
 
 async def test_a_settled_firing_lets_what_follows_go_and_a_retried_one_says_when() -> None:
@@ -166,6 +171,25 @@ async def test_a_firing_overtaken_in_the_inbox_is_still_sent_where_it_was_under_
     assert states(world.channel) == ["firing", "firing", "resolved"]
     entry = await world.inbox.get("fp-1")
     assert entry is not None and entry.state is AlertState.RESOLVED
+
+
+async def test_a_resolution_that_waited_while_the_next_episode_began_is_still_sent() -> None:
+    world = World(FakeChannel(failed(), SENT))
+    alert = fired()
+    await world.send(alert)
+    assert isinstance(await world.send(resolved_of(alert)), Retry)  # waits for the firing
+    again = fired(started_at=alert.started_at + timedelta(days=3), event_id="e-8")
+    assert await world.send(again) == ACK  # the next episode: the inbox moves on to it
+    assert await world.send(alert, deliveries=2) == ACK
+    assert await world.send(resolved_of(alert), deliveries=2) == ACK
+    sent = [(n.state.value, n.started_at) for n in world.channel.delivered]
+    assert sent == [
+        ("firing", alert.started_at),
+        ("firing", again.started_at),
+        ("firing", alert.started_at),
+        ("resolved", alert.started_at),
+    ]
+    assert await world.keys("goalwatch:notifier:unsettled:") == []
 
 
 async def test_a_firing_that_never_began_is_still_superseded_by_its_resolution() -> None:
