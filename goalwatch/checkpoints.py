@@ -111,14 +111,22 @@ class Checkpoint:
         stream: str,
         subject: str,
         consumer: str,
+        filter_subjects: Sequence[str] = (),
+        inherits: Sequence[str] = (),
     ) -> None:
-        """``connection`` returns the connected NATS client (the broker's, once it started)."""
+        """``connection`` returns the connected NATS client (the broker's, once it started);
+        ``filter_subjects``: the subjects the consumer reads when it reads several
+        (``subject`` a pattern covering them). ``inherits`` names the consumers this one
+        replaced: until it has a checkpoint of its own, theirs stand for it (the oldest of
+        them), so a Redis that lost writes around the change still has them replayed."""
         self._redis = redis
         self._connection = connection
         self._stream = stream
         self._subject = subject
+        self._filter_subjects = list(filter_subjects)
         self._consumer = consumer
         self._key = f"{KEY_PREFIX}{consumer}"
+        self._inherited_keys = [f"{KEY_PREFIX}{name}" for name in inherits]
         self._confirmed: str | None = None  # run_id the last commit went to, in this process
         self._begun: _Committed | None = None
 
@@ -139,7 +147,7 @@ class Checkpoint:
         self._begun = _Committed(floor=floor, run_id=run_id)
         if run_id == self._confirmed:
             return None
-        committed = await self._committed()
+        committed = await self._committed() or await self._inherited()
         if committed is None:
             # Never committed here: nothing to compare with (a first start, or a Redis that
             # lost everything, which a checkpoint cannot tell apart).
@@ -187,6 +195,10 @@ class Checkpoint:
         stored = await self._redis.eval(_COMMIT, 1, self._key, begun.run_id, value)
         if stored:
             self._confirmed = begun.run_id
+            if self._inherited_keys:
+                # This checkpoint stands for the inherited ones from now on.
+                await self._redis.delete(*self._inherited_keys)
+                self._inherited_keys = []
             return True
         self._confirmed = None
         logger.warning("Redis restarted during a batch of consumer %s", self._consumer)
@@ -201,6 +213,7 @@ class Checkpoint:
             ack_policy=AckPolicy.NONE,
             # Removed by the server if this process dies before removing it.
             inactive_threshold=60.0,
+            filter_subjects=self._filter_subjects or None,
         )
         subscription = await js.pull_subscribe(self._subject, stream=self._stream, config=config)
         try:
@@ -234,12 +247,27 @@ class Checkpoint:
         delivered = info.delivered.stream_seq if info.delivered else 0
         return floor or 0, delivered or 0
 
-    async def _committed(self) -> _Committed | None:
-        raw = await self._redis.get(self._key)
+    async def _committed(self, key: str | None = None) -> _Committed | None:
+        raw = await self._redis.get(key or self._key)
         if raw is None:
             return None
         doc = json.loads(str(raw))
         return _Committed(floor=int(doc["floor"]), run_id=str(doc["run_id"]))
+
+    async def _inherited(self) -> _Committed | None:
+        """The checkpoints of the replaced consumers as one: the oldest floor, on the Redis
+        server they all name (none, forcing a replay, when they disagree or one is missing).
+        None when there are none."""
+        found = [await self._committed(key) for key in self._inherited_keys]
+        present = [committed for committed in found if committed is not None]
+        if not present:
+            return None
+        run_ids = {committed.run_id for committed in found if committed is not None}
+        agreed = len(run_ids) == 1 and len(present) == len(found)
+        return _Committed(
+            floor=min(committed.floor for committed in present),
+            run_id=run_ids.pop() if agreed else "",
+        )
 
 
 class PublishedCheckpoint(Checkpoint):

@@ -15,6 +15,7 @@ the same way:
   dead-lettered), and an exception is retried like any failure.
 """
 
+import asyncio
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -30,7 +31,7 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import ConsumerConfig
 from prometheus_client import Histogram
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from goalwatch.contracts import DeadLetter, ErrorDetail, subjects
 from goalwatch.renewal import renewing
@@ -38,6 +39,7 @@ from goalwatch.renewal import renewing
 logger = logging.getLogger(__name__)
 
 M = TypeVar("M", contravariant=True)
+T = TypeVar("T")
 
 
 # ---------------------------------------------------------------- verdicts
@@ -118,18 +120,33 @@ class ConsumerSpec:
     name: str
     stream: str
     subject: str
+    """The subject it reads; with ``filter_subjects``, a pattern that covers all of them."""
     policy: RedeliveryPolicy
     ack_wait: float
     batch_size: int
     # For a batch consumer: how long a fetch that found the stream empty waits for a batch
     # to fill once its first message came (see BATCH_WINDOW_SECONDS).
     batch_window: float = BATCH_WINDOW_SECONDS
+    filter_subjects: tuple[str, ...] = ()
+    """The subjects of the stream it reads, when it reads several: exactly these, whatever
+    else the stream or ``subject`` may come to cover."""
+    replaces: tuple[str, ...] = ()
+    """Durable consumers of the same stream whose work this one takes over: when it is
+    created, it starts at the first message one of them still owed, and they are deleted
+    (:func:`goalwatch.messaging.ensure_streams`)."""
+
+    @property
+    def subjects(self) -> tuple[str, ...]:
+        """Every subject it reads."""
+        return self.filter_subjects or (self.subject,)
 
     def config(self) -> ConsumerConfig:
-        """The consumer's JetStream settings."""
+        """The consumer's JetStream settings (where it starts is decided when it is created)."""
+        several = len(self.subjects) > 1
         return ConsumerConfig(
             durable_name=self.name,
-            filter_subject=self.subject,
+            filter_subject=None if several else self.subjects[0],
+            filter_subjects=list(self.subjects) if several else None,
             ack_policy=JsAckPolicy.EXPLICIT,
             max_deliver=self.policy.max_deliver,
             ack_wait=self.ack_wait,
@@ -197,7 +214,7 @@ FETCH_TIMEOUT_SECONDS = 0.1
 @dataclass(frozen=True)
 class _Subscription:
     spec: ConsumerSpec
-    model: type[BaseModel] | None  # None: the handler takes the raw bytes
+    model: TypeAdapter[Any] | None  # None: the handler takes the raw bytes
     batch: bool
 
 
@@ -261,11 +278,11 @@ class Consumers:
                     verdict = await handler.handle(body, facts)
                 await settle(broker, msg.raw_message, verdict, received=facts)
 
-        decoded = None if issubclass(model, bytes) else model
+        decoded = None if issubclass(model, bytes) else TypeAdapter(model)
         _annotate(on_message, model)
         decoder = _raw if decoded is None else None
         self._subscribe(spec, on_message, description, batch=False, decoder=decoder)
-        self._by_subject[spec.subject] = _Subscription(spec, decoded, batch=False)
+        self._register(_Subscription(spec, decoded, batch=False))
 
     def add_batch(
         self,
@@ -289,7 +306,73 @@ class Consumers:
 
         _annotate(on_batch, list[model])  # type: ignore[valid-type]
         self._subscribe(spec, on_batch, description, batch=True, decoder=None)
-        self._by_subject[spec.subject] = _Subscription(spec, model, batch=True)
+        self._register(_Subscription(spec, TypeAdapter(model), batch=True))
+
+    def add_ordered(
+        self,
+        spec: ConsumerSpec,
+        model: Any,
+        handler: Handler[Any],
+        *,
+        key: Callable[[Any], str],
+        description: str,
+    ) -> None:
+        """Subscribe ``handler`` to ``spec``, one message per call, in order per ``key``.
+
+        The messages of a fetched batch that share a key (an alert's fingerprint) are handled
+        one after another, in stream order; different keys concurrently, as :meth:`add` does
+        the whole batch. ``model`` is the contract the payload is decoded into, or a union of
+        contracts that no payload can satisfy two of (each ``extra="forbid"``, with required
+        fields of its own). Each message is kept alive (every third of ``ack_wait``) from the
+        fetch until it is settled, so one waiting behind its key is not redelivered, and is
+        settled as soon as its verdict is known.
+        """
+        broker = self._broker
+        timer = self._seconds.labels(service=self._service, handler=spec.name)
+
+        async def on_batch(body: list[Any], msg: NatsMessage) -> None:
+            raws = cast(list[Msg], msg.raw_message)
+            facts = [received(raw, consumer=spec.name) for raw in raws]
+            unsettled = set(range(len(raws)))
+
+            async def one(index: int) -> None:
+                raw, fact = raws[index], facts[index]
+                with timer.time():
+                    try:
+                        verdict = await handler.handle(body[index], fact)
+                    except Exception as exc:
+                        logger.exception("handler of %s failed", spec.name)
+                        verdict = spec.policy.on_failure(
+                            deliveries=fact.deliveries, reason=f"handling failed: {exc!r}"
+                        )
+                    try:
+                        await settle(broker, raw, verdict, received=fact)
+                    except Exception:  # NATS trouble: JetStream redelivers after ack_wait
+                        logger.exception("settling a message of %s failed", spec.name)
+                unsettled.discard(index)
+
+            async def in_order(indexes: list[int]) -> None:
+                # A redelivery can share a batch with a later message of its key: stream
+                # order, not the order of the batch.
+                for index in sorted(indexes, key=lambda i: facts[i].sequence or 0):
+                    await one(index)
+
+            async def keep_alive() -> None:
+                alive = [raws[i].in_progress() for i in sorted(unsettled)]
+                await asyncio.gather(*alive, return_exceptions=True)
+
+            async with renewing(
+                keep_alive, every=spec.ack_wait / 3, what=f"a batch of {spec.name}"
+            ):
+                await asyncio.gather(*(in_order(group) for group in by_key(body, key)))
+
+        _annotate(on_batch, list[model])
+        self._subscribe(spec, on_batch, description, batch=True, decoder=None)
+        self._register(_Subscription(spec, TypeAdapter(model), batch=True))
+
+    def _register(self, subscription: _Subscription) -> None:
+        for subject in subscription.spec.subjects:
+            self._by_subject[subject] = subscription
 
     def _subscribe(
         self,
@@ -301,18 +384,21 @@ class Consumers:
         decoder: Callable[[NatsMessage], Awaitable[Any]] | None,
     ) -> None:
         timeout = spec.batch_window if batch else FETCH_TIMEOUT_SECONDS
+        several = len(spec.subjects) > 1
         self._broker.subscriber(
-            spec.subject,
+            # Several subjects are the consumer's filter, one AsyncAPI channel each.
+            "" if several else spec.subject,
             stream=provisioned(spec.stream),
             durable=spec.name,
             pull_sub=PullSub(batch_size=spec.batch_size, timeout=timeout, batch=batch),
             config=spec.config(),
             ack_policy=AckPolicy.MANUAL,
             decoder=decoder,
-            title=f"{spec.name}:{spec.subject}",
+            title=spec.name if several else f"{spec.name}:{spec.subject}",
             description=description,
         )(func)
-        self._declare_dead_letters(subjects.dead_letter_subject(spec.subject))
+        for subject in spec.subjects:
+            self._declare_dead_letters(subjects.dead_letter_subject(subject))
 
     def _declare_dead_letters(self, subject: str) -> None:
         """Declare the dead-letter subject :func:`settle` publishes to, for the AsyncAPI
@@ -390,14 +476,23 @@ async def _raw(msg: NatsMessage) -> bytes:
     return bytes(msg.body)
 
 
-def _decode_errors(model: type[BaseModel] | None, data: bytes) -> list[ErrorDetail]:
+def _decode_errors(model: TypeAdapter[Any] | None, data: bytes) -> list[ErrorDetail]:
     if model is None:
         return []
     try:
-        model.model_validate_json(data)
+        model.validate_json(data)
     except ValidationError as exc:
         return validation_errors(exc)
     return []
+
+
+def by_key(messages: Sequence[T], key: Callable[[T], str]) -> list[list[int]]:
+    """The positions of ``messages`` grouped by ``key``, each group in the order given, the
+    groups in the order of their first message."""
+    groups: dict[str, list[int]] = {}
+    for index, message in enumerate(messages):
+        groups.setdefault(key(message), []).append(index)
+    return list(groups.values())
 
 
 def _annotate(func: Callable[..., Any], body: Any) -> None:

@@ -3,6 +3,12 @@
 Streams are provisioned once, here, with ``ensure_streams``; subscribers refer to them with
 ``declare=False`` (see :mod:`goalwatch.consumers`) so no service silently re-creates a stream
 with a different configuration.
+
+Durable consumers are provisioned here too. A new consumer that takes over the work of
+others (:attr:`goalwatch.consumers.ConsumerSpec.replaces`, e.g. one consumer of several
+subjects replacing one consumer per subject) starts where they left off — at the first
+message one of them had not acknowledged, not at the start of the stream (everything again)
+nor at its end (what was pending, lost) — and they are deleted once it exists.
 """
 
 from __future__ import annotations
@@ -14,12 +20,15 @@ from datetime import timedelta
 
 import nats
 from faststream.nats import NatsBroker
-from nats.js.api import StorageType, StreamConfig
-from nats.js.errors import NotFoundError
+from nats.js import JetStreamContext
+from nats.js.api import ConsumerInfo, DeliverPolicy, StorageType, StreamConfig
+from nats.js.errors import APIError, NotFoundError
 
 from goalwatch.consumers import ConsumerSpec
 from goalwatch.contracts import subjects
 from goalwatch.timers import TIMERS_STREAM
+
+logger = logging.getLogger(__name__)
 
 _DAY = timedelta(days=1).total_seconds()
 
@@ -123,9 +132,117 @@ async def ensure_streams(
             else:
                 await js.update_stream(config)
         for consumer in consumers:
-            await js.add_consumer(consumer.stream, consumer.config())
+            await ensure_consumer(js, consumer)
     finally:
         await nc.close()
+
+
+async def ensure_consumer(js: JetStreamContext, spec: ConsumerSpec) -> None:
+    """Create ``spec``'s consumer, or bring the existing one to its settings; then delete the
+    consumers it replaces.
+
+    Created, it starts at :func:`takeover_start` of the consumers it replaces, or, when none
+    of them exists (a new installation), at the first message of the stream: every message
+    the stream holds is then new to this consumer's work. Where a consumer starts cannot
+    change once it exists, so an existing one keeps its own.
+    """
+    config = spec.config()
+    existing = await _consumer_info(js, spec.stream, spec.name)
+    if existing is None:
+        start = await takeover_start(js, spec.stream, spec.replaces)
+        created = config
+        if start is not None:
+            created = replace(
+                config, deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start
+            )
+        try:
+            await js.add_consumer(spec.stream, created)
+        except APIError:
+            # Another replica starting at the same time may have created it first, starting
+            # where it saw the others: then it is updated below like any existing one.
+            existing = await _consumer_info(js, spec.stream, spec.name)
+            if existing is None:
+                raise
+        else:
+            if start is not None:
+                logger.warning(
+                    "consumer %s created at stream sequence %d of %s, taking over from %s",
+                    spec.name,
+                    start,
+                    spec.stream,
+                    ", ".join(spec.replaces),
+                )
+    if existing is not None:
+        kept = existing.config
+        await js.add_consumer(
+            spec.stream,
+            replace(
+                config,
+                deliver_policy=kept.deliver_policy,
+                opt_start_seq=kept.opt_start_seq,
+                opt_start_time=kept.opt_start_time,
+            ),
+        )
+    for name in spec.replaces:
+        try:
+            await js.delete_consumer(spec.stream, name)
+        except NotFoundError:
+            continue
+        logger.warning("consumer %s of %s deleted: %s does its work", name, spec.stream, spec.name)
+
+
+async def takeover_start(js: JetStreamContext, stream: str, replaced: Sequence[str]) -> int | None:
+    """The stream sequence at which a consumer taking over the work of the ``replaced``
+    consumers of ``stream`` must start: the first message one of them still owes (not
+    acknowledged, or not yet delivered). None when none of them exists.
+
+    Messages from there on that one of them had already handled come again: the new
+    consumer's handler must recognise them (the notifier's delivery claims do).
+    """
+    # Read before the consumers: a consumer that owes nothing of what was stored up to here
+    # starts the newcomer after it, and anything stored later is after it too.
+    info = await js.stream_info(stream)
+    end = (info.state.last_seq or 0) + 1
+    starts = [
+        await _first_owed(js, stream, found, end=end)
+        for found in [await _consumer_info(js, stream, name) for name in replaced]
+        if found is not None
+    ]
+    return min(starts, default=None)
+
+
+async def _first_owed(
+    js: JetStreamContext, stream: str, consumer: ConsumerInfo, *, end: int
+) -> int:
+    """The first stream sequence ``consumer`` still owes; ``end`` if it owes nothing.
+
+    Every message of its subjects up to its ack floor is acknowledged, so it owes the first
+    one of its subjects after the floor. Not simply the floor + 1: a consumer of one subject
+    keeps its floor at its own last message while others' are stored, so on a quiet subject
+    floor + 1 can be days of other subjects' messages back.
+    """
+    floor = consumer.ack_floor.stream_seq if consumer.ack_floor else 0
+    config = consumer.config
+    filters = config.filter_subjects or ([config.filter_subject] if config.filter_subject else [])
+    if not filters:
+        return (floor or 0) + 1
+    firsts: list[int] = []
+    for subject in filters:
+        try:
+            found = await js.get_msg(stream, seq=(floor or 0) + 1, subject=subject, next=True)
+        except NotFoundError:
+            continue  # none of this subject after the floor: it owes nothing of it
+        if found.seq is not None:
+            firsts.append(found.seq)
+    return min(firsts, default=end)
+
+
+async def _consumer_info(js: JetStreamContext, stream: str, name: str) -> ConsumerInfo | None:
+    try:
+        info: ConsumerInfo = await js.consumer_info(stream, name)
+    except NotFoundError:
+        return None
+    return info
 
 
 def new_broker(nats_url: str, *, name: str) -> NatsBroker:

@@ -110,6 +110,7 @@ def asyncapi_document(brokers: Mapping[str, NatsBroker]) -> dict[str, Any]:
         for part, found in one["components"].items():
             generated["components"].setdefault(part, {}).update(found)
         service_of.update(dict.fromkeys(one["operations"], service))
+        service_of.update(dict.fromkeys(one["channels"], service))
     messages = _messages()
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
@@ -124,7 +125,9 @@ def asyncapi_document(brokers: Mapping[str, NatsBroker]) -> dict[str, Any]:
                 _lower_first(name): {"$ref": f"#/components/messages/{name}"} for name in names
             },
         }
-        operation = generated["operations"][key]
+        # FastStream suffixes the operation of each channel a subscriber of several
+        # subjects splits into; goalwatch names every operation after its channel.
+        operation = generated["operations"].get(key) or generated["operations"][f"{key}Subscribe"]
         operations[key] = {
             "action": operation["action"],
             "channel": {"$ref": f"#/channels/{key}"},
@@ -191,6 +194,13 @@ WILDCARD_READS: dict[str, list[str]] = {
 """What a consumer of a wildcard subject reads there (it reads each through a lenient view
 of its own, the evaluator's ``GoalChange`` or ``DirectoryChange``), by message name."""
 
+UNION_READS: dict[str, list[str]] = {
+    subjects.ALERTS_FIRED: ["AlertFired"],
+    subjects.ALERTS_RESOLVED: ["AlertResolved"],
+}
+"""What a consumer of several subjects, decoding each payload into one union of contracts
+(the notifier's ``AlertFired | AlertResolved``), takes on each of them, by message name."""
+
 
 def _generate(broker: NatsBroker) -> dict[str, Any]:
     """FastStream's AsyncAPI document of one broker's subscribers and publishers."""
@@ -215,6 +225,11 @@ def _message_names(generated: dict[str, Any], channel: dict[str, Any], address: 
             names.append(name)
         elif schema.get("type") == "array" and "$ref" in items:
             names.append(items["$ref"].rsplit("/", 1)[-1])
+        elif schema.get("type") == "array" and "anyOf" in items and address in UNION_READS:
+            members = {ref["$ref"].rsplit("/", 1)[-1] for ref in items["anyOf"]}
+            if not set(UNION_READS[address]) <= members:
+                raise ValueError(f"{address} is said to carry {UNION_READS[address]}: {schema}")
+            names.extend(UNION_READS[address])
         elif schema.get("format") == "binary" and address in RAW_PAYLOADS:
             names.extend(RAW_PAYLOADS[address])
         else:

@@ -8,6 +8,8 @@ METRICS_IN: Final = "goalwatch.metrics.in.v1"
 METRICS_RECORDED: Final = "goalwatch.metrics.recorded.v1"
 ALERTS_FIRED: Final = "goalwatch.alerts.fired.v1"
 ALERTS_RESOLVED: Final = "goalwatch.alerts.resolved.v1"
+# Both of the above (the notifier reads them through one consumer, in order per alert).
+ALERTS_ALL: Final = "goalwatch.alerts.*.v1"
 NOTIFICATIONS_SENT: Final = "goalwatch.notifications.sent.v1"
 # Changes to the goal graph, published by goals (goalwatch.contracts.goal_events).
 GOALS_ALL: Final = "goalwatch.goals.*.v1"

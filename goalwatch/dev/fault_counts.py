@@ -14,6 +14,7 @@ from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from goalwatch.contracts import Severity
 from goalwatch.contracts.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from goalwatch.dev.fault_workload import KINDS, Transition, escalated
 
@@ -217,6 +218,9 @@ class Counts:
     """Firings never sent whose episode's resolution or escalation was: the notifier
     processed that first and does not announce a firing after it (webhook.md). Not in
     ``lost``."""
+    out_of_order: int = 0
+    """Transitions whose first copy came before the first copy of an earlier transition of
+    their episode (a resolution before its firing, an escalation before its firing)."""
 
 
 def tally(
@@ -245,6 +249,14 @@ def tally(
     got = {*first, *elsewhere}
     superseded = sum(1 for t in due if t not in first and superseded_by(t, got))
     late = sum(1 for t in received if first[t].at - max(due[t], recovered) > late_after)
+    out_of_order = sum(
+        1
+        for t in received
+        if any(
+            (s[0], s[2]) == (t[0], t[2]) and _rank(s[1]) < _rank(t[1]) and first[s].at > first[t].at
+            for s in received
+        )
+    )
     return Counts(
         expected=len(due),
         received=len(received),
@@ -256,7 +268,18 @@ def tally(
         latest=max(first[t].at for t in received) - recovered if received else None,
         rekeyed=rekeyed,
         superseded=superseded,
+        out_of_order=out_of_order,
     )
+
+
+def _rank(state: str) -> int:
+    """Where a transition in ``state`` comes in its episode: the firing, each escalation (by
+    the severity it rose to), the resolution."""
+    if state == "resolved":
+        return len(Severity) + 1
+    if state.startswith("firing:"):
+        return 1 + Severity(state.split(":", 1)[1]).rank
+    return 0
 
 
 def tally_by_kind(
@@ -425,6 +448,11 @@ class Outcome:
             *(
                 [f"{c.superseded} firings not sent, their resolution or escalation processed first"]
                 if c.superseded
+                else []
+            ),
+            *(
+                [f"{c.out_of_order} came before an earlier transition of their episode"]
+                if c.out_of_order
                 else []
             ),
             f"{self.seconds:.0f} s",

@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 from goalwatch.checkpoints import Checkpoint, Recovery
 from goalwatch.connections import ready_checks, redis_client
 from goalwatch.consumers import Consumers, ConsumerSpec, RedeliveryPolicy
-from goalwatch.contracts import AlertFired, AlertResolved, TimerFired, subjects
+from goalwatch.contracts import TimerFired, subjects
 from goalwatch.durations import duration_text
 from goalwatch.file_errors import FileErrors
 from goalwatch.goals_client import GoalsClient
@@ -47,6 +47,8 @@ from services.notifier.inbox import Inbox
 from services.notifier.limits import Limiter
 from services.notifier.links import AckLinks
 from services.notifier.metrics import HANDLER_SECONDS, REGISTRY
+from services.notifier.notification import Alert
+from services.notifier.ordering import DeliveryOrder
 from services.notifier.outcomes import NatsOutcomes
 from services.notifier.pipeline import PASS_UP, Notifier
 from services.notifier.receivers import (
@@ -78,8 +80,10 @@ logger = logging.getLogger(__name__)
 
 # Redeliveries wait 5 s, doubling up to 5 min: goals or Redis trouble gets about half an hour.
 POLICY = RedeliveryPolicy(max_deliver=10, first_delay=5.0, max_delay=300.0)
-FIRED_CONSUMER = "notifier-fired"
-RESOLVED_CONSUMER = "notifier-resolved"
+ALERTS_CONSUMER = "notifier-alerts"
+# The consumers it replaced, one per subject: a resolution could overtake its firing between
+# them. The first start of notifier-alerts takes over where they left off and deletes them.
+REPLACED_CONSUMERS = ("notifier-fired", "notifier-resolved")
 TIMERS_CONSUMER = "notifier-timers"
 
 
@@ -89,28 +93,23 @@ def policy(settings: NotifierSettings) -> RedeliveryPolicy:
     return RedeliveryPolicy(deliveries, POLICY.first_delay, POLICY.max_delay)
 
 
-def alert_consumers(settings: NotifierSettings) -> tuple[ConsumerSpec, ConsumerSpec]:
-    """The consumers of fired and resolved alerts."""
-
-    def spec(subject: str, name: str) -> ConsumerSpec:
-        # A fetched batch is handled concurrently; each message keeps itself alive.
-        return ConsumerSpec(
-            name=name,
-            stream=subjects.STREAM_ALERTS,
-            subject=subject,
-            policy=policy(settings),
-            ack_wait=settings.notifier_ack_wait,
-            batch_size=10,
-        )
-
-    return (
-        spec(subjects.ALERTS_FIRED, FIRED_CONSUMER),
-        spec(subjects.ALERTS_RESOLVED, RESOLVED_CONSUMER),
+def alert_consumer(settings: NotifierSettings) -> ConsumerSpec:
+    """The consumer of fired and resolved alerts, in one stream order."""
+    # A fetched batch is handled concurrently, one alert's transitions in order (add_ordered).
+    return ConsumerSpec(
+        name=ALERTS_CONSUMER,
+        stream=subjects.STREAM_ALERTS,
+        subject=subjects.ALERTS_ALL,
+        filter_subjects=(subjects.ALERTS_FIRED, subjects.ALERTS_RESOLVED),
+        policy=policy(settings),
+        ack_wait=settings.notifier_ack_wait,
+        batch_size=10,
+        replaces=REPLACED_CONSUMERS,
     )
 
 
 def timers_consumer(settings: NotifierSettings) -> ConsumerSpec:
-    """The consumer of the notifier's fired timers: groups' messages."""
+    """The consumer of the notifier's fired timers: groups' messages, pass-ups."""
     return ConsumerSpec(
         name=TIMERS_CONSUMER,
         stream=subjects.STREAM_TIMERS,
@@ -119,6 +118,14 @@ def timers_consumer(settings: NotifierSettings) -> ConsumerSpec:
         ack_wait=settings.notifier_ack_wait,
         batch_size=10,
     )
+
+
+def order_ttl(settings: NotifierSettings) -> timedelta:
+    """How long a firing's "not settled" marker outlives its last touch: longer than the
+    whole retry span of its message, every delivery waiting the longest delay and then
+    ``ack_wait`` (a channel's own retry delays are at most the policy's longest)."""
+    retries = policy(settings)
+    return timedelta(seconds=retries.max_deliver * (retries.max_delay + settings.notifier_ack_wait))
 
 
 def claim_ttl(settings: NotifierSettings) -> timedelta:
@@ -598,7 +605,8 @@ def create_app(
     http: httpx.AsyncClient | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> FastAPI:
-    """Build the notifier: consumers of both alert subjects, routing and channels, inbox API.
+    """Build the notifier: the consumer of both alert subjects, routing and channels, inbox
+    API.
 
     ``environ`` fills the routing file's ``${VARIABLE}`` references (default: the process
     environment); a routing file that does not load raises :class:`FileErrors`."""
@@ -632,32 +640,35 @@ def create_app(
         deliveries=deliveries,
         silences=silences,
         links=links,
+        order=DeliveryOrder(
+            redis,
+            policy=policy(settings),
+            in_flight=timedelta(seconds=settings.notifier_ack_wait),
+            ttl=order_ttl(settings),
+        ),
     )
     consumers = Consumers(broker, service="notifier", seconds=HANDLER_SECONDS)
-    fired, resolved = alert_consumers(settings)
-    models = ((AlertFired, fired), (AlertResolved, resolved))
-    # One recovery for both consumers: a Redis restart costs both the same inbox writes.
-    recovery = Recovery(
-        views=[
-            (
-                Checkpoint(
-                    redis=redis,
-                    connection=lambda: broker.connection,
-                    stream=spec.stream,
-                    subject=spec.subject,
-                    consumer=spec.name,
-                ),
-                inbox_replay(notifier, model),
-            )
-            for model, spec in models
-        ],
-        what="inbox",
+    spec = alert_consumer(settings)
+    checkpoint = Checkpoint(
+        redis=redis,
+        connection=lambda: broker.connection,
+        stream=spec.stream,
+        subject=spec.subject,
+        filter_subjects=spec.filter_subjects,
+        consumer=spec.name,
+        # Until it commits its own, the replaced consumers' checkpoints stand for it.
+        inherits=spec.replaces,
     )
+    recovery = Recovery(views=[(checkpoint, inbox_replay(notifier))], what="inbox")
     handler = InboxHandler(notifier=notifier, recovery=recovery, policy=policy(settings))
-    for model, spec in models:
-        description = f"Every {model.__name__}: recipients resolved, inbox updated, channels "
-        description += "notified once per transition."
-        consumers.add(spec, model, handler, description=description, keep_alive=True)
+    consumers.add_ordered(
+        spec,
+        Alert,
+        handler,
+        key=lambda alert: alert.fingerprint,
+        description="Every AlertFired and AlertResolved: recipients resolved, inbox updated, "
+        "channels notified once per transition, one alert's transitions in stream order.",
+    )
 
     flusher = GroupFlusher(
         limiter=limiter,

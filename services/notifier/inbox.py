@@ -21,8 +21,9 @@ Keys (prefix ``goalwatch:notifier:``)
   above it), ``index:fingerprint:{fingerprint}``: sorted sets of episode ids scored by
   ``updated_at`` (Unix seconds).
 
-Transitions can arrive out of order (fired and resolved are consumed separately, and
-JetStream redelivers), so an entry only moves forward: firing, each rise in severity,
+Transitions can arrive out of order (a firing whose channel attempt failed is redelivered
+after its resolution was handled, another replica handles one while this one handles the
+other, a replay after a Redis loss), so an entry only moves forward: firing, each rise in severity,
 resolved. An older transition only fills in fields the entry lacks and takes its place in
 the timeline: severity never goes down within an episode, and an escalation that arrives
 after the resolution does not reopen the alert. A transition of an episode older than the

@@ -11,6 +11,11 @@ A channel attempt that failed but may pass asks for a redelivery after the chann
 delay: each delivery of the message is one attempt (attempt n is delivery n), and nothing
 waits inside the handler, so a failing receiver holds neither the batch nor the consumer.
 Channels already delivered are skipped on the redelivery (their claims say so).
+
+On each delivery the transitions of one alert go out in order (:mod:`services.notifier.ordering`):
+a resolution or an escalation waits, with a redelivery, while an earlier transition of its
+episode is not settled on that delivery; and a transition whose delivery was under way there
+is finished there even if a later one reached the inbox meanwhile.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from goalwatch.consumers import (
     ACK,
     Received,
     RedeliveryPolicy,
+    Reject,
     Retry,
     Verdict,
     dead_letter,
@@ -60,6 +66,7 @@ from services.notifier.metrics import (
     NOTIFICATIONS_SENT,
 )
 from services.notifier.notification import Alert, build_notification, headline, transition_key
+from services.notifier.ordering import DeliveryOrder
 from services.notifier.outcomes import Outcomes
 from services.notifier.receivers import Delivery
 from services.notifier.recipients import recipient_of, resolve_recipients, unit_chain
@@ -148,6 +155,7 @@ class Notifier:
         limiter: Limiter | None = None,
         links: AckLinks | None = None,
         timers: Arm | None = None,
+        order: DeliveryOrder | None = None,
     ) -> None:
         """``deliveries``: where each outcome is also kept for ``GET /v1/deliveries``;
         ``silences``: what keeps matching alerts off the channels for a while;
@@ -155,7 +163,10 @@ class Notifier:
         inbox's org unit filter; ``routing``: which receivers each alert goes to; without
         it, every alert goes to ``channels``; ``groups``: where routes that group alerts
         gather them (without it, such routes send each transition at once); ``links``: what
-        signs the acknowledgement link of a firing (None: messages carry none)."""
+        signs the acknowledgement link of a firing (None: messages carry none); ``order``:
+        what keeps each delivery's transitions of an alert in order (None: they go out as
+        they are handled)."""
+        self._order = order
         self._links = links
         self._groups = groups
         self._limiter = limiter
@@ -176,10 +187,13 @@ class Notifier:
         try:
             retry = await self.notify(alert=message, received=received)
         except Exception as exc:
-            return self._policy.on_failure(
+            verdict = self._policy.on_failure(
                 deliveries=received.deliveries,
                 reason=f"alert {message.fingerprint} not processed: {exc}",
             )
+            if isinstance(verdict, Reject):
+                await self._given_up(message)
+            return verdict
         return retry or ACK
 
     async def notify(self, *, alert: Alert, received: Received) -> Retry | None:
@@ -189,19 +203,15 @@ class Notifier:
         """
         extra = {"fingerprint": alert.fingerprint, "event_id": alert.event_id}
         incoming, units = await self._notification(alert)
+        router = self._routing.current
+        marked = [d.name for d in router.plan(incoming, units).now]
+        # Before the inbox: a later transition recorded after this one finds the markers.
+        owed = await self._begin(incoming, marked)
         recorded = await self._inbox.record(incoming, org_units=units)
         if not recorded.current:
-            # For an escalation: the alert resolved meanwhile, or rose higher already. Telling
-            # managers it is now critical after they heard it is over would mislead them.
-            logger.info(
-                "%s arrived after a later transition; the alert is %s at %s; inbox updated, "
-                "not announced",
-                _transition_name(incoming),
-                recorded.alert.state.value,
-                recorded.alert.severity.value,
-                extra=extra,
+            return await self._stale(
+                incoming, recorded.alert, marked=marked, owed=owed, alert=alert, received=received
             )
-            return None
         notification = self._linked(recorded.alert)
         escalation = notification.escalated_from is not None
         NOTIFICATIONS_SENT.labels(INBOX_CHANNEL).inc()
@@ -220,16 +230,75 @@ class Notifier:
             result=DeliveryResult(status=DeliveryStatus.SENT, attempts=1),
         )
         units = recorded.alert.org_units
-        plan = self._routing.current.plan(notification, units)
-        deliveries = plan.now
+        plan = router.plan(notification, units)
         if self._groups is None:  # nowhere to gather them: each transition goes at once
-            router = self._routing.current
+            now = list(plan.now)
             for group in plan.groups:
-                deliveries += router.receivers[group.receiver].deliveries(notification)
-            plan = replace(plan, now=deliveries, groups=[])
+                now += router.receivers[group.receiver].deliveries(notification)
+            plan = replace(plan, now=now, groups=[])
+        # Marked where it will not be delivered after all (the inbox's merge changed its
+        # recipients, say): nothing is to wait for it there.
+        sending = {d.name for d in plan.now}
+        await self._settle(notification, [name for name in marked if name not in sending])
+        return await self._send(
+            notification, plan, entry=recorded.alert, alert=alert, received=received
+        )
+
+    async def _stale(
+        self,
+        incoming: AlertNotification,
+        entry: InboxAlert,
+        *,
+        marked: list[str],
+        owed: set[str],
+        alert: Alert,
+        received: Received,
+    ) -> Retry | None:
+        """A transition that arrived after a later one: sent only on the deliveries where an
+        earlier handling of it began and did not finish (what came later waits for it)."""
+        extra = {"fingerprint": incoming.fingerprint, "event_id": alert.event_id}
+        await self._settle(incoming, [name for name in marked if name not in owed])
+        deliveries = [
+            d for d in self._routing.current.plan(incoming, entry.org_units).now if d.name in owed
+        ]
+        if not deliveries:
+            # For an escalation: the alert resolved meanwhile, or rose higher already. Telling
+            # managers it is now critical after they heard it is over would mislead them.
+            logger.info(
+                "%s arrived after a later transition; the alert is %s at %s; inbox updated, "
+                "not announced",
+                _transition_name(incoming),
+                entry.state.value,
+                entry.severity.value,
+                extra=extra,
+            )
+            return None
+        logger.info(
+            "%s arrived after a later transition, but its delivery on %s was under way: "
+            "finished there first",
+            _transition_name(incoming),
+            ", ".join(d.name for d in deliveries),
+            extra=extra,
+        )
+        plan = Plan(now=deliveries, groups=[])
+        return await self._send(incoming, plan, entry=entry, alert=alert, received=received)
+
+    async def _send(
+        self,
+        notification: AlertNotification,
+        plan: Plan,
+        *,
+        entry: InboxAlert,
+        alert: Alert,
+        received: Received,
+    ) -> Retry | None:
+        """Deliver ``notification`` as ``plan`` says, unless a silence matches it: at once
+        on its deliveries, into its groups, and watched for an acknowledgement."""
+        extra = {"fingerprint": alert.fingerprint, "event_id": alert.event_id}
+        deliveries = plan.now
         silence = None
         if self._silences is not None and (deliveries or plan.groups):
-            silence = await self._silences.matching(notification, self._clock(), units)
+            silence = await self._silences.matching(notification, self._clock(), entry.org_units)
         if silence is not None:
             logger.info(
                 "%s silenced by %s (%s, by %s until %s): sent on no channel",
@@ -240,6 +309,7 @@ class Notifier:
                 silence.ends_at.isoformat(),
                 extra=extra,
             )
+            await self._settle(notification, [d.name for d in deliveries])
             for delivery in deliveries:
                 await self._publish_outcome(
                     delivery.notification,
@@ -251,9 +321,9 @@ class Notifier:
                     ),
                 )
             return None
-        await self._watch_for_ack(recorded.alert, plan)
+        await self._watch_for_ack(entry, plan)
         for group in plan.groups:
-            assert self._groups is not None  # see above
+            assert self._groups is not None  # plans without a place for groups have none
             due = await self._groups.add(group, notification)
             logger.info(
                 "%s gathered into group %s of %s (%s); its next message goes at %s",
@@ -271,6 +341,31 @@ class Notifier:
             if retry is not None:
                 retries.append(retry)
         return min(retries, key=lambda r: r.delay, default=None)
+
+    async def _begin(self, incoming: AlertNotification, deliveries: list[str]) -> set[str]:
+        """Mark a transition unsettled on every delivery it goes to now; the deliveries
+        where it already was (:meth:`services.notifier.ordering.DeliveryOrder.begin`)."""
+        if self._order is None:
+            return set()
+        return {name for name in deliveries if await self._order.begin(name, incoming)}
+
+    async def _settle(self, notification: AlertNotification, deliveries: list[str]) -> None:
+        """Nothing waits on ``deliveries`` for ``notification``: it will not go there."""
+        if self._order is not None:
+            for name in deliveries:
+                await self._order.settled(name, notification)
+
+    async def _given_up(self, alert: Alert) -> None:
+        """The message of ``alert`` is dead-lettered: what waited for it goes ahead (its
+        notification is rebuilt without recipients: the markers need none, and a per-person
+        delivery's marker, which needs one, lapses with its TTL)."""
+        subject = SubjectRef(id=alert.subject, name=alert.subject_name)
+        transition = build_notification(alert=alert, subject=subject, recipients=[])
+        try:
+            names = [d.name for d in self._routing.current.plan(transition).now]
+            await self._settle(transition, names)
+        except Exception as exc:  # Redis down: the markers lapse with their TTL
+            logger.warning("ordering markers of a dead-lettered alert kept: %r", exc)
 
     async def _watch_for_ack(self, entry: InboxAlert, plan: Plan) -> None:
         """Arm the timer that passes ``entry`` up the manager chain if nobody acknowledges
@@ -443,8 +538,27 @@ class Notifier:
         received: Received,
         timer: TimerFired | None = None,
     ) -> Retry | None:
-        """Deliver one transition on one delivery; ``alert`` is the message it came from
-        (None for a pass-up, which came from ``timer``), dead-lettered if it fails for good."""
+        """Deliver one transition on one delivery, after the earlier transitions of its
+        alert settled there; ``alert`` is the message it came from (None for a pass-up,
+        which came from ``timer`` and waits for nothing), dead-lettered if it fails for good."""
+        if self._order is None or alert is None:
+            return await self._attempt(delivery, alert=alert, received=received, timer=timer)
+        notification = delivery.notification
+        wait = await self._order.wait(delivery.name, notification, deliveries=received.deliveries)
+        if wait is not None:
+            return wait
+        retry = await self._attempt(delivery, alert=alert, received=received, timer=timer)
+        await self._order.after(delivery.name, notification, retry=retry)
+        return retry
+
+    async def _attempt(
+        self,
+        delivery: Delivery,
+        *,
+        alert: Alert | None,
+        received: Received,
+        timer: TimerFired | None,
+    ) -> Retry | None:
         channel, name = delivery.channel, delivery.name
         notification = delivery.notification
         extra = {"fingerprint": notification.fingerprint, "channel": name}

@@ -1,8 +1,8 @@
 """The inbox kept caught up with the alerts stream when Redis loses its last writes.
 
-Each alert consumer (fired, resolved) has a :class:`goalwatch.checkpoints.Checkpoint`. The
-consumers handle messages one at a time, a fetched batch concurrently, and acknowledge each
-one after its inbox write (and its channels): so the consumer's ack floor, read at any
+The alert consumer (fired and resolved alike) has a :class:`goalwatch.checkpoints.Checkpoint`.
+It handles messages one at a time (a fetched batch concurrently, one alert's in order), and
+acknowledges each one after its inbox write (and its channels): so its ack floor, read at any
 moment, is a stream sequence at or below which every alert already has its inbox write
 confirmed by Redis. Committing that floor afterwards, to the same Redis server, puts the
 checkpoint after those writes in the append-only file: if a cut keeps the checkpoint, it
@@ -19,7 +19,7 @@ notices a restart while no alerts arrive.
 
 from __future__ import annotations
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from goalwatch.checkpoints import Apply, Recovery
 from goalwatch.consumers import Received, RedeliveryPolicy, Verdict
@@ -27,15 +27,18 @@ from services.notifier.metrics import INBOX_REPLAYED
 from services.notifier.notification import Alert
 from services.notifier.pipeline import Notifier
 
+# A payload is one or the other by its fields (both contracts forbid extra ones).
+_ALERT: TypeAdapter[Alert] = TypeAdapter(Alert)
 
-def inbox_replay(notifier: Notifier, model: type[Alert]) -> Apply:
-    """What re-applies a replayed batch of one alert consumer: each alert into the inbox."""
+
+def inbox_replay(notifier: Notifier) -> Apply:
+    """What re-applies a replayed batch of the alerts stream: each alert into the inbox."""
 
     async def apply(batch: list[tuple[int, bytes]]) -> int:
         applied = 0
         for _, data in batch:
             try:
-                alert = model.model_validate_json(data)
+                alert = _ALERT.validate_json(data)
             except ValidationError:
                 continue  # dead-lettered when it was first delivered
             restored = await notifier.restore(alert)

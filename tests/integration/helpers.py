@@ -28,8 +28,7 @@ PIPELINE_CONSUMERS = (
     (subjects.STREAM_GOALS, "evaluator-impact"),
     (subjects.STREAM_GOALS, "evaluator-goal-overdue"),
     (subjects.STREAM_TIMERS, "evaluator-timers"),
-    (subjects.STREAM_ALERTS, "notifier-fired"),
-    (subjects.STREAM_ALERTS, "notifier-resolved"),
+    (subjects.STREAM_ALERTS, "notifier-alerts"),
     (subjects.STREAM_TIMERS, "notifier-timers"),
 )
 

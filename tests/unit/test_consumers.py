@@ -17,6 +17,7 @@ from goalwatch.consumers import (
     Reject,
     Retry,
     Verdict,
+    by_key,
     dead_letter,
     dead_letter_id,
     fitted,
@@ -104,11 +105,17 @@ class Recording:
         return [await self.handle(m, r) for m, r in zip(messages, received, strict=True)]
 
 
-def broker_with(handler: Recording, *, batch: bool = False) -> tuple[NatsBroker, list[DeadLetter]]:
+def broker_with(
+    handler: Recording, *, batch: bool = False, ordered: bool = False
+) -> tuple[NatsBroker, list[DeadLetter]]:
     broker = NatsBroker()
     consumers = Consumers(broker, service="test", seconds=handler_seconds(service_registry()))
     if batch:
         consumers.add_batch(SPEC, MetricRecorded, handler, description="probe")
+    elif ordered:
+        consumers.add_ordered(
+            SPEC, MetricRecorded, handler, key=lambda event: event.subject, description="probe"
+        )
     else:
         consumers.add(SPEC, MetricRecorded, handler, description="probe")
     letters: list[DeadLetter] = []
@@ -122,24 +129,27 @@ def broker_with(handler: Recording, *, batch: bool = False) -> tuple[NatsBroker,
     return broker, letters
 
 
-@pytest.mark.parametrize("batch", [False, True])
+MODES = {"one": {}, "batch": {"batch": True}, "ordered": {"ordered": True}}
+
+
+@pytest.mark.parametrize("mode", MODES)
 async def test_a_valid_message_reaches_the_handler_as_its_model_and_is_acked(
-    settled: Settled, batch: bool
+    settled: Settled, mode: str
 ) -> None:
     handler = Recording(ACK)
-    broker, letters = broker_with(handler, batch=batch)
+    broker, letters = broker_with(handler, **MODES[mode])
     async with TestNatsBroker(broker) as test_broker:
         await test_broker.publish(EVENT, subjects.METRICS_RECORDED)
     assert handler.handled == [EVENT]
     assert (settled.acks, settled.naks, letters) == (1, [], [])
 
 
-@pytest.mark.parametrize("batch", [False, True])
+@pytest.mark.parametrize("mode", MODES)
 async def test_an_invalid_payload_is_dead_lettered_without_reaching_the_handler(
-    settled: Settled, batch: bool
+    settled: Settled, mode: str
 ) -> None:
     handler = Recording()
-    broker, letters = broker_with(handler, batch=batch)
+    broker, letters = broker_with(handler, **MODES[mode])
     body = b'{"id": "e-2", "metric": "report_rework_rate", "value": "high"}'
     async with TestNatsBroker(broker) as test_broker:
         await test_broker.publish(body, subjects.METRICS_RECORDED)
@@ -152,15 +162,19 @@ async def test_an_invalid_payload_is_dead_lettered_without_reaching_the_handler(
     assert settled.acks == 1 and settled.naks == []
 
 
-async def test_a_retry_verdict_naks_with_its_delay(settled: Settled) -> None:
-    broker, letters = broker_with(Recording(Retry(delay=7.0, reason="goals down")))
+@pytest.mark.parametrize("ordered", [False, True])
+async def test_a_retry_verdict_naks_with_its_delay(settled: Settled, ordered: bool) -> None:
+    broker, letters = broker_with(Recording(Retry(delay=7.0, reason="goals down")), ordered=ordered)
     async with TestNatsBroker(broker) as test_broker:
         await test_broker.publish(EVENT, subjects.METRICS_RECORDED)
     assert (settled.acks, settled.naks, letters) == (0, [7.0], [])
 
 
-async def test_a_reject_verdict_keeps_the_message_then_acks(settled: Settled) -> None:
-    broker, letters = broker_with(Recording(Reject(reason="cannot be stored")))
+@pytest.mark.parametrize("ordered", [False, True])
+async def test_a_reject_verdict_keeps_the_message_then_acks(
+    settled: Settled, ordered: bool
+) -> None:
+    broker, letters = broker_with(Recording(Reject(reason="cannot be stored")), ordered=ordered)
     async with TestNatsBroker(broker) as test_broker:
         await test_broker.publish(EVENT, subjects.METRICS_RECORDED)
     (letter,) = letters
@@ -169,8 +183,11 @@ async def test_a_reject_verdict_keeps_the_message_then_acks(settled: Settled) ->
     assert settled.acks == 1
 
 
-async def test_an_exception_from_a_handler_is_retried_by_the_policy(settled: Settled) -> None:
-    broker, letters = broker_with(Recording(RuntimeError("bug")))
+@pytest.mark.parametrize("ordered", [False, True])
+async def test_an_exception_from_a_handler_is_retried_by_the_policy(
+    settled: Settled, ordered: bool
+) -> None:
+    broker, letters = broker_with(Recording(RuntimeError("bug")), ordered=ordered)
     async with TestNatsBroker(broker) as test_broker:
         await test_broker.publish(EVENT, subjects.METRICS_RECORDED)
     # First delivery: retried after the policy's first delay, not dropped, not dead-lettered.
@@ -199,3 +216,26 @@ def test_a_dead_letter_too_large_is_cut_to_fit_and_says_so(body: bytes) -> None:
 def test_a_dead_letter_that_fits_is_kept_whole() -> None:
     letter = dead_letter(origin_subject=subjects.METRICS_IN, reason="bad", payload=b"{}")
     assert fitted(letter, max_bytes=4_000) is letter
+
+
+def test_a_batch_is_grouped_by_key_in_order_of_first_appearance() -> None:
+    batch = ["a1", "b1", "a2", "c1", "b2", "a3"]
+    assert by_key(batch, key=lambda name: name[0]) == [[0, 2, 5], [1, 4], [3]]
+    assert by_key([], key=str) == []
+
+
+def test_a_consumer_of_several_subjects_filters_on_exactly_those() -> None:
+    spec = ConsumerSpec(
+        name="notifier-alerts",
+        stream=subjects.STREAM_ALERTS,
+        subject=subjects.ALERTS_ALL,
+        filter_subjects=(subjects.ALERTS_FIRED, subjects.ALERTS_RESOLVED),
+        policy=POLICY,
+        ack_wait=30,
+        batch_size=10,
+    )
+    config = spec.config()
+    assert config.filter_subject is None
+    assert config.filter_subjects == [subjects.ALERTS_FIRED, subjects.ALERTS_RESOLVED]
+    assert SPEC.config().filter_subject == subjects.METRICS_RECORDED
+    assert SPEC.config().filter_subjects is None

@@ -113,6 +113,22 @@ def test_tally_counts_lost_duplicated_late_and_degraded() -> None:
     assert counts.latest == 150.0
 
 
+def test_tally_counts_transitions_that_came_before_an_earlier_one_of_their_episode() -> None:
+    fired, rise, end = (("a", state, START) for state in ("firing", "firing:critical", "resolved"))
+    other_episode = ("a", "firing", START + timedelta(days=1))
+    due = dict.fromkeys((fired, rise, end, other_episode), 0.0)
+    arrivals = [
+        Arrival(other_episode, 1.0, degraded=False),  # another episode: in any order
+        Arrival(end, 2.0, degraded=False),  # before the firing and the escalation
+        Arrival(fired, 3.0, degraded=False),
+        Arrival(end, 3.5, degraded=False),  # a later copy does not count
+        Arrival(rise, 4.0, degraded=False),
+    ]
+    assert tally(due, arrivals, recovered=0.0).out_of_order == 1
+    in_order = [Arrival(t, n, degraded=False) for n, t in enumerate((fired, rise, end))]
+    assert tally(due, in_order, recovered=0.0).out_of_order == 0
+
+
 def test_an_arrival_soon_after_recovery_is_not_late() -> None:
     a = ("a", "firing", START)
     counts = tally({a: 0.0}, [Arrival(a, 100.0, degraded=False)], recovered=90.0, late_after=60.0)

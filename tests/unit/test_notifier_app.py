@@ -8,7 +8,15 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from services.notifier.app import NotifierSettings, build_channels, create_app
+from goalwatch.contracts import subjects
+from services.notifier.app import (
+    NotifierSettings,
+    alert_consumer,
+    build_channels,
+    create_app,
+    order_ttl,
+    policy,
+)
 from services.notifier.webhook import WebhookChannel
 
 
@@ -101,3 +109,19 @@ def test_the_directory_cache_ttl_reads_as_a_duration(monkeypatch: pytest.MonkeyP
     assert NotifierSettings(directory_cache_ttl="2h").directory_cache_ttl == timedelta(hours=2)
     with pytest.raises(ValidationError, match="directory_cache_ttl"):
         NotifierSettings(directory_cache_ttl="0")
+
+
+def test_one_consumer_reads_both_alert_subjects_and_takes_over_from_the_two_before_it() -> None:
+    spec = alert_consumer(NotifierSettings())
+    assert spec.name == "notifier-alerts"
+    assert spec.subjects == (subjects.ALERTS_FIRED, subjects.ALERTS_RESOLVED)
+    assert spec.replaces == ("notifier-fired", "notifier-resolved")
+
+
+def test_an_unsettled_firing_is_remembered_longer_than_its_message_is_retried() -> None:
+    settings = NotifierSettings(webhook_max_attempts=20, notifier_ack_wait=120)
+    retries = policy(settings)
+    # Every delivery at the longest delay, each handled until ack_wait ran out.
+    span = sum(retries.delay(n) for n in range(1, retries.max_deliver))
+    span += retries.max_deliver * settings.notifier_ack_wait
+    assert order_ttl(settings).total_seconds() > span

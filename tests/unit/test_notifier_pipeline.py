@@ -35,6 +35,7 @@ from services.notifier.inbox import Inbox
 from services.notifier.links import AckLinks
 from services.notifier.metrics import ESCALATIONS_SENT
 from services.notifier.notification import build_notification, headline
+from services.notifier.ordering import DeliveryOrder
 from services.notifier.pipeline import Notifier, idempotency_key, notification_id
 from services.notifier.receivers import fixed_receiver
 from services.notifier.recipients import resolve_recipients
@@ -94,26 +95,35 @@ class Published:
 
 
 class World:
-    def __init__(self, channel: FakeChannel | None = None) -> None:
+    def __init__(self, channel: FakeChannel | None = None, *more: FakeChannel) -> None:
         self.redis = FakeAsyncRedis(decode_responses=True)
         self.directory = Directory()
         self.channel = channel or FakeChannel()
         self.published = Published()
         self.inbox = Inbox(cast(Redis, self.redis))
+        self.now = T0
+        self.order = DeliveryOrder(
+            cast(Redis, self.redis),
+            policy=POLICY,
+            in_flight=timedelta(seconds=60),
+            ttl=timedelta(hours=1),
+            clock=lambda: self.now,
+        )
         self.notifier = Notifier(
             directory=self.directory,
             inbox=self.inbox,
             claims=DeliveryClaims(cast(Redis, self.redis)),
-            channels=[self.channel],
+            channels=[self.channel, *more],
             outcomes=self.published,
             policy=POLICY,
-            clock=lambda: T0,
+            clock=lambda: self.now,
+            order=self.order,
         )
 
     async def send(
         self, message: AlertFired | AlertResolved, *, deliveries: int = 1, sequence: int = 41
     ) -> Verdict:
-        received = Received("notifier-fired", sequence, deliveries)
+        received = Received("notifier-alerts", sequence, deliveries)
         return await self.notifier.handle(message, received)
 
     async def keys(self, prefix: str) -> list[str]:
@@ -221,7 +231,7 @@ async def test_final_failure_is_reported_dead_lettered_and_acked() -> None:
     assert await world.redis.get(key) is None
     # Kept once per alert message and channel: a redelivery of it is not kept twice.
     [(_, _, msg_id)] = [m for m in world.published.messages if isinstance(m[1], DeadLetter)]
-    assert msg_id == "deadletter:notifier-fired:41:failed-webhook"
+    assert msg_id == "deadletter:notifier-alerts:41:failed-webhook"
     # The inbox has it regardless.
     assert await world.inbox.get("fp-1") is not None
 

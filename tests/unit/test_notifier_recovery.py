@@ -25,9 +25,10 @@ from tests.unit.test_notifier_pipeline import POLICY, World, fired, resolved_of
 
 
 class FakeCheckpoint:
-    """One consumer's checkpoint over an in-memory stream; ``restart()`` is a Redis restart."""
+    """The alert consumer's checkpoint over an in-memory stream; ``restart()`` is a Redis
+    restart."""
 
-    def __init__(self, stream: list[AlertFired] | list[AlertResolved]) -> None:
+    def __init__(self, stream: list[AlertFired | AlertResolved]) -> None:
         self.stream = stream
         self.server = "redis-1"
         self.committed_to: str | None = None
@@ -68,22 +69,16 @@ class FakeCheckpoint:
 
 
 def _recovering(
-    world: World, fired_stream: list[AlertFired], resolved_stream: list[AlertResolved]
-) -> tuple[InboxHandler, FakeCheckpoint, FakeCheckpoint]:
-    fired_cp, resolved_cp = FakeCheckpoint(fired_stream), FakeCheckpoint(resolved_stream)
-    recovery = Recovery(
-        views=[
-            (fired_cp, inbox_replay(world.notifier, AlertFired)),
-            (resolved_cp, inbox_replay(world.notifier, AlertResolved)),
-        ],
-        what="inbox",
-    )
+    world: World, stream: list[AlertFired | AlertResolved]
+) -> tuple[InboxHandler, FakeCheckpoint]:
+    checkpoint = FakeCheckpoint(stream)
+    recovery = Recovery(views=[(checkpoint, inbox_replay(world.notifier))], what="inbox")
     handler = InboxHandler(notifier=world.notifier, recovery=recovery, policy=POLICY)
-    return handler, fired_cp, resolved_cp
+    return handler, checkpoint
 
 
 def _received(sequence: int) -> Received:
-    return Received("notifier-fired", sequence, 1)
+    return Received("notifier-alerts", sequence, 1)
 
 
 def _replayed(outcome: str) -> float:
@@ -156,18 +151,18 @@ async def test_transitions_redis_lost_are_restored_to_the_inbox_without_a_delive
     world = World()
     first, second = fired(), fired(fingerprint="fp-2", subject="emp-1", event_id="e-4")
     ending = resolved_of(first)
-    handler, fired_cp, resolved_cp = _recovering(world, [first, second], [ending])
+    # Fired and resolved in one stream, as the one consumer reads them.
+    handler, checkpoint = _recovering(world, [first, second, ending])
     for sequence, alert in enumerate((first, second, ending), start=1):
         assert await handler.handle(alert, _received(sequence)) == ACK
     assert len(world.channel.delivered) == 3
     outcomes = len(world.published.outcomes())
     await world.redis.flushall()  # the cut took every inbox write and every claim...
-    fired_cp.restart(Replay(first=1, last=2))  # ...and Redis came back as another server
-    resolved_cp.restart(Replay(first=1, last=1))
+    checkpoint.restart(Replay(first=1, last=3))  # ...and Redis came back as another server
     restored = _replayed("restored")
 
     third = fired(fingerprint="fp-3", event_id="e-5")
-    assert await handler.handle(third, _received(3)) == ACK
+    assert await handler.handle(third, _received(4)) == ACK
 
     assert _replayed("restored") - restored == 3
     one = await world.inbox.get("fp-1")
@@ -178,17 +173,17 @@ async def test_transitions_redis_lost_are_restored_to_the_inbox_without_a_delive
     # Only the new alert went out: a replayed transition is not delivered or announced again.
     assert [n.fingerprint for n in world.channel.delivered[3:]] == ["fp-3"]
     assert {o.fingerprint for o in world.published.outcomes()[outcomes:]} == {"fp-3"}
-    assert (fired_cp.commits, resolved_cp.commits) == (2, 2)  # at the start, after the replay
+    assert checkpoint.commits == 2  # at the start, after the replay
 
 
 async def test_a_replay_of_what_redis_kept_changes_nothing_and_asks_nobody() -> None:
     world = World()
     alert = fired()
-    handler, fired_cp, _ = _recovering(world, [alert], [])
+    handler, checkpoint = _recovering(world, [alert])
     await handler.handle(alert, _received(1))
     [key] = await world.keys("goalwatch:notifier:episode:")
     before = await world.redis.get(key)
-    fired_cp.restart(Replay(first=1, last=1))
+    checkpoint.restart(Replay(first=1, last=1))
     world.directory.down = True  # goals is not needed for an entry the inbox still holds
     kept = _replayed("kept")
     await handler.handle(fired(fingerprint="fp-9", event_id="e-9"), _received(2))
@@ -199,33 +194,33 @@ async def test_a_replay_of_what_redis_kept_changes_nothing_and_asks_nobody() -> 
 async def test_an_alert_waits_while_the_inbox_cannot_catch_up() -> None:
     world = World()
     alert = fired()
-    handler, fired_cp, _ = _recovering(world, [alert], [])
+    handler, checkpoint = _recovering(world, [alert])
     await handler.handle(fired(fingerprint="fp-0", event_id="e-0"), _received(1))
     await world.redis.flushall()
-    fired_cp.restart(Replay(first=1, last=1))
+    checkpoint.restart(Replay(first=1, last=1))
     world.directory.down = True  # the lost entry's recipients cannot be resolved now
     verdict = await handler.handle(fired(fingerprint="fp-7", event_id="e-7"), _received(2))
     assert isinstance(verdict, Retry)
     assert "inbox could not be brought up to date" in verdict.reason
     assert [n.fingerprint for n in world.channel.delivered] == ["fp-0"]  # fp-7 not handled
-    assert fired_cp.committed_to == "redis-1"  # not committed to the new server yet
+    assert checkpoint.committed_to == "redis-1"  # not committed to the new server yet
 
     world.directory.down = False
-    fired_cp.pending = Replay(first=1, last=1)  # the next begin asks again
+    checkpoint.pending = Replay(first=1, last=1)  # the next begin asks again
     assert await handler.handle(fired(fingerprint="fp-7", event_id="e-7"), _received(2)) == ACK
     assert await world.inbox.get("fp-1") is not None
-    assert fired_cp.committed_to == "redis-2"
+    assert checkpoint.committed_to == "redis-2"
 
 
 async def test_a_caught_up_inbox_costs_one_run_id_per_alert() -> None:
     world = World()
-    handler, fired_cp, resolved_cp = _recovering(world, [], [])
+    handler, checkpoint = _recovering(world, [])
     await handler.handle(fired(), _received(1))  # the first alert of a process catches up
-    begun = (fired_cp.begun, resolved_cp.begun)
+    begun = checkpoint.begun
     for n in range(2, 5):
         await handler.handle(fired(fingerprint=f"fp-{n}", event_id=f"e-{n}"), _received(n))
-    assert (fired_cp.begun, resolved_cp.begun) == begun
-    assert fired_cp.run_ids == 2 + 3  # twice at the first (before and under the lock)
+    assert checkpoint.begun == begun
+    assert checkpoint.run_ids == 2 + 3  # twice at the first (before and under the lock)
 
 
 async def test_both_episodes_of_an_alert_that_fired_twice_are_restored_and_kept() -> None:
@@ -237,13 +232,12 @@ async def test_both_episodes_of_an_alert_that_fired_twice_are_restored_and_kept(
         event_id="e-8",
     )
     ending = resolved_of(first)
-    handler, fired_cp, resolved_cp = _recovering(world, [first, again], [ending])
+    handler, checkpoint = _recovering(world, [first, ending, again])
     for sequence, alert in enumerate((first, ending, again), start=1):
         assert await handler.handle(alert, _received(sequence)) == ACK
     before = await world.inbox.list()
     await world.redis.flushall()
-    fired_cp.restart(Replay(first=1, last=2))
-    resolved_cp.restart(Replay(first=1, last=1))
+    checkpoint.restart(Replay(first=1, last=3))
     restored = _replayed("restored")
     await handler.handle(fired(fingerprint="fp-3", event_id="e-5"), _received(4))
     assert _replayed("restored") - restored == 3

@@ -383,8 +383,8 @@ def test_routes_match_the_subjects_org_unit_and_everything_under_a_unit() -> Non
     from goalwatch.routing.matchers import alert_labels
 
     routes = parse_routes(
-        "receivers:\n  - name: room\n    slack: {url: \"${S}\"}\n"
-        "  - name: radiology\n    slack: {url: \"${S}\"}\n"
+        'receivers:\n  - name: room\n    slack: {url: "${S}"}\n'
+        '  - name: radiology\n    slack: {url: "${S}"}\n'
         "route:\n  receiver: room\n  routes:\n"
         "    - matchers: ['org_unit_path=~\"riverside/radiology(/.*)?\"']\n"
         "      receiver: radiology\n",
