@@ -3,6 +3,7 @@ a refusal or an unreachable service is said (``goalwatch rules push``, ``goalwat
 
 from __future__ import annotations
 
+import argparse
 import getpass
 import os
 import sys
@@ -60,3 +61,22 @@ def refused(answer: httpx.Response) -> int:
         sys.stdout.flush()
     print(f"goalwatch: {body.get('detail', answer.reason_phrase)}", file=sys.stderr)
     return 1
+
+
+DEFAULT_NOTIFIER = "http://127.0.0.1:8004"
+
+
+def notifier_option(parser: argparse.ArgumentParser) -> None:
+    """``--notifier URL``: where a command finds the running notifier's API."""
+    parser.add_argument(
+        "--notifier",
+        default=None,
+        metavar="URL",
+        help=f"the notifier's API (default: $GOALWATCH_NOTIFIER_URL, else {DEFAULT_NOTIFIER})",
+    )
+
+
+def call_notifier(args: argparse.Namespace, do: Callable[[httpx.Client], int]) -> int:
+    """:func:`call` on the notifier that ``--notifier`` (or its variable) names."""
+    url = service_url(args.notifier, variable="GOALWATCH_NOTIFIER_URL", default=DEFAULT_NOTIFIER)
+    return call(url, do, service="notifier", option="--notifier", variable="GOALWATCH_NOTIFIER_URL")

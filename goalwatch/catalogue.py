@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -21,10 +21,17 @@ from typing import Any, Final
 import yaml
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.nodes import MappingNode, Node, ScalarNode
 
 from goalwatch.contracts.catalogue import MetricCatalogue, MetricDefinition
-from goalwatch.file_errors import FileError, FileErrors, unprintable
+from goalwatch.file_errors import (
+    FileError,
+    FileErrors,
+    duplicate_keys,
+    locate,
+    node_line,
+    unprintable,
+)
 
 DEFAULT_CATALOGUE: Final = Path("catalogue/metrics.yaml")
 """Where the catalogue lives in the repository, relative to the working directory."""
@@ -237,21 +244,21 @@ def parse_catalogue(text: str, *, file: str) -> Catalogue:
             [
                 CatalogueError(
                     file,
-                    _line(node),
+                    node_line(node),
                     None,
                     "expected a mapping of metric names to their definitions, e.g. "
                     + _ENTRY_EXAMPLE,
                 )
             ]
         )
-    errors = list(_duplicate_keys(file, node))
+    errors = list(duplicate_keys(file, node))
     metrics: list[MetricDefinition] = []
     for key, value, entry in entries:
         name = key.value if isinstance(key, ScalarNode) else None
         if not isinstance(name, str) or key.tag != "tag:yaml.org,2002:str":
             errors.append(
                 CatalogueError(
-                    file, _line(key), None, "a metric name must be text, e.g. unit_sales"
+                    file, node_line(key), None, "a metric name must be text, e.g. unit_sales"
                 )
             )
             continue
@@ -259,7 +266,7 @@ def parse_catalogue(text: str, *, file: str) -> Catalogue:
             errors.append(
                 CatalogueError(
                     file,
-                    _line(key),
+                    node_line(key),
                     name,
                     "expected the metric's definition: a mapping with description, unit, "
                     "sources, cadence, owner (and min, max, labels)",
@@ -267,7 +274,7 @@ def parse_catalogue(text: str, *, file: str) -> Catalogue:
             )
             continue
         if "name" in entry:
-            line, _ = _locate(value, ("name",))
+            line, _ = locate(value, ("name",))
             errors.append(
                 CatalogueError(
                     file, line, f"{name}.name", "the metric's name is its key; remove name:"
@@ -283,64 +290,20 @@ def parse_catalogue(text: str, *, file: str) -> Catalogue:
     return Catalogue(metrics)
 
 
-def _line(node: Node) -> int:
-    return int(node.start_mark.line) + 1
-
-
-def _duplicate_keys(file: str, node: Node, path: str = "") -> Iterator[CatalogueError]:
-    """PyYAML keeps the last of two equal keys silently; the catalogue must not."""
-    if isinstance(node, MappingNode):
-        seen: dict[str, int] = {}
-        for key, value in node.value:
-            name = str(key.value) if isinstance(key, ScalarNode) else "?"
-            field = f"{path}.{name}" if path else name
-            if name in seen:
-                yield CatalogueError(
-                    file, _line(key), field, f"appears twice (first on line {seen[name]})"
-                )
-            else:
-                seen[name] = _line(key)
-            yield from _duplicate_keys(file, value, field)
-    elif isinstance(node, SequenceNode):
-        for index, item in enumerate(node.value):
-            yield from _duplicate_keys(file, item, f"{path}[{index}]")
-
-
-def _locate(node: Node, loc: Sequence[int | str]) -> tuple[int, Node]:
-    """The deepest node on ``loc`` that exists and its line (the key's line in a mapping)."""
-    line, current = _line(node), node
-    for part in loc:
-        if isinstance(current, MappingNode):
-            for key, value in current.value:
-                if isinstance(key, ScalarNode) and key.value == str(part):
-                    line, current = _line(key), value
-                    break
-            else:
-                break
-        elif isinstance(current, SequenceNode) and isinstance(part, int):
-            if part >= len(current.value):
-                break
-            current = current.value[part]
-            line = _line(current)
-        else:
-            break
-    return line, current
-
-
 def _problem(file: str, name: str, key: Node, entry: Node, error: ErrorDetails) -> CatalogueError:
     loc = tuple(part for part in error["loc"] if part != "[key]")
     if loc == ("name",):
         return CatalogueError(
             file,
-            _line(key),
+            node_line(key),
             name,
             f"'{name}' is not a metric name: write lower snake_case (a-z, 0-9, _; dots between "
             "parts), e.g. report_rework_rate or crm.renewal_rate",
         )
     if error["type"] == "missing" or not loc:
-        line, node = _line(key), entry
+        line, node = node_line(key), entry
     else:
-        line, node = _locate(entry, loc)
+        line, node = locate(entry, loc)
     field = ".".join([name, *(f"[{p}]" if isinstance(p, int) else str(p) for p in loc)])
     field = field.replace(".[", "[")
     written = (

@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
-from goalwatch.api_cli import call, refused, service_url, user
+from goalwatch.api_cli import call_notifier, notifier_option, refused, user
 from goalwatch.routing.matchers import parse_matcher
-
-DEFAULT_NOTIFIER = "http://127.0.0.1:8004"
 
 
 def add_silences_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -46,35 +43,16 @@ def add_silences_commands(commands: argparse._SubParsersAction[argparse.Argument
     when.add_argument("--until", metavar="TIME", help="an ISO 8601 time with a zone")
     add.add_argument("-m", "--comment", required=True, help="why (shown with the silence)")
     add.add_argument("--user", default=None, help="who (default: $GOALWATCH_USER, else login)")
-    _notifier_option(add)
+    notifier_option(add)
     add.set_defaults(func=_add)
     listing = sub.add_parser("list", help="the silences, newest first")
     listing.add_argument("--state", choices=["pending", "active", "expired"], default=None)
-    _notifier_option(listing)
+    notifier_option(listing)
     listing.set_defaults(func=_list)
     expire = sub.add_parser("expire", help="end a silence now")
     expire.add_argument("silence_id", metavar="ID")
-    _notifier_option(expire)
+    notifier_option(expire)
     expire.set_defaults(func=_expire)
-
-
-def _notifier_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--notifier",
-        default=None,
-        metavar="URL",
-        help=f"the notifier's API (default: $GOALWATCH_NOTIFIER_URL, else {DEFAULT_NOTIFIER})",
-    )
-
-
-def _url(args: argparse.Namespace) -> str:
-    return service_url(args.notifier, variable="GOALWATCH_NOTIFIER_URL", default=DEFAULT_NOTIFIER)
-
-
-def _call(args: argparse.Namespace, do: Callable[[httpx.Client], int]) -> int:
-    return call(
-        _url(args), do, service="notifier", option="--notifier", variable="GOALWATCH_NOTIFIER_URL"
-    )
 
 
 _refused = refused
@@ -118,7 +96,7 @@ def _add(args: argparse.Namespace) -> int:
         print(_line(answer.json()))
         return 0
 
-    return _call(args, do)
+    return call_notifier(args, do)
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -131,7 +109,7 @@ def _list(args: argparse.Namespace) -> int:
             print(_line(silence))
         return 0
 
-    return _call(args, do)
+    return call_notifier(args, do)
 
 
 def _expire(args: argparse.Namespace) -> int:
@@ -142,4 +120,4 @@ def _expire(args: argparse.Namespace) -> int:
         print(_line(answer.json()))
         return 0
 
-    return _call(args, do)
+    return call_notifier(args, do)

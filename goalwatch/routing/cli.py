@@ -15,13 +15,11 @@ from typing import Any
 
 import httpx
 
-from goalwatch.api_cli import call, refused, service_url
+from goalwatch.api_cli import call_notifier, notifier_option, refused
 from goalwatch.file_errors import FileErrors
 from goalwatch.routing.loader import load_routes
 from goalwatch.routing.spec import RoutesFile, RouteSpec
 from goalwatch.routing.tree import match, receivers
-
-DEFAULT_NOTIFIER = "http://127.0.0.1:8004"
 
 
 def add_routes_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -54,28 +52,14 @@ def add_routes_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
         metavar="NAME=VALUE",
         help="a label of the alert (repeat), e.g. -l kind=fraud -l severity=critical",
     )
-    _notifier_option(test)
+    notifier_option(test)
     test.set_defaults(func=_test)
     show = sub.add_parser("show", help="the routing a running notifier has in force")
-    _notifier_option(show)
+    notifier_option(show)
     show.set_defaults(func=_show)
     reload = sub.add_parser("reload", help="make a running notifier read its routing file again")
-    _notifier_option(reload)
+    notifier_option(reload)
     reload.set_defaults(func=_reload)
-
-
-def _notifier_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--notifier",
-        default=None,
-        metavar="URL",
-        help=f"the notifier's API (default: $GOALWATCH_NOTIFIER_URL, else {DEFAULT_NOTIFIER})",
-    )
-
-
-def _call(args: argparse.Namespace, do: Any) -> int:
-    url = service_url(args.notifier, variable="GOALWATCH_NOTIFIER_URL", default=DEFAULT_NOTIFIER)
-    return call(url, do, service="notifier", option="--notifier", variable="GOALWATCH_NOTIFIER_URL")
 
 
 def _load(path: Path) -> RoutesFile | None:
@@ -153,7 +137,7 @@ def _test(args: argparse.Namespace) -> int:
         _print_taken(body["routes"], body["receivers"])
         return 0
 
-    return _call(args, do)
+    return call_notifier(args, do)
 
 
 def _print_route(route: dict[str, Any], depth: int) -> None:
@@ -173,7 +157,7 @@ def _show(args: argparse.Namespace) -> int:
         _print_routing(answer.json())
         return 0
 
-    return _call(args, do)
+    return call_notifier(args, do)
 
 
 def _print_routing(body: dict[str, Any]) -> None:
@@ -205,4 +189,4 @@ def _reload(args: argparse.Namespace) -> int:
         _print_routing(answer.json())
         return 0
 
-    return _call(args, do)
+    return call_notifier(args, do)
