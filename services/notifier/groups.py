@@ -191,17 +191,10 @@ class Groups:
         """File ``notification`` into its group; when the group's next message goes."""
         key = group_key(spec.id)
         raw = notification.model_dump_json()
-        while True:
-            now = self._clock()
-            try:
-                return await self._transaction(
-                    key,
-                    partial(
-                        self._add, spec=spec, fingerprint=notification.fingerprint, raw=raw, now=now
-                    ),
-                )
-            except WatchError:
-                continue  # another replica changed the group meanwhile: read it again
+        return await self._transaction(
+            key,
+            partial(self._add, spec=spec, fingerprint=notification.fingerprint, raw=raw),
+        )
 
     async def _add(
         self,
@@ -211,7 +204,7 @@ class Groups:
         fingerprint: str,
         raw: str,
         now: datetime,
-        held: tuple[str, str, datetime, bool] | None = None,
+        held: tuple[str, str, datetime | None] | None = None,
     ) -> Callable[[], Awaitable[datetime]]:
         stored = await pipe.hget(group_key(spec.id), _META)
         meta = (
@@ -232,8 +225,9 @@ class Groups:
         due = meta.due_at
         if held is None:
             wanted = meta.first_due(now)
-        else:  # joining: when the held ones go; else the earlier of theirs and this one's
-            wanted = (due or held[2]) if held[3] else min(held[2], due or held[2])
+        else:  # joining (no time): when the held ones go; else the earlier of theirs and this
+            at = max(held[2] or now, now)
+            wanted = (due or at) if held[2] is None else min(at, due or at)
         # Armed anew when no message is pending, when the pending one is a reminder later
         # than a change may wait, or when it is so late that its timer must have been lost.
         if due is None or due > wanted or due + OVERDUE < now:
@@ -275,22 +269,16 @@ class Groups:
         )
         key = group_key(spec.id)
         raw = notification.model_dump_json()
-        while True:
-            now = self._clock()
-            try:
-                return await self._transaction(
-                    key,
-                    partial(
-                        self._add,
-                        spec=spec,
-                        fingerprint=notification.fingerprint,
-                        raw=raw,
-                        now=now,
-                        held=(delivery, reason, max(until or now, now), until is None),
-                    ),
-                )
-            except WatchError:
-                continue
+        return await self._transaction(
+            key,
+            partial(
+                self._add,
+                spec=spec,
+                fingerprint=notification.fingerprint,
+                raw=raw,
+                held=(delivery, reason, until),
+            ),
+        )
 
     async def holding(self, delivery: str) -> bool:
         """Whether messages for ``delivery`` are being held back now: then a new one joins
@@ -302,7 +290,7 @@ class Groups:
         room before); nothing changes if the group moved on meanwhile. Returns ``until``."""
         key = group_key(snapshot.id)
 
-        async def prepare(pipe: Any) -> Callable[[], Awaitable[datetime]]:
+        async def prepare(pipe: Any, *, now: datetime) -> Callable[[], Awaitable[datetime]]:
             stored = await pipe.hget(key, _META)
             meta = None if stored is None else GroupMeta.model_validate_json(stored)
             current = meta is not None and meta.due_at == snapshot.meta.due_at
@@ -320,11 +308,7 @@ class Groups:
 
             return commit
 
-        while True:
-            try:
-                return await self._transaction(key, prepare)
-            except WatchError:
-                continue
+        return await self._transaction(key, prepare)
 
     async def snapshot(self, group_id: str) -> Snapshot | None:
         """The group as it is now, or None when it has ended."""
@@ -338,14 +322,7 @@ class Groups:
         """Record that ``snapshot`` was sent (``sent``) or needed no message; resolved alerts
         it showed leave the group. Returns when the group sends next, or None."""
         key = group_key(snapshot.id)
-        while True:
-            now = self._clock()
-            try:
-                return await self._transaction(
-                    key, partial(self._done, snapshot=snapshot, sent=sent, now=now)
-                )
-            except WatchError:
-                continue
+        return await self._transaction(key, partial(self._done, snapshot=snapshot, sent=sent))
 
     async def _done(
         self, pipe: Any, *, snapshot: Snapshot, sent: bool, now: datetime
@@ -407,11 +384,17 @@ class Groups:
         return commit
 
     async def _transaction(
-        self, key: str, prepare: Callable[[Any], Awaitable[Callable[[], Awaitable[T]]]]
+        self, key: str, prepare: Callable[..., Awaitable[Callable[[], Awaitable[T]]]]
     ) -> T:
+        """Run ``prepare(pipe, now=...)`` under ``WATCH key`` and the commit it returns, again
+        from the start whenever another replica changed the key meanwhile."""
         # redis-py leaves the pipeline's WATCH/MULTI untyped.
         pipe: Any
-        async with self._redis.pipeline(transaction=True) as pipe:
-            await pipe.watch(key)
-            commit = await prepare(pipe)
-            return await commit()
+        while True:
+            try:
+                async with self._redis.pipeline(transaction=True) as pipe:
+                    await pipe.watch(key)
+                    commit = await prepare(pipe, now=self._clock())
+                    return await commit()
+            except WatchError:
+                continue  # another replica changed the group meanwhile: read it again
