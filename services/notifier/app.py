@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -24,21 +25,18 @@ from goalwatch.durations import duration_text
 from goalwatch.file_errors import FileErrors
 from goalwatch.goals_client import GoalsClient
 from goalwatch.messaging import new_broker
-from goalwatch.routing.spec import RoutesFile
+from goalwatch.routing.spec import RoutesFile, RouteSpec
 from goalwatch.service import service_app
 from goalwatch.serving import ServiceInfo
 from goalwatch.settings import Port, StateCheckSettings, duration_setting, environment
 from goalwatch.timers import Timers, fired_subject
 from services.notifier.ack_pages import ack_router
-from services.notifier.alertmanager import AlertmanagerChannel
 from services.notifier.api import deliveries_router, inbox_router, silences_router
 from services.notifier.channels import Channel
 from services.notifier.claims import DeliveryClaims
 from services.notifier.deliveries import DeliveryLog
-from services.notifier.dingtalk import DingTalkChannel
 from services.notifier.directory import DEFAULT_TTL, CachedDirectory, DirectoryWatch, follow_changes
 from services.notifier.email import EmailChannel, parse_address
-from services.notifier.feishu import FeishuChannel
 from services.notifier.flush import GroupFlusher, NotifierTimers
 from services.notifier.groups import OWNER as GROUP_OWNER
 from services.notifier.groups import TIMER as GROUP_TIMER
@@ -62,12 +60,9 @@ from services.notifier.receivers import (
 )
 from services.notifier.recovery import InboxHandler, inbox_replay
 from services.notifier.routes_api import routes_router
-from services.notifier.routing import Routing, fixed_router
+from services.notifier.routing import Router, Routing
 from services.notifier.silences import Silences
-from services.notifier.slack import SlackChannel
 from services.notifier.templates import Language
-from services.notifier.webhook import WebhookChannel
-from services.notifier.wecom import WeComChannel
 
 CHAT_URLS = ("wecom_url", "dingtalk_url", "feishu_url", "slack_url", "alertmanager_url")
 # Scheme, host, optional port and path: nothing that could end a markdown link or a quoted
@@ -491,9 +486,12 @@ def build_routing(
 ) -> Routing:
     """The routing file's receivers, or without one the per-channel settings' channels;
     a file that does not load, or a receiver that cannot be built, raises here, at start-up."""
-    if settings.routes_file is None:
-        return Routing(fixed_router(build_channels(settings, client=client)))
     options, email = http_options(settings, client=client), email_maker(settings)
+    if settings.routes_file is None:
+        receiver = settings_receiver(settings, http=options, email=email)
+        return Routing(
+            Router(tree=RouteSpec(receiver=ENV_RECEIVER), receivers={ENV_RECEIVER: receiver})
+        )
 
     def build(routes: RoutesFile) -> dict[str, Receiver]:
         return build_receivers(routes, environ=environ, http=options, email=email)
@@ -501,82 +499,65 @@ def build_routing(
     return Routing.from_file(settings.routes_file, build)
 
 
-def build_channels(settings: NotifierSettings, *, client: httpx.AsyncClient) -> list[Channel]:
-    """Every configured channel, explicitly; a misconfigured one raises here, at start-up."""
-    channels: list[Channel] = []
+def settings_receiver(
+    settings: NotifierSettings, *, http: HttpOptions, email: MakeEmail | None
+) -> Receiver:
+    """The receiver the per-channel settings make (no routing file): a routing file's
+    receiver, ``default``, whose channels read the ``GOALWATCH_<CHANNEL>_*`` values, built as
+    any receiver is; its deliveries keep the bare channel names they had before routing."""
+    values: dict[str, str] = {}
+    targets: dict[str, dict[str, Any]] = {}
+
+    def secret(name: str, value: SecretStr | None) -> str:
+        values[name] = value.get_secret_value() if value is not None else ""
+        return f"${{{name}}}"
+
+    def url(name: str, value: str) -> str:
+        values[name] = value
+        return f"${{{name}}}"
+
     if settings.webhook_url is not None:
-        assert settings.webhook_secret is not None  # enforced by NotifierSettings
-        channels.append(
-            WebhookChannel(
-                url=settings.webhook_url,
-                secret=settings.webhook_secret,
-                client=client,
-                timeout=settings.webhook_timeout,
-                max_attempts=settings.webhook_max_attempts,
-                backoff=settings.webhook_backoff,
-            )
-        )
-    make_email = email_maker(settings)
-    if make_email is not None:
-        channels.append(make_email(settings.smtp_language, None))
-    channels.extend(chat_channels(settings, client=client))
-    return channels
-
-
-def chat_channels(settings: NotifierSettings, *, client: httpx.AsyncClient) -> list[Channel]:
-    """The configured WeCom, DingTalk, Feishu, Slack and Alertmanager channels, in that order."""
-    retries = http_options(settings, client=client).retries
-    channels: list[Channel] = []
-    if settings.wecom_url is not None:
-        channels.append(
-            WeComChannel(
-                url=settings.wecom_url,
-                client=client,
-                language=settings.wecom_language,
-                **retries,
-            )
-        )
-    if settings.dingtalk_url is not None:
-        assert settings.dingtalk_secret is not None  # enforced by NotifierSettings
-        channels.append(
-            DingTalkChannel(
-                url=settings.dingtalk_url,
-                secret=settings.dingtalk_secret,
-                client=client,
-                language=settings.dingtalk_language,
-                **retries,
-            )
-        )
-    if settings.feishu_url is not None:
-        assert settings.feishu_secret is not None  # enforced by NotifierSettings
-        channels.append(
-            FeishuChannel(
-                url=settings.feishu_url,
-                secret=settings.feishu_secret,
-                client=client,
-                language=settings.feishu_language,
-                **retries,
-            )
-        )
-    if settings.slack_url is not None:
-        channels.append(
-            SlackChannel(
-                url=settings.slack_url,
-                client=client,
-                language=settings.slack_language,
-                **retries,
-            )
-        )
+        targets["webhook"] = {
+            "url": url("GOALWATCH_WEBHOOK_URL", settings.webhook_url),
+            "secret": secret("GOALWATCH_WEBHOOK_SECRET", settings.webhook_secret),
+        }
+    if email is not None:
+        targets["email"] = {"language": settings.smtp_language}
+    robots = (
+        ("wecom", settings.wecom_url, None, settings.wecom_language),
+        ("dingtalk", settings.dingtalk_url, settings.dingtalk_secret, settings.dingtalk_language),
+        ("feishu", settings.feishu_url, settings.feishu_secret, settings.feishu_language),
+        ("slack", settings.slack_url, None, settings.slack_language),
+    )
+    for kind, address, key, language in robots:
+        if address is not None:
+            targets[kind] = {
+                "url": url(f"GOALWATCH_{kind.upper()}_URL", address),
+                "language": language,
+            }
+            if key is not None:
+                targets[kind]["secret"] = secret(f"GOALWATCH_{kind.upper()}_SECRET", key)
     if settings.alertmanager_url is not None:
-        channels.append(
-            AlertmanagerChannel(
-                url=settings.alertmanager_url,
-                client=client,
-                language=settings.alertmanager_language,
-                **retries,
-            )
-        )
-    return channels
+        targets["alertmanager"] = {
+            "url": settings.alertmanager_url,
+            "language": settings.alertmanager_language,
+        }
+    if not targets:
+        return Receiver(name=ENV_RECEIVER, targets=(), bare_names=True)
+    routes = RoutesFile.model_validate(
+        {"receivers": [{"name": ENV_RECEIVER, **targets}], "route": {"receiver": ENV_RECEIVER}}
+    )
+    built = build_receivers(routes, environ=values, http=http, email=email)[ENV_RECEIVER]
+    return replace(built, bare_names=True)
+
+
+def build_channels(settings: NotifierSettings, *, client: httpx.AsyncClient) -> list[Channel]:
+    """Every channel the per-channel settings configure, in order; a misconfigured one
+    raises here, at start-up."""
+    receiver = settings_receiver(
+        settings, http=http_options(settings, client=client), email=email_maker(settings)
+    )
+    return [target.channel(None) for target in receiver.targets]
 
 
 def ack_links(settings: NotifierSettings) -> AckLinks | None:
