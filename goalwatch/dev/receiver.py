@@ -34,7 +34,16 @@ class ReceiverSettings(BaseSettings):
 
 
 def describe(payload: dict[str, Any], *, check: str) -> str:
-    """One readable paragraph for a delivered alert, headed by the signature ``check``."""
+    """One readable paragraph for a delivered alert, headed by the signature ``check``; a
+    digest (several alerts in one message) is a header and one paragraph per alert."""
+    if isinstance(payload.get("alerts"), list):
+        reason = payload.get("reason", "group")
+        alerts = [a for a in payload["alerts"] if isinstance(a, dict)]
+        header = f"[{check}] DIGEST ({reason}) of {len(alerts)} alert(s)"
+        labels = payload.get("group_labels") or {}
+        if labels:
+            header += " · " + ", ".join(f"{k}={v}" for k, v in labels.items())
+        return "\n".join([header, *(_indented(describe(a, check="in digest")) for a in alerts)])
     recipients = ", ".join(f"{r['name']} ({r['role']})" for r in payload.get("recipients", []))
     severity = payload.get("severity", "")
     if payload.get("escalated_from"):
@@ -46,6 +55,10 @@ def describe(payload: dict[str, Any], *, check: str) -> str:
     if payload.get("ack_url"):
         text += f"\n  acknowledge: {payload['ack_url']}"
     return text
+
+
+def _indented(text: str) -> str:
+    return "\n".join(f"  {line}" for line in text.splitlines())
 
 
 WECOM_PATH = "/cgi-bin/webhook/send"

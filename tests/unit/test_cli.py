@@ -107,3 +107,21 @@ def test_each_service_lists_its_own_settings(capsys: pytest.CaptureFixture[str])
     notifier = _help(capsys, "serve", "notifier")
     assert "GOALWATCH_NOTIFIER_PORT" in notifier
     assert "GOALWATCH_INGEST_MAX_BATCH" not in notifier
+
+
+def test_the_demo_receiver_lists_each_alert_of_a_digest() -> None:
+    alert = {
+        "state": "firing",
+        "severity": "warning",
+        "rule_id": "report-rework-rate-high",
+        "message": "li-na: report rework rate 15%",
+        "recipients": [{"name": "Dr. Zhang Wei", "role": "manager"}],
+    }
+    payload = {"reason": "group", "group_labels": {"department": "radiology"}, "alerts": [alert]}
+    text = describe(payload, check="signature ok")
+    assert text.splitlines() == [
+        "[signature ok] DIGEST (group) of 1 alert(s) · department=radiology",
+        "  [in digest] FIRING warning report-rework-rate-high",
+        "    li-na: report rework rate 15%",
+        "    to: Dr. Zhang Wei (manager)",
+    ]
