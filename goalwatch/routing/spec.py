@@ -257,7 +257,12 @@ class ReceiverSpec(_Spec):
     @model_validator(mode="before")
     @classmethod
     def _order(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "order" not in data:
+        if isinstance(data, dict):
+            if "order" in data:
+                raise ValueError(
+                    "unknown field 'order'; a receiver has name:, per_person:, quiet_hours: "
+                    f"and channels: {', '.join(CHANNELS)}"
+                )
             data = {**data, "order": tuple(k for k in data if k in CHANNELS)}
         return data
 
