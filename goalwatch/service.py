@@ -26,6 +26,8 @@ from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
 from goalwatch import __version__
+from goalwatch.auth.identity import Authenticator
+from goalwatch.auth.policy import Policy, access_of, undeclared_routes
 from goalwatch.consumers import Consumers
 from goalwatch.guards import BodyLimits, HostAllowList, allowed_hosts, known_query_parameters
 from goalwatch.messaging import ensure_streams
@@ -67,8 +69,17 @@ def service_app(
     ``http_max_body_bytes``), see :mod:`goalwatch.guards`.
     """
 
+    authenticator = Authenticator(settings)
+
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # A route that declares who may call it is the only kind served (goalwatch.auth.policy).
+        undeclared = undeclared_routes(app)
+        if undeclared:
+            raise RuntimeError(
+                f"goalwatch {name}: routes without exactly one access policy: "
+                f"{', '.join(undeclared)}"
+            )
         try:
             if broker is not None:
                 assert nats_url is not None, "a broker needs nats_url to provision streams"
@@ -95,6 +106,7 @@ def service_app(
                 await broker.stop()
             for closer in close:
                 await closer()
+            await authenticator.aclose()
 
     app = FastAPI(
         title=f"goalwatch {name}",
@@ -103,6 +115,7 @@ def service_app(
         dependencies=[Depends(known_query_parameters)],
     )
     app.state.broker = broker  # what the service subscribes and publishes, for AsyncAPI
+    app.state.authenticator = authenticator
     install_problem_handlers(app)
     # Added last, so run first: a foreign Host is refused before anything reads the body.
     app.add_middleware(
@@ -130,6 +143,12 @@ def _document(app: FastAPI, models: Sequence[type[BaseModel]]) -> None:
                 description=app.description,
                 routes=app.routes,
             )
+            for (method, path), access in access_of(app).items():
+                operation = schema.get("paths", {}).get(path, {}).get(method.lower())
+                if operation is not None:
+                    operation["x-goalwatch-access"] = access.describe()
+                    if isinstance(access, Policy):
+                        _document_refusals(operation)
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             for model in models:
                 model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
@@ -139,3 +158,24 @@ def _document(app: FastAPI, models: Sequence[type[BaseModel]]) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+_REFUSALS = {
+    "401": "No valid bearer token: sign in (the `WWW-Authenticate` header says why).",
+    "403": "The caller may not do this: the answer names the role it needs.",
+}
+
+
+def _document_refusals(operation: dict[str, Any]) -> None:
+    """Add the answers of sign-in and access checks to an operation that has a policy."""
+    responses = operation.setdefault("responses", {})
+    for status, description in _REFUSALS.items():
+        responses.setdefault(
+            status,
+            {
+                "description": description,
+                "content": {
+                    "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+                },
+            },
+        )

@@ -17,7 +17,7 @@ from importlib.metadata import entry_points
 from typing import Any, Generic, TypeVar, cast
 
 import uvicorn
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.openapi.docs import (
     get_redoc_html,
     get_swagger_ui_html,
@@ -26,6 +26,7 @@ from fastapi.openapi.docs import (
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
+from goalwatch.auth.policies import API_DOCS
 from goalwatch.settings import ServiceSettings, settings_or_exit
 from goalwatch.telemetry import configure_logging
 
@@ -183,7 +184,7 @@ def offline_docs(app: FastAPI) -> None:
 
     if app.docs_url:
 
-        @app.get(app.docs_url, include_in_schema=False)
+        @app.get(app.docs_url, include_in_schema=False, dependencies=[Depends(API_DOCS)])
         async def swagger_ui(request: Request) -> HTMLResponse:
             root = request.scope.get("root_path", "")
             return get_swagger_ui_html(
@@ -198,13 +199,13 @@ def offline_docs(app: FastAPI) -> None:
 
     if app.docs_url and oauth2_redirect_url:
 
-        @app.get(oauth2_redirect_url, include_in_schema=False)
+        @app.get(oauth2_redirect_url, include_in_schema=False, dependencies=[Depends(API_DOCS)])
         async def swagger_ui_redirect() -> HTMLResponse:
             return get_swagger_ui_oauth2_redirect_html()
 
     if app.redoc_url:
 
-        @app.get(app.redoc_url, include_in_schema=False)
+        @app.get(app.redoc_url, include_in_schema=False, dependencies=[Depends(API_DOCS)])
         async def redoc(request: Request) -> HTMLResponse:
             root = request.scope.get("root_path", "")
             return get_redoc_html(

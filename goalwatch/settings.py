@@ -17,6 +17,7 @@ import httpx
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from goalwatch.auth.settings import AuthSettings
 from goalwatch.durations import duration_of
 
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -34,8 +35,9 @@ def duration_setting(value: Any) -> Any:
     return value
 
 
-class ServiceSettings(BaseSettings):
-    """What every service needs: where NATS and Redis are, where to listen, how to log.
+class ServiceSettings(AuthSettings):
+    """What every service needs: where NATS and Redis are, where to listen, how to log, and
+    who may sign in (:class:`~goalwatch.auth.settings.AuthSettings`).
 
     Every setting is read from the environment variable `GOALWATCH_<FIELD NAME>`; a service's
     port is a field named for the service (`goals_port` is `GOALWATCH_GOALS_PORT`).

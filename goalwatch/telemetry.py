@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Awaitable, Callable, Mapping
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -19,6 +19,8 @@ from prometheus_client import (
     generate_latest,
 )
 from pythonjsonlogger.json import JsonFormatter
+
+from goalwatch.auth.policies import HEALTH, METRICS
 
 _HANDLER_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
@@ -82,11 +84,15 @@ def ops_router(checks: Mapping[str, ReadyCheck], *, registry: CollectorRegistry)
     """``/healthz`` (process alive), ``/readyz`` (every dependency answers), ``/metrics``."""
     router = APIRouter(tags=["operations"])
 
-    @router.get("/healthz", summary="Liveness")
+    @router.get("/healthz", summary="Liveness", dependencies=[Depends(HEALTH)])
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @router.get("/readyz", summary="Readiness: NATS and Redis connections are up")
+    @router.get(
+        "/readyz",
+        summary="Readiness: NATS and Redis connections are up",
+        dependencies=[Depends(HEALTH)],
+    )
     async def readyz() -> JSONResponse:
         results: dict[str, str] = {}
         for name, check in checks.items():
@@ -106,7 +112,12 @@ def ops_router(checks: Mapping[str, ReadyCheck], *, registry: CollectorRegistry)
             status_code=200 if ready else 503,
         )
 
-    @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
+    @router.get(
+        "/metrics",
+        summary="Prometheus metrics",
+        include_in_schema=False,
+        dependencies=[Depends(METRICS)],
+    )
     async def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 

@@ -1,8 +1,8 @@
 """The rules over HTTP: read them, check a draft, change them, see and restore their versions.
 
 Every change answers once the evaluator that took it runs it; the other replicas follow within
-milliseconds (``services/evaluator/live_rules.py``). Who made a change is the
-``X-Goalwatch-User`` header until the API checks who is asking (then it is that user).
+milliseconds (``services/evaluator/live_rules.py``). Who made a change is the signed-in
+caller: a person's id, or ``system:<client>`` (``goalwatch.auth``).
 """
 
 from __future__ import annotations
@@ -11,10 +11,12 @@ from collections.abc import Awaitable
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Body, Header, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, Field
 
+from goalwatch.auth.policies import RULES_CHECK, RULES_READ, RULES_WRITE
+from goalwatch.auth.policy import Caller
 from goalwatch.contracts import RuleKind, Severity
 from goalwatch.contracts.rules import RuleAction, RuleVersion
 from goalwatch.file_errors import FileError
@@ -26,7 +28,6 @@ from services.evaluator.rule_changes import Conflict, NoSuchRule, Refused, RuleC
 
 MAX_SOURCE_CHARS = 64 * 1024
 """A rule's text is a page or two; anything longer is not a rule."""
-ANONYMOUS = "anonymous"
 
 
 def _text(value: str) -> str:
@@ -249,14 +250,13 @@ class RuleVersionRead(BaseModel):
         )
 
 
-Author = Annotated[
-    str,
-    Header(
-        alias="X-Goalwatch-User",
-        max_length=200,
-        description="Who makes the change, recorded with it.",
-    ),
-]
+async def _author(caller: Annotated[Caller, Depends(RULES_WRITE)]) -> str:
+    """Who makes a change, as the rule's history records it: a person's id, or the system."""
+    return caller.person_id or caller.who
+
+
+Author = Annotated[str, Depends(_author)]
+"""The signed-in author of a change (the route's policy is :data:`RULES_WRITE`)."""
 
 _CHANGE_ERRORS = problem_responses(
     {
@@ -290,7 +290,11 @@ def rules_router(live: LiveRules, changes: RuleChanges) -> APIRouter:
         await _changed(changes.set_enabled(rule_id, on, author=author, comment=comment))
         return await answer(rule_id)
 
-    @router.get("/rules", summary="Every rule, enabled or not, ordered by file name")
+    @router.get(
+        "/rules",
+        summary="Every rule, enabled or not, ordered by file name",
+        dependencies=[Depends(RULES_READ)],
+    )
     async def list_rules() -> list[RuleRead]:
         return [RuleRead.of(entry) for entry in live.entries()]
 
@@ -298,6 +302,7 @@ def rules_router(live: LiveRules, changes: RuleChanges) -> APIRouter:
         "/rules/{rule_id}",
         summary="One rule",
         responses=problem_responses({404: "No rule with that id."}),
+        dependencies=[Depends(RULES_READ)],
     )
     async def get_rule(rule_id: RuleId) -> RuleRead:
         return RuleRead.of(held(rule_id))
@@ -305,6 +310,7 @@ def rules_router(live: LiveRules, changes: RuleChanges) -> APIRouter:
     @router.post(
         "/rules/validate",
         summary="Check a draft as `goalwatch rules lint` does, without storing it",
+        dependencies=[Depends(RULES_CHECK)],
     )
     async def validate(draft: RuleDraft) -> Validation:
         try:
@@ -319,7 +325,7 @@ def rules_router(live: LiveRules, changes: RuleChanges) -> APIRouter:
         summary="Create a rule from its text; it runs on every evaluator within a second",
         responses=_CHANGE_ERRORS,
     )
-    async def create(draft: RuleDraft, author: Author = ANONYMOUS) -> RuleRead:
+    async def create(draft: RuleDraft, author: Author) -> RuleRead:
         version = await _changed(
             changes.create(draft.source, author=author, comment=draft.comment, file=draft.file)
         )
@@ -330,7 +336,7 @@ def rules_router(live: LiveRules, changes: RuleChanges) -> APIRouter:
         summary="Change a rule's text (a new version; text equal to the rule's stores nothing)",
         responses=_CHANGE_ERRORS,
     )
-    async def update(rule_id: RuleId, draft: RuleUpdate, author: Author = ANONYMOUS) -> RuleRead:
+    async def update(rule_id: RuleId, draft: RuleUpdate, author: Author) -> RuleRead:
         await _changed(
             changes.update(
                 rule_id,
@@ -349,7 +355,7 @@ def rules_router(live: LiveRules, changes: RuleChanges) -> APIRouter:
         responses=_CHANGE_ERRORS,
     )
     async def enable(
-        rule_id: RuleId, note: Annotated[RuleNote | None, Body()] = None, author: Author = ANONYMOUS
+        rule_id: RuleId, author: Author, note: Annotated[RuleNote | None, Body()] = None
     ) -> RuleRead:
         return await switch(rule_id, True, note, author)
 
@@ -359,7 +365,7 @@ def rules_router(live: LiveRules, changes: RuleChanges) -> APIRouter:
         responses=_CHANGE_ERRORS,
     )
     async def disable(
-        rule_id: RuleId, note: Annotated[RuleNote | None, Body()] = None, author: Author = ANONYMOUS
+        rule_id: RuleId, author: Author, note: Annotated[RuleNote | None, Body()] = None
     ) -> RuleRead:
         return await switch(rule_id, False, note, author)
 
@@ -370,8 +376,8 @@ def rules_router(live: LiveRules, changes: RuleChanges) -> APIRouter:
     )
     async def delete(
         rule_id: RuleId,
+        author: Author,
         comment: Annotated[Text, Query(max_length=1000, description="Why.")] = "",
-        author: Author = ANONYMOUS,
     ) -> RuleVersionRead:
         version = await _changed(changes.delete(rule_id, author=author, comment=comment))
         return RuleVersionRead.of(version, None)
@@ -380,6 +386,7 @@ def rules_router(live: LiveRules, changes: RuleChanges) -> APIRouter:
         "/rules/{rule_id}/versions",
         summary="Every version of a rule, newest first, each with who, when, why and its diff",
         responses=problem_responses({404: "No rule with that id ever existed."}),
+        dependencies=[Depends(RULES_READ)],
     )
     async def versions(rule_id: RuleId) -> list[RuleVersionRead]:
         history = await _changed(changes.history(rule_id))
@@ -394,7 +401,7 @@ def rules_router(live: LiveRules, changes: RuleChanges) -> APIRouter:
         summary="Make a rule what it was at an earlier version, as a new version",
         responses=_CHANGE_ERRORS,
     )
-    async def rollback(rule_id: RuleId, body: RuleRollback, author: Author = ANONYMOUS) -> RuleRead:
+    async def rollback(rule_id: RuleId, body: RuleRollback, author: Author) -> RuleRead:
         await _changed(changes.rollback(rule_id, body.version, author=author, comment=body.comment))
         return await answer(rule_id)
 

@@ -33,10 +33,11 @@ from concurrent.futures import ProcessPoolExecutor
 from datetime import timedelta
 from typing import Final, Literal, Protocol
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from goalwatch.auth.policies import RULES_CHECK
 from goalwatch.contracts import AlertFired, AlertResolved, RuleKind
 from goalwatch.durations import duration_of
 from goalwatch.file_errors import FileError, locate_at
@@ -224,6 +225,7 @@ def rule_checks_router(
         "/rules/{rule_id}/test",
         summary="Run a rule test against the rule, or a draft of it",
         response_model=RuleTestRead,
+        dependencies=[Depends(RULES_CHECK)],
         responses=problem_responses(
             {
                 404: "No rule has that id, and no draft was sent; the closest ids are listed.",
@@ -305,6 +307,7 @@ def rule_checks_router(
         "/rules/{rule_id}/backtest",
         summary="What the rule, or a draft of it, would have fired over the stored events",
         response_model=BacktestRead,
+        dependencies=[Depends(RULES_CHECK)],
         responses=problem_responses(
             {
                 404: "No rule has that id, and no draft was sent; the closest ids are listed.",

@@ -2,12 +2,15 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException, Path, Query
+from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query
 from pydantic import BaseModel, Discriminator, Field, Tag
 
+from goalwatch.auth.policies import PEOPLE_READ, PEOPLE_WRITE
+from goalwatch.auth.policy import Caller
 from goalwatch.contracts import PersonRead, PersonUpsert
 from goalwatch.contracts.metrics import PERSON_ID_MAX_LENGTH, PERSON_ID_PATTERN
 from goalwatch.problems import problem_responses
+from services.goals.access import Access
 from services.goals.goals_api import Flush
 from services.goals.metrics import HANDLER_SECONDS, PEOPLE_UPSERTED
 from services.goals.people import ManagerCycleError, PeopleStore
@@ -25,7 +28,7 @@ class PeopleUpserted(BaseModel):
 
 
 def people_router(
-    store: PeopleStore, *, flush: Flush, max_batch: int, max_body_bytes: int
+    store: PeopleStore, *, access: Access, flush: Flush, max_batch: int, max_body_bytes: int
 ) -> APIRouter:
     """People and their manager chains, kept in ``store``; at most ``max_batch`` per POST;
     ``flush`` publishes what a write owes."""
@@ -62,6 +65,7 @@ def people_router(
     )
     async def upsert_people(
         people: Annotated[one_or_many, Body()],
+        _: Annotated[Caller, Depends(PEOPLE_WRITE)],
     ) -> PeopleUpserted:
         with timed(service="goals", handler="upsert_people").time():
             batch = people if isinstance(people, list) else [people]
@@ -86,14 +90,14 @@ def people_router(
             {404: "No person with that id.", 422: "The id is not in the person id alphabet."}
         ),
     )
-    async def get_person(person_id: Annotated[str, person_id_path]) -> PersonRead:
+    async def get_person(
+        person_id: Annotated[str, person_id_path],
+        caller: Annotated[Caller, Depends(PEOPLE_READ)],
+    ) -> PersonRead:
         with timed(service="goals", handler="get_person").time():
             person = await store.get(person_id=person_id)
-        if person is None:
-            raise HTTPException(
-                status_code=404,
-                detail=f"no person with id '{person_id}'; add them with POST /v1/people",
-            )
+        await access.check_person(caller, person, person_id)
+        assert person is not None
         return person
 
     @router.get(
@@ -103,6 +107,7 @@ def people_router(
         "chains). The next page starts after the last id of this one.",
     )
     async def list_people(
+        caller: Annotated[Caller, Depends(PEOPLE_READ)],
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         after: Annotated[
             str | None,
@@ -114,7 +119,7 @@ def people_router(
         ] = None,
     ) -> list[PersonRead]:
         with timed(service="goals", handler="list_people").time():
-            return await store.list(limit=limit, after=after)
+            return await store.list(limit=limit, after=after, visible=access.people_filter(caller))
 
     return router
 

@@ -15,6 +15,7 @@ from goalwatch.service import service_app
 from goalwatch.serving import ServiceInfo
 from goalwatch.settings import Port, StateCheckSettings
 from services.goals import keys
+from services.goals.access import Access, StoreDirectory
 from services.goals.api import people_router
 from services.goals.caught_up import CaughtUp, WriteGuard
 from services.goals.directory import Directory
@@ -133,9 +134,11 @@ def create_app(
         ],
     )
     every_route_caught_up = [Depends(store_caught_up)]
+    access = Access(StoreDirectory(people, units))
     app.include_router(
         people_router(
             people,
+            access=access,
             flush=flush,
             max_batch=settings.goals_max_batch,
             max_body_bytes=settings.http_max_body_bytes,
@@ -154,6 +157,7 @@ def create_app(
             goals=goals,
             units=units,
             impact=ImpactWalk(redis),
+            access=access,
             flush=flush,
             max_batch=settings.goals_max_batch,
         ),

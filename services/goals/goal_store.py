@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -239,8 +239,10 @@ class GoalStore:
         cursor: str | None,
         filters: dict[str, str],
         due_before: datetime | None,
+        visible: Callable[[GoalRead], Awaitable[bool]] | None = None,
     ) -> tuple[list[GoalRead], str | None]:
-        """Up to ``limit`` goals after ``cursor`` in id order, matching every filter.
+        """Up to ``limit`` goals after ``cursor`` in id order, matching every filter (and,
+        given ``visible``, visible to the reader).
 
         The first filter's index is scanned, a chunk of ids at a time with one MGET each;
         the other filters are checked on the goals read.
@@ -261,7 +263,11 @@ class GoalStore:
             loaded = await self.load(ids=ids)
             for goal_id in ids:
                 goal = loaded.get(goal_id)
-                if goal is not None and _matches(goal, filters, due_before):
+                if (
+                    goal is not None
+                    and _matches(goal, filters, due_before)
+                    and (visible is None or await visible(goal))
+                ):
                     matched.append(goal)
             start = f"({ids[-1]}"
             if len(ids) < chunk:

@@ -4,10 +4,18 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException, Path, Query, Response
+from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Response
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, Discriminator, Field, Tag
 
+from goalwatch.auth.policies import (
+    CHECK_INS_WRITE,
+    GOALS_READ,
+    GOALS_WRITE,
+    ORG_UNITS_READ,
+    ORG_UNITS_WRITE,
+)
+from goalwatch.auth.policy import Caller
 from goalwatch.contracts.goals import (
     CheckInCreate,
     CheckInHistory,
@@ -25,6 +33,7 @@ from goalwatch.contracts.goals import (
 )
 from goalwatch.contracts.metrics import PERSON_ID_MAX_LENGTH, PERSON_ID_PATTERN
 from goalwatch.problems import problem, problem_responses
+from services.goals.access import Access
 from services.goals.goal_store import ConflictError, GoalStore, GraphError
 from services.goals.impact import ImpactWalk
 from services.goals.metrics import GOALS_UPSERTED, HANDLER_SECONDS
@@ -53,6 +62,7 @@ def goals_router(
     goals: GoalStore,
     units: OrgUnitStore,
     impact: ImpactWalk,
+    access: Access,
     flush: Flush,
     max_batch: int,
 ) -> APIRouter:
@@ -82,7 +92,10 @@ def goals_router(
         "A department's parent is a company, a team's a department (in the batch or stored).",
         responses=problem_responses({422: f"{invalid}, or a parent of the wrong level."}),
     )
-    async def upsert_org_units(body: Annotated[one_or_many_units, Body()]) -> UpsertReport:
+    async def upsert_org_units(
+        body: Annotated[one_or_many_units, Body()],
+        _: Annotated[Caller, Depends(ORG_UNITS_WRITE)],
+    ) -> UpsertReport:
         with timed(service="goals", handler="upsert_org_units").time():
             batch = body if isinstance(body, list) else [body]
             try:
@@ -95,7 +108,12 @@ def goals_router(
                 created=written.created, replaced=written.replaced, unchanged=written.unchanged
             )
 
-    @router.get("/org-units", tags=["org units"], summary="Org units, in id order")
+    @router.get(
+        "/org-units",
+        tags=["org units"],
+        summary="Org units, in id order",
+        dependencies=[Depends(ORG_UNITS_READ)],
+    )
     async def list_org_units(
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         cursor: Annotated[FilterId, Query(description="Last id of the previous page.")] = None,
@@ -107,6 +125,7 @@ def goals_router(
         tags=["org units"],
         summary="One org unit",
         responses=problem_responses({404: "No org unit with that id."}),
+        dependencies=[Depends(ORG_UNITS_READ)],
     )
     async def get_org_unit(
         unit_id: Annotated[str, Path(description="Org unit id.", **_ID)],
@@ -136,6 +155,7 @@ def goals_router(
     )
     async def upsert_goals(
         body: Annotated[one_or_many_goals, Body()],
+        _: Annotated[Caller, Depends(GOALS_WRITE)],
     ) -> UpsertReport | JSONResponse:
         with timed(service="goals", handler="upsert_goals").time():
             batch = body if isinstance(body, list) else [body]
@@ -162,6 +182,7 @@ def goals_router(
         description="Every filter given must match. Pages follow each other by cursor.",
     )
     async def list_goals(
+        caller: Annotated[Caller, Depends(GOALS_READ)],
         owner_id: FilterId = None,
         org_unit_id: FilterId = None,
         status: GoalStatus | None = None,
@@ -183,13 +204,18 @@ def goals_router(
         filters = {field: value for field, value in given.items() if value is not None}
         with timed(service="goals", handler="list_goals").time():
             page, next_cursor = await goals.page(
-                limit=limit, cursor=cursor, filters=filters, due_before=due_before
+                limit=limit,
+                cursor=cursor,
+                filters=filters,
+                due_before=due_before,
+                visible=access.goals_filter(caller),
             )
         return GoalPage(goals=page, next_cursor=next_cursor)
 
-    async def one_goal(goal_id: str) -> GoalRead:
+    async def one_goal(goal_id: str, caller: Caller) -> GoalRead:
         found = await goals.load(ids=[goal_id])
-        if goal_id not in found:
+        # Someone else's goal reads as no goal: its existence is not the caller's to learn.
+        if goal_id not in found or not await access.sees_goal(caller, found[goal_id]):
             raise HTTPException(404, f"no goal with id '{goal_id}'; add it with POST /v1/goals")
         return (await goals.with_progress([found[goal_id]]))[0]
 
@@ -199,8 +225,10 @@ def goals_router(
         summary="One goal, with its progress rolled up",
         responses=problem_responses({404: "No goal with that id."}),
     )
-    async def get_goal(goal_id: GoalIdPath) -> GoalRead:
-        return await one_goal(goal_id)
+    async def get_goal(
+        goal_id: GoalIdPath, caller: Annotated[Caller, Depends(GOALS_READ)]
+    ) -> GoalRead:
+        return await one_goal(goal_id, caller)
 
     @router.post(
         "/goals/{goal_id}/check-ins",
@@ -212,8 +240,13 @@ def goals_router(
         "status changed). A check-in resent with the same id is recorded once.",
         responses=problem_responses({404: "No goal with that id.", 409: "Concurrent writes."}),
     )
-    async def check_in(goal_id: GoalIdPath, body: CheckInCreate) -> CheckInRead:
+    async def check_in(
+        goal_id: GoalIdPath,
+        body: CheckInCreate,
+        caller: Annotated[Caller, Depends(CHECK_INS_WRITE)],
+    ) -> CheckInRead:
         with timed(service="goals", handler="check_in").time():
+            await one_goal(goal_id, caller)
             try:
                 recorded = await goals.check_in(goal_id=goal_id, check_in=body)
             except ConflictError as exc:
@@ -231,10 +264,11 @@ def goals_router(
     )
     async def check_in_history(
         goal_id: GoalIdPath,
+        caller: Annotated[Caller, Depends(GOALS_READ)],
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     ) -> CheckInHistory:
-        await one_goal(goal_id)
+        await one_goal(goal_id, caller)
         history = await goals.check_ins(goal_id=goal_id, limit=limit, offset=offset)
         return CheckInHistory(goal_id=goal_id, check_ins=history)
 
@@ -246,12 +280,13 @@ def goals_router(
     )
     async def tree(
         goal_id: GoalIdPath,
+        caller: Annotated[Caller, Depends(GOALS_READ)],
         depth: Annotated[
             int, Query(ge=1, le=32, description="How many levels down to list descendants.")
         ] = 32,
     ) -> GoalTree:
         with timed(service="goals", handler="tree").time():
-            goal = await one_goal(goal_id)
+            goal = await one_goal(goal_id, caller)
             ancestors = await goals.tree_nodes(await goals.walk(goal_id=goal_id, direction="up"))
             descendants = await goals.tree_nodes(
                 await goals.walk(goal_id=goal_id, direction="down", max_depth=depth)
@@ -274,7 +309,10 @@ def goals_router(
         "rests on this goal, its owner and the owner's manager.",
         responses=problem_responses({404: "No goal with that id."}),
     )
-    async def goal_impact(goal_id: GoalIdPath, response: Response) -> GoalImpact:
+    async def goal_impact(
+        goal_id: GoalIdPath, response: Response, caller: Annotated[Caller, Depends(GOALS_READ)]
+    ) -> GoalImpact:
+        await one_goal(goal_id, caller)
         began = time.perf_counter()
         with timed(service="goals", handler="impact").time():
             answer = await impact.impact(goal_id)

@@ -7,9 +7,10 @@ by row, line and column.
 
 from collections.abc import Awaitable, Callable
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 
+from goalwatch.auth.policies import GOALS_WRITE, ORG_UNITS_WRITE, PEOPLE_WRITE
 from goalwatch.contracts import PersonUpsert
 from goalwatch.contracts.goals import GoalUpsert, OrgUnitUpsert, UpsertReport
 from goalwatch.problems import problem, problem_responses
@@ -60,6 +61,7 @@ def import_router(
 
     @router.post(
         "/org-units/import",
+        dependencies=[Depends(ORG_UNITS_WRITE)],
         summary="Create or replace org units from CSV",
         response_model=UpsertReport,
         openapi_extra=_CSV_BODY,
@@ -81,6 +83,7 @@ def import_router(
 
     @router.post(
         "/people/import",
+        dependencies=[Depends(PEOPLE_WRITE)],
         summary="Create or replace people from CSV",
         response_model=UpsertReport,
         openapi_extra=_CSV_BODY,
@@ -102,6 +105,7 @@ def import_router(
 
     @router.post(
         "/goals/import",
+        dependencies=[Depends(GOALS_WRITE)],
         summary="Create or replace goals from CSV",
         response_model=UpsertReport,
         openapi_extra=_CSV_BODY,

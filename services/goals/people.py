@@ -6,7 +6,8 @@ The manager chain is resolved on read, so a manager added after their reports st
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import builtins
+from collections.abc import Awaitable, Callable, Sequence
 
 from redis.asyncio import Redis
 
@@ -17,6 +18,8 @@ _PREFIX = "goalwatch:goals:"
 _IDS = f"{_PREFIX}people"
 # A manager chain deeper than this is a data error (or a cycle), not an org chart.
 MAX_CHAIN = 64
+# People read at a time when a page is filtered to what its reader may see.
+VISIBLE_CHUNK = 500
 
 
 def _key(person_id: str) -> str:
@@ -61,14 +64,33 @@ class PeopleStore:
             manager_id = manager.manager_id if manager else None
         return PersonRead(**person.model_dump(), managers=managers)
 
-    async def list(self, *, limit: int, after: str | None = None) -> list[PersonRead]:
-        """Up to ``limit`` people with ids after ``after``, ordered by id.
+    async def list(
+        self,
+        *,
+        limit: int,
+        after: str | None = None,
+        visible: Callable[[PersonRead], Awaitable[bool]] | None = None,
+    ) -> list[PersonRead]:
+        """Up to ``limit`` people with ids after ``after``, ordered by id (and, given
+        ``visible``, only those visible to the reader).
 
         Read in bulk: one MGET for the page, then one per level of the manager chains.
         """
         stored = (str(i) for i in await self._redis.smembers(_IDS))
         ids = sorted(i for i in stored if after is None or i > after)
-        page = await self._load_many(ids[:limit])
+        if visible is None:
+            return await self._read(ids[:limit])
+        shown: builtins.list[PersonRead] = []
+        for start in range(0, len(ids), VISIBLE_CHUNK):
+            for person in await self._read(ids[start : start + VISIBLE_CHUNK]):
+                if await visible(person):
+                    shown.append(person)
+                    if len(shown) == limit:
+                        return shown
+        return shown
+
+    async def _read(self, ids: Sequence[str]) -> builtins.list[PersonRead]:
+        page = await self._load_many(ids)
         known = dict(page)
         missing = {p.manager_id for p in page.values() if p.manager_id} - known.keys()
         tried = set(known)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import replace
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
+from goalwatch.auth.policies import EVENTS_PUBLISH
+from goalwatch.auth.policy import Caller
 from goalwatch.contracts import MetricRecorded
 from goalwatch.problems import PROBLEM_JSON, problem
 from services.ingestion.intake import IngestReport, UncataloguedLog, ingest
@@ -77,11 +80,13 @@ def events_router(
         },
         openapi_extra={"requestBody": _request_body()},
     )
-    async def post_events(request: Request) -> JSONResponse:
+    async def post_events(
+        request: Request, caller: Annotated[Caller, Depends(EVENTS_PUBLISH)]
+    ) -> JSONResponse:
         with HANDLER_SECONDS.labels(service="ingestion", handler="post_events").time():
-            return await _handle(request)
+            return await _handle(request, replace(limits or EventLimits(), sender=caller.principal))
 
-    async def _handle(request: Request) -> JSONResponse:
+    async def _handle(request: Request, limits: EventLimits) -> JSONResponse:
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > max_body_bytes:
             return _refused(BodyError(_too_big(int(declared), max_body_bytes), status=413))

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path
+from fastapi import APIRouter, Depends, HTTPException, Path
 
+from goalwatch.auth.policies import CATALOGUE_READ
 from goalwatch.catalogue import Catalogue
 from goalwatch.contracts.catalogue import MetricCatalogue, MetricDefinition
 from goalwatch.problems import clip, problem_responses
@@ -33,6 +34,7 @@ def catalogue_router(*, catalogue: Catalogue) -> APIRouter:
         "/metrics",
         summary="The metric catalogue: every metric ingestion accepts",
         description=_DESCRIPTION,
+        dependencies=[Depends(CATALOGUE_READ)],
     )
     async def list_metrics() -> MetricCatalogue:
         with HANDLER_SECONDS.labels(service="ingestion", handler="list_metrics").time():
@@ -42,6 +44,7 @@ def catalogue_router(*, catalogue: Catalogue) -> APIRouter:
         "/metrics/{name}",
         summary="One catalogued metric",
         responses=problem_responses({404: "The metric is not catalogued."}),
+        dependencies=[Depends(CATALOGUE_READ)],
     )
     async def get_metric(
         name: Annotated[str, Path(max_length=200, description="The metric's name.")],

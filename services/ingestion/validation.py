@@ -25,6 +25,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from goalwatch.auth.principal import ANY, Principal
 from goalwatch.catalogue import Catalogue
 from goalwatch.contracts import CLOUDEVENT_TYPE, MetricCloudEvent, MetricData, MetricRecorded
 from goalwatch.contracts.metrics import METRIC_NAME_PATTERN, PERSON_ID_PATTERN
@@ -81,6 +82,8 @@ class EventLimits:
     onboarding_sources: frozenset[str] = frozenset()
     """Sources whose uncatalogued metrics and labels are accepted (and noted) while they are
     onboarded, instead of rejected."""
+    sender: Principal | None = None
+    """Who sends the events: each must be of a metric and source its publisher grant names."""
 
 
 @dataclass(frozen=True)
@@ -291,6 +294,19 @@ def _beyond_limits(
     event: MetricRecorded, limits: EventLimits, *, now: datetime
 ) -> list[FieldError]:
     errors: list[FieldError] = []
+    sender = limits.sender
+    if sender is not None and not sender.may_publish(metric=event.metric, source=event.source):
+        metric_ok = ANY in sender.metrics or event.metric in sender.metrics
+        errors.append(
+            FieldError(
+                field="source" if metric_ok else "metric",
+                message=f"{sender.who} may not publish metric '{event.metric}' from source "
+                f"'{clip(event.source)}': its grant covers metrics "
+                f"{_listed(sender.metrics)} and sources {_listed(sender.sources)}",
+                hint="send only what this client is granted, or ask the operator to widen its "
+                "grant at the identity provider (claims goalwatch_metrics, goalwatch_sources)",
+            )
+        )
     if limits.max_future is not None and event.time > now + limits.max_future:
         ahead = event.time - now
         errors.append(
@@ -315,6 +331,10 @@ def _beyond_limits(
                 )
             )
     return errors
+
+
+def _listed(names: frozenset[str]) -> str:
+    return ", ".join(sorted(names)) if names else "none"
 
 
 def _duration(delta: timedelta) -> str:

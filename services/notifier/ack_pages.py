@@ -20,9 +20,10 @@ from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import parse_qs
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 
+from goalwatch.auth.policies import ACK_LINK
 from goalwatch.contracts import AlertState, Recipient
 from services.notifier.inbox import AckVia, Inbox, InboxAlert, NotFiring
 from services.notifier.links import AckLinks, Grant, LinkExpired, LinkInvalid
@@ -158,6 +159,7 @@ def ack_router(
         response_class=HTMLResponse,
         responses=responses,
         summary="The page of an acknowledgement link: what it acknowledges (changes nothing)",
+        dependencies=[Depends(ACK_LINK)],
     )
     async def confirm(token: str) -> HTMLResponse:
         """An HTML page naming the alert and who the link acknowledges as (or, for a link
@@ -182,6 +184,7 @@ def ack_router(
         responses={**responses, 400: {"description": "The form names no recipient of the alert, "
                                       "or its comment is too long.", "content": _HTML}},
         summary="Acknowledge by link (the confirmation page's button)",
+        dependencies=[Depends(ACK_LINK)],
     )  # fmt: skip
     async def acknowledge(token: str, request: Request) -> HTMLResponse:
         """Acknowledge the alert as the link's person (a shared link: as the recipient the

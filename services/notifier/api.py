@@ -11,10 +11,18 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Header, HTTPException, Path, Query
+from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import AwareDatetime, Field
 
+from goalwatch.auth.policies import (
+    ALERTS_ACT,
+    ALERTS_READ,
+    DELIVERIES_READ,
+    SILENCES_READ,
+    SILENCES_WRITE,
+)
+from goalwatch.auth.policy import Caller
 from goalwatch.contracts import (
     AlertState,
     DeliveryStatus,
@@ -24,6 +32,7 @@ from goalwatch.contracts import (
 )
 from goalwatch.contracts.base import Contract
 from goalwatch.problems import clip, problem_responses
+from services.notifier.access import AlertAccess
 from services.notifier.deliveries import DeliveryFilters, DeliveryLog
 from services.notifier.inbox import (
     DEFAULT_LIMIT,
@@ -66,12 +75,14 @@ Cursor = Annotated[
 """The paging parameters the inbox and the delivery log share (times: of the latest update)."""
 
 
-def inbox_router(inbox: Inbox, log: DeliveryLog) -> APIRouter:
-    """The inbox API, reading ``inbox`` and, for one episode's deliveries, ``log``."""
+def inbox_router(inbox: Inbox, log: DeliveryLog, access: AlertAccess) -> APIRouter:
+    """The inbox API, reading ``inbox`` and, for one episode's deliveries, ``log``; each
+    caller sees what ``access`` lets them."""
     router = APIRouter(prefix="/v1", tags=["inbox"])
 
     @router.get("/alerts", response_model=InboxPage, summary="Inbox")
     async def list_alerts(
+        caller: Annotated[Caller, Depends(ALERTS_READ)],
         recipient: Annotated[
             str | None, Query(description="Only alerts addressed to this person id.")
         ] = None,
@@ -114,7 +125,9 @@ def inbox_router(inbox: Inbox, log: DeliveryLog) -> APIRouter:
             fingerprint=fingerprint,
         )
         try:
-            alerts, following = await inbox.page(filters, limit, cursor)
+            alerts, following = await inbox.page(
+                filters, limit, cursor, visible=access.filter(caller)
+            )
         except CursorError as exc:
             raise HTTPException(status_code=400, detail=f"cursor: {exc}") from exc
         return InboxPage(alerts=alerts, next_cursor=following)
@@ -125,6 +138,7 @@ def inbox_router(inbox: Inbox, log: DeliveryLog) -> APIRouter:
         summary="Inbox changes as they happen (server-sent events)",
     )
     async def stream(
+        caller: Annotated[Caller, Depends(ALERTS_READ)],
         recipient: Annotated[
             str | None, Query(description="Only alerts addressed to this person id.")
         ] = None,
@@ -141,16 +155,24 @@ def inbox_router(inbox: Inbox, log: DeliveryLog) -> APIRouter:
         comes every 15 s while nothing changes, so proxies keep the connection open. For the
         web inbox: list with ``GET /v1/alerts`` first, then follow this."""
         filters = Filters(recipient=recipient, rule=rule, severity=severity, org_unit=org_unit)
+        visible = access.filter(caller)
         async for alert in inbox.updates():
             if alert is None:
                 # Said once listening: a change from now on will not be missed.
                 yield ServerSentEvent(comment="listening")
-            elif filters.match(alert):
+            elif filters.match(alert) and (visible is None or await visible(alert)):
                 yield ServerSentEvent(
                     data=alert.model_dump(mode="json"),
                     event=alert.state.value,
                     id=f"{alert.id}:{alert.updated_at.isoformat()}",
                 )
+
+    async def visible_alert(alert_id: str, caller: Caller) -> InboxAlert:
+        # Someone else's alert reads as no alert: its existence is not the caller's to learn.
+        alert = await inbox.get(alert_id)
+        if alert is None or not await access.sees(caller, alert):
+            raise missing(alert_id)
+        return alert
 
     def missing(alert_id: str) -> HTTPException:
         return HTTPException(
@@ -169,19 +191,19 @@ def inbox_router(inbox: Inbox, log: DeliveryLog) -> APIRouter:
     )
     async def acknowledge(
         alert_id: AlertId,
+        caller: Annotated[Caller, Depends(ALERTS_ACT)],
         note: Annotated[AckNote | None, Body()] = None,
-        author: Annotated[
-            str,
-            Header(alias="X-Goalwatch-User", max_length=200, description="Who acknowledges."),
-        ] = "anonymous",
     ) -> InboxAlert:
         """Record who took the alert on, when, and what they said; shown in the inbox, its
         timeline and its stream. The first acknowledgement of an episode stands in
         ``acked_*``; each other person's is added to ``acknowledgements``. It lasts until the
         episode resolves (a new firing is a new episode, unacknowledged)."""
         comment = "" if note is None else note.comment
+        await visible_alert(alert_id, caller)
         try:
-            alert = await inbox.ack(alert_id, by=author, comment=comment, at=datetime.now(UTC))
+            alert = await inbox.ack(
+                alert_id, by=_name(caller), comment=comment, at=datetime.now(UTC)
+            )
         except NotFiring as exc:
             raise HTTPException(status_code=409, detail=str(exc)) from exc
         if alert is None:
@@ -198,19 +220,19 @@ def inbox_router(inbox: Inbox, log: DeliveryLog) -> APIRouter:
     )
     async def resolve(
         alert_id: AlertId,
+        caller: Annotated[Caller, Depends(ALERTS_ACT)],
         note: Annotated[ResolveNote | None, Body()] = None,
-        author: Annotated[
-            str,
-            Header(alias="X-Goalwatch-User", max_length=200, description="Who resolves it."),
-        ] = "anonymous",
     ) -> InboxAlert:
         """Mark the episode resolved (``resolved_by``, ``resolve_comment``, ``resolved_at``
         now), in the inbox only: the channels are not told, and the rule still watches the
         metric. When the rule resolves the episode, that is added to its timeline (and sent
         on the channels as any resolution); when it fires again, that is a new episode."""
         comment = "" if note is None else note.comment
+        await visible_alert(alert_id, caller)
         try:
-            alert = await inbox.resolve(alert_id, by=author, comment=comment, at=datetime.now(UTC))
+            alert = await inbox.resolve(
+                alert_id, by=_name(caller), comment=comment, at=datetime.now(UTC)
+            )
         except NotFiring as exc:
             raise HTTPException(status_code=409, detail=str(exc)) from exc
         if alert is None:
@@ -223,13 +245,13 @@ def inbox_router(inbox: Inbox, log: DeliveryLog) -> APIRouter:
         responses=problem_responses({404: "No such alert in the inbox."}),
         summary="One alert episode: its timeline, acknowledgements and deliveries",
     )
-    async def get_alert(alert_id: AlertId) -> AlertDetail:
+    async def get_alert(
+        alert_id: AlertId, caller: Annotated[Caller, Depends(ALERTS_READ)]
+    ) -> AlertDetail:
         """The inbox entry of one episode (or of the newest episode of the alert whose
         fingerprint is given), with every delivery of it on every channel, newest first
         (the most recent 500; page through the rest with GET /v1/deliveries?episode=)."""
-        alert = await inbox.get(alert_id)
-        if alert is None:
-            raise missing(alert_id)
+        alert = await visible_alert(alert_id, caller)
         found, _ = await log.page(DeliveryFilters(episode=alert.id), MAX_LIMIT)
         return AlertDetail.model_validate({**dict(alert), "deliveries": found})
 
@@ -276,7 +298,11 @@ def deliveries_router(log: DeliveryLog) -> APIRouter:
     """The delivery log over HTTP."""
     router = APIRouter(prefix="/v1", tags=["deliveries"])
 
-    @router.get("/deliveries", summary="Delivery log: who was told, when, where, and did it arrive")
+    @router.get(
+        "/deliveries",
+        summary="Delivery log: who was told, when, where, and did it arrive",
+        dependencies=[Depends(DELIVERIES_READ)],
+    )
     async def list_deliveries(
         recipient: Annotated[
             str | None, Query(description="Only notifications addressed to this person id.")
@@ -334,16 +360,14 @@ def silences_router(silences: Silences) -> APIRouter:
         summary="Silence matching alerts on every channel until a time (the inbox keeps them)",
     )
     async def create(
-        asked: SilenceCreate,
-        author: Annotated[
-            str,
-            Header(alias="X-Goalwatch-User", max_length=200, description="Who makes the silence."),
-        ] = "anonymous",
+        asked: SilenceCreate, caller: Annotated[Caller, Depends(SILENCES_WRITE)]
     ) -> SilenceRead:
-        silence = await silences.create(asked, author=author, now=now())
+        silence = await silences.create(asked, author=_name(caller), now=now())
         return SilenceRead.of(silence, now())
 
-    @router.get("/silences", summary="Silences, newest first")
+    @router.get(
+        "/silences", summary="Silences, newest first", dependencies=[Depends(SILENCES_READ)]
+    )
     async def list_silences(
         state: Annotated[
             SilenceState | None, Query(description="Only pending, active or expired ones.")
@@ -360,6 +384,7 @@ def silences_router(silences: Silences) -> APIRouter:
         "/silences/{silence_id}",
         summary="One silence",
         responses=problem_responses({404: "No silence with that id."}),
+        dependencies=[Depends(SILENCES_READ)],
     )
     async def get_silence(silence_id: Annotated[str, Path(max_length=64)]) -> SilenceRead:
         silence = await silences.get(silence_id)
@@ -371,6 +396,7 @@ def silences_router(silences: Silences) -> APIRouter:
         "/silences/{silence_id}",
         summary="End a silence now",
         responses=problem_responses({404: "No silence with that id."}),
+        dependencies=[Depends(SILENCES_WRITE)],
     )
     async def expire(silence_id: Annotated[str, Path(max_length=64)]) -> SilenceRead:
         silence = await silences.expire(silence_id, now())
@@ -379,6 +405,11 @@ def silences_router(silences: Silences) -> APIRouter:
         return SilenceRead.of(silence, now())
 
     return router
+
+
+def _name(caller: Caller) -> str:
+    """How an acknowledgement, a resolution or a silence records who made it."""
+    return caller.person_id or caller.who
 
 
 def _no_silence(silence_id: str) -> str:

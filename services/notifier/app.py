@@ -30,6 +30,7 @@ from goalwatch.service import service_app
 from goalwatch.serving import ServiceInfo
 from goalwatch.settings import Port, StateCheckSettings, duration_setting, environment
 from goalwatch.timers import Timers, fired_subject
+from services.notifier.access import AlertAccess
 from services.notifier.ack_pages import ack_router
 from services.notifier.api import deliveries_router, inbox_router, silences_router
 from services.notifier.channels import Channel
@@ -733,7 +734,7 @@ def create_app(
         # At once too: the checkpoints exist, and a restart is noticed, before any alert.
         background=[lambda: recovery.watch(every=settings.state_check_seconds, at_once=True)],
     )
-    app.include_router(inbox_router(inbox, deliveries))
+    app.include_router(inbox_router(inbox, deliveries, AlertAccess(directory)))
     app.include_router(ack_router(inbox, links))
     app.include_router(deliveries_router(deliveries))
     app.include_router(silences_router(silences))

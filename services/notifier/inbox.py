@@ -48,7 +48,7 @@ import builtins
 import hashlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -133,7 +133,7 @@ class Happening(StrEnum):
 class AckVia(StrEnum):
     """How an acknowledgement was made."""
 
-    API = "api"  # POST /v1/alerts/{id}/ack, by the X-Goalwatch-User header
+    API = "api"  # POST /v1/alerts/{id}/ack, by the signed-in caller
     LINK = "link"  # the signed link in a message to that one person
     SHARED_LINK = "shared_link"  # the link in a message to several people; they chose their name
 
@@ -170,7 +170,7 @@ class Acknowledgement(Contract):
     comment: str | None = Field(default=None, description="What they said.")
     via: AckVia = Field(
         AckVia.API,
-        description="api (POST /v1/alerts/{id}/ack, who from X-Goalwatch-User), link (the "
+        description="api (POST /v1/alerts/{id}/ack, by the signed-in caller), link (the "
         "signed link in a message to them alone) or shared_link (the link in a message to "
         "several people: whoever opened it chose this name on the page).",
     )
@@ -748,7 +748,12 @@ class Inbox:
         return alerts
 
     async def page(
-        self, filters: Filters, limit: int = DEFAULT_LIMIT, cursor: str | None = None
+        self,
+        filters: Filters,
+        limit: int = DEFAULT_LIMIT,
+        cursor: str | None = None,
+        *,
+        visible: Callable[[InboxAlert], Awaitable[bool]] | None = None,
     ) -> tuple[builtins.list[InboxAlert], str | None]:
         """Entries matching ``filters``, most recently updated first, at most ``limit``, from
         after ``cursor`` (a previous page's); and the cursor of the next page (None: none).
@@ -763,6 +768,7 @@ class Inbox:
             key=episode_key,
             parse=InboxAlert.model_validate_json,
             match=filters.match,
+            visible=visible,
         )
         return await walk.page(Window(filters.since, filters.until), limit, cursor)
 

@@ -9,7 +9,7 @@ more than asked. A record whose key has expired is dropped from the index walked
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, TypeVar, cast
@@ -61,6 +61,8 @@ class Walk(Generic[T]):
     key: Callable[[str], str]
     parse: Callable[[str], T]
     match: Callable[[T], bool]
+    visible: Callable[[T], Awaitable[bool]] | None = None
+    """Whether the reader may see a record (after ``match``); ``None``: every record."""
 
     async def page(
         self, window: Window, limit: int, cursor: str | None
@@ -103,7 +105,7 @@ class Walk(Generic[T]):
             for (member, score), raw in zip(rows, raws, strict=True):
                 if raw:
                     record = self.parse(raw)
-                    if self.match(record):
+                    if self.match(record) and (self.visible is None or await self.visible(record)):
                         found.append((record, score, member))
         records = [record for record, _, _ in found[:limit]]
         if len(found) <= limit:

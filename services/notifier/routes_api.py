@@ -12,10 +12,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Body, HTTPException
+from fastapi import APIRouter, Body, Depends, HTTPException
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
+from goalwatch.auth.policies import ROUTES_READ, ROUTES_RELOAD, ROUTES_TEST
 from goalwatch.contracts.base import Contract
 from goalwatch.file_errors import FileErrors
 from goalwatch.problems import problem, problem_responses
@@ -151,11 +152,15 @@ def routes_router(routing: Routing) -> APIRouter:
     """``/v1/routes``."""
     router = APIRouter(prefix="/v1", tags=["routing"])
 
-    @router.get("/routes", summary="The routing in force")
+    @router.get("/routes", summary="The routing in force", dependencies=[Depends(ROUTES_READ)])
     async def show() -> RoutingRead:
         return RoutingRead.of(routing.current)
 
-    @router.post("/routes/test", summary="Which routes and receivers an alert takes")
+    @router.post(
+        "/routes/test",
+        summary="Which routes and receivers an alert takes",
+        dependencies=[Depends(ROUTES_TEST)],
+    )
     async def test(asked: Annotated[RouteTest, Body()]) -> RouteTestResult:
         matched = match(routing.current.tree, dict(asked.labels))
         return RouteTestResult(
@@ -169,6 +174,7 @@ def routes_router(routing: Routing) -> APIRouter:
     @router.post(
         "/routes/reload",
         summary="Read the routing file again",
+        dependencies=[Depends(ROUTES_RELOAD)],
         response_model=RoutingRead,
         responses=problem_responses(
             {

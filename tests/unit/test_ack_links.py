@@ -19,6 +19,7 @@ from goalwatch.contracts.people import Language
 from services.notifier.app import NotifierSettings, create_app, with_public_host
 from services.notifier.inbox import AckVia, Inbox, InboxAlert
 from services.notifier.links import AckLinks, LinkExpired, LinkInvalid
+from tests.unit.signed_in import signed_in
 from tests.unit.test_inbox import T0, firing, resolved
 
 SECRET = "k" * 40
@@ -107,7 +108,7 @@ class Site:
 async def site() -> AsyncIterator[Site]:
     redis = cast(Redis, FakeAsyncRedis(decode_responses=True))
     settings = NotifierSettings(public_url=BASE, link_secret=SecretStr(SECRET))
-    app = create_app(settings, redis=redis)
+    app = signed_in(create_app(settings, redis=redis))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
         yield Site(client, Inbox(redis))
@@ -210,7 +211,7 @@ async def test_a_link_that_acknowledges_nothing_gets_a_page_saying_why(site: Sit
 
 async def test_without_a_public_url_links_are_refused() -> None:
     redis = cast(Redis, FakeAsyncRedis(decode_responses=True))
-    app = create_app(NotifierSettings(), redis=redis)
+    app = signed_in(create_app(NotifierSettings(), redis=redis))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
         token = links().token(episode="ab12", recipient="x", expires_at=T0 + timedelta(days=900))

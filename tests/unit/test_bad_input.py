@@ -21,6 +21,7 @@ from services.ingestion.app import IngestionSettings
 from services.ingestion.app import create_app as ingestion_app
 from services.ingestion.intake import MessageIntake
 from services.ingestion.validation import EventLimits
+from tests.unit.signed_in import signed_in
 from tests.unit.test_evaluator import REPO
 from tests.unit.test_evaluator import client as rules_client
 from tests.unit.test_ingestion_service import FakePublisher, event
@@ -44,7 +45,7 @@ def publisher() -> FakePublisher:
 @pytest.fixture
 def ingestion(publisher: FakePublisher) -> TestClient:
     return TestClient(
-        ingestion_app(IngestionSettings(), publisher=publisher),
+        signed_in(ingestion_app(IngestionSettings(), publisher=publisher)),
         base_url=LOCAL,
         raise_server_exceptions=False,
     )
@@ -64,7 +65,9 @@ class AlwaysCaughtUp:
 def goals() -> TestClient:
     settings = GoalsSettings(goals_max_batch=3, http_max_body_bytes=20_000)
     return TestClient(
-        goals_app(settings, redis=fakeredis.aioredis.FakeRedis(), caught_up=AlwaysCaughtUp()),
+        signed_in(
+            goals_app(settings, redis=fakeredis.aioredis.FakeRedis(), caught_up=AlwaysCaughtUp())
+        ),
         base_url=LOCAL,
         raise_server_exceptions=False,
     )
@@ -156,7 +159,7 @@ def test_an_event_from_the_far_future_is_rejected(
 
 def test_the_future_bound_is_a_setting(publisher: FakePublisher) -> None:
     settings = IngestionSettings.model_validate({"ingest_max_future": "PT2H"})
-    client = TestClient(ingestion_app(settings, publisher=publisher), base_url=LOCAL)
+    client = TestClient(signed_in(ingestion_app(settings, publisher=publisher)), base_url=LOCAL)
     soon = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     late = (datetime.now(UTC) + timedelta(hours=3)).isoformat()
     response = client.post("/v1/events", json=[event(id="soon", time=soon), event(time=late)])
@@ -175,7 +178,9 @@ def test_events_need_a_json_content_type(ingestion: TestClient, content_type: st
 
 def test_the_503_answer_carries_no_exception_text() -> None:
     publisher = FakePublisher(failing={"evt-1"})
-    client = TestClient(ingestion_app(IngestionSettings(), publisher=publisher), base_url=LOCAL)
+    client = TestClient(
+        signed_in(ingestion_app(IngestionSettings(), publisher=publisher)), base_url=LOCAL
+    )
     response = client.post("/v1/events", json=event())
     assert response.status_code == 503
     assert "TimeoutError" not in response.text and "no PubAck" not in response.text
@@ -316,7 +321,7 @@ def test_a_foreign_host_is_refused(ingestion: TestClient, path: str) -> None:
 
 def test_allowed_hosts_come_from_the_setting(publisher: FakePublisher) -> None:
     settings = IngestionSettings.model_validate({"allowed_hosts": "ingest.example, *.corp.example"})
-    client = TestClient(ingestion_app(settings, publisher=publisher), base_url=LOCAL)
+    client = TestClient(signed_in(ingestion_app(settings, publisher=publisher)), base_url=LOCAL)
     for host in ("ingest.example", "a.corp.example:8001", "localhost:8001", "[::1]:8001"):
         assert client.get("/healthz", headers={"host": host}).status_code == 200, host
     assert client.get("/healthz", headers={"host": "corp.example.evil"}).status_code == 400
@@ -353,7 +358,7 @@ async def test_a_body_that_stops_arriving_is_answered_408() -> None:
         sent.append(message)
 
     settings = IngestionSettings(http_body_timeout=0.2)
-    app = ingestion_app(settings, publisher=FakePublisher())
+    app = signed_in(ingestion_app(settings, publisher=FakePublisher()))
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},

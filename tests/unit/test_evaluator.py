@@ -24,6 +24,7 @@ from goalwatch.rules.transitions import Transition, fingerprint
 from services.evaluator.app import EvaluatorSettings, create_app
 from services.evaluator.evaluation import Evaluator
 from services.evaluator.streaks import Applied, Observation, timer_cause
+from tests.unit.signed_in import signed_in
 
 REPO = Path(__file__).resolve().parents[2]
 DAY0 = datetime(2026, 11, 1, 18, tzinfo=UTC)
@@ -367,7 +368,7 @@ async def test_the_service_publishes_what_the_in_memory_evaluate_returns() -> No
 
 def client(rules_dir: Path) -> TestClient:
     settings = EvaluatorSettings(rules_dir=rules_dir)
-    return TestClient(create_app(settings), base_url="http://127.0.0.1")
+    return TestClient(signed_in(create_app(settings)), base_url="http://127.0.0.1")
 
 
 def test_get_rules_lists_the_loaded_rules() -> None:

@@ -12,13 +12,19 @@ import pytest
 from fakeredis import FakeAsyncRedis
 from redis.asyncio import Redis
 
+from goalwatch.auth.principal import Kind, Principal
+from goalwatch.auth.roles import Role
 from goalwatch.contracts import AlertState, DeliveryStatus, NotificationSent
 from services.notifier.app import NotifierSettings, create_app
 from services.notifier.deliveries import DeliveryLog
 from services.notifier.inbox import Inbox
+from tests.unit.signed_in import signed_in
 from tests.unit.test_inbox import T0, firing, resolved
 
-USER = {"X-Goalwatch-User": "mgr-1"}
+# An HR admin who is also a person: what they do is recorded under their person id.
+HR_ADMIN = Principal(
+    subject="mgr-1", kind=Kind.PERSON, roles=frozenset({Role.HR_ADMIN}), person_id="mgr-1"
+)
 
 
 class Api:
@@ -31,7 +37,7 @@ class Api:
 @pytest.fixture
 async def api() -> AsyncIterator[Api]:
     redis = cast(Redis, FakeAsyncRedis(decode_responses=True))
-    app = create_app(NotifierSettings(), redis=redis)
+    app = signed_in(create_app(NotifierSettings(), redis=redis), HR_ADMIN)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
         yield Api(client, redis)
@@ -88,20 +94,16 @@ async def test_one_episode_with_its_timeline_and_every_delivery_of_it(api: Api) 
 async def test_acknowledge_and_resolve_by_hand_by_id(api: Api) -> None:
     fire = firing()
     entry = (await api.inbox.record(fire)).alert
-    acked = await api.client.post(
-        f"/v1/alerts/{entry.id}/ack", json={"comment": "on it"}, headers=USER
-    )
+    acked = await api.client.post(f"/v1/alerts/{entry.id}/ack", json={"comment": "on it"})
     assert acked.status_code == 200, acked.text
     assert (acked.json()["acked_by"], acked.json()["acknowledgements"][0]["via"]) == (
         "mgr-1",
         "api",
     )
-    too_long = await api.client.post(
-        f"/v1/alerts/{entry.id}/resolve", json={"comment": "x" * 1001}, headers=USER
-    )
+    too_long = await api.client.post(f"/v1/alerts/{entry.id}/resolve", json={"comment": "x" * 1001})
     assert too_long.status_code == 422 and "comment" in too_long.json()["detail"]
     done = await api.client.post(
-        f"/v1/alerts/{entry.id}/resolve", json={"comment": "entered twice"}, headers=USER
+        f"/v1/alerts/{entry.id}/resolve", json={"comment": "entered twice"}
     )
     assert done.status_code == 200, done.text
     body = done.json()
@@ -111,9 +113,9 @@ async def test_acknowledge_and_resolve_by_hand_by_id(api: Api) -> None:
         "entered twice",
     )
     assert [t["what"] for t in body["timeline"]] == ["fired", "acknowledged", "resolved_by_hand"]
-    again = await api.client.post(f"/v1/alerts/{entry.id}/resolve", headers=USER)
+    again = await api.client.post(f"/v1/alerts/{entry.id}/resolve")
     assert again.status_code == 409 and "resolved already" in again.json()["detail"]
-    ack_late = await api.client.post(f"/v1/alerts/{entry.id}/ack", headers=USER)
+    ack_late = await api.client.post(f"/v1/alerts/{entry.id}/ack")
     assert ack_late.status_code == 409
     for verb in ("ack", "resolve"):
         assert (await api.client.post(f"/v1/alerts/nope/{verb}")).status_code == 404

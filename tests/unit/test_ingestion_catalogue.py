@@ -17,6 +17,7 @@ from services.ingestion.app import SERVICE, IngestionSettings, create_app
 from services.ingestion.intake import MessageIntake, UncataloguedLog
 from services.ingestion.metrics import EVENTS_UNCATALOGUED
 from services.ingestion.validation import EventLimits
+from tests.unit.signed_in import signed_in
 from tests.unit.test_ingestion_service import LOCAL, FakePublisher, event, nats_message
 
 CATALOGUE = parse_catalogue(
@@ -49,7 +50,9 @@ def visit(**overrides: Any) -> dict[str, Any]:
 
 
 def client_for(publisher: FakePublisher, **settings: Any) -> TestClient:
-    app = create_app(IngestionSettings(**settings), publisher=publisher, catalogue=CATALOGUE)
+    app = signed_in(
+        create_app(IngestionSettings(**settings), publisher=publisher, catalogue=CATALOGUE)
+    )
     return TestClient(app, base_url=LOCAL)
 
 
@@ -108,7 +111,7 @@ def test_the_openapi_document_describes_the_catalogue(client: TestClient) -> Non
 
 
 def test_the_shipped_catalogue_is_read_from_the_setting(tmp_path: Path) -> None:
-    app = create_app(IngestionSettings(), publisher=FakePublisher())  # catalogue/metrics.yaml
+    app = signed_in(create_app(IngestionSettings(), publisher=FakePublisher()))  # shipped
     names = [
         m["name"] for m in TestClient(app, base_url=LOCAL).get("/v1/metrics").json()["metrics"]
     ]

@@ -16,6 +16,7 @@ from services.ingestion.app import IngestionSettings, create_app
 from services.ingestion.intake import MessageIntake
 from services.ingestion.metrics import EVENTS_ACCEPTED, EVENTS_DUPLICATE, EVENTS_REJECTED
 from services.ingestion.publisher import PublishOutcome
+from tests.unit.signed_in import signed_in
 
 
 class FakePublisher:
@@ -64,7 +65,7 @@ def publisher() -> FakePublisher:
 def client(publisher: FakePublisher) -> TestClient:
     # No `with`: the lifespan (NATS connection) does not run; the fake takes the events.
     settings = IngestionSettings(ingest_max_batch=5, ingest_max_body_bytes=10_000)
-    return TestClient(create_app(settings, publisher=publisher), base_url=LOCAL)
+    return TestClient(signed_in(create_app(settings, publisher=publisher)), base_url=LOCAL)
 
 
 def counter(metric: Any, transport: str) -> float:
@@ -190,7 +191,9 @@ def test_cloudevents_content_types(client: TestClient, publisher: FakePublisher)
 
 def test_nats_down_is_503_naming_what_was_stored() -> None:
     publisher = FakePublisher(failing={"b"})
-    client = TestClient(create_app(IngestionSettings(), publisher=publisher), base_url=LOCAL)
+    client = TestClient(
+        signed_in(create_app(IngestionSettings(), publisher=publisher)), base_url=LOCAL
+    )
     response = client.post(
         "/v1/events", json=[event(id="a"), event(id="b"), event(id="c", value="x")]
     )
@@ -308,7 +311,7 @@ async def test_nats_events_not_stored_are_retried_then_dead_lettered() -> None:
 
 
 async def test_nats_subscriber_is_wired_and_dead_letters_rejects(publisher: FakePublisher) -> None:
-    app = create_app(IngestionSettings(), publisher=publisher)
+    app = signed_in(create_app(IngestionSettings(), publisher=publisher))
     broker = app.state.broker
     letters: list[DeadLetter] = []
 

@@ -18,6 +18,7 @@ from services.notifier.app import (
     policy,
 )
 from services.notifier.webhook import WebhookChannel
+from tests.unit.signed_in import signed_in
 
 
 def test_defaults_leave_the_webhook_off(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -71,7 +72,7 @@ def test_blank_webhook_url_means_off() -> None:
 
 
 async def test_unknown_state_filter_is_a_422_naming_the_choices() -> None:
-    app = create_app(NotifierSettings(redis_url="redis://127.0.0.1:1/0"))
+    app = signed_in(create_app(NotifierSettings(redis_url="redis://127.0.0.1:1/0")))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
         response = await client.get("/v1/alerts", params={"state": "open"})
@@ -90,7 +91,7 @@ async def test_unknown_state_filter_is_a_422_naming_the_choices() -> None:
 
 
 async def test_a_misspelt_filter_is_a_400_naming_the_filters() -> None:
-    app = create_app(NotifierSettings(redis_url="redis://127.0.0.1:1/0"))
+    app = signed_in(create_app(NotifierSettings(redis_url="redis://127.0.0.1:1/0")))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
         response = await client.get("/v1/alerts", params={"manager": "zhang-wei"})

@@ -13,6 +13,7 @@ from services.goals.app import GoalsSettings
 from services.goals.app import create_app as goals_app
 from services.notifier.app import NotifierSettings
 from services.notifier.app import create_app as notifier_app
+from tests.unit.signed_in import signed_in
 
 
 def _nowhere() -> Redis:
@@ -45,7 +46,7 @@ def test_redis_down_is_503_with_retry_after(
     service: str, method: str, path: str, body: object
 ) -> None:
     client = TestClient(
-        _apps()[service], base_url="http://127.0.0.1", raise_server_exceptions=False
+        signed_in(_apps()[service]), base_url="http://127.0.0.1", raise_server_exceptions=False
     )
     response = client.request(method, path, json=body)
     assert response.status_code == 503, response.text

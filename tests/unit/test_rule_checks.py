@@ -19,6 +19,7 @@ from goalwatch.rules import LoadedRule, load_rules
 from goalwatch.rules import backtest as backtest_module
 from services.evaluator.directory_store import PersonView
 from services.evaluator.rule_checks import MAX_LISTED_ALERTS, rule_checks_router
+from tests.unit.signed_in import signed_in
 
 REPO = Path(__file__).resolve().parents[2]
 TESTS = REPO / "rules" / "tests"
@@ -90,7 +91,7 @@ def client_for(
             live.get, rule_ids=live.keys, nats_url=nats_url, names=names, directory=people
         )
     )
-    return TestClient(app)
+    return TestClient(signed_in(app))
 
 
 @pytest.fixture

@@ -1,0 +1,102 @@
+"""From a request's credentials to a :class:`~goalwatch.auth.principal.Principal`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import httpx
+
+from goalwatch.auth.principal import Kind, Principal
+from goalwatch.auth.roles import Role
+from goalwatch.auth.settings import AuthSettings
+from goalwatch.auth.tokens import InvalidToken, TokenVerifier
+
+
+def claim(claims: Mapping[str, Any], path: str) -> Any:
+    """The claim at ``path``; dots reach into objects (``realm_access.roles``)."""
+    value: Any = claims
+    for part in path.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return value.split()  # OAuth scopes and some providers' roles are space-separated
+    if isinstance(value, Iterable):
+        return [item for item in value if isinstance(item, str)]
+    return []
+
+
+class Authenticator:
+    """Turns bearer tokens into principals, as the settings say."""
+
+    def __init__(self, settings: AuthSettings, *, http: httpx.AsyncClient | None = None) -> None:
+        self.settings = settings
+        self.verifier = (
+            TokenVerifier(
+                issuer=settings.oidc_issuer,
+                audience=settings.oidc_audience,
+                jwks_url=settings.oidc_jwks_url,
+                http=http,
+            )
+            if settings.oidc_issuer
+            else None
+        )
+
+    async def from_bearer(self, token: str) -> Principal:
+        """The caller a bearer token names; :class:`InvalidToken` if it names none."""
+        if self.verifier is None:
+            raise InvalidToken(
+                "this service accepts no bearer tokens: no identity provider is configured "
+                "(GOALWATCH_OIDC_ISSUER)"
+            )
+        return self.principal(await self.verifier.verify(token))
+
+    def principal(self, claims: Mapping[str, Any]) -> Principal:
+        """The caller verified ``claims`` describe."""
+        settings = self.settings
+        roles = frozenset(self._roles(claim(claims, settings.oidc_roles_claim)))
+        client = claim(claims, settings.oidc_client_claim)
+        subject = str(claims["sub"])
+        name = claims.get("name")
+        if isinstance(client, str) and client:
+            return Principal(
+                subject=subject,
+                kind=Kind.SYSTEM,
+                roles=roles,
+                client_id=client,
+                name=name if isinstance(name, str) else client,
+                metrics=frozenset(_strings(claims.get("goalwatch_metrics"))),
+                sources=frozenset(_strings(claims.get("goalwatch_sources"))),
+            )
+        person = claim(claims, settings.oidc_person_claim)
+        if not isinstance(person, str) or not person:
+            raise InvalidToken(
+                f"the token names no person: it has no {settings.oidc_person_claim!r} claim "
+                "(GOALWATCH_OIDC_PERSON_CLAIM) and no client claim "
+                f"({settings.oidc_client_claim!r}, GOALWATCH_OIDC_CLIENT_CLAIM)"
+            )
+        return Principal(
+            subject=subject,
+            kind=Kind.PERSON,
+            roles=roles - {Role.SERVICE, Role.PUBLISHER, Role.GOALS_WRITER, Role.DIRECTORY_WRITER},
+            person_id=person,
+            name=name if isinstance(name, str) else person,
+        )
+
+    def _roles(self, value: Any) -> Iterable[Role]:
+        mapping = self.settings.oidc_role_map
+        for name in _strings(value):
+            if name in mapping:
+                yield mapping[name]
+            elif name in Role.__members__.values():
+                yield Role(name)
+
+    async def aclose(self) -> None:
+        """Release the connections used to fetch the provider's keys."""
+        if self.verifier is not None:
+            await self.verifier.aclose()

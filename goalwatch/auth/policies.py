@@ -1,0 +1,57 @@
+"""The access policy of every route of every service, in one table to review.
+
+Each route names one of these (:mod:`goalwatch.auth.policy`). Roles see and do their part
+org-wide; ``people=True`` also lets any signed-in person in, and the route then limits them
+to their own part of the org chart (:mod:`goalwatch.auth.scope`): a manager their reports,
+an HRBP their org units, everyone themselves.
+"""
+
+from __future__ import annotations
+
+from goalwatch.auth.policy import Public, policy
+from goalwatch.auth.roles import Role
+
+HR, OPS = Role.HR_ADMIN, Role.OPERATOR
+
+# Every service
+HEALTH = Public("liveness and readiness probes; they tell whether NATS and Redis answer")
+METRICS = Public(
+    "Prometheus scrapes it; counters of the service's work, no person's data (keep the port "
+    "inside the cluster, docs/security.md)"
+)
+API_DOCS = Public("the API's description (OpenAPI, Swagger UI, ReDoc); no data")
+
+# ingestion
+EVENTS_PUBLISH = policy("publish metric events", Role.PUBLISHER)
+CATALOGUE_READ = policy(
+    "read the metric catalogue", HR, OPS, Role.PUBLISHER, Role.SERVICE, people=True
+)
+
+# evaluator
+RULES_READ = policy("read rules", HR, OPS, Role.SERVICE)
+RULES_WRITE = policy("change rules", HR)
+RULES_CHECK = policy("test or backtest rules", HR)
+
+# goals
+PEOPLE_READ = policy("read people", HR, Role.SERVICE, Role.DIRECTORY_WRITER, people=True)
+PEOPLE_WRITE = policy("change people", HR, Role.DIRECTORY_WRITER)
+ORG_UNITS_READ = policy(
+    "read org units", HR, Role.SERVICE, Role.DIRECTORY_WRITER, Role.GOALS_WRITER, people=True
+)
+ORG_UNITS_WRITE = policy("change org units", HR, Role.DIRECTORY_WRITER)
+GOALS_READ = policy("read goals", HR, Role.SERVICE, Role.GOALS_WRITER, people=True)
+GOALS_WRITE = policy("change goals", HR, Role.GOALS_WRITER)
+CHECK_INS_WRITE = policy("check in on goals", HR, Role.GOALS_WRITER, people=True)
+
+# notifier
+ALERTS_READ = policy("read alerts", HR, people=True)
+ALERTS_ACT = policy("acknowledge or resolve alerts", HR, people=True)
+ACK_LINK = Public(
+    "a signed, expiring, single-purpose link from a notification: the link is the credential"
+)
+DELIVERIES_READ = policy("read the delivery log", HR, OPS)
+SILENCES_READ = policy("read silences", HR, OPS)
+SILENCES_WRITE = policy("create or expire silences", HR)
+ROUTES_READ = policy("read routing", HR, OPS)
+ROUTES_TEST = policy("test routing", HR, OPS)
+ROUTES_RELOAD = policy("reload routing", HR, OPS)

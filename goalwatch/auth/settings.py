@@ -1,0 +1,69 @@
+"""Sign-in settings every service reads (``GOALWATCH_OIDC_*``)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from goalwatch.auth.roles import Role
+
+
+class AuthSettings(BaseSettings):
+    """Where people and systems sign in, and how their tokens name who they are."""
+
+    model_config = SettingsConfigDict(env_prefix="GOALWATCH_", extra="ignore")
+
+    oidc_issuer: str | None = Field(
+        None,
+        description="Issuer URL of the OpenID Connect provider whose tokens are accepted "
+        "(Keycloak: https://HOST/realms/REALM; Entra ID: https://login.microsoftonline.com/"
+        "TENANT/v2.0). Without it, no bearer token is accepted.",
+    )
+    oidc_audience: str = Field(
+        "goalwatch", description="The `aud` a token must carry: goalwatch's client id or API name."
+    )
+    oidc_jwks_url: str | None = Field(
+        None, description="The provider's keys, when its discovery document is not to be used."
+    )
+    oidc_person_claim: str = Field(
+        "preferred_username",
+        description="The claim holding a person's id in goals (e.g. preferred_username, "
+        "email, employee_id).",
+    )
+    oidc_roles_claim: str = Field(
+        "roles",
+        description="The claim holding granted roles (a list), e.g. roles or groups; a dotted "
+        "path reaches into objects (realm_access.roles).",
+    )
+    oidc_client_claim: str = Field(
+        "client_id",
+        description="The claim present only in a system's token (client credentials), naming "
+        "the client; a token without it is a person's.",
+    )
+    oidc_role_map: Annotated[dict[str, Role], NoDecode] = Field(
+        default_factory=dict,
+        description="The provider's role or group names to goalwatch roles, comma-separated "
+        "`NAME=ROLE` (e.g. `gw-hr=hr_admin,ops=operator`); names that are goalwatch roles "
+        "already need no entry.",
+    )
+    oidc_client_id: str | None = Field(
+        None, description="This service's own client at the provider, for calls it makes."
+    )
+    oidc_client_secret: SecretStr | None = Field(
+        None, description="The secret of `oidc_client_id` (from a Kubernetes Secret)."
+    )
+
+    @field_validator("oidc_role_map", mode="before")
+    @classmethod
+    def _pairs(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        pairs: dict[str, str] = {}
+        for part in filter(None, (piece.strip() for piece in value.split(","))):
+            name, equals, role = part.partition("=")
+            if not equals or not name.strip():
+                raise ValueError(f"{part!r} is not NAME=ROLE")
+            pairs[name.strip()] = role.strip()
+        return pairs

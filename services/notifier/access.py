@@ -1,0 +1,59 @@
+"""Which alerts each caller of the notifier API may see.
+
+Org-wide roles see every alert. A person sees an alert addressed to them, and an alert about
+a person in their part of the org chart (:mod:`goalwatch.auth.scope`): a manager their
+reports', an HRBP their units'. The org chart is read from the notifier's copy of the
+directory, which follows the goals service's change events, so a change of manager changes
+what each side sees without a restart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from goalwatch.auth.policy import Caller
+from goalwatch.auth.scope import Scope
+from goalwatch.contracts import OrgUnitRead, PersonRead
+from services.notifier.directory import Source as PeopleDirectory
+from services.notifier.inbox import InboxAlert
+
+
+class DirectoryView:
+    """The notifier's directory as :class:`goalwatch.auth.scope.Directory` reads it."""
+
+    def __init__(self, directory: PeopleDirectory) -> None:
+        self._directory = directory
+
+    async def person(self, person_id: str) -> PersonRead | None:
+        """The person, with their manager chain."""
+        return await self._directory.get_person(person_id)
+
+    async def org_unit(self, unit_id: str) -> OrgUnitRead | None:
+        """The org unit."""
+        return await self._directory.get_org_unit(unit_id)
+
+
+class AlertAccess:
+    """What each caller may see of the inbox."""
+
+    def __init__(self, directory: PeopleDirectory) -> None:
+        self._view = DirectoryView(directory)
+
+    def filter(self, caller: Caller) -> Callable[[InboxAlert], Awaitable[bool]] | None:
+        """Which alerts the caller may see (``None``: all of them)."""
+        if caller.org_wide or caller.person_id is None:
+            return None
+        scope = Scope(caller.person_id, self._view)
+        viewer = caller.person_id
+
+        async def visible(alert: InboxAlert) -> bool:
+            if any(recipient.id == viewer for recipient in alert.recipients):
+                return True
+            return await scope.sees_person_id(alert.subject.id)
+
+        return visible
+
+    async def sees(self, caller: Caller, alert: InboxAlert) -> bool:
+        """Whether the caller may see ``alert``."""
+        check = self.filter(caller)
+        return check is None or await check(alert)
