@@ -1,10 +1,13 @@
-"""What the commands that talk to a running service share: where it is, the client, and how
-a refusal or an unreachable service is said (``goalwatch rules push``, ``goalwatch silences``)."""
+"""What the commands that talk to a running service share: where it is, who is asking, the
+client, and how a refusal or an unreachable service is said (``goalwatch rules push``,
+``goalwatch silences``).
+
+Who is asking is the access token in ``$GOALWATCH_TOKEN`` (from the company's identity
+provider; with ``make run``, ``goalwatch token --as NAME`` prints one)."""
 
 from __future__ import annotations
 
 import argparse
-import getpass
 import os
 import sys
 from collections.abc import Callable
@@ -19,9 +22,14 @@ def service_url(given: str | None, *, variable: str, default: str) -> str:
     return str(given or os.environ.get(variable) or default).rstrip("/")
 
 
-def user(given: str | None) -> str:
-    """Who makes a change: ``given``, else ``$GOALWATCH_USER``, else the login name."""
-    return given or os.environ.get("GOALWATCH_USER") or getpass.getuser()
+TOKEN_VARIABLE = "GOALWATCH_TOKEN"
+"""The environment variable holding the access token the commands send."""
+
+
+def auth_headers() -> dict[str, str]:
+    """The ``Authorization`` header of ``$GOALWATCH_TOKEN``, if it is set."""
+    token = os.environ.get(TOKEN_VARIABLE, "").strip()
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 def call(
@@ -31,12 +39,11 @@ def call(
     service: str,
     option: str,
     variable: str,
-    headers: dict[str, str] | None = None,
 ) -> int:
-    """Run ``do`` with a client of the service at ``url``; one that cannot be reached is said
-    plainly, with how to point at it (exit 2)."""
+    """Run ``do`` with a client of the service at ``url``, sending ``$GOALWATCH_TOKEN``; one
+    that cannot be reached is said plainly, with how to point at it (exit 2)."""
     try:
-        with httpx.Client(base_url=url, headers=headers or {}, timeout=30.0) as client:
+        with httpx.Client(base_url=url, headers=auth_headers(), timeout=30.0) as client:
             return do(client)
     except httpx.TransportError as exc:
         print(
@@ -60,6 +67,12 @@ def refused(answer: httpx.Response) -> int:
             print(problem["text"])
         sys.stdout.flush()
     print(f"goalwatch: {body.get('detail', answer.reason_phrase)}", file=sys.stderr)
+    if answer.status_code == 401:
+        print(
+            f"goalwatch: put an access token in ${TOKEN_VARIABLE} (with `make run`: "
+            f"export {TOKEN_VARIABLE}=$(goalwatch token --as wang-fang))",
+            file=sys.stderr,
+        )
     return 1
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from goalwatch.api_cli import call_notifier, notifier_option, refused, user
+from goalwatch.api_cli import call_notifier, notifier_option, refused
 from goalwatch.routing.matchers import parse_matcher
 
 
@@ -42,7 +42,6 @@ def add_silences_commands(commands: argparse._SubParsersAction[argparse.Argument
     when.add_argument("--for", dest="duration", metavar="DURATION", help="e.g. 2h, 1d, 90m")
     when.add_argument("--until", metavar="TIME", help="an ISO 8601 time with a zone")
     add.add_argument("-m", "--comment", required=True, help="why (shown with the silence)")
-    add.add_argument("--user", default=None, help="who (default: $GOALWATCH_USER, else login)")
     notifier_option(add)
     add.set_defaults(func=_add)
     listing = sub.add_parser("list", help="the silences, newest first")
@@ -83,13 +82,11 @@ def _add(args: argparse.Namespace) -> int:
         ends = (datetime.now(UTC) + length).isoformat()
     else:
         ends = args.until
-    author = user(args.user)
 
     def do(client: httpx.Client) -> int:
         answer = client.post(
             "/v1/silences",
             json={"matchers": matchers, "ends_at": ends, "comment": args.comment},
-            headers={"X-Goalwatch-User": author},
         )
         if answer.status_code != 201:
             return _refused(answer)

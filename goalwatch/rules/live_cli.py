@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from goalwatch.api_cli import call, refused, service_url, user
+from goalwatch.api_cli import call, refused, service_url
 
 DEFAULT_EVALUATOR = "http://127.0.0.1:8003"
 
@@ -99,11 +99,6 @@ def _server_options(parser: argparse.ArgumentParser, *, change: bool = True) -> 
     )
     if change:
         parser.add_argument("-m", "--comment", default="", help="why the change is made")
-        parser.add_argument(
-            "--user",
-            default=None,
-            help="who makes the change (default: $GOALWATCH_USER, else your login name)",
-        )
 
 
 def _url(args: argparse.Namespace) -> str:
@@ -113,15 +108,13 @@ def _url(args: argparse.Namespace) -> str:
 
 
 def _call(args: argparse.Namespace, do: Callable[[httpx.Client], int]) -> int:
-    """Run ``do`` with a client of the evaluator, as who makes the change when it is one."""
-    headers = {"X-Goalwatch-User": user(args.user)} if hasattr(args, "comment") else None
+    """Run ``do`` with a client of the evaluator."""
     return call(
         _url(args),
         do,
         service="evaluator",
         option="--evaluator",
         variable="GOALWATCH_EVALUATOR_URL",
-        headers=headers,
     )
 
 
