@@ -151,6 +151,7 @@ def _banner(settings: StackSettings) -> str:
             f"{settings.url('evaluator')}   /v1/rules (goalwatch rules list, push, history)",
         ),
         ("notifier", f"{settings.url('notifier')}   GET /v1/alerts"),
+        ("sign-in", f"{settings.idp_url}   development only: goalwatch token --as zhang-wei"),
         ("nats", settings.nats_url),
         ("redis", settings.redis_url),
         *(
