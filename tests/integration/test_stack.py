@@ -9,10 +9,13 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import httpx
+import jwt
 import pytest
 
+from goalwatch.auth.client_credentials import ClientCredentials
 from goalwatch.dev.stack import Stack, StackError, StackSettings
 from tests.integration.conftest import REPO
 from tests.integration.helpers import (
@@ -82,7 +85,7 @@ def test_goalwatch_up_runs_the_demo_shows_its_alert_and_stops_on_ctrl_c(tmp_path
         "GOALWATCH_WEBHOOK_URL": "",  # whatever the developer's shell says: no webhook
         **{
             f"GOALWATCH_{name.upper()}_PORT": str(settings.port(name))
-            for name in ("nats", "redis", "ingestion", "goals", "evaluator", "notifier")
+            for name in ("nats", "redis", "ingestion", "goals", "evaluator", "notifier", "idp")
         },
     }
     up = subprocess.Popen(
@@ -151,3 +154,41 @@ def test_a_foreign_host_is_refused_by_every_service(stack: Stack) -> None:
             refused = client.get(url, headers={"host": "rebound.example"})
             assert refused.status_code == 400, name
             assert refused.headers["content-type"] == "application/problem+json"
+
+
+def test_the_stack_signs_people_and_clients_in(stack: Stack) -> None:
+    """The provider starts with the stack; its tokens verify as the services will verify them
+    (the JWKS fetched by PyJWKClient, issuer and audience checked)."""
+    issuer = stack.settings.idp_url
+    jwks = jwt.PyJWKClient(f"{issuer}/jwks")
+
+    def claims(token: str) -> dict[str, Any]:
+        key = jwks.get_signing_key_from_jwt(token)
+        checked: dict[str, Any] = jwt.decode(
+            token, key, algorithms=["RS256"], audience="goalwatch", issuer=issuer
+        )
+        return checked
+
+    person = stack.token("zhang-wei")
+    assert claims(person)["preferred_username"] == "zhang-wei"
+    assert stack.token("zhang-wei") == person  # kept until near expiry
+    assert stack.auth_headers("zhang-wei") == {"Authorization": f"Bearer {person}"}
+    assert claims(stack.token())["roles"] == ["hr_admin", "operator", "publisher"]
+    assert claims(stack.token(client="crm"))["goalwatch_sources"] == ["crm"]
+
+    # Each service has its own client, and its secret gets it a token.
+    environ = dict(
+        line.split("=", 1)
+        for line in Path(f"/proc/{stack.pid('goals')}/environ").read_text().split("\0")
+        if "=" in line
+    )
+    assert environ["GOALWATCH_OIDC_ISSUER"] == issuer
+    assert environ["GOALWATCH_OIDC_AUDIENCE"] == "goalwatch"
+    assert environ["GOALWATCH_OIDC_CLIENT_ID"] == "goalwatch-goals"
+    auth = ClientCredentials(issuer, "goalwatch-goals", environ["GOALWATCH_OIDC_CLIENT_SECRET"])
+    with httpx.Client(auth=auth, timeout=10) as http:
+        answer = http.get(f"{stack.settings.url('goals')}/healthz")
+    assert answer.status_code == 200
+    assert claims(answer.request.headers["authorization"].removeprefix("Bearer "))["roles"] == [
+        "service"
+    ]
