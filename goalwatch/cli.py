@@ -68,7 +68,9 @@ def _up(_: argparse.Namespace) -> int:
         watching.wait(timeout=5)  # so the demo's own alert shows up below
         try:
             demo = load_demo(
-                goals_url=settings.url("goals"), ingestion_url=settings.url("ingestion")
+                goals_url=settings.url("goals"),
+                ingestion_url=settings.url("ingestion"),
+                headers=stack.auth_headers(),
             )
             if demo is None:
                 print(
@@ -77,7 +79,7 @@ def _up(_: argparse.Namespace) -> int:
                 )
             else:
                 print(
-                    "goalwatch: demo company loaded (5 org units, 12 people, 7 goals; "
+                    "goalwatch: demo company loaded (5 org units, 13 people, 7 goals; "
                     f"{demo['accepted']} events accepted, {demo['duplicated']} already known)"
                 )
         except httpx.HTTPError as exc:
@@ -167,7 +169,9 @@ def _banner(settings: StackSettings) -> str:
             "goalwatch is running:",
             *lines,
             "  API docs   <service URL>/docs; health /healthz, /readyz; metrics /metrics",
-            f"Try: curl -s '{settings.url('notifier')}/v1/alerts?recipient=zhang-wei'",
+            "Try, as the head of radiology (every API asks who is asking):",
+            "  export TOKEN=$(.venv/bin/goalwatch token --as zhang-wei)",
+            f"  curl -s -H \"Authorization: Bearer $TOKEN\" '{settings.url('notifier')}/v1/alerts'",
             "Alerts appear below as they fire and resolve. Ctrl-C stops everything.",
         ]
     )

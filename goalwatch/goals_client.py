@@ -26,6 +26,8 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from goalwatch.auth.client_credentials import ClientCredentials
+from goalwatch.auth.settings import AuthSettings
 from goalwatch.contracts import GoalImpact, GoalRead, OrgUnitRead, PersonRead
 
 M = TypeVar("M", bound=BaseModel)
@@ -65,18 +67,22 @@ class GoalImpacts(Protocol):
 
 class GoalsClient:
     """``GET {goals_url}/v1/people/{id}``, ``/v1/goals/{id}`` and ``/v1/goals/{id}/impact``
-    with timeouts and retries of transient failures."""
+    with timeouts and retries of transient failures, signed in with ``auth`` (the calling
+    service's own client, :func:`service_auth`)."""
 
     def __init__(
         self,
         *,
         client: httpx.AsyncClient,
         base_url: str,
+        auth: httpx.Auth | None = None,
         attempts: int = 3,
         backoff: float = 0.2,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._client = client
+        # Per request, not on the client: a client shared with webhooks must not carry it.
+        self._auth = auth
         self._base_url = base_url.rstrip("/")
         self._attempts = attempts
         self._backoff = backoff
@@ -119,11 +125,13 @@ class GoalsClient:
 
     async def _get_once(self, url: str, model: type[M]) -> M | None:
         try:
-            response = await self._client.get(url)
+            response = await self._client.get(url, auth=self._auth)
         except httpx.TimeoutException as exc:
             raise _Transient(f"timed out ({type(exc).__name__}) on GET {url}") from exc
         except httpx.TransportError as exc:
             raise _Transient(f"could not reach {url}: {exc!r}") from exc
+        except httpx.HTTPStatusError as exc:  # the identity provider refused this service
+            raise _Transient(f"no token to call goals with: {exc}") from exc
         if response.status_code == 404:
             return None
         if response.status_code == 429 or response.status_code >= 500:
@@ -146,3 +154,15 @@ class GoalsClient:
         """
         person = await self.get_person(subject)
         return subject if person is None else person.name
+
+
+def service_auth(settings: AuthSettings) -> ClientCredentials | None:
+    """The calling service's own sign-in (OAuth2 client credentials at the identity
+    provider), or ``None`` when no client is configured."""
+    if not (settings.oidc_issuer and settings.oidc_client_id and settings.oidc_client_secret):
+        return None
+    return ClientCredentials(
+        settings.oidc_issuer,
+        settings.oidc_client_id,
+        settings.oidc_client_secret.get_secret_value(),
+    )

@@ -305,7 +305,7 @@ async def measure_pipeline(
     people = [{"id": f"{run}-head", "name": "Head of department"}] + [
         {"id": subject, "name": f"Dr {subject}", "manager_id": f"{run}-head"} for subject in trigger
     ]
-    async with httpx.AsyncClient(timeout=60) as client:
+    async with stack.async_client(timeout=60) as client:
         response = await client.post(f"{settings.url('goals')}/v1/people", json=people)
         response.raise_for_status()
 
@@ -338,7 +338,7 @@ async def measure_pipeline(
             await js.publish_async(subjects.METRICS_IN, json.dumps(event).encode())
         await js.publish_async_completed()
     else:
-        async with httpx.AsyncClient(timeout=30) as client:
+        async with stack.async_client(timeout=30) as client:
             for first in range(0, len(events), 100):
                 batch = events[first : first + 100]
                 now = time.perf_counter()
@@ -368,7 +368,7 @@ async def measure_idle_latency(stack: Stack, *, alerts: int, workload: Workload)
 
     await nc.subscribe(subjects.ALERTS_FIRED, cb=on_fired)
     latencies = []
-    async with httpx.AsyncClient(timeout=30) as client:
+    async with stack.async_client(timeout=30) as client:
         for n in range(alerts):
             subject = f"{run}-s{n}"
             events = [workload.event(run, n, d, breaching=True) for d in range(3)]
@@ -473,7 +473,7 @@ async def measure_steady(
         if subject in trigger:
             fired.setdefault(subject, time.monotonic())
 
-    async with httpx.AsyncClient(timeout=60) as client:
+    async with stack.async_client(timeout=60) as client:
         response = await client.post(f"{settings.url('goals')}/v1/people", json=people)
         response.raise_for_status()
     nc = await nats.connect(settings.nats_url)
@@ -482,7 +482,7 @@ async def measure_steady(
     receiver.on_arrival = on_arrival
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     try:
-        async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+        async with stack.async_client(timeout=60, limits=limits) as client:
 
             async def post(batch: list[dict[str, Any]]) -> None:
                 answer = await client.post(f"{settings.url('ingestion')}/v1/events", json=batch)

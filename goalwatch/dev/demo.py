@@ -14,6 +14,7 @@ expansion) and one key result due a minute after the demo is loaded.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -42,6 +43,7 @@ def _person(pid: str, name: str, manager: str | None, unit: str, **extra: Any) -
 PEOPLE: list[dict[str, Any]] = [
     _person("qian-yu", "Qian Yu (CEO)", None, "acme"),
     _person("sun-li", "Sun Li (HRBP)", "qian-yu", "acme"),
+    _person("wang-fang", "Wang Fang (HR admin)", "qian-yu", "acme"),
     _person("zhang-wei", "Dr. Zhang Wei", "qian-yu", "radiology", department="radiology"),
     _person("li-na", "Dr. Li Na", "zhang-wei", "radiology-reading", department="radiology"),
     _person("chen-jie", "Dr. Chen Jie", "zhang-wei", "radiology-reading", department="radiology"),
@@ -148,9 +150,12 @@ def store_is_empty(client: httpx.Client, goals_url: str) -> bool:
     return not response.json()["goals"]
 
 
-def load_demo(*, goals_url: str, ingestion_url: str) -> dict[str, Any] | None:
-    """Post the demo company and events into an empty store; None if it was not empty."""
-    with httpx.Client(timeout=10.0) as client:
+def load_demo(
+    *, goals_url: str, ingestion_url: str, headers: Mapping[str, str]
+) -> dict[str, Any] | None:
+    """Post the demo company and events into an empty store, signed in with ``headers`` (an
+    HR admin's and a publisher's token); None if the store was not empty."""
+    with httpx.Client(timeout=10.0, headers=dict(headers)) as client:
         if not store_is_empty(client, goals_url):
             return None
         client.post(f"{goals_url}/v1/org-units", json=ORG_UNITS).raise_for_status()

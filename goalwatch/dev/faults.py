@@ -341,7 +341,7 @@ def _kill_on_webhook(name: str) -> Fault:
 
 async def _outbox_pending(run: Run) -> float:
     """goals' ``goalwatch_goal_outbox_pending``: change records stored, events not yet out."""
-    async with httpx.AsyncClient(timeout=5) as client:
+    async with run.stack.async_client(timeout=5) as client:
         answer = await client.get(f"{run.stack.settings.url('goals')}/metrics")
     for line in answer.text.splitlines():
         if line.startswith("goalwatch_goal_outbox_pending "):
@@ -445,7 +445,7 @@ async def _move_people(run: Run) -> None:
     fault time, and return once the evaluator's directory view has acknowledged the moves."""
     workload = run.workload
     goals = run.stack.settings.url("goals")
-    async with httpx.AsyncClient(timeout=30) as client:
+    async with run.stack.async_client(timeout=30) as client:
         answer = await client.post(f"{goals}/v1/org-units", json=org_units())
         answer.raise_for_status()
         answer = await client.post(f"{goals}/v1/people", json=movers(workload, moved=False))
@@ -481,7 +481,7 @@ def _aof_cut_after_move() -> Fault:
     async def fault(run: Run) -> None:
         await cut(run)
         readings = unit_readings(run.workload, datetime.now(UTC))
-        async with httpx.AsyncClient(timeout=30) as client:
+        async with run.stack.async_client(timeout=30) as client:
             await _post(run, client, f"{run.stack.settings.url('ingestion')}/v1/events", readings)
         accepted = time.monotonic()
         for transition in unit_transitions(run.workload, readings):
@@ -508,7 +508,7 @@ async def _rule_changes(run: Run) -> None:
     await run.until(run.workload.fault_at)
     url = f"{run.stack.settings.url('evaluator')}/v1/rules"
     began, versions, round_ = time.monotonic(), 0, 0
-    async with httpx.AsyncClient(timeout=30) as client:
+    async with run.stack.async_client(timeout=30) as client:
         listed = await client.get(url)
         listed.raise_for_status()
         rules = {rule["id"]: rule["source"] for rule in listed.json()}
@@ -518,7 +518,6 @@ async def _rule_changes(run: Run) -> None:
                 answer = await client.put(
                     f"{url}/{rule_id}",
                     json={"source": f"{source}# change {round_}\n", "comment": "fault run"},
-                    headers={"X-Goalwatch-User": "faults"},
                 )
                 answer.raise_for_status()
                 versions += 1
@@ -588,7 +587,7 @@ async def _burst(run: Run) -> None:
     through the stream: every request of up to 1,000 events concurrently."""
     workload = run.workload
     settings = run.stack.settings
-    async with httpx.AsyncClient(timeout=120) as client:
+    async with run.stack.async_client(timeout=120) as client:
         everyone = burst_people(workload)
         for first in range(0, len(everyone), 1000):  # goals takes up to 1,000 at a time
             answer = await client.post(
@@ -898,7 +897,7 @@ async def _measure(
     stack: Stack, receiver: Receiver, scenario: Scenario, workload: Workload
 ) -> Outcome:
     settings = stack.settings
-    async with httpx.AsyncClient(timeout=30) as client:
+    async with stack.async_client(timeout=30) as client:
         answer = await client.post(f"{settings.url('goals')}/v1/people", json=people(workload))
         answer.raise_for_status()
         if graph := impact_goals(workload):
@@ -914,7 +913,7 @@ async def _measure(
     try:
         run = Run(stack=stack, receiver=receiver, nc=nc, workload=workload)
         fault = asyncio.create_task(scenario.fault(run)) if scenario.fault else None
-        async with httpx.AsyncClient(timeout=10) as client:
+        async with stack.async_client(timeout=10) as client:
             await asyncio.gather(_stream(run, client), _change_goals(run, client))
         stream_end = time.monotonic()
         if fault is not None:

@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from goalwatch.dev.bench import Latencies
 from goalwatch.dev.stack import Stack, StackSettings
 
@@ -125,7 +123,7 @@ def run(*, goals: int, walks: int, rules_dir: Path) -> ImpactResult:
         stack.start()
         try:
             url = settings.url("goals")
-            with httpx.Client(timeout=120) as http:
+            with stack.client(timeout=120) as http:
                 began = time.perf_counter()
                 for start in range(0, len(flat), BATCH):
                     http.post(

@@ -25,6 +25,7 @@ import hmac
 import html
 import json
 import os
+import re
 import secrets
 import sys
 import tempfile
@@ -49,6 +50,7 @@ from jwt.algorithms import RSAAlgorithm
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from goalwatch.contracts.metrics import PERSON_ID_PATTERN
 from goalwatch.settings import Port, duration_setting, settings_or_exit
 
 DEFAULT_USERS_FILE = Path(__file__).with_name("idp_users.yaml")
@@ -66,6 +68,8 @@ DEV_CLIENT = "goalwatch-dev"
 ALGORITHM = "RS256"
 CODE_LIFETIME = 60.0
 """Seconds an authorization code can be redeemed in (RFC 6749 §4.1.2 recommends at most 10 min)."""
+
+PERSON_ID = re.compile(PERSON_ID_PATTERN)
 
 GrantType = Literal["client_credentials", "password", "authorization_code"]
 
@@ -103,6 +107,11 @@ class IdpSettings(BaseSettings):
         description="The signing key and client secrets are kept in <state dir>/idp/.",
     )
     log_level: str = Field("INFO", description="Log level (DEBUG, INFO, WARNING, ERROR).")
+    idp_any_person: bool = Field(
+        False,
+        description="Let a person id the users file does not list sign in too, with no role "
+        "(the integration tests make people of their own and act as them).",
+    )
 
     @field_validator("idp_token_lifetime", mode="before")
     @classmethod
@@ -390,6 +399,8 @@ class Provider:
     def user(self, user_id: str, password: str | None) -> DemoUser:
         """The person signing in, if the password is theirs (or they need none)."""
         user = self.directory.users.get(user_id)
+        if user is None and self.settings.idp_any_person and PERSON_ID.fullmatch(user_id):
+            user = DemoUser(name=user_id, email=f"{user_id}@example.org")
         if user is None:
             raise OAuthError("invalid_grant", f"no user {user_id!r}")
         if user.password is not None and not hmac.compare_digest(password or "", user.password):

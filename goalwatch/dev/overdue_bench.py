@@ -35,7 +35,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
-import httpx
 import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -258,12 +257,11 @@ async def pending_timers(js: JetStreamContext) -> int:
         await js.delete_consumer(subjects.STREAM_TIMERS, info.name)
 
 
-async def arm_through_events(
-    settings: StackSettings, js: JetStreamContext, count: int, run: str
-) -> None:
+async def arm_through_events(stack: Stack, js: JetStreamContext, count: int, run: str) -> None:
     """``count`` subjects report once now: the evaluator arms each deadline, GAP from now."""
+    settings = stack.settings
     now = datetime.now(UTC)
-    async with httpx.AsyncClient(timeout=60) as client:
+    async with stack.async_client(timeout=60) as client:
         for first in range(0, count, _ARM_BATCH):
             batch = [
                 report(f"{run}-bg{n}", now, run=run)
@@ -363,7 +361,7 @@ async def measure_probes(
     )
     alerts = await nc.subscribe(subjects.ALERTS_FIRED, cb=watch.on_alert)
     try:
-        async with httpx.AsyncClient(timeout=60) as client:
+        async with stack.async_client(timeout=60) as client:
             answer = await client.post(f"{settings.url('goals')}/v1/people", json=people)
             answer.raise_for_status()
             answer = await client.post(
@@ -420,7 +418,7 @@ async def _measure(
         run = f"bg-{uuid.uuid4().hex[:6]}"
         started = time.perf_counter()
         if arm == "events":
-            await arm_through_events(stack.settings, js, deadlines, run)
+            await arm_through_events(stack, js, deadlines, run)
         else:
             await arm_through_timers(js, deadlines, run)
         arm_seconds = time.perf_counter() - started

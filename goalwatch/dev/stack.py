@@ -19,6 +19,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 from pydantic import Field
@@ -353,6 +354,15 @@ class Stack:
             "GOALWATCH_OIDC_CLIENT_ID": client,
             "GOALWATCH_OIDC_CLIENT_SECRET": self._client_secrets.get(client, ""),
         }
+
+    def client(self, *, user: str | None = None, **options: Any) -> httpx.Client:
+        """An HTTP client signed in to the stack's services: as demo person ``user``, or as
+        ``goalwatch-dev`` (every role); ``options`` go to :class:`httpx.Client`."""
+        return httpx.Client(headers=self.auth_headers(user), **options)
+
+    def async_client(self, *, user: str | None = None, **options: Any) -> httpx.AsyncClient:
+        """:meth:`client`, asynchronous."""
+        return httpx.AsyncClient(headers=self.auth_headers(user), **options)
 
     def token(self, user: str | None = None, *, client: str | None = None) -> str:
         """An access token from the stack's provider: for demo person ``user``, for

@@ -19,7 +19,7 @@ from goalwatch.checkpoints import Checkpoint
 from goalwatch.connections import ready_checks, redis_client
 from goalwatch.consumers import Consumers, ConsumerSpec, RedeliveryPolicy
 from goalwatch.contracts import GoalStatusChanged, MetricRecorded, TimerFired, subjects
-from goalwatch.goals_client import GoalsClient
+from goalwatch.goals_client import GoalsClient, service_auth
 from goalwatch.messaging import new_broker
 from goalwatch.rules import (
     LoadedRule,
@@ -161,7 +161,7 @@ def create_app(
     redis = redis or redis_client(settings.redis_url)
     http = http or httpx.AsyncClient(timeout=httpx.Timeout(2.0))
     timers = Timers(lambda: broker.connection)
-    goals = GoalsClient(client=http, base_url=settings.goals_url)
+    goals = GoalsClient(client=http, base_url=settings.goals_url, auth=service_auth(settings))
     directory_store = DirectoryStore(redis)
     directory = Directory(directory_store)
     # Names from the evaluator's own view of the directory; goals only for someone it lacks.

@@ -23,7 +23,7 @@ from goalwatch.consumers import Consumers, ConsumerSpec, RedeliveryPolicy
 from goalwatch.contracts import TimerFired, subjects
 from goalwatch.durations import duration_text
 from goalwatch.file_errors import FileErrors
-from goalwatch.goals_client import GoalsClient
+from goalwatch.goals_client import GoalsClient, service_auth
 from goalwatch.messaging import new_broker
 from goalwatch.routing.spec import RoutesFile, RouteSpec
 from goalwatch.service import service_app
@@ -601,7 +601,7 @@ def create_app(
     http = http or httpx.AsyncClient(timeout=httpx.Timeout(settings.goals_timeout))
     routing = build_routing(settings, client=http, environ=environ or environment())
     inbox = Inbox(redis, retention=settings.inbox_retention)
-    goals = GoalsClient(client=http, base_url=settings.goals_url)
+    goals = GoalsClient(client=http, base_url=settings.goals_url, auth=service_auth(settings))
     deliveries = DeliveryLog(redis, retention=settings.inbox_retention)
     silences = Silences(redis, retention=settings.inbox_retention)
     links = ack_links(settings)

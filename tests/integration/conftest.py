@@ -357,6 +357,8 @@ def stack_of_its_own(
             "GOALWATCH_WEBHOOK_URL": webhook.url,
             "GOALWATCH_WEBHOOK_SECRET": WEBHOOK_SECRET,
             "GOALWATCH_LOG_LEVEL": "DEBUG",
+            # The tests make people of their own and act as them.
+            "GOALWATCH_IDP_ANY_PERSON": "true",
             **(env or {}),
         },
     )
@@ -382,6 +384,8 @@ def stack(stack_settings: StackSettings, webhook: WebhookReceiver) -> Iterator[S
             "GOALWATCH_WEBHOOK_URL": webhook.url,
             "GOALWATCH_WEBHOOK_SECRET": WEBHOOK_SECRET,
             "GOALWATCH_LOG_LEVEL": "DEBUG",
+            # The tests make people of their own and act as them.
+            "GOALWATCH_IDP_ANY_PERSON": "true",
             # Retries as in production, only faster: 3 attempts, 50 ms apart at first.
             "GOALWATCH_WEBHOOK_MAX_ATTEMPTS": "3",
             "GOALWATCH_WEBHOOK_BACKOFF": "0.05",

@@ -55,7 +55,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, receiver: WebhookReceiver) -
 def person(stack: Stack) -> str:
     """Who every alert here is about (one person: the receiver is asked per fingerprint)."""
     subject = unique("ordered")
-    with httpx.Client(timeout=10.0) as http:
+    with stack.client(timeout=10.0) as http:
         response = http.post(
             f"{stack.settings.url('goals')}/v1/people", json=[{"id": subject, "name": "Dr Order"}]
         )

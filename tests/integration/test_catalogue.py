@@ -23,8 +23,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=10.0) as client:
+def http(stack: Stack) -> Iterator[httpx.Client]:
+    with stack.client(timeout=10.0) as client:
         yield client
 
 
@@ -105,7 +105,7 @@ async def test_a_nats_event_the_catalogue_refuses_is_dead_lettered_and_the_rest_
         "see GET /v1/metrics"
     )
     # The good event of the message was stored: sent again, JetStream knows its id.
-    async with httpx.AsyncClient(timeout=10.0) as http:
+    async with stack.async_client(timeout=10.0) as http:
         answer = await http.post(f"{stack.settings.url('ingestion')}/v1/events", json=good)
     assert (answer.json()["accepted"], answer.json()["duplicated"]) == (0, 1)
 

@@ -414,7 +414,7 @@ def test_the_vendor_checks_can_fail() -> None:
 def test_an_alert_reaches_every_channel_in_its_language_and_resolves(
     chat_stack: Stack, vendors: dict[str, VendorReceiver], alertmanager: Alertmanager
 ) -> None:
-    with httpx.Client(timeout=10) as http:
+    with chat_stack.client(timeout=10) as http:
         doctor, _head = add_doctor(http, chat_stack.settings.url("goals"))
         ingestion = chat_stack.settings.url("ingestion")
         post_events(http, ingestion, [rework_event(doctor, d, 0.2) for d in (1, 2, 3)])
@@ -461,7 +461,7 @@ def test_an_alert_reaches_every_channel_in_its_language_and_resolves(
 def test_a_rate_limited_message_is_retried_and_delivered_once(
     chat_stack: Stack, vendors: dict[str, VendorReceiver]
 ) -> None:
-    with httpx.Client(timeout=10) as http:
+    with chat_stack.client(timeout=10) as http:
         doctor, _head = add_doctor(http, chat_stack.settings.url("goals"))
         for receiver in vendors.values():
             receiver.throttle.add(doctor)

@@ -7,7 +7,6 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 import nats
 import pytest
 from nats.js.api import ConsumerConfig, DeliverPolicy
@@ -42,7 +41,7 @@ def test_failed_webhook_is_retried_then_dead_lettered(
     stack: Stack, webhook: WebhookReceiver
 ) -> None:
     subject = unique(f"{FAILING_PREFIX}doctor")
-    with httpx.Client(timeout=10.0) as http:
+    with stack.client(timeout=10.0) as http:
         response = http.post(
             f"{stack.settings.url('goals')}/v1/people",
             json={"id": subject, "name": "Dr Unreachable"},

@@ -170,7 +170,7 @@ def test_a_rule_scoped_to_a_department_alerts_only_inside_it_and_follows_a_move(
 ) -> None:
     goals_url, ingestion_url = stack.settings.url("goals"), stack.settings.url("ingestion")
     evaluator_url, nats_url = stack.settings.url("evaluator"), stack.settings.nats_url
-    with httpx.Client(timeout=10) as client:
+    with stack.client(timeout=10) as client:
         ids = add_chart(client, goals_url)
         inside, beside, unknown = unique("ct-doctor"), unique("cardio-doctor"), unique("guest")
         add_person(client, goals_url, inside, ids["ct"])
@@ -238,7 +238,7 @@ def test_the_directory_lost_by_redis_is_replayed_from_the_stream(own_stack: Stac
     stack = own_stack
     goals_url, ingestion_url = stack.settings.url("goals"), stack.settings.url("ingestion")
     evaluator_url, nats_url = stack.settings.url("evaluator"), stack.settings.nats_url
-    with httpx.Client(timeout=10) as client:
+    with stack.client(timeout=10) as client:
         # State committed once before the cut, as in any running installation.
         add_person(client, goals_url, unique("warm-up"), "nowhere")
         post_events(client, ingestion_url, [turnaround(unique("warm-up"), 1, 1)])
@@ -276,7 +276,7 @@ def test_the_directory_lost_by_redis_is_replayed_from_the_stream(own_stack: Stac
 def test_a_redis_that_lost_everything_gets_the_whole_directory_back(own_stack: Stack) -> None:
     stack = own_stack
     goals_url, nats_url = stack.settings.url("goals"), stack.settings.nats_url
-    with httpx.Client(timeout=10) as client:
+    with stack.client(timeout=10) as client:
         ids = add_chart(client, goals_url)
         inside = unique("ct-doctor")
         add_person(client, goals_url, inside, ids["ct"])

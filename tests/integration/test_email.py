@@ -246,7 +246,7 @@ def test_an_alert_and_its_resolution_arrive_by_mail_over_starttls(
     mail_stack: Stack, smtp: tuple[MailServer, Path]
 ) -> None:
     server, _ = smtp
-    with httpx.Client(timeout=10.0) as http:
+    with mail_stack.client(timeout=10.0) as http:
         doctor, head = add_doctor(http, mail_stack.settings.url("goals"))
         address = f"{head}@example.org"
         events = [rework_event(doctor, d, v) for d, v in ((1, 0.09), (2, 0.11), (3, 0.12))]
@@ -288,7 +288,7 @@ def test_a_greylisted_mail_is_sent_again_and_arrives_once(
     mail_stack: Stack, smtp: tuple[MailServer, Path]
 ) -> None:
     server, _ = smtp
-    with httpx.Client(timeout=10.0) as http:
+    with mail_stack.client(timeout=10.0) as http:
         address = f"greylist-{unique('head')}@example.org"
         doctor, _ = add_people(http, mail_stack.settings.url("goals"), head_email=address)
         post_events(
@@ -309,7 +309,7 @@ def test_a_greylisted_mail_is_sent_again_and_arrives_once(
 
 def test_a_refused_mail_is_dead_lettered(mail_stack: Stack, smtp: tuple[MailServer, Path]) -> None:
     server, _ = smtp
-    with httpx.Client(timeout=10.0) as http:
+    with mail_stack.client(timeout=10.0) as http:
         address = f"refuse-{unique('head')}@example.org"
         doctor, _ = add_people(http, mail_stack.settings.url("goals"), head_email=address)
         post_events(

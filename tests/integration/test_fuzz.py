@@ -109,8 +109,8 @@ hostile_literals = st.one_of(
 
 
 @pytest.fixture(scope="module")
-def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=30) as client:
+def http(stack: Stack) -> Iterator[httpx.Client]:
+    with stack.client(timeout=30) as client:
         yield client
 
 

@@ -34,7 +34,7 @@ def post_goals(http: httpx.Client, url: str, body: Any) -> httpx.Response:
 def test_a_link_closing_a_cycle_is_refused_with_the_cycle_spelled_out(stack: Stack) -> None:
     url = stack.settings.url("goals")
     a, b, c = unique("a"), unique("b"), unique("c")
-    with httpx.Client(timeout=10) as http:
+    with stack.client(timeout=10) as http:
         chain = [
             goal(a, contributes_to=[{"goal_id": b}]),
             goal(b, contributes_to=[{"goal_id": c}]),
@@ -73,7 +73,7 @@ async def test_two_concurrent_writes_cannot_close_a_cycle(stack: Stack) -> None:
 
 async def test_two_concurrent_posts_cannot_close_a_cycle(stack: Stack) -> None:
     url = stack.settings.url("goals")
-    async with httpx.AsyncClient(timeout=10) as http:
+    async with stack.async_client(timeout=10) as http:
         for _ in range(10):
             a, b, c = unique("a"), unique("b"), unique("c")
             base = await http.post(
@@ -91,7 +91,7 @@ async def test_two_concurrent_posts_cannot_close_a_cycle(stack: Stack) -> None:
 def test_progress_rolls_up_by_weight_and_check_ins_are_kept(stack: Stack) -> None:
     url = stack.settings.url("goals")
     objective, kr1, kr2, task = unique("obj"), unique("kr1"), unique("kr2"), unique("task")
-    with httpx.Client(timeout=10) as http:
+    with stack.client(timeout=10) as http:
         body = [
             goal(objective, type="objective"),
             goal(kr1, contributes_to=[{"goal_id": objective, "weight": 3}],
@@ -157,7 +157,7 @@ def test_impact_follows_diamonds_and_dependencies_to_every_owner(stack: Stack) -
     url = stack.settings.url("goals")
     ids = {name: unique(name) for name in ("company", "dept1", "dept2", "kr", "other", "ops")}
     boss, owner = unique("boss"), unique("owner")
-    with httpx.Client(timeout=10) as http:
+    with stack.client(timeout=10) as http:
         http.post(f"{url}/v1/people", json=[
             {"id": boss, "name": "Boss"},
             {"id": owner, "name": "Owner", "manager_id": boss},
@@ -210,7 +210,7 @@ def test_the_walk_in_memory_gives_the_goals_service_answer(stack: Stack) -> None
         goal(i["team"], depends_on=[i["ops"]], contributes_to=[{"goal_id": i["company"]}]),
         goal(i["support"], depends_on=[i["ops"]], contributes_to=[{"goal_id": i["company"]}]),
     ]  # fmt: skip
-    with httpx.Client(timeout=10) as http:
+    with stack.client(timeout=10) as http:
         http.post(f"{url}/v1/people", json=people).raise_for_status()
         assert post_goals(http, url, body).status_code == 200
         served = {g: http.get(f"{url}/v1/goals/{g}/impact").json() for g in (i["kr"], i["ops"])}
@@ -226,7 +226,7 @@ def test_the_walk_in_memory_gives_the_goals_service_answer(stack: Stack) -> None
 def test_every_change_is_published_once(stack: Stack) -> None:
     url = stack.settings.url("goals")
     parent, child = unique("parent"), unique("child")
-    with httpx.Client(timeout=10) as http:
+    with stack.client(timeout=10) as http:
         post_goals(http, url, [goal(parent, type="objective"), goal(child)]).raise_for_status()
         linked = goal(child, contributes_to=[{"goal_id": parent, "weight": 2}])
         post_goals(http, url, linked).raise_for_status()
@@ -254,7 +254,7 @@ def test_every_change_is_published_once(stack: Stack) -> None:
 
 def test_bad_input_is_answered_4xx_naming_the_field(stack: Stack) -> None:
     url = stack.settings.url("goals")
-    with httpx.Client(timeout=10) as http:
+    with stack.client(timeout=10) as http:
         cases = {
             "body.goals.1.type": [goal(unique("ok")), goal(unique("bad"), type="mission")],
             "body.goal.contributes_to.0.weight": goal(unique("w"), contributes_to=[{"goal_id": "p", "weight": -1}]),
@@ -279,7 +279,7 @@ def test_org_units_people_and_goal_listings(stack: Stack) -> None:
     url = stack.settings.url("goals")
     company, dept = unique("co"), unique("dept")
     owner = unique("owner")
-    with httpx.Client(timeout=10) as http:
+    with stack.client(timeout=10) as http:
         units = [
             {"id": company, "name": "Co", "kind": "company"},
             {"id": dept, "name": "Dept", "kind": "department", "parent_id": company,
@@ -317,7 +317,7 @@ def test_csv_import_reports_bad_cells_by_row_and_column(stack: Stack) -> None:
         f"{child},Child,key_result,li-na,{parent}:2,10,5\n"
     )
     csv_type = {"content-type": "text/csv"}
-    with httpx.Client(timeout=10) as http:
+    with stack.client(timeout=10) as http:
         answer = http.post(f"{url}/v1/goals/import", content=good, headers=csv_type)
         assert answer.json() == {"created": 2, "replaced": 0, "unchanged": 0}, answer.text
         assert http.get(f"{url}/v1/goals/{parent}").json()["progress"] == 50
@@ -335,7 +335,7 @@ def test_moving_a_contributor_moves_both_parents_progress(stack: Stack) -> None:
     url = stack.settings.url("goals")
     p, q, x, y, z = (unique(n) for n in "pqxyz")
     values = {"start_value": 0, "target_value": 10}
-    with httpx.Client(timeout=10) as http:
+    with stack.client(timeout=10) as http:
         post_goals(http, url, [
             goal(p, type="objective"), goal(q, type="objective"),
             goal(x, contributes_to=[{"goal_id": p}], current_value=5, **values),

@@ -7,7 +7,6 @@ import asyncio
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import httpx
 import pytest
 from redis.asyncio import Redis
 
@@ -77,7 +76,7 @@ def test_a_status_change_made_while_nats_is_down_is_published_once_it_is_back(
     url = own_stack.settings.url("goals")
     goal_id = unique("kr")
     body = {"id": goal_id, "title": "Store expansion 20%", "type": "key_result", "owner_id": "o"}
-    with httpx.Client(timeout=30) as http:
+    with own_stack.client(timeout=30) as http:
         http.post(f"{url}/v1/goals", json=body).raise_for_status()
         own_stack.kill("nats")
         # Stored and answered although its events cannot be published yet.

@@ -35,8 +35,8 @@ AHEAD = timedelta(seconds=3)
 
 
 @pytest.fixture(scope="module")
-def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=10.0) as client:
+def http(stack: Stack) -> Iterator[httpx.Client]:
+    with stack.client(timeout=10.0) as client:
         yield client
 
 

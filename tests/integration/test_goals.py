@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import httpx
 import pytest
 
 from goalwatch.contracts import subjects
@@ -18,7 +17,7 @@ pytestmark = pytest.mark.integration
 def test_people_chains_cycles_and_repeats(stack: Stack) -> None:
     goals = stack.settings.url("goals")
     ceo, vp, lead = unique("ceo"), unique("vp"), unique("lead")
-    with httpx.Client(timeout=10) as http:
+    with stack.client(timeout=10) as http:
         # A report may arrive before their manager; an id given twice counts once, last wins.
         batch = [
             {"id": lead, "name": "Lead (old name)", "manager_id": vp},
@@ -51,7 +50,7 @@ def test_people_chains_cycles_and_repeats(stack: Stack) -> None:
 def test_the_demo_never_overwrites_what_a_user_stored(stack: Stack) -> None:
     goals = stack.settings.url("goals")
     mine = {"id": "chen-jie", "name": "Chen Jie (a user's, not the demo's)"}
-    with httpx.Client(timeout=10) as http:
+    with stack.client(timeout=10) as http:
         http.post(f"{goals}/v1/people", json=mine).raise_for_status()
         loaded = load_demo(goals_url=goals, ingestion_url=stack.settings.url("ingestion"))
         assert loaded is None
@@ -64,7 +63,7 @@ def test_listing_people_reads_their_chains_in_bulk(stack: Stack) -> None:
     prefix = unique("bulk")
     people = [{"id": f"{prefix}-{n:03d}", "name": f"P{n}",
                "manager_id": f"{prefix}-{n - 1:03d}" if n else None} for n in range(30)]  # fmt: skip
-    with httpx.Client(timeout=10) as http:
+    with stack.client(timeout=10) as http:
         answer = http.post(f"{goals}/v1/people", json=people).json()
         assert (answer["created"], answer["replaced"]) == (30, 0)
         assert http.post(f"{goals}/v1/people", json=people[:2]).json()["replaced"] == 2
@@ -78,7 +77,7 @@ def test_every_id_of_the_alphabet_can_be_looked_up(stack: Stack) -> None:
     url = stack.settings.url("goals")
     tag = unique("")
     ids = [f"a.b{tag}", f"x@y.org{tag}", f"_-.{tag}", f"A9{tag}"]
-    with httpx.Client(timeout=10) as http:
+    with stack.client(timeout=10) as http:
         batch = [{"id": i, "name": i} for i in ids[:3]]
         assert http.post(f"{url}/v1/people", json=batch).status_code == 200
         assert http.post(f"{url}/v1/people", json={"id": ids[3], "name": "n"}).status_code == 200
@@ -89,7 +88,7 @@ def test_every_id_of_the_alphabet_can_be_looked_up(stack: Stack) -> None:
 def test_people_and_org_units_are_published_once_per_change(stack: Stack) -> None:
     url, nats_url = stack.settings.url("goals"), stack.settings.nats_url
     person, unit = unique("person"), unique("company")
-    with httpx.Client(timeout=10) as http:
+    with stack.client(timeout=10) as http:
         body = {"id": person, "name": "Li Na", "time_zone": "Asia/Shanghai"}
         first = http.post(f"{url}/v1/people", json=body).json()
         again = http.post(f"{url}/v1/people", json=body).json()

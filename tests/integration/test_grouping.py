@@ -146,7 +146,7 @@ def test_a_group_is_one_message_then_its_changes_then_it_ends(
     grouped: Stack, webhook: WebhookReceiver
 ) -> None:
     department = unique("grouped")
-    with httpx.Client(timeout=10) as http:
+    with grouped.client(timeout=10) as http:
         doctors = [fire(grouped, http, department) for _ in range(3)]
         webhook.wait_for(lambda _: len(about(webhook, department)) >= 1)
         [first] = about(webhook, department)
@@ -198,7 +198,7 @@ def test_a_route_with_repeat_interval_reminds_until_the_alert_resolves(
     grouped: Stack, webhook: WebhookReceiver
 ) -> None:
     department = unique("reminded")
-    with httpx.Client(timeout=10) as http:
+    with grouped.client(timeout=10) as http:
         doctor = fire(grouped, http, department)
         webhook.wait_for(lambda _: len(about(webhook, department)) >= 3)
         first, reminder = about(webhook, department)[:2]
@@ -231,7 +231,7 @@ def test_a_burst_past_the_rate_limit_is_merged_into_one_digest(
     grouped: Stack, wecom: VendorReceiver
 ) -> None:
     department = unique("burst")
-    with httpx.Client(timeout=10) as http:
+    with grouped.client(timeout=10) as http:
         doctors = [fire(grouped, http, department) for _ in range(5)]
         await_drained(grouped.settings.nats_url)
         # Two go at once, as the limit allows; the other three are held back ...
@@ -265,7 +265,7 @@ def test_quiet_hours_hold_messages_until_they_end(
     ends = (now + timedelta(seconds=6)).replace(microsecond=0)  # the file has seconds
     routes_file.write_text(routes(now - timedelta(hours=1), ends), encoding="utf-8")
     notifier = grouped.settings.url("notifier")
-    with httpx.Client(timeout=10) as http:
+    with grouped.client(timeout=10) as http:
         assert http.post(f"{notifier}/v1/routes/reload").status_code == 200
         doctor = fire(grouped, http, department)
         await_drained(grouped.settings.nats_url)
@@ -300,7 +300,7 @@ def test_an_alert_nobody_acknowledges_goes_up_the_manager_chain(
 ) -> None:
     department = unique("ignored")
     notifier = grouped.settings.url("notifier")
-    with httpx.Client(timeout=10) as http:
+    with grouped.client(timeout=10) as http:
         doctor, head, director, chief = chain(grouped, http)
         events = [
             rework_event(doctor, d, 0.2, labels={"department": department}) for d in (1, 2, 3)
@@ -325,7 +325,7 @@ def test_an_alert_nobody_acknowledges_goes_up_the_manager_chain(
 def test_an_acknowledged_alert_is_not_passed_up(grouped: Stack, webhook: WebhookReceiver) -> None:
     department = unique("ignored")
     notifier = grouped.settings.url("notifier")
-    with httpx.Client(timeout=10) as http:
+    with grouped.client(timeout=10) as http:
         doctor, head, director, _chief = chain(grouped, http)
         events = [
             rework_event(doctor, d, 0.2, labels={"department": department}) for d in (1, 2, 3)
@@ -336,7 +336,7 @@ def test_an_acknowledged_alert_is_not_passed_up(grouped: Stack, webhook: Webhook
         acked = http.post(
             f"{notifier}/v1/alerts/{entry['id']}/ack",
             json={"comment": "on it"},
-            headers={"X-Goalwatch-User": head},
+            headers=grouped.auth_headers(head),
         )
         assert acked.status_code == 200, acked.text
         # The pass-up timer falls due, finds it acknowledged, and does nothing.

@@ -23,8 +23,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=10.0) as client:
+def http(stack: Stack) -> Iterator[httpx.Client]:
+    with stack.client(timeout=10.0) as client:
         yield client
 
 
@@ -175,7 +175,7 @@ def test_resolved_by_hand_then_by_the_rule(
     done = http.post(
         f"{notifier}/v1/alerts/{entry['id']}/resolve",
         json={"comment": "entered twice by the ward"},
-        headers={"X-Goalwatch-User": head},
+        headers=stack.auth_headers(head),
     )
     assert done.status_code == 200, done.text
     body = done.json()

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 
 def test_an_alert_arrives_on_its_recipients_stream_as_it_fires(stack: Stack) -> None:
     notifier, ingestion = stack.settings.url("notifier"), stack.settings.url("ingestion")
-    with httpx.Client(timeout=10.0) as client:
+    with stack.client(timeout=10.0) as client:
         doctor, head = add_doctor(client, stack.settings.url("goals"))
     events: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
     opened = threading.Event()
@@ -27,7 +27,7 @@ def test_an_alert_arrives_on_its_recipients_stream_as_it_fires(stack: Stack) -> 
     def listen() -> None:
         timeout = httpx.Timeout(10.0, read=60.0)
         with (
-            httpx.Client(timeout=timeout) as client,
+            stack.client(timeout=timeout) as client,
             client.stream(
                 "GET", f"{notifier}/v1/alerts/stream", params={"recipient": head}
             ) as response,
@@ -46,7 +46,7 @@ def test_an_alert_arrives_on_its_recipients_stream_as_it_fires(stack: Stack) -> 
     listener = threading.Thread(target=listen, daemon=True)
     listener.start()
     assert opened.wait(10)
-    with httpx.Client(timeout=10.0) as client:
+    with stack.client(timeout=10.0) as client:
         post_events(client, ingestion, [rework_event(doctor, day, 0.2) for day in (1, 2, 3)])
     kind, alert = events.get(timeout=60)  # the event itself, not a pause
     assert kind == "firing"
@@ -59,7 +59,7 @@ def test_the_delivery_log_says_who_was_told_where_and_whether_it_arrived(
     stack: Stack, webhook: WebhookReceiver
 ) -> None:
     notifier, ingestion = stack.settings.url("notifier"), stack.settings.url("ingestion")
-    with httpx.Client(timeout=10.0) as client:
+    with stack.client(timeout=10.0) as client:
         doctor, head = add_doctor(client, stack.settings.url("goals"))
         post_events(client, ingestion, [rework_event(doctor, day, 0.2) for day in (1, 2, 3)])
         await_drained(stack.settings.nats_url)
@@ -83,16 +83,14 @@ def test_the_delivery_log_says_who_was_told_where_and_whether_it_arrived(
 
 def test_a_manager_acknowledges_a_firing_alert(stack: Stack) -> None:
     notifier, ingestion = stack.settings.url("notifier"), stack.settings.url("ingestion")
-    with httpx.Client(timeout=10.0) as client:
+    with stack.client(timeout=10.0) as client:
         doctor, head = add_doctor(client, stack.settings.url("goals"))
         post_events(client, ingestion, [rework_event(doctor, day, 0.2) for day in (1, 2, 3)])
         await_drained(stack.settings.nats_url)
         waiting = client.get(f"{notifier}/v1/alerts", params={"recipient": head, "acked": "false"})
         [alert] = waiting.json()["alerts"]
         url = f"{notifier}/v1/alerts/{alert['fingerprint']}/ack"
-        acked = client.post(
-            url, json={"comment": "calling her"}, headers={"X-Goalwatch-User": head}
-        )
+        acked = client.post(url, json={"comment": "calling her"}, headers=stack.auth_headers(head))
         assert acked.status_code == 200, acked.text
         assert acked.json()["acked_by"] == head and acked.json()["ack_comment"] == "calling her"
         left = client.get(f"{notifier}/v1/alerts", params={"recipient": head, "acked": "false"})
@@ -102,5 +100,5 @@ def test_a_manager_acknowledges_a_firing_alert(stack: Stack) -> None:
         # Resolved: still shows who took it on; nothing left to acknowledge.
         entry = client.get(f"{notifier}/v1/alerts/{alert['fingerprint']}").json()
         assert entry["state"] == "resolved" and entry["acked_by"] == head
-        assert client.post(url, headers={"X-Goalwatch-User": head}).status_code == 409
+        assert client.post(url, headers=stack.auth_headers(head)).status_code == 409
         assert client.post(f"{notifier}/v1/alerts/nope/ack").status_code == 404

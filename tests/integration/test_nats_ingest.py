@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 
-import httpx
 import nats
 import pytest
 from nats.aio.client import Client
@@ -50,7 +49,7 @@ async def nc(stack: Stack) -> AsyncIterator[Client]:
 async def test_events_published_on_nats_fire_alerts(
     stack: Stack, nc: Client, webhook: WebhookReceiver
 ) -> None:
-    with httpx.Client() as http:
+    with stack.client() as http:
         doctor, _ = add_doctor(http, stack.settings.url("goals"))
     js = nc.jetstream()
     batch = [rework_event(doctor, d, 0.25) for d in (1, 2, 3)]

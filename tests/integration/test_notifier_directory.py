@@ -104,7 +104,7 @@ def test_recipients_are_looked_up_once_and_a_rename_reaches_the_next_alert(
     ingestion = stack.settings.url("ingestion")
     nurse, sister = unique("nurse"), unique("sister")
     start = datetime.now(UTC)
-    with httpx.Client(timeout=10.0) as client:
+    with stack.client(timeout=10.0) as client:
         changes = counter(client, notifier, "goalwatch_notifier_directory_changes_total")
         people = [
             {"id": sister, "name": "Sister Gao", "email": "gao@example.org"},
@@ -153,7 +153,7 @@ def test_changes_are_followed_again_after_nats_restarts(
     ingestion = stack.settings.url("ingestion")
     nurse, sister = unique("nurse"), unique("sister")
     start = datetime.now(UTC)
-    with httpx.Client(timeout=10.0) as client:
+    with stack.client(timeout=10.0) as client:
         changes = counter(client, notifier, "goalwatch_notifier_directory_changes_total")
         people = [
             {"id": sister, "name": "Sister Gao"},

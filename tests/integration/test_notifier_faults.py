@@ -58,8 +58,8 @@ def faulty(tmp_path_factory: pytest.TempPathFactory, receiver: WebhookReceiver) 
 
 
 @pytest.fixture(scope="module")
-def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=10.0) as client:
+def http(faulty: Stack) -> Iterator[httpx.Client]:
+    with faulty.client(timeout=10.0) as client:
         yield client
 
 

@@ -64,8 +64,8 @@ def wait_until(at: datetime) -> None:
 
 
 @pytest.fixture(scope="module")
-def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=10.0) as client:
+def http(stack: Stack) -> Iterator[httpx.Client]:
+    with stack.client(timeout=10.0) as client:
         yield client
 
 

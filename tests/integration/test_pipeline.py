@@ -26,7 +26,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def http(stack: Stack) -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=10.0) as client:
+    with stack.client(timeout=10.0) as client:
         yield client
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import httpx
 import pytest
 
 from goalwatch.dev.stack import Stack
@@ -31,7 +30,7 @@ def test_the_org_chart_names_who_is_told(stack: Stack, webhook: WebhookReceiver)
     ward = unique("ward")
     nurse, sister, matron, hrbp = (unique(who) for who in ("nurse", "sister", "matron", "hr"))
     nursing, hospital = unique("nursing"), unique("hospital")
-    with httpx.Client(timeout=10.0) as client:
+    with stack.client(timeout=10.0) as client:
         people = [
             {"id": matron, "name": "Matron Lin", "org_unit_id": nursing},
             {"id": hrbp, "name": "HR He"},

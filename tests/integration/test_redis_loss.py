@@ -13,7 +13,6 @@ import asyncio
 import shutil
 from pathlib import Path
 
-import httpx
 import pytest
 import redis
 
@@ -80,7 +79,7 @@ def stack(tmp_path: Path, webhook: WebhookReceiver) -> Stack:
 def test_rule_state_lost_by_redis_is_replayed_from_the_stream(stack: Stack) -> None:
     urls = {name: stack.settings.url(name) for name in ("goals", "ingestion")}
     nats_url = stack.settings.nats_url
-    with httpx.Client(timeout=10) as client:
+    with stack.client(timeout=10) as client:
         # Two days breaching before the cut, the third after: fires only if the first two
         # are remembered. Three days before the cut: fired already, must not fire again.
         pending = [add_doctor(client, urls["goals"])[0] for _ in range(4)]
@@ -122,7 +121,7 @@ def test_inbox_lost_by_redis_is_replayed_and_nothing_is_delivered_twice(
     def resolve(doctors: list[str]) -> list[dict[str, object]]:
         return [rework_event(d, 4, 0.01) for d in doctors]
 
-    with httpx.Client(timeout=10) as client:
+    with stack.client(timeout=10) as client:
         # Everyone exists before the cut: goals keeps its people in the same Redis.
         before, cut_firing, cut_resolved, after = (
             [add_doctor(client, urls["goals"])[0] for _ in range(count)] for count in (2, 3, 3, 2)
@@ -182,7 +181,7 @@ def test_goal_changes_lost_by_redis_are_replayed_from_the_stream(stack: Stack) -
     it, and the next change gets a new version: it reaches the stream and the evaluator
     instead of being dropped as a duplicate of the change the cut took away."""
     url, nats_url = stack.settings.url("goals"), stack.settings.nats_url
-    with httpx.Client(timeout=10) as client:
+    with stack.client(timeout=10) as client:
         owner, _ = add_doctor(client, url)
         kr, objective, dependent = unique("kr"), unique("objective"), unique("dependent")
         goals = [
@@ -261,7 +260,7 @@ def test_goal_changes_lost_by_redis_are_replayed_from_the_stream(stack: Stack) -
 
 def test_goals_of_a_redis_that_lost_everything_are_rebuilt_from_the_stream(stack: Stack) -> None:
     url = stack.settings.url("goals")
-    with httpx.Client(timeout=10) as client:
+    with stack.client(timeout=10) as client:
         owner, head = add_doctor(client, url)
         unit = {"id": unique("company"), "name": "Riverside", "kind": "company"}
         assert client.post(f"{url}/v1/org-units", json=unit).status_code == 200

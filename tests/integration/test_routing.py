@@ -101,7 +101,7 @@ def delivered(stack: Stack, http: httpx.Client, subject: str) -> set[tuple[str, 
 def test_routes_choose_receivers_by_label_with_continue(
     routed: Stack, webhook: WebhookReceiver, rooms: dict[str, VendorReceiver]
 ) -> None:
-    with httpx.Client(timeout=10) as http:
+    with routed.client(timeout=10) as http:
         cardiologist = fire(routed, http, "cardiology")
         radiologist = fire(routed, http, "radiology")
         # The rework rule's route continues: the audit webhook has both, and the cardiologist's
@@ -125,7 +125,7 @@ def test_routes_choose_receivers_by_label_with_continue(
 
 def test_the_api_shows_and_tries_the_routing_without_secrets(routed: Stack) -> None:
     notifier = routed.settings.url("notifier")
-    with httpx.Client(timeout=10) as http:
+    with routed.client(timeout=10) as http:
         shown = http.get(f"{notifier}/v1/routes")
         assert shown.status_code == 200, shown.text
         body = shown.json()
@@ -191,7 +191,7 @@ def test_a_reload_puts_a_changed_file_in_force_and_refuses_a_broken_one(
     routed: Stack, routes_file: Path, rooms: dict[str, VendorReceiver]
 ) -> None:
     notifier = routed.settings.url("notifier")
-    with httpx.Client(timeout=10) as http:
+    with routed.client(timeout=10) as http:
         before: dict[str, Any] = http.get(f"{notifier}/v1/routes").json()
         routes_file.write_text(
             ROUTES.replace("receiver: audit", "receiver: audti") % {"cardiology": "everyone-room"},

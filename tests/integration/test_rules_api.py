@@ -55,8 +55,8 @@ def rules_stack(
 
 
 @pytest.fixture
-def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=10.0) as client:
+def http(rules_stack: Stack) -> Iterator[httpx.Client]:
+    with rules_stack.client(timeout=10.0) as client:
         yield client
 
 
@@ -87,7 +87,7 @@ def test_a_rule_is_created_changed_disabled_and_rolled_back_with_its_history(
     rules_stack: Stack, http: httpx.Client
 ) -> None:
     evaluator = rules_stack.settings.url("evaluator")
-    user = {"X-Goalwatch-User": "hr.li"}
+    user = rules_stack.auth_headers("wang-fang")
     created = http.post(
         f"{evaluator}/v1/rules",
         json={"source": NOISE_RULE, "comment": "quiet wards"},
@@ -95,7 +95,7 @@ def test_a_rule_is_created_changed_disabled_and_rolled_back_with_its_history(
     )
     assert created.status_code == 201, created.text
     assert created.json()["version"] == 1 and created.json()["enabled"] is True
-    assert created.json()["changed_by"] == "hr.li"
+    assert created.json()["changed_by"] == "wang-fang"
     # The same id again is refused; so is a draft lint refuses, with the lint messages.
     assert http.post(f"{evaluator}/v1/rules", json={"source": NOISE_RULE}).status_code == 409
     bad = http.post(
@@ -143,7 +143,7 @@ def test_a_rule_is_created_changed_disabled_and_rolled_back_with_its_history(
     assert history[0]["comment"] == "rolled back to version 1: as before"
     assert '-condition: {op: ">", value: 75}' in history[0]["diff"]
     assert '+condition: {op: ">", value: 70}' in history[0]["diff"]
-    assert history[2]["author"] == "hr.li" and history[2]["comment"] == "too loud"
+    assert history[2]["author"] == "wang-fang" and history[2]["comment"] == "too loud"
 
     deleted = http.delete(f"{evaluator}/v1/rules/ward-noise-high", params={"comment": "gone"})
     assert deleted.status_code == 200 and deleted.json()["action"] == "deleted"
@@ -188,7 +188,7 @@ def test_a_rule_changed_while_events_flow_loses_nothing_and_fires_nothing_twice(
     values = [2, 0, 3, 1, 2, 0, 5, 1, 4]
 
     def flow() -> None:
-        with httpx.Client(timeout=10.0) as client:
+        with rules_stack.client(timeout=10.0) as client:
             for n, value in enumerate(values):
                 batch = [reading(ward, n, "ward_call_bells", value) for ward in wards]
                 answer = client.post(f"{ingestion}/v1/events", json=batch)
@@ -224,14 +224,14 @@ def test_a_rule_changed_while_events_flow_loses_nothing_and_fires_nothing_twice(
         assert {alert["rule_id"] for _, alert in alerts} == {"ward-bells"}
 
 
-def goalwatch(*args: str, evaluator: str) -> subprocess.CompletedProcess[str]:
+def goalwatch(*args: str, evaluator: str, token: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "goalwatch.cli", "rules", *args, "--evaluator", evaluator],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
-        env={**os.environ, "GOALWATCH_USER": "hr.wang"},
+        env={**os.environ, "GOALWATCH_TOKEN": token},
     )
 
 
@@ -239,34 +239,39 @@ def test_the_rules_commands_push_switch_roll_back_and_export(
     rules_stack: Stack, tmp_path: Path
 ) -> None:
     evaluator = rules_stack.settings.url("evaluator")
+    token = rules_stack.token("wang-fang")
     path = tmp_path / "ward-falls-cli.yaml"
     path.write_text(FALLS_RULE.replace("ward-falls", "ward-falls-cli"), encoding="utf-8")
-    pushed = goalwatch("push", str(path), "-m", "new", evaluator=evaluator)
+    pushed = goalwatch("push", str(path), "-m", "new", evaluator=evaluator, token=token)
     assert pushed.returncode == 0, pushed.stderr
     assert pushed.stdout == "ward-falls-cli: created, version 1\n"
-    assert goalwatch("push", str(path), evaluator=evaluator).stdout == (
+    assert goalwatch("push", str(path), evaluator=evaluator, token=token).stdout == (
         "ward-falls-cli: unchanged, version 1\n"
     )
     path.write_text(path.read_text().replace("value: 2", "value: 4"), encoding="utf-8")
-    assert goalwatch("push", str(path), "-m", "fewer", evaluator=evaluator).stdout == (
+    assert goalwatch("push", str(path), "-m", "fewer", evaluator=evaluator, token=token).stdout == (
         "ward-falls-cli: changed, now version 2\n"
     )
     # A file with a problem is not sent: the lint line says where.
     bad = tmp_path / "bad.yaml"
     bad.write_text(path.read_text().replace("severity: warning", "severity: loud"))
-    refused = goalwatch("push", str(bad), evaluator=evaluator)
+    refused = goalwatch("push", str(bad), evaluator=evaluator, token=token)
     assert refused.returncode == 1
     assert refused.stdout.startswith(f"{bad}:6:1: severity: 'loud' is not one of")
-    assert goalwatch("disable", "ward-falls-cli", evaluator=evaluator).returncode == 0
-    listed = goalwatch("list", evaluator=evaluator).stdout
+    assert goalwatch("disable", "ward-falls-cli", evaluator=evaluator, token=token).returncode == 0
+    listed = goalwatch("list", evaluator=evaluator, token=token).stdout
     [line] = [line for line in listed.splitlines() if line.startswith("ward-falls-cli ")]
-    assert "v3" in line and "disabled" in line and "hr.wang" in line
-    rolled = goalwatch("rollback", "ward-falls-cli", "1", "-m", "undo", evaluator=evaluator)
+    assert "v3" in line and "disabled" in line and "wang-fang" in line
+    rolled = goalwatch(
+        "rollback", "ward-falls-cli", "1", "-m", "undo", evaluator=evaluator, token=token
+    )
     assert rolled.stdout == "ward-falls-cli: back to version 1, as version 4\n"
-    history = goalwatch("history", "ward-falls-cli", "--diff", evaluator=evaluator).stdout
-    assert history.splitlines()[0].endswith("rolled_back hr.wang: rolled back to version 1: undo")
+    history = goalwatch(
+        "history", "ward-falls-cli", "--diff", evaluator=evaluator, token=token
+    ).stdout
+    assert history.splitlines()[0].endswith("rolled_back wang-fang: rolled back to version 1: undo")
     assert '    -condition: {op: ">=", value: 4}' in history
-    exported = goalwatch("export", str(tmp_path / "out"), evaluator=evaluator)
+    exported = goalwatch("export", str(tmp_path / "out"), evaluator=evaluator, token=token)
     assert exported.returncode == 0, exported.stderr
     written = (tmp_path / "out" / "ward-falls-cli.yaml").read_text(encoding="utf-8")
     assert written == FALLS_RULE.replace("ward-falls", "ward-falls-cli")

@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 
-import httpx
 import pytest
 
 from goalwatch.dev.stack import Stack
@@ -17,14 +16,14 @@ from tests.integration.helpers import add_doctor, await_drained, post_events, re
 pytestmark = pytest.mark.integration
 
 
-def goalwatch(*args: str, notifier: str) -> subprocess.CompletedProcess[str]:
+def goalwatch(*args: str, notifier: str, token: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "goalwatch.cli", "silences", *args, "--notifier", notifier],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
-        env={**os.environ, "GOALWATCH_USER": "ops.chen"},
+        env={**os.environ, "GOALWATCH_TOKEN": token},
     )
 
 
@@ -32,15 +31,16 @@ def test_a_silenced_alert_reaches_the_inbox_but_no_channel(
     stack: Stack, webhook: WebhookReceiver
 ) -> None:
     notifier, ingestion = stack.settings.url("notifier"), stack.settings.url("ingestion")
-    with httpx.Client(timeout=10.0) as client:
+    token = stack.token("wang-fang")
+    with stack.client(timeout=10.0) as client:
         doctor, head = add_doctor(client, stack.settings.url("goals"))
         made = goalwatch(
             "add", "--match", f"subject={doctor}", "--match", "severity=~warning|info",
-            "--for", "1h", "-m", "ward audit", notifier=notifier,
+            "--for", "1h", "-m", "ward audit", notifier=notifier, token=token,
         )  # fmt: skip
         assert made.returncode == 0, made.stderr
         silence_id = made.stdout.split()[0]
-        assert "active" in made.stdout and "ops.chen: ward audit" in made.stdout
+        assert "active" in made.stdout and "wang-fang: ward audit" in made.stdout
         post_events(client, ingestion, [rework_event(doctor, day, 0.2) for day in (1, 2, 3)])
         await_drained(stack.settings.nats_url)
         assert webhook.about(doctor) == []
@@ -51,10 +51,10 @@ def test_a_silenced_alert_reaches_the_inbox_but_no_channel(
         assert [d["status"] for d in webhook_outcomes] == ["silenced"]
         assert webhook_outcomes[0]["error"] == f"silence {silence_id}: ward audit"
         # Ended: the resolution is sent.
-        ended = goalwatch("expire", silence_id, notifier=notifier)
+        ended = goalwatch("expire", silence_id, notifier=notifier, token=token)
         assert ended.returncode == 0 and "expired" in ended.stdout
         post_events(client, ingestion, [rework_event(doctor, 4, 0.01)])
         await_drained(stack.settings.nats_url)
         assert [call.json["state"] for call in webhook.about(doctor)] == ["resolved"]
-        listed = goalwatch("list", "--state", "expired", notifier=notifier)
+        listed = goalwatch("list", "--state", "expired", notifier=notifier, token=token)
         assert silence_id in listed.stdout

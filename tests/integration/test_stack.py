@@ -11,7 +11,6 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import httpx
 import jwt
 import pytest
 
@@ -47,7 +46,7 @@ def test_a_second_start_finds_the_data_of_the_first(tmp_path: Path) -> None:
     first = Stack(settings=settings)
     first.start()
     try:
-        with httpx.Client(timeout=10.0) as http:
+        with first.client(timeout=10.0) as http:
             doctor, head = add_doctor(http, settings.url("goals"))
             post_events(
                 http, settings.url("ingestion"), [rework_event(doctor, d, 0.5) for d in (1, 2, 3)]
@@ -61,7 +60,7 @@ def test_a_second_start_finds_the_data_of_the_first(tmp_path: Path) -> None:
     second = Stack(settings=settings)
     second.start()
     try:
-        with httpx.Client(timeout=10.0) as http:
+        with second.client(timeout=10.0) as http:
             person = http.get(f"{settings.url('goals')}/v1/people/{doctor}").json()
             assert person["managers"] == [head]
             assert [a["state"] for a in inbox(http, settings.url("notifier"), recipient=head)] == [
@@ -147,7 +146,7 @@ def test_a_body_that_stops_arriving_is_timed_out(stack: Stack) -> None:
 
 
 def test_a_foreign_host_is_refused_by_every_service(stack: Stack) -> None:
-    with httpx.Client(timeout=10) as client:
+    with stack.client(timeout=10) as client:
         for name in ("ingestion", "goals", "evaluator", "notifier"):
             url = f"{stack.settings.url(name)}/healthz"
             assert client.get(url).status_code == 200, name
@@ -186,7 +185,7 @@ def test_the_stack_signs_people_and_clients_in(stack: Stack) -> None:
     assert environ["GOALWATCH_OIDC_AUDIENCE"] == "goalwatch"
     assert environ["GOALWATCH_OIDC_CLIENT_ID"] == "goalwatch-goals"
     auth = ClientCredentials(issuer, "goalwatch-goals", environ["GOALWATCH_OIDC_CLIENT_SECRET"])
-    with httpx.Client(auth=auth, timeout=10) as http:
+    with stack.client(auth=auth, timeout=10) as http:
         answer = http.get(f"{stack.settings.url('goals')}/healthz")
     assert answer.status_code == 200
     assert claims(answer.request.headers["authorization"].removeprefix("Bearer "))["roles"] == [

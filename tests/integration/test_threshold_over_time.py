@@ -27,8 +27,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=10.0) as client:
+def http(stack: Stack) -> Iterator[httpx.Client]:
+    with stack.client(timeout=10.0) as client:
         yield client
 
 
