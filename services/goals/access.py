@@ -69,6 +69,17 @@ class Access:
                 detail=f"no person with id '{person_id}'; add them with POST /v1/people",
             )
 
+    async def may_check_in(self, caller: Caller, goal: GoalRead) -> bool:
+        """Whether the caller may check in on ``goal`` (which they may see): its owner and
+        the owner's managers, or a role; an HRBP reads their units' goals but does not
+        report on them."""
+        if self.scope(caller) is None:
+            return True
+        if goal.owner_id == caller.person_id:
+            return True
+        owner = await self.directory.person(goal.owner_id)
+        return owner is not None and caller.person_id in owner.managers
+
     async def sees_goal(self, caller: Caller, goal: GoalRead) -> bool:
         """Whether the caller may see ``goal``."""
         check = self.goals_filter(caller)

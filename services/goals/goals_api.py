@@ -16,6 +16,7 @@ from goalwatch.auth.policies import (
     ORG_UNITS_WRITE,
 )
 from goalwatch.auth.policy import Caller
+from goalwatch.auth.principal import Kind
 from goalwatch.contracts.goals import (
     CheckInCreate,
     CheckInHistory,
@@ -246,7 +247,19 @@ def goals_router(
         caller: Annotated[Caller, Depends(CHECK_INS_WRITE)],
     ) -> CheckInRead:
         with timed(service="goals", handler="check_in").time():
-            await one_goal(goal_id, caller)
+            goal = await one_goal(goal_id, caller)
+            if caller.principal.kind is Kind.PERSON and body.by != caller.person_id:
+                raise HTTPException(
+                    403,
+                    f"the check-in says it is by '{body.by}', but {caller.who} is signed in: a "
+                    "person checks in as themselves (only a system relays others' check-ins)",
+                )
+            if not await access.may_check_in(caller, goal):
+                raise HTTPException(
+                    403,
+                    f"{caller.who} may not check in on goal '{goal_id}': only its owner, the "
+                    "owner's managers and HR admins do",
+                )
             try:
                 recorded = await goals.check_in(goal_id=goal_id, check_in=body)
             except ConflictError as exc:

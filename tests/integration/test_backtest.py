@@ -20,6 +20,7 @@ from goalwatch.messaging import ensure_streams
 from goalwatch.problems import install_problem_handlers
 from services.evaluator.rule_checks import rule_checks_router
 from tests.integration.test_timers import NatsServer
+from tests.unit.signed_in import signed_in
 from tests.unit.test_rule_checks import DIRECTORY, Names, People
 
 REPO = Path(__file__).resolve().parents[2]
@@ -129,7 +130,8 @@ def checks_client(url: str, people: People) -> TestClient:
             lambda _: None, rule_ids=list, nats_url=url, names=Names({}), directory=people
         )
     )
-    return TestClient(app)
+    # The route on its own, signed in (access is tested through the services: test_access.py).
+    return TestClient(signed_in(app))
 
 
 def test_the_endpoint_backtests_a_draft_with_the_directorys_names_and_units(
