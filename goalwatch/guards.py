@@ -109,6 +109,43 @@ class HostAllowList:
         await response(scope, receive, send)
 
 
+SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    # No page of a service is to be framed (clickjacking of the acknowledgement pages).
+    (b"x-frame-options", b"DENY"),
+    (b"content-security-policy", b"frame-ancestors 'none'"),
+)
+"""Headers every answer carries, unless the route set its own."""
+HSTS = (b"strict-transport-security", b"max-age=31536000")
+"""Added to answers served over TLS: browsers keep to HTTPS for a year."""
+
+
+class SecurityHeaders:
+    """ASGI middleware: the browser protections of :data:`SECURITY_HEADERS` on every answer,
+    and HSTS on those served over TLS."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Add the headers to the start of each response."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        wanted = SECURITY_HEADERS + ((HSTS,) if scope.get("scheme") == "https" else ())
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                headers.extend(pair for pair in wanted if pair[0] not in present)
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
 class BodyLimits:
     """ASGI middleware: a body beyond ``max_bytes`` is 413, one slower than ``timeout`` is 408.
 

@@ -20,6 +20,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from faststream.nats import NatsBroker
 from prometheus_client import CollectorRegistry
@@ -29,7 +30,13 @@ from goalwatch import __version__
 from goalwatch.auth.identity import Authenticator
 from goalwatch.auth.policy import Policy, access_of, undeclared_routes
 from goalwatch.consumers import Consumers
-from goalwatch.guards import BodyLimits, HostAllowList, allowed_hosts, known_query_parameters
+from goalwatch.guards import (
+    BodyLimits,
+    HostAllowList,
+    SecurityHeaders,
+    allowed_hosts,
+    known_query_parameters,
+)
 from goalwatch.messaging import ensure_streams
 from goalwatch.problems import FieldProblem, Problem, install_problem_handlers
 from goalwatch.serving import offline_docs
@@ -117,6 +124,17 @@ def service_app(
     app.state.broker = broker  # what the service subscribes and publishes, for AsyncAPI
     app.state.authenticator = authenticator
     install_problem_handlers(app)
+    if settings.cors_origins:
+        # Bearer tokens, never cookies: no credentials mode, so no CSRF through CORS either.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-Id"],
+            allow_credentials=False,
+            max_age=600,
+        )
+    app.add_middleware(SecurityHeaders)
     # Added last, so run first: a foreign Host is refused before anything reads the body.
     app.add_middleware(
         BodyLimits,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import socket
+import ssl
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -122,6 +123,11 @@ def run_service(info: ServiceInfo[Any]) -> None:
         port=int(getattr(settings, info.port_field)),
         service=info.name,
         env_var=info.port_variable,
+        tls=TlsFiles(
+            cert=settings.tls_cert_file,
+            key=settings.tls_key_file,
+            client_ca=settings.tls_client_ca_file,
+        ),
     )
 
 
@@ -146,13 +152,48 @@ def port_taken_message(what: str, host: str, port: int, env_var: str) -> str:
     )
 
 
-def serve(app: FastAPI, *, host: str, port: int, service: str, env_var: str) -> None:
-    """Serve ``app`` until SIGINT/SIGTERM; exit 2 with a clear message if the port is taken."""
+@dataclass(frozen=True)
+class TlsFiles:
+    """Where a service's HTTPS certificate, key and (for mutual TLS) client CA are."""
+
+    cert: str | None = None
+    key: str | None = None
+    client_ca: str | None = None
+
+
+def serve(
+    app: FastAPI,
+    *,
+    host: str,
+    port: int,
+    service: str,
+    env_var: str,
+    tls: TlsFiles | None = None,
+) -> None:
+    """Serve ``app`` until SIGINT/SIGTERM, over TLS when ``tls`` names a certificate; exit 2
+    with a clear message if the port is taken or the TLS files are half given."""
     if not port_free(host, port):
         message = port_taken_message(f"the {service} service", host, port, env_var)
         print(f"goalwatch: {message}", file=sys.stderr)
         raise SystemExit(2)
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+    tls = tls or TlsFiles()
+    if bool(tls.cert) != bool(tls.key):
+        print(
+            "goalwatch: HTTPS needs both GOALWATCH_TLS_CERT_FILE and GOALWATCH_TLS_KEY_FILE",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        ssl_certfile=tls.cert,
+        ssl_keyfile=tls.key,
+        ssl_ca_certs=tls.client_ca,
+        ssl_cert_reqs=ssl.CERT_REQUIRED if tls.client_ca else ssl.CERT_NONE,
+    )
 
 
 DOCS_ASSETS_PATH = "/docs/assets"

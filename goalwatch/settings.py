@@ -65,6 +65,18 @@ class ServiceSettings(AuthSettings):
         gt=0,
         description="Seconds a client has to send a whole request body (408 after).",
     )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Web origins whose pages may call the HTTP API from a browser "
+        "(`https://console.example.com`), comma-separated; none by default.",
+    )
+    tls_cert_file: str | None = Field(
+        None, description="Serve HTTPS with this certificate (PEM; with `tls_key_file`)."
+    )
+    tls_key_file: str | None = Field(None, description="The private key of `tls_cert_file`.")
+    tls_client_ca_file: str | None = Field(
+        None, description="Require client certificates signed by this CA (mutual TLS)."
+    )
     metrics_retention: timedelta = Field(
         timedelta(days=30),
         gt=timedelta(0),
@@ -73,7 +85,7 @@ class ServiceSettings(AuthSettings):
         "Every service provisions the streams: give all of them the same value.",
     )
 
-    @field_validator("allowed_hosts", mode="before")
+    @field_validator("allowed_hosts", "cors_origins", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         if isinstance(value, str):

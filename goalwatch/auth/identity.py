@@ -31,6 +31,10 @@ def _strings(value: Any) -> list[str]:
     return []
 
 
+CLIENT_ID_CLAIMS = ("azp", "appid", "client_id")
+"""Where a token marked as a system's by ``CLAIM=VALUE`` names its client, in this order."""
+
+
 class Authenticator:
     """Turns bearer tokens into principals, as the settings say."""
 
@@ -60,7 +64,7 @@ class Authenticator:
         """The caller verified ``claims`` describe."""
         settings = self.settings
         roles = frozenset(self._roles(claim(claims, settings.oidc_roles_claim)))
-        client = claim(claims, settings.oidc_client_claim)
+        client = self._client(claims)
         subject = str(claims["sub"])
         name = claims.get("name")
         if isinstance(client, str) and client:
@@ -86,6 +90,18 @@ class Authenticator:
             roles=roles - {Role.SERVICE, Role.PUBLISHER, Role.GOALS_WRITER, Role.DIRECTORY_WRITER},
             person_id=person,
             name=name if isinstance(name, str) else person,
+        )
+
+    def _client(self, claims: Mapping[str, Any]) -> Any:
+        """The client a system's token names, or ``None`` for a person's token."""
+        name, equals, value = self.settings.oidc_client_claim.partition("=")
+        if not equals:
+            return claim(claims, name)
+        if claim(claims, name) != value:
+            return None
+        return next(
+            (claims[key] for key in CLIENT_ID_CLAIMS if isinstance(claims.get(key), str)),
+            claims.get("sub"),
         )
 
     def _roles(self, value: Any) -> Iterable[Role]:

@@ -1,8 +1,8 @@
 """Which people a person may see, following the org chart in goals.
 
 A person sees themselves; as a manager, everyone below them (direct and indirect reports:
-those whose manager chain names them); as an HRBP, everyone in the org units they are the
-HRBP of, and in the units below those. Nothing is granted here that the org chart does not
+those whose manager chain names them); as the head or the HRBP of an org unit, everyone in it
+and in the units below it. Nothing is granted here that the org chart does not
 say, so a change of manager in goals changes what each side sees as soon as the reader's
 copy of the directory has the change.
 """
@@ -53,10 +53,10 @@ class Scope:
         """Whether the viewer may see ``person``."""
         if person.id == self.viewer or self.viewer in person.managers:
             return True
-        return await self.hrbp_of(person.org_unit_id)
+        return await self.covers_unit(person.org_unit_id)
 
-    async def hrbp_of(self, unit_id: str | None) -> bool:
-        """Whether the viewer is the HRBP of ``unit_id`` or of a unit above it."""
+    async def covers_unit(self, unit_id: str | None) -> bool:
+        """Whether the viewer heads or is the HRBP of ``unit_id`` or of a unit above it."""
         walked: list[str] = []
         answer = False
         while unit_id is not None and len(walked) < MAX_UNIT_DEPTH:
@@ -67,7 +67,7 @@ class Scope:
             unit = await self._directory.org_unit(unit_id)
             if unit is None:
                 break
-            if unit.hrbp_id == self.viewer:
+            if self.viewer in (unit.hrbp_id, unit.head_id):
                 answer = True
                 break
             unit_id = unit.parent_id if unit.parent_id not in walked else None

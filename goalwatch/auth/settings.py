@@ -39,8 +39,10 @@ class AuthSettings(BaseSettings):
     )
     oidc_client_claim: str = Field(
         "client_id",
-        description="The claim present only in a system's token (client credentials), naming "
-        "the client; a token without it is a person's.",
+        description="What marks a system's token (client credentials): a claim present only "
+        "in those, naming the client (Keycloak: `client_id`), or `CLAIM=VALUE` when a claim "
+        "tells the two apart by its value (Entra ID: `idtyp=app`; the client is then named by "
+        "`azp`, `appid` or `client_id`). A token without the mark is a person's.",
     )
     oidc_role_map: Annotated[dict[str, Role], NoDecode] = Field(
         default_factory=dict,

@@ -396,11 +396,16 @@ class Provider:
             raise OAuthError("invalid_client", f"wrong secret for client {client_id}", 401)
         return client
 
-    def user(self, user_id: str, password: str | None) -> DemoUser:
-        """The person signing in, if the password is theirs (or they need none)."""
+    def known(self, user_id: str) -> DemoUser | None:
+        """The person of the users file, or (``idp_any_person``) one it does not list."""
         user = self.directory.users.get(user_id)
         if user is None and self.settings.idp_any_person and PERSON_ID.fullmatch(user_id):
             user = DemoUser(name=user_id, email=f"{user_id}@example.org")
+        return user
+
+    def user(self, user_id: str, password: str | None) -> DemoUser:
+        """The person signing in, if the password is theirs (or they need none)."""
+        user = self.known(user_id)
         if user is None:
             raise OAuthError("invalid_grant", f"no user {user_id!r}")
         if user.password is not None and not hmac.compare_digest(password or "", user.password):
@@ -442,7 +447,8 @@ class Provider:
 
     def user_tokens(self, user_id: str, client_id: str, nonce: str | None = None) -> dict[str, Any]:
         """The token response for a person signed in through ``client_id``."""
-        user = self.directory.users[user_id]
+        user = self.known(user_id)
+        assert user is not None, "signed in through user(), which knows them"
         profile = {
             "preferred_username": user_id,
             "name": user.name,
@@ -710,7 +716,7 @@ def create_app(settings: IdpSettings, *, clock: Callable[[], float] = time.time)
         if scheme.lower() != "bearer" or not token:
             raise OAuthError("invalid_token", "send Authorization: Bearer <access token>", 401)
         claims = provider.verify(token.strip())
-        user = directory.users.get(str(claims.get("preferred_username", "")))
+        user = provider.known(str(claims.get("preferred_username", "")))
         if user is None:
             raise OAuthError("invalid_token", "a client's token: there is no user to describe", 401)
         return JSONResponse(

@@ -55,7 +55,9 @@ class Access:
         seen = scope
 
         async def visible(goal: GoalRead) -> bool:
-            return await seen.sees_person_id(goal.owner_id) or await seen.hrbp_of(goal.org_unit_id)
+            return await seen.sees_person_id(goal.owner_id) or await seen.covers_unit(
+                goal.org_unit_id
+            )
 
         return visible
 

@@ -1,8 +1,8 @@
 """Which alerts each caller of the notifier API may see.
 
-Org-wide roles see every alert. A person sees an alert addressed to them, and an alert about
-a person in their part of the org chart (:mod:`goalwatch.auth.scope`): a manager their
-reports', an HRBP their units'. The org chart is read from the notifier's copy of the
+Org-wide roles see every alert. A person sees an alert about someone in their part of the org
+chart (:mod:`goalwatch.auth.scope`) — themselves, their reports, the units they head or are
+the HRBP of — and one the rule addressed to them by name or group. The org chart is read from the notifier's copy of the
 directory, which follows the goals service's change events, so a change of manager changes
 what each side sees without a restart.
 """
@@ -13,9 +13,14 @@ from collections.abc import Awaitable, Callable
 
 from goalwatch.auth.policy import Caller
 from goalwatch.auth.scope import Scope
-from goalwatch.contracts import OrgUnitRead, PersonRead
+from goalwatch.contracts import OrgUnitRead, PersonRead, RecipientRole
 from services.notifier.directory import Source as PeopleDirectory
 from services.notifier.inbox import InboxAlert
+
+NAMED = frozenset({RecipientRole.SUBJECT, RecipientRole.EXPLICIT, RecipientRole.GROUP})
+"""Recipients who keep seeing an alert sent to them whatever the org chart says since: the
+subject, and those the rule named or reached through a group. A manager, unit head or HRBP
+was told because of where the subject stood; they see it while the org chart still says so."""
 
 
 class DirectoryView:
@@ -47,7 +52,9 @@ class AlertAccess:
         viewer = caller.person_id
 
         async def visible(alert: InboxAlert) -> bool:
-            if any(recipient.id == viewer for recipient in alert.recipients):
+            if any(
+                recipient.id == viewer and recipient.role in NAMED for recipient in alert.recipients
+            ):
                 return True
             return await scope.sees_person_id(alert.subject.id)
 

@@ -227,10 +227,18 @@ def own_stack(
         yield running
 
 
+@pytest.fixture(scope="module")
+def own_http(own_stack: Stack) -> Iterator[httpx.Client]:
+    """Signed in to the module's own stack (its own identity provider)."""
+    with own_stack.client(timeout=10.0) as client:
+        yield client
+
+
 @pytest.mark.parametrize("killed", ["evaluator", "nats"])
 def test_a_due_date_that_passes_while_a_process_is_down_fires_when_it_is_back(
-    own_stack: Stack, http: httpx.Client, webhook: WebhookReceiver, killed: str
+    own_stack: Stack, own_http: httpx.Client, webhook: WebhookReceiver, killed: str
 ) -> None:
+    http = own_http
     owner, _ = add_doctor(http, own_stack.settings.url("goals"))
     due = datetime.now(UTC) + timedelta(seconds=4)
     goal = key_result(owner, due=due.isoformat())

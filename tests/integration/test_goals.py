@@ -52,7 +52,11 @@ def test_the_demo_never_overwrites_what_a_user_stored(stack: Stack) -> None:
     mine = {"id": "chen-jie", "name": "Chen Jie (a user's, not the demo's)"}
     with stack.client(timeout=10) as http:
         http.post(f"{goals}/v1/people", json=mine).raise_for_status()
-        loaded = load_demo(goals_url=goals, ingestion_url=stack.settings.url("ingestion"))
+        loaded = load_demo(
+            goals_url=goals,
+            ingestion_url=stack.settings.url("ingestion"),
+            headers=stack.auth_headers(),
+        )
         assert loaded is None
         assert http.get(f"{goals}/v1/people/chen-jie").json()["name"] == mine["name"]
         assert http.get(f"{goals}/v1/goals/kr-store-expansion").status_code == 404

@@ -8,6 +8,7 @@ request as the vendor does.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -166,18 +167,25 @@ def test_the_api_shows_and_tries_the_routing_without_secrets(routed: Stack) -> N
         assert wrong.status_code == 422
 
 
-def goalwatch(*args: str) -> subprocess.CompletedProcess[str]:
+def goalwatch(*args: str, token: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "goalwatch.cli", *args], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "goalwatch.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "GOALWATCH_TOKEN": token},
     )
 
 
 def test_the_cli_tries_and_shows_the_running_routing(routed: Stack) -> None:
     notifier = routed.settings.url("notifier")
-    tried = goalwatch("routes", "test", "-l", "department=cardiology", "--notifier", notifier)
+    token = routed.token("ops")
+    tried = goalwatch(
+        "routes", "test", "-l", "department=cardiology", "--notifier", notifier, token=token
+    )
     assert tried.returncode == 0, tried.stderr
     assert tried.stdout.splitlines()[-1] == "receivers: cardiology-room"
-    shown = goalwatch("routes", "show", "--notifier", notifier)
+    shown = goalwatch("routes", "show", "--notifier", notifier, token=token)
     assert shown.returncode == 0, shown.stderr
     assert "cardiology-room" in shown.stdout
     assert WECOM_KEY not in shown.stdout

@@ -92,9 +92,17 @@ async def test_answers_are_remembered_for_the_scope_and_a_unit_loop_ends() -> No
     chart = Chart()
     chart.units["acme"] = chart.units["acme"].model_copy(update={"parent_id": "reading"})
     scope = Scope("ma-lin", chart)
-    assert not await scope.hrbp_of("reading")
+    assert not await scope.covers_unit("reading")
     lookups = chart.lookups
-    assert not await scope.hrbp_of("reading")
+    assert not await scope.covers_unit("reading")
     assert not await scope.sees_person_id("liu-yang")
     assert not await scope.sees_person_id("liu-yang")
     assert chart.lookups == lookups + 1
+
+
+async def test_the_head_of_a_unit_sees_everyone_in_it_and_below_it() -> None:
+    chart = Chart()
+    chart.units["supply"] = chart.units["supply"].model_copy(update={"head_id": "li-na"})
+    scope = Scope("li-na", chart)
+    assert await scope.sees_person_id("ma-lin")  # in supply, whose head she is
+    assert not await scope.sees_person_id("zhang-wei")

@@ -199,3 +199,14 @@ def test_a_role_map_that_is_not_name_equals_role_is_refused() -> None:
         "gw-hr": Role.HR_ADMIN,
         "ops": Role.OPERATOR,
     }
+
+
+def test_a_claim_value_can_tell_a_systems_token_from_a_persons() -> None:
+    """Entra ID marks app-only tokens with idtyp=app; people's tokens carry azp too."""
+    auth = authenticator(oidc_client_claim="idtyp=app")
+    app = auth.principal({"sub": "sp-1", "idtyp": "app", "azp": "his-app", "roles": ["publisher"]})
+    assert app.who == "system:his-app" and app.roles == {Role.PUBLISHER}
+    person = auth.principal(
+        {"sub": "u-1", "idtyp": "user", "azp": "goalwatch-console", "preferred_username": "li-na"}
+    )
+    assert person.who == "person:li-na"

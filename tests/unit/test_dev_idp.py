@@ -179,7 +179,7 @@ def test_password_grant_signs_a_demo_person_in(idp: TestClient, clock: Clock) ->
     claims = verify(idp, body["access_token"])
     assert claims["sub"] == claims["preferred_username"] == "zhang-wei"
     assert claims["name"] == "Dr. Zhang Wei" and claims["email"] == "zhang.wei@example.org"
-    assert claims["roles"] == ["manager", "employee"]
+    assert claims["roles"] == []  # a manager by the org chart, not by a claim
     assert claims["iat"] == int(clock.now) and claims["exp"] == int(clock.now) + 12 * 3600
     assert "client_id" not in claims
     identity = verify(idp, body["id_token"], audience="goalwatch-cli")
@@ -192,6 +192,26 @@ def test_password_grant_signs_a_demo_person_in(idp: TestClient, clock: Clock) ->
     assert unknown.status_code == 400 and unknown.json()["error"] == "invalid_grant"
 
 
+def test_a_person_the_users_file_does_not_list_signs_in_only_when_allowed(
+    settings: IdpSettings, clock: Clock
+) -> None:
+    ask = {"grant_type": "password", "username": "head-1234", "client_id": "goalwatch-cli"}
+    with TestClient(create_app(settings, clock=clock), base_url=ISSUER) as closed:
+        assert closed.post("/token", data=ask).json()["error"] == "invalid_grant"
+    opened = settings.model_copy(update={"idp_any_person": True})
+    with TestClient(create_app(opened, clock=clock), base_url=ISSUER) as idp:
+        answer = idp.post("/token", data=ask)
+        assert answer.status_code == 200, answer.text
+        claims = verify(idp, answer.json()["access_token"])
+        assert (claims["preferred_username"], claims["roles"]) == ("head-1234", [])
+        info = idp.get(
+            "/userinfo", headers={"Authorization": f"Bearer {answer.json()['access_token']}"}
+        )
+        assert info.json()["preferred_username"] == "head-1234"
+        odd = idp.post("/token", data={**ask, "username": "../etc"})
+        assert odd.json()["error"] == "invalid_grant"
+
+
 def test_userinfo_describes_the_person_of_a_token(idp: TestClient, settings: IdpSettings) -> None:
     token = idp.post("/token", data={"grant_type": "password", "username": "sun-li"}).json()
     info = idp.get("/userinfo", headers={"Authorization": f"Bearer {token['access_token']}"})
@@ -200,7 +220,7 @@ def test_userinfo_describes_the_person_of_a_token(idp: TestClient, settings: Idp
         "preferred_username": "sun-li",
         "name": "Sun Li (HRBP)",
         "email": "sun.li@example.org",
-        "roles": ["hrbp", "employee"],
+        "roles": [],
     }
     assert idp.get("/userinfo", headers={"Authorization": "Bearer nonsense"}).status_code == 401
     assert idp.get("/userinfo").status_code == 401
