@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
 from goalwatch import __version__
+from goalwatch.connections import nats_access
 from goalwatch.consumers import Consumers
 from goalwatch.guards import BodyLimits, HostAllowList, allowed_hosts, known_query_parameters
 from goalwatch.messaging import ensure_streams
@@ -45,7 +46,6 @@ def service_app(
     settings: ServiceSettings,
     checks: Mapping[str, ReadyCheck],
     registry: CollectorRegistry,
-    nats_url: str | None = None,
     broker: NatsBroker | None = None,
     consumers: Consumers | None = None,
     close: Sequence[Close] = (),
@@ -57,8 +57,9 @@ def service_app(
 ) -> FastAPI:
     """The FastAPI app of service ``name``; routes are added by the caller.
 
-    ``broker`` (with ``nats_url`` to provision streams and ``consumers``) is started and
-    stopped with the app; ``close`` is awaited on shutdown; ``registry`` holds the service's
+    ``broker`` is started and stopped with the app, after the streams ``name`` owns and its
+    ``consumers`` are provisioned (connecting as ``settings`` say, see
+    :func:`goalwatch.messaging.ensure_streams`); ``close`` is awaited on shutdown; ``registry`` holds the service's
     own metrics, served at ``/metrics``; ``prepare`` is awaited once the broker is connected,
     before its consumers start (what every message needs in place); ``background`` tasks run while the app serves
     (started after the broker, cancelled before it stops); ``schemas`` are added to the
@@ -71,9 +72,9 @@ def service_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         try:
             if broker is not None:
-                assert nats_url is not None, "a broker needs nats_url to provision streams"
                 await ensure_streams(
-                    nats_url,
+                    nats_access(settings),
+                    owner=name,
                     consumers=consumers.specs if consumers else (),
                     metrics_retention=settings.metrics_retention,
                 )

@@ -126,7 +126,7 @@ def checks_client(url: str, people: People) -> TestClient:
     install_problem_handlers(app)
     app.include_router(
         rule_checks_router(
-            lambda _: None, rule_ids=list, nats_url=url, names=Names({}), directory=people
+            lambda _: None, rule_ids=list, nats=url, names=Names({}), directory=people
         )
     )
     return TestClient(app)
