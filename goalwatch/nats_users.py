@@ -33,7 +33,9 @@ may delete another's consumer of the same stream.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import argparse
+import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -282,6 +284,18 @@ def permissions_table() -> str:
     return "\n".join(rows)
 
 
+def owners_table() -> str:
+    """Which service owns each stream, as a Markdown table."""
+    rows = ["| stream | owner (creates and updates it) |", "|---|---|"]
+    rows += [f"| `{stream}` | `{owner}` |" for stream, owner in STREAM_OWNERS.items()]
+    return "\n".join(rows)
+
+
+def documented_tables() -> str:
+    """The tables ``docs/security-nats.md`` shows: stream owners, then users."""
+    return f"{owners_table()}\n\n{permissions_table()}"
+
+
 def _code(items: Iterable[str]) -> str:
     return "<br>".join(f"`{item}`" for item in items)
 
@@ -290,3 +304,40 @@ def _covers(pattern: str, subject: str) -> bool:
     """Whether the permission ``pattern`` (``*``, a final ``>``) covers the literal
     ``subject``; ``>`` alone covers everything."""
     return pattern == ">" or subjects.matches(pattern, subject)
+
+
+def password_variable(name: str) -> str:
+    """The environment variable nats-server reads ``name``'s password from, in the
+    configuration :func:`authorization_conf` writes."""
+    return f"GOALWATCH_NATS_PASSWORD_{name.upper()}"
+
+
+def authorization_conf() -> str:
+    """nats-server's ``authorization`` block for a production server: every user, with its
+    password taken from the server's environment (:func:`password_variable`, e.g. set from
+    a Kubernetes Secret), so the configuration itself holds no secret."""
+    lines = ["authorization {", "  users = ["]
+    for one in USERS:
+        entry = one.server_entry("")
+        del entry["password"]
+        # An unquoted $NAME is a variable, which nats-server looks up in its environment.
+        body = json.dumps(entry)[1:-1]
+        lines.append(f"    {{password: ${password_variable(one.name)}, {body}}}")
+    lines += ["  ]", "}"]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m goalwatch.nats_users table|conf``: the stream owners and permissions as
+    Markdown tables (for docs/security-nats.md), or nats-server's ``authorization`` block."""
+    parser = argparse.ArgumentParser(
+        prog="python -m goalwatch.nats_users", description=main.__doc__
+    )
+    parser.add_argument("what", choices=["table", "conf"])
+    args = parser.parse_args(argv)
+    print(documented_tables() if args.what == "table" else authorization_conf())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

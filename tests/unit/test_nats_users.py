@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from goalwatch.nats_users import (
     SERVICES,
     STREAM_OWNERS,
     USERS,
+    documented_tables,
     permissions_table,
     publishers_of,
     user,
@@ -111,3 +113,12 @@ def test_the_table_lists_every_user() -> None:
     table = permissions_table()
     for one in USERS:
         assert f"| `{one.name}` |" in table
+
+
+def test_the_documented_tables_are_the_codes() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "security-nats.md").read_text()
+    begin = "<!-- generated: python -m goalwatch.nats_users table -->\n"
+    shown = text[text.index(begin) + len(begin) : text.index("<!-- end generated -->")]
+    assert shown.strip() == documented_tables(), (
+        "docs/security-nats.md is out of date: paste in `python -m goalwatch.nats_users table`"
+    )
