@@ -27,12 +27,13 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import timedelta
 
+import nats.errors
 from faststream.nats import NatsBroker
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerInfo, DeliverPolicy, StorageType, StreamConfig
 from nats.js.errors import APIError, NotFoundError
 
-from goalwatch.connections import NatsTarget, connect_nats, nats_security
+from goalwatch.connections import NatsAccess, NatsTarget, connect_nats, nats_security
 from goalwatch.consumers import ConsumerSpec
 from goalwatch.contracts import subjects
 from goalwatch.nats_users import STREAM_OWNERS, user
@@ -127,7 +128,7 @@ _WAITING_LOG_SECONDS = 10.0
 
 
 async def ensure_streams(
-    nats: NatsTarget,
+    server: NatsTarget,
     *,
     owner: str | None = None,
     consumers: Sequence[ConsumerSpec] = (),
@@ -139,7 +140,7 @@ async def ensure_streams(
     With ``owner`` (a service's name), only the streams it owns are created or updated; it
     then waits, however long it takes, until every other stream it uses exists.
     """
-    nc = await connect_nats(nats, connect_timeout=5, max_reconnect_attempts=3)
+    nc = await connect_nats(server, connect_timeout=5, max_reconnect_attempts=3)
     try:
         js = nc.jetstream()
         for config in STREAMS:
@@ -158,8 +159,20 @@ async def ensure_streams(
             await _await_streams(js, _used_streams(owner, consumers), waiting=owner)
         for consumer in consumers:
             await ensure_consumer(js, consumer)
+    except nats.errors.TimeoutError as exc:
+        # A request the user may not make is dropped without an answer: it times out.
+        login = server.login if isinstance(server, NatsAccess) else "the URL's login"
+        raise StreamsUnavailable(
+            f"JetStream did not answer while provisioning streams as {login}: the server is "
+            "overloaded, or the user lacks a permission (its log then shows a 'Permissions "
+            "Violation'; docs/security-nats.md lists what each user needs)"
+        ) from exc
     finally:
         await nc.close()
+
+
+class StreamsUnavailable(RuntimeError):
+    """Streams or consumers could not be provisioned; the message says what to check."""
 
 
 def _used_streams(owner: str, consumers: Sequence[ConsumerSpec]) -> list[str]:
@@ -304,12 +317,12 @@ async def _consumer_info(js: JetStreamContext, stream: str, name: str) -> Consum
     return info
 
 
-def new_broker(nats: NatsTarget, *, name: str) -> NatsBroker:
-    """A broker connecting to ``nats`` (with its login and TLS) whose per-message logs are
+def new_broker(server: NatsTarget, *, name: str) -> NatsBroker:
+    """A broker connecting to ``server`` (with its login and TLS) whose per-message logs are
     DEBUG: at INFO they halve consumer throughput."""
     return NatsBroker(
-        nats if isinstance(nats, str) else nats.url,
-        security=nats_security(nats),
+        server if isinstance(server, str) else server.url,
+        security=nats_security(server),
         name=name,
         log_level=logging.DEBUG,
         logger=logging.getLogger(f"goalwatch.{name}.broker"),
