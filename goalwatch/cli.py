@@ -11,8 +11,9 @@ from types import FrameType
 
 import httpx
 
+from goalwatch.connections import NatsAccess
 from goalwatch.dev.idp_cli import add_idp_commands
-from goalwatch.dev.stack import Stack, StackError, StackSettings, services
+from goalwatch.dev.stack import NATS_PASSWORDS, Stack, StackError, StackSettings, services
 from goalwatch.routing.cli import add_routes_commands
 from goalwatch.rules.cli import add_rules_commands
 from goalwatch.serving import registered_services
@@ -60,7 +61,7 @@ def _up(_: argparse.Namespace) -> int:
         watching = threading.Event()
         watcher = threading.Thread(
             target=_print_alerts,
-            args=(settings.nats_url, stop, watching),
+            args=(settings.nats_access(), stop, watching),
             name="alerts",
             daemon=True,
         )
@@ -105,7 +106,7 @@ def _up(_: argparse.Namespace) -> int:
     return code
 
 
-def _print_alerts(nats_url: str, stop: threading.Event, watching: threading.Event) -> None:
+def _print_alerts(server: NatsAccess, stop: threading.Event, watching: threading.Event) -> None:
     """Print one line per alert fired or resolved while ``goalwatch up`` runs.
 
     ``watching`` is set once the subscriptions are in place.
@@ -113,13 +114,13 @@ def _print_alerts(nats_url: str, stop: threading.Event, watching: threading.Even
     import asyncio
     import json
 
-    import nats
     from nats.aio.msg import Msg
 
+    from goalwatch.connections import connect_nats
     from goalwatch.contracts import subjects
 
     async def watch() -> None:
-        nc = await nats.connect(nats_url)
+        nc = await connect_nats(server)
 
         async def show(msg: Msg) -> None:
             alert = json.loads(msg.data)
@@ -154,7 +155,11 @@ def _banner(settings: StackSettings) -> str:
         ),
         ("notifier", f"{settings.url('notifier')}   GET /v1/alerts"),
         ("sign-in", f"{settings.idp_url}   development only: goalwatch token --as zhang-wei"),
-        ("nats", settings.nats_url),
+        (
+            "nats",
+            f"{settings.nats_address}   user operator, password in "
+            f"{settings.state_dir}/{NATS_PASSWORDS} (docs/security-nats.md)",
+        ),
         ("redis", settings.redis_url),
         *(
             [("routing", f"{settings.routes_file}   (goalwatch routes show)")]

@@ -1,8 +1,15 @@
 """JetStream streams and the broker every service uses.
 
-Streams are provisioned once, here, with ``ensure_streams``; subscribers refer to them with
+Streams are provisioned here, with ``ensure_streams``; subscribers refer to them with
 ``declare=False`` (see :mod:`goalwatch.consumers`) so no service silently re-creates a stream
 with a different configuration.
+
+Each stream has one owner (:data:`goalwatch.nats_users.STREAM_OWNERS`): a service creates
+and updates only the streams it owns — its NATS user may not touch the others' configuration,
+since whoever may update a stream can make it copy messages in from elsewhere — and waits for
+the other streams it uses until their owners have created them. The owners' dependencies have
+no cycle (goals needs no other stream, ingestion only goals', and so on), so the services may
+start in any order. Tools and tests provision every stream at once (no owner).
 
 Durable consumers are provisioned here too. A new consumer that takes over the work of
 others (:attr:`goalwatch.consumers.ConsumerSpec.replaces`, e.g. one consumer of several
@@ -13,19 +20,23 @@ nor at its end (what was pending, lost) — and they are deleted once it exists.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import timedelta
 
-import nats
+import nats.errors
 from faststream.nats import NatsBroker
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerInfo, DeliverPolicy, StorageType, StreamConfig
 from nats.js.errors import APIError, NotFoundError
 
+from goalwatch.connections import NatsAccess, NatsTarget, connect_nats, nats_security
 from goalwatch.consumers import ConsumerSpec
 from goalwatch.contracts import subjects
+from goalwatch.nats_users import STREAM_OWNERS, user
 from goalwatch.timers import TIMERS_STREAM
 
 logger = logging.getLogger(__name__)
@@ -110,31 +121,92 @@ STREAMS: tuple[StreamConfig, ...] = (
 )
 
 
+# How often a service looks again for a stream another service creates, and how often it
+# says it is still waiting.
+_STREAM_POLL_SECONDS = 0.5
+_WAITING_LOG_SECONDS = 10.0
+
+
 async def ensure_streams(
-    nats_url: str,
+    server: NatsTarget,
     *,
+    owner: str | None = None,
     consumers: Sequence[ConsumerSpec] = (),
     metrics_retention: timedelta | None = None,
 ) -> None:
     """Create the goalwatch streams and ``consumers``, or update them to these settings;
-    ``metrics_retention`` replaces the 30 days metric events are kept."""
-    nc = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=3)
+    ``metrics_retention`` replaces the 30 days metric events are kept.
+
+    With ``owner`` (a service's name), only the streams it owns are created or updated; it
+    then waits, however long it takes, until every other stream it uses exists.
+    """
+    nc = await connect_nats(server, connect_timeout=5, max_reconnect_attempts=3)
     try:
         js = nc.jetstream()
         for config in STREAMS:
+            assert config.name is not None
+            if owner is not None and STREAM_OWNERS[config.name] != owner:
+                continue
             if config.name == subjects.STREAM_METRICS and metrics_retention is not None:
                 config = replace(config, max_age=metrics_retention.total_seconds())
-            assert config.name is not None
             try:
-                await js.stream_info(config.name)
+                await js.stream_info(config.name or "")
             except NotFoundError:
                 await js.add_stream(config)
             else:
                 await js.update_stream(config)
+        if owner is not None:
+            await _await_streams(js, _used_streams(owner, consumers), waiting=owner)
         for consumer in consumers:
             await ensure_consumer(js, consumer)
+    except nats.errors.TimeoutError as exc:
+        # A request the user may not make is dropped without an answer: it times out.
+        login = server.login if isinstance(server, NatsAccess) else "the URL's login"
+        raise StreamsUnavailable(
+            f"JetStream did not answer while provisioning streams as {login}: the server is "
+            "overloaded, or the user lacks a permission (its log then shows a 'Permissions "
+            "Violation'; docs/security-nats.md lists what each user needs)"
+        ) from exc
     finally:
         await nc.close()
+
+
+class StreamsUnavailable(RuntimeError):
+    """Streams or consumers could not be provisioned; the message says what to check."""
+
+
+def _used_streams(owner: str, consumers: Sequence[ConsumerSpec]) -> list[str]:
+    """The streams of others that ``owner`` reads, consumes or writes dead letters to."""
+    used = user(owner)
+    streams = [*used.reads, *(spec.stream for spec in consumers)]
+    if used.dead_letters:
+        streams.append(subjects.STREAM_DEADLETTER)
+    return [s for s in dict.fromkeys(streams) if STREAM_OWNERS.get(s) != owner]
+
+
+async def _await_streams(js: JetStreamContext, streams: Sequence[str], *, waiting: str) -> None:
+    """Return once every one of ``streams`` exists, saying now and then which are missing."""
+    missing = list(streams)
+    said = 0.0
+    while True:
+        still: list[str] = []
+        for stream in missing:
+            try:
+                await js.stream_info(stream)
+            except NotFoundError:
+                still.append(stream)
+        if not still:
+            return
+        missing = still
+        if time.monotonic() - said >= _WAITING_LOG_SECONDS:
+            said = time.monotonic()
+            logger.warning(
+                "%s is waiting for stream(s) %s, created by %s when it starts",
+                waiting,
+                ", ".join(missing),
+                ", ".join(sorted({STREAM_OWNERS[s] for s in missing})),
+            )
+        await asyncio.sleep(_STREAM_POLL_SECONDS)
 
 
 async def ensure_consumer(js: JetStreamContext, spec: ConsumerSpec) -> None:
@@ -245,10 +317,12 @@ async def _consumer_info(js: JetStreamContext, stream: str, name: str) -> Consum
     return info
 
 
-def new_broker(nats_url: str, *, name: str) -> NatsBroker:
-    """A broker whose per-message logs are DEBUG: at INFO they halve consumer throughput."""
+def new_broker(server: NatsTarget, *, name: str) -> NatsBroker:
+    """A broker connecting to ``server`` (with its login and TLS) whose per-message logs are
+    DEBUG: at INFO they halve consumer throughput."""
     return NatsBroker(
-        nats_url,
+        server if isinstance(server, str) else server.url,
+        security=nats_security(server),
         name=name,
         log_level=logging.DEBUG,
         logger=logging.getLogger(f"goalwatch.{name}.broker"),

@@ -29,6 +29,7 @@ from pydantic import BaseModel
 from goalwatch import __version__
 from goalwatch.auth.identity import Authenticator
 from goalwatch.auth.policy import Policy, access_of, undeclared_routes
+from goalwatch.connections import nats_access
 from goalwatch.consumers import Consumers
 from goalwatch.guards import (
     BodyLimits,
@@ -54,7 +55,6 @@ def service_app(
     settings: ServiceSettings,
     checks: Mapping[str, ReadyCheck],
     registry: CollectorRegistry,
-    nats_url: str | None = None,
     broker: NatsBroker | None = None,
     consumers: Consumers | None = None,
     close: Sequence[Close] = (),
@@ -66,8 +66,9 @@ def service_app(
 ) -> FastAPI:
     """The FastAPI app of service ``name``; routes are added by the caller.
 
-    ``broker`` (with ``nats_url`` to provision streams and ``consumers``) is started and
-    stopped with the app; ``close`` is awaited on shutdown; ``registry`` holds the service's
+    ``broker`` is started and stopped with the app, after the streams ``name`` owns and its
+    ``consumers`` are provisioned (connecting as ``settings`` say, see
+    :func:`goalwatch.messaging.ensure_streams`); ``close`` is awaited on shutdown; ``registry`` holds the service's
     own metrics, served at ``/metrics``; ``prepare`` is awaited once the broker is connected,
     before its consumers start (what every message needs in place); ``background`` tasks run while the app serves
     (started after the broker, cancelled before it stops); ``schemas`` are added to the
@@ -89,9 +90,9 @@ def service_app(
             )
         try:
             if broker is not None:
-                assert nats_url is not None, "a broker needs nats_url to provision streams"
                 await ensure_streams(
-                    nats_url,
+                    nats_access(settings),
+                    owner=name,
                     consumers=consumers.specs if consumers else (),
                     metrics_retention=settings.metrics_retention,
                 )

@@ -11,10 +11,11 @@ import sys
 import textwrap
 from collections.abc import Mapping
 from datetime import timedelta
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import httpx
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from goalwatch.auth.settings import AuthSettings
@@ -45,7 +46,30 @@ class ServiceSettings(AuthSettings):
 
     model_config = SettingsConfigDict(env_prefix="GOALWATCH_", extra="ignore")
 
-    nats_url: str = Field("nats://127.0.0.1:4222", description="NATS server URL.")
+    nats_url: str = Field(
+        "nats://127.0.0.1:4222",
+        description="NATS server URL (`tls://` for TLS); credentials go in the settings below.",
+    )
+    nats_user: str | None = Field(
+        None, description="NATS user name (each service has its own: docs/security-nats.md)."
+    )
+    nats_password: SecretStr | None = Field(None, description="The NATS user's password.")
+    nats_creds_file: Path | None = Field(
+        None,
+        description="NATS credentials file (user JWT and NKey seed), instead of user/password.",
+    )
+    nats_nkey_seed_file: Path | None = Field(
+        None, description="File holding the NATS user's NKey seed, instead of user/password."
+    )
+    nats_tls_ca_file: Path | None = Field(
+        None, description="CA certificates (PEM) that NATS's server certificate must chain to."
+    )
+    nats_tls_cert_file: Path | None = Field(
+        None, description="Client certificate (PEM) presented to NATS, for mutual TLS."
+    )
+    nats_tls_key_file: Path | None = Field(
+        None, description="Private key (PEM) of the NATS client certificate."
+    )
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL.")
     host: str = Field("127.0.0.1", description="Interface the HTTP API listens on.")
     log_level: str = Field("INFO", description="Log level (DEBUG, INFO, WARNING, ERROR).")
@@ -82,8 +106,29 @@ class ServiceSettings(AuthSettings):
         gt=timedelta(0),
         description="How long stored metric events (stream GOALWATCH_METRICS) are kept: how "
         "far back `goalwatch rules backtest` can look. Written 30d, 12h, 1d12h, or seconds. "
-        "Every service provisions the streams: give all of them the same value.",
+        "Read by ingestion, which provisions that stream.",
     )
+
+    @model_validator(mode="after")
+    def _one_nats_login(self) -> ServiceSettings:
+        logins = [
+            name
+            for name, given in (
+                ("GOALWATCH_NATS_USER", self.nats_user is not None),
+                ("GOALWATCH_NATS_CREDS_FILE", self.nats_creds_file is not None),
+                ("GOALWATCH_NATS_NKEY_SEED_FILE", self.nats_nkey_seed_file is not None),
+            )
+            if given
+        ]
+        if len(logins) > 1:
+            raise ValueError(f"set one way to log in to NATS, not {' and '.join(logins)}")
+        if (self.nats_user is None) != (self.nats_password is None):
+            raise ValueError("GOALWATCH_NATS_USER and GOALWATCH_NATS_PASSWORD go together")
+        if (self.nats_tls_cert_file is None) != (self.nats_tls_key_file is None):
+            raise ValueError(
+                "GOALWATCH_NATS_TLS_CERT_FILE and GOALWATCH_NATS_TLS_KEY_FILE go together"
+            )
+        return self
 
     @field_validator("allowed_hosts", "cors_origins", mode="before")
     @classmethod

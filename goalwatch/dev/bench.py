@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import nats
+import nats.errors
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, StorageType, StreamConfig
 from prometheus_client.parser import text_string_to_metric_families
@@ -42,6 +42,7 @@ from redis.asyncio import Redis
 from goalwatch.catalogue import DEFAULT_CATALOGUE
 from goalwatch.checkpoints import KEY_PREFIX as CHECKPOINT_PREFIX
 from goalwatch.checkpoints import Checkpoint
+from goalwatch.connections import NatsTarget, connect_nats
 from goalwatch.contracts import subjects
 from goalwatch.dev.fault_counts import Arrival, Receiver
 from goalwatch.dev.stack import Stack, StackSettings
@@ -157,7 +158,7 @@ async def measure_checkpoint(settings: StackSettings, *, rounds: int) -> Latenci
     the round makes the same requests (Redis INFO, JetStream consumer info, the commit
     script) without touching the evaluator's checkpoint.
     """
-    nc = await nats.connect(settings.nats_url)
+    nc = await connect_nats(settings.nats_access())
     redis = Redis.from_url(settings.redis_url)
     name = f"bench-checkpoint-{uuid.uuid4().hex[:6]}"
     js = nc.jetstream()
@@ -204,9 +205,9 @@ def evaluator_batches(settings: StackSettings) -> tuple[int, float]:
     return int(count), total
 
 
-async def measure_ceiling(nats_url: str, *, count: int) -> float:
+async def measure_ceiling(server: NatsTarget, *, count: int) -> float:
     """Messages per second through one JetStream stream, publisher to acking consumer."""
-    nc = await nats.connect(nats_url)
+    nc = await connect_nats(server)
     js = nc.jetstream(publish_async_max_pending=4000)
     try:
         await js.add_stream(
@@ -309,7 +310,7 @@ async def measure_pipeline(
         response = await client.post(f"{settings.url('goals')}/v1/people", json=people)
         response.raise_for_status()
 
-    nc = await nats.connect(settings.nats_url)
+    nc = await connect_nats(settings.nats_access())
     js = nc.jetstream(publish_async_max_pending=4000)
 
     async def on_fired(msg: Msg) -> None:
@@ -360,7 +361,7 @@ async def measure_idle_latency(stack: Stack, *, alerts: int, workload: Workload)
     """Event → alert fired when nothing else is going on, one streak after another."""
     settings = stack.settings
     run = f"idle-{uuid.uuid4().hex[:6]}"
-    nc = await nats.connect(settings.nats_url)
+    nc = await connect_nats(settings.nats_access())
     arrived: asyncio.Queue[tuple[float, str]] = asyncio.Queue()
 
     async def on_fired(msg: Msg) -> None:
@@ -476,7 +477,7 @@ async def measure_steady(
     async with stack.async_client(timeout=60) as client:
         response = await client.post(f"{settings.url('goals')}/v1/people", json=people)
         response.raise_for_status()
-    nc = await nats.connect(settings.nats_url)
+    nc = await connect_nats(settings.nats_access())
     js = nc.jetstream()
     await nc.subscribe(subjects.ALERTS_FIRED, cb=on_fired)
     receiver.on_arrival = on_arrival
@@ -555,7 +556,9 @@ def run(
         )
         stack.start()
         try:
-            ceiling = asyncio.run(measure_ceiling(settings.nats_url, count=subjects_count * days))
+            ceiling = asyncio.run(
+                measure_ceiling(settings.nats_access(), count=subjects_count * days)
+            )
             ingest, pipeline, fired, notified = asyncio.run(
                 measure_pipeline(
                     stack,
@@ -575,7 +578,7 @@ def run(
                     )
                 )
             ceiling_after = asyncio.run(
-                measure_ceiling(settings.nats_url, count=subjects_count * days)
+                measure_ceiling(settings.nats_access(), count=subjects_count * days)
             )
         finally:
             stack.stop()

@@ -46,7 +46,7 @@ from durable.engine import MessageNotHandledException, Ruleset
 
 from goalwatch.contracts import MetricRecorded
 from goalwatch.dev.bench import measure_ceiling
-from goalwatch.dev.stack import Stack, StackSettings
+from goalwatch.dev.stack import Stack, StackSettings, tool_env
 from goalwatch.messaging import ensure_streams
 from goalwatch.rules import RuleEngine, RuleSpec, load_rules, metric_rules
 from goalwatch.rules.compiler import compile_metric, pack
@@ -324,12 +324,13 @@ def _evaluate(
     events.write_bytes(b"\n".join(data))
     argv = [
         sys.executable, "-m", "services.evaluator.bench",
-        "--redis-url", settings.redis_url, "--nats-url", settings.nats_url,
+        "--redis-url", settings.redis_url, "--nats-url", settings.nats_address,
         "--rules-dir", str(rules_dir), "--events", str(events),
     ]  # fmt: skip
     if profile is not None:
         argv += ["--profile", str(profile)]
-    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    # The login goes through the environment, not the command line, where `ps` shows it.
+    done = subprocess.run(argv, capture_output=True, text=True, check=False, env=tool_env(settings))
     if done.returncode != 0:
         raise RuntimeError(f"the evaluator stage failed:\n{done.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -405,8 +406,8 @@ def run(
         stack = Stack(settings=settings)
         stack.start_servers()
         try:
-            asyncio.run(ensure_streams(settings.nats_url))
-            before = asyncio.run(measure_ceiling(settings.nats_url, count=events))
+            asyncio.run(ensure_streams(settings.nats_access()))
+            before = asyncio.run(measure_ceiling(settings.nats_access(), count=events))
             progress(f"JetStream ceiling {before:,.0f} msgs/s")
             for case in cases(
                 rule_counts, events=events, evaluator_events=evaluator_events, dense=dense
@@ -420,7 +421,7 @@ def run(
                     measure_case(case, settings, subjects=subjects, folder=folder, profile=profile)
                 )
                 progress(results[-1].row(before, subjects=subjects))
-            after = asyncio.run(measure_ceiling(settings.nats_url, count=events))
+            after = asyncio.run(measure_ceiling(settings.nats_access(), count=events))
         finally:
             stack.stop()
     return EvaluatorResult(

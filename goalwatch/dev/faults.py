@@ -40,11 +40,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import nats
+import nats.errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
+from goalwatch.connections import connect_nats
 from goalwatch.contracts import subjects
 from goalwatch.dev.catalogues import entry, write_catalogue
 from goalwatch.dev.fault_counts import (
@@ -907,8 +908,8 @@ async def _measure(
     async def quiet(_: Exception) -> None:
         pass  # connection errors while nats-server is down are the scenario, not news
 
-    nc = await nats.connect(
-        settings.nats_url, max_reconnect_attempts=-1, reconnect_time_wait=0.2, error_cb=quiet
+    nc = await connect_nats(
+        settings.nats_access(), max_reconnect_attempts=-1, reconnect_time_wait=0.2, error_cb=quiet
     )
     try:
         run = Run(stack=stack, receiver=receiver, nc=nc, workload=workload)
@@ -920,7 +921,7 @@ async def _measure(
             await fault
         recovered = run.recovered or stream_end
         # A connection of its own: the first one may still be finding a restarted nats-server.
-        after = await nats.connect(settings.nats_url, error_cb=quiet)
+        after = await connect_nats(settings.nats_access(), error_cb=quiet)
         try:
             settled = await _settle(run, after, max(stream_end, recovered) + workload.settle)
             js = after.jetstream()

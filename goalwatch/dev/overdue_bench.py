@@ -35,12 +35,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
-import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from goalwatch.connections import connect_nats
 from goalwatch.contracts import TimerFired, subjects
 from goalwatch.dev.bench import Latencies, wait_drained
 from goalwatch.dev.catalogues import entry, write_catalogue
@@ -407,7 +407,7 @@ async def _measure(
     spread: float,
     arm: str,
 ) -> tuple[list[Phase], float]:
-    nc = await nats.connect(stack.settings.nats_url)
+    nc = await connect_nats(stack.settings.nats_access())
     js = nc.jetstream(publish_async_max_pending=4000)
     grace = 30.0
     try:

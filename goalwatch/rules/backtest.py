@@ -28,13 +28,13 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
-import nats
 import nats.errors
 import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from pydantic import ValidationError
 
+from goalwatch.connections import NatsTarget, connect_nats
 from goalwatch.contracts import AlertFired, AlertResolved, MetricRecorded, subjects
 from goalwatch.rules.runner import evaluate
 from goalwatch.rules.spec import RuleSpec
@@ -95,15 +95,15 @@ class HistoryUnavailable(Exception):
     stream. The message says which, without the server's address (it may hold a password)."""
 
 
-def backtest(rule: RuleSpec, nats_url: str, *, since: timedelta) -> Backtest:
+def backtest(rule: RuleSpec, server: NatsTarget, *, since: timedelta) -> Backtest:
     """Run ``rule`` over the metric events stored in the last ``since`` (not from inside a
     running event loop: see :func:`backtest_async`)."""
-    return asyncio.run(backtest_async(rule, nats_url, since=since))
+    return asyncio.run(backtest_async(rule, server, since=since))
 
 
 async def backtest_async(
     rule: RuleSpec,
-    nats_url: str,
+    server: NatsTarget,
     *,
     since: timedelta,
     subjects_of: SubjectsOf | None = None,
@@ -120,7 +120,7 @@ async def backtest_async(
     """
     start = datetime.now(UTC) - since
     try:
-        events, skipped = await _stored_events(nats_url, rule.metric, start)
+        events, skipped = await _stored_events(server, rule.metric, start)
     except nats.js.errors.NotFoundError:
         raise HistoryUnavailable(
             f"NATS has no stream {subjects.STREAM_METRICS}: it is made when ingestion starts, "
@@ -168,14 +168,14 @@ async def _run(
 
 
 async def _stored_events(
-    nats_url: str, metric: str, start: datetime
+    server: NatsTarget, metric: str, start: datetime
 ) -> tuple[list[MetricRecorded], int]:
     """The events of ``metric`` stored since ``start``, in stream order, and how many stored
     messages did not decode."""
     # One attempt more, not none: nats-py 2.14 waits for ever on a server that refuses the
     # first connection when max_reconnect_attempts is 0. Errors are reported by the caller.
-    nc = await nats.connect(
-        nats_url,
+    nc = await connect_nats(
+        server,
         connect_timeout=5,
         max_reconnect_attempts=1,
         reconnect_time_wait=0.2,

@@ -115,7 +115,8 @@ def add_rules_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentP
         "--nats",
         default=None,
         metavar="URL",
-        help="the NATS server (default: $GOALWATCH_NATS_URL, else nats://127.0.0.1:4222)",
+        help="the NATS server (default: $GOALWATCH_NATS_URL, else nats://127.0.0.1:4222); "
+        "the login is GOALWATCH_NATS_USER and GOALWATCH_NATS_PASSWORD (docs/security-nats.md)",
     )
     backtest.set_defaults(func=_backtest)
     run = commands.add_parser(
@@ -212,11 +213,13 @@ def _rule(args: argparse.Namespace) -> LoadedRule | None:
 
 
 def _backtest(args: argparse.Namespace) -> int:
-    import os
+    import dataclasses
 
+    from goalwatch.connections import nats_access
     from goalwatch.durations import parse_duration
     from goalwatch.rules.backtest import backtest
     from goalwatch.rules.spec import RuleSpec
+    from goalwatch.settings import ServiceSettings, redacted_url, settings_or_exit
 
     try:
         since = parse_duration(args.since)
@@ -233,11 +236,17 @@ def _backtest(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    url = args.nats or os.environ.get("GOALWATCH_NATS_URL", "nats://127.0.0.1:4222")
+    access = nats_access(settings_or_exit(ServiceSettings))
+    if args.nats:
+        access = dataclasses.replace(access, url=args.nats)
     try:
-        result = backtest(rule.spec, url, since=since)
+        result = backtest(rule.spec, access, since=since)
     except Exception as exc:  # no server, no stream: say so, as the other commands do
-        print(f"goalwatch: cannot read the stored events from {url}: {exc}", file=sys.stderr)
+        print(
+            f"goalwatch: cannot read the stored events from {redacted_url(access.url)} "
+            f"({access.login}): {exc}",
+            file=sys.stderr,
+        )
         return 2
     for alert in result.alerts:
         print(_text_line(alert))

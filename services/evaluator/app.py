@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 
 from goalwatch.catalogue import DEFAULT_CATALOGUE, Catalogue, CatalogueLoadError, load_catalogue
 from goalwatch.checkpoints import Checkpoint
-from goalwatch.connections import ready_checks, redis_client
+from goalwatch.connections import nats_access, ready_checks, redis_client
 from goalwatch.consumers import Consumers, ConsumerSpec, RedeliveryPolicy
 from goalwatch.contracts import GoalStatusChanged, MetricRecorded, TimerFired, subjects
 from goalwatch.goals_client import GoalsClient, service_auth
@@ -157,7 +157,7 @@ def create_app(
     :class:`CatalogueLoadError` if the metric catalogue does not."""
     rules = load_rules(settings.rules_dir)
     catalogue = _catalogue(settings.catalogue_file)
-    broker = broker or new_broker(settings.nats_url, name="evaluator")
+    broker = broker or new_broker(nats_access(settings), name="evaluator")
     redis = redis or redis_client(settings.redis_url)
     http = http or httpx.AsyncClient(timeout=httpx.Timeout(2.0))
     timers = Timers(lambda: broker.connection)
@@ -295,7 +295,6 @@ def create_app(
         settings=settings,
         checks=ready_checks(broker=broker, redis=redis),
         registry=REGISTRY,
-        nats_url=settings.nats_url,
         broker=broker,
         consumers=consumers,
         # The stream's rules are judged from the first event on: read before consumers start.
@@ -312,7 +311,7 @@ def create_app(
         rule_checks_router(
             lambda rule_id: None if (entry := live.entry(rule_id)) is None else entry.rule,
             rule_ids=lambda: [entry.rule.spec.id for entry in live.entries()],
-            nats_url=settings.nats_url,
+            nats=nats_access(settings),
             names=names,
             directory=directory,
         )

@@ -25,10 +25,11 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from goalwatch.connections import redis_client
+from goalwatch.connections import nats_access, redis_client
 from goalwatch.contracts import MetricRecorded
 from goalwatch.messaging import new_broker
 from goalwatch.rules import RuleEngine, load_rules, metric_rules
+from goalwatch.settings import ServiceSettings
 from services.evaluator.app import CONSUMER
 from services.evaluator.evaluation import Evaluator
 from services.evaluator.publishing import AlertPublisher
@@ -66,7 +67,8 @@ async def measure(
     redis = redis_client(redis_url)
     await redis.flushall()
     before = int((await redis.info("memory"))["used_memory"])
-    broker = new_broker(nats_url, name="bench-evaluator")
+    # The login comes from the environment (GOALWATCH_NATS_USER, ...), never the command line.
+    broker = new_broker(nats_access(ServiceSettings(nats_url=nats_url)), name="bench-evaluator")
     publisher = AlertPublisher(broker)
     published = 0
 

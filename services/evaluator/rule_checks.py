@@ -38,6 +38,7 @@ from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from goalwatch.auth.policies import RULES_CHECK
+from goalwatch.connections import NatsTarget
 from goalwatch.contracts import AlertFired, AlertResolved, RuleKind
 from goalwatch.durations import duration_of
 from goalwatch.file_errors import FileError, locate_at
@@ -187,7 +188,7 @@ def rule_checks_router(
     rule_of: Callable[[str], LoadedRule | None],
     *,
     rule_ids: Callable[[], Collection[str]],
-    nats_url: str,
+    nats: NatsTarget,
     names: SubjectNames,
     directory: PeopleView,
 ) -> APIRouter:
@@ -195,7 +196,7 @@ def rule_checks_router(
 
     ``rule_of`` gives a live rule by id (None: no such rule) and ``rule_ids`` the ids of
     all of them, for the closest ones when an id is unknown and for the other rules a test
-    names; both are asked at each request, so rules changed since are seen. ``nats_url`` is
+    names; both are asked at each request, so rules changed since are seen. ``nats`` is
     where the stored metric events are read. A backtest takes the names, org units and time
     zones of the subjects it meets from ``directory``, and asks ``names`` only for a subject
     the directory does not know and that alerted.
@@ -342,7 +343,7 @@ def rule_checks_router(
         try:
             result = await backtest_async(
                 spec,
-                nats_url,
+                nats,
                 since=since,
                 subjects_of=subjects_of,
                 names_of=names_of,

@@ -8,7 +8,7 @@ from pydantic import Field
 from redis.asyncio import Redis
 
 from goalwatch.checkpoints import PublishedCheckpoint, Recovery
-from goalwatch.connections import ready_checks, redis_client
+from goalwatch.connections import nats_access, ready_checks, redis_client
 from goalwatch.contracts import subjects
 from goalwatch.messaging import new_broker
 from goalwatch.service import service_app
@@ -61,7 +61,7 @@ def create_app(
     ``caught_up`` replaces the store's recovery from its streams (tests without NATS pass
     one that is always caught up)."""
     redis = redis or redis_client(settings.redis_url)
-    broker = broker or new_broker(settings.nats_url, name="goals")
+    broker = broker or new_broker(nats_access(settings), name="goals")
     # JetStream is the record of goals, people and org units: after a Redis restart that lost
     # writes, the store replays what was published since its last checkpoints before it
     # reads or writes (services/goals/caught_up.py).
@@ -121,7 +121,6 @@ def create_app(
         settings=settings,
         checks=ready_checks(broker=broker, redis=redis),
         registry=REGISTRY,
-        nats_url=settings.nats_url,
         broker=broker,
         close=[redis.aclose],
         background=[

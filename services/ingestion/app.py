@@ -12,7 +12,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
 from goalwatch.catalogue import DEFAULT_CATALOGUE, Catalogue, CatalogueLoadError, load_catalogue
-from goalwatch.connections import ready_checks
+from goalwatch.connections import nats_access, ready_checks
 from goalwatch.consumers import Consumers, ConsumerSpec, RedeliveryPolicy
 from goalwatch.contracts import MetricCloudEvent, MetricRecorded, subjects
 from goalwatch.messaging import new_broker
@@ -104,7 +104,7 @@ def create_app(
     Raises :class:`CatalogueLoadError` if the catalogue file does not load.
     """
     catalogue = catalogue or load_catalogue(settings.catalogue_file)
-    broker = broker or new_broker(settings.nats_url, name="ingestion")
+    broker = broker or new_broker(nats_access(settings), name="ingestion")
     sink = publisher or NatsPublisher(broker, timeout=settings.ingest_publish_timeout)
     limits = EventLimits(
         max_event_bytes=settings.ingest_max_event_bytes,
@@ -135,7 +135,6 @@ def create_app(
         # Ingestion keeps no state of its own (JetStream de-duplicates): no Redis.
         checks=ready_checks(broker=broker),
         registry=REGISTRY,
-        nats_url=settings.nats_url,
         broker=broker,
         consumers=consumers,
         schemas=[MetricRecorded, MetricCloudEvent],

@@ -18,7 +18,7 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_va
 from redis.asyncio import Redis
 
 from goalwatch.checkpoints import Checkpoint, Recovery
-from goalwatch.connections import ready_checks, redis_client
+from goalwatch.connections import nats_access, ready_checks, redis_client
 from goalwatch.consumers import Consumers, ConsumerSpec, RedeliveryPolicy
 from goalwatch.contracts import TimerFired, subjects
 from goalwatch.durations import duration_text
@@ -596,7 +596,7 @@ def create_app(
     ``environ`` fills the routing file's ``${VARIABLE}`` references (default: the process
     environment); a routing file that does not load raises :class:`FileErrors`."""
     settings = with_public_host(settings)
-    broker = broker or new_broker(settings.nats_url, name="notifier")
+    broker = broker or new_broker(nats_access(settings), name="notifier")
     redis = redis or redis_client(settings.redis_url)
     http = http or httpx.AsyncClient(timeout=httpx.Timeout(settings.goals_timeout))
     routing = build_routing(settings, client=http, environ=environ or environment())
@@ -725,7 +725,6 @@ def create_app(
         settings=settings,
         checks=ready_checks(broker=broker, redis=redis),
         registry=REGISTRY,
-        nats_url=settings.nats_url,
         broker=broker,
         consumers=consumers,
         close=[stop_following, http.aclose, redis.aclose],

@@ -127,7 +127,7 @@ def checks_client(url: str, people: People) -> TestClient:
     install_problem_handlers(app)
     app.include_router(
         rule_checks_router(
-            lambda _: None, rule_ids=list, nats_url=url, names=Names({}), directory=people
+            lambda _: None, rule_ids=list, nats=url, names=Names({}), directory=people
         )
     )
     # The route on its own, signed in (access is tested through the services: test_access.py).

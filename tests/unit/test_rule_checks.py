@@ -88,7 +88,7 @@ def client_for(
     install_problem_handlers(app)
     app.include_router(
         rule_checks_router(
-            live.get, rule_ids=live.keys, nats_url=nats_url, names=names, directory=people
+            live.get, rule_ids=live.keys, nats=nats_url, names=names, directory=people
         )
     )
     return TestClient(signed_in(app))
