@@ -11,10 +11,11 @@ import sys
 import textwrap
 from collections.abc import Mapping
 from datetime import timedelta
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import httpx
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from goalwatch.durations import duration_of
@@ -44,7 +45,30 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GOALWATCH_", extra="ignore")
 
     nats_url: str = Field("nats://127.0.0.1:4222", description="NATS server URL.")
-    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL.")
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        description="Redis URL, `rediss://` for TLS; credentials go in the two settings below.",
+    )
+    redis_username: str | None = Field(
+        None, description="Redis ACL user the service connects as (docs/security-redis.md)."
+    )
+    redis_password: SecretStr | None = Field(None, description="Password of the Redis user.")
+    redis_tls_ca_file: Path | None = Field(
+        None,
+        description="CA certificates (PEM) that signed the Redis server's certificate, for a "
+        "`rediss://` URL (without it: the system's CAs).",
+    )
+    redis_tls_cert_file: Path | None = Field(
+        None,
+        description="Client certificate (PEM) for a Redis that asks for one "
+        "(`tls-auth-clients`); with `redis_tls_key_file`.",
+    )
+    redis_tls_key_file: Path | None = Field(
+        # Checked even when unset: a certificate without its key is refused.
+        None,
+        description="Private key (PEM) of `redis_tls_cert_file`.",
+        validate_default=True,
+    )
     host: str = Field("127.0.0.1", description="Interface the HTTP API listens on.")
     log_level: str = Field("INFO", description="Log level (DEBUG, INFO, WARNING, ERROR).")
     allowed_hosts: Annotated[list[str], NoDecode] = Field(
@@ -82,6 +106,24 @@ class ServiceSettings(BaseSettings):
     @classmethod
     def _duration(cls, value: Any) -> Any:
         return duration_setting(value)
+
+    @field_validator("redis_tls_ca_file", "redis_tls_cert_file", "redis_tls_key_file")
+    @classmethod
+    def _tls_needs_rediss(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        url = str(info.data.get("redis_url", ""))
+        if value is not None and not url.startswith("rediss://"):
+            raise ValueError(
+                "a Redis TLS file is set but GOALWATCH_REDIS_URL does not start with "
+                "rediss://; write rediss://host:port/0 to connect over TLS"
+            )
+        if info.field_name == "redis_tls_key_file" and (value is None) != (
+            info.data.get("redis_tls_cert_file") is None
+        ):
+            raise ValueError(
+                "set GOALWATCH_REDIS_TLS_CERT_FILE and GOALWATCH_REDIS_TLS_KEY_FILE together "
+                "(a client certificate and its key), or neither"
+            )
+        return value
 
 
 class StateCheckSettings(ServiceSettings):
