@@ -151,7 +151,7 @@ def _banner(settings: StackSettings) -> str:
         ),
         ("notifier", f"{settings.url('notifier')}   GET /v1/alerts"),
         ("nats", settings.nats_url),
-        ("redis", settings.redis_url),
+        ("redis", settings.redis_connect_hint),
         *(
             [("routing", f"{settings.routes_file}   (goalwatch routes show)")]
             if settings.routes_file

@@ -24,6 +24,8 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from goalwatch.catalogue import DEFAULT_CATALOGUE
+from goalwatch.dev import redis_acl
+from goalwatch.redis_users import OPERATOR, service_users
 from goalwatch.serving import port_free, port_taken_message, registered_services
 from goalwatch.settings import Port
 
@@ -104,8 +106,21 @@ class StackSettings(BaseSettings):
 
     @property
     def redis_url(self) -> str:
-        """URL of the Redis server."""
+        """URL of the Redis server as the operator user, for tools and tests (services get
+        users of their own); it holds the password: do not print it."""
+        password = redis_acl.password(self.state_dir, OPERATOR)
+        return f"redis://{OPERATOR}:{password}@{self.host}:{self.redis_port}/0"
+
+    @property
+    def redis_address(self) -> str:
+        """URL of the Redis server without credentials, fit to show."""
         return f"redis://{self.host}:{self.redis_port}/0"
+
+    @property
+    def redis_connect_hint(self) -> str:
+        """Where Redis is and how to log in to it by hand, without the password itself."""
+        secret = redis_acl.passwords_dir(self.state_dir) / OPERATOR
+        return f"{self.redis_address}   user {OPERATOR}, password in {secret}"
 
 
 class StackError(RuntimeError):
@@ -281,6 +296,8 @@ class Stack:
             "--port", str(self.settings.redis_port), "--dir", str(data.resolve()),
             "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
             "--protected-mode", "yes", "--daemonize", "no",
+            # One user per service, default user off (goalwatch/redis_users.py).
+            "--aclfile", str(redis_acl.write_acl_file(self.settings.state_dir).resolve()),
         ]  # fmt: skip
         self._spawn("redis", argv)
         self._wait_tcp("redis", self.settings.redis_port)
@@ -300,7 +317,8 @@ class Stack:
         env = {
             **self.env,
             "GOALWATCH_NATS_URL": self.settings.nats_url,
-            "GOALWATCH_REDIS_URL": self.settings.redis_url,
+            "GOALWATCH_REDIS_URL": self.settings.redis_address,
+            **self._redis_credentials(service),
             "GOALWATCH_HOST": self.settings.host,
             f"GOALWATCH_{service.upper()}_PORT": str(port or self.settings.port(service)),
             "GOALWATCH_GOALS_URL": self.settings.url("goals"),
@@ -309,6 +327,15 @@ class Stack:
         }
         argv = [sys.executable, "-m", "goalwatch.cli", "serve", service]
         self._spawn(name or service, argv, env)
+
+    def _redis_credentials(self, service: str) -> dict[str, str]:
+        """The environment giving ``service`` its own Redis user (none if it uses no Redis)."""
+        if service not in {u.name for u in service_users()}:
+            return {}
+        return {
+            "GOALWATCH_REDIS_USERNAME": service,
+            "GOALWATCH_REDIS_PASSWORD": redis_acl.password(self.settings.state_dir, service),
+        }
 
     def _process(self, name: str) -> _Process:
         return next(p for p in self._processes if p.name == name)
