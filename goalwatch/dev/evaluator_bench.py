@@ -51,6 +51,7 @@ from goalwatch.messaging import ensure_streams
 from goalwatch.rules import RuleEngine, RuleSpec, load_rules, metric_rules
 from goalwatch.rules.compiler import compile_metric, pack
 from goalwatch.rules.engine import SID
+from goalwatch.settings import environment
 
 DEFAULT_RULES: Final = (1, 100, 1000)
 DEFAULT_SUBJECTS: Final = 100_000
@@ -324,12 +325,14 @@ def _evaluate(
     events.write_bytes(b"\n".join(data))
     argv = [
         sys.executable, "-m", "services.evaluator.bench",
-        "--redis-url", settings.redis_url, "--nats-url", settings.nats_url,
+        "--nats-url", settings.nats_url,
         "--rules-dir", str(rules_dir), "--events", str(events),
     ]  # fmt: skip
     if profile is not None:
         argv += ["--profile", str(profile)]
-    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    # The URL holds the operator's password: in the environment, not the process list.
+    env = {**environment(), "GOALWATCH_REDIS_URL": settings.redis_url}
+    done = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"the evaluator stage failed:\n{done.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
