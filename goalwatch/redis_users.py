@@ -168,7 +168,7 @@ def acl_file(passwords: Mapping[str, str]) -> str:
 
 
 def markdown_table() -> str:
-    """The users as a Markdown table, for ``docs/security-redis.md``."""
+    """The users as a Markdown table, then what each is for, for ``docs/security-redis.md``."""
     rows = [
         "| user | keys | channels | commands |",
         "|---|---|---|---|",
@@ -176,8 +176,11 @@ def markdown_table() -> str:
     for each in USERS:
         keys = "<br>".join(f"`{k}`" for k in each.keys)
         channels = "<br>".join(f"`{c}`" for c in each.channels) or "none"
-        commands = " ".join(f"`{c}`" for c in each.commands)
+        # A pipe ends a table cell even inside backticks unless escaped.
+        commands = " ".join(f"`{c}`".replace("|", "\\|") for c in each.commands)
         rows.append(f"| `{each.name}` | {keys} | {channels} | {commands} |")
+    rows.append("")
+    rows += [f"- `{each.name}`: {each.purpose}" for each in USERS]
     return "\n".join(rows)
 
 
