@@ -45,30 +45,7 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GOALWATCH_", extra="ignore")
 
     nats_url: str = Field("nats://127.0.0.1:4222", description="NATS server URL.")
-    redis_url: str = Field(
-        "redis://127.0.0.1:6379/0",
-        description="Redis URL, `rediss://` for TLS; credentials go in the two settings below.",
-    )
-    redis_username: str | None = Field(
-        None, description="Redis ACL user the service connects as (docs/security-redis.md)."
-    )
-    redis_password: SecretStr | None = Field(None, description="Password of the Redis user.")
-    redis_tls_ca_file: Path | None = Field(
-        None,
-        description="CA certificates (PEM) that signed the Redis server's certificate, for a "
-        "`rediss://` URL (without it: the system's CAs).",
-    )
-    redis_tls_cert_file: Path | None = Field(
-        None,
-        description="Client certificate (PEM) for a Redis that asks for one "
-        "(`tls-auth-clients`); with `redis_tls_key_file`.",
-    )
-    redis_tls_key_file: Path | None = Field(
-        # Checked even when unset: a certificate without its key is refused.
-        None,
-        description="Private key (PEM) of `redis_tls_cert_file`.",
-        validate_default=True,
-    )
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL.")
     host: str = Field("127.0.0.1", description="Interface the HTTP API listens on.")
     log_level: str = Field("INFO", description="Log level (DEBUG, INFO, WARNING, ERROR).")
     allowed_hosts: Annotated[list[str], NoDecode] = Field(
@@ -93,6 +70,27 @@ class ServiceSettings(BaseSettings):
         description="How long stored metric events (stream GOALWATCH_METRICS) are kept: how "
         "far back `goalwatch rules backtest` can look. Written 30d, 12h, 1d12h, or seconds. "
         "Every service provisions the streams: give all of them the same value.",
+    )
+    # Redis credentials and TLS (docs/security-redis.md); redis_url is `rediss://` for TLS.
+    redis_username: str | None = Field(
+        None, description="Redis ACL user the service connects as (docs/security-redis.md)."
+    )
+    redis_password: SecretStr | None = Field(None, description="Password of the Redis user.")
+    redis_tls_ca_file: Path | None = Field(
+        None,
+        description="CA certificates (PEM) that signed the Redis server's certificate, for a "
+        "`rediss://` URL (without it: the system's CAs).",
+    )
+    redis_tls_cert_file: Path | None = Field(
+        None,
+        description="Client certificate (PEM) for a Redis that asks for one "
+        "(`tls-auth-clients`); with `redis_tls_key_file`.",
+    )
+    redis_tls_key_file: Path | None = Field(
+        # Checked even when unset: a certificate without its key is refused.
+        None,
+        description="Private key (PEM) of `redis_tls_cert_file`.",
+        validate_default=True,
     )
 
     @field_validator("allowed_hosts", mode="before")
