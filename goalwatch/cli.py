@@ -160,7 +160,7 @@ def _banner(settings: StackSettings) -> str:
             f"{settings.nats_address}   user operator, password in "
             f"{settings.state_dir}/{NATS_PASSWORDS} (docs/security-nats.md)",
         ),
-        ("redis", settings.redis_url),
+        ("redis", settings.redis_connect_hint),
         *(
             [("routing", f"{settings.routes_file}   (goalwatch routes show)")]
             if settings.routes_file

@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import httpx
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from goalwatch.auth.settings import AuthSettings
@@ -108,6 +115,27 @@ class ServiceSettings(AuthSettings):
         "far back `goalwatch rules backtest` can look. Written 30d, 12h, 1d12h, or seconds. "
         "Read by ingestion, which provisions that stream.",
     )
+    # Redis credentials and TLS (docs/security-redis.md); redis_url is `rediss://` for TLS.
+    redis_username: str | None = Field(
+        None, description="Redis ACL user the service connects as (docs/security-redis.md)."
+    )
+    redis_password: SecretStr | None = Field(None, description="Password of the Redis user.")
+    redis_tls_ca_file: Path | None = Field(
+        None,
+        description="CA certificates (PEM) that signed the Redis server's certificate, for a "
+        "`rediss://` URL (without it: the system's CAs).",
+    )
+    redis_tls_cert_file: Path | None = Field(
+        None,
+        description="Client certificate (PEM) for a Redis that asks for one "
+        "(`tls-auth-clients`); with `redis_tls_key_file`.",
+    )
+    redis_tls_key_file: Path | None = Field(
+        # Checked even when unset: a certificate without its key is refused.
+        None,
+        description="Private key (PEM) of `redis_tls_cert_file`.",
+        validate_default=True,
+    )
 
     @model_validator(mode="after")
     def _one_nats_login(self) -> ServiceSettings:
@@ -141,6 +169,24 @@ class ServiceSettings(AuthSettings):
     @classmethod
     def _duration(cls, value: Any) -> Any:
         return duration_setting(value)
+
+    @field_validator("redis_tls_ca_file", "redis_tls_cert_file", "redis_tls_key_file")
+    @classmethod
+    def _tls_needs_rediss(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        url = str(info.data.get("redis_url", ""))
+        if value is not None and not url.startswith("rediss://"):
+            raise ValueError(
+                "a Redis TLS file is set but GOALWATCH_REDIS_URL does not start with "
+                "rediss://; write rediss://host:port/0 to connect over TLS"
+            )
+        if info.field_name == "redis_tls_key_file" and (value is None) != (
+            info.data.get("redis_tls_cert_file") is None
+        ):
+            raise ValueError(
+                "set GOALWATCH_REDIS_TLS_CERT_FILE and GOALWATCH_REDIS_TLS_KEY_FILE together "
+                "(a client certificate and its key), or neither"
+            )
+        return value
 
 
 class StateCheckSettings(ServiceSettings):

@@ -324,13 +324,14 @@ def _evaluate(
     events.write_bytes(b"\n".join(data))
     argv = [
         sys.executable, "-m", "services.evaluator.bench",
-        "--redis-url", settings.redis_url, "--nats-url", settings.nats_address,
+        "--nats-url", settings.nats_address,
         "--rules-dir", str(rules_dir), "--events", str(events),
     ]  # fmt: skip
     if profile is not None:
         argv += ["--profile", str(profile)]
-    # The login goes through the environment, not the command line, where `ps` shows it.
-    done = subprocess.run(argv, capture_output=True, text=True, check=False, env=tool_env(settings))
+    # Logins go through the environment, not the command line, where `ps` shows them.
+    env = {**tool_env(settings), "GOALWATCH_REDIS_URL": settings.redis_url}
+    done = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"the evaluator stage failed:\n{done.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])

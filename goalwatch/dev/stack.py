@@ -36,8 +36,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from goalwatch.catalogue import DEFAULT_CATALOGUE
 from goalwatch.connections import NatsAccess
-from goalwatch.dev import idp
+from goalwatch.dev import idp, redis_acl
 from goalwatch.nats_users import OPERATOR, USERS, server_users
+from goalwatch.redis_users import OPERATOR as REDIS_OPERATOR
+from goalwatch.redis_users import service_users
 from goalwatch.serving import port_free, port_taken_message, registered_services
 from goalwatch.settings import Port
 
@@ -193,8 +195,21 @@ class StackSettings(BaseSettings):
 
     @property
     def redis_url(self) -> str:
-        """URL of the Redis server."""
+        """URL of the Redis server as the operator user, for tools and tests (services get
+        users of their own); it holds the password: do not print it."""
+        password = redis_acl.password(self.state_dir, REDIS_OPERATOR)
+        return f"redis://{REDIS_OPERATOR}:{password}@{self.host}:{self.redis_port}/0"
+
+    @property
+    def redis_address(self) -> str:
+        """URL of the Redis server without credentials, fit to show."""
         return f"redis://{self.host}:{self.redis_port}/0"
+
+    @property
+    def redis_connect_hint(self) -> str:
+        """Where Redis is and how to log in to it by hand, without the password itself."""
+        secret = redis_acl.passwords_dir(self.state_dir) / REDIS_OPERATOR
+        return f"{self.redis_address}   user {REDIS_OPERATOR}, password in {secret}"
 
 
 class StackError(RuntimeError):
@@ -381,6 +396,8 @@ class Stack:
             "--port", str(self.settings.redis_port), "--dir", str(data.resolve()),
             "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
             "--protected-mode", "yes", "--daemonize", "no",
+            # One user per service, default user off (goalwatch/redis_users.py).
+            "--aclfile", str(redis_acl.write_acl_file(self.settings.state_dir).resolve()),
         ]  # fmt: skip
         self._spawn("redis", argv)
         self._wait_tcp("redis", self.settings.redis_port)
@@ -400,7 +417,8 @@ class Stack:
         env = {
             **self.env,
             **self.settings.nats_env(service),
-            "GOALWATCH_REDIS_URL": self.settings.redis_url,
+            "GOALWATCH_REDIS_URL": self.settings.redis_address,
+            **self._redis_credentials(service),
             "GOALWATCH_HOST": self.settings.host,
             f"GOALWATCH_{service.upper()}_PORT": str(port or self.settings.port(service)),
             "GOALWATCH_GOALS_URL": self.settings.url("goals"),
@@ -472,6 +490,15 @@ class Stack:
     def auth_headers(self, user: str | None = None, *, client: str | None = None) -> dict[str, str]:
         """``{"Authorization": "Bearer <token>"}`` for :meth:`token`'s ``user`` or ``client``."""
         return {"Authorization": f"Bearer {self.token(user, client=client)}"}
+
+    def _redis_credentials(self, service: str) -> dict[str, str]:
+        """The environment giving ``service`` its own Redis user (none if it uses no Redis)."""
+        if service not in {u.name for u in service_users()}:
+            return {}
+        return {
+            "GOALWATCH_REDIS_USERNAME": service,
+            "GOALWATCH_REDIS_PASSWORD": redis_acl.password(self.settings.state_dir, service),
+        }
 
     def _process(self, name: str) -> _Process:
         return next(p for p in self._processes if p.name == name)

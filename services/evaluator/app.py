@@ -158,7 +158,7 @@ def create_app(
     rules = load_rules(settings.rules_dir)
     catalogue = _catalogue(settings.catalogue_file)
     broker = broker or new_broker(nats_access(settings), name="evaluator")
-    redis = redis or redis_client(settings.redis_url)
+    redis = redis or redis_client(settings)
     http = http or httpx.AsyncClient(timeout=httpx.Timeout(2.0))
     timers = Timers(lambda: broker.connection)
     goals = GoalsClient(client=http, base_url=settings.goals_url, auth=service_auth(settings))

@@ -1,7 +1,7 @@
 """The evaluator stage of ``goalwatch bench --mode evaluator``, run as a process of its own.
 
-``python -m services.evaluator.bench --redis-url ... --nats-url ... --rules-dir ...
---events FILE`` times :meth:`Evaluator.handle_batch` on the events in ``FILE`` (one
+``python -m services.evaluator.bench --nats-url ... --rules-dir ... --events FILE`` (Redis
+at ``GOALWATCH_REDIS_URL``, as a user that may flush it, or ``--redis-url``) times :meth:`Evaluator.handle_batch` on the events in ``FILE`` (one
 ``MetricRecorded`` JSON per line), in batches of the consumer's size decoded as the consumer
 decodes them, with the real :class:`StreakStore` on that Redis and alerts published to
 JetStream through the service's own :class:`AlertPublisher`; subject names from a stub (asked
@@ -127,7 +127,8 @@ async def measure(
 def main() -> None:
     """Parse the arguments, measure, print the JSON line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--redis-url", required=True)
+    # From the environment by default: a URL holding a password is not for the process list.
+    parser.add_argument("--redis-url", default=None, help="default: GOALWATCH_REDIS_URL")
     parser.add_argument("--nats-url", required=True)
     parser.add_argument("--rules-dir", type=Path, required=True)
     parser.add_argument("--events", type=Path, required=True, help="one event JSON per line")
@@ -136,7 +137,7 @@ def main() -> None:
     data = args.events.read_bytes().splitlines()
     result = asyncio.run(
         measure(
-            redis_url=args.redis_url,
+            redis_url=args.redis_url or ServiceSettings().redis_url,
             nats_url=args.nats_url,
             rules_dir=args.rules_dir,
             data=data,

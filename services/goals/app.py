@@ -60,7 +60,7 @@ def create_app(
 
     ``caught_up`` replaces the store's recovery from its streams (tests without NATS pass
     one that is always caught up)."""
-    redis = redis or redis_client(settings.redis_url)
+    redis = redis or redis_client(settings)
     broker = broker or new_broker(nats_access(settings), name="goals")
     # JetStream is the record of goals, people and org units: after a Redis restart that lost
     # writes, the store replays what was published since its last checkpoints before it

@@ -597,7 +597,7 @@ def create_app(
     environment); a routing file that does not load raises :class:`FileErrors`."""
     settings = with_public_host(settings)
     broker = broker or new_broker(nats_access(settings), name="notifier")
-    redis = redis or redis_client(settings.redis_url)
+    redis = redis or redis_client(settings)
     http = http or httpx.AsyncClient(timeout=httpx.Timeout(settings.goals_timeout))
     routing = build_routing(settings, client=http, environ=environ or environment())
     inbox = Inbox(redis, retention=settings.inbox_retention)
