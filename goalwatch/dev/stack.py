@@ -170,6 +170,7 @@ class StackSettings(BaseSettings):
         """URL of the development identity provider: the issuer of every token."""
         return self.url("idp")
 
+    @property
     def nats_url(self) -> str:
         """URL of the NATS server with the ``operator`` login in it, for tools and tests that
         connect by URL; never print it (:attr:`nats_address`)."""
