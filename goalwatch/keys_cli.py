@@ -91,8 +91,8 @@ def _create(args: argparse.Namespace) -> int:
         print(_line(made))
         print(made["key"])
         print(
-            "goalwatch: this is the only time the key is shown: put it in the system's secret "
-            "store now (goals keeps only a hash of it)",
+            "goalwatch: the key will not be shown again: put it in the system's secret store "
+            "now (goals keeps only a hash of it)",
             file=sys.stderr,
         )
         return 0
