@@ -1,6 +1,6 @@
 """What the commands that talk to a running service share: where it is, who is asking, the
 client, and how a refusal or an unreachable service is said (``goalwatch rules push``,
-``goalwatch silences``).
+``goalwatch silences``, ``goalwatch keys``).
 
 Who is asking is the access token in ``$GOALWATCH_TOKEN`` (from the company's identity
 provider; with ``make run``, ``goalwatch token --as NAME`` prints one)."""
@@ -93,3 +93,22 @@ def call_notifier(args: argparse.Namespace, do: Callable[[httpx.Client], int]) -
     """:func:`call` on the notifier that ``--notifier`` (or its variable) names."""
     url = service_url(args.notifier, variable="GOALWATCH_NOTIFIER_URL", default=DEFAULT_NOTIFIER)
     return call(url, do, service="notifier", option="--notifier", variable="GOALWATCH_NOTIFIER_URL")
+
+
+DEFAULT_GOALS = "http://127.0.0.1:8002"
+
+
+def goals_option(parser: argparse.ArgumentParser) -> None:
+    """``--goals URL``: where a command finds the running goals service's API."""
+    parser.add_argument(
+        "--goals",
+        default=None,
+        metavar="URL",
+        help=f"the goals service's API (default: $GOALWATCH_GOALS_URL, else {DEFAULT_GOALS})",
+    )
+
+
+def call_goals(args: argparse.Namespace, do: Callable[[httpx.Client], int]) -> int:
+    """:func:`call` on the goals service that ``--goals`` (or its variable) names."""
+    url = service_url(args.goals, variable="GOALWATCH_GOALS_URL", default=DEFAULT_GOALS)
+    return call(url, do, service="goals service", option="--goals", variable="GOALWATCH_GOALS_URL")

@@ -27,10 +27,13 @@ from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
 from goalwatch import __version__
+from goalwatch.auth.api_key_client import HttpApiKeyVerifier
+from goalwatch.auth.api_keys import ApiKeyVerifier
 from goalwatch.auth.identity import Authenticator
 from goalwatch.auth.policy import Policy, access_of, undeclared_routes
 from goalwatch.connections import nats_access
 from goalwatch.consumers import Consumers
+from goalwatch.goals_client import service_auth
 from goalwatch.guards import (
     BodyLimits,
     HostAllowList,
@@ -63,6 +66,7 @@ def service_app(
     background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
     schemas: Sequence[type[BaseModel]] = (),
     max_body_bytes: int | None = None,
+    api_keys: ApiKeyVerifier | None = None,
 ) -> FastAPI:
     """The FastAPI app of service ``name``; routes are added by the caller.
 
@@ -74,10 +78,11 @@ def service_app(
     (started after the broker, cancelled before it stops); ``schemas`` are added to the
     OpenAPI components (models that a route answers with by hand). From ``settings``: the
     Host allow-list and the body limits (``max_body_bytes`` replaces
-    ``http_max_body_bytes``), see :mod:`goalwatch.guards`.
+    ``http_max_body_bytes``), see :mod:`goalwatch.guards`. ``api_keys`` checks API keys
+    (goals passes its own store); by default the goals service is asked.
     """
 
-    authenticator = Authenticator(settings)
+    authenticator = Authenticator(settings, api_keys=api_keys or _ask_goals(settings))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -149,6 +154,13 @@ def service_app(
     _document(app, [Problem, FieldProblem, *schemas])
     offline_docs(app)
     return app
+
+
+def _ask_goals(settings: ServiceSettings) -> ApiKeyVerifier:
+    """API keys checked by the goals service, which owns them, signed in as this service."""
+    return HttpApiKeyVerifier(
+        base_url=settings.goals_url, auth=service_auth(settings), ttl=settings.api_key_cache_ttl
+    )
 
 
 def _document(app: FastAPI, models: Sequence[type[BaseModel]]) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 
+from goalwatch.auth.api_keys import ApiKeyVerifier, InvalidApiKey
 from goalwatch.auth.principal import Kind, Principal
 from goalwatch.auth.roles import Role
 from goalwatch.auth.settings import AuthSettings
@@ -36,10 +37,21 @@ CLIENT_ID_CLAIMS = ("azp", "appid", "client_id")
 
 
 class Authenticator:
-    """Turns bearer tokens into principals, as the settings say."""
+    """Turns bearer tokens and API keys into principals, as the settings say.
 
-    def __init__(self, settings: AuthSettings, *, http: httpx.AsyncClient | None = None) -> None:
+    ``api_keys`` checks API keys (:mod:`goalwatch.auth.api_keys`); without it, none is
+    accepted.
+    """
+
+    def __init__(
+        self,
+        settings: AuthSettings,
+        *,
+        http: httpx.AsyncClient | None = None,
+        api_keys: ApiKeyVerifier | None = None,
+    ) -> None:
         self.settings = settings
+        self.api_keys = api_keys
         self.verifier = (
             TokenVerifier(
                 issuer=settings.oidc_issuer,
@@ -59,6 +71,12 @@ class Authenticator:
                 "(GOALWATCH_OIDC_ISSUER)"
             )
         return self.principal(await self.verifier.verify(token))
+
+    async def from_api_key(self, key: str) -> Principal:
+        """The system an API key signs in as; :class:`InvalidApiKey` if it is refused."""
+        if self.api_keys is None:
+            raise InvalidApiKey("this service accepts no API keys; sign in with a bearer token")
+        return await self.api_keys.verify(key)
 
     def principal(self, claims: Mapping[str, Any]) -> Principal:
         """The caller verified ``claims`` describe."""
@@ -113,6 +131,8 @@ class Authenticator:
                 yield Role(name)
 
     async def aclose(self) -> None:
-        """Release the connections used to fetch the provider's keys."""
+        """Release the connections used to fetch the provider's keys and to check API keys."""
         if self.verifier is not None:
             await self.verifier.aclose()
+        if self.api_keys is not None:
+            await self.api_keys.aclose()

@@ -42,6 +42,9 @@ ORG_UNITS_WRITE = policy("change org units", HR, Role.DIRECTORY_WRITER)
 GOALS_READ = policy("read goals", HR, Role.SERVICE, Role.GOALS_WRITER, people=True)
 GOALS_WRITE = policy("change goals", HR, Role.GOALS_WRITER)
 CHECK_INS_WRITE = policy("check in on goals", HR, Role.GOALS_WRITER, people=True)
+API_KEYS_READ = policy("read API keys", HR, OPS)
+API_KEYS_WRITE = policy("create or revoke API keys", HR, OPS)
+API_KEYS_VERIFY = policy("verify API keys presented to another service", Role.SERVICE)
 
 # notifier
 ALERTS_READ = policy("read alerts", HR, people=True)

@@ -21,8 +21,9 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from goalwatch.auth.api_keys import ApiKeysUnavailable, looks_like_key
 from goalwatch.auth.identity import Authenticator
 from goalwatch.auth.principal import Kind, Principal
 from goalwatch.auth.roles import PEOPLE, Role
@@ -36,6 +37,13 @@ BEARER = HTTPBearer(
     "GOALWATCH_OIDC_ISSUER names: a person's, or a system's (client credentials).",
     auto_error=False,
 )
+API_KEY = APIKeyHeader(
+    name="X-API-Key",
+    scheme_name="apiKey",
+    description="An API key (gw_<key id>_<secret>) for a system that cannot sign in with "
+    "OAuth 2.0 (docs/api-keys.md); also accepted as `Authorization: Bearer gw_...`.",
+    auto_error=False,
+)
 CHALLENGE = 'Bearer realm="goalwatch"'
 
 
@@ -47,22 +55,39 @@ def _unauthorized(detail: str, *, error: str | None = None) -> HTTPException:
 async def authenticate(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
+    api_key: Annotated[str | None, Depends(API_KEY)],
 ) -> Principal:
-    """The caller of ``request``, from its bearer token; 401 without a valid one."""
+    """The caller of ``request``, from its bearer token or API key; 401 without a valid one.
+
+    A credential starting ``gw_`` is an API key (:mod:`goalwatch.auth.api_keys`), whether
+    it comes as a bearer token or in ``X-API-Key``; anything else is an OpenID Connect token.
+    """
     known = getattr(request.state, "principal", None)
     if isinstance(known, Principal):
         return known
-    if credentials is None:
+    if credentials is not None and api_key is not None:
+        raise _unauthorized(
+            "send one credential: either `Authorization: Bearer ...` or `X-API-Key`, not both",
+            error="invalid_request",
+        )
+    if credentials is None and api_key is None:
         raise _unauthorized(
             "sign in first: send `Authorization: Bearer <access token>` from the identity "
-            "provider (see docs/security.md)"
+            "provider, or a system's API key (see docs/security.md and docs/api-keys.md)"
         )
     authenticator: Authenticator = request.app.state.authenticator
+    credential = credentials.credentials if credentials is not None else str(api_key)
     try:
-        principal = await authenticator.from_bearer(credentials.credentials)
+        if looks_like_key(credential):
+            principal = await authenticator.from_api_key(credential)
+        elif credentials is None:
+            raise InvalidToken("X-API-Key takes an API key (gw_...); send tokens as Bearer")
+        else:
+            principal = await authenticator.from_bearer(credential)
     except InvalidToken as exc:
-        raise _unauthorized(f"the bearer token was refused: {exc}", error="invalid_token") from None
-    except ProviderUnavailable as exc:
+        kind = "API key" if looks_like_key(credential) else "bearer token"
+        raise _unauthorized(f"the {kind} was refused: {exc}", error="invalid_token") from None
+    except (ProviderUnavailable, ApiKeysUnavailable) as exc:
         raise HTTPException(
             503, f"{exc}; retry after {RETRY_AFTER_SECONDS} s",
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},

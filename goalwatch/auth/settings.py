@@ -57,6 +57,18 @@ class AuthSettings(BaseSettings):
         None, description="The secret of `oidc_client_id` (from a Kubernetes Secret)."
     )
 
+    goals_url: str = Field(
+        "http://127.0.0.1:8002",
+        description="Base URL of the goals service, which verifies API keys for the other "
+        "services (goals reads its own store).",
+    )
+    api_key_cache_ttl: float = Field(
+        30.0,
+        ge=0,
+        description="Seconds a service keeps goals' answer about an API key: a revoked key "
+        "may keep working that long on a service that has just checked it (docs/api-keys.md).",
+    )
+
     @field_validator("oidc_role_map", mode="before")
     @classmethod
     def _pairs(cls, value: Any) -> Any:

@@ -17,6 +17,8 @@ from goalwatch.settings import Port, StateCheckSettings
 from services.goals import keys
 from services.goals.access import Access, StoreDirectory
 from services.goals.api import people_router
+from services.goals.api_keys import ApiKeyStore, StoreVerifier
+from services.goals.api_keys_api import api_keys_router
 from services.goals.caught_up import CaughtUp, WriteGuard
 from services.goals.directory import Directory
 from services.goals.goal_store import GoalStore
@@ -116,6 +118,7 @@ def create_app(
         one LRANGE)."""
         return all([await outbox.after_write() for outbox in outboxes])
 
+    api_keys = ApiKeyStore(redis)
     app = service_app(
         name="goals",
         settings=settings,
@@ -123,6 +126,8 @@ def create_app(
         registry=REGISTRY,
         broker=broker,
         close=[redis.aclose],
+        # Goals owns the keys: it checks them in its own store, where a revocation holds at once.
+        api_keys=StoreVerifier(api_keys),
         background=[
             *(outbox.relay for outbox in outboxes),
             *(
@@ -162,6 +167,8 @@ def create_app(
         ),
         dependencies=every_route_caught_up,
     )
+    # Not behind the goal store's recovery: keys are not in its streams.
+    app.include_router(api_keys_router(api_keys))
     return app
 
 

@@ -28,6 +28,9 @@ ORG_UNIT_VERSIONS: Final = f"{PREFIX}org-unit-versions"
 DIRECTORY_OUTBOX: Final = f"{PREFIX}directory-outbox"
 """List of people and org unit change records waiting to be published, oldest first."""
 
+API_KEY_IDS: Final = f"{PREFIX}api-key:ids"
+"""Sorted set of every API key id, scored by when it was made (key ids are hex: no clash)."""
+
 # The filters a goal listing takes, each backed by one sorted set of ids per value.
 INDEXED: Final = ("owner_id", "org_unit_id", "status", "type", "period")
 
@@ -80,3 +83,8 @@ def person(person_id: str) -> str:
 def org_unit(unit_id: str) -> str:
     """JSON of one org unit (an OrgUnitUpsert)."""
     return f"{PREFIX}org-unit:{unit_id}"
+
+
+def api_key(key_id: str) -> str:
+    """Hash of one API key: its name, grant, hashed secret and history (never the secret)."""
+    return f"{PREFIX}api-key:{key_id}"

@@ -25,6 +25,8 @@ REPO = Path(__file__).resolve().parents[2]
 WEBHOOK_SECRET = "integration-secret"
 # Signs the session stack's acknowledgement links (tests/integration/test_inbox_episodes.py).
 LINK_SECRET = "integration-link-secret-of-forty-characters"
+# How long services keep goals' answer about an API key, in the session stack.
+API_KEY_CACHE_TTL = 1
 # The receiver answers 503 to alerts about subjects with this prefix: a receiver that is down.
 FAILING_PREFIX = "unreachable-"
 
@@ -396,6 +398,9 @@ def stack(stack_settings: StackSettings, webhook: WebhookReceiver) -> Iterator[S
             # Every firing message carries an acknowledgement link to this stack's notifier.
             "GOALWATCH_PUBLIC_URL": stack_settings.url("notifier"),
             "GOALWATCH_LINK_SECRET": LINK_SECRET,
+            # A revoked API key stops working within this many seconds on the services that
+            # ask goals (tests/integration/test_api_keys.py waits for it).
+            "GOALWATCH_API_KEY_CACHE_TTL": str(API_KEY_CACHE_TTL),
         },
     )
     running.start()

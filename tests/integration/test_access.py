@@ -98,6 +98,13 @@ MATRIX = [
     Row("goals", "GET", "/v1/goals/{goal}/tree", "                  401 200 404 404 404 404 403 200", target="other"),
     Row("goals", "GET", "/v1/goals/{goal}/impact", "                401 200 404 200 200 200 403 200", target="own"),
     Row("goals", "GET", "/v1/goals/{goal}/impact", "                401 200 404 404 404 404 403 200", target="other"),
+    Row("goals", "POST", "/v1/api-keys", "                          401 201 201 403 403 403 403 403", body="api_key"),
+    Row("goals", "GET", "/v1/api-keys", "                           401 200 200 403 403 403 403 403"),
+    Row("goals", "GET", "/v1/api-keys/{key}", "                     401 200 200 403 403 403 403 403"),
+    # Only goalwatch's services check keys presented to them (a made-up key here: valid false).
+    Row("goals", "POST", "/v1/api-keys/verify", "                   401 403 403 403 403 403 403 200", body="key_check"),
+    # Revoking again changes nothing, and the record stays (so the GET above still finds it).
+    Row("goals", "DELETE", "/v1/api-keys/{key}", "                  401 200 200 403 403 403 403 403"),
     Row("notifier", "GET", "/healthz", "                            200 200 200 200 200 200 200 200"),
     Row("notifier", "GET", "/readyz", "                             200 200 200 200 200 200 200 200"),
     Row("notifier", "GET", "/v1/alerts", "                          401 200 200 200 200 200 403 403"),
@@ -133,6 +140,8 @@ class Org:
     goals: dict[str, str]
     alerts: dict[str, str]
     rule: str
+    api_key: str
+    """The id of an API key made for the matrix."""
 
 
 def _person(pid: str, unit: str, manager: str | None = None) -> dict[str, Any]:
@@ -177,7 +186,11 @@ def org(stack: Stack) -> Org:
             target: _episode(http, stack, p[who])
             for target, who in (("own", "emp"), ("other", "peer"))
         }
-    return Org(people, units, goals, alerts, rule=unique("access-rule"))
+        key = http.post(
+            f"{goals_url}/v1/api-keys", json={"name": "matrix", "roles": ["goals_writer"]}
+        )
+        assert key.status_code == 201, key.text
+    return Org(people, units, goals, alerts, rule=unique("access-rule"), api_key=key.json()["id"])
 
 
 def _episode(http: httpx.Client, stack: Stack, subject: str) -> str:
@@ -236,6 +249,9 @@ def _bodies(org: Org, caller: str) -> dict[str, Callable[[], tuple[str, Any]]]:
             "matchers": [{"name": "subject", "value": fresh}],
             "ends_at": (now + timedelta(hours=1)).isoformat(), "comment": "matrix"}),
         "labels": lambda: ("json", {"labels": {"severity": "warning"}}),
+        "api_key": lambda: ("json", {"name": f"matrix {caller}", "roles": ["publisher"],
+                                     "metrics": ["crm.visit_logged"], "sources": ["crm"]}),
+        "key_check": lambda: ("json", {"key": f"gw_0123456789ab_{'a' * 43}"}),
     }  # fmt: skip
 
 
@@ -267,6 +283,7 @@ def _path(row: Row, org: Org, silence: str | None) -> str:
         alert=org.alerts[target],
         token="not-a-link",
         silence=silence or "none",
+        key=org.api_key,
     )
 
 

@@ -31,9 +31,11 @@ def test_every_route_of_every_service_declares_one_policy(service: str) -> None:
         for method, operation in operations.items():
             assert operation.get("x-goalwatch-access"), f"{method} {path}"
             if not operation["x-goalwatch-access"].startswith("anyone"):
-                assert operation["security"] == [{"bearer": []}], f"{method} {path}"
+                # Either credential: a bearer token, or a system's API key.
+                assert operation["security"] == [{"bearer": []}, {"apiKey": []}], f"{method} {path}"
                 assert {"401", "403"} <= operation["responses"].keys(), f"{method} {path}"
     assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    assert document["components"]["securitySchemes"]["apiKey"]["name"] == "X-API-Key"
 
 
 def toy(*routes: APIRouter) -> TestClient:
