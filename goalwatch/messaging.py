@@ -105,6 +105,16 @@ STREAMS: tuple[StreamConfig, ...] = (
         max_msgs_per_subject=-1,
         deny_delete=True,
     ),
+    StreamConfig(
+        name=subjects.STREAM_AUDIT,
+        description="The audit log: who changed what, when, from where (docs/audit.md).",
+        subjects=[subjects.AUDIT_ALL],
+        storage=StorageType.FILE,
+        # GOALWATCH_AUDIT_RETENTION replaces it; until then nothing may remove a record.
+        max_age=400 * _DAY,
+        deny_delete=True,
+        deny_purge=True,
+    ),
     # Durable timers: message schedules, bounded by the TTL of what they fire (timers.py).
     TIMERS_STREAM,
 )
@@ -115,15 +125,19 @@ async def ensure_streams(
     *,
     consumers: Sequence[ConsumerSpec] = (),
     metrics_retention: timedelta | None = None,
+    audit_retention: timedelta | None = None,
 ) -> None:
     """Create the goalwatch streams and ``consumers``, or update them to these settings;
-    ``metrics_retention`` replaces the 30 days metric events are kept."""
+    ``metrics_retention`` replaces the 30 days metric events are kept, ``audit_retention``
+    the 400 days of audit records."""
     nc = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=3)
     try:
         js = nc.jetstream()
         for config in STREAMS:
             if config.name == subjects.STREAM_METRICS and metrics_retention is not None:
                 config = replace(config, max_age=metrics_retention.total_seconds())
+            if config.name == subjects.STREAM_AUDIT and audit_retention is not None:
+                config = replace(config, max_age=audit_retention.total_seconds())
             assert config.name is not None
             try:
                 await js.stream_info(config.name)
