@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
 from goalwatch import __version__
+from goalwatch.audit import install_audit
 from goalwatch.auth.identity import Authenticator
 from goalwatch.auth.policy import Policy, access_of, undeclared_routes
 from goalwatch.consumers import Consumers
@@ -87,6 +88,7 @@ def service_app(
                     nats_url,
                     consumers=consumers.specs if consumers else (),
                     metrics_retention=settings.metrics_retention,
+                    audit_retention=settings.audit_retention,
                 )
                 if prepare is not None:
                     await broker.connect()
@@ -117,6 +119,10 @@ def service_app(
     app.state.broker = broker  # what the service subscribes and publishes, for AsyncAPI
     app.state.authenticator = authenticator
     install_problem_handlers(app)
+    # Innermost of the middleware: it sees the route that answered (goalwatch.audit).
+    install_audit(app, service=name, broker=broker, registry=registry,
+                  timeout=settings.audit_publish_timeout,
+                  trust_forwarded=settings.audit_trust_forwarded)  # fmt: skip
     # Added last, so run first: a foreign Host is refused before anything reads the body.
     app.add_middleware(
         BodyLimits,
