@@ -49,10 +49,11 @@ class AuditPage(Contract):
     records: list[AuditRecorded] = Field(description="Matching records, newest first.")
     complete: bool = Field(
         description="Whether every record of the time range was looked at; false when the "
-        "limit or the scan cap stopped the search first."
+        "limit or the scan cap (10,000 records) stopped the search first."
     )
-    next_until: AwareDatetime | None = Field(
+    next_cursor: str | None = Field(
         default=None,
-        description="When not complete: pass as `until` to go on with older records.",
+        description="When not complete: pass as `cursor` (with the same filters) to go on "
+        "with older records.",
     )
     scanned: int = Field(description="How many stream positions the search covered.")

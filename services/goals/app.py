@@ -17,6 +17,7 @@ from goalwatch.settings import Port, StateCheckSettings
 from services.goals import keys
 from services.goals.access import Access, StoreDirectory
 from services.goals.api import people_router
+from services.goals.audit_api import AuditLog, audit_router
 from services.goals.caught_up import CaughtUp, WriteGuard
 from services.goals.directory import Directory
 from services.goals.goal_store import GoalStore
@@ -133,6 +134,8 @@ def create_app(
             ),
         ],
     )
+    # The audit log is read from its stream, not the store: no need to wait for a catch-up.
+    app.include_router(audit_router(AuditLog(lambda: broker.connection)))
     every_route_caught_up = [Depends(store_caught_up)]
     access = Access(StoreDirectory(people, units))
     app.include_router(
