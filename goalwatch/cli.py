@@ -11,6 +11,7 @@ from types import FrameType
 
 import httpx
 
+from goalwatch.audit_cli import add_audit_command
 from goalwatch.dev.idp_cli import add_idp_commands
 from goalwatch.dev.stack import Stack, StackError, StackSettings, services
 from goalwatch.routing.cli import add_routes_commands
@@ -517,6 +518,7 @@ def main(argv: list[str] | None = None) -> int:
     receiver.set_defaults(func=_webhook_receiver)
     add_rules_commands(commands)
     add_silences_commands(commands)
+    add_audit_command(commands)
     add_routes_commands(commands)
     add_idp_commands(commands)
     args = parser.parse_args(argv)
