@@ -196,7 +196,7 @@ class AuditTrail:
         at = self.clock()
         request_id = request_id_from(Headers(scope=scope))
         scope.setdefault("state", {})["request_id"] = request_id
-        status = 500
+        status: int | None = None
 
         async def sending(message: Message) -> None:
             nonlocal status
@@ -210,9 +210,10 @@ class AuditTrail:
         try:
             await self.app(scope, receive, sending)
         except Exception:
-            await self._after(scope, 500, at, request_id)  # the error handler answers 500
+            # Unless an answer had begun, the server's error handler answers 500.
+            await self._after(scope, status or 500, at, request_id)
             raise
-        await self._after(scope, status, at, request_id)
+        await self._after(scope, status or 500, at, request_id)
 
     async def _after(self, scope: Scope, status: int, at: datetime, request_id: str) -> None:
         try:

@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Annotated, Final
 
 import nats.errors
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, HTTPException, Query
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -32,7 +32,7 @@ from pydantic import AwareDatetime, ValidationError
 
 from goalwatch.auth.policies import AUDIT_READ
 from goalwatch.contracts import AuditPage, AuditRecorded, subjects
-from goalwatch.problems import problem_responses
+from goalwatch.problems import RETRY_AFTER_SECONDS, problem_responses
 
 logger = logging.getLogger(__name__)
 
@@ -189,7 +189,9 @@ def audit_router(log: AuditLog) -> APIRouter:
     @router.get(
         "/audit",
         response_model=AuditPage,
-        responses=problem_responses({422: "A filter is not well formed."}),
+        responses=problem_responses(
+            {422: "A filter is not well formed.", 503: "NATS did not answer; retry later."}
+        ),
         summary="The audit log: who changed what, when, from where; newest first",
         dependencies=[Depends(AUDIT_READ)],
     )
@@ -235,9 +237,17 @@ def audit_router(log: AuditLog) -> APIRouter:
         looks at no more than 10,000 records; when it stopped (there, or at ``limit``)
         before the start of the time range, ``complete`` is false and ``next_cursor`` goes
         on from there."""
-        return await log.query(
-            AuditQuery(who=who, service=service, action=action, since=since, until=until,
-                       limit=limit, cursor=int(cursor) if cursor else None)
-        )  # fmt: skip
+        wanted = AuditQuery(who=who, service=service, action=action, since=since,
+                            until=until, limit=limit, cursor=int(cursor) if cursor else None)  # fmt: skip
+        try:
+            return await log.query(wanted)
+        except (nats.errors.Error, TimeoutError) as exc:
+            logger.warning("audit log not read: NATS did not answer: %r", exc)
+            raise HTTPException(
+                503,
+                f"the audit log (NATS JetStream) did not answer; retry after "
+                f"{RETRY_AFTER_SECONDS} s",
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            ) from None
 
     return router

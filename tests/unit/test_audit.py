@@ -6,6 +6,7 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Annotated
 
+import nats.errors
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.testclient import TestClient
 from faststream.nats import NatsBroker
@@ -16,6 +17,8 @@ from goalwatch.auth.policy import Caller, Public, authenticate, policy
 from goalwatch.auth.principal import Kind, Principal
 from goalwatch.auth.roles import Role
 from goalwatch.contracts import AuditRecorded
+from services.goals.audit_api import AuditLog, AuditQuery, audit_router
+from tests.unit.signed_in import signed_in as signed_in_app
 
 LOCAL = "http://127.0.0.1"
 RULES_WRITE = policy("change rules", Role.HR_ADMIN)
@@ -197,3 +200,32 @@ def test_a_record_nats_does_not_take_is_counted_lost_and_the_caller_never_knows(
     asyncio.run(record(entry))
     lost = registry.get_sample_value("goalwatch_audit_records_total", {"outcome": "lost"})
     assert lost == 1.0
+
+
+def test_the_log_answers_503_while_nats_does_not() -> None:
+    class Silent:
+        async def stream_info(self, name: str) -> None:
+            raise nats.errors.TimeoutError
+
+    class Connection:
+        def jetstream(self) -> Silent:
+            return Silent()
+
+    app = FastAPI()
+    app.include_router(audit_router(AuditLog(lambda: Connection())))  # type: ignore[arg-type,return-value]
+    signed_in_app(app, HR)
+    answer = TestClient(app, base_url=LOCAL).get("/v1/audit")
+    assert answer.status_code == 503
+    assert answer.headers["Retry-After"]
+
+
+def test_a_query_matches_who_exactly_and_action_by_any_case_text() -> None:
+    record = AuditRecorded(
+        id="a", at=datetime.now(UTC), service="evaluator", who="person:wang-fang",
+        person_id="wang-fang", client_id=None, action="DELETE /v1/rules/{rule_id}",
+        target={"rule_id": "r"}, outcome=200, address=None, request_id="r",
+    )  # fmt: skip
+    assert AuditQuery(who="person:wang-fang", action="delete /v1/RULES").matches(record)
+    assert not AuditQuery(who="person:wang").matches(record)
+    assert not AuditQuery(service="goals").matches(record)
+    assert not AuditQuery(action="/v1/goals").matches(record)
