@@ -59,6 +59,7 @@ REQUEST_ID: Final = "X-Request-Id"
 _REQUEST_ID_FORM = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 _ACTOR = "audit_actor"
 _MAX_ADDRESS = 100
+_MAX_PARAMETER = 256
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,10 @@ def record_of(
     access = declared[0] if len(declared) == 1 else None
     if access is None or not audited(method, status, access):
         return None
-    params = {name: str(value) for name, value in scope.get("path_params", {}).items()}
+    # A refused caller chose these freely: keep a record's size bounded.
+    params = {
+        name: str(value)[:_MAX_PARAMETER] for name, value in scope.get("path_params", {}).items()
+    }
     actor = actor_of(scope.get("state", {}), access)
     return AuditRecorded(
         id=uuid.uuid4().hex,
