@@ -11,6 +11,7 @@ from types import FrameType
 
 import httpx
 
+from goalwatch.audit_cli import add_audit_command
 from goalwatch.connections import NatsAccess
 from goalwatch.dev.idp_cli import add_idp_commands
 from goalwatch.dev.stack import NATS_PASSWORDS, Stack, StackError, StackSettings, services
@@ -524,6 +525,7 @@ def main(argv: list[str] | None = None) -> int:
     add_rules_commands(commands)
     add_silences_commands(commands)
     add_keys_commands(commands)
+    add_audit_command(commands)
     add_routes_commands(commands)
     add_idp_commands(commands)
     args = parser.parse_args(argv)

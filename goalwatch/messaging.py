@@ -116,6 +116,16 @@ STREAMS: tuple[StreamConfig, ...] = (
         max_msgs_per_subject=-1,
         deny_delete=True,
     ),
+    StreamConfig(
+        name=subjects.STREAM_AUDIT,
+        description="The audit log: who changed what, when, from where (docs/audit.md).",
+        subjects=[subjects.AUDIT_ALL],
+        storage=StorageType.FILE,
+        # GOALWATCH_AUDIT_RETENTION replaces it; until then nothing may remove a record.
+        max_age=400 * _DAY,
+        deny_delete=True,
+        deny_purge=True,
+    ),
     # Durable timers: message schedules, bounded by the TTL of what they fire (timers.py).
     TIMERS_STREAM,
 )
@@ -133,9 +143,11 @@ async def ensure_streams(
     owner: str | None = None,
     consumers: Sequence[ConsumerSpec] = (),
     metrics_retention: timedelta | None = None,
+    audit_retention: timedelta | None = None,
 ) -> None:
     """Create the goalwatch streams and ``consumers``, or update them to these settings;
-    ``metrics_retention`` replaces the 30 days metric events are kept.
+    ``metrics_retention`` replaces the 30 days metric events are kept, ``audit_retention``
+    the 400 days of audit records.
 
     With ``owner`` (a service's name), only the streams it owns are created or updated; it
     then waits, however long it takes, until every other stream it uses exists.
@@ -149,6 +161,8 @@ async def ensure_streams(
                 continue
             if config.name == subjects.STREAM_METRICS and metrics_retention is not None:
                 config = replace(config, max_age=metrics_retention.total_seconds())
+            if config.name == subjects.STREAM_AUDIT and audit_retention is not None:
+                config = replace(config, max_age=audit_retention.total_seconds())
             try:
                 await js.stream_info(config.name or "")
             except NotFoundError:

@@ -75,6 +75,8 @@ STREAM_OWNERS: Final[Mapping[str, str]] = {
     # The evaluator arms most timers; the notifier's escalations wait for it anyway (alerts).
     subjects.STREAM_TIMERS: EVALUATOR,
     subjects.STREAM_NOTIFICATIONS: NOTIFIER,
+    # Every service writes audit records; goals keeps the stream and answers queries of it.
+    subjects.STREAM_AUDIT: GOALS,
 }
 """Which service creates and updates each stream; nobody else may (operator aside)."""
 
@@ -193,13 +195,15 @@ USERS: Final[tuple[NatsUser, ...]] = (
             subjects.GOALS_ALL,
             subjects.PERSON_CHANGED,
             subjects.ORG_UNIT_CHANGED,
+            subjects.audit_subject(GOALS),
         ),
-        reads=(subjects.STREAM_GOALS, subjects.STREAM_PEOPLE),
+        # The audit log: every service writes its records, goals answers queries of it.
+        reads=(subjects.STREAM_GOALS, subjects.STREAM_PEOPLE, subjects.STREAM_AUDIT),
     ),
     NatsUser(
         INGESTION,
         "The ingestion service: consumes raw metric events, publishes validated ones.",
-        publishes=(subjects.METRICS_RECORDED,),
+        publishes=(subjects.METRICS_RECORDED, subjects.audit_subject(INGESTION)),
         consumes=(subjects.METRICS_IN,),
         reads=(subjects.STREAM_INGEST, subjects.STREAM_METRICS),
     ),
@@ -207,7 +211,12 @@ USERS: Final[tuple[NatsUser, ...]] = (
         EVALUATOR,
         "The evaluator: consumes metric events, goal and directory changes and its timers; "
         "publishes alerts and rule versions; arms timers.",
-        publishes=(subjects.ALERTS_FIRED, subjects.ALERTS_RESOLVED, subjects.RULES_ALL),
+        publishes=(
+            subjects.ALERTS_FIRED,
+            subjects.ALERTS_RESOLVED,
+            subjects.RULES_ALL,
+            subjects.audit_subject(EVALUATOR),
+        ),
         consumes=(
             subjects.METRICS_RECORDED,
             subjects.GOALS_ALL,
@@ -227,7 +236,7 @@ USERS: Final[tuple[NatsUser, ...]] = (
         NOTIFIER,
         "The notifier: consumes alerts and its timers, follows directory changes; publishes "
         "delivery outcomes; arms timers.",
-        publishes=(subjects.NOTIFICATIONS_SENT,),
+        publishes=(subjects.NOTIFICATIONS_SENT, subjects.audit_subject(NOTIFIER)),
         consumes=(subjects.ALERTS_ALL, fired_subject(NOTIFIER)),
         reads=(
             subjects.STREAM_ALERTS,

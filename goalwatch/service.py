@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
 from goalwatch import __version__
+from goalwatch.audit import install_audit
 from goalwatch.auth.api_key_client import HttpApiKeyVerifier
 from goalwatch.auth.api_keys import ApiKeyVerifier
 from goalwatch.auth.identity import Authenticator
@@ -100,6 +101,7 @@ def service_app(
                     owner=name,
                     consumers=consumers.specs if consumers else (),
                     metrics_retention=settings.metrics_retention,
+                    audit_retention=settings.audit_retention,
                 )
                 if prepare is not None:
                     await broker.connect()
@@ -141,6 +143,10 @@ def service_app(
             max_age=600,
         )
     app.add_middleware(SecurityHeaders)
+    # Innermost of the middleware: it sees the route that answered (goalwatch.audit).
+    install_audit(app, service=name, broker=broker, registry=registry,
+                  timeout=settings.audit_publish_timeout,
+                  trust_forwarded=settings.audit_trust_forwarded)  # fmt: skip
     # Added last, so run first: a foreign Host is refused before anything reads the body.
     app.add_middleware(
         BodyLimits,

@@ -137,6 +137,24 @@ class ServiceSettings(AuthSettings):
         validate_default=True,
     )
 
+    audit_retention: timedelta = Field(
+        timedelta(days=400),
+        gt=timedelta(0),
+        description="How long audit records (stream GOALWATCH_AUDIT) are kept; nobody can "
+        "delete them sooner. Written like metrics_retention; give every service the same value.",
+    )
+    audit_trust_forwarded: bool = Field(
+        False,
+        description="Record the first X-Forwarded-For hop as where a request came from, not "
+        "the connecting address: set it only behind a proxy that writes that header itself.",
+    )
+    audit_publish_timeout: float = Field(
+        1.0,
+        gt=0,
+        description="Seconds to wait for JetStream to store one audit record before counting "
+        "it lost (the answer to the request is already sent).",
+    )
+
     @model_validator(mode="after")
     def _one_nats_login(self) -> ServiceSettings:
         logins = [
@@ -165,7 +183,7 @@ class ServiceSettings(AuthSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("metrics_retention", mode="before")
+    @field_validator("metrics_retention", "audit_retention", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> Any:
         return duration_setting(value)

@@ -22,7 +22,8 @@ METRICS = Public(
 API_DOCS = Public("the API's description (OpenAPI, Swagger UI, ReDoc); no data")
 
 # ingestion
-EVENTS_PUBLISH = policy("publish metric events", Role.PUBLISHER)
+# Metric data, already kept in its own stream: in the audit log it would drown the changes.
+EVENTS_PUBLISH = policy("publish metric events", Role.PUBLISHER, audited=False)
 CATALOGUE_READ = policy(
     "read the metric catalogue", HR, OPS, Role.PUBLISHER, Role.SERVICE, people=True
 )
@@ -33,6 +34,7 @@ RULES_WRITE = policy("change rules", HR)
 RULES_CHECK = policy("test or backtest rules", HR)
 
 # goals
+AUDIT_READ = policy("read the audit log", HR, OPS)
 PEOPLE_READ = policy("read people", HR, Role.SERVICE, Role.DIRECTORY_WRITER, people=True)
 PEOPLE_WRITE = policy("change people", HR, Role.DIRECTORY_WRITER)
 ORG_UNITS_READ = policy(

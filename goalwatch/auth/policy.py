@@ -123,11 +123,15 @@ class Caller:
 @dataclass(frozen=True, eq=False)
 class Policy:
     """Who may call a route: holders of ``roles`` org-wide; with ``people``, also any signed-in
-    person, whom the handler limits to their part of the org chart."""
+    person, whom the handler limits to their part of the org chart.
+
+    ``audited``: whether its changes (every method but GET, HEAD, OPTIONS) are written to the
+    audit log; refusals (401, 403) are, always (:mod:`goalwatch.audit`)."""
 
     action: str
     roles: frozenset[Role] = field(default_factory=frozenset)
     people: bool = False
+    audited: bool = True
 
     def describe(self) -> str:
         """Who may call, in words."""
@@ -160,9 +164,11 @@ class Policy:
 
 @dataclass(frozen=True, eq=False)
 class Public:
-    """A route anyone may call, and why that is safe (health checks, signed links)."""
+    """A route anyone may call, and why that is safe (health checks, signed links);
+    ``audited`` as for :class:`Policy`."""
 
     reason: str
+    audited: bool = True
 
     def describe(self) -> str:
         """Who may call, in words."""
@@ -176,9 +182,10 @@ Access = Policy | Public
 """What a route declares."""
 
 
-def policy(action: str, *roles: Role, people: bool = False) -> Policy:
-    """A :class:`Policy` for ``action``, open to ``roles`` (and, with ``people``, persons)."""
-    return Policy(action, frozenset(roles), people)
+def policy(action: str, *roles: Role, people: bool = False, audited: bool = True) -> Policy:
+    """A :class:`Policy` for ``action``, open to ``roles`` (and, with ``people``, persons);
+    ``audited=False`` keeps its changes out of the audit log (refusals are still in it)."""
+    return Policy(action, frozenset(roles), people, audited)
 
 
 def _found(dependant: Dependant) -> Iterator[Access]:

@@ -14,6 +14,7 @@ from goalwatch.contracts.alerts import (
     RuleKind,
     Severity,
 )
+from goalwatch.contracts.audit import AuditPage, AuditRecorded
 from goalwatch.contracts.catalogue import MetricCatalogue, MetricDefinition
 from goalwatch.contracts.directory_events import OrgUnitChanged, PersonChanged
 from goalwatch.contracts.goal_events import (
@@ -61,6 +62,8 @@ __all__ = [
     "AlertNotification",
     "AlertResolved",
     "AlertState",
+    "AuditPage",
+    "AuditRecorded",
     "CheckInCreate",
     "CheckInHistory",
     "CheckInRead",

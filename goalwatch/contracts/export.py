@@ -296,6 +296,7 @@ def _messages() -> dict[str, Any]:
         contracts.NotificationSent,
         contracts.DeadLetter,
         contracts.TimerFired,
+        contracts.AuditRecorded,
         *_OUTBOX_EVENTS,
     )
     for model in published:

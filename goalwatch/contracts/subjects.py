@@ -39,6 +39,9 @@ TIMERS_FIRED_EVALUATOR: Final = f"{TIMERS_FIRED_PREFIX}.evaluator"
 # Versions of the rules, one subject per rule: ``goalwatch.rules.v1.<rule id>``.
 RULES_PREFIX: Final = "goalwatch.rules.v1"
 RULES_ALL: Final = f"{RULES_PREFIX}.*"
+# The audit log: each service records its requests on ``goalwatch.audit.v1.<service>``.
+AUDIT_PREFIX: Final = "goalwatch.audit.v1"
+AUDIT_ALL: Final = f"{AUDIT_PREFIX}.*"
 DEADLETTER_GOALS: Final = f"{DEADLETTER_PREFIX}.goals"
 DEADLETTER_DIRECTORY: Final = f"{DEADLETTER_PREFIX}.directory"
 
@@ -51,11 +54,17 @@ STREAM_NOTIFICATIONS: Final = "GOALWATCH_NOTIFICATIONS"
 STREAM_DEADLETTER: Final = "GOALWATCH_DEADLETTER"
 STREAM_TIMERS: Final = "GOALWATCH_TIMERS"
 STREAM_RULES: Final = "GOALWATCH_RULES"
+STREAM_AUDIT: Final = "GOALWATCH_AUDIT"
 
 
 def rule_subject(rule_id: str) -> str:
     """The subject of ``rule_id``'s versions (rule ids are lower-case, digits and hyphens)."""
     return f"{RULES_PREFIX}.{rule_id}"
+
+
+def audit_subject(service: str) -> str:
+    """Where service ``service`` records its audit log."""
+    return f"{AUDIT_PREFIX}.{service}"
 
 
 def dead_letter_subject(origin_subject: str) -> str:

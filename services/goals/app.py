@@ -19,6 +19,7 @@ from services.goals.access import Access, StoreDirectory
 from services.goals.api import people_router
 from services.goals.api_keys import ApiKeyStore, StoreVerifier
 from services.goals.api_keys_api import api_keys_router
+from services.goals.audit_api import AuditLog, audit_router
 from services.goals.caught_up import CaughtUp, WriteGuard
 from services.goals.directory import Directory
 from services.goals.goal_store import GoalStore
@@ -137,6 +138,8 @@ def create_app(
             ),
         ],
     )
+    # The audit log is read from its stream, not the store: no need to wait for a catch-up.
+    app.include_router(audit_router(AuditLog(lambda: broker.connection)))
     every_route_caught_up = [Depends(store_caught_up)]
     access = Access(StoreDirectory(people, units))
     app.include_router(

@@ -23,6 +23,7 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 
+from goalwatch.audit import act_as
 from goalwatch.auth.policies import ACK_LINK
 from goalwatch.contracts import AlertState, Recipient
 from services.notifier.inbox import AckVia, Inbox, InboxAlert, NotFiring
@@ -205,6 +206,7 @@ def ack_router(
             who, via = form.get("recipient", [""])[0], AckVia.SHARED_LINK
             if who not in {r.id for r in alert.recipients}:
                 return refused("form", alert=alert, grant=grant)
+        act_as(request, person_id=who)  # the audit log names the person, not "link"
         try:
             entry = await inbox.ack(grant.episode, by=who, comment=comment, at=clock(), via=via)
         except NotFiring:

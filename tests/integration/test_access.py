@@ -76,6 +76,7 @@ MATRIX = [
     Row("evaluator", "DELETE", "/v1/rules/{rule}", "                401 200 403 403 403 403 403 403"),
     Row("goals", "GET", "/healthz", "                               200 200 200 200 200 200 200 200"),
     Row("goals", "GET", "/readyz", "                                200 200 200 200 200 200 200 200"),
+    Row("goals", "GET", "/v1/audit", "                              401 200 200 403 403 403 403 403"),
     Row("goals", "POST", "/v1/people", "                            401 200 403 403 403 403 403 403", body="person"),
     Row("goals", "POST", "/v1/people/import", "                     401 200 403 403 403 403 403 403", body="people_csv"),
     Row("goals", "GET", "/v1/people", "                             401 200 200 200 200 200 403 200"),

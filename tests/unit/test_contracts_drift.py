@@ -180,6 +180,11 @@ def test_asyncapi_is_what_the_services_subscribe_and_publish() -> None:
         ("goals", "send", subjects.GOAL_LINK_REMOVED),
         ("goals", "send", subjects.PERSON_CHANGED),
         ("goals", "send", subjects.ORG_UNIT_CHANGED),
+        # Every service records its audit log (goalwatch.audit).
+        *(
+            (name, "send", subjects.audit_subject(name))
+            for name in ("ingestion", "evaluator", "notifier", "goals")
+        ),
     }
 
 
