@@ -138,6 +138,9 @@ class NatsUser:
         if self.dead_letters:
             # Its dead letters' stream must exist before it starts (messaging.ensure_streams).
             publish.append(f"{API}.STREAM.INFO.{subjects.STREAM_DEADLETTER}")
+        if any(subject.startswith(f"{subjects.AUDIT_PREFIX}.") for subject in self.publishes):
+            # Its audit records go to the stream by name (goalwatch.audit).
+            publish.append(f"{API}.STREAM.INFO.{subjects.STREAM_AUDIT}")
         for stream in self.owns:
             publish += [f"{API}.STREAM.CREATE.{stream}", f"{API}.STREAM.UPDATE.{stream}"]
         for stream in dict.fromkeys([*self.owns, *self.reads]):
