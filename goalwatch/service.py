@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mappi
 from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
@@ -30,11 +31,12 @@ from goalwatch import __version__
 from goalwatch.audit import install_audit
 from goalwatch.auth.api_key_client import HttpApiKeyVerifier
 from goalwatch.auth.api_keys import ApiKeyVerifier
+from goalwatch.auth.grants import CachedRoleGrants, RoleGrants
 from goalwatch.auth.identity import Authenticator
 from goalwatch.auth.policy import Policy, access_of, undeclared_routes
 from goalwatch.connections import nats_access
 from goalwatch.consumers import Consumers
-from goalwatch.goals_client import service_auth
+from goalwatch.goals_client import GoalsClient, service_auth
 from goalwatch.guards import (
     BodyLimits,
     HostAllowList,
@@ -68,6 +70,7 @@ def service_app(
     schemas: Sequence[type[BaseModel]] = (),
     max_body_bytes: int | None = None,
     api_keys: ApiKeyVerifier | None = None,
+    grants: RoleGrants | None = None,
 ) -> FastAPI:
     """The FastAPI app of service ``name``; routes are added by the caller.
 
@@ -80,10 +83,20 @@ def service_app(
     OpenAPI components (models that a route answers with by hand). From ``settings``: the
     Host allow-list and the body limits (``max_body_bytes`` replaces
     ``http_max_body_bytes``), see :mod:`goalwatch.guards`. ``api_keys`` checks API keys
-    (goals passes its own store); by default the goals service is asked.
+    (goals passes its own store); by default the goals service is asked. So is it for
+    the roles granted to a person in goalwatch, unless ``grants`` reads them (goals' store) or
+    ``GOALWATCH_ROLE_GRANTS`` is off.
     """
 
-    authenticator = Authenticator(settings, api_keys=api_keys or _ask_goals(settings))
+    closers = list(close)
+    if grants is None and settings.role_grants:
+        grants, close_grants = _grants_from_goals(settings)
+        closers.append(close_grants)
+    authenticator = Authenticator(
+        settings,
+        api_keys=api_keys or _ask_goals(settings),
+        grants=grants if settings.role_grants else None,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -119,7 +132,7 @@ def service_app(
         finally:
             if broker is not None:
                 await broker.stop()
-            for closer in close:
+            for closer in closers:
                 await closer()
             await authenticator.aclose()
 
@@ -167,6 +180,17 @@ def _ask_goals(settings: ServiceSettings) -> ApiKeyVerifier:
     return HttpApiKeyVerifier(
         base_url=settings.goals_url, auth=service_auth(settings), ttl=settings.api_key_cache_ttl
     )
+
+
+def _grants_from_goals(settings: ServiceSettings) -> tuple[RoleGrants, Close]:
+    """Role grants read from the goals service, which keeps them, signed in as this service;
+    and what closes its connections."""
+    http = httpx.AsyncClient(timeout=httpx.Timeout(5.0))
+    goals = GoalsClient(
+        client=http, base_url=settings.goals_url, auth=service_auth(settings), attempts=2,
+        backoff=0.1,
+    )  # fmt: skip
+    return CachedRoleGrants(goals, ttl=settings.role_grant_cache_ttl), http.aclose
 
 
 def _document(app: FastAPI, models: Sequence[type[BaseModel]]) -> None:
