@@ -67,3 +67,15 @@ SILENCES_WRITE = policy("create or expire silences", HR)
 ROUTES_READ = policy("read routing", HR, OPS)
 ROUTES_TEST = policy("test routing", HR, OPS)
 ROUTES_RELOAD = policy("reload routing", HR, OPS)
+
+# console
+CONSOLE_FILES = Public(
+    "the web console's page and built scripts: no data; the page signs in and calls the "
+    "APIs above with the person's own token",
+    audited=False,
+)
+CONSOLE_CONFIG = Public(
+    "where the identity provider and the APIs are, and the console's public client id: no "
+    "data, no secret",
+    audited=False,
+)

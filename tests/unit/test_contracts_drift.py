@@ -28,12 +28,13 @@ CONTRACTS = REPO / "contracts"
 def test_openapi_documents_are_the_served_ones() -> None:
     documents = {name: json.loads(text) for name, text in service_documents().openapi.items()}
     assert set(documents) == {
-        f"openapi/{s}.json" for s in ("ingestion", "goals", "evaluator", "notifier")
+        f"openapi/{s}.json" for s in ("ingestion", "goals", "evaluator", "notifier", "console")
     }
     assert "/v1/events" in documents["openapi/ingestion.json"]["paths"]
     assert "/v1/people/{person_id}" in documents["openapi/goals.json"]["paths"]
     assert "/v1/rules" in documents["openapi/evaluator.json"]["paths"]
     assert "/v1/alerts" in documents["openapi/notifier.json"]["paths"]
+    assert "/config.json" in documents["openapi/console.json"]["paths"]
 
 
 def test_contracts_directory_is_current() -> None:

@@ -19,7 +19,7 @@ from goalwatch.serving import ServiceInfo, registered_services, run_service
 from goalwatch.settings import Port, ServiceSettings
 
 REPO = Path(__file__).resolve().parents[2]
-SERVICES = ("evaluator", "goals", "ingestion", "notifier")
+SERVICES = ("console", "evaluator", "goals", "ingestion", "notifier")
 
 
 def test_every_service_is_registered_with_its_port_variable() -> None:

@@ -1,0 +1,1 @@
+"""Console: the web console's page, scripts and configuration, for browsers."""
