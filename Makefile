@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test install lint format contracts bench faults clean-state rules-lint rules-test
+.PHONY: run test install console lint format contracts bench faults clean-state rules-lint rules-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,12 +16,30 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
-## Start NATS, Redis and the four services with rules/ and demo data; Ctrl-C stops all.
-run: install
+# The web console (console/, docs/console.md): Node.js comes from the dev extras (.venv/bin/node,
+# npm); `npm ci` runs again only when the lock file changes, the build only when a source does.
+NPM := PATH="$(CURDIR)/$(BIN):$$PATH" "$(CURDIR)/$(BIN)/npm"
+CONSOLE_MODULES := console/node_modules/.installed-stamp
+CONSOLE_SOURCES := $(shell find console/src -type f) console/index.html console/vite.config.ts \
+	console/tsconfig.json
+CONSOLE_BUILT := services/console/dist/index.html
+
+$(CONSOLE_MODULES): console/package.json console/package-lock.json | $(STAMP)
+	cd console && $(NPM) ci --no-audit --no-fund
+	@touch $@
+
+$(CONSOLE_BUILT): $(CONSOLE_MODULES) $(CONSOLE_SOURCES)
+	cd console && $(NPM) run build
+
+## Build the web console (type-check, then vite build into services/console/dist).
+console: $(CONSOLE_BUILT)
+
+## Start NATS, Redis, the services and the web console with rules/ and demo data; Ctrl-C stops all.
+run: install console
 	$(BIN)/goalwatch up
 
 ## Lint, type-check and run every test, integration tests against real servers included.
-test: install
+test: install console
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy goalwatch services
