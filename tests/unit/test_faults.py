@@ -63,7 +63,7 @@ from goalwatch.dev.fault_workload import (
     unit_transitions,
 )
 from goalwatch.dev.faults import harness_rules, scenarios
-from goalwatch.dev.stack import services
+from goalwatch.dev.stack import pipeline_services
 from goalwatch.rules.loader import load_rules
 from goalwatch.rules.spec import RuleKind, RuleSpec
 
@@ -145,7 +145,7 @@ def test_nothing_received_has_no_latest_arrival() -> None:
 def test_every_service_is_killed_in_some_scenario_and_names_are_unique() -> None:
     names = [s.name for s in scenarios()]
     assert len(names) == len(set(names))
-    for service in services():
+    for service in pipeline_services():
         assert f"kill-{service}" in names
         assert f"kill-{service}-in-batch" in names
     assert {
