@@ -6,6 +6,8 @@ import type { Language, Strings } from "./i18n";
 
 interface Props {
   api: Api;
+  /** The signed-in person's id. */
+  person: string;
   t: Strings;
   language: Language;
   onSignedOut: () => void;
@@ -35,7 +37,7 @@ function when(iso: string, language: Language): string {
 }
 
 /** The inbox page. */
-export function Inbox({ api, t, language, onSignedOut }: Props) {
+export function Inbox({ api, person, t, language, onSignedOut }: Props) {
   const [filters, setFilters] = useState<InboxFilters>(NO_FILTERS);
   const [alerts, setAlerts] = useState<InboxAlert[] | null>(null);
   const [cursor, setCursor] = useState<string | null>(null);
@@ -183,6 +185,7 @@ export function Inbox({ api, t, language, onSignedOut }: Props) {
               alert={alert}
               t={t}
               language={language}
+              person={person}
               busy={busy.has(alert.id)}
               onAcknowledge={() => acknowledge(alert)}
             />
@@ -202,11 +205,12 @@ interface CardProps {
   alert: InboxAlert;
   t: Strings;
   language: Language;
+  person: string;
   busy: boolean;
   onAcknowledge: () => void;
 }
 
-function AlertCard({ alert, t, language, busy, onAcknowledge }: CardProps) {
+function AlertCard({ alert, t, language, person, busy, onAcknowledge }: CardProps) {
   const canAck = alert.state === "firing" && !alert.acked_by;
   return (
     <li
@@ -229,7 +233,7 @@ function AlertCard({ alert, t, language, busy, onAcknowledge }: CardProps) {
       </p>
       {alert.acked_by && alert.acked_at ? (
         <p class="acked" data-testid="acked">
-          {t.ackedBy(alert.acked_by, when(alert.acked_at, language))}
+          {t.ackedBy(alert.acked_by === person ? t.you : alert.acked_by, when(alert.acked_at, language))}
         </p>
       ) : null}
       {canAck && (

@@ -26,6 +26,8 @@ function App({ config, initial, initialProblem }: Props) {
   const [session, setSession] = useState<Session | null>(initial);
   const [language, setLanguage] = useState<Language>(browserLanguage());
   const [expired, setExpired] = useState(false);
+  // Their name as goals has it (the provider's may be only an id).
+  const [name, setName] = useState<string | null>(null);
   const [problem, setProblem] = useState<string | null>(initialProblem);
   const t = strings(language);
   const api = useMemo(() => (session ? new Api(config, session) : null), [config, session]);
@@ -42,12 +44,14 @@ function App({ config, initial, initialProblem }: Props) {
 
   useEffect(() => {
     // The person's own language, as goals has it; the browser's until it answers.
+    setName(null);
     if (api === null || session === null) {
       return;
     }
     api
       .person(session.person)
       .then((person) => {
+        setName(person?.name ?? null);
         const chosen = languageOf(person?.language);
         if (chosen !== null) {
           setLanguage(chosen);
@@ -76,7 +80,7 @@ function App({ config, initial, initialProblem }: Props) {
         </nav>
         {session !== null && (
           <span class="who">
-            <span data-testid="person">{session.name || session.person}</span>
+            <span data-testid="person">{name || session.name || session.person}</span>
             <button
               type="button"
               class="secondary"
@@ -108,6 +112,7 @@ function App({ config, initial, initialProblem }: Props) {
         ) : (
           <Inbox
             api={api}
+            person={session.person}
             t={t}
             language={language}
             onSignedOut={signedOut}

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -141,8 +141,15 @@ def pages_router(pages: ConsolePages) -> APIRouter:
         response_class=FileResponse,
         dependencies=[Depends(CONSOLE_FILES)],
     )
-    async def callback() -> Response:
-        """The console's page, which finishes signing in with the code in the query."""
+    async def callback(
+        code: Annotated[str | None, Query(description="The authorization code.")] = None,
+        state: Annotated[str | None, Query(description="The state the page sent.")] = None,
+        iss: Annotated[str | None, Query(description="The provider (RFC 9207).")] = None,
+        error: Annotated[str | None, Query(description="Why sign-in failed.")] = None,
+        error_description: Annotated[str | None, Query(description="In words.")] = None,
+    ) -> Response:
+        """The console's page, which finishes signing in with the code in the query (the
+        page reads it; the server only takes the parameters the provider sends)."""
         return pages.index()
 
     @router.get(
