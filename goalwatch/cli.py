@@ -27,7 +27,7 @@ DESCRIPTION = """\
 goalwatch notices, while it still matters, that a goal or a metric is going wrong, and tells
 the people who can act.
 
-Start with 'goalwatch up' (what 'make run' does): NATS, Redis, the four services and demo
+Start with 'goalwatch up' (what 'make run' does): NATS, Redis, the services and demo
 data on this machine. 'goalwatch COMMAND --help' tells more about each command."""
 
 
@@ -157,6 +157,11 @@ def _banner(settings: StackSettings) -> str:
             f"{settings.url('evaluator')}   /v1/rules (goalwatch rules list, push, history)",
         ),
         ("notifier", f"{settings.url('notifier')}   GET /v1/alerts"),
+        (
+            "console",
+            f"{settings.url('console')}   sign in as zhang-wei (a manager), li-na, chen-jie "
+            "(an employee), sun-li (HRBP), wang-fang (HR) or ops (docs/console.md)",
+        ),
         ("sign-in", f"{settings.idp_url}   development only: goalwatch token --as zhang-wei"),
         (
             "nats",

@@ -125,3 +125,10 @@ def test_the_demo_receiver_lists_each_alert_of_a_digest() -> None:
         "    li-na: report rework rate 15%",
         "    to: Dr. Zhang Wei (manager)",
     ]
+
+
+def test_the_banner_says_where_the_console_is_and_who_can_sign_in() -> None:
+    banner = _banner(StackSettings(console_port=8106))
+    line = next(line for line in banner.splitlines() if line.split()[0] == "console")
+    assert "http://127.0.0.1:8106" in line
+    assert {"zhang-wei", "wang-fang", "sun-li", "chen-jie"} <= set(line.replace(",", " ").split())
