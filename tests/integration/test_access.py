@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -31,6 +32,8 @@ from goalwatch.serving import registered_services
 from tests.integration.helpers import post_events, rework_event, unique
 
 pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
 
 CALLERS = ("anon", "hr", "ops", "hrbp", "mgr", "emp", "pub", "svc")
 """The columns of the matrix, in the order each row's requests are made."""
@@ -135,6 +138,13 @@ MATRIX = [
     Row("notifier", "POST", "/v1/routes/test", "                    401 200 200 403 403 403 403 403", body="labels"),
     # No routing file in this stack: whoever may reload is told there is nothing to reload.
     Row("notifier", "POST", "/v1/routes/reload", "                  401 409 409 403 403 403 403 403"),
+    # The web console: its page, built files and configuration carry no data.
+    Row("console", "GET", "/healthz", "                             200 200 200 200 200 200 200 200"),
+    Row("console", "GET", "/readyz", "                              200 200 200 200 200 200 200 200"),
+    Row("console", "GET", "/", "                                    200 200 200 200 200 200 200 200"),
+    Row("console", "GET", "/callback", "                            200 200 200 200 200 200 200 200"),
+    Row("console", "GET", "/assets/{name}", "                       200 200 200 200 200 200 200 200"),
+    Row("console", "GET", "/config.json", "                         200 200 200 200 200 200 200 200"),
 ]  # fmt: skip
 
 
@@ -293,7 +303,14 @@ def _path(row: Row, org: Org, silence: str | None) -> str:
         key=org.api_key,
         grantee=f"grantee-{org.rule}",
         role="hr_admin",
+        name=_built_asset(),
     )
+
+
+def _built_asset() -> str:
+    """The name of one of the console's built files (they are named by their content)."""
+    assets = REPO / "services" / "console" / "dist" / "assets"
+    return next(path.name for path in sorted(assets.glob("*.js")))
 
 
 def test_every_route_answers_each_caller_as_the_matrix_says(stack: Stack, org: Org) -> None:
