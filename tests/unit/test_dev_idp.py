@@ -317,3 +317,37 @@ def test_a_user_with_a_password_needs_it(tmp_path: Path) -> None:
         form = {"grant_type": "password", "username": "kim"}
         assert idp.post("/token", data=form).json()["error"] == "invalid_grant"
         assert idp.post("/token", data={**form, "password": "pw"}).status_code == 200
+
+
+def test_the_login_page_takes_a_person_id_only_when_any_person_may_sign_in(
+    idp: TestClient, settings: IdpSettings, clock: Clock
+) -> None:
+    params = {
+        "response_type": "code", "client_id": CONSOLE, "redirect_uri": CALLBACK, "state": "xyz",
+        "code_challenge": pkce_challenge(VERIFIER), "code_challenge_method": "S256",
+    }  # fmt: skip
+    assert 'name="person"' not in idp.get("/authorize", params=params).text
+    typed = {**params, "username": "li-na", "person": "head-1234"}
+    refused = idp.post("/authorize", data=typed, follow_redirects=False)
+    assert refused.status_code == 401 and "head-1234" in refused.text
+    opened = settings.model_copy(update={"idp_any_person": True})
+    with TestClient(create_app(opened, clock=clock), base_url=ISSUER) as open_idp:
+        assert 'name="person"' in open_idp.get("/authorize", params=params).text
+        signed_in = open_idp.post("/authorize", data=typed, follow_redirects=False)
+        answer = _redeem(open_idp, _code(signed_in))
+        assert verify(open_idp, answer.json()["access_token"])["preferred_username"] == "head-1234"
+
+
+def test_a_browser_app_on_another_origin_may_discover_and_redeem_codes(idp: TestClient) -> None:
+    console = "http://127.0.0.1:8006"
+    discovery = idp.get("/.well-known/openid-configuration", headers={"Origin": console})
+    assert discovery.headers["access-control-allow-origin"] == "*"
+    preflight = idp.options(
+        "/token",
+        headers={"Origin": console, "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "content-type"},
+    )  # fmt: skip
+    assert preflight.status_code == 200
+    assert "POST" in preflight.headers["access-control-allow-methods"]
+    # No cookies: credentials are never allowed cross-origin.
+    assert "access-control-allow-credentials" not in preflight.headers
