@@ -408,6 +408,9 @@ class Consumers:
         )(func)
         for subject in spec.subjects:
             self._declare_dead_letters(subjects.dead_letter_subject(subject))
+            if self._dead_letters is not None and not {"*", ">"} & set(subject.split(".")):
+                # Exported at 0 from the start: the first dead letter is then an increase.
+                self._dead_letters.labels(origin_subject=subject)
 
     def _declare_dead_letters(self, subject: str) -> None:
         """Declare the dead-letter subject :func:`settle` publishes to, for the AsyncAPI
