@@ -286,3 +286,23 @@ def test_the_kustomization_renders_the_dashboard_for_the_grafana_sidecar() -> No
     config_map = documents["ConfigMap"]
     assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(config_map["data"]["goalwatch.json"]) == dashboard()
+
+
+def test_the_consumer_table_of_the_docs_lists_every_durable_consumer() -> None:
+    """docs/monitoring.md names every (stream, consumer) whose lag the services export."""
+    documented = set(
+        re.findall(r"^\| \w+ \| `(GOALWATCH_\w+)` \| (.+) \|$", RUNBOOK.read_text(), re.M)
+    )
+    table = {
+        (stream, name) for stream, names in documented for name in re.findall(r"`([\w-]+)`", names)
+    }
+    specs = set()
+    for info in registered_services().values():
+        app = info.document_app()
+        broker = app.state.broker
+        for subscriber in broker.subscribers if broker is not None else ():
+            durable = getattr(subscriber.config, "durable_name", None)
+            if durable:
+                specs.add((subscriber.stream.name, durable))
+    assert specs, "no durable consumer found on the services' brokers"
+    assert table == specs
