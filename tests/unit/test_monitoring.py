@@ -3,6 +3,7 @@ a service exports, every expression parses, every alert has its runbook section.
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import shutil
@@ -58,6 +59,25 @@ def exported() -> dict[str, str]:
             for suffix in _SUFFIXES.get(family.type, ("",)):
                 names.setdefault(family.name + suffix, name)
     return names
+
+
+@cache
+def label_names() -> dict[str, set[str]]:
+    """The labels of every series name the services export (from their registries, where a
+    labelled family with no sample yet still knows its label names)."""
+    exported()  # builds the apps, which add their collectors to the registries
+    labels: dict[str, set[str]] = {}
+    for service in registered_services():
+        registry = importlib.import_module(f"services.{service}.metrics").REGISTRY
+        for collector, names in registry._collector_to_names.items():
+            own = getattr(collector, "_labelnames", None)
+            if own is None:
+                families = list(collector.describe()) if hasattr(collector, "describe") else []
+                own = {label for f in families for label in getattr(f, "_labelnames", ())}
+            for name in names:
+                extra = {"le"} if name.endswith("_bucket") else set()
+                labels.setdefault(name, set()).update(own, extra)
+    return labels
 
 
 def dashboard() -> dict[str, Any]:
@@ -117,6 +137,30 @@ def selectors(expression: str) -> list[tuple[str, set[str]]]:
     return found
 
 
+def grouping(expression: str) -> list[tuple[set[str], set[str]]]:
+    """Each ``by (...)`` of ``expression``: its labels, and the metric names beneath it."""
+    found: list[tuple[set[str], set[str]]] = []
+
+    def visit(node: Any) -> None:
+        modifier = getattr(node, "modifier", None)
+        if (
+            isinstance(node, promql_parser.AggregateExpr)
+            and modifier is not None
+            and "By" in str(modifier.type)
+        ):
+            names: set[str] = set()
+
+            def collect(inner: Any) -> None:
+                if isinstance(inner, promql_parser.VectorSelector) and inner.name:
+                    names.add(inner.name)
+
+            promql_parser.walk(node.expr, collect)
+            found.append((set(modifier.labels), names))
+
+    promql_parser.walk(parse(expression), visit)
+    return found
+
+
 def all_expressions() -> list[str]:
     return dashboard_expressions() + [str(rule["expr"]) for rule in rules()]
 
@@ -143,6 +187,26 @@ def test_the_services_export_the_families_the_dashboard_is_built_on() -> None:
     ):
         assert expected in names, expected
     assert "goalwatch_handler_seconds" not in names  # a histogram is read through its series
+
+
+@pytest.mark.parametrize("expression", all_expressions())
+def test_every_label_matched_or_grouped_by_is_one_the_metric_has(expression: str) -> None:
+    labels = label_names()
+    for name, matched in selectors(expression):
+        if name in PROMETHEUS_OWN:
+            continue
+        unknown = matched - labels[name] - TARGET_LABELS
+        assert not unknown, f"{name} has no label {sorted(unknown)} (in {expression!r})"
+    for by, names in grouping(expression):
+        known = set().union(*(labels.get(n, set()) for n in names)) | TARGET_LABELS
+        assert by <= known, f"by {sorted(by - known)}: no such label on {sorted(names)}"
+
+
+def test_the_label_check_sees_a_label_a_metric_lacks() -> None:
+    labels = label_names()
+    assert "kind" in labels["goalwatch_alerts_fired_total"]
+    assert "le" in labels["goalwatch_handler_seconds_bucket"]
+    assert "channel" not in labels["goalwatch_alerts_fired_total"]
 
 
 @pytest.mark.parametrize("expression", all_expressions())
