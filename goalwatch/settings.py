@@ -154,6 +154,12 @@ class ServiceSettings(AuthSettings):
         description="Seconds to wait for JetStream to store one audit record before counting "
         "it lost (the answer to the request is already sent).",
     )
+    consumer_lag_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="How often the service reads its durable consumers' pending and "
+        "unacknowledged counts from JetStream for /metrics (each read waits at most this long).",
+    )
 
     @model_validator(mode="after")
     def _one_nats_login(self) -> ServiceSettings:
