@@ -121,6 +121,7 @@ def service_app(
                     consumers=consumers.specs if consumers else (),
                     metrics_retention=settings.metrics_retention,
                     audit_retention=settings.audit_retention,
+                    replicas=settings.nats_stream_replicas,
                 )
                 if prepare is not None:
                     await broker.connect()

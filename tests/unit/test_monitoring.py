@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib
 import json
 import re
-import shutil
 import subprocess
 from functools import cache
 from pathlib import Path
@@ -19,6 +18,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from goalwatch.serving import registered_services
+from tests.unit.k8s import KUBECTL
 
 REPO = Path(__file__).resolve().parents[2]
 MONITORING = REPO / "k8s" / "monitoring"
@@ -328,7 +328,7 @@ def test_the_podmonitor_selects_every_service_on_its_http_port() -> None:
     selector = monitor["spec"]["selector"]
     assert selector["matchLabels"] == {"app.kubernetes.io/part-of": "goalwatch"}
     (names,) = selector["matchExpressions"]
-    assert names["key"] == "app.kubernetes.io/name"
+    assert names["key"] == "app.kubernetes.io/component"
     assert set(names["values"]) == set(registered_services())
     (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
     assert endpoint["port"] == "http" and endpoint["path"] == "/metrics"
@@ -336,10 +336,9 @@ def test_the_podmonitor_selects_every_service_on_its_http_port() -> None:
     assert job["targetLabel"] == "job" and job["replacement"] == "goalwatch-$1"
 
 
-@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
 def test_the_kustomization_renders_the_dashboard_for_the_grafana_sidecar() -> None:
     rendered = subprocess.run(
-        ["kubectl", "kustomize", str(MONITORING)],
+        [str(KUBECTL), "kustomize", str(MONITORING)],
         capture_output=True,
         text=True,
         check=True,
