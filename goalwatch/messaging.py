@@ -144,10 +144,12 @@ async def ensure_streams(
     consumers: Sequence[ConsumerSpec] = (),
     metrics_retention: timedelta | None = None,
     audit_retention: timedelta | None = None,
+    replicas: int | None = None,
 ) -> None:
     """Create the goalwatch streams and ``consumers``, or update them to these settings;
     ``metrics_retention`` replaces the 30 days metric events are kept, ``audit_retention``
-    the 400 days of audit records.
+    the 400 days of audit records, ``replicas`` the server's default of one copy of each
+    stream (consumers follow their stream's).
 
     With ``owner`` (a service's name), only the streams it owns are created or updated; it
     then waits, however long it takes, until every other stream it uses exists.
@@ -163,6 +165,8 @@ async def ensure_streams(
                 config = replace(config, max_age=metrics_retention.total_seconds())
             if config.name == subjects.STREAM_AUDIT and audit_retention is not None:
                 config = replace(config, max_age=audit_retention.total_seconds())
+            if replicas is not None:
+                config = replace(config, num_replicas=replicas)
             try:
                 await js.stream_info(config.name or "")
             except NotFoundError:

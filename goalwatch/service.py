@@ -24,6 +24,7 @@ from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from faststream.nats import NatsBroker
+from nats.js.api import ConsumerInfo
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
@@ -35,6 +36,7 @@ from goalwatch.auth.grants import CachedRoleGrants, RoleGrants
 from goalwatch.auth.identity import Authenticator
 from goalwatch.auth.policy import Policy, access_of, undeclared_routes
 from goalwatch.connections import nats_access
+from goalwatch.consumer_lag import consumer_lag, watch
 from goalwatch.consumers import Consumers
 from goalwatch.goals_client import GoalsClient, service_auth
 from goalwatch.guards import (
@@ -48,7 +50,7 @@ from goalwatch.messaging import ensure_streams
 from goalwatch.problems import FieldProblem, Problem, install_problem_handlers
 from goalwatch.serving import offline_docs
 from goalwatch.settings import ServiceSettings
-from goalwatch.telemetry import ReadyCheck, ops_router
+from goalwatch.telemetry import HttpMetrics, ReadyCheck, ops_router
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +88,10 @@ def service_app(
     (goals passes its own store); by default the goals service is asked. So is it for
     the roles granted to a person in goalwatch, unless ``grants`` reads them (goals' store) or
     ``GOALWATCH_ROLE_GRANTS`` is off.
+
+    Every HTTP answer is counted on ``registry`` (:class:`goalwatch.telemetry.HttpMetrics`),
+    and the pending counts of ``consumers`` are read every ``settings.consumer_lag_seconds``
+    into it (:mod:`goalwatch.consumer_lag`).
     """
 
     closers = list(close)
@@ -115,6 +121,7 @@ def service_app(
                     consumers=consumers.specs if consumers else (),
                     metrics_retention=settings.metrics_retention,
                     audit_retention=settings.audit_retention,
+                    replicas=settings.nats_stream_replicas,
                 )
                 if prepare is not None:
                     await broker.connect()
@@ -123,6 +130,9 @@ def service_app(
             if on_start is not None:
                 on_start()
             tasks = [asyncio.create_task(task()) for task in background]
+            if broker is not None and consumers is not None and consumers.specs:
+                lag = _watch_lag(broker, consumers, registry, settings)
+                tasks.append(asyncio.create_task(lag))
             try:
                 yield
             finally:
@@ -169,10 +179,33 @@ def service_app(
     app.add_middleware(
         HostAllowList, hosts=allowed_hosts(settings.allowed_hosts, listen_host=settings.host)
     )
+    if consumers is not None and consumers.specs:
+        consumer_lag(registry)  # the families are on /metrics from the start, empty until read
+    # Outermost: it counts every answer, a refused Host or an oversized body included.
+    app.add_middleware(HttpMetrics, registry=registry)
     app.include_router(ops_router(checks, registry=registry))
     _document(app, [Problem, FieldProblem, *schemas])
     offline_docs(app)
     return app
+
+
+async def _watch_lag(
+    broker: NatsBroker,
+    consumers: Consumers,
+    registry: CollectorRegistry,
+    settings: ServiceSettings,
+) -> None:
+    """Keep the service's consumers' pending counts on ``registry`` until cancelled."""
+    lag, failures = consumer_lag(registry)
+    every = settings.consumer_lag_seconds
+    own = sorted({(spec.stream, spec.name) for spec in consumers.specs})
+
+    async def info_of(stream: str, consumer: str) -> ConsumerInfo:
+        js = broker.connection.jetstream(timeout=every)
+        info: ConsumerInfo = await js.consumer_info(stream, consumer)
+        return info
+
+    await watch(lag, failures, own, info_of=info_of, every=every)
 
 
 def _ask_goals(settings: ServiceSettings) -> ApiKeyVerifier:

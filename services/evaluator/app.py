@@ -55,7 +55,7 @@ from services.evaluator.goal_overdue_store import GoalOverdueStore
 from services.evaluator.impact_consumer import ImpactEvaluator, ImpactHandler
 from services.evaluator.impact_store import ImpactStore
 from services.evaluator.live_rules import LiveRules
-from services.evaluator.metrics import HANDLER_SECONDS, REGISTRY
+from services.evaluator.metrics import DEAD_LETTERS, HANDLER_SECONDS, REGISTRY
 from services.evaluator.publishing import AlertPublisher
 from services.evaluator.rule_changes import RuleChanges
 from services.evaluator.rule_checks import rule_checks_router
@@ -232,7 +232,9 @@ def create_app(
             )
         ],
     )
-    consumers = Consumers(broker, service="evaluator", seconds=HANDLER_SECONDS)
+    consumers = Consumers(
+        broker, service="evaluator", seconds=HANDLER_SECONDS, dead_letters=DEAD_LETTERS
+    )
     consumers.add_batch(
         CONSUMER,
         MetricRecorded,

@@ -80,7 +80,9 @@ async def test_while_goals_is_away_the_last_answer_serves_a_while_then_none() ->
 async def test_a_persons_roles_are_their_tokens_and_those_granted_in_goalwatch() -> None:
     provider, goals = Provider(), Goals()
     goals.roles["li-na"] = {Role.HR_ADMIN}
-    auth = Authenticator(AuthSettings(oidc_issuer=ISSUER), grants=CachedRoleGrants(goals, ttl=0, stale_for=0))
+    auth = Authenticator(
+        AuthSettings(oidc_issuer=ISSUER), grants=CachedRoleGrants(goals, ttl=0, stale_for=0)
+    )
     auth.verifier = verifier(provider)
     token = provider.token(preferred_username="li-na", roles=["operator"])
     assert (await auth.from_bearer(token)).roles == {Role.HR_ADMIN, Role.OPERATOR}
