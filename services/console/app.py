@@ -9,12 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import FastAPI
-from prometheus_client import CollectorRegistry
 from pydantic import Field
 
 from goalwatch.service import service_app
 from goalwatch.serving import ServiceInfo
 from goalwatch.settings import Port, ServiceSettings
+from services.console.metrics import REGISTRY
 from services.console.pages import ConsoleConfig, ConsolePages, ServiceUrls, pages_router
 
 BUILT_FILES = Path(__file__).resolve().parent / "dist"
@@ -51,10 +51,6 @@ class ConsoleSettings(ServiceSettings):
     console_notifier_url: str = Field(
         "http://127.0.0.1:8004", description="The notifier API as browsers reach it."
     )
-
-
-REGISTRY = CollectorRegistry()
-"""The console's own metrics (none yet beyond the process's)."""
 
 
 def console_config(settings: ConsoleSettings) -> ConsoleConfig:

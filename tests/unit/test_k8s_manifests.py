@@ -37,6 +37,8 @@ from tests.unit.k8s import (
 )
 
 SERVICES = ("ingestion", "goals", "evaluator", "notifier")
+# The web console: deployed like the services, but it keeps no state and connects to nothing.
+DEPLOYED = (*SERVICES, "console")
 # Custom resources have no schema in kubernetes-validate; their API groups are listed here
 # (the Prometheus Operator's, for k8s/monitoring) and everything else must validate.
 CUSTOM_RESOURCE_GROUPS = ("monitoring.coreos.com/",)
@@ -84,8 +86,8 @@ def test_every_resource_validates_against_the_kubernetes_schemas(overlay: str) -
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_each_service_has_deployment_service_and_disruption_budget(overlay: str) -> None:
     resources = rendered(overlay)
-    assert sorted(c.service for c in service_containers(resources)) == sorted(SERVICES)
-    for service in SERVICES:
+    assert sorted(c.service for c in service_containers(resources)) == sorted(DEPLOYED)
+    for service in DEPLOYED:
         name = f"goalwatch-{service}"
         deployment = by_name(resources, "Deployment", name)
         selector = deployment["spec"]["selector"]["matchLabels"]
@@ -149,7 +151,8 @@ def test_the_settings_accept_every_value(overlay: str, monkeypatch: pytest.Monke
         assert settings.host == "0.0.0.0"
         # Probes arrive at the pod's address; Prometheus scrapes it there too.
         assert "10.1.2.3" in settings.allowed_hosts
-        assert settings.nats_user == container.service
+        if container.service in SERVICES:
+            assert settings.nats_user == container.service
 
 
 def _goalwatch_variables() -> list[str]:
@@ -198,7 +201,7 @@ def _containers(pod: dict[str, Any]) -> list[dict[str, Any]]:
 def test_every_pod_runs_locked_down(overlay: str) -> None:
     resources = rendered(overlay)
     workloads = [*of_kind(resources, "Deployment"), *of_kind(resources, "StatefulSet")]
-    assert len(workloads) == len(SERVICES) + 1  # and Redis
+    assert len(workloads) == len(DEPLOYED) + 1  # and Redis
     for workload in workloads:
         name = workload["metadata"]["name"]
         pod = workload["spec"]["template"]["spec"]
@@ -243,6 +246,11 @@ def test_every_api_path_is_routed_to_its_service_and_nothing_else_is_exposed() -
         for path in document["paths"]:
             if path.startswith("/v1/"):
                 expected["/".join(path.split("/")[:3])] = f"goalwatch-{service}"
+    # The console's page, callback, built files and configuration; not its health or metrics.
+    console = json.loads((REPO / "contracts" / "openapi" / "console.json").read_text())
+    for path in console["paths"]:
+        if path not in ("/healthz", "/readyz"):
+            expected[path.split("/{")[0]] = "goalwatch-console"
     assert routed == expected
 
 
