@@ -67,12 +67,12 @@ contracts: install
 	$(BIN)/goalwatch contracts write
 
 ## Measure the pipeline on its own servers next to the JetStream ceiling (see docs/benchmarks.md).
-bench: install
+bench: install console
 	$(BIN)/goalwatch bench --transport nats
 	$(BIN)/goalwatch bench --transport http
 
 ## Inject every fault into a stream of alerts and count what arrives (see docs/reliability.md).
-faults: install
+faults: install console
 	$(BIN)/goalwatch faults
 
 ## Forget everything `make run` stored (NATS streams, Redis data).

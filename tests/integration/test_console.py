@@ -22,7 +22,8 @@ from tests.integration.browser import browser as browser
 from tests.integration.browser import playwright as playwright
 from tests.integration.helpers import post_events, rework_event, unique
 
-pytestmark = pytest.mark.integration
+# Room for the first test to install Chromium with apt-get (tests/integration/browser.py).
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO / "docs" / "console"

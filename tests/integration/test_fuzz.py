@@ -24,7 +24,7 @@ from goalwatch.dev.stack import Stack
 
 pytestmark = pytest.mark.integration
 
-SERVICES = ["ingestion", "goals", "evaluator", "notifier"]
+SERVICES = ["ingestion", "goals", "evaluator", "notifier", "console"]
 FUZZ = settings(
     max_examples=15,
     deadline=None,
