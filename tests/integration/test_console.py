@@ -40,13 +40,14 @@ class Teams:
 
     manager: str
     report: str
+    second_report: str
     other_head: str
     other_report: str
 
 
 @pytest.fixture(scope="module")
 def teams(stack: Stack) -> Teams:
-    ids = {role: unique(role) for role in ("mgr", "emp", "boss", "peer", "co", "d1", "d2")}
+    ids = {role: unique(role) for role in ("mgr", "emp", "emp2", "boss", "peer", "co", "d1", "d2")}
     goals = stack.settings.url("goals")
     units = [
         {"id": ids["co"], "name": "Hospital", "kind": "company"},
@@ -59,6 +60,8 @@ def teams(stack: Stack) -> Teams:
         {"id": ids["mgr"], "name": "Dr. Gao Yan", "org_unit_id": ids["d1"], "language": "en"},
         {"id": ids["emp"], "name": "Dr. Zhou Min", "org_unit_id": ids["d1"],
          "manager_id": ids["mgr"], "language": "zh"},
+        {"id": ids["emp2"], "name": "Dr. Wu Lan", "org_unit_id": ids["d1"],
+         "manager_id": ids["mgr"], "language": "zh"},
         {"id": ids["boss"], "name": "Dr. Qian Hui", "org_unit_id": ids["d2"]},
         {"id": ids["peer"], "name": "Dr. Sun Tao", "org_unit_id": ids["d2"],
          "manager_id": ids["boss"]},
@@ -67,7 +70,7 @@ def teams(stack: Stack) -> Teams:
         for path, body in (("/v1/org-units", units), ("/v1/people", people)):
             answer = http.post(f"{goals}{path}", json=body)
             assert answer.status_code == 200, answer.text
-    return Teams(ids["mgr"], ids["emp"], ids["boss"], ids["peer"])
+    return Teams(ids["mgr"], ids["emp"], ids["emp2"], ids["boss"], ids["peer"])
 
 
 @pytest.fixture
@@ -159,12 +162,20 @@ def test_a_manager_sees_an_alert_arrive_live_and_acknowledges_it(
     page.screenshot(path=SCREENSHOTS / "inbox-phone.png")
 
 
-def test_filters_and_the_persons_own_language(stack: Stack, teams: Teams, page: Page) -> None:
-    # The report reads their own alert, in Chinese (their record's language).
-    sign_in(page, stack, teams.report)
+def test_an_employee_reads_their_alert_in_their_language_and_filters(
+    stack: Stack, teams: Teams, page: Page
+) -> None:
+    # An alert that fired before the page opened: read from the list, not the stream.
+    with stack.client(timeout=10.0) as http:
+        post_events(http, stack.settings.url("ingestion"), bad_days(teams.second_report))
+    alert_in_api(stack, teams.second_report)
+    sign_in(page, stack, teams.second_report)
+    # In Chinese, their record's language, though the browser asks for English.
     expect(page.locator("h1")).to_have_text("收件箱")
-    card = page.locator(f"[data-testid=alert][data-subject='{teams.report}']")
+    card = page.locator(f"[data-testid=alert][data-subject='{teams.second_report}']")
     expect(card).to_be_visible()
+    # Their own alert only: not their colleague's (the first test's, if it ran).
+    expect(page.get_by_test_id("alert")).to_have_count(1)
     page.get_by_test_id("filter-severity").select_option("critical")
     expect(page.get_by_test_id("empty")).to_be_visible()
     page.get_by_test_id("filter-severity").select_option("warning")
