@@ -41,18 +41,23 @@ class Teams:
     manager: str
     report: str
     second_report: str
+    third_report: str
+    hrbp: str
+    """The HR business partner of the manager's department (not of the other)."""
     other_head: str
     other_report: str
+    second_other_report: str
 
 
 @pytest.fixture(scope="module")
 def teams(stack: Stack) -> Teams:
-    ids = {role: unique(role) for role in ("mgr", "emp", "emp2", "boss", "peer", "co", "d1", "d2")}
+    roles = ("mgr", "emp", "emp2", "emp3", "hrbp", "boss", "peer", "peer2", "co", "d1", "d2")
+    ids = {role: unique(role) for role in roles}
     goals = stack.settings.url("goals")
     units = [
         {"id": ids["co"], "name": "Hospital", "kind": "company"},
         {"id": ids["d1"], "name": "Radiology", "kind": "department", "parent_id": ids["co"],
-         "head_id": ids["mgr"]},
+         "head_id": ids["mgr"], "hrbp_id": ids["hrbp"]},
         {"id": ids["d2"], "name": "Cardiology", "kind": "department", "parent_id": ids["co"],
          "head_id": ids["boss"]},
     ]  # fmt: skip
@@ -62,15 +67,29 @@ def teams(stack: Stack) -> Teams:
          "manager_id": ids["mgr"], "language": "zh"},
         {"id": ids["emp2"], "name": "Dr. Wu Lan", "org_unit_id": ids["d1"],
          "manager_id": ids["mgr"], "language": "zh"},
+        {"id": ids["emp3"], "name": "Dr. He Jun", "org_unit_id": ids["d1"],
+         "manager_id": ids["mgr"]},
+        {"id": ids["hrbp"], "name": "Ms. Lin Xue", "org_unit_id": ids["co"], "language": "en"},
         {"id": ids["boss"], "name": "Dr. Qian Hui", "org_unit_id": ids["d2"]},
         {"id": ids["peer"], "name": "Dr. Sun Tao", "org_unit_id": ids["d2"],
+         "manager_id": ids["boss"]},
+        {"id": ids["peer2"], "name": "Dr. Ma Li", "org_unit_id": ids["d2"],
          "manager_id": ids["boss"]},
     ]  # fmt: skip
     with stack.client(timeout=10.0) as http:
         for path, body in (("/v1/org-units", units), ("/v1/people", people)):
             answer = http.post(f"{goals}{path}", json=body)
             assert answer.status_code == 200, answer.text
-    return Teams(ids["mgr"], ids["emp"], ids["emp2"], ids["boss"], ids["peer"])
+    return Teams(
+        manager=ids["mgr"],
+        report=ids["emp"],
+        second_report=ids["emp2"],
+        third_report=ids["emp3"],
+        hrbp=ids["hrbp"],
+        other_head=ids["boss"],
+        other_report=ids["peer"],
+        second_other_report=ids["peer2"],
+    )
 
 
 @pytest.fixture
@@ -189,6 +208,23 @@ def test_an_employee_reads_their_alert_in_their_language_and_filters(
     expect(page.get_by_test_id("sign-in")).to_be_visible()
     assert page.evaluate("sessionStorage.length") == 0
     assert page.context.cookies() == []
+
+
+def test_an_hrbp_sees_the_alerts_of_their_units_and_no_others(
+    stack: Stack, teams: Teams, page: Page
+) -> None:
+    with stack.client(timeout=10.0) as http:
+        for subject in (teams.third_report, teams.second_other_report):
+            post_events(http, stack.settings.url("ingestion"), bad_days(subject))
+    for subject in (teams.third_report, teams.second_other_report):
+        alert_in_api(stack, subject)
+    sign_in(page, stack, teams.hrbp)
+    expect(page.locator(f"[data-subject='{teams.third_report}']")).to_be_visible()
+    for elsewhere in (teams.other_report, teams.second_other_report):
+        expect(page.locator(f"[data-subject='{elsewhere}']")).to_have_count(0)
+    # Not addressed to the HRBP: the rule tells the subject and their manager.
+    page.get_by_test_id("filter-mine").check()
+    expect(page.get_by_test_id("empty")).to_be_visible()
 
 
 def test_the_console_is_served_with_its_configuration(stack: Stack) -> None:
