@@ -54,16 +54,24 @@ def install_chromium() -> Path:
 
 
 @pytest.fixture(scope="session")
+def chromium() -> Path:
+    """Debian's Chromium, installed once per test session if it is missing."""
+    return install_chromium()
+
+
+# Per module, not per session: Playwright's synchronous API runs an event loop in this thread
+# for as long as it is started, and asyncio.run() (other modules' tests) refuses to run beside
+# one.
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
-def browser(playwright: Playwright) -> Iterator[Browser]:
-    executable = install_chromium()
+@pytest.fixture(scope="module")
+def browser(playwright: Playwright, chromium: Path) -> Iterator[Browser]:
     launched = playwright.chromium.launch(
-        executable_path=str(executable), headless=True, args=CHROMIUM_FLAGS
+        executable_path=str(chromium), headless=True, args=CHROMIUM_FLAGS
     )
     yield launched
     launched.close()

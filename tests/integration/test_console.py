@@ -19,6 +19,7 @@ from goalwatch.dev.stack import Stack
 
 # The browser fixtures, used by name.
 from tests.integration.browser import browser as browser
+from tests.integration.browser import chromium as chromium
 from tests.integration.browser import playwright as playwright
 from tests.integration.helpers import post_events, rework_event, unique
 
