@@ -65,6 +65,6 @@ def test_starting_a_service_does_not_reconfigure_streams(stack: Stack) -> None:
         for config in STREAMS
     }
     after = asyncio.run(_start_each(stack))
-    assert set(after) == {"evaluator", "goals", "ingestion", "notifier"}
+    assert set(after) == {"console", "evaluator", "goals", "ingestion", "notifier"}
     for name, configs in after.items():
         assert configs == provisioned, f"starting {name} changed a stream's configuration"
