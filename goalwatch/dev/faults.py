@@ -615,7 +615,7 @@ async def _burst(run: Run) -> None:
 _IN_BATCH: dict[str, tuple[str, Callable[[str], Fault]]] = {
     "ingestion": (
         "at the next event it stores (a POST in flight)",
-        lambda name: _kill_on_message(name, subjects.METRICS_RECORDED),
+        lambda name: _kill_on_message(name, subjects.METRICS_RECORDED_PARTITIONS),
     ),
     "goals": (
         "at the next alert fired (the notifier is about to ask goals for its recipients)",
