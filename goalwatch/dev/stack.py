@@ -25,7 +25,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -276,8 +276,10 @@ class Stack:
         """Where each process's output goes (``<name>.log``)."""
         return self.settings.state_dir / "logs"
 
-    def start(self) -> None:
-        """Start everything and wait until every service answers ``/readyz``."""
+    def start(self, *, before_services: Callable[[], None] | None = None) -> None:
+        """Start everything and wait until every service answers ``/readyz``;
+        ``before_services`` runs once NATS and Redis are up, before any service starts (a
+        test that sets up what an earlier version left behind)."""
         self._check_ports()
         self.log_dir.mkdir(parents=True, exist_ok=True)
         try:
@@ -285,6 +287,8 @@ class Stack:
             self._spawn_idp()
             self._start_nats()
             self._start_redis()
+            if before_services is not None:
+                before_services()
             self._wait_idp()
             for service in services():
                 self._start_service(service)
