@@ -36,6 +36,7 @@ import httpx
 import nats.errors
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, StorageType, StreamConfig
+from nats.js.errors import NotFoundError
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
@@ -411,10 +412,17 @@ def partition_consumers() -> list[str]:
 
 async def metrics_left(js: Any) -> int:
     """Metric events the evaluator has not yet acknowledged, over every partition."""
-    infos = [
-        await js.consumer_info(subjects.STREAM_METRICS, name) for name in partition_consumers()
-    ]
-    return sum(info.num_pending + info.num_ack_pending for info in infos)
+    left = 0
+    for name in partition_consumers():
+        while True:
+            try:
+                info = await js.consumer_info(subjects.STREAM_METRICS, name)
+                break
+            except NotFoundError:
+                # A replica taking the partition over re-creates its consumer: ask again.
+                await asyncio.sleep(0.01)
+        left += info.num_pending + info.num_ack_pending
+    return left
 
 
 async def wait_evaluated(js: Any) -> None:
