@@ -16,6 +16,7 @@ from goalwatch.connections import NatsAccess
 from goalwatch.dev.idp_cli import add_idp_commands
 from goalwatch.dev.stack import NATS_PASSWORDS, Stack, StackError, StackSettings, services
 from goalwatch.keys_cli import add_keys_commands
+from goalwatch.roles_cli import add_roles_commands
 from goalwatch.routing.cli import add_routes_commands
 from goalwatch.rules.cli import add_rules_commands
 from goalwatch.serving import registered_services
@@ -540,6 +541,7 @@ def main(argv: list[str] | None = None) -> int:
     add_rules_commands(commands)
     add_silences_commands(commands)
     add_keys_commands(commands)
+    add_roles_commands(commands)
     add_audit_command(commands)
     add_routes_commands(commands)
     add_idp_commands(commands)

@@ -30,7 +30,7 @@ from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import ConsumerConfig
-from prometheus_client import Histogram
+from prometheus_client import Counter, Histogram
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from goalwatch.contracts import DeadLetter, ErrorDetail, subjects
@@ -241,11 +241,20 @@ class Consumers:
     and dead-lettered after the last delivery.
     """
 
-    def __init__(self, broker: NatsBroker, *, service: str, seconds: Histogram) -> None:
-        """``seconds`` (labels service, handler) times every message or batch handled."""
+    def __init__(
+        self,
+        broker: NatsBroker,
+        *,
+        service: str,
+        seconds: Histogram,
+        dead_letters: Counter | None = None,
+    ) -> None:
+        """``seconds`` (labels service, handler) times every message or batch handled;
+        ``dead_letters`` (label origin_subject) counts the messages kept as dead letters."""
         self._broker = broker
         self._service = service
         self._seconds = seconds
+        self._dead_letters = dead_letters
         self._by_subject: dict[str, _Subscription] = {}
         self._dead_letter_subjects: set[str] = set()
         broker.add_middleware(
@@ -272,7 +281,7 @@ class Consumers:
         handler that reports errors in the payload itself). ``keep_alive`` tells JetStream,
         every third of ``ack_wait``, that a slow message is still being worked on.
         """
-        broker = self._broker
+        broker, dead_letters = self._broker, self._dead_letters
         timer = self._seconds.labels(service=self._service, handler=spec.name)
 
         async def on_message(body: Any, msg: NatsMessage) -> None:
@@ -280,7 +289,7 @@ class Consumers:
             with timer.time():
                 async with _heartbeat(msg, every=spec.ack_wait / 3 if keep_alive else None):
                     verdict = await handler.handle(body, facts)
-                await settle(broker, msg.raw_message, verdict, received=facts)
+                await settle(broker, msg.raw_message, verdict, received=facts, counter=dead_letters)
 
         decoded = None if issubclass(model, bytes) else TypeAdapter(model)
         _annotate(on_message, model)
@@ -297,7 +306,7 @@ class Consumers:
         description: str,
     ) -> None:
         """Subscribe ``handler`` to ``spec`` for whole batches: one batch at a time, in order."""
-        broker = self._broker
+        broker, dead_letters = self._broker, self._dead_letters
         timer = self._seconds.labels(service=self._service, handler=spec.name)
 
         async def on_batch(body: list[Any], msg: NatsMessage) -> None:
@@ -306,7 +315,7 @@ class Consumers:
             with timer.time():
                 verdicts = await handler.handle_batch(body, facts)
                 for raw, verdict, fact in zip(raws, verdicts, facts, strict=True):
-                    await settle(broker, raw, verdict, received=fact)
+                    await settle(broker, raw, verdict, received=fact, counter=dead_letters)
 
         _annotate(on_batch, list[model])  # type: ignore[valid-type]
         self._subscribe(spec, on_batch, description, batch=True, decoder=None)
@@ -331,7 +340,7 @@ class Consumers:
         fetch until it is settled, so one waiting behind its key is not redelivered, and is
         settled as soon as its verdict is known.
         """
-        broker = self._broker
+        broker, dead_letters = self._broker, self._dead_letters
         timer = self._seconds.labels(service=self._service, handler=spec.name)
 
         async def on_batch(body: list[Any], msg: NatsMessage) -> None:
@@ -350,7 +359,7 @@ class Consumers:
                             deliveries=fact.deliveries, reason=f"handling failed: {exc!r}"
                         )
                     try:
-                        await settle(broker, raw, verdict, received=fact)
+                        await settle(broker, raw, verdict, received=fact, counter=dead_letters)
                     except Exception:  # NATS trouble: JetStream redelivers after ack_wait
                         logger.exception("settling a message of %s failed", spec.name)
                 unsettled.discard(index)
@@ -428,6 +437,9 @@ class Consumers:
         )(func)
         for subject in spec.subjects:
             self._declare_dead_letters(subjects.dead_letter_subject(subject))
+            if self._dead_letters is not None and not {"*", ">"} & set(subject.split(".")):
+                # Exported at 0 from the start: the first dead letter is then an increase.
+                self._dead_letters.labels(origin_subject=subject)
 
     def _declare_dead_letters(self, subject: str) -> None:
         """Declare the dead-letter subject :func:`settle` publishes to, for the AsyncAPI
@@ -483,7 +495,7 @@ class Consumers:
                 verdict = spec.policy.on_failure(
                     deliveries=facts.deliveries, reason=f"handling failed: {exc!r}"
                 )
-            await settle(self._broker, one, verdict, received=facts)
+            await settle(self._broker, one, verdict, received=facts, counter=self._dead_letters)
 
     def _subscription_of(self, subject: str) -> _Subscription | None:
         """The subscription a message on ``subject`` came through: by its filter subject,
@@ -551,8 +563,16 @@ async def _heartbeat(msg: NatsMessage, *, every: float | None) -> AsyncIterator[
 # ---------------------------------------------------------------- settling and dead letters
 
 
-async def settle(broker: NatsBroker, raw: Msg, verdict: Verdict, *, received: Received) -> None:
-    """Tell JetStream what ``verdict`` says about ``raw``; a rejected message is kept first."""
+async def settle(
+    broker: NatsBroker,
+    raw: Msg,
+    verdict: Verdict,
+    *,
+    received: Received,
+    counter: Counter | None = None,
+) -> None:
+    """Tell JetStream what ``verdict`` says about ``raw``; a rejected message is kept first
+    (and counted in ``counter``, labelled origin_subject)."""
     extra = {"consumer": received.consumer, "sequence": received.sequence}
     if isinstance(verdict, Ack):
         await raw.ack()
@@ -578,6 +598,7 @@ async def settle(broker: NatsBroker, raw: Msg, verdict: Verdict, *, received: Re
                 origin_sequence=received.sequence,
             ),
             msg_id=dead_letter_id(received, cause=verdict.cause),
+            counter=counter,
         )
         await raw.ack()
 
@@ -672,9 +693,10 @@ def message_id(*parts: str) -> str:
 
 
 async def publish_dead_letter(
-    broker: NatsBroker, letter: DeadLetter, *, msg_id: str | None
+    broker: NatsBroker, letter: DeadLetter, *, msg_id: str | None, counter: Counter | None = None
 ) -> None:
-    """Store ``letter`` on its dead-letter subject and wait for the stream to confirm it.
+    """Store ``letter`` on its dead-letter subject and wait for the stream to confirm it; then
+    count it in ``counter`` (labelled origin_subject), if given.
 
     A letter too large for the server's ``max_payload`` is stored with its payload cut
     (:func:`fitted`).
@@ -689,6 +711,8 @@ async def publish_dead_letter(
         stream=subjects.STREAM_DEADLETTER,
         headers=headers,
     )
+    if counter is not None:
+        counter.labels(origin_subject=letter.origin_subject).inc()
 
 
 def _max_payload(broker: NatsBroker) -> int | None:

@@ -27,6 +27,7 @@ from tenacity import (
 )
 
 from goalwatch.auth.client_credentials import ClientCredentials
+from goalwatch.auth.grants import PersonRoles
 from goalwatch.auth.settings import AuthSettings
 from goalwatch.contracts import GoalImpact, GoalRead, OrgUnitRead, PersonRead
 
@@ -103,6 +104,10 @@ class GoalsClient:
     async def get_impact(self, goal_id: str) -> GoalImpact | None:
         """Every goal affected if ``goal_id`` fails, or None if goals knows no such goal."""
         return await self._get(f"/v1/goals/{quote(goal_id, safe='')}/impact", GoalImpact)
+
+    async def get_role_grants(self, person_id: str) -> PersonRoles | None:
+        """The roles granted to ``person_id`` in goalwatch (:mod:`goalwatch.auth.grants`)."""
+        return await self._get(f"/v1/role-grants/{quote(person_id, safe='')}", PersonRoles)
 
     async def _get(self, path: str, model: type[M]) -> M | None:
         url = f"{self._base_url}{path}"

@@ -159,11 +159,13 @@ async def ensure_streams(
     metrics_retention: timedelta | None = None,
     audit_retention: timedelta | None = None,
     metrics_partitions: int | None = None,
+    replicas: int | None = None,
 ) -> None:
     """Create the goalwatch streams and ``consumers``, or update them to these settings;
     ``metrics_retention`` replaces the 30 days metric events are kept, ``audit_retention``
-    the 400 days of audit records; ``metrics_partitions`` is recorded in the metrics
-    stream's metadata (:data:`PARTITIONS_METADATA`), where the evaluator checks it.
+    the 400 days of audit records, ``replicas`` the server's default of one copy of each
+    stream (consumers follow their stream's); ``metrics_partitions`` is recorded in the
+    metrics stream's metadata (:data:`PARTITIONS_METADATA`), where the evaluator checks it.
 
     With ``owner`` (a service's name), only the streams it owns are created or updated; it
     then waits, however long it takes, until every other stream it uses exists.
@@ -181,6 +183,8 @@ async def ensure_streams(
                 config = replace(config, max_age=audit_retention.total_seconds())
             if config.name == subjects.STREAM_METRICS and metrics_partitions is not None:
                 config = replace(config, metadata={PARTITIONS_METADATA: str(metrics_partitions)})
+            if replicas is not None:
+                config = replace(config, num_replicas=replicas)
             try:
                 found = await js.stream_info(config.name or "")
             except NotFoundError:

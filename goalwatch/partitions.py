@@ -54,7 +54,7 @@ from faststream.nats import NatsBroker
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
-from prometheus_client import Histogram
+from prometheus_client import Counter, Histogram
 from pydantic import TypeAdapter, ValidationError
 from redis.asyncio import Redis
 
@@ -213,14 +213,17 @@ class LeasedConsumers:
         connection: Callable[[], Client],
         service: str,
         seconds: Histogram,
+        dead_letters: Counter | None = None,
     ) -> None:
         """``connection`` returns the connected NATS client (the broker's once it started);
-        ``seconds`` (labels service, handler) times every batch."""
+        ``seconds`` (labels service, handler) times every batch; ``dead_letters`` (label
+        origin_subject) counts the messages kept as dead letters."""
         self._leases = leases
         self._broker = broker
         self._connection = connection
         self._service = service
         self._seconds = seconds
+        self._dead_letters = dead_letters
         self._slots: dict[str, _Slot] = {}
         self._draining = False
         self.changed = asyncio.Event()
@@ -476,7 +479,7 @@ class LeasedConsumers:
                 return False
             for raw, settled, fact in zip(messages, verdicts, facts, strict=True):
                 assert settled is not None
-                await settle(self._broker, raw, settled, received=fact)
+                await settle(self._broker, raw, settled, received=fact, counter=self._dead_letters)
         return True
 
 

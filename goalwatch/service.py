@@ -20,10 +20,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mappi
 from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from faststream.nats import NatsBroker
+from nats.js.api import ConsumerInfo
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
@@ -31,11 +33,13 @@ from goalwatch import __version__
 from goalwatch.audit import install_audit
 from goalwatch.auth.api_key_client import HttpApiKeyVerifier
 from goalwatch.auth.api_keys import ApiKeyVerifier
+from goalwatch.auth.grants import CachedRoleGrants, RoleGrants
 from goalwatch.auth.identity import Authenticator
 from goalwatch.auth.policy import Policy, access_of, undeclared_routes
 from goalwatch.connections import nats_access
-from goalwatch.consumers import Consumers
-from goalwatch.goals_client import service_auth
+from goalwatch.consumer_lag import consumer_lag, watch
+from goalwatch.consumers import Consumers, ConsumerSpec
+from goalwatch.goals_client import GoalsClient, service_auth
 from goalwatch.guards import (
     BodyLimits,
     HostAllowList,
@@ -48,7 +52,7 @@ from goalwatch.partitions import LeasedConsumers
 from goalwatch.problems import FieldProblem, Problem, install_problem_handlers
 from goalwatch.serving import offline_docs
 from goalwatch.settings import ServiceSettings
-from goalwatch.telemetry import ReadyCheck, ops_router
+from goalwatch.telemetry import HttpMetrics, ReadyCheck, ops_router
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +75,7 @@ def service_app(
     schemas: Sequence[type[BaseModel]] = (),
     max_body_bytes: int | None = None,
     api_keys: ApiKeyVerifier | None = None,
+    grants: RoleGrants | None = None,
 ) -> FastAPI:
     """The FastAPI app of service ``name``; routes are added by the caller.
 
@@ -84,10 +89,24 @@ def service_app(
     OpenAPI components (models that a route answers with by hand). From ``settings``: the
     Host allow-list and the body limits (``max_body_bytes`` replaces
     ``http_max_body_bytes``), see :mod:`goalwatch.guards`. ``api_keys`` checks API keys
-    (goals passes its own store); by default the goals service is asked.
+    (goals passes its own store); by default the goals service is asked. So is it for
+    the roles granted to a person in goalwatch, unless ``grants`` reads them (goals' store) or
+    ``GOALWATCH_ROLE_GRANTS`` is off.
+
+    Every HTTP answer is counted on ``registry`` (:class:`goalwatch.telemetry.HttpMetrics`),
+    and the pending counts of ``consumers`` are read every ``settings.consumer_lag_seconds``
+    into it (:mod:`goalwatch.consumer_lag`).
     """
 
-    authenticator = Authenticator(settings, api_keys=api_keys or _ask_goals(settings))
+    closers = list(close)
+    if grants is None and settings.role_grants:
+        grants, close_grants = _grants_from_goals(settings)
+        closers.append(close_grants)
+    authenticator = Authenticator(
+        settings,
+        api_keys=api_keys or _ask_goals(settings),
+        grants=grants if settings.role_grants else None,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -110,6 +129,7 @@ def service_app(
                     metrics_retention=settings.metrics_retention,
                     audit_retention=settings.audit_retention,
                     metrics_partitions=settings.metrics_partitions,
+                    replicas=settings.nats_stream_replicas,
                 )
                 if prepare is not None:
                     await broker.connect()
@@ -120,6 +140,10 @@ def service_app(
             tasks = [asyncio.create_task(task()) for task in background]
             if leased is not None:
                 tasks.append(asyncio.create_task(leased.run()))
+            specs = [*(consumers.specs if consumers else ()), *(leased.specs if leased else ())]
+            if broker is not None and specs:
+                lag = _watch_lag(broker, specs, registry, settings)
+                tasks.append(asyncio.create_task(lag))
             try:
                 yield
             finally:
@@ -134,7 +158,7 @@ def service_app(
         finally:
             if broker is not None:
                 await broker.stop()
-            for closer in close:
+            for closer in closers:
                 await closer()
             await authenticator.aclose()
 
@@ -171,10 +195,34 @@ def service_app(
     app.add_middleware(
         HostAllowList, hosts=allowed_hosts(settings.allowed_hosts, listen_host=settings.host)
     )
+    if consumers is not None and consumers.specs:
+        consumer_lag(registry)  # the families are on /metrics from the start, empty until read
+    # Outermost: it counts every answer, a refused Host or an oversized body included.
+    app.add_middleware(HttpMetrics, registry=registry)
     app.include_router(ops_router(checks, registry=registry))
     _document(app, [Problem, FieldProblem, *schemas])
     offline_docs(app)
     return app
+
+
+async def _watch_lag(
+    broker: NatsBroker,
+    specs: Sequence[ConsumerSpec],
+    registry: CollectorRegistry,
+    settings: ServiceSettings,
+) -> None:
+    """Keep the pending counts of the service's consumers (``specs``, leased ones included:
+    every replica reports every partition) on ``registry`` until cancelled."""
+    lag, failures = consumer_lag(registry)
+    every = settings.consumer_lag_seconds
+    own = sorted({(spec.stream, spec.name) for spec in specs})
+
+    async def info_of(stream: str, consumer: str) -> ConsumerInfo:
+        js = broker.connection.jetstream(timeout=every)
+        info: ConsumerInfo = await js.consumer_info(stream, consumer)
+        return info
+
+    await watch(lag, failures, own, info_of=info_of, every=every)
 
 
 def _ask_goals(settings: ServiceSettings) -> ApiKeyVerifier:
@@ -182,6 +230,17 @@ def _ask_goals(settings: ServiceSettings) -> ApiKeyVerifier:
     return HttpApiKeyVerifier(
         base_url=settings.goals_url, auth=service_auth(settings), ttl=settings.api_key_cache_ttl
     )
+
+
+def _grants_from_goals(settings: ServiceSettings) -> tuple[RoleGrants, Close]:
+    """Role grants read from the goals service, which keeps them, signed in as this service;
+    and what closes its connections."""
+    http = httpx.AsyncClient(timeout=httpx.Timeout(5.0))
+    goals = GoalsClient(
+        client=http, base_url=settings.goals_url, auth=service_auth(settings), attempts=2,
+        backoff=0.1,
+    )  # fmt: skip
+    return CachedRoleGrants(goals, ttl=settings.role_grant_cache_ttl), http.aclose
 
 
 def _document(app: FastAPI, models: Sequence[type[BaseModel]]) -> None:

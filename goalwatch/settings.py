@@ -77,6 +77,14 @@ class ServiceSettings(AuthSettings):
     nats_tls_key_file: Path | None = Field(
         None, description="Private key (PEM) of the NATS client certificate."
     )
+    nats_stream_replicas: int = Field(
+        1,
+        ge=1,
+        le=5,
+        description="How many JetStream servers keep a copy of each stream the service owns "
+        "(its consumers follow): 3 on a 3-node cluster, so that one server may fail; 1 on a "
+        "single server. Set every service to the same value.",
+    )
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL.")
     host: str = Field("127.0.0.1", description="Interface the HTTP API listens on.")
     log_level: str = Field("INFO", description="Log level (DEBUG, INFO, WARNING, ERROR).")
@@ -170,6 +178,12 @@ class ServiceSettings(AuthSettings):
         gt=0,
         description="Seconds to wait for JetStream to store one audit record before counting "
         "it lost (the answer to the request is already sent).",
+    )
+    consumer_lag_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="How often the service reads its durable consumers' pending and "
+        "unacknowledged counts from JetStream for /metrics (each read waits at most this long).",
     )
 
     @model_validator(mode="after")

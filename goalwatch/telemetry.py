@@ -6,12 +6,15 @@ import asyncio
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Mapping
+from weakref import WeakKeyDictionary
 
 from fastapi import APIRouter, Depends, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
+    Counter,
+    Gauge,
     GCCollector,
     Histogram,
     PlatformCollector,
@@ -19,6 +22,8 @@ from prometheus_client import (
     generate_latest,
 )
 from pythonjsonlogger.json import JsonFormatter
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from goalwatch.auth.policies import HEALTH, METRICS
 
@@ -47,6 +52,89 @@ def handler_seconds(registry: CollectorRegistry) -> Histogram:
         buckets=_HANDLER_BUCKETS,
         registry=registry,
     )
+
+
+def dead_letters(registry: CollectorRegistry) -> Counter:
+    """``goalwatch_dead_letters_total{origin_subject}``: messages a service kept as dead
+    letters, by the subject they came from."""
+    return Counter(
+        "goalwatch_dead_letters_total",
+        "Messages stored in GOALWATCH_DEADLETTER because they could not be processed, by the "
+        "subject they came from.",
+        ["origin_subject"],
+        registry=registry,
+    )
+
+
+_HTTP: WeakKeyDictionary[CollectorRegistry, Counter] = WeakKeyDictionary()
+_READY: WeakKeyDictionary[CollectorRegistry, Gauge] = WeakKeyDictionary()
+
+
+def http_requests(registry: CollectorRegistry) -> Counter:
+    """``goalwatch_http_requests_total{method, route, code}`` on ``registry``, made once."""
+    counter = _HTTP.get(registry)
+    if counter is None:
+        counter = Counter(
+            "goalwatch_http_requests_total",
+            "HTTP requests answered, by method, route template (unmatched: no route) and "
+            "status code.",
+            ["method", "route", "code"],
+            registry=registry,
+        )
+        _HTTP[registry] = counter
+    return counter
+
+
+def dependency_up(registry: CollectorRegistry) -> Gauge:
+    """``goalwatch_dependency_up{dependency}`` on ``registry``, made once: 1 when the last
+    ``/readyz`` found the dependency up, 0 when it did not."""
+    gauge = _READY.get(registry)
+    if gauge is None:
+        gauge = Gauge(
+            "goalwatch_dependency_up",
+            "Whether the dependency (nats, redis) answered at the last readiness check "
+            "(/readyz): 1 up, 0 down.",
+            ["dependency"],
+            registry=registry,
+        )
+        _READY[registry] = gauge
+    return gauge
+
+
+class HttpMetrics:
+    """ASGI middleware counting every HTTP answer in ``goalwatch_http_requests_total``.
+
+    The route is the matched route's template (``/v1/goals/{goal_id}``), never the path, so
+    the label's values stay few; ``unmatched`` when no route matched (a 404, or an answer
+    given before routing, such as a refused Host). An exception that escapes counts as 500.
+    """
+
+    def __init__(self, app: ASGIApp, *, registry: CollectorRegistry) -> None:
+        self.app = app
+        self.counter = http_requests(registry)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) if isinstance(route, BaseRoute) else None
+            self.counter.labels(
+                method=scope.get("method", ""),
+                route=template or "unmatched",
+                code=str(status),
+            ).inc()
 
 
 ReadyCheck = Callable[[], Awaitable[bool]]
@@ -81,8 +169,10 @@ def configure_logging(service: str, level: str = "INFO") -> None:
 
 
 def ops_router(checks: Mapping[str, ReadyCheck], *, registry: CollectorRegistry) -> APIRouter:
-    """``/healthz`` (process alive), ``/readyz`` (every dependency answers), ``/metrics``."""
+    """``/healthz`` (process alive), ``/readyz`` (every dependency answers, each recorded in
+    ``goalwatch_dependency_up``), ``/metrics``."""
     router = APIRouter(tags=["operations"])
+    up = dependency_up(registry)
 
     @router.get("/healthz", summary="Liveness", dependencies=[Depends(HEALTH)])
     async def healthz() -> dict[str, str]:
@@ -106,6 +196,8 @@ def ops_router(checks: Mapping[str, ReadyCheck], *, registry: CollectorRegistry)
                 results[name] = f"down: {exc}"
                 continue
             results[name] = "up" if ok else "down"
+        for name, result in results.items():
+            up.labels(dependency=name).set(1 if result == "up" else 0)
         ready = all(v == "up" for v in results.values())
         return JSONResponse(
             {"status": "ready" if ready else "not ready", "checks": results},

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import httpx
 
 from goalwatch.auth.api_keys import ApiKeyVerifier, InvalidApiKey
+from goalwatch.auth.grants import RoleGrants, RoleGrantsUnavailable
 from goalwatch.auth.principal import Kind, Principal
 from goalwatch.auth.roles import Role
 from goalwatch.auth.settings import AuthSettings
@@ -40,7 +42,8 @@ class Authenticator:
     """Turns bearer tokens and API keys into principals, as the settings say.
 
     ``api_keys`` checks API keys (:mod:`goalwatch.auth.api_keys`); without it, none is
-    accepted.
+    accepted. ``grants`` adds the roles granted to a person in goalwatch to their token's
+    (:mod:`goalwatch.auth.grants`).
     """
 
     def __init__(
@@ -49,9 +52,11 @@ class Authenticator:
         *,
         http: httpx.AsyncClient | None = None,
         api_keys: ApiKeyVerifier | None = None,
+        grants: RoleGrants | None = None,
     ) -> None:
         self.settings = settings
         self.api_keys = api_keys
+        self.grants = grants
         self.verifier = (
             TokenVerifier(
                 issuer=settings.oidc_issuer,
@@ -70,7 +75,14 @@ class Authenticator:
                 "this service accepts no bearer tokens: no identity provider is configured "
                 "(GOALWATCH_OIDC_ISSUER)"
             )
-        return self.principal(await self.verifier.verify(token))
+        principal = self.principal(await self.verifier.verify(token))
+        if self.grants is None or principal.person_id is None:
+            return principal
+        try:
+            granted = await self.grants.roles_of(principal.person_id)
+        except RoleGrantsUnavailable:
+            return replace(principal, grants_unknown=True)
+        return replace(principal, roles=principal.roles | granted)
 
     async def from_api_key(self, key: str) -> Principal:
         """The system an API key signs in as; :class:`InvalidApiKey` if it is refused."""

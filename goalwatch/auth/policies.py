@@ -47,6 +47,13 @@ CHECK_INS_WRITE = policy("check in on goals", HR, Role.GOALS_WRITER, people=True
 API_KEYS_READ = policy("read API keys", HR, OPS)
 API_KEYS_WRITE = policy("create or revoke API keys", HR, OPS)
 API_KEYS_VERIFY = policy("verify API keys presented to another service", Role.SERVICE)
+ROLE_GRANTS_READ = policy("read the roles granted in goalwatch", HR, OPS)
+ROLE_GRANTS_LOOKUP = policy(
+    "read the roles granted to a person in goalwatch", HR, OPS, Role.SERVICE, people=True
+)
+ROLE_GRANTS_WRITE = policy(
+    "grant or revoke roles (hr_admin by an HR admin, operator by an operator)", HR, OPS
+)
 
 # notifier
 ALERTS_READ = policy("read alerts", HR, people=True)

@@ -24,6 +24,7 @@ from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from goalwatch.auth.api_keys import ApiKeysUnavailable, looks_like_key
+from goalwatch.auth.grants import GRANTABLE
 from goalwatch.auth.identity import Authenticator
 from goalwatch.auth.principal import Kind, Principal
 from goalwatch.auth.roles import PEOPLE, Role
@@ -152,6 +153,14 @@ class Policy:
         self, request: Request, principal: Annotated[Principal, Depends(authenticate)]
     ) -> Caller:
         caller = self.allows(principal)
+        if caller is None and principal.grants_unknown and self.roles & GRANTABLE:
+            raise HTTPException(
+                503,
+                f"{principal.who} may not {self.action} by their token's roles, and the roles "
+                f"granted in goalwatch cannot be read now (goals does not answer); retry "
+                f"after {RETRY_AFTER_SECONDS} s",
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
         if caller is None:
             raise HTTPException(
                 403,

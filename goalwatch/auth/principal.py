@@ -37,6 +37,9 @@ class Principal:
     """For a publisher: the metrics it may publish (``*``: all)."""
     sources: frozenset[str] = field(default_factory=frozenset)
     """For a publisher: the sources it may publish as (``*``: all)."""
+    grants_unknown: bool = False
+    """For a person: the roles granted in goalwatch could not be read (goals did not answer),
+    so ``roles`` holds only the token's (:mod:`goalwatch.auth.grants`)."""
 
     @property
     def who(self) -> str:

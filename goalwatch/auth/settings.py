@@ -69,6 +69,20 @@ class AuthSettings(BaseSettings):
         "may keep working that long on a service that has just checked it (docs/api-keys.md).",
     )
 
+    role_grants: bool = Field(
+        True,
+        description="Whether roles granted in goalwatch (`goalwatch roles grant`, "
+        "/v1/role-grants on goals) count next to the token's roles claim; false: only the "
+        "identity provider grants roles.",
+    )
+    role_grant_cache_ttl: float = Field(
+        30.0,
+        ge=0,
+        description="Seconds a service keeps goals' answer about the roles granted to a "
+        "person: a grant or a revocation reaches it within that long (goals reads its own "
+        "store at once).",
+    )
+
     @field_validator("oidc_role_map", mode="before")
     @classmethod
     def _pairs(cls, value: Any) -> Any:

@@ -61,7 +61,7 @@ from services.evaluator.goal_overdue_store import GoalOverdueStore
 from services.evaluator.impact_consumer import ImpactEvaluator, ImpactHandler
 from services.evaluator.impact_store import ImpactStore
 from services.evaluator.live_rules import LiveRules
-from services.evaluator.metrics import HANDLER_SECONDS, REGISTRY
+from services.evaluator.metrics import DEAD_LETTERS, HANDLER_SECONDS, REGISTRY
 from services.evaluator.migration import Migration
 from services.evaluator.publishing import AlertPublisher
 from services.evaluator.rule_changes import RuleChanges
@@ -259,7 +259,9 @@ def create_app(
             )
         ],
     )
-    consumers = Consumers(broker, service="evaluator", seconds=HANDLER_SECONDS)
+    consumers = Consumers(
+        broker, service="evaluator", seconds=HANDLER_SECONDS, dead_letters=DEAD_LETTERS
+    )
     # Partitions and goal changes: each consumer read by one replica at a time, the one
     # holding its lease; the directory and the timers are shared by every replica (their
     # state is changed by compare-and-set, one message at a time, in any order).
@@ -269,6 +271,7 @@ def create_app(
         connection=lambda: broker.connection,
         service="evaluator",
         seconds=HANDLER_SECONDS,
+        dead_letters=DEAD_LETTERS,
     )
     for slot, spec in partition_specs(CONSUMER, settings.metrics_partitions):
         partition = PartitionHandler(handler, checkpoint_of(spec))

@@ -292,10 +292,12 @@ class Evaluator:
         if isinstance(alert, AlertFired):
             on = subjects.ALERTS_FIRED
             verb = "fired" if transition.escalated_from is None else "escalated"
-            counter = ALERTS_FIRED.labels(rule=rule.id, severity=alert.severity.value)
+            counter = ALERTS_FIRED.labels(
+                rule=rule.id, kind=rule.kind.value, severity=alert.severity.value
+            )
         else:
             on, verb = subjects.ALERTS_RESOLVED, "resolved"
-            counter = ALERTS_RESOLVED.labels(rule=rule.id)
+            counter = ALERTS_RESOLVED.labels(rule=rule.id, kind=rule.kind.value)
         # Counted once per transition: a replay is the same alert, published again.
         if not transition.replayed:
             counter.inc()
@@ -527,11 +529,13 @@ class Evaluator:
         if isinstance(alert, AlertFired):
             on, verb = subjects.ALERTS_FIRED, "fired"
             if not transition.replayed:
-                ALERTS_FIRED.labels(rule=rule.id, severity=rule.severity.value).inc()
+                ALERTS_FIRED.labels(
+                    rule=rule.id, kind=rule.kind.value, severity=rule.severity.value
+                ).inc()
         else:
             on, verb = subjects.ALERTS_RESOLVED, "resolved"
             if not transition.replayed:
-                ALERTS_RESOLVED.labels(rule=rule.id).inc()
+                ALERTS_RESOLVED.labels(rule=rule.id, kind=rule.kind.value).inc()
         await self._publish(alert, on, message_id(fp, transition))
         logger.info(
             "%s: %s",

@@ -190,10 +190,12 @@ class GoalOverdueEvaluator:
         )
         if isinstance(alert, AlertFired):
             on, verb = subjects.ALERTS_FIRED, "fired"
-            counter = ALERTS_FIRED.labels(rule=rule.id, severity=rule.severity.value)
+            counter = ALERTS_FIRED.labels(
+                rule=rule.id, kind=rule.kind.value, severity=rule.severity.value
+            )
         else:
             on, verb = subjects.ALERTS_RESOLVED, "resolved"
-            counter = ALERTS_RESOLVED.labels(rule=rule.id)
+            counter = ALERTS_RESOLVED.labels(rule=rule.id, kind=rule.kind.value)
         await self._publish(alert, on, message_id(alert.fingerprint, pending))
         if not replayed:
             counter.inc()

@@ -157,10 +157,12 @@ class ImpactEvaluator:
             alert = item.alert
             if isinstance(alert, AlertFired):
                 subject, verb = subjects.ALERTS_FIRED, "fired"
-                counter = ALERTS_FIRED.labels(rule=rule.id, severity=rule.severity.value)
+                counter = ALERTS_FIRED.labels(
+                    rule=rule.id, kind=rule.kind.value, severity=rule.severity.value
+                )
             else:
                 subject, verb = subjects.ALERTS_RESOLVED, "resolved"
-                counter = ALERTS_RESOLVED.labels(rule=rule.id)
+                counter = ALERTS_RESOLVED.labels(rule=rule.id, kind=rule.kind.value)
             await self._publish(alert, subject, item.msg_id)
             if not replayed:
                 counter.inc()

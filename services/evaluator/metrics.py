@@ -2,7 +2,7 @@
 
 from prometheus_client import Counter, Gauge
 
-from goalwatch.telemetry import handler_seconds, service_registry
+from goalwatch.telemetry import dead_letters, handler_seconds, service_registry
 
 REGISTRY = service_registry()
 RULE_EVALUATIONS = Counter(
@@ -12,12 +12,20 @@ RULE_EVALUATIONS = Counter(
     registry=REGISTRY,
 )
 ALERTS_FIRED = Counter(
-    "goalwatch_alerts_fired_total", "Alerts fired.", ["rule", "severity"], registry=REGISTRY
+    "goalwatch_alerts_fired_total",
+    "Alerts fired, and escalations (a firing alert raised to a higher severity), by rule, "
+    "rule kind and severity.",
+    ["rule", "kind", "severity"],
+    registry=REGISTRY,
 )
 ALERTS_RESOLVED = Counter(
-    "goalwatch_alerts_resolved_total", "Alerts resolved.", ["rule"], registry=REGISTRY
+    "goalwatch_alerts_resolved_total",
+    "Alerts resolved, by rule and rule kind.",
+    ["rule", "kind"],
+    registry=REGISTRY,
 )
 HANDLER_SECONDS = handler_seconds(REGISTRY)
+DEAD_LETTERS = dead_letters(REGISTRY)
 STATES_REVISED = Counter(
     "goalwatch_evaluator_states_revised_total",
     "Alert keys of threshold rules whose state was judged again at an input because their "

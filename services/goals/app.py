@@ -30,6 +30,7 @@ from services.goals.metrics import DIRECTORY_OUTBOX_PENDING, REGISTRY
 from services.goals.org_units import OrgUnitStore
 from services.goals.outbox import Outbox, directory_publisher, goal_publisher
 from services.goals.people import PeopleStore
+from services.goals.role_grants import RoleGrantStore, role_grants_router
 
 
 class GoalsSettings(StateCheckSettings):
@@ -120,6 +121,7 @@ def create_app(
         return all([await outbox.after_write() for outbox in outboxes])
 
     api_keys = ApiKeyStore(redis)
+    role_grants = RoleGrantStore(redis)
     app = service_app(
         name="goals",
         settings=settings,
@@ -129,6 +131,8 @@ def create_app(
         close=[redis.aclose],
         # Goals owns the keys: it checks them in its own store, where a revocation holds at once.
         api_keys=StoreVerifier(api_keys),
+        # And the roles granted in goalwatch: read where they are kept, so a change holds at once.
+        grants=role_grants,
         background=[
             *(outbox.relay for outbox in outboxes),
             *(
@@ -172,6 +176,7 @@ def create_app(
     )
     # Not behind the goal store's recovery: keys are not in its streams.
     app.include_router(api_keys_router(api_keys))
+    app.include_router(role_grants_router(role_grants))
     return app
 
 

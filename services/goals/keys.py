@@ -88,3 +88,12 @@ def org_unit(unit_id: str) -> str:
 def api_key(key_id: str) -> str:
     """Hash of one API key: its name, grant, hashed secret and history (never the secret)."""
     return f"{PREFIX}api-key:{key_id}"
+
+
+ROLE_GRANT_PEOPLE: Final = f"{PREFIX}role-grants"
+"""Set of every person ever granted a role in goalwatch (some may hold none now)."""
+
+
+def role_grants(person_id: str) -> str:
+    """Hash role → grant (JSON: granted_by, granted_at, note) of the roles ``person_id`` holds."""
+    return f"{PREFIX}role-grants:{person_id}"

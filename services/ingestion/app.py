@@ -22,7 +22,7 @@ from goalwatch.settings import Port, ServiceSettings
 from services.ingestion.api import events_router
 from services.ingestion.catalogue_api import catalogue_router
 from services.ingestion.intake import MessageIntake, UncataloguedLog
-from services.ingestion.metrics import HANDLER_SECONDS, REGISTRY
+from services.ingestion.metrics import DEAD_LETTERS, HANDLER_SECONDS, REGISTRY
 from services.ingestion.publisher import NatsPublisher, Publisher
 from services.ingestion.validation import EventLimits
 
@@ -122,7 +122,9 @@ def create_app(
         limits=limits,
         uncatalogued=uncatalogued,
     )
-    consumers = Consumers(broker, service="ingestion", seconds=HANDLER_SECONDS)
+    consumers = Consumers(
+        broker, service="ingestion", seconds=HANDLER_SECONDS, dead_letters=DEAD_LETTERS
+    )
     consumers.add(
         CONSUMER,
         bytes,  # validation reports JSON errors itself, by event index, field, line and column

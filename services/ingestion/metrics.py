@@ -2,7 +2,7 @@
 
 from prometheus_client import Counter
 
-from goalwatch.telemetry import handler_seconds, service_registry
+from goalwatch.telemetry import dead_letters, handler_seconds, service_registry
 
 REGISTRY = service_registry()
 EVENTS_ACCEPTED = Counter(
@@ -31,3 +31,4 @@ EVENTS_UNCATALOGUED = Counter(
     registry=REGISTRY,
 )
 HANDLER_SECONDS = handler_seconds(REGISTRY)
+DEAD_LETTERS = dead_letters(REGISTRY)

@@ -45,7 +45,7 @@ from services.notifier.groups import Groups
 from services.notifier.inbox import Inbox
 from services.notifier.limits import Limiter
 from services.notifier.links import AckLinks
-from services.notifier.metrics import HANDLER_SECONDS, REGISTRY
+from services.notifier.metrics import DEAD_LETTERS, HANDLER_SECONDS, REGISTRY
 from services.notifier.notification import Alert
 from services.notifier.ordering import DeliveryOrder
 from services.notifier.outcomes import NatsOutcomes
@@ -606,7 +606,7 @@ def create_app(
     silences = Silences(redis, retention=settings.inbox_retention)
     links = ack_links(settings)
     claims = DeliveryClaims(redis, pending_ttl=claim_ttl(settings))
-    outcomes = NatsOutcomes(broker)
+    outcomes = NatsOutcomes(broker, dead_letters=DEAD_LETTERS)
     timer_clock = Timers(lambda: broker.connection)
     groups = Groups(redis, timer_clock, retention=settings.inbox_retention)
     directory = CachedDirectory(goals, ttl=settings.directory_cache_ttl)
@@ -632,7 +632,9 @@ def create_app(
             ttl=order_ttl(settings),
         ),
     )
-    consumers = Consumers(broker, service="notifier", seconds=HANDLER_SECONDS)
+    consumers = Consumers(
+        broker, service="notifier", seconds=HANDLER_SECONDS, dead_letters=DEAD_LETTERS
+    )
     spec = alert_consumer(settings)
     checkpoint = Checkpoint(
         redis=redis,

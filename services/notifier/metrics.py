@@ -2,7 +2,7 @@
 
 from prometheus_client import Counter
 
-from goalwatch.telemetry import handler_seconds, service_registry
+from goalwatch.telemetry import dead_letters, handler_seconds, service_registry
 
 REGISTRY = service_registry()
 NOTIFICATIONS_SENT = Counter(
@@ -25,6 +25,7 @@ ESCALATIONS_SENT = Counter(
     registry=REGISTRY,
 )
 HANDLER_SECONDS = handler_seconds(REGISTRY)
+DEAD_LETTERS = dead_letters(REGISTRY)
 INBOX_REPLAYED = Counter(
     "goalwatch_notifier_inbox_replayed_total",
     "Alert transitions read again from the alerts stream because Redis restarted and may have "

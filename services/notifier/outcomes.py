@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from faststream.nats import NatsBroker
+from prometheus_client import Counter
 
 from goalwatch.consumers import provisioned, publish_dead_letter
 from goalwatch.contracts import DeadLetter, NotificationSent, subjects
@@ -23,8 +24,10 @@ class Outcomes(Protocol):
 class NatsOutcomes:
     """:class:`Outcomes` on the NOTIFICATIONS and DEADLETTER streams."""
 
-    def __init__(self, broker: NatsBroker) -> None:
+    def __init__(self, broker: NatsBroker, *, dead_letters: Counter | None = None) -> None:
+        """``dead_letters`` (label origin_subject) counts the dead letters stored."""
         self._broker = broker
+        self._dead_letters = dead_letters
         self._sent = broker.publisher(
             subjects.NOTIFICATIONS_SENT,
             stream=provisioned(subjects.STREAM_NOTIFICATIONS),
@@ -40,4 +43,4 @@ class NatsOutcomes:
 
     async def dead_letter(self, letter: DeadLetter, *, msg_id: str | None) -> None:
         """Store ``letter`` on its dead-letter subject."""
-        await publish_dead_letter(self._broker, letter, msg_id=msg_id)
+        await publish_dead_letter(self._broker, letter, msg_id=msg_id, counter=self._dead_letters)

@@ -405,6 +405,8 @@ def stack(stack_settings: StackSettings, webhook: WebhookReceiver) -> Iterator[S
             # A revoked API key stops working within this many seconds on the services that
             # ask goals (tests/integration/test_api_keys.py waits for it).
             "GOALWATCH_API_KEY_CACHE_TTL": str(API_KEY_CACHE_TTL),
+            # Likewise a role granted or revoked in goalwatch (tests/integration/test_role_grants.py).
+            "GOALWATCH_ROLE_GRANT_CACHE_TTL": str(API_KEY_CACHE_TTL),
         },
     )
     running.start()

@@ -106,6 +106,12 @@ MATRIX = [
     Row("goals", "POST", "/v1/api-keys/verify", "                   401 403 403 403 403 403 403 200", body="key_check"),
     # Revoking again changes nothing, and the record stays (so the GET above still finds it).
     Row("goals", "DELETE", "/v1/api-keys/{key}", "                  401 200 200 403 403 403 403 403"),
+    Row("goals", "GET", "/v1/role-grants", "                        401 200 200 403 403 403 403 403"),
+    Row("goals", "GET", "/v1/role-grants/{person}", "               401 200 200 404 404 200 403 200", target="own"),
+    Row("goals", "GET", "/v1/role-grants/{person}", "               401 200 200 404 404 404 403 200", target="other"),
+    # To someone outside the org chart above, so that no caller's rights change on the way.
+    Row("goals", "PUT", "/v1/role-grants/{grantee}/{role}", "       401 201 403 403 403 403 403 403"),
+    Row("goals", "DELETE", "/v1/role-grants/{grantee}/{role}", "    401 204 403 403 403 403 403 403"),
     Row("notifier", "GET", "/healthz", "                            200 200 200 200 200 200 200 200"),
     Row("notifier", "GET", "/readyz", "                             200 200 200 200 200 200 200 200"),
     Row("notifier", "GET", "/v1/alerts", "                          401 200 200 200 200 200 403 403"),
@@ -285,6 +291,8 @@ def _path(row: Row, org: Org, silence: str | None) -> str:
         token="not-a-link",
         silence=silence or "none",
         key=org.api_key,
+        grantee=f"grantee-{org.rule}",
+        role="hr_admin",
     )
 
 

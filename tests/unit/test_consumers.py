@@ -23,7 +23,7 @@ from goalwatch.consumers import (
     fitted,
 )
 from goalwatch.contracts import DeadLetter, MetricRecorded, subjects
-from goalwatch.telemetry import handler_seconds, service_registry
+from goalwatch.telemetry import dead_letters, handler_seconds, service_registry
 
 POLICY = RedeliveryPolicy(max_deliver=4, first_delay=1.0, max_delay=3.0)
 SPEC = ConsumerSpec(
@@ -239,3 +239,27 @@ def test_a_consumer_of_several_subjects_filters_on_exactly_those() -> None:
     assert config.filter_subjects == [subjects.ALERTS_FIRED, subjects.ALERTS_RESOLVED]
     assert SPEC.config().filter_subject == subjects.METRICS_RECORDED
     assert SPEC.config().filter_subjects is None
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_dead_letters_are_counted_by_origin_subject(settled: Settled, mode: str) -> None:
+    registry = service_registry()
+    counter = dead_letters(registry)
+    broker = NatsBroker()
+    consumers = Consumers(
+        broker, service="test", seconds=handler_seconds(registry), dead_letters=counter
+    )
+    handler = Recording(Reject(reason="cannot be stored"), ACK)
+    if MODES[mode].get("batch"):
+        consumers.add_batch(SPEC, MetricRecorded, handler, description="probe")
+    elif MODES[mode].get("ordered"):
+        consumers.add_ordered(SPEC, MetricRecorded, handler, key=lambda e: e.id, description="p")
+    else:
+        consumers.add(SPEC, MetricRecorded, handler, description="probe")
+    labels = {"origin_subject": subjects.METRICS_RECORDED}
+    # Exported at 0 before the first one, so that the first counts as an increase.
+    assert registry.get_sample_value("goalwatch_dead_letters_total", labels) == 0
+    async with TestNatsBroker(broker) as test_broker:
+        await test_broker.publish(EVENT, subjects.METRICS_RECORDED)
+        await test_broker.publish(EVENT.model_copy(update={"id": "e-2"}), subjects.METRICS_RECORDED)
+    assert registry.get_sample_value("goalwatch_dead_letters_total", labels) == 1
