@@ -342,29 +342,54 @@ class Recovery:
         run_ids = {checkpoint.confirmed for checkpoint, _ in self._views}
         return run_ids.pop() if len(run_ids) == 1 else None
 
-    async def in_turn(self, work: Callable[[], Awaitable[T]]) -> T:
+    async def in_turn(
+        self, work: Callable[[], Awaitable[T]], *, only: StateCheckpoint | None = None
+    ) -> T:
         """Catch up, run ``work``, commit: one turn, as a batch consumer takes it.
+
+        ``only``: the checkpoint of the consumer whose messages ``work`` handles. While Redis
+        is the server every checkpoint last committed to, only that one is begun and
+        committed (one consumer's position read, not every view's); otherwise every view
+        catches up first, in order, as without it.
 
         Raises :class:`NotCaughtUp` (and ``work`` does not run) when catching up failed —
         Redis or NATS trouble that a retry of the messages can outlast.
         """
         async with self.turn:
             try:
-                await self.catch_up()
+                begun = await self._begin(only)
             except Exception as exc:
                 raise NotCaughtUp(f"{self._what} could not be brought up to date: {exc!r}") from exc
             result = await work()
-            await self.commit()
+            await self._commit(begun)
         return result
+
+    async def _begin(self, only: StateCheckpoint | None) -> Sequence[StateCheckpoint]:
+        # Short-circuits: begin only while every checkpoint's Redis is still the one now.
+        if only is not None and self._confirms(await only.run_id()) and await only.begin() is None:
+            return (only,)
+        await self.catch_up()
+        return [checkpoint for checkpoint, _ in self._views]
 
     async def commit(self) -> None:
         """Commit every checkpoint; hold :attr:`turn`. A failure is logged, not raised: the
         next catch-up then replays a little more."""
-        for checkpoint, _ in self._views:
+        await self._commit([checkpoint for checkpoint, _ in self._views])
+
+    async def _commit(self, checkpoints: Sequence[StateCheckpoint]) -> None:
+        for checkpoint in checkpoints:
             try:
                 await checkpoint.commit()
             except Exception as exc:
                 logger.warning("%s checkpoint not stored: %r", self._what, exc)
+
+    async def use(self, views: Sequence[tuple[StateCheckpoint, Apply]]) -> None:
+        """Keep ``views`` caught up from now on, in their order (a replica took or gave back
+        a partition); waits for the turn under way."""
+        if not views:
+            raise ValueError("Recovery needs at least one checkpoint")
+        async with self.turn:
+            self._views = tuple(views)
 
     async def check(self) -> None:
         """Catch up and commit, so a Redis restart is noticed while no messages arrive."""

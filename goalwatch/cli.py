@@ -287,6 +287,8 @@ def _bench(args: argparse.Namespace) -> int:
         generated_rules=None if args.rules is None else args.rules[0],
         rate=args.rate,
         steady_seconds=args.steady_seconds,
+        evaluators=args.evaluators,
+        backlog=args.backlog,
     )
     print(result.report())
     return 0
@@ -428,6 +430,19 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=30.0,
         help="how long the steady rate is kept up (default 30)",
+    )
+    pipeline.add_argument(
+        "--evaluators",
+        type=int,
+        default=1,
+        help="evaluator processes sharing the partitions of the metric events (default 1)",
+    )
+    pipeline.add_argument(
+        "--backlog",
+        type=int,
+        default=0,
+        help="also stop the evaluators, store this many events, start them again and time "
+        "how fast they work through them, with each process's CPU time",
     )
     evaluator = bench.add_argument_group("evaluator mode")
     evaluator.add_argument(

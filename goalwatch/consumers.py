@@ -134,6 +134,9 @@ class ConsumerSpec:
     """Durable consumers of the same stream whose work this one takes over: when it is
     created, it starts at the first message one of them still owed, and they are deleted
     (:func:`goalwatch.messaging.ensure_streams`)."""
+    max_ack_pending: int | None = None
+    """The most messages handed out and not yet acknowledged (None: the server's default);
+    a leased consumer's is its batch size (:mod:`goalwatch.partitions`)."""
 
     @property
     def subjects(self) -> tuple[str, ...]:
@@ -150,6 +153,7 @@ class ConsumerSpec:
             ack_policy=JsAckPolicy.EXPLICIT,
             max_deliver=self.policy.max_deliver,
             ack_wait=self.ack_wait,
+            max_ack_pending=self.max_ack_pending,
         )
 
 
@@ -379,6 +383,31 @@ class Consumers:
         self._subscribe(spec, on_batch, description, batch=True, decoder=None)
         self._register(_Subscription(spec, TypeAdapter(model), batch=True))
 
+    def describe(self, spec: ConsumerSpec, model: Any, *, description: str) -> None:
+        """Document ``spec`` (its subject may be a pattern covering several consumers) in the
+        AsyncAPI document without consuming it through FastStream: it is served elsewhere,
+        by the replica holding its lease (:class:`goalwatch.partitions.LeasedConsumers`)."""
+
+        async def on_batch(body: list[Any], msg: NatsMessage) -> None:
+            raise RuntimeError(f"{spec.name} is served by its lease holder, not here")
+
+        _annotate(on_batch, list[model])
+        subscriber = self._broker.subscriber(
+            spec.subject,
+            stream=provisioned(spec.stream),
+            durable=spec.name,
+            pull_sub=PullSub(batch_size=spec.batch_size, timeout=spec.batch_window, batch=True),
+            config=spec.config(),
+            ack_policy=AckPolicy.MANUAL,
+            title=f"{spec.name}:{spec.subject}",
+            description=description,
+        )
+        subscriber(on_batch)
+        # Declared for the document only: the broker must not start consuming it.
+        subscriber.start = _not_started  # type: ignore[method-assign]
+        for subject in spec.subjects:
+            self._declare_dead_letters(subjects.dead_letter_subject(subject))
+
     def _register(self, subscription: _Subscription) -> None:
         for subject in subscription.spec.subjects:
             self._by_subject[subject] = subscription
@@ -482,6 +511,10 @@ class Consumers:
             ),
             None,
         )
+
+
+async def _not_started() -> None:
+    return None
 
 
 async def _raw(msg: NatsMessage) -> bytes:

@@ -54,7 +54,9 @@ STREAMS: tuple[StreamConfig, ...] = (
     StreamConfig(
         name=subjects.STREAM_METRICS,
         description="Validated metric events, de-duplicated by event id.",
-        subjects=[subjects.METRICS_RECORDED],
+        # One subject per partition; the bare subject of the versions before partitioning
+        # stays, so an upgraded stream keeps its old events readable (docs/scaling.md).
+        subjects=[subjects.METRICS_RECORDED, subjects.METRICS_RECORDED_PARTITIONS],
         storage=StorageType.FILE,
         max_age=30 * _DAY,
         # A resent event within a day is recognised by its Nats-Msg-Id; older resends are
@@ -131,6 +133,18 @@ STREAMS: tuple[StreamConfig, ...] = (
 )
 
 
+PARTITIONS_METADATA = "goalwatch.metrics_partitions"
+"""The metrics stream's metadata key holding the number of partitions ingestion stores on."""
+
+
+async def stream_partitions(js: JetStreamContext) -> int | None:
+    """The number of partitions ingestion stores metric events on, from the metrics stream's
+    metadata; None when no partitioning version of ingestion has provisioned it yet."""
+    info = await js.stream_info(subjects.STREAM_METRICS)
+    value = (info.config.metadata or {}).get(PARTITIONS_METADATA)
+    return int(value) if value and value.isdigit() else None
+
+
 # How often a service looks again for a stream another service creates, and how often it
 # says it is still waiting.
 _STREAM_POLL_SECONDS = 0.5
@@ -144,12 +158,14 @@ async def ensure_streams(
     consumers: Sequence[ConsumerSpec] = (),
     metrics_retention: timedelta | None = None,
     audit_retention: timedelta | None = None,
+    metrics_partitions: int | None = None,
     replicas: int | None = None,
 ) -> None:
     """Create the goalwatch streams and ``consumers``, or update them to these settings;
     ``metrics_retention`` replaces the 30 days metric events are kept, ``audit_retention``
     the 400 days of audit records, ``replicas`` the server's default of one copy of each
-    stream (consumers follow their stream's).
+    stream (consumers follow their stream's); ``metrics_partitions`` is recorded in the
+    metrics stream's metadata (:data:`PARTITIONS_METADATA`), where the evaluator checks it.
 
     With ``owner`` (a service's name), only the streams it owns are created or updated; it
     then waits, however long it takes, until every other stream it uses exists.
@@ -165,13 +181,23 @@ async def ensure_streams(
                 config = replace(config, max_age=metrics_retention.total_seconds())
             if config.name == subjects.STREAM_AUDIT and audit_retention is not None:
                 config = replace(config, max_age=audit_retention.total_seconds())
+            if config.name == subjects.STREAM_METRICS and metrics_partitions is not None:
+                config = replace(config, metadata={PARTITIONS_METADATA: str(metrics_partitions)})
             if replicas is not None:
                 config = replace(config, num_replicas=replicas)
             try:
-                await js.stream_info(config.name or "")
+                found = await js.stream_info(config.name or "")
             except NotFoundError:
                 await js.add_stream(config)
             else:
+                if config.name == subjects.STREAM_METRICS and metrics_partitions is None:
+                    # A tool provisioning every stream keeps what ingestion recorded there.
+                    kept = {
+                        key: value
+                        for key, value in (found.config.metadata or {}).items()
+                        if not key.startswith("_nats.")  # the server's own
+                    }
+                    config = replace(config, metadata=kept or None)
                 await js.update_stream(config)
         if owner is not None:
             await _await_streams(js, _used_streams(owner, consumers), waiting=owner)

@@ -208,7 +208,7 @@ USERS: Final[tuple[NatsUser, ...]] = (
     NatsUser(
         INGESTION,
         "The ingestion service: consumes raw metric events, publishes validated ones.",
-        publishes=(subjects.METRICS_RECORDED, subjects.audit_subject(INGESTION)),
+        publishes=(subjects.METRICS_RECORDED_PARTITIONS, subjects.audit_subject(INGESTION)),
         consumes=(subjects.METRICS_IN,),
         reads=(subjects.STREAM_INGEST, subjects.STREAM_METRICS),
     ),
@@ -223,7 +223,7 @@ USERS: Final[tuple[NatsUser, ...]] = (
             subjects.audit_subject(EVALUATOR),
         ),
         consumes=(
-            subjects.METRICS_RECORDED,
+            subjects.METRICS_RECORDED_ALL,
             subjects.GOALS_ALL,
             subjects.DIRECTORY_CHANGED,
             fired_subject(EVALUATOR),

@@ -4,9 +4,10 @@ A service's ``create_app`` builds its clients and domain objects, subscribes its
 :class:`goalwatch.consumers.Consumers` and hands the rest to :func:`service_app`.
 
 Lifecycle, in order: streams and the service's consumers are provisioned, the broker starts
-(subscribers begin to pull), the app serves (its API docs at ``/docs`` from local files, not a CDN); on shutdown the broker
-stops first (it finishes
-what it holds), then every client is closed. FastStream's FastAPI integration (``NatsRouter``)
+(subscribers begin to pull), the app serves (its API docs at ``/docs`` from local files, not a CDN); on shutdown
+(SIGTERM) the leased consumers drain (finish and acknowledge their batch, give their leases
+back), then the broker stops (it finishes what it holds), then every client is closed, all
+within ``shutdown_grace_seconds``. FastStream's FastAPI integration (``NatsRouter``)
 would start the broker too, but it builds a broker of its own, where a service here takes one
 as an argument so that tests can pass theirs.
 """
@@ -37,7 +38,7 @@ from goalwatch.auth.identity import Authenticator
 from goalwatch.auth.policy import Policy, access_of, undeclared_routes
 from goalwatch.connections import nats_access
 from goalwatch.consumer_lag import consumer_lag, watch
-from goalwatch.consumers import Consumers
+from goalwatch.consumers import Consumers, ConsumerSpec
 from goalwatch.goals_client import GoalsClient, service_auth
 from goalwatch.guards import (
     BodyLimits,
@@ -47,6 +48,7 @@ from goalwatch.guards import (
     known_query_parameters,
 )
 from goalwatch.messaging import ensure_streams
+from goalwatch.partitions import LeasedConsumers
 from goalwatch.problems import FieldProblem, Problem, install_problem_handlers
 from goalwatch.serving import offline_docs
 from goalwatch.settings import ServiceSettings
@@ -65,6 +67,7 @@ def service_app(
     registry: CollectorRegistry,
     broker: NatsBroker | None = None,
     consumers: Consumers | None = None,
+    leased: LeasedConsumers | None = None,
     close: Sequence[Close] = (),
     on_start: Callable[[], None] | None = None,
     prepare: Callable[[], Awaitable[None]] | None = None,
@@ -77,7 +80,8 @@ def service_app(
     """The FastAPI app of service ``name``; routes are added by the caller.
 
     ``broker`` is started and stopped with the app, after the streams ``name`` owns and its
-    ``consumers`` are provisioned (connecting as ``settings`` say, see
+    ``consumers`` (and ``leased`` consumers, served while this replica holds their leases:
+    :mod:`goalwatch.partitions`) are provisioned (connecting as ``settings`` say, see
     :func:`goalwatch.messaging.ensure_streams`); ``close`` is awaited on shutdown; ``registry`` holds the service's
     own metrics, served at ``/metrics``; ``prepare`` is awaited once the broker is connected,
     before its consumers start (what every message needs in place); ``background`` tasks run while the app serves
@@ -118,9 +122,13 @@ def service_app(
                 await ensure_streams(
                     nats_access(settings),
                     owner=name,
-                    consumers=consumers.specs if consumers else (),
+                    consumers=[
+                        *(consumers.specs if consumers else ()),
+                        *(leased.specs if leased else ()),
+                    ],
                     metrics_retention=settings.metrics_retention,
                     audit_retention=settings.audit_retention,
+                    metrics_partitions=settings.metrics_partitions,
                     replicas=settings.nats_stream_replicas,
                 )
                 if prepare is not None:
@@ -130,12 +138,20 @@ def service_app(
             if on_start is not None:
                 on_start()
             tasks = [asyncio.create_task(task()) for task in background]
-            if broker is not None and consumers is not None and consumers.specs:
-                lag = _watch_lag(broker, consumers, registry, settings)
+            if leased is not None:
+                tasks.append(asyncio.create_task(leased.run()))
+            specs = [*(consumers.specs if consumers else ()), *(leased.specs if leased else ())]
+            if broker is not None and specs:
+                lag = _watch_lag(broker, specs, registry, settings)
                 tasks.append(asyncio.create_task(lag))
             try:
                 yield
             finally:
+                # Drain: the leased consumers finish and acknowledge their batches and hand
+                # their slots over; then the broker's own subscribers finish theirs (its
+                # graceful timeout), all within the grace period.
+                if leased is not None:
+                    await leased.drain(within=settings.shutdown_grace_seconds / 2)
                 for running in tasks:
                     running.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
@@ -191,14 +207,15 @@ def service_app(
 
 async def _watch_lag(
     broker: NatsBroker,
-    consumers: Consumers,
+    specs: Sequence[ConsumerSpec],
     registry: CollectorRegistry,
     settings: ServiceSettings,
 ) -> None:
-    """Keep the service's consumers' pending counts on ``registry`` until cancelled."""
+    """Keep the pending counts of the service's consumers (``specs``, leased ones included:
+    every replica reports every partition) on ``registry`` until cancelled."""
     lag, failures = consumer_lag(registry)
     every = settings.consumer_lag_seconds
-    own = sorted({(spec.stream, spec.name) for spec in consumers.specs})
+    own = sorted({(spec.stream, spec.name) for spec in specs})
 
     async def info_of(stream: str, consumer: str) -> ConsumerInfo:
         js = broker.connection.jetstream(timeout=every)

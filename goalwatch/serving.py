@@ -193,8 +193,14 @@ def serve(
         ssl_keyfile=tls.key,
         ssl_ca_certs=tls.client_ca,
         ssl_cert_reqs=ssl.CERT_REQUIRED if tls.client_ca else ssl.CERT_NONE,
+        # On SIGTERM, requests under way get this long before the consumers drain (the
+        # lifespan's shutdown, bounded by shutdown_grace_seconds).
+        timeout_graceful_shutdown=HTTP_GRACE_SECONDS,
     )
 
+
+HTTP_GRACE_SECONDS = 3
+"""On SIGTERM, how long HTTP requests under way may take before the service drains."""
 
 DOCS_ASSETS_PATH = "/docs/assets"
 """Where :func:`offline_docs` serves the Swagger UI and ReDoc files."""

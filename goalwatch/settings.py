@@ -123,6 +123,23 @@ class ServiceSettings(AuthSettings):
         "far back `goalwatch rules backtest` can look. Written 30d, 12h, 1d12h, or seconds. "
         "Read by ingestion, which provisions that stream.",
     )
+    metrics_partitions: int = Field(
+        16,
+        ge=1,
+        le=1024,
+        description="Partitions of the metric events (stream GOALWATCH_METRICS): ingestion "
+        "stores each event on the partition of its subject, each evaluator replica evaluates "
+        "the partitions it holds; at most this many evaluator replicas share the work. Give "
+        "ingestion and the evaluator the same value; change it only with the metrics drained "
+        "(docs/scaling.md).",
+    )
+    shutdown_grace_seconds: float = Field(
+        25.0,
+        gt=0,
+        description="On SIGTERM, how long the service may take to finish and acknowledge the "
+        "messages it holds and hand its partitions over before it exits anyway; keep it below "
+        "the pod's terminationGracePeriodSeconds (30 by default).",
+    )
     # Redis credentials and TLS (docs/security-redis.md); redis_url is `rediss://` for TLS.
     redis_username: str | None = Field(
         None, description="Redis ACL user the service connects as (docs/security-redis.md)."

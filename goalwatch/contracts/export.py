@@ -218,7 +218,8 @@ def _message_names(generated: dict[str, Any], channel: dict[str, Any], address: 
     names: list[str] = []
     for ref in channel["messages"].values():
         message = _resolve(generated, ref["$ref"])
-        name = message["payload"]["$ref"].rsplit("/", 1)[-1]
+        # A reference escapes what a subject pattern holds (``*`` as ``%2A``).
+        name = unquote(message["payload"]["$ref"].rsplit("/", 1)[-1])
         schema = schemas.get(name, {})
         items = schema.get("items", {})
         if name in contracts_by_name:
@@ -313,7 +314,8 @@ def _messages() -> dict[str, Any]:
             "Nats-Msg-Id": {
                 "type": "string",
                 "description": "The event id. Ingestion always sets it on "
-                f"{subjects.METRICS_RECORDED}, so JetStream stores a resent event once.",
+                f"{subjects.METRICS_RECORDED_PARTITIONS}, so JetStream stores a resent "
+                "event once.",
             }
         },
     }

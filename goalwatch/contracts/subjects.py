@@ -4,8 +4,14 @@ from typing import Final
 
 # Raw metric events published straight to NATS by other systems (validated by ingestion).
 METRICS_IN: Final = "goalwatch.metrics.in.v1"
-# Validated metric events; the evaluator consumes these.
+# Validated metric events, one subject per partition of the people they are about:
+# ``goalwatch.metrics.recorded.v1.<partition>`` (:func:`metrics_partition_subject`); the
+# evaluator consumes each partition through a consumer of its own. Versions before
+# partitioning stored every event on the bare subject, which the stream still holds.
 METRICS_RECORDED: Final = "goalwatch.metrics.recorded.v1"
+METRICS_RECORDED_PARTITIONS: Final = f"{METRICS_RECORDED}.*"
+# Both of the above: every stored metric event, whichever version stored it.
+METRICS_RECORDED_ALL: Final = "goalwatch.metrics.recorded.>"
 ALERTS_FIRED: Final = "goalwatch.alerts.fired.v1"
 ALERTS_RESOLVED: Final = "goalwatch.alerts.resolved.v1"
 # Both of the above (the notifier reads them through one consumer, in order per alert).
@@ -55,6 +61,26 @@ STREAM_DEADLETTER: Final = "GOALWATCH_DEADLETTER"
 STREAM_TIMERS: Final = "GOALWATCH_TIMERS"
 STREAM_RULES: Final = "GOALWATCH_RULES"
 STREAM_AUDIT: Final = "GOALWATCH_AUDIT"
+
+
+def metrics_partition(subject: str, partitions: int) -> int:
+    """The partition of the metric events about ``subject``, of ``partitions``.
+
+    FNV-1a (32 bits) of the subject's UTF-8 modulo the count: stable across processes,
+    versions and languages, and the hash nats-server's ``partition()`` subject mapping uses,
+    so another system can compute it too.
+    """
+    if partitions < 1:
+        raise ValueError("the number of partitions must be at least 1")
+    value = 0x811C9DC5
+    for byte in subject.encode():
+        value = ((value ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return value % partitions
+
+
+def metrics_partition_subject(partition: int) -> str:
+    """Where ingestion stores the metric events of ``partition``."""
+    return f"{METRICS_RECORDED}.{partition}"
 
 
 def rule_subject(rule_id: str) -> str:

@@ -36,6 +36,7 @@ import httpx
 import nats.errors
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, StorageType, StreamConfig
+from nats.js.errors import NotFoundError
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
@@ -46,8 +47,11 @@ from goalwatch.connections import NatsTarget, connect_nats
 from goalwatch.contracts import subjects
 from goalwatch.dev.fault_counts import Arrival, Receiver
 from goalwatch.dev.stack import Stack, StackSettings
+from goalwatch.settings import ServiceSettings
 
 _CEILING_STREAM = "GOALWATCH_BENCH_CEILING"
+# The evaluator's consumer of the metric events; each partition's is this, "-p<partition>".
+EVALUATOR_CONSUMER = "evaluator"
 _CEILING_SUBJECT = "goalwatch.bench.ceiling"
 _DAY0 = datetime(2026, 1, 1, 18, tzinfo=UTC)
 
@@ -94,6 +98,7 @@ class Result:
     checkpoint: Checkpointing
     rules: str = "rules/"
     steady: Steady | None = None
+    backlog: Backlog | None = None
     ceiling_after: float | None = None
     load: tuple[tuple[float, float, float], tuple[float, float, float]] | None = None
 
@@ -110,6 +115,8 @@ class Result:
         ]
         if self.steady is not None:
             rows += self.steady.rows()
+        if self.backlog is not None:
+            rows += self.backlog.rows()
         if self.load is not None:
             rows.append(
                 "| load average (1/5/15 min), start → end | "
@@ -188,20 +195,22 @@ async def measure_checkpoint(settings: StackSettings, *, rounds: int) -> Latenci
     return Latencies.of(took)
 
 
-def evaluator_batches(settings: StackSettings) -> tuple[int, float]:
-    """How many batches the evaluator has handled, and their total time in seconds."""
-    text = httpx.get(f"{settings.url('evaluator')}/metrics", timeout=10).text
+def evaluator_batches(stack: Stack) -> tuple[int, float]:
+    """How many batches of metric events the evaluator processes have handled, and their
+    total time in seconds (every partition, every process)."""
     count, total = 0.0, 0.0
-    for family in text_string_to_metric_families(text):
-        if family.name != "goalwatch_handler_seconds":
-            continue
-        for sample in family.samples:
-            if sample.labels.get("handler") != "evaluator":
+    for name in stack.replica_names("evaluator"):
+        text = httpx.get(f"{stack.replica_url(name)}/metrics", timeout=10).text
+        for family in text_string_to_metric_families(text):
+            if family.name != "goalwatch_handler_seconds":
                 continue
-            if sample.name.endswith("_count"):
-                count = sample.value
-            elif sample.name.endswith("_sum"):
-                total = sample.value
+            for sample in family.samples:
+                if not sample.labels.get("handler", "").startswith(f"{EVALUATOR_CONSUMER}-p"):
+                    continue
+                if sample.name.endswith("_count"):
+                    count += sample.value
+                elif sample.name.endswith("_sum"):
+                    total += sample.value
     return int(count), total
 
 
@@ -349,7 +358,7 @@ async def measure_pipeline(
     if transport == "nats":
         await wait_drained(js, subjects.STREAM_INGEST, "ingestion")
     ingest_per_s = len(events) / (time.perf_counter() - start)
-    await wait_drained(js, subjects.STREAM_METRICS, "evaluator")
+    await wait_evaluated(js)
     pipeline_per_s = len(events) / (time.perf_counter() - start)
     await asyncio.wait_for(all_fired.wait(), timeout=120)
     await asyncio.wait_for(all_notified.wait(), timeout=300)
@@ -392,6 +401,107 @@ async def wait_drained(js: Any, stream: str, consumer: str) -> None:
         if info.num_pending == 0 and info.num_ack_pending == 0:
             return
         await asyncio.sleep(0.02)  # a benchmark polls the server's counters; tests do not
+
+
+def partition_consumers() -> list[str]:
+    """The evaluator's consumers of the metric events, one per partition (the default
+    number, which the benchmarks' installations use)."""
+    count = ServiceSettings.model_fields["metrics_partitions"].default
+    return [f"{EVALUATOR_CONSUMER}-p{partition}" for partition in range(count)]
+
+
+async def metrics_left(js: Any) -> int:
+    """Metric events the evaluator has not yet acknowledged, over every partition."""
+    left = 0
+    for name in partition_consumers():
+        while True:
+            try:
+                info = await js.consumer_info(subjects.STREAM_METRICS, name)
+                break
+            except NotFoundError:
+                # A replica taking the partition over re-creates its consumer: ask again.
+                await asyncio.sleep(0.01)
+        left += info.num_pending + info.num_ack_pending
+    return left
+
+
+async def wait_evaluated(js: Any) -> None:
+    """Wait until every partition's consumer has nothing pending and nothing unacknowledged."""
+    while True:
+        if not await metrics_left(js):
+            return
+        await asyncio.sleep(0.02)  # a benchmark polls the server's counters; tests do not
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """How fast the evaluator processes work through a backlog of metric events."""
+
+    processes: int
+    events: int
+    per_s: float  # events evaluated per second, from 10% to 90% of the backlog
+    cpu: dict[str, float]  # CPU seconds per process while the backlog was evaluated
+    seconds: float  # from 10% to 90%
+
+    def rows(self) -> list[str]:
+        """Its rows in the report."""
+        cpu = ", ".join(
+            f"{name} {used:.1f} s ({used / self.seconds:.0%})" for name, used in self.cpu.items()
+        )
+        return [
+            f"| backlog of {self.events:,} stored events, {self.processes} evaluator "
+            f"process(es): evaluated (10% → 90%) | {self.per_s:,.0f} events/s |",
+            f"| CPU per process over those {self.seconds:.1f} s (share of one core) | {cpu} |",
+        ]
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds process ``pid`` has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def measure_backlog(stack: Stack, *, subjects_count: int, days: int) -> Backlog:
+    """Stop every evaluator process, have ingestion store a backlog of events, start the
+    evaluators again together and time how fast they work through it (between 10% and 90%,
+    so their start-up is not counted), with each process's CPU time over that span."""
+    evaluators = stack.replica_names("evaluator")
+    for name in evaluators:
+        stack.terminate(name)
+    settings = stack.settings
+    run = f"backlog-{uuid.uuid4().hex[:6]}"
+    workload = Workload()
+    events = _events(run, subjects_count=subjects_count, days=days, workload=workload)
+    nc = await connect_nats(settings.nats_access())
+    try:
+        js = nc.jetstream(publish_async_max_pending=4000)
+        for event in events:
+            await js.publish_async(subjects.METRICS_IN, json.dumps(event).encode())
+        await js.publish_async_completed()
+        await wait_drained(js, subjects.STREAM_INGEST, "ingestion")
+        total = await metrics_left(js)
+        await asyncio.gather(*(asyncio.to_thread(stack.restart, name) for name in evaluators))
+        watched = [*evaluators, "nats", "redis"]
+        marks: dict[str, tuple[float, dict[str, float]]] = {}
+        while "90" not in marks:
+            left = await metrics_left(js)
+            now = time.perf_counter()
+            for mark, share in (("10", 0.9), ("90", 0.1)):
+                if mark not in marks and left <= total * share:
+                    marks[mark] = (now, {n: _cpu_seconds(stack.pid(n)) for n in watched})
+            await asyncio.sleep(0.05)  # sampling the server's counters
+        await wait_evaluated(js)
+    finally:
+        await nc.close()
+    (start, cpu_start), (end, cpu_end) = marks["10"], marks["90"]
+    seconds = max(end - start, 1e-6)
+    return Backlog(
+        processes=len(evaluators),
+        events=total,
+        per_s=0.8 * total / seconds,
+        cpu={name: cpu_end[name] - cpu_start[name] for name in watched},
+        seconds=seconds,
+    )
 
 
 # Events per POST at a steady rate: small, so an event waits little for its batch to go.
@@ -503,7 +613,7 @@ async def measure_steady(
                 posts.append(asyncio.create_task(post(batch)))
             await asyncio.gather(*posts)
             finished = time.monotonic()
-        await wait_drained(js, subjects.STREAM_METRICS, "evaluator")
+        await wait_evaluated(js)
         drained = time.monotonic()
         with contextlib.suppress(TimeoutError):  # what did not arrive is reported missing
             await asyncio.wait_for(done.wait(), timeout=60)
@@ -530,8 +640,14 @@ def run(
     generated_rules: int | None = None,
     rate: float | None = None,
     steady_seconds: float = 30.0,
+    evaluators: int = 1,
+    backlog: int = 0,
 ) -> Result:
     """Start an installation, measure, stop it.
+
+    ``evaluators``: evaluator processes sharing the partitions. ``backlog``: also time how
+    fast they work through that many events stored while they were stopped
+    (:func:`measure_backlog`), with their CPU time.
 
     ``generated_rules``: that many generated threshold rules instead of ``rules_dir``'s, ten
     to a metric (:func:`goalwatch.dev.evaluator_bench.write_rules`). ``rate``: then also send
@@ -553,8 +669,10 @@ def run(
         stack = Stack(
             settings=settings,
             env={"GOALWATCH_WEBHOOK_URL": receiver.url, "GOALWATCH_WEBHOOK_SECRET": secret},
+            replicas={"evaluator": evaluators},
         )
         stack.start()
+        measured_backlog = None
         try:
             ceiling = asyncio.run(
                 measure_ceiling(settings.nats_access(), count=subjects_count * days)
@@ -568,7 +686,7 @@ def run(
                     workload=workload,
                 )
             )
-            batches, handling = evaluator_batches(settings)
+            batches, handling = evaluator_batches(stack)
             idle = asyncio.run(measure_idle_latency(stack, alerts=50, workload=workload))
             each = asyncio.run(measure_checkpoint(settings, rounds=500))
             if rate is not None:
@@ -576,6 +694,10 @@ def run(
                     measure_steady(
                         stack, receiver, rate=rate, seconds=steady_seconds, workload=workload
                     )
+                )
+            if backlog:
+                measured_backlog = asyncio.run(
+                    measure_backlog(stack, subjects_count=max(backlog // days, 1), days=days)
                 )
             ceiling_after = asyncio.run(
                 measure_ceiling(settings.nats_access(), count=subjects_count * days)
@@ -596,6 +718,7 @@ def run(
         checkpoint=Checkpointing(each=each, batches=batches, handling_seconds=handling),
         rules=f"{generated_rules} generated rules" if generated_rules else "rules/",
         steady=steady,
+        backlog=measured_backlog,
         ceiling_after=ceiling_after,
         load=(load_before, os.getloadavg()),
     )

@@ -257,6 +257,8 @@ class Scenario:
     under the first one's ``Idempotency-Key`` is then the documented exception (webhook.md)."""
     quiet: bool = False
     """No service may log an error while it runs."""
+    replicas: int = 1
+    """Processes per service (the others named ``<service>-2`` ...)."""
 
 
 def _kill_at_fault_time(name: str) -> Fault:
@@ -267,6 +269,60 @@ def _kill_at_fault_time(name: str) -> Fault:
         await run.restart(name, killed=killed)
 
     return fault
+
+
+async def _replicas(run: Run) -> None:
+    """Two processes per service: at 30% of the stream SIGTERM the first evaluator and the
+    second notifier (they drain: finish and acknowledge what they hold, hand their partitions
+    and leases over) and start them again (they take their share back); at 60%, back or
+    not yet, ``kill -9`` the second evaluator mid-stream (its partitions move once its
+    leases expire, what it held unacknowledged comes again) and start it again."""
+    stack = run.stack
+    await run.until(run.workload.duration * 0.3)
+    stopping = time.monotonic()
+    held = await run.in_flight()
+    logged = {name: _log_size(stack, name) for name in ("evaluator", "notifier-2")}
+    await asyncio.gather(
+        asyncio.to_thread(stack.terminate, "evaluator"),
+        asyncio.to_thread(stack.terminate, "notifier-2"),
+    )
+    took = time.monotonic() - stopping
+    # Uvicorn ends a graceful shutdown by raising the signal again, so the exit status is
+    # the signal's whatever happened: the log says whether the shutdown completed.
+    handed = _log_since(stack, "evaluator", logged["evaluator"]).count("no longer serves")
+    clean = [
+        name
+        for name, size in logged.items()
+        if "Application shutdown complete" in _log_since(stack, name, size)
+    ]
+    run.notes.append(
+        f"SIGTERM evaluator and notifier-2 at {run.since(stopping)} (unacknowledged: {held}): "
+        f"both gone after {took:.1f} s, the evaluator handing over {handed} slot(s)"
+    )
+    if len(clean) < len(logged):
+        run.notes.append("a replica stopped by SIGTERM did not shut down cleanly")
+    restarted = asyncio.gather(
+        asyncio.to_thread(stack.restart, "evaluator"),
+        asyncio.to_thread(stack.restart, "notifier-2"),
+    )
+    # Whether or not they are back yet: the kill lands while events flow.
+    await run.until(run.workload.duration * 0.6)
+    killed = run.kill("evaluator-2")
+    run.notes.append(f"unacknowledged at the kill: {await run.in_flight()}")
+    await restarted
+    run.notes.append(f"evaluator and notifier-2 ready again at {run.since(time.monotonic())}")
+    await run.restart("evaluator-2", killed=killed)
+
+
+def _log_size(stack: Stack, name: str) -> int:
+    path = stack.log_dir / f"{name}.log"
+    return path.stat().st_size if path.exists() else 0
+
+
+def _log_since(stack: Stack, name: str, offset: int) -> str:
+    with (stack.log_dir / f"{name}.log").open("rb") as log:
+        log.seek(offset)
+        return log.read().decode(errors="replace")
 
 
 Match = Callable[[dict[str, Any]], bool]
@@ -615,7 +671,7 @@ async def _burst(run: Run) -> None:
 _IN_BATCH: dict[str, tuple[str, Callable[[str], Fault]]] = {
     "ingestion": (
         "at the next event it stores (a POST in flight)",
-        lambda name: _kill_on_message(name, subjects.METRICS_RECORDED),
+        lambda name: _kill_on_message(name, subjects.METRICS_RECORDED_PARTITIONS),
     ),
     "goals": (
         "at the next alert fired (the notifier is about to ask goals for its recipients)",
@@ -695,6 +751,14 @@ def scenarios() -> list[Scenario]:
             "a receiver sees a repeat",
             _kill_after_answers("notifier"),
             allows_duplicates=True,
+        ),
+        Scenario(
+            "replicas",
+            "two processes of every service; at 30% of the stream SIGTERM one evaluator and "
+            "one notifier and start them again, at 60% kill -9 the other evaluator and start "
+            "it again: partitions move, nothing is lost or doubled",
+            _replicas,
+            replicas=2,
         ),
         Scenario(
             "kill-nats",
@@ -958,7 +1022,8 @@ def logged_errors(stack: Stack) -> dict[str, list[str]]:
     the same file)."""
     return {
         name: error_lines((stack.log_dir / f"{name}.log").read_text(errors="replace"))
-        for name in pipeline_services()
+        for service in pipeline_services()
+        for name in stack.replica_names(service)
         if (stack.log_dir / f"{name}.log").exists()
     }
 
@@ -1017,6 +1082,7 @@ def run_scenario(scenario: Scenario, workload: Workload, *, rules_dir: Path) -> 
             stack = Stack(
                 settings=settings,
                 env={"GOALWATCH_WEBHOOK_URL": receiver.url, "GOALWATCH_WEBHOOK_SECRET": secret},
+                replicas=dict.fromkeys(pipeline_services(), scenario.replicas),
             )
             stack.start()
             try:

@@ -42,7 +42,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from goalwatch.connections import connect_nats
 from goalwatch.contracts import TimerFired, subjects
-from goalwatch.dev.bench import Latencies, wait_drained
+from goalwatch.dev.bench import Latencies, wait_evaluated
 from goalwatch.dev.catalogues import entry, write_catalogue
 from goalwatch.dev.fault_counts import Arrival, Receiver
 from goalwatch.dev.stack import Stack, StackSettings
@@ -269,7 +269,7 @@ async def arm_through_events(stack: Stack, js: JetStreamContext, count: int, run
             ]
             response = await client.post(f"{settings.url('ingestion')}/v1/events", json=batch)
             response.raise_for_status()
-    await wait_drained(js, subjects.STREAM_METRICS, "evaluator")
+    await wait_evaluated(js)
 
 
 async def arm_through_timers(js: JetStreamContext, count: int, run: str) -> None:
@@ -368,7 +368,7 @@ async def measure_probes(
                 f"{settings.url('ingestion')}/v1/events", json=probe_reports(deadlines, run=run)
             )
             answer.raise_for_status()
-        await wait_drained(js, subjects.STREAM_METRICS, "evaluator")
+        await wait_evaluated(js)
         armed = datetime.now(UTC)
         if armed >= due[0]:
             raise RuntimeError(

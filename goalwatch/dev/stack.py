@@ -25,7 +25,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -256,6 +256,8 @@ class _Process:
     # What started it, so that restart() starts it again the same way.
     argv: list[str]
     env: Mapping[str, str]
+    # A service replica's base URL (None: the one the settings name, or not a service).
+    url: str | None = None
 
 
 def _terminate(process: _Process) -> None:
@@ -277,6 +279,10 @@ class Stack:
     settings: StackSettings
     env: Mapping[str, str] = field(default_factory=dict)
     startup_timeout: float = 60.0
+    replicas: Mapping[str, int] = field(default_factory=dict)
+    """Processes per service (1 when not named): the first on the settings' port, named
+    after the service, the others ``<service>-2``, ``<service>-3`` ... on free ports,
+    sharing the servers and the consumers (:meth:`replica_names`)."""
     _processes: list[_Process] = field(default_factory=list, init=False)
     _client_secrets: dict[str, str] = field(default_factory=dict, init=False)
     # Tokens by (kind, name): the token and when (monotonic) to fetch a new one.
@@ -287,8 +293,10 @@ class Stack:
         """Where each process's output goes (``<name>.log``)."""
         return self.settings.state_dir / "logs"
 
-    def start(self) -> None:
-        """Start everything and wait until every service answers ``/readyz``."""
+    def start(self, *, before_services: Callable[[], None] | None = None) -> None:
+        """Start everything and wait until every service answers ``/readyz``;
+        ``before_services`` runs once NATS and Redis are up, before any service starts (a
+        test that sets up what an earlier version left behind)."""
         self._check_ports()
         self.log_dir.mkdir(parents=True, exist_ok=True)
         try:
@@ -296,11 +304,16 @@ class Stack:
             self._spawn_idp()
             self._start_nats()
             self._start_redis()
+            if before_services is not None:
+                before_services()
             self._wait_idp()
             for service in services():
                 self._start_service(service)
             for service in services():
                 self._wait_ready(service)
+            for service in services():
+                for name in self.replica_names(service)[1:]:
+                    self.start_replica(service, name)
         except BaseException:
             self.stop()
             raise
@@ -322,6 +335,27 @@ class Stack:
             _terminate(process)
         self._processes.clear()
 
+    def replica_names(self, service: str) -> list[str]:
+        """The names of ``service``'s processes: the service's own, then ``<service>-2`` ..."""
+        count = max(self.replicas.get(service, 1), 1)
+        return [service, *(f"{service}-{n}" for n in range(2, count + 1))]
+
+    def terminate(self, name: str, *, timeout: float = 40.0) -> int:
+        """SIGTERM one process and wait until it exits (it drains first); its exit code.
+
+        Raises :class:`StackError` if it is still running after ``timeout`` seconds (it is
+        then killed).
+        """
+        process = self._process(name)
+        if process.popen.poll() is None:
+            process.popen.send_signal(signal.SIGTERM)
+        try:
+            return process.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.popen.kill()
+            process.popen.wait()
+            raise StackError(f"{name} did not exit within {timeout:.0f} s of SIGTERM") from None
+
     def kill(self, name: str) -> None:
         """``kill -9`` one process (``nats``, ``redis`` or a service) and wait until it is gone.
 
@@ -342,7 +376,7 @@ class Stack:
         process = self._process(name)
         _terminate(process)
         index = self._processes.index(process)
-        self._spawn(name, process.argv, process.env)
+        self._spawn(name, process.argv, process.env, url=process.url)
         # Same place in the list: stop() still stops services before Redis and NATS.
         self._processes.insert(index, self._processes.pop())
         self._processes.remove(process)
@@ -351,7 +385,7 @@ class Stack:
         elif name == "idp":
             self._wait_idp()
         else:
-            self._wait_ready(name)
+            self._wait_ready(name, process.url)
 
     def pid(self, name: str) -> int:
         """The process id of ``name`` (``nats``, ``redis`` or a service), e.g. to read its RSS."""
@@ -379,7 +413,14 @@ class Stack:
         if problems:
             raise StackError("\n".join(problems))
 
-    def _spawn(self, name: str, argv: list[str], env: Mapping[str, str] | None = None) -> None:
+    def _spawn(
+        self,
+        name: str,
+        argv: list[str],
+        env: Mapping[str, str] | None = None,
+        *,
+        url: str | None = None,
+    ) -> None:
         log = self.log_dir / f"{name}.log"
         with log.open("ab") as out:
             popen = subprocess.Popen(
@@ -391,7 +432,7 @@ class Stack:
                 # everything in order instead of every process dying at once.
                 start_new_session=True,
             )
-        self._processes.append(_Process(name, popen, log, argv, dict(env or {})))
+        self._processes.append(_Process(name, popen, log, argv, dict(env or {}), url))
 
     def _start_nats(self) -> None:
         data = self.settings.state_dir / "nats"
@@ -424,13 +465,22 @@ class Stack:
         """Start one more process of ``service``, named ``name`` (its log is ``<name>.log``),
         on a free port, sharing the servers and consumers; its base URL once it is ready."""
         port = free_port()
-        self._start_service(service, name=name, port=port)
         url = f"http://{self.settings.host}:{port}"
+        self._start_service(service, name=name, port=port, url=url)
         self._wait_ready(name, url)
         return url
 
+    def replica_url(self, name: str) -> str:
+        """The base URL of a service process by name (a replica's, or the service's own)."""
+        return self._process(name).url or self.settings.url(name)
+
     def _start_service(
-        self, service: str, *, name: str | None = None, port: int | None = None
+        self,
+        service: str,
+        *,
+        name: str | None = None,
+        port: int | None = None,
+        url: str | None = None,
     ) -> None:
         env = {
             **self.env,
@@ -446,7 +496,7 @@ class Stack:
             **self._console_env(service),
         }
         argv = [sys.executable, "-m", "goalwatch.cli", "serve", service]
-        self._spawn(name or service, argv, env)
+        self._spawn(name or service, argv, env, url=url)
 
     def _nats_credentials(self, service: str) -> dict[str, str]:
         """The environment giving ``service`` its NATS login (none if it uses no NATS)."""

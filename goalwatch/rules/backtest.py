@@ -195,7 +195,8 @@ async def _stored_events(
 
         config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=start)
         subscription = await js.subscribe(
-            subjects.METRICS_RECORDED,
+            # Every partition, and what versions before partitioning stored.
+            subjects.METRICS_RECORDED_ALL,
             stream=subjects.STREAM_METRICS,
             ordered_consumer=True,
             config=config,

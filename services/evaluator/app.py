@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from goalwatch.consumers import Consumers, ConsumerSpec, RedeliveryPolicy
 from goalwatch.contracts import GoalStatusChanged, MetricRecorded, TimerFired, subjects
 from goalwatch.goals_client import GoalsClient, service_auth
 from goalwatch.messaging import new_broker
+from goalwatch.partitions import LeasedConsumers, Leases, partition_specs
 from goalwatch.rules import (
     LoadedRule,
     RuleLoadError,
@@ -37,7 +38,12 @@ from goalwatch.settings import Port, StateCheckSettings
 from goalwatch.timers import Timers, fired_subject
 from services.evaluator.absences import AbsenceStore
 from services.evaluator.api import RuleRefused, rules_router
-from services.evaluator.consumer import GoalEventsHandler, MetricsHandler, TimersHandler
+from services.evaluator.consumer import (
+    GoalEventsHandler,
+    MetricsHandler,
+    PartitionHandler,
+    TimersHandler,
+)
 from services.evaluator.directory import (
     Directory,
     DirectoryChange,
@@ -56,6 +62,7 @@ from services.evaluator.impact_consumer import ImpactEvaluator, ImpactHandler
 from services.evaluator.impact_store import ImpactStore
 from services.evaluator.live_rules import LiveRules
 from services.evaluator.metrics import DEAD_LETTERS, HANDLER_SECONDS, REGISTRY
+from services.evaluator.migration import Migration
 from services.evaluator.publishing import AlertPublisher
 from services.evaluator.rule_changes import RuleChanges
 from services.evaluator.rule_checks import rule_checks_router
@@ -65,6 +72,8 @@ from services.evaluator.streaks import StreakStore
 logger = logging.getLogger(__name__)
 
 CONSUMER = ConsumerSpec(
+    # The consumer of every metric event before the stream was partitioned; each
+    # partition's consumer is this one with the partition's subject and name (below).
     name="evaluator",
     stream=subjects.STREAM_METRICS,
     subject=subjects.METRICS_RECORDED,
@@ -96,8 +105,10 @@ GOAL_OVERDUE_CONSUMER = ConsumerSpec(
     subject=subjects.GOALS_ALL,
     policy=RedeliveryPolicy(max_deliver=10, first_delay=1.0, max_delay=60.0),
     ack_wait=30,
-    # One batch at a time, so each goal's changes are applied in stream order.
+    # One batch at a time, on one replica at a time (its lease), so each goal's changes are
+    # applied in stream order.
     batch_size=100,
+    max_ack_pending=100,
 )
 
 IMPACT_CONSUMER = ConsumerSpec(
@@ -107,10 +118,16 @@ IMPACT_CONSUMER = ConsumerSpec(
     # As for metrics: goals, Redis or NATS trouble passes within minutes.
     policy=RedeliveryPolicy(max_deliver=10, first_delay=1.0, max_delay=60.0),
     ack_wait=30,
-    # One batch at a time, so each goal's changes are applied in stream order.
+    # One batch at a time, on one replica at a time (its lease), so each goal's changes are
+    # applied in stream order.
     batch_size=50,
+    max_ack_pending=50,
 )
 
+
+# The lease names of the goal-change consumers (the partitions' are metrics-<partition>).
+GOAL_OVERDUE_SLOT = "goal-overdue"
+IMPACT_SLOT = "impact"
 
 DIRECTORY_CONSUMER = ConsumerSpec(
     name="evaluator-directory",
@@ -143,6 +160,15 @@ class EvaluatorSettings(StateCheckSettings):
         "http://127.0.0.1:8002",
         description="Goals service, asked for the name of a subject the evaluator's directory "
         "view does not know when an alert fires or resolves, and for a failing goal's impact.",
+    )
+    partition_lease_seconds: float = Field(
+        10.0,
+        gt=0,
+        lt=CONSUMER.ack_wait,
+        description="How long a replica's lease on a partition (or on the goal-change "
+        "consumers) lasts unrenewed: after a replica dies, its partitions move to the others "
+        "within this time and a third of it. Renewed every third of it; keep it below the "
+        "consumers' ack_wait (30 s) (docs/scaling.md).",
     )
 
 
@@ -201,20 +227,21 @@ def create_app(
         )
 
     first = judges(rules)
-    checkpoint, timers_checkpoint, goals_checkpoint = (
-        Checkpoint(
+
+    def checkpoint_of(spec: ConsumerSpec) -> Checkpoint:
+        return Checkpoint(
             redis=redis,
             connection=lambda: broker.connection,
             stream=spec.stream,
             subject=spec.subject,
             consumer=spec.name,
         )
-        for spec in (CONSUMER, TIMERS_CONSUMER, GOAL_OVERDUE_CONSUMER)
-    )
+
+    timers_checkpoint = checkpoint_of(TIMERS_CONSUMER)
+    goals_checkpoint = checkpoint_of(GOAL_OVERDUE_CONSUMER)
     handler = MetricsHandler(
         evaluator=first.metrics,
         policy=CONSUMER.policy,
-        checkpoint=checkpoint,
         timers_checkpoint=timers_checkpoint,
         goals=first.goals,
         goals_checkpoint=goals_checkpoint,
@@ -235,11 +262,33 @@ def create_app(
     consumers = Consumers(
         broker, service="evaluator", seconds=HANDLER_SECONDS, dead_letters=DEAD_LETTERS
     )
-    consumers.add_batch(
-        CONSUMER,
+    # Partitions and goal changes: each consumer read by one replica at a time, the one
+    # holding its lease; the directory and the timers are shared by every replica (their
+    # state is changed by compare-and-set, one message at a time, in any order).
+    leased = LeasedConsumers(
+        leases=Leases(redis, service="evaluator", ttl=settings.partition_lease_seconds),
+        broker=broker,
+        connection=lambda: broker.connection,
+        service="evaluator",
+        seconds=HANDLER_SECONDS,
+        dead_letters=DEAD_LETTERS,
+    )
+    for slot, spec in partition_specs(CONSUMER, settings.metrics_partitions):
+        partition = PartitionHandler(handler, checkpoint_of(spec))
+        leased.add(
+            slot,
+            spec,
+            MetricRecorded,
+            partition,
+            on_acquire=partition.taken,
+            on_release=partition.given_back,
+        )
+    consumers.describe(
+        replace(CONSUMER, name=f"{CONSUMER.name}-p*", subject=subjects.METRICS_RECORDED_PARTITIONS),
         MetricRecorded,
-        handler,
-        description="Every stored metric event, against every rule for its metric.",
+        description="Every stored metric event, against every rule for its metric: one "
+        "consumer per partition (`evaluator-p<partition>`), each read by the one replica "
+        "holding its lease, so a subject's events are evaluated in their order.",
     )
     consumers.add_batch(
         DIRECTORY_CONSUMER,
@@ -256,13 +305,12 @@ def create_app(
         TimersHandler(handler),
         description="The evaluator's durable timers as they fall due: overdue deadlines.",
     )
-    consumers.add_batch(
-        GOAL_OVERDUE_CONSUMER,
-        GoalChange,
-        GoalEventsHandler(handler),
-        description="Every goal event, against every goal-based overdue rule: one durable "
-        "timer per (rule, goal) armed, moved or cancelled as the goal changes.",
+    goal_overdue_description = (
+        "Every goal event, against every goal-based overdue rule: one durable "
+        "timer per (rule, goal) armed, moved or cancelled as the goal changes."
     )
+    leased.add(GOAL_OVERDUE_SLOT, GOAL_OVERDUE_CONSUMER, GoalChange, GoalEventsHandler(handler))
+    consumers.describe(GOAL_OVERDUE_CONSUMER, GoalChange, description=goal_overdue_description)
     impact_handler = ImpactHandler(
         evaluator=first.impact,
         policy=IMPACT_CONSUMER.policy,
@@ -274,13 +322,25 @@ def create_app(
             consumer=IMPACT_CONSUMER.name,
         ),
     )
-    consumers.add_batch(
+    leased.add(IMPACT_SLOT, IMPACT_CONSUMER, GoalStatusChanged, impact_handler)
+    consumers.describe(
         IMPACT_CONSUMER,
         GoalStatusChanged,
-        impact_handler,
         description="Every goal status change, against every dependency_impact rule: one "
         "alert per owner of the goals that rest on a failing goal.",
     )
+    migration = Migration(
+        leased=leased,
+        legacy=CONSUMER,
+        handler=PartitionHandler(handler, checkpoint_of(CONSUMER)),
+        partitions=settings.metrics_partitions,
+        connection=lambda: broker.connection,
+    )
+
+    async def prepare() -> None:
+        # The stream's rules are judged from the first event on: read before consumers start.
+        await live.start(store, rules)
+        await migration.run()
 
     def swap(rules: list[LoadedRule]) -> None:
         # Between two awaits: a batch under way finishes with the rules it began with. The
@@ -299,8 +359,8 @@ def create_app(
         registry=REGISTRY,
         broker=broker,
         consumers=consumers,
-        # The stream's rules are judged from the first event on: read before consumers start.
-        prepare=lambda: live.start(store, rules),
+        leased=leased,
+        prepare=prepare,
         close=[live.stop, redis.aclose, http.aclose],
         on_start=lambda: _announce(rules, settings.rules_dir, catalogue),
         background=[

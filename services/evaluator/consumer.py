@@ -37,14 +37,17 @@ class MetricsHandler:
         *,
         evaluator: Evaluator,
         policy: RedeliveryPolicy,
-        checkpoint: StateCheckpoint,
+        checkpoint: StateCheckpoint | None = None,
         timers_checkpoint: StateCheckpoint | None = None,
         goals: GoalOverdueEvaluator | None = None,
         goals_checkpoint: StateCheckpoint | None = None,
         before: Sequence[tuple[StateCheckpoint, Apply]] = (),
     ) -> None:
-        """``timers_checkpoint`` is the fired-timers consumer's: the rule state depends on
-        both streams, so a Redis restart replays both (events first), whichever notices.
+        """``checkpoint`` is the metric events consumer's, when one consumer reads them all;
+        a partitioned evaluator adds each partition's as it takes the partition
+        (:meth:`serve`). ``timers_checkpoint`` is the fired-timers consumer's: the rule state
+        depends on both streams, so a Redis restart replays both (events first), whichever
+        notices.
         ``goals`` with ``goals_checkpoint`` (the goal events consumer's) add the goal-based
         overdue rules, whose state depends on the goal events and the timers: replayed
         after the metric events and before the timers. ``before`` are views the rule state
@@ -52,14 +55,38 @@ class MetricsHandler:
         self._evaluator = evaluator
         self._goals = goals
         self._policy = policy
-        views = [*before, (checkpoint, self._replay)]
+        self._checkpoint = checkpoint
+        self._timers_checkpoint = timers_checkpoint
+        self._goals_checkpoint = goals_checkpoint
+        self._before: list[tuple[StateCheckpoint, Apply]] = list(before)
+        self._metrics: list[tuple[StateCheckpoint, Apply]] = (
+            [] if checkpoint is None else [(checkpoint, self._replay)]
+        )
+        self._after: list[tuple[StateCheckpoint, Apply]] = []
         if goals_checkpoint is not None:
-            views.append((goals_checkpoint, self._replay_goals))
+            self._after.append((goals_checkpoint, self._replay_goals))
         if timers_checkpoint is not None:
-            views.append((timers_checkpoint, self._replay_timers))
+            self._after.append((timers_checkpoint, self._replay_timers))
         # Batches, timers, replays and idle checks take turns: each begins and commits the
         # checkpoints.
-        self._recovery = Recovery(views=views, what="rule state")
+        self._recovery = Recovery(views=self._views(), what="rule state")
+
+    def _views(self) -> list[tuple[StateCheckpoint, Apply]]:
+        # The directory first, then the metric events, then what depends on them.
+        return [*self._before, *self._metrics, *self._after]
+
+    async def serve(self, checkpoint: StateCheckpoint) -> None:
+        """Keep the state of a partition this replica took caught up with its consumer."""
+        self._metrics = [
+            *((view, apply) for view, apply in self._metrics if view is not checkpoint),
+            (checkpoint, self._replay),
+        ]
+        await self._recovery.use(self._views())
+
+    async def leave(self, checkpoint: StateCheckpoint) -> None:
+        """Stop following a partition this replica gave back (its new holder does)."""
+        self._metrics = [(view, apply) for view, apply in self._metrics if view is not checkpoint]
+        await self._recovery.use(self._views())
 
     def use(self, evaluator: Evaluator, goals: GoalOverdueEvaluator | None) -> None:
         """Judge from now on with ``evaluator`` and ``goals`` (the rules changed); a batch
@@ -76,8 +103,20 @@ class MetricsHandler:
         self, messages: Sequence[MetricRecorded], received: Sequence[Received]
     ) -> list[Verdict]:
         """One verdict per event, in order."""
+        return await self.handle_partition(messages, received, checkpoint=self._checkpoint)
+
+    async def handle_partition(
+        self,
+        messages: Sequence[MetricRecorded],
+        received: Sequence[Received],
+        *,
+        checkpoint: StateCheckpoint | None,
+    ) -> list[Verdict]:
+        """One verdict per event of a batch of the consumer ``checkpoint`` follows, in order."""
         try:
-            failures = await self._recovery.in_turn(lambda: self._evaluator.handle_batch(messages))
+            failures = await self._recovery.in_turn(
+                lambda: self._evaluator.handle_batch(messages), only=checkpoint
+            )
         except NotCaughtUp as exc:
             return all_wait(received, str(exc), policy=self._policy)
         return in_key_order(
@@ -118,7 +157,7 @@ class MetricsHandler:
             return verdicts
 
         try:
-            return await self._recovery.in_turn(each)
+            return await self._recovery.in_turn(each, only=self._timers_checkpoint)
         except NotCaughtUp as exc:
             return all_wait(received, str(exc), policy=self._policy)
 
@@ -128,7 +167,9 @@ class MetricsHandler:
         """One verdict per goal event, in order, handled in turn with the other batches."""
         assert self._goals is not None
         try:
-            failures = await self._recovery.in_turn(lambda: self._goal_changes(messages))
+            failures = await self._recovery.in_turn(
+                lambda: self._goal_changes(messages), only=self._goals_checkpoint
+            )
         except NotCaughtUp as exc:
             return all_wait(received, str(exc), policy=self._policy)
         return in_key_order(
@@ -225,6 +266,29 @@ class MetricsHandler:
             )
         STATE_REPLAYED.inc(len(events))
         return len(events)
+
+
+class PartitionHandler:
+    """The metric events of one partition, handled in turn with the others by ``metrics``,
+    their state kept caught up with the partition's consumer by ``checkpoint``."""
+
+    def __init__(self, metrics: MetricsHandler, checkpoint: StateCheckpoint) -> None:
+        self._metrics = metrics
+        self.checkpoint = checkpoint
+
+    async def handle_batch(
+        self, messages: Sequence[MetricRecorded], received: Sequence[Received]
+    ) -> list[Verdict]:
+        """One verdict per event, in order."""
+        return await self._metrics.handle_partition(messages, received, checkpoint=self.checkpoint)
+
+    async def taken(self) -> None:
+        """This replica took the partition: follow its checkpoint."""
+        await self._metrics.serve(self.checkpoint)
+
+    async def given_back(self) -> None:
+        """This replica gave the partition back."""
+        await self._metrics.leave(self.checkpoint)
 
 
 class TimersHandler:

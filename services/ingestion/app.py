@@ -105,7 +105,9 @@ def create_app(
     """
     catalogue = catalogue or load_catalogue(settings.catalogue_file)
     broker = broker or new_broker(nats_access(settings), name="ingestion")
-    sink = publisher or NatsPublisher(broker, timeout=settings.ingest_publish_timeout)
+    sink = publisher or NatsPublisher(
+        broker, timeout=settings.ingest_publish_timeout, partitions=settings.metrics_partitions
+    )
     limits = EventLimits(
         max_event_bytes=settings.ingest_max_event_bytes,
         max_future=settings.ingest_max_future,

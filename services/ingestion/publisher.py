@@ -49,16 +49,21 @@ class NatsPublisher:
     through FastStream, 20,100 (31,600) this way.
     """
 
-    def __init__(self, broker: NatsBroker, *, timeout: float) -> None:
+    def __init__(self, broker: NatsBroker, *, timeout: float, partitions: int) -> None:
+        """``partitions``: how many partitions events are stored on, by their subject."""
         broker.publisher(
-            subjects.METRICS_RECORDED,
+            subjects.METRICS_RECORDED_PARTITIONS,
             stream=provisioned(subjects.STREAM_METRICS),
             schema=MetricRecorded,
-            title="ingestion:" + subjects.METRICS_RECORDED,
-            description="Every valid metric event, once per event id, for the evaluator.",
+            title="ingestion:" + subjects.METRICS_RECORDED_PARTITIONS,
+            description="Every valid metric event, once per event id, for the evaluator: on "
+            "`goalwatch.metrics.recorded.v1.<partition>`, the partition being FNV-1a (32 bits) "
+            "of the event's `subject` modulo the installation's number of partitions "
+            "(GOALWATCH_METRICS_PARTITIONS), so one subject's events keep one order.",
         )
         self._broker = broker
         self._timeout = timeout
+        self._partitions = partitions
         self._acks: _Acks | None = None
 
     def _inbox(self) -> _Acks:
@@ -79,7 +84,10 @@ class NatsPublisher:
             for event in events:
                 sent.append(
                     await acks.publish(
-                        subjects.METRICS_RECORDED,
+                        # One subject's events on one partition: evaluated in their order.
+                        subjects.metrics_partition_subject(
+                            subjects.metrics_partition(event.subject, self._partitions)
+                        ),
                         event.model_dump_json().encode(),
                         # JetStream drops a second message with the same Nats-Msg-Id within
                         # the stream's duplicate window, so a resent event is stored, and

@@ -346,9 +346,11 @@ def stack_of_its_own(
     *,
     name: str,
     env: Mapping[str, str] | None = None,
+    before_services: Callable[[Stack], None] | None = None,
 ) -> Iterator[Stack]:
     """A stack for one test module (one that kills processes, or configures channels of its
-    own through ``env``), posting to ``webhook``."""
+    own through ``env``), posting to ``webhook``; ``before_services`` is given the stack once
+    NATS and Redis run, before any service starts."""
     rules = rules_with_absence(tmp_path_factory.mktemp(f"{name}-rules"))
     catalogue = catalogue_with_tests(tmp_path_factory.mktemp(f"{name}-catalogue") / "metrics.yaml")
     running = Stack(
@@ -364,7 +366,9 @@ def stack_of_its_own(
             **(env or {}),
         },
     )
-    running.start()
+    running.start(
+        before_services=None if before_services is None else lambda: before_services(running)
+    )
     try:
         yield running
     finally:

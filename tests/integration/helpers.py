@@ -17,6 +17,7 @@ import nats
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from goalwatch.contracts import subjects
+from goalwatch.settings import ServiceSettings
 
 DAY0 = datetime(2026, 11, 1, 18, 0, tzinfo=UTC)
 
@@ -24,7 +25,11 @@ DAY0 = datetime(2026, 11, 1, 18, 0, tzinfo=UTC)
 PIPELINE_CONSUMERS = (
     (subjects.STREAM_PEOPLE, "evaluator-directory"),
     (subjects.STREAM_INGEST, "ingestion"),
-    (subjects.STREAM_METRICS, "evaluator"),
+    # One consumer per partition of the metric events (the stacks' default number).
+    *(
+        (subjects.STREAM_METRICS, f"evaluator-p{partition}")
+        for partition in range(ServiceSettings.model_fields["metrics_partitions"].default)
+    ),
     (subjects.STREAM_GOALS, "evaluator-impact"),
     (subjects.STREAM_GOALS, "evaluator-goal-overdue"),
     (subjects.STREAM_TIMERS, "evaluator-timers"),

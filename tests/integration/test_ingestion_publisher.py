@@ -31,10 +31,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
 async def publisher(server: NatsServer) -> AsyncIterator[NatsPublisher]:
     await ensure_streams(server.url)
     broker = new_broker(server.url, name="publisher-test")
-    sink = NatsPublisher(broker, timeout=2.0)
+    sink = NatsPublisher(broker, timeout=2.0, partitions=PARTITIONS)
     await broker.start()
     yield sink
     await broker.stop()
+
+
+PARTITIONS = 4
 
 
 def event(n: int, run: str) -> MetricRecorded:
@@ -64,6 +67,15 @@ async def test_each_event_is_stored_once_and_a_resent_one_is_a_duplicate(
         assert [(o.stored, o.duplicate) for o in again] == [(True, True), (True, False)]
         after = (await js.stream_info(subjects.STREAM_METRICS)).state.messages
         assert after - before == 51
+        # Each on the partition of its subject: one subject's events keep their order.
+        for n in (0, 7, 50):
+            partition = subjects.metrics_partition(f"emp-{n}", PARTITIONS)
+            stored = await js.get_last_msg(
+                subjects.STREAM_METRICS, subjects.metrics_partition_subject(partition)
+            )
+            assert stored.subject == f"{subjects.METRICS_RECORDED}.{partition}"
+        partitions_used = {subjects.metrics_partition(f"emp-{n}", PARTITIONS) for n in range(51)}
+        assert partitions_used == set(range(PARTITIONS))
     finally:
         await nc.close()
 
@@ -77,7 +89,9 @@ async def test_an_event_the_stream_refuses_is_an_error_outcome_not_an_exception(
         # The subject now belongs to another stream: JetStream answers with an error for
         # each event (the expected stream does not match).
         await js.delete_stream(subjects.STREAM_METRICS)
-        await js.add_stream(StreamConfig(name="ELSEWHERE", subjects=[subjects.METRICS_RECORDED]))
+        await js.add_stream(
+            StreamConfig(name="ELSEWHERE", subjects=[subjects.METRICS_RECORDED_PARTITIONS])
+        )
         outcomes = await publisher.publish_events([event(n, unique("refused")) for n in range(3)])
         assert [o.stored for o in outcomes] == [False, False, False]
         assert all(o.error is not None and not isinstance(o.error, TimeoutError) for o in outcomes)

@@ -154,9 +154,9 @@ def test_asyncapi_is_what_the_services_subscribe_and_publish() -> None:
     }
     assert seen == {
         ("ingestion", "receive", subjects.METRICS_IN),
-        ("ingestion", "send", subjects.METRICS_RECORDED),
+        ("ingestion", "send", subjects.METRICS_RECORDED_PARTITIONS),
         ("ingestion", "send", subjects.DEADLETTER_METRICS),
-        ("evaluator", "receive", subjects.METRICS_RECORDED),
+        ("evaluator", "receive", subjects.METRICS_RECORDED_PARTITIONS),
         ("evaluator", "send", subjects.ALERTS_FIRED),
         ("evaluator", "send", subjects.ALERTS_RESOLVED),
         ("evaluator", "send", subjects.DEADLETTER_METRICS),
@@ -198,7 +198,9 @@ def _messages_on(document: dict[str, Any], key: str) -> list[str]:
 def test_asyncapi_messages_are_the_contracts() -> None:
     document = _asyncapi()
     # A pull batch is documented per message; raw bytes by what ingestion accepts.
-    assert _messages_on(document, f"evaluator:{subjects.METRICS_RECORDED}") == ["MetricRecorded"]
+    assert _messages_on(document, f"evaluator-p*:{subjects.METRICS_RECORDED_PARTITIONS}") == [
+        "MetricRecorded"
+    ]
     assert _messages_on(document, f"goals:{subjects.GOAL_STATUS_CHANGED}") == ["GoalStatusChanged"]
     assert _messages_on(document, f"ingestion:{subjects.METRICS_IN}") == [
         "MetricCloudEvent",

@@ -34,7 +34,11 @@ def test_only_the_evaluator_publishes_alerts() -> None:
 
 
 def test_only_ingestion_publishes_validated_metric_events() -> None:
-    assert publishers_of(subjects.METRICS_RECORDED) == ["ingestion", OPERATOR]
+    for partition in (0, 15):
+        subject = subjects.metrics_partition_subject(partition)
+        assert publishers_of(subject) == ["ingestion", OPERATOR]
+    # The bare subject of the versions before partitioning: nothing publishes there now.
+    assert publishers_of(subjects.METRICS_RECORDED) == [OPERATOR]
     assert publishers_of("goalwatch.metrics.recorded.v2") == [OPERATOR]
 
 
