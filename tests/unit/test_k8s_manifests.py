@@ -22,6 +22,7 @@ from goalwatch.catalogue import load_catalogue
 from goalwatch.routing.loader import parse_routes, unset_references
 from goalwatch.rules.loader import load_rules
 from goalwatch.serving import registered_services
+from goalwatch.settings import ServiceSettings
 from tests.unit.k8s import (
     KUBERNETES_VERSION,
     OVERLAYS,
@@ -37,6 +38,7 @@ from tests.unit.k8s import (
 )
 
 SERVICES = ("ingestion", "goals", "evaluator", "notifier")
+PARTITIONS = ServiceSettings.model_fields["metrics_partitions"].default
 # The web console: deployed like the services, but it keeps no state and connects to nothing.
 DEPLOYED = (*SERVICES, "console")
 # Custom resources have no schema in kubernetes-validate; their API groups are listed here
@@ -97,19 +99,21 @@ def test_each_service_has_deployment_service_and_disruption_budget(overlay: str)
             assert budget["spec"]["selector"]["matchLabels"] == selector
 
 
-def test_prod_autoscales_all_but_the_evaluator() -> None:
+def test_prod_autoscales_every_pipeline_service_and_evaluators_roll_over() -> None:
     resources = rendered("prod")
     scaled = {
-        h["spec"]["scaleTargetRef"]["name"] for h in of_kind(resources, "HorizontalPodAutoscaler")
+        h["spec"]["scaleTargetRef"]["name"]: h["spec"]
+        for h in of_kind(resources, "HorizontalPodAutoscaler")
     }
-    assert scaled == {"goalwatch-ingestion", "goalwatch-goals", "goalwatch-notifier"}
-    # Until the evaluator's subjects are partitioned, its state assumes one replica: one
-    # runs, and a rollout never overlaps two.
+    assert set(scaled) == {f"goalwatch-{name}" for name in SERVICES}
+    # Evaluators share the partitions under leases (docs/scaling.md): two or more, rolled over
+    # without a gap, never more than there are partitions to share.
     evaluator = by_name(resources, "Deployment", "goalwatch-evaluator")
-    assert evaluator["spec"]["replicas"] == 1
-    assert evaluator["spec"]["strategy"]["type"] == "Recreate"
+    assert evaluator["spec"]["replicas"] >= 2
+    assert evaluator["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert scaled["goalwatch-evaluator"]["maxReplicas"] <= PARTITIONS
     budget = by_name(resources, "PodDisruptionBudget", "goalwatch-evaluator")
-    assert budget["spec"]["maxUnavailable"] == 1  # a budget of one replica must allow drains
+    assert budget["spec"]["minAvailable"] == 1
 
 
 def test_dev_runs_one_replica_of_everything() -> None:
