@@ -6,6 +6,7 @@ import argparse
 import signal
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
@@ -14,7 +15,14 @@ import httpx
 from goalwatch.audit_cli import add_audit_command
 from goalwatch.connections import NatsAccess
 from goalwatch.dev.idp_cli import add_idp_commands
-from goalwatch.dev.stack import NATS_PASSWORDS, Stack, StackError, StackSettings, services
+from goalwatch.dev.stack import (
+    NATS_PASSWORDS,
+    Stack,
+    StackError,
+    StackSettings,
+    pipeline_services,
+    services,
+)
 from goalwatch.keys_cli import add_keys_commands
 from goalwatch.roles_cli import add_roles_commands
 from goalwatch.routing.cli import add_routes_commands
@@ -31,11 +39,26 @@ Start with 'goalwatch up' (what 'make run' does): NATS, Redis, the services and 
 data on this machine. 'goalwatch COMMAND --help' tells more about each command."""
 
 
-def _up(_: argparse.Namespace) -> int:
+def _replica_counts(pairs: list[str]) -> dict[str, int]:
+    """``--replicas evaluator=2``: processes per service (1 for those not named)."""
+    counts: dict[str, int] = {}
+    for pair in pairs:
+        service, _, count = pair.partition("=")
+        if service not in pipeline_services() or not count.isdigit() or not 1 <= int(count) <= 8:
+            raise SystemExit(
+                f"goalwatch up: --replicas {pair!r}: write SERVICE=N, N from 1 to 8, SERVICE one "
+                f"of {', '.join(pipeline_services())}"
+            )
+        counts[service] = int(count)
+    return counts
+
+
+def _up(args: argparse.Namespace) -> int:
     from goalwatch.dev.demo import load_demo
 
+    replicas = _replica_counts(args.replicas)
     settings = settings_or_exit(StackSettings)
-    stack = Stack(settings=settings)
+    stack = Stack(settings=settings, replicas=replicas)
     stop = threading.Event()
 
     def interrupt(signum: int, _frame: FrameType | None) -> None:
@@ -92,9 +115,21 @@ def _up(_: argparse.Namespace) -> int:
                 f"See {stack.log_dir}/ for the services' logs.",
                 file=sys.stderr,
             )
-        print(_banner(settings))
+        added = [
+            (name, stack.replica_url(name))
+            for service in replicas
+            for name in stack.replica_names(service)[1:]
+        ]
+        print(_banner(settings, added))
+        gone: set[str] = set()
         while not stop.wait(0.5):
-            for process in stack.exited():
+            for process in set(stack.exited()) - gone:
+                gone.add(process)
+                if process not in services():
+                    # A replica (`--replicas`): the service's other processes take its work.
+                    print(f"goalwatch: {process} stopped; the other processes of its service "
+                          "take over its work (docs/scaling.md)", file=sys.stderr)  # fmt: skip
+                    continue
                 print(
                     f"goalwatch: {process} stopped unexpectedly; its log ends:\n"
                     f"{stack.log_tail(process)}",
@@ -145,7 +180,9 @@ def _print_alerts(server: NatsAccess, stop: threading.Event, watching: threading
         watching.set()
 
 
-def _banner(settings: StackSettings) -> str:
+def _banner(settings: StackSettings, replicas: Sequence[tuple[str, str]] = ()) -> str:
+    """What ``goalwatch up`` prints once everything runs; ``replicas``: (name, URL) of the
+    processes ``--replicas`` added."""
     rows = [
         (
             "ingestion",
@@ -174,6 +211,7 @@ def _banner(settings: StackSettings) -> str:
             if settings.routes_file
             else [("webhook", _webhook(settings.webhook_url))]
         ),
+        *((name, f"{url}   a replica (docs/scaling.md)") for name, url in replicas),
         ("logs", f"{settings.state_dir}/logs/<name>.log"),
     ]
     lines = [f"  {name:<10} {where}" for name, where in rows]
@@ -367,6 +405,14 @@ def main(argv: list[str] | None = None) -> int:
         + "\n\nThe services it starts read their own settings from the environment too: "
         "'goalwatch serve SERVICE --help', docs/operations.md.",
         formatter_class=plain,
+    )
+    up.add_argument(
+        "--replicas",
+        action="append",
+        default=[],
+        metavar="SERVICE=N",
+        help="run N processes of SERVICE sharing the work, e.g. evaluator=2 (repeatable; "
+        "docs/scaling.md)",
     )
     up.set_defaults(func=_up)
     serve = commands.add_parser(
