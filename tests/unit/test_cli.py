@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from goalwatch.cli import _banner, main
+from goalwatch.cli import _banner, _replica_counts, main
 from goalwatch.dev.receiver import describe
 from goalwatch.dev.stack import StackSettings
 
@@ -132,3 +132,12 @@ def test_the_banner_says_where_the_console_is_and_who_can_sign_in() -> None:
     line = next(line for line in banner.splitlines() if line.split()[0] == "console")
     assert "http://127.0.0.1:8106" in line
     assert {"zhang-wei", "wang-fang", "sun-li", "chen-jie"} <= set(line.replace(",", " ").split())
+
+
+def test_up_takes_replicas_per_service_and_lists_them() -> None:
+    assert _replica_counts(["evaluator=2", "notifier=3"]) == {"evaluator": 2, "notifier": 3}
+    for wrong in ("evaluator", "console=2", "evaluator=0", "evaluator=9", "evaluator=two"):
+        with pytest.raises(SystemExit, match="write SERVICE=N, N from 1 to 8"):
+            _replica_counts([wrong])
+    banner = _banner(StackSettings(), [("evaluator-2", "http://127.0.0.1:40001")])
+    assert "evaluator-2 http://127.0.0.1:40001   a replica (docs/scaling.md)" in banner
