@@ -378,7 +378,8 @@ class LeasedConsumers:
             if slot.on_acquire is not None:
                 await slot.on_acquire()
             await self._take_over(slot.spec)
-            logger.info("%s serves %s", self._service, name)
+            # The holder (host:pid:...) tells replicas apart: they all log as the service.
+            logger.info("%s %s serves %s", self._service, self._leases.holder, name)
             await self._loop(slot)
         except asyncio.CancelledError:
             raise
@@ -392,7 +393,7 @@ class LeasedConsumers:
                 await self._leases.release(name)
             slot.task = None
             self.changed.set()
-            logger.info("%s no longer serves %s", self._service, name)
+            logger.info("%s %s no longer serves %s", self._service, self._leases.holder, name)
 
     async def _take_over(self, spec: ConsumerSpec) -> None:
         """Make the messages the slot's last holder did not acknowledge come again now.
