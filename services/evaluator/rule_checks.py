@@ -26,7 +26,9 @@ import asyncio
 import difflib
 import logging
 import multiprocessing
+import os
 import re
+import threading
 import time
 from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ProcessPoolExecutor
@@ -184,6 +186,21 @@ CHECKS_PER_PROCESS = 20
 """Checks (tests, backtests) run by one worker process before a fresh one replaces it."""
 
 
+def _leave_with_parent(parent: int) -> None:
+    """In a check process: exit once the evaluator that started it is gone.
+
+    A graceful stop shuts the pool down, but a killed evaluator (``kill -9``, the OOM killer)
+    cannot: its check process would wait for work for good.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="leave-with-parent", daemon=True).start()
+
+
 def rule_checks_router(
     rule_of: Callable[[str], LoadedRule | None],
     *,
@@ -210,6 +227,8 @@ def rule_checks_router(
         max_workers=1,
         mp_context=multiprocessing.get_context("spawn"),
         max_tasks_per_child=CHECKS_PER_PROCESS,
+        initializer=_leave_with_parent,
+        initargs=(os.getpid(),),
     )
 
     async def rule_for(rule_id: str, source: str | None) -> tuple[LoadedRule, bool]:
