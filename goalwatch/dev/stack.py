@@ -391,6 +391,10 @@ class Stack:
         """The process id of ``name`` (``nats``, ``redis`` or a service), e.g. to read its RSS."""
         return self._process(name).popen.pid
 
+    def names(self) -> list[str]:
+        """Names of every process the stack started (servers, services, replicas)."""
+        return [p.name for p in self._processes]
+
     def exited(self) -> list[str]:
         """Names of processes that have stopped on their own."""
         return [p.name for p in self._processes if p.popen.poll() is not None]

@@ -161,6 +161,13 @@ class EvaluatorSettings(StateCheckSettings):
         description="Goals service, asked for the name of a subject the evaluator's directory "
         "view does not know when an alert fires or resolves, and for a failing goal's impact.",
     )
+    subject_name_cache_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="How long the goals service's answer for a subject the directory view "
+        "does not know (its name, or that it is no person) is kept before goals is asked "
+        "again; 0 asks on every alert. People in the view are named from it regardless.",
+    )
     partition_lease_seconds: float = Field(
         10.0,
         gt=0,
@@ -191,7 +198,7 @@ def create_app(
     directory_store = DirectoryStore(redis)
     directory = Directory(directory_store)
     # Names from the evaluator's own view of the directory; goals only for someone it lacks.
-    names = DirectoryNames(directory, goals)
+    names = DirectoryNames(directory, goals, cache_seconds=settings.subject_name_cache_seconds)
     publish = AlertPublisher(broker)
     frauds, peers, streaks = FraudStore(redis), PeerGroups(redis), StreakStore(redis)
     absences, goal_store = AbsenceStore(redis), GoalOverdueStore(redis)

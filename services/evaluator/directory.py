@@ -20,12 +20,14 @@ metric events replayed after it are judged against a directory that lost nothing
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
 from datetime import datetime
 from typing import Protocol
 
+from cachetools import TTLCache
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from goalwatch.checkpoints import Checkpoint, NotCaughtUp, Recovery
@@ -245,11 +247,30 @@ class DirectoryNames:
     ``fallback`` keeps today's answers for those: unknown to goals, the id; goals
     unreachable, an exception, so the event is retried. The view may trail goals by the
     consumer's lag: a name changed a moment ago can still be the old one.
+
+    Goals' answers are kept for ``cache_seconds`` (at most ``cache_size`` subjects): subjects
+    that are not people (a ward, a machine, a generated id) are never in the view, and without
+    the cache every alert about them waits on one HTTP request to the one goals service, which
+    all evaluator replicas then share (measured: docs/benchmarks.md). A person added to the
+    directory is named from the view as soon as the view has them, cache or not.
     """
 
-    def __init__(self, directory: Directory, fallback: Names) -> None:
+    def __init__(
+        self,
+        directory: Directory,
+        fallback: Names,
+        *,
+        cache_seconds: float = 60.0,
+        cache_size: int = 10_000,
+        timer: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._directory = directory
         self._fallback = fallback
+        self._from_goals: TTLCache[str, str] | None = (
+            TTLCache(maxsize=cache_size, ttl=cache_seconds, timer=timer)
+            if cache_seconds > 0
+            else None
+        )
 
     async def name_of(self, *, subject: str) -> str:
         """The subject's display name."""
@@ -257,8 +278,14 @@ class DirectoryNames:
         if person is not None:
             SUBJECT_NAMES.labels(source="directory").inc()
             return person.name
+        if self._from_goals is not None and (name := self._from_goals.get(subject)) is not None:
+            SUBJECT_NAMES.labels(source="cache").inc()
+            return name
         SUBJECT_NAMES.labels(source="goals").inc()
-        return await self._fallback.name_of(subject=subject)
+        name = await self._fallback.name_of(subject=subject)
+        if self._from_goals is not None:
+            self._from_goals[subject] = name
+        return name
 
 
 class DirectoryHandler:

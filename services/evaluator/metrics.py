@@ -41,7 +41,8 @@ STATE_REPLAYED = Counter(
 SUBJECT_NAMES = Counter(
     "goalwatch_evaluator_subject_names_total",
     "Subjects' names looked up for alerts, by where the name came from: the evaluator's "
-    "directory view, or the goals service for a subject the view does not know.",
+    "directory view, the goals service for a subject the view does not know, or a recent "
+    "answer of goals kept for GOALWATCH_SUBJECT_NAME_CACHE_SECONDS (cache).",
     ["source"],
     registry=REGISTRY,
 )

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from goalwatch.dev import overdue_bench
-from goalwatch.dev.bench import Checkpointing, Latencies
+from goalwatch.dev.bench import Checkpointing, Latencies, _machine_busy_seconds
 from goalwatch.rules import load_rules
 
 
@@ -118,3 +119,11 @@ def test_the_overdue_report_has_a_column_per_phase() -> None:
 
 def test_memory_of_a_process_that_is_gone_is_nan() -> None:
     assert math.isnan(overdue_bench.memory_mib(2**22 + 12345))
+
+
+def test_the_machine_busy_time_grows_with_work() -> None:
+    before = _machine_busy_seconds()
+    deadline = time.process_time() + 0.2
+    while time.process_time() < deadline:  # 0.2 s of this process's CPU
+        pass
+    assert _machine_busy_seconds() - before >= 0.15

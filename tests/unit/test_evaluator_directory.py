@@ -190,6 +190,47 @@ async def test_names_come_from_the_view_and_goals_only_for_the_unknown() -> None
     assert SUBJECT_NAMES.labels(source="goals")._value.get() == from_goals + 2
 
 
+async def test_goals_answers_are_kept_for_a_while_and_the_view_still_comes_first() -> None:
+    class Counting:
+        def __init__(self) -> None:
+            self.asked: list[str] = []
+
+        async def name_of(self, *, subject: str) -> str:
+            self.asked.append(subject)
+            return "Guest from goals" if subject == "guest" else subject
+
+    now = [0.0]
+    store = MemoryDirectoryStore()
+    goals = Counting()
+    names = DirectoryNames(_directory(store), goals, cache_seconds=60, timer=lambda: now[0])
+    from_cache = SUBJECT_NAMES.labels(source="cache")._value.get()
+    for _ in range(3):
+        assert await names.name_of(subject="ward-7") == "ward-7"
+        assert await names.name_of(subject="guest") == "Guest from goals"
+    assert goals.asked == ["ward-7", "guest"]
+    assert SUBJECT_NAMES.labels(source="cache")._value.get() == from_cache + 4
+    # A person the view learns of is named from it at once, whatever goals said before.
+    await store.apply([change.record() for change in changes(person_changed(id="ward-7"))])
+    assert await names.name_of(subject="ward-7") == "Dr ward-7"
+    now[0] = 61.0
+    assert await names.name_of(subject="guest") == "Guest from goals"
+    assert goals.asked == ["ward-7", "guest", "guest"]
+
+
+async def test_no_cache_asks_goals_every_time() -> None:
+    class Counting:
+        asked = 0
+
+        async def name_of(self, *, subject: str) -> str:
+            Counting.asked += 1
+            return subject
+
+    names = DirectoryNames(_directory(MemoryDirectoryStore()), Counting(), cache_seconds=0)
+    await names.name_of(subject="ward-7")
+    await names.name_of(subject="ward-7")
+    assert Counting.asked == 2
+
+
 async def test_goals_unreachable_for_an_unknown_subject_raises() -> None:
     class Down:
         async def name_of(self, *, subject: str) -> str:
