@@ -47,6 +47,19 @@ export interface Person {
   language?: string | null;
 }
 
+/** GET /v1/me on goals: the signed-in person and the roles they hold org-wide. */
+export interface Me {
+  person_id: string;
+  name: string | null;
+  language: string | null;
+  /** hr_admin, operator, ... (manager, HRBP and employee follow from the org chart). */
+  roles: string[];
+  grants_unknown: boolean;
+}
+
+/** Which of the four services an API call goes to. */
+export type Service = keyof ConsoleConfig["services"];
+
 /** The API refused the token (expired or revoked): the person must sign in again. */
 export class SignedOut extends Error {}
 
@@ -89,7 +102,36 @@ export class Api {
       }
       throw new ApiError(response.status, detail);
     }
+    if (response.status === 204) {
+      return null as T;
+    }
     return (await response.json()) as T;
+  }
+
+  /**
+   * GET a JSON document from ``service`` (``path`` from its root, e.g. ``/v1/goals``).
+   * Throws :class:`SignedOut` on 401 and :class:`ApiError` (with the problem's detail) on
+   * any other error. Pages add their own calls on top of this and :meth:`send`.
+   */
+  async get<T>(service: Service, path: string, query?: URLSearchParams): Promise<T> {
+    const text = query?.toString() ?? "";
+    const suffix = text ? `?${text}` : "";
+    return this.call<T>(`${this.config.services[service]}${path}${suffix}`);
+  }
+
+  /** Send ``body`` as JSON with ``method`` to ``service``; the answer's JSON, or null (204). */
+  async send<T>(service: Service, method: string, path: string, body?: unknown): Promise<T> {
+    return this.call<T>(`${this.config.services[service]}${path}`, {
+      method,
+      ...(body === undefined
+        ? {}
+        : { headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) }),
+    });
+  }
+
+  /** Who the signed-in person is and the roles they hold (GET /v1/me on goals). */
+  async me(): Promise<Me> {
+    return this.get<Me>("goals", "/v1/me");
   }
 
   /** The person's record in goals, or ``null`` if they have none (an operator, say). */

@@ -8,6 +8,11 @@ export type Language = "zh" | "en";
 const en = {
   title: "goalwatch",
   inbox: "Inbox",
+  goals: "Goals",
+  rules: "Rules",
+  operations: "Operations",
+  notFound: "There is no such page.",
+  notAllowed: "Your roles do not open this page.",
   signIn: "Sign in",
   signOut: "Sign out",
   signInIntro: "Sign in to see the alerts about you and your teams.",
@@ -40,6 +45,11 @@ export type Strings = typeof en;
 const zh: Strings = {
   title: "goalwatch",
   inbox: "收件箱",
+  goals: "目标",
+  rules: "规则",
+  operations: "运维",
+  notFound: "没有这个页面。",
+  notAllowed: "您的角色无权查看此页面。",
   signIn: "登录",
   signOut: "退出",
   signInIntro: "登录后查看与您和您的团队有关的预警。",

@@ -1,17 +1,11 @@
 /** The inbox: the person's alerts, newest first, live, filtered, each with its buttons. */
 import { useCallback, useEffect, useState } from "preact/hooks";
 
-import { Api, type InboxAlert, type InboxFilters, SignedOut } from "./api";
+import { type InboxAlert, type InboxFilters, SignedOut } from "./api";
 import type { Language, Strings } from "./i18n";
+import type { PageProps } from "./page";
 
-interface Props {
-  api: Api;
-  /** The signed-in person's id. */
-  person: string;
-  t: Strings;
-  language: Language;
-  onSignedOut: () => void;
-}
+type Props = PageProps;
 
 type Connection = "connecting" | "live" | "trouble";
 

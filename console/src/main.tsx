@@ -1,8 +1,13 @@
-/** The console's entry: read the configuration, finish or start signing in, show the inbox. */
-import { render } from "preact";
+/**
+ * The console's entry: read the configuration, finish or start signing in, then the frame
+ * (header, navigation) around the page the address names: the inbox (``/``), goals
+ * (``/goals``), rules (``/rules``, ``/rules/<id>``, HR) or operations (``/operations``).
+ */
+import { type ComponentChildren, render } from "preact";
+import { LocationProvider, Router, useLocation } from "preact-iso";
 import { useCallback, useEffect, useMemo, useState } from "preact/hooks";
 
-import { Api, SignedOut } from "./api";
+import { Api, type Me, SignedOut } from "./api";
 import {
   completeSignIn,
   currentSession,
@@ -12,9 +17,58 @@ import {
   signOut,
 } from "./auth";
 import { type ConsoleConfig, loadConfig } from "./config";
-import { browserLanguage, type Language, languageOf, strings } from "./i18n";
+import { browserLanguage, type Language, languageOf, type Strings, strings } from "./i18n";
+import { Goals } from "./goals";
 import { Inbox } from "./inbox";
+import { Operations } from "./operations";
+import { holds, type PageProps } from "./page";
+import { Rules } from "./rules";
 import "./style.css";
+
+/** The pages of the navigation, in order, and the role each needs (none: everyone). */
+const PAGES = [
+  { path: "/", label: "inbox", role: null },
+  { path: "/goals", label: "goals", role: null },
+  { path: "/rules", label: "rules", role: "hr_admin" },
+  { path: "/operations", label: "operations", role: "operator" },
+] as const;
+
+function Nav({ t, me }: { t: Strings; me: Me | null }) {
+  const { path } = useLocation();
+  return (
+    <nav>
+      {PAGES.filter((page) => page.role === null || holds(me, page.role)).map((page) => {
+        const current = page.path === "/" ? path === "/" : path.startsWith(page.path);
+        return (
+          <a
+            key={page.path}
+            href={page.path}
+            data-testid={`nav-${page.label}`}
+            aria-current={current ? "page" : undefined}
+          >
+            {t[page.label]}
+          </a>
+        );
+      })}
+    </nav>
+  );
+}
+
+/** A page only ``role`` opens: the page, or a word on why not (the APIs refuse anyway). */
+function Guarded({
+  role,
+  props,
+  children,
+}: {
+  role: string;
+  props: PageProps;
+  children: ComponentChildren;
+}) {
+  if (props.me === null) {
+    return <p class="muted">{props.t.loading}</p>;
+  }
+  return holds(props.me, role) ? <>{children}</> : <p role="alert">{props.t.notAllowed}</p>;
+}
 
 interface Props {
   config: ConsoleConfig;
@@ -28,6 +82,7 @@ function App({ config, initial, initialProblem }: Props) {
   const [expired, setExpired] = useState(false);
   // Their name as goals has it (the provider's may be only an id).
   const [name, setName] = useState<string | null>(null);
+  const [me, setMe] = useState<Me | null>(null);
   const [problem, setProblem] = useState<string | null>(initialProblem);
   const t = strings(language);
   const api = useMemo(() => (session ? new Api(config, session) : null), [config, session]);
@@ -43,16 +98,19 @@ function App({ config, initial, initialProblem }: Props) {
   }, [language]);
 
   useEffect(() => {
-    // The person's own language, as goals has it; the browser's until it answers.
+    // Who they are to goalwatch: their name and language as goals has them (the browser's
+    // language until it answers), and the roles that decide which pages are offered.
     setName(null);
+    setMe(null);
     if (api === null || session === null) {
       return;
     }
     api
-      .person(session.person)
-      .then((person) => {
-        setName(person?.name ?? null);
-        const chosen = languageOf(person?.language);
+      .me()
+      .then((found) => {
+        setMe(found);
+        setName(found.name);
+        const chosen = languageOf(found.language);
         if (chosen !== null) {
           setLanguage(chosen);
         }
@@ -60,6 +118,15 @@ function App({ config, initial, initialProblem }: Props) {
       .catch((error: unknown) => {
         if (error instanceof SignedOut) {
           signedOut();
+        } else {
+          // Goals did not answer: the inbox still works; pages needing a role wait.
+          setMe({
+            person_id: session.person,
+            name: null,
+            language: null,
+            roles: [],
+            grants_unknown: true,
+          });
         }
       });
   }, [api, session, signedOut]);
@@ -73,11 +140,7 @@ function App({ config, initial, initialProblem }: Props) {
     <>
       <header class="bar">
         <span class="brand">{t.title}</span>
-        <nav>
-          <a href="/" aria-current="page">
-            {t.inbox}
-          </a>
-        </nav>
+        {session !== null && <Nav t={t} me={me} />}
         {session !== null && (
           <span class="who">
             <span data-testid="person">{name || session.name || session.person}</span>
@@ -110,16 +173,45 @@ function App({ config, initial, initialProblem }: Props) {
             </button>
           </section>
         ) : (
-          <Inbox
-            api={api}
-            person={session.person}
-            t={t}
-            language={language}
-            onSignedOut={signedOut}
+          <Pages
+            props={{ api, person: session.person, me, t, language, onSignedOut: signedOut }}
           />
         )}
       </main>
     </>
+  );
+}
+
+function RulesPage(props: PageProps & { id?: string }) {
+  return (
+    <Guarded role="hr_admin" props={props}>
+      <Rules {...props} />
+    </Guarded>
+  );
+}
+
+function OperationsPage(props: PageProps) {
+  return (
+    <Guarded role="operator" props={props}>
+      <Operations {...props} />
+    </Guarded>
+  );
+}
+
+function NotFound({ t }: { t: Strings; default?: boolean }) {
+  return <p role="alert">{t.notFound}</p>;
+}
+
+// Components, not closures: a page keeps its state while the frame re-renders around it.
+function Pages({ props }: { props: PageProps }) {
+  return (
+    <Router>
+      <Inbox path="/" {...props} />
+      <Goals path="/goals/:id*" {...props} />
+      <RulesPage path="/rules/:id*" {...props} />
+      <OperationsPage path="/operations" {...props} />
+      <NotFound default t={props.t} />
+    </Router>
   );
 }
 
@@ -134,7 +226,12 @@ async function boot(root: HTMLElement): Promise<void> {
       problem = error instanceof Error ? error.message : String(error);
     }
   }
-  render(<App config={config} initial={session} initialProblem={problem} />, root);
+  render(
+    <LocationProvider>
+      <App config={config} initial={session} initialProblem={problem} />
+    </LocationProvider>,
+    root,
+  );
 }
 
 const root = document.getElementById("app");

@@ -34,6 +34,7 @@ RULES_WRITE = policy("change rules", HR)
 RULES_CHECK = policy("test or backtest rules", HR)
 
 # goals
+SIGNED_IN = policy("read who they are and the roles they hold", HR, OPS, people=True)
 AUDIT_READ = policy("read the audit log", HR, OPS)
 PEOPLE_READ = policy("read people", HR, Role.SERVICE, Role.DIRECTORY_WRITER, people=True)
 PEOPLE_WRITE = policy("change people", HR, Role.DIRECTORY_WRITER)

@@ -135,6 +135,60 @@ def pages_router(pages: ConsolePages) -> APIRouter:
         """The console's page (the inbox)."""
         return pages.index()
 
+    # The page's own addresses (console/src/main.tsx): the page itself, which shows the
+    # part the address names, so that a link or a reload lands where it points.
+    files = [Depends(CONSOLE_FILES)]
+
+    @router.get(
+        "/goals",
+        summary="The console: the goals tree",
+        response_class=FileResponse,
+        dependencies=files,
+    )
+    async def goals_page() -> Response:
+        """The console's page, showing goals."""
+        return pages.index()
+
+    @router.get(
+        "/goals/{goal_id}",
+        summary="The console: one goal",
+        response_class=FileResponse,
+        dependencies=files,
+    )
+    async def goal_page(goal_id: Annotated[str, PathParam(max_length=200)]) -> Response:
+        """The console's page, showing one goal and what depends on it."""
+        return pages.index()
+
+    @router.get(
+        "/rules",
+        summary="The console: rules (HR)",
+        response_class=FileResponse,
+        dependencies=files,
+    )
+    async def rules_page() -> Response:
+        """The console's page, showing the rules."""
+        return pages.index()
+
+    @router.get(
+        "/rules/{rule_id}",
+        summary="The console: one rule's editor (HR)",
+        response_class=FileResponse,
+        dependencies=files,
+    )
+    async def rule_page(rule_id: Annotated[str, PathParam(max_length=200)]) -> Response:
+        """The console's page, showing one rule's editor."""
+        return pages.index()
+
+    @router.get(
+        "/operations",
+        summary="The console: operations (operator)",
+        response_class=FileResponse,
+        dependencies=files,
+    )
+    async def operations_page() -> Response:
+        """The console's page, showing operations."""
+        return pages.index()
+
     @router.get(
         "/callback",
         summary="Where the identity provider sends the browser back after sign-in",

@@ -26,6 +26,7 @@ from services.goals.goal_store import GoalStore
 from services.goals.goals_api import goals_router
 from services.goals.impact import ImpactWalk
 from services.goals.import_api import import_router
+from services.goals.me_api import me_router
 from services.goals.metrics import DIRECTORY_OUTBOX_PENDING, REGISTRY
 from services.goals.org_units import OrgUnitStore
 from services.goals.outbox import Outbox, directory_publisher, goal_publisher
@@ -177,6 +178,7 @@ def create_app(
     # Not behind the goal store's recovery: keys are not in its streams.
     app.include_router(api_keys_router(api_keys))
     app.include_router(role_grants_router(role_grants))
+    app.include_router(me_router(people))
     return app
 
 
