@@ -77,8 +77,13 @@ export class ApiError extends Error {
 export class Api {
   constructor(
     private readonly config: ConsoleConfig,
-    private readonly session: Session,
+    private session: Session,
   ) {}
+
+  /** Use ``session``'s (renewed) token from now on; pages keep the same ``Api``. */
+  renew(session: Session): void {
+    this.session = session;
+  }
 
   private headers(): Record<string, string> {
     return { Authorization: `Bearer ${this.session.accessToken}`, Accept: "application/json" };
@@ -206,7 +211,8 @@ export class Api {
       headers: this.headers(),
       signal,
       openWhenHidden: true,
-      fetch: listeningTap(handlers.onListening),
+      // Each (re)connection carries the current token: a renewed one after a renewal.
+      fetch: listeningTap(handlers.onListening, () => this.headers()),
       onopen: async (response) => {
         if (response.status === 401) {
           handlers.onSignedOut();
@@ -239,9 +245,15 @@ const LISTENING = /^:\s?listening\s*$/m;
  * A fetch whose response body is watched for the stream's `: listening` comment, which the
  * event-source parser drops: it says the notifier has subscribed to the inbox's changes.
  */
-function listeningTap(onListening: () => void): typeof fetch {
+function listeningTap(
+  onListening: () => void,
+  headers: () => Record<string, string>,
+): typeof fetch {
   return async (input, init) => {
-    const response = await fetch(input, init);
+    const response = await fetch(input, {
+      ...init,
+      headers: { ...(init?.headers as Record<string, string> | undefined), ...headers() },
+    });
     if (!response.ok || response.body === null) {
       return response;
     }

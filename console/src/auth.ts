@@ -18,6 +18,11 @@ export interface Session {
   person: string;
   /** Their name, for the header. */
   name: string;
+  /**
+   * When the provider grants refresh tokens: the one to use next (each is used once and
+   * replaced), so the console renews the access token before it expires, without a page.
+   */
+  refreshToken?: string;
 }
 
 const SESSION_KEY = "goalwatch.session";
@@ -27,6 +32,8 @@ export const CALLBACK_PATH = "/callback";
 interface Pending {
   verifier: string;
   state: string;
+  /** The console's address when sign-in began, to come back to. */
+  returnTo: string;
 }
 
 function insecureAllowed(config: ConsoleConfig): boolean {
@@ -62,6 +69,7 @@ export async function signIn(config: ConsoleConfig): Promise<void> {
   const pending: Pending = {
     verifier: oauth.generateRandomCodeVerifier(),
     state: oauth.generateRandomState(),
+    returnTo: `${window.location.pathname}${window.location.search}`,
   };
   sessionStorage.setItem(PENDING_KEY, JSON.stringify(pending));
   const url = new URL(server.authorization_endpoint);
@@ -93,6 +101,11 @@ export async function completeSignIn(config: ConsoleConfig): Promise<Session> {
     throw new Error("no sign-in was started in this tab");
   }
   const pending = JSON.parse(saved) as Pending;
+  // Back where they were: a path of the console only, never another site.
+  if (pending.returnTo.startsWith("/") && !pending.returnTo.startsWith("//")) {
+    const back = pending.returnTo.startsWith(CALLBACK_PATH) ? "/" : pending.returnTo;
+    window.history.replaceState(null, "", back);
+  }
   const server = await discover(config);
   const client: oauth.Client = { client_id: config.client_id };
   const params = oauth.validateAuthResponse(server, client, opened, pending.state);
@@ -113,10 +126,43 @@ export async function completeSignIn(config: ConsoleConfig): Promise<Session> {
     expiresAt: Date.now() + (result.expires_in ?? 3600) * 1000,
     person: typeof personClaim === "string" ? personClaim : String(claims?.sub ?? ""),
     name: typeof claims?.["name"] === "string" ? claims["name"] : "",
+    ...(result.refresh_token === undefined ? {} : { refreshToken: result.refresh_token }),
   };
   sessionStorage.setItem(SESSION_KEY, JSON.stringify(session));
   return session;
 }
+
+/**
+ * A renewed session from ``session``'s refresh token (the provider replaces the token),
+ * kept in this tab. Throws when the provider refuses it (the sign-in has ended): the
+ * person must sign in again.
+ */
+export async function refreshSession(config: ConsoleConfig, session: Session): Promise<Session> {
+  if (session.refreshToken === undefined) {
+    throw new Error("this session cannot be renewed");
+  }
+  const server = await discover(config);
+  const client: oauth.Client = { client_id: config.client_id };
+  const response = await oauth.refreshTokenGrantRequest(
+    server,
+    client,
+    oauth.None(),
+    session.refreshToken,
+    requestOptions(config),
+  );
+  const result = await oauth.processRefreshTokenResponse(server, client, response);
+  const renewed: Session = {
+    ...session,
+    accessToken: result.access_token,
+    expiresAt: Date.now() + (result.expires_in ?? 3600) * 1000,
+    refreshToken: result.refresh_token ?? session.refreshToken,
+  };
+  sessionStorage.setItem(SESSION_KEY, JSON.stringify(renewed));
+  return renewed;
+}
+
+/** How long before its token expires a session is renewed (ms). */
+export const RENEW_BEFORE_MS = 60_000;
 
 /** The session kept in this tab, if it has not expired. */
 export function currentSession(): Session | null {
@@ -125,7 +171,8 @@ export function currentSession(): Session | null {
     return null;
   }
   const session = JSON.parse(saved) as Session;
-  if (session.expiresAt <= Date.now()) {
+  // An expired token with a refresh token is renewed by the page, not forgotten.
+  if (session.expiresAt <= Date.now() && session.refreshToken === undefined) {
     sessionStorage.removeItem(SESSION_KEY);
     return null;
   }

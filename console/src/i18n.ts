@@ -93,6 +93,26 @@ export function languageOf(value: unknown): Language | null {
 }
 
 /** The browser's preferred language among those the console speaks (English otherwise). */
+const CHOSEN_KEY = "goalwatch.language";
+
+/** The language the person chose in this browser (the header's switch), if they did. */
+export function chosenLanguage(): Language | null {
+  try {
+    return languageOf(localStorage.getItem(CHOSEN_KEY));
+  } catch {
+    return null; // storage refused (private mode): no choice kept
+  }
+}
+
+/** Keep ``language`` as the person's choice in this browser. */
+export function chooseLanguage(language: Language): void {
+  try {
+    localStorage.setItem(CHOSEN_KEY, language);
+  } catch {
+    // storage refused: the choice lasts as long as the page
+  }
+}
+
 export function browserLanguage(): Language {
   for (const candidate of navigator.languages ?? [navigator.language]) {
     const found = languageOf(candidate);

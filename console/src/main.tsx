@@ -12,12 +12,22 @@ import {
   completeSignIn,
   currentSession,
   isCallback,
+  RENEW_BEFORE_MS,
+  refreshSession,
   type Session,
   signIn,
   signOut,
 } from "./auth";
 import { type ConsoleConfig, loadConfig } from "./config";
-import { browserLanguage, type Language, languageOf, type Strings, strings } from "./i18n";
+import {
+  browserLanguage,
+  chooseLanguage,
+  chosenLanguage,
+  type Language,
+  languageOf,
+  type Strings,
+  strings,
+} from "./i18n";
 import { Goals } from "./goals";
 import { Inbox } from "./inbox";
 import { Operations } from "./operations";
@@ -54,6 +64,33 @@ function Nav({ t, me }: { t: Strings; me: Me | null }) {
   );
 }
 
+/** 中文 | English: the person's choice, kept in this browser. */
+function LanguageSwitch({
+  language,
+  onChoose,
+}: {
+  language: Language;
+  onChoose: (language: Language) => void;
+}) {
+  return (
+    <span class="languages" role="group" aria-label="Language / 语言">
+      {(["zh", "en"] as const).map((option) => (
+        <button
+          key={option}
+          type="button"
+          class="link"
+          lang={option === "zh" ? "zh-CN" : "en"}
+          data-testid={`language-${option}`}
+          aria-pressed={language === option}
+          onClick={() => onChoose(option)}
+        >
+          {option === "zh" ? "中文" : "English"}
+        </button>
+      ))}
+    </span>
+  );
+}
+
 /** A page only ``role`` opens: the page, or a word on why not (the APIs refuse anyway). */
 function Guarded({
   role,
@@ -78,14 +115,25 @@ interface Props {
 
 function App({ config, initial, initialProblem }: Props) {
   const [session, setSession] = useState<Session | null>(initial);
-  const [language, setLanguage] = useState<Language>(browserLanguage());
+  // The person's own choice in this browser first, then their record in goals, then the
+  // browser's languages.
+  const [chosen, setChosen] = useState<Language | null>(chosenLanguage());
+  const [recorded, setRecorded] = useState<Language | null>(null);
+  const language = chosen ?? recorded ?? browserLanguage();
   const [expired, setExpired] = useState(false);
   // Their name as goals has it (the provider's may be only an id).
   const [name, setName] = useState<string | null>(null);
   const [me, setMe] = useState<Me | null>(null);
   const [problem, setProblem] = useState<string | null>(initialProblem);
   const t = strings(language);
-  const api = useMemo(() => (session ? new Api(config, session) : null), [config, session]);
+  const person = session?.person ?? null;
+  // One Api per signed-in person: a renewed token is handed to it, so pages keep their state.
+  const api = useMemo(() => (session ? new Api(config, session) : null), [config, person]);
+  useEffect(() => {
+    if (api !== null && session !== null) {
+      api.renew(session);
+    }
+  }, [api, session]);
 
   const signedOut = useCallback(() => {
     signOut();
@@ -110,10 +158,7 @@ function App({ config, initial, initialProblem }: Props) {
       .then((found) => {
         setMe(found);
         setName(found.name);
-        const chosen = languageOf(found.language);
-        if (chosen !== null) {
-          setLanguage(chosen);
-        }
+        setRecorded(languageOf(found.language));
       })
       .catch((error: unknown) => {
         if (error instanceof SignedOut) {
@@ -129,7 +174,21 @@ function App({ config, initial, initialProblem }: Props) {
           });
         }
       });
-  }, [api, session, signedOut]);
+    // Not on a renewed token: who they are has not changed.
+  }, [api, signedOut]);
+
+  useEffect(() => {
+    // Renew the token a minute before it expires, while the provider grants refresh tokens;
+    // without one, the next API call answers 401 and the page asks to sign in again.
+    if (session === null || session.refreshToken === undefined) {
+      return;
+    }
+    const due = Math.max(0, session.expiresAt - Date.now() - RENEW_BEFORE_MS);
+    const timer = window.setTimeout(() => {
+      refreshSession(config, session).then(setSession, () => signedOut());
+    }, due);
+    return () => window.clearTimeout(timer);
+  }, [config, session, signedOut]);
 
   const start = () => {
     setProblem(null);
@@ -141,6 +200,13 @@ function App({ config, initial, initialProblem }: Props) {
       <header class="bar">
         <span class="brand">{t.title}</span>
         {session !== null && <Nav t={t} me={me} />}
+        <LanguageSwitch
+          language={language}
+          onChoose={(next) => {
+            chooseLanguage(next);
+            setChosen(next);
+          }}
+        />
         {session !== null && (
           <span class="who">
             <span data-testid="person">{name || session.name || session.person}</span>
@@ -219,6 +285,15 @@ async function boot(root: HTMLElement): Promise<void> {
   const config = await loadConfig();
   let session = currentSession();
   let problem: string | null = null;
+  if (session !== null && session.expiresAt - Date.now() < RENEW_BEFORE_MS) {
+    // Back in a tab whose token has run out: renew it before any page calls an API.
+    try {
+      session = await refreshSession(config, session);
+    } catch {
+      signOut();
+      session = null;
+    }
+  }
   if (isCallback()) {
     try {
       session = await completeSignIn(config);

@@ -8,7 +8,9 @@ can reach it can sign in as any demo user without a password.
 
 - ``GET /.well-known/openid-configuration``, ``GET /jwks``;
 - ``POST /token``: ``client_credentials`` (systems), ``password`` (the ``goalwatch token``
-  command) and ``authorization_code`` with PKCE S256 (browsers);
+  command), ``authorization_code`` with PKCE S256 (browsers) and ``refresh_token`` (a
+  browser's session outlasting one access token: each refresh token is used once and
+  replaced, and the session ends ``GOALWATCH_IDP_SESSION_LIFETIME`` after sign-in);
 - ``GET /authorize`` (a page listing the demo users) and ``POST /authorize``;
 - ``GET /userinfo``.
 
@@ -72,7 +74,7 @@ CODE_LIFETIME = 60.0
 
 PERSON_ID = re.compile(PERSON_ID_PATTERN)
 
-GrantType = Literal["client_credentials", "password", "authorization_code"]
+GrantType = Literal["client_credentials", "password", "authorization_code", "refresh_token"]
 
 _CLIENT_CREDENTIALS: tuple[GrantType, ...] = ("client_credentials",)
 
@@ -100,6 +102,12 @@ class IdpSettings(BaseSettings):
         gt=timedelta(0),
         description="How long a token is valid. Written 12h, 30m, or seconds.",
     )
+    idp_session_lifetime: timedelta = Field(
+        timedelta(hours=24),
+        gt=timedelta(0),
+        description="How long a browser stays signed in through refresh tokens after it "
+        "signed in (clients granted refresh_token). Written 24h, 30m, or seconds.",
+    )
     idp_users_file: Path = Field(
         DEFAULT_USERS_FILE, description="Who can sign in: demo users and clients (YAML)."
     )
@@ -114,7 +122,7 @@ class IdpSettings(BaseSettings):
         "(the integration tests make people of their own and act as them).",
     )
 
-    @field_validator("idp_token_lifetime", mode="before")
+    @field_validator("idp_token_lifetime", "idp_session_lifetime", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> Any:
         return duration_setting(value)
@@ -293,6 +301,15 @@ class OAuthError(Exception):
 
 
 @dataclass(frozen=True)
+class _Session:
+    """What a refresh token stands for: a person signed in through a client, until when."""
+
+    client_id: str
+    user_id: str
+    ends_at: float
+
+
+@dataclass(frozen=True)
 class _Grant:
     """What an authorization code was issued for."""
 
@@ -355,6 +372,8 @@ class Provider:
         self.jwk: dict[str, Any] = {**public, "kid": self.kid, "use": "sig", "alg": ALGORITHM}
         self._secrets = dict(client_secrets)
         self._codes: dict[str, _Grant] = {}
+        self._sessions: dict[str, _Session] = {}
+        self._session_lifetime = settings.idp_session_lifetime.total_seconds()
         self._clock = clock
 
     def metadata(self) -> dict[str, Any]:
@@ -367,7 +386,12 @@ class Provider:
             "jwks_uri": f"{self.issuer}/jwks",
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],
-            "grant_types_supported": ["authorization_code", "client_credentials", "password"],
+            "grant_types_supported": [
+                "authorization_code",
+                "client_credentials",
+                "password",
+                "refresh_token",
+            ],
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": [ALGORITHM],
             "token_endpoint_auth_methods_supported": [
@@ -514,7 +538,38 @@ class Provider:
             raise OAuthError("invalid_grant", "redirect_uri differs from the authorization's")
         if not hmac.compare_digest(pkce_challenge(code_verifier), grant.code_challenge):
             raise OAuthError("invalid_grant", "code_verifier does not match the code_challenge")
-        return self.user_tokens(grant.user_id, client_id, grant.nonce)
+        body = self.user_tokens(grant.user_id, client_id, grant.nonce)
+        return self._with_refresh(body, client_id, grant.user_id, None)
+
+    def refresh(self, *, refresh_token: str, client_id: str) -> dict[str, Any]:
+        """New tokens for a refresh token, which is used up: the answer carries its successor
+        (rotation, as OAuth 2.1 asks of public clients), valid until the session ends."""
+        session = self._sessions.pop(refresh_token, None)
+        if session is None or session.ends_at <= self._clock():
+            raise OAuthError("invalid_grant", "unknown, used or expired refresh token")
+        if session.client_id != client_id:
+            raise OAuthError("invalid_grant", "the refresh token was issued to another client")
+        if self.known(session.user_id) is None:
+            raise OAuthError("invalid_grant", f"{session.user_id} can no longer sign in")
+        body = self.user_tokens(session.user_id, client_id)
+        return self._with_refresh(body, client_id, session.user_id, session.ends_at)
+
+    def _with_refresh(
+        self, body: dict[str, Any], client_id: str, user_id: str, ends_at: float | None
+    ) -> dict[str, Any]:
+        """``body`` with a refresh token when the client may refresh, for a session ending at
+        ``ends_at`` (a new one: the session lifetime from now)."""
+        client = self.directory.clients.get(client_id)
+        if client is None or "refresh_token" not in client.grant_types:
+            return body
+        now = self._clock()
+        for token in [t for t, old in self._sessions.items() if old.ends_at <= now]:
+            del self._sessions[token]
+        token = secrets.token_urlsafe(32)
+        self._sessions[token] = _Session(
+            client_id, user_id, now + self._session_lifetime if ends_at is None else ends_at
+        )
+        return {**body, "refresh_token": token}
 
 
 # --- HTTP ------------------------------------------------------------------------------------
@@ -689,6 +744,12 @@ def create_app(settings: IdpSettings, *, clock: Callable[[], float] = time.time)
                 client_id=client_id,
                 redirect_uri=_required(form, "redirect_uri"),
                 code_verifier=_required(form, "code_verifier"),
+            )
+        elif grant_type == "refresh_token":
+            client_id, secret = await _client_credentials(request, form)
+            _allowed(client_id, provider.authenticate(client_id, secret), grant_type)
+            body = provider.refresh(
+                refresh_token=_required(form, "refresh_token"), client_id=client_id
             )
         else:
             raise OAuthError("unsupported_grant_type", f"grant_type {grant_type!r}")

@@ -87,6 +87,7 @@ def test_discovery_names_the_endpoints_under_the_issuer(idp: TestClient) -> None
         "client_credentials",
         "password",
         "authorization_code",
+        "refresh_token",
     }
 
 
@@ -277,6 +278,43 @@ def test_authorization_code_with_pkce(idp: TestClient) -> None:
     # Single use: the same code again is refused.
     again = _redeem(idp, code)
     assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
+
+
+def _refresh(idp: TestClient, token: str, client: str = CONSOLE) -> httpx.Response:
+    return idp.post(
+        "/token", data={"grant_type": "refresh_token", "refresh_token": token, "client_id": client}
+    )
+
+
+def test_a_refresh_token_is_used_once_and_replaced_until_the_session_ends(
+    idp: TestClient, clock: Clock, settings: IdpSettings
+) -> None:
+    first = _redeem(idp, _code(_authorize(idp))).json()
+    assert first["refresh_token"]
+    renewed = _refresh(idp, first["refresh_token"])
+    assert renewed.status_code == 200, renewed.text
+    body = renewed.json()
+    assert verify(idp, body["access_token"])["preferred_username"] == "li-na"
+    assert body["refresh_token"] != first["refresh_token"]
+    # Rotation: the used token is refused, its successor works.
+    assert _refresh(idp, first["refresh_token"]).json()["error"] == "invalid_grant"
+    successor = _refresh(idp, body["refresh_token"])
+    assert successor.status_code == 200
+    # The session ends a session lifetime after sign-in, however often it was refreshed.
+    clock.now += settings.idp_session_lifetime.total_seconds() + 1
+    ended = _refresh(idp, successor.json()["refresh_token"])
+    assert ended.status_code == 400 and ended.json()["error"] == "invalid_grant"
+
+
+def test_a_client_without_the_refresh_grant_neither_gets_nor_redeems_one(idp: TestClient) -> None:
+    token = _redeem(idp, _code(_authorize(idp))).json()["refresh_token"]
+    stolen = _refresh(idp, token, client="goalwatch-cli")
+    assert stolen.status_code == 400 and stolen.json()["error"] == "unauthorized_client"
+    password = idp.post(
+        "/token", data={"grant_type": "password", "username": "li-na", "client_id": "goalwatch-cli"}
+    )
+    assert password.status_code == 200, password.text
+    assert "refresh_token" not in password.json()
 
 
 def test_a_wrong_verifier_spends_the_code(idp: TestClient) -> None:
