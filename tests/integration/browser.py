@@ -28,26 +28,42 @@ CHROMIUM_FLAGS = [
 ]
 
 
+CJK_FONT = Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc")
+"""Where Debian's fonts-noto-cjk puts its font: without one, Chinese pages are screenshot as
+empty boxes (the tests still read the text; the pictures in docs/console/ would not)."""
+
+
+def _apt_install(packages: list[str]) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "--no-install-recommends", *packages]
+    done = subprocess.run(install, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:  # a machine whose package lists were never fetched
+        subprocess.run(["apt-get", "update"], env=env, capture_output=True, check=False)
+        done = subprocess.run(install, env=env, capture_output=True, text=True, check=False)
+    return done
+
+
 def install_chromium() -> Path:
     """The Chromium to drive: /usr/bin/chromium, installed with apt-get when it is missing and
-    this process may install packages (root); otherwise the test session fails saying how."""
+    this process may install packages (root); otherwise the test session fails saying how.
+    Debian's CJK font comes with it when missing (its absence fails nothing)."""
+    may_install = os.geteuid() == 0 and shutil.which("apt-get") is not None
+    if may_install and not CJK_FONT.exists():
+        fonts = _apt_install(["fonts-noto-cjk"])
+        if fonts.returncode != 0:
+            print(f"fonts-noto-cjk not installed: Chinese screenshots show boxes\n{fonts.stderr}")
     if CHROMIUM.exists():
         return CHROMIUM
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+    if not may_install:
         pytest.fail(
             f"the console's browser tests need Debian's chromium at {CHROMIUM}: install it with "
             "`sudo apt-get install -y chromium` (then run the tests again)",
             pytrace=False,
         )
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]
-    done = subprocess.run(install, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:  # a machine whose package lists were never fetched
-        subprocess.run(["apt-get", "update"], env=env, capture_output=True, check=False)
-        done = subprocess.run(install, env=env, capture_output=True, text=True, check=False)
+    done = _apt_install(["chromium"])
     if done.returncode != 0 or not CHROMIUM.exists():
         pytest.fail(
-            f"`{' '.join(install)}` failed ({done.returncode}):\n{done.stderr[-2000:]}",
+            f"`apt-get install chromium` failed ({done.returncode}):\n{done.stderr[-2000:]}",
             pytrace=False,
         )
     return CHROMIUM
