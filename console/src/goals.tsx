@@ -181,13 +181,14 @@ function Progress({
   if (progress === null || progress === undefined) {
     return <span class="goal-meta">{s.noProgress}</span>;
   }
-  const shown = Math.max(0, Math.min(1, progress));
+  // Goals counts progress in percent (0-100).
+  const shown = Math.max(0, Math.min(100, progress)) / 100;
   return (
     <span class="goal-progress" data-testid="goal-progress">
       <span class="track" aria-hidden="true">
         <span class="fill" style={{ width: `${(shown * 100).toFixed(1)}%` }} />
       </span>
-      <span class="goal-meta">{s.progress(percent(progress, language))}</span>
+      <span class="goal-meta">{s.progress(percent(shown, language))}</span>
     </span>
   );
 }
