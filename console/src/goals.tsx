@@ -151,6 +151,15 @@ function number(value: number, language: Language): string {
   }).format(value);
 }
 
+/** A value with its unit: "9%", "6 doctors". */
+function measured(value: number, unit: string | null | undefined, language: Language): string {
+  const shown = number(value, language);
+  if (!unit) {
+    return shown;
+  }
+  return unit === "%" ? `${shown}%` : `${shown} ${unit}`;
+}
+
 function when(iso: string, language: Language, withTime = true): string {
   return new Intl.DateTimeFormat(language === "zh" ? "zh-CN" : "en-GB", {
     dateStyle: "medium",
@@ -518,8 +527,7 @@ function CheckIns({
                   <Status status={c.status} s={s} />
                   {c.value !== null && c.value !== undefined && (
                     <span>
-                      {s.value}: {number(c.value, language)}
-                      {goal.unit ? ` ${goal.unit}` : ""}
+                      {s.value}: {measured(c.value, goal.unit, language)}
                     </span>
                   )}
                   {c.confidence !== null && c.confidence !== undefined && (
@@ -688,10 +696,10 @@ function GoalHeader({
 }) {
   const facts: [string, string][] = [];
   if (goal.current_value !== null && goal.current_value !== undefined) {
-    facts.push([s.value, `${number(goal.current_value, language)} ${goal.unit ?? ""}`.trim()]);
+    facts.push([s.value, measured(goal.current_value, goal.unit, language)]);
   }
   if (goal.target_value !== null && goal.target_value !== undefined) {
-    facts.push([s.target, `${number(goal.target_value, language)} ${goal.unit ?? ""}`.trim()]);
+    facts.push([s.target, measured(goal.target_value, goal.unit, language)]);
   }
   if (goal.due) {
     facts.push([s.due, when(goal.due, language, false)]);

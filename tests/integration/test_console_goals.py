@@ -217,6 +217,7 @@ def test_the_impact_of_an_invalid_key_result_lists_every_affected_goal(
     valued = [c for c in history if c.get("value") is not None]
     expect(page.get_by_test_id("check-in-chart")).to_have_attribute("data-points", str(len(valued)))
     expect(page.get_by_test_id("check-in").first).to_contain_text("funding was withdrawn")
+    page.screenshot(path=SCREENSHOTS / "goal-desktop.png", full_page=True)
 
     page.get_by_test_id("impact-link").click()
     expect(page).to_have_url(re.compile(rf"/goals/{stores}/impact$"))
