@@ -160,6 +160,16 @@ def pages_router(pages: ConsolePages) -> APIRouter:
         return pages.index()
 
     @router.get(
+        "/goals/{goal_id}/impact",
+        summary="The console: what depends on one goal (its impact walk, as a tree)",
+        response_class=FileResponse,
+        dependencies=files,
+    )
+    async def goal_impact_page(goal_id: Annotated[str, PathParam(max_length=200)]) -> Response:
+        """The console's page, showing every goal affected if this one fails."""
+        return pages.index()
+
+    @router.get(
         "/rules",
         summary="The console: rules (HR)",
         response_class=FileResponse,

@@ -145,6 +145,7 @@ MATRIX = [
     Row("console", "GET", "/", "                                    200 200 200 200 200 200 200 200"),
     Row("console", "GET", "/goals", "                           200 200 200 200 200 200 200 200"),
     Row("console", "GET", "/goals/{goal}", "                    200 200 200 200 200 200 200 200"),
+    Row("console", "GET", "/goals/{goal}/impact", "             200 200 200 200 200 200 200 200"),
     Row("console", "GET", "/rules", "                           200 200 200 200 200 200 200 200"),
     Row("console", "GET", "/rules/{rule}", "                    200 200 200 200 200 200 200 200"),
     Row("console", "GET", "/operations", "                      200 200 200 200 200 200 200 200"),

@@ -1,0 +1,128 @@
+/** The goals page's strings, in English and Chinese. */
+import type { Language } from "./i18n";
+
+const en = {
+  intro: "The goals you may see, each under the goal it counts towards.",
+  none: "There are no goals for you to see.",
+  cut: "Only the first 20,000 goals are shown.",
+  status: {
+    on_track: "On track",
+    at_risk: "At risk",
+    off_track: "Off track",
+    invalid: "Invalid",
+    done: "Done",
+    cancelled: "Cancelled",
+  } as Record<string, string>,
+  type: { objective: "Objective", key_result: "Key result", kpi: "KPI" } as Record<
+    string,
+    string
+  >,
+  unitKind: { company: "Company", department: "Department", team: "Team" } as Record<
+    string,
+    string
+  >,
+  person: "Person",
+  progress: (percent: string) => `${percent} done`,
+  noProgress: "No progress measured",
+  weight: (weight: string) => `weight ${weight}`,
+  dependsOn: "Depends on",
+  neededBy: "Needed by",
+  crossTeam: "another team",
+  outsideView: "a goal outside your view",
+  countsTowards: "Counts towards",
+  contributors: "Counting towards it",
+  dependencies: "Dependencies",
+  noDependencies: "It depends on no goal and no goal depends on it.",
+  owner: "Owner",
+  unit: "Org unit",
+  due: "Due",
+  value: "Value",
+  target: "Target",
+  confidence: "Confidence",
+  checkIns: "Check-ins",
+  noCheckIns: "No check-ins yet.",
+  checkInBy: (who: string, when: string) => `${who}, ${when}`,
+  chartValue: "Value",
+  chartTarget: "Target",
+  chartLabel: (title: string) => `Check-in values of ${title}`,
+  whatDepends: "What depends on this?",
+  impactTitle: (title: string) => `If “${title}” fails`,
+  impactIntro:
+    "Every goal that would be affected, up through the goals it counts towards and across " +
+    "dependencies, each by its shortest path; the weight is how much of that goal rests on this one.",
+  impactNone: "No goal depends on this one.",
+  impactCount: (n: number) => (n === 1 ? "1 goal affected" : `${n} goals affected`),
+  via: { contributes_to: "counts towards", depends_on: "is needed by" } as Record<string, string>,
+  share: (share: string) => `share ${share}`,
+  rests: (weight: string) => `${weight} rests on it`,
+  path: "Path",
+  back: "All goals",
+  backToGoal: "Back to the goal",
+  notFound: "There is no such goal, or it is not yours to see.",
+  refused: "Goals refused this: it is not yours to see.",
+  failed: (what: string) => `Goals did not answer: ${what}`,
+  retry: "Try again",
+};
+
+export type GoalsStrings = typeof en;
+
+const zh: GoalsStrings = {
+  intro: "您可以查看的目标，每个目标列在它所支撑的目标之下。",
+  none: "没有您可以查看的目标。",
+  cut: "只显示前 20,000 个目标。",
+  status: {
+    on_track: "正常",
+    at_risk: "有风险",
+    off_track: "偏离",
+    invalid: "已失效",
+    done: "已完成",
+    cancelled: "已取消",
+  },
+  type: { objective: "目标", key_result: "关键结果", kpi: "KPI" },
+  unitKind: { company: "公司", department: "部门", team: "团队" },
+  person: "个人",
+  progress: (percent: string) => `完成 ${percent}`,
+  noProgress: "未衡量进度",
+  weight: (weight: string) => `权重 ${weight}`,
+  dependsOn: "依赖",
+  neededBy: "被依赖于",
+  crossTeam: "跨团队",
+  outsideView: "您无权查看的目标",
+  countsTowards: "支撑",
+  contributors: "支撑它的目标",
+  dependencies: "依赖关系",
+  noDependencies: "它不依赖任何目标，也没有目标依赖它。",
+  owner: "负责人",
+  unit: "组织",
+  due: "截止",
+  value: "当前值",
+  target: "目标值",
+  confidence: "信心",
+  checkIns: "进展更新",
+  noCheckIns: "还没有进展更新。",
+  checkInBy: (who: string, when: string) => `${who}，${when}`,
+  chartValue: "当前值",
+  chartTarget: "目标值",
+  chartLabel: (title: string) => `“${title}”的进展更新数值`,
+  whatDepends: "哪些目标依赖它？",
+  impactTitle: (title: string) => `如果“${title}”失败`,
+  impactIntro:
+    "所有会受影响的目标：沿对齐树向上、沿依赖关系横向，每个目标按最短路径列出；权重表示该目标有多少取决于此目标。",
+  impactNone: "没有目标依赖此目标。",
+  impactCount: (n: number) => `${n} 个目标受影响`,
+  via: { contributes_to: "支撑", depends_on: "被依赖于" },
+  share: (share: string) => `占比 ${share}`,
+  rests: (weight: string) => `${weight} 取决于它`,
+  path: "路径",
+  back: "全部目标",
+  backToGoal: "返回目标",
+  notFound: "没有这个目标，或您无权查看。",
+  refused: "目标服务拒绝了请求：您无权查看。",
+  failed: (what: string) => `目标服务没有响应：${what}`,
+  retry: "重试",
+};
+
+/** The goals page's strings in ``language``. */
+export function goalsStrings(language: Language): GoalsStrings {
+  return language === "zh" ? zh : en;
+}
