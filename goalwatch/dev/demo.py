@@ -9,7 +9,9 @@ so the events of a day are stored once.
 The company: two departments (radiology, supply chain) with a team each, a dozen people, a
 three-level goal tree (company objective → department objectives → key results), one
 cross-team dependency (radiology's reporting key result depends on supply chain's store
-expansion) and one key result due a minute after the demo is loaded.
+expansion), that store expansion checked in on for five weeks and then marked invalid (the
+goal-dependency impact alert and the console's impact view), and one key result due a
+minute after the demo is loaded.
 """
 
 from __future__ import annotations
@@ -138,6 +140,30 @@ def demo_visits(now: datetime) -> list[dict[str, Any]]:
     ]
 
 
+def demo_check_ins(now: datetime) -> list[tuple[str, dict[str, Any]]]:
+    """Check-ins on ``kr-store-expansion`` over the last weeks, the last one marking it
+    invalid: ``rules/goal-failing-impact.yaml`` tells the owners of every goal resting on
+    it (and their managers), and the console's impact view has something to show."""
+    values = [(35, 2.0, "on_track"), (21, 4.0, "on_track"), (7, 6.0, "at_risk")]
+    check_ins: list[tuple[str, dict[str, Any]]] = [
+        (
+            "kr-store-expansion",
+            {"id": f"demo-store-{days}d", "value": value, "status": status, "by": "zhou-tao",
+             "at": (now - timedelta(days=days)).isoformat()},
+        )
+        for days, value, status in values
+    ]  # fmt: skip
+    check_ins.append(
+        (
+            "kr-store-expansion",
+            {"id": "demo-store-paused", "status": "invalid", "by": "zhou-tao",
+             "note": "Expansion paused: the leases of two sites fell through.",
+             "at": (now - timedelta(minutes=5)).isoformat()},
+        )
+    )  # fmt: skip
+    return check_ins
+
+
 def store_is_empty(client: httpx.Client, goals_url: str) -> bool:
     """Whether goals holds no people, org units or goals at all."""
     for path in ("/v1/people", "/v1/org-units"):
@@ -162,6 +188,10 @@ def load_demo(
         client.post(f"{goals_url}/v1/people", json=PEOPLE).raise_for_status()
         now = datetime.now(UTC)
         client.post(f"{goals_url}/v1/goals", json=demo_goals(now)).raise_for_status()
+        for goal_id, check_in in demo_check_ins(now):
+            client.post(
+                f"{goals_url}/v1/goals/{goal_id}/check-ins", json=check_in
+            ).raise_for_status()
         events = demo_events(now) + demo_visits(now)
         response = client.post(f"{ingestion_url}/v1/events", json=events)
         response.raise_for_status()

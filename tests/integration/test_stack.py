@@ -100,10 +100,13 @@ def test_goalwatch_up_runs_the_demo_shows_its_alert_and_stops_on_ctrl_c(tmp_path
     deadline = threading.Timer(90, up.kill)
     deadline.start()
     try:
-        # The demo's two alerts, in either order: Li Na's rework rate, Wu Hao's burst.
+        # The demo's alerts, in any order: Li Na's rework rate, Wu Hao's burst, and the
+        # invalid store expansion's impact on the goals resting on it.
         expected = {
             "[warning] Dr. Li Na: report rework rate 12% is above 8%",
             "[critical] Wu Hao: 30 customer visits logged within 2m",
+            "[warning] Store expansion 20% is invalid. Your goals resting on it (1): Report "
+            "imaging of every new store within 24 h",
         }
         for line in up.stdout:  # ends if `up` exits early; the asserts below then say why
             seen.append(line)
