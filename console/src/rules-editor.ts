@@ -2,6 +2,11 @@
  * The rule text editor: CodeMirror 6 with line numbers, undo, and each lint problem shown as
  * a block under the line it points at (a decoration, so it moves with the text as the person
  * types until the next check replaces it).
+ *
+ * It lives in a shadow root. CodeMirror styles itself with generated CSS: in a document it
+ * adds a <style> element, which the console's Content-Security-Policy (style-src 'self', no
+ * inline style) refuses; in a shadow root it adopts constructed style sheets, which the policy
+ * allows. Its look is therefore the theme below, not rules.css, which cannot reach inside.
  */
 import { defaultKeymap, history, historyKeymap } from "@codemirror/commands";
 import { EditorState, type Extension, type Range, StateEffect, StateField } from "@codemirror/state";
@@ -101,14 +106,54 @@ const problemField = StateField.define<DecorationSet>({
   provide: (field) => EditorView.decorations.from(field),
 });
 
-/** An editor in ``parent`` holding ``text``; ``onChange`` hears every change of the text. */
+const theme = EditorView.theme({
+  "&": {
+    background: "#ffffff",
+    color: "#1d232b",
+    border: "1px solid #d9dee4",
+    borderRadius: "0.4rem",
+    fontSize: "0.9rem",
+  },
+  "&.cm-focused": { outline: "2px solid #1f5fbf" },
+  ".cm-scroller": {
+    fontFamily: 'ui-monospace, "SFMono-Regular", Menlo, Consolas, "Noto Sans Mono CJK SC", monospace',
+    minHeight: "12rem",
+    lineHeight: "1.5",
+  },
+  ".cm-gutters": { background: "#f6f7f9", color: "#5b6673", borderRight: "1px solid #d9dee4" },
+  ".cm-lint-line": { background: "#fdecea" },
+  ".lint-problem": {
+    margin: "0.15rem 0 0.3rem",
+    padding: "0.3rem 0.6rem",
+    borderLeft: "0.25rem solid #b3261e",
+    background: "#fff5f4",
+    color: "#b3261e",
+    fontFamily: 'system-ui, -apple-system, "Segoe UI", "PingFang SC", "Noto Sans CJK SC", sans-serif',
+    fontSize: "0.85rem",
+    whiteSpace: "normal",
+    overflowWrap: "anywhere",
+  },
+  ".lint-where": { fontWeight: "600" },
+  ".lint-fix": { color: "#1d232b", marginTop: "0.15rem" },
+  ".lint-fix code": { background: "#e6f4ea", padding: "0 0.25rem", borderRadius: "0.2rem" },
+});
+
+/**
+ * An editor inside ``host`` (in a shadow root of its own) holding ``text``; ``onChange``
+ * hears every change of the text.
+ */
 export function createEditor(
-  parent: HTMLElement,
+  host: HTMLElement,
   text: string,
   label: string,
   onChange: (text: string) => void,
 ): EditorView {
+  const root = host.shadowRoot ?? host.attachShadow({ mode: "open" });
+  root.replaceChildren();
+  const parent = document.createElement("div");
+  root.append(parent);
   const extensions: Extension[] = [
+    theme,
     lineNumbers(),
     history(),
     keymap.of([...defaultKeymap, ...historyKeymap]),
@@ -122,7 +167,7 @@ export function createEditor(
       }
     }),
   ];
-  return new EditorView({ parent, state: EditorState.create({ doc: text, extensions }) });
+  return new EditorView({ parent, root, state: EditorState.create({ doc: text, extensions }) });
 }
 
 /** Show ``problems`` under their lines, replacing those shown. */

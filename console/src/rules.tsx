@@ -64,6 +64,12 @@ function idOf(text: string): string | null {
   return match?.[1] ?? null;
 }
 
+/** The metric a draft declares (its ``metric:`` line), or null. */
+function metricOf(text: string): string | null {
+  const match = /^metric:\s*["']?([A-Za-z0-9_.-]+)["']?\s*(#.*)?$/m.exec(text);
+  return match?.[1] ?? null;
+}
+
 /** A starting test case for ``rule``: one event above the line fires, for the person to edit. */
 function testTemplate(id: string, metric: string | null): string {
   const time = "2026-11-02T18:00:00Z";
@@ -490,7 +496,9 @@ function TestPane({
   text: string;
   fail: Fail;
 }) {
-  const [tests, setTests] = useState(() => testTemplate(id ?? "my-new-rule", rule?.metric ?? null));
+  // The starting case follows the draft's id and metric until the person edits it.
+  const [edited, setTests] = useState<string | null>(null);
+  const tests = edited ?? testTemplate(id ?? "my-new-rule", rule?.metric ?? metricOf(text));
   const [results, setResults] = useState<TestResult[] | null>(null);
   const [busy, setBusy] = useState(false);
   const [problem, setProblem] = useState<string | null>(null);
