@@ -40,6 +40,8 @@ const NEW = "new";
 const LINT_DELAY_MS = 400;
 const DAY_MS = 86_400_000;
 const FIRED_WINDOW_DAYS = 30;
+/** Requests for the list's 30-day counts at once. */
+const FIRED_REQUESTS = 4;
 
 const NEW_RULE = `id: my-new-rule
 name: What the rule watches, in a few words
@@ -155,13 +157,17 @@ function RuleList({ t, s, rules, language, onSignedOut }: Inner) {
         if (gone) return;
         setList(found);
         const since = new Date(Date.now() - FIRED_WINDOW_DAYS * DAY_MS);
-        // One rule at a time: the inbox answers each quickly, and a long list of rules
-        // should not open a request per rule at once.
-        for (const rule of found) {
-          const count = await rules.fired(rule.id, since);
-          if (gone) return;
-          setFired((known) => ({ ...known, [rule.id]: count }));
-        }
+        // A few rules at a time: a long list of rules should not open a request per rule
+        // at once.
+        const waiting = [...found];
+        const worker = async () => {
+          for (let rule = waiting.shift(); rule !== undefined && !gone; rule = waiting.shift()) {
+            const id = rule.id;
+            const count = await rules.fired(id, since);
+            if (!gone) setFired((known) => ({ ...known, [id]: count }));
+          }
+        };
+        await Promise.all(Array.from({ length: FIRED_REQUESTS }, worker));
       })
       .catch(fail);
     return () => {
