@@ -311,6 +311,9 @@ function DayChart({ days, label }: { days: [string, number][]; label: string }) 
   );
 }
 
+/** What the latest check found, and of which text. */
+type Checked = { text: string | null; problems: LintProblem[] };
+/** The lint of the text as it stands: ``checking`` until the check of this very text is in. */
 type Lint = { checking: boolean; problems: LintProblem[] };
 
 function RuleEditor({ id, t, s, rules, language, onSignedOut }: Inner & { id: string }) {
@@ -320,7 +323,10 @@ function RuleEditor({ id, t, s, rules, language, onSignedOut }: Inner & { id: st
   const [loaded, setLoaded] = useState(isNew);
   const [text, setText] = useState(isNew ? NEW_RULE : "");
   const [replacement, setReplacement] = useState({ text: "", n: 0 });
-  const [lint, setLint] = useState<Lint>({ checking: true, problems: [] });
+  const [checked, setChecked] = useState<Checked>({ text: null, problems: [] });
+  // Derived, not set by the check's effect: publishing is off from the first render of a
+  // changed text, not from a moment later.
+  const lint: Lint = { checking: checked.text !== text, problems: checked.problems };
   const [problem, setProblem] = useState<string | null>(null);
   const fail = useFail(onSignedOut, setProblem);
   const draftId = isNew ? idOf(text) : id;
@@ -342,13 +348,12 @@ function RuleEditor({ id, t, s, rules, language, onSignedOut }: Inner & { id: st
   const asked = useRef(0);
   useEffect(() => {
     if (!loaded) return;
-    setLint((known) => ({ ...known, checking: true }));
     const n = ++asked.current;
     const timer = window.setTimeout(() => {
       rules
         .validate(text, rule?.file ?? "draft.yaml")
         .then((found) => {
-          if (n === asked.current) setLint({ checking: false, problems: found.problems });
+          if (n === asked.current) setChecked({ text, problems: found.problems });
         })
         .catch(fail);
     }, LINT_DELAY_MS);
@@ -392,7 +397,7 @@ function RuleEditor({ id, t, s, rules, language, onSignedOut }: Inner & { id: st
       {rule?.version != null && (
         <p class="meta">
           <code>{rule.id}</code> · v{rule.version}
-          {text !== (rule.source ?? "") && <> · {s.unsaved}</>}
+          {text !== (rule.source ?? "") && <span data-testid="unsaved"> · {s.unsaved}</span>}
         </p>
       )}
       {problem !== null && (
@@ -401,7 +406,11 @@ function RuleEditor({ id, t, s, rules, language, onSignedOut }: Inner & { id: st
         </p>
       )}
       <div class="editor">
-        <div class="lint-status" data-testid="lint-status" data-state={lint.checking ? "checking" : lint.problems.length ? "problems" : "ok"}>
+        <div
+          class="lint-status"
+          data-testid="lint-status"
+          data-state={lint.checking ? "checking" : lint.problems.length ? "problems" : "ok"}
+        >
           {lint.checking
             ? s.checking
             : lint.problems.length === 0

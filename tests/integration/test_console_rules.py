@@ -315,6 +315,7 @@ def test_hr_writes_tests_backtests_publishes_and_rolls_back_a_rule(
 
     # A change (a higher line), its diff, and the rollback to version 1.
     editor_text(page, rule_text(rule_id, ward.department, value="0.5"))
+    expect(page.get_by_test_id("unsaved")).to_be_visible()
     expect(page.get_by_test_id("lint-status")).to_have_attribute("data-state", "ok")
     page.get_by_test_id("publish-comment").fill("too many alerts at 10%")
     page.get_by_test_id("publish").click()
@@ -331,6 +332,7 @@ def test_hr_writes_tests_backtests_publishes_and_rolls_back_a_rule(
     expect(page.get_by_test_id("rollback-result")).to_contain_text("as version 3")
     third_version = page.locator("[data-testid=version][data-version='3']")
     expect(third_version).to_contain_text("rolled back")
+    expect(page.get_by_test_id("unsaved")).to_have_count(0)
     expect(page.get_by_test_id("rule-text")).to_contain_text("value: 0.1}")
     with stack.client(timeout=10.0) as http:
         rule = http.get(f"{stack.settings.url('evaluator')}/v1/rules/{rule_id}").json()
