@@ -367,7 +367,7 @@ function RuleEditor({ id, t, s, rules, language, onSignedOut }: Inner & { id: st
       setText(source);
       setReplacement((known) => ({ text: source, n: known.n + 1 }));
     },
-    [setRule],
+    [],
   );
 
   if (!loaded) {
@@ -391,7 +391,8 @@ function RuleEditor({ id, t, s, rules, language, onSignedOut }: Inner & { id: st
       <div class="rules-head">
         <h1 data-testid="rule-title">{rule?.name ?? s.newRule}</h1>
         {rule !== null && (
-          <Switch rule={rule} s={s} rules={rules} onChanged={load} fail={fail} />
+          // On or off changes no text: what the person is editing stays.
+          <Switch rule={rule} s={s} rules={rules} onChanged={setRule} fail={fail} />
         )}
       </div>
       {rule?.version != null && (

@@ -338,6 +338,15 @@ def test_hr_writes_tests_backtests_publishes_and_rolls_back_a_rule(
         rule = http.get(f"{stack.settings.url('evaluator')}/v1/rules/{rule_id}").json()
     assert rule["version"] == 3 and rule["source"] == good
 
+    # Off and on again, from the editor's title.
+    for on in (False, True):
+        page.get_by_test_id("toggle-rule").click()
+        expect(page.get_by_test_id("rule-enabled")).to_have_attribute("data-on", str(on).lower())
+        with stack.client(timeout=10.0) as http:
+            rule = http.get(f"{stack.settings.url('evaluator')}/v1/rules/{rule_id}").json()
+        assert rule["enabled"] is on
+    assert rule["version"] == 5
+
     # The list: the rule with what it fired over 30 days, as the notifier counts it.
     page.get_by_test_id("back").click()
     row = page.locator(f"[data-testid=rule-row][data-rule-id='{rule_id}']")
@@ -349,7 +358,7 @@ def test_hr_writes_tests_backtests_publishes_and_rolls_back_a_rule(
         ).json()["alerts"]
     expect(row.get_by_test_id("fired")).to_have_attribute("data-count", str(len(counted)))
     assert len(counted) == 1
-    expect(row).to_contain_text("v3")
+    expect(row).to_contain_text("v5")
     # Every rule's count is in before the pictures.
     expect(page.locator("[data-testid=fired][data-count='']")).to_have_count(0)
     row.evaluate("row => row.scrollIntoView({block: 'center'})")
