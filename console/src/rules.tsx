@@ -716,7 +716,8 @@ function PublishPane({
 }) {
   const [comment, setComment] = useState("");
   const [busy, setBusy] = useState(false);
-  const [done, setDone] = useState<string | null>(null);
+  // What the last publish said, and of which version: gone once the rule moves on.
+  const [done, setDone] = useState<{ text: string; version: number | null } | null>(null);
   const blocked = lint.checking || lint.problems.length > 0;
 
   const publish = () => {
@@ -728,11 +729,13 @@ function PublishPane({
         : rules.update(rule.id, text, comment, rule.version);
     change
       .then((found) => {
-        setDone(
-          rule !== null && found.version === rule.version
-            ? s.unchanged
-            : s.published(found.version ?? 0),
-        );
+        setDone({
+          text:
+            rule !== null && found.version === rule.version
+              ? s.unchanged
+              : s.published(found.version ?? 0),
+          version: found.version,
+        });
         setComment("");
         onPublished(found);
       })
@@ -759,9 +762,9 @@ function PublishPane({
         </button>
         {!lint.checking && lint.problems.length > 0 && <span class="problem">{s.fixFirst}</span>}
       </div>
-      {done !== null && (
+      {done !== null && done.version === (rule?.version ?? null) && (
         <p class="ok" role="status" data-testid="publish-result">
-          {done}
+          {done.text}
         </p>
       )}
     </section>
@@ -808,7 +811,7 @@ function History({
   const [open, setOpen] = useState<number | null>(null);
   const [comment, setComment] = useState("");
   const [busy, setBusy] = useState(false);
-  const [done, setDone] = useState<string | null>(null);
+  const [done, setDone] = useState<{ text: string; version: number | null } | null>(null);
 
   useEffect(() => {
     rules.versions(rule.id).then(setVersions).catch(fail);
@@ -820,7 +823,7 @@ function History({
     rules
       .rollback(rule.id, version, comment)
       .then((found) => {
-        setDone(s.rolledBack(version, found.version ?? 0));
+        setDone({ text: s.rolledBack(version, found.version ?? 0), version: found.version });
         setComment("");
         onRolledBack(found);
       })
@@ -832,9 +835,9 @@ function History({
   return (
     <section class="pane" data-testid="history">
       <h2>{s.historyTitle}</h2>
-      {done !== null && (
+      {done !== null && done.version === rule.version && (
         <p class="ok" role="status" data-testid="rollback-result">
-          {done}
+          {done.text}
         </p>
       )}
       <label class="field">
