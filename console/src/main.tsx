@@ -4,7 +4,7 @@
  * (``/goals``), rules (``/rules``, ``/rules/<id>``, HR) or operations (``/operations``).
  */
 import { type ComponentChildren, render } from "preact";
-import { LocationProvider, Router, useLocation } from "preact-iso";
+import { LocationProvider, lazy, Router, useLocation } from "preact-iso";
 import { useCallback, useEffect, useMemo, useState } from "preact/hooks";
 
 import { Api, type Me, SignedOut } from "./api";
@@ -32,8 +32,11 @@ import { Goals } from "./goals";
 import { Inbox } from "./inbox";
 import { Operations } from "./operations";
 import { holds, type PageProps } from "./page";
-import { Rules } from "./rules";
 import "./style.css";
+
+// Loaded when first opened: its editor and chart are most of the console's code, and only
+// HR admins open it.
+const Rules = lazy(() => import("./rules").then((module) => module.Rules));
 
 /** The pages of the navigation, in order, and the role each needs (none: everyone). */
 const PAGES = [
