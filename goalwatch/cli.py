@@ -196,8 +196,9 @@ def _banner(settings: StackSettings, replicas: Sequence[tuple[str, str]] = ()) -
         ("notifier", f"{settings.url('notifier')}   GET /v1/alerts"),
         (
             "console",
-            f"{settings.url('console')}   sign in as zhang-wei (a manager), li-na, chen-jie "
-            "(an employee), sun-li (HRBP), wang-fang (HR) or ops (docs/console.md)",
+            f"{settings.url('console')}   inbox and goals: sign in as zhang-wei (a manager), "
+            "li-na, chen-jie (an employee) or sun-li (HRBP); rules: wang-fang (HR); "
+            "operations: ops (docs/console.md)",
         ),
         ("sign-in", f"{settings.idp_url}   development only: goalwatch token --as zhang-wei"),
         (
