@@ -195,15 +195,24 @@ USERS: Final[tuple[NatsUser, ...]] = (
     NatsUser(
         GOALS,
         "The goals service: publishes goal, person and org unit changes; replays its streams "
-        "after a Redis loss.",
+        "after a Redis loss; replays dead letters of raw metric events and of its own changes.",
         publishes=(
             subjects.GOALS_ALL,
             subjects.PERSON_CHANGED,
             subjects.ORG_UNIT_CHANGED,
             subjects.audit_subject(GOALS),
+            # Replays of raw metric events' dead letters (/v1/dead-letters): ingestion
+            # validates them again, as it does every publisher's.
+            subjects.METRICS_IN,
         ),
-        # The audit log: every service writes its records, goals answers queries of it.
-        reads=(subjects.STREAM_GOALS, subjects.STREAM_PEOPLE, subjects.STREAM_AUDIT),
+        # The audit log: every service writes its records, goals answers queries of it. The
+        # raw metric events: the whole body of a dead letter that kept only its beginning.
+        reads=(
+            subjects.STREAM_GOALS,
+            subjects.STREAM_PEOPLE,
+            subjects.STREAM_AUDIT,
+            subjects.STREAM_INGEST,
+        ),
     ),
     NatsUser(
         INGESTION,
