@@ -3,18 +3,11 @@
  * seconds; dead letters with their reason and a Replay button (asked twice); failed
  * deliveries of the last day by channel (a bar chart) and the latest of them.
  */
-import {
-  BarController,
-  BarElement,
-  CategoryScale,
-  Chart,
-  LinearScale,
-  Tooltip,
-} from "chart.js";
 import { useCallback, useEffect, useRef, useState } from "preact/hooks";
 
 import { type Service, SignedOut } from "./api";
 import type { Language } from "./i18n";
+import type { Bars } from "./operations-chart";
 import {
   byChannel,
   CONSUMING,
@@ -30,9 +23,6 @@ import {
 import { type OperationsStrings, operationsStrings } from "./operations-strings";
 import type { PageProps } from "./page";
 import "./operations.css";
-
-// Only what a bar chart with a tooltip needs: the rest of Chart.js stays out of the bundle.
-Chart.register(BarController, BarElement, CategoryScale, LinearScale, Tooltip);
 
 const CONSUMERS_EVERY_MS = 5000;
 const OTHERS_EVERY_MS = 15000;
@@ -433,42 +423,38 @@ function Failures({
   );
 }
 
-/** Failures by channel as bars; the chart is made once and its data replaced on refresh. */
+/** Failures by channel as bars; Chart.js is loaded with the first chart, and the chart's
+ * data replaced on each refresh. */
 function FailureChart({ counts, label }: { counts: [string, number][]; label: string }) {
   const canvas = useRef<HTMLCanvasElement>(null);
-  const chart = useRef<Chart<"bar"> | null>(null);
+  const [bars, setBars] = useState<Bars | null>(null);
 
   useEffect(() => {
-    if (canvas.current === null) {
-      return;
-    }
-    chart.current = new Chart(canvas.current, {
-      type: "bar",
-      data: { labels: [], datasets: [{ label, data: [], backgroundColor: "#b3261e" }] },
-      options: {
-        animation: false,
-        maintainAspectRatio: false,
-        scales: { y: { beginAtZero: true, ticks: { precision: 0 } } },
-      },
+    let made: Bars | null = null;
+    let gone = false;
+    void import("./operations-chart").then(({ barChart }) => {
+      if (!gone && canvas.current !== null) {
+        made = barChart(canvas.current, label, "#b3261e");
+        setBars(made);
+      }
     });
     return () => {
-      chart.current?.destroy();
-      chart.current = null;
+      gone = true;
+      made?.destroy();
     };
   }, [label]);
 
   useEffect(() => {
-    const current = chart.current;
-    if (current === null) {
-      return;
-    }
-    current.data.labels = counts.map(([channel]) => channel);
-    const [dataset] = current.data.datasets;
-    if (dataset !== undefined) {
-      dataset.data = counts.map(([, count]) => count);
-    }
-    current.update();
-  }, [counts]);
+    bars?.show(counts);
+  }, [bars, counts]);
 
-  return <canvas ref={canvas} data-testid="failures-chart" role="img" aria-label={label} />;
+  return (
+    <canvas
+      ref={canvas}
+      data-testid="failures-chart"
+      data-drawn={bars === null ? "no" : "yes"}
+      role="img"
+      aria-label={label}
+    />
+  );
 }
