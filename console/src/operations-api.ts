@@ -110,3 +110,56 @@ export function byChannel(found: Delivery[]): [string, number][] {
   }
   return [...counts.entries()].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
 }
+
+/** A row of the lag table: one consumer, or the partitions of one (``evaluator-p0..p15``)
+ * added up, naming those that are behind. */
+export interface LagRow {
+  stream: string;
+  consumer: string;
+  partitions: number;
+  pending: number;
+  ack_pending: number;
+  redelivered: number;
+  /** The oldest reading among them. */
+  age_seconds: number;
+  /** Partitions with a backlog, as ``p3``. */
+  behind: string[];
+}
+
+const PARTITION = /^(.*)-p(\d+)$/;
+
+/** ``consumers`` as table rows: partitions of one consumer on one stream become one row. */
+export function lagRows(consumers: ConsumerLag[]): LagRow[] {
+  const rows = new Map<string, LagRow>();
+  for (const c of consumers) {
+    const part = PARTITION.exec(c.consumer);
+    const name = part ? `${part[1]}-p*` : c.consumer;
+    const key = `${c.stream}/${name}`;
+    const row = rows.get(key) ?? {
+      stream: c.stream,
+      consumer: name,
+      partitions: 0,
+      pending: 0,
+      ack_pending: 0,
+      redelivered: 0,
+      age_seconds: 0,
+      behind: [],
+    };
+    row.partitions += part ? 1 : 0;
+    row.pending += c.pending;
+    row.ack_pending += c.ack_pending;
+    row.redelivered += c.redelivered;
+    row.age_seconds = Math.max(row.age_seconds, c.age_seconds);
+    if (part && c.pending > 0) {
+      row.behind.push(`p${part[2]}`);
+    }
+    rows.set(key, row);
+  }
+  const natural = new Intl.Collator("en", { numeric: true });
+  for (const row of rows.values()) {
+    row.behind.sort(natural.compare);
+  }
+  return [...rows.values()].sort(
+    (a, b) => natural.compare(a.stream, b.stream) || natural.compare(a.consumer, b.consumer),
+  );
+}

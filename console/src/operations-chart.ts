@@ -16,7 +16,7 @@ export interface Bars {
 export function barChart(canvas: HTMLCanvasElement, label: string, colour: string): Bars {
   const chart = new Chart<"bar", number[], string>(canvas, {
     type: "bar",
-    data: { labels: [], datasets: [{ label, data: [], backgroundColor: colour }] },
+    data: { labels: [], datasets: [{ label, data: [], backgroundColor: colour, maxBarThickness: 56 }] },
     options: {
       animation: false,
       maintainAspectRatio: false,

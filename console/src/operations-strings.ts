@@ -4,7 +4,8 @@ import type { Language } from "./i18n";
 const en = {
   intro: "What the pipeline owes, what it gave up on, and where notifications fail.",
   consumers: "Consumer lag",
-  consumersHint: (seconds: number) => `Read from JetStream every ${seconds} s; this page refreshes every few seconds.`,
+  consumersHint: (seconds: number) =>
+    `Read from JetStream every ${seconds} s; this page refreshes every few seconds.`,
   service: "Service",
   stream: "Stream",
   consumer: "Consumer",
@@ -14,6 +15,8 @@ const en = {
   readAgo: "Read",
   secondsAgo: (seconds: number) => `${Math.round(seconds)} s ago`,
   noConsumers: "No counts yet.",
+  partitions: (n: number) => `(${n} partitions, added up)`,
+  behind: (which: string) => `behind: ${which}`,
   serviceDown: (service: string, what: string) => `${service} did not answer: ${what}`,
   deadLetters: "Dead letters",
   deadLettersHint: "Messages the pipeline gave up on, newest first. Fix the cause, then replay.",
@@ -30,9 +33,12 @@ const en = {
   replaying: "Replaying…",
   replayed: (when: string, who: string, stream: string, sequence: number) =>
     `Replayed ${when} by ${who} (${stream} message ${sequence})`,
-  operatorOnly: "Replay as the NATS operator (docs/operations.md): only its own service publishes on this subject.",
+  operatorOnly:
+    "Replay as the NATS operator (docs/operations.md): only its own service publishes on " +
+    "this subject.",
   failures: "Delivery failures",
-  failuresHint: (hours: number) => `Notifications given up on in the last ${hours} hours, by channel.`,
+  failuresHint: (hours: number) =>
+    `Notifications given up on in the last ${hours} hours, by channel.`,
   noFailures: "No failed deliveries.",
   channel: "Channel",
   count: "Failed",
@@ -57,6 +63,8 @@ const zh: OperationsStrings = {
   readAgo: "读取于",
   secondsAgo: (seconds: number) => `${Math.round(seconds)} 秒前`,
   noConsumers: "暂无数据。",
+  partitions: (n: number) => `（${n} 个分区合计）`,
+  behind: (which: string) => `积压：${which}`,
   serviceDown: (service: string, what: string) => `${service} 未响应：${what}`,
   deadLetters: "死信",
   deadLettersHint: "流水线放弃处理的消息，最新的在前。先排除原因，再重放。",

@@ -17,6 +17,7 @@ import {
   type Delivery,
   FAILURE_WINDOW_HOURS,
   failures,
+  lagRows,
   replay,
   type ServiceConsumers,
 } from "./operations-api";
@@ -184,7 +185,7 @@ function Consumers({
                     </td>
                   </tr>
                 ) : (
-                  answer.found.consumers.map((c) => (
+                  lagRows(answer.found.consumers).map((c) => (
                     <tr
                       key={`${service}/${c.stream}/${c.consumer}`}
                       data-testid="consumer"
@@ -194,7 +195,16 @@ function Consumers({
                     >
                       <td>{service}</td>
                       <td class="code">{c.stream}</td>
-                      <td class="code">{c.consumer}</td>
+                      <td class="code">
+                        {c.consumer}
+                        {c.partitions > 0 && (
+                          <span class="parts">
+                            {" "}
+                            {s.partitions(c.partitions)}
+                            {c.behind.length > 0 && ` · ${s.behind(c.behind.join(", "))}`}
+                          </span>
+                        )}
+                      </td>
                       <td class="num" data-testid="pending">
                         {c.pending}
                       </td>
