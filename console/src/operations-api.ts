@@ -44,6 +44,8 @@ export interface DeadLetter {
   errors: { loc: string; msg: string; event_id?: string | null }[];
   payload: string;
   payload_truncated: boolean;
+  /** Only the payload's beginning is in this list (the letter holds more). */
+  payload_shortened: boolean;
   payload_bytes?: number | null;
   at: string;
   /** Whether goals may replay it (alerts and validated metric events: the NATS operator). */

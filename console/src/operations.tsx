@@ -321,7 +321,7 @@ function Letter({
       <details>
         <summary>
           {s.payload(letter.payload_bytes ?? new TextEncoder().encode(letter.payload).length)}
-          {letter.payload_truncated && ` — ${s.truncated}`}
+          {(letter.payload_truncated || letter.payload_shortened) && ` — ${s.truncated}`}
         </summary>
         <pre>{letter.payload}</pre>
       </details>

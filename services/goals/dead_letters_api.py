@@ -37,6 +37,8 @@ from goalwatch.problems import problem_responses
 from services.goals import keys
 
 DEFAULT_LIMIT: Final = 50
+SHOWN_PAYLOAD_CHARS: Final = 8192
+"""Most of a payload a listed dead letter shows: a page of fifty near 1 MiB each is no page."""
 # As long as GOALWATCH_DEADLETTER keeps a dead letter (30 days), and a day more.
 _REPLAY_MARK_TTL = timedelta(days=31)
 
@@ -64,6 +66,11 @@ class DeadLetterRead(DeadLetter):
     )
     replayed: ReplayRead | None = Field(
         default=None, description="Its replay through this API, if it had one."
+    )
+    payload_shortened: bool = Field(
+        default=False,
+        description=f"True when `payload` shows only its first {SHOWN_PAYLOAD_CHARS} "
+        "characters here; the dead letter holds more, and a replay sends the whole message.",
     )
 
 
@@ -103,8 +110,14 @@ def dead_letters_router(
         return marks
 
     def shown(stored: dead_letters.Stored, replay: ReplayRead | None) -> DeadLetterRead:
+        letter = stored.letter.model_dump()
+        payload: str = letter.pop("payload")
+        if letter["payload_bytes"] is None:
+            letter["payload_bytes"] = len(payload.encode())
         return DeadLetterRead(
-            **stored.letter.model_dump(),
+            **letter,
+            payload=payload[:SHOWN_PAYLOAD_CHARS],
+            payload_shortened=len(payload) > SHOWN_PAYLOAD_CHARS,
             sequence=stored.sequence,
             subject=stored.subject,
             replayable=may_publish(stored.letter.origin_subject),

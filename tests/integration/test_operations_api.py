@@ -161,3 +161,37 @@ def test_only_operators_read_or_replay(stack: Stack) -> None:
             notifier = stack.settings.url("notifier")
             consumers = http.get(f"{notifier}/v1/notifier/consumers", headers=headers)
             assert consumers.status_code == 403
+
+
+def test_a_message_cut_in_its_dead_letter_is_replayed_whole(stack: Stack) -> None:
+    marker = unique("ops-huge")
+
+    async def publish() -> bytes:
+        nc = await nats.connect(stack.settings.nats_url)
+        try:
+            head = b'{"id": "' + marker.encode() + b'", "metric": "m", "value": 1, "pad": "'
+            # Escaped quotes double in the dead letter's JSON: the whole body cannot fit in it.
+            payload = head + b'\\"' * ((nc.max_payload - len(head) - 1024) // 2) + b'"}'
+            await nc.jetstream().publish(subjects.METRICS_IN, payload)
+            return payload
+        finally:
+            await nc.close()
+
+    payload = asyncio.run(publish())
+    _, sequence = first_message(
+        stack.settings.nats_url,
+        subjects.DEADLETTER_METRICS,
+        stream=subjects.STREAM_DEADLETTER,
+        match=lambda letter: marker in letter["payload"],
+    )
+    goals = stack.settings.url("goals")
+    with stack.client(timeout=15.0) as http:
+        [letter] = [one for one in _letters(http, stack) if one["sequence"] == sequence]
+        assert letter["payload_truncated"] is True and letter["payload_shortened"] is True
+        assert letter["payload_bytes"] == len(payload)
+        replayed = http.post(
+            f"{goals}/v1/dead-letters/{sequence}/replay", headers=stack.auth_headers("ops")
+        )
+        assert replayed.status_code == 200, replayed.text
+    done = replayed.json()["replayed"]
+    assert _stored(stack, done["stream"], done["sequence"]) == payload
