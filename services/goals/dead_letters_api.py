@@ -141,8 +141,8 @@ def dead_letters_router(
         js = connection().jetstream()
         try:
             found, following = await dead_letters.newest(js, limit=limit, before=cursor)
-        except nats.errors.TimeoutError as exc:
-            raise HTTPException(503, "NATS did not answer in time; retry later") from exc
+        except nats.errors.Error as exc:
+            raise HTTPException(503, "NATS did not answer; retry later") from exc
         marks = await replays([one.sequence for one in found])
         return DeadLetterPage(
             dead_letters=[shown(one, marks.get(one.sequence)) for one in found],
@@ -166,7 +166,10 @@ def dead_letters_router(
         caller: Annotated[Caller, Depends(DEAD_LETTERS_REPLAY)],
     ) -> DeadLetterRead:
         js = connection().jetstream()
-        stored = await dead_letters.read(js, sequence)
+        try:
+            stored = await dead_letters.read(js, sequence)
+        except nats.errors.Error as exc:
+            raise HTTPException(503, "NATS did not answer; nothing was replayed") from exc
         if stored is None:
             raise HTTPException(404, f"no dead letter at sequence {sequence}")
         if not may_publish(stored.letter.origin_subject):
