@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import httpx
 import nats
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 
 from goalwatch.contracts import subjects
 from goalwatch.dev.stack import Stack
@@ -31,7 +31,7 @@ from tests.integration.helpers import (
     rework_event,
     unique,
 )
-from tests.integration.test_console import PHONE, SCREENSHOTS, WAIT_MS, sign_in
+from tests.integration.test_console import DESKTOP, PHONE, SCREENSHOTS, WAIT_MS, sign_in
 from tests.integration.test_console import page as page
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
@@ -187,3 +187,19 @@ def test_a_manager_gets_no_operations_page_and_the_apis_refuse_them(
             ),
         ]
     assert [answer.status_code for answer in refused] == [403] * 6
+
+
+def test_the_page_speaks_the_operators_browser_language(stack: Stack, browser: Browser) -> None:
+    # The operator has no record in goals: the page follows the browser (Chinese here).
+    context = browser.new_context(viewport=DESKTOP, locale="zh-CN")
+    context.set_default_timeout(WAIT_MS)
+    try:
+        opened = context.new_page()
+        sign_in(opened, stack, "ops")
+        opened.get_by_test_id("nav-operations").click()
+        expect(opened.locator("#ops-title")).to_have_text("运维")
+        expect(opened.locator("#ops-consumers")).to_have_text("消费者积压")
+        expect(opened.locator("#ops-dead-letters")).to_have_text("死信")
+        expect(opened.locator("#ops-failures")).to_have_text("投递失败")
+    finally:
+        context.close()
