@@ -123,7 +123,7 @@ export function Operations({ api, t, language, onSignedOut }: PageProps) {
           {t.failed(problem)}
         </p>
       )}
-      <Consumers answers={consumers} s={s} t={t.loading} />
+      <Consumers answers={consumers} s={s} loading={t.loading} />
       <DeadLetters
         letters={letters}
         s={s}
@@ -141,11 +141,11 @@ export function Operations({ api, t, language, onSignedOut }: PageProps) {
 function Consumers({
   answers,
   s,
-  t,
+  loading,
 }: {
   answers: Map<Service, Answer> | null;
   s: OperationsStrings;
-  t: string;
+  loading: string;
 }) {
   const every = [...(answers?.values() ?? [])].find((a) => a.ok);
   return (
@@ -153,7 +153,7 @@ function Consumers({
       <h2 id="ops-consumers">{s.consumers}</h2>
       {every?.ok && <p class="quiet">{s.consumersHint(every.found.every_seconds)}</p>}
       {answers === null ? (
-        <p class="quiet">{t}</p>
+        <p class="quiet">{loading}</p>
       ) : (
         <div class="table-wrap">
           <table class="ops-table" data-testid="consumers">
