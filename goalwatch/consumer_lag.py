@@ -19,10 +19,14 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from weakref import WeakKeyDictionary
 
+from fastapi import APIRouter, Depends
 from nats.js.api import ConsumerInfo
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from pydantic import BaseModel, ConfigDict, Field
+
+from goalwatch.auth.policies import CONSUMERS_READ
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +85,16 @@ class ConsumerLag(Collector):
             redelivered=info.num_redelivered or 0,
             at=self._clock(),
         )
+
+    def fresh(self) -> list[tuple[str, str, Reading, float]]:
+        """The readings not yet stale, as ``(stream, consumer, reading, age in seconds)``,
+        ordered by stream and consumer (what ``GET /v1/<service>/consumers`` answers)."""
+        now = self._clock()
+        return [
+            (stream, consumer, reading, now - reading.at)
+            for (stream, consumer), reading in sorted(self._readings.items())
+            if now - reading.at <= self.stale_after
+        ]
 
     def collect(self) -> Iterable[Metric]:
         """The fresh readings, one sample per consumer in each family."""
@@ -164,3 +178,63 @@ async def watch(
     while True:
         await refresh(lag, failures, consumers, info_of=info_of, within=every)
         await asyncio.sleep(every)
+
+
+class ConsumerLagRead(BaseModel):
+    """One durable consumer's backlog, as last read from JetStream."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    stream: str = Field(description="The stream it reads, e.g. GOALWATCH_ALERTS.")
+    consumer: str = Field(description="The durable consumer's name.")
+    pending: int = Field(description="Messages not delivered yet (its backlog, the lag).")
+    ack_pending: int = Field(description="Delivered and not acknowledged yet (in flight).")
+    redelivered: int = Field(description="Delivered more than once and not acknowledged yet.")
+    age_seconds: float = Field(description="How long ago JetStream was asked.")
+
+
+class ConsumersRead(BaseModel):
+    """``GET /v1/<service>/consumers`` response."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    service: str = Field(description="The service whose consumers these are.")
+    every_seconds: float = Field(
+        description="How often the counts are read (GOALWATCH_CONSUMER_LAG_SECONDS)."
+    )
+    consumers: list[ConsumerLagRead] = Field(
+        description="Its durable consumers by stream and name; one whose counts could not be "
+        "read for three rounds is left out (goalwatch_consumer_info_failures_total says why)."
+    )
+
+
+def consumers_router(service: str, lag: ConsumerLag, *, every: float) -> APIRouter:
+    """``GET /v1/<service>/consumers``: the counts ``/metrics`` exports, as JSON for people.
+
+    Each service answers for its own consumers under its own path, so that one Ingress host
+    routes each path to the service that knows (every replica answers the same)."""
+    router = APIRouter(tags=["operations"])
+
+    @router.get(
+        f"/v1/{service}/consumers",
+        summary=f"Backlog of {service}'s durable consumers (pending, in flight, redelivered)",
+        dependencies=[Depends(CONSUMERS_READ)],
+    )
+    async def consumers() -> ConsumersRead:
+        return ConsumersRead(
+            service=service,
+            every_seconds=every,
+            consumers=[
+                ConsumerLagRead(
+                    stream=stream,
+                    consumer=consumer,
+                    pending=reading.pending,
+                    ack_pending=reading.ack_pending,
+                    redelivered=reading.redelivered,
+                    age_seconds=round(age, 3),
+                )
+                for stream, consumer, reading, age in lag.fresh()
+            ],
+        )
+
+    return router

@@ -116,6 +116,8 @@ class NatsUser:
     """Subjects it consumes through JetStream: their dead letters are its to publish."""
     reads: tuple[str, ...] = ()
     """Streams it reads: info, messages, consumers, acks."""
+    fetches: tuple[str, ...] = ()
+    """Streams it reads single messages of, by sequence, and nothing else (no consumers)."""
     arms_timers: bool = False
     """Whether it arms timers (as the timer owner named like the user)."""
     inbox: str = INBOX
@@ -147,6 +149,8 @@ class NatsUser:
             publish += [f"{API}.STREAM.CREATE.{stream}", f"{API}.STREAM.UPDATE.{stream}"]
         for stream in dict.fromkeys([*self.owns, *self.reads]):
             publish += _reader(stream)
+        for stream in self.fetches:
+            publish += [f"{API}.STREAM.MSG.GET.{stream}", f"{API}.DIRECT.GET.{stream}"]
         if self.arms_timers:
             publish += [
                 f"{subjects.TIMERS_SCHEDULE_PREFIX}.{self.name}.>",
@@ -195,15 +199,20 @@ USERS: Final[tuple[NatsUser, ...]] = (
     NatsUser(
         GOALS,
         "The goals service: publishes goal, person and org unit changes; replays its streams "
-        "after a Redis loss.",
+        "after a Redis loss; replays dead letters of raw metric events and of its own changes.",
         publishes=(
             subjects.GOALS_ALL,
             subjects.PERSON_CHANGED,
             subjects.ORG_UNIT_CHANGED,
             subjects.audit_subject(GOALS),
+            # Replays of raw metric events' dead letters (/v1/dead-letters): ingestion
+            # validates them again, as it does every publisher's.
+            subjects.METRICS_IN,
         ),
         # The audit log: every service writes its records, goals answers queries of it.
         reads=(subjects.STREAM_GOALS, subjects.STREAM_PEOPLE, subjects.STREAM_AUDIT),
+        # The whole body of a raw event's dead letter that kept only its beginning.
+        fetches=(subjects.STREAM_INGEST,),
     ),
     NatsUser(
         INGESTION,

@@ -37,7 +37,7 @@ from goalwatch.auth.grants import CachedRoleGrants, RoleGrants
 from goalwatch.auth.identity import Authenticator
 from goalwatch.auth.policy import Policy, access_of, undeclared_routes
 from goalwatch.connections import nats_access
-from goalwatch.consumer_lag import consumer_lag, watch
+from goalwatch.consumer_lag import consumer_lag, consumers_router, watch
 from goalwatch.consumers import Consumers, ConsumerSpec
 from goalwatch.goals_client import GoalsClient, service_auth
 from goalwatch.guards import (
@@ -197,6 +197,9 @@ def service_app(
     )
     if consumers is not None and consumers.specs:
         consumer_lag(registry)  # the families are on /metrics from the start, empty until read
+    if broker is not None and ((consumers and consumers.specs) or (leased and leased.specs)):
+        lag, _ = consumer_lag(registry)
+        app.include_router(consumers_router(name, lag, every=settings.consumer_lag_seconds))
     # Outermost: it counts every answer, a refused Host or an oversized body included.
     app.add_middleware(HttpMetrics, registry=registry)
     app.include_router(ops_router(checks, registry=registry))

@@ -20,6 +20,9 @@ METRICS = Public(
     "inside the cluster, docs/security.md)"
 )
 API_DOCS = Public("the API's description (OpenAPI, Swagger UI, ReDoc); no data")
+# Every service with durable consumers: their backlog, as /metrics has it (the console's
+# operations page reads it; payloads of no message are in it).
+CONSUMERS_READ = policy("read the service's consumer lag", OPS)
 
 # ingestion
 # Metric data, already kept in its own stream: in the audit log it would drown the changes.
@@ -36,6 +39,9 @@ RULES_CHECK = policy("test or backtest rules", HR)
 # goals
 SIGNED_IN = policy("read who they are and the roles they hold", HR, OPS, people=True)
 AUDIT_READ = policy("read the audit log", HR, OPS)
+# Dead letters hold whole messages (people's metric values among them): operators only.
+DEAD_LETTERS_READ = policy("read dead letters", OPS)
+DEAD_LETTERS_REPLAY = policy("replay dead letters onto their original subject", OPS)
 PEOPLE_READ = policy("read people", HR, Role.SERVICE, Role.DIRECTORY_WRITER, people=True)
 PEOPLE_WRITE = policy("change people", HR, Role.DIRECTORY_WRITER)
 ORG_UNITS_READ = policy(

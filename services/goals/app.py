@@ -11,6 +11,8 @@ from goalwatch.checkpoints import PublishedCheckpoint, Recovery
 from goalwatch.connections import nats_access, ready_checks, redis_client
 from goalwatch.contracts import subjects
 from goalwatch.messaging import new_broker
+from goalwatch.nats_users import GOALS
+from goalwatch.nats_users import user as nats_user
 from goalwatch.service import service_app
 from goalwatch.serving import ServiceInfo
 from goalwatch.settings import Port, StateCheckSettings
@@ -21,6 +23,7 @@ from services.goals.api_keys import ApiKeyStore, StoreVerifier
 from services.goals.api_keys_api import api_keys_router
 from services.goals.audit_api import AuditLog, audit_router
 from services.goals.caught_up import CaughtUp, WriteGuard
+from services.goals.dead_letters_api import dead_letters_router
 from services.goals.directory import Directory
 from services.goals.goal_store import GoalStore
 from services.goals.goals_api import goals_router
@@ -179,6 +182,15 @@ def create_app(
     app.include_router(api_keys_router(api_keys))
     app.include_router(role_grants_router(role_grants))
     app.include_router(me_router(people))
+    # Goals keeps the dead-letter stream; it replays what its own NATS user may publish.
+    app.include_router(
+        dead_letters_router(
+            connection=lambda: broker.connection,
+            redis=redis,
+            may_publish=nats_user(GOALS).permissions.may_publish,
+            publish_timeout=timeout,
+        )
+    )
     return app
 
 

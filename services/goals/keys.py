@@ -97,3 +97,8 @@ ROLE_GRANT_PEOPLE: Final = f"{PREFIX}role-grants"
 def role_grants(person_id: str) -> str:
     """Hash role → grant (JSON: granted_by, granted_at, note) of the roles ``person_id`` holds."""
     return f"{PREFIX}role-grants:{person_id}"
+
+
+DEAD_LETTER_REPLAYED: Final = f"{PREFIX}dead-letter-replayed:"
+"""String per replayed dead letter (its sequence appended): JSON of when, by whom and where to
+(``/v1/dead-letters``); set before the replay is published, so a letter is replayed once."""

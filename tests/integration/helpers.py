@@ -374,3 +374,26 @@ async def directory_events(nats_url: str, ids: set[str]) -> list[tuple[str, Any]
         return found
     finally:
         await nc.close()
+
+
+def make_dead_letter(nats_url: str, marker: str) -> int:
+    """Publish a raw metric event that ingestion refuses (no timestamp), whose id is
+    ``marker``; the sequence of the dead letter it becomes."""
+    bad = {"id": marker, "metric": "report_rework_rate", "value": 0.2, "subject": "x",
+           "source": "his"}  # fmt: skip
+    asyncio.run(_publish(nats_url, subjects.METRICS_IN, json.dumps(bad).encode()))
+    _, sequence = first_message(
+        nats_url,
+        subjects.DEADLETTER_METRICS,
+        stream=subjects.STREAM_DEADLETTER,
+        match=lambda letter: marker in letter["payload"],
+    )
+    return sequence
+
+
+async def _publish(nats_url: str, subject: str, data: bytes) -> None:
+    nc = await nats.connect(nats_url)
+    try:
+        await nc.jetstream().publish(subject, data)
+    finally:
+        await nc.close()

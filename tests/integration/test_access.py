@@ -29,7 +29,7 @@ import pytest
 
 from goalwatch.dev.stack import Stack
 from goalwatch.serving import registered_services
-from tests.integration.helpers import post_events, rework_event, unique
+from tests.integration.helpers import make_dead_letter, post_events, rework_event, unique
 
 pytestmark = pytest.mark.integration
 
@@ -63,6 +63,7 @@ MATRIX = [
     Row("ingestion", "POST", "/v1/events", "                        401 403 403 403 403 403 200 403", body="event"),
     Row("ingestion", "GET", "/v1/metrics", "                        401 200 200 200 200 200 200 200"),
     Row("ingestion", "GET", "/v1/metrics/{metric}", "               401 200 200 200 200 200 200 200"),
+    Row("ingestion", "GET", "/v1/ingestion/consumers", "            401 403 200 403 403 403 403 403"),
     Row("evaluator", "GET", "/healthz", "                           200 200 200 200 200 200 200 200"),
     Row("evaluator", "GET", "/readyz", "                            200 200 200 200 200 200 200 200"),
     Row("evaluator", "GET", "/v1/rules", "                          401 200 200 403 403 403 403 200"),
@@ -77,6 +78,7 @@ MATRIX = [
     Row("evaluator", "POST", "/v1/rules/{rule}/test", "             401 200 403 403 403 403 403 403", body="rule_test"),
     Row("evaluator", "POST", "/v1/rules/{rule}/backtest", "         401 200 403 403 403 403 403 403", body="backtest"),
     Row("evaluator", "DELETE", "/v1/rules/{rule}", "                401 200 403 403 403 403 403 403"),
+    Row("evaluator", "GET", "/v1/evaluator/consumers", "            401 403 200 403 403 403 403 403"),
     Row("goals", "GET", "/healthz", "                               200 200 200 200 200 200 200 200"),
     Row("goals", "GET", "/readyz", "                                200 200 200 200 200 200 200 200"),
     Row("goals", "GET", "/v1/audit", "                              401 200 200 403 403 403 403 403"),
@@ -116,6 +118,9 @@ MATRIX = [
     # To someone outside the org chart above, so that no caller's rights change on the way.
     Row("goals", "PUT", "/v1/role-grants/{grantee}/{role}", "       401 201 403 403 403 403 403 403"),
     Row("goals", "DELETE", "/v1/role-grants/{grantee}/{role}", "    401 204 403 403 403 403 403 403"),
+    Row("goals", "GET", "/v1/dead-letters", "                       401 403 200 403 403 403 403 403"),
+    # The operator replays the matrix's own dead letter (a raw event ingestion refused).
+    Row("goals", "POST", "/v1/dead-letters/{sequence}/replay", "    401 403 200 403 403 403 403 403"),
     Row("notifier", "GET", "/healthz", "                            200 200 200 200 200 200 200 200"),
     Row("notifier", "GET", "/readyz", "                             200 200 200 200 200 200 200 200"),
     Row("notifier", "GET", "/v1/alerts", "                          401 200 200 200 200 200 403 403"),
@@ -139,6 +144,7 @@ MATRIX = [
     Row("notifier", "POST", "/v1/routes/test", "                    401 200 200 403 403 403 403 403", body="labels"),
     # No routing file in this stack: whoever may reload is told there is nothing to reload.
     Row("notifier", "POST", "/v1/routes/reload", "                  401 409 409 403 403 403 403 403"),
+    Row("notifier", "GET", "/v1/notifier/consumers", "              401 403 200 403 403 403 403 403"),
     # The web console: its page, built files and configuration carry no data.
     Row("console", "GET", "/healthz", "                             200 200 200 200 200 200 200 200"),
     Row("console", "GET", "/readyz", "                              200 200 200 200 200 200 200 200"),
@@ -166,6 +172,8 @@ class Org:
     rule: str
     api_key: str
     """The id of an API key made for the matrix."""
+    dead_letter: int
+    """The sequence of a dead letter made for the matrix."""
 
 
 def _person(pid: str, unit: str, manager: str | None = None) -> dict[str, Any]:
@@ -214,7 +222,9 @@ def org(stack: Stack) -> Org:
             f"{goals_url}/v1/api-keys", json={"name": "matrix", "roles": ["goals_writer"]}
         )
         assert key.status_code == 201, key.text
-    return Org(people, units, goals, alerts, rule=unique("access-rule"), api_key=key.json()["id"])
+    dead_letter = make_dead_letter(stack.settings.nats_url, unique("matrix-bad"))
+    return Org(people, units, goals, alerts, rule=unique("access-rule"),
+               api_key=key.json()["id"], dead_letter=dead_letter)  # fmt: skip
 
 
 def _episode(http: httpx.Client, stack: Stack, subject: str) -> str:
@@ -311,6 +321,7 @@ def _path(row: Row, org: Org, silence: str | None) -> str:
         grantee=f"grantee-{org.rule}",
         role="hr_admin",
         name=_built_asset(),
+        sequence=org.dead_letter,
     )
 
 

@@ -95,3 +95,16 @@ async def test_a_read_that_fails_or_hangs_is_counted_and_keeps_the_last_counts()
         )
     assert registry.get_sample_value(FAILURES, LABELS) == 2
     assert registry.get_sample_value(PENDING, LABELS) == 7
+
+
+def test_fresh_readings_come_with_their_age_and_stale_ones_are_left_out() -> None:
+    clock = Clock()
+    lag = ConsumerLag(stale_after=30.0, clock=clock)
+    lag.record("GOALWATCH_METRICS", "evaluator-p1", info(5, 2, 1))
+    clock.now += 20
+    lag.record("GOALWATCH_ALERTS", "notifier-alerts", info(0, 0))
+    clock.now += 15
+    # The first reading is 35 s old (stale); the second 15 s.
+    assert [(s, c, r.pending, age) for s, c, r, age in lag.fresh()] == [
+        ("GOALWATCH_ALERTS", "notifier-alerts", 0, 15.0)
+    ]
