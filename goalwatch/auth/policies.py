@@ -59,6 +59,7 @@ ROLE_GRANTS_WRITE = policy(
 # notifier
 ALERTS_READ = policy("read alerts", HR, people=True)
 ALERTS_ACT = policy("acknowledge or resolve alerts", HR, people=True)
+ALERTS_COMMENT = policy("comment on alerts", HR, people=True)
 ACK_LINK = Public(
     "a signed, expiring, single-purpose link from a notification: the link is the credential"
 )

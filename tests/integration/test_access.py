@@ -124,6 +124,10 @@ MATRIX = [
     Row("notifier", "GET", "/v1/alerts/{alert}", "                  401 200 404 404 404 404 403 403", target="other"),
     Row("notifier", "POST", "/v1/alerts/{alert}/ack", "             401 200 404 200 200 200 403 403", target="own"),
     Row("notifier", "POST", "/v1/alerts/{alert}/ack", "             401 200 404 404 404 404 403 403", target="other"),
+    Row("notifier", "POST", "/v1/alerts/{alert}/comments", "        401 201 404 201 201 201 403 403", target="own", body="comment"),
+    Row("notifier", "POST", "/v1/alerts/{alert}/comments", "        401 201 404 404 404 404 403 403", target="other", body="comment"),
+    Row("notifier", "GET", "/v1/alerts/{alert}/comments", "         401 200 404 200 200 200 403 403", target="own"),
+    Row("notifier", "GET", "/v1/alerts/{alert}/comments", "         401 200 404 404 404 404 403 403", target="other"),
     # The HR admin resolves it first; after that, nothing is left to resolve (409).
     Row("notifier", "POST", "/v1/alerts/{alert}/resolve", "         401 200 404 409 409 409 403 403", target="own"),
     Row("notifier", "POST", "/v1/alerts/{alert}/resolve", "         401 200 404 404 404 404 403 403", target="other"),
@@ -272,6 +276,7 @@ def _bodies(org: Org, caller: str) -> dict[str, Callable[[], tuple[str, Any]]]:
             "matchers": [{"name": "subject", "value": fresh}],
             "ends_at": (now + timedelta(hours=1)).isoformat(), "comment": "matrix"}),
         "labels": lambda: ("json", {"labels": {"severity": "warning"}}),
+        "comment": lambda: ("json", {"text": f"matrix {caller}"}),
         "api_key": lambda: ("json", {"name": f"matrix {caller}", "roles": ["publisher"],
                                      "metrics": ["crm.visit_logged"], "sources": ["crm"]}),
         "key_check": lambda: ("json", {"key": f"gw_0123456789ab_{'a' * 43}"}),
