@@ -284,7 +284,7 @@ function Comments({
       <ul data-testid="comments">
         {comments.map((comment) => (
           <li key={comment.id} data-testid="comment-item" data-by={comment.by}>
-            <span class="who">{comment.by === person ? t.you : comment.name || comment.by}</span>
+            <span class="comment-by">{comment.by === person ? t.you : comment.name || comment.by}</span>
             <span class="quiet"> · {when(comment.at, language)}</span>
             <p>{comment.text}</p>
           </li>

@@ -11,6 +11,7 @@ const en = {
   filterSince: "Updated",
   since: { "": "Any time", "1d": "Last 24 hours", "7d": "Last 7 days", "30d": "Last 30 days" },
   groupBy: "Group by",
+  moreFilters: (active: number) => (active > 0 ? `Filters (${active} on)` : "Filters"),
   group: {
     "": "No grouping",
     rule: "Rule",
@@ -30,7 +31,7 @@ const en = {
   history: (metric: string) => `History of ${metric}`,
   impact: (goal: string) => `Goals resting on “${goal}”`,
   impactMore: (shown: number, total: number, owners: number) =>
-    `${shown} of yours shown; ${total} goals of ${owners} owners affected in all`,
+    `${shown} of yours shown; ${total} goal${total === 1 ? "" : "s"} of ${owners} owner${owners === 1 ? "" : "s"} affected in all`,
   impactStep: (depth: number, weight: number) =>
     `${depth} link${depth === 1 ? "" : "s"} away, ${Math.round(weight * 100)}% of its weight`,
   owner: (name: string) => `owner: ${name}`,
@@ -82,6 +83,7 @@ const zh: InboxStrings = {
   filterSince: "更新时间",
   since: { "": "不限", "1d": "最近 24 小时", "7d": "最近 7 天", "30d": "最近 30 天" },
   groupBy: "分组",
+  moreFilters: (active) => (active > 0 ? `筛选（${active} 项）` : "筛选"),
   group: { "": "不分组", rule: "规则", subject: "人员", org_unit: "部门", kind: "类型" },
   kind: {
     threshold: "阈值",

@@ -86,6 +86,11 @@ export function Inbox({ api, person, me, t, language, onSignedOut }: PageProps) 
   // Rules met so far, for the rule filter (the rules API is HR's): id -> name.
   const [rules, setRules] = useState<ReadonlyMap<string, string>>(new Map());
   const names = useMemo(() => new Names(api), [api]);
+  // Filters open on a wide screen; on a phone they fold away above the alerts.
+  const [wide] = useState(() => window.matchMedia("(min-width: 40rem)").matches);
+  const active =
+    Object.entries(filters).filter(([, value]) => value !== "" && value !== false).length +
+    (groupBy === "" ? 0 : 1);
 
   const fail = useCallback(
     (error: unknown) => {
@@ -208,115 +213,118 @@ export function Inbox({ api, person, me, t, language, onSignedOut }: PageProps) 
           {connection === "live" ? t.live : connection === "trouble" ? t.reconnecting : t.loading}
         </span>
       </div>
-      <form class="filters" onSubmit={(event) => event.preventDefault()}>
-        <label>
-          {t.filterState}
-          <select
-            data-testid="filter-state"
-            value={filters.state}
-            onChange={(event) => set("state", event.currentTarget.value as Filters["state"])}
-          >
-            <option value="">{t.all}</option>
-            <option value="firing">{t.state["firing"]}</option>
-            <option value="resolved">{t.state["resolved"]}</option>
-          </select>
-        </label>
-        <label>
-          {t.filterSeverity}
-          <select
-            data-testid="filter-severity"
-            value={filters.severity}
-            onChange={(event) => set("severity", event.currentTarget.value as Filters["severity"])}
-          >
-            <option value="">{t.all}</option>
-            <option value="critical">{t.severity["critical"]}</option>
-            <option value="warning">{t.severity["warning"]}</option>
-            <option value="info">{t.severity["info"]}</option>
-          </select>
-        </label>
-        <label>
-          {s.filterKind}
-          <select
-            data-testid="filter-kind"
-            value={filters.kind}
-            onChange={(event) => set("kind", event.currentTarget.value as Filters["kind"])}
-          >
-            <option value="">{t.all}</option>
-            {KINDS.map((kind) => (
-              <option key={kind} value={kind}>
-                {s.kind[kind]}
-              </option>
-            ))}
-          </select>
-        </label>
-        <label>
-          {s.filterRule}
-          <select
-            data-testid="filter-rule"
-            value={filters.rule}
-            onChange={(event) => set("rule", event.currentTarget.value)}
-          >
-            <option value="">{t.all}</option>
-            {[...rules].map(([id, name]) => (
-              <option key={id} value={id}>
-                {name}
-              </option>
-            ))}
-          </select>
-        </label>
-        <label>
-          {s.filterOrgUnit}
-          <select
-            data-testid="filter-org-unit"
-            value={filters.orgUnit}
-            onChange={(event) => set("orgUnit", event.currentTarget.value)}
-          >
-            <option value="">{t.all}</option>
-            {[...units].map(([id, name]) => (
-              <option key={id} value={id}>
-                {name}
-              </option>
-            ))}
-          </select>
-        </label>
-        <label>
-          {s.filterSince}
-          <select
-            data-testid="filter-since"
-            value={filters.since}
-            onChange={(event) => set("since", event.currentTarget.value as Since)}
-          >
-            {(Object.keys(s.since) as Since[]).map((since) => (
-              <option key={since} value={since}>
-                {s.since[since]}
-              </option>
-            ))}
-          </select>
-        </label>
-        <label>
-          {s.groupBy}
-          <select
-            data-testid="group-by"
-            value={groupBy}
-            onChange={(event) => setGroupBy(event.currentTarget.value as GroupBy)}
-          >
-            {(Object.keys(s.group) as GroupBy[]).map((by) => (
-              <option key={by} value={by}>
-                {s.group[by]}
-              </option>
-            ))}
-          </select>
-        </label>
-        <label class="check">
-          <input
-            type="checkbox"
-            data-testid="filter-mine"
-            checked={filters.onlyMine}
-            onChange={(event) => set("onlyMine", event.currentTarget.checked)}
-          />
-          {t.onlyMine}
-        </label>
-      </form>
+      <details class="more-filters" open={wide} data-testid="filters">
+        <summary>{s.moreFilters(active)}</summary>
+        <form class="filters" onSubmit={(event) => event.preventDefault()}>
+          <label>
+            {t.filterState}
+            <select
+              data-testid="filter-state"
+              value={filters.state}
+              onChange={(event) => set("state", event.currentTarget.value as Filters["state"])}
+            >
+              <option value="">{t.all}</option>
+              <option value="firing">{t.state["firing"]}</option>
+              <option value="resolved">{t.state["resolved"]}</option>
+            </select>
+          </label>
+          <label>
+            {t.filterSeverity}
+            <select
+              data-testid="filter-severity"
+              value={filters.severity}
+              onChange={(event) => set("severity", event.currentTarget.value as Filters["severity"])}
+            >
+              <option value="">{t.all}</option>
+              <option value="critical">{t.severity["critical"]}</option>
+              <option value="warning">{t.severity["warning"]}</option>
+              <option value="info">{t.severity["info"]}</option>
+            </select>
+          </label>
+          <label>
+            {s.filterKind}
+            <select
+              data-testid="filter-kind"
+              value={filters.kind}
+              onChange={(event) => set("kind", event.currentTarget.value as Filters["kind"])}
+            >
+              <option value="">{t.all}</option>
+              {KINDS.map((kind) => (
+                <option key={kind} value={kind}>
+                  {s.kind[kind]}
+                </option>
+              ))}
+            </select>
+          </label>
+          <label>
+            {s.filterRule}
+            <select
+              data-testid="filter-rule"
+              value={filters.rule}
+              onChange={(event) => set("rule", event.currentTarget.value)}
+            >
+              <option value="">{t.all}</option>
+              {[...rules].map(([id, name]) => (
+                <option key={id} value={id}>
+                  {name}
+                </option>
+              ))}
+            </select>
+          </label>
+          <label>
+            {s.filterOrgUnit}
+            <select
+              data-testid="filter-org-unit"
+              value={filters.orgUnit}
+              onChange={(event) => set("orgUnit", event.currentTarget.value)}
+            >
+              <option value="">{t.all}</option>
+              {[...units].map(([id, name]) => (
+                <option key={id} value={id}>
+                  {name}
+                </option>
+              ))}
+            </select>
+          </label>
+          <label>
+            {s.filterSince}
+            <select
+              data-testid="filter-since"
+              value={filters.since}
+              onChange={(event) => set("since", event.currentTarget.value as Since)}
+            >
+              {(Object.keys(s.since) as Since[]).map((since) => (
+                <option key={since} value={since}>
+                  {s.since[since]}
+                </option>
+              ))}
+            </select>
+          </label>
+          <label>
+            {s.groupBy}
+            <select
+              data-testid="group-by"
+              value={groupBy}
+              onChange={(event) => setGroupBy(event.currentTarget.value as GroupBy)}
+            >
+              {(Object.keys(s.group) as GroupBy[]).map((by) => (
+                <option key={by} value={by}>
+                  {s.group[by]}
+                </option>
+              ))}
+            </select>
+          </label>
+          <label class="check">
+            <input
+              type="checkbox"
+              data-testid="filter-mine"
+              checked={filters.onlyMine}
+              onChange={(event) => set("onlyMine", event.currentTarget.checked)}
+            />
+            {t.onlyMine}
+          </label>
+        </form>
+      </details>
       {problem !== null && (
         <p class="problem" role="alert">
           {t.failed(problem)}
