@@ -250,7 +250,7 @@ function Told({
               data-status={delivery.status}
               data-recipients={delivery.recipients.map((r) => r.id).join(" ")}
             >
-              <span class="channel">{delivery.channel}</span>{" "}
+              <span class="channel">{channelName(delivery, s)}</span>{" "}
               {delivery.recipients.map((r) => r.name || r.id).join(", ")}{" "}
               <span class={`status ${delivery.status}`}>
                 {s.deliveryStatus[delivery.status] ?? delivery.status}
@@ -261,6 +261,13 @@ function Told({
       )}
     </div>
   );
+}
+
+/** A delivery's channel by name, and the routing receiver that sent it unless the default. */
+function channelName(delivery: Delivery, s: InboxStrings): string {
+  const channel = s.channel[delivery.channel] ?? delivery.channel;
+  const receiver = delivery.receiver;
+  return receiver && receiver !== "default" ? `${channel} (${receiver})` : channel;
 }
 
 function Comments({
