@@ -24,6 +24,8 @@ API_DOCS = Public("the API's description (OpenAPI, Swagger UI, ReDoc); no data")
 # ingestion
 # Metric data, already kept in its own stream: in the audit log it would drown the changes.
 EVENTS_PUBLISH = policy("publish metric events", Role.PUBLISHER, audited=False)
+# A person's values: not audited, like every read; scoped like the alerts about them.
+METRIC_HISTORY_READ = policy("read a person's metric history", HR, people=True)
 CATALOGUE_READ = policy(
     "read the metric catalogue", HR, OPS, Role.PUBLISHER, Role.SERVICE, people=True
 )

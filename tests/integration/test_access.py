@@ -63,6 +63,8 @@ MATRIX = [
     Row("ingestion", "POST", "/v1/events", "                        401 403 403 403 403 403 200 403", body="event"),
     Row("ingestion", "GET", "/v1/metrics", "                        401 200 200 200 200 200 200 200"),
     Row("ingestion", "GET", "/v1/metrics/{metric}", "               401 200 200 200 200 200 200 200"),
+    Row("ingestion", "GET", "/v1/metrics/{metric}/history/{person}", "401 200 404 200 200 200 403 403", target="own"),
+    Row("ingestion", "GET", "/v1/metrics/{metric}/history/{person}", "401 200 404 404 404 404 403 403", target="other"),
     Row("evaluator", "GET", "/healthz", "                           200 200 200 200 200 200 200 200"),
     Row("evaluator", "GET", "/readyz", "                            200 200 200 200 200 200 200 200"),
     Row("evaluator", "GET", "/v1/rules", "                          401 200 200 403 403 403 403 200"),
