@@ -13,7 +13,9 @@ import {
   alertDetail,
   type Comment,
   type Delivery,
+  metricHistory,
   type Names,
+  type Observation,
   type Recipient,
   silenceAlert,
 } from "./inbox-api";
@@ -108,12 +110,7 @@ export function AlertCard(props: CardProps) {
         {alert.resolved_at ? ` · ${t.resolvedAt(when(alert.resolved_at, language))}` : ""}
       </p>
       {alert.history.length > 0 && !alert.impact && (
-        <MetricChart
-          points={alert.history}
-          label={s.history(alert.metric ?? "")}
-          language={language}
-          colour={COLOURS[alert.severity] ?? COLOURS["info"]!}
-        />
+        <HistoryChart alert={alert} api={props.api} s={s} language={language} />
       )}
       {alert.impact && <ImpactList alert={alert} s={s} names={names} />}
       {alert.acked_by && alert.acked_at ? (
@@ -151,6 +148,45 @@ export function AlertCard(props: CardProps) {
       {panel === "comment" && <CommentForm {...props} onDone={() => setPanel("")} />}
       {panel === "silence" && <SilenceForm {...props} onDone={() => undefined} />}
     </li>
+  );
+}
+
+/**
+ * The metric's history around the alert (ingestion's record of the subject's values), the
+ * alert's own observations marked; only those when ingestion does not answer.
+ */
+function HistoryChart({
+  alert,
+  api,
+  s,
+  language,
+}: {
+  alert: Alert;
+  api: Api;
+  s: InboxStrings;
+  language: Language;
+}) {
+  const [points, setPoints] = useState<Observation[] | null>(null);
+  useEffect(() => {
+    let current = true;
+    metricHistory(api, alert)
+      .then((found) => current && setPoints(found))
+      .catch(() => current && setPoints(null));
+    return () => {
+      current = false;
+    };
+    // Read again when the alert changes (a resolution adds its value).
+  }, [api, alert.id, alert.updated_at]);
+  const longer = points !== null && points.length > 0;
+  return (
+    <MetricChart
+      points={longer ? points : alert.history}
+      marked={new Set(alert.history.map((point) => point.event_id))}
+      source={longer ? "metric" : "alert"}
+      label={s.history(alert.metric ?? "")}
+      language={language}
+      colour={COLOURS[alert.severity] ?? COLOURS["info"]!}
+    />
   );
 }
 

@@ -207,6 +207,43 @@ export function silenceAlert(
   });
 }
 
+/** GET /v1/metrics/{metric}/history/{subject} on ingestion. */
+export interface MetricHistory {
+  points: Observation[];
+  complete: boolean;
+}
+
+/** How far before the alert's first observation its chart reaches. */
+const HISTORY_DAYS = 30;
+
+/**
+ * The subject's values of the alert's metric from 30 days before the alert's first
+ * observation to its resolution (or now); ``null`` when ingestion will not say (the person
+ * may read the alert but not the subject's values: a rule named them), or the alert has no
+ * metric behind it.
+ */
+export async function metricHistory(api: Api, alert: Alert): Promise<Observation[] | null> {
+  if (!alert.metric || alert.history.length === 0) {
+    return null;
+  }
+  const first = alert.history.reduce((low, p) => (p.time < low ? p.time : low), alert.started_at);
+  const since = new Date(new Date(first).getTime() - HISTORY_DAYS * 86_400_000);
+  const query = new URLSearchParams({ since: since.toISOString() });
+  if (alert.resolved_at) {
+    // Until just after the resolution: the value that resolved it is in.
+    query.set("until", new Date(new Date(alert.resolved_at).getTime() + 1000).toISOString());
+  }
+  const path = `/v1/metrics/${encodeURIComponent(alert.metric)}/history/${encodeURIComponent(
+    alert.subject.id,
+  )}`;
+  try {
+    return (await api.get<MetricHistory>("ingestion", path, query)).points;
+  } catch (error) {
+    if (error instanceof ApiError) return null;
+    throw error;
+  }
+}
+
 /** Every org unit the person may read, for the filter and for names. */
 export async function orgUnits(api: Api): Promise<OrgUnit[]> {
   const query = new URLSearchParams({ limit: "1000" });

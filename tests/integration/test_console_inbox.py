@@ -11,7 +11,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -23,7 +23,7 @@ from goalwatch.dev.stack import Stack
 from tests.integration.browser import browser as browser
 from tests.integration.browser import chromium as chromium
 from tests.integration.browser import playwright as playwright
-from tests.integration.helpers import post_events, unique
+from tests.integration.helpers import post_events, rework_event, unique
 from tests.integration.test_console import (
     PHONE,
     SCREENSHOTS,
@@ -113,7 +113,9 @@ def ward(stack: Stack) -> Ward:
         ):
             answer = http.post(f"{goals}{path}", json=body)
             assert answer.status_code in (200, 201), answer.text
-        post_events(http, stack.settings.url("ingestion"), bad_days(ids["doc"]))
+        # A good day before the three bad ones: in the metric's history, not behind the alert.
+        before = [rework_event(ids["doc"], -2, 0.03)]
+        post_events(http, stack.settings.url("ingestion"), before + bad_days(ids["doc"]))
         checked = http.post(
             f"{goals}/v1/goals/{ids['kr']}/check-ins", json={"status": "invalid", "by": ids["col"]}
         )
@@ -142,13 +144,25 @@ def test_a_manager_reads_history_impact_and_who_was_told_by_name_and_comments(
     expect(threshold).to_be_visible()
     expect(impact).to_be_visible()
 
-    # The metric's history: the points Chart.js draws are the API's, oldest first.
-    history = sorted(ward.threshold_alert["history"], key=lambda point: str(point["time"]))
-    canvas = threshold.get_by_test_id("history-chart").locator("canvas")
-    expect(canvas).to_have_attribute(
-        "data-drawn", json.dumps([p["value"] for p in history], separators=(",", ":"))
-    )
-    assert len(history) == 3
+    # The metric's history: the points Chart.js draws are ingestion's answer for the month
+    # before the alert, the alert's own three among them.
+    alert = ward.threshold_alert
+    first = min([p["time"] for p in alert["history"]] + [alert["started_at"]])
+    since = datetime.fromisoformat(first) - timedelta(days=30)
+    with stack.client(user=ward.manager, timeout=10.0) as http:
+        answer = http.get(
+            f"{stack.settings.url('ingestion')}/v1/metrics/{alert['metric']}/history/{ward.doctor}",
+            params={"since": since.isoformat()},
+        )
+    assert answer.status_code == 200, answer.text
+    values = [p["value"] for p in answer.json()["points"]]
+    assert values == pytest.approx([0.03, 0.13, 0.14, 0.15])
+    assert len(alert["history"]) == 3
+    chart = threshold.get_by_test_id("history-chart")
+    expect(chart).to_have_attribute("data-source", "metric")
+    # JSON in both languages writes a float's shortest exact form: the same text.
+    drawn = json.dumps(values, separators=(",", ":"))
+    expect(chart.locator("canvas")).to_have_attribute("data-drawn", drawn)
 
     # The impact list: the goals the API says rest on the failing key result.
     affected = {goal["goal_id"] for goal in ward.impact_alert["impact"]["affected"]}
@@ -242,6 +256,7 @@ def test_a_manager_reads_history_impact_and_who_was_told_by_name_and_comments(
     page.reload()
     expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "live")
     expect(page.get_by_test_id("filter-kind")).to_be_hidden()
+    expect(threshold.get_by_test_id("history-chart")).to_have_attribute("data-source", "metric")
     expect(threshold.get_by_test_id("history-chart").locator("canvas")).to_have_attribute(
         "data-drawn", re.compile(".")
     )
