@@ -183,7 +183,7 @@ function HistoryChart({
       points={longer ? points : alert.history}
       marked={new Set(alert.history.map((point) => point.event_id))}
       source={longer ? "metric" : "alert"}
-      label={s.history(alert.metric ?? "")}
+      label={s.history((alert.metric ?? "").replaceAll("_", " "))}
       language={language}
       colour={COLOURS[alert.severity] ?? COLOURS["info"]!}
     />
