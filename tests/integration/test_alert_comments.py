@@ -54,7 +54,7 @@ def _audited(stack: Stack, request_id: str) -> dict[str, Any]:
             answer = http.get(f"{goals}/v1/audit", params={"service": "notifier", "limit": 1000})
             found = [r for r in answer.json()["records"] if r["request_id"] == request_id]
             if found:
-                return found[0]
+                return dict(found[0])
             time.sleep(0.1)
     raise AssertionError(f"no audit record of request {request_id} in 15 s")
 

@@ -252,7 +252,7 @@ def test_a_manager_reads_history_impact_and_who_was_told_by_name_and_comments(
     page.screenshot(path=SCREENSHOTS / "inbox-desktop.png", full_page=True)
 
     # On a phone the filters fold away above the alerts, and nothing is wider than it.
-    page.set_viewport_size(PHONE)
+    page.set_viewport_size({"width": PHONE["width"], "height": PHONE["height"]})
     page.reload()
     expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "live")
     expect(page.get_by_test_id("filter-kind")).to_be_hidden()

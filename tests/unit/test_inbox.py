@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import AsyncGenerator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, cast
 
@@ -739,7 +740,8 @@ async def test_comments_stay_with_the_episode_through_its_resolution_and_announc
     inbox, _ = fake_inbox()
     fire = firing()
     entry = (await inbox.record(fire)).alert
-    listening = inbox.updates()
+    # An async generator: closed below, so its Redis subscription ends with the test.
+    listening = cast(AsyncGenerator[InboxAlert | None, None], inbox.updates())
     assert await anext(listening) is None
     said = await inbox.comment(
         entry.id, by="mgr-1", name="Dr Gao", text="calling her", at=T0 + timedelta(hours=1)
