@@ -191,6 +191,7 @@ def test_an_employee_reads_their_alert_in_their_language_and_filters(
     sign_in(page, stack, teams.second_report)
     # In Chinese, their record's language, though the browser asks for English.
     expect(page.locator("h1")).to_have_text("收件箱")
+    expect(page.get_by_test_id("filters")).to_contain_text("类型")  # the inbox's own strings
     card = page.locator(f"[data-testid=alert][data-subject='{teams.second_report}']")
     expect(card).to_be_visible()
     # Their own alert only: not their colleague's (the first test's, if it ran).
