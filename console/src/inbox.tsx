@@ -1,18 +1,32 @@
-/** The inbox: the person's alerts, newest first, live, filtered, each with its buttons. */
-import { useCallback, useEffect, useState } from "preact/hooks";
+/**
+ * The inbox: the person's alerts, newest first, live, filtered and grouped as notifications
+ * group them; each alert a card (alert-card.tsx).
+ */
+import { useCallback, useEffect, useMemo, useState } from "preact/hooks";
 
-import { type InboxAlert, type InboxFilters, SignedOut } from "./api";
-import type { Language, Strings } from "./i18n";
+import { SignedOut } from "./api";
+import { AlertCard } from "./alert-card";
+import {
+  acknowledge,
+  type Alert,
+  type Filters,
+  type GroupBy,
+  keeps,
+  KINDS,
+  listAlerts,
+  Names,
+  NO_FILTERS,
+  orgUnits,
+  type Since,
+} from "./inbox-api";
+import { type InboxStrings, inboxStrings } from "./inbox-strings";
 import type { PageProps } from "./page";
-
-type Props = PageProps;
+import "./inbox.css";
 
 type Connection = "connecting" | "live" | "trouble";
 
-const NO_FILTERS: InboxFilters = { state: "", severity: "", onlyMine: false };
-
 /** Newest update first; an entry replaced by a newer copy of itself. */
-function merge(list: InboxAlert[], incoming: InboxAlert[]): InboxAlert[] {
+function merge(list: Alert[], incoming: Alert[]): Alert[] {
   const byId = new Map(list.map((alert) => [alert.id, alert]));
   for (const alert of incoming) {
     const known = byId.get(alert.id);
@@ -23,21 +37,60 @@ function merge(list: InboxAlert[], incoming: InboxAlert[]): InboxAlert[] {
   return [...byId.values()].sort((a, b) => (a.updated_at < b.updated_at ? 1 : -1));
 }
 
-function when(iso: string, language: Language): string {
-  return new Intl.DateTimeFormat(language === "zh" ? "zh-CN" : "en-GB", {
-    dateStyle: "medium",
-    timeStyle: "short",
-  }).format(new Date(iso));
+interface Group {
+  key: string;
+  label: string;
+  alerts: Alert[];
+}
+
+/** ``alerts`` in groups of equal ``by`` label, the group of the newest alert first. */
+function grouped(
+  alerts: Alert[],
+  by: Exclude<GroupBy, "">,
+  s: InboxStrings,
+  units: ReadonlyMap<string, string>,
+): Group[] {
+  const groups = new Map<string, Group>();
+  for (const alert of alerts) {
+    let key: string;
+    let label: string;
+    if (by === "rule") {
+      [key, label] = [alert.rule_id, alert.rule_name];
+    } else if (by === "subject") {
+      [key, label] = [alert.subject.id, alert.subject.name || alert.subject.id];
+    } else if (by === "kind") {
+      key = alert.kind ?? "";
+      label = s.kind[key] ?? (key || s.noGroup);
+    } else {
+      key = alert.org_units?.[0] ?? "";
+      label = key ? (units.get(key) ?? key) : s.noGroup;
+    }
+    const group = groups.get(key) ?? { key, label, alerts: [] };
+    group.alerts.push(alert);
+    groups.set(key, group);
+  }
+  return [...groups.values()];
 }
 
 /** The inbox page. */
-export function Inbox({ api, person, t, language, onSignedOut }: Props) {
-  const [filters, setFilters] = useState<InboxFilters>(NO_FILTERS);
-  const [alerts, setAlerts] = useState<InboxAlert[] | null>(null);
+export function Inbox({ api, person, me, t, language, onSignedOut }: PageProps) {
+  const s = inboxStrings(language);
+  const [filters, setFilters] = useState<Filters>(NO_FILTERS);
+  const [groupBy, setGroupBy] = useState<GroupBy>("");
+  const [alerts, setAlerts] = useState<Alert[] | null>(null);
   const [cursor, setCursor] = useState<string | null>(null);
   const [connection, setConnection] = useState<Connection>("connecting");
   const [problem, setProblem] = useState<string | null>(null);
   const [busy, setBusy] = useState<ReadonlySet<string>>(new Set());
+  const [units, setUnits] = useState<ReadonlyMap<string, string>>(new Map());
+  // Rules met so far, for the rule filter (the rules API is HR's): id -> name.
+  const [rules, setRules] = useState<ReadonlyMap<string, string>>(new Map());
+  const names = useMemo(() => new Names(api), [api]);
+  // Filters open on a wide screen; on a phone they fold away above the alerts.
+  const [wide] = useState(() => window.matchMedia("(min-width: 40rem)").matches);
+  const active =
+    Object.entries(filters).filter(([, value]) => value !== "" && value !== false).length +
+    (groupBy === "" ? 0 : 1);
 
   const fail = useCallback(
     (error: unknown) => {
@@ -51,15 +104,33 @@ export function Inbox({ api, person, t, language, onSignedOut }: Props) {
   );
 
   useEffect(() => {
+    orgUnits(api)
+      .then((found) => setUnits(new Map(found.map((unit) => [unit.id, unit.name]))))
+      .catch((error: unknown) => (error instanceof SignedOut ? onSignedOut() : undefined));
+  }, [api, onSignedOut]);
+
+  useEffect(() => {
+    if (alerts === null) {
+      return;
+    }
+    const missing = alerts.filter((alert) => !rules.has(alert.rule_id));
+    if (missing.length > 0) {
+      const more = new Map(rules);
+      for (const alert of missing) more.set(alert.rule_id, alert.rule_name);
+      setRules(more);
+    }
+  }, [alerts, rules]);
+
+  useEffect(() => {
     const stop = new AbortController();
     setAlerts(null);
     setConnection("connecting");
-    const keep = (alert: InboxAlert) => filters.state === "" || alert.state === filters.state;
+    const keep = (alert: Alert) => keeps(filters, alert);
+    // The stream takes recipient and severity; ``keep`` applies the rest to what it sends.
     api.follow(filters, stop.signal, {
       onListening: () => {
         setConnection("live");
-        api
-          .alerts(filters)
+        listAlerts(api, filters, person)
           .then((page) => {
             if (!stop.signal.aborted) {
               setAlerts((known) => merge(known ?? [], page.alerts).filter(keep));
@@ -68,7 +139,8 @@ export function Inbox({ api, person, t, language, onSignedOut }: Props) {
           })
           .catch(fail);
       },
-      onAlert: (alert) => {
+      onAlert: (incoming) => {
+        const alert = incoming as Alert;
         setAlerts((known) =>
           keep(alert)
             ? merge(known ?? [], [alert])
@@ -79,14 +151,13 @@ export function Inbox({ api, person, t, language, onSignedOut }: Props) {
       onSignedOut,
     });
     return () => stop.abort();
-  }, [api, filters, fail, onSignedOut]);
+  }, [api, person, filters, fail, onSignedOut]);
 
   const more = () => {
     if (cursor === null) {
       return;
     }
-    api
-      .alerts(filters, cursor)
+    listAlerts(api, filters, person, cursor)
       .then((page) => {
         setAlerts((known) => merge(known ?? [], page.alerts));
         setCursor(page.next_cursor);
@@ -94,11 +165,14 @@ export function Inbox({ api, person, t, language, onSignedOut }: Props) {
       .catch(fail);
   };
 
-  const acknowledge = (alert: InboxAlert) => {
+  const changed = useCallback((alert: Alert) => {
+    setAlerts((known) => merge(known ?? [], [alert]));
+  }, []);
+
+  const ack = (alert: Alert) => {
     setBusy((ids) => new Set(ids).add(alert.id));
-    api
-      .acknowledge(alert.id)
-      .then((updated) => setAlerts((known) => merge(known ?? [], [updated])))
+    acknowledge(api, alert.id)
+      .then(changed)
       .catch(fail)
       .finally(() =>
         setBusy((ids) => {
@@ -109,6 +183,28 @@ export function Inbox({ api, person, t, language, onSignedOut }: Props) {
       );
   };
 
+  const set = <K extends keyof Filters>(name: K, value: Filters[K]) =>
+    setFilters({ ...filters, [name]: value });
+
+  const card = (alert: Alert) => (
+    <AlertCard
+      key={alert.id}
+      alert={alert}
+      api={api}
+      me={me}
+      person={person}
+      names={names}
+      units={units}
+      t={t}
+      s={s}
+      language={language}
+      busy={busy.has(alert.id)}
+      onAcknowledge={() => ack(alert)}
+      onChanged={changed}
+      onError={fail}
+    />
+  );
+
   return (
     <section class="inbox" aria-labelledby="inbox-title">
       <div class="inbox-head">
@@ -117,49 +213,118 @@ export function Inbox({ api, person, t, language, onSignedOut }: Props) {
           {connection === "live" ? t.live : connection === "trouble" ? t.reconnecting : t.loading}
         </span>
       </div>
-      <form class="filters" onSubmit={(event) => event.preventDefault()}>
-        <label>
-          {t.filterState}
-          <select
-            data-testid="filter-state"
-            value={filters.state}
-            onChange={(event) =>
-              setFilters({ ...filters, state: event.currentTarget.value as InboxFilters["state"] })
-            }
-          >
-            <option value="">{t.all}</option>
-            <option value="firing">{t.state["firing"]}</option>
-            <option value="resolved">{t.state["resolved"]}</option>
-          </select>
-        </label>
-        <label>
-          {t.filterSeverity}
-          <select
-            data-testid="filter-severity"
-            value={filters.severity}
-            onChange={(event) =>
-              setFilters({
-                ...filters,
-                severity: event.currentTarget.value as InboxFilters["severity"],
-              })
-            }
-          >
-            <option value="">{t.all}</option>
-            <option value="critical">{t.severity["critical"]}</option>
-            <option value="warning">{t.severity["warning"]}</option>
-            <option value="info">{t.severity["info"]}</option>
-          </select>
-        </label>
-        <label class="check">
-          <input
-            type="checkbox"
-            data-testid="filter-mine"
-            checked={filters.onlyMine}
-            onChange={(event) => setFilters({ ...filters, onlyMine: event.currentTarget.checked })}
-          />
-          {t.onlyMine}
-        </label>
-      </form>
+      <details class="more-filters" open={wide} data-testid="filters">
+        <summary>{s.moreFilters(active)}</summary>
+        <form class="filters" onSubmit={(event) => event.preventDefault()}>
+          <label>
+            {t.filterState}
+            <select
+              data-testid="filter-state"
+              value={filters.state}
+              onChange={(event) => set("state", event.currentTarget.value as Filters["state"])}
+            >
+              <option value="">{t.all}</option>
+              <option value="firing">{t.state["firing"]}</option>
+              <option value="resolved">{t.state["resolved"]}</option>
+            </select>
+          </label>
+          <label>
+            {t.filterSeverity}
+            <select
+              data-testid="filter-severity"
+              value={filters.severity}
+              onChange={(event) => set("severity", event.currentTarget.value as Filters["severity"])}
+            >
+              <option value="">{t.all}</option>
+              <option value="critical">{t.severity["critical"]}</option>
+              <option value="warning">{t.severity["warning"]}</option>
+              <option value="info">{t.severity["info"]}</option>
+            </select>
+          </label>
+          <label>
+            {s.filterKind}
+            <select
+              data-testid="filter-kind"
+              value={filters.kind}
+              onChange={(event) => set("kind", event.currentTarget.value as Filters["kind"])}
+            >
+              <option value="">{t.all}</option>
+              {KINDS.map((kind) => (
+                <option key={kind} value={kind}>
+                  {s.kind[kind]}
+                </option>
+              ))}
+            </select>
+          </label>
+          <label>
+            {s.filterRule}
+            <select
+              data-testid="filter-rule"
+              value={filters.rule}
+              onChange={(event) => set("rule", event.currentTarget.value)}
+            >
+              <option value="">{t.all}</option>
+              {[...rules].map(([id, name]) => (
+                <option key={id} value={id}>
+                  {name}
+                </option>
+              ))}
+            </select>
+          </label>
+          <label>
+            {s.filterOrgUnit}
+            <select
+              data-testid="filter-org-unit"
+              value={filters.orgUnit}
+              onChange={(event) => set("orgUnit", event.currentTarget.value)}
+            >
+              <option value="">{t.all}</option>
+              {[...units].map(([id, name]) => (
+                <option key={id} value={id}>
+                  {name}
+                </option>
+              ))}
+            </select>
+          </label>
+          <label>
+            {s.filterSince}
+            <select
+              data-testid="filter-since"
+              value={filters.since}
+              onChange={(event) => set("since", event.currentTarget.value as Since)}
+            >
+              {(Object.keys(s.since) as Since[]).map((since) => (
+                <option key={since} value={since}>
+                  {s.since[since]}
+                </option>
+              ))}
+            </select>
+          </label>
+          <label>
+            {s.groupBy}
+            <select
+              data-testid="group-by"
+              value={groupBy}
+              onChange={(event) => setGroupBy(event.currentTarget.value as GroupBy)}
+            >
+              {(Object.keys(s.group) as GroupBy[]).map((by) => (
+                <option key={by} value={by}>
+                  {s.group[by]}
+                </option>
+              ))}
+            </select>
+          </label>
+          <label class="check">
+            <input
+              type="checkbox"
+              data-testid="filter-mine"
+              checked={filters.onlyMine}
+              onChange={(event) => set("onlyMine", event.currentTarget.checked)}
+            />
+            {t.onlyMine}
+          </label>
+        </form>
+      </details>
       {problem !== null && (
         <p class="problem" role="alert">
           {t.failed(problem)}
@@ -171,20 +336,34 @@ export function Inbox({ api, person, t, language, onSignedOut }: Props) {
         <p class="quiet" data-testid="empty">
           {t.noAlerts}
         </p>
-      ) : (
+      ) : groupBy === "" ? (
         <ul class="alerts" data-testid="alerts">
-          {alerts.map((alert) => (
-            <AlertCard
-              key={alert.id}
-              alert={alert}
-              t={t}
-              language={language}
-              person={person}
-              busy={busy.has(alert.id)}
-              onAcknowledge={() => acknowledge(alert)}
-            />
-          ))}
+          {alerts.map(card)}
         </ul>
+      ) : (
+        <div class="groups" data-testid="groups">
+          {grouped(alerts, groupBy, s, units).map((group) => {
+            const firing = group.alerts.filter((alert) => alert.state === "firing").length;
+            return (
+              <details
+                key={group.key}
+                class="group"
+                open
+                data-testid="group"
+                data-key={group.key}
+                data-count={group.alerts.length}
+              >
+                <summary>
+                  <span class="group-label">{group.label}</span>{" "}
+                  <span class="quiet" data-testid="group-count">
+                    {s.groupCount(group.alerts.length, firing)}
+                  </span>
+                </summary>
+                <ul class="alerts">{group.alerts.map(card)}</ul>
+              </details>
+            );
+          })}
+        </div>
       )}
       {cursor !== null && alerts !== null && (
         <button type="button" class="secondary" onClick={more}>
@@ -192,51 +371,5 @@ export function Inbox({ api, person, t, language, onSignedOut }: Props) {
         </button>
       )}
     </section>
-  );
-}
-
-interface CardProps {
-  alert: InboxAlert;
-  t: Strings;
-  language: Language;
-  person: string;
-  busy: boolean;
-  onAcknowledge: () => void;
-}
-
-function AlertCard({ alert, t, language, person, busy, onAcknowledge }: CardProps) {
-  const canAck = alert.state === "firing" && !alert.acked_by;
-  return (
-    <li
-      class={`alert ${alert.severity} ${alert.state}`}
-      data-testid="alert"
-      data-alert-id={alert.id}
-      data-subject={alert.subject.id}
-      data-state={alert.state}
-      data-acked-by={alert.acked_by ?? ""}
-    >
-      <div class="alert-head">
-        <span class={`badge ${alert.severity}`}>{t.severity[alert.severity] ?? alert.severity}</span>
-        <span class={`badge state ${alert.state}`}>{t.state[alert.state] ?? alert.state}</span>
-        <span class="rule">{alert.rule_name}</span>
-      </div>
-      <p class="message">{alert.message}</p>
-      <p class="meta">
-        {t.about(alert.subject.name || alert.subject.id)} · {t.firedAt(when(alert.fired_at, language))}
-        {alert.resolved_at ? ` · ${t.resolvedAt(when(alert.resolved_at, language))}` : ""}
-      </p>
-      {alert.acked_by && alert.acked_at ? (
-        <p class="acked" data-testid="acked">
-          {t.ackedBy(alert.acked_by === person ? t.you : alert.acked_by, when(alert.acked_at, language))}
-        </p>
-      ) : null}
-      {canAck && (
-        <div class="actions">
-          <button type="button" data-testid="ack" disabled={busy} onClick={onAcknowledge}>
-            {busy ? t.acknowledging : t.acknowledge}
-          </button>
-        </div>
-      )}
-    </li>
   );
 }

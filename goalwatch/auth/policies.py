@@ -27,6 +27,8 @@ CONSUMERS_READ = policy("read the service's consumer lag", OPS)
 # ingestion
 # Metric data, already kept in its own stream: in the audit log it would drown the changes.
 EVENTS_PUBLISH = policy("publish metric events", Role.PUBLISHER, audited=False)
+# A person's values: not audited, like every read; scoped like the alerts about them.
+METRIC_HISTORY_READ = policy("read a person's metric history", HR, people=True)
 CATALOGUE_READ = policy(
     "read the metric catalogue", HR, OPS, Role.PUBLISHER, Role.SERVICE, people=True
 )
@@ -65,6 +67,7 @@ ROLE_GRANTS_WRITE = policy(
 # notifier
 ALERTS_READ = policy("read alerts", HR, people=True)
 ALERTS_ACT = policy("acknowledge or resolve alerts", HR, people=True)
+ALERTS_COMMENT = policy("comment on alerts", HR, people=True)
 ACK_LINK = Public(
     "a signed, expiring, single-purpose link from a notification: the link is the credential"
 )

@@ -6,6 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
+import httpx
 from fastapi import FastAPI
 from faststream.nats import NatsBroker
 from pydantic import Field, field_validator
@@ -15,12 +16,14 @@ from goalwatch.catalogue import DEFAULT_CATALOGUE, Catalogue, CatalogueLoadError
 from goalwatch.connections import nats_access, ready_checks
 from goalwatch.consumers import Consumers, ConsumerSpec, RedeliveryPolicy
 from goalwatch.contracts import MetricCloudEvent, MetricRecorded, subjects
+from goalwatch.goals_client import GoalsClient, service_auth
 from goalwatch.messaging import new_broker
 from goalwatch.service import service_app
 from goalwatch.serving import ServiceInfo
 from goalwatch.settings import Port, ServiceSettings
 from services.ingestion.api import events_router
 from services.ingestion.catalogue_api import catalogue_router
+from services.ingestion.history import GoalsDirectory, MetricReader, history_router
 from services.ingestion.intake import MessageIntake, UncataloguedLog
 from services.ingestion.metrics import DEAD_LETTERS, HANDLER_SECONDS, REGISTRY
 from services.ingestion.publisher import NatsPublisher, Publisher
@@ -97,9 +100,11 @@ def create_app(
     publisher: Publisher | None = None,
     broker: NatsBroker | None = None,
     catalogue: Catalogue | None = None,
+    http: httpx.AsyncClient | None = None,
 ) -> FastAPI:
     """Build the ingestion app; ``publisher`` and ``broker`` replace the JetStream ones,
-    ``catalogue`` the one read from ``settings.catalogue_file``.
+    ``catalogue`` the one read from ``settings.catalogue_file``; ``http`` is the client that
+    asks goals whom a person may see (for a metric's history).
 
     Raises :class:`CatalogueLoadError` if the catalogue file does not load.
     """
@@ -115,6 +120,8 @@ def create_app(
         onboarding_sources=frozenset(settings.ingest_onboarding_sources),
     )
     uncatalogued = UncataloguedLog()
+    http = http or httpx.AsyncClient(timeout=httpx.Timeout(5.0))
+    goals = GoalsClient(client=http, base_url=settings.goals_url, auth=service_auth(settings))
     intake = MessageIntake(
         publisher=sink,
         max_batch=settings.ingest_max_batch,
@@ -142,6 +149,7 @@ def create_app(
         broker=broker,
         consumers=consumers,
         schemas=[MetricRecorded, MetricCloudEvent],
+        close=[http.aclose],
     )
     app.include_router(
         events_router(
@@ -153,6 +161,12 @@ def create_app(
         )
     )
     app.include_router(catalogue_router(catalogue=catalogue))
+    app.include_router(
+        history_router(
+            reader=MetricReader(lambda: broker.connection, partitions=settings.metrics_partitions),
+            directory=GoalsDirectory(goals),
+        )
+    )
     return app
 
 

@@ -60,6 +60,11 @@ class AlertAccess:
 
         return visible
 
+    async def name(self, person_id: str) -> str | None:
+        """``person_id``'s display name, if the directory knows them."""
+        person = await self._view.person(person_id)
+        return None if person is None else person.name
+
     async def sees(self, caller: Caller, alert: InboxAlert) -> bool:
         """Whether the caller may see ``alert``."""
         check = self.filter(caller)

@@ -17,6 +17,7 @@ from pydantic import AwareDatetime, Field
 
 from goalwatch.auth.policies import (
     ALERTS_ACT,
+    ALERTS_COMMENT,
     ALERTS_READ,
     DELIVERIES_READ,
     SILENCES_READ,
@@ -37,6 +38,7 @@ from services.notifier.deliveries import DeliveryFilters, DeliveryLog
 from services.notifier.inbox import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
+    Comment,
     Filters,
     Inbox,
     InboxAlert,
@@ -146,6 +148,9 @@ def inbox_router(inbox: Inbox, log: DeliveryLog, access: AlertAccess) -> APIRout
         severity: Annotated[
             Severity | None, Query(description="Only alerts at this severity.")
         ] = None,
+        kind: Annotated[
+            RuleKind | None, Query(description="Only alerts of rules of this kind.")
+        ] = None,
         org_unit: OrgUnit = None,
     ) -> AsyncIterator[ServerSentEvent]:
         """One event per change to a matching inbox entry (fired, escalated, acknowledged,
@@ -154,7 +159,13 @@ def inbox_router(inbox: Inbox, log: DeliveryLog, access: AlertAccess) -> APIRout
         line, ``: listening``, says no change from then on will be missed. A comment line
         comes every 15 s while nothing changes, so proxies keep the connection open. For the
         web inbox: list with ``GET /v1/alerts`` first, then follow this."""
-        filters = Filters(recipient=recipient, rule=rule, severity=severity, org_unit=org_unit)
+        filters = Filters(
+            recipient=recipient,
+            rule=rule,
+            severity=severity,
+            kind=None if kind is None else kind.value,
+            org_unit=org_unit,
+        )
         visible = access.filter(caller)
         async for alert in inbox.updates():
             if alert is None:
@@ -211,6 +222,44 @@ def inbox_router(inbox: Inbox, log: DeliveryLog, access: AlertAccess) -> APIRout
         return alert
 
     @router.post(
+        "/alerts/{alert_id}/comments",
+        status_code=201,
+        response_model=Comment,
+        responses=problem_responses({404: "No such alert in the inbox."}),
+        summary="Comment on an alert: kept with it in the inbox",
+    )
+    async def add_comment(
+        alert_id: AlertId,
+        caller: Annotated[Caller, Depends(ALERTS_COMMENT)],
+        note: Annotated[CommentCreate, Body()],
+    ) -> Comment:
+        """Add what the caller says about the episode (firing or resolved) to its
+        ``comments``, with their name and the time; the inbox's stream announces the entry
+        again, and the audit log records the request. An entry keeps its latest 200
+        comments. Whoever may read the alert may comment on it."""
+        await visible_alert(alert_id, caller)
+        who = _name(caller)
+        name = None if caller.person_id is None else await access.name(caller.person_id)
+        alert = await inbox.comment(
+            alert_id, by=who, name=name, text=note.text, at=datetime.now(UTC)
+        )
+        if alert is None:
+            raise missing(alert_id)
+        return alert.comments[-1]
+
+    @router.get(
+        "/alerts/{alert_id}/comments",
+        response_model=list[Comment],
+        responses=problem_responses({404: "No such alert in the inbox."}),
+        summary="What people said about an alert, oldest first",
+    )
+    async def list_comments(
+        alert_id: AlertId, caller: Annotated[Caller, Depends(ALERTS_READ)]
+    ) -> list[Comment]:
+        """The episode's comments, oldest first (also in the entry, as ``comments``)."""
+        return (await visible_alert(alert_id, caller)).comments
+
+    @router.post(
         "/alerts/{alert_id}/resolve",
         response_model=InboxAlert,
         responses=problem_responses(
@@ -262,6 +311,16 @@ class AckNote(Contract):
     """What the person acknowledging says."""
 
     comment: str = Field("", max_length=1000, description="e.g. 'on it, calling the ward'.")
+
+
+class CommentCreate(Contract):
+    """A comment on an alert."""
+
+    text: str = Field(
+        min_length=1,
+        max_length=2000,
+        description="What the person says, e.g. 'spoke to her; the ward was short-staffed'.",
+    )
 
 
 class ResolveNote(Contract):

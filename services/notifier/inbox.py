@@ -9,7 +9,8 @@ its timeline, until its retention ends.
 Keys (prefix ``goalwatch:notifier:``)
 
 - ``episode:{id}``: JSON of :class:`InboxAlert`, the episode's latest known transition and its
-  timeline (fired, escalated, acknowledged, resolved, resolved by hand: who, when, comment).
+  timeline (fired, escalated, acknowledged, resolved, resolved by hand: who, when, comment),
+  and what people said about it (``comments``, kept like the acknowledgements).
   An escalation updates the entry: it takes the new severity, message, ``escalated_from`` and
   ``escalated_at`` and keeps the first ``fired_at``. A resolution updates it too: its state
   becomes resolved and it keeps ``started_at``, ``fired_at``, ``escalated_at``, the highest
@@ -176,6 +177,18 @@ class Acknowledgement(Contract):
     )
 
 
+class Comment(Contract):
+    """Something a person said about an episode, kept with it in the inbox."""
+
+    id: str = Field(description="Its id, unique within the episode.")
+    by: str = Field(description="Who (a person id, or the caller's name when not a person).")
+    name: str | None = Field(
+        default=None, description="Their display name, from the directory when it knows them."
+    )
+    at: AwareDatetime = Field(description="When.")
+    text: str = Field(description="What they said.")
+
+
 _TIES: Final = {
     Happening.FIRED: 0,
     Happening.ESCALATED: 1,
@@ -221,6 +234,11 @@ class InboxAlert(AlertNotification):
         description="The subject's org unit when the alert fired, then each unit above it "
         "(empty when the directory does not place them).",
     )
+    comments: list[Comment] = Field(
+        default_factory=list,
+        description="What people said about this episode (POST /v1/alerts/{id}/comments), "
+        "oldest first, the most recent 200.",
+    )
 
     def notification(self) -> AlertNotification:
         """The entry as the notification channels send it."""
@@ -239,7 +257,10 @@ _KEPT: Final = (
     "acknowledgements",
     "resolved_by",
     "resolve_comment",
+    "comments",
 )
+MAX_COMMENTS: Final = 200
+"""Comments an entry keeps: the oldest go first, so an entry stays a small document."""
 
 
 class NotFiring(Exception):
@@ -409,6 +430,16 @@ def acknowledged(
     if entry.acked_at is None:
         update.update(acked_at=at, acked_by=by, ack_comment=note)
     return entry.model_copy(update=update)
+
+
+def commented(
+    entry: InboxAlert, *, by: str, name: str | None, text: str, at: datetime
+) -> InboxAlert:
+    """``entry`` with ``by``'s comment ``text`` added (at most :data:`MAX_COMMENTS` kept).
+    It leaves ``updated_at``: a comment does not move the alert up the inbox."""
+    number = (int(entry.comments[-1].id) + 1) if entry.comments else 1
+    note = Comment(id=str(number), by=by, name=name, at=at, text=text)
+    return entry.model_copy(update={"comments": [*entry.comments, note][-MAX_COMMENTS:]})
 
 
 def resolved_by_hand(entry: InboxAlert, *, by: str, comment: str, at: datetime) -> InboxAlert:
@@ -679,6 +710,15 @@ class Inbox:
         added to ``acknowledgements``."""
         return await self._change(
             key, lambda entry: acknowledged(entry, by=by, comment=comment, at=at, via=via)
+        )
+
+    async def comment(
+        self, key: str, *, by: str, name: str | None, text: str, at: datetime
+    ) -> InboxAlert | None:
+        """Add ``by``'s comment to the episode ``key`` names, firing or resolved; None if the
+        inbox has no such entry."""
+        return await self._change(
+            key, lambda entry: commented(entry, by=by, name=name, text=text, at=at)
         )
 
     async def resolve(self, key: str, *, by: str, comment: str, at: datetime) -> InboxAlert | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import AsyncGenerator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, cast
 
@@ -21,12 +22,14 @@ from goalwatch.contracts import (
 )
 from services.notifier.inbox import (
     INDEX_ALL,
+    MAX_COMMENTS,
     AckVia,
     Filters,
     Happening,
     Inbox,
     InboxAlert,
     NotFiring,
+    commented,
     episode_id,
     episode_key,
     merge,
@@ -728,3 +731,44 @@ async def test_an_entry_written_in_the_new_layout_wins_over_its_earlier_copy() -
 
 _NEW_FIELDS = set(InboxAlert.model_fields) - {"updated_at", "acked_at", "acked_by", "ack_comment"}
 _NEW_FIELDS -= set(AlertNotification.model_fields)
+
+
+# --- comments ----------------------------------------------------------------------------
+
+
+async def test_comments_stay_with_the_episode_through_its_resolution_and_announce_it() -> None:
+    inbox, _ = fake_inbox()
+    fire = firing()
+    entry = (await inbox.record(fire)).alert
+    # An async generator: closed below, so its Redis subscription ends with the test.
+    listening = cast(AsyncGenerator[InboxAlert | None, None], inbox.updates())
+    assert await anext(listening) is None
+    said = await inbox.comment(
+        entry.id, by="mgr-1", name="Dr Gao", text="calling her", at=T0 + timedelta(hours=1)
+    )
+    assert said is not None
+    assert [(c.id, c.by, c.name, c.text) for c in said.comments] == [
+        ("1", "mgr-1", "Dr Gao", "calling her")
+    ]
+    # Announced on the stream, and it does not move the alert up the inbox.
+    assert (await anext(listening)) == said
+    assert said.updated_at == entry.updated_at
+    await listening.aclose()
+
+    done = (await inbox.record(resolved(fire, at=T0 + timedelta(days=1)))).alert
+    assert done.state is AlertState.RESOLVED
+    assert [c.text for c in done.comments] == ["calling her"]
+    again = await inbox.comment(
+        fire.fingerprint, by="emp-1", name=None, text="fixed", at=T0 + timedelta(days=2)
+    )
+    assert again is not None and [c.id for c in again.comments] == ["1", "2"]
+    assert await inbox.comment("nope", by="x", name=None, text="t", at=T0) is None
+
+
+def test_an_entry_keeps_its_latest_comments_only() -> None:
+    entry = merge(None, firing()).alert
+    for number in range(MAX_COMMENTS + 5):
+        entry = commented(entry, by="mgr-1", name=None, text=str(number), at=T0)
+    assert len(entry.comments) == MAX_COMMENTS
+    assert entry.comments[0].text == "5"
+    assert entry.comments[-1].id == str(MAX_COMMENTS + 5)
