@@ -25,7 +25,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import nats.errors
 from faststream.nats import NatsBroker
@@ -135,6 +135,14 @@ STREAMS: tuple[StreamConfig, ...] = (
 
 PARTITIONS_METADATA = "goalwatch.metrics_partitions"
 """The metrics stream's metadata key holding the number of partitions ingestion stores on."""
+
+
+def start_time(at: datetime) -> datetime:
+    """``at`` as a consumer's ``opt_start_time``: a microsecond earlier when it has no
+    fraction of a second, because nats-py cannot read back a start time without one (the
+    server echoes it in the consumer's info, and parsing that fails). Starting a microsecond
+    earlier costs nothing: readers keep messages by their own time afterwards."""
+    return at - timedelta(microseconds=1) if at.microsecond == 0 else at
 
 
 async def stream_partitions(js: JetStreamContext) -> int | None:

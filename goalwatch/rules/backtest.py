@@ -36,6 +36,7 @@ from pydantic import ValidationError
 
 from goalwatch.connections import NatsTarget, connect_nats
 from goalwatch.contracts import AlertFired, AlertResolved, MetricRecorded, subjects
+from goalwatch.messaging import start_time
 from goalwatch.rules.runner import evaluate
 from goalwatch.rules.spec import RuleSpec
 
@@ -193,7 +194,9 @@ async def _stored_events(
         async def take(msg: Msg) -> None:
             await queue.put(msg)
 
-        config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=start)
+        config = ConsumerConfig(
+            deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=start_time(start)
+        )
         subscription = await js.subscribe(
             # Every partition, and what versions before partitioning stored.
             subjects.METRICS_RECORDED_ALL,

@@ -32,6 +32,7 @@ from pydantic import AwareDatetime, ValidationError
 
 from goalwatch.auth.policies import AUDIT_READ
 from goalwatch.contracts import AuditPage, AuditRecorded, subjects
+from goalwatch.messaging import start_time
 from goalwatch.problems import RETRY_AFTER_SECONDS, problem_responses
 
 logger = logging.getLogger(__name__)
@@ -120,7 +121,7 @@ class AuditLog:
 
     async def _first_at(self, js: JetStreamContext, subject: str, at: datetime, *, end: int) -> int:
         """The first position of ``subject`` stored at or after ``at``; ``end`` when none."""
-        config = self._config(subject, DeliverPolicy.BY_START_TIME, opt_start_time=at)
+        config = self._config(subject, DeliverPolicy.BY_START_TIME, opt_start_time=start_time(at))
         messages = await self._consume(js, config, batch=1)
         return min(end, messages[0].metadata.sequence.stream) if messages else end
 

@@ -43,6 +43,7 @@ from goalwatch.auth.scope import Directory, Scope
 from goalwatch.contracts import MetricRecorded, OrgUnitRead, PersonRead, subjects
 from goalwatch.contracts.base import Contract
 from goalwatch.goals_client import GoalsClient
+from goalwatch.messaging import start_time
 from goalwatch.problems import clip, problem_responses
 from services.ingestion.metrics import HANDLER_SECONDS
 
@@ -126,7 +127,7 @@ class MetricReader:
         )
         config = ConsumerConfig(
             deliver_policy=DeliverPolicy.BY_START_TIME,
-            opt_start_time=_with_fraction(since.astimezone(UTC)),
+            opt_start_time=start_time(since.astimezone(UTC)),
             ack_policy=AckPolicy.NONE,
             filter_subject=partition,
             inactive_threshold=_INACTIVE,
@@ -192,13 +193,6 @@ class MetricReader:
             return scanned, False
         finally:
             await pull.unsubscribe()
-
-
-def _with_fraction(at: datetime) -> datetime:
-    """``at``, a microsecond earlier when it has no fraction of a second: nats-py cannot read
-    back a consumer's start time without one (the server echoes it in the consumer's info).
-    Starting earlier costs nothing: events are kept by their own time afterwards."""
-    return at - timedelta(microseconds=1) if at.microsecond == 0 else at
 
 
 def _point(

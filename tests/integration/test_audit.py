@@ -120,6 +120,25 @@ def test_the_cli_prints_the_log(stack: Stack) -> None:
     assert "person:wang-fang  POST /v1/silences  201  from 127.0.0.1  notifier" in line
 
 
+def test_a_since_on_a_whole_second_is_read(stack: Stack) -> None:
+    # The server echoes a consumer's start time; one without a fraction of a second was once
+    # unreadable to the NATS client, and the whole request failed (500).
+    request_id = unique("req-second")
+    notifier = stack.settings.url("notifier")
+    with stack.client(user="wang-fang", timeout=10.0) as http:
+        http.post(f"{notifier}/v1/silences", json=_silence(unique("doc")),
+                  headers={"X-Request-Id": request_id})  # fmt: skip
+    _recorded(stack, request_id, service="notifier")
+    since = (datetime.now(UTC) - timedelta(hours=1)).replace(microsecond=0)
+    with stack.client(user="wang-fang", timeout=10.0) as http:
+        answer = http.get(
+            f"{stack.settings.url('goals')}/v1/audit",
+            params={"since": since.isoformat().replace("+00:00", "Z"), "service": "notifier"},
+        )
+    assert answer.status_code == 200, answer.text
+    assert request_id in [record["request_id"] for record in answer.json()["records"]]
+
+
 def test_a_long_log_is_read_newest_first_page_by_page_within_its_scan_cap(stack: Stack) -> None:
     service = unique("svc").replace("-", "_").lower()[:30]
     asyncio.run(_pages(stack.settings.nats_url, service))
