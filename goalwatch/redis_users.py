@@ -228,8 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--passwords",
         type=Path,
         metavar="DIR",
-        help="folder with one file per user (goals, evaluator, notifier, operator) holding "
-        "its password, as a Kubernetes Secret mounts them; prints the ACL file",
+        help="folder with one file per user (goals, evaluator, notifier, ingestion, operator) "
+        "holding its password, as a Kubernetes Secret mounts them; prints the ACL file",
     )
     what.add_argument("--markdown", action="store_true", help="print the users' table")
     args = parser.parse_args(argv)
