@@ -199,9 +199,7 @@ def test_a_validated_event_dead_letter_is_replayed_by_ingestion_and_evaluated_on
     )
     await_drained(stack.settings.nats_url, timeout=60)
     alerts = asyncio.run(_all(stack, subjects.ALERTS_FIRED, subjects.STREAM_ALERTS))
-    assert [a["fingerprint"] for a in alerts if _about(a) == subject] == [
-        fired["fingerprint"]
-    ]
+    assert [a["fingerprint"] for a in alerts if _about(a) == subject] == [fired["fingerprint"]]
 
 
 def _about(alert: dict[str, Any]) -> str | None:
