@@ -1,5 +1,6 @@
 """Dead letters as an operator reads and replays them: one place for what docs/operations.md
-showed as a snippet, used by the goals service's ``/v1/dead-letters`` API.
+showed as a snippet, used by goals' ``/v1/dead-letters`` API and by the replay route each
+service serves for the subjects it publishes (:mod:`goalwatch.dead_letter_replay`).
 
 A replay keeps the guarantees of the documented procedure:
 
@@ -11,10 +12,15 @@ A replay keeps the guarantees of the documented procedure:
   inside the message (event ids, alert fingerprints and transitions), so a replay is safe;
 - the dead letter itself stays in its stream, as the record of what went wrong.
 
-Who may replay what is decided by the NATS permissions of the replaying user
-(:mod:`goalwatch.nats_users`): only the evaluator publishes alerts and only ingestion
-publishes validated metric events, so a replay onto those subjects is left to the operator's
-own NATS user (the snippet in docs/operations.md).
+Who replays what is decided by the NATS permissions (:mod:`goalwatch.nats_users`): the
+service whose user may publish on a dead letter's origin subject replays it
+(:func:`replayer`), so the evaluator replays alerts, ingestion validated metric events and
+goals raw metric events and its own changes; nobody gains a right to publish for it. A
+subject no service may publish is left to the operator's own NATS user (the snippet in
+docs/operations.md).
+
+A replay is marked once in Redis, under a key every replaying service may use
+(:data:`REPLAY_MARKS`), so that goals lists what the others replayed.
 """
 
 from __future__ import annotations
@@ -29,9 +35,25 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from pydantic import ValidationError
 
+from goalwatch import nats_users
 from goalwatch.contracts import DeadLetter, subjects
 
 MAX_LIMIT: Final = 200
+
+REPLAY_MARKS: Final = "goalwatch:dead-letters:replayed:"
+"""Redis key per replayed dead letter (its sequence appended): JSON of when, by whom and
+where to; set before the replay is published, so a letter is replayed once. Shared by the
+services that replay (goalwatch/redis_users.py grants them this prefix and no more)."""
+
+
+def replayer(subject: str) -> str | None:
+    """The service that replays dead letters whose origin is ``subject``: the one whose NATS
+    user may publish on it (the first, in :data:`goalwatch.nats_users.SERVICES` order, should
+    two ever may); None when no service may, and only the NATS operator can."""
+    for service in nats_users.SERVICES:
+        if nats_users.user(service).permissions.may_publish(subject):
+            return service
+    return None
 
 
 def content_type(payload: str) -> str:

@@ -21,7 +21,10 @@ What the permissions guarantee:
   user only reads a stream's info, its messages and its consumers;
 - JetStream acknowledgements (``$JS.ACK.<stream>.>``) and pull requests are allowed only on
   the streams a user reads;
-- ``operator`` may do anything, replaying a dead letter onto its original subject (an alert)
+- a dead letter is replayed by the service that may publish on its origin subject
+  (:func:`goalwatch.dead_letters.replayer`), which reads that one letter by sequence: replay
+  gives nobody a right to publish;
+- ``operator`` may do anything, replaying what no service may publish (a fired timer)
   included: it is the administrator, never given to a workload.
 
 What they do not guarantee (see ``docs/security-nats.md``): everyone but ``publisher``
@@ -216,15 +219,18 @@ USERS: Final[tuple[NatsUser, ...]] = (
     ),
     NatsUser(
         INGESTION,
-        "The ingestion service: consumes raw metric events, publishes validated ones.",
+        "The ingestion service: consumes raw metric events, publishes validated ones; "
+        "replays dead letters of validated ones.",
         publishes=(subjects.METRICS_RECORDED_PARTITIONS, subjects.audit_subject(INGESTION)),
         consumes=(subjects.METRICS_IN,),
         reads=(subjects.STREAM_INGEST, subjects.STREAM_METRICS),
+        # The dead letter it replays, by sequence (/v1/ingestion/dead-letters/.../replay).
+        fetches=(subjects.STREAM_DEADLETTER,),
     ),
     NatsUser(
         EVALUATOR,
         "The evaluator: consumes metric events, goal and directory changes and its timers; "
-        "publishes alerts and rule versions; arms timers.",
+        "publishes alerts and rule versions; arms timers; replays dead letters of alerts.",
         publishes=(
             subjects.ALERTS_FIRED,
             subjects.ALERTS_RESOLVED,
@@ -244,6 +250,8 @@ USERS: Final[tuple[NatsUser, ...]] = (
             subjects.STREAM_TIMERS,
             subjects.STREAM_RULES,
         ),
+        # The dead letter it replays, by sequence (/v1/evaluator/dead-letters/.../replay).
+        fetches=(subjects.STREAM_DEADLETTER,),
         arms_timers=True,
     ),
     NatsUser(

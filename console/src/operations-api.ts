@@ -1,7 +1,7 @@
 /**
  * The operations page's calls: each service's consumer backlog (GET /v1/<service>/consumers),
- * dead letters and their replay (goals' /v1/dead-letters), failed deliveries (the notifier's
- * GET /v1/deliveries). All of them are the operator's alone; the services refuse anyone else.
+ * dead letters (goals' GET /v1/dead-letters) and their replay by the service that publishes
+ * their origin subject, failed deliveries (the notifier's GET /v1/deliveries). All of them are the operator's alone; the services refuse anyone else.
  */
 import type { Api, Service } from "./api";
 
@@ -33,7 +33,12 @@ export interface ReplayRecord {
   subject: string;
   stream: string;
   sequence: number;
+  /** The service that replayed it. */
+  service?: string;
 }
+
+/** The services that replay dead letters: each one those whose origin subject it publishes. */
+export type Replayer = Extract<Service, "goals" | "evaluator" | "ingestion">;
 
 /** One dead letter, as goals lists it. */
 export interface DeadLetter {
@@ -48,8 +53,10 @@ export interface DeadLetter {
   payload_shortened: boolean;
   payload_bytes?: number | null;
   at: string;
-  /** Whether goals may replay it (alerts and validated metric events: the NATS operator). */
+  /** Whether a service replays it (`replayed_by`); if not, only the NATS operator can. */
   replayable: boolean;
+  /** The service whose NATS user publishes its origin subject, and so replays it. */
+  replayed_by?: Replayer | null;
   replayed: ReplayRecord | null;
 }
 
@@ -89,8 +96,23 @@ export function deadLetters(api: Api): Promise<DeadLetterPage> {
   return api.get<DeadLetterPage>("goals", "/v1/dead-letters", new URLSearchParams({ limit: "50" }));
 }
 
-export function replay(api: Api, sequence: number): Promise<DeadLetter> {
-  return api.send<DeadLetter>("goals", "POST", `/v1/dead-letters/${sequence}/replay`);
+/** POST /v1/<service>/dead-letters/{sequence}/replay: replayed by the service that owns the
+ * letter's origin subject. */
+interface Replayed {
+  sequence: number;
+  origin_subject: string;
+  replayed: ReplayRecord;
+}
+
+/** Replays ``letter`` through the service that replays it (goals' own route for goals). */
+export async function replay(api: Api, letter: DeadLetter): Promise<DeadLetter> {
+  const service = letter.replayed_by ?? "goals";
+  if (service === "goals") {
+    return api.send<DeadLetter>("goals", "POST", `/v1/dead-letters/${letter.sequence}/replay`);
+  }
+  const path = `/v1/${service}/dead-letters/${letter.sequence}/replay`;
+  const done = await api.send<Replayed>(service, "POST", path);
+  return { ...letter, replayed: done.replayed };
 }
 
 /** The failed deliveries of the last :data:`FAILURE_WINDOW_HOURS`, newest first. */

@@ -27,15 +27,16 @@ const en = {
   payload: (bytes: number) => `Message (${bytes} bytes)`,
   truncated: "only its beginning is shown; the replay sends it whole",
   replay: "Replay",
-  replayAsk: (subject: string) => `Publish this message again on ${subject}?`,
+  replayAsk: (subject: string, service: string) =>
+    `Publish this message again on ${subject}, as ${service}?`,
   replayConfirm: "Yes, replay",
   cancel: "Cancel",
   replaying: "Replaying…",
   replayed: (when: string, who: string, stream: string, sequence: number) =>
     `Replayed ${when} by ${who} (${stream} message ${sequence})`,
   operatorOnly:
-    "Replay as the NATS operator (docs/operations.md): only its own service publishes on " +
-    "this subject.",
+    "No service publishes on this subject (the server does): replay it as the NATS operator " +
+    "(docs/operations.md).",
   failures: "Delivery failures",
   failuresHint: (hours: number) =>
     `Notifications given up on in the last ${hours} hours, by channel.`,
@@ -75,13 +76,14 @@ const zh: OperationsStrings = {
   payload: (bytes: number) => `消息（${bytes} 字节）`,
   truncated: "只显示开头；重放时发送完整消息",
   replay: "重放",
-  replayAsk: (subject: string) => `将此消息重新发布到 ${subject}？`,
+  replayAsk: (subject: string, service: string) =>
+    `以 ${service} 的身份将此消息重新发布到 ${subject}？`,
   replayConfirm: "确认重放",
   cancel: "取消",
   replaying: "正在重放…",
   replayed: (when: string, who: string, stream: string, sequence: number) =>
     `已于 ${when} 由 ${who} 重放（${stream} 第 ${sequence} 条）`,
-  operatorOnly: "请以 NATS 管理员身份重放（见 docs/operations.md）：此主题只由其所属服务发布。",
+  operatorOnly: "没有服务发布此主题（由服务器发布）：请以 NATS 管理员身份重放（见 docs/operations.md）。",
   failures: "投递失败",
   failuresHint: (hours: number) => `最近 ${hours} 小时内放弃投递的通知，按渠道统计。`,
   noFailures: "没有投递失败。",

@@ -129,7 +129,7 @@ export function Operations({ api, t, language, onSignedOut }: PageProps) {
         s={s}
         loading={t.loading}
         language={language}
-        onReplay={(letter) => replay(api, letter.sequence)}
+        onReplay={(letter) => replay(api, letter)}
         onReplayed={replayed}
         onError={fail}
       />
@@ -340,7 +340,7 @@ function Letter({
         </p>
       ) : asking ? (
         <div class="confirm" role="group" data-testid="replay-ask">
-          <span>{s.replayAsk(letter.origin_subject)}</span>
+          <span>{s.replayAsk(letter.origin_subject, letter.replayed_by ?? "goals")}</span>
           <div class="actions">
             <button type="button" data-testid="replay-confirm" disabled={busy} onClick={go}>
               {busy ? s.replaying : s.replayConfirm}

@@ -19,6 +19,7 @@ from goalwatch.checkpoints import Checkpoint
 from goalwatch.connections import nats_access, ready_checks, redis_client
 from goalwatch.consumers import Consumers, ConsumerSpec, RedeliveryPolicy
 from goalwatch.contracts import GoalStatusChanged, MetricRecorded, TimerFired, subjects
+from goalwatch.dead_letter_replay import replay_router
 from goalwatch.goals_client import GoalsClient, service_auth
 from goalwatch.messaging import new_broker
 from goalwatch.partitions import LeasedConsumers, Leases, partition_specs
@@ -177,6 +178,10 @@ class EvaluatorSettings(StateCheckSettings):
         "within this time and a third of it. Renewed every third of it; keep it below the "
         "consumers' ack_wait (30 s) (docs/scaling.md).",
     )
+
+
+REPLAY_PUBLISH_TIMEOUT = 5.0
+"""Seconds JetStream has to store a replayed dead letter's message."""
 
 
 def create_app(
@@ -383,6 +388,15 @@ def create_app(
             nats=nats_access(settings),
             names=names,
             directory=directory,
+        )
+    )
+    # Only the evaluator publishes alerts: it replays their dead letters (failed deliveries).
+    app.include_router(
+        replay_router(
+            "evaluator",
+            connection=lambda: broker.connection,
+            redis=redis,
+            publish_timeout=REPLAY_PUBLISH_TIMEOUT,
         )
     )
     app.add_exception_handler(RuleRefused, RuleRefused.answer)

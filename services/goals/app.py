@@ -11,8 +11,6 @@ from goalwatch.checkpoints import PublishedCheckpoint, Recovery
 from goalwatch.connections import nats_access, ready_checks, redis_client
 from goalwatch.contracts import subjects
 from goalwatch.messaging import new_broker
-from goalwatch.nats_users import GOALS
-from goalwatch.nats_users import user as nats_user
 from goalwatch.service import service_app
 from goalwatch.serving import ServiceInfo
 from goalwatch.settings import Port, StateCheckSettings
@@ -185,10 +183,7 @@ def create_app(
     # Goals keeps the dead-letter stream; it replays what its own NATS user may publish.
     app.include_router(
         dead_letters_router(
-            connection=lambda: broker.connection,
-            redis=redis,
-            may_publish=nats_user(GOALS).permissions.may_publish,
-            publish_timeout=timeout,
+            connection=lambda: broker.connection, redis=redis, publish_timeout=timeout
         )
     )
     return app

@@ -1,31 +1,29 @@
 """``/v1/dead-letters``: the operator's view of ``GOALWATCH_DEADLETTER``, and replay.
 
-Goals serves it because it keeps the dead-letter stream (:data:`goalwatch.nats_users.
-STREAM_OWNERS`) and so already reads it. A replay publishes as goals' NATS user, so it
-reaches only the subjects that user may publish on: raw metric events
-(``goalwatch.metrics.in.v1``, which ingestion validates again) and goals' own goal, person and
-org unit changes. Alerts and validated metric events are published by the evaluator and
-ingestion alone; their dead letters are listed with ``replayable`` false and are replayed
-as the NATS operator (docs/operations.md). What replays do is :mod:`goalwatch.dead_letters`.
+Goals serves the list because it keeps the dead-letter stream (:data:`goalwatch.nats_users.
+STREAM_OWNERS`) and so already reads it; each dead letter says which service replays it
+(``replayed_by``): the one whose NATS user may publish on its origin subject
+(:func:`goalwatch.dead_letters.replayer`). Goals replays what its own user may publish, raw
+metric events (``goalwatch.metrics.in.v1``, which ingestion validates again) and goals' own
+goal, person and org unit changes, at ``POST /v1/dead-letters/{sequence}/replay``; the
+evaluator replays alerts and ingestion validated metric events, each at
+``POST /v1/<service>/dead-letters/{sequence}/replay`` (:mod:`goalwatch.dead_letter_replay`).
 
-Each replay is remembered in Redis (:data:`services.goals.keys.DEAD_LETTER_REPLAYED`, kept as
-long as the stream keeps dead letters) and in the audit log (the route is audited). The mark
-is set before publishing: a second click, or a second operator, gets 409 instead of a second
-copy of the message.
+Each replay is marked in Redis (:data:`goalwatch.dead_letters.REPLAY_MARKS`, shared by the
+services that replay, kept as long as the stream keeps dead letters) and in the audit log (the
+route is audited). The mark is set before publishing: a second click, or a second operator,
+gets 409 instead of a second copy of the message.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from typing import Annotated, Final
 
 import nats.errors
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from nats.aio.client import Client
-from pydantic import AwareDatetime, Field, ValidationError
+from pydantic import Field
 from redis.asyncio import Redis
 
 from goalwatch import dead_letters
@@ -33,24 +31,14 @@ from goalwatch.auth.policies import DEAD_LETTERS_READ, DEAD_LETTERS_REPLAY
 from goalwatch.auth.policy import Caller
 from goalwatch.contracts import DeadLetter
 from goalwatch.contracts.base import Contract
+from goalwatch.dead_letter_replay import REPLAY_RESPONSES, ReplayMarks, ReplayRead, replay_once
+from goalwatch.nats_users import GOALS
 from goalwatch.problems import problem_responses
 from services.goals import keys
 
 DEFAULT_LIMIT: Final = 50
 SHOWN_PAYLOAD_CHARS: Final = 8192
 """Most of a payload a listed dead letter shows: a page of fifty near 1 MiB each is no page."""
-# As long as GOALWATCH_DEADLETTER keeps a dead letter (30 days), and a day more.
-_REPLAY_MARK_TTL = timedelta(days=31)
-
-
-class ReplayRead(Contract):
-    """A dead letter's replay: when, by whom, and the message it made."""
-
-    at: AwareDatetime = Field(description="When it was replayed.")
-    by: str = Field(description="Who replayed it: person:<id> or system:<client>.")
-    subject: str = Field(description="The subject it was published on (its origin).")
-    stream: str = Field(description="The stream that stored the replayed message.")
-    sequence: int = Field(description="The replayed message's sequence in that stream.")
 
 
 class DeadLetterRead(DeadLetter):
@@ -61,11 +49,17 @@ class DeadLetterRead(DeadLetter):
         description="Its dead-letter subject, e.g. goalwatch.deadletter.v1.metrics."
     )
     replayable: bool = Field(
-        description="Whether this API may replay it: alerts and validated metric events are "
-        "replayed as the NATS operator (docs/operations.md)."
+        description="Whether a service replays it over HTTP (`replayed_by`); false: only the "
+        "NATS operator can (docs/operations.md)."
+    )
+    replayed_by: str | None = Field(
+        default=None,
+        description="The service that replays it, the one whose NATS user publishes its "
+        "origin subject: `goals` (POST /v1/dead-letters/{sequence}/replay), `evaluator` or "
+        "`ingestion` (POST /v1/<service>/dead-letters/{sequence}/replay); null: none.",
     )
     replayed: ReplayRead | None = Field(
-        default=None, description="Its replay through this API, if it had one."
+        default=None, description="Its replay over HTTP, by whichever service, if it had one."
     )
     payload_shortened: bool = Field(
         default=False,
@@ -83,34 +77,20 @@ class DeadLetterPage(Contract):
     )
 
 
-def _mark(sequence: int) -> str:
-    return f"{keys.DEAD_LETTER_REPLAYED}{sequence}"
-
-
 def dead_letters_router(
     *,
     connection: Callable[[], Client],
     redis: Redis,
-    may_publish: Callable[[str], bool],
     publish_timeout: float,
 ) -> APIRouter:
     """The dead-letter routes, reading and publishing over ``connection``."""
     router = APIRouter(prefix="/v1/dead-letters", tags=["dead letters"])
-
-    async def replays(sequences: list[int]) -> dict[int, ReplayRead]:
-        if not sequences:
-            return {}
-        found = await redis.mget([_mark(seq) for seq in sequences])
-        marks: dict[int, ReplayRead] = {}
-        for seq, raw in zip(sequences, found, strict=True):
-            if raw is not None:
-                # A claim whose replay is still being published is not a replay yet.
-                with contextlib.suppress(ValidationError):
-                    marks[seq] = ReplayRead.model_validate_json(raw)
-        return marks
+    # Marks goals made before the replaying services shared theirs count until they expire.
+    marks = ReplayMarks(redis, legacy=[keys.DEAD_LETTER_REPLAYED])
 
     def shown(stored: dead_letters.Stored, replay: ReplayRead | None) -> DeadLetterRead:
         letter = stored.letter.model_dump()
+        owner = dead_letters.replayer(stored.letter.origin_subject)
         payload: str = letter.pop("payload")
         if letter["payload_bytes"] is None:
             letter["payload_bytes"] = len(payload.encode())
@@ -120,7 +100,8 @@ def dead_letters_router(
             payload_shortened=len(payload) > SHOWN_PAYLOAD_CHARS,
             sequence=stored.sequence,
             subject=stored.subject,
-            replayable=may_publish(stored.letter.origin_subject),
+            replayable=owner is not None,
+            replayed_by=owner,
             replayed=replay,
         )
 
@@ -143,66 +124,29 @@ def dead_letters_router(
             found, following = await dead_letters.newest(js, limit=limit, before=cursor)
         except nats.errors.Error as exc:
             raise HTTPException(503, "NATS did not answer; retry later") from exc
-        marks = await replays([one.sequence for one in found])
+        shown_marks = await marks.read([one.sequence for one in found])
         return DeadLetterPage(
-            dead_letters=[shown(one, marks.get(one.sequence)) for one in found],
+            dead_letters=[shown(one, shown_marks.get(one.sequence)) for one in found],
             next_cursor=None if following is None else str(following),
         )
 
     @router.post(
         "/{sequence}/replay",
         summary="Publish a dead letter's message again on its original subject",
-        responses=problem_responses(
-            {
-                404: "No dead letter at that sequence (never, deleted or expired).",
-                409: "Already replayed, or not replayable through this API (the detail says "
-                "how to replay it).",
-                503: "NATS did not answer; nothing was replayed, retry later.",
-            }
-        ),
+        responses=REPLAY_RESPONSES,
     )
     async def replay(
         sequence: Annotated[int, Path(ge=1, description="The dead letter's sequence.")],
         caller: Annotated[Caller, Depends(DEAD_LETTERS_REPLAY)],
     ) -> DeadLetterRead:
-        js = connection().jetstream()
-        try:
-            stored = await dead_letters.read(js, sequence)
-        except nats.errors.Error as exc:
-            raise HTTPException(503, "NATS did not answer; nothing was replayed") from exc
-        if stored is None:
-            raise HTTPException(404, f"no dead letter at sequence {sequence}")
-        if not may_publish(stored.letter.origin_subject):
-            raise HTTPException(
-                409,
-                f"{stored.letter.origin_subject} is published only by the service that owns "
-                "it: replay this dead letter as the NATS operator (docs/operations.md, "
-                "Replaying a dead letter)",
-            )
-        # Claimed before publishing: two replays of one letter cannot both publish.
-        claim = json.dumps({"claimed": True})
-        if not await redis.set(_mark(sequence), claim, nx=True, ex=_REPLAY_MARK_TTL):
-            earlier = (await replays([sequence])).get(sequence)
-            when = f" at {earlier.at.isoformat()}" if earlier else ""
-            raise HTTPException(409, f"dead letter {sequence} was already replayed{when}")
-        try:
-            done = await dead_letters.replay(
-                js, stored.letter, may_publish=may_publish, publish_timeout=publish_timeout
-            )
-        except dead_letters.NotReplayable as exc:
-            await redis.delete(_mark(sequence))
-            raise HTTPException(409, str(exc)) from exc
-        except (nats.errors.Error, TimeoutError) as exc:
-            await redis.delete(_mark(sequence))
-            raise HTTPException(503, "NATS did not store the replay; retry later") from exc
-        record = ReplayRead(
-            at=datetime.now(UTC),
-            by=caller.principal.who,
-            subject=done.subject,
-            stream=done.stream,
-            sequence=done.sequence,
+        stored, record = await replay_once(
+            service=GOALS,
+            connection=connection(),
+            marks=marks,
+            sequence=sequence,
+            who=caller.principal.who,
+            publish_timeout=publish_timeout,
         )
-        await redis.set(_mark(sequence), record.model_dump_json(), ex=_REPLAY_MARK_TTL)
         return shown(stored, record)
 
     return router

@@ -100,5 +100,6 @@ def role_grants(person_id: str) -> str:
 
 
 DEAD_LETTER_REPLAYED: Final = f"{PREFIX}dead-letter-replayed:"
-"""String per replayed dead letter (its sequence appended): JSON of when, by whom and where to
-(``/v1/dead-letters``); set before the replay is published, so a letter is replayed once."""
+"""Goals' earlier marks of replayed dead letters (its sequence appended), read until they
+expire; replays are now marked under :data:`goalwatch.dead_letters.REPLAY_MARKS`, which every
+replaying service shares."""

@@ -11,11 +11,13 @@ from fastapi import FastAPI
 from faststream.nats import NatsBroker
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
+from redis.asyncio import Redis
 
 from goalwatch.catalogue import DEFAULT_CATALOGUE, Catalogue, CatalogueLoadError, load_catalogue
-from goalwatch.connections import nats_access, ready_checks
+from goalwatch.connections import nats_access, ready_checks, redis_client
 from goalwatch.consumers import Consumers, ConsumerSpec, RedeliveryPolicy
 from goalwatch.contracts import MetricCloudEvent, MetricRecorded, subjects
+from goalwatch.dead_letter_replay import replay_router
 from goalwatch.goals_client import GoalsClient, service_auth
 from goalwatch.messaging import new_broker
 from goalwatch.service import service_app
@@ -101,10 +103,12 @@ def create_app(
     broker: NatsBroker | None = None,
     catalogue: Catalogue | None = None,
     http: httpx.AsyncClient | None = None,
+    redis: Redis | None = None,
 ) -> FastAPI:
     """Build the ingestion app; ``publisher`` and ``broker`` replace the JetStream ones,
     ``catalogue`` the one read from ``settings.catalogue_file``; ``http`` is the client that
-    asks goals whom a person may see (for a metric's history).
+    asks goals whom a person may see (for a metric's history); ``redis`` holds only the
+    marks of the dead letters it replays.
 
     Raises :class:`CatalogueLoadError` if the catalogue file does not load.
     """
@@ -121,6 +125,8 @@ def create_app(
     )
     uncatalogued = UncataloguedLog()
     http = http or httpx.AsyncClient(timeout=httpx.Timeout(5.0))
+    # Only for the marks of replayed dead letters: events flow without it.
+    redis = redis or redis_client(settings)
     goals = GoalsClient(client=http, base_url=settings.goals_url, auth=service_auth(settings))
     intake = MessageIntake(
         publisher=sink,
@@ -143,13 +149,14 @@ def create_app(
         name="ingestion",
         settings=settings,
         max_body_bytes=settings.ingest_max_body_bytes,
-        # Ingestion keeps no state of its own (JetStream de-duplicates): no Redis.
+        # Ingestion keeps no state of its own (JetStream de-duplicates): Redis holds only
+        # the marks of the dead letters it replays, so events flow, and it is ready, without.
         checks=ready_checks(broker=broker),
         registry=REGISTRY,
         broker=broker,
         consumers=consumers,
         schemas=[MetricRecorded, MetricCloudEvent],
-        close=[http.aclose],
+        close=[http.aclose, redis.aclose],
     )
     app.include_router(
         events_router(
@@ -161,6 +168,16 @@ def create_app(
         )
     )
     app.include_router(catalogue_router(catalogue=catalogue))
+    # Only ingestion publishes validated metric events: it replays their dead letters (the
+    # evaluator's), onto the partition they came from.
+    app.include_router(
+        replay_router(
+            "ingestion",
+            connection=lambda: broker.connection,
+            redis=redis,
+            publish_timeout=settings.ingest_publish_timeout,
+        )
+    )
     app.include_router(
         history_router(
             reader=MetricReader(lambda: broker.connection, partitions=settings.metrics_partitions),

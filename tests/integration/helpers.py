@@ -391,6 +391,35 @@ def make_dead_letter(nats_url: str, marker: str) -> int:
     return sequence
 
 
+def make_alert_dead_letter(nats_url: str, marker: str) -> int:
+    """Publish, as the NATS operator, what is no alert onto ``goalwatch.alerts.fired.v1``: the
+    notifier dead-letters it. The sequence of that dead letter (the evaluator replays it)."""
+    body = json.dumps({"not": "an alert", "marker": marker}).encode()
+    asyncio.run(_publish(nats_url, subjects.ALERTS_FIRED, body))
+    _, sequence = first_message(
+        nats_url,
+        subjects.DEADLETTER_ALERTS,
+        stream=subjects.STREAM_DEADLETTER,
+        match=lambda letter: marker in letter["payload"],
+    )
+    return sequence
+
+
+def make_recorded_dead_letter(nats_url: str, marker: str) -> int:
+    """Publish, as the NATS operator, what is no ``MetricRecorded`` onto a partition of the
+    validated metric events: the evaluator dead-letters it. The sequence of that dead letter
+    (ingestion replays it)."""
+    body = json.dumps({"not": "an event", "marker": marker}).encode()
+    asyncio.run(_publish(nats_url, subjects.metrics_partition_subject(0), body))
+    _, sequence = first_message(
+        nats_url,
+        subjects.DEADLETTER_METRICS,
+        stream=subjects.STREAM_DEADLETTER,
+        match=lambda letter: marker in letter["payload"],
+    )
+    return sequence
+
+
 async def _publish(nats_url: str, subject: str, data: bytes) -> None:
     nc = await nats.connect(nats_url)
     try:

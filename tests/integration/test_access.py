@@ -29,7 +29,14 @@ import pytest
 
 from goalwatch.dev.stack import Stack
 from goalwatch.serving import registered_services
-from tests.integration.helpers import make_dead_letter, post_events, rework_event, unique
+from tests.integration.helpers import (
+    make_alert_dead_letter,
+    make_dead_letter,
+    make_recorded_dead_letter,
+    post_events,
+    rework_event,
+    unique,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -64,6 +71,8 @@ MATRIX = [
     Row("ingestion", "GET", "/v1/metrics", "                        401 200 200 200 200 200 200 200"),
     Row("ingestion", "GET", "/v1/metrics/{metric}", "               401 200 200 200 200 200 200 200"),
     Row("ingestion", "GET", "/v1/ingestion/consumers", "            401 403 200 403 403 403 403 403"),
+    # The operator replays a validated event's dead letter (the evaluator's) made for it.
+    Row("ingestion", "POST", "/v1/ingestion/dead-letters/{recorded_letter}/replay", "401 403 200 403 403 403 403 403"),
     Row("ingestion", "GET", "/v1/metrics/{metric}/history/{person}", "401 200 404 200 200 200 403 403", target="own"),
     Row("ingestion", "GET", "/v1/metrics/{metric}/history/{person}", "401 200 404 404 404 404 403 403", target="other"),
     Row("evaluator", "GET", "/healthz", "                           200 200 200 200 200 200 200 200"),
@@ -81,6 +90,8 @@ MATRIX = [
     Row("evaluator", "POST", "/v1/rules/{rule}/backtest", "         401 200 403 403 403 403 403 403", body="backtest"),
     Row("evaluator", "DELETE", "/v1/rules/{rule}", "                401 200 403 403 403 403 403 403"),
     Row("evaluator", "GET", "/v1/evaluator/consumers", "            401 403 200 403 403 403 403 403"),
+    # The operator replays an alert's dead letter (the notifier's) made for it.
+    Row("evaluator", "POST", "/v1/evaluator/dead-letters/{alert_letter}/replay", "401 403 200 403 403 403 403 403"),
     Row("goals", "GET", "/healthz", "                               200 200 200 200 200 200 200 200"),
     Row("goals", "GET", "/readyz", "                                200 200 200 200 200 200 200 200"),
     Row("goals", "GET", "/v1/audit", "                              401 200 200 403 403 403 403 403"),
@@ -180,6 +191,10 @@ class Org:
     """The id of an API key made for the matrix."""
     dead_letter: int
     """The sequence of a dead letter made for the matrix."""
+    alert_letter: int
+    """The sequence of an alert's dead letter made for the matrix (the evaluator's to replay)."""
+    recorded_letter: int
+    """The sequence of a validated event's dead letter made for the matrix (ingestion's)."""
 
 
 def _person(pid: str, unit: str, manager: str | None = None) -> dict[str, Any]:
@@ -229,8 +244,11 @@ def org(stack: Stack) -> Org:
         )
         assert key.status_code == 201, key.text
     dead_letter = make_dead_letter(stack.settings.nats_url, unique("matrix-bad"))
+    alert_letter = make_alert_dead_letter(stack.settings.nats_url, unique("matrix-alert"))
+    recorded_letter = make_recorded_dead_letter(stack.settings.nats_url, unique("matrix-ev"))
     return Org(people, units, goals, alerts, rule=unique("access-rule"),
-               api_key=key.json()["id"], dead_letter=dead_letter)  # fmt: skip
+               api_key=key.json()["id"], dead_letter=dead_letter, alert_letter=alert_letter,
+               recorded_letter=recorded_letter)  # fmt: skip
 
 
 def _episode(http: httpx.Client, stack: Stack, subject: str) -> str:
@@ -329,6 +347,8 @@ def _path(row: Row, org: Org, silence: str | None) -> str:
         role="hr_admin",
         name=_built_asset(),
         sequence=org.dead_letter,
+        alert_letter=org.alert_letter,
+        recorded_letter=org.recorded_letter,
     )
 
 

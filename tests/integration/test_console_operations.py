@@ -1,6 +1,6 @@
 """The operations page in a real browser: the operator sees each service's consumers, a dead
-letter made here with its reason, replays it (and the stream has the replayed message), and a
-webhook that fails shows under its channel; a manager gets no such page, and the APIs refuse
+letter made here with its reason, replays it (and the stream has the replayed message), replays
+a failed delivery through the evaluator, and a webhook that fails shows under its channel; a manager gets no such page, and the APIs refuse
 them. Screenshots go to docs/console/."""
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def test_the_operator_sees_lag_replays_a_dead_letter_and_sees_failures_by_channe
             [rework_event(unreachable, day, 0.3) for day in (1, 2, 3)],
         )
         failure = _failed_delivery(http, stack, unreachable)
-    # The webhook gave up: the alert is a dead letter only the NATS operator may replay.
+    # The webhook gave up: the alert is a dead letter, which the evaluator replays.
     _, alerts_letter = _apart(
         lambda: first_message(
             stack.settings.nats_url,
@@ -129,10 +129,20 @@ def test_the_operator_sees_lag_replays_a_dead_letter_and_sees_failures_by_channe
     assert _stored(stack, done["stream"], done["sequence"]) == replayed["payload"].encode()
     assert marker in replayed["payload"]
 
+    # The failed delivery: replayed by the evaluator, the one service that publishes alerts.
     alerts_card = page.locator(f'[data-testid="dead-letter"][data-sequence="{alerts_letter}"]')
     expect(alerts_card.get_by_test_id("origin")).to_have_text(subjects.ALERTS_FIRED)
-    expect(alerts_card.get_by_test_id("operator-only")).to_be_visible()
+    expect(alerts_card.get_by_test_id("operator-only")).to_have_count(0)
+    alerts_card.get_by_test_id("replay").click()
+    expect(alerts_card.get_by_test_id("replay-ask")).to_contain_text("evaluator")
+    alerts_card.get_by_test_id("replay-confirm").click()
+    expect(alerts_card.get_by_test_id("replayed")).to_contain_text(subjects.STREAM_ALERTS)
     expect(alerts_card.get_by_test_id("replay")).to_have_count(0)
+    with stack.client(timeout=10.0) as http:
+        listed = http.get(f"{goals}/v1/dead-letters", headers=stack.auth_headers("ops")).json()
+    [alert_replayed] = [one for one in listed["dead_letters"] if one["sequence"] == alerts_letter]
+    assert alert_replayed["replayed"]["service"] == "evaluator"
+    assert alert_replayed["replayed"]["by"] == "person:ops"
 
     # The failed webhook delivery, counted under its channel and listed with its rule.
     expect(page.locator('[data-testid="failure-count"][data-channel="webhook"]')).to_be_visible()
@@ -180,13 +190,20 @@ def test_a_manager_gets_no_operations_page_and_the_apis_refuse_them(
         refused = [
             http.get(f"{goals}/v1/dead-letters", headers=headers),
             http.post(f"{goals}/v1/dead-letters/1/replay", headers=headers),
+            *(
+                http.post(
+                    f"{stack.settings.url(service)}/v1/{service}/dead-letters/1/replay",
+                    headers=headers,
+                )
+                for service in ("evaluator", "ingestion")
+            ),
             http.get(f"{stack.settings.url('notifier')}/v1/deliveries", headers=headers),
             *(
                 http.get(f"{stack.settings.url(service)}/v1/{service}/consumers", headers=headers)
                 for service in ("ingestion", "evaluator", "notifier")
             ),
         ]
-    assert [answer.status_code for answer in refused] == [403] * 6
+    assert [answer.status_code for answer in refused] == [403] * 8
 
 
 def test_the_page_speaks_the_operators_browser_language(stack: Stack, browser: Browser) -> None:

@@ -156,3 +156,53 @@ def test_a_failing_receiver_blocks_nothing_else(
     await_drained(faulty.settings.nats_url, timeout=60)
     for subject in (*flowing, recovers, given_up):
         assert [c.status for c in receiver.about(subject)].count(200) == 1, subject
+
+
+def test_a_failed_webhook_replayed_from_the_operations_api_is_delivered_exactly_once(
+    faulty: Stack, receiver: WebhookReceiver, http: httpx.Client
+) -> None:
+    """The console's Replay of a failed delivery: goals lists it as the evaluator's to
+    replay, the evaluator republishes the alert, and the notifier makes only the delivery
+    that failed, once; the inbox keeps one entry, the one it made the first time."""
+    subject = unique("replayed")
+    _add_people(http, faulty, subject)
+    receiver.failing.add(subject)
+    _breach(http, faulty, subject)
+    _, sequence = first_message(
+        faulty.settings.nats_url,
+        subjects.DEADLETTER_ALERTS,
+        stream=subjects.STREAM_DEADLETTER,
+        match=lambda letter: subject in letter["payload"],
+        timeout=120,
+    )
+    assert [c.status for c in receiver.about(subject)] == [500] * MAX_ATTEMPTS
+    notifier = faulty.settings.url("notifier")
+    inbox = http.get(f"{notifier}/v1/alerts", params={"recipient": subject}).json()["alerts"]
+    assert len(inbox) == 1
+
+    ops = faulty.auth_headers("ops")
+    [letter] = [
+        one
+        for one in http.get(f"{faulty.settings.url('goals')}/v1/dead-letters", headers=ops).json()[
+            "dead_letters"
+        ]
+        if one["sequence"] == sequence
+    ]
+    assert letter["origin_subject"] == subjects.ALERTS_FIRED
+    assert letter["replayed_by"] == "evaluator"
+
+    receiver.failing.discard(subject)  # the receiver is fixed
+    replay = f"{faulty.settings.url('evaluator')}/v1/evaluator/dead-letters/{sequence}/replay"
+    replayed = http.post(replay, headers=ops)
+    assert replayed.status_code == 200, replayed.text
+    receiver.wait_for(_answered(subject), timeout=60)
+    # A second click is refused: the replay is made once.
+    assert http.post(replay, headers=ops).status_code == 409
+
+    await_drained(faulty.settings.nats_url, timeout=60)
+    calls = receiver.about(subject)
+    assert [c.status for c in calls] == [500] * MAX_ATTEMPTS + [200]
+    # The same delivery, retried: the receiver can tell it is the one that failed.
+    assert len({c.headers["idempotency-key"] for c in calls}) == 1
+    after = http.get(f"{notifier}/v1/alerts", params={"recipient": subject}).json()["alerts"]
+    assert [entry["id"] for entry in after] == [entry["id"] for entry in inbox]

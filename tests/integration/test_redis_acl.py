@@ -14,6 +14,7 @@ import pytest
 import redis
 from redis.exceptions import AuthenticationError, NoPermissionError, ResponseError
 
+from goalwatch import dead_letters
 from goalwatch.dev import redis_acl
 from goalwatch.dev.stack import Stack, StackSettings
 from goalwatch.redis_users import OPERATOR, service_users
@@ -22,6 +23,8 @@ from tests.integration.conftest import REPO
 pytestmark = pytest.mark.integration
 
 SERVICES = [u.name for u in service_users()]
+STATEFUL = [name for name in SERVICES if name != "ingestion"]
+"""The services that keep state of their own; ingestion reaches only the replay marks."""
 
 # Commands no service may run: server administration, wiping data, reading every key name.
 FORBIDDEN: list[tuple[str, ...]] = [
@@ -105,7 +108,7 @@ def test_a_service_cannot_administer_or_wipe_redis(
         client.execute_command(*command)
 
 
-@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("service", STATEFUL)
 def test_a_service_uses_its_own_keys_with_scripts_and_transactions(
     servers: Stack, service: str
 ) -> None:
@@ -204,6 +207,22 @@ def test_passwords_are_kept_for_the_owner_only(servers: Stack) -> None:
     assert not any(redis_acl.password(servers.settings.state_dir, n) in text for n in SERVICES)
 
 
+def test_the_services_that_replay_dead_letters_share_their_marks_and_nothing_more(
+    servers: Stack,
+) -> None:
+    mark = f"{dead_letters.REPLAY_MARKS}{uuid.uuid4().int % 10**9}"
+    with _as(servers, "ingestion") as ingestion:
+        assert ingestion.set(mark, "{}", nx=True, px=60_000)
+        with pytest.raises(NoPermissionError):
+            ingestion.set(_probe("ingestion"), "1")
+    for replaying in ("goals", "evaluator"):
+        with _as(servers, replaying) as client:
+            # Claimed by another replaying service: not claimed again.
+            assert not client.set(mark, "{}", nx=True, px=60_000)
+    with _as(servers, "notifier") as notifier, pytest.raises(NoPermissionError):
+        notifier.get(mark)
+
+
 def test_each_service_connects_as_its_own_user(stack: Stack) -> None:
     deadline = time.monotonic() + 10
     with redis.Redis.from_url(stack.settings.redis_url, decode_responses=True) as operator:
@@ -211,11 +230,11 @@ def test_each_service_connects_as_its_own_user(stack: Stack) -> None:
         while True:
             clients = operator.client_list()
             users = {client["user"] for client in clients}
-            if set(SERVICES) <= users or time.monotonic() > deadline:
+            if set(STATEFUL) <= users or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
-    # Ingestion keeps nothing in Redis; every other service is connected.
-    assert set(SERVICES) <= users, clients
+    # Ingestion connects only to replay a dead letter; every other service is connected.
+    assert set(STATEFUL) <= users, clients
     assert users <= {*SERVICES, OPERATOR, "default"}, clients
     # A connection shows as "default" until its AUTH is through; none gets further.
     anonymous = [c for c in clients if c["user"] == "default"]

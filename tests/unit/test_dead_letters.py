@@ -116,3 +116,28 @@ def test_goals_replays_its_own_changes() -> None:
     js = FakeJetStream({})
     replay(js, letter(origin_subject=subjects.PERSON_CHANGED))
     assert js.published[0][0] == subjects.PERSON_CHANGED
+
+
+@pytest.mark.parametrize(
+    ("origin", "service"),
+    [
+        (subjects.ALERTS_FIRED, "evaluator"),
+        (subjects.ALERTS_RESOLVED, "evaluator"),
+        (subjects.metrics_partition_subject(0), "ingestion"),
+        (subjects.metrics_partition_subject(15), "ingestion"),
+        (subjects.METRICS_IN, "goals"),
+        (subjects.PERSON_CHANGED, "goals"),
+        (subjects.ORG_UNIT_CHANGED, "goals"),
+        # Fired timers are published by the server alone: the NATS operator replays them.
+        ("goalwatch.timers.v1.fired.notifier", None),
+    ],
+)
+def test_a_dead_letter_is_replayed_by_the_service_whose_user_publishes_its_origin(
+    origin: str, service: str | None
+) -> None:
+    assert dead_letters.replayer(origin) == service
+    if service is not None:
+        # Derived from the permissions, which stay as strict: it is the only one.
+        others = [name for name in ("goals", "ingestion", "evaluator", "notifier")
+                  if name != service and user(name).permissions.may_publish(origin)]  # fmt: skip
+        assert others == []

@@ -251,6 +251,9 @@ def test_every_api_path_is_routed_to_its_service_and_nothing_else_is_exposed() -
             # The route every service with consumers has is under its name: routed exactly.
             if path == f"/v1/{service}/consumers":
                 expected[path] = f"goalwatch-{service}"
+            # Dead letters replayed by the service publishing their origin: under its name.
+            elif path.startswith(f"/v1/{service}/dead-letters/"):
+                expected[f"/v1/{service}/dead-letters"] = f"goalwatch-{service}"
             elif path.startswith("/v1/"):
                 expected["/".join(path.split("/")[:3])] = f"goalwatch-{service}"
     # The console's page, callback, built files and configuration; not its health or metrics.
@@ -300,10 +303,11 @@ def test_network_policies_open_only_the_paths_each_service_needs() -> None:
         labels = {"app.kubernetes.io/name": "goalwatch", "app.kubernetes.io/component": service}
         reached = _egress(resources, labels)
         assert nats in reached and dns in reached, service
-        assert (redis in reached) == (service != "ingestion"), service
+        # Ingestion too, for the marks of the dead letters it replays alone.
+        assert redis in reached, service
         assert (goals in reached) == (service != "goals"), service
         assert (smtp in reached) == (service == "notifier"), service
-    # Redis takes connections from the three services that keep state there, nobody else.
+    # Redis takes connections from the services with a Redis user, nobody else.
     [redis_policy] = [
         p
         for p in of_kind(resources, "NetworkPolicy")
@@ -315,6 +319,7 @@ def test_network_policies_open_only_the_paths_each_service_needs() -> None:
         "goals",
         "evaluator",
         "notifier",
+        "ingestion",
     ]
 
 

@@ -13,11 +13,13 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr, ValidationError
 
+from goalwatch import dead_letters
 from goalwatch.checkpoints import KEY_PREFIX as CHECKPOINT_PREFIX
 from goalwatch.connections import redis_client
-from goalwatch.contracts import AlertState
+from goalwatch.contracts import AlertState, subjects
 from goalwatch.redis_users import (
     OPERATOR,
+    REPLAY_MARKS,
     USERS,
     acl_file,
     main,
@@ -173,12 +175,27 @@ def test_every_key_prefix_in_a_services_code_is_its_own(service: str) -> None:
     assert not outside, f"prefixes in services/{service} outside its Redis user: {outside}"
 
 
-def test_ingestion_keeps_nothing_in_redis_and_has_no_user() -> None:
+def test_ingestion_keeps_nothing_in_redis_but_the_marks_of_its_replays() -> None:
     sources = "".join(p.read_text() for p in (REPO / "services" / "ingestion").glob("*.py"))
-    assert "import redis" not in sources and "from redis" not in sources
-    assert "redis_client" not in sources
-    with pytest.raises(KeyError):
-        user("ingestion")
+    assert not re.search(r"goalwatch:[a-z_-]+:", sources)
+    assert user("ingestion").keys == (REPLAY_MARKS,)
+    assert user("ingestion").may_use(f"{dead_letters.REPLAY_MARKS}42")
+
+
+def test_the_replay_marks_are_shared_by_the_services_that_replay_and_no_other() -> None:
+    """The one shared prefix: each dead letter is replayed once whichever service replays
+    it, and goals lists them all."""
+    mark = f"{dead_letters.REPLAY_MARKS}42"
+    replaying = {
+        dead_letters.replayer(subject)
+        for subject in (
+            subjects.METRICS_IN,
+            subjects.ALERTS_FIRED,
+            subjects.metrics_partition_subject(0),
+        )
+    }
+    assert replaying == {"goals", "evaluator", "ingestion"}
+    assert {u.name for u in service_users() if u.may_use(mark)} == replaying
 
 
 def test_the_notifier_alone_has_the_inbox_channel() -> None:
