@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import redis
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -382,6 +383,8 @@ class Stack:
         self._processes.remove(process)
         if name in ("nats", "redis"):
             self._wait_tcp(name, self.settings.port(name))
+            if name == "redis":
+                self._wait_redis_loaded()
         elif name == "idp":
             self._wait_idp()
         else:
@@ -619,6 +622,24 @@ class Stack:
         raise StackError(
             f"{name} did not accept connections on port {port} within {self.startup_timeout:.0f} s"
         )
+
+    def _wait_redis_loaded(self) -> None:
+        """Until Redis answers commands: after a restart it accepts connections at once but
+        answers LOADING while it reads its append-only file back."""
+        deadline = time.monotonic() + self.startup_timeout
+        with redis.Redis.from_url(self.settings.redis_url, socket_timeout=2.0) as client:
+            while True:
+                self._fail_if_exited("redis")
+                try:
+                    client.ping()
+                    return
+                except (redis.exceptions.BusyLoadingError, redis.exceptions.ConnectionError):
+                    if time.monotonic() > deadline:
+                        raise StackError(
+                            f"redis did not finish loading its data within "
+                            f"{self.startup_timeout:.0f} s"
+                        ) from None
+                    time.sleep(0.05)
 
     def _wait_ready(self, service: str, base_url: str | None = None, path: str = "/readyz") -> None:
         url = f"{base_url or self.settings.url(service)}{path}"

@@ -175,7 +175,8 @@ async def _alerts_about(
             while True:
                 msg = await sub.next_msg(timeout=max(0.1, deadline - time.monotonic()))
                 alert: dict[str, Any] = json.loads(msg.data)
-                if alert["subject"] == subject_id:
+                # .get: the stream may hold what is no alert (a test's junk, dead-lettered).
+                if isinstance(alert, dict) and alert.get("subject") == subject_id:
                     found.append((msg.subject, alert))
                 if msg.metadata.sequence.stream >= last:
                     return found
@@ -216,7 +217,8 @@ async def _await_alerts(
                 except TimeoutError:
                     continue
                 alert: dict[str, Any] = json.loads(msg.data)
-                if alert["subject"] == subject_id:
+                # .get: the stream may hold what is no alert (a test's junk, dead-lettered).
+                if isinstance(alert, dict) and alert.get("subject") == subject_id:
                     found.append((msg.subject, alert))
             return found
         finally:
