@@ -81,7 +81,6 @@ function LanguageSwitch({
         <button
           key={option}
           type="button"
-          class="link"
           lang={option === "zh" ? "zh-CN" : "en"}
           data-testid={`language-${option}`}
           aria-pressed={language === option}

@@ -87,6 +87,13 @@ const MOST_PAGES = 4;
 const path = (id: string, tail = "") => `/v1/rules/${encodeURIComponent(id)}${tail}`;
 
 /** The rules API, as the signed-in person calls it. */
+/** GET /v1/rules/{id}/tests: one test file shipped with the rules. */
+export interface ShippedTest {
+  file: string;
+  name: string;
+  text: string;
+}
+
 export class RulesApi {
   constructor(private readonly api: Api) {}
 
@@ -112,6 +119,11 @@ export class RulesApi {
       comment,
       ...(version === null ? {} : { version }),
     });
+  }
+
+  /** The test files shipped beside the rules (``rules/tests/``) that exercise rule ``id``. */
+  shipped(id: string): Promise<ShippedTest[]> {
+    return this.api.get<ShippedTest[]>("evaluator", path(id, "/tests"));
   }
 
   /** Run one rule test file (YAML text) against the draft ``source`` of rule ``id``. */

@@ -34,6 +34,8 @@ const en = {
   testHelp:
     "Test cases in the format of rules/tests/*.yaml: given these events, expect these alerts. " +
     "Separate several cases with a line of ---.",
+  shippedTests: (n: number, files: string) =>
+    `${n === 1 ? "The test" : `${n} tests`} shipped with the rules (rules/tests/${files}).`,
   runTests: "Run tests",
   running: "Running…",
   passed: (name: string) => `Passed: ${name}`,
@@ -114,6 +116,7 @@ const zh: RulesStrings = {
   testTitle: "测试",
   testHelp:
     "测试用例，格式同 rules/tests/*.yaml：给定这些事件，期望这些预警。多个用例之间用一行 --- 分隔。",
+  shippedTests: (n: number, files: string) => `随规则提供的 ${n} 个测试（rules/tests/${files}）。`,
   runTests: "运行测试",
   running: "正在运行…",
   passed: (name) => `通过：${name}`,

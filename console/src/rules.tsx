@@ -28,6 +28,7 @@ import {
   type LintProblem,
   type Rule,
   RulesApi,
+  type ShippedTest,
   type RuleVersion,
   type TestResult,
 } from "./rules-api";
@@ -512,9 +513,22 @@ function TestPane({
   text: string;
   fail: Fail;
 }) {
-  // The starting case follows the draft's id and metric until the person edits it.
+  // The rule's own tests shipped beside the rules, when it has some; otherwise a starting
+  // case that follows the draft's id and metric until the person edits it.
+  const [shipped, setShipped] = useState<ShippedTest[]>([]);
   const [edited, setTests] = useState<string | null>(null);
-  const tests = edited ?? testTemplate(id ?? "my-new-rule", rule?.metric ?? metricOf(text));
+  useEffect(() => {
+    setShipped([]);
+    if (rule === null) {
+      return;
+    }
+    rules.shipped(rule.id).then(setShipped, () => setShipped([]));
+  }, [rules, rule?.id]);
+  const tests =
+    edited ??
+    (shipped.length > 0
+      ? shipped.map((one) => one.text.trimEnd()).join("\n---\n")
+      : testTemplate(id ?? "my-new-rule", rule?.metric ?? metricOf(text)));
   const [results, setResults] = useState<TestResult[] | null>(null);
   const [busy, setBusy] = useState(false);
   const [problem, setProblem] = useState<string | null>(null);
@@ -549,6 +563,11 @@ function TestPane({
     <section class="pane" data-testid="test-pane">
       <h2>{s.testTitle}</h2>
       <p class="meta">{s.testHelp}</p>
+      {shipped.length > 0 && edited === null && (
+        <p class="meta" data-testid="shipped-tests">
+          {s.shippedTests(shipped.length, shipped.map((one) => one.file).join(", "))}
+        </p>
+      )}
       <textarea
         class="tests"
         rows={8}

@@ -68,6 +68,7 @@ from services.evaluator.publishing import AlertPublisher
 from services.evaluator.rule_changes import RuleChanges
 from services.evaluator.rule_checks import rule_checks_router
 from services.evaluator.rule_store import RuleStore
+from services.evaluator.shipped_tests import shipped_tests_router
 from services.evaluator.streaks import StreakStore
 
 logger = logging.getLogger(__name__)
@@ -381,6 +382,7 @@ def create_app(
         ],
     )
     app.include_router(rules_router(live, RuleChanges(store, live, catalogue)))
+    app.include_router(shipped_tests_router(settings.rules_dir))
     app.include_router(
         rule_checks_router(
             lambda rule_id: None if (entry := live.entry(rule_id)) is None else entry.rule,

@@ -7,6 +7,7 @@ their own subject ids. A real HTTP server in this process stands in for a webhoo
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -332,6 +333,8 @@ def rules_with_absence(directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     for rule in (REPO / "rules").glob("*.yaml"):
         (directory / rule.name).write_text(rule.read_text(encoding="utf-8"), encoding="utf-8")
+    # The shipped rules' tests beside them, as in the repository (the rule editor offers them).
+    shutil.copytree(REPO / "rules" / "tests", directory / "tests", dirs_exist_ok=True)
     (directory / "ward-round-missing.yaml").write_text(ABSENCE_RULE, encoding="utf-8")
     (directory / "ward-occupancy-off-range.yaml").write_text(RANGE_RULE, encoding="utf-8")
     for name, text in {**OVER_TIME_RULES, **FRAUD_RULES}.items():

@@ -86,6 +86,7 @@ MATRIX = [
     Row("evaluator", "POST", "/v1/rules/{rule}/enable", "           401 200 403 403 403 403 403 403"),
     Row("evaluator", "GET", "/v1/rules/{rule}/versions", "          401 200 200 403 403 403 403 200"),
     Row("evaluator", "POST", "/v1/rules/{rule}/rollback", "         401 200 403 403 403 403 403 403", body="rollback"),
+    Row("evaluator", "GET", "/v1/rules/{rule}/tests", "             401 200 403 403 403 403 403 403"),
     Row("evaluator", "POST", "/v1/rules/{rule}/test", "             401 200 403 403 403 403 403 403", body="rule_test"),
     Row("evaluator", "POST", "/v1/rules/{rule}/backtest", "         401 200 403 403 403 403 403 403", body="backtest"),
     Row("evaluator", "DELETE", "/v1/rules/{rule}", "                401 200 403 403 403 403 403 403"),

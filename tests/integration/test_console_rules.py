@@ -407,3 +407,22 @@ def test_the_rules_page_speaks_chinese(stack: Stack, browser: Browser) -> None:
         expect(page.get_by_test_id("run-backtest")).to_have_text("回测")
     finally:
         context.close()
+
+
+def test_a_shipped_rule_offers_its_own_tests_and_they_pass(stack: Stack, page: Page) -> None:
+    # Offered as the evaluator answers them (the tests folder beside the stack's rules).
+    with stack.client(user="wang-fang", timeout=10.0) as http:
+        answer = http.get(f"{stack.settings.url('evaluator')}/v1/rules/key-result-past-due/tests")
+    assert answer.status_code == 200, answer.text
+    shipped = answer.json()
+    assert shipped, "rules/tests/ holds a test of key-result-past-due"
+    sign_in(page, stack, "wang-fang")
+    page.goto(stack.settings.url("console") + "/rules/key-result-past-due")
+    note = page.get_by_test_id("shipped-tests")
+    expect(note).to_contain_text(shipped[0]["file"])
+    first_line = shipped[0]["text"].splitlines()[0]
+    expect(page.get_by_test_id("tests")).to_have_value(re.compile(re.escape(first_line)))
+    page.get_by_test_id("run-tests").click()
+    results = page.get_by_test_id("test-results")
+    expect(results).to_have_attribute("data-count", str(len(shipped)))
+    expect(results).to_have_attribute("data-passed", str(len(shipped)))
