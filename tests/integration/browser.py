@@ -4,13 +4,24 @@ Playwright (its own browser download cannot be reached from every machine that r
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Playwright, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    ConsoleMessage,
+    Page,
+    Playwright,
+    ViewportSize,
+    expect,
+    sync_playwright,
+)
+
+from goalwatch.dev.stack import Stack
 
 CHROMIUM = Path("/usr/bin/chromium")
 """Where Debian's chromium package puts the browser."""
@@ -91,3 +102,46 @@ def browser(playwright: Playwright, chromium: Path) -> Iterator[Browser]:
     )
     yield launched
     launched.close()
+
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "console"
+"""Where the console's tests save the pictures docs/console.md and the README show."""
+DESKTOP: ViewportSize = {"width": 1280, "height": 800}
+PHONE: ViewportSize = {"width": 390, "height": 844}
+WAIT_MS = 30_000
+"""Page state is awaited, not slept for; this bounds each wait (the pipeline takes well under)."""
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A fresh browser context (desktop width, English) and its page. What the page logs is
+    printed with a failing test's output; a Content-Security-Policy refusal fails the test:
+    everything the console draws must fit its policy (no inline script or style)."""
+    context = browser.new_context(viewport=DESKTOP, locale="en-GB")
+    context.set_default_timeout(WAIT_MS)
+    opened = context.new_page()
+    refused: list[str] = []
+
+    def heard(message: ConsoleMessage) -> None:
+        print(f"console {message.type}: {message.text}")
+        if "Content Security Policy" in message.text:
+            refused.append(message.text)
+
+    opened.on("console", heard)
+    opened.on("pageerror", lambda error: print(f"page error: {error}"))
+    yield opened
+    context.close()
+    assert refused == [], refused
+
+
+def sign_in(page: Page, stack: Stack, person: str, path: str = "/") -> None:
+    """Open the console at ``path`` and sign in as ``person`` on the identity provider's own
+    login page; returns once the console names them (back at ``path``)."""
+    console = stack.settings.url("console")
+    page.goto(console + path)
+    page.get_by_test_id("sign-in").click()
+    page.wait_for_url(re.compile(re.escape(stack.settings.idp_url) + r"/authorize"))
+    page.locator("input[name=person]").fill(person)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_test_id("person")).to_be_visible(timeout=WAIT_MS)
+    expect(page).to_have_url(console + path, timeout=WAIT_MS)

@@ -5,34 +5,31 @@ taken by test_console_inbox.py, with more on the page.)"""
 
 from __future__ import annotations
 
-import re
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
 from goalwatch.dev.stack import Stack
 
 # The browser fixtures, used by name.
+from tests.integration.browser import DESKTOP as DESKTOP
+from tests.integration.browser import PHONE as PHONE
+from tests.integration.browser import SCREENSHOTS as SCREENSHOTS
+from tests.integration.browser import WAIT_MS as WAIT_MS
 from tests.integration.browser import browser as browser
 from tests.integration.browser import chromium as chromium
+from tests.integration.browser import page as page
 from tests.integration.browser import playwright as playwright
+from tests.integration.browser import sign_in as sign_in_at
 from tests.integration.helpers import post_events, rework_event, unique
 
 # Room for the first test to install Chromium with apt-get (tests/integration/browser.py).
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 
-REPO = Path(__file__).resolve().parents[2]
-SCREENSHOTS = REPO / "docs" / "console"
-DESKTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 390, "height": 844}
-# Page state is awaited, not slept for; this bounds each wait (the pipeline takes well under).
-WAIT_MS = 30_000
 expect.set_options(timeout=WAIT_MS)
 
 
@@ -94,28 +91,10 @@ def teams(stack: Stack) -> Teams:
     )
 
 
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport=DESKTOP, locale="en-GB")
-    context.set_default_timeout(WAIT_MS)
-    opened = context.new_page()
-    # Shown with a failing test's output: what the page itself complained about.
-    opened.on("console", lambda m: print(f"console {m.type}: {m.text}"))
-    opened.on("pageerror", lambda error: print(f"page error: {error}"))
-    yield opened
-    context.close()
-
-
 def sign_in(page: Page, stack: Stack, person: str) -> None:
-    """Open the console and sign in as ``person`` on the provider's own login page."""
-    page.goto(stack.settings.url("console"))
-    page.get_by_test_id("sign-in").click()
-    page.wait_for_url(re.compile(re.escape(stack.settings.idp_url) + r"/authorize"))
-    page.locator("input[name=person]").fill(person)
-    page.get_by_role("button", name="Sign in").click()
+    """Open the console and sign in as ``person``; returns once the inbox is live."""
+    sign_in_at(page, stack, person)
     expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "live")
-    # The code is spent and out of the address bar.
-    expect(page).to_have_url(stack.settings.url("console") + "/")
 
 
 def alert_in_api(stack: Stack, subject: str) -> dict[str, Any]:

@@ -4,38 +4,26 @@ provider's refresh token before its access token runs out."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
 from goalwatch.dev.stack import Stack
 
 # The browser fixtures, used by name.
+from tests.integration.browser import WAIT_MS, sign_in
 from tests.integration.browser import browser as browser
 from tests.integration.browser import chromium as chromium
+from tests.integration.browser import page as page
 from tests.integration.browser import playwright as playwright
 from tests.integration.helpers import unique
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 
-DESKTOP = {"width": 1280, "height": 800}
-WAIT_MS = 30_000
+
 expect.set_options(timeout=WAIT_MS)
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport=DESKTOP, locale="en-GB")
-    context.set_default_timeout(WAIT_MS)
-    opened = context.new_page()
-    opened.on("console", lambda m: print(f"console {m.type}: {m.text}"))
-    opened.on("pageerror", lambda error: print(f"page error: {error}"))
-    yield opened
-    context.close()
 
 
 @pytest.fixture(scope="module")
@@ -47,17 +35,6 @@ def employee(stack: Stack) -> str:
         answer = http.post(f"{stack.settings.url('goals')}/v1/people", json=body)
         assert answer.status_code == 200, answer.text
     return person
-
-
-def sign_in(page: Page, stack: Stack, person: str, path: str = "/") -> None:
-    """Open the console at ``path`` and sign in as ``person`` on the provider's page."""
-    console = stack.settings.url("console")
-    page.goto(console + path)
-    page.get_by_test_id("sign-in").click()
-    page.wait_for_url(re.compile(re.escape(stack.settings.idp_url) + r"/authorize"))
-    page.locator("input[name=person]").fill(person)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_test_id("person")).to_be_visible()
 
 
 def offered(page: Page) -> list[str]:

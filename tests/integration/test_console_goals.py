@@ -6,30 +6,26 @@ docs/console/."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, ViewportSize, expect
+from playwright.sync_api import Page, expect
 
 from goalwatch.dev.stack import Stack
 
 # The browser fixtures, used by name.
+from tests.integration.browser import PHONE, SCREENSHOTS, WAIT_MS
 from tests.integration.browser import browser as browser
 from tests.integration.browser import chromium as chromium
+from tests.integration.browser import page as page
 from tests.integration.browser import playwright as playwright
+from tests.integration.browser import sign_in as sign_in_at
 from tests.integration.helpers import unique
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 
-REPO = Path(__file__).resolve().parents[2]
-SCREENSHOTS = REPO / "docs" / "console"
-DESKTOP: ViewportSize = {"width": 1280, "height": 800}
-PHONE: ViewportSize = {"width": 390, "height": 844}
-WAIT_MS = 30_000
 expect.set_options(timeout=WAIT_MS)
 
 
@@ -156,25 +152,9 @@ def company(stack: Stack) -> Company:
     return Company(people=p, goals=g)
 
 
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport=DESKTOP, locale="en-GB")
-    context.set_default_timeout(WAIT_MS)
-    opened = context.new_page()
-    opened.on("console", lambda m: print(f"console {m.type}: {m.text}"))
-    opened.on("pageerror", lambda error: print(f"page error: {error}"))
-    yield opened
-    context.close()
-
-
 def sign_in(page: Page, stack: Stack, person: str) -> None:
     """Sign in as ``person`` on the provider's login page, then open the goals page."""
-    page.goto(stack.settings.url("console"))
-    page.get_by_test_id("sign-in").click()
-    page.wait_for_url(re.compile(re.escape(stack.settings.idp_url) + r"/authorize"))
-    page.locator("input[name=person]").fill(person)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page).to_have_url(stack.settings.url("console") + "/")
+    sign_in_at(page, stack, person)
     page.get_by_test_id("nav-goals").click()
     expect(page.get_by_test_id("goal-tree")).to_be_visible()
 

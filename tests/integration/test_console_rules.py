@@ -8,32 +8,27 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, ViewportSize, expect
+from playwright.sync_api import Browser, Page, expect
 
 from goalwatch.dev.stack import Stack
 
 # The browser fixtures, used by name.
+from tests.integration.browser import DESKTOP, PHONE, SCREENSHOTS, WAIT_MS, sign_in
 from tests.integration.browser import browser as browser
 from tests.integration.browser import chromium as chromium
+from tests.integration.browser import page as page
 from tests.integration.browser import playwright as playwright
 from tests.integration.helpers import await_drained, post_events, unique
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 
-REPO = Path(__file__).resolve().parents[2]
-SCREENSHOTS = REPO / "docs" / "console"
-DESKTOP: ViewportSize = {"width": 1280, "height": 800}
-PHONE: ViewportSize = {"width": 390, "height": 844}
-WAIT_MS = 30_000
 
 HR_ADMIN = "wang-fang"
 """The stack's HR admin (goalwatch/dev/idp_users.yaml: roles [hr_admin])."""
@@ -72,38 +67,6 @@ def ward(stack: Stack) -> Ward:
             answer = http.post(f"{stack.settings.url('goals')}{path}", json=body)
             assert answer.status_code == 200, answer.text
     return Ward(department=unique("pathology"), head=head, doctors=doctors)
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport=DESKTOP, locale="en-GB")
-    context.set_default_timeout(WAIT_MS)
-    opened = context.new_page()
-    refused: list[str] = []
-
-    def heard(message: ConsoleMessage) -> None:
-        print(f"console {message.type}: {message.text}")
-        if "Content Security Policy" in message.text:
-            refused.append(message.text)
-
-    opened.on("console", heard)
-    opened.on("pageerror", lambda error: print(f"page error: {error}"))
-    yield opened
-    context.close()
-    # The editor and the chart style themselves within the page's policy (no inline style).
-    assert refused == [], refused
-
-
-def sign_in(page: Page, stack: Stack, person: str) -> None:
-    """Open the console and sign in as ``person`` on the provider's own login page (as
-    tests/integration/test_console.py does)."""
-    page.goto(stack.settings.url("console"))
-    page.get_by_test_id("sign-in").click()
-    page.wait_for_url(re.compile(re.escape(stack.settings.idp_url) + r"/authorize"))
-    page.locator("input[name=person]").fill(person)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page).to_have_url(stack.settings.url("console") + "/")
-    expect(page.get_by_test_id("person")).to_be_visible()
 
 
 def rule_text(rule_id: str, department: str, *, field: str = "severity", value: str = "0.1") -> str:
