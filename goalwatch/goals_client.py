@@ -19,27 +19,18 @@ from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, ValidationError
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
 
 from goalwatch.auth.client_credentials import ClientCredentials
 from goalwatch.auth.grants import PersonRoles
 from goalwatch.auth.settings import AuthSettings
 from goalwatch.contracts import GoalImpact, GoalRead, OrgUnitRead, PersonRead
+from goalwatch.http_retry import Transient, send_retrying
 
 M = TypeVar("M", bound=BaseModel)
 
 
 class GoalsUnavailable(Exception):
     """The goals service could not answer a person lookup (after retries, or wrongly)."""
-
-
-class _Transient(Exception):
-    """A lookup failure worth retrying: network trouble, timeout, 5xx or 429."""
 
 
 class PersonDirectory(Protocol):
@@ -111,36 +102,21 @@ class GoalsClient:
 
     async def _get(self, path: str, model: type[M]) -> M | None:
         url = f"{self._base_url}{path}"
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self._attempts),
-            wait=wait_exponential_jitter(multiplier=self._backoff, max=5.0, jitter=self._backoff),
-            retry=retry_if_exception_type(_Transient),
-            sleep=self._sleep,
-            reraise=True,
-        )
         try:
-            async for attempt in retrying:
-                with attempt:
-                    return await self._get_once(url, model)
-        except _Transient as exc:
+            response = await send_retrying(
+                lambda: self._client.get(url, auth=self._auth),
+                what=f"GET {url}",
+                attempts=self._attempts,
+                backoff=self._backoff,
+                max_wait=5.0,
+                sleep=self._sleep,
+            )
+        except Transient as exc:
             raise GoalsUnavailable(
                 f"goals service did not answer GET {path} after {self._attempts} attempts: {exc}"
             ) from exc
-        raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
-
-    async def _get_once(self, url: str, model: type[M]) -> M | None:
-        try:
-            response = await self._client.get(url, auth=self._auth)
-        except httpx.TimeoutException as exc:
-            raise _Transient(f"timed out ({type(exc).__name__}) on GET {url}") from exc
-        except httpx.TransportError as exc:
-            raise _Transient(f"could not reach {url}: {exc!r}") from exc
-        except httpx.HTTPStatusError as exc:  # the identity provider refused this service
-            raise _Transient(f"no token to call goals with: {exc}") from exc
         if response.status_code == 404:
             return None
-        if response.status_code == 429 or response.status_code >= 500:
-            raise _Transient(f"GET {url} answered HTTP {response.status_code}")
         if response.status_code != 200:
             raise GoalsUnavailable(
                 f"GET {url} answered HTTP {response.status_code}: {response.text[:200]}"

@@ -24,12 +24,6 @@ from datetime import UTC, datetime
 
 import httpx
 from pydantic import ValidationError
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
 
 from goalwatch.auth.api_keys import (
     ApiKeyCheck,
@@ -39,14 +33,11 @@ from goalwatch.auth.api_keys import (
     parse_key,
 )
 from goalwatch.auth.principal import Principal
+from goalwatch.http_retry import Transient, send_retrying
 
 VERIFY_PATH = "/v1/api-keys/verify"
 MAX_ENTRIES = 10_000
 """Answers kept at most; the oldest go first (a flood of made-up keys cannot grow it)."""
-
-
-class _Transient(Exception):
-    """A failure worth one more try: network trouble, timeout, 429 or a 5xx."""
 
 
 @dataclass(frozen=True)
@@ -139,38 +130,23 @@ class HttpApiKeyVerifier:
                 "identity provider to ask goals with (set GOALWATCH_OIDC_CLIENT_ID and "
                 "GOALWATCH_OIDC_CLIENT_SECRET)"
             )
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self._attempts),
-            wait=wait_exponential_jitter(multiplier=self._backoff, max=1.0, jitter=self._backoff),
-            retry=retry_if_exception_type(_Transient),
-            sleep=self._sleep,
-            reraise=True,
-        )
+        auth = self._auth
+        body = ApiKeyCheck(key=key).model_dump()
         try:
-            async for attempt in retrying:
-                with attempt:
-                    return await self._ask_now(key)
-        except _Transient as exc:
+            response = await send_retrying(
+                lambda: self._http.post(self._url, json=body, auth=auth),
+                what=f"POST {self._url}",
+                attempts=self._attempts,
+                backoff=self._backoff,
+                max_wait=1.0,
+                sleep=self._sleep,
+            )
+        except Transient as exc:
             raise ApiKeysUnavailable(
                 f"the API key could not be checked: goals did not answer {self._url} after "
                 f"{self._attempts} attempts ({exc})"
             ) from None
-        raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
-
-    async def _ask_now(self, key: str) -> ApiKeyVerdict:
-        body = ApiKeyCheck(key=key).model_dump()
-        assert self._auth is not None  # _ask refuses to ask without it
-        try:
-            response = await self._http.post(self._url, json=body, auth=self._auth)
-        except httpx.TimeoutException as exc:
-            raise _Transient(f"timed out ({type(exc).__name__})") from None
-        except httpx.TransportError as exc:
-            raise _Transient(f"could not reach it: {exc!r}") from None
-        except httpx.HTTPStatusError as exc:  # the identity provider refused this service
-            raise _Transient(f"no token to ask goals with: {exc}") from None
         status = response.status_code
-        if status == 429 or status >= 500:
-            raise _Transient(f"HTTP {status}")
         if status != 200:
             raise ApiKeysUnavailable(
                 f"the API key could not be checked: goals answered {self._url} with HTTP "
