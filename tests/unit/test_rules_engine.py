@@ -8,8 +8,11 @@ a fact): they fail if a new release behaves otherwise.
 from __future__ import annotations
 
 import itertools
+import multiprocessing
+import os
 import threading
 from datetime import UTC, datetime
+from multiprocessing.connection import Connection
 from typing import Any
 
 import pytest
@@ -144,28 +147,47 @@ def test_every_rule_of_a_metric_gets_its_verdict_from_one_fact() -> None:
     assert verdicts(engine, again) == [(f"r{n:03}", True) for n in range(100)]  # redelivered
 
 
+def _stack_ruleset(rules: list[RuleSpec]) -> Any:
+    return engine_module._Ruleset("stack", compile_metric(rules), facts=True)
+
+
+def _listed_rules(count: int) -> list[RuleSpec]:
+    return [rule(f"r{n}", "visits", ">", 1.0, where={"ward": ["icu", "er"]}) for n in range(count)]
+
+
+def _overflow_probe(answers: Connection) -> None:
+    """In a process of its own: what durable_rules answers a fact that 33 list-filtering
+    rules would match. The process ends at once after, its engine left as it is: cleaning up
+    after error 303 has been seen to abort the whole process (a native double free)."""
+    engine_module.native.delete_state = lambda *_: None  # no clean-up: the process ends now
+    listed = _listed_rules(33)
+    try:
+        _stack_ruleset(listed).matches(
+            metric_message(listed, event("visits", 2.0, ward="icu"), sid=engine_module.SID)
+        )
+        answers.send("matched")
+    except engine_module.native.error as exc:
+        answers.send(f"error: {exc}")
+    os._exit(0)
+
+
 def test_durable_rules_match_stack_is_what_rules_are_packed_by() -> None:
     # Why a ruleset holds rules of weight 32: a fact may match 64 plain rules, while 33
     # rules each filtering on a list of labels are refused (error 303), matched or not.
-    def ruleset(rules: list[RuleSpec]) -> Any:
-        return engine_module._Ruleset("stack", compile_metric(rules), facts=True)
-
-    plain = ruleset([rule(f"r{n}", "visits", ">", 1.0) for n in range(64)])
+    plain = _stack_ruleset([rule(f"r{n}", "visits", ">", 1.0) for n in range(64)])
     assert len(plain.matches(metric_message([], event("visits", 2.0), sid=engine_module.SID))) == 64
-    where = {"ward": ["icu", "er"]}
-    listed = [rule(f"r{n}", "visits", ">", 1.0, where=where) for n in range(33)]
-    with pytest.raises(engine_module.native.error, match="303"):
-        ruleset(listed).matches(
-            metric_message(listed, event("visits", 2.0, ward="icu"), sid=engine_module.SID)
-        )
-    assert (
-        len(
-            ruleset(listed[:16]).matches(
-                metric_message(listed, event("visits", 2.0, ward="icu"), sid=engine_module.SID)
-            )
-        )
-        == 16
-    )
+    context = multiprocessing.get_context("spawn")
+    answers, child_end = context.Pipe(duplex=False)
+    probe = context.Process(target=_overflow_probe, args=(child_end,))
+    probe.start()
+    try:
+        assert answers.poll(60), f"the probe said nothing (exit code {probe.exitcode})"
+        assert "303" in str(answers.recv())
+    finally:
+        probe.join(timeout=10)
+    listed = _listed_rules(33)
+    message = metric_message(listed, event("visits", 2.0, ward="icu"), sid=engine_module.SID)
+    assert len(_stack_ruleset(listed[:16]).matches(message)) == 16
 
 
 def test_a_pack_that_overflows_anyway_is_asked_rule_by_rule(
